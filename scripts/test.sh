@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine (a virtual environment in .venv) and runs nbconv's whole test suite:
+# the linter, the CPU tests with doctests, then the CUDA kernels under numba's simulator.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q -e ".[test,data]"
+
+# PyTorch is an optional cross-check.  Install it only where the CPU build lies on local disk,
+# never a multi-GB CUDA build from the internet; without it those tests skip with a message.
+tmp=$(mktemp -d)
+if .venv/bin/python -c "import torch" 2>/dev/null; then
+    :
+elif .venv/bin/python -m pip download -q --no-index --no-deps "torch==2.13.0" -d "$tmp" >/dev/null 2>&1; then
+    .venv/bin/python -m pip install -q "torch==2.13.0"
+else
+    echo "note: no local CPU build of torch; PyTorch cross-check tests will be skipped"
+fi
+rm -rf "$tmp"
+
+export NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-$PWD/.numba_cache}
+.venv/bin/ruff check .
+.venv/bin/python -m pytest -q -n 2 --dist loadfile tests README.md --doctest-glob=README.md "$@"

@@ -1,0 +1,13 @@
+import os
+
+from hypothesis import HealthCheck, settings
+
+# Numba compiles each kernel once per dtype; the first example of a test pays for it, so
+# hypothesis' per-example deadline is off.  NBCONV_HYPOTHESIS_PROFILE=thorough runs more cases.
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("NBCONV_HYPOTHESIS_PROFILE", "ci"))

@@ -1,0 +1,1 @@
+"""Slow references for activation (filled by issue 2)."""

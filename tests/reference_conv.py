@@ -1,0 +1,1 @@
+"""Slow references for conv (filled by issue 2)."""

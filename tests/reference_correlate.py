@@ -1,0 +1,1 @@
+"""Slow references for correlate (filled by issue 2)."""

@@ -1,0 +1,1 @@
+"""Slow references for norm (filled by issue 2)."""

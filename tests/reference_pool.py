@@ -1,0 +1,1 @@
+"""Slow references for pool (filled by issue 2)."""
