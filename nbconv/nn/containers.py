@@ -1,0 +1,190 @@
+"""Containers: ``Sequential`` chains, ``Graph`` DAGs, and the ``Concat``/``Add`` merge nodes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .module import Module
+
+__all__ = ["Sequential", "Graph", "Concat", "Add"]
+
+
+class Sequential(Module):
+    """Layers run in order forward and in reverse order backward.
+
+    Parameters
+    ----------
+    *layers : Module
+        Keys in the state dict are their positions: ``"0.weight"``, ``"3.bias"``.
+        A single ``dict`` of ``name -> Module`` names them instead.
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> net = nc.nn.Sequential(nc.nn.Linear(4, 3), nc.nn.ReLU(), nc.nn.Linear(3, 2))
+    >>> y = net(np.ones((5, 4), np.float32)); y.shape
+    (5, 2)
+    >>> net.backward(np.ones_like(y)).shape
+    (5, 4)
+    >>> sorted(net.state_dict())
+    ['0.bias', '0.weight', '2.bias', '2.weight']
+    """
+
+    def __init__(self, *layers):
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], dict):
+            items = list(layers[0].items())
+        else:
+            items = [(str(i), m) for i, m in enumerate(layers)]
+        for name, m in items:
+            self._child(name, m)
+
+    def __len__(self):
+        return len(self._children)
+
+    def __getitem__(self, i):
+        return list(self._children.values())[i]
+
+    def __iter__(self):
+        return iter(self._children.values())
+
+    def forward(self, x):
+        for m in self._children.values():
+            x = m.forward(x)
+        return x
+
+    def backward(self, dy):
+        for m in reversed(self._children.values()):
+            dy = m.backward(dy)
+        return dy
+
+
+class Concat(Module):
+    """Concatenate its inputs along ``axis`` (channels by default); backward splits ``dy``."""
+
+    def __init__(self, axis=1):
+        super().__init__()
+        self._config = dict(axis=int(axis))
+        self._sizes = None
+
+    def forward(self, *xs):
+        axis = self._config["axis"]
+        self._sizes = [np.shape(x)[axis] for x in xs]
+        return np.concatenate(xs, axis=axis)
+
+    def backward(self, dy):
+        cuts = np.cumsum(self._sizes)[:-1]
+        return tuple(np.ascontiguousarray(p)
+                     for p in np.split(dy, cuts, axis=self._config["axis"]))
+
+
+class Add(Module):
+    """Elementwise sum of its inputs (residual connections); backward passes ``dy`` to each."""
+
+    def __init__(self):
+        super().__init__()
+        self._n = 0
+
+    def forward(self, *xs):
+        self._n = len(xs)
+        shapes = {np.shape(x) for x in xs}
+        if len(shapes) != 1:
+            raise ValueError(f"Add: all inputs must have the same shape, got {sorted(shapes)}")
+        out = np.array(xs[0], copy=True)
+        for x in xs[1:]:
+            out += x
+        return out
+
+    def backward(self, dy):
+        return (dy,) * self._n
+
+
+class Graph(Module):
+    """A DAG of named nodes for Inception and ResNet blocks.
+
+    Nodes are added in an order where every input already exists, which makes the insertion
+    order a topological order.  The graph input is the node ``"input"``; the output is the node
+    named by ``output`` (default: the last one added).  Backward visits the nodes in reverse,
+    sums the gradients where an output fans out and splits them at ``Concat``.
+
+    Examples
+    --------
+    A residual block ``relu(x + conv(x))``:
+
+    >>> import numpy as np, nbconv as nc
+    >>> g = nc.nn.Graph()
+    >>> g.add("conv", nc.nn.Conv2d(2, 2, 3, padding=1), "input")
+    'conv'
+    >>> g.add("sum", nc.nn.Add(), "input", "conv")
+    'sum'
+    >>> g.add("out", nc.nn.ReLU(), "sum")
+    'out'
+    >>> x = np.ones((1, 2, 5, 5), np.float32)
+    >>> g(x).shape, g.backward(np.ones((1, 2, 5, 5), np.float32)).shape
+    ((1, 2, 5, 5), (1, 2, 5, 5))
+    """
+
+    INPUT = "input"
+
+    def __init__(self, output: str | None = None):
+        super().__init__()
+        self._inputs: dict[str, tuple[str, ...]] = {}
+        self._in_shape = None
+        self.output = output
+
+    def add(self, name: str, module: Module, *inputs: str) -> str:
+        """Add node ``name`` computing ``module(*[value of each input])``; returns ``name``."""
+        if not isinstance(name, str) or not name or "." in name or name == self.INPUT:
+            raise ValueError(f"Graph.add: invalid node name {name!r} (non-empty, no '.', "
+                             f"not {self.INPUT!r})")
+        if name in self._inputs:
+            raise ValueError(f"Graph.add: node {name!r} already exists")
+        if not inputs:
+            raise ValueError(f"Graph.add: node {name!r} needs at least one input")
+        for src in inputs:
+            if src != self.INPUT and src not in self._inputs:
+                raise ValueError(
+                    f"Graph.add: input {src!r} of node {name!r} is not defined yet "
+                    f"(known: {[self.INPUT, *self._inputs]})"
+                )
+        if any(module is m for m in self._children.values()):
+            raise ValueError(f"Graph.add: node {name!r} reuses a module instance already in "
+                             "the graph; create a new layer (backward caches per instance)")
+        self._child(name, module)
+        self._inputs[name] = tuple(inputs)
+        return name
+
+    @property
+    def nodes(self) -> list[tuple[str, Module, tuple[str, ...]]]:
+        """``(name, module, inputs)`` in topological order."""
+        return [(n, self._children[n], ins) for n, ins in self._inputs.items()]
+
+    def _output_name(self) -> str:
+        if not self._inputs:
+            raise ValueError("Graph: the graph has no nodes")
+        out = self.output if self.output is not None else list(self._inputs)[-1]
+        if out not in self._inputs:
+            raise ValueError(f"Graph: output node {out!r} does not exist")
+        return out
+
+    def forward(self, x):
+        self._in_shape = np.shape(x)
+        values = {self.INPUT: x}
+        for name, module, ins in self.nodes:
+            values[name] = module.forward(*[values[i] for i in ins])
+        return values[self._output_name()]
+
+    def backward(self, dy):
+        grads = {self._output_name(): dy}
+        for name, module, ins in reversed(self.nodes):
+            g = grads.pop(name, None)
+            if g is None:  # the node does not reach the output
+                continue
+            dxs = module.backward(g)
+            if len(ins) == 1:
+                dxs = (dxs,)
+            for src, d in zip(ins, dxs):
+                # A fresh array on fan-in: never modify a gradient another node handed us.
+                grads[src] = d if src not in grads else grads[src] + d
+        g = grads.get(self.INPUT)
+        return g if g is not None else np.zeros(self._in_shape, np.asarray(dy).dtype)

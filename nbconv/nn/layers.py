@@ -1,0 +1,447 @@
+"""Layers with hand-written backward passes, one thin class per functional op.
+
+Each layer records its constructor arguments in ``_config`` (the model file rebuilds it from
+them), caches in ``forward`` only what its ``backward`` needs, and accumulates parameter
+gradients with ``+=``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from .._shapes import pair
+from .init import uniform_fan_in
+from .module import Module, default_rng
+
+__all__ = [
+    "Conv2d", "Conv1d", "Linear", "Flatten",
+    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
+    "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout",
+    "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm",
+]
+
+
+def _no_cache(name: str):
+    return RuntimeError(
+        f"{name}.backward called without a cached forward pass (was forward run inside "
+        "nbconv.no_grad(), or backward called twice?)"
+    )
+
+
+class _ConvNd(Module):
+    _ndim = 2
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", dtype=np.float32, rng=None):
+        super().__init__()
+        op = type(self).__name__
+        if self._ndim == 2:
+            ks = pair(op, "kernel_size", kernel_size, 1)
+        else:
+            ks = (pair(op, "kernel_size", kernel_size, 1)[1],)
+        for name, v in (("in_channels", in_channels), ("out_channels", out_channels),
+                        ("groups", groups)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{op}: argument '{name}' must be a positive int, got {v!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"{op}: in_channels={in_channels} and out_channels={out_channels} must both be "
+                f"divisible by groups={groups}"
+            )
+        self._config = dict(in_channels=int(in_channels), out_channels=int(out_channels),
+                            kernel_size=_plain(kernel_size), stride=_plain(stride),
+                            padding=_plain(padding), dilation=_plain(dilation),
+                            groups=int(groups), bias=bool(bias), padding_mode=padding_mode)
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.groups, self.padding_mode = groups, padding_mode
+        fan_in = in_channels // groups * int(np.prod(ks))
+        wshape = (out_channels, in_channels // groups, *ks)
+        self.weight = self._param("weight", uniform_fan_in(wshape, fan_in, dtype, rng))
+        self.bias = (self._param("bias", uniform_fan_in((out_channels,), fan_in, dtype, rng))
+                     if bias else None)
+        self._x = None
+
+    def _args(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                    groups=self.groups, padding_mode=self.padding_mode)
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution (cross-correlation) layer; arguments and init as ``torch.nn.Conv2d``.
+
+    Input (N, C_in, H, W) -> output (N, C_out, H_out, W_out); weight (C_out, C_in/groups, kh, kw).
+    """
+
+    def forward(self, x):
+        b = None if self.bias is None else self.bias.data
+        y = F.conv2d(x, self.weight.data, b, **self._args())
+        self._x = x if self._keep() else None
+        return y
+
+    def backward(self, dy):
+        if self._x is None:
+            raise _no_cache("Conv2d")
+        dx, dw, db = F.conv2d_backward(dy, self._x, self.weight.data, bias=self.bias is not None,
+                                       **self._args())
+        self.weight.grad += dw
+        if db is not None:
+            self.bias.grad += db
+        return dx
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution layer; (N, C_in, L) -> (N, C_out, L_out), as ``torch.nn.Conv1d``."""
+
+    _ndim = 1
+
+    def forward(self, x):
+        b = None if self.bias is None else self.bias.data
+        y = F.conv1d(x, self.weight.data, b, **self._args())
+        self._x = x if self._keep() else None
+        return y
+
+    def backward(self, dy):
+        if self._x is None:
+            raise _no_cache("Conv1d")
+        dx, dw, db = F.conv1d_backward(dy, self._x, self.weight.data, bias=self.bias is not None,
+                                       **self._args())
+        self.weight.grad += dw
+        if db is not None:
+            self.bias.grad += db
+        return dx
+
+
+class Linear(Module):
+    """Fully-connected layer ``y = x @ W.T + b``; weight (out_features, in_features)."""
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
+        super().__init__()
+        self._config = dict(in_features=int(in_features), out_features=int(out_features),
+                            bias=bool(bias))
+        self.weight = self._param(
+            "weight", uniform_fan_in((out_features, in_features), in_features, dtype, rng))
+        self.bias = (self._param("bias", uniform_fan_in((out_features,), in_features, dtype, rng))
+                     if bias else None)
+        self._x = None
+
+    def forward(self, x):
+        y = F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+        self._x = x if self._keep() else None
+        return y
+
+    def backward(self, dy):
+        if self._x is None:
+            raise _no_cache("Linear")
+        dx, dw, db = F.linear_backward(dy, self._x, self.weight.data, bias=self.bias is not None)
+        self.weight.grad += dw
+        if db is not None:
+            self.bias.grad += db
+        return dx
+
+
+class Flatten(Module):
+    """Flatten dims ``start_dim..end_dim`` into one (default: all but the batch axis)."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self._config = dict(start_dim=int(start_dim), end_dim=int(end_dim))
+        self._shape = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        s, e = self._config["start_dim"] % x.ndim, self._config["end_dim"] % x.ndim
+        self._shape = x.shape
+        return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1:])
+
+    def backward(self, dy):
+        return np.asarray(dy).reshape(self._shape)
+
+
+class MaxPool2d(Module):
+    """Max pooling as ``torch.nn.MaxPool2d``; backward routes to the recorded argmax."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        super().__init__()
+        self._config = dict(kernel_size=_plain(kernel_size), stride=_plain(stride),
+                            padding=_plain(padding), dilation=_plain(dilation),
+                            ceil_mode=bool(ceil_mode))
+        self._cache = None
+
+    def forward(self, x):
+        y, idx = F.max_pool2d(x, return_indices=True, **self._config)
+        self._cache = (idx, np.shape(x)) if self._keep() else None
+        return y
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise _no_cache("MaxPool2d")
+        idx, shape = self._cache
+        return F.max_pool2d_backward(dy, idx, shape)
+
+
+class AvgPool2d(Module):
+    """Average pooling as ``torch.nn.AvgPool2d``."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True):
+        super().__init__()
+        self._config = dict(kernel_size=_plain(kernel_size), stride=_plain(stride),
+                            padding=_plain(padding), ceil_mode=bool(ceil_mode),
+                            count_include_pad=bool(count_include_pad))
+        self._shape = None
+
+    def forward(self, x):
+        self._shape = np.shape(x)
+        return F.avg_pool2d(x, **self._config)
+
+    def backward(self, dy):
+        return F.avg_pool2d_backward(dy, self._shape, **self._config)
+
+
+class AdaptiveAvgPool2d(Module):
+    """Adaptive average pooling to ``output_size`` (int or pair), as PyTorch."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self._config = dict(output_size=_plain(output_size))
+        self._shape = None
+
+    def forward(self, x):
+        self._shape = np.shape(x)
+        return F.adaptive_avg_pool2d(x, self._config["output_size"])
+
+    def backward(self, dy):
+        return F.adaptive_avg_pool2d_backward(dy, self._shape)
+
+
+class GlobalAvgPool2d(Module):
+    """Mean over H and W: (N, C, H, W) -> (N, C, 1, 1), or (N, C) with ``keepdims=False``."""
+
+    def __init__(self, keepdims=True):
+        super().__init__()
+        self._config = dict(keepdims=bool(keepdims))
+        self._shape = None
+
+    def forward(self, x):
+        self._shape = np.shape(x)
+        return F.global_avg_pool2d(x, keepdims=self._config["keepdims"])
+
+    def backward(self, dy):
+        return F.global_avg_pool2d_backward(dy, self._shape)
+
+
+class _Elementwise(Module):
+    """Activation whose backward needs its input (``uses="x"``) or output (``uses="y"``)."""
+
+    uses = "x"
+
+    def __init__(self):
+        super().__init__()
+        self._saved = None
+
+    def _fwd(self, x):
+        raise NotImplementedError
+
+    def _bwd(self, dy, saved):
+        raise NotImplementedError
+
+    def forward(self, x):
+        y = self._fwd(x)
+        self._saved = (x if self.uses == "x" else y) if self._keep() else None
+        return y
+
+    def backward(self, dy):
+        if self._saved is None:
+            raise _no_cache(type(self).__name__)
+        return self._bwd(dy, self._saved)
+
+
+class ReLU(_Elementwise):
+    """max(x, 0)."""
+
+    def _fwd(self, x):
+        return F.relu(x)
+
+    def _bwd(self, dy, x):
+        return F.relu_backward(dy, x)
+
+
+class LeakyReLU(_Elementwise):
+    """x if x > 0 else negative_slope * x."""
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self._config = dict(negative_slope=float(negative_slope))
+
+    def _fwd(self, x):
+        return F.leaky_relu(x, self._config["negative_slope"])
+
+    def _bwd(self, dy, x):
+        return F.leaky_relu_backward(dy, x, self._config["negative_slope"])
+
+
+class Sigmoid(_Elementwise):
+    """1 / (1 + exp(-x)), overflow-free."""
+
+    uses = "y"
+
+    def _fwd(self, x):
+        return F.sigmoid(x)
+
+    def _bwd(self, dy, y):
+        return F.sigmoid_backward(dy, y)
+
+
+class Tanh(_Elementwise):
+    """Hyperbolic tangent."""
+
+    uses = "y"
+
+    def _fwd(self, x):
+        return F.tanh(x)
+
+    def _bwd(self, dy, y):
+        return F.tanh_backward(dy, y)
+
+
+class Softmax(_Elementwise):
+    """Softmax along ``dim`` (default the last axis)."""
+
+    uses = "y"
+
+    def __init__(self, dim=-1):
+        super().__init__()
+        self._config = dict(dim=int(dim))
+
+    def _fwd(self, x):
+        return F.softmax(x, axis=self._config["dim"])
+
+    def _bwd(self, dy, y):
+        return F.softmax_backward(dy, y, axis=self._config["dim"])
+
+
+class Dropout(Module):
+    """Inverted dropout: zero with probability ``p``, scale the rest by 1/(1-p); identity in eval.
+
+    Masks come from ``rng`` (a seed or Generator) or the library generator seeded by
+    :func:`nbconv.manual_seed`, so seeded training is reproducible.
+    """
+
+    def __init__(self, p=0.5, rng=None):
+        super().__init__()
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"Dropout: argument 'p' must be in [0, 1], got {p!r}")
+        self._config = dict(p=float(p))
+        self._rng = np.random.default_rng(rng) if rng is not None else None
+        self._mask = None
+
+    def forward(self, x):
+        if not self.training or self._config["p"] == 0.0:
+            self._mask = None
+            return np.array(x, copy=True)
+        rng = self._rng if self._rng is not None else default_rng()
+        y, mask = F.dropout(x, self._config["p"], training=True, rng=rng, return_mask=True)
+        self._mask = mask if self._keep() else None
+        return y
+
+    def backward(self, dy):
+        if self._mask is None:
+            return np.array(dy, copy=True)
+        return F.dropout_backward(dy, self._mask)
+
+
+class _BatchNorm(Module):
+    _ndims = (2, 3)
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, dtype=np.float32):
+        super().__init__()
+        self._config = dict(num_features=int(num_features), eps=float(eps),
+                            momentum=float(momentum), affine=bool(affine),
+                            track_running_stats=bool(track_running_stats))
+        c = int(num_features)
+        self.weight = self._param("weight", np.ones(c, dtype)) if affine else None
+        self.bias = self._param("bias", np.zeros(c, dtype)) if affine else None
+        if track_running_stats:
+            self._buffer("running_mean", np.zeros(c, dtype))
+            self._buffer("running_var", np.ones(c, dtype))
+            self._buffer("num_batches_tracked", np.zeros((), np.int64))
+        self._cache = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if x.ndim not in self._ndims:
+            raise ValueError(
+                f"{type(self).__name__}: expected a {' or '.join(map(str, self._ndims))}-D input, "
+                f"got shape {x.shape}"
+            )
+        cfg = self._config
+        tracking = cfg["track_running_stats"]
+        # PyTorch: batch statistics in training mode, and in eval mode when nothing is tracked.
+        batch_stats = self.training or not tracking
+        if self.training and tracking:
+            self._buffers["num_batches_tracked"][...] += 1
+        y, mean, invstd = F.batch_norm(
+            x,
+            self._buffers["running_mean"] if tracking else None,
+            self._buffers["running_var"] if tracking else None,
+            None if self.weight is None else self.weight.data,
+            None if self.bias is None else self.bias.data,
+            training=batch_stats, momentum=cfg["momentum"], eps=cfg["eps"], return_stats=True)
+        self._cache = (x, mean, invstd, batch_stats) if self._keep() else None
+        return y
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise _no_cache(type(self).__name__)
+        x, mean, invstd, batch_stats = self._cache
+        dx, dw, db = F.batch_norm_backward(
+            dy, x, mean, invstd, None if self.weight is None else self.weight.data,
+            training=batch_stats)
+        if self.weight is not None:
+            self.weight.grad += dw
+            self.bias.grad += db
+        return dx
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L) inputs, as ``torch.nn.BatchNorm1d``."""
+
+    _ndims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W) inputs, as ``torch.nn.BatchNorm2d``."""
+
+    _ndims = (4,)
+
+
+class LocalResponseNorm(Module):
+    """Local response normalisation across channels (AlexNet), as PyTorch's."""
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+        super().__init__()
+        self._config = dict(size=int(size), alpha=float(alpha), beta=float(beta), k=float(k))
+        self._x = None
+
+    def forward(self, x):
+        y = F.local_response_norm(x, **self._config)
+        self._x = x if self._keep() else None
+        return y
+
+    def backward(self, dy):
+        if self._x is None:
+            raise _no_cache("LocalResponseNorm")
+        return F.local_response_norm_backward(dy, self._x, **self._config)
+
+
+def _plain(v):
+    """Constructor argument as JSON-friendly plain Python (tuples become lists)."""
+    if isinstance(v, (tuple, list)):
+        return [_plain(a) for a in v]
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v

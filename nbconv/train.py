@@ -1,0 +1,222 @@
+"""``fit``: the training loop with a progress bar, history, checkpoints, resume and plots."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from .losses import CrossEntropyLoss
+from .nn.module import _rng, no_grad
+
+__all__ = ["fit", "evaluate", "History", "plot_history"]
+
+
+class History(dict):
+    """Per-epoch records: ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ``seconds``,
+    ``images_per_s`` (lists, one entry per finished epoch; accuracies are None when the loss
+    is not a classification loss)."""
+
+    KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s")
+
+    def __init__(self, data=None):
+        super().__init__({k: [] for k in self.KEYS})
+        if data:
+            for k in self.KEYS:
+                self[k] = list(data.get(k, []))
+
+    @property
+    def epochs(self) -> int:
+        return len(self["loss"])
+
+
+def _batch_accuracy(logits, y) -> int:
+    return int(np.count_nonzero(np.argmax(logits, axis=1) == y))
+
+
+def evaluate(model, loader, loss=None):
+    """Mean loss and accuracy of ``model`` over ``loader`` in eval mode, without caching.
+
+    Returns
+    -------
+    (float or None, float or None)
+        Mean loss (None without ``loss``) and accuracy (None unless ``loss`` is a
+        ``CrossEntropyLoss`` or omitted with integer labels).
+    """
+    was_training = model.training
+    model.eval()
+    total = correct = 0
+    loss_sum = 0.0
+    classify = loss is None or isinstance(loss, CrossEntropyLoss)
+    try:
+        with no_grad():
+            for xb, yb in loader:
+                out = model.forward(xb)
+                n = len(xb)
+                if loss is not None:
+                    loss_sum += loss.forward(out, yb) * n
+                if classify and np.ndim(out) == 2 and np.asarray(yb).dtype.kind in "iu":
+                    correct += _batch_accuracy(out, yb)
+                total += n
+    finally:
+        model.train(was_training)
+    if total == 0:
+        return None, None
+    return (loss_sum / total if loss is not None else None,
+            correct / total if classify else None)
+
+
+def _rng_state() -> str:
+    return json.dumps(_rng[0].bit_generator.state)
+
+
+def _set_rng_state(text: str) -> None:
+    state = json.loads(text)
+    bitgen = getattr(np.random, state["bit_generator"])()
+    bitgen.state = state
+    _rng[0] = np.random.Generator(bitgen)
+
+
+def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks=(),
+        checkpoint=None, resume=None, plot=None, progress=True, metadata=None):
+    """Train ``model`` for ``epochs`` epochs and return the :class:`History`.
+
+    Parameters
+    ----------
+    model : nbconv.nn.Module
+    loss : nbconv.losses loss, e.g. ``CrossEntropyLoss()``
+    optimizer : nbconv.optim optimizer over ``model.parameters()``
+    train_loader : iterable of (x, y) batches, e.g. ``nbconv.data.DataLoader``
+        Its ``set_epoch(e)`` is called before epoch ``e`` when it exists, so that shuffling is
+        a function of (seed, epoch) and a resumed run sees the same batches.
+    epochs : int
+        Total number of epochs (a resumed run continues up to this number).
+    val_loader : iterable of (x, y), optional
+        Evaluated after every epoch (``val_loss``, ``val_accuracy``).
+    callbacks : sequence of callables
+        ``cb(epoch, history)`` after every epoch (``epoch`` counts from 1); returning ``False``
+        stops training.
+    checkpoint : str or path, optional
+        HDF5 model file written (crash-safe) after every epoch, with the optimizer state, the
+        history, the epoch and the random-generator state for an exact resume.
+    resume : str or path, optional
+        A checkpoint written by ``fit``: weights, optimizer state, history and generator state
+        are restored and training continues after its last epoch; with the same seeds the
+        final weights are bit-identical to an uninterrupted run.
+    plot : str or path, optional
+        Training-curve PNG (loss and accuracy per epoch) rewritten after every epoch.
+    progress : bool
+        Show a tqdm progress bar with the running loss and accuracy.
+    metadata : dict, optional
+        Extra JSON-able values stored in every checkpoint (e.g. normalisation ``mean``/``std``).
+
+    Returns
+    -------
+    History
+    """
+    from . import io
+
+    epochs = int(epochs)
+    if epochs < 0:
+        raise ValueError(f"fit: argument 'epochs' must be >= 0, got {epochs}")
+    history = History()
+    start = 0
+    if resume is not None:
+        state_model, opt_state, meta = io.load_state(resume)
+        model.load_state_dict(state_model.state_dict())
+        if opt_state is not None:
+            optimizer.load_state_dict(opt_state)
+        history = History(json.loads(meta.get("history", "{}")))
+        start = int(meta.get("epoch", history.epochs))
+        if "rng_state" in meta:
+            _set_rng_state(meta["rng_state"])
+    classify = isinstance(loss, CrossEntropyLoss)
+
+    for epoch in range(start, epochs):
+        if hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(epoch)
+        model.train()
+        t0 = time.perf_counter()
+        seen = correct = 0
+        loss_sum = 0.0
+        bar = _progress(train_loader, epoch, epochs, progress)
+        for xb, yb in bar:
+            optimizer.zero_grad()
+            out = model.forward(xb)
+            value = loss.forward(out, yb)
+            model.backward(loss.backward())
+            optimizer.step()
+            n = len(xb)
+            seen += n
+            loss_sum += value * n
+            if classify:
+                correct += _batch_accuracy(out, yb)
+            if progress and hasattr(bar, "set_postfix"):
+                post = {"loss": f"{loss_sum / seen:.4f}"}
+                if classify:
+                    post["acc"] = f"{correct / seen:.4f}"
+                bar.set_postfix(post, refresh=False)
+        seconds = time.perf_counter() - t0
+        history["loss"].append(loss_sum / max(seen, 1))
+        history["accuracy"].append(correct / max(seen, 1) if classify else None)
+        history["seconds"].append(seconds)
+        history["images_per_s"].append(seen / seconds if seconds > 0 else None)
+        if val_loader is not None:
+            vl, va = evaluate(model, val_loader, loss)
+        else:
+            vl = va = None
+        history["val_loss"].append(vl)
+        history["val_accuracy"].append(va)
+        if checkpoint is not None:
+            meta = dict(metadata or {})
+            meta.update(epoch=epoch + 1, history=json.dumps(history), rng_state=_rng_state())
+            io.save(model, checkpoint, optimizer=optimizer, metadata=meta)
+        if plot is not None:
+            plot_history(history, plot)
+        stop = any(cb(epoch + 1, history) is False for cb in callbacks)
+        if stop:
+            break
+    return history
+
+
+def _progress(loader, epoch, epochs, enabled):
+    if not enabled:
+        return loader
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return loader
+    return tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+                total=len(loader) if hasattr(loader, "__len__") else None, unit="batch")
+
+
+def plot_history(history, path) -> None:
+    """Write a PNG of the loss and accuracy curves (train and validation) per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, history["loss"], "o-", label="train")
+    if any(v is not None for v in history["val_loss"]):
+        ax1.plot(epochs, [np.nan if v is None else v for v in history["val_loss"]], "s-",
+                 label="test")
+    ax1.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax1.legend()
+    for key, label, marker in (("accuracy", "train", "o-"), ("val_accuracy", "test", "s-")):
+        vals = history[key]
+        if any(v is not None for v in vals):
+            ax2.plot(epochs, [np.nan if v is None else v for v in vals], marker, label=label)
+    ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    ax2.legend()
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = f"{os.fspath(path)}.tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
