@@ -22,4 +22,4 @@ rm -rf "$tmp"
 
 export NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-$PWD/.numba_cache}
 .venv/bin/ruff check .
-.venv/bin/python -m pytest -q -n 2 --dist loadfile tests README.md --doctest-glob=README.md "$@"
+.venv/bin/python -m pytest -q -n 2 --dist loadfile tests README.md nbconv --doctest-glob=README.md --doctest-modules "$@"

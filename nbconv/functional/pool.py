@@ -1,3 +1,488 @@
-"""Placeholder: filled by the pool work of issue 2."""
+"""Pooling: max, average, adaptive average and global average, with their backward passes.
 
-__all__: list[str] = []
+Semantics follow PyTorch exactly (``torch.nn.functional.max_pool2d`` and friends):
+
+* ``stride=None`` means ``stride = kernel_size``; ``kernel_size``, ``stride``, ``padding`` and
+  ``dilation`` are an int or a pair ``(vertical, horizontal)``.
+* ``padding`` is at most half the kernel size on each axis (``p <= k // 2``).
+* Output size per axis: ``floor((n + 2p - d(k-1) - 1) / s) + 1``; with ``ceil_mode=True`` the
+  ceiling, but the last window must start inside the input or the left padding.
+* Inputs are ``(N, C, H, W)``; ``(C, H, W)`` is accepted too and gives a 3-D result.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .._shapes import as_float_array, check_int, out_size, pair
+from ..kernels import pool2d as _k
+
+__all__ = [
+    "max_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
+    "global_avg_pool2d",
+    "global_avg_pool2d_backward",
+]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_input(op: str, x) -> np.ndarray:
+    """``x`` as a C-contiguous float array of shape (N, C, H, W) or (C, H, W)."""
+    x = as_float_array(op, "x", x)
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"{op}: argument 'x' must be 4-D (N, C, H, W) or 3-D (C, H, W), "
+            f"got shape {tuple(x.shape)}"
+        )
+    if 0 in x.shape[-2:]:
+        raise ValueError(f"{op}: argument 'x' has an empty spatial size, shape {tuple(x.shape)}")
+    return x
+
+
+def _planes(a: np.ndarray) -> np.ndarray:
+    """View (N, C, H, W) or (C, H, W) as (N*C, H, W)."""
+    return a.reshape((-1,) + a.shape[-2:])
+
+
+def _window_args(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
+    """Validate the window hyperparameters against the input ``shape``; return the output
+    spatial size and the normalised ``(kh, kw), (sy, sx), (ph, pw), (dh, dw)``."""
+    kh, kw = pair(op, "kernel_size", kernel_size, 1)
+    if stride is None:
+        sy, sx = kh, kw
+    else:
+        sy, sx = pair(op, "stride", stride, 1)
+    ph, pw = pair(op, "padding", padding, 0)
+    dh, dw = pair(op, "dilation", dilation, 1)
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(
+            f"{op}: argument 'padding' {(ph, pw)} must be at most half of the kernel size "
+            f"{(kh, kw)} (padding <= kernel_size // 2 on each axis)"
+        )
+    H, W = shape[-2:]
+    ceil_mode = bool(ceil_mode)
+    oh = out_size(H, kh, sy, ph, ph, dh, ceil_mode)
+    ow = out_size(W, kw, sx, pw, pw, dw, ceil_mode)
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"{op}: argument 'kernel_size' {(kh, kw)} (dilation {(dh, dw)}, effective "
+            f"{((kh - 1) * dh + 1, (kw - 1) * dw + 1)}) is larger than the padded input "
+            f"{(H + 2 * ph, W + 2 * pw)} (x shape {tuple(shape)}, padding {(ph, pw)}, "
+            f"stride {(sy, sx)}): output size would be {(oh, ow)}"
+        )
+    return (oh, ow), (kh, kw), (sy, sx), (ph, pw), (dh, dw)
+
+
+def _shape_tuple(op: str, input_shape, ndims) -> tuple:
+    """``input_shape`` as a tuple of ints with a length in ``ndims``, H and W >= 1."""
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        raise TypeError(
+            f"{op}: argument 'input_shape' must be a tuple of ints, got {input_shape!r}"
+        ) from None
+    if not all(
+        isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
+        for v in shape
+    ):
+        raise TypeError(f"{op}: argument 'input_shape' must be a tuple of ints, got {shape!r}")
+    shape = tuple(int(v) for v in shape)
+    if len(shape) not in ndims:
+        want = " or ".join(str(n) for n in ndims)
+        raise ValueError(
+            f"{op}: argument 'input_shape' must have {want} entries ((N, C, H, W) or (C, H, W)),"
+            f" got {shape}"
+        )
+    if min(shape) < 0 or min(shape[-2:]) < 1:
+        raise ValueError(
+            f"{op}: argument 'input_shape' must have non-negative sizes and H, W >= 1, "
+            f"got {shape}"
+        )
+    return shape
+
+
+def _input_shape(op: str, input_shape, dy: np.ndarray) -> tuple:
+    """Validate ``input_shape`` against ``dy``: same ndim, same leading (N, C) / (C,) axes."""
+    shape = _shape_tuple(op, input_shape, (dy.ndim,))
+    if shape[:-2] != tuple(dy.shape[:-2]):
+        raise ValueError(
+            f"{op}: argument 'input_shape' {shape} does not match dy shape {tuple(dy.shape)} "
+            "in the batch/channel axes"
+        )
+    return shape
+
+
+def _as_grad(op: str, dy) -> np.ndarray:
+    dy = as_float_array(op, "dy", dy)
+    if dy.ndim not in (3, 4):
+        raise ValueError(
+            f"{op}: argument 'dy' must be 4-D (N, C, OH, OW) or 3-D (C, OH, OW), "
+            f"got shape {tuple(dy.shape)}"
+        )
+    return dy
+
+
+def _divisor(op: str, divisor_override) -> int:
+    if divisor_override is None:
+        return 0
+    d = check_int(op, "divisor_override", divisor_override)
+    if d == 0:
+        raise ValueError(f"{op}: argument 'divisor_override' must not be zero")
+    return d
+
+
+# --------------------------------------------------------------------------- max pooling
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """2-D max pooling (PyTorch's ``max_pool2d``).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W) or (C, H, W)
+        float32/float64 (kept); integer/bool inputs are cast to float32.
+    kernel_size : int or (int, int)
+        Window size ``(kh, kw)``.
+    stride : int or (int, int), optional
+        Window step; ``None`` (default) means ``kernel_size``.
+    padding : int or (int, int)
+        Implicit ``-inf`` padding on each side; at most ``kernel_size // 2``.  Padding never
+        wins the maximum.
+    dilation : int or (int, int)
+        Spacing between window taps.
+    ceil_mode : bool
+        Round the output size up (the last window must still start inside the input or the
+        left padding).
+    return_indices : bool
+        Also return the argmax positions.
+
+    Returns
+    -------
+    y : ndarray, shape (N, C, OH, OW)
+        ``OH = floor((H + 2*ph - dh*(kh-1) - 1) / sy) + 1`` (ceil with ``ceil_mode``), same for
+        ``OW``; dtype of ``x``.
+    indices : ndarray of int64, shape (N, C, OH, OW)
+        Only with ``return_indices=True``: the flat position ``h * W + w`` of each maximum in
+        its (unpadded) ``(n, c)`` plane.  Ties go to the first maximal element in row-major
+        window order; a NaN in a window makes the output NaN and records the NaN's position
+        (the last NaN if several, as PyTorch's CPU kernel).  A window that covers no input
+        element at all (possible only with dilation) gives ``-inf`` and index ``-1``.
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> y, idx = nc.max_pool2d(x, 2, return_indices=True)
+    >>> y[0, 0].tolist(), idx[0, 0].tolist()
+    ([[5.0, 7.0], [13.0, 15.0]], [[5, 7], [13, 15]])
+    """
+    op = "max_pool2d"
+    x = _as_input(op, x)
+    (oh, ow), (kh, kw), (sy, sx), (ph, pw), (dh, dw) = _window_args(
+        op, x.shape, kernel_size, stride, padding, dilation, ceil_mode
+    )
+    y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
+    idx = np.empty(y.shape, dtype=np.int64)
+    _k._max_pool2d_fwd(_planes(x), _planes(y), _planes(idx), kh, kw, sy, sx, ph, pw, dh, dw)
+    if return_indices:
+        return y, idx
+    return y
+
+
+def max_pool2d_backward(dy, indices, input_shape):
+    """Gradient of :func:`max_pool2d` with respect to its input.
+
+    Each ``dy[n, c, i, j]`` is added to ``dx[n, c]`` at the flat position
+    ``indices[n, c, i, j]``; overlapping windows accumulate.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, C, OH, OW) or (C, OH, OW)
+        Upstream gradient.
+    indices : ndarray of int, shape like ``dy``
+        The ``indices`` returned by ``max_pool2d(..., return_indices=True)`` (PyTorch's
+        layout: ``h * W + w`` within each unpadded plane; ``-1`` entries are skipped).
+    input_shape : tuple of int
+        Shape of the pooled input, ``(N, C, H, W)`` or ``(C, H, W)``.
+
+    Returns
+    -------
+    dx : ndarray, shape ``input_shape``, dtype of ``dy``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> x = np.array([[[[1., 3.], [2., 0.]]]])
+    >>> y, idx = nc.max_pool2d(x, 2, return_indices=True)
+    >>> nc.max_pool2d_backward(np.ones_like(y), idx, x.shape)[0, 0].tolist()
+    [[0.0, 1.0], [0.0, 0.0]]
+    """
+    op = "max_pool2d_backward"
+    dy = _as_grad(op, dy)
+    ind = np.asarray(indices)
+    if ind.dtype.kind not in "iu":
+        raise TypeError(
+            f"{op}: argument 'indices' must be an integer array (int64 from max_pool2d), "
+            f"got dtype {ind.dtype}"
+        )
+    if ind.shape != dy.shape:
+        raise ValueError(
+            f"{op}: argument 'indices' shape {tuple(ind.shape)} does not match "
+            f"dy shape {tuple(dy.shape)}"
+        )
+    shape = _input_shape(op, input_shape, dy)
+    hw = shape[-2] * shape[-1]
+    ind = np.ascontiguousarray(ind, dtype=np.int64)
+    if ind.size and (ind.min() < -1 or ind.max() >= hw):
+        raise ValueError(
+            f"{op}: argument 'indices' has values in [{ind.min()}, {ind.max()}], outside "
+            f"[0, {hw}) for input_shape {shape}"
+        )
+    dx = np.zeros(shape, dtype=dy.dtype)
+    p = int(np.prod(shape[:-2]))
+    k = dy.shape[-2] * dy.shape[-1]
+    _k._max_pool2d_bwd(dy.reshape(p, k), ind.reshape(p, k), dx.reshape(p, hw))
+    return dx
+
+
+# --------------------------------------------------------------------------- average pooling
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """2-D average pooling (PyTorch's ``avg_pool2d``).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W) or (C, H, W)
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        ``None`` (default) means ``kernel_size``.
+    padding : int or (int, int)
+        Implicit zero padding on each side; at most ``kernel_size // 2``.
+    ceil_mode : bool
+        Round the output size up (the last window must start inside the input or the left
+        padding).
+    count_include_pad : bool
+        If True (default) the divisor counts the padded elements of the window.  As in PyTorch,
+        the window is first clipped to the padded input, so with ``ceil_mode`` the part hanging
+        past the padding is never counted: ``avg_pool2d(arange(49).reshape(1, 1, 7, 7), 2,
+        stride=3, ceil_mode=True)`` has first row ``[4, 7, 9.5]``.  If False the divisor is the
+        number of real input elements in the window.
+    divisor_override : int, optional
+        Non-zero divisor used instead of the window size.
+
+    Returns
+    -------
+    y : ndarray, shape (N, C, OH, OW)
+        ``OH = floor((H + 2*ph - kh) / sy) + 1`` (ceil with ``ceil_mode``); dtype of ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> x = np.arange(49.0).reshape(1, 1, 7, 7)
+    >>> nc.avg_pool2d(x, 2, stride=3, ceil_mode=True)[0, 0, 0].tolist()
+    [4.0, 7.0, 9.5]
+    """
+    op = "avg_pool2d"
+    x = _as_input(op, x)
+    div = _divisor(op, divisor_override)
+    (oh, ow), (kh, kw), (sy, sx), (ph, pw), _ = _window_args(
+        op, x.shape, kernel_size, stride, padding, 1, ceil_mode
+    )
+    y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
+    _k._avg_pool2d_fwd(_planes(x), _planes(y), kh, kw, sy, sx, ph, pw,
+                       int(bool(count_include_pad)), div)
+    return y
+
+
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None):
+    """Gradient of :func:`avg_pool2d` with respect to its input.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, C, OH, OW) or (C, OH, OW)
+        Upstream gradient; ``(OH, OW)`` must be the output size of the forward call.
+    input_shape : tuple of int
+        ``(N, C, H, W)`` or ``(C, H, W)``, the shape of the forward input.
+    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+        As given to :func:`avg_pool2d`.
+
+    Returns
+    -------
+    dx : ndarray, shape ``input_shape``, dtype of ``dy``
+        ``dx[h, w] = sum over windows covering (h, w) of dy / divisor``.
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> dx = nc.avg_pool2d_backward(np.ones((1, 1, 2, 2)), (1, 1, 4, 4), 2)
+    >>> float(dx.sum()), dx.shape
+    (4.0, (1, 1, 4, 4))
+    """
+    op = "avg_pool2d_backward"
+    dy = _as_grad(op, dy)
+    shape = _input_shape(op, input_shape, dy)
+    div = _divisor(op, divisor_override)
+    (oh, ow), (kh, kw), (sy, sx), (ph, pw), _ = _window_args(
+        op, shape, kernel_size, stride, padding, 1, ceil_mode
+    )
+    if tuple(dy.shape[-2:]) != (oh, ow):
+        raise ValueError(
+            f"{op}: argument 'dy' has spatial size {tuple(dy.shape[-2:])} but pooling "
+            f"input_shape {shape} gives {(oh, ow)}"
+        )
+    dx = np.empty(shape, dtype=dy.dtype)
+    _k._avg_pool2d_bwd(_planes(dy), _planes(dx), kh, kw, sy, sx, ph, pw,
+                       int(bool(count_include_pad)), div)
+    return dx
+
+
+# --------------------------------------------------------------------------- adaptive / global
+
+
+def _adaptive_size(op: str, output_size, hw) -> tuple[int, int]:
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 2:
+            raise ValueError(
+                f"{op}: argument 'output_size' must be an int or a pair, got {output_size!r}"
+            )
+        return tuple(
+            n if v is None else check_int(op, "output_size", v, 1)
+            for v, n in zip(output_size, hw)
+        )
+    v = check_int(op, "output_size", output_size, 1)
+    return (v, v)
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Adaptive average pooling to a fixed output size (PyTorch's ``adaptive_avg_pool2d``).
+
+    Output bin ``i`` along an axis of length ``H`` averages the rows
+    ``floor(i*H/OH) <= h < ceil((i+1)*H/OH)``; bins may overlap and ``OH > H`` is allowed.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W) or (C, H, W)
+    output_size : int or (int or None, int or None)
+        ``(OH, OW)``; ``None`` keeps that input size.
+
+    Returns
+    -------
+    y : ndarray, shape (N, C, OH, OW), dtype of ``x``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> x = np.arange(12.0).reshape(1, 1, 3, 4)
+    >>> nc.adaptive_avg_pool2d(x, (1, 2))[0, 0].tolist()
+    [[4.5, 6.5]]
+    """
+    op = "adaptive_avg_pool2d"
+    x = _as_input(op, x)
+    oh, ow = _adaptive_size(op, output_size, x.shape[-2:])
+    y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
+    _k._adaptive_avg_pool2d_fwd(_planes(x), _planes(y))
+    return y
+
+
+def adaptive_avg_pool2d_backward(dy, input_shape):
+    """Gradient of :func:`adaptive_avg_pool2d` with respect to its input.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, C, OH, OW) or (C, OH, OW)
+        Upstream gradient; its spatial size is the forward ``output_size``.
+    input_shape : tuple of int
+        ``(N, C, H, W)`` or ``(C, H, W)``.
+
+    Returns
+    -------
+    dx : ndarray, shape ``input_shape``, dtype of ``dy``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.adaptive_avg_pool2d_backward(np.ones((1, 1, 1, 2)), (1, 1, 2, 4))[0, 0].tolist()
+    [[0.25, 0.25, 0.25, 0.25], [0.25, 0.25, 0.25, 0.25]]
+    """
+    op = "adaptive_avg_pool2d_backward"
+    dy = _as_grad(op, dy)
+    shape = _input_shape(op, input_shape, dy)
+    if 0 in dy.shape[-2:]:
+        raise ValueError(f"{op}: argument 'dy' has an empty spatial size {tuple(dy.shape)}")
+    dx = np.empty(shape, dtype=dy.dtype)
+    _k._adaptive_avg_pool2d_bwd(_planes(dy), _planes(dx))
+    return dx
+
+
+def global_avg_pool2d(x, keepdims=True):
+    """Mean over the spatial axes (``AdaptiveAvgPool2d(1)``).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W) or (C, H, W)
+    keepdims : bool
+        True (default): output ``(N, C, 1, 1)``; False: ``(N, C)``.
+
+    Returns
+    -------
+    y : ndarray, shape (N, C, 1, 1) or (N, C), dtype of ``x``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> x = np.arange(8.0).reshape(1, 2, 2, 2)
+    >>> nc.global_avg_pool2d(x).shape, nc.global_avg_pool2d(x, keepdims=False).tolist()
+    ((1, 2, 1, 1), [[1.5, 5.5]])
+    """
+    op = "global_avg_pool2d"
+    x = _as_input(op, x)
+    y = np.empty(x.shape[:-2] + (1, 1), dtype=x.dtype)
+    _k._adaptive_avg_pool2d_fwd(_planes(x), _planes(y))
+    return y if keepdims else y.reshape(x.shape[:-2])
+
+
+def global_avg_pool2d_backward(dy, input_shape):
+    """Gradient of :func:`global_avg_pool2d`: ``dx = dy / (H * W)`` broadcast over each plane.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, C, 1, 1) or (N, C)
+        (``(C, 1, 1)`` or ``(C,)`` for a 3-D input.)
+    input_shape : tuple of int
+        ``(N, C, H, W)`` or ``(C, H, W)``.
+
+    Returns
+    -------
+    dx : ndarray, shape ``input_shape``, dtype of ``dy``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.global_avg_pool2d_backward(np.ones((1, 1)), (1, 1, 2, 2))[0, 0].tolist()
+    [[0.25, 0.25], [0.25, 0.25]]
+    """
+    op = "global_avg_pool2d_backward"
+    dy = as_float_array(op, "dy", dy)
+    shape = _shape_tuple(op, input_shape, (3, 4))
+    lead = shape[:-2]
+    if tuple(dy.shape) not in (lead, lead + (1, 1)):
+        raise ValueError(
+            f"{op}: argument 'dy' must have shape {lead + (1, 1)} or {lead} for "
+            f"input_shape {shape}, got {tuple(dy.shape)}"
+        )
+    dy = dy.reshape(lead + (1, 1))
+    dx = np.empty(shape, dtype=dy.dtype)
+    _k._adaptive_avg_pool2d_bwd(_planes(dy), _planes(dx))
+    return dx

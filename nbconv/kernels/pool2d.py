@@ -1,0 +1,208 @@
+"""Pooling kernels (max, average, adaptive average), forward and backward.
+
+Every kernel works on arrays whose leading axis is the flattened ``(n, c)`` plane index ``P``:
+inputs ``(P, H, W)``, outputs ``(P, OH, OW)``.  Arguments are already validated by
+``nbconv.functional.pool``; arrays are C-contiguous float32/float64 (indices int64) and the
+hyperparameters are Python ints.  ``prange`` runs over ``P * rows`` so that both cores work
+even at batch size 1, and every iteration writes only its own output row (no races).
+
+Hyperparameter names: ``kh, kw`` kernel, ``sy, sx`` stride, ``ph, pw`` padding (top/left;
+the bottom/right padding is implied by the output size), ``dh, dw`` dilation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .. import _config
+
+__all__ = [
+    "_max_pool2d_fwd",
+    "_max_pool2d_bwd",
+    "_avg_pool2d_fwd",
+    "_avg_pool2d_bwd",
+    "_adaptive_avg_pool2d_fwd",
+    "_adaptive_avg_pool2d_bwd",
+]
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _max_pool2d_fwd(x, y, idx, kh, kw, sy, sx, ph, pw, dh, dw):
+    """``y[p, i, j]`` = max over the window, ``idx[p, i, j]`` = its flat ``h * W + w``.
+
+    Padding never wins (padded taps are skipped).  Ties go to the first maximal element in
+    row-major window order; a NaN wins over everything and the last NaN's position is recorded
+    (PyTorch's CPU rule ``val > maxval or isnan(val)``).  A window without any real input tap
+    (possible only with dilation) gives ``-inf`` and index ``-1``.
+    """
+    P, H, W = x.shape
+    OH, OW = y.shape[1], y.shape[2]
+    ninf = -np.inf
+    for r in prange(P * OH):
+        p = r // OH
+        i = r - p * OH
+        hs = i * sy - ph
+        he = min(hs + (kh - 1) * dh + 1, H)
+        while hs < 0:
+            hs += dh
+        for j in range(OW):
+            ws = j * sx - pw
+            we = min(ws + (kw - 1) * dw + 1, W)
+            while ws < 0:
+                ws += dw
+            best = ninf
+            bi = -1
+            if hs < he and ws < we:
+                bi = hs * W + ws
+            for h in range(hs, he, dh):
+                for w in range(ws, we, dw):
+                    v = x[p, h, w]
+                    if v > best or v != v:
+                        best = v
+                        bi = h * W + w
+            y[p, i, j] = best
+            idx[p, i, j] = bi
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _max_pool2d_bwd(dy, idx, dx):
+    """Scatter ``dy`` (P, K) to ``dx`` (P, H*W) at ``idx`` (P, K); ``dx`` must be zeroed.
+
+    One iteration owns one plane, so the accumulation has no races.  Index ``-1`` (a window
+    without input) is skipped.
+    """
+    P, K = dy.shape
+    for p in prange(P):
+        for k in range(K):
+            t = idx[p, k]
+            if t >= 0:
+                dx[p, t] += dy[p, k]
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _avg_pool2d_fwd(x, y, kh, kw, sy, sx, ph, pw, count_include_pad, divisor):
+    """Average pooling, PyTorch's divisor rule.
+
+    The window is clipped to the padded input (``he = min(hs + kh, H + ph)``) and its size
+    counted there (``count_include_pad``), else the number of real input elements is used;
+    ``divisor != 0`` overrides both.
+    """
+    P, H, W = x.shape
+    OH, OW = y.shape[1], y.shape[2]
+    for r in prange(P * OH):
+        p = r // OH
+        i = r - p * OH
+        hs = i * sy - ph
+        he = min(hs + kh, H + ph)
+        hn = he - hs
+        hs = max(hs, 0)
+        he = min(he, H)
+        for j in range(OW):
+            ws = j * sx - pw
+            we = min(ws + kw, W + pw)
+            wn = we - ws
+            ws = max(ws, 0)
+            we = min(we, W)
+            if hs >= he or ws >= we:
+                y[p, i, j] = 0.0
+                continue
+            s = 0.0  # float64 accumulator
+            for h in range(hs, he):
+                for w in range(ws, we):
+                    s += x[p, h, w]
+            if divisor != 0:
+                d = divisor
+            elif count_include_pad:
+                d = hn * wn
+            else:
+                d = (he - hs) * (we - ws)
+            y[p, i, j] = s / d
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _avg_pool2d_bwd(dy, dx, kh, kw, sy, sx, ph, pw, count_include_pad, divisor):
+    """Gradient of :func:`_avg_pool2d_fwd`, as a gather over input rows (``dx`` overwritten).
+
+    Iteration ``(p, h)`` visits the output rows ``i`` whose window covers input row ``h`` and
+    adds ``dy[p, i, j] / divisor`` along the covered columns of its own row of ``dx``.
+    """
+    P, H, W = dx.shape
+    OH, OW = dy.shape[1], dy.shape[2]
+    for r in prange(P * H):
+        p = r // H
+        h = r - p * H
+        for w in range(W):
+            dx[p, h, w] = 0.0
+        # output rows i with i*sy - ph <= h < i*sy - ph + kh
+        num = h + ph - kh + 1
+        i0 = 0
+        if num > 0:
+            i0 = (num + sy - 1) // sy
+        i1 = min((h + ph) // sy, OH - 1)
+        for i in range(i0, i1 + 1):
+            hs = i * sy - ph
+            he = min(hs + kh, H + ph)
+            hn = he - hs
+            hc = min(he, H) - max(hs, 0)
+            for j in range(OW):
+                ws = j * sx - pw
+                we = min(ws + kw, W + pw)
+                wn = we - ws
+                ws = max(ws, 0)
+                we = min(we, W)
+                if divisor != 0:
+                    d = divisor
+                elif count_include_pad:
+                    d = hn * wn
+                else:
+                    d = hc * (we - ws)
+                g = dy[p, i, j] / d
+                for w in range(ws, we):
+                    dx[p, h, w] += g
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _adaptive_avg_pool2d_fwd(x, y):
+    """Adaptive average pooling: bin ``i`` spans rows ``floor(i*H/OH) : ceil((i+1)*H/OH)``."""
+    P, H, W = x.shape
+    OH, OW = y.shape[1], y.shape[2]
+    for r in prange(P * OH):
+        p = r // OH
+        i = r - p * OH
+        hs = (i * H) // OH
+        he = ((i + 1) * H + OH - 1) // OH
+        for j in range(OW):
+            ws = (j * W) // OW
+            we = ((j + 1) * W + OW - 1) // OW
+            s = 0.0  # float64 accumulator
+            for h in range(hs, he):
+                for w in range(ws, we):
+                    s += x[p, h, w]
+            y[p, i, j] = s / ((he - hs) * (we - ws))
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _adaptive_avg_pool2d_bwd(dy, dx):
+    """Gradient of :func:`_adaptive_avg_pool2d_fwd`, a gather over input rows (``dx`` overwritten).
+
+    Input row ``h`` lies in the bins ``i`` with ``floor(h*OH/H) <= i < ceil((h+1)*OH/H)``.
+    """
+    P, H, W = dx.shape
+    OH, OW = dy.shape[1], dy.shape[2]
+    for r in prange(P * H):
+        p = r // H
+        h = r - p * H
+        for w in range(W):
+            dx[p, h, w] = 0.0
+        i0 = (h * OH) // H
+        i1 = ((h + 1) * OH + H - 1) // H
+        for i in range(i0, i1):
+            hs = (i * H) // OH
+            he = ((i + 1) * H + OH - 1) // OH
+            for j in range(OW):
+                ws = (j * W) // OW
+                we = ((j + 1) * W + OW - 1) // OW
+                g = dy[p, i, j] / ((he - hs) * (we - ws))
+                for w in range(ws, we):
+                    dx[p, h, w] += g
