@@ -5,21 +5,28 @@ dtype, picks an algorithm and calls a numba kernel from ``nbconv.kernels``.  No 
 live in this package.
 """
 
+from . import activation as _activation
+from . import conv as _conv
+from . import correlate as _correlate
+from . import linear as _linear
+from . import norm as _norm
+from . import pool as _pool
+from .._shapes import conv_output_size
+
+# Star imports after the module imports: ``nbconv.functional.linear`` is the function.
 from .activation import *  # noqa: F403
 from .conv import *  # noqa: F403
 from .correlate import *  # noqa: F403
 from .linear import *  # noqa: F403
 from .norm import *  # noqa: F403
 from .pool import *  # noqa: F403
-from . import activation, conv, correlate, linear, norm, pool
-from .._shapes import conv_output_size
 
 __all__ = (
-    activation.__all__
-    + conv.__all__
-    + correlate.__all__
-    + linear.__all__
-    + norm.__all__
-    + pool.__all__
+    _activation.__all__
+    + _conv.__all__
+    + _correlate.__all__
+    + _linear.__all__
+    + _norm.__all__
+    + _pool.__all__
     + ["conv_output_size"]
 )
