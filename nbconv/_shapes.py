@@ -80,7 +80,8 @@ def as_float_array(op: str, name: str, x, dtype=None) -> np.ndarray:
         dtype = a.dtype if kind == "f" and a.dtype.itemsize in (4, 8) else np.float32
         if kind == "f" and a.dtype.itemsize > 8:
             raise TypeError(f"{op}: argument '{name}' has dtype {a.dtype}; use float32/float64")
-    return np.ascontiguousarray(a, dtype=dtype)
+    # np.require, unlike np.ascontiguousarray, keeps 0-d arrays 0-d.
+    return np.require(a, dtype=dtype, requirements="C")
 
 
 def check_ndim(op: str, name: str, a: np.ndarray, ndim: int, layout: str) -> None:

@@ -1,3 +1,495 @@
-"""Placeholder: filled by the activation work of issue 2."""
+"""Activations, softmax and dropout, with their backward passes.
 
-__all__: list[str] = []
+Every function accepts an array of any shape; float32/float64 are kept, integer/bool inputs are
+cast to float32 (``nbconv._shapes.as_float_array``).  Backward functions return an array in the
+dtype of the forward tensor they take (``x``, ``y`` or ``mask``; ``dy`` is cast to it, as
+``conv2d_backward`` does) and never modify ``dy``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .._shapes import as_float_array
+from ..kernels import activations as _k
+
+__all__ = [
+    "relu",
+    "relu_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "tanh",
+    "tanh_backward",
+    "softmax",
+    "softmax_backward",
+    "log_softmax",
+    "log_softmax_backward",
+    "dropout",
+    "dropout_backward",
+]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _real(op: str, name: str, v) -> float:
+    """Return ``v`` as a Python float, or raise TypeError naming ``name``."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{op}: argument '{name}' must be a real number, got {v!r}")
+    return float(v)
+
+
+
+def _pair_same_shape(op: str, dy, other, other_name: str):
+    """Cast ``other`` (the forward tensor, the main input) and ``dy`` (to other's dtype) and
+    check that their shapes agree."""
+    other = as_float_array(op, other_name, other)
+    dy = as_float_array(op, "dy", dy, dtype=other.dtype)
+    if dy.shape != other.shape:
+        raise ValueError(
+            f"{op}: argument 'dy' has shape {tuple(dy.shape)} but '{other_name}' has shape "
+            f"{tuple(other.shape)}; they must be equal"
+        )
+    return dy, other
+
+
+def _unary(kernel, op: str, x, *args):
+    x = as_float_array(op, "x", x)
+    y = np.empty_like(x)
+    kernel(x.ravel(), y.ravel(), *args)
+    return y
+
+
+def _binary(kernel, op: str, dy, other, other_name: str, *args):
+    dy, other = _pair_same_shape(op, dy, other, other_name)
+    dx = np.empty_like(other)
+    kernel(dy.ravel(), other.ravel(), dx.ravel(), *args)
+    return dx
+
+
+def _slope(op: str, negative_slope) -> float:
+    return _real(op, "negative_slope", negative_slope)
+
+
+# --------------------------------------------------------------------------- relu family
+
+
+def relu(x):
+    """Rectified linear unit, ``max(x, 0)`` elementwise.
+
+    Parameters
+    ----------
+    x : ndarray, any shape
+
+    Returns
+    -------
+    y : ndarray, same shape and dtype as ``x`` (NaN stays NaN)
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.relu(np.array([-2.0, 0.0, 3.0]))
+    array([0., 0., 3.])
+    """
+    return _unary(_k._relu_fwd, "relu", x)
+
+
+def relu_backward(dy, x):
+    """Gradient of :func:`relu`: ``dy`` where ``x > 0``, 0 elsewhere (0 at ``x == 0``).
+
+    Parameters
+    ----------
+    dy : ndarray, same shape as ``x``
+        Upstream gradient.
+    x : ndarray
+        The forward input.
+
+    Returns
+    -------
+    dx : ndarray, shape and dtype of ``x``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.relu_backward(np.ones(3), np.array([-1.0, 0.0, 2.0]))
+    array([0., 0., 1.])
+    """
+    return _binary(_k._relu_bwd, "relu_backward", dy, x, "x")
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """Leaky ReLU: ``x`` where ``x > 0``, ``negative_slope * x`` elsewhere.
+
+    Parameters
+    ----------
+    x : ndarray, any shape
+    negative_slope : float, default 0.01
+
+    Returns
+    -------
+    y : ndarray, same shape and dtype as ``x``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.leaky_relu(np.array([-2.0, 3.0]), negative_slope=0.5)
+    array([-1.,  3.])
+    """
+    op = "leaky_relu"
+    return _unary(_k._leaky_relu_fwd, op, x, _slope(op, negative_slope))
+
+
+def leaky_relu_backward(dy, x, negative_slope=0.01):
+    """Gradient of :func:`leaky_relu`: ``dy`` where ``x > 0``, ``negative_slope * dy`` elsewhere.
+
+    Parameters
+    ----------
+    dy : ndarray, same shape as ``x``
+    x : ndarray
+        The forward input.
+    negative_slope : float, default 0.01
+
+    Returns
+    -------
+    dx : ndarray, shape and dtype of ``x``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.leaky_relu_backward(np.ones(2), np.array([-1.0, 1.0]), negative_slope=0.25)
+    array([0.25, 1.  ])
+    """
+    op = "leaky_relu_backward"
+    return _binary(_k._leaky_relu_bwd, op, dy, x, "x", _slope(op, negative_slope))
+
+
+# --------------------------------------------------------------------------- sigmoid / tanh
+
+
+def sigmoid(x):
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, computed without overflow.
+
+    Only ``exp`` of non-positive numbers is evaluated, so ``sigmoid(-1000)`` is exactly 0,
+    ``sigmoid(1000)`` exactly 1, and no warning is emitted.
+
+    Parameters
+    ----------
+    x : ndarray, any shape
+
+    Returns
+    -------
+    y : ndarray, same shape and dtype as ``x``, values in [0, 1]
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.sigmoid(np.array([-1000.0, 0.0, 1000.0]))
+    array([0. , 0.5, 1. ])
+    """
+    return _unary(_k._sigmoid_fwd, "sigmoid", x)
+
+
+def sigmoid_backward(dy, y):
+    """Gradient of :func:`sigmoid` from its **output**: ``dy * y * (1 - y)``.
+
+    Parameters
+    ----------
+    dy : ndarray, same shape as ``y``
+    y : ndarray
+        ``sigmoid(x)``, the forward output.
+
+    Returns
+    -------
+    dx : ndarray, shape and dtype of ``y``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.sigmoid_backward(np.ones(1), nc.sigmoid(np.zeros(1)))
+    array([0.25])
+    """
+    return _binary(_k._sigmoid_bwd, "sigmoid_backward", dy, y, "y")
+
+
+def tanh(x):
+    """Hyperbolic tangent elementwise.
+
+    Parameters
+    ----------
+    x : ndarray, any shape
+
+    Returns
+    -------
+    y : ndarray, same shape and dtype as ``x``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.tanh(np.array([0.0, 1000.0]))
+    array([0., 1.])
+    """
+    return _unary(_k._tanh_fwd, "tanh", x)
+
+
+def tanh_backward(dy, y):
+    """Gradient of :func:`tanh` from its **output**: ``dy * (1 - y**2)``.
+
+    Parameters
+    ----------
+    dy : ndarray, same shape as ``y``
+    y : ndarray
+        ``tanh(x)``, the forward output.
+
+    Returns
+    -------
+    dx : ndarray, shape and dtype of ``y``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.tanh_backward(np.ones(1), np.zeros(1))
+    array([1.])
+    """
+    return _binary(_k._tanh_bwd, "tanh_backward", dy, y, "y")
+
+
+# --------------------------------------------------------------------------- softmax
+
+
+def _axis(op: str, axis, ndim: int, shape) -> int:
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (numbers.Integral,)):
+        raise TypeError(f"{op}: argument 'axis' must be an int, got {axis!r}")
+    axis = int(axis)
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"{op}: argument 'axis' is {axis}, out of range for an input of shape {tuple(shape)}"
+        )
+    return axis % ndim
+
+
+def _as3d(a: np.ndarray, axis: int) -> np.ndarray:
+    """View of C-contiguous ``a`` as (A, n, B), reducing along the middle axis."""
+    shape = a.shape
+    A = math.prod(shape[:axis])
+    B = math.prod(shape[axis + 1 :])
+    return a.reshape(A, shape[axis], B)
+
+
+def _softmax_fwd(op: str, x, axis, log: int):
+    x = as_float_array(op, "x", x)
+    if x.ndim == 0:
+        raise ValueError(f"{op}: argument 'x' must be at least 1-D, got shape ()")
+    axis = _axis(op, axis, x.ndim, x.shape)
+    y = np.empty_like(x)
+    if x.size:
+        _k._softmax_fwd(_as3d(x, axis), _as3d(y, axis), log)
+    return y
+
+
+def _softmax_bwd(op: str, dy, y, axis, log: int):
+    dy, y = _pair_same_shape(op, dy, y, "y")
+    if y.ndim == 0:
+        raise ValueError(f"{op}: argument 'y' must be at least 1-D, got shape ()")
+    axis = _axis(op, axis, y.ndim, y.shape)
+    dx = np.empty_like(dy)
+    if y.size:
+        _k._softmax_bwd(_as3d(dy, axis), _as3d(y, axis), _as3d(dx, axis), log)
+    return dx
+
+
+def softmax(x, axis=-1):
+    """Softmax along ``axis``: ``exp(x - max) / sum(exp(x - max))``.
+
+    Numerically stable: the maximum along ``axis`` is subtracted first, so logits like ``1e4`` or
+    ``-1e4`` give exact probabilities without overflow.  A NaN makes its whole slice NaN.
+
+    Parameters
+    ----------
+    x : ndarray, at least 1-D, any shape
+    axis : int, default -1
+        Axis along which the probabilities sum to 1 (any axis, negative counts from the end).
+
+    Returns
+    -------
+    y : ndarray, same shape and dtype as ``x``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.softmax(np.array([[1e4, 1e4], [0.0, -1e4]]))
+    array([[0.5, 0.5],
+           [1. , 0. ]])
+    """
+    return _softmax_fwd("softmax", x, axis, 0)
+
+
+def softmax_backward(dy, y, axis=-1):
+    """Gradient of :func:`softmax` from its **output**: ``y * (dy - sum(dy * y, axis))``.
+
+    Parameters
+    ----------
+    dy : ndarray, same shape as ``y``
+    y : ndarray
+        ``softmax(x, axis)``, the forward output.
+    axis : int, default -1
+
+    Returns
+    -------
+    dx : ndarray, shape and dtype of ``y``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.softmax_backward(np.array([1.0, 0.0]), np.array([0.5, 0.5]))
+    array([ 0.25, -0.25])
+    """
+    return _softmax_bwd("softmax_backward", dy, y, axis, 0)
+
+
+def log_softmax(x, axis=-1):
+    """Log of the softmax along ``axis``: ``x - max - log(sum(exp(x - max)))``, stable.
+
+    Parameters
+    ----------
+    x : ndarray, at least 1-D
+    axis : int, default -1
+
+    Returns
+    -------
+    y : ndarray, same shape and dtype as ``x`` (finite for finite logits, e.g. ``-1e4``)
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.log_softmax(np.array([0.0, -1e4]))
+    array([     0., -10000.])
+    """
+    return _softmax_fwd("log_softmax", x, axis, 1)
+
+
+def log_softmax_backward(dy, y, axis=-1):
+    """Gradient of :func:`log_softmax` from its **output**: ``dy - exp(y) * sum(dy, axis)``.
+
+    Parameters
+    ----------
+    dy : ndarray, same shape as ``y``
+    y : ndarray
+        ``log_softmax(x, axis)``, the forward output.
+    axis : int, default -1
+
+    Returns
+    -------
+    dx : ndarray, shape and dtype of ``y``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.log_softmax_backward(np.array([1.0, 0.0]), np.log([0.5, 0.5]))
+    array([ 0.5, -0.5])
+    """
+    return _softmax_bwd("log_softmax_backward", dy, y, axis, 1)
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+def _generator(op: str, rng) -> np.random.Generator:
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (numbers.Integral,)) and not isinstance(rng, (bool, np.bool_)):
+        if rng < 0:
+            raise ValueError(f"{op}: argument 'rng' must be a non-negative seed, got {rng}")
+        return np.random.default_rng(int(rng))
+    raise TypeError(
+        f"{op}: argument 'rng' must be None, an int seed or a numpy.random.Generator, "
+        f"got {type(rng).__name__}"
+    )
+
+
+def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
+    """Inverted dropout (PyTorch's ``F.dropout``).
+
+    In training mode every element is zeroed with probability ``p`` and the kept ones are scaled
+    by ``1 / (1 - p)`` so that the expectation is unchanged.  The keep/drop decisions are drawn
+    with a NumPy ``Generator``: ``u = rng.random(x.shape)`` (float64), kept where ``u >= p``.
+    In eval mode (``training=False``) or with ``p == 0`` the output is a copy of ``x``; with
+    ``p == 1`` it is all zeros.
+
+    Parameters
+    ----------
+    x : ndarray, any shape
+    p : float in [0, 1], default 0.5
+        Probability of zeroing an element.
+    training : bool, default True
+    rng : None, int or numpy.random.Generator
+        Source of randomness: ``None`` a fresh unseeded generator, an int a seed (reproducible),
+        a Generator is used (and advanced) as is.
+    return_mask : bool, default False
+        Also return the mask.
+
+    Returns
+    -------
+    y : ndarray, same shape and dtype as ``x``
+    mask : ndarray, same shape and dtype as ``x`` (only with ``return_mask=True``)
+        0 for dropped elements, ``1 / (1 - p)`` for kept ones (all ones in eval mode or with
+        ``p == 0``, all zeros with ``p == 1``), so that ``y = x * mask`` and
+        ``dropout_backward(dy, mask) = dy * mask``.
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> y, mask = nc.dropout(np.ones(1000), p=0.5, rng=0, return_mask=True)
+    >>> sorted(set(mask.tolist())), bool(np.array_equal(y, mask))
+    ([0.0, 2.0], True)
+    >>> nc.dropout(np.ones(3), p=0.5, training=False)
+    array([1., 1., 1.])
+    """
+    op = "dropout"
+    x = as_float_array(op, "x", x)
+    p = _real(op, "p", p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{op}: argument 'p' must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        y = x.copy()
+        mask = np.ones_like(x)
+    elif p == 1.0:
+        _generator(op, rng)  # validate rng even when unused
+        y = np.zeros_like(x)
+        mask = np.zeros_like(x)
+    else:
+        gen = _generator(op, rng)
+        keep = gen.random(x.shape) >= p
+        mask = keep.astype(x.dtype)
+        mask *= x.dtype.type(1.0 / (1.0 - p))
+        y = np.empty_like(x)
+        _k._mul_fwd(x.ravel(), mask.ravel(), y.ravel())
+    return (y, mask) if return_mask else y
+
+
+def dropout_backward(dy, mask):
+    """Gradient of :func:`dropout`: ``dy * mask`` with the mask the forward pass returned.
+
+    Parameters
+    ----------
+    dy : ndarray, same shape as ``mask``
+    mask : ndarray
+        The ``mask`` from ``dropout(..., return_mask=True)`` (0 or ``1/(1-p)``).
+
+    Returns
+    -------
+    dx : ndarray, shape and dtype of ``mask``
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.dropout_backward(np.ones(3), np.array([0.0, 2.0, 2.0]))
+    array([0., 2., 2.])
+    """
+    return _binary(_k._mul_fwd, "dropout_backward", dy, mask, "mask")

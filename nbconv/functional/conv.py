@@ -1,3 +1,538 @@
-"""Placeholder: filled by the conv work of issue 2."""
+"""Public 1-D and 2-D convolutions (cross-correlation, as in every deep-learning framework).
 
-__all__: list[str] = []
+Layout is NCHW (NCL in 1-D); weights are ``(out_channels, in_channels // groups, kh, kw)``.
+The output size along each axis is PyTorch's::
+
+    out = floor((n + p_before + p_after - dilation*(k - 1) - 1) / stride) + 1
+
+where ``p_before``/``p_after`` are the paddings on the two sides of the axis (equal for an int or
+a pair; with ``padding="same"`` the TensorFlow rule below).
+
+Two algorithms compute the same thing up to float rounding:
+
+``"direct"``
+    Loop-nest numba kernels (:mod:`nbconv.kernels.conv2d_direct`).
+``"im2col"``
+    Unfold patches into columns and multiply with BLAS (:mod:`nbconv.functional._im2col`).
+
+Both are called through the same two drivers (``conv2d_forward``/``conv2d_backward``) that take
+normalised arguments, implicit zero padding on the top/left only (the bottom/right padding is
+implied by the output size) and write into preallocated outputs.  Non-zero padding modes
+(``"reflect"``, ``"replicate"``, ``"circular"``) are applied here by padding ``x`` explicitly; the
+backward pass folds the gradient of the padded input back onto ``x`` (the adjoint of padding).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._shapes import (
+    as_float_array,
+    check_int,
+    check_ndim,
+    check_padding_mode,
+    conv_padding,
+    out_size,
+    pair,
+)
+
+__all__ = ["conv2d", "conv2d_backward", "conv1d", "conv1d_backward"]
+
+ALGORITHMS = ("auto", "direct", "im2col")
+
+#: numpy.pad mode of each non-zero padding mode (PyTorch semantics).
+_NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+_X_LAYOUT = "(N, C, H, W)"
+_W_LAYOUT = "(F, C // groups, kh, kw)"
+
+
+# --------------------------------------------------------------------------- direct driver
+
+
+def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+    """Driver of the direct algorithm (see ``conv_interface``): ``y[:] = conv(x, w) + b``."""
+    from ..kernels.conv2d_direct import _conv2d_direct_fwd
+
+    if b is None:
+        b = np.zeros(w.shape[0], dtype=x.dtype)
+    _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups)
+
+
+def _direct_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+    """Driver of the direct algorithm: overwrite ``dx`` (unless None), ``gw`` and ``gb``."""
+    from ..kernels.conv2d_direct import _conv2d_direct_bwd_data, _conv2d_direct_bwd_weight
+
+    if dx is not None:
+        _conv2d_direct_bwd_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups)
+    with_bias = gb is not None
+    gbuf = gb if with_bias else np.empty(w.shape[0], dtype=x.dtype)
+    _conv2d_direct_bwd_weight(dy, x, gw, gbuf, int(with_bias), sy, sx, pt, pl, dh, dw, groups)
+
+
+_IM2COL_OK: list[bool] = []
+
+
+def _im2col_available() -> bool:
+    if not _IM2COL_OK:
+        try:
+            from . import _im2col  # noqa: F401
+
+            _IM2COL_OK.append(True)
+        except ImportError:
+            _IM2COL_OK.append(False)
+    return _IM2COL_OK[0]
+
+
+def _drivers(algorithm: str):
+    if algorithm == "direct":
+        return _direct_forward, _direct_backward
+    from . import _im2col
+
+    return _im2col.conv2d_forward, _im2col.conv2d_backward
+
+
+# --------------------------------------------------------------------------- argument handling
+
+
+class _Geom(NamedTuple):
+    sy: int
+    sx: int
+    dh: int
+    dw: int
+    groups: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+    mode: str
+    OH: int
+    OW: int
+
+
+def _geometry(op, x_shape, w_shape, stride, padding, dilation, groups, padding_mode, desc,
+              axes=("H", "W")) -> _Geom:
+    """Validate and normalise everything but the arrays' dtypes; ``desc`` lists user shapes."""
+    try:
+        groups = check_int(op, "groups", groups, 1)
+        sy, sx = pair(op, "stride", stride, 1)
+        dh, dw = pair(op, "dilation", dilation, 1)
+    except ValueError as e:
+        raise ValueError(f"{e} ({desc})") from None
+    check_padding_mode(op, padding_mode)
+    N, C, H, W = x_shape
+    F, Cg, kh, kw = w_shape
+    if C == 0 or H == 0 or W == 0:
+        raise ValueError(f"{op}: argument 'x' has an empty channel or spatial dimension ({desc})")
+    if 0 in w_shape:
+        raise ValueError(f"{op}: argument 'weight' has an empty dimension ({desc})")
+    if C % groups:
+        raise ValueError(
+            f"{op}: argument 'groups'={groups} does not divide the {C} input channels of 'x' "
+            f"({desc})"
+        )
+    if F % groups:
+        raise ValueError(
+            f"{op}: argument 'groups'={groups} does not divide the {F} output channels of "
+            f"'weight' ({desc})"
+        )
+    if Cg != C // groups:
+        raise ValueError(
+            f"{op}: argument 'weight' has {Cg} input channels per group but 'x' has "
+            f"{C} channels / groups={groups} = {C // groups} ({desc})"
+        )
+    try:
+        pt, pb, pl, pr = conv_padding(op, padding, (H, W), (kh, kw), (sy, sx), (dh, dw))
+    except ValueError as e:
+        raise ValueError(f"{e} ({desc})") from None
+    if padding_mode != "zeros":
+        for name, n, pads in ((axes[0], H, (pt, pb)), (axes[1], W, (pl, pr))):
+            limit_ok = (
+                max(pads) < n if padding_mode == "reflect"
+                else max(pads) <= n if padding_mode == "circular" else True
+            )
+            if not limit_ok:
+                rule = "< the input size" if padding_mode == "reflect" else "<= the input size"
+                raise ValueError(
+                    f"{op}: argument 'padding' {pads} along {name} is too large for "
+                    f"padding_mode={padding_mode!r} (needs padding {rule} {n}; {desc})"
+                )
+    OH = out_size(H, kh, sy, pt, pb, dh, False)
+    OW = out_size(W, kw, sx, pl, pr, dw, False)
+    for name, n, k, d, p0, p1, o in ((axes[0], H, kh, dh, pt, pb, OH),
+                                     (axes[1], W, kw, dw, pl, pr, OW)):
+        if o < 1:
+            raise ValueError(
+                f"{op}: argument 'weight' is too large: along {name} the effective kernel "
+                f"{d * (k - 1) + 1} (kernel {k}, dilation {d}) exceeds the padded input "
+                f"{n + p0 + p1} (input {n}, padding {(p0, p1)}), output size would be {o} < 1 "
+                f"({desc})"
+            )
+    return _Geom(sy, sx, dh, dw, groups, pt, pb, pl, pr, padding_mode, OH, OW)
+
+
+def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom) -> str:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(
+            f"{op}: argument 'algorithm' must be one of {ALGORITHMS}, got {algorithm!r}"
+        )
+    if algorithm != "auto":
+        return algorithm
+    if (g.groups == 1 and C * kh * kw >= 32 and g.OH * g.OW >= 64 and _im2col_available()):
+        return "im2col"
+    return "direct"
+
+
+def _want_bias(bias) -> bool:
+    if bias is None:
+        return False
+    if isinstance(bias, (bool, np.bool_)):
+        return bool(bias)
+    return True  # e.g. the bias array itself: "this layer has a bias"
+
+
+def _pad_input(x, g: _Geom):
+    """Explicitly padded ``x`` and the driver's (pt, pl) for the padding mode."""
+    if g.mode == "zeros":
+        return x, g.pt, g.pl
+    xp = np.pad(x, ((0, 0), (0, 0), (g.pt, g.pb), (g.pl, g.pr)), mode=_NP_PAD_MODE[g.mode])
+    return np.ascontiguousarray(xp), 0, 0
+
+
+def _fold_padding(dxp, H, W, g: _Geom):
+    """Adjoint of ``np.pad(x, ..., mode)``: add each padded pixel's gradient to its source."""
+    np_mode = _NP_PAD_MODE[g.mode]
+    # src[i] = index of the input pixel that padded position i copies (the pad of an arange).
+    src_h = np.pad(np.arange(H), (g.pt, g.pb), mode=np_mode)
+    src_w = np.pad(np.arange(W), (g.pl, g.pr), mode=np_mode)
+    t = dxp[:, :, g.pt:g.pt + H, :].copy()
+    for i in [*range(g.pt), *range(g.pt + H, g.pt + H + g.pb)]:
+        t[:, :, src_h[i], :] += dxp[:, :, i, :]
+    dx = t[:, :, :, g.pl:g.pl + W].copy()
+    for j in [*range(g.pl), *range(g.pl + W, g.pl + W + g.pr)]:
+        dx[:, :, :, src_w[j]] += t[:, :, :, j]
+    return dx
+
+
+def _conv2d_impl(op, x, weight, bias, g: _Geom, algorithm):
+    """Forward on validated 4-D arrays of one dtype."""
+    forward, _ = _drivers(algorithm)
+    xp, pt, pl = _pad_input(x, g)
+    y = np.empty((x.shape[0], weight.shape[0], g.OH, g.OW), dtype=x.dtype)
+    forward(xp, weight, bias, y, g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
+    return y
+
+
+def _conv2d_backward_impl(op, dy, x, weight, g: _Geom, want_bias, need_dx, algorithm):
+    _, backward = _drivers(algorithm)
+    xp, pt, pl = _pad_input(x, g)
+    dxp = np.empty(xp.shape, dtype=x.dtype) if need_dx else None
+    gw = np.empty(weight.shape, dtype=x.dtype)
+    gb = np.empty(weight.shape[0], dtype=x.dtype) if want_bias else None
+    backward(dy, xp, weight, dxp, gw, gb, g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
+    dx = dxp
+    if need_dx and g.mode != "zeros":
+        dx = _fold_padding(dxp, x.shape[2], x.shape[3], g)
+    return dx, gw, gb
+
+
+def _check_bias(op, bias, dtype, F, desc):
+    if bias is None:
+        return None
+    bias = as_float_array(op, "bias", bias, dtype=dtype)
+    if bias.shape != (F,):
+        raise ValueError(
+            f"{op}: argument 'bias' must have shape ({F},) (one value per output channel), got "
+            f"shape {tuple(bias.shape)} ({desc})"
+        )
+    return bias
+
+
+def _check_dy(op, dy, expected, desc):
+    if tuple(dy.shape) != tuple(expected):
+        raise ValueError(
+            f"{op}: argument 'dy' has shape {tuple(dy.shape)} but the convolution output has "
+            f"shape {tuple(expected)} ({desc})"
+        )
+
+
+# --------------------------------------------------------------------------- 2-D
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+           padding_mode="zeros", algorithm="auto"):
+    """2-D convolution (cross-correlation, no kernel flip) of a batch of images.
+
+    ``y[n, f, i, j] = bias[f] + sum_{c, p, q} weight[f, c, p, q] *
+    xpad[n, g*C/groups + c, i*sy + p*dh, j*sx + q*dw]`` where ``g = f // (F / groups)`` and
+    ``xpad`` is ``x`` padded according to ``padding`` and ``padding_mode``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        Input batch. float32/float64 are kept; integer/bool inputs are cast to float32;
+        float16/complex raise TypeError. Any memory layout is accepted.
+    weight : ndarray, shape (F, C // groups, kh, kw)
+        Filters; cast to ``x.dtype``.
+    bias : ndarray, shape (F,), optional
+        Added to every output pixel of channel ``f``.
+    stride : int or (int, int)
+        Step ``(sy, sx)`` of the window, >= 1.
+    padding : int, (int, int), "valid" or "same"
+        Rows/columns added on each side (``(ph, pw)``: ``ph`` on top and bottom, ``pw`` left
+        and right). ``"valid"`` is no padding. ``"same"`` follows TensorFlow, also for
+        stride > 1 (which PyTorch refuses): the output has ``ceil(n / stride)`` pixels along each
+        axis and the total padding ``max((out - 1)*stride + dilation*(k - 1) + 1 - n, 0)`` is
+        split in two with the odd pixel at the bottom/right.
+    dilation : int or (int, int)
+        Spacing ``(dh, dw)`` between kernel taps, >= 1 (1 = ordinary convolution).
+    groups : int
+        Channels are split into ``groups`` independent groups; ``groups == C == F`` is a
+        depthwise convolution. Must divide ``C`` and ``F``.
+    padding_mode : {"zeros", "reflect", "replicate", "circular"}
+        As in PyTorch: ``"reflect"`` mirrors without repeating the edge (``np.pad`` "reflect",
+        padding must be < the input size), ``"replicate"`` repeats the edge (``np.pad`` "edge"),
+        ``"circular"`` wraps around (``np.pad`` "wrap", padding <= the input size).
+    algorithm : {"auto", "direct", "im2col"}
+        ``"direct"``: numba loop nests; ``"im2col"``: patches unfolded into columns and
+        multiplied by BLAS in bounded chunks. ``"auto"`` picks ``"im2col"`` when
+        ``groups == 1``, ``C * kh * kw >= 32`` and the output has at least 64 pixels per
+        image (enough work per GEMM to amortise the unfolding), else ``"direct"``. All
+        algorithms give the same result up to float rounding.
+
+    Returns
+    -------
+    y : ndarray, shape (N, F, OH, OW), dtype of ``x``
+        With ``OH = floor((H + pt + pb - dh*(kh - 1) - 1) / sy) + 1`` (``pt``/``pb`` the top and
+        bottom padding) and likewise ``OW``.
+
+    Raises
+    ------
+    ValueError
+        Wrong number of dimensions, empty channel/spatial dimensions, channels not divisible by
+        ``groups``, mismatched ``weight``/``bias`` shapes, non-positive stride/dilation, negative
+        or unknown padding, unknown ``padding_mode``/``algorithm``, padding too large for the
+        padding mode, or a kernel larger than the padded input.
+    TypeError
+        Non-integer hyperparameters, float16 or complex arrays.
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+    >>> w = np.ones((1, 1, 2, 2))
+    >>> nc.conv2d(x, w)[0, 0]
+    array([[10., 14., 18.],
+           [26., 30., 34.],
+           [42., 46., 50.]])
+    >>> nc.conv2d(x, w, stride=2, padding="same").shape
+    (1, 1, 2, 2)
+    >>> nc.conv2d(np.ones((2, 3, 7, 9), np.float32), np.ones((6, 1, 3, 3), np.float32),
+    ...           groups=3, padding=1, padding_mode="reflect").shape
+    (2, 6, 7, 9)
+    """
+    op = "conv2d"
+    x = as_float_array(op, "x", x)
+    check_ndim(op, "x", x, 4, _X_LAYOUT)
+    weight = as_float_array(op, "weight", weight, dtype=x.dtype)
+    check_ndim(op, "weight", weight, 4, _W_LAYOUT)
+    desc = f"x shape {tuple(x.shape)}, weight shape {tuple(weight.shape)}"
+    g = _geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
+                  desc)
+    bias = _check_bias(op, bias, x.dtype, weight.shape[0], desc)
+    algo = _choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g)
+    return _conv2d_impl(op, x, weight, bias, g, algo)
+
+
+def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
+                    padding_mode="zeros", bias=True, *, algorithm="auto", need_dx=True):
+    """Gradients of :func:`conv2d` with respect to ``x``, ``weight`` and ``bias``.
+
+    For ``y = conv2d(x, weight, b, stride, padding, dilation, groups, padding_mode)`` and an
+    upstream gradient ``dy = dL/dy``, returns ``dL/dx``, ``dL/dweight`` and ``dL/db``. With a
+    non-zero ``padding_mode`` the gradient that reaches padded pixels is added back to the input
+    pixels they copy.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, F, OH, OW)
+        Upstream gradient; must have exactly the shape of the forward output. Cast to
+        ``x.dtype``.
+    x : ndarray, shape (N, C, H, W)
+        The forward input.
+    weight : ndarray, shape (F, C // groups, kh, kw)
+        The forward filters.
+    stride, padding, dilation, groups, padding_mode
+        As in :func:`conv2d`.
+    bias : bool
+        Whether to compute the bias gradient (an array counts as True: "the layer has a bias").
+    algorithm : {"auto", "direct", "im2col"}, keyword-only
+        As in :func:`conv2d`.
+    need_dx : bool, keyword-only
+        ``False`` skips the data gradient (e.g. for a network's first layer); ``dx`` is then
+        None.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W), or None
+    dweight : ndarray, shape (F, C // groups, kh, kw)
+    dbias : ndarray, shape (F,), or None when ``bias`` is False
+        All in the dtype of ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> x = np.ones((2, 1, 4, 4)); w = np.ones((3, 1, 3, 3))
+    >>> dy = np.ones((2, 3, 2, 2))
+    >>> dx, dw, db = nc.conv2d_backward(dy, x, w)
+    >>> dx.shape, dw.shape, db
+    ((2, 1, 4, 4), (3, 1, 3, 3), array([8., 8., 8.]))
+    >>> dx[0, 0]
+    array([[ 3.,  6.,  6.,  3.],
+           [ 6., 12., 12.,  6.],
+           [ 6., 12., 12.,  6.],
+           [ 3.,  6.,  6.,  3.]])
+    """
+    op = "conv2d_backward"
+    x = as_float_array(op, "x", x)
+    check_ndim(op, "x", x, 4, _X_LAYOUT)
+    weight = as_float_array(op, "weight", weight, dtype=x.dtype)
+    check_ndim(op, "weight", weight, 4, _W_LAYOUT)
+    dy = as_float_array(op, "dy", dy, dtype=x.dtype)
+    check_ndim(op, "dy", dy, 4, "(N, F, OH, OW)")
+    desc = (f"dy shape {tuple(dy.shape)}, x shape {tuple(x.shape)}, "
+            f"weight shape {tuple(weight.shape)}")
+    g = _geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
+                  desc)
+    _check_dy(op, dy, (x.shape[0], weight.shape[0], g.OH, g.OW), desc)
+    algo = _choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g)
+    return _conv2d_backward_impl(op, dy, x, weight, g, _want_bias(bias), bool(need_dx), algo)
+
+
+# --------------------------------------------------------------------------- 1-D
+
+
+def _single(op, name, v, minimum):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 1:
+            raise ValueError(f"{op}: argument '{name}' must be an int or a 1-tuple, got {v!r}")
+        v = v[0]
+    return check_int(op, name, v, minimum)
+
+
+def _conv1d_args(op, stride, padding, dilation):
+    s = _single(op, "stride", stride, 1)
+    d = _single(op, "dilation", dilation, 1)
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(
+                f"{op}: argument 'padding' must be an int, 'same' or 'valid', got {padding!r}"
+            )
+        p = padding
+    else:
+        p = (0, _single(op, "padding", padding, 0))
+    return (1, s), p, (1, d)
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+           padding_mode="zeros", *, algorithm="auto"):
+    """1-D convolution (cross-correlation) of a batch of sequences.
+
+    ``y[n, f, i] = bias[f] + sum_{c, q} weight[f, c, q] * xpad[n, g*C/groups + c, i*s + q*d]``.
+    Computed as :func:`conv2d` on images of height 1.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, L)
+    weight : ndarray, shape (F, C // groups, k)
+    bias : ndarray, shape (F,), optional
+    stride, dilation : int
+        >= 1 (a 1-tuple is accepted).
+    padding : int, "valid" or "same"
+        Elements added at both ends; ``"same"`` as in :func:`conv2d` (TensorFlow rule, odd
+        element at the end).
+    groups : int
+    padding_mode : {"zeros", "reflect", "replicate", "circular"}
+    algorithm : {"auto", "direct", "im2col"}, keyword-only
+
+    Returns
+    -------
+    y : ndarray, shape (N, F, OL), dtype of ``x``
+        ``OL = floor((L + p_before + p_after - d*(k - 1) - 1) / s) + 1``.
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> nc.conv1d(np.arange(5.0).reshape(1, 1, 5), np.array([[[1.0, -1.0]]]))
+    array([[[-1., -1., -1., -1.]]])
+    >>> nc.conv1d(np.ones((2, 4, 10)), np.ones((8, 2, 3)), groups=2, stride=2,
+    ...           padding="same").shape
+    (2, 8, 5)
+    """
+    op = "conv1d"
+    x = as_float_array(op, "x", x)
+    check_ndim(op, "x", x, 3, "(N, C, L)")
+    weight = as_float_array(op, "weight", weight, dtype=x.dtype)
+    check_ndim(op, "weight", weight, 3, "(F, C // groups, k)")
+    desc = f"x shape {tuple(x.shape)}, weight shape {tuple(weight.shape)}"
+    s2, p2, d2 = _conv1d_args(op, stride, padding, dilation)
+    x4, w4 = x[:, :, None, :], weight[:, :, None, :]
+    g = _geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
+                  axes=("(height 1)", "L"))
+    bias = _check_bias(op, bias, x.dtype, weight.shape[0], desc)
+    algo = _choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g)
+    return _conv2d_impl(op, x4, w4, bias, g, algo)[:, :, 0, :]
+
+
+def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
+                    padding_mode="zeros", bias=True, *, algorithm="auto", need_dx=True):
+    """Gradients of :func:`conv1d` with respect to ``x``, ``weight`` and ``bias``.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, F, OL)
+        Upstream gradient, exactly the shape of the forward output.
+    x : ndarray, shape (N, C, L)
+    weight : ndarray, shape (F, C // groups, k)
+    stride, padding, dilation, groups, padding_mode
+        As in :func:`conv1d`.
+    bias : bool
+        Whether to compute the bias gradient.
+    algorithm : {"auto", "direct", "im2col"}, keyword-only
+    need_dx : bool, keyword-only
+        ``False`` skips the data gradient (``dx`` is then None).
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, L), or None
+    dweight : ndarray, shape (F, C // groups, k)
+    dbias : ndarray, shape (F,), or None
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> dx, dw, db = nc.conv1d_backward(np.ones((1, 1, 4)), np.arange(5.0).reshape(1, 1, 5),
+    ...                                 np.array([[[1.0, -1.0]]]))
+    >>> dx, dw, db
+    (array([[[ 1.,  0.,  0.,  0., -1.]]]), array([[[ 6., 10.]]]), array([4.]))
+    """
+    op = "conv1d_backward"
+    x = as_float_array(op, "x", x)
+    check_ndim(op, "x", x, 3, "(N, C, L)")
+    weight = as_float_array(op, "weight", weight, dtype=x.dtype)
+    check_ndim(op, "weight", weight, 3, "(F, C // groups, k)")
+    dy = as_float_array(op, "dy", dy, dtype=x.dtype)
+    check_ndim(op, "dy", dy, 3, "(N, F, OL)")
+    desc = (f"dy shape {tuple(dy.shape)}, x shape {tuple(x.shape)}, "
+            f"weight shape {tuple(weight.shape)}")
+    s2, p2, d2 = _conv1d_args(op, stride, padding, dilation)
+    x4, w4 = x[:, :, None, :], weight[:, :, None, :]
+    g = _geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
+                  axes=("(height 1)", "L"))
+    _check_dy(op, dy, (x.shape[0], weight.shape[0], g.OW), desc)
+    algo = _choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g)
+    dx, gw, gb = _conv2d_backward_impl(op, dy[:, :, None, :], x4, w4, g, _want_bias(bias),
+                                       bool(need_dx), algo)
+    return (None if dx is None else dx[:, :, 0, :]), gw[:, :, 0, :], gb

@@ -1,3 +1,148 @@
-"""Placeholder: filled by the linear work of issue 2."""
+"""Fully connected (affine) layer: ``y = x @ weight.T + bias``.
 
-__all__: list[str] = []
+The matrix products are BLAS calls (``np.dot`` on C-contiguous 2-D arrays); numba kernels add
+the bias and reduce its gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._shapes import as_float_array, check_ndim
+from ..kernels import linear as _k
+
+__all__ = ["linear", "linear_backward"]
+
+
+
+def _check_x_weight(op: str, x: np.ndarray, weight: np.ndarray) -> None:
+    if x.ndim < 1:
+        raise ValueError(
+            f"{op}: argument 'x' must be at least 1-D (..., in_features), got shape ()"
+        )
+    check_ndim(op, "weight", weight, 2, "(out_features, in_features)")
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"{op}: argument 'weight' has in_features={weight.shape[1]} but 'x' has "
+            f"{x.shape[-1]} features in its last axis (x shape {tuple(x.shape)}, weight shape "
+            f"{tuple(weight.shape)})"
+        )
+
+
+def linear(x, weight, bias=None):
+    """Affine map of the last axis: ``y = x @ weight.T + bias`` (PyTorch's ``F.linear``).
+
+    Parameters
+    ----------
+    x : ndarray, shape (..., in_features)
+        Any number of leading dimensions (at least 1-D).
+    weight : ndarray, shape (out_features, in_features)
+    bias : ndarray, shape (out_features,), optional
+
+    Returns
+    -------
+    y : ndarray, shape (..., out_features), dtype of ``x``
+
+    Raises
+    ------
+    ValueError
+        If ``weight`` is not 2-D, its ``in_features`` differ from ``x.shape[-1]``, or ``bias``
+        does not have shape ``(out_features,)``.
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> x = np.ones((2, 3)); w = np.arange(6.0).reshape(2, 3)
+    >>> nc.linear(x, w, np.array([0.5, -0.5]))
+    array([[ 3.5, 11.5],
+           [ 3.5, 11.5]])
+    """
+    op = "linear"
+    x = as_float_array(op, "x", x)
+    weight = as_float_array(op, "weight", weight, dtype=x.dtype)
+    _check_x_weight(op, x, weight)
+    out_f, in_f = weight.shape
+    if bias is not None:
+        bias = as_float_array(op, "bias", bias, dtype=x.dtype)
+        if bias.shape != (out_f,):
+            raise ValueError(
+                f"{op}: argument 'bias' must have shape ({out_f},) = (out_features,), got "
+                f"{tuple(bias.shape)} (weight shape {tuple(weight.shape)})"
+            )
+    x2 = x.reshape(-1, in_f)
+    y2 = np.empty((x2.shape[0], out_f), dtype=x.dtype)
+    if in_f == 0:
+        y2.fill(0)
+    else:
+        np.dot(x2, weight.T, out=y2)
+    if bias is not None and y2.size:
+        _k._linear_bias_fwd(y2, bias)
+    return y2.reshape(x.shape[:-1] + (out_f,))
+
+
+def linear_backward(dy, x, weight, bias=True):
+    """Gradients of :func:`linear` with respect to its input, weight and bias.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (..., out_features)
+        Upstream gradient; its leading dimensions equal those of ``x``.
+    x : ndarray, shape (..., in_features)
+        The forward input.
+    weight : ndarray, shape (out_features, in_features)
+    bias : bool, default True
+        Whether the forward pass had a bias (then ``dbias`` is computed, else it is ``None``).
+        Passing the bias array itself counts as True.
+
+    Returns
+    -------
+    dx : ndarray, shape of ``x``
+        ``dy @ weight``.
+    dweight : ndarray, shape (out_features, in_features)
+        ``dy.T @ x`` summed over all leading dimensions.
+    dbias : ndarray, shape (out_features,), or None
+        ``dy`` summed over all leading dimensions.
+
+    All outputs have the dtype of ``x`` (``dy`` and ``weight`` are cast to it).
+
+    Examples
+    --------
+    >>> import numpy as np, nbconv as nc
+    >>> dx, dw, db = nc.linear_backward(np.ones((4, 2)), np.ones((4, 3)), np.ones((2, 3)))
+    >>> dx.shape, dw.shape, db.tolist()
+    ((4, 3), (2, 3), [4.0, 4.0])
+    """
+    op = "linear_backward"
+    x = as_float_array(op, "x", x)
+    weight = as_float_array(op, "weight", weight, dtype=x.dtype)
+    dy = as_float_array(op, "dy", dy, dtype=x.dtype)
+    _check_x_weight(op, x, weight)
+    out_f, in_f = weight.shape
+    expected = x.shape[:-1] + (out_f,)
+    if dy.shape != expected:
+        raise ValueError(
+            f"{op}: argument 'dy' must have shape {expected} (x shape {tuple(x.shape)}, weight "
+            f"shape {tuple(weight.shape)}), got {tuple(dy.shape)}"
+        )
+    if isinstance(bias, (bool, np.bool_)):
+        want_bias = bool(bias)
+    else:
+        want_bias = bias is not None
+    x2 = x.reshape(-1, in_f)
+    dy2 = dy.reshape(-1, out_f)
+    M = x2.shape[0]
+    dx2 = np.empty((M, in_f), dtype=x.dtype)
+    dweight = np.empty((out_f, in_f), dtype=x.dtype)
+    if M == 0 or out_f == 0:
+        dx2.fill(0)
+        dweight.fill(0)
+    else:
+        if in_f:
+            np.dot(dy2, weight, out=dx2)
+            np.dot(dy2.T, x2, out=dweight)
+    dbias = None
+    if want_bias:
+        dbias = np.zeros(out_f, dtype=x.dtype)
+        if M and out_f:
+            _k._linear_bias_bwd(dy2, dbias)
+    return dx2.reshape(x.shape), dweight, dbias

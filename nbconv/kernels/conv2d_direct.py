@@ -1,0 +1,183 @@
+"""Direct (loop-nest) 2-D convolution kernels: forward, data gradient, weight/bias gradient.
+
+All kernels implement the driver semantics of ``nbconv.functional.conv``: cross-correlation of
+``x (N, C, H, W)`` with ``w (F, C // groups, kh, kw)``, stride ``(sy, sx)``, dilation
+``(dh, dw)``, ``groups``, implicit zero padding of ``pt`` rows on top and ``pl`` columns on the
+left; the bottom/right padding is implied by the output size ``(OH, OW)`` (a tap outside the
+input reads 0)::
+
+    y[n, f, i, j] = b[f] + sum_{c in group(f), p, q}
+                    w[f, c - g0, p, q] * x[n, c, i*sy - pt + p*dh, j*sx - pl + q*dw]
+
+Arrays are C-contiguous float32/float64 of one dtype; integers are Python ints.  Every output is
+overwritten, never accumulated into.  The innermost loop always runs along the contiguous W axis
+(output columns ``j``, input columns ``j*sx + off``) for a whole valid column range computed once
+per tap, so there is no bounds test in the inner loop.
+
+Parallelism (no two ``prange`` iterations write the same memory):
+
+* forward: over the flattened ``(n, f, i)`` output rows;
+* data gradient: a *gather* over the flattened ``(n, c, h)`` input rows, each iteration owning
+  its ``dx`` row;
+* weight gradient: over the flattened ``(f, c_local, p)`` weight rows, each iteration owning
+  ``gw[f, c_local, p, :]``; the bias gradient over ``f``.
+
+At batch size 1 these flattened ranges still have many iterations, so every core works.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .. import _config
+
+__all__ = ["_conv2d_direct_fwd", "_conv2d_direct_bwd_data", "_conv2d_direct_bwd_weight"]
+
+
+@numba.njit(**_config.JIT_OPTIONS)
+def _col_range(off, sx, W, OW):
+    """Output columns ``j`` in ``[lo, hi)`` with ``0 <= j*sx + off < W`` (``hi`` may be <= lo)."""
+    lo = 0
+    if off < 0:
+        lo = (-off + sx - 1) // sx
+    hi = OW
+    last = W - 1 - off
+    if last < 0:
+        hi = 0
+    else:
+        t = last // sx + 1
+        if t < hi:
+            hi = t
+    return lo, hi
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+    """``y[:] = conv(x, w) + b``; ``b`` is an (F,) array (zeros when the op has no bias)."""
+    N, C, H, W = x.shape
+    F, Cg, kh, kw = w.shape
+    OH = y.shape[2]
+    OW = y.shape[3]
+    Fg = F // groups
+    rows = N * F * OH
+    for r in numba.prange(rows):
+        i = r % OH
+        t = r // OH
+        f = t % F
+        n = t // F
+        c0 = (f // Fg) * Cg
+        yrow = y[n, f, i]
+        bf = b[f]
+        for j in range(OW):
+            yrow[j] = bf
+        for cl in range(Cg):
+            for p in range(kh):
+                ih = i * sy - pt + p * dh
+                if ih < 0 or ih >= H:
+                    continue
+                xrow = x[n, c0 + cl, ih]
+                for q in range(kw):
+                    off = q * dw - pl
+                    lo, hi = _col_range(off, sx, W, OW)
+                    wv = w[f, cl, p, q]
+                    if sx == 1:  # unit stride: contiguous, vectorisable
+                        for j in range(lo, hi):
+                            yrow[j] += wv * xrow[j + off]
+                    else:
+                        for j in range(lo, hi):
+                            yrow[j] += wv * xrow[j * sx + off]
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_direct_bwd_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups):
+    """``dx[:] = conv_transpose(dy, w)``, written as a gather over the rows of ``dx``.
+
+    Input row ``h`` of channel ``c`` receives ``w[f, c - g0, p, q] * dy[n, f, i, j]`` from every
+    ``f`` of its group, tap row ``p`` with ``i*sy - pt + p*dh == h`` and column tap ``q``.
+    """
+    N, C, H, W = dx.shape
+    F, Cg, kh, kw = w.shape
+    OH = dy.shape[2]
+    OW = dy.shape[3]
+    Fg = F // groups
+    rows = N * C * H
+    for r in numba.prange(rows):
+        h = r % H
+        t = r // H
+        c = t % C
+        n = t // C
+        g = c // Cg
+        cl = c - g * Cg
+        dxrow = dx[n, c, h]
+        for k in range(W):
+            dxrow[k] = 0.0
+        for f in range(g * Fg, (g + 1) * Fg):
+            for p in range(kh):
+                num = h + pt - p * dh
+                if num < 0 or num % sy != 0:
+                    continue
+                i = num // sy
+                if i >= OH:
+                    continue
+                dyrow = dy[n, f, i]
+                for q in range(kw):
+                    off = q * dw - pl
+                    lo, hi = _col_range(off, sx, W, OW)
+                    wv = w[f, cl, p, q]
+                    if sx == 1:
+                        for j in range(lo, hi):
+                            dxrow[j + off] += wv * dyrow[j]
+                    else:
+                        for j in range(lo, hi):
+                            dxrow[j * sx + off] += wv * dyrow[j]
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_direct_bwd_weight(dy, x, gw, gb, with_bias, sy, sx, pt, pl, dh, dw, groups):
+    """``gw[:] = d<y, dy>/dw``; if ``with_bias`` also ``gb[f] = sum(dy[:, f])``.
+
+    ``gb`` must be an (F,) array even when ``with_bias`` is 0 (it is then left untouched).
+    """
+    N, C, H, W = x.shape
+    F, Cg, kh, kw = gw.shape
+    OH = dy.shape[2]
+    OW = dy.shape[3]
+    Fg = F // groups
+    if with_bias:
+        for f in numba.prange(F):
+            s = 0.0
+            for n in range(N):
+                for i in range(OH):
+                    dyrow = dy[n, f, i]
+                    for j in range(OW):
+                        s += dyrow[j]
+            gb[f] = s
+    rows = F * Cg * kh
+    for r in numba.prange(rows):
+        p = r % kh
+        t = r // kh
+        cl = t % Cg
+        f = t // Cg
+        c = (f // Fg) * Cg + cl
+        acc = np.zeros(kw, dtype=np.float64)
+        for n in range(N):
+            for i in range(OH):
+                ih = i * sy - pt + p * dh
+                if ih < 0 or ih >= H:
+                    continue
+                dyrow = dy[n, f, i]
+                xrow = x[n, c, ih]
+                for q in range(kw):
+                    off = q * dw - pl
+                    lo, hi = _col_range(off, sx, W, OW)
+                    s = 0.0
+                    if sx == 1:
+                        for j in range(lo, hi):
+                            s += dyrow[j] * xrow[j + off]
+                    else:
+                        for j in range(lo, hi):
+                            s += dyrow[j] * xrow[j * sx + off]
+                    acc[q] += s
+        for q in range(kw):
+            gw[f, cl, p, q] = acc[q]
