@@ -7,5 +7,6 @@ This module never imports nbconv.  Each area keeps its references in its own
 from reference_activation import *  # noqa: F403
 from reference_conv import *  # noqa: F403
 from reference_correlate import *  # noqa: F403
+from reference_im2col import *  # noqa: F403
 from reference_norm import *  # noqa: F403
 from reference_pool import *  # noqa: F403

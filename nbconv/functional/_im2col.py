@@ -1,0 +1,325 @@
+"""The im2col + GEMM convolution: drivers called by :func:`nbconv.conv2d` (``algorithm="im2col"``).
+
+Arguments arrive validated and normalised (C-contiguous arrays of one float dtype, Python ints);
+nothing here checks them.  The work goes in *chunks* so that no temporary buffer is larger than
+``nbconv._config.IM2COL_MAX_BYTES`` (read at call time):
+
+* whole images when at least one image's columns fit (``nb`` images per chunk);
+* otherwise runs of output rows of one image;
+* otherwise (one output row does not fit) runs of pixels of one output row.
+
+Only if a single output pixel's column (``max(C*kh*kw, F)`` numbers) exceeds the bound is the
+bound exceeded, by that one column.
+
+For each chunk the column matrix ``cols`` ``(C*kh*kw, M)`` is written by a numba kernel and the
+products are BLAS calls (``np.matmul`` on contiguous blocks, one GEMM per group, outside any
+``prange``):
+
+* forward: ``y_chunk[g] = W[g] @ cols[g]`` (+ bias);
+* backward: ``dW[g] += dy_chunk[g] @ cols[g].T``, ``dcols[g] = W[g].T @ dy_chunk[g]`` and
+  ``dx += col2im(dcols)`` (a gather kernel); ``db`` is a reduction kernel over ``dy``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _config
+from ..kernels.conv2d_im2col import (
+    _conv2d_im2col_bwd_bias,
+    _conv2d_im2col_bwd_gather_dy,
+    _conv2d_im2col_col2im,
+    _conv2d_im2col_cols,
+    _conv2d_im2col_fwd_bias,
+    _conv2d_im2col_fwd_scatter,
+)
+
+__all__: list[str] = []  # private module: nothing is re-exported by nbconv.functional
+
+
+def plan_chunks(N, OH, OW, rows, itemsize, max_bytes=None):
+    """How the output is split into chunks whose column buffers stay below the bound.
+
+    Parameters
+    ----------
+    N, OH, OW : int
+        Batch size and output height/width.
+    rows : int
+        Rows of the largest temporary buffer: ``max(C*kh*kw, F)``.
+    itemsize : int
+        Bytes per number (4 or 8).
+    max_bytes : int, optional
+        The bound; default ``nbconv._config.IM2COL_MAX_BYTES`` read now.
+
+    Returns
+    -------
+    mode : str
+        ``"images"``, ``"rows"`` or ``"pixels"``.
+    chunks : list of tuple
+        ``(n0, nb, r0, nr, j0, nj)`` for every chunk, in order.
+    max_cols : int
+        Largest ``M = nb*nr*nj`` of any chunk (the buffers have ``rows * max_cols`` numbers).
+
+    Examples
+    --------
+    >>> from nbconv.functional._im2col import plan_chunks
+    >>> plan_chunks(4, 2, 3, rows=10, itemsize=8, max_bytes=1000)
+    ('images', [(0, 2, 0, 2, 0, 3), (2, 2, 0, 2, 0, 3)], 12)
+    >>> plan_chunks(1, 2, 3, rows=10, itemsize=8, max_bytes=300)[:2]
+    ('rows', [(0, 1, 0, 1, 0, 3), (0, 1, 1, 1, 0, 3)])
+    """
+    if max_bytes is None:
+        max_bytes = _config.IM2COL_MAX_BYTES
+    max_cols = max(1, int(max_bytes) // (rows * itemsize))
+    P = OH * OW
+    chunks = []
+    if max_cols >= P:
+        nb = min(N, max_cols // P)
+        for n0 in range(0, N, nb):
+            chunks.append((n0, min(nb, N - n0), 0, OH, 0, OW))
+        return "images", chunks, nb * P
+    if max_cols >= OW:
+        nr = max_cols // OW
+        for n in range(N):
+            for r0 in range(0, OH, nr):
+                chunks.append((n, 1, r0, min(nr, OH - r0), 0, OW))
+        return "rows", chunks, nr * OW
+    nj = max_cols
+    for n in range(N):
+        for r in range(OH):
+            for j0 in range(0, OW, nj):
+                chunks.append((n, 1, r, 1, j0, min(nj, OW - j0)))
+    return "pixels", chunks, nj
+
+
+def _buffer(flat, rows, m):
+    """A C-contiguous ``(rows, m)`` view of the first ``rows*m`` numbers of ``flat``."""
+    return flat[: rows * m].reshape(rows, m)
+
+
+def _pixel_view(a, G, n, r0, nr, j0, nj):
+    """``a[n]`` as ``(G, F // G, nr*nj)``: the flat pixels of a one-image chunk, per group.
+
+    Valid when the chunk's pixels are contiguous in the flattened image (whole rows, or part of
+    one row): then it is a strided view (never a copy) that BLAS reads or writes directly.
+    """
+    F, OH, OW = a.shape[1:]
+    start = r0 * OW + j0
+    return a[n].reshape(G, F // G, OH * OW)[:, :, start : start + nr * nj]
+
+
+def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+    """im2col + GEMM forward convolution into the preallocated ``y``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+    w : ndarray, shape (F, C // groups, kh, kw)
+    b : ndarray, shape (F,), or None
+    y : ndarray, shape (N, F, OH, OW)
+        Output, fully overwritten:
+        ``y[n,f,i,j] = b[f] + sum_{c,p,q} w[f,c,p,q] * x[n, g*C/groups + c, i*sy-pt+p*dh,
+        j*sx-pl+q*dw]`` with zeros outside the input (``g`` the group of ``f``).
+    sy, sx, pt, pl, dh, dw, groups : int
+        Stride, top/left zero padding (bottom/right implied by OH/OW), dilation, groups.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nbconv.functional._im2col import conv2d_forward
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4); w = np.ones((1, 1, 2, 2))
+    >>> y = np.empty((1, 1, 2, 2))
+    >>> conv2d_forward(x, w, None, y, 2, 2, 0, 0, 1, 1, 1); y[0, 0]
+    array([[10., 18.],
+           [42., 50.]])
+    """
+    N, C, H, W = x.shape
+    F, Cg, kh, kw = w.shape
+    OH, OW = y.shape[2], y.shape[3]
+    G = groups
+    Fg = F // G
+    K = Cg * kh * kw
+    CK = C * kh * kw
+    dtype = y.dtype
+    mode, chunks, max_cols = plan_chunks(N, OH, OW, max(CK, F), dtype.itemsize)
+    w3 = w.reshape(G, Fg, K)
+    cols_flat = np.empty(CK * max_cols, dtype)
+    tmp_flat = None
+    bias = b
+    for n0, nb, r0, nr, j0, nj in chunks:
+        M = nb * nr * nj
+        cols = _buffer(cols_flat, CK, M)
+        _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
+        cols3 = cols.reshape(G, K, M)
+        if nb == 1:
+            # the chunk's pixels are contiguous in y[n]: BLAS writes straight into y
+            out = _pixel_view(y, G, n0, r0, nr, j0, nj)
+            np.matmul(w3, cols3, out=out)
+            if b is not None:
+                _conv2d_im2col_fwd_bias(y, b, n0, nb, r0, nr, j0, nj)
+        else:
+            if tmp_flat is None:
+                tmp_flat = np.empty(F * max_cols, dtype)
+                if bias is None:
+                    bias = np.zeros(F, dtype)
+            tmp = _buffer(tmp_flat, F, M)
+            np.matmul(w3, cols3, out=tmp.reshape(G, Fg, M))
+            _conv2d_im2col_fwd_scatter(tmp, bias, y, n0, nb, r0, nr, j0, nj)
+
+
+def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+    """im2col + GEMM gradients of ``sum(conv2d_forward(x, w, b) * dy)``.
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, F, OH, OW)
+    x : ndarray, shape (N, C, H, W)
+    w : ndarray, shape (F, C // groups, kh, kw)
+    dx : ndarray, shape (N, C, H, W), or None
+        Overwritten with the input gradient; ``None`` skips it (and its col2im work).
+    gw : ndarray, shape (F, C // groups, kh, kw)
+        Overwritten with the weight gradient.
+    gb : ndarray, shape (F,), or None
+        Overwritten with the bias gradient ``dy.sum((0, 2, 3))``; ``None`` skips it.
+    sy, sx, pt, pl, dh, dw, groups : int
+        As in :func:`conv2d_forward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nbconv.functional._im2col import conv2d_backward
+    >>> x = np.arange(9.0).reshape(1, 1, 3, 3); w = np.ones((1, 1, 2, 2))
+    >>> dy = np.ones((1, 1, 2, 2)); dx = np.empty_like(x); gw = np.empty_like(w)
+    >>> gb = np.empty(1)
+    >>> conv2d_backward(dy, x, w, dx, gw, gb, 1, 1, 0, 0, 1, 1, 1)
+    >>> dx[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    >>> gw[0, 0], gb
+    (array([[ 8., 12.],
+           [20., 24.]]), array([4.]))
+    """
+    N, C, H, W = x.shape
+    F, Cg, kh, kw = w.shape
+    OH, OW = dy.shape[2], dy.shape[3]
+    G = groups
+    Fg = F // G
+    K = Cg * kh * kw
+    CK = C * kh * kw
+    dtype = dy.dtype
+    if gb is not None:
+        _conv2d_im2col_bwd_bias(dy, gb)
+    mode, chunks, max_cols = plan_chunks(N, OH, OW, max(CK, F), dtype.itemsize)
+    w3t = w.reshape(G, Fg, K).transpose(0, 2, 1)
+    gw3 = gw.reshape(G, Fg, K)
+    cols_flat = np.empty(CK * max_cols, dtype)
+    dcols_flat = np.empty(CK * max_cols, dtype) if dx is not None else None
+    dyt_flat = None
+    gw_part = None
+    last_n = -1
+    for k, (n0, nb, r0, nr, j0, nj) in enumerate(chunks):
+        M = nb * nr * nj
+        cols = _buffer(cols_flat, CK, M)
+        _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
+        cols3t = cols.reshape(G, K, M).transpose(0, 2, 1)
+        if nb == 1:
+            dyt3 = _pixel_view(dy, G, n0, r0, nr, j0, nj)
+        else:
+            if dyt_flat is None:
+                dyt_flat = np.empty(F * max_cols, dtype)
+            dyt = _buffer(dyt_flat, F, M)
+            _conv2d_im2col_bwd_gather_dy(dy, dyt, n0, nb, r0, nr, j0, nj)
+            dyt3 = dyt.reshape(G, Fg, M)
+        # weight gradient: sum over chunks of dy_chunk @ cols_chunk.T, per group
+        if k == 0:
+            np.matmul(dyt3, cols3t, out=gw3)
+        else:
+            if gw_part is None:
+                gw_part = np.empty_like(gw3)
+            np.matmul(dyt3, cols3t, out=gw_part)
+            gw3 += gw_part
+        if dx is None:
+            continue
+        dcols = _buffer(dcols_flat, CK, M)
+        np.matmul(w3t, dyt3, out=dcols.reshape(G, K, M))
+        if mode == "images":
+            _conv2d_im2col_col2im(
+                dcols, dx, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw, 0, H, 1
+            )
+        else:
+            if n0 != last_n:
+                dx[n0] = 0.0
+                last_n = n0
+            # input rows this chunk's output rows read from
+            iy0 = min(max(r0 * sy - pt, 0), H)
+            iy1 = min(max((r0 + nr - 1) * sy - pt + (kh - 1) * dh + 1, iy0), H)
+            _conv2d_im2col_col2im(
+                dcols, dx, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw, iy0, iy1, 0
+            )
+
+
+def im2col(x, kh, kw, sy, sx, pt, pl, dh, dw, OH, OW):
+    """The full column matrix of ``x`` (no chunking; for tests and teaching).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+        C-contiguous float32/float64.
+    kh, kw, sy, sx, pt, pl, dh, dw, OH, OW : int
+        Kernel size, stride, top/left zero padding, dilation and output size.
+
+    Returns
+    -------
+    cols : ndarray, shape (N, C*kh*kw, OH*OW)
+        ``cols[n, (c*kh + p)*kw + q, i*OW + j] = x[n, c, i*sy - pt + p*dh, j*sx - pl + q*dw]``,
+        0 where that index is outside ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nbconv.functional._im2col import im2col
+    >>> im2col(np.arange(4.0).reshape(1, 1, 2, 2), 2, 2, 1, 1, 1, 1, 1, 1, 1, 1)[0, :, 0]
+    array([0., 0., 0., 0.])
+    >>> im2col(np.arange(4.0).reshape(1, 1, 2, 2), 2, 2, 1, 1, 0, 0, 1, 1, 1, 1)[0, :, 0]
+    array([0., 1., 2., 3.])
+    """
+    N, C = x.shape[:2]
+    cols = np.empty((N, C * kh * kw, OH * OW), x.dtype)
+    for n in range(N):
+        _conv2d_im2col_cols(x, cols[n], n, 1, 0, OH, 0, OW, kh, kw, sy, sx, pt, pl, dh, dw)
+    return cols
+
+
+def col2im(cols, x_shape, kh, kw, sy, sx, pt, pl, dh, dw, OH, OW):
+    """Adjoint of :func:`im2col`: sum every column entry back onto the pixel it was read from.
+
+    Parameters
+    ----------
+    cols : ndarray, shape (N, C*kh*kw, OH*OW)
+        C-contiguous float32/float64.
+    x_shape : tuple (N, C, H, W)
+    kh, kw, sy, sx, pt, pl, dh, dw, OH, OW : int
+        As in :func:`im2col`.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, C, H, W)
+        ``<im2col(x), cols> == <x, col2im(cols)>`` for every ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nbconv.functional._im2col import col2im
+    >>> col2im(np.ones((1, 4, 4)), (1, 1, 3, 3), 2, 2, 1, 1, 0, 0, 1, 1, 2, 2)[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    """
+    N, C, H, W = x_shape
+    dx = np.empty((N, C, H, W), cols.dtype)
+    for n in range(N):
+        _conv2d_im2col_col2im(
+            cols[n], dx, n, 1, 0, OH, 0, OW, kh, kw, sy, sx, pt, pl, dh, dw, 0, H, 1
+        )
+    return dx

@@ -1,0 +1,184 @@
+"""Kernels of the im2col + GEMM convolution (the GEMMs themselves are BLAS calls in
+``nbconv.functional._im2col``).
+
+All kernels work on one *chunk* of the output: images ``n0 .. n0+nb``, output rows
+``r0 .. r0+nr`` and output columns ``j0 .. j0+nj`` (a chunk is either a run of whole images, or a
+run of whole rows of one image, or a run of pixels of one output row).  The column matrix of a
+chunk has shape ``(C*kh*kw, M)`` with ``M = nb*nr*nj``: row ``(c*kh + p)*kw + q`` holds tap
+``(p, q)`` of channel ``c``, column ``(b*nr + r)*nj + jj`` is output pixel
+``(n0+b, r0+r, j0+jj)``.  The rows of one group of channels are therefore one contiguous block,
+which is what the per-group GEMMs need.
+
+Zero padding is implicit: ``pt`` rows on top and ``pl`` columns on the left; any tap that falls
+outside the input (including past the bottom/right edge) reads 0.
+
+Every kernel is parallel over a flattened index that includes rows of the image, so batch 1 keeps
+every core busy, and every ``prange`` iteration writes only memory it owns (col2im is a gather:
+an iteration owns a row of input pixels and sums every column entry that reads from it).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .. import _config
+
+__all__: list[str] = []
+
+
+@numba.njit(inline="always")
+def _valid_range(off, s, length, j0, nj):
+    """Range ``[lo, hi)`` of ``jj`` in ``[0, nj)`` with ``0 <= (j0 + jj)*s + off < length``."""
+    if off >= 0:
+        jlo = 0
+    else:
+        jlo = (-off + s - 1) // s
+    top = length - 1 - off
+    if top < 0:
+        jhi = 0
+    else:
+        jhi = top // s + 1
+    lo = min(max(jlo - j0, 0), nj)
+    hi = max(min(jhi - j0, nj), lo)
+    return lo, hi
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw):
+    """Write the column matrix ``cols`` (C*kh*kw, nb*nr*nj) of one chunk of ``x`` (N, C, H, W)."""
+    H = x.shape[2]
+    W = x.shape[3]
+    K = kh * kw
+    rows = cols.shape[0]
+    per_row = nb * nr
+    total = rows * per_row
+    for t in numba.prange(total):
+        row = t // per_row
+        rem = t - row * per_row
+        b = rem // nr
+        r = rem - b * nr
+        c = row // K
+        pq = row - c * K
+        p = pq // kw
+        q = pq - p * kw
+        base = (b * nr + r) * nj
+        iy = (r0 + r) * sy - pt + p * dh
+        if iy < 0 or iy >= H:
+            for jj in range(nj):
+                cols[row, base + jj] = 0.0
+            continue
+        off = q * dw - pl
+        lo, hi = _valid_range(off, sx, W, j0, nj)
+        n = n0 + b
+        for jj in range(lo):
+            cols[row, base + jj] = 0.0
+        start = j0 * sx + off
+        for jj in range(lo, hi):
+            cols[row, base + jj] = x[n, c, iy, start + jj * sx]
+        for jj in range(hi, nj):
+            cols[row, base + jj] = 0.0
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_im2col_col2im(
+    dcols, dx, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw, iy0, iy1, zero
+):
+    """Adjoint of :func:`_conv2d_im2col_cols`, as a gather: add the chunk's column matrix
+    ``dcols`` (C*kh*kw, nb*nr*nj) into ``dx`` (N, C, H, W) rows ``iy0 .. iy1`` of images
+    ``n0 .. n0+nb``.  With ``zero`` != 0 those rows are overwritten instead of added to.
+    """
+    C = dx.shape[1]
+    W = dx.shape[3]
+    nh = iy1 - iy0
+    total = nb * C * nh
+    for t in numba.prange(total):
+        b = t // (C * nh)
+        rem = t - b * (C * nh)
+        c = rem // nh
+        iy = iy0 + (rem - c * nh)
+        n = n0 + b
+        if zero != 0:
+            for ix in range(W):
+                dx[n, c, iy, ix] = 0.0
+        for p in range(kh):
+            ty = iy + pt - p * dh
+            if ty < 0:
+                break
+            if ty % sy != 0:
+                continue
+            i = ty // sy
+            if i < r0 or i >= r0 + nr:
+                continue
+            base = (b * nr + (i - r0)) * nj
+            for q in range(kw):
+                off = q * dw - pl
+                lo, hi = _valid_range(off, sx, W, j0, nj)
+                row = (c * kh + p) * kw + q
+                start = j0 * sx + off
+                for jj in range(lo, hi):
+                    dx[n, c, iy, start + jj * sx] += dcols[row, base + jj]
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_im2col_fwd_scatter(tmp, bias, y, n0, nb, r0, nr, j0, nj):
+    """``y[n0+b, f, r0+r, j0+jj] = tmp[f, (b*nr + r)*nj + jj] + bias[f]`` for the chunk."""
+    F = y.shape[1]
+    total = nb * F * nr
+    for t in numba.prange(total):
+        b = t // (F * nr)
+        rem = t - b * (F * nr)
+        f = rem // nr
+        r = rem - f * nr
+        base = (b * nr + r) * nj
+        bf = bias[f]
+        for jj in range(nj):
+            y[n0 + b, f, r0 + r, j0 + jj] = tmp[f, base + jj] + bf
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_im2col_fwd_bias(y, bias, n0, nb, r0, nr, j0, nj):
+    """``y[n0+b, f, r0+r, j0+jj] += bias[f]`` for the chunk (in place)."""
+    F = y.shape[1]
+    total = nb * F * nr
+    for t in numba.prange(total):
+        b = t // (F * nr)
+        rem = t - b * (F * nr)
+        f = rem // nr
+        r = rem - f * nr
+        bf = bias[f]
+        for jj in range(nj):
+            y[n0 + b, f, r0 + r, j0 + jj] += bf
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_im2col_bwd_gather_dy(dy, dyt, n0, nb, r0, nr, j0, nj):
+    """``dyt[f, (b*nr + r)*nj + jj] = dy[n0+b, f, r0+r, j0+jj]``: the chunk of ``dy`` laid out
+    like the columns of the column matrix."""
+    F = dy.shape[1]
+    total = nb * F * nr
+    for t in numba.prange(total):
+        b = t // (F * nr)
+        rem = t - b * (F * nr)
+        f = rem // nr
+        r = rem - f * nr
+        base = (b * nr + r) * nj
+        for jj in range(nj):
+            dyt[f, base + jj] = dy[n0 + b, f, r0 + r, j0 + jj]
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_im2col_bwd_bias(dy, gb):
+    """``gb[f] = sum over n, i, j of dy[n, f, i, j]`` (float64 accumulation)."""
+    N = dy.shape[0]
+    F = dy.shape[1]
+    P = dy.shape[2] * dy.shape[3]
+    d = dy.reshape(N, F, P)
+    for f in numba.prange(F):
+        acc = 0.0
+        for n in range(N):
+            part = 0.0
+            for k in range(P):
+                part += np.float64(d[n, f, k])
+            acc += part
+        gb[f] = acc
