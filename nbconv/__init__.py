@@ -1,16 +1,27 @@
 """nbconv: convolutional neural networks whose hot loops are Numba kernels.
 
+The NumPy-like functional API lives at the top level (``nbconv.conv2d``, ``nbconv.max_pool2d``,
+...; also ``nbconv.functional``); layers in ``nbconv.nn``; ``nbconv.losses``, ``nbconv.optim``,
+``nbconv.data``, ``nbconv.models``, ``nbconv.train``; model files in ``nbconv.io``
+(``nbconv.save`` / ``nbconv.load``).
+
 >>> import numpy as np, nbconv as nc
 >>> x = np.ones((1, 1, 4, 4), np.float32)
 >>> nc.conv2d(x, np.ones((2, 1, 3, 3), np.float32)).shape
 (1, 2, 2, 2)
 """
 
+__version__ = "0.1.0"
+
 from . import functional
 from ._config import get_num_threads, max_num_threads, set_num_threads
 from .functional import *  # noqa: F403
+from . import data, io, losses, models, nn, optim, train
+from .io import load, load_state, save
+from .nn import manual_seed, no_grad
 
-__version__ = "0.1.0"
-
-__all__ = functional.__all__ + ["functional", "set_num_threads", "get_num_threads",
-                                "max_num_threads"]
+__all__ = functional.__all__ + [
+    "functional", "set_num_threads", "get_num_threads", "max_num_threads",
+    "data", "io", "losses", "models", "nn", "optim", "train",
+    "save", "load", "load_state", "manual_seed", "no_grad", "__version__",
+]

@@ -9,6 +9,8 @@ behaviour of the whole library:
     Upper bound of one im2col buffer in bytes (default 64 MiB); im2col works in chunks below it.
 ``NBCONV_CUDA_BLOCK``
     Threads per block of the 1-D CUDA launches (default 128).
+``NUMBA_THREADING_LAYER``
+    numba's own variable; nbconv defaults it to ``"workqueue"`` (see ``THREADING_LAYER``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ from __future__ import annotations
 import os
 
 import numba
+
+#: numba's threading layer.  The OpenMP layer spins its idle threads, which fights OpenBLAS's
+#: threads (im2col's GEMMs) and any other busy process: measured on a loaded 2-core machine, a
+#: LeNet training step took 655 ms with "omp" and 41 ms with "workqueue".  workqueue may not be
+#: entered from two Python threads at once; set NUMBA_THREADING_LAYER=omp or tbb for that.
+THREADING_LAYER: str = os.environ.get("NUMBA_THREADING_LAYER", "workqueue")
+numba.config.THREADING_LAYER = THREADING_LAYER
 
 #: numba's on-disk cache for every kernel (``cache=True``).
 CACHE: bool = os.environ.get("NBCONV_CACHE", "1") != "0"
