@@ -1,0 +1,709 @@
+"""The nbconv HDF5 model file: architecture, weights, optimizer state and metadata.
+
+Layout (``format_version`` 1)
+-----------------------------
+Root attributes
+
+``format``
+    The string ``"nbconv-model"``; any other value (or none) is a foreign file.
+``format_version``
+    The integer ``1``.  Readers refuse versions they do not know.
+``nbconv_version``
+    ``nbconv.__version__`` of the writer (informational).
+``kind``
+    ``"model"`` (written by :func:`save`) or ``"weights"`` (written by :func:`save_weights`).
+``dtype``
+    The floating dtype of the model's parameters, ``"float32"`` or ``"float64"``
+    (``"mixed"`` in a weights-only file of a model that mixes them).
+``architecture``
+    Only in ``"model"`` files: ``json.dumps(nbconv.nn.to_config(model))``.
+
+Group ``weights/``
+    One dataset per state-dict entry; the key ``features.0.weight`` is the dataset
+    ``weights/features.0/weight`` (the text before the last dot names a group, the text after it
+    the dataset; a key without a dot is a dataset directly under ``weights/``).  Every dataset is
+    chunked with the fletcher32 checksum filter.  A 0-d array (BatchNorm's
+    ``num_batches_tracked``) cannot be chunked, so it is stored with shape ``(1,)`` and the
+    attribute ``scalar = True``; readers reshape it back to ``()``.
+
+Group ``optimizer/`` (optional)
+    Attributes ``type`` (class name), ``hyper`` (JSON object of hyperparameters) and ``step``
+    (int); group ``optimizer/state/`` holds one fletcher32 dataset per entry of
+    ``Optimizer.state_dict()["state"]``, named by its key (``"0.momentum_buffer"``).
+
+Group ``metadata/`` (optional)
+    Attribute ``keys``: JSON list of the keys in their original order.  Attribute ``values``:
+    JSON object of the entries that are plain JSON data (``None``, bool, int, float -- NaN and
+    infinities included -- str, lists and str-keyed dicts of those; tuples come back as lists).
+    Each top-level NumPy array or NumPy scalar (``np.float32(1.5)``) is a fletcher32 dataset
+    named by its key and comes back with the same dtype, shape and type (0-d arrays and NumPy
+    scalars are stored as shape ``(1,)`` with ``scalar = True``; NumPy scalars additionally
+    carry ``numpy_scalar = True``).  Keys of arrays must be non-empty and free of ``/``.
+
+The file is written with ``libver=("v110", "latest")`` (readable by HDF5 >= 1.10, i.e. any
+h5py since 2.8): its superblock, object headers and chunk indexes carry checksums too, so a
+damaged byte either fails a checksum or is harmless.  Every string attribute is a
+*fixed-length* UTF-8 string (h5py reads it back as ``bytes``: use ``.decode()``): HDF5 keeps
+variable-length strings in a global heap that has no checksum, and a damaged global heap can
+even hang the HDF5 library.  Each JSON attribute (``architecture``, ``hyper``, ``keys``,
+``values``) also has a companion ``<name>_sha256`` attribute (hex SHA-256 of its UTF-8 text)
+that readers verify when present.  Nothing in the file is ever executed: JSON is parsed
+with :func:`json.loads` and layers are rebuilt only from the classes registered in
+:mod:`nbconv.nn.config`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+
+import numpy as np
+
+__all__ = ["save", "load", "load_state", "save_weights", "load_weights", "FormatError",
+           "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "nbconv-model"
+FORMAT_VERSION = 1
+_SUPPORTED_VERSIONS = (1,)
+_FLOAT_DTYPES = ("float32", "float64")
+_ARRAY_KINDS = "biufc"  # bool, signed/unsigned int, float, complex
+
+
+class FormatError(Exception):
+    """A file that is not a valid nbconv model file (foreign, truncated, corrupted, mismatched).
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    reason : str
+        What is wrong with it.
+    """
+
+    def __init__(self, path, reason: str):
+        self.path = os.fspath(path) if path is not None else None
+        self.reason = str(reason)
+        super().__init__(self.path, self.reason)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as e:  # pragma: no cover - h5py is a hard dependency
+        raise ImportError(
+            "nbconv.io needs h5py to read and write model files: pip install h5py"
+        ) from e
+    return h5py
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+def _key_to_path(key: str) -> tuple[str, str]:
+    """State-dict key -> (group under weights/ or "", dataset name)."""
+    group, _, name = key.rpartition(".")
+    for part in (group, name):
+        if "/" in part or part in (".", ".."):
+            raise ValueError(f"save: state-dict key {key!r} cannot be stored as an HDF5 path "
+                             "(layer and parameter names must not contain '/')")
+    if not name:
+        raise ValueError(f"save: state-dict key {key!r} has an empty parameter name")
+    return group, name
+
+
+def _write_array(h5group, name: str, value: np.ndarray):
+    """One fletcher32-checksummed dataset; 0-d arrays as shape (1,) with ``scalar=True``."""
+    arr = np.asarray(value)
+    scalar = arr.ndim == 0  # (np.ascontiguousarray would already make it 1-d)
+    arr = np.ascontiguousarray(arr)
+    ds = h5group.create_dataset(name, data=arr.reshape(1) if scalar else arr, fletcher32=True,
+                                chunks=True)
+    if scalar:
+        ds.attrs["scalar"] = True
+    return ds
+
+
+def _model_dtype(state: dict, strict: bool) -> str:
+    kinds = sorted({np.asarray(v).dtype.name for v in state.values()
+                    if np.asarray(v).dtype.kind == "f"})
+    if not kinds:
+        return "float32"
+    if len(kinds) > 1 or kinds[0] not in _FLOAT_DTYPES:
+        if strict:
+            raise ValueError(f"save: the model mixes or uses unsupported float dtypes {kinds}; "
+                             "convert it with model.astype('float32') or ('float64') first")
+        return kinds[0] if len(kinds) == 1 else "mixed"
+    return kinds[0]
+
+
+def _check_state(state: dict) -> None:
+    groups, names = set(), set()
+    for key, v in state.items():
+        arr = np.asarray(v)
+        if arr.dtype.kind not in _ARRAY_KINDS:
+            raise TypeError(f"save: state-dict entry {key!r} has unsupported dtype {arr.dtype}")
+        group, name = _key_to_path(key)
+        groups.add(group)
+        names.add((group, name))
+    clash = sorted(n for g, n in names if g == "" and n in groups)
+    if clash:
+        raise ValueError(f"save: state-dict keys {clash} are both parameters and layer paths")
+
+
+def _json_check(value, where: str):
+    """Raise TypeError (naming ``where``) unless ``value`` survives JSON exactly.
+
+    Returns the value with nested NumPy scalars converted to Python numbers.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)) and type(value) in (int, float):
+        return value
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_json_check(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"save: metadata {where} has a non-str dict key {k!r}; "
+                                "only str keys survive JSON")
+            out[k] = _json_check(v, f"{where}[{k!r}]")
+        return out
+    if isinstance(value, np.ndarray):
+        raise TypeError(f"save: metadata {where} is a NumPy array nested inside a list/dict; "
+                        "only top-level metadata values may be arrays")
+    raise TypeError(f"save: metadata {where} of type {type(value).__name__} is not "
+                    "JSON-serialisable (use numbers, strings, lists, dicts or NumPy arrays)")
+
+
+def _prepare_metadata(metadata):
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise TypeError(f"save: argument 'metadata' must be a dict, got "
+                        f"{type(metadata).__name__}")
+    values, arrays = {}, {}
+    for key, v in metadata.items():
+        if not isinstance(key, str):
+            raise TypeError(f"save: metadata key {key!r} is not a str")
+        if isinstance(v, (np.ndarray, np.generic)):
+            arr = np.asarray(v)
+            if arr.dtype.kind not in _ARRAY_KINDS:
+                raise TypeError(f"save: metadata[{key!r}] has dtype {arr.dtype}; only bool, "
+                                "int, float and complex arrays can be stored")
+            if not key or "/" in key or key in (".", ".."):
+                raise ValueError(f"save: metadata key {key!r} of an array cannot name an HDF5 "
+                                 "dataset (must be non-empty, without '/')")
+            arrays[key] = (np.array(v, copy=True), isinstance(v, np.generic))
+        else:
+            values[key] = _json_check(v, f"[{key!r}]")
+    return list(metadata), json.dumps(values), arrays
+
+
+def _prepare_optimizer(optimizer):
+    if optimizer is None:
+        return None
+    state = optimizer.state_dict() if hasattr(optimizer, "state_dict") else optimizer
+    if not isinstance(state, dict) or not {"type", "hyper", "step", "state"} <= set(state):
+        raise TypeError("save: argument 'optimizer' must be an nbconv optimizer or its "
+                        "state_dict() (a dict with 'type', 'hyper', 'step', 'state')")
+    try:
+        hyper = json.dumps(state["hyper"])
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"save: optimizer hyperparameters are not JSON-serialisable: {e}") from e
+    arrays = {}
+    for k, v in state["state"].items():
+        arr = np.asarray(v)
+        if not isinstance(k, str) or not k or "/" in k or k in (".", ".."):
+            raise ValueError(f"save: optimizer state key {k!r} cannot name an HDF5 dataset")
+        if arr.dtype.kind not in _ARRAY_KINDS:
+            raise TypeError(f"save: optimizer state {k!r} has unsupported dtype {arr.dtype}")
+        arrays[k] = arr
+    return str(state["type"]), hyper, int(state["step"]), arrays
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path, write) -> None:
+    """Call ``write(h5file)`` on a temporary file next to ``path``, then ``os.replace`` it.
+
+    The temporary file gets a unique name in the same directory (so the rename is atomic), is
+    flushed and fsync'ed before the rename, and the directory is fsync'ed after it.  On any
+    exception the temporary file is removed and an existing ``path`` is left untouched.
+    """
+    h5py = _h5py()
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
+    while True:
+        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+        try:  # O_EXCL: a unique name; mode 0o666 & ~umask as for an ordinary new file
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        os.close(fd)
+        with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
+            write(f)
+            f.flush()
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+
+
+def _set_str(obj, name: str, text: str) -> None:
+    """A fixed-length UTF-8 string attribute (never a variable-length one, see the module doc)."""
+    h5py = _h5py()
+    raw = str(text).encode("utf-8")
+    obj.attrs.create(name, np.bytes_(raw), dtype=h5py.string_dtype("utf-8", max(len(raw), 1)))
+
+
+def _set_json(obj, name: str, text: str) -> None:
+    """A JSON attribute and its SHA-256 (``<name>_sha256``)."""
+    _set_str(obj, name, text)
+    _set_str(obj, f"{name}_sha256", hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+
+def _root_attrs(f, kind: str, dtype: str) -> None:
+    from .. import __version__  # lazily: nbconv/__init__ imports this package
+
+    _set_str(f, "format", FORMAT)
+    f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+    _set_str(f, "nbconv_version", str(__version__))
+    _set_str(f, "kind", kind)
+    _set_str(f, "dtype", dtype)
+
+
+def _write_weights(f, state: dict) -> None:
+    root = f.create_group("weights")
+    for key, value in state.items():
+        group, name = _key_to_path(key)
+        g = root.require_group(group) if group else root
+        _write_array(g, name, value)
+
+
+def _module_check(model, op: str):
+    from ..nn.module import Module
+
+    if not isinstance(model, Module):
+        raise TypeError(f"{op}: argument 'model' must be an nbconv.nn.Module, got "
+                        f"{type(model).__name__}")
+
+
+def save(model, path, optimizer=None, metadata=None) -> None:
+    """Write ``model`` (architecture + weights), optionally an optimizer and metadata, to HDF5.
+
+    The write is crash-safe: the file is written under a temporary name in the same directory,
+    fsync'ed and renamed onto ``path``, so a crash at any moment leaves either the previous file
+    or the new one, never a partial file.
+
+    Parameters
+    ----------
+    model : nbconv.nn.Module
+        Every layer must be registered with :func:`nbconv.nn.register` (all built-in layers
+        are); all floating parameters and buffers must share one dtype (float32 or float64).
+    path : str or os.PathLike
+        The target file; replaced atomically if it exists.
+    optimizer : nbconv.optim.Optimizer or dict, optional
+        An optimizer (its ``state_dict()`` is stored) or such a state dict, to resume training
+        with :func:`load_state`.
+    metadata : dict, optional
+        str keys; values are JSON data (numbers, strings, bools, None, lists, str-keyed dicts)
+        or top-level NumPy arrays/scalars (e.g. normalisation ``mean``/``std``).  Returned
+        unchanged by :func:`load_state` (tuples come back as lists, NumPy scalars nested in
+        lists or dicts as Python numbers).
+
+    Raises
+    ------
+    TypeError
+        When a layer is not registered, or a metadata value (named in the message) or an
+        optimizer hyperparameter is not serialisable.  Nothing is written then.
+    ValueError
+        On mixed float dtypes or state-dict keys that cannot be HDF5 paths.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, nbconv as nc, nbconv.nn, nbconv.io
+    >>> net = nc.nn.Sequential(nc.nn.Conv2d(1, 2, 3), nc.nn.Flatten(), nc.nn.Linear(8, 3))
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = os.path.join(d, "net.h5")
+    ...     nc.io.save(net, path, metadata={"epoch": 3, "mean": np.array([0.5])})
+    ...     net2 = nc.io.load(path)
+    ...     _, opt_state, meta = nc.io.load_state(path)
+    >>> all(np.array_equal(a, net2.state_dict()[k]) for k, a in net.state_dict().items())
+    True
+    >>> meta["epoch"], meta["mean"], opt_state
+    (3, array([0.5]), None)
+    """
+    from ..nn.config import to_config
+
+    _module_check(model, "save")
+    state = model.state_dict()
+    _check_state(state)
+    dtype = _model_dtype(state, strict=True)
+    architecture = json.dumps(to_config(model))
+    opt = _prepare_optimizer(optimizer)
+    meta = _prepare_metadata(metadata)
+
+    def write(f):
+        _root_attrs(f, "model", dtype)
+        _set_json(f, "architecture", architecture)
+        _write_weights(f, state)
+        if opt is not None:
+            kind, hyper, step, arrays = opt
+            g = f.create_group("optimizer")
+            _set_str(g, "type", kind)
+            _set_json(g, "hyper", hyper)
+            g.attrs["step"] = np.int64(step)
+            s = g.create_group("state")
+            for k, arr in arrays.items():
+                _write_array(s, k, arr)
+        if meta is not None:
+            keys, values, arrays = meta
+            g = f.create_group("metadata")
+            _set_json(g, "keys", json.dumps(keys))
+            _set_json(g, "values", values)
+            for k, (arr, is_scalar) in arrays.items():
+                ds = _write_array(g, k, arr)
+                if is_scalar:
+                    ds.attrs["numpy_scalar"] = True
+
+    _atomic_write(path, write)
+
+
+def save_weights(model, path) -> None:
+    """Write only ``model.state_dict()`` (no architecture) to ``path``, crash-safely.
+
+    Same layout as :func:`save` with root attribute ``kind = "weights"`` and no
+    ``architecture``; load it into an existing model with :func:`load_weights`.
+
+    Parameters
+    ----------
+    model : nbconv.nn.Module
+    path : str or os.PathLike
+    """
+    _module_check(model, "save_weights")
+    state = model.state_dict()
+    _check_state(state)
+    dtype = _model_dtype(state, strict=False)
+
+    def write(f):
+        _root_attrs(f, "weights", dtype)
+        _write_weights(f, state)
+
+    _atomic_write(path, write)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+class _Reader:
+    """An open, format-checked nbconv file; every failure becomes :class:`FormatError`."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def __enter__(self):
+        h5py = _h5py()
+        # Surface FileNotFoundError / PermissionError / IsADirectoryError as themselves.
+        with open(self.path, "rb"):
+            pass
+        try:
+            self.f = h5py.File(self.path, "r")
+        except Exception as e:
+            raise FormatError(self.path, f"not a readable HDF5 file ({_why(e)})") from e
+        try:
+            _guard(self.path, self._check_root)
+        except BaseException:
+            self.f.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+        return False
+
+    def fail(self, reason: str):
+        raise FormatError(self.path, reason)
+
+    def attr_str(self, obj, name: str, required: bool = True):
+        if name not in obj.attrs:
+            if required:
+                self.fail(f"attribute {name!r} missing on {obj.name!r}")
+            return None
+        v = obj.attrs[name]
+        if isinstance(v, np.ndarray) and v.size == 1:
+            v = v.reshape(())[()]
+        if isinstance(v, (bytes, np.bytes_)):
+            v = bytes(v).decode("utf-8")
+        if not isinstance(v, str):
+            self.fail(f"attribute {name!r} on {obj.name!r} is not a string: {v!r:.80}")
+        return v
+
+    def attr_int(self, obj, name: str):
+        if name not in obj.attrs:
+            self.fail(f"attribute {name!r} missing on {obj.name!r}")
+        v = obj.attrs[name]
+        if isinstance(v, np.ndarray) and v.size == 1:
+            v = v.reshape(())[()]
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            self.fail(f"attribute {name!r} on {obj.name!r} is not an integer: {v!r:.80}")
+        return int(v)
+
+    def attr_json(self, obj, name: str):
+        text = self.attr_str(obj, name)
+        digest = self.attr_str(obj, f"{name}_sha256", required=False)
+        if digest is not None and digest != hashlib.sha256(text.encode("utf-8")).hexdigest():
+            self.fail(f"attribute {name!r} on {obj.name!r} fails its SHA-256 check "
+                      "(the file is corrupted)")
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            self.fail(f"attribute {name!r} on {obj.name!r} is not valid JSON ({e})")
+
+    def _check_root(self):
+        f = self.f
+        fmt = f.attrs.get("format")
+        if isinstance(fmt, (bytes, np.bytes_)):
+            fmt = bytes(fmt).decode("utf-8", "replace")
+        if fmt != FORMAT:
+            self.fail(f"not an nbconv model file (HDF5 root attribute 'format' is {fmt!r}, "
+                      f"expected {FORMAT!r})")
+        version = self.attr_int(f, "format_version")
+        if version not in _SUPPORTED_VERSIONS:
+            self.fail(f"unsupported format_version {version} (this nbconv reads "
+                      f"{list(_SUPPORTED_VERSIONS)}; a newer nbconv may read it)")
+        self.kind = self.attr_str(f, "kind")
+        if self.kind not in ("model", "weights"):
+            self.fail(f"unknown file kind {self.kind!r}")
+        self.dtype = self.attr_str(f, "dtype")
+
+    def read_array(self, ds):
+        h5py = _h5py()
+        if not isinstance(ds, h5py.Dataset):
+            self.fail(f"{ds.name!r} is a group where a dataset was expected")
+        if ds.dtype.kind not in _ARRAY_KINDS:
+            self.fail(f"dataset {ds.name!r} has unsupported dtype {ds.dtype}")
+        try:
+            arr = ds[()]  # fletcher32 mismatch, truncation: OSError here
+        except Exception as e:
+            self.fail(f"cannot read dataset {ds.name!r} ({_why(e)})")
+        arr = np.asarray(arr)
+        if bool(ds.attrs.get("scalar", False)):
+            if arr.shape != (1,):
+                self.fail(f"scalar dataset {ds.name!r} has shape {arr.shape}, expected (1,)")
+            arr = arr.reshape(())
+        return arr
+
+    def read_weights(self) -> dict:
+        h5py = _h5py()
+        if "weights" not in self.f or not isinstance(self.f["weights"], h5py.Group):
+            self.fail("group 'weights' missing")
+        state = {}
+        for name, obj in self.f["weights"].items():
+            if isinstance(obj, h5py.Group):
+                for pname, ds in obj.items():
+                    state[f"{name}.{pname}"] = self.read_array(ds)
+            else:
+                state[name] = self.read_array(obj)
+        return state
+
+    def read_optimizer(self):
+        if "optimizer" not in self.f:
+            return None
+        g = self.f["optimizer"]
+        out = {"type": self.attr_str(g, "type"), "hyper": self.attr_json(g, "hyper"),
+               "step": self.attr_int(g, "step"), "state": {}}
+        if not isinstance(out["hyper"], dict):
+            self.fail("optimizer attribute 'hyper' is not a JSON object")
+        if "state" in g:
+            for k, ds in g["state"].items():
+                out["state"][k] = self.read_array(ds)
+        return out
+
+    def read_metadata(self) -> dict:
+        if "metadata" not in self.f:
+            return {}
+        g = self.f["metadata"]
+        keys = self.attr_json(g, "keys")
+        values = self.attr_json(g, "values")
+        if not isinstance(keys, list) or not isinstance(values, dict):
+            self.fail("metadata attributes 'keys'/'values' are not a JSON list/object")
+        out = {}
+        for k in keys:
+            if not isinstance(k, str):
+                self.fail(f"metadata key {k!r} is not a string")
+            if k in values:
+                out[k] = values[k]
+            elif k in g:
+                arr = self.read_array(g[k])
+                out[k] = arr[()] if bool(g[k].attrs.get("numpy_scalar", False)) else arr
+            else:
+                self.fail(f"metadata entry {k!r} is listed but not stored")
+        return out
+
+
+def _why(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return f"{type(e).__name__}: {text}"
+
+
+def _guard(path, func):
+    """Run ``func()``; any failure to parse the file becomes FormatError with the path."""
+    try:
+        return func()
+    except (FormatError, MemoryError):
+        raise
+    except Exception as e:
+        raise FormatError(path, f"cannot read the file ({_why(e)})") from e
+
+
+def _validate_into(r: _Reader, model, state: dict, exact_dtype: bool) -> dict:
+    """Check ``state`` (from the file) against ``model.state_dict()``; return what to load."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        r.fail(f"weights do not match the model: missing keys {missing}, unexpected keys "
+               f"{extra}")
+    out = {}
+    for key, want in expected.items():
+        got = state[key]
+        if got.shape != want.shape:
+            r.fail(f"weight {key!r} has shape {got.shape} in the file, the model expects "
+                   f"{want.shape}")
+        if got.dtype != want.dtype:
+            same_kind = got.dtype.kind == want.dtype.kind == "f"
+            if exact_dtype or not same_kind:
+                r.fail(f"weight {key!r} has dtype {got.dtype} in the file, the model expects "
+                       f"{want.dtype}")
+            got = got.astype(want.dtype)
+        out[key] = got
+    return out
+
+
+def _read_model(r: _Reader):
+    from ..nn.config import from_config
+
+    if r.kind != "model" or "architecture" not in r.f.attrs:
+        r.fail("a weights-only file (no 'architecture'); build the model and call "
+               "model.load_weights(path) instead")
+    if r.dtype not in _FLOAT_DTYPES:
+        r.fail(f"unsupported model dtype {r.dtype!r} (expected one of {list(_FLOAT_DTYPES)})")
+    cfg = r.attr_json(r.f, "architecture")
+    try:
+        model = from_config(cfg)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        r.fail(f"cannot rebuild the architecture ({_why(e)})")
+    model.astype(r.dtype)
+    state = _validate_into(r, model, r.read_weights(), exact_dtype=True)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def load(path):
+    """Rebuild a model saved by :func:`save` from the file alone.
+
+    The architecture is rebuilt from its JSON description (only registered layer classes; no
+    code from the file is executed), converted to the stored dtype, and every weight is checked
+    for name, shape and dtype before it is loaded.  The model comes back in training mode, like
+    a freshly constructed one; call ``model.eval()`` for inference.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    model : nbconv.nn.Module
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    FormatError
+        On anything else that keeps the file from loading: not HDF5, truncated, a checksum
+        mismatch, a foreign or weights-only file, an unsupported ``format_version``, a bad
+        architecture, missing/unexpected/misshaped weights.
+    """
+    with _Reader(path) as r:
+        return _guard(r.path, lambda: _read_model(r))
+
+
+def load_state(path):
+    """Everything :func:`save` wrote: ``(model, optimizer_state, metadata)``.
+
+    Returns
+    -------
+    model : nbconv.nn.Module
+        As :func:`load` returns it.
+    optimizer_state : dict or None
+        Exactly what ``optimizer.state_dict()`` returned at save time (``None`` if no optimizer
+        was saved); ``opt.load_state_dict(optimizer_state)`` resumes training (it checks the
+        state's shapes against its parameters).
+    metadata : dict
+        The saved metadata (``{}`` if none), in its original key order.
+
+    Raises
+    ------
+    FileNotFoundError, FormatError
+        As :func:`load`.
+    """
+    with _Reader(path) as r:
+        def read():
+            return _read_model(r), r.read_optimizer(), r.read_metadata()
+
+        return _guard(r.path, read)
+
+
+def load_weights(model, path) -> None:
+    """Load the weights of a file written by :func:`save_weights` or :func:`save` into ``model``.
+
+    No architecture is needed: the file's weights must have exactly the model's state-dict keys
+    and shapes.  float32 weights load into a float64 model and vice versa (cast); any other
+    dtype difference is an error.  The model is modified only when every weight has been read
+    and validated.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    FormatError
+        Unreadable/foreign/corrupted file, or missing, unexpected or misshaped weights
+        (naming the key and both shapes).
+    """
+    _module_check(model, "load_weights")
+    with _Reader(path) as r:
+        state = _guard(r.path,
+                       lambda: _validate_into(r, model, r.read_weights(), exact_dtype=False))
+    model.load_state_dict(state, strict=True)
+
