@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import math
 import os
 import time
 import urllib.request
 from pathlib import Path
-
-import numpy as np
 
 import nbconv as nc
 from nbconv import data, losses, models, optim
@@ -99,6 +98,10 @@ def parse_args(argv=None):
                    help="learning rate (default 0.05 for sgd, 1e-3 for adam)")
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"],
                    help="sgd means SGD with Nesterov momentum 0.9")
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
+                   help="learning rate per epoch: cosine decay to 0, or constant")
+    p.add_argument("--shift", type=int, default=2,
+                   help="augmentation: random shifts of up to this many pixels (0: none)")
     p.add_argument("--activation", default="relu",
                    choices=["relu", "sigmoid", "tanh", "leaky_relu"])
     p.add_argument("--seed", type=int, default=0)
@@ -118,8 +121,10 @@ def main(argv=None) -> float:
     print(f"data set: {name}: {len(x_train)} training and {len(x_test)} test images", flush=True)
 
     mean, std = float(x_train.mean()), float(x_train.std())
-    x_train = ((x_train - mean) / std).astype(np.float32)
-    x_test = ((x_test - mean) / std).astype(np.float32)
+    norm = data.transforms.normalize(mean, std)
+    # Shifts happen on the [0, 1] images, so the zeros they bring in are background.
+    train_tf = (data.transforms.compose(data.transforms.random_crop(args.shift), norm)
+                if args.shift else norm)
 
     nc.manual_seed(args.seed)
     model = models.lenet5(num_classes=10, activation=args.activation)
@@ -129,11 +134,18 @@ def main(argv=None) -> float:
         opt = optim.Adam(model.parameters(), lr=args.lr or 1e-3)
     crit = losses.CrossEntropyLoss()
     train_loader = data.DataLoader(x_train, y_train, args.batch_size, shuffle=True,
-                                   seed=args.seed)
-    test_loader = data.DataLoader(x_test, y_test, 500, shuffle=False)
+                                   seed=args.seed, transform=train_tf)
+    test_loader = data.DataLoader(x_test, y_test, 500, shuffle=False, transform=norm)
     print(f"LeNet-5 ({args.activation}, {sum(p.data.size for p in model.parameters())} "
           f"parameters), {args.optimizer} lr={opt.lr}, batch {args.batch_size}, "
           f"{args.epochs} epochs, {nc.get_num_threads()} threads", flush=True)
+
+    base_lr = opt.lr
+
+    def schedule(epoch, h):
+        # Called after `epoch` (1-based) finishes: set the rate of the next one.
+        if args.schedule == "cosine":
+            opt.lr = 0.5 * base_lr * (1 + math.cos(math.pi * epoch / args.epochs))
 
     def report(epoch, h):
         print(f"epoch {epoch:2d}/{args.epochs}  loss {h['loss'][-1]:.4f}  "
@@ -142,9 +154,10 @@ def main(argv=None) -> float:
 
     t0 = time.perf_counter()
     fit(model, crit, opt, train_loader, args.epochs, val_loader=test_loader,
-        callbacks=[report], plot=args.plot, progress=not args.no_progress)
+        callbacks=[report, schedule], plot=args.plot, progress=not args.no_progress)
     metadata = {"dataset": name, "mean": mean, "std": std, "epochs": args.epochs,
-                "activation": args.activation, "optimizer": args.optimizer, "lr": opt.lr,
+                "activation": args.activation, "optimizer": args.optimizer, "lr": base_lr,
+                "schedule": args.schedule, "shift": args.shift,
                 "batch_size": args.batch_size, "seed": args.seed,
                 "preprocessing": "x / 255, then (x - mean) / std"}
     nc.save(model, args.out, optimizer=opt, metadata=metadata)
