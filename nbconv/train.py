@@ -146,7 +146,11 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
             optimizer.zero_grad()
             out = model.forward(xb)
             value = loss.forward(out, yb)
-            model.backward(loss.backward())
+            dout = loss.backward()
+            if getattr(model, "_supports_need_dx", False):
+                model.backward(dout, need_dx=False)  # nobody needs d(loss)/d(images)
+            else:
+                model.backward(dout)
             optimizer.step()
             n = len(xb)
             seen += n

@@ -258,3 +258,18 @@ def test_sequential_matches_torch():
     np.testing.assert_allclose(loss, tloss.item(), rtol=1e-10)
     for (k, p), tp in zip(net.named_parameters(), tnet.parameters()):
         np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_sequential_need_dx_false_skips_only_the_input_gradient():
+    nc.manual_seed(0)
+    a = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 16, 3))
+    b = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 16, 3))
+    b.load_state_dict(a.state_dict())
+    x = np.random.default_rng(0).standard_normal((2, 1, 6, 6)).astype(np.float32)
+    dy = np.ones((2, 3), np.float32)
+    a.forward(x)
+    b.forward(x)
+    assert a.backward(dy).shape == x.shape
+    assert b.backward(dy, need_dx=False) is None
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(pa.grad, pb.grad)

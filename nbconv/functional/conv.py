@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from .._shapes import (
@@ -37,6 +38,7 @@ from .._shapes import (
     out_size,
     pair,
 )
+from . import _device
 
 __all__ = ["conv2d", "conv2d_backward", "conv1d", "conv1d_backward"]
 
@@ -58,7 +60,7 @@ def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
 
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
-    _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups)
+    _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, numba.get_num_threads())
 
 
 def _direct_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
@@ -261,6 +263,7 @@ def _check_dy(op, dy, expected, desc):
 # --------------------------------------------------------------------------- 2-D
 
 
+@_device.dispatch
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", algorithm="auto"):
     """2-D convolution (cross-correlation, no kernel flip) of a batch of images.
@@ -346,6 +349,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     return _conv2d_impl(op, x, weight, bias, g, algo)
 
 
+@_device.dispatch
 def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
                     padding_mode="zeros", bias=True, *, algorithm="auto", need_dx=True):
     """Gradients of :func:`conv2d` with respect to ``x``, ``weight`` and ``bias``.
@@ -436,6 +440,7 @@ def _conv1d_args(op, stride, padding, dilation):
     return (1, s), p, (1, d)
 
 
+@_device.dispatch
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", *, algorithm="auto"):
     """1-D convolution (cross-correlation) of a batch of sequences.
@@ -486,6 +491,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     return _conv2d_impl(op, x4, w4, bias, g, algo)[:, :, 0, :]
 
 
+@_device.dispatch
 def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
                     padding_mode="zeros", bias=True, *, algorithm="auto", need_dx=True):
     """Gradients of :func:`conv1d` with respect to ``x``, ``weight`` and ``bias``.

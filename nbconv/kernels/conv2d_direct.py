@@ -16,7 +16,7 @@ per tap, so there is no bounds test in the inner loop.
 
 Parallelism (no two ``prange`` iterations write the same memory):
 
-* forward: over the flattened ``(n, f, i)`` output rows;
+* forward: over (image, block of ``FB`` output channels, band of output rows);
 * data gradient: a *gather* over the flattened ``(n, c, h)`` input rows, each iteration owning
   its ``dx`` row;
 * weight gradient: over the flattened ``(f, c_local, p)`` weight rows, each iteration owning
@@ -52,41 +52,82 @@ def _col_range(off, sx, W, OW):
     return lo, hi
 
 
+#: output channels computed together by the forward kernel: each input row loaded once
+#: feeds FB accumulating output rows (register/L1 blocking).
+FB = 4
+
+
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
-    """``y[:] = conv(x, w) + b``; ``b`` is an (F,) array (zeros when the op has no bias)."""
+def _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, nthreads):
+    """``y[:] = conv(x, w) + b``; ``b`` is an (F,) array (zeros when the op has no bias).
+
+    ``nthreads`` is numba's thread count (passed in: a cached kernel cannot ask for it).
+    One parallel task is a block of up to ``FB`` output channels of one image and a band of
+    output rows; inside it every input-row segment is read once for all the block's channels.
+    """
     N, C, H, W = x.shape
     F, Cg, kh, kw = w.shape
     OH = y.shape[2]
     OW = y.shape[3]
     Fg = F // groups
-    rows = N * F * OH
-    for r in numba.prange(rows):
-        i = r % OH
-        t = r // OH
-        f = t % F
-        n = t // F
-        c0 = (f // Fg) * Cg
-        yrow = y[n, f, i]
-        bf = b[f]
-        for j in range(OW):
-            yrow[j] = bf
-        for cl in range(Cg):
-            for p in range(kh):
-                ih = i * sy - pt + p * dh
-                if ih < 0 or ih >= H:
-                    continue
-                xrow = x[n, c0 + cl, ih]
-                for q in range(kw):
-                    off = q * dw - pl
-                    lo, hi = _col_range(off, sx, W, OW)
-                    wv = w[f, cl, p, q]
-                    if sx == 1:  # unit stride: contiguous, vectorisable
-                        for j in range(lo, hi):
-                            yrow[j] += wv * xrow[j + off]
-                    else:
-                        for j in range(lo, hi):
-                            yrow[j] += wv * xrow[j * sx + off]
+    nfb = (Fg + FB - 1) // FB
+    # Split rows into bands so that batch 1 with few channels still feeds every thread.
+    planes = N * groups * nfb
+    nbands = 1
+    while planes * nbands < 8 * nthreads and nbands < OH:
+        nbands += 1
+    band = (OH + nbands - 1) // nbands
+    for t in numba.prange(planes * nbands):
+        bi = t % nbands
+        r = t // nbands
+        fbk = r % nfb
+        r = r // nfb
+        g = r % groups
+        n = r // groups
+        f0 = g * Fg + fbk * FB
+        nf = min(FB, (g + 1) * Fg - f0)
+        c0 = g * Cg
+        for i in range(bi * band, min(OH, (bi + 1) * band)):
+            for k in range(nf):
+                bf = b[f0 + k]
+                yrow = y[n, f0 + k, i]
+                for j in range(OW):
+                    yrow[j] = bf
+            for cl in range(Cg):
+                for p in range(kh):
+                    ih = i * sy - pt + p * dh
+                    if ih < 0 or ih >= H:
+                        continue
+                    xrow = x[n, c0 + cl, ih]
+                    for q in range(kw):
+                        off = q * dw - pl
+                        lo, hi = _col_range(off, sx, W, OW)
+                        if nf == FB and sx == 1:
+                            # the common case, unrolled: one x load feeds four FMAs
+                            y0 = y[n, f0, i]
+                            y1 = y[n, f0 + 1, i]
+                            y2 = y[n, f0 + 2, i]
+                            y3 = y[n, f0 + 3, i]
+                            w0 = w[f0, cl, p, q]
+                            w1 = w[f0 + 1, cl, p, q]
+                            w2 = w[f0 + 2, cl, p, q]
+                            w3 = w[f0 + 3, cl, p, q]
+                            for j in range(lo, hi):
+                                xv = xrow[j + off]
+                                y0[j] += w0 * xv
+                                y1[j] += w1 * xv
+                                y2[j] += w2 * xv
+                                y3[j] += w3 * xv
+                        else:
+                            for k in range(nf):
+                                yrow = y[n, f0 + k, i]
+                                wv = w[f0 + k, cl, p, q]
+                                if sx == 1:
+                                    for j in range(lo, hi):
+                                        yrow[j] += wv * xrow[j + off]
+                                else:
+                                    for j in range(lo, hi):
+                                        yrow[j] += wv * xrow[j * sx + off]
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)

@@ -39,6 +39,8 @@ class Sequential(Module):
         for name, m in items:
             self._child(name, m)
 
+    _supports_need_dx = True
+
     def __len__(self):
         return len(self._children)
 
@@ -53,10 +55,17 @@ class Sequential(Module):
             x = m.forward(x)
         return x
 
-    def backward(self, dy):
-        for m in reversed(self._children.values()):
+    def backward(self, dy, need_dx=True):
+        """Backward through every layer; ``need_dx=False`` lets the first layer skip its input
+        gradient when it can (convolutions), and then returns None (``fit`` does this)."""
+        layers = list(self._children.values())
+        for m in reversed(layers[1:]):
             dy = m.backward(dy)
-        return dy
+        if not layers:
+            return dy
+        if not need_dx and getattr(layers[0], "_supports_need_dx", False):
+            return layers[0].backward(dy, need_dx=False)
+        return layers[0].backward(dy)
 
 
 class Concat(Module):

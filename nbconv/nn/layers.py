@@ -31,6 +31,7 @@ def _no_cache(name: str):
 
 class _ConvNd(Module):
     _ndim = 2
+    _supports_need_dx = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros", dtype=np.float32, rng=None):
@@ -79,11 +80,12 @@ class Conv2d(_ConvNd):
         self._x = x if self._keep() else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_dx=True):
+        """``need_dx=False`` skips the input gradient (returns None): the first layer."""
         if self._x is None:
             raise _no_cache("Conv2d")
         dx, dw, db = F.conv2d_backward(dy, self._x, self.weight.data, bias=self.bias is not None,
-                                       **self._args())
+                                       need_dx=need_dx, **self._args())
         self.weight.grad += dw
         if db is not None:
             self.bias.grad += db
@@ -101,11 +103,12 @@ class Conv1d(_ConvNd):
         self._x = x if self._keep() else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, need_dx=True):
+        """``need_dx=False`` skips the input gradient (returns None): the first layer."""
         if self._x is None:
             raise _no_cache("Conv1d")
         dx, dw, db = F.conv1d_backward(dy, self._x, self.weight.data, bias=self.bias is not None,
-                                       **self._args())
+                                       need_dx=need_dx, **self._args())
         self.weight.grad += dw
         if db is not None:
             self.bias.grad += db
