@@ -54,17 +54,54 @@ _W_LAYOUT = "(F, C // groups, kh, kw)"
 # --------------------------------------------------------------------------- direct driver
 
 
-def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
-    """Driver of the direct algorithm (see ``conv_interface``): ``y[:] = conv(x, w) + b``."""
-    from ..kernels.conv2d_direct import _conv2d_direct_fwd
+def _zero_padded(x, pt, pl, Hp, Wp):
+    """``x`` (N, C, H, W) placed at (pt, pl) in zeros of (N, C, Hp, Wp), cropped to fit."""
+    N, C, H, W = x.shape
+    if pt == 0 and pl == 0 and (H, W) == (Hp, Wp):
+        return x
+    out = np.zeros((N, C, Hp, Wp), dtype=x.dtype)
+    r0, r1 = max(pt, 0), min(pt + H, Hp)
+    c0, c1 = max(pl, 0), min(pl + W, Wp)
+    if r1 > r0 and c1 > c0:
+        out[:, :, r0:r1, c0:c1] = x[:, :, r0 - pt:r1 - pt, c0 - pl:c1 - pl]
+    return out
 
+
+def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+    """Driver of the direct algorithm (see ``conv_interface``): ``y[:] = conv(x, w) + b``.
+
+    Stride 1 takes the wide-row kernels (``kernels/conv2d_wide.py``) on an explicitly padded
+    input; other strides the row kernel (``kernels/conv2d_direct.py``).
+    """
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
+    if sy == 1 and sx == 1:
+        from ..kernels.conv2d_wide import _conv2d_wide_fwd
+
+        kh, kw = w.shape[2], w.shape[3]
+        OH, OW = y.shape[2], y.shape[3]
+        xp = _zero_padded(x, pt, pl, OH + dh * (kh - 1), OW + dw * (kw - 1))
+        _conv2d_wide_fwd(xp, w, b, y, dh, dw, groups, numba.get_num_threads())
+        return
+    from ..kernels.conv2d_direct import _conv2d_direct_fwd
+
     _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, numba.get_num_threads())
+
+
+def _flip_transpose(w, groups):
+    """(F, Cg, kh, kw) -> (C, Fg, kh, kw) with both kernel axes reversed, per group: the
+    kernel of the data gradient seen as a forward convolution."""
+    F, Cg, kh, kw = w.shape
+    Fg = F // groups
+    t = w.reshape(groups, Fg, Cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    return np.ascontiguousarray(t.reshape(groups * Cg, Fg, kh, kw))
 
 
 def _direct_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
     """Driver of the direct algorithm: overwrite ``dx`` (unless None), ``gw`` and ``gb``."""
+    if sy == 1 and sx == 1:
+        _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups)
+        return
     from ..kernels.conv2d_direct import _conv2d_direct_bwd_data, _conv2d_direct_bwd_weight
 
     if dx is not None:
@@ -72,6 +109,30 @@ def _direct_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
     with_bias = gb is not None
     gbuf = gb if with_bias else np.empty(w.shape[0], dtype=x.dtype)
     _conv2d_direct_bwd_weight(dy, x, gw, gbuf, int(with_bias), sy, sx, pt, pl, dh, dw, groups)
+
+
+def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups):
+    """Stride-1 backward with the wide-row kernels."""
+    from ..kernels.conv2d_wide import _conv2d_wide_bwd_weight, _conv2d_wide_fwd
+
+    N, C, H, W = x.shape
+    F, _, kh, kw = w.shape
+    OH, OW = dy.shape[2], dy.shape[3]
+    ekh, ekw = dh * (kh - 1), dw * (kw - 1)
+    if dx is not None:
+        # dx = stride-1 convolution of dy, padded so that the output is (H, W), with the
+        # flipped, transposed kernel.
+        dyp = _zero_padded(dy, ekh - pt, ekw - pl, H + ekh, W + ekw)
+        _conv2d_wide_fwd(dyp, _flip_transpose(w, groups), np.zeros(C, dtype=x.dtype), dx,
+                         dh, dw, groups, numba.get_num_threads())
+    xp = _zero_padded(x, pt, pl, OH + ekh, OW + ekw)
+    Wp = xp.shape[3]
+    dyw = np.zeros((N, F, OH, Wp), dtype=dy.dtype)
+    dyw[:, :, :, :OW] = dy
+    _conv2d_wide_bwd_weight(dyw.reshape(N, F, OH * Wp), xp, gw, x.dtype.type(0), dh, dw, groups,
+                            OW)
+    if gb is not None:
+        gb[...] = dy.sum(axis=(0, 2, 3), dtype=np.float64)
 
 
 _IM2COL_OK: list[bool] = []

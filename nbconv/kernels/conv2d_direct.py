@@ -57,6 +57,70 @@ def _col_range(off, sx, W, OW):
 FB = 4
 
 
+@numba.njit(**_config.JIT_OPTIONS)
+def _fwd_band(x, w, b, y, n, f0, nf, c0, i0, i1, sy, sx, pt, pl, dh, dw):
+    """Output rows ``i0..i1-1`` of channels ``f0..f0+nf-1`` (nf <= FB) of image ``n``.
+
+    A serial helper called from the parallel kernel: numba vectorises its inner loops, which
+    it did not do for the same loops written inline in the ``prange`` body (6x slower).
+    """
+    H = x.shape[2]
+    W = x.shape[3]
+    Cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    OW = y.shape[3]
+    for i in range(i0, i1):
+        for k in range(nf):
+            bf = b[f0 + k]
+            yrow = y[n, f0 + k, i]
+            for j in range(OW):
+                yrow[j] = bf
+        for cl in range(Cg):
+            for p in range(kh):
+                ih = i * sy - pt + p * dh
+                if ih < 0 or ih >= H:
+                    continue
+                xrow = x[n, c0 + cl, ih]
+                for q in range(kw):
+                    off = q * dw - pl
+                    lo, hi = _col_range(off, sx, W, OW)
+                    if hi <= lo:
+                        continue
+                    m = hi - lo
+                    x0 = lo * sx + off  # >= 0: the first input column read
+                    if sx == 1 and nf == FB:
+                        # The common case, unrolled: one x load feeds four FMAs.  Slices keep
+                        # the inner index >= 0 and the arrays contiguous ('C' layout), which
+                        # is what lets LLVM vectorise (no wraparound test, no strided loads).
+                        xs = xrow[x0:x0 + m]
+                        y0 = y[n, f0, i, lo:hi]
+                        y1 = y[n, f0 + 1, i, lo:hi]
+                        y2 = y[n, f0 + 2, i, lo:hi]
+                        y3 = y[n, f0 + 3, i, lo:hi]
+                        w0 = w[f0, cl, p, q]
+                        w1 = w[f0 + 1, cl, p, q]
+                        w2 = w[f0 + 2, cl, p, q]
+                        w3 = w[f0 + 3, cl, p, q]
+                        for j in range(m):
+                            xv = xs[j]
+                            y0[j] += w0 * xv
+                            y1[j] += w1 * xv
+                            y2[j] += w2 * xv
+                            y3[j] += w3 * xv
+                    elif sx == 1:
+                        xs = xrow[x0:x0 + m]
+                        for k in range(nf):
+                            ys = y[n, f0 + k, i, lo:hi]
+                            wv = w[f0 + k, cl, p, q]
+                            for j in range(m):
+                                ys[j] += wv * xs[j]
+                    else:
+                        for k in range(nf):
+                            ys = y[n, f0 + k, i, lo:hi]
+                            wv = w[f0 + k, cl, p, q]
+                            for j in range(m):
+                                ys[j] += wv * xrow[x0 + j * sx]
+
+
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
 def _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, nthreads):
     """``y[:] = conv(x, w) + b``; ``b`` is an (F,) array (zeros when the op has no bias).
@@ -65,10 +129,9 @@ def _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, nthreads):
     One parallel task is a block of up to ``FB`` output channels of one image and a band of
     output rows; inside it every input-row segment is read once for all the block's channels.
     """
-    N, C, H, W = x.shape
-    F, Cg, kh, kw = w.shape
+    N = x.shape[0]
+    F, Cg = w.shape[0], w.shape[1]
     OH = y.shape[2]
-    OW = y.shape[3]
     Fg = F // groups
     nfb = (Fg + FB - 1) // FB
     # Split rows into bands so that batch 1 with few channels still feeds every thread.
@@ -86,48 +149,9 @@ def _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, nthreads):
         n = r // groups
         f0 = g * Fg + fbk * FB
         nf = min(FB, (g + 1) * Fg - f0)
-        c0 = g * Cg
-        for i in range(bi * band, min(OH, (bi + 1) * band)):
-            for k in range(nf):
-                bf = b[f0 + k]
-                yrow = y[n, f0 + k, i]
-                for j in range(OW):
-                    yrow[j] = bf
-            for cl in range(Cg):
-                for p in range(kh):
-                    ih = i * sy - pt + p * dh
-                    if ih < 0 or ih >= H:
-                        continue
-                    xrow = x[n, c0 + cl, ih]
-                    for q in range(kw):
-                        off = q * dw - pl
-                        lo, hi = _col_range(off, sx, W, OW)
-                        if nf == FB and sx == 1:
-                            # the common case, unrolled: one x load feeds four FMAs
-                            y0 = y[n, f0, i]
-                            y1 = y[n, f0 + 1, i]
-                            y2 = y[n, f0 + 2, i]
-                            y3 = y[n, f0 + 3, i]
-                            w0 = w[f0, cl, p, q]
-                            w1 = w[f0 + 1, cl, p, q]
-                            w2 = w[f0 + 2, cl, p, q]
-                            w3 = w[f0 + 3, cl, p, q]
-                            for j in range(lo, hi):
-                                xv = xrow[j + off]
-                                y0[j] += w0 * xv
-                                y1[j] += w1 * xv
-                                y2[j] += w2 * xv
-                                y3[j] += w3 * xv
-                        else:
-                            for k in range(nf):
-                                yrow = y[n, f0 + k, i]
-                                wv = w[f0 + k, cl, p, q]
-                                if sx == 1:
-                                    for j in range(lo, hi):
-                                        yrow[j] += wv * xrow[j + off]
-                                else:
-                                    for j in range(lo, hi):
-                                        yrow[j] += wv * xrow[j * sx + off]
+        i0 = bi * band
+        i1 = min(OH, i0 + band)
+        _fwd_band(x, w, b, y, n, f0, nf, g * Cg, i0, i1, sy, sx, pt, pl, dh, dw)
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)

@@ -1,0 +1,192 @@
+"""Stride-1 direct convolution on "wide" rows: the fast path of the direct algorithm.
+
+With stride 1, output pixel ``(i, j)`` of a plane reads input pixel ``(i + p*dh, j + q*dw)``
+of the (explicitly zero-padded) input plane of width ``Wp``.  Flatten both planes with the
+*input's* row pitch ``Wp``: output ``t = i*Wp + j`` reads input ``t + p*dh*Wp + q*dw``.  So
+for every kernel tap the whole band of output rows is ONE contiguous axpy of length
+``(rows-1)*Wp + OW``, instead of one short loop per row; the ``Wp - OW`` columns at the end of
+each wide row are garbage that is computed and dropped.  Long, contiguous, index-from-zero
+loops are what LLVM vectorises, and the loop overhead per tap is paid once per band.
+
+The data gradient of a stride-1 convolution is itself a stride-1 convolution (of the padded
+``dy`` with the flipped, transposed kernel), so it reuses :func:`_conv2d_wide_fwd`.  The weight
+gradient is a dot product per tap between a wide ``dy`` plane (zeros in the garbage columns)
+and the shifted input plane.
+
+Inputs are C-contiguous float32/float64 arrays of one dtype; outputs are overwritten.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .. import _config
+
+__all__ = ["_conv2d_wide_fwd", "_conv2d_wide_bwd_weight"]
+
+#: output channels sharing each input load in the forward kernel.
+FB = 4
+
+
+@numba.njit(**_config.JIT_OPTIONS)
+def _wide_band(xp, w, b, y, acc, n, f0, nf, c0, i0, i1, dh, dw):
+    """Rows ``i0..i1-1`` of output channels ``f0..f0+nf-1`` of image ``n`` (serial helper).
+
+    ``acc`` is this task's scratch of at least ``(FB, (i1-i0)*Wp)`` elements.
+    """
+    Wp = xp.shape[3]
+    Cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    OW = y.shape[3]
+    L = (i1 - i0 - 1) * Wp + OW
+    a0 = acc[0, :L]
+    a1 = acc[1, :L]
+    a2 = acc[2, :L]
+    a3 = acc[3, :L]
+    for k in range(nf):
+        ak = acc[k, :L]
+        for t in range(L):
+            ak[t] = 0.0
+    for cl in range(Cg):
+        xplane = xp[n, c0 + cl].ravel()
+        for p in range(kh):
+            for q in range(kw):
+                base = (i0 + p * dh) * Wp + q * dw
+                xs = xplane[base:base + L]
+                if nf == FB:
+                    w0 = w[f0, cl, p, q]
+                    w1 = w[f0 + 1, cl, p, q]
+                    w2 = w[f0 + 2, cl, p, q]
+                    w3 = w[f0 + 3, cl, p, q]
+                    for t in range(L):
+                        xv = xs[t]
+                        a0[t] += w0 * xv
+                        a1[t] += w1 * xv
+                        a2[t] += w2 * xv
+                        a3[t] += w3 * xv
+                else:
+                    for k in range(nf):
+                        ak = acc[k, :L]
+                        wv = w[f0 + k, cl, p, q]
+                        for t in range(L):
+                            ak[t] += wv * xs[t]
+    for k in range(nf):
+        bf = b[f0 + k]
+        for i in range(i0, i1):
+            src = acc[k, (i - i0) * Wp:(i - i0) * Wp + OW]
+            dst = y[n, f0 + k, i]
+            for j in range(OW):
+                dst[j] = src[j] + bf
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_wide_fwd(xp, w, b, y, dh, dw, groups, nthreads):
+    """``y[:] = conv(xp, w) + b`` with stride 1 and no implicit padding.
+
+    ``xp`` (N, C, Hp, Wp) is the already padded input; ``y`` (N, F, OH, OW) with
+    ``OH = Hp - dh*(kh-1)`` and ``OW = Wp - dw*(kw-1)``; ``b`` (F,).  A task is (image, block of
+    ``FB`` channels, band of rows), with bands only when there are too few (image, block) pairs
+    to feed ``nthreads``.
+    """
+    N = xp.shape[0]
+    Wp = xp.shape[3]
+    F, Cg = w.shape[0], w.shape[1]
+    OH = y.shape[2]
+    Fg = F // groups
+    nfb = (Fg + FB - 1) // FB
+    planes = N * groups * nfb
+    nbands = 1
+    while planes * nbands < 4 * nthreads and nbands < OH:
+        nbands += 1
+    band = (OH + nbands - 1) // nbands
+    for t in numba.prange(planes * nbands):
+        bi = t % nbands
+        r = t // nbands
+        fbk = r % nfb
+        r = r // nfb
+        g = r % groups
+        n = r // groups
+        f0 = g * Fg + fbk * FB
+        nf = min(FB, (g + 1) * Fg - f0)
+        i0 = bi * band
+        i1 = min(OH, i0 + band)
+        if i1 <= i0:
+            continue
+        acc = np.empty((FB, (i1 - i0) * Wp), dtype=y.dtype)
+        _wide_band(xp, w, b, y, acc, n, f0, nf, g * Cg, i0, i1, dh, dw)
+
+
+@numba.njit(**_config.JIT_OPTIONS)
+def _wide_dw_task(dyw, xp, gw, zero, f0, nf, cl, c, dh, dw, L):
+    """``gw[f0:f0+nf, cl, :, :]`` from the wide ``dy`` planes (serial helper).
+
+    Each shifted input window is loaded once for the ``nf <= FB`` channels; sums run in the
+    input dtype (``zero`` is a 0 of that dtype), like PyTorch's.
+    """
+    N = xp.shape[0]
+    Wp = xp.shape[3]
+    kh, kw = gw.shape[2], gw.shape[3]
+    for p in range(kh):
+        for q in range(kw):
+            base = p * dh * Wp + q * dw
+            s0 = zero
+            s1 = zero
+            s2 = zero
+            s3 = zero
+            for n in range(N):
+                xs = xp[n, c].ravel()[base:base + L]
+                d0 = dyw[n, f0, :L]
+                if nf == FB:
+                    d1 = dyw[n, f0 + 1, :L]
+                    d2 = dyw[n, f0 + 2, :L]
+                    d3 = dyw[n, f0 + 3, :L]
+                    for t in range(L):
+                        xv = xs[t]
+                        s0 += d0[t] * xv
+                        s1 += d1[t] * xv
+                        s2 += d2[t] * xv
+                        s3 += d3[t] * xv
+                else:
+                    for t in range(L):
+                        s0 += d0[t] * xs[t]
+                    if nf > 1:
+                        d1 = dyw[n, f0 + 1, :L]
+                        for t in range(L):
+                            s1 += d1[t] * xs[t]
+                    if nf > 2:
+                        d2 = dyw[n, f0 + 2, :L]
+                        for t in range(L):
+                            s2 += d2[t] * xs[t]
+            gw[f0, cl, p, q] = s0
+            if nf > 1:
+                gw[f0 + 1, cl, p, q] = s1
+            if nf > 2:
+                gw[f0 + 2, cl, p, q] = s2
+            if nf > 3:
+                gw[f0 + 3, cl, p, q] = s3
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_wide_bwd_weight(dyw, xp, gw, zero, dh, dw, groups, OW):
+    """``gw[:] = d<y, dy>/dw`` for stride 1, from the wide ``dy``.
+
+    ``dyw`` (N, F, OH*Wp) holds ``dy`` with each row widened to the padded input width ``Wp``
+    and zeros in the ``Wp - OW`` extra columns, so that every tap is one dot product with the
+    shifted, flattened input plane ``xp[n, c]``.  A task owns the kernel slices
+    ``gw[f0:f0+FB, cl]`` of one block of output channels and one input channel; ``zero`` is
+    a 0 of the input dtype.
+    """
+    F, Cg = gw.shape[0], gw.shape[1]
+    Fg = F // groups
+    nfb = (Fg + FB - 1) // FB
+    Wp = xp.shape[3]
+    OH = dyw.shape[2] // Wp
+    L = (OH - 1) * Wp + OW
+    for t in numba.prange(groups * nfb * Cg):
+        cl = t % Cg
+        r = t // Cg
+        fbk = r % nfb
+        g = r // nfb
+        f0 = g * Fg + fbk * FB
+        nf = min(FB, (g + 1) * Fg - f0)
+        _wide_dw_task(dyw, xp, gw, zero, f0, nf, cl, g * Cg + cl, dh, dw, L)
