@@ -16,12 +16,12 @@ __version__ = "0.1.0"
 from . import functional
 from ._config import get_num_threads, max_num_threads, set_num_threads
 from .functional import *  # noqa: F403
-from . import data, io, losses, models, nn, optim, train
+from . import cuda, data, io, losses, models, nn, optim, train
 from .io import load, load_state, save
 from .nn import manual_seed, no_grad
 
 __all__ = functional.__all__ + [
-    "functional", "set_num_threads", "get_num_threads", "max_num_threads",
+    "functional", "set_num_threads", "get_num_threads", "max_num_threads", "cuda",
     "data", "io", "losses", "models", "nn", "optim", "train",
     "save", "load", "load_state", "manual_seed", "no_grad", "__version__",
 ]

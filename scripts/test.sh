@@ -22,4 +22,7 @@ rm -rf "$tmp"
 
 export NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-$PWD/.numba_cache}
 .venv/bin/ruff check .
-.venv/bin/python -m pytest -q -n 2 --dist loadfile tests README.md nbconv --doctest-glob=README.md --doctest-modules "$@"
+.venv/bin/python -m pytest -q -n 2 --dist loadfile tests README.md nbconv --doctest-glob=README.md --doctest-modules --ignore=tests/cuda "$@"
+# The CUDA kernels under numba's simulator: the variable must be set before numba is imported,
+# hence a process of its own (tiny shapes and blocks; about a minute on 2 cores).
+NUMBA_ENABLE_CUDASIM=1 .venv/bin/python -m pytest -q -n 2 tests/cuda "$@"

@@ -15,6 +15,7 @@ import numpy as np
 
 from .._shapes import as_float_array
 from ..kernels import activations as _k
+from . import _device
 
 __all__ = [
     "relu",
@@ -79,6 +80,7 @@ def _slope(op: str, negative_slope) -> float:
 # --------------------------------------------------------------------------- relu family
 
 
+@_device.dispatch
 def relu(x):
     """Rectified linear unit, ``max(x, 0)`` elementwise.
 
@@ -99,6 +101,7 @@ def relu(x):
     return _unary(_k._relu_fwd, "relu", x)
 
 
+@_device.dispatch
 def relu_backward(dy, x):
     """Gradient of :func:`relu`: ``dy`` where ``x > 0``, 0 elsewhere (0 at ``x == 0``).
 
@@ -122,6 +125,7 @@ def relu_backward(dy, x):
     return _binary(_k._relu_bwd, "relu_backward", dy, x, "x")
 
 
+@_device.dispatch
 def leaky_relu(x, negative_slope=0.01):
     """Leaky ReLU: ``x`` where ``x > 0``, ``negative_slope * x`` elsewhere.
 
@@ -144,6 +148,7 @@ def leaky_relu(x, negative_slope=0.01):
     return _unary(_k._leaky_relu_fwd, op, x, _slope(op, negative_slope))
 
 
+@_device.dispatch
 def leaky_relu_backward(dy, x, negative_slope=0.01):
     """Gradient of :func:`leaky_relu`: ``dy`` where ``x > 0``, ``negative_slope * dy`` elsewhere.
 
@@ -171,6 +176,7 @@ def leaky_relu_backward(dy, x, negative_slope=0.01):
 # --------------------------------------------------------------------------- sigmoid / tanh
 
 
+@_device.dispatch
 def sigmoid(x):
     """Logistic sigmoid ``1 / (1 + exp(-x))``, computed without overflow.
 
@@ -194,6 +200,7 @@ def sigmoid(x):
     return _unary(_k._sigmoid_fwd, "sigmoid", x)
 
 
+@_device.dispatch
 def sigmoid_backward(dy, y):
     """Gradient of :func:`sigmoid` from its **output**: ``dy * y * (1 - y)``.
 
@@ -216,6 +223,7 @@ def sigmoid_backward(dy, y):
     return _binary(_k._sigmoid_bwd, "sigmoid_backward", dy, y, "y")
 
 
+@_device.dispatch
 def tanh(x):
     """Hyperbolic tangent elementwise.
 
@@ -236,6 +244,7 @@ def tanh(x):
     return _unary(_k._tanh_fwd, "tanh", x)
 
 
+@_device.dispatch
 def tanh_backward(dy, y):
     """Gradient of :func:`tanh` from its **output**: ``dy * (1 - y**2)``.
 
@@ -302,6 +311,7 @@ def _softmax_bwd(op: str, dy, y, axis, log: int):
     return dx
 
 
+@_device.dispatch
 def softmax(x, axis=-1):
     """Softmax along ``axis``: ``exp(x - max) / sum(exp(x - max))``.
 
@@ -328,6 +338,7 @@ def softmax(x, axis=-1):
     return _softmax_fwd("softmax", x, axis, 0)
 
 
+@_device.dispatch
 def softmax_backward(dy, y, axis=-1):
     """Gradient of :func:`softmax` from its **output**: ``y * (dy - sum(dy * y, axis))``.
 
@@ -351,6 +362,7 @@ def softmax_backward(dy, y, axis=-1):
     return _softmax_bwd("softmax_backward", dy, y, axis, 0)
 
 
+@_device.dispatch
 def log_softmax(x, axis=-1):
     """Log of the softmax along ``axis``: ``x - max - log(sum(exp(x - max)))``, stable.
 
@@ -372,6 +384,7 @@ def log_softmax(x, axis=-1):
     return _softmax_fwd("log_softmax", x, axis, 1)
 
 
+@_device.dispatch
 def log_softmax_backward(dy, y, axis=-1):
     """Gradient of :func:`log_softmax` from its **output**: ``dy - exp(y) * sum(dy, axis)``.
 
@@ -413,6 +426,7 @@ def _generator(op: str, rng) -> np.random.Generator:
     )
 
 
+@_device.dispatch
 def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
     """Inverted dropout (PyTorch's ``F.dropout``).
 
@@ -473,6 +487,7 @@ def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
     return (y, mask) if return_mask else y
 
 
+@_device.dispatch
 def dropout_backward(dy, mask):
     """Gradient of :func:`dropout`: ``dy * mask`` with the mask the forward pass returned.
 

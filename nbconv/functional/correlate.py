@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _device
+
 __all__ = ["correlate2d", "convolve2d"]
 
 _MODES = ("full", "same", "valid")
@@ -232,6 +234,7 @@ def _run(op, in1, in2, mode, boundary, fillvalue, conj):
     return out
 
 
+@_device.dispatch
 def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
     """Cross-correlate two 2-D arrays (drop-in for ``scipy.signal.correlate2d``).
 
@@ -285,6 +288,7 @@ def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
     return _run("correlate2d", in1, in2, mode, boundary, fillvalue, conj=True)
 
 
+@_device.dispatch
 def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
     """Convolve two 2-D arrays (drop-in for ``scipy.signal.convolve2d``).
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._shapes import as_float_array, check_ndim
 from ..kernels import linear as _k
+from . import _device
 
 __all__ = ["linear", "linear_backward"]
 
@@ -29,6 +30,7 @@ def _check_x_weight(op: str, x: np.ndarray, weight: np.ndarray) -> None:
         )
 
 
+@_device.dispatch
 def linear(x, weight, bias=None):
     """Affine map of the last axis: ``y = x @ weight.T + bias`` (PyTorch's ``F.linear``).
 
@@ -80,6 +82,7 @@ def linear(x, weight, bias=None):
     return y2.reshape(x.shape[:-1] + (out_f,))
 
 
+@_device.dispatch
 def linear_backward(dy, x, weight, bias=True):
     """Gradients of :func:`linear` with respect to its input, weight and bias.
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._shapes import as_float_array, check_int
 from ..kernels import norm as _k
+from . import _device
 
 __all__ = [
     "batch_norm",
@@ -69,6 +70,7 @@ def _running_buffer(op: str, name: str, v, C: int, x_shape) -> np.ndarray:
     return v
 
 
+@_device.dispatch
 def batch_norm(
     x,
     running_mean,
@@ -188,6 +190,7 @@ def batch_norm(
     return y
 
 
+@_device.dispatch
 def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True):
     """Gradients of :func:`batch_norm` with respect to ``x``, ``weight`` and ``bias``.
 
@@ -270,6 +273,7 @@ def _lrn_args(op: str, x, size, alpha, beta, k, name="x", dtype=None):
     return x, size, _real(op, "alpha", alpha), _real(op, "beta", beta), _real(op, "k", k)
 
 
+@_device.dispatch
 def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
     """Local response normalisation across channels (AlexNet; PyTorch's definition exactly).
 
@@ -304,6 +308,7 @@ def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
     return y
 
 
+@_device.dispatch
 def local_response_norm_backward(dy, x, size, alpha=1e-4, beta=0.75, k=1.0):
     """Gradient of :func:`local_response_norm` with respect to ``x``.
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from .._shapes import as_float_array, check_int, out_size, pair
 from ..kernels import pool2d as _k
+from . import _device
 
 __all__ = [
     "max_pool2d",
@@ -142,6 +143,7 @@ def _divisor(op: str, divisor_override) -> int:
 # --------------------------------------------------------------------------- max pooling
 
 
+@_device.dispatch
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """2-D max pooling (PyTorch's ``max_pool2d``).
@@ -198,6 +200,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     return y
 
 
+@_device.dispatch
 def max_pool2d_backward(dy, indices, input_shape):
     """Gradient of :func:`max_pool2d` with respect to its input.
 
@@ -257,6 +260,7 @@ def max_pool2d_backward(dy, indices, input_shape):
 # --------------------------------------------------------------------------- average pooling
 
 
+@_device.dispatch
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
     """2-D average pooling (PyTorch's ``avg_pool2d``).
@@ -305,6 +309,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     return y
 
 
+@_device.dispatch
 def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None):
     """Gradient of :func:`avg_pool2d` with respect to its input.
@@ -365,6 +370,7 @@ def _adaptive_size(op: str, output_size, hw) -> tuple[int, int]:
     return (v, v)
 
 
+@_device.dispatch
 def adaptive_avg_pool2d(x, output_size):
     """Adaptive average pooling to a fixed output size (PyTorch's ``adaptive_avg_pool2d``).
 
@@ -396,6 +402,7 @@ def adaptive_avg_pool2d(x, output_size):
     return y
 
 
+@_device.dispatch
 def adaptive_avg_pool2d_backward(dy, input_shape):
     """Gradient of :func:`adaptive_avg_pool2d` with respect to its input.
 
@@ -426,6 +433,7 @@ def adaptive_avg_pool2d_backward(dy, input_shape):
     return dx
 
 
+@_device.dispatch
 def global_avg_pool2d(x, keepdims=True):
     """Mean over the spatial axes (``AdaptiveAvgPool2d(1)``).
 
@@ -453,6 +461,7 @@ def global_avg_pool2d(x, keepdims=True):
     return y if keepdims else y.reshape(x.shape[:-2])
 
 
+@_device.dispatch
 def global_avg_pool2d_backward(dy, input_shape):
     """Gradient of :func:`global_avg_pool2d`: ``dx = dy / (H * W)`` broadcast over each plane.
 
