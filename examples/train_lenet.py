@@ -93,10 +93,10 @@ def parse_args(argv=None):
                                                          "digits"])
     p.add_argument("--data-dir", default=None, help="folder with the IDX files")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default 0.05 for sgd, 1e-3 for adam)")
-    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"],
+                   help="initial learning rate (default 3e-3 for adam, 0.02 for sgd)")
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"],
                    help="sgd means SGD with Nesterov momentum 0.9")
     p.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
                    help="learning rate per epoch: cosine decay to 0, or constant")
@@ -129,9 +129,9 @@ def main(argv=None) -> float:
     nc.manual_seed(args.seed)
     model = models.lenet5(num_classes=10, activation=args.activation)
     if args.optimizer == "sgd":
-        opt = optim.SGD(model.parameters(), lr=args.lr or 0.05, momentum=0.9, nesterov=True)
+        opt = optim.SGD(model.parameters(), lr=args.lr or 0.02, momentum=0.9, nesterov=True)
     else:
-        opt = optim.Adam(model.parameters(), lr=args.lr or 1e-3)
+        opt = optim.Adam(model.parameters(), lr=args.lr or 3e-3)
     crit = losses.CrossEntropyLoss()
     train_loader = data.DataLoader(x_train, y_train, args.batch_size, shuffle=True,
                                    seed=args.seed, transform=train_tf)

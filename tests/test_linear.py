@@ -185,3 +185,13 @@ def test_linear_backward_validation():
         nc.linear_backward(np.ones((3, 4)), x, w)
     with pytest.raises(ValueError, match=r"linear_backward: argument 'weight' has in_features"):
         nc.linear_backward(np.ones((2, 4)), x, np.ones((4, 2)))
+
+
+def test_zero_in_features():
+    import nbconv as nc
+
+    y = nc.linear(np.zeros((3, 0)), np.zeros((2, 0)), np.array([1.0, 2.0]))
+    np.testing.assert_array_equal(y, [[1.0, 2.0]] * 3)
+    dx, dw, db = nc.linear_backward(np.ones((3, 2)), np.zeros((3, 0)), np.zeros((2, 0)))
+    assert dx.shape == (3, 0) and dw.shape == (2, 0)
+    np.testing.assert_array_equal(db, [3.0, 3.0])

@@ -71,7 +71,7 @@ def linear(x, weight, bias=None):
                 f"{op}: argument 'bias' must have shape ({out_f},) = (out_features,), got "
                 f"{tuple(bias.shape)} (weight shape {tuple(weight.shape)})"
             )
-    x2 = x.reshape(-1, in_f)
+    x2 = x.reshape(int(np.prod(x.shape[:-1])), in_f)  # -1 is ambiguous when in_f == 0
     y2 = np.empty((x2.shape[0], out_f), dtype=x.dtype)
     if in_f == 0:
         y2.fill(0)
@@ -131,8 +131,9 @@ def linear_backward(dy, x, weight, bias=True):
         want_bias = bool(bias)
     else:
         want_bias = bias is not None
-    x2 = x.reshape(-1, in_f)
-    dy2 = dy.reshape(-1, out_f)
+    rows = int(np.prod(x.shape[:-1]))
+    x2 = x.reshape(rows, in_f)
+    dy2 = dy.reshape(rows, out_f)
     M = x2.shape[0]
     dx2 = np.empty((M, in_f), dtype=x.dtype)
     dweight = np.empty((out_f, in_f), dtype=x.dtype)
