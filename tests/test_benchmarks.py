@@ -1,0 +1,79 @@
+"""Smoke tests of the benchmark scripts: they run (tiny sizes, --quick) and write the JSON keys
+that downstream tools read.  No assertion depends on a timing value."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+try:
+    import torch  # noqa: F401
+
+    HAVE_TORCH = True
+except ImportError:
+    HAVE_TORCH = False
+
+
+def _run(script, *args, timeout=300):
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=BENCH.parent)
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_bench_conv_quick(tmp_path):
+    js, png = tmp_path / "conv.json", tmp_path / "conv.png"
+    out = _run("bench_conv.py", "--quick", "--layers", "lenet_c1", "--threads", "1",
+               "--json", str(js), "--png", str(png))
+    assert "conv2d forward" in out and "conv2d backward" in out
+    data = json.loads(js.read_text())
+    assert {"benchmark", "machine", "protocol", "targets", "layers", "summary"} <= set(data)
+    assert data["quick"] is True
+    assert data["summary"]["wrong_results"] == []
+    assert data["machine"]["nbconv_threads"] == 1
+    (layer,) = data["layers"]
+    assert layer["name"] == "lenet_c1"
+    assert layer["shape"] == dict(N=64, C=1, F=6, H=28, W=28, k=5, stride=1, pad=0, groups=1,
+                                  OH=24, OW=24)
+    assert layer["gflop_forward"] == pytest.approx(2 * 64 * 6 * 24 * 24 * 25 / 1e9)
+    expected = {"direct", "im2col", "auto", "numpy"} | ({"torch"} if HAVE_TORCH else set())
+    for key in ("forward", "backward"):
+        assert expected <= set(layer[key])
+        for c in expected:
+            e = layer[key][c]
+            assert {"ms", "gflops", "repeats", "check_ok"} <= set(e)
+            assert e["ms"] > 0 and e["repeats"] >= 3 and e["check_ok"]
+            if HAVE_TORCH and c != "torch":
+                assert e["ratio"] > 0
+        if HAVE_TORCH:
+            assert {"target_ratio", "auto_meets_target"} <= set(layer[key])
+    if HAVE_TORCH:
+        assert layer["forward"]["target_ratio"] == 1.0
+        assert layer["backward"]["target_ratio"] == 1.5
+    assert png.stat().st_size > 0 or "matplotlib not installed" in out
+
+
+def test_bench_conv_rejects_unknown_layer(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_conv.py"), "--layers", "nope",
+                           "--json", str(tmp_path / "x.json")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "unknown layer" in proc.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_bench_correlate_quick(tmp_path):
+    js = tmp_path / "corr.json"
+    out = _run("bench_correlate.py", "--quick", "--json", str(js))
+    assert "speedup" in out
+    data = json.loads(js.read_text())
+    assert data["protocol"]["size"] == 128 and data["protocol"]["dtype"] == "float64"
+    assert set(data["results"]) == {"valid", "same", "full"}
+    for mode, r in data["results"].items():
+        assert r["matches_scipy"] is True
+        assert {"scipy_ms", "nbconv_ms", "speedup", "meets_target"} <= set(r)
+        assert r["speedup"] > 0
+        assert (r["target"] is None) == (mode == "full")
