@@ -20,99 +20,149 @@ _CHUNK = 4096
 _BLOCK = 256
 
 
+# Each elementwise op is a serial loop over one chunk (``_<op>_chunk``) and a parallel kernel
+# that hands it contiguous slices.  Written inline in the ``prange`` body the same loops were
+# not vectorised (relu backward: 0.62 ms against 0.07 ms for 110k float32 elements).
+
+
+@numba.njit(**JIT_OPTIONS)
+def _relu_fwd_chunk(x, y):
+    for i in range(x.size):
+        v = x[i]
+        # "not (v <= 0)" keeps NaN
+        y[i] = v if not (v <= 0) else 0
+
+
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _relu_fwd(x, y):
     n = x.size
-    nch = (n + _CHUNK - 1) // _CHUNK
-    for ch in numba.prange(nch):
-        for i in range(ch * _CHUNK, min(n, (ch + 1) * _CHUNK)):
-            v = x[i]
-            # "not (v <= 0)" keeps NaN
-            y[i] = v if not (v <= 0) else 0
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
+        lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
+        _relu_fwd_chunk(x[lo:hi], y[lo:hi])
+
+
+@numba.njit(**JIT_OPTIONS)
+def _relu_bwd_chunk(dy, x, dx):
+    for i in range(x.size):
+        # PyTorch's threshold_backward: zero where x <= 0, dy elsewhere (NaN x passes dy)
+        dx[i] = dy[i] if not (x[i] <= 0) else 0
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _relu_bwd(dy, x, dx):
     n = x.size
-    nch = (n + _CHUNK - 1) // _CHUNK
-    for ch in numba.prange(nch):
-        for i in range(ch * _CHUNK, min(n, (ch + 1) * _CHUNK)):
-            # PyTorch's threshold_backward: zero where x <= 0, dy elsewhere (NaN x passes dy)
-            dx[i] = dy[i] if not (x[i] <= 0) else 0
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
+        lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
+        _relu_bwd_chunk(dy[lo:hi], x[lo:hi], dx[lo:hi])
+
+
+@numba.njit(**JIT_OPTIONS)
+def _leaky_relu_fwd_chunk(x, y, slope):
+    for i in range(x.size):
+        v = x[i]
+        y[i] = v if v > 0 else v * slope
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _leaky_relu_fwd(x, y, slope):
     n = x.size
-    nch = (n + _CHUNK - 1) // _CHUNK
-    for ch in numba.prange(nch):
-        for i in range(ch * _CHUNK, min(n, (ch + 1) * _CHUNK)):
-            v = x[i]
-            y[i] = v if v > 0 else v * slope
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
+        lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
+        _leaky_relu_fwd_chunk(x[lo:hi], y[lo:hi], slope)
+
+
+@numba.njit(**JIT_OPTIONS)
+def _leaky_relu_bwd_chunk(dy, x, dx, slope):
+    for i in range(x.size):
+        g = dy[i]
+        dx[i] = g if x[i] > 0 else g * slope
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _leaky_relu_bwd(dy, x, dx, slope):
     n = x.size
-    nch = (n + _CHUNK - 1) // _CHUNK
-    for ch in numba.prange(nch):
-        for i in range(ch * _CHUNK, min(n, (ch + 1) * _CHUNK)):
-            g = dy[i]
-            dx[i] = g if x[i] > 0 else g * slope
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
+        lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
+        _leaky_relu_bwd_chunk(dy[lo:hi], x[lo:hi], dx[lo:hi], slope)
+
+
+@numba.njit(**JIT_OPTIONS)
+def _sigmoid_fwd_chunk(x, y):
+    for i in range(x.size):
+        v = x[i]
+        # exp of a non-positive number only: no overflow, exact 0/1 limits
+        if v >= 0:
+            y[i] = 1.0 / (1.0 + np.exp(-v))
+        else:
+            e = np.exp(v)  # NaN lands here and stays NaN
+            y[i] = e / (1.0 + e)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _sigmoid_fwd(x, y):
     n = x.size
-    nch = (n + _CHUNK - 1) // _CHUNK
-    for ch in numba.prange(nch):
-        for i in range(ch * _CHUNK, min(n, (ch + 1) * _CHUNK)):
-            v = x[i]
-            # exp of a non-positive number only: no overflow, exact 0/1 limits
-            if v >= 0:
-                y[i] = 1.0 / (1.0 + np.exp(-v))
-            else:
-                e = np.exp(v)  # NaN lands here and stays NaN
-                y[i] = e / (1.0 + e)
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
+        lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
+        _sigmoid_fwd_chunk(x[lo:hi], y[lo:hi])
+
+
+@numba.njit(**JIT_OPTIONS)
+def _sigmoid_bwd_chunk(dy, y, dx):
+    for i in range(y.size):
+        s = y[i]
+        dx[i] = dy[i] * s * (1.0 - s)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _sigmoid_bwd(dy, y, dx):
     n = y.size
-    nch = (n + _CHUNK - 1) // _CHUNK
-    for ch in numba.prange(nch):
-        for i in range(ch * _CHUNK, min(n, (ch + 1) * _CHUNK)):
-            s = y[i]
-            dx[i] = dy[i] * s * (1.0 - s)
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
+        lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
+        _sigmoid_bwd_chunk(dy[lo:hi], y[lo:hi], dx[lo:hi])
+
+
+@numba.njit(**JIT_OPTIONS)
+def _tanh_fwd_chunk(x, y):
+    for i in range(x.size):
+        y[i] = np.tanh(x[i])
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _tanh_fwd(x, y):
     n = x.size
-    nch = (n + _CHUNK - 1) // _CHUNK
-    for ch in numba.prange(nch):
-        for i in range(ch * _CHUNK, min(n, (ch + 1) * _CHUNK)):
-            y[i] = np.tanh(x[i])
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
+        lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
+        _tanh_fwd_chunk(x[lo:hi], y[lo:hi])
+
+
+@numba.njit(**JIT_OPTIONS)
+def _tanh_bwd_chunk(dy, y, dx):
+    for i in range(y.size):
+        t = y[i]
+        dx[i] = dy[i] * (1.0 - t * t)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _tanh_bwd(dy, y, dx):
     n = y.size
-    nch = (n + _CHUNK - 1) // _CHUNK
-    for ch in numba.prange(nch):
-        for i in range(ch * _CHUNK, min(n, (ch + 1) * _CHUNK)):
-            t = y[i]
-            dx[i] = dy[i] * (1.0 - t * t)
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
+        lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
+        _tanh_bwd_chunk(dy[lo:hi], y[lo:hi], dx[lo:hi])
+
+
+@numba.njit(**JIT_OPTIONS)
+def _mul_chunk(a, b, out):
+    for i in range(a.size):
+        out[i] = a[i] * b[i]
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _mul_fwd(a, b, out):
     """``out = a * b`` elementwise (dropout forward and backward)."""
     n = a.size
-    nch = (n + _CHUNK - 1) // _CHUNK
-    for ch in numba.prange(nch):
-        for i in range(ch * _CHUNK, min(n, (ch + 1) * _CHUNK)):
-            out[i] = a[i] * b[i]
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
+        lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
+        _mul_chunk(a[lo:hi], b[lo:hi], out[lo:hi])
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
