@@ -136,15 +136,13 @@ def layer_flops(spec) -> int:
 
 
 def auto_choice(x, w, stride, pad, groups):
-    """Which algorithms ``algorithm="auto"`` picks, "forward/backward" (private API; None if
-    it cannot be asked)."""
+    """Which algorithm ``algorithm="auto"`` picks (private API; None if it cannot be asked)."""
     try:
         from nbconv.functional import conv as _conv
 
         g = _conv._geometry("conv2d", x.shape, w.shape, stride, pad, 1, groups, "zeros", "")
-        return "/".join(
-            _conv._choose_algorithm("conv2d", "auto", x.shape[1], w.shape[2], w.shape[3], g,
-                                    w.shape[0], backward=b) for b in (False, True))
+        return _conv._choose_algorithm("conv2d", "auto", x.shape[1], w.shape[2], w.shape[3], g,
+                                       w.shape[0])
     except Exception:  # noqa: BLE001 - informational only
         return None
 

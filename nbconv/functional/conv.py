@@ -236,13 +236,13 @@ def _geometry(op, x_shape, w_shape, stride, padding, dilation, groups, padding_m
     return _Geom(sy, sx, dh, dw, groups, pt, pb, pl, pr, padding_mode, OH, OW)
 
 
-def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> str:
+def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F) -> str:
     """The ``"auto"`` rule (see :func:`conv2d`), from benchmarks/bench_conv.py's numbers.
 
     im2col+BLAS wins once the GEMM is big enough in both the reduction (``C/groups*kh*kw``) and
     the output-channel dimension; the direct kernels win on few output channels (LeNet's 6 and
-    16), on grouped/depthwise convolutions (tiny GEMMs) and tiny reductions.  The backward
-    pass has two GEMMs per chunk, so im2col pays off there from 16 output channels.
+    16: e.g. LeNet c2 backward at batch 64 took 4-5 ms direct, 7.5-9 ms im2col), on grouped and
+    depthwise convolutions (tiny GEMMs) and on tiny reductions.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(
@@ -250,8 +250,7 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
         )
     if algorithm != "auto":
         return algorithm
-    min_f = 16 if backward else 32
-    if g.groups == 1 and F >= min_f and C * kh * kw >= 64:
+    if g.groups == 1 and F >= 32 and C * kh * kw >= 64:
         return "im2col"
     return "direct"
 
@@ -370,10 +369,10 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     algorithm : {"auto", "direct", "im2col"}
         ``"direct"``: numba loop nests; ``"im2col"``: patches unfolded into columns and
         multiplied by BLAS in bounded chunks. ``"auto"`` picks ``"im2col"`` when
-        ``groups == 1``, ``C * kh * kw >= 64`` and ``F >= 32`` (``F >= 16`` for the
-        backward pass), else ``"direct"`` (few output channels as in LeNet, grouped and
-        depthwise convolutions); benchmarks/bench_conv.py measures both. All algorithms give
-        the same result up to float rounding.
+        ``groups == 1``, ``C * kh * kw >= 64`` and ``F >= 32``, else ``"direct"`` (few
+        output channels as in LeNet, grouped and depthwise convolutions);
+        benchmarks/bench_conv.py measures both. All algorithms give the same result up to
+        float rounding.
 
     Returns
     -------
@@ -416,7 +415,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                   desc)
     bias = _check_bias(op, bias, x.dtype, weight.shape[0], desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
-                              weight.shape[0], backward=False)
+                              weight.shape[0])
     return _conv2d_impl(op, x, weight, bias, g, algo)
 
 
@@ -483,7 +482,7 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
                   desc)
     _check_dy(op, dy, (x.shape[0], weight.shape[0], g.OH, g.OW), desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
-                              weight.shape[0], backward=True)
+                              weight.shape[0])
     return _conv2d_backward_impl(op, dy, x, weight, g, _want_bias(bias), bool(need_dx), algo)
 
 
@@ -559,8 +558,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     g = _geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
                   axes=("(height 1)", "L"))
     bias = _check_bias(op, bias, x.dtype, weight.shape[0], desc)
-    algo = _choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g, weight.shape[0],
-                              backward=False)
+    algo = _choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g, weight.shape[0])
     return _conv2d_impl(op, x4, w4, bias, g, algo)[:, :, 0, :]
 
 
@@ -611,8 +609,7 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     g = _geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
                   axes=("(height 1)", "L"))
     _check_dy(op, dy, (x.shape[0], weight.shape[0], g.OW), desc)
-    algo = _choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g, weight.shape[0],
-                              backward=True)
+    algo = _choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g, weight.shape[0])
     dx, gw, gb = _conv2d_backward_impl(op, dy[:, :, None, :], x4, w4, g, _want_bias(bias),
                                        bool(need_dx), algo)
     return (None if dx is None else dx[:, :, 0, :]), gw[:, :, 0, :], gb
