@@ -44,40 +44,48 @@ def _valid_range(off, s, length, j0, nj):
     return lo, hi
 
 
-@numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw):
-    """Write the column matrix ``cols`` (C*kh*kw, nb*nr*nj) of one chunk of ``x`` (N, C, H, W)."""
+@numba.njit(**_config.JIT_OPTIONS)
+def _cols_row(x, out, n0, nb, r0, nr, j0, nj, c, p, q, sy, sx, pt, pl, dh, dw):
+    """One row ``out`` (nb*nr*nj,) of the column matrix: tap (c, p, q) over the chunk.
+
+    A serial helper: numba vectorises these copies, not the same loops inline in ``prange``.
+    """
     H = x.shape[2]
     W = x.shape[3]
+    off = q * dw - pl
+    lo, hi = _valid_range(off, sx, W, j0, nj)
+    start = j0 * sx + off
+    for b in range(nb):
+        for r in range(nr):
+            seg = out[(b * nr + r) * nj:(b * nr + r + 1) * nj]
+            iy = (r0 + r) * sy - pt + p * dh
+            if iy < 0 or iy >= H:
+                seg[:] = 0.0
+                continue
+            seg[:lo] = 0.0
+            seg[hi:] = 0.0
+            xrow = x[n0 + b, c, iy]
+            if sx == 1:
+                seg[lo:hi] = xrow[start + lo:start + hi]
+            else:
+                for jj in range(lo, hi):
+                    seg[jj] = xrow[start + jj * sx]
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw):
+    """Write the column matrix ``cols`` (C*kh*kw, nb*nr*nj) of one chunk of ``x`` (N, C, H, W).
+
+    Row ``(c*kh + p)*kw + q`` holds tap (c, p, q); column ``(b*nr + r)*nj + jj`` output pixel
+    (n0+b, r0+r, j0+jj); taps outside the input are 0.  One parallel task per row.
+    """
     K = kh * kw
-    rows = cols.shape[0]
-    per_row = nb * nr
-    total = rows * per_row
-    for t in numba.prange(total):
-        row = t // per_row
-        rem = t - row * per_row
-        b = rem // nr
-        r = rem - b * nr
+    for row in numba.prange(cols.shape[0]):
         c = row // K
         pq = row - c * K
         p = pq // kw
-        q = pq - p * kw
-        base = (b * nr + r) * nj
-        iy = (r0 + r) * sy - pt + p * dh
-        if iy < 0 or iy >= H:
-            for jj in range(nj):
-                cols[row, base + jj] = 0.0
-            continue
-        off = q * dw - pl
-        lo, hi = _valid_range(off, sx, W, j0, nj)
-        n = n0 + b
-        for jj in range(lo):
-            cols[row, base + jj] = 0.0
-        start = j0 * sx + off
-        for jj in range(lo, hi):
-            cols[row, base + jj] = x[n, c, iy, start + jj * sx]
-        for jj in range(hi, nj):
-            cols[row, base + jj] = 0.0
+        _cols_row(x, cols[row], n0, nb, r0, nr, j0, nj, c, p, pq - p * kw, sy, sx, pt, pl,
+                  dh, dw)
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
@@ -118,22 +126,6 @@ def _conv2d_im2col_col2im(
                 start = j0 * sx + off
                 for jj in range(lo, hi):
                     dx[n, c, iy, start + jj * sx] += dcols[row, base + jj]
-
-
-@numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_im2col_fwd_scatter(tmp, bias, y, n0, nb, r0, nr, j0, nj):
-    """``y[n0+b, f, r0+r, j0+jj] = tmp[f, (b*nr + r)*nj + jj] + bias[f]`` for the chunk."""
-    F = y.shape[1]
-    total = nb * F * nr
-    for t in numba.prange(total):
-        b = t // (F * nr)
-        rem = t - b * (F * nr)
-        f = rem // nr
-        r = rem - f * nr
-        base = (b * nr + r) * nj
-        bf = bias[f]
-        for jj in range(nj):
-            y[n0 + b, f, r0 + r, j0 + jj] = tmp[f, base + jj] + bf
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
