@@ -9,8 +9,9 @@ behaviour of the whole library:
     Upper bound of one im2col buffer in bytes (default 64 MiB); im2col works in chunks below it.
 ``NBCONV_CUDA_BLOCK``
     Threads per block of the 1-D CUDA launches (default 128).
-``NUMBA_THREADING_LAYER``
-    numba's own variable; nbconv defaults it to ``"workqueue"`` (see ``THREADING_LAYER``).
+``NUMBA_THREADING_LAYER``, ``OMP_WAIT_POLICY``
+    numba's and OpenMP's own variables; nbconv prefers numba's OpenMP layer with passive
+    (sleeping) idle threads unless they are set (see ``THREADING_LAYER``).
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ import os
 
 import numba
 
-#: numba's threading layer.  The OpenMP layer spins its idle threads, which fights OpenBLAS's
-#: threads (im2col's GEMMs) and any other busy process: measured on a loaded 2-core machine, a
-#: LeNet training step took 655 ms with "omp" and 41 ms with "workqueue".  workqueue may not be
-#: entered from two Python threads at once; set NUMBA_THREADING_LAYER=omp or tbb for that.
-THREADING_LAYER: str = os.environ.get("NUMBA_THREADING_LAYER", "workqueue")
-numba.config.THREADING_LAYER = THREADING_LAYER
+#: numba's threading layer: OpenMP first (then TBB, then workqueue), with OpenMP's idle threads
+#: told to sleep (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning.  Spinning threads fought
+#: OpenBLAS's threads and other processes (a LeNet step of 24.5 ms on an idle 2-core machine,
+#: 655 ms on a loaded one); sleeping OpenMP threads gave 7.5 ms idle, workqueue 14.4 ms.  Both
+#: variables are only defaults: set NUMBA_THREADING_LAYER / OMP_WAIT_POLICY to override.
+#: (OMP_WAIT_POLICY also reaches other OpenMP libraries loaded later in the process; PyTorch's
+#: LeNet step measured the same with it, 6.6 vs 7.1 ms, within run-to-run noise.)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+THREADING_LAYER: str = os.environ.get("NUMBA_THREADING_LAYER", "default")
 
 #: numba's on-disk cache for every kernel (``cache=True``).
 CACHE: bool = os.environ.get("NBCONV_CACHE", "1") != "0"
