@@ -461,3 +461,20 @@ def test_matches_torch_backward():
     F.adaptive_avg_pool2d(t, (4, 5)).backward(torch.from_numpy(dy))
     np.testing.assert_allclose(nc.adaptive_avg_pool2d_backward(dy, x.shape), t.grad.numpy(),
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (1, 2, 7, 5), (1, 1, 2, 2)])
+def test_max_pool2d_2x2_fast_path_matches_reference(dtype, shape):
+    # The 2x2/2 unpadded case has its own branch-free kernel: check values, indices, the
+    # first-maximum tie rule (small integers make ties frequent) and NaN windows.
+    rng = np.random.default_rng(sum(shape))
+    x = rng.integers(-2, 3, shape).astype(dtype)
+    x.flat[rng.choice(x.size, size=max(1, x.size // 7), replace=False)] = np.nan
+    x.flat[0] = np.nan
+    if x.size > 3:
+        x.flat[1] = np.nan  # two NaNs in one window: the last one's index is recorded
+    y, idx = nc.max_pool2d(x, 2, return_indices=True)
+    ry, ridx = ref_max_pool2d(x, (2, 2), (2, 2), (0, 0))
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ridx)

@@ -18,6 +18,7 @@ from numba import njit, prange
 from .. import _config
 
 __all__ = [
+    "_max_pool2d_2x2_fwd",
     "_max_pool2d_fwd",
     "_max_pool2d_bwd",
     "_avg_pool2d_fwd",
@@ -80,6 +81,51 @@ def _max_pool2d_row(x, y, idx, p, i, kh, kw, sy, sx, ph, pw, dh, dw):
                         bi = h * W + w
         y[p, i, j] = best
         idx[p, i, j] = bi
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_2x2_plane(x, y, idx, p):
+    """Plane ``p`` of 2x2, stride-2, unpadded max pooling with whole windows only.
+
+    The same rules as :func:`_max_pool2d_fwd` (first maximum wins ties, the last NaN wins),
+    written with selects instead of branches so that LLVM vectorises it; the NaN branch is
+    only taken for windows that hold a NaN.
+    """
+    W = x.shape[2]
+    OH, OW = y.shape[1], y.shape[2]
+    for i in range(OH):
+        r0 = x[p, 2 * i]
+        r1 = x[p, 2 * i + 1]
+        yr = y[p, i]
+        ir = idx[p, i]
+        base = 2 * i * W
+        for j in range(OW):
+            a = r0[2 * j]
+            b = r0[2 * j + 1]
+            c = r1[2 * j]
+            d = r1[2 * j + 1]
+            m1 = a if a >= b else b
+            m2 = c if c >= d else d
+            m = m1 if m1 >= m2 else m2
+            o = W + 1  # offsets of a, b, c, d: 0, 1, W, W+1; checked last to first
+            o = W if c == m else o
+            o = 1 if b == m else o
+            o = 0 if a == m else o
+            if (a != a) | (b != b) | (c != c) | (d != d):
+                m = a + b + c + d  # NaN
+                o = 0 if a != a else o
+                o = 1 if b != b else o
+                o = W if c != c else o
+                o = W + 1 if d != d else o
+            yr[j] = m
+            ir[j] = base + 2 * j + o
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _max_pool2d_2x2_fwd(x, y, idx):
+    """2x2/2 max pooling of planes ``x`` (P, H, W) into ``y``/``idx`` (P, H//2, W//2)."""
+    for p in prange(x.shape[0]):
+        _max_pool2d_2x2_plane(x, y, idx, p)
 
 
 @njit(parallel=True, **_config.JIT_OPTIONS)
