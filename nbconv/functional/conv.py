@@ -135,20 +135,6 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups):
         gb[...] = dy.sum(axis=(0, 2, 3), dtype=np.float64)
 
 
-_IM2COL_OK: list[bool] = []
-
-
-def _im2col_available() -> bool:
-    if not _IM2COL_OK:
-        try:
-            from . import _im2col  # noqa: F401
-
-            _IM2COL_OK.append(True)
-        except ImportError:
-            _IM2COL_OK.append(False)
-    return _IM2COL_OK[0]
-
-
 def _drivers(algorithm: str):
     if algorithm == "direct":
         return _direct_forward, _direct_backward

@@ -52,6 +52,16 @@ def _col_range(off, sx, W, OW):
     return lo, hi
 
 
+@numba.njit(**_config.JIT_OPTIONS)
+def _row_bands(planes, OH, min_tasks):
+    """Split ``OH`` output rows into ``nbands`` bands of ``band`` rows, just enough that
+    ``planes * nbands`` parallel tasks reach ``min_tasks`` (batch 1 still feeds every thread)."""
+    nbands = 1
+    while planes * nbands < min_tasks and nbands < OH:
+        nbands += 1
+    return nbands, (OH + nbands - 1) // nbands
+
+
 #: output channels computed together by the forward kernel: each input row loaded once
 #: feeds FB accumulating output rows (register/L1 blocking).
 FB = 4
@@ -136,10 +146,7 @@ def _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, nthreads):
     nfb = (Fg + FB - 1) // FB
     # Split rows into bands so that batch 1 with few channels still feeds every thread.
     planes = N * groups * nfb
-    nbands = 1
-    while planes * nbands < 8 * nthreads and nbands < OH:
-        nbands += 1
-    band = (OH + nbands - 1) // nbands
+    nbands, band = _row_bands(planes, OH, 8 * nthreads)
     for t in numba.prange(planes * nbands):
         bi = t % nbands
         r = t // nbands

@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from .. import _config
+from .conv2d_direct import _row_bands
 
 __all__ = ["_conv2d_wide_fwd", "_conv2d_wide_bwd_weight"]
 
@@ -95,10 +96,7 @@ def _conv2d_wide_fwd(xp, w, b, y, dh, dw, groups, nthreads):
     Fg = F // groups
     nfb = (Fg + FB - 1) // FB
     planes = N * groups * nfb
-    nbands = 1
-    while planes * nbands < 4 * nthreads and nbands < OH:
-        nbands += 1
-    band = (OH + nbands - 1) // nbands
+    nbands, band = _row_bands(planes, OH, 4 * nthreads)
     for t in numba.prange(planes * nbands):
         bi = t % nbands
         r = t // nbands
