@@ -174,12 +174,32 @@ def _padded(a, starts, lengths, boundary, fv):
     return np.ascontiguousarray(np.take(np.take(a, rows, axis=0), cols, axis=1))
 
 
-def _valid(p, w, out_shape, dtype):
+def _correlate_into(a, w, out, s0, s1, boundary, fv):
+    """``out[:] = valid(pad(a), w)`` where ``pad(a)[r, c]`` is ``a[s0 + r, s1 + c]`` extended by
+    ``boundary``; ``a``, ``w``, ``out`` real, C-contiguous, one dtype.
+
+    The interior, whose windows lie inside ``a``, is correlated straight from ``a``; only the
+    border strips (``kh-1``/``kw-1`` wide) are padded explicitly.  A full padded copy of a
+    512x512 input cost more than the correlation itself (fresh memory, page faults).
+    """
     from ..kernels.correlate import _correlate2d_valid_fwd
 
-    out = np.empty(out_shape, dtype=dtype)
-    _correlate2d_valid_fwd(p, w, out)
-    return out
+    (n0, n1), (k0, k1) = a.shape, w.shape
+    o0, o1 = out.shape
+    i_lo, i_hi = max(0, -s0), min(o0, n0 - k0 + 1 - s0)
+    j_lo, j_hi = max(0, -s1), min(o1, n1 - k1 + 1 - s1)
+    if i_hi > i_lo and j_hi > j_lo:
+        _correlate2d_valid_fwd(a, w, out, s0 + i_lo, s1 + j_lo, i_lo, j_lo, i_hi - i_lo,
+                               j_hi - j_lo)
+        strips = [(0, i_lo, 0, o1), (i_hi, o0, 0, o1), (i_lo, i_hi, 0, j_lo),
+                  (i_lo, i_hi, j_hi, o1)]
+    else:
+        strips = [(0, o0, 0, o1)]
+    for r0, r1, c0, c1 in strips:
+        if r1 > r0 and c1 > c0:
+            piece = _padded(a, (s0 + r0, s1 + c0), (r1 - r0 + k0 - 1, c1 - c0 + k1 - 1),
+                            boundary, fv)
+            _correlate2d_valid_fwd(piece, w, out, 0, 0, r0, c0, r1 - r0, c1 - c0)
 
 
 def _core(op, a, b, rt, flip, mode, boundary, fv):
@@ -206,16 +226,24 @@ def _core(op, a, b, rt, flip, mode, boundary, fv):
     a = np.asarray(a, dtype=wdt)
     b = np.asarray(b, dtype=wdt)
     fv = fv.astype(wdt)
-    p = _padded(a, (s0, s1), (o0 + k0 - 1, o1 + k1 - 1), boundary, fv)
     if kind == "c":
         ft = np.float32 if rt == np.complex64 else np.float64
-        pr, pi = (np.ascontiguousarray(p.real, ft), np.ascontiguousarray(p.imag, ft))
-        wr, wi = (np.ascontiguousarray(b.real, ft), np.ascontiguousarray(b.imag, ft))
+        parts = []
+        for x, v in ((a.real, fv.real), (a.imag, fv.imag)):
+            x = np.ascontiguousarray(x, ft)
+            row = []
+            for k in (b.real, b.imag):
+                o = np.empty((o0, o1), dtype=ft)
+                _correlate_into(x, np.ascontiguousarray(k, ft), o, s0, s1, boundary, v)
+                row.append(o)
+            parts.append(row)
+        (rr, ri), (ir, ii) = parts
         out = np.empty((o0, o1), dtype=rt)
-        out.real = _valid(pr, wr, (o0, o1), ft) - _valid(pi, wi, (o0, o1), ft)
-        out.imag = _valid(pr, wi, (o0, o1), ft) + _valid(pi, wr, (o0, o1), ft)
+        out.real = rr - ii
+        out.imag = ri + ir
         return out
-    out = _valid(p, np.ascontiguousarray(b), (o0, o1), wdt)
+    out = np.empty((o0, o1), dtype=wdt)
+    _correlate_into(np.ascontiguousarray(a), np.ascontiguousarray(b), out, s0, s1, boundary, fv)
     return out if out.dtype == rt else out.astype(rt)
 
 

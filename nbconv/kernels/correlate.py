@@ -1,8 +1,8 @@
 """Numba kernel of ``correlate2d``/``convolve2d``: a 'valid' 2-D cross-correlation.
 
 The public functions (:mod:`nbconv.functional.correlate`) reduce every mode and boundary of
-SciPy's ``correlate2d``/``convolve2d`` to one 'valid' correlation of an explicitly padded input
-``p`` with a (possibly flipped) kernel ``w``::
+SciPy's ``correlate2d``/``convolve2d`` to 'valid' correlations of (windows of) the input or of
+explicitly padded border strips ``p`` with a (possibly flipped) kernel ``w``::
 
     out[i, j] = sum_{a < kh, b < kw} p[i + a, j + b] * w[a, b]
     p.shape == (oh + kh - 1, ow + kw - 1)
@@ -27,46 +27,50 @@ _COLS = 256
 
 
 @numba.njit(**_config.JIT_OPTIONS, inline="always")
-def _correlate2d_tile(p, w, out, i, c0, n):  # pragma: no cover - compiled
-    """Output row ``i``, columns ``c0 .. c0+n-1``: taps in groups of four kernel columns."""
+def _correlate2d_tile(p, w, out, pi, pj, oi, oj, n):  # pragma: no cover - compiled
+    """``out[oi, oj:oj+n]`` from ``p`` rows ``pi..pi+kh-1``, columns from ``pj``: taps in groups
+    of four kernel columns."""
     kh, kw = w.shape
-    o = out[i, c0 : c0 + n]
+    o = out[oi, oj:oj + n]
     o[:] = 0
     for a in range(kh):
-        prow = p[i + a]
+        prow = p[pi + a]
         b = 0
         while b + 4 <= kw:
             w0 = w[a, b]
             w1 = w[a, b + 1]
             w2 = w[a, b + 2]
             w3 = w[a, b + 3]
-            q = c0 + b
-            s0 = prow[q : q + n]
-            s1 = prow[q + 1 : q + 1 + n]
-            s2 = prow[q + 2 : q + 2 + n]
-            s3 = prow[q + 3 : q + 3 + n]
+            q = pj + b
+            s0 = prow[q:q + n]
+            s1 = prow[q + 1:q + 1 + n]
+            s2 = prow[q + 2:q + 2 + n]
+            s3 = prow[q + 3:q + 3 + n]
             for j in range(n):
                 o[j] += (s0[j] * w0 + s1[j] * w1) + (s2[j] * w2 + s3[j] * w3)
             b += 4
         while b < kw:
             wv = w[a, b]
-            s0 = prow[c0 + b : c0 + b + n]
+            s0 = prow[pj + b:pj + b + n]
             for j in range(n):
                 o[j] += s0[j] * wv
             b += 1
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _correlate2d_valid_fwd(p, w, out):  # pragma: no cover - compiled
-    """'valid' cross-correlation of ``p`` with ``w`` written into ``out`` (overwritten).
+def _correlate2d_valid_fwd(p, w, out, pr0, pc0, or0, oc0, oh, ow):  # pragma: no cover
+    """'valid' cross-correlation of a window of ``p`` with ``w`` into a window of ``out``::
 
-    ``p``: (oh + kh - 1, ow + kw - 1), ``w``: (kh, kw), ``out``: (oh, ow); all C-contiguous and of
-    one dtype (float32, float64 or int64; int64 wraps around on overflow like C).
+        out[or0 + i, oc0 + j] = sum_{a, b} p[pr0 + i + a, pc0 + j + b] * w[a, b]
+
+    for ``i < oh``, ``j < ow`` (overwritten).  Windows instead of views keep every array
+    C-contiguous (one compiled signature per dtype: float32, float64 or int64, which wraps
+    around on overflow like C) and let the public function correlate the interior straight
+    from the input, padding only the thin border strips.
     """
-    oh, ow = out.shape
     nb = (ow + _COLS - 1) // _COLS
     for t in numba.prange(oh * nb):
         i = t // nb
         c0 = (t - i * nb) * _COLS
         n = min(c0 + _COLS, ow) - c0
-        _correlate2d_tile(p, w, out, i, c0, n)
+        _correlate2d_tile(p, w, out, pr0 + i, pc0 + c0, or0 + i, oc0 + c0, n)
