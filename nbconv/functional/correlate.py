@@ -171,7 +171,7 @@ def _padded(a, starts, lengths, boundary, fv):
         return p
     rows = _gather_index(s0, l0, n0, boundary)
     cols = _gather_index(s1, l1, n1, boundary)
-    return np.ascontiguousarray(np.take(np.take(a, rows, axis=0), cols, axis=1))
+    return np.ascontiguousarray(a[np.ix_(rows, cols)])  # only the needed elements
 
 
 def _correlate_into(a, w, out, s0, s1, boundary, fv):
