@@ -51,7 +51,63 @@ def _wide_band(xp, w, b, y, acc, n, f0, nf, c0, i0, i1, dh, dw):
     for cl in range(Cg):
         xplane = xp[n, c0 + cl].ravel()
         for p in range(kh):
-            for q in range(kw):
+            q0 = 0
+            if nf == FB:
+                # Four, then two taps per pass: each accumulator load/store serves several FMAs.
+                while q0 + 4 <= kw:
+                    base = (i0 + p * dh) * Wp + q0 * dw
+                    xs = xplane[base:base + L]
+                    xt = xplane[base + dw:base + dw + L]
+                    xr = xplane[base + 2 * dw:base + 2 * dw + L]
+                    xq = xplane[base + 3 * dw:base + 3 * dw + L]
+                    w0 = w[f0, cl, p, q0]
+                    w1 = w[f0 + 1, cl, p, q0]
+                    w2 = w[f0 + 2, cl, p, q0]
+                    w3 = w[f0 + 3, cl, p, q0]
+                    v0 = w[f0, cl, p, q0 + 1]
+                    v1 = w[f0 + 1, cl, p, q0 + 1]
+                    v2 = w[f0 + 2, cl, p, q0 + 1]
+                    v3 = w[f0 + 3, cl, p, q0 + 1]
+                    u0 = w[f0, cl, p, q0 + 2]
+                    u1 = w[f0 + 1, cl, p, q0 + 2]
+                    u2 = w[f0 + 2, cl, p, q0 + 2]
+                    u3 = w[f0 + 3, cl, p, q0 + 2]
+                    z0 = w[f0, cl, p, q0 + 3]
+                    z1 = w[f0 + 1, cl, p, q0 + 3]
+                    z2 = w[f0 + 2, cl, p, q0 + 3]
+                    z3 = w[f0 + 3, cl, p, q0 + 3]
+                    for t in range(L):
+                        x0 = xs[t]
+                        x1 = xt[t]
+                        x2 = xr[t]
+                        x3 = xq[t]
+                        a0[t] += (w0 * x0 + v0 * x1) + (u0 * x2 + z0 * x3)
+                        a1[t] += (w1 * x0 + v1 * x1) + (u1 * x2 + z1 * x3)
+                        a2[t] += (w2 * x0 + v2 * x1) + (u2 * x2 + z2 * x3)
+                        a3[t] += (w3 * x0 + v3 * x1) + (u3 * x2 + z3 * x3)
+                    q0 += 4
+                while q0 + 2 <= kw:
+                    q = q0
+                    base = (i0 + p * dh) * Wp + q * dw
+                    xs = xplane[base:base + L]
+                    xt = xplane[base + dw:base + dw + L]
+                    w0 = w[f0, cl, p, q]
+                    w1 = w[f0 + 1, cl, p, q]
+                    w2 = w[f0 + 2, cl, p, q]
+                    w3 = w[f0 + 3, cl, p, q]
+                    v0 = w[f0, cl, p, q + 1]
+                    v1 = w[f0 + 1, cl, p, q + 1]
+                    v2 = w[f0 + 2, cl, p, q + 1]
+                    v3 = w[f0 + 3, cl, p, q + 1]
+                    for t in range(L):
+                        xv = xs[t]
+                        xu = xt[t]
+                        a0[t] += w0 * xv + v0 * xu
+                        a1[t] += w1 * xv + v1 * xu
+                        a2[t] += w2 * xv + v2 * xu
+                        a3[t] += w3 * xv + v3 * xu
+                    q0 += 2
+            for q in range(q0, kw):
                 base = (i0 + p * dh) * Wp + q * dw
                 xs = xplane[base:base + L]
                 if nf == FB:
