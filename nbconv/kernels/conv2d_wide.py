@@ -171,53 +171,97 @@ def _conv2d_wide_fwd(xp, w, b, y, dh, dw, groups, nthreads):
 
 
 @numba.njit(**_config.JIT_OPTIONS)
-def _wide_dw_task(dyw, xp, gw, zero, f0, nf, cl, c, dh, dw, L):
-    """``gw[f0:f0+nf, cl, :, :]`` from the wide ``dy`` planes (serial helper).
+def _wide_dw_task(dyw, xp, gw, zero, f0, nf, cl, c, p, dh, dw, L):
+    """``gw[f0:f0+nf, cl, p, :]`` (kernel row ``p``) from the wide ``dy`` planes (serial helper).
 
     Each shifted input window is loaded once for the ``nf <= FB`` channels; sums run in the
     input dtype (``zero`` is a 0 of that dtype), like PyTorch's.
     """
     N = xp.shape[0]
     Wp = xp.shape[3]
-    kh, kw = gw.shape[2], gw.shape[3]
-    for p in range(kh):
-        for q in range(kw):
-            base = p * dh * Wp + q * dw
+    kw = gw.shape[3]
+    q0 = 0
+    if nf == FB:
+        # Two taps per pass: the four dy rows are loaded once for eight dot products.
+        while q0 + 2 <= kw:
+            base = p * dh * Wp + q0 * dw
             s0 = zero
             s1 = zero
             s2 = zero
             s3 = zero
+            r0 = zero
+            r1 = zero
+            r2 = zero
+            r3 = zero
             for n in range(N):
-                xs = xp[n, c].ravel()[base:base + L]
+                xplane = xp[n, c].ravel()
+                xs = xplane[base:base + L]
+                xt = xplane[base + dw:base + dw + L]
                 d0 = dyw[n, f0, :L]
-                if nf == FB:
+                d1 = dyw[n, f0 + 1, :L]
+                d2 = dyw[n, f0 + 2, :L]
+                d3 = dyw[n, f0 + 3, :L]
+                for t in range(L):
+                    xv = xs[t]
+                    xu = xt[t]
+                    e0 = d0[t]
+                    e1 = d1[t]
+                    e2 = d2[t]
+                    e3 = d3[t]
+                    s0 += e0 * xv
+                    s1 += e1 * xv
+                    s2 += e2 * xv
+                    s3 += e3 * xv
+                    r0 += e0 * xu
+                    r1 += e1 * xu
+                    r2 += e2 * xu
+                    r3 += e3 * xu
+            gw[f0, cl, p, q0] = s0
+            gw[f0 + 1, cl, p, q0] = s1
+            gw[f0 + 2, cl, p, q0] = s2
+            gw[f0 + 3, cl, p, q0] = s3
+            gw[f0, cl, p, q0 + 1] = r0
+            gw[f0 + 1, cl, p, q0 + 1] = r1
+            gw[f0 + 2, cl, p, q0 + 1] = r2
+            gw[f0 + 3, cl, p, q0 + 1] = r3
+            q0 += 2
+    for q in range(q0, kw):
+        base = p * dh * Wp + q * dw
+        s0 = zero
+        s1 = zero
+        s2 = zero
+        s3 = zero
+        for n in range(N):
+            xs = xp[n, c].ravel()[base:base + L]
+            d0 = dyw[n, f0, :L]
+            if nf == FB:
+                d1 = dyw[n, f0 + 1, :L]
+                d2 = dyw[n, f0 + 2, :L]
+                d3 = dyw[n, f0 + 3, :L]
+                for t in range(L):
+                    xv = xs[t]
+                    s0 += d0[t] * xv
+                    s1 += d1[t] * xv
+                    s2 += d2[t] * xv
+                    s3 += d3[t] * xv
+            else:
+                for t in range(L):
+                    s0 += d0[t] * xs[t]
+                if nf > 1:
                     d1 = dyw[n, f0 + 1, :L]
+                    for t in range(L):
+                        s1 += d1[t] * xs[t]
+                if nf > 2:
                     d2 = dyw[n, f0 + 2, :L]
-                    d3 = dyw[n, f0 + 3, :L]
                     for t in range(L):
-                        xv = xs[t]
-                        s0 += d0[t] * xv
-                        s1 += d1[t] * xv
-                        s2 += d2[t] * xv
-                        s3 += d3[t] * xv
-                else:
-                    for t in range(L):
-                        s0 += d0[t] * xs[t]
-                    if nf > 1:
-                        d1 = dyw[n, f0 + 1, :L]
-                        for t in range(L):
-                            s1 += d1[t] * xs[t]
-                    if nf > 2:
-                        d2 = dyw[n, f0 + 2, :L]
-                        for t in range(L):
-                            s2 += d2[t] * xs[t]
-            gw[f0, cl, p, q] = s0
-            if nf > 1:
-                gw[f0 + 1, cl, p, q] = s1
-            if nf > 2:
-                gw[f0 + 2, cl, p, q] = s2
-            if nf > 3:
-                gw[f0 + 3, cl, p, q] = s3
+                        s2 += d2[t] * xs[t]
+        gw[f0, cl, p, q] = s0
+        if nf > 1:
+            gw[f0 + 1, cl, p, q] = s1
+        if nf > 2:
+            gw[f0 + 2, cl, p, q] = s2
+        if nf > 3:
+            gw[f0 + 3, cl, p, q] = s3
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
@@ -226,9 +270,9 @@ def _conv2d_wide_bwd_weight(dyw, xp, gw, zero, dh, dw, groups, OW):
 
     ``dyw`` (N, F, OH*Wp) holds ``dy`` with each row widened to the padded input width ``Wp``
     and zeros in the ``Wp - OW`` extra columns, so that every tap is one dot product with the
-    shifted, flattened input plane ``xp[n, c]``.  A task owns the kernel slices
-    ``gw[f0:f0+FB, cl]`` of one block of output channels and one input channel; ``zero`` is
-    a 0 of the input dtype.
+    shifted, flattened input plane ``xp[n, c]``.  A task owns the kernel rows
+    ``gw[f0:f0+FB, cl, p]`` of one block of output channels, one input channel and one kernel
+    row; ``zero`` is a 0 of the input dtype.
     """
     F, Cg = gw.shape[0], gw.shape[1]
     Fg = F // groups
@@ -236,11 +280,14 @@ def _conv2d_wide_bwd_weight(dyw, xp, gw, zero, dh, dw, groups, OW):
     Wp = xp.shape[3]
     OH = dyw.shape[2] // Wp
     L = (OH - 1) * Wp + OW
-    for t in numba.prange(groups * nfb * Cg):
-        cl = t % Cg
-        r = t // Cg
+    kh = gw.shape[2]
+    for t in numba.prange(groups * nfb * Cg * kh):
+        p = t % kh
+        r = t // kh
+        cl = r % Cg
+        r = r // Cg
         fbk = r % nfb
         g = r // nfb
         f0 = g * Fg + fbk * FB
         nf = min(FB, (g + 1) * Fg - f0)
-        _wide_dw_task(dyw, xp, gw, zero, f0, nf, cl, g * Cg + cl, dh, dw, L)
+        _wide_dw_task(dyw, xp, gw, zero, f0, nf, cl, g * Cg + cl, p, dh, dw, L)
