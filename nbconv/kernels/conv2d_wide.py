@@ -127,7 +127,7 @@ def _wide_band(xp, w, b, y, acc, n, f0, nf, c0, i0, i1, dh, dw):
                         wv = w[f0 + k, cl, p, q]
                         for t in range(L):
                             ak[t] += wv * xs[t]
-    for k in range(nf):
+    for k in range(min(nf, y.shape[1] - f0)):  # w may carry zero filters past y's channels
         bf = b[f0 + k]
         for i in range(i0, i1):
             src = acc[k, (i - i0) * Wp:(i - i0) * Wp + OW]
@@ -141,7 +141,9 @@ def _conv2d_wide_fwd(xp, w, b, y, dh, dw, groups, nthreads):
     """``y[:] = conv(xp, w) + b`` with stride 1 and no implicit padding.
 
     ``xp`` (N, C, Hp, Wp) is the already padded input; ``y`` (N, F, OH, OW) with
-    ``OH = Hp - dh*(kh-1)`` and ``OW = Wp - dw*(kw-1)``; ``b`` (F,).  A task is (image, block of
+    ``OH = Hp - dh*(kh-1)`` and ``OW = Wp - dw*(kw-1)``; ``b`` (F,).  With ``groups == 1``, ``w``
+    and ``b`` may hold extra zero filters (F rounded up to a multiple of ``FB``, so that every
+    block takes the unrolled path); only y's F channels are stored.  A task is (image, block of
     ``FB`` channels, band of rows), with bands only when there are too few (image, block) pairs
     to feed ``nthreads``.
     """
