@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels import optim as _k
+
 __all__ = ["SGD", "Adam"]
 
 
@@ -35,12 +37,14 @@ class Optimizer:
             p.grad[...] = 0
 
     def step(self) -> None:
+        """One update of every parameter (weight decay is folded into the fused kernels)."""
         self.step_count += 1
         for p, st in zip(self.params, self.state):
-            g = p.grad
-            if self.hyper.get("weight_decay", 0):
-                g = g + self.hyper["weight_decay"] * p.data
-            self._update(p.data, g, st)
+            if not (p.data.flags.c_contiguous and p.grad.flags.c_contiguous):
+                # the kernels update flat views in place
+                p.data = np.ascontiguousarray(p.data)
+                p.grad = np.ascontiguousarray(p.grad)
+            self._update(p.data, p.grad, st)
 
     def state_dict(self) -> dict:
         """``{"type", "hyper", "step", "state": {"<i>.<name>": ndarray}}`` (all plain data)."""
@@ -82,16 +86,12 @@ class SGD(Optimizer):
 
     def _update(self, p, g, st):
         h = self.hyper
-        if h["momentum"]:
-            if "momentum_buffer" not in st:
-                st["momentum_buffer"] = np.array(g, copy=True)
-            else:
-                b = st["momentum_buffer"]
-                b *= h["momentum"]
-                b += (1 - h["dampening"]) * g
-            b = st["momentum_buffer"]
-            g = g + h["momentum"] * b if h["nesterov"] else b
-        p -= h["lr"] * g
+        first = h["momentum"] != 0 and "momentum_buffer" not in st
+        if first:
+            st["momentum_buffer"] = np.empty_like(p)
+        buf = st.get("momentum_buffer", p)  # unused without momentum
+        _k._sgd_step(p.reshape(-1), g.reshape(-1), buf.reshape(-1), h["lr"], h["momentum"],
+                     h["dampening"], h["weight_decay"], h["nesterov"], first)
 
 
 class Adam(Optimizer):
@@ -110,12 +110,7 @@ class Adam(Optimizer):
         if "exp_avg" not in st:
             st["exp_avg"] = np.zeros_like(p)
             st["exp_avg_sq"] = np.zeros_like(p)
-        m, v = st["exp_avg"], st["exp_avg_sq"]
-        m *= b1
-        m += (1 - b1) * g
-        v *= b2
-        v += (1 - b2) * g * g
         t = self.step_count
-        step_size = h["lr"] / (1 - b1**t)
-        denom = np.sqrt(v) / np.sqrt(1 - b2**t) + h["eps"]
-        p -= (step_size * m / denom).astype(p.dtype, copy=False)
+        _k._adam_step(p.reshape(-1), g.reshape(-1), st["exp_avg"].reshape(-1),
+                      st["exp_avg_sq"].reshape(-1), h["lr"], b1, b2, h["eps"],
+                      h["weight_decay"], 1 - b1**t, 1 - b2**t)
