@@ -9,6 +9,8 @@ behaviour of the whole library:
     Upper bound of one im2col buffer in bytes (default 64 MiB); im2col works in chunks below it.
 ``NBCONV_CUDA_BLOCK``
     Threads per block of the 1-D CUDA launches (default 128).
+``NBCONV_CUDA_TILE``
+    Edge of the CUDA matrix-product tiles (default 16).
 ``NUMBA_THREADING_LAYER``, ``OMP_WAIT_POLICY``
     numba's and OpenMP's own variables; nbconv prefers numba's OpenMP layer with passive
     (sleeping) idle threads unless they are set (see ``THREADING_LAYER``).
@@ -45,6 +47,10 @@ IM2COL_MAX_BYTES: int = int(os.environ.get("NBCONV_IM2COL_MAX_BYTES", str(64 * 2
 
 #: threads per block of 1-D CUDA launches.
 CUDA_BLOCK: int = int(os.environ.get("NBCONV_CUDA_BLOCK", "128"))
+
+#: edge of the shared-memory tiles of the CUDA matrix product (fixed when that kernel module is
+#: first imported: the tile is a compile-time constant of the kernel), clipped to [1, 32].
+CUDA_TILE: int = max(1, min(32, int(os.environ.get("NBCONV_CUDA_TILE", "16"))))
 
 JIT_OPTIONS: dict = {"cache": CACHE, "fastmath": set(FASTMATH), "nogil": True}
 """Keyword arguments of every ``@njit`` kernel (add ``parallel=True`` where it pays)."""

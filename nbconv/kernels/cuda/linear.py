@@ -4,17 +4,16 @@
 ``_matmul`` computes ``c = op(a) @ op(b)`` with ``op`` an optional transpose, in
 ``TILE x TILE`` thread blocks that stage tiles of both operands in shared memory; every output
 element sums over ``k`` in increasing order (deterministic).  ``TILE`` is fixed when this module
-is first imported: ``NBCONV_CUDA_TILE`` (default 16; the simulator tests use 4 so that
-multi-tile paths run).
+is first imported: ``nbconv._config.CUDA_TILE`` (``NBCONV_CUDA_TILE``, default 16; the simulator
+tests use 4 so that multi-tile paths run).
 """
 
 from __future__ import annotations
 
-import os
-
 import numba
 import numpy as np
 
+from ... import _config
 from ..._cuda_target import cuda
 from . import MAX_BLOCK, grid
 from ._reduce import _block_sum
@@ -22,7 +21,7 @@ from ._reduce import _block_sum
 __all__ = ["TILE", "_matmul", "_linear_bias_fwd", "_linear_bias_bwd"]
 
 #: edge of the square thread blocks and shared-memory tiles of the matrix product.
-TILE: int = max(1, min(32, int(os.environ.get("NBCONV_CUDA_TILE", "16"))))
+TILE: int = _config.CUDA_TILE
 
 
 def _make_matmul(nbtype):
