@@ -62,6 +62,20 @@ def _row_bands(planes, OH, min_tasks):
     return nbands, (OH + nbands - 1) // nbands
 
 
+@numba.njit(**_config.JIT_OPTIONS)
+def _fwd_task(t, nbands, band, nfb, groups, Fg, OH):
+    """Forward task ``t`` -> (image n, group g, first channel f0, channel count nf <= FB, rows
+    i0..i1-1): tasks enumerate (image, group, block of FB channels, band of rows)."""
+    bi = t % nbands
+    r = t // nbands
+    fbk = r % nfb
+    r = r // nfb
+    g = r % groups
+    f0 = g * Fg + fbk * FB
+    i0 = bi * band
+    return r // groups, g, f0, min(FB, (g + 1) * Fg - f0), i0, min(OH, i0 + band)
+
+
 #: output channels computed together by the forward kernel: each input row loaded once
 #: feeds FB accumulating output rows (register/L1 blocking).
 FB = 4
@@ -148,16 +162,7 @@ def _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, nthreads):
     planes = N * groups * nfb
     nbands, band = _row_bands(planes, OH, 8 * nthreads)
     for t in numba.prange(planes * nbands):
-        bi = t % nbands
-        r = t // nbands
-        fbk = r % nfb
-        r = r // nfb
-        g = r % groups
-        n = r // groups
-        f0 = g * Fg + fbk * FB
-        nf = min(FB, (g + 1) * Fg - f0)
-        i0 = bi * band
-        i1 = min(OH, i0 + band)
+        n, g, f0, nf, i0, i1 = _fwd_task(t, nbands, band, nfb, groups, Fg, OH)
         _fwd_band(x, w, b, y, n, f0, nf, g * Cg, i0, i1, sy, sx, pt, pl, dh, dw)
 
 

@@ -22,12 +22,9 @@ import numba
 import numpy as np
 
 from .. import _config
-from .conv2d_direct import _row_bands
+from .conv2d_direct import FB, _fwd_task, _row_bands
 
 __all__ = ["_conv2d_wide_fwd", "_conv2d_wide_bwd_weight"]
-
-#: output channels sharing each input load in the forward kernel.
-FB = 4
 
 
 @numba.njit(**_config.JIT_OPTIONS)
@@ -156,16 +153,7 @@ def _conv2d_wide_fwd(xp, w, b, y, dh, dw, groups, nthreads):
     planes = N * groups * nfb
     nbands, band = _row_bands(planes, OH, 4 * nthreads)
     for t in numba.prange(planes * nbands):
-        bi = t % nbands
-        r = t // nbands
-        fbk = r % nfb
-        r = r // nfb
-        g = r % groups
-        n = r // groups
-        f0 = g * Fg + fbk * FB
-        nf = min(FB, (g + 1) * Fg - f0)
-        i0 = bi * band
-        i1 = min(OH, i0 + band)
+        n, g, f0, nf, i0, i1 = _fwd_task(t, nbands, band, nfb, groups, Fg, OH)
         if i1 <= i0:
             continue
         acc = np.empty((FB, (i1 - i0) * Wp), dtype=y.dtype)
