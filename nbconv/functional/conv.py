@@ -67,6 +67,23 @@ def _zero_padded(x, pt, pl, Hp, Wp):
     return out
 
 
+def _zero_padded_shared(x, pt, pl, Hp, Wp):
+    """Like :func:`_zero_padded`, for the wide-row kernels: when the left padding is at least as
+    wide as the right one, rows are stored with pitch ``Wp - right`` and a wide row reads its
+    missing right padding from the next row's left padding (zeros), with zero rows appended
+    for the last one.  LeNet c2's data gradient: rows of 12 instead of 16 values, a quarter less
+    work.  Falls back to :func:`_zero_padded` otherwise."""
+    N, C, H, W = x.shape
+    right = Wp - pl - W
+    if not (0 < right <= pl and pt >= 0 and pt + H <= Hp):
+        return _zero_padded(x, pt, pl, Hp, Wp)
+    pitch = Wp - right
+    extra = -(-right // pitch)
+    out = np.zeros((N, C, Hp + extra, pitch), dtype=x.dtype)
+    out[:, :, pt:pt + H, pl:pl + W] = x
+    return out
+
+
 def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     """Driver of the direct algorithm (see ``conv_interface``): ``y[:] = conv(x, w) + b``.
 
@@ -140,7 +157,7 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups):
     if dx is not None:
         # dx = stride-1 convolution of dy, padded so that the output is (H, W), with the
         # flipped, transposed kernel.
-        dyp = _zero_padded(dy, ekh - pt, ekw - pl, H + ekh, W + ekw)
+        dyp = _zero_padded_shared(dy, ekh - pt, ekw - pl, H + ekh, W + ekw)
         wq, bq = _round_up_filters(_flip_transpose(w, groups), np.zeros(C, dtype=x.dtype),
                                    groups)
         _conv2d_wide_fwd(dyp, wq, bq, dx, dh, dw, groups, numba.get_num_threads())
