@@ -27,11 +27,22 @@ import numba
 #: OpenBLAS's threads and other processes (a LeNet step of 24.5 ms on an idle 2-core machine,
 #: 655 ms on a loaded one); sleeping OpenMP threads gave 7.5 ms idle, workqueue 14.4 ms.  Both
 #: variables are only defaults: set NUMBA_THREADING_LAYER / OMP_WAIT_POLICY to override.
-#: (OMP_WAIT_POLICY also reaches other OpenMP libraries loaded later in the process; PyTorch's
-#: LeNet step measured the same with it, 6.6 vs 7.1 ms, within run-to-run noise.)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+#: The OpenMP runtime reads the variable when it is loaded, so numba's threads are started
+#: here with it set and the variable is removed again: an OpenMP library loaded later (PyTorch
+#: in the benchmarks) sees the environment the user gave it (PyTorch's LeNet step: 6.6 ms with
+#: its default policy, 7.1 ms passive).
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        from numba.np.ufunc import parallel as _parallel
+
+        _parallel._launch_threads()
+    except Exception:  # noqa: BLE001 - a numba without this helper starts threads lazily
+        pass
+    finally:
+        del os.environ["OMP_WAIT_POLICY"]
 THREADING_LAYER: str = os.environ.get("NUMBA_THREADING_LAYER", "default")
 
 #: numba's on-disk cache for every kernel (``cache=True``).
