@@ -21,6 +21,14 @@ import sys
 import time
 from pathlib import Path
 
+# PyTorch is imported before nbconv (whose import starts numba's OpenMP threads): in one
+# process, importing nbconv first slowed PyTorch's LeNet epoch from about 7.3 s to 9.7 s, which
+# would flatter nbconv's ratios.  Every benchmark script imports this module first.
+try:
+    import torch  # noqa: F401
+except ImportError:
+    pass
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 TORCH_MISSING = (

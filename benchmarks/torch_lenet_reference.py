@@ -14,7 +14,13 @@ import argparse
 import math
 import time
 
-from nbconv import data
+try:
+    # before nbconv, whose import starts numba's OpenMP threads (that slowed PyTorch by ~30%)
+    import torch
+except ImportError:
+    torch = None
+
+from nbconv import data  # noqa: E402
 
 
 def main(argv=None):
@@ -27,10 +33,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-    try:
-        import torch
-    except ImportError:
-        raise SystemExit("torch not installed: pip install torch==2.13.0 (CPU build)") from None
+    if torch is None:
+        raise SystemExit("torch not installed: pip install torch==2.13.0 (CPU build)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.dataset == "digits":
