@@ -867,7 +867,7 @@ def _bn3(a):
 @_impl
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5, return_stats=False):
-    from .norm import _real
+    from .norm import _bn_hyper
 
     op = "batch_norm"
     x = _bn_x(op, "x", x)
@@ -876,15 +876,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         weight = _channel_vec(op, "weight", weight, x)
     if bias is not None:
         bias = _channel_vec(op, "bias", bias, x)
-    if momentum is None:
-        raise ValueError(
-            f"{op}: argument 'momentum' is None (cumulative moving average), which is not "
-            "supported; pass a float"
-        )
-    momentum = _real(op, "momentum", momentum)
-    eps = _real(op, "eps", eps)
-    if not eps >= 0:
-        raise ValueError(f"{op}: argument 'eps' must be >= 0, got {eps}")
+    momentum, eps = _bn_hyper(op, momentum, eps)
     x3 = _bn3(x)
     cnt = N * x3.shape[2]
     k = _kernels("norm")

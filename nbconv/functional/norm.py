@@ -70,6 +70,20 @@ def _running_buffer(op: str, name: str, v, C: int, x_shape) -> np.ndarray:
     return v
 
 
+def _bn_hyper(op: str, momentum, eps) -> tuple[float, float]:
+    """``momentum`` and ``eps`` of batch norm as floats (shared with the device version)."""
+    if momentum is None:
+        raise ValueError(
+            f"{op}: argument 'momentum' is None (cumulative moving average), which is not "
+            "supported; pass a float"
+        )
+    momentum = _real(op, "momentum", momentum)
+    eps = _real(op, "eps", eps)
+    if not eps >= 0:
+        raise ValueError(f"{op}: argument 'eps' must be >= 0, got {eps}")
+    return momentum, eps
+
+
 @_device.dispatch
 def batch_norm(
     x,
@@ -139,15 +153,7 @@ def batch_norm(
         weight = _channel_vec(op, "weight", weight, x)
     if bias is not None:
         bias = _channel_vec(op, "bias", bias, x)
-    if momentum is None:
-        raise ValueError(
-            f"{op}: argument 'momentum' is None (cumulative moving average), which is not "
-            "supported; pass a float"
-        )
-    momentum = _real(op, "momentum", momentum)
-    eps = _real(op, "eps", eps)
-    if not eps >= 0:
-        raise ValueError(f"{op}: argument 'eps' must be >= 0, got {eps}")
+    momentum, eps = _bn_hyper(op, momentum, eps)
     x3 = _as3d(x)
     cnt = N * x3.shape[2]
     if training:
