@@ -22,6 +22,10 @@ Differences from the host ops, all documented in :mod:`nbconv.cuda`:
   them would need a device reduction and a synchronisation).
 * ``correlate2d``/``convolve2d``: float32/float64 only on the device.
 
+The end of the module holds the device halves of the layers', containers', losses' and
+optimizers' array arithmetic (``grad += dw``, sums at fan-in, concatenation, loss values);
+:mod:`nbconv.nn._arrays` calls them for device arrays and keeps the NumPy code for host ones.
+
 Nothing here imports numba's CUDA target until a device array actually arrives, so the host
 path never needs it.
 """
@@ -156,7 +160,8 @@ def _as_numba(op, name, a):
         what = "a host array" if isinstance(a, np.ndarray) else f"a {type(a).__name__}"
         raise TypeError(
             f"{op}: argument '{name}' is {what} but other inputs are CUDA device arrays; "
-            "move it with nbconv.cuda.to_device (or everything with nbconv.cuda.to_host)"
+            "move it with nbconv.cuda.to_device (a model: nbconv.cuda.to_device(model)), or "
+            "everything with nbconv.cuda.to_host"
         )
     if hasattr(a, "_numba_type_") or type(a).__name__ == "FakeCUDAArray":
         return a
@@ -1104,3 +1109,227 @@ def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
 @_impl
 def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
     return _corr_run("convolve2d", in1, in2, mode, boundary, fillvalue, conj=False)
+
+
+# --------------------------------------------------------------------------- array helpers
+# Device versions of the NumPy expressions that layers, containers, losses and optimizers
+# apply to their arrays (``grad += dw``, ``a + b``, ``np.concatenate``, ...).  They are called
+# through the host/device-agnostic helpers of :mod:`nbconv.nn._arrays`, only for device arrays.
+# ``op`` and the argument names only label the TypeError raised for a host array.
+
+
+def _flat(a):
+    return a.reshape(a.size)
+
+
+def _contiguous(op, name, a):
+    """``a`` as a C-contiguous numba device array (copied only if strided)."""
+    a = _as_numba(op, name, a)
+    return a if _is_c_contiguous(a) else _copy(a, a.dtype)
+
+
+def _same_shape(op, names, a, b):
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(
+            f"{op}: arguments '{names[0]}' {tuple(a.shape)} and '{names[1]}' {tuple(b.shape)} "
+            "must have the same shape"
+        )
+
+
+def empty_like(a):
+    """Uninitialised C-contiguous device array with ``a``'s shape and dtype."""
+    return _empty(a.shape, a.dtype)
+
+
+def zeros(shape, dtype):
+    """Device array of zeros."""
+    return _zeros(shape, dtype)
+
+
+def zero_(a):
+    """``a[...] = 0`` in place (``a`` C-contiguous: parameters, gradients, optimizer state)."""
+    if not _is_c_contiguous(a):
+        raise ValueError(f"zero_: the device array must be contiguous, got shape {tuple(a.shape)}")
+    _fill(a.reshape(a.size), 0)
+    return a
+
+
+def copy(a, op="copy", name="a"):
+    """C-contiguous device copy of device array ``a`` (same dtype)."""
+    a = _as_numba(op, name, a)
+    return _copy(a, a.dtype)
+
+
+def astype(a, dtype):
+    """C-contiguous device copy of ``a`` cast to ``dtype`` (always a copy, as
+    ``ndarray.astype``)."""
+    return _copy(a, dtype)
+
+
+def reshape(a, shape, op="reshape", name="a"):
+    """``a`` viewed with ``shape`` (no copy if ``a`` is C-contiguous; numba's device arrays
+    reshape only contiguous data)."""
+    return _contiguous(op, name, a).reshape(*(int(s) for s in shape))
+
+
+def iadd(a, b, op="iadd", names=("a", "b")):
+    """``a += b`` in place on the device (``a`` C-contiguous, ``b`` of the same shape)."""
+    b = _contiguous(op, names[1], b)
+    _same_shape(op, names, a, b)
+    if a.size:
+        _kernels("_arrays")._add_inplace[_grid(a.size)](_flat(a), _flat(b))
+    return a
+
+
+def add(a, b, op="add", names=("a", "b")):
+    """``a + b`` as a new device array (same shapes and dtypes)."""
+    a = _contiguous(op, names[0], a)
+    b = _contiguous(op, names[1], b)
+    _same_shape(op, names, a, b)
+    out = _empty(a.shape, a.dtype)
+    if a.size:
+        _kernels("_arrays")._add[_grid(a.size)](_flat(a), _flat(b), _flat(out))
+    return out
+
+
+def increment(a, v=1):
+    """``a += v`` for every element of the C-contiguous device array ``a`` (0-d counters)."""
+    if a.size:
+        flat = a.reshape(a.size)
+        _kernels("_arrays")._add_scalar[_grid(a.size)](flat, np.dtype(a.dtype).type(v))
+    return a
+
+
+def _slabs(a, axis):
+    """``a`` (C-contiguous) viewed as (before ``axis``, along ``axis``, after ``axis``)."""
+    s = tuple(a.shape)
+    return a.reshape(math.prod(s[:axis]), s[axis], math.prod(s[axis + 1:]))
+
+
+def concat(xs, axis, op="concat"):
+    """``numpy.concatenate(xs, axis)`` for device arrays of one dtype."""
+    xs = [_contiguous(op, f"inputs[{i}]", x) for i, x in enumerate(xs)]
+    first = tuple(xs[0].shape)
+    axis = axis % len(first)
+    for i, x in enumerate(xs):
+        s = tuple(x.shape)
+        if len(s) != len(first) or s[:axis] + s[axis + 1:] != first[:axis] + first[axis + 1:]:
+            raise ValueError(
+                f"{op}: input {i} has shape {s}, which does not match input 0 {first} "
+                f"outside axis {axis}"
+            )
+    dtypes = {np.dtype(x.dtype) for x in xs}
+    if len(dtypes) != 1:
+        raise TypeError(f"{op}: inputs have different dtypes {sorted(map(str, dtypes))}")
+    total = sum(int(x.shape[axis]) for x in xs)
+    out = _empty(first[:axis] + (total,) + first[axis + 1:], xs[0].dtype)
+    o3 = _slabs(out, axis)
+    off = 0
+    for x in xs:
+        c = int(x.shape[axis])
+        if x.size:
+            _kernels("_arrays")._slab_copy[_grid(x.size)](_slabs(x, axis), o3, 0, off, c)
+        off += c
+    return out
+
+
+def split(a, sizes, axis, op="split", name="dy"):
+    """Split ``a`` along ``axis`` into C-contiguous pieces of ``sizes`` (the inverse of
+    :func:`concat`)."""
+    a = _contiguous(op, name, a)
+    shape = tuple(a.shape)
+    axis = axis % len(shape)
+    if sum(sizes) != shape[axis]:
+        raise ValueError(
+            f"{op}: argument '{name}' has size {shape[axis]} along axis {axis}, the pieces "
+            f"{list(sizes)} add up to {sum(sizes)}"
+        )
+    a3 = _slabs(a, axis)
+    parts, off = [], 0
+    for c in sizes:
+        p = _empty(shape[:axis] + (int(c),) + shape[axis + 1:], a.dtype)
+        if p.size:
+            _kernels("_arrays")._slab_copy[_grid(p.size)](a3, _slabs(p, axis), off, 0, int(c))
+        parts.append(p)
+        off += int(c)
+    return parts
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def cross_entropy(logits, target, op="CrossEntropyLoss"):
+    """Device half of cross-entropy: ``logp = log_softmax(logits)`` stays on the device, the
+    per-row losses ``-logp[n, target[n]]`` come back as one float64 host vector.
+
+    Returns
+    -------
+    rows : ndarray, shape (N,), float64, on the host
+    logp : device array, shape (N, C), logits' dtype
+    target : device array, shape (N,), integer
+    """
+    logits = _dev(op, "logits", logits)
+    if logits.ndim != 2:
+        raise ValueError(f"{op}: argument 'logits' must be 2-D (N, C), got shape "
+                         f"{tuple(logits.shape)}")
+    t = _as_numba(op, "target", target)
+    N, C = tuple(logits.shape)
+    if np.dtype(t.dtype).kind not in "iu" or tuple(t.shape) != (N,):
+        raise ValueError(
+            f"{op}: argument 'target' must be integer labels of shape ({N},), got dtype "
+            f"{t.dtype} shape {tuple(t.shape)}")
+    logp = log_softmax(logits, axis=1)
+    rows = _empty((N,), np.float64)
+    if N:
+        _kernels("_losses")._cross_entropy_rows[_grid(N)](logp, t, rows)
+    rows = rows.copy_to_host()
+    if np.isnan(rows).any():  # a bad label, or NaN logits: only then look at the labels
+        th = t.copy_to_host()
+        if th.min() < 0 or th.max() >= C:
+            raise ValueError(f"{op}: argument 'target' has labels outside [0, {C}): min "
+                             f"{th.min()}, max {th.max()}")
+    return rows, logp, t
+
+
+def cross_entropy_backward(logp, target, scale):
+    """``(softmax - one_hot(target)) * scale`` as a new device array shaped like ``logp``."""
+    d = _empty(logp.shape, logp.dtype)
+    if d.size:
+        _kernels("_losses")._cross_entropy_bwd[_grid(d.size)](logp, target, float(scale), d)
+    return d
+
+
+#: ``kind`` of the elementwise losses: the per-element value summed by ``_sum_partials``.
+LOSS_KINDS = {"square": 0, "abs": 1}
+
+
+def elementwise_loss(pred, target, kind, op):
+    """``(sum of f(pred - target), pred - target)``: the sum as a Python float (one copy of
+    the per-block partial sums to the host), the difference as a device array.
+
+    ``f`` is the square (``kind="square"``, MSE) or the absolute value (``kind="abs"``, L1).
+    """
+    pred = _dev(op, "pred", pred)
+    target = _dev(op, "target", target, pred.dtype)
+    if tuple(pred.shape) != tuple(target.shape):
+        raise ValueError(f"{op}: arguments 'pred' {tuple(pred.shape)} and 'target' "
+                         f"{tuple(target.shape)} must have the same shape")
+    diff = _empty(pred.shape, pred.dtype)
+    n = diff.size
+    if n == 0:
+        return 0.0, diff
+    k = _kernels("_losses")
+    k._sub[_grid(n)](_flat(pred), _flat(target), _flat(diff))
+    blocks = min(_grid(n)[0], 1024)
+    partial = _empty((blocks,), np.float64)
+    k._sum_partials[blocks, _block()](_flat(diff), LOSS_KINDS[kind], partial)
+    return float(np.sum(partial.copy_to_host())), diff
+
+
+def elementwise_loss_backward(diff, c, kind):
+    """``c * diff`` (square) or ``c * sign(diff)`` (abs) as a new device array."""
+    d = _empty(diff.shape, diff.dtype)
+    if d.size:
+        name = "_mse_bwd" if kind == "square" else "_l1_bwd"
+        getattr(_kernels("_losses"), name)[_grid(d.size)](_flat(diff), float(c), _flat(d))
+    return d
