@@ -1,10 +1,20 @@
-"""GPU support: move arrays to and from a CUDA device; every functional op then runs there.
+"""GPU support: move arrays and models to and from a CUDA device; the ops then run there.
 
 Every functional op (``nbconv.conv2d``, ``nbconv.max_pool2d``, … and their ``*_backward``)
 accepts CUDA device arrays — numba device arrays, or anything with ``__cuda_array_interface__``
 such as CuPy arrays and PyTorch CUDA tensors (viewed without a copy) — and then returns numba
 device arrays computed by ``@cuda.jit`` kernels (:mod:`nbconv.kernels.cuda`), without copying the
 data through the host.  Passing host and device arrays to the same op raises TypeError.
+
+Models: ``nbconv.cuda.to_device(model)`` moves every parameter (``data`` and ``grad``) and every
+buffer (batch-norm running statistics) of an ``nbconv.nn`` module in place, and every layer then
+runs forward and backward on device arrays; gradients accumulate on the device.  Losses accept
+device predictions and targets (the loss value comes back as a Python float, its gradient stays
+on the device), and ``nbconv.optim`` updates device parameters with ``@cuda.jit`` twins of its
+fused kernels.  ``model.state_dict()`` and ``optimizer.state_dict()`` always return host copies,
+so ``nbconv.save`` works on a model that is on the device; ``load_state_dict`` copies onto the
+device.  ``to_host(model)`` moves it back.  Feed a device model device batches: a host batch
+raises TypeError naming the argument.
 
 Without a GPU the same kernels run in numba's CUDA simulator: set ``NUMBA_ENABLE_CUDASIM=1``
 in the environment before numba is imported (slow, pure Python; that is how CI tests them).
@@ -33,6 +43,14 @@ Examples
 >>> w = nc.cuda.to_device(np.ones((1, 1, 3, 3), np.float32))  # doctest: +SKIP
 >>> nc.cuda.to_host(nc.conv2d(x, w))[0, 0].tolist()  # doctest: +SKIP
 [[9.0, 9.0], [9.0, 9.0]]
+
+Training on the device:
+
+>>> net = nc.cuda.to_device(nc.models.lenet5())  # doctest: +SKIP
+>>> crit = nc.losses.CrossEntropyLoss()
+>>> opt = nc.optim.SGD(net.parameters(), lr=0.1)  # doctest: +SKIP
+>>> xb, yb = nc.cuda.to_device((images, labels))  # doctest: +SKIP
+>>> loss = crit(net(xb), yb); net.backward(crit.backward()); opt.step()  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -61,7 +79,18 @@ def _target():
 
 
 def _is_model(obj) -> bool:
-    return hasattr(obj, "parameters") and callable(obj.parameters) and hasattr(obj, "backward")
+    from .nn.module import Module
+
+    return isinstance(obj, Module)
+
+
+def _array_to_device(a):
+    if is_device_array(a):
+        return a
+    a = np.asarray(a)
+    if not a.flags.c_contiguous:  # (ascontiguousarray would turn a 0-d array into 1-d)
+        a = np.ascontiguousarray(a)
+    return _target().to_device(a)
 
 
 def to_device(obj):
@@ -69,14 +98,15 @@ def to_device(obj):
 
     Parameters
     ----------
-    obj : array_like, device array, tuple, list or dict of them
+    obj : array_like, device array, ``nbconv.nn`` module, tuple, list or dict of them
         Arrays are made C-contiguous and copied; device arrays are returned unchanged; the
-        containers are rebuilt with their elements moved.  Models (``nbconv.nn`` modules) are
-        not supported yet: move their inputs and call the functional ops.
+        containers are rebuilt with their elements moved.  A module (a layer, ``Sequential``,
+        ``Graph``) is moved *in place*: every parameter's ``data`` and ``grad`` and every
+        buffer becomes a device array, and the same module is returned.
 
     Returns
     -------
-    numba device array (or the same kind of container)
+    numba device array, the module, or the same kind of container
     """
     if is_device_array(obj):
         return obj
@@ -85,23 +115,22 @@ def to_device(obj):
     if isinstance(obj, dict):
         return {k: to_device(v) for k, v in obj.items()}
     if _is_model(obj):
-        raise NotImplementedError(
-            "nbconv.cuda.to_device: moving a model to the GPU is not supported yet; use the "
-            "functional ops (nbconv.conv2d, ...) on device arrays"
-        )
+        return obj._apply(_array_to_device)
     if obj is None:
         return None
-    return _target().to_device(np.ascontiguousarray(obj))
+    return _array_to_device(obj)
 
 
 def to_host(obj):
     """Copy device arrays back to host ``numpy.ndarray`` (the inverse of :func:`to_device`).
 
     Host arrays are returned unchanged (``numpy.asarray``); tuples, lists and dicts are rebuilt;
-    ``None`` stays ``None``.
+    ``None`` stays ``None``; a module is moved back in place and returned.
     """
     if obj is None:
         return None
+    if _is_model(obj):
+        return obj._apply(to_host)
     if isinstance(obj, (tuple, list)):
         return type(obj)(to_host(o) for o in obj)
     if isinstance(obj, dict):

@@ -1,9 +1,14 @@
-"""Containers: ``Sequential`` chains, ``Graph`` DAGs, and the ``Concat``/``Add`` merge nodes."""
+"""Containers: ``Sequential`` chains, ``Graph`` DAGs, and the ``Concat``/``Add`` merge nodes.
+
+All of them pass host arrays or CUDA device arrays through unchanged in kind; the merge nodes'
+arithmetic goes through :mod:`._arrays` (NumPy on the host, small kernels on the device).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import _arrays
 from .module import Module
 
 __all__ = ["Sequential", "Graph", "Concat", "Add"]
@@ -78,13 +83,11 @@ class Concat(Module):
 
     def forward(self, *xs):
         axis = self._config["axis"]
-        self._sizes = [np.shape(x)[axis] for x in xs]
-        return np.concatenate(xs, axis=axis)
+        self._sizes = [tuple(np.shape(x))[axis] for x in xs]
+        return _arrays.concat(xs, axis, "Concat.forward")
 
     def backward(self, dy):
-        cuts = np.cumsum(self._sizes)[:-1]
-        return tuple(np.ascontiguousarray(p)
-                     for p in np.split(dy, cuts, axis=self._config["axis"]))
+        return _arrays.split(dy, self._sizes, self._config["axis"], "Concat.backward", "dy")
 
 
 class Add(Module):
@@ -96,12 +99,16 @@ class Add(Module):
 
     def forward(self, *xs):
         self._n = len(xs)
-        shapes = {np.shape(x) for x in xs}
+        shapes = {tuple(np.shape(x)) for x in xs}
         if len(shapes) != 1:
             raise ValueError(f"Add: all inputs must have the same shape, got {sorted(shapes)}")
-        out = np.array(xs[0], copy=True)
-        for x in xs[1:]:
-            out += x
+        out = _arrays.copy(xs[0], "Add.forward", "inputs[0]")
+        for i, x in enumerate(xs[1:], 1):
+            if type(out) is np.ndarray and _arrays.is_device_array(x):
+                raise TypeError(
+                    f"Add.forward: argument 'inputs[{i}]' is a CUDA device array but "
+                    "'inputs[0]' is a host array; move them to one side with nbconv.cuda")
+            _arrays.accumulate(out, x, "Add.forward", ("inputs[0]", f"inputs[{i}]"))
         return out
 
     def backward(self, dy):
@@ -177,7 +184,7 @@ class Graph(Module):
         return out
 
     def forward(self, x):
-        self._in_shape = np.shape(x)
+        self._in_shape = tuple(np.shape(x))
         values = {self.INPUT: x}
         for name, module, ins in self.nodes:
             values[name] = module.forward(*[values[i] for i in ins])
@@ -194,6 +201,11 @@ class Graph(Module):
                 dxs = (dxs,)
             for src, d in zip(ins, dxs):
                 # A fresh array on fan-in: never modify a gradient another node handed us.
-                grads[src] = d if src not in grads else grads[src] + d
+                grads[src] = (d if src not in grads
+                              else _arrays.add(grads[src], d, "Graph.backward",
+                                               (f"grad of {src!r}", f"grad from {name!r}")))
         g = grads.get(self.INPUT)
-        return g if g is not None else np.zeros(self._in_shape, np.asarray(dy).dtype)
+        if g is not None:
+            return g
+        dtype = dy.dtype if _arrays.is_device_array(dy) else np.asarray(dy).dtype
+        return _arrays.zeros(self._in_shape, dtype, like=dy)

@@ -3,6 +3,12 @@
 Each layer records its constructor arguments in ``_config`` (the model file rebuilds it from
 them), caches in ``forward`` only what its ``backward`` needs, and accumulates parameter
 gradients with ``+=``.
+
+Layers run on host ``numpy.ndarray`` and, after :func:`nbconv.cuda.to_device(model)
+<nbconv.cuda.to_device>`, on CUDA device arrays: the functional ops dispatch on their inputs,
+and the little array arithmetic of the layers themselves goes through :mod:`._arrays`.  A host
+input to a layer whose parameters are on the device (or the reverse) raises TypeError naming
+the argument.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import numpy as np
 
 from .. import functional as F
 from .._shapes import pair
+from ._arrays import accumulate, copy, increment, is_device_array, reshape
 from .init import uniform_fan_in
 from .module import Module, default_rng
 
@@ -86,9 +93,9 @@ class Conv2d(_ConvNd):
             raise _no_cache("Conv2d")
         dx, dw, db = F.conv2d_backward(dy, self._x, self.weight.data, bias=self.bias is not None,
                                        need_dx=need_dx, **self._args())
-        self.weight.grad += dw
+        accumulate(self.weight.grad, dw, "Conv2d.backward")
         if db is not None:
-            self.bias.grad += db
+            accumulate(self.bias.grad, db, "Conv2d.backward")
         return dx
 
 
@@ -109,9 +116,9 @@ class Conv1d(_ConvNd):
             raise _no_cache("Conv1d")
         dx, dw, db = F.conv1d_backward(dy, self._x, self.weight.data, bias=self.bias is not None,
                                        need_dx=need_dx, **self._args())
-        self.weight.grad += dw
+        accumulate(self.weight.grad, dw, "Conv1d.backward")
         if db is not None:
-            self.bias.grad += db
+            accumulate(self.bias.grad, db, "Conv1d.backward")
         return dx
 
 
@@ -137,9 +144,9 @@ class Linear(Module):
         if self._x is None:
             raise _no_cache("Linear")
         dx, dw, db = F.linear_backward(dy, self._x, self.weight.data, bias=self.bias is not None)
-        self.weight.grad += dw
+        accumulate(self.weight.grad, dw, "Linear.backward")
         if db is not None:
-            self.bias.grad += db
+            accumulate(self.bias.grad, db, "Linear.backward")
         return dx
 
 
@@ -152,13 +159,22 @@ class Flatten(Module):
         self._shape = None
 
     def forward(self, x):
+        if is_device_array(x):
+            return self._forward_device(x)
         x = np.asarray(x)
         s, e = self._config["start_dim"] % x.ndim, self._config["end_dim"] % x.ndim
         self._shape = x.shape
         return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1:])
 
+    def _forward_device(self, x):
+        shape = tuple(x.shape)
+        s, e = self._config["start_dim"] % len(shape), self._config["end_dim"] % len(shape)
+        self._shape = shape
+        flat = shape[:s] + (int(np.prod(shape[s:e + 1])),) + shape[e + 1:]
+        return reshape(x, flat, "Flatten.forward", "x")
+
     def backward(self, dy):
-        return np.asarray(dy).reshape(self._shape)
+        return reshape(dy, self._shape, "Flatten.backward", "dy")
 
 
 class MaxPool2d(Module):
@@ -173,7 +189,7 @@ class MaxPool2d(Module):
 
     def forward(self, x):
         y, idx = F.max_pool2d(x, return_indices=True, **self._config)
-        self._cache = (idx, np.shape(x)) if self._keep() else None
+        self._cache = (idx, tuple(np.shape(x))) if self._keep() else None
         return y
 
     def backward(self, dy):
@@ -195,7 +211,7 @@ class AvgPool2d(Module):
         self._shape = None
 
     def forward(self, x):
-        self._shape = np.shape(x)
+        self._shape = tuple(np.shape(x))
         return F.avg_pool2d(x, **self._config)
 
     def backward(self, dy):
@@ -211,7 +227,7 @@ class AdaptiveAvgPool2d(Module):
         self._shape = None
 
     def forward(self, x):
-        self._shape = np.shape(x)
+        self._shape = tuple(np.shape(x))
         return F.adaptive_avg_pool2d(x, self._config["output_size"])
 
     def backward(self, dy):
@@ -227,7 +243,7 @@ class GlobalAvgPool2d(Module):
         self._shape = None
 
     def forward(self, x):
-        self._shape = np.shape(x)
+        self._shape = tuple(np.shape(x))
         return F.global_avg_pool2d(x, keepdims=self._config["keepdims"])
 
     def backward(self, dy):
@@ -342,7 +358,7 @@ class Dropout(Module):
     def forward(self, x):
         if not self.training or self._config["p"] == 0.0:
             self._mask = None
-            return np.array(x, copy=True)
+            return copy(x, "Dropout.forward", "x")
         rng = self._rng if self._rng is not None else default_rng()
         y, mask = F.dropout(x, self._config["p"], training=True, rng=rng, return_mask=True)
         self._mask = mask if self._keep() else None
@@ -350,7 +366,7 @@ class Dropout(Module):
 
     def backward(self, dy):
         if self._mask is None:
-            return np.array(dy, copy=True)
+            return copy(dy, "Dropout.backward", "dy")
         return F.dropout_backward(dy, self._mask)
 
 
@@ -373,18 +389,19 @@ class _BatchNorm(Module):
         self._cache = None
 
     def forward(self, x):
-        x = np.asarray(x)
+        if not is_device_array(x):
+            x = np.asarray(x)
         if x.ndim not in self._ndims:
             raise ValueError(
                 f"{type(self).__name__}: expected a {' or '.join(map(str, self._ndims))}-D input, "
-                f"got shape {x.shape}"
+                f"got shape {tuple(x.shape)}"
             )
         cfg = self._config
         tracking = cfg["track_running_stats"]
         # PyTorch: batch statistics in training mode, and in eval mode when nothing is tracked.
         batch_stats = self.training or not tracking
         if self.training and tracking:
-            self._buffers["num_batches_tracked"][...] += 1
+            increment(self._buffers["num_batches_tracked"])
         y, mean, invstd = F.batch_norm(
             x,
             self._buffers["running_mean"] if tracking else None,
@@ -403,8 +420,8 @@ class _BatchNorm(Module):
             dy, x, mean, invstd, None if self.weight is None else self.weight.data,
             training=batch_stats)
         if self.weight is not None:
-            self.weight.grad += dw
-            self.bias.grad += db
+            accumulate(self.weight.grad, dw, "BatchNorm.backward")
+            accumulate(self.bias.grad, db, "BatchNorm.backward")
         return dx
 
 

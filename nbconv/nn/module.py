@@ -12,6 +12,8 @@ import threading
 
 import numpy as np
 
+from . import _arrays
+
 __all__ = ["Module", "Parameter", "no_grad", "is_grad_enabled", "manual_seed", "default_rng"]
 
 _state = threading.local()
@@ -55,10 +57,11 @@ class Parameter:
 
     Attributes
     ----------
-    data : ndarray
-        The value; optimizers update it in place.
-    grad : ndarray
-        Same shape and dtype as ``data``; layers accumulate into it with ``+=``.
+    data : ndarray or CUDA device array
+        The value; optimizers update it in place.  :func:`nbconv.cuda.to_device` replaces it
+        (and ``grad``) by a device array.
+    grad : ndarray or CUDA device array
+        Same shape, dtype and place as ``data``; layers accumulate into it with ``+=``.
     name : str
         The key within the owning layer ("weight", "bias").
     """
@@ -138,7 +141,7 @@ class Module:
 
     def zero_grad(self) -> None:
         for p in self.parameters():
-            p.grad[...] = 0
+            _arrays.zero_(p.grad)
 
     def train(self, mode: bool = True) -> Module:
         for _, m in self.named_modules():
@@ -150,17 +153,20 @@ class Module:
 
     # -- state --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Parameters and buffers by dotted key, as copies."""
+        """Parameters and buffers by dotted key, as host ``numpy.ndarray`` copies (also for a
+        model on a CUDA device, so that saving it needs no explicit ``to_host``)."""
         out = {}
         for prefix, m in self.named_modules():
             for name, p in m._params.items():
-                out[f"{prefix}.{name}" if prefix else name] = p.data.copy()
+                out[f"{prefix}.{name}" if prefix else name] = _arrays.host_copy(p.data)
             for name, b in m._buffers.items():
-                out[f"{prefix}.{name}" if prefix else name] = np.array(b, copy=True)
+                out[f"{prefix}.{name}" if prefix else name] = _arrays.host_copy(b)
         return out
 
     def load_state_dict(self, state: dict, strict: bool = True) -> None:
         """Copy arrays into the parameters and buffers (shapes must match exactly).
+
+        Values may be host or device arrays; they are copied to wherever the model lives.
 
         Raises
         ------
@@ -180,34 +186,38 @@ class Module:
         for key, (m, name) in targets.items():
             if key not in state:
                 continue
-            value = np.asarray(state[key])
-            if name in m._params:
-                p = m._params[name]
-                if value.shape != p.data.shape:
-                    raise ValueError(
-                        f"load_state_dict: {key!r} has shape {value.shape}, "
-                        f"the model expects {p.data.shape}"
-                    )
-                p.data[...] = value
-            else:
-                b = m._buffers[name]
-                if np.shape(value) != np.shape(b):
-                    raise ValueError(
-                        f"load_state_dict: {key!r} has shape {np.shape(value)}, "
-                        f"the model expects {np.shape(b)}"
-                    )
-                b[...] = value
+            value = state[key]
+            value = (_arrays.host_copy(value) if _arrays.is_device_array(value)
+                     else np.asarray(value))
+            target = m._params[name].data if name in m._params else m._buffers[name]
+            if value.shape != tuple(np.shape(target)):
+                raise ValueError(
+                    f"load_state_dict: {key!r} has shape {value.shape}, "
+                    f"the model expects {tuple(np.shape(target))}"
+                )
+            _arrays.assign(target, value)
 
     def astype(self, dtype) -> Module:
         """Convert every parameter and floating buffer to ``dtype`` (float32 or float64)."""
         dtype = np.dtype(dtype)
         for _, m in self.named_modules():
             for p in m._params.values():
-                p.data = p.data.astype(dtype)
-                p.grad = np.zeros_like(p.data)
+                p.data = _arrays.astype(p.data, dtype)
+                p.grad = _arrays.zeros_like(p.data)
             for k, b in m._buffers.items():
                 if b.dtype.kind == "f":
-                    m._buffers[k] = b.astype(dtype)
+                    m._buffers[k] = _arrays.astype(b, dtype)
+        return self
+
+    def _apply(self, fn) -> Module:
+        """Replace every parameter's ``data`` and ``grad`` and every buffer by ``fn(array)``
+        (how :func:`nbconv.cuda.to_device` / ``to_host`` move a model); returns ``self``."""
+        for _, m in self.named_modules():
+            for p in m._params.values():
+                p.data = fn(p.data)
+                p.grad = fn(p.grad)
+            for k, b in m._buffers.items():
+                m._buffers[k] = fn(b)
         return self
 
     # -- description --------------------------------------------------------------------
