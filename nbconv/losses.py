@@ -1,4 +1,9 @@
-"""Loss functions: ``loss = crit.forward(pred, target)`` (a float), ``dpred = crit.backward()``."""
+"""Loss functions: ``loss = crit.forward(pred, target)`` (a float), ``dpred = crit.backward()``.
+
+With CUDA device arrays (both arguments on the device; a host argument next to a device one
+raises TypeError naming it) the loss is computed by kernels, only a short vector of partial
+results is copied to the host to form the float, and ``backward()`` returns a device array.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import numpy as np
 
 from . import functional as F
 from ._shapes import as_float_array
+from .functional._device import is_device_array
 
 __all__ = ["CrossEntropyLoss", "MSELoss", "L1Loss"]
 
@@ -58,6 +64,8 @@ class CrossEntropyLoss(_Loss):
 
     def forward(self, logits, target):
         """logits (N, C) float, target (N,) ints in [0, C) -> float."""
+        if is_device_array(logits) or is_device_array(target):
+            return self._forward_device(logits, target)
         logits = as_float_array("CrossEntropyLoss", "logits", logits)
         t = np.asarray(target)
         if logits.ndim != 2:
@@ -75,8 +83,19 @@ class CrossEntropyLoss(_Loss):
         self._cache = (logp, t)
         return self._reduce(-logp[rows, t])
 
+    def _forward_device(self, logits, target):
+        from .functional import _device
+
+        rows, logp, t = _device.cross_entropy(logits, target, type(self).__name__)
+        self._cache = (logp, t)
+        return self._reduce(rows)
+
     def _grad(self):
         logp, t = self._cache
+        if is_device_array(logp):
+            from .functional import _device
+
+            return _device.cross_entropy_backward(logp, t, self._scale(t.size))
         d = np.exp(logp)
         d[np.arange(t.size), t] -= 1
         d *= self._scale(t.size)
@@ -84,8 +103,13 @@ class CrossEntropyLoss(_Loss):
 
 
 class _Elementwise(_Loss):
+    #: what the loss sums over ``pred - target``: "square" or "abs" (the device kernels' kind)
+    _kind = "square"
+
     def forward(self, pred, target):
         name = type(self).__name__
+        if is_device_array(pred) or is_device_array(target):
+            return self._forward_device(pred, target)
         pred = as_float_array(name, "pred", pred)
         target = as_float_array(name, "target", target, dtype=pred.dtype)
         if pred.shape != target.shape:
@@ -95,6 +119,20 @@ class _Elementwise(_Loss):
         self._cache = diff
         return self._reduce(self._value(diff))
 
+    def _forward_device(self, pred, target):
+        from .functional import _device
+
+        total, diff = _device.elementwise_loss(pred, target, self._kind, type(self).__name__)
+        self._cache = diff
+        return total / diff.size if self.reduction == "mean" else total
+
+    def _grad(self):
+        if is_device_array(self._cache):
+            from .functional import _device
+
+            return _device.elementwise_loss_backward(self._cache, self._factor(), self._kind)
+        return self._grad_host()
+
 
 class MSELoss(_Elementwise):
     """Mean squared error ``mean((pred - target)**2)``."""
@@ -102,15 +140,23 @@ class MSELoss(_Elementwise):
     def _value(self, diff):
         return diff * diff
 
-    def _grad(self):
-        return (2 * self._scale(self._cache.size)) * self._cache
+    def _factor(self):
+        return 2 * self._scale(self._cache.size)
+
+    def _grad_host(self):
+        return self._factor() * self._cache
 
 
 class L1Loss(_Elementwise):
     """Mean absolute error ``mean(|pred - target|)``; the gradient at 0 is 0 (PyTorch)."""
 
+    _kind = "abs"
+
     def _value(self, diff):
         return np.abs(diff)
 
-    def _grad(self):
-        return self._scale(self._cache.size) * np.sign(self._cache)
+    def _factor(self):
+        return self._scale(self._cache.size)
+
+    def _grad_host(self):
+        return self._factor() * np.sign(self._cache)

@@ -1,10 +1,18 @@
-"""Optimizers with PyTorch's update rules: ``opt.step()``, ``opt.zero_grad()``, state dicts."""
+"""Optimizers with PyTorch's update rules: ``opt.step()``, ``opt.zero_grad()``, state dicts.
+
+Parameters may live on a CUDA device (:func:`nbconv.cuda.to_device` on the model): the update
+then runs as the ``@cuda.jit`` twin of the fused CPU kernel (:mod:`nbconv.kernels.cuda.optim`)
+and the optimizer state (momentum buffers, Adam moments) stays on the device beside its
+parameter.  ``state_dict()`` always returns host copies; ``load_state_dict`` puts the state
+wherever the parameters are.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .kernels import optim as _k
+from .nn import _arrays
 
 __all__ = ["SGD", "Adam"]
 
@@ -34,21 +42,28 @@ class Optimizer:
 
     def zero_grad(self) -> None:
         for p in self.params:
-            p.grad[...] = 0
+            _arrays.zero_(p.grad)
 
     def step(self) -> None:
         """One update of every parameter (weight decay is folded into the fused kernels)."""
         self.step_count += 1
         for p, st in zip(self.params, self.state):
-            if not (p.data.flags.c_contiguous and p.grad.flags.c_contiguous):
-                # the kernels update flat views in place
-                p.data = np.ascontiguousarray(p.data)
-                p.grad = np.ascontiguousarray(p.grad)
+            if type(p.data) is np.ndarray:
+                if not (p.data.flags.c_contiguous and p.grad.flags.c_contiguous):
+                    # the kernels update flat views in place
+                    p.data = np.ascontiguousarray(p.data)
+                    p.grad = np.ascontiguousarray(p.grad)
+                if st and type(next(iter(st.values()))) is not np.ndarray:
+                    _state_to(st, p.data)  # the model went back to the host
+            elif st and not _arrays.is_device_array(next(iter(st.values()))):
+                _state_to(st, p.data)  # the model went to the device after some steps
             self._update(p.data, p.grad, st)
 
     def state_dict(self) -> dict:
-        """``{"type", "hyper", "step", "state": {"<i>.<name>": ndarray}}`` (all plain data)."""
-        flat = {f"{i}.{k}": v.copy() for i, st in enumerate(self.state) for k, v in st.items()}
+        """``{"type", "hyper", "step", "state": {"<i>.<name>": ndarray}}`` (all plain data,
+        host copies also for parameters on a CUDA device)."""
+        flat = {f"{i}.{k}": _arrays.host_copy(v)
+                for i, st in enumerate(self.state) for k, v in st.items()}
         return {"type": type(self).__name__, "hyper": dict(self.hyper),
                 "step": self.step_count, "state": flat}
 
@@ -62,10 +77,15 @@ class Optimizer:
         for key, v in d["state"].items():
             i, name = key.split(".", 1)
             i = int(i)
-            if not 0 <= i < len(self.params) or np.shape(v) != self.params[i].data.shape:
+            if (not 0 <= i < len(self.params)
+                    or tuple(np.shape(v)) != tuple(self.params[i].data.shape)):
                 raise ValueError(f"{type(self).__name__}.load_state_dict: state {key!r} with "
                                  f"shape {np.shape(v)} does not fit the parameters")
-            self.state[i][name] = np.array(v, dtype=self.params[i].data.dtype)
+            data = self.params[i].data
+            if _arrays.is_device_array(v):
+                v = _arrays.host_copy(v)
+            v = np.array(v, dtype=data.dtype)
+            self.state[i][name] = _place_like(v, data)
 
 
 class SGD(Optimizer):
@@ -88,10 +108,11 @@ class SGD(Optimizer):
         h = self.hyper
         first = h["momentum"] != 0 and "momentum_buffer" not in st
         if first:
-            st["momentum_buffer"] = np.empty_like(p)
+            st["momentum_buffer"] = _arrays.empty_like(p)
         buf = st.get("momentum_buffer", p)  # unused without momentum
-        _k._sgd_step(p.reshape(-1), g.reshape(-1), buf.reshape(-1), h["lr"], h["momentum"],
-                     h["dampening"], h["weight_decay"], h["nesterov"], first)
+        _kernel("_sgd_step", p)(p.reshape(-1), g.reshape(-1), buf.reshape(-1), h["lr"],
+                                h["momentum"], h["dampening"], h["weight_decay"], h["nesterov"],
+                                first)
 
 
 class Adam(Optimizer):
@@ -108,9 +129,35 @@ class Adam(Optimizer):
         h = self.hyper
         b1, b2 = h["betas"]
         if "exp_avg" not in st:
-            st["exp_avg"] = np.zeros_like(p)
-            st["exp_avg_sq"] = np.zeros_like(p)
+            st["exp_avg"] = _arrays.zeros_like(p)
+            st["exp_avg_sq"] = _arrays.zeros_like(p)
         t = self.step_count
-        _k._adam_step(p.reshape(-1), g.reshape(-1), st["exp_avg"].reshape(-1),
-                      st["exp_avg_sq"].reshape(-1), h["lr"], b1, b2, h["eps"],
-                      h["weight_decay"], 1 - b1**t, 1 - b2**t)
+        _kernel("_adam_step", p)(p.reshape(-1), g.reshape(-1), st["exp_avg"].reshape(-1),
+                                 st["exp_avg_sq"].reshape(-1), h["lr"], b1, b2, h["eps"],
+                                 h["weight_decay"], 1 - b1**t, 1 - b2**t)
+
+
+def _kernel(name, p):
+    """The fused update ``name`` for parameter data ``p``: the numba CPU kernel, or for a
+    device array its CUDA twin configured to cover ``p.size`` elements."""
+    if type(p) is np.ndarray:
+        return getattr(_k, name)
+    from .kernels import cuda as kc
+    from .kernels.cuda import optim as kco
+
+    return getattr(kco, name)[kc.grid(p.size)]
+
+
+def _place_like(a, data):
+    """Host array ``a`` moved next to ``data`` (to the device if ``data`` lives there)."""
+    if _arrays.is_device_array(data):
+        from .cuda import to_device
+
+        return to_device(a)
+    return a
+
+
+def _state_to(st, data):
+    """Move every state array of one parameter to where its ``data`` now lives."""
+    for k, v in st.items():
+        st[k] = _place_like(_arrays.host_copy(v) if _arrays.is_device_array(v) else v, data)
