@@ -161,7 +161,7 @@ def test_to_host_round_trip_and_zero_grad():
     host, dev = twins(lenet_like, np.float32)
     x = rng(56).standard_normal((1, 1, 8, 8)).astype(np.float32)
     dev(ncu.to_device(x))
-    dev.backward(ncu.to_device(np.ones((1, 3), np.float32)))
+    assert dev.backward(ncu.to_device(np.ones((1, 3), np.float32)), need_dx=False) is None
     assert any(np.any(ncu.to_host(p.grad)) for p in dev.parameters())
     dev.zero_grad()
     for p in dev.parameters():
@@ -172,6 +172,12 @@ def test_to_host_round_trip_and_zero_grad():
     for k, v in dev.state_dict().items():
         np.testing.assert_array_equal(v, host.state_dict()[k])
     np.testing.assert_allclose(dev(x), host(x), rtol=1e-6)
+    wide = ncu.to_device(dev).astype(np.float64)  # astype works on the device too
+    for p in wide.parameters():
+        assert ncu.is_device_array(p.data) and p.data.dtype == np.float64
+        assert ncu.is_device_array(p.grad) and p.grad.dtype == np.float64
+    close(wide(ncu.to_device(x.astype(np.float64))), host.astype(np.float64)(x.astype(np.float64)),
+          "float64 copy")
 
 
 def test_save_and_load_a_model_on_the_device(tmp_path):
