@@ -202,8 +202,7 @@ class Graph(Module):
             for src, d in zip(ins, dxs):
                 # A fresh array on fan-in: never modify a gradient another node handed us.
                 grads[src] = (d if src not in grads
-                              else _arrays.add(grads[src], d, "Graph.backward",
-                                               (f"grad of {src!r}", f"grad from {name!r}")))
+                              else _arrays.add(grads[src], d, "Graph.backward", ("dy", "dy")))
         g = grads.get(self.INPUT)
         if g is not None:
             return g
