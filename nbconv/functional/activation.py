@@ -13,6 +13,7 @@ import numbers
 
 import numpy as np
 
+from .. import _config
 from .._shapes import as_float_array
 from ..kernels import activations as _k
 from . import _device
@@ -59,17 +60,24 @@ def _pair_same_shape(op: str, dy, other, other_name: str):
     return dy, other
 
 
+def _sized(kernel, n: int):
+    """``kernel``, or its serial twin when ``n`` elements are too few to wake the threads."""
+    if n < _config.SERIAL_BELOW:
+        return _k.SERIAL_TWIN.get(kernel, kernel)
+    return kernel
+
+
 def _unary(kernel, op: str, x, *args):
     x = as_float_array(op, "x", x)
     y = np.empty_like(x)
-    kernel(x.ravel(), y.ravel(), *args)
+    _sized(kernel, x.size)(x.ravel(), y.ravel(), *args)
     return y
 
 
 def _binary(kernel, op: str, dy, other, other_name: str, *args):
     dy, other = _pair_same_shape(op, dy, other, other_name)
     dx = np.empty_like(other)
-    kernel(dy.ravel(), other.ravel(), dx.ravel(), *args)
+    _sized(kernel, dx.size)(dy.ravel(), other.ravel(), dx.ravel(), *args)
     return dx
 
 
@@ -483,7 +491,7 @@ def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
         mask = keep.astype(x.dtype)
         mask *= x.dtype.type(1.0 / (1.0 - p))
         y = np.empty_like(x)
-        _k._mul_fwd(x.ravel(), mask.ravel(), y.ravel())
+        _sized(_k._mul_fwd, x.size)(x.ravel(), mask.ravel(), y.ravel())
     return (y, mask) if return_mask else y
 
 

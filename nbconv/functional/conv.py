@@ -148,7 +148,7 @@ def _direct_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
 
 def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups):
     """Stride-1 backward with the wide-row kernels."""
-    from ..kernels.conv2d_wide import _conv2d_wide_bwd_weight, _conv2d_wide_fwd
+    from ..kernels.conv2d_wide import FB, _conv2d_wide_bwd_weight, _conv2d_wide_fwd
 
     N, C, H, W = x.shape
     F, _, kh, kw = w.shape
@@ -161,14 +161,26 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups):
         wq, bq = _round_up_filters(_flip_transpose(w, groups), np.zeros(C, dtype=x.dtype),
                                    groups)
         _conv2d_wide_fwd(dyp, wq, bq, dx, dh, dw, groups, numba.get_num_threads())
-    xp = _zero_padded(x, pt, pl, OH + ekh, OW + ekw)
-    Wp = xp.shape[3]
-    dyw = np.zeros((N, F, OH, Wp), dtype=dy.dtype)
-    dyw[:, :, :, :OW] = dy
-    _conv2d_wide_bwd_weight(dyw.reshape(N, F, OH * Wp), xp, gw, x.dtype.type(0), dh, dw, groups,
-                            OW)
-    if gb is not None:
-        gb[...] = dy.sum(axis=(0, 2, 3), dtype=np.float64)
+    Hp, Wp = OH + ekh, OW + ekw
+    # channel-major, batch-long layouts of the padded input and of dy (see the kernel)
+    plane = N * Hp * Wp
+    xl = np.zeros((C, plane + ekh * Wp + ekw), dtype=x.dtype)
+    r0, c0 = max(pt, 0), max(pl, 0)
+    r1, c1 = min(pt + H, Hp), min(pl + W, Wp)
+    xl[:, :plane].reshape(C, N, Hp, Wp)[:, :, r0:r1, c0:c1] = (
+        x[:, :, r0 - pt:r1 - pt, c0 - pl:c1 - pl].transpose(1, 0, 2, 3))
+    # groups == 1: zero filters up to whole blocks of FB keep every task on the unrolled path
+    Fq = F if groups != 1 or F % FB == 0 else F + FB - F % FB
+    dyl = np.zeros((Fq, N, Hp, Wp), dtype=dy.dtype)
+    dyl[:F, :, :OH, :OW] = dy.transpose(1, 0, 2, 3)
+    gwq = gw if Fq == F else np.empty((Fq,) + gw.shape[1:], dtype=gw.dtype)
+    gbq = np.empty(Fq, dtype=x.dtype) if gb is None or Fq != F else gb
+    _conv2d_wide_bwd_weight(dyl.reshape(Fq, plane), xl, gwq, gbq, gb is not None,
+                            x.dtype.type(0), dh, dw, groups, Wp)
+    if Fq != F:
+        gw[...] = gwq[:F]
+        if gb is not None:
+            gb[...] = gbq[:F]
 
 
 def _drivers(algorithm: str):

@@ -1,13 +1,15 @@
 """Fully connected (affine) layer: ``y = x @ weight.T + bias``.
 
-The matrix products are BLAS calls (``np.dot`` on C-contiguous 2-D arrays); numba kernels add
-the bias and reduce its gradient.
+The matrix products are BLAS calls (:func:`nbconv._blas.matmul`: small ones on one BLAS thread);
+numba kernels add the bias and reduce its gradient.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import _config
+from .._blas import matmul
 from .._shapes import as_float_array, check_ndim
 from ..kernels import linear as _k
 from . import _device
@@ -76,9 +78,12 @@ def linear(x, weight, bias=None):
     if in_f == 0:
         y2.fill(0)
     else:
-        np.dot(x2, weight.T, out=y2)
+        matmul(x2, weight.T, y2)
     if bias is not None and y2.size:
-        _k._linear_bias_fwd(y2, bias)
+        if y2.size < _config.SERIAL_BELOW:
+            np.add(y2, bias, out=y2)  # waking the threads would cost more than the sum
+        else:
+            _k._linear_bias_fwd(y2, bias)
     return y2.reshape(x.shape[:-1] + (out_f,))
 
 
@@ -142,11 +147,14 @@ def linear_backward(dy, x, weight, bias=True):
         dweight.fill(0)
     else:
         if in_f:
-            np.dot(dy2, weight, out=dx2)
-            np.dot(dy2.T, x2, out=dweight)
+            matmul(dy2, weight, dx2)
+            matmul(dy2.T, x2, dweight)
     dbias = None
     if want_bias:
         dbias = np.zeros(out_f, dtype=x.dtype)
         if M and out_f:
-            _k._linear_bias_bwd(dy2, dbias)
+            if dy2.size < _config.SERIAL_BELOW:
+                dbias[...] = dy2.sum(axis=0, dtype=np.float64)
+            else:
+                _k._linear_bias_bwd(dy2, dbias)
     return dx2.reshape(x.shape), dweight, dbias

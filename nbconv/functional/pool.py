@@ -16,6 +16,7 @@ import numbers
 
 import numpy as np
 
+from .. import _config
 from .._shapes import as_float_array, check_int, out_size, pair
 from ..kernels import pool2d as _k
 from . import _device
@@ -198,7 +199,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     if ((kh, kw, sy, sx, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1)
             and y.shape[-2:] == (H // 2, W // 2)):
         # the classic 2x2/2 pooling without partial windows: a branch-free kernel, 4.7x faster
-        _k._max_pool2d_2x2_fwd(_planes(x), _planes(y), _planes(idx))
+        kernel = (_k._max_pool2d_2x2_fwd_serial if x.size < _config.SERIAL_BELOW
+                  else _k._max_pool2d_2x2_fwd)
+        kernel(_planes(x), _planes(y), _planes(idx))
     else:
         _k._max_pool2d_fwd(_planes(x), _planes(y), _planes(idx), kh, kw, sy, sx, ph, pw, dh, dw)
     if return_indices:
@@ -259,7 +262,8 @@ def max_pool2d_backward(dy, indices, input_shape):
     dx = np.zeros(shape, dtype=dy.dtype)
     p = int(np.prod(shape[:-2]))
     k = dy.shape[-2] * dy.shape[-1]
-    _k._max_pool2d_bwd(dy.reshape(p, k), ind.reshape(p, k), dx.reshape(p, hw))
+    kernel = _k._max_pool2d_bwd_serial if dx.size < _config.SERIAL_BELOW else _k._max_pool2d_bwd
+    kernel(dy.reshape(p, k), ind.reshape(p, k), dx.reshape(p, hw))
     return dx
 
 

@@ -165,6 +165,20 @@ def _mul_fwd(a, b, out):
         _mul_chunk(a[lo:hi], b[lo:hi], out[lo:hi])
 
 
+#: the serial chunk function of each memory-bound elementwise kernel: below
+#: ``_config.SERIAL_BELOW`` elements the caller runs it directly instead of waking the threads
+#: (sigmoid and tanh compute an exponential per element and keep their threads).
+SERIAL_TWIN = {
+    _relu_fwd: _relu_fwd_chunk,
+    _relu_bwd: _relu_bwd_chunk,
+    _leaky_relu_fwd: _leaky_relu_fwd_chunk,
+    _leaky_relu_bwd: _leaky_relu_bwd_chunk,
+    _sigmoid_bwd: _sigmoid_bwd_chunk,
+    _tanh_bwd: _tanh_bwd_chunk,
+    _mul_fwd: _mul_chunk,
+}
+
+
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _softmax_fwd(x, y, log):
     """Softmax (``log == 0``) or log-softmax (``log == 1``) of ``x`` (A, n, B) along axis 1."""

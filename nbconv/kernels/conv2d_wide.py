@@ -10,8 +10,8 @@ loops are what LLVM vectorises, and the loop overhead per tap is paid once per b
 
 The data gradient of a stride-1 convolution is itself a stride-1 convolution (of the padded
 ``dy`` with the flipped, transposed kernel), so it reuses :func:`_conv2d_wide_fwd`.  The weight
-gradient is a dot product per tap between a wide ``dy`` plane (zeros in the garbage columns)
-and the shifted input plane.
+gradient is one dot product per tap over the whole batch, with both operands laid out channel
+by channel (see :func:`_conv2d_wide_bwd_weight`).
 
 Inputs are C-contiguous float32/float64 arrays of one dtype; outputs are overwritten.
 """
@@ -161,20 +161,28 @@ def _conv2d_wide_fwd(xp, w, b, y, dh, dw, groups, nthreads):
 
 
 @numba.njit(**_config.JIT_OPTIONS)
-def _wide_dw_task(dyw, xp, gw, zero, f0, nf, cl, c, p, dh, dw, L):
-    """``gw[f0:f0+nf, cl, p, :]`` (kernel row ``p``) from the wide ``dy`` planes (serial helper).
+def _long_dw_task(dyl, xl, gw, zero, f0, nf, cl, c, p, dh, dw, Wp, L):
+    """``gw[f0:f0+nf, cl, p, :]`` (kernel row ``p``) as dot products of length ``L`` (serial).
 
-    Each shifted input window is loaded once for the ``nf <= FB`` channels; sums run in the
-    input dtype (``zero`` is a 0 of that dtype), like PyTorch's.
+    ``dyl[f]`` is the whole batch's gradient of channel ``f`` and ``xl[c]`` the whole batch's
+    padded input channel ``c``, both flattened with the same pitch, so one tap is ONE long dot
+    product (``dyl[f, :L] . xl[c, shift:shift + L]``) with one horizontal sum at its end.  Each
+    loaded input window serves the ``nf <= FB`` channels; sums run in the input dtype (``zero``
+    is a 0 of that dtype), like PyTorch's.
     """
-    N = xp.shape[0]
-    Wp = xp.shape[3]
     kw = gw.shape[3]
+    xc = xl[c]
     q0 = 0
     if nf == FB:
+        d0 = dyl[f0, :L]
+        d1 = dyl[f0 + 1, :L]
+        d2 = dyl[f0 + 2, :L]
+        d3 = dyl[f0 + 3, :L]
         # Two taps per pass: the four dy rows are loaded once for eight dot products.
         while q0 + 2 <= kw:
             base = p * dh * Wp + q0 * dw
+            xs = xc[base:base + L]
+            xt = xc[base + dw:base + dw + L]
             s0 = zero
             s1 = zero
             s2 = zero
@@ -183,29 +191,21 @@ def _wide_dw_task(dyw, xp, gw, zero, f0, nf, cl, c, p, dh, dw, L):
             r1 = zero
             r2 = zero
             r3 = zero
-            for n in range(N):
-                xplane = xp[n, c].ravel()
-                xs = xplane[base:base + L]
-                xt = xplane[base + dw:base + dw + L]
-                d0 = dyw[n, f0, :L]
-                d1 = dyw[n, f0 + 1, :L]
-                d2 = dyw[n, f0 + 2, :L]
-                d3 = dyw[n, f0 + 3, :L]
-                for t in range(L):
-                    xv = xs[t]
-                    xu = xt[t]
-                    e0 = d0[t]
-                    e1 = d1[t]
-                    e2 = d2[t]
-                    e3 = d3[t]
-                    s0 += e0 * xv
-                    s1 += e1 * xv
-                    s2 += e2 * xv
-                    s3 += e3 * xv
-                    r0 += e0 * xu
-                    r1 += e1 * xu
-                    r2 += e2 * xu
-                    r3 += e3 * xu
+            for t in range(L):
+                xv = xs[t]
+                xu = xt[t]
+                e0 = d0[t]
+                e1 = d1[t]
+                e2 = d2[t]
+                e3 = d3[t]
+                s0 += e0 * xv
+                s1 += e1 * xv
+                s2 += e2 * xv
+                s3 += e3 * xv
+                r0 += e0 * xu
+                r1 += e1 * xu
+                r2 += e2 * xu
+                r3 += e3 * xu
             gw[f0, cl, p, q0] = s0
             gw[f0 + 1, cl, p, q0] = s1
             gw[f0 + 2, cl, p, q0] = s2
@@ -215,61 +215,63 @@ def _wide_dw_task(dyw, xp, gw, zero, f0, nf, cl, c, p, dh, dw, L):
             gw[f0 + 2, cl, p, q0 + 1] = r2
             gw[f0 + 3, cl, p, q0 + 1] = r3
             q0 += 2
-    for q in range(q0, kw):
-        base = p * dh * Wp + q * dw
-        s0 = zero
-        s1 = zero
-        s2 = zero
-        s3 = zero
-        for n in range(N):
-            xs = xp[n, c].ravel()[base:base + L]
-            d0 = dyw[n, f0, :L]
-            if nf == FB:
-                d1 = dyw[n, f0 + 1, :L]
-                d2 = dyw[n, f0 + 2, :L]
-                d3 = dyw[n, f0 + 3, :L]
-                for t in range(L):
-                    xv = xs[t]
-                    s0 += d0[t] * xv
-                    s1 += d1[t] * xv
-                    s2 += d2[t] * xv
-                    s3 += d3[t] * xv
-            else:
-                for t in range(L):
-                    s0 += d0[t] * xs[t]
-                if nf > 1:
-                    d1 = dyw[n, f0 + 1, :L]
-                    for t in range(L):
-                        s1 += d1[t] * xs[t]
-                if nf > 2:
-                    d2 = dyw[n, f0 + 2, :L]
-                    for t in range(L):
-                        s2 += d2[t] * xs[t]
-        gw[f0, cl, p, q] = s0
-        if nf > 1:
-            gw[f0 + 1, cl, p, q] = s1
-        if nf > 2:
-            gw[f0 + 2, cl, p, q] = s2
-        if nf > 3:
-            gw[f0 + 3, cl, p, q] = s3
+        if q0 < kw:
+            base = p * dh * Wp + q0 * dw
+            xs = xc[base:base + L]
+            s0 = zero
+            s1 = zero
+            s2 = zero
+            s3 = zero
+            for t in range(L):
+                xv = xs[t]
+                s0 += d0[t] * xv
+                s1 += d1[t] * xv
+                s2 += d2[t] * xv
+                s3 += d3[t] * xv
+            gw[f0, cl, p, q0] = s0
+            gw[f0 + 1, cl, p, q0] = s1
+            gw[f0 + 2, cl, p, q0] = s2
+            gw[f0 + 3, cl, p, q0] = s3
+        return
+    for k in range(nf):
+        dk = dyl[f0 + k, :L]
+        for q in range(kw):
+            base = p * dh * Wp + q * dw
+            xs = xc[base:base + L]
+            s = zero
+            for t in range(L):
+                s += dk[t] * xs[t]
+            gw[f0 + k, cl, p, q] = s
+
+
+@numba.njit(**_config.JIT_OPTIONS)
+def _row_sum(row):
+    """Sum of a contiguous row in float64 (the bias gradient; serial helper)."""
+    s = 0.0
+    for t in range(row.size):
+        s += row[t]
+    return s
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_wide_bwd_weight(dyw, xp, gw, zero, dh, dw, groups, OW):
-    """``gw[:] = d<y, dy>/dw`` for stride 1, from the wide ``dy``.
+def _conv2d_wide_bwd_weight(dyl, xl, gw, gb, with_bias, zero, dh, dw, groups, Wp):
+    """``gw[:] = d<y, dy>/dw`` for stride 1, from channel-major, batch-long planes.
 
-    ``dyw`` (N, F, OH*Wp) holds ``dy`` with each row widened to the padded input width ``Wp``
-    and zeros in the ``Wp - OW`` extra columns, so that every tap is one dot product with the
-    shifted, flattened input plane ``xp[n, c]``.  A task owns the kernel rows
+    ``xl`` (C, N*Hp*Wp + tail) holds the padded input channel by channel, the N images of a
+    channel one after the other (``tail >= dh*(kh-1)*Wp + dw*(kw-1)`` trailing zeros so that
+    every shifted window stays in bounds); ``dyl`` (F, N*Hp*Wp) holds ``dy`` laid out the same
+    way, each (OH, OW) plane in the top-left corner of an (Hp, Wp) plane of zeros.  Output pixel
+    ``t`` of that layout reads input ``t + p*dh*Wp + q*dw`` for tap (p, q), whatever the image,
+    so a tap's gradient is one dot product over the whole batch (the zeros in ``dyl`` cancel the
+    windows that straddle two rows or two images).  A task owns the kernel rows
     ``gw[f0:f0+FB, cl, p]`` of one block of output channels, one input channel and one kernel
-    row; ``zero`` is a 0 of the input dtype.
+    row; ``zero`` is a 0 of the input dtype.  With ``with_bias`` the tasks of input channel 0
+    and kernel row 0 also store ``gb[f] = sum(dyl[f])`` (float64 sums) for their channels.
     """
     F, Cg = gw.shape[0], gw.shape[1]
     Fg = F // groups
     nfb = (Fg + FB - 1) // FB
-    Wp = xp.shape[3]
-    OH = dyw.shape[2] // Wp
-    L = (OH - 1) * Wp + OW
+    L = dyl.shape[1]
     kh = gw.shape[2]
     for t in numba.prange(groups * nfb * Cg * kh):
         p = t % kh
@@ -280,4 +282,7 @@ def _conv2d_wide_bwd_weight(dyw, xp, gw, zero, dh, dw, groups, OW):
         g = r // nfb
         f0 = g * Fg + fbk * FB
         nf = min(FB, (g + 1) * Fg - f0)
-        _wide_dw_task(dyw, xp, gw, zero, f0, nf, cl, g * Cg + cl, p, dh, dw, L)
+        _long_dw_task(dyl, xl, gw, zero, f0, nf, cl, g * Cg + cl, p, dh, dw, Wp, L)
+        if with_bias and cl == 0 and p == 0:
+            for f in range(f0, f0 + nf):
+                gb[f] = _row_sum(dyl[f])

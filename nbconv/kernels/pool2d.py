@@ -128,6 +128,22 @@ def _max_pool2d_2x2_fwd(x, y, idx):
         _max_pool2d_2x2_plane(x, y, idx, p)
 
 
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_2x2_fwd_serial(x, y, idx):
+    """:func:`_max_pool2d_2x2_fwd` on the calling thread (small inputs)."""
+    for p in range(x.shape[0]):
+        _max_pool2d_2x2_plane(x, y, idx, p)
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_bwd_plane(dy, idx, dx, p):
+    """Scatter plane ``p`` of ``dy`` to ``dx`` at ``idx``, skipping index -1 (serial helper)."""
+    for k in range(dy.shape[1]):
+        t = idx[p, k]
+        if t >= 0:
+            dx[p, t] += dy[p, k]
+
+
 @njit(parallel=True, **_config.JIT_OPTIONS)
 def _max_pool2d_bwd(dy, idx, dx):
     """Scatter ``dy`` (P, K) to ``dx`` (P, H*W) at ``idx`` (P, K); ``dx`` must be zeroed.
@@ -135,12 +151,15 @@ def _max_pool2d_bwd(dy, idx, dx):
     One iteration owns one plane, so the accumulation has no races.  Index ``-1`` (a window
     without input) is skipped.
     """
-    P, K = dy.shape
-    for p in prange(P):
-        for k in range(K):
-            t = idx[p, k]
-            if t >= 0:
-                dx[p, t] += dy[p, k]
+    for p in prange(dy.shape[0]):
+        _max_pool2d_bwd_plane(dy, idx, dx, p)
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_bwd_serial(dy, idx, dx):
+    """:func:`_max_pool2d_bwd` on the calling thread (small inputs)."""
+    for p in range(dy.shape[0]):
+        _max_pool2d_bwd_plane(dy, idx, dx, p)
 
 
 @njit(parallel=True, **_config.JIT_OPTIONS)
