@@ -13,6 +13,8 @@ behaviour of the whole library:
     Threads per block of the 1-D CUDA launches (default 128).
 ``NBCONV_CUDA_TILE``
     Edge of the CUDA matrix-product tiles (default 16).
+``NBCONV_MALLOC_TUNING``
+    ``"0"`` leaves glibc's allocator as it is (default: tuned at import, see ``MALLOC_TUNED``).
 ``NUMBA_THREADING_LAYER``, ``OMP_WAIT_POLICY``
     numba's and OpenMP's own variables; nbconv prefers numba's OpenMP layer with passive
     (sleeping) idle threads unless they are set (see ``THREADING_LAYER``).
@@ -20,29 +22,27 @@ behaviour of the whole library:
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 
 import numba
 
-#: numba's threading layer: OpenMP first (then TBB, then workqueue), with OpenMP's idle threads
-#: told to sleep (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning.  Spinning threads fought
-#: OpenBLAS's threads and other processes (a LeNet step of 24.5 ms on an idle 2-core machine,
-#: 655 ms on a loaded one); sleeping OpenMP threads gave 7.5 ms idle, workqueue 14.4 ms.  Both
-#: variables are only defaults: set NUMBA_THREADING_LAYER / OMP_WAIT_POLICY to override.
-#: The OpenMP runtime reads the variable when it is loaded, so numba's threads are started
-#: here with it set and the variable is removed again: an OpenMP library loaded later (PyTorch
-#: in the benchmarks) sees the environment the user gave it (PyTorch's LeNet step: 6.6 ms with
-#: its default policy, 7.1 ms passive).
-#: With PyTorch already imported its OpenMP runtime is in the process, and numba's OpenMP
-#: threads then fought it (a LeNet step took 52 ms instead of 7.5): nbconv falls back to
-#: numba's own workqueue layer (14.4 ms) and leaves OpenMP alone.  Importing nbconv first
-#: keeps the OpenMP layer; PyTorch imported afterwards was measured up to 30% slower.
+#: numba's threading layer: OpenMP first (then TBB, then workqueue).  When nbconv is the first
+#: to load OpenMP its idle threads are told to sleep (``OMP_WAIT_POLICY=PASSIVE``) instead of
+#: spinning: spinning threads fought OpenBLAS's (a LeNet step of 24.5 ms on an idle 2-core
+#: machine, 655 ms on a loaded one).  The runtime reads the variable when it is loaded, so
+#: numba's threads are started here with it set and the variable is removed again.  When
+#: PyTorch was imported first its OpenMP runtime (``libgomp.so.1``, the same soname as the
+#: system's) is already in the process and numba's OpenMP layer shares it, with PyTorch's
+#: settings.  Measured on 2 cores with glibc's allocator tuned (below), LeNet training step at
+#: batch 64 in one process with PyTorch imported first: nbconv 5.2 ms on OpenMP, 7.6 ms on
+#: numba's workqueue layer (whose waiting main thread competes with its workers), PyTorch
+#: 4.6-5.3 ms either way.  Both variables are only defaults: set NUMBA_THREADING_LAYER /
+#: OMP_WAIT_POLICY to override.
 _OPENMP_TAKEN = "torch" in sys.modules
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER_PRIORITY = (
-        ["workqueue", "tbb", "omp"] if _OPENMP_TAKEN else ["omp", "tbb", "workqueue"]
-    )
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 if "OMP_WAIT_POLICY" not in os.environ and not _OPENMP_TAKEN:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
@@ -54,6 +54,37 @@ if "OMP_WAIT_POLICY" not in os.environ and not _OPENMP_TAKEN:
     finally:
         del os.environ["OMP_WAIT_POLICY"]
 THREADING_LAYER: str = os.environ.get("NUMBA_THREADING_LAYER", "default")
+
+
+def _tune_malloc() -> bool:
+    """Let glibc's malloc keep freed memory for reuse instead of returning it to the system.
+
+    By default glibc serves arrays above a (dynamic) threshold with fresh ``mmap`` pages and
+    trims the heap soon after a free, so the arrays of every training step (activations,
+    gradients, workspaces of 0.1-1 MB) were new pages that the kernel first had to fault in and
+    zero: about 1 ms of a 4 ms LeNet step at batch 32 (3.2 ms with the tuning).  Here arrays up
+    to 32 MiB come from the heap and up to 128 MiB of freed heap stay mapped: the process keeps
+    its peak working set instead of handing it back between steps (jemalloc and tcmalloc, which
+    PyTorch recommends for CPU training, behave alike).  Skipped where the user set glibc's own
+    variables, with ``NBCONV_MALLOC_TUNING=0``, and off glibc.
+    """
+    if os.environ.get("NBCONV_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                                     "MALLOC_TOP_PAD_")):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 - raises AttributeError off glibc
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 128 << 20))
+
+
+#: True when :func:`_tune_malloc` changed glibc's thresholds at import.
+MALLOC_TUNED: bool = _tune_malloc()
 
 #: numba's on-disk cache for every kernel (``cache=True``).
 CACHE: bool = os.environ.get("NBCONV_CACHE", "1") != "0"
