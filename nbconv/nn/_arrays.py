@@ -132,6 +132,9 @@ def assign(dst, value):
         return
     if is_device_array(value):
         value = host_copy(value)  # a state dict is small; keep one code path
-    host = np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=dst.dtype),
-                                                tuple(dst.shape)))
-    dst.copy_to_device(host.reshape(tuple(dst.shape)))
+    # A fresh array, not ascontiguousarray(broadcast_to(...)): that keeps a zero stride on a
+    # length-1 axis (a (6, 1, 5, 5) conv weight), which the simulator's copy drops as a
+    # broadcast axis and then refuses the shape.
+    host = np.empty(tuple(dst.shape), dst.dtype)
+    host[...] = value
+    dst.copy_to_device(host)
