@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from .cuda import is_device_array, to_device, to_host
 from .losses import CrossEntropyLoss
 from .nn.module import _rng, no_grad
 
@@ -36,8 +37,44 @@ def _batch_accuracy(logits, y) -> int:
     return int(np.count_nonzero(np.argmax(logits, axis=1) == y))
 
 
+def _on_device(model, op) -> bool:
+    """True if ``model``'s parameters are CUDA device arrays, False if they are host arrays.
+
+    Decided once per call of ``fit``/``evaluate`` so that the host loop pays one boolean test
+    per batch.  A model without parameters counts as a host model (its batches stay as given).
+    """
+    where = {is_device_array(p.data) for p in model.parameters()}
+    if len(where) > 1:
+        raise ValueError(
+            f"{op}: argument 'model' has parameters both on the host and on the device; move "
+            f"all of them with nbconv.cuda.to_device(model) or nbconv.cuda.to_host(model)")
+    return where == {True}
+
+
+def _device_batch(xb, yb):
+    """``(n, x, y, host labels)`` of a batch for a device model.
+
+    ``x`` and ``y`` are device copies (device arrays pass through unchanged); the host labels
+    are kept for the accuracy, which is counted on the host from a copy of the logits (labels
+    a loader already yields on the device are copied back once for that).
+    """
+    if not is_device_array(xb):
+        xb = np.asarray(xb)
+    y_host = to_host(yb) if is_device_array(yb) else np.asarray(yb)
+    return int(xb.shape[0]), to_device(xb), to_device(yb), y_host
+
+
 def evaluate(model, loader, loss=None):
     """Mean loss and accuracy of ``model`` over ``loader`` in eval mode, without caching.
+
+    Parameters
+    ----------
+    model : nbconv.nn.Module
+        On the host or on the device (``nbconv.cuda.to_device(model)``); for a device model
+        each batch is copied to the device and the accuracy is counted from a host copy of
+        the logits.
+    loader : iterable of (x, y) batches, e.g. ``nbconv.data.DataLoader``
+    loss : nbconv.losses loss, optional
 
     Returns
     -------
@@ -50,15 +87,19 @@ def evaluate(model, loader, loss=None):
     total = correct = 0
     loss_sum = 0.0
     classify = loss is None or isinstance(loss, CrossEntropyLoss)
+    device = _on_device(model, "evaluate")
     try:
         with no_grad():
             for xb, yb in loader:
+                if device:
+                    n, xb, yb, y_host = _device_batch(xb, yb)
+                else:
+                    n, y_host = len(xb), yb
                 out = model.forward(xb)
-                n = len(xb)
                 if loss is not None:
                     loss_sum += loss.forward(out, yb) * n
-                if classify and np.ndim(out) == 2 and np.asarray(yb).dtype.kind in "iu":
-                    correct += _batch_accuracy(out, yb)
+                if classify and np.ndim(out) == 2 and np.asarray(y_host).dtype.kind in "iu":
+                    correct += _batch_accuracy(to_host(out) if device else out, y_host)
                 total += n
     finally:
         model.train(was_training)
@@ -86,6 +127,12 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
     Parameters
     ----------
     model : nbconv.nn.Module
+        On the host, or on a CUDA device (``nbconv.cuda.to_device(model)``, decided once from
+        where its parameters live).  For a device model every batch (inputs and labels) is
+        copied to the device with ``nbconv.cuda.to_device`` (batches already there are used
+        as they are), forward, backward and the optimizer step run there, and the accuracy is
+        counted from a host copy of the logits; the history and checkpoints are the same as
+        on the host.
     loss : nbconv.losses loss, e.g. ``CrossEntropyLoss()``
     optimizer : nbconv.optim optimizer over ``model.parameters()``
     train_loader : iterable of (x, y) batches, e.g. ``nbconv.data.DataLoader``
@@ -103,8 +150,9 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
         history, the epoch and the random-generator state for an exact resume.
     resume : str or path, optional
         A checkpoint written by ``fit``: weights, optimizer state, history and generator state
-        are restored and training continues after its last epoch; with the same seeds the
-        final weights are bit-identical to an uninterrupted run.
+        are restored (onto the device for a device model) and training continues after its
+        last epoch; with the same seeds the final weights are bit-identical to an
+        uninterrupted run.
     plot : str or path, optional
         Training-curve PNG (loss and accuracy per epoch) rewritten after every epoch.
     progress : bool
@@ -115,12 +163,20 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
     Returns
     -------
     History
+        Losses and accuracies are Python floats (JSON-able), on the host for both kinds of
+        model.
+
+    Raises
+    ------
+    ValueError
+        ``epochs`` < 0, or a ``model`` with parameters both on the host and on the device.
     """
     from . import io
 
     epochs = int(epochs)
     if epochs < 0:
         raise ValueError(f"fit: argument 'epochs' must be >= 0, got {epochs}")
+    device = _on_device(model, "fit")
     history = History()
     start = 0
     if resume is not None:
@@ -143,6 +199,8 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
         loss_sum = 0.0
         bar = _progress(train_loader, epoch, epochs, progress)
         for xb, yb in bar:
+            if device:
+                n, xb, yb, y_host = _device_batch(xb, yb)
             optimizer.zero_grad()
             out = model.forward(xb)
             value = loss.forward(out, yb)
@@ -152,11 +210,16 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
             else:
                 model.backward(dout)
             optimizer.step()
-            n = len(xb)
+            if device:
+                value = float(value)
+                if classify:
+                    correct += _batch_accuracy(to_host(out), y_host)
+            else:
+                n = len(xb)
+                if classify:
+                    correct += _batch_accuracy(out, yb)
             seen += n
             loss_sum += value * n
-            if classify:
-                correct += _batch_accuracy(out, yb)
             if progress and hasattr(bar, "set_postfix"):
                 post = {"loss": f"{loss_sum / seen:.4f}"}
                 if classify:
