@@ -104,3 +104,54 @@ def test_blas_matmul_restores_threads_on_error():
     with pytest.raises(ValueError):
         _blas.matmul(np.ones((2, 3)), np.ones((3, 4)), np.empty((2, 5)))
     assert [lib.get_num_threads() for lib in libs] == before
+
+
+@pytest.mark.parametrize("shape_a, shape_b, transpose_a", [
+    ((37, 29), (29, 11), False),       # more rows than columns: row slabs
+    ((5, 29), (29, 41), False),        # more columns: column slabs
+    ((3, 7, 13), (3, 13, 19), False),  # per-group products (im2col with groups)
+    ((3, 13, 7), (3, 13, 19), True),   # a transposed view, as im2col's dcols = W.T @ dy
+    ((1, 4), (4, 1), False),           # fewer rows and columns than threads
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blas_matmul_slabs(monkeypatch, shape_a, shape_b, transpose_a, threads):
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal(shape_a)
+    if transpose_a:
+        a = a.swapaxes(-1, -2)
+    b = rng.standard_normal(shape_b)
+    out = np.full(a.shape[:-1] + b.shape[-1:], np.nan)
+    monkeypatch.setattr(_blas, "SMALL_MACS", 0)  # every product takes the slab path
+    old = nc.get_num_threads()
+    nc.set_num_threads(min(threads, nc.max_num_threads()))
+    try:
+        _blas.matmul(a, b, out)
+    finally:
+        nc.set_num_threads(old)
+    np.testing.assert_allclose(out, np.einsum("...ij,...jk->...ik", a, b), rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_blas_matmul_slab_error_propagates(monkeypatch):
+    monkeypatch.setattr(_blas, "SMALL_MACS", 0)
+    libs = _blas._blas_controllers()
+    before = [lib.get_num_threads() for lib in libs]
+    with pytest.raises(ValueError):
+        _blas.matmul(np.ones((8, 3)), np.ones((3, 4)), np.empty((8, 5)))
+    assert [lib.get_num_threads() for lib in libs] == before
+
+
+def test_im2col_conv_with_slabs_matches_direct(monkeypatch):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 4, 9, 8))
+    w = rng.standard_normal((6, 2, 3, 3))
+    dy = rng.standard_normal((2, 6, 9, 8))
+    args = dict(padding=1, groups=2)
+    ref_y = nc.conv2d(x, w, algorithm="direct", **args)
+    ref_g = nc.conv2d_backward(dy, x, w, algorithm="direct", **args)
+    monkeypatch.setattr(_blas, "SMALL_MACS", 0)
+    y = nc.conv2d(x, w, algorithm="im2col", **args)
+    g = nc.conv2d_backward(dy, x, w, algorithm="im2col", **args)
+    np.testing.assert_allclose(y, ref_y, rtol=1e-11, atol=1e-12)
+    for got, want in zip(g, ref_g):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-12)

@@ -12,8 +12,8 @@ Only if a single output pixel's column (``max(C*kh*kw, F)`` numbers) exceeds the
 bound exceeded, by that one column.
 
 For each chunk the column matrix ``cols`` ``(C*kh*kw, M)`` is written by a numba kernel and the
-products are BLAS calls (``np.matmul`` on contiguous blocks, one GEMM per group, outside any
-``prange``):
+products are single-threaded BLAS calls on slabs run side by side (:func:`nbconv._blas.matmul`,
+contiguous blocks, one GEMM per group, outside any ``prange``):
 
 * forward: ``y_chunk[g] = W[g] @ cols[g]`` (+ bias);
 * backward: ``dW[g] += dy_chunk[g] @ cols[g].T``, ``dcols[g] = W[g].T @ dy_chunk[g]`` and
@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _config
+from .._blas import matmul
 from ..kernels.conv2d_im2col import (
     _conv2d_im2col_bwd_bias,
     _conv2d_im2col_bwd_gather_dy,
@@ -154,7 +155,7 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
         P = nr * nj
         for i in range(nb):
             out = _pixel_view(y, G, n0 + i, r0, nr, j0, nj)
-            np.matmul(w3, cols3[:, :, i * P:(i + 1) * P], out=out)
+            matmul(w3, cols3[:, :, i * P:(i + 1) * P], out)
         if b is not None:
             _conv2d_im2col_fwd_bias(y, b, n0, nb, r0, nr, j0, nj)
 
@@ -225,16 +226,16 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
             dyt3 = dyt.reshape(G, Fg, M)
         # weight gradient: sum over chunks of dy_chunk @ cols_chunk.T, per group
         if k == 0:
-            np.matmul(dyt3, cols3t, out=gw3)
+            matmul(dyt3, cols3t, gw3)
         else:
             if gw_part is None:
                 gw_part = np.empty_like(gw3)
-            np.matmul(dyt3, cols3t, out=gw_part)
+            matmul(dyt3, cols3t, gw_part)
             gw3 += gw_part
         if dx is None:
             continue
         dcols = _buffer(dcols_flat, CK, M)
-        np.matmul(w3t, dyt3, out=dcols.reshape(G, K, M))
+        matmul(w3t, dyt3, dcols.reshape(G, K, M))
         if mode == "images":
             _conv2d_im2col_col2im(
                 dcols, dx, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw, 0, H, 1
