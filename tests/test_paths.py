@@ -58,10 +58,12 @@ def test_max_pool_paths_agree(monkeypatch):
     def run():
         y, idx = nc.max_pool2d(x, 2, return_indices=True)
         dx = nc.max_pool2d_backward(np.ones_like(y), idx, x.shape)
-        return y, idx, dx
+        return y, idx, dx, nc.max_pool2d(x, 2)  # the last without indices: its own kernel
 
-    (y1, i1, d1), (y2, i2, d2) = _both_paths(monkeypatch, run)
+    (y1, i1, d1, v1), (y2, i2, d2, v2) = _both_paths(monkeypatch, run)
     np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(v1, y1)
+    np.testing.assert_array_equal(v2, y1)
     np.testing.assert_array_equal(i1, i2)
     np.testing.assert_array_equal(d1, d2)
     # independent reference: explicit windows

@@ -194,15 +194,21 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         op, x.shape, kernel_size, stride, padding, dilation, ceil_mode
     )
     y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
-    idx = np.empty(y.shape, dtype=np.int64)
     H, W = x.shape[-2], x.shape[-1]
+    serial = x.size < _config.SERIAL_BELOW
     if ((kh, kw, sy, sx, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1)
             and y.shape[-2:] == (H // 2, W // 2)):
         # the classic 2x2/2 pooling without partial windows: a branch-free kernel, 4.7x faster
-        kernel = (_k._max_pool2d_2x2_fwd_serial if x.size < _config.SERIAL_BELOW
-                  else _k._max_pool2d_2x2_fwd)
+        if not return_indices:
+            kernel = (_k._max_pool2d_2x2_fwd_noidx_serial if serial
+                      else _k._max_pool2d_2x2_fwd_noidx)
+            kernel(_planes(x), _planes(y))
+            return y
+        idx = np.empty(y.shape, dtype=np.int64)
+        kernel = _k._max_pool2d_2x2_fwd_serial if serial else _k._max_pool2d_2x2_fwd
         kernel(_planes(x), _planes(y), _planes(idx))
     else:
+        idx = np.empty(y.shape, dtype=np.int64)
         _k._max_pool2d_fwd(_planes(x), _planes(y), _planes(idx), kh, kw, sy, sx, ph, pw, dh, dw)
     if return_indices:
         return y, idx

@@ -121,6 +121,42 @@ def _max_pool2d_2x2_plane(x, y, idx, p):
             ir[j] = base + 2 * j + o
 
 
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_2x2_plane_noidx(x, y, p):
+    """Plane ``p`` of :func:`_max_pool2d_2x2_plane` without the argmax (inference: half the
+    bytes written)."""
+    OH, OW = y.shape[1], y.shape[2]
+    for i in range(OH):
+        r0 = x[p, 2 * i]
+        r1 = x[p, 2 * i + 1]
+        yr = y[p, i]
+        for j in range(OW):
+            a = r0[2 * j]
+            b = r0[2 * j + 1]
+            c = r1[2 * j]
+            d = r1[2 * j + 1]
+            m1 = a if a >= b else b
+            m2 = c if c >= d else d
+            m = m1 if m1 >= m2 else m2
+            if (a != a) | (b != b) | (c != c) | (d != d):
+                m = a + b + c + d  # NaN
+            yr[j] = m
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _max_pool2d_2x2_fwd_noidx(x, y):
+    """:func:`_max_pool2d_2x2_fwd` without indices."""
+    for p in prange(x.shape[0]):
+        _max_pool2d_2x2_plane_noidx(x, y, p)
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_2x2_fwd_noidx_serial(x, y):
+    """:func:`_max_pool2d_2x2_fwd_noidx` on the calling thread (small inputs)."""
+    for p in range(x.shape[0]):
+        _max_pool2d_2x2_plane_noidx(x, y, p)
+
+
 @njit(parallel=True, **_config.JIT_OPTIONS)
 def _max_pool2d_2x2_fwd(x, y, idx):
     """2x2/2 max pooling of planes ``x`` (P, H, W) into ``y``/``idx`` (P, H//2, W//2)."""

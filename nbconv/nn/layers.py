@@ -188,8 +188,11 @@ class MaxPool2d(Module):
         self._cache = None
 
     def forward(self, x):
+        if not self._keep():  # inference: the argmax is not needed
+            self._cache = None
+            return F.max_pool2d(x, **self._config)
         y, idx = F.max_pool2d(x, return_indices=True, **self._config)
-        self._cache = (idx, tuple(np.shape(x))) if self._keep() else None
+        self._cache = (idx, tuple(np.shape(x)))
         return y
 
     def backward(self, dy):
