@@ -512,3 +512,19 @@ def test_against_torch(case, algorithm):
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape_x, shape_w, stride, groups, expected", [
+    ((1, 64, 14, 14), (64, 64, 3, 3), 1, 1, "direct"),    # stride 1, 3x3: wide-row kernels
+    ((1, 6, 12, 12), (16, 6, 5, 5), 1, 1, "direct"),      # LeNet c2
+    ((1, 64, 14, 14), (64, 64, 1, 1), 1, 1, "im2col"),    # 1x1: a plain GEMM
+    ((1, 3, 32, 32), (64, 3, 7, 7), 2, 1, "im2col"),      # strided, big reduction
+    ((1, 8, 16, 16), (8, 1, 3, 3), 2, 8, "direct"),       # strided depthwise: tiny GEMMs
+    ((1, 4, 16, 16), (8, 4, 1, 1), 1, 1, "direct"),       # tiny reduction
+])
+def test_auto_rule(shape_x, shape_w, stride, groups, expected):
+    from nbconv.functional import conv as _conv
+
+    g = _conv._geometry("conv2d", shape_x, shape_w, stride, 0, 1, groups, "zeros", "test")
+    assert _conv._choose_algorithm("conv2d", "auto", shape_x[1], shape_w[2], shape_w[3], g,
+                                   shape_w[0]) == expected

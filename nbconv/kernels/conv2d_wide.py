@@ -50,8 +50,9 @@ def _wide_band(xp, w, b, y, acc, n, f0, nf, c0, i0, i1, dh, dw):
         for p in range(kh):
             q0 = 0
             if nf == FB:
-                # Four, then two taps per pass: each accumulator load/store serves several FMAs.
-                while q0 + 4 <= kw:
+                # Several taps per pass: each accumulator load/store serves several FMAs.  Four
+                # at a time, leaving a last block of five (5x5 kernels) or three (3x3, 7x7).
+                while q0 + 4 <= kw and kw - q0 != 5:
                     base = (i0 + p * dh) * Wp + q0 * dw
                     xs = xplane[base:base + L]
                     xt = xplane[base + dw:base + dw + L]
@@ -83,6 +84,70 @@ def _wide_band(xp, w, b, y, acc, n, f0, nf, c0, i0, i1, dh, dw):
                         a2[t] += (w2 * x0 + v2 * x1) + (u2 * x2 + z2 * x3)
                         a3[t] += (w3 * x0 + v3 * x1) + (u3 * x2 + z3 * x3)
                     q0 += 4
+                if kw - q0 == 5:
+                    base = (i0 + p * dh) * Wp + q0 * dw
+                    xs = xplane[base:base + L]
+                    xt = xplane[base + dw:base + dw + L]
+                    xr = xplane[base + 2 * dw:base + 2 * dw + L]
+                    xq = xplane[base + 3 * dw:base + 3 * dw + L]
+                    xo = xplane[base + 4 * dw:base + 4 * dw + L]
+                    w0 = w[f0, cl, p, q0]
+                    w1 = w[f0 + 1, cl, p, q0]
+                    w2 = w[f0 + 2, cl, p, q0]
+                    w3 = w[f0 + 3, cl, p, q0]
+                    v0 = w[f0, cl, p, q0 + 1]
+                    v1 = w[f0 + 1, cl, p, q0 + 1]
+                    v2 = w[f0 + 2, cl, p, q0 + 1]
+                    v3 = w[f0 + 3, cl, p, q0 + 1]
+                    u0 = w[f0, cl, p, q0 + 2]
+                    u1 = w[f0 + 1, cl, p, q0 + 2]
+                    u2 = w[f0 + 2, cl, p, q0 + 2]
+                    u3 = w[f0 + 3, cl, p, q0 + 2]
+                    z0 = w[f0, cl, p, q0 + 3]
+                    z1 = w[f0 + 1, cl, p, q0 + 3]
+                    z2 = w[f0 + 2, cl, p, q0 + 3]
+                    z3 = w[f0 + 3, cl, p, q0 + 3]
+                    o0 = w[f0, cl, p, q0 + 4]
+                    o1 = w[f0 + 1, cl, p, q0 + 4]
+                    o2 = w[f0 + 2, cl, p, q0 + 4]
+                    o3 = w[f0 + 3, cl, p, q0 + 4]
+                    for t in range(L):
+                        x0 = xs[t]
+                        x1 = xt[t]
+                        x2 = xr[t]
+                        x3 = xq[t]
+                        x4 = xo[t]
+                        a0[t] += (w0 * x0 + v0 * x1) + (u0 * x2 + z0 * x3) + o0 * x4
+                        a1[t] += (w1 * x0 + v1 * x1) + (u1 * x2 + z1 * x3) + o1 * x4
+                        a2[t] += (w2 * x0 + v2 * x1) + (u2 * x2 + z2 * x3) + o2 * x4
+                        a3[t] += (w3 * x0 + v3 * x1) + (u3 * x2 + z3 * x3) + o3 * x4
+                    q0 += 5
+                if kw - q0 == 3:
+                    base = (i0 + p * dh) * Wp + q0 * dw
+                    xs = xplane[base:base + L]
+                    xt = xplane[base + dw:base + dw + L]
+                    xr = xplane[base + 2 * dw:base + 2 * dw + L]
+                    w0 = w[f0, cl, p, q0]
+                    w1 = w[f0 + 1, cl, p, q0]
+                    w2 = w[f0 + 2, cl, p, q0]
+                    w3 = w[f0 + 3, cl, p, q0]
+                    v0 = w[f0, cl, p, q0 + 1]
+                    v1 = w[f0 + 1, cl, p, q0 + 1]
+                    v2 = w[f0 + 2, cl, p, q0 + 1]
+                    v3 = w[f0 + 3, cl, p, q0 + 1]
+                    u0 = w[f0, cl, p, q0 + 2]
+                    u1 = w[f0 + 1, cl, p, q0 + 2]
+                    u2 = w[f0 + 2, cl, p, q0 + 2]
+                    u3 = w[f0 + 3, cl, p, q0 + 2]
+                    for t in range(L):
+                        x0 = xs[t]
+                        x1 = xt[t]
+                        x2 = xr[t]
+                        a0[t] += (w0 * x0 + v0 * x1) + u0 * x2
+                        a1[t] += (w1 * x0 + v1 * x1) + u1 * x2
+                        a2[t] += (w2 * x0 + v2 * x1) + u2 * x2
+                        a3[t] += (w3 * x0 + v3 * x1) + u3 * x2
+                    q0 += 3
                 while q0 + 2 <= kw:
                     q = q0
                     base = (i0 + p * dh) * Wp + q * dw
