@@ -175,8 +175,9 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups):
     dyl[:F, :, :OH, :OW] = dy.transpose(1, 0, 2, 3)
     gwq = gw if Fq == F else np.empty((Fq,) + gw.shape[1:], dtype=gw.dtype)
     gbq = np.empty(Fq, dtype=x.dtype) if gb is None or Fq != F else gb
+    # chunks of 4 KiB per dy row: four rows plus the input windows stay in L1
     _conv2d_wide_bwd_weight(dyl.reshape(Fq, plane), xl, gwq, gbq, gb is not None,
-                            x.dtype.type(0), dh, dw, groups, Wp)
+                            x.dtype.type(0), dh, dw, groups, Wp, 4096 // x.dtype.itemsize)
     if Fq != F:
         gw[...] = gwq[:F]
         if gb is not None:

@@ -225,88 +225,88 @@ def _conv2d_wide_fwd(xp, w, b, y, dh, dw, groups, nthreads):
         _wide_band(xp, w, b, y, acc, n, f0, nf, g * Cg, i0, i1, dh, dw)
 
 
-@numba.njit(**_config.JIT_OPTIONS)
-def _long_dw_task(dyl, xl, gw, zero, f0, nf, cl, c, p, dh, dw, Wp, L):
-    """``gw[f0:f0+nf, cl, p, :]`` (kernel row ``p``) as dot products of length ``L`` (serial).
+#: input channels per weight-gradient task: each chunk of the four dy rows in L1 then serves
+#: CB channels' taps instead of one.
+CB = 4
 
-    ``dyl[f]`` is the whole batch's gradient of channel ``f`` and ``xl[c]`` the whole batch's
-    padded input channel ``c``, both flattened with the same pitch, so one tap is ONE long dot
-    product (``dyl[f, :L] . xl[c, shift:shift + L]``) with one horizontal sum at its end.  Each
-    loaded input window serves the ``nf <= FB`` channels; sums run in the input dtype (``zero``
-    is a 0 of that dtype), like PyTorch's.
-    """
-    kw = gw.shape[3]
-    xc = xl[c]
-    q0 = 0
+
+@numba.njit(**_config.JIT_OPTIONS)
+def _long_dw_chunk(dyl, xc, acc, j, zero, f0, nf, t0, n, dh, dw, Wp):
+    """``acc[:nf, j, p, q] += dyl[f0:f0+nf, t0:t0+n] . xc[t0+shift(p, q):...]`` for every tap
+    (serial helper): the four dy rows of the chunk are loaded once per pair of taps for eight
+    dot products."""
+    kh, kw = acc.shape[2], acc.shape[3]
     if nf == FB:
-        d0 = dyl[f0, :L]
-        d1 = dyl[f0 + 1, :L]
-        d2 = dyl[f0 + 2, :L]
-        d3 = dyl[f0 + 3, :L]
-        # Two taps per pass: the four dy rows are loaded once for eight dot products.
-        while q0 + 2 <= kw:
-            base = p * dh * Wp + q0 * dw
-            xs = xc[base:base + L]
-            xt = xc[base + dw:base + dw + L]
-            s0 = zero
-            s1 = zero
-            s2 = zero
-            s3 = zero
-            r0 = zero
-            r1 = zero
-            r2 = zero
-            r3 = zero
-            for t in range(L):
-                xv = xs[t]
-                xu = xt[t]
-                e0 = d0[t]
-                e1 = d1[t]
-                e2 = d2[t]
-                e3 = d3[t]
-                s0 += e0 * xv
-                s1 += e1 * xv
-                s2 += e2 * xv
-                s3 += e3 * xv
-                r0 += e0 * xu
-                r1 += e1 * xu
-                r2 += e2 * xu
-                r3 += e3 * xu
-            gw[f0, cl, p, q0] = s0
-            gw[f0 + 1, cl, p, q0] = s1
-            gw[f0 + 2, cl, p, q0] = s2
-            gw[f0 + 3, cl, p, q0] = s3
-            gw[f0, cl, p, q0 + 1] = r0
-            gw[f0 + 1, cl, p, q0 + 1] = r1
-            gw[f0 + 2, cl, p, q0 + 1] = r2
-            gw[f0 + 3, cl, p, q0 + 1] = r3
-            q0 += 2
-        if q0 < kw:
-            base = p * dh * Wp + q0 * dw
-            xs = xc[base:base + L]
-            s0 = zero
-            s1 = zero
-            s2 = zero
-            s3 = zero
-            for t in range(L):
-                xv = xs[t]
-                s0 += d0[t] * xv
-                s1 += d1[t] * xv
-                s2 += d2[t] * xv
-                s3 += d3[t] * xv
-            gw[f0, cl, p, q0] = s0
-            gw[f0 + 1, cl, p, q0] = s1
-            gw[f0 + 2, cl, p, q0] = s2
-            gw[f0 + 3, cl, p, q0] = s3
+        d0 = dyl[f0, t0:t0 + n]
+        d1 = dyl[f0 + 1, t0:t0 + n]
+        d2 = dyl[f0 + 2, t0:t0 + n]
+        d3 = dyl[f0 + 3, t0:t0 + n]
+        for p in range(kh):
+            q0 = 0
+            while q0 + 2 <= kw:
+                base = t0 + p * dh * Wp + q0 * dw
+                xs = xc[base:base + n]
+                xt = xc[base + dw:base + dw + n]
+                s0 = zero
+                s1 = zero
+                s2 = zero
+                s3 = zero
+                r0 = zero
+                r1 = zero
+                r2 = zero
+                r3 = zero
+                for t in range(n):
+                    xv = xs[t]
+                    xu = xt[t]
+                    e0 = d0[t]
+                    e1 = d1[t]
+                    e2 = d2[t]
+                    e3 = d3[t]
+                    s0 += e0 * xv
+                    s1 += e1 * xv
+                    s2 += e2 * xv
+                    s3 += e3 * xv
+                    r0 += e0 * xu
+                    r1 += e1 * xu
+                    r2 += e2 * xu
+                    r3 += e3 * xu
+                acc[0, j, p, q0] += s0
+                acc[1, j, p, q0] += s1
+                acc[2, j, p, q0] += s2
+                acc[3, j, p, q0] += s3
+                acc[0, j, p, q0 + 1] += r0
+                acc[1, j, p, q0 + 1] += r1
+                acc[2, j, p, q0 + 1] += r2
+                acc[3, j, p, q0 + 1] += r3
+                q0 += 2
+            if q0 < kw:
+                base = t0 + p * dh * Wp + q0 * dw
+                xs = xc[base:base + n]
+                s0 = zero
+                s1 = zero
+                s2 = zero
+                s3 = zero
+                for t in range(n):
+                    xv = xs[t]
+                    s0 += d0[t] * xv
+                    s1 += d1[t] * xv
+                    s2 += d2[t] * xv
+                    s3 += d3[t] * xv
+                acc[0, j, p, q0] += s0
+                acc[1, j, p, q0] += s1
+                acc[2, j, p, q0] += s2
+                acc[3, j, p, q0] += s3
         return
     for k in range(nf):
-        dk = dyl[f0 + k, :L]
-        for q in range(kw):
-            base = p * dh * Wp + q * dw
-            xs = xc[base:base + L]
-            s = zero
-            for t in range(L):
-                s += dk[t] * xs[t]
-            gw[f0 + k, cl, p, q] = s
+        dk = dyl[f0 + k, t0:t0 + n]
+        for p in range(kh):
+            for q in range(kw):
+                base = t0 + p * dh * Wp + q * dw
+                xs = xc[base:base + n]
+                s = zero
+                for t in range(n):
+                    s += dk[t] * xs[t]
+                acc[k, j, p, q] += s
 
 
 @numba.njit(**_config.JIT_OPTIONS)
@@ -319,7 +319,7 @@ def _row_sum(row):
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_wide_bwd_weight(dyl, xl, gw, gb, with_bias, zero, dh, dw, groups, Wp):
+def _conv2d_wide_bwd_weight(dyl, xl, gw, gb, with_bias, zero, dh, dw, groups, Wp, T):
     """``gw[:] = d<y, dy>/dw`` for stride 1, from channel-major, batch-long planes.
 
     ``xl`` (C, N*Hp*Wp + tail) holds the padded input channel by channel, the N images of a
@@ -328,26 +328,38 @@ def _conv2d_wide_bwd_weight(dyl, xl, gw, gb, with_bias, zero, dh, dw, groups, Wp
     way, each (OH, OW) plane in the top-left corner of an (Hp, Wp) plane of zeros.  Output pixel
     ``t`` of that layout reads input ``t + p*dh*Wp + q*dw`` for tap (p, q), whatever the image,
     so a tap's gradient is one dot product over the whole batch (the zeros in ``dyl`` cancel the
-    windows that straddle two rows or two images).  A task owns the kernel rows
-    ``gw[f0:f0+FB, cl, p]`` of one block of output channels, one input channel and one kernel
-    row; ``zero`` is a 0 of the input dtype.  With ``with_bias`` the tasks of input channel 0
-    and kernel row 0 also store ``gb[f] = sum(dyl[f])`` (float64 sums) for their channels.
+    windows that straddle two rows or two images).  A task owns ``gw[f0:f0+FB, cl0:cl0+CB]``
+    (a block of output channels, a block of input channels, every tap) and walks the batch in
+    chunks of ``T`` pixels, so that the chunk's dy rows stay in L1 for all its channels and
+    taps; partial sums of the chunks accumulate in the input dtype (``zero`` is a 0 of it),
+    like PyTorch's.  With ``with_bias`` the tasks of the first channel block also store
+    ``gb[f] = sum(dyl[f])`` (float64 sums) for their channels.
     """
-    F, Cg = gw.shape[0], gw.shape[1]
+    F, Cg, kh, kw = gw.shape
     Fg = F // groups
     nfb = (Fg + FB - 1) // FB
+    ncb = (Cg + CB - 1) // CB
     L = dyl.shape[1]
-    kh = gw.shape[2]
-    for t in numba.prange(groups * nfb * Cg * kh):
-        p = t % kh
-        r = t // kh
-        cl = r % Cg
-        r = r // Cg
+    for task in numba.prange(groups * nfb * ncb):
+        cb = task % ncb
+        r = task // ncb
         fbk = r % nfb
         g = r // nfb
         f0 = g * Fg + fbk * FB
         nf = min(FB, (g + 1) * Fg - f0)
-        _long_dw_task(dyl, xl, gw, zero, f0, nf, cl, g * Cg + cl, p, dh, dw, Wp, L)
-        if with_bias and cl == 0 and p == 0:
+        cl0 = cb * CB
+        ncl = min(CB, Cg - cl0)
+        acc = np.zeros((FB, CB, kh, kw), dtype=gw.dtype)
+        for t0 in range(0, L, T):
+            n = min(T, L - t0)
+            for j in range(ncl):
+                _long_dw_chunk(dyl, xl[g * Cg + cl0 + j], acc, j, zero, f0, nf, t0, n, dh, dw,
+                               Wp)
+        for k in range(nf):
+            for j in range(ncl):
+                for p in range(kh):
+                    for q in range(kw):
+                        gw[f0 + k, cl0 + j, p, q] = acc[k, j, p, q]
+        if with_bias and cb == 0:
             for f in range(f0, f0 + nf):
                 gb[f] = _row_sum(dyl[f])
