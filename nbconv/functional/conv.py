@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from .. import _config
 from .._shapes import (
     as_float_array,
     check_int,
@@ -54,16 +55,33 @@ _W_LAYOUT = "(F, C // groups, kh, kw)"
 # --------------------------------------------------------------------------- direct driver
 
 
+def _pad_into(src, dst, pt, pl):
+    """``dst`` (A, B, Hp, Wp) = zeros with ``src`` (A, B, H, W) placed at (pt, pl), cropped to
+    fit; both may be strided views.  Large C-contiguous arrays take the threaded one-pass
+    kernel; strided views (the weight gradient's transposed layouts) stay with NumPy, whose
+    strided copies beat numba's non-contiguous loops."""
+    if (dst.size < _config.SERIAL_BELOW or not src.flags.c_contiguous
+            or not dst.flags.c_contiguous):
+        H, W = src.shape[2], src.shape[3]
+        Hp, Wp = dst.shape[2], dst.shape[3]
+        dst[...] = 0
+        r0, r1 = max(pt, 0), min(pt + H, Hp)
+        c0, c1 = max(pl, 0), min(pl + W, Wp)
+        if r1 > r0 and c1 > c0:
+            dst[:, :, r0:r1, c0:c1] = src[:, :, r0 - pt:r1 - pt, c0 - pl:c1 - pl]
+        return
+    from ..kernels.conv2d_wide import _pad_planes
+
+    _pad_planes(src, dst, pt, pl)
+
+
 def _zero_padded(x, pt, pl, Hp, Wp):
     """``x`` (N, C, H, W) placed at (pt, pl) in zeros of (N, C, Hp, Wp), cropped to fit."""
     N, C, H, W = x.shape
     if pt == 0 and pl == 0 and (H, W) == (Hp, Wp):
         return x
-    out = np.zeros((N, C, Hp, Wp), dtype=x.dtype)
-    r0, r1 = max(pt, 0), min(pt + H, Hp)
-    c0, c1 = max(pl, 0), min(pl + W, Wp)
-    if r1 > r0 and c1 > c0:
-        out[:, :, r0:r1, c0:c1] = x[:, :, r0 - pt:r1 - pt, c0 - pl:c1 - pl]
+    out = np.empty((N, C, Hp, Wp), dtype=x.dtype)
+    _pad_into(x, out, pt, pl)
     return out
 
 
@@ -79,8 +97,8 @@ def _zero_padded_shared(x, pt, pl, Hp, Wp):
         return _zero_padded(x, pt, pl, Hp, Wp)
     pitch = Wp - right
     extra = -(-right // pitch)
-    out = np.zeros((N, C, Hp + extra, pitch), dtype=x.dtype)
-    out[:, :, pt:pt + H, pl:pl + W] = x
+    out = np.empty((N, C, Hp + extra, pitch), dtype=x.dtype)
+    _pad_into(x, out, pt, pl)
     return out
 
 
@@ -164,15 +182,14 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups):
     Hp, Wp = OH + ekh, OW + ekw
     # channel-major, batch-long layouts of the padded input and of dy (see the kernel)
     plane = N * Hp * Wp
-    xl = np.zeros((C, plane + ekh * Wp + ekw), dtype=x.dtype)
-    r0, c0 = max(pt, 0), max(pl, 0)
-    r1, c1 = min(pt + H, Hp), min(pl + W, Wp)
-    xl[:, :plane].reshape(C, N, Hp, Wp)[:, :, r0:r1, c0:c1] = (
-        x[:, :, r0 - pt:r1 - pt, c0 - pl:c1 - pl].transpose(1, 0, 2, 3))
+    xl = np.empty((C, plane + ekh * Wp + ekw), dtype=x.dtype)
+    xl[:, plane:] = 0
+    _pad_into(x.transpose(1, 0, 2, 3), xl[:, :plane].reshape(C, N, Hp, Wp), pt, pl)
     # groups == 1: zero filters up to whole blocks of FB keep every task on the unrolled path
     Fq = F if groups != 1 or F % FB == 0 else F + FB - F % FB
-    dyl = np.zeros((Fq, N, Hp, Wp), dtype=dy.dtype)
-    dyl[:F, :, :OH, :OW] = dy.transpose(1, 0, 2, 3)
+    dyl = np.empty((Fq, N, Hp, Wp), dtype=dy.dtype)
+    dyl[F:] = 0
+    _pad_into(dy.transpose(1, 0, 2, 3), dyl[:F], 0, 0)
     gwq = gw if Fq == F else np.empty((Fq,) + gw.shape[1:], dtype=gw.dtype)
     gbq = np.empty(Fq, dtype=x.dtype) if gb is None or Fq != F else gb
     # chunks of 4 KiB per dy row: four rows plus the input windows stay in L1

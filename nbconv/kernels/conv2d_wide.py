@@ -169,6 +169,29 @@ def _wide_band(xp, w, b, y, acc, n, f0, nf, c0, i0, i1, dh, dw):
                         a2[t] += w2 * xv + v2 * xu
                         a3[t] += w3 * xv + v3 * xu
                     q0 += 2
+            if nf == 1:
+                # one output channel (depthwise): three taps per pass, so that each load and
+                # store of the accumulator serves three FMAs
+                while q0 + 3 <= kw:
+                    base = (i0 + p * dh) * Wp + q0 * dw
+                    xs = xplane[base:base + L]
+                    xt = xplane[base + dw:base + dw + L]
+                    xr = xplane[base + 2 * dw:base + 2 * dw + L]
+                    w0 = w[f0, cl, p, q0]
+                    v0 = w[f0, cl, p, q0 + 1]
+                    u0 = w[f0, cl, p, q0 + 2]
+                    for t in range(L):
+                        a0[t] += (w0 * xs[t] + v0 * xt[t]) + u0 * xr[t]
+                    q0 += 3
+                if q0 + 2 <= kw:
+                    base = (i0 + p * dh) * Wp + q0 * dw
+                    xs = xplane[base:base + L]
+                    xt = xplane[base + dw:base + dw + L]
+                    w0 = w[f0, cl, p, q0]
+                    v0 = w[f0, cl, p, q0 + 1]
+                    for t in range(L):
+                        a0[t] += w0 * xs[t] + v0 * xt[t]
+                    q0 += 2
             for q in range(q0, kw):
                 base = (i0 + p * dh) * Wp + q * dw
                 xs = xplane[base:base + L]
@@ -363,3 +386,39 @@ def _conv2d_wide_bwd_weight(dyl, xl, gw, gb, with_bias, zero, dh, dw, groups, Wp
         if with_bias and cb == 0:
             for f in range(f0, f0 + nf):
                 gb[f] = _row_sum(dyl[f])
+
+
+@numba.njit(**_config.JIT_OPTIONS)
+def _pad_plane(src, dst, pt, pl, r0, r1, c0, c1):
+    """``dst`` (Hp, Wp) = zeros with ``src`` placed at (pt, pl), rows ``r0:r1`` and columns
+    ``c0:c1`` of ``dst`` being the part that overlaps (serial helper)."""
+    Wp = dst.shape[1]
+    for i in range(dst.shape[0]):
+        row = dst[i]
+        if i < r0 or i >= r1:
+            for j in range(Wp):
+                row[j] = 0
+            continue
+        srow = src[i - pt]
+        for j in range(c0):
+            row[j] = 0
+        for j in range(c0, c1):
+            row[j] = srow[j - pl]
+        for j in range(c1, Wp):
+            row[j] = 0
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _pad_planes(src, dst, pt, pl):
+    """``dst[a, b]`` = zeros with ``src[a, b]`` placed at (pt, pl), cropped to fit, for every
+    plane of ``src`` (A, B, H, W) and ``dst`` (A, B, Hp, Wp), both C-contiguous.  One pass
+    that writes every element once, on all threads; NumPy's ``zeros`` + slice assignment made
+    two single-threaded passes (depthwise 3x3 at (16, 128, 56, 56): 3.4 ms)."""
+    A, B, H, W = src.shape
+    Hp, Wp = dst.shape[2], dst.shape[3]
+    r0, r1 = max(pt, 0), min(pt + H, Hp)
+    c0, c1 = max(pl, 0), min(pl + W, Wp)
+    for t in numba.prange(A * B):
+        a = t // B
+        b = t % B
+        _pad_plane(src[a, b], dst[a, b], pt, pl, r0, r1, c0, c1)
