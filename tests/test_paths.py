@@ -157,3 +157,19 @@ def test_im2col_conv_with_slabs_matches_direct(monkeypatch):
     np.testing.assert_allclose(y, ref_y, rtol=1e-11, atol=1e-12)
     for got, want in zip(g, ref_g):
         np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("slabs", [False, True])
+def test_pointwise_im2col_is_a_plain_product(monkeypatch, slabs):
+    """1x1, stride 1, unpadded: im2col skips its columns and multiplies x directly."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 5, 4, 6))
+    w = rng.standard_normal((7, 5, 1, 1))
+    b = rng.standard_normal(7)
+    if slabs:
+        monkeypatch.setattr(_blas, "SMALL_MACS", 0)
+    y = nc.conv2d(x, w, b, algorithm="im2col")
+    want = np.einsum("fc,nchw->nfhw", w[:, :, 0, 0], x) + b[:, None, None]
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, nc.conv2d(x, w, b, algorithm="direct"), rtol=1e-12,
+                               atol=1e-12)

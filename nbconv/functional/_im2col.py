@@ -136,6 +136,13 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     N, C, H, W = x.shape
     F, Cg, kh, kw = w.shape
     OH, OW = y.shape[2], y.shape[3]
+    if (kh, kw, sy, sx, pt, pl, groups) == (1, 1, 1, 1, 0, 0, 1) and (OH, OW) == (H, W):
+        # A pointwise convolution is one matrix product per image, y[n] = W @ x[n]: no
+        # columns to build (1x1 at (16, 256, 56, 56) -> 64: 30 -> 14 ms).
+        matmul(w.reshape(1, F, C), x.reshape(N, C, H * W), y.reshape(N, F, H * W))
+        if b is not None:
+            _conv2d_im2col_fwd_bias(y, b, 0, N, 0, OH, 0, OW)
+        return
     G = groups
     Fg = F // G
     K = Cg * kh * kw
