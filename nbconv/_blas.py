@@ -14,12 +14,14 @@ single-threaded here, in the calling thread:
 
 The thread count is switched through `threadpoolctl <https://github.com/joblib/threadpoolctl>`_
 (about 1 µs a switch; installed with nbconv).  Without it every product is a plain
-``np.matmul`` with BLAS's own threading.  Switching is process-wide, so a product running at the
-same moment in another Python thread may also run single-threaded.
+``np.matmul`` with BLAS's own threading.  Switching is process-wide: while any nbconv product
+runs (in any Python thread) BLAS is single-threaded, and the first count is restored when the
+last one finishes.
 """
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -34,6 +36,11 @@ SMALL_MACS = 1 << 23
 _controllers = None
 _pool: ThreadPoolExecutor | None = None
 _pool_workers = 0
+# products in flight and the BLAS thread counts to restore when the last one ends: two Python
+# threads saving and restoring on their own could leave BLAS single-threaded for good
+_lock = threading.Lock()
+_active = 0
+_saved: list = []
 
 
 def _blas_controllers() -> list:
@@ -47,6 +54,25 @@ def _blas_controllers() -> list:
         except Exception:  # noqa: BLE001 - no threadpoolctl, or a BLAS it cannot drive
             _controllers = []
     return _controllers
+
+
+def _single_threaded(libs: list) -> None:
+    global _active, _saved
+    with _lock:
+        if _active == 0:
+            _saved = [lib.get_num_threads() for lib in libs]
+            for lib in libs:
+                lib.set_num_threads(1)
+        _active += 1
+
+
+def _restore(libs: list) -> None:
+    global _active
+    with _lock:
+        _active -= 1
+        if _active == 0:
+            for lib, n in zip(libs, _saved):
+                lib.set_num_threads(n)
 
 
 def _workers(n: int) -> ThreadPoolExecutor:
@@ -88,9 +114,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     parts = 1
     if out.size * a.shape[-1] > SMALL_MACS:
         parts = min(numba.get_num_threads(), max(out.shape[-2], out.shape[-1]))
-    before = [lib.get_num_threads() for lib in libs]
-    for lib in libs:
-        lib.set_num_threads(1)
+    _single_threaded(libs)
     try:
         if parts <= 1:
             return np.matmul(a, b, out=out)
@@ -104,5 +128,4 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
                 f.result()  # re-raises a worker's exception here
         return out
     finally:
-        for lib, n in zip(libs, before):
-            lib.set_num_threads(n)
+        _restore(libs)

@@ -173,3 +173,37 @@ def test_pointwise_im2col_is_a_plain_product(monkeypatch, slabs):
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(y, nc.conv2d(x, w, b, algorithm="direct"), rtol=1e-12,
                                atol=1e-12)
+
+
+def test_blas_thread_count_survives_concurrent_products(monkeypatch):
+    """Products running in several Python threads at once restore BLAS's own thread count
+    when the last one ends (each saving and restoring on its own could leave it at 1)."""
+    import threading
+
+    libs = _blas._blas_controllers()
+    if not libs:
+        pytest.skip("threadpoolctl finds no BLAS to drive")
+    before = [lib.get_num_threads() for lib in libs]
+    rng = np.random.default_rng(8)
+    a, b = rng.standard_normal((40, 30)), rng.standard_normal((30, 20))
+    want = a @ b
+    errors = []
+
+    def work(slabs):
+        try:
+            for _ in range(200):
+                out = np.empty((40, 20))
+                _blas.matmul(a, b, out)
+                np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    monkeypatch.setattr(_blas, "SMALL_MACS", 10_000)  # 40*20*30 = 24,000: the slab path
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert [lib.get_num_threads() for lib in libs] == before
+    assert _blas._active == 0
