@@ -21,6 +21,7 @@ last one finishes.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -54,6 +55,18 @@ def _blas_controllers() -> list:
         except Exception:  # noqa: BLE001 - no threadpoolctl, or a BLAS it cannot drive
             _controllers = []
     return _controllers
+
+
+def _forget_pool() -> None:
+    """After ``fork`` the child has none of the parent's threads: start a fresh pool there
+    (submitting to the inherited one would wait forever)."""
+    global _pool, _pool_workers, _lock, _active
+    _pool, _pool_workers = None, 0
+    _lock, _active = threading.Lock(), 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _single_threaded(libs: list) -> None:

@@ -207,3 +207,41 @@ def test_blas_thread_count_survives_concurrent_products(monkeypatch):
     assert not errors
     assert [lib.get_num_threads() for lib in libs] == before
     assert _blas._active == 0
+
+
+def test_blas_matmul_without_threadpoolctl(monkeypatch):
+    """No BLAS controller (threadpoolctl missing or unable): a plain np.matmul."""
+    monkeypatch.setattr(_blas, "_controllers", [])
+    monkeypatch.setattr(_blas, "SMALL_MACS", 0)
+    a, b = np.arange(12.0).reshape(3, 4), np.arange(8.0).reshape(4, 2)
+    out = np.empty((3, 2))
+    np.testing.assert_array_equal(_blas.matmul(a, b, out), a @ b)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_blas_slabs_work_in_a_forked_child(monkeypatch):
+    """The slab pool's threads do not survive fork; the child must start its own pool."""
+    import os
+
+    monkeypatch.setattr(_blas, "SMALL_MACS", 0)
+    a, b = np.ones((64, 8)), np.ones((8, 64))
+    _blas.matmul(a, b, np.empty((64, 64)))  # the parent's pool exists now
+    pid = os.fork()
+    if pid == 0:  # child: exit 0 only if the product completes and is right
+        try:
+            out = np.empty((64, 64))
+            _blas.matmul(a, b, out)
+            os._exit(0 if np.all(out == 8.0) else 1)
+        except BaseException:
+            os._exit(2)
+    deadline = __import__("time").monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if __import__("time").monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in _blas.matmul")
+        __import__("time").sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
