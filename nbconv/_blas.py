@@ -70,6 +70,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def _single_threaded(libs: list) -> None:
+    """Enter a product: the first one in flight saves BLAS's thread counts and sets them to 1."""
     global _active, _saved
     with _lock:
         if _active == 0:
@@ -80,6 +81,7 @@ def _single_threaded(libs: list) -> None:
 
 
 def _restore(libs: list) -> None:
+    """Leave a product: the last one in flight restores the saved thread counts."""
     global _active
     with _lock:
         _active -= 1
@@ -92,6 +94,8 @@ def _workers(n: int) -> ThreadPoolExecutor:
     """A pool of at least ``n`` threads (grown on demand; its idle threads sleep)."""
     global _pool, _pool_workers
     if _pool is None or _pool_workers < n:
+        if _pool is not None:
+            _pool.shutdown(wait=False)  # its threads end once idle
         _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="nbconv-blas")
         _pool_workers = n
     return _pool
