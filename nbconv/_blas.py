@@ -94,8 +94,8 @@ def _workers(n: int) -> ThreadPoolExecutor:
     """A pool of at least ``n`` threads (grown on demand; its idle threads sleep)."""
     global _pool, _pool_workers
     if _pool is None or _pool_workers < n:
-        if _pool is not None:
-            _pool.shutdown(wait=False)  # its threads end once idle
+        # the old pool is left alone (not shut down): another Python thread may still be
+        # submitting to it; its few idle threads sleep
         _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="nbconv-blas")
         _pool_workers = n
     return _pool
