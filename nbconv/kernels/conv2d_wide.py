@@ -53,7 +53,7 @@ def _wide_band(xp, w, b, y, acc, n, f0, nf, c0, i0, i1, dh, dw):
                 # Several taps per pass: each accumulator load/store serves several FMAs.  Four
                 # at a time, leaving a last block of five (5x5 kernels) or three (3x3, 7x7).
                 # The blocks are spelled out on purpose: the same passes as helper functions
-                # over a flattened tap list ran 1.4-1.7x slower, and a 3x3 kernel taken as
+                # over a flattened tap list ran 1.2-1.7x slower, and a 3x3 kernel taken as
                 # 5 + 4 flattened taps 1.15x slower than three rows of three.
                 while q0 + 4 <= kw and kw - q0 != 5:
                     base = (i0 + p * dh) * Wp + q0 * dw
