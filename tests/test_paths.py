@@ -245,3 +245,28 @@ def test_blas_slabs_work_in_a_forked_child(monkeypatch):
             pytest.fail("the forked child hung in _blas.matmul")
         __import__("time").sleep(0.05)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize("shape_x, shape_w, padding, groups", [
+    ((3, 1, 9, 8), (6, 1, 5, 5), 0, 1),    # one input channel (size-1 axes in the layouts)
+    ((2, 4, 7, 9), (5, 4, 3, 3), 1, 1),    # padded: the threaded padding kernel
+    ((2, 4, 6, 6), (4, 1, 3, 3), 2, 4),    # depthwise, padding wider than the kernel's reach
+    ((2, 3, 8, 8), (6, 3, 3, 5), (1, 2), 1),
+])
+def test_direct_conv_padding_paths_agree(monkeypatch, shape_x, shape_w, padding, groups):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(shape_x)
+    w = rng.standard_normal(shape_w)
+    args = dict(padding=padding, groups=groups, algorithm="direct")
+    y_ref = nc.conv2d(x, w, **args)
+    dy = rng.standard_normal(y_ref.shape)
+
+    def run():
+        return nc.conv2d(x, w, **args), *nc.conv2d_backward(dy, x, w, **args)
+
+    threaded, serial = _both_paths(monkeypatch, run)
+    for a, b in zip(threaded, serial):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    # and against the independent im2col path
+    np.testing.assert_allclose(threaded[0], nc.conv2d(x, w, **{**args, "algorithm": "im2col"}),
+                               rtol=1e-11, atol=1e-11)
