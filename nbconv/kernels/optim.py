@@ -32,13 +32,22 @@ def _sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first)
 
 @numba.njit(**JIT_OPTIONS)
 def _adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, bc1, bc2):
-    """Adam with bias corrections ``bc1 = 1 - beta1**t``, ``bc2 = 1 - beta2**t`` (PyTorch)."""
-    step_size = lr / bc1
-    root_bc2 = np.sqrt(bc2)
+    """Adam with bias corrections ``bc1 = 1 - beta1**t``, ``bc2 = 1 - beta2**t`` (PyTorch).
+
+    The arithmetic runs in the parameters' dtype, as PyTorch's does: with the Python-float
+    hyperparameters mixed in, float32 parameters were updated in float64 (LeNet's 30,720-weight
+    layer: 151 µs per step; 87 µs in float32).
+    """
+    t = p.dtype.type
+    step_size = t(lr / bc1)
+    root_bc2 = t(np.sqrt(bc2))
+    b1, c1 = t(beta1), t(1.0 - beta1)
+    b2, c2 = t(beta2), t(1.0 - beta2)
+    e, wd = t(eps), t(weight_decay)
     for i in range(p.size):
-        d = g[i] + weight_decay * p[i]
-        mi = beta1 * m[i] + (1.0 - beta1) * d
-        vi = beta2 * v[i] + (1.0 - beta2) * d * d
+        d = g[i] + wd * p[i]
+        mi = b1 * m[i] + c1 * d
+        vi = b2 * v[i] + c2 * d * d
         m[i] = mi
         v[i] = vi
-        p[i] -= step_size * mi / (np.sqrt(vi) / root_bc2 + eps)
+        p[i] -= step_size * mi / (np.sqrt(vi) / root_bc2 + e)
