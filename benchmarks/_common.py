@@ -31,6 +31,25 @@ except ImportError:
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
+#: the SPEC section 7 convolution layers, name -> (N, C, F, H(=W), k, stride, pad, groups);
+#: bench_conv.py times them on the CPU, bench_cuda.py on the GPU.
+CONV_LAYERS: dict[str, tuple[int, int, int, int, int, int, int, int]] = {
+    "lenet_c1": (64, 1, 6, 28, 5, 1, 0, 1),
+    "lenet_c2": (64, 6, 16, 12, 5, 1, 0, 1),
+    "alexnet_c1": (8, 3, 64, 224, 11, 4, 2, 1),
+    "alexnet_c2": (8, 64, 192, 27, 5, 1, 2, 1),
+    "vgg": (8, 128, 128, 56, 3, 1, 1, 1),
+    "resnet": (16, 64, 64, 56, 3, 1, 1, 1),
+    "conv1x1": (16, 256, 64, 56, 1, 1, 0, 1),
+    "depthwise": (16, 128, 128, 56, 3, 1, 1, 128),
+    "nnlib1": (2, 3, 64, 224, 7, 2, 3, 1),
+    "nnlib2": (1, 64, 64, 56, 3, 1, 1, 1),
+    "nnlib3": (1, 128, 128, 28, 3, 1, 1, 1),
+    "nnlib4": (1, 256, 256, 14, 1, 1, 0, 1),
+}
+#: the layers of a --quick run
+QUICK_LAYERS = ["lenet_c1", "lenet_c2", "nnlib3", "nnlib4"]
+
 TORCH_MISSING = (
     "torch not installed: pip install nbconv[bench] / torch==2.13.0 -- PyTorch columns skipped"
 )

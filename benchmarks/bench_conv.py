@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 from _common import (
+    CONV_LAYERS,
+    QUICK_LAYERS,
     RESULTS_DIR,
     fmt_num,
     format_table,
@@ -45,22 +47,7 @@ from _common import (
 
 import nbconv
 
-#: name -> (N, C, F, H(=W), k, stride, pad, groups); SPEC section 7.
-LAYERS: dict[str, tuple[int, int, int, int, int, int, int, int]] = {
-    "lenet_c1": (64, 1, 6, 28, 5, 1, 0, 1),
-    "lenet_c2": (64, 6, 16, 12, 5, 1, 0, 1),
-    "alexnet_c1": (8, 3, 64, 224, 11, 4, 2, 1),
-    "alexnet_c2": (8, 64, 192, 27, 5, 1, 2, 1),
-    "vgg": (8, 128, 128, 56, 3, 1, 1, 1),
-    "resnet": (16, 64, 64, 56, 3, 1, 1, 1),
-    "conv1x1": (16, 256, 64, 56, 1, 1, 0, 1),
-    "depthwise": (16, 128, 128, 56, 3, 1, 1, 128),
-    "nnlib1": (2, 3, 64, 224, 7, 2, 3, 1),
-    "nnlib2": (1, 64, 64, 56, 3, 1, 1, 1),
-    "nnlib3": (1, 128, 128, 28, 3, 1, 1, 1),
-    "nnlib4": (1, 256, 256, 14, 1, 1, 0, 1),
-}
-QUICK_LAYERS = ["lenet_c1", "lenet_c2", "nnlib3", "nnlib4"]
+LAYERS = CONV_LAYERS
 LENET = ("lenet_c1", "lenet_c2")
 ALGOS = ("direct", "im2col", "auto")
 TARGETS = {"forward_lenet": 1.0, "forward_other": 1.25, "backward": 1.5}

@@ -29,27 +29,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS_DIR, fmt_num, format_table, import_torch, measure, write_json
+from _common import (
+    CONV_LAYERS,
+    QUICK_LAYERS,
+    RESULTS_DIR,
+    fmt_num,
+    format_table,
+    import_torch,
+    measure,
+    write_json,
+)
+from bench_lenet import torch_lenet
 
 import nbconv
 import nbconv.cuda as ncu
 
-#: name -> (N, C, F, H(=W), k, stride, pad, groups); SPEC section 7.
-LAYERS = {
-    "lenet_c1": (64, 1, 6, 28, 5, 1, 0, 1),
-    "lenet_c2": (64, 6, 16, 12, 5, 1, 0, 1),
-    "alexnet_c1": (8, 3, 64, 224, 11, 4, 2, 1),
-    "alexnet_c2": (8, 64, 192, 27, 5, 1, 2, 1),
-    "vgg": (8, 128, 128, 56, 3, 1, 1, 1),
-    "resnet": (16, 64, 64, 56, 3, 1, 1, 1),
-    "conv1x1": (16, 256, 64, 56, 1, 1, 0, 1),
-    "depthwise": (16, 128, 128, 56, 3, 1, 1, 128),
-    "nnlib1": (2, 3, 64, 224, 7, 2, 3, 1),
-    "nnlib2": (1, 64, 64, 56, 3, 1, 1, 1),
-    "nnlib3": (1, 128, 128, 28, 3, 1, 1, 1),
-    "nnlib4": (1, 256, 256, 14, 1, 1, 0, 1),
-}
-QUICK = ["lenet_c1", "lenet_c2", "nnlib3", "nnlib4"]
+LAYERS = CONV_LAYERS
 LR = 0.01
 
 
@@ -203,13 +198,8 @@ def bench_lenet(torch, budget_s):
     res["nbconv_train_img_s"] = 64 / tr["median_s"]
     res["nbconv_infer_img_s"] = 256 / inf["median_s"]
     if torch is not None:
-        nn = torch.nn
         dev = torch.device("cuda")
-        tnet = nn.Sequential(
-            nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2, 2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
-            nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
-        ).to(dev)
+        tnet = torch_lenet(torch).to(dev)
         tnet.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()})
         # same logits before any training step
         with torch.no_grad():
@@ -301,7 +291,8 @@ def main(argv=None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.benchmark = True
     budget = args.budget if args.budget is not None else (0.1 if args.quick else 0.3)
-    names = args.layers.split(",") if args.layers else (QUICK if args.quick else list(LAYERS))
+    default = QUICK_LAYERS if args.quick else list(LAYERS)
+    names = args.layers.split(",") if args.layers else default
     gpu = cuda.get_current_device().name
     gpu = gpu.decode() if isinstance(gpu, bytes) else str(gpu)
     print(f"GPU: {gpu}; numba CUDA target: {IMPLEMENTATION}; block "
