@@ -493,20 +493,12 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
 @_impl
 def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None):
-    from .pool import _divisor, _input_shape, _window_args
+    from .pool import _avg_backward_args
 
     op = "avg_pool2d_backward"
     dy = _pool_grad(op, dy)
-    shape = _input_shape(op, input_shape, dy)
-    div = _divisor(op, divisor_override)
-    (oh, ow), (kh, kw), (sy, sx), (ph, pw), _ = _window_args(
-        op, shape, kernel_size, stride, padding, 1, ceil_mode
-    )
-    if tuple(dy.shape[-2:]) != (oh, ow):
-        raise ValueError(
-            f"{op}: argument 'dy' has spatial size {tuple(dy.shape[-2:])} but pooling "
-            f"input_shape {shape} gives {(oh, ow)}"
-        )
+    shape, div, (kh, kw), (sy, sx), (ph, pw) = _avg_backward_args(
+        op, dy, input_shape, kernel_size, stride, padding, ceil_mode, divisor_override)
     dx = _empty(shape, dy.dtype)
     if dx.size:
         _kernels("pool2d")._avg_pool2d_bwd[_grid(dx.size)](
@@ -788,24 +780,14 @@ def linear(x, weight, bias=None):
 
 @_impl
 def linear_backward(dy, x, weight, bias=True):
-    from .linear import _check_x_weight
+    from .linear import _check_backward
 
     op = "linear_backward"
     x = _dev(op, "x", x)
     weight = _dev(op, "weight", weight, x.dtype)
     dy = _dev(op, "dy", dy, x.dtype)
-    _check_x_weight(op, _Meta(x), _Meta(weight))
+    want_bias = _check_backward(op, dy, _Meta(x), _Meta(weight), bias)
     out_f, in_f = weight.shape
-    expected = tuple(x.shape[:-1]) + (out_f,)
-    if tuple(dy.shape) != expected:
-        raise ValueError(
-            f"{op}: argument 'dy' must have shape {expected} (x shape {tuple(x.shape)}, weight "
-            f"shape {tuple(weight.shape)}), got {tuple(dy.shape)}"
-        )
-    if isinstance(bias, (bool, np.bool_)):
-        want_bias = bool(bias)
-    else:
-        want_bias = bias is not None
     M = math.prod(x.shape[:-1])
     x2 = x.reshape(M, in_f)
     dy2 = dy.reshape(M, out_f)

@@ -32,6 +32,21 @@ def _check_x_weight(op: str, x: np.ndarray, weight: np.ndarray) -> None:
         )
 
 
+def _check_backward(op: str, dy, x, weight, bias) -> bool:
+    """Check the shapes of a linear backward pass (host or device arrays, or their shape
+    stand-ins) and return whether a bias gradient is wanted (``bias`` a bool or the array)."""
+    _check_x_weight(op, x, weight)
+    expected = tuple(x.shape[:-1]) + (weight.shape[0],)
+    if tuple(dy.shape) != expected:
+        raise ValueError(
+            f"{op}: argument 'dy' must have shape {expected} (x shape {tuple(x.shape)}, weight "
+            f"shape {tuple(weight.shape)}), got {tuple(dy.shape)}"
+        )
+    if isinstance(bias, (bool, np.bool_)):
+        return bool(bias)
+    return bias is not None
+
+
 @_device.dispatch
 def linear(x, weight, bias=None):
     """Affine map of the last axis: ``y = x @ weight.T + bias`` (PyTorch's ``F.linear``).
@@ -124,18 +139,8 @@ def linear_backward(dy, x, weight, bias=True):
     x = as_float_array(op, "x", x)
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
     dy = as_float_array(op, "dy", dy, dtype=x.dtype)
-    _check_x_weight(op, x, weight)
+    want_bias = _check_backward(op, dy, x, weight, bias)
     out_f, in_f = weight.shape
-    expected = x.shape[:-1] + (out_f,)
-    if dy.shape != expected:
-        raise ValueError(
-            f"{op}: argument 'dy' must have shape {expected} (x shape {tuple(x.shape)}, weight "
-            f"shape {tuple(weight.shape)}), got {tuple(dy.shape)}"
-        )
-    if isinstance(bias, (bool, np.bool_)):
-        want_bias = bool(bias)
-    else:
-        want_bias = bias is not None
     rows = int(np.prod(x.shape[:-1]))
     x2 = x.reshape(rows, in_f)
     dy2 = dy.reshape(rows, out_f)

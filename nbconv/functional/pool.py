@@ -325,6 +325,21 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     return y
 
 
+def _avg_backward_args(op, dy, input_shape, kernel_size, stride, padding, ceil_mode,
+                       divisor_override):
+    """Validated ``(shape, divisor, (kh, kw), (sy, sx), (ph, pw))`` of an average-pooling
+    backward pass for ``dy`` (host or device array); shared with the CUDA path."""
+    shape = _input_shape(op, input_shape, dy)
+    div = _divisor(op, divisor_override)
+    (oh, ow), k, s, p, _ = _window_args(op, shape, kernel_size, stride, padding, 1, ceil_mode)
+    if tuple(dy.shape[-2:]) != (oh, ow):
+        raise ValueError(
+            f"{op}: argument 'dy' has spatial size {tuple(dy.shape[-2:])} but pooling "
+            f"input_shape {shape} gives {(oh, ow)}"
+        )
+    return shape, div, k, s, p
+
+
 @_device.dispatch
 def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None):
@@ -353,16 +368,8 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ce
     """
     op = "avg_pool2d_backward"
     dy = _as_grad(op, dy)
-    shape = _input_shape(op, input_shape, dy)
-    div = _divisor(op, divisor_override)
-    (oh, ow), (kh, kw), (sy, sx), (ph, pw), _ = _window_args(
-        op, shape, kernel_size, stride, padding, 1, ceil_mode
-    )
-    if tuple(dy.shape[-2:]) != (oh, ow):
-        raise ValueError(
-            f"{op}: argument 'dy' has spatial size {tuple(dy.shape[-2:])} but pooling "
-            f"input_shape {shape} gives {(oh, ow)}"
-        )
+    shape, div, (kh, kw), (sy, sx), (ph, pw) = _avg_backward_args(
+        op, dy, input_shape, kernel_size, stride, padding, ceil_mode, divisor_override)
     dx = np.empty(shape, dtype=dy.dtype)
     _k._avg_pool2d_bwd(_planes(dy), _planes(dx), kh, kw, sy, sx, ph, pw,
                        int(bool(count_include_pad)), div)
