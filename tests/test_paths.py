@@ -3,6 +3,10 @@ kernels against their threaded versions, and single-threaded BLAS products again
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -178,8 +182,6 @@ def test_pointwise_im2col_is_a_plain_product(monkeypatch, slabs):
 def test_blas_thread_count_survives_concurrent_products(monkeypatch):
     """Products running in several Python threads at once restore BLAS's own thread count
     when the last one ends (each saving and restoring on its own could leave it at 1)."""
-    import threading
-
     libs = _blas._blas_controllers()
     if not libs:
         pytest.skip("threadpoolctl finds no BLAS to drive")
@@ -218,11 +220,9 @@ def test_blas_matmul_without_threadpoolctl(monkeypatch):
     np.testing.assert_array_equal(_blas.matmul(a, b, out), a @ b)
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_blas_slabs_work_in_a_forked_child(monkeypatch):
     """The slab pool's threads do not survive fork; the child must start its own pool."""
-    import os
-
     monkeypatch.setattr(_blas, "SMALL_MACS", 0)
     a, b = np.ones((64, 8)), np.ones((8, 64))
     _blas.matmul(a, b, np.empty((64, 64)))  # the parent's pool exists now
@@ -234,16 +234,16 @@ def test_blas_slabs_work_in_a_forked_child(monkeypatch):
             os._exit(0 if np.all(out == 8.0) else 1)
         except BaseException:
             os._exit(2)
-    deadline = __import__("time").monotonic() + 30
+    deadline = time.monotonic() + 30
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
-        if __import__("time").monotonic() > deadline:
+        if time.monotonic() > deadline:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
             pytest.fail("the forked child hung in _blas.matmul")
-        __import__("time").sleep(0.05)
+        time.sleep(0.05)
     assert os.waitstatus_to_exitcode(status) == 0
 
 
