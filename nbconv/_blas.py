@@ -1,32 +1,41 @@
-"""Matrix products through NumPy's BLAS on nbconv's terms: no spinning BLAS worker threads.
+"""Matrix products through NumPy's BLAS on nbconv's terms: BLAS runs inside numba's threads.
 
 OpenBLAS's worker threads busy-wait (for about 0.1 s) after every call that used them, and on
 a 2-core machine they then steal the cores from the numba kernels that follow: in a LeNet
-training step at batch 32 (three small fully connected layers between the convolutions) that
-cost 5.0 ms instead of 3.8 ms, and an im2col convolution's own numba passes (building the
-columns, col2im) ran up to 2x slower right after its GEMM.  So BLAS always runs
-single-threaded here, in the calling thread:
+training step at batch 32 that cost 5.0 ms instead of 3.8 ms, and an im2col convolution's own
+numba passes ran up to 2x slower right after its GEMM.  The reverse happens too: numba's
+OpenMP workers spin after a parallel kernel (when PyTorch was imported first they use
+PyTorch's libgomp, which spins), and any other thread that wants the cores then waits.
+So every product here runs on numba's own threads, with BLAS single-threaded:
 
-* products below :data:`SMALL_MACS` multiply-adds run as one call;
-* larger ones are cut into ``nbconv.get_num_threads()`` slabs of output rows (or columns,
-  whichever axis is longer), computed concurrently by a small pool of Python threads (NumPy
-  releases the GIL inside BLAS) whose idle workers sleep instead of spinning.
+* products below :data:`SMALL_MACS` multiply-adds run as one ``np.matmul`` call in the calling
+  thread;
+* larger ones are cut into tasks (one per matrix of a batch, or slabs of output rows/columns
+  when there are fewer matrices than threads) and a numba ``prange`` kernel calls BLAS's
+  ``cblas_?gemm`` once per task.  The kernel reaches the very BLAS that NumPy uses (found
+  through threadpoolctl, called through its address), so the speed is NumPy's.  Moving the
+  products of a 1x1 convolution from a pool of Python threads onto numba's threads took it
+  from 19 to 13 ms when PyTorch had been imported first (PyTorch: 14 ms).
 
 The thread count is switched through `threadpoolctl <https://github.com/joblib/threadpoolctl>`_
-(about 1 µs a switch; installed with nbconv).  Without it every product is a plain
-``np.matmul`` with BLAS's own threading.  Switching is process-wide: while any nbconv product
-runs (in any Python thread) BLAS is single-threaded, and the first count is restored when the
-last one finishes.
+(about 1 µs a switch; installed with nbconv).  Without it, or with a BLAS that has no CBLAS
+``gemm`` to call, every product is a plain ``np.matmul`` with BLAS's own threading.  Switching
+is process-wide: while any nbconv product runs (in any Python thread) BLAS is
+single-threaded, and the first count is restored when the last one finishes.
 """
 
 from __future__ import annotations
 
-import os
+import ctypes
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
+
+from ._config import JIT_OPTIONS
 
 __all__ = ["matmul", "SMALL_MACS"]
 
@@ -34,9 +43,12 @@ __all__ = ["matmul", "SMALL_MACS"]
 #: work on one core; LeNet's largest, 64x256 @ 256x120, takes 0.06 ms single-threaded).
 SMALL_MACS = 1 << 23
 
+# CBLAS constants (row-major storage; op(A) = A or A^T)
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+
 _controllers = None
-_pool: ThreadPoolExecutor | None = None
-_pool_workers = 0
+_gemm = None  # {np.dtype: address of cblas_?gemm}, and the integer type of its arguments
+_gemm_int = np.int32
 # products in flight and the BLAS thread counts to restore when the last one ends: two Python
 # threads saving and restoring on their own could leave BLAS single-threaded for good
 _lock = threading.Lock()
@@ -57,16 +69,115 @@ def _blas_controllers() -> list:
     return _controllers
 
 
-def _forget_pool() -> None:
-    """After ``fork`` the child has none of the parent's threads: start a fresh pool there
-    (submitting to the inherited one would wait forever)."""
-    global _pool, _pool_workers, _lock, _active
-    _pool, _pool_workers = None, 0
-    _lock, _active = threading.Lock(), 0
+#: CBLAS gemm symbols to look for, with the width of their integer arguments: NumPy's wheels
+#: ship an ILP64 OpenBLAS with prefixed and suffixed names; a system BLAS has the plain ones.
+_GEMM_SYMBOLS = (("scipy_cblas_{}gemm64_", np.int64), ("cblas_{}gemm64_", np.int64),
+                 ("cblas_{}gemm", np.int32))
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
+def _gemm_functions() -> dict:
+    """Addresses of NumPy's ``cblas_sgemm``/``cblas_dgemm`` by dtype; empty if not found.
+
+    NumPy's own BLAS comes first (the library under ``numpy``'s folder): a different BLAS
+    loaded by SciPy measured 20% slower here."""
+    global _gemm, _gemm_int
+    if _gemm is not None:
+        return _gemm
+    _gemm = {}
+    libs = sorted(_blas_controllers(), key=lambda c: "numpy" not in str(c.filepath))
+    for lib in libs:
+        try:
+            dll = ctypes.CDLL(lib.filepath)
+        except OSError:
+            continue
+        for pattern, int_type in _GEMM_SYMBOLS:
+            try:
+                found = {np.dtype(np.float32): getattr(dll, pattern.format("s")),
+                         np.dtype(np.float64): getattr(dll, pattern.format("d"))}
+            except AttributeError:
+                continue
+            _gemm = {k: ctypes.cast(f, ctypes.c_void_p).value for k, f in found.items()}
+            _gemm_int = int_type
+            return _gemm
+    return _gemm
+
+
+@intrinsic
+def _cblas_gemm(typingctx, fn, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Call ``cblas_?gemm`` at address ``fn`` in row-major order.
+
+    ``a``, ``b``, ``c`` are addresses (intp); ``transa``/``transb`` CBLAS codes; ``m`` .. ``ldc``
+    integers of the library's width; ``alpha``/``beta`` of the matrices' float type."""
+    if alpha not in (types.float32, types.float64) or beta != alpha:
+        return None
+    sig = types.void(fn, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+    def codegen(context, builder, signature, args):
+        fn_, ta, tb, m_, n_, k_, al, pa, lda_, pb, ldb_, be, pc, ldc_ = args
+        i32 = ir.IntType(32)
+        blas_int = context.get_value_type(m)
+        real = context.get_value_type(alpha)
+        ptr = real.as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, blas_int, blas_int, blas_int,
+                                               real, ptr, blas_int, ptr, blas_int, real, ptr,
+                                               blas_int])
+        func = builder.inttoptr(fn_, fnty.as_pointer())
+        builder.call(func, [ir.Constant(i32, _ROW_MAJOR), builder.trunc(ta, i32),
+                            builder.trunc(tb, i32), m_, n_, k_, al,
+                            builder.inttoptr(pa, ptr), lda_, builder.inttoptr(pb, ptr), ldb_,
+                            be, builder.inttoptr(pc, ptr), ldc_])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def _gemm_tasks(fn, ints, ptrs, alpha, beta):
+    """One BLAS call per row of the task table, spread over numba's threads.
+
+    ``ints[t]`` = (transa, transb, m, n, k, lda, ldb, ldc), ``ptrs[t]`` = (a, b, c)."""
+    for t in numba.prange(ints.shape[0]):
+        r = ints[t]
+        _cblas_gemm(fn, r[0], r[1], r[2], r[3], r[4], alpha, ptrs[t, 0], r[5], ptrs[t, 1],
+                    r[6], beta, ptrs[t, 2], r[7])
+
+
+def _operand(x):
+    """``(trans, ld)`` under which CBLAS reads the 2-D view ``x`` in row-major order, or None
+    when its strides fit no BLAS layout (then it must be copied)."""
+    it = x.itemsize
+    rows, cols = x.shape
+    s0, s1 = x.strides
+    if (cols == 1 or s1 == it) and s0 % it == 0:
+        ld = s0 // it if rows > 1 else max(cols, 1)
+        if ld >= max(cols, 1):
+            return _NO_TRANS, ld
+    if (rows == 1 or s0 == it) and s1 % it == 0:
+        ld = s1 // it if cols > 1 else max(rows, 1)
+        if ld >= max(rows, 1):
+            return _TRANS, ld
+    return None
+
+
+def _task(a, b, c):
+    """``(ints, ptrs)`` of one product ``c = a @ b`` (2-D views; ``c`` row-major)."""
+    ta, lda = _operand(a)
+    tb, ldb = _operand(b)
+    ldc = _operand(c)[1]
+    m, k = a.shape
+    n = b.shape[1]
+    return ((ta, tb, m, n, k, lda, ldb, ldc),
+            (a.ctypes.data, b.ctypes.data, c.ctypes.data))
+
+
+def _split(a, b, c, parts: int):
+    """``parts`` triples ``(a_i, b_i, c_i)`` covering ``c`` along its longer axis."""
+    rows, cols = c.shape
+    axis_len = max(rows, cols)
+    edges = [axis_len * i // parts for i in range(parts + 1)]
+    if rows >= cols:
+        return [(a[r0:r1], b, c[r0:r1]) for r0, r1 in zip(edges[:-1], edges[1:]) if r1 > r0]
+    return [(a, b[:, c0:c1], c[:, c0:c1]) for c0, c1 in zip(edges[:-1], edges[1:]) if c1 > c0]
 
 
 def _single_threaded(libs: list) -> None:
@@ -90,36 +201,59 @@ def _restore(libs: list) -> None:
                 lib.set_num_threads(n)
 
 
-def _workers(n: int) -> ThreadPoolExecutor:
-    """A pool of at least ``n`` threads (grown on demand; its idle threads sleep)."""
-    global _pool, _pool_workers
-    if _pool is None or _pool_workers < n:
-        # the old pool is left alone (not shut down): another Python thread may still be
-        # submitting to it; its few idle threads sleep
-        _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="nbconv-blas")
-        _pool_workers = n
-    return _pool
+def _as3(x):
+    """``x`` as a batch of matrices: 2-D arrays get a leading axis of one."""
+    return x[None] if x.ndim == 2 else x
 
 
-def _slabs(a, b, out, parts: int):
-    """``parts`` argument triples ``(a_i, b_i, out_i)`` covering ``out`` along its longer axis."""
-    rows, cols = out.shape[-2], out.shape[-1]
-    axis_len = max(rows, cols)
-    edges = [axis_len * i // parts for i in range(parts + 1)]
-    if rows >= cols:
-        return [(a[..., r0:r1, :], b, out[..., r0:r1, :])
-                for r0, r1 in zip(edges[:-1], edges[1:])]
-    return [(a, b[..., :, c0:c1], out[..., :, c0:c1]) for c0, c1 in zip(edges[:-1], edges[1:])]
+def _blas_ready(a, b, out) -> bool:
+    """Whether the threaded path takes these arrays as they are: one float dtype with a CBLAS
+    gemm, 2-D or 3-D arrays (a batch axis of 1 broadcasts), every matrix in a BLAS layout and
+    ``out`` row-major and writeable.  Anything else goes to ``np.matmul``."""
+    if not (a.dtype == b.dtype == out.dtype and out.dtype in _gemm_functions()):
+        return False
+    if not (out.flags.writeable and {a.ndim, b.ndim, out.ndim} <= {2, 3}
+            and out.ndim == max(a.ndim, b.ndim)):
+        return False
+    a3, b3, c3 = _as3(a), _as3(b), _as3(out)
+    B = c3.shape[0]
+    if (a3.shape[0] not in (1, B) or b3.shape[0] not in (1, B) or a3.shape[2] != b3.shape[1]
+            or c3.shape[1:] != (a3.shape[1], b3.shape[2])):
+        return False
+    layouts = [_operand(m[0]) for m in (a3, b3, c3)]
+    return all(layouts) and layouts[2][0] == _NO_TRANS
 
 
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``np.matmul(a, b, out=out)`` with single-threaded BLAS calls (see the module docstring).
+def _threaded(a, b, out, beta) -> None:
+    """The large-product path: one task per matrix of the batch, or slabs of every matrix
+    when the batch does not divide evenly among the threads."""
+    a3, b3, c3 = _as3(a), _as3(b), _as3(out)
+    threads = numba.get_num_threads()
+    parts = 1 if len(c3) % threads == 0 else threads
+    ints, ptrs = [], []
+    for i in range(len(c3)):
+        ai = a3[i if len(a3) > 1 else 0]
+        bi = b3[i if len(b3) > 1 else 0]
+        for task in _split(ai, bi, c3[i], parts):
+            n, p = _task(*task)
+            ints.append(n)
+            ptrs.append(p)
+    _gemm_tasks(_gemm_functions()[out.dtype], np.array(ints, dtype=_gemm_int),
+                np.array(ptrs, dtype=np.intp), out.dtype.type(1.0), out.dtype.type(beta))
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False) -> np.ndarray:
+    """``out = a @ b`` (or ``out += a @ b``) with single-threaded BLAS calls run by numba's
+    threads (see the module docstring).
 
     Parameters
     ----------
     a : ndarray, shape (..., M, K)
     b : ndarray, shape (..., K, N)
     out : ndarray, shape (..., M, N)
+        May be a strided view; it is written in place.
+    accumulate : bool
+        Add the product to ``out`` instead of overwriting it.
 
     Returns
     -------
@@ -127,22 +261,19 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """
     libs = _blas_controllers()
     if not libs:
+        if accumulate:
+            out += np.matmul(a, b)
+            return out
         return np.matmul(a, b, out=out)
-    parts = 1
-    if out.size * a.shape[-1] > SMALL_MACS:
-        parts = min(numba.get_num_threads(), max(out.shape[-2], out.shape[-1]))
     _single_threaded(libs)
     try:
-        if parts <= 1:
-            return np.matmul(a, b, out=out)
-        first, *rest = _slabs(a, b, out, parts)
-        pool = _workers(len(rest))
-        futures = [pool.submit(np.matmul, ai, bi, out=oi) for ai, bi, oi in rest]
-        try:
-            np.matmul(*first[:2], out=first[2])
-        finally:
-            for f in futures:
-                f.result()  # re-raises a worker's exception here
+        large = out.size * a.shape[-1] > SMALL_MACS and numba.get_num_threads() > 1
+        if large and _blas_ready(a, b, out):
+            _threaded(a, b, out, 1.0 if accumulate else 0.0)
+        elif accumulate:
+            out += np.matmul(a, b)
+        else:
+            np.matmul(a, b, out=out)
         return out
     finally:
         _restore(libs)

@@ -3,9 +3,7 @@ kernels against their threaded versions, and single-threaded BLAS products again
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -218,33 +216,89 @@ def test_blas_matmul_without_threadpoolctl(monkeypatch):
     a, b = np.arange(12.0).reshape(3, 4), np.arange(8.0).reshape(4, 2)
     out = np.empty((3, 2))
     np.testing.assert_array_equal(_blas.matmul(a, b, out), a @ b)
+    np.testing.assert_array_equal(_blas.matmul(a, b, out, accumulate=True), 2 * (a @ b))
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_blas_slabs_work_in_a_forked_child(monkeypatch):
-    """The slab pool's threads do not survive fork; the child must start its own pool."""
+def _count_threaded(monkeypatch):
+    """Spy on the numba task kernel: a list that grows by the task count of every call."""
+    calls = []
+    real = _blas._gemm_tasks
+
+    def spy(fn, ints, ptrs, alpha, beta):
+        calls.append(len(ints))
+        return real(fn, ints, ptrs, alpha, beta)
+
+    monkeypatch.setattr(_blas, "_gemm_tasks", spy)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("batch_a, batch_b, n_out", [
+    ((), (), ()),          # plain 2-D product (linear layers)
+    ((1,), (5,), (5,)),    # one weight matrix for a batch (pointwise convolution)
+    ((3,), (3,), (3,)),    # per-group products, 3 tasks split into slabs for 2 threads
+    ((4,), (4,), (4,)),    # batch divisible by 2 threads: one task per matrix
+])
+def test_blas_threaded_path_matches_numpy(monkeypatch, dtype, accumulate, batch_a, batch_b,
+                                          n_out):
+    """Large products run as BLAS tasks on numba's threads, reading strided views in place:
+    transposed operands, a column slice of a wider matrix, and writing into a sliced output."""
+    if not _blas._gemm_functions():
+        pytest.skip("no CBLAS gemm found in NumPy's BLAS")
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal(batch_a + (13, 9)).astype(dtype).swapaxes(-1, -2)  # (.., 9, 13)
+    b = rng.standard_normal(batch_b + (13, 30)).astype(dtype)[..., 3:24]       # (.., 13, 21)
+    big = rng.standard_normal(n_out + (12, 25)).astype(dtype)
+    out = big[..., 2:11, 1:22]                                                   # (.., 9, 21)
+    start = out.copy()
+    before = big.copy()
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    if accumulate:
+        want += start
+    calls = _count_threaded(monkeypatch)
     monkeypatch.setattr(_blas, "SMALL_MACS", 0)
-    a, b = np.ones((64, 8)), np.ones((8, 64))
-    _blas.matmul(a, b, np.empty((64, 64)))  # the parent's pool exists now
-    pid = os.fork()
-    if pid == 0:  # child: exit 0 only if the product completes and is right
-        try:
-            out = np.empty((64, 64))
-            _blas.matmul(a, b, out)
-            os._exit(0 if np.all(out == 8.0) else 1)
-        except BaseException:
-            os._exit(2)
-    deadline = time.monotonic() + 30
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child hung in _blas.matmul")
-        time.sleep(0.05)
-    assert os.waitstatus_to_exitcode(status) == 0
+    old = nc.get_num_threads()
+    nc.set_num_threads(min(2, nc.max_num_threads()))
+    try:
+        assert _blas.matmul(a, b, out, accumulate=accumulate) is out
+    finally:
+        nc.set_num_threads(old)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol)
+    if nc.max_num_threads() > 1:
+        assert calls, "the threaded path did not run"
+    outside = np.ones(big.shape, bool)
+    outside[..., 2:11, 1:22] = False
+    np.testing.assert_array_equal(big[outside], before[outside])  # nothing written outside
+
+
+def test_blas_unusable_layouts_fall_back(monkeypatch):
+    """Operands whose strides no BLAS layout can express, mixed dtypes and read-only or
+    column-major outputs are left to np.matmul (same result, no task kernel)."""
+    rng = np.random.default_rng(10)
+    a = rng.standard_normal((20, 18))[::2, ::2]           # no unit stride
+    b = rng.standard_normal((9, 7))
+    calls = _count_threaded(monkeypatch)
+    monkeypatch.setattr(_blas, "SMALL_MACS", 0)
+    out = np.empty((10, 7))
+    np.testing.assert_allclose(_blas.matmul(a, b, out), a @ b, rtol=1e-12)
+    out_f = np.empty((7, 10)).T                             # column-major output
+    np.testing.assert_allclose(_blas.matmul(a, b, out_f), a @ b, rtol=1e-12)
+    out32 = np.empty((10, 7), np.float32)
+    np.testing.assert_allclose(_blas.matmul(a.astype(np.float32), b, out32), a @ b, rtol=1e-5)
+    assert calls == []
+
+
+def test_blas_without_cblas_symbols(monkeypatch):
+    """A BLAS without a CBLAS gemm to call: every product is np.matmul."""
+    monkeypatch.setattr(_blas, "_gemm", {})
+    monkeypatch.setattr(_blas, "SMALL_MACS", 0)
+    calls = _count_threaded(monkeypatch)
+    a, b = np.arange(12.0).reshape(3, 4), np.arange(8.0).reshape(4, 2)
+    out = np.ones((3, 2))
+    np.testing.assert_array_equal(_blas.matmul(a, b, out, accumulate=True), a @ b + 1)
+    assert calls == []
 
 
 @pytest.mark.parametrize("shape_x, shape_w, padding, groups", [

@@ -12,8 +12,8 @@ Only if a single output pixel's column (``max(C*kh*kw, F)`` numbers) exceeds the
 bound exceeded, by that one column.
 
 For each chunk the column matrix ``cols`` ``(C*kh*kw, M)`` is written by a numba kernel and the
-products are single-threaded BLAS calls on slabs run side by side (:func:`nbconv._blas.matmul`,
-contiguous blocks, one GEMM per group, outside any ``prange``):
+products are single-threaded BLAS calls run side by side on numba's threads
+(:func:`nbconv._blas.matmul`: one GEMM per group, or slabs of it, reading strided views in place):
 
 * forward: ``y_chunk[g] = W[g] @ cols[g]`` (+ bias);
 * backward: ``dW[g] += dy_chunk[g] @ cols[g].T``, ``dcols[g] = W[g].T @ dy_chunk[g]`` and
@@ -216,7 +216,6 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
     cols_flat = np.empty(CK * max_cols, dtype)
     dcols_flat = np.empty(CK * max_cols, dtype) if dx is not None else None
     dyt_flat = None
-    gw_part = None
     last_n = -1
     for k, (n0, nb, r0, nr, j0, nj) in enumerate(chunks):
         M = nb * nr * nj
@@ -232,13 +231,7 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
             _conv2d_im2col_bwd_gather_dy(dy, dyt, n0, nb, r0, nr, j0, nj)
             dyt3 = dyt.reshape(G, Fg, M)
         # weight gradient: sum over chunks of dy_chunk @ cols_chunk.T, per group
-        if k == 0:
-            matmul(dyt3, cols3t, gw3)
-        else:
-            if gw_part is None:
-                gw_part = np.empty_like(gw3)
-            matmul(dyt3, cols3t, gw_part)
-            gw3 += gw_part
+        matmul(dyt3, cols3t, gw3, accumulate=k > 0)
         if dx is None:
             continue
         dcols = _buffer(dcols_flat, CK, M)
