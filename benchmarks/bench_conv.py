@@ -49,7 +49,7 @@ import nbconv
 
 LAYERS = CONV_LAYERS
 LENET = ("lenet_c1", "lenet_c2")
-ALGOS = ("direct", "im2col", "auto")
+ALGOS = ("direct", "im2col", "winograd", "auto")
 TARGETS = {"forward_lenet": 1.0, "forward_other": 1.25, "backward": 1.5}
 #: relative error (max |a - ref| / max |ref|) above which a result is flagged as wrong.
 CHECK_TOL = 1e-3
@@ -188,6 +188,8 @@ def bench_layer(name, spec, torch, algos, passes, timing, numpy_baseline, peak) 
                     return torch.autograd.grad(yt, (xt, wt, bt), dyt, retain_graph=True)
             fns["torch"] = tfn
         for algo in algos:
+            if algo == "winograd" and (k, s, g) != (3, 1, 1):
+                continue  # Winograd F(2x2, 3x3) covers 3x3, stride 1, groups 1 only
             if pss == "fwd":
                 def fn(algo=algo):
                     return nbconv.conv2d(x, w, b, s, p, groups=g, algorithm=algo)
@@ -265,7 +267,10 @@ def print_tables(results, algos, passes, have_torch, numpy_baseline) -> None:
             row = [r["name"], fmt_num(r[f"gflop_{key}"], 3)]
             notes = []
             for c in cols:
-                e = d[c]
+                e = d.get(c)
+                if e is None:  # not applicable to this layer (winograd: 3x3 stride 1 only)
+                    row += ["-", "-"] + (["-"] if have_torch and c != "torch" else [])
+                    continue
                 row += [fmt_num(e["ms"]), fmt_num(e["gflops"], 1)]
                 if have_torch and c != "torch":
                     row.append(fmt_num(e.get("ratio")))
@@ -310,7 +315,8 @@ def plot(results, algos, passes, have_torch, path) -> None:
     for ax, pss in zip(axes[:, 0], passes):
         key = "forward" if pss == "fwd" else "backward"
         for i, a in enumerate(algos):
-            vals = [r[key][a].get("ratio" if have_torch else "gflops", np.nan) for r in results]
+            vals = [r[key].get(a, {}).get("ratio" if have_torch else "gflops", np.nan)
+                    for r in results]
             ax.bar(xs + (i - (len(algos) - 1) / 2) * width, vals, width, label=a)
         if have_torch:
             for lvl, style in ((1.0, "-"), (1.25, "--"), (1.5, ":")):

@@ -103,43 +103,72 @@ def _gemm_functions() -> dict:
 
 
 @intrinsic
-def _cblas_gemm(typingctx, fn, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+def _cblas_gemm(typingctx, fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                ldc):
     """Call ``cblas_?gemm`` at address ``fn`` in row-major order.
 
-    ``a``, ``b``, ``c`` are addresses (intp); ``transa``/``transb`` CBLAS codes; ``m`` .. ``ldc``
-    integers of the library's width; ``alpha``/``beta`` of the matrices' float type."""
+    ``a``, ``b``, ``c`` are addresses; ``transa``/``transb`` CBLAS codes; the integers are
+    passed at the width of ``width`` (a zero of the library's integer type);
+    ``alpha``/``beta`` are of the matrices' float type."""
     if alpha not in (types.float32, types.float64) or beta != alpha:
         return None
-    sig = types.void(fn, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    sig = types.void(fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
     def codegen(context, builder, signature, args):
-        fn_, ta, tb, m_, n_, k_, al, pa, lda_, pb, ldb_, be, pc, ldc_ = args
+        fn_, _, ta, tb, m_, n_, k_, al, pa, lda_, pb, ldb_, be, pc, ldc_ = args
         i32 = ir.IntType(32)
-        blas_int = context.get_value_type(m)
+        blas_int = context.get_value_type(width)
         real = context.get_value_type(alpha)
         ptr = real.as_pointer()
+
+        def as_int(v, ty):
+            if v.type.width > ty.width:
+                return builder.trunc(v, ty)
+            return builder.sext(v, ty) if v.type.width < ty.width else v
+
         fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, blas_int, blas_int, blas_int,
                                                real, ptr, blas_int, ptr, blas_int, real, ptr,
                                                blas_int])
         func = builder.inttoptr(fn_, fnty.as_pointer())
-        builder.call(func, [ir.Constant(i32, _ROW_MAJOR), builder.trunc(ta, i32),
-                            builder.trunc(tb, i32), m_, n_, k_, al,
-                            builder.inttoptr(pa, ptr), lda_, builder.inttoptr(pb, ptr), ldb_,
-                            be, builder.inttoptr(pc, ptr), ldc_])
+        ints = [as_int(v, blas_int) for v in (m_, n_, k_, lda_, ldb_, ldc_)]
+        builder.call(func, [ir.Constant(i32, _ROW_MAJOR), as_int(ta, i32), as_int(tb, i32),
+                            ints[0], ints[1], ints[2], al, builder.inttoptr(pa, ptr), ints[3],
+                            builder.inttoptr(pb, ptr), ints[4], be, builder.inttoptr(pc, ptr),
+                            ints[5]])
         return context.get_dummy_value()
 
     return sig, codegen
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
-def _gemm_tasks(fn, ints, ptrs, alpha, beta):
-    """One BLAS call per row of the task table, spread over numba's threads.
+def _gemm_tasks(fn, width, geometry, addresses, parts, alpha, beta):
+    """``C[i] = alpha * op(A[i]) @ op(B[i]) + beta * C[i]`` for a batch of matrices, each cut
+    into ``parts`` slabs, one BLAS call per slab, spread over numba's threads.
 
-    ``ints[t]`` = (transa, transb, m, n, k, lda, ldb, ldc), ``ptrs[t]`` = (a, b, c)."""
-    for t in numba.prange(ints.shape[0]):
-        r = ints[t]
-        _cblas_gemm(fn, r[0], r[1], r[2], r[3], r[4], alpha, ptrs[t, 0], r[5], ptrs[t, 1],
-                    r[6], beta, ptrs[t, 2], r[7])
+    ``geometry`` = (transa, transb, m, n, k, lda, ldb, ldc, batch, itemsize, split_rows);
+    ``addresses`` = (A, B, C, and their batch strides in bytes; 0 broadcasts a matrix).
+    Slabs are runs of C's rows (``split_rows``) or columns."""
+    ta, tb, m, n, k, lda, ldb, ldc, batch, it, split_rows = geometry
+    for task in numba.prange(batch * parts):
+        i = task // parts
+        s = task - i * parts
+        pa = addresses[0] + i * addresses[3]
+        pb = addresses[1] + i * addresses[4]
+        pc = addresses[2] + i * addresses[5]
+        rows, cols = m, n
+        if split_rows:
+            r0 = m * s // parts
+            rows = m * (s + 1) // parts - r0
+            pa += r0 * (lda if ta == _NO_TRANS else 1) * it
+            pc += r0 * ldc * it
+        else:
+            c0 = n * s // parts
+            cols = n * (s + 1) // parts - c0
+            pb += c0 * (1 if tb == _NO_TRANS else ldb) * it
+            pc += c0 * it
+        if rows > 0 and cols > 0:
+            _cblas_gemm(fn, width, ta, tb, rows, cols, k, alpha, pa, lda, pb, ldb, beta, pc,
+                        ldc)
 
 
 def _operand(x):
@@ -157,27 +186,6 @@ def _operand(x):
         if ld >= max(rows, 1):
             return _TRANS, ld
     return None
-
-
-def _task(a, b, c):
-    """``(ints, ptrs)`` of one product ``c = a @ b`` (2-D views; ``c`` row-major)."""
-    ta, lda = _operand(a)
-    tb, ldb = _operand(b)
-    ldc = _operand(c)[1]
-    m, k = a.shape
-    n = b.shape[1]
-    return ((ta, tb, m, n, k, lda, ldb, ldc),
-            (a.ctypes.data, b.ctypes.data, c.ctypes.data))
-
-
-def _split(a, b, c, parts: int):
-    """``parts`` triples ``(a_i, b_i, c_i)`` covering ``c`` along its longer axis."""
-    rows, cols = c.shape
-    axis_len = max(rows, cols)
-    edges = [axis_len * i // parts for i in range(parts + 1)]
-    if rows >= cols:
-        return [(a[r0:r1], b, c[r0:r1]) for r0, r1 in zip(edges[:-1], edges[1:]) if r1 > r0]
-    return [(a, b[:, c0:c1], c[:, c0:c1]) for c0, c1 in zip(edges[:-1], edges[1:]) if c1 > c0]
 
 
 def _single_threaded(libs: list) -> None:
@@ -226,20 +234,22 @@ def _blas_ready(a, b, out) -> bool:
 
 def _threaded(a, b, out, beta) -> None:
     """The large-product path: one task per matrix of the batch, or slabs of every matrix
-    when the batch does not divide evenly among the threads."""
+    (along the longer axis of the output) when the batch does not divide evenly among the
+    threads.  O(1) Python work: the kernel computes every task's addresses."""
     a3, b3, c3 = _as3(a), _as3(b), _as3(out)
     threads = numba.get_num_threads()
-    parts = 1 if len(c3) % threads == 0 else threads
-    ints, ptrs = [], []
-    for i in range(len(c3)):
-        ai = a3[i if len(a3) > 1 else 0]
-        bi = b3[i if len(b3) > 1 else 0]
-        for task in _split(ai, bi, c3[i], parts):
-            n, p = _task(*task)
-            ints.append(n)
-            ptrs.append(p)
-    _gemm_tasks(_gemm_functions()[out.dtype], np.array(ints, dtype=_gemm_int),
-                np.array(ptrs, dtype=np.intp), out.dtype.type(1.0), out.dtype.type(beta))
+    batch, m, n = c3.shape
+    parts = 1 if batch % threads == 0 else threads
+    ta, lda = _operand(a3[0])
+    tb, ldb = _operand(b3[0])
+    ldc = _operand(c3[0])[1]
+    geometry = np.array([ta, tb, m, n, a3.shape[2], lda, ldb, ldc, batch, out.itemsize,
+                         m >= n], dtype=np.int64)
+    addresses = np.array([a3.ctypes.data, b3.ctypes.data, c3.ctypes.data,
+                          a3.strides[0] if len(a3) > 1 else 0,
+                          b3.strides[0] if len(b3) > 1 else 0, c3.strides[0]], dtype=np.int64)
+    _gemm_tasks(_gemm_functions()[out.dtype], _gemm_int(0), geometry, addresses, parts,
+                out.dtype.type(1.0), out.dtype.type(beta))
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False) -> np.ndarray:

@@ -224,9 +224,9 @@ def _count_threaded(monkeypatch):
     calls = []
     real = _blas._gemm_tasks
 
-    def spy(fn, ints, ptrs, alpha, beta):
-        calls.append(len(ints))
-        return real(fn, ints, ptrs, alpha, beta)
+    def spy(fn, width, geometry, addresses, parts, alpha, beta):
+        calls.append(geometry[8] * parts)  # batch * slabs
+        return real(fn, width, geometry, addresses, parts, alpha, beta)
 
     monkeypatch.setattr(_blas, "_gemm_tasks", spy)
     return calls

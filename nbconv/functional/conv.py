@@ -43,7 +43,7 @@ from . import _device
 
 __all__ = ["conv2d", "conv2d_backward", "conv1d", "conv1d_backward"]
 
-ALGORITHMS = ("auto", "direct", "im2col")
+ALGORITHMS = ("auto", "direct", "im2col", "winograd")
 
 #: numpy.pad mode of each non-zero padding mode (PyTorch semantics).
 _NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -201,9 +201,29 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups):
             gb[...] = gbq[:F]
 
 
+def _winograd_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+    from . import _winograd
+
+    _winograd.conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups)
+
+
+def _winograd_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+    """The data gradient of a 3x3 stride-1 convolution is one too (of ``dy`` with the flipped,
+    transposed kernel): Winograd; the weight gradient: the wide-row direct kernel."""
+    from . import _winograd
+
+    kh, kw = w.shape[2], w.shape[3]
+    if dx is not None:
+        _winograd.conv2d_forward(dy, _flip_transpose(w, 1), None, dx, 1, 1, kh - 1 - pt,
+                                 kw - 1 - pl, 1, 1, 1)
+    _wide_backward(dy, x, w, None, gw, gb, pt, pl, dh, dw, groups)
+
+
 def _drivers(algorithm: str):
     if algorithm == "direct":
         return _direct_forward, _direct_backward
+    if algorithm == "winograd":
+        return _winograd_forward, _winograd_backward
     from . import _im2col
 
     return _im2col.conv2d_forward, _im2col.conv2d_backward
@@ -288,26 +308,44 @@ def _geometry(op, x_shape, w_shape, stride, padding, dilation, groups, padding_m
     return _Geom(sy, sx, dh, dw, groups, pt, pb, pl, pr, padding_mode, OH, OW)
 
 
-def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F) -> str:
-    """The ``"auto"`` rule (see :func:`conv2d`), from benchmarks/bench_conv.py's numbers.
+def _winograd_fits(kh, kw, g: _Geom) -> bool:
+    return (kh, kw, g.sy, g.sx, g.dh, g.dw, g.groups) == (3, 3, 1, 1, 1, 1, 1)
 
-    Stride 1 with a kernel larger than 1x1 runs on the wide-row direct kernels: with taps grouped
-    five, four or three per pass they beat im2col+BLAS on every such layer of the benchmark set
-    (forward, same process as PyTorch, 2 cores: ResNet 3x3 29.9 vs 64.8 ms, VGG 57 vs 75,
-    NNlib 3x3 1.7-1.9 vs 3.4-3.9 ms, AlexNet c2 5x5 31.7 vs 33.9; LeNet's few output channels
-    even more so).  Otherwise (1x1 and strided kernels, where the direct kernels are not tuned)
-    im2col+BLAS wins once the GEMM is big enough in both the reduction (``C*kh*kw``) and the
-    output-channel dimension, and the direct kernels take grouped and depthwise convolutions
-    (tiny GEMMs) and tiny reductions.
+
+def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> str:
+    """The ``"auto"`` rule (see :func:`conv2d`), from benchmarks/bench_conv.py's numbers and
+    a sweep of other shapes (2 cores, float32, forward / backward ms).
+
+    * 3x3, stride 1, dilation 1, groups 1 with at least 32 input and output channels (48 for
+      the backward pass): Winograd F(2x2, 3x3).  VGG 27.3 / 102 vs direct 55.2 / 113, ResNet
+      18.8 / 58.7 vs 28.9 / 61.1, 64 -> 64 on 8x8 1.9 / 5.9 vs 5.5 / 9.5; with 32 channels
+      forward 3.64 vs 3.84 but backward 9.1 vs 8.2; with 16 channels, or 3 (VGG's first
+      layer: 45 vs 18 ms), direct wins.
+    * Other stride-1 kernels larger than 1x1: the wide-row direct kernels, except for
+      ``groups == 1`` with ``C >= 64`` and ``F >= 128``, where im2col+BLAS wins (AlexNet c2
+      5x5 64 -> 192: 26.0 / 53 vs 31.7 / 67; 128 -> 128 5x5: 12.7 / 24 vs 14.0 / 31; but
+      64 -> 64 5x5 10.8 / 24 vs 13.5 / 29 and LeNet's few channels stay direct).
+    * Otherwise (1x1 and strided kernels, where the direct kernels are not tuned) im2col+BLAS
+      once the GEMM is big enough in both the reduction (``C*kh*kw >= 64``) and the output
+      channels (``F >= 32``); the direct kernels take grouped and depthwise convolutions (tiny
+      GEMMs) and tiny reductions.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(
             f"{op}: argument 'algorithm' must be one of {ALGORITHMS}, got {algorithm!r}"
         )
+    if algorithm == "winograd" and not _winograd_fits(kh, kw, g):
+        raise ValueError(
+            f"{op}: algorithm 'winograd' needs a 3x3 kernel, stride 1, dilation 1 and "
+            f"groups 1; got kernel {(kh, kw)}, stride {(g.sy, g.sx)}, dilation "
+            f"{(g.dh, g.dw)}, groups {g.groups}"
+        )
     if algorithm != "auto":
         return algorithm
+    if _winograd_fits(kh, kw, g) and min(C, F) >= (48 if backward else 32):
+        return "winograd"
     if g.sy == 1 and g.sx == 1 and kh * kw > 1:
-        return "direct"
+        return "im2col" if g.groups == 1 and C >= 64 and F >= 128 else "direct"
     if g.groups == 1 and F >= 32 and C * kh * kw >= 64:
         return "im2col"
     return "direct"
@@ -424,13 +462,17 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         As in PyTorch: ``"reflect"`` mirrors without repeating the edge (``np.pad`` "reflect",
         padding must be < the input size), ``"replicate"`` repeats the edge (``np.pad`` "edge"),
         ``"circular"`` wraps around (``np.pad`` "wrap", padding <= the input size).
-    algorithm : {"auto", "direct", "im2col"}
+    algorithm : {"auto", "direct", "im2col", "winograd"}
         ``"direct"``: numba loop nests; ``"im2col"``: patches unfolded into columns and
-        multiplied by BLAS in bounded chunks. ``"auto"`` picks ``"direct"`` for stride 1 with
-        a kernel larger than 1x1; otherwise ``"im2col"`` when ``groups == 1``,
-        ``C * kh * kw >= 64`` and ``F >= 32``, else ``"direct"`` (grouped and depthwise
-        convolutions, tiny reductions); benchmarks/bench_conv.py measures both. All algorithms
-        give the same result up to float rounding.
+        multiplied by BLAS in bounded chunks; ``"winograd"``: Winograd F(2x2, 3x3), 16 BLAS
+        products on transformed tiles (3x3 kernels, stride 1, dilation 1, groups 1 only).
+        ``"auto"`` picks ``"winograd"`` where it applies and ``C, F >= 32`` (48 for the
+        backward pass); for other stride-1 kernels larger than 1x1 ``"direct"``, or
+        ``"im2col"`` when ``groups == 1``, ``C >= 64`` and ``F >= 128``; otherwise
+        ``"im2col"`` when ``groups == 1``, ``C * kh * kw >= 64`` and ``F >= 32``, else
+        ``"direct"`` (grouped and depthwise convolutions, tiny reductions);
+        benchmarks/bench_conv.py measures them. All algorithms give the same result up to
+        float rounding.
 
     Returns
     -------
@@ -500,7 +542,7 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
         As in :func:`conv2d`.
     bias : bool
         Whether to compute the bias gradient (an array counts as True: "the layer has a bias").
-    algorithm : {"auto", "direct", "im2col"}, keyword-only
+    algorithm : {"auto", "direct", "im2col", "winograd"}, keyword-only
         As in :func:`conv2d`.
     need_dx : bool, keyword-only
         ``False`` skips the data gradient (e.g. for a network's first layer); ``dx`` is then
@@ -540,7 +582,7 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
                   desc)
     _check_dy(op, dy, (x.shape[0], weight.shape[0], g.OH, g.OW), desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
-                              weight.shape[0])
+                              weight.shape[0], backward=True)
     return _conv2d_backward_impl(op, dy, x, weight, g, _want_bias(bias), bool(need_dx), algo)
 
 
