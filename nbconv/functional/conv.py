@@ -110,6 +110,11 @@ def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     """
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
+    if sy == 1 and sx == 1 and _depthwise(x, w, groups):
+        from ..kernels.conv2d_depthwise import _conv2d_depthwise_fwd
+
+        _conv2d_depthwise_fwd(x, w, b, y, pt, pl, dh, dw)
+        return
     if sy == 1 and sx == 1:
         from ..kernels.conv2d_wide import _conv2d_wide_fwd
 
@@ -122,6 +127,11 @@ def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     from ..kernels.conv2d_direct import _conv2d_direct_fwd
 
     _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, numba.get_num_threads())
+
+
+def _depthwise(x, w, groups) -> bool:
+    """One input channel per filter (``groups == C``): the plane-in-L1 kernels."""
+    return groups > 1 and groups == x.shape[1] and w.shape[1] == 1
 
 
 def _round_up_filters(w, b, groups):
@@ -152,6 +162,9 @@ def _flip_transpose(w, groups):
 
 def _direct_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
     """Driver of the direct algorithm: overwrite ``dx`` (unless None), ``gw`` and ``gb``."""
+    if sy == 1 and sx == 1 and _depthwise(x, w, groups):
+        _depthwise_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups)
+        return
     if sy == 1 and sx == 1:
         _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups)
         return
@@ -164,8 +177,26 @@ def _direct_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
     _conv2d_direct_bwd_weight(dy, x, gw, gbuf, int(with_bias), sy, sx, pt, pl, dh, dw, groups)
 
 
-def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups):
-    """Stride-1 backward with the wide-row kernels."""
+def _depthwise_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups):
+    """Stride-1 depthwise backward: the data gradient is a depthwise convolution of ``dy``
+    with the flipped kernel when every channel has one filter (otherwise each input channel
+    sums several filters: the wide-row kernel); the weight gradient one task per channel."""
+    from ..kernels.conv2d_depthwise import _conv2d_depthwise_bwd_weight, _conv2d_depthwise_fwd
+
+    kh, kw = w.shape[2], w.shape[3]
+    if dx is not None and w.shape[0] == x.shape[1]:
+        flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1])
+        _conv2d_depthwise_fwd(dy, flipped, np.zeros(w.shape[0], dtype=x.dtype), dx,
+                              dh * (kh - 1) - pt, dw * (kw - 1) - pl, dh, dw)
+    elif dx is not None:
+        _wide_backward(dy, x, w, dx, None, None, pt, pl, dh, dw, groups, need_weight=False)
+    with_bias = gb is not None
+    gbuf = gb if with_bias else np.empty(w.shape[0], dtype=x.dtype)
+    _conv2d_depthwise_bwd_weight(dy, x, gw, gbuf, with_bias, pt, pl, dh, dw)
+
+
+def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups, need_weight=True):
+    """Stride-1 backward with the wide-row kernels (``need_weight=False``: ``dx`` only)."""
     from ..kernels.conv2d_wide import FB, _conv2d_wide_bwd_weight, _conv2d_wide_fwd
 
     N, C, H, W = x.shape
@@ -179,6 +210,8 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups):
         wq, bq = _round_up_filters(_flip_transpose(w, groups), np.zeros(C, dtype=x.dtype),
                                    groups)
         _conv2d_wide_fwd(dyp, wq, bq, dx, dh, dw, groups, numba.get_num_threads())
+    if not need_weight:
+        return
     Hp, Wp = OH + ekh, OW + ekw
     # channel-major, batch-long layouts of the padded input and of dy (see the kernel)
     plane = N * Hp * Wp

@@ -205,6 +205,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
             kernel(_planes(x), _planes(y))
             return y
         idx = np.empty(y.shape, dtype=np.int64)
+        # with argmax bookkeeping the work per element is larger: threads pay 4x sooner
+        serial = x.size < _config.SERIAL_BELOW // 4
         kernel = _k._max_pool2d_2x2_fwd_serial if serial else _k._max_pool2d_2x2_fwd
         kernel(_planes(x), _planes(y), _planes(idx))
     else:
