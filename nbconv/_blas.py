@@ -28,23 +28,18 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from contextlib import contextmanager
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba.core import types
-from numba.extending import intrinsic
 
-from ._config import JIT_OPTIONS
+from .kernels.gemm import _NO_TRANS, _TRANS, _gemm_tasks
 
 __all__ = ["matmul", "SMALL_MACS"]
 
 #: products with at most this many multiply-adds are one single-threaded call (about 0.5 ms of
 #: work on one core; LeNet's largest, 64x256 @ 256x120, takes 0.06 ms single-threaded).
 SMALL_MACS = 1 << 23
-
-# CBLAS constants (row-major storage; op(A) = A or A^T)
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 _controllers = None
 _gemm = None  # {np.dtype: address of cblas_?gemm}, and the integer type of its arguments
@@ -100,75 +95,6 @@ def _gemm_functions() -> dict:
             _gemm_int = int_type
             return _gemm
     return _gemm
-
-
-@intrinsic
-def _cblas_gemm(typingctx, fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c,
-                ldc):
-    """Call ``cblas_?gemm`` at address ``fn`` in row-major order.
-
-    ``a``, ``b``, ``c`` are addresses; ``transa``/``transb`` CBLAS codes; the integers are
-    passed at the width of ``width`` (a zero of the library's integer type);
-    ``alpha``/``beta`` are of the matrices' float type."""
-    if alpha not in (types.float32, types.float64) or beta != alpha:
-        return None
-    sig = types.void(fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-
-    def codegen(context, builder, signature, args):
-        fn_, _, ta, tb, m_, n_, k_, al, pa, lda_, pb, ldb_, be, pc, ldc_ = args
-        i32 = ir.IntType(32)
-        blas_int = context.get_value_type(width)
-        real = context.get_value_type(alpha)
-        ptr = real.as_pointer()
-
-        def as_int(v, ty):
-            if v.type.width > ty.width:
-                return builder.trunc(v, ty)
-            return builder.sext(v, ty) if v.type.width < ty.width else v
-
-        fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, blas_int, blas_int, blas_int,
-                                               real, ptr, blas_int, ptr, blas_int, real, ptr,
-                                               blas_int])
-        func = builder.inttoptr(fn_, fnty.as_pointer())
-        ints = [as_int(v, blas_int) for v in (m_, n_, k_, lda_, ldb_, ldc_)]
-        builder.call(func, [ir.Constant(i32, _ROW_MAJOR), as_int(ta, i32), as_int(tb, i32),
-                            ints[0], ints[1], ints[2], al, builder.inttoptr(pa, ptr), ints[3],
-                            builder.inttoptr(pb, ptr), ints[4], be, builder.inttoptr(pc, ptr),
-                            ints[5]])
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@numba.njit(parallel=True, **JIT_OPTIONS)
-def _gemm_tasks(fn, width, geometry, addresses, parts, alpha, beta):
-    """``C[i] = alpha * op(A[i]) @ op(B[i]) + beta * C[i]`` for a batch of matrices, each cut
-    into ``parts`` slabs, one BLAS call per slab, spread over numba's threads.
-
-    ``geometry`` = (transa, transb, m, n, k, lda, ldb, ldc, batch, itemsize, split_rows);
-    ``addresses`` = (A, B, C, and their batch strides in bytes; 0 broadcasts a matrix).
-    Slabs are runs of C's rows (``split_rows``) or columns."""
-    ta, tb, m, n, k, lda, ldb, ldc, batch, it, split_rows = geometry
-    for task in numba.prange(batch * parts):
-        i = task // parts
-        s = task - i * parts
-        pa = addresses[0] + i * addresses[3]
-        pb = addresses[1] + i * addresses[4]
-        pc = addresses[2] + i * addresses[5]
-        rows, cols = m, n
-        if split_rows:
-            r0 = m * s // parts
-            rows = m * (s + 1) // parts - r0
-            pa += r0 * (lda if ta == _NO_TRANS else 1) * it
-            pc += r0 * ldc * it
-        else:
-            c0 = n * s // parts
-            cols = n * (s + 1) // parts - c0
-            pb += c0 * (1 if tb == _NO_TRANS else ldb) * it
-            pc += c0 * it
-        if rows > 0 and cols > 0:
-            _cblas_gemm(fn, width, ta, tb, rows, cols, k, alpha, pa, lda, pb, ldb, beta, pc,
-                        ldc)
 
 
 def _operand(x):
@@ -232,6 +158,28 @@ def _blas_ready(a, b, out) -> bool:
     return all(layouts) and layouts[2][0] == _NO_TRANS
 
 
+@contextmanager
+def single_threaded_blas():
+    """Within the block BLAS runs single-threaded (for kernels that call :func:`gemm_for`'s
+    function on numba's threads); nests, and is safe in several Python threads at once."""
+    libs = _blas_controllers()
+    _single_threaded(libs)
+    try:
+        yield
+    finally:
+        _restore(libs)
+
+
+def gemm_for(dtype):
+    """``(address, integer width marker)`` of the CBLAS gemm for ``dtype``, for kernels that
+    call :func:`nbconv.kernels.gemm._cblas_gemm` themselves; None if there is none (or no
+    threadpoolctl to keep it single-threaded)."""
+    if not _blas_controllers():
+        return None
+    fn = _gemm_functions().get(np.dtype(dtype))
+    return None if fn is None else (fn, _gemm_int(0))
+
+
 def _threaded(a, b, out, beta) -> None:
     """The large-product path: one task per matrix of the batch, or slabs of every matrix
     (along the longer axis of the output) when the batch does not divide evenly among the
@@ -275,8 +223,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
             out += np.matmul(a, b)
             return out
         return np.matmul(a, b, out=out)
-    _single_threaded(libs)
-    try:
+    with single_threaded_blas():
         large = out.size * a.shape[-1] > SMALL_MACS and numba.get_num_threads() > 1
         if large and _blas_ready(a, b, out):
             _threaded(a, b, out, 1.0 if accumulate else 0.0)
@@ -285,5 +232,3 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
         else:
             np.matmul(a, b, out=out)
         return out
-    finally:
-        _restore(libs)

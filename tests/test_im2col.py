@@ -411,3 +411,51 @@ def test_gradcheck(monkeypatch, geo, n_cols):
     x, w, b, dy = _random_problem(g, np.float64, 4)
     dx, gw, gb = _backward(dy, x, w, g)
     directional_check(lambda x, w, b: _forward(x, w, b, g), [x, w, b], dy, [dx, gw, gb])
+
+
+# ------------------------------------------------------------------------ (e) the fused forward
+@pytest.mark.parametrize("band_bytes", [1, 10**9])  # one output row per task; all rows
+@given(geometries(), st.sampled_from(DTYPES), st.booleans(), st.integers(0, 2**31))
+def test_fused_forward_matches_reference_and_chunked_path(band_bytes, g, dtype, bias, seed):
+    """Groups 1 with small weights take the fused pass (columns built and multiplied per
+    task); forcing the chunked pass instead gives the same result."""
+    x, w, b, _ = _random_problem(g, dtype, seed, bias)
+    old = (_im2col._FUSED_COLS_BYTES, _im2col._FUSED_MAX_WEIGHT_BYTES)
+    try:
+        _im2col._FUSED_COLS_BYTES = max(band_bytes, g["C"] // g["groups"] * g["kh"] * g["kw"]
+                                        * g["OW"] * np.dtype(dtype).itemsize)
+        y = _forward(x, w, b, g)
+        _im2col._FUSED_MAX_WEIGHT_BYTES = 0  # the chunked pass
+        y_chunked = _forward(x, w, b, g)
+    finally:
+        _im2col._FUSED_COLS_BYTES, _im2col._FUSED_MAX_WEIGHT_BYTES = old
+    ref = conv2d_ref(x, w, b, *_geo_args(g), g["groups"], g["OH"], g["OW"])
+    _close(y, ref, dtype, "fused forward")
+    _close(y_chunked, ref, dtype, "chunked forward")
+
+
+def test_fused_band_respects_the_bounds(monkeypatch):
+    assert _im2col.fused_band(10, 7, 5, 4) == 7  # everything fits: one band per image
+    monkeypatch.setattr(_im2col, "_FUSED_COLS_BYTES", 10 * 5 * 4 * 3)
+    assert _im2col.fused_band(10, 7, 5, 4) == 3
+    monkeypatch.setattr(_config, "IM2COL_MAX_BYTES", 10 * 5 * 4 * 2)
+    assert _im2col.fused_band(10, 7, 5, 4) == 2
+    monkeypatch.setattr(_config, "IM2COL_MAX_BYTES", 10 * 5 * 4 - 1)
+    assert _im2col.fused_band(10, 7, 5, 4) == 0  # one row does not fit: chunked pass
+
+
+def test_fused_forward_uses_the_fused_kernel(monkeypatch):
+    """The fused kernel really runs for groups 1 (and not for groups 2)."""
+    calls = []
+    real = _im2col._conv2d_im2col_fused_fwd
+
+    def spy(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(_im2col, "_conv2d_im2col_fused_fwd", spy)
+    for groups, expected in ((1, 1), (2, 1)):
+        g = dict(CHUNK_GEO, groups=groups)
+        x, w, b, _ = _random_problem(g, np.float64, 3)
+        _forward(x, w, b, g)
+        assert len(calls) == expected

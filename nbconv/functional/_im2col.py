@@ -11,8 +11,12 @@ nothing here checks them.  The work goes in *chunks* so that no temporary buffer
 Only if a single output pixel's column (``max(C*kh*kw, F)`` numbers) exceeds the bound is the
 bound exceeded, by that one column.
 
-For each chunk the column matrix ``cols`` ``(C*kh*kw, M)`` is written by a numba kernel and the
-products are single-threaded BLAS calls run side by side on numba's threads
+The forward pass with one group and a small weight matrix is *fused* instead: each numba task
+builds the columns of a band of output rows in its own buffer of about
+``_FUSED_COLS_BYTES`` and multiplies them right away with a single-threaded BLAS call on its
+own thread (``_conv2d_im2col_fused_fwd``).  Otherwise, for each chunk the column matrix
+``cols`` ``(C*kh*kw, M)`` is written by a numba kernel and the products are single-threaded
+BLAS calls run side by side on numba's threads
 (:func:`nbconv._blas.matmul`: one GEMM per group, or slabs of it, reading strided views in place):
 
 * forward: ``y_chunk[g] = W[g] @ cols[g]`` (+ bias);
@@ -25,16 +29,25 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _config
-from .._blas import matmul
+from .._blas import gemm_for, matmul, single_threaded_blas
 from ..kernels.conv2d_im2col import (
     _conv2d_im2col_bwd_bias,
     _conv2d_im2col_bwd_gather_dy,
     _conv2d_im2col_col2im,
     _conv2d_im2col_cols,
+    _conv2d_im2col_fused_fwd,
     _conv2d_im2col_fwd_bias,
 )
 
 __all__: list[str] = []  # private module: nothing is re-exported by nbconv.functional
+
+#: target size of one task's column buffer in the fused forward pass (one core's L2; AlexNet
+#: c1 forward with 128 KiB / 256 KiB / 512 KiB / 1 MiB: 15.6 / 12.4 / 12.0 / 12.0 ms)
+_FUSED_COLS_BYTES = 512 * 1024
+#: largest weight matrix for the fused pass: every task's small product re-reads (packs) all
+#: of it, which paid off for AlexNet c1's 93 KiB (forward 18.5 -> 12.0 ms) but not for
+#: AlexNet c2's 1.2 MiB (32 -> 37 ms)
+_FUSED_MAX_WEIGHT_BYTES = 256 * 1024
 
 
 def plan_chunks(N, OH, OW, rows, itemsize, max_bytes=None):
@@ -92,6 +105,19 @@ def plan_chunks(N, OH, OW, rows, itemsize, max_bytes=None):
     return "pixels", chunks, nj
 
 
+def fused_band(K, OH, OW, itemsize):
+    """Output rows per task of the fused forward pass: as many as fit ``_FUSED_COLS_BYTES``
+    of columns (``K`` numbers per pixel), and never more than ``IM2COL_MAX_BYTES``; 0 when
+    one row does not fit (then the chunked path runs).
+
+    >>> from nbconv.functional._im2col import fused_band
+    >>> fused_band(363, 55, 55, 4), fused_band(4608, 1024, 1024, 4)
+    (6, 0)
+    """
+    limit = min(_FUSED_COLS_BYTES, _config.IM2COL_MAX_BYTES)
+    return min(OH, limit // (K * OW * itemsize))
+
+
 def _buffer(flat, rows, m):
     """A C-contiguous ``(rows, m)`` view of the first ``rows*m`` numbers of ``flat``."""
     return flat[: rows * m].reshape(rows, m)
@@ -142,6 +168,14 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
         matmul(w.reshape(1, F, C), x.reshape(N, C, H * W), y.reshape(N, F, H * W))
         if b is not None:
             _conv2d_im2col_fwd_bias(y, b, 0, N, 0, OH, 0, OW)
+        return
+    gemm = gemm_for(y.dtype) if groups == 1 and w.nbytes <= _FUSED_MAX_WEIGHT_BYTES else None
+    band = fused_band(Cg * kh * kw, OH, OW, y.itemsize)
+    if gemm is not None and band:
+        bias = b if b is not None else np.zeros(F, dtype=y.dtype)
+        with single_threaded_blas():
+            _conv2d_im2col_fused_fwd(x, w.reshape(F, -1), bias, y, gemm[0], gemm[1], kh, kw,
+                                     sy, sx, pt, pl, dh, dw, band)
         return
     G = groups
     Fg = F // G

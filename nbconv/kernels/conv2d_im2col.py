@@ -23,6 +23,7 @@ import numba
 import numpy as np
 
 from .. import _config
+from .gemm import _NO_TRANS, _cblas_gemm
 
 __all__: list[str] = []
 
@@ -86,6 +87,46 @@ def _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl,
         p = pq // kw
         _cols_row(x, cols[row], n0, nb, r0, nr, j0, nj, c, p, pq - p * kw, sy, sx, pt, pl,
                   dh, dw)
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_im2col_fused_fwd(x, w2, b, y, fn, width, kh, kw, sy, sx, pt, pl, dh, dw, band):
+    """``y = conv(x, w) + b`` (groups 1) with each task building the columns of ``band``
+    output rows of one image in its own small buffer and multiplying them at once (BLAS
+    gemm at address ``fn``, single-threaded, on this task's thread), so that the columns are
+    still in cache when the product reads them and no task waits for a shared buffer.
+
+    ``w2`` is ``w`` as (F, C*kh*kw); ``b`` (F,); ``width`` the BLAS integer marker.
+    """
+    N = x.shape[0]
+    F, K = w2.shape
+    OH, OW = y.shape[2], y.shape[3]
+    nbands = (OH + band - 1) // band
+    it = y.itemsize
+    one = y.dtype.type(1)
+    zero = y.dtype.type(0)
+    for task in numba.prange(N * nbands):
+        n = task // nbands
+        r0 = (task - n * nbands) * band
+        nr = min(band, OH - r0)
+        M = nr * OW
+        cols = np.empty((K, M), dtype=y.dtype)
+        for row in range(K):
+            c = row // (kh * kw)
+            pq = row - c * (kh * kw)
+            p = pq // kw
+            _cols_row(x, cols[row], n, 1, r0, nr, 0, OW, c, p, pq - p * kw, sy, sx, pt, pl,
+                      dh, dw)
+        # y[n, :, r0:r0+nr, :] is an (F, M) row-major block with row pitch OH*OW
+        pc = y.ctypes.data + ((n * F * OH + r0) * OW) * it
+        _cblas_gemm(fn, width, _NO_TRANS, _NO_TRANS, F, M, K, one, w2.ctypes.data, K,
+                    cols.ctypes.data, M, zero, pc, OH * OW)
+        for f in range(F):
+            bf = b[f]
+            for r in range(r0, r0 + nr):
+                row_out = y[n, f, r]
+                for j in range(OW):
+                    row_out[j] += bf
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
