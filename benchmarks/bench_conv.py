@@ -188,8 +188,8 @@ def bench_layer(name, spec, torch, algos, passes, timing, numpy_baseline, peak) 
                     return torch.autograd.grad(yt, (xt, wt, bt), dyt, retain_graph=True)
             fns["torch"] = tfn
         for algo in algos:
-            if algo == "winograd" and (k, s, g) != (3, 1, 1):
-                continue  # Winograd F(2x2, 3x3) covers 3x3, stride 1, groups 1 only
+            if algo == "winograd" and not (s == 1 and g == 1 and 2 <= k <= 9):
+                continue  # Winograd covers stride 1, groups 1, kernels of 2 to 9 taps
             if pss == "fwd":
                 def fn(algo=algo):
                     return nbconv.conv2d(x, w, b, s, p, groups=g, algorithm=algo)
@@ -268,7 +268,7 @@ def print_tables(results, algos, passes, have_torch, numpy_baseline) -> None:
             notes = []
             for c in cols:
                 e = d.get(c)
-                if e is None:  # not applicable to this layer (winograd: 3x3 stride 1 only)
+                if e is None:  # not applicable to this layer (winograd: stride 1, groups 1)
                     row += ["-", "-"] + (["-"] if have_torch and c != "torch" else [])
                     continue
                 row += [fmt_num(e["ms"]), fmt_num(e["gflops"], 1)]

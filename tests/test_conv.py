@@ -517,8 +517,8 @@ def test_against_torch(case, algorithm):
 @pytest.mark.parametrize("shape_x, shape_w, stride, groups, expected", [
     ((1, 64, 14, 14), (64, 64, 3, 3), 1, 1, "winograd"),  # stride 1, 3x3, many channels
     ((1, 16, 14, 14), (16, 16, 3, 3), 1, 1, "direct"),    # 3x3, few channels: wide rows
-    ((1, 64, 27, 27), (192, 64, 5, 5), 1, 1, "im2col"),   # AlexNet c2: big GEMM
-    ((1, 64, 27, 27), (64, 64, 5, 5), 1, 1, "direct"),    # 5x5, 64 filters: wide rows
+    ((1, 64, 27, 27), (192, 64, 5, 5), 1, 1, "winograd"), # AlexNet c2: 5x5 as 3x3 pieces
+    ((1, 16, 27, 27), (32, 16, 5, 5), 1, 1, "direct"),    # 5x5, few channels: wide rows
     ((1, 6, 12, 12), (16, 6, 5, 5), 1, 1, "direct"),      # LeNet c2
     ((1, 64, 14, 14), (64, 64, 1, 1), 1, 1, "im2col"),    # 1x1: a plain GEMM
     ((1, 3, 32, 32), (64, 3, 7, 7), 2, 1, "im2col"),      # strided, big reduction

@@ -134,13 +134,14 @@ def test_winograd_backward_large_arrays_and_float32():
 
 
 @pytest.mark.parametrize("w_shape, kw, what", [
-    ((2, 3, 5, 5), {}, "kernel (5, 5)"),
+    ((2, 3, 11, 11), {}, "kernel (11, 11)"),
+    ((2, 3, 1, 1), {}, "kernel (1, 1)"),
     ((2, 3, 3, 3), dict(stride=2), "stride (2, 2)"),
     ((2, 3, 3, 3), dict(dilation=(1, 2)), "dilation (1, 2)"),
     ((3, 1, 3, 3), dict(groups=3), "groups 3"),
 ])
 def test_winograd_refuses_other_geometries(w_shape, kw, what):
-    x = np.ones((1, 3, 9, 9))
+    x = np.ones((1, 3, 13, 13))
     w = np.ones(w_shape)
     with pytest.raises(ValueError, match="winograd.*" + re.escape(what)):
         nc.conv2d(x, w, algorithm="winograd", **kw)
@@ -165,3 +166,53 @@ def test_winograd_refused_for_conv1d():
 def test_auto_picks_winograd(C, F, backward, expected):
     g = _conv._geometry("conv2d", (1, C, 14, 14), (F, C, 3, 3), 1, 1, 1, 1, "zeros", "test")
     assert _conv._choose_algorithm("conv2d", "auto", C, 3, 3, g, F, backward=backward) == expected
+
+
+@pytest.mark.parametrize("C, F, k, backward, expected", [
+    (64, 192, 5, False, "winograd"),  # AlexNet c2 forward
+    (64, 192, 5, True, "im2col"),     # its backward pass
+    (16, 32, 5, False, "direct"),
+    (64, 64, 7, False, "direct"),     # nine pieces do not pay
+])
+def test_auto_winograd_for_larger_kernels(C, F, k, backward, expected):
+    g = _conv._geometry("conv2d", (1, C, 27, 27), (F, C, k, k), 1, k // 2, 1, 1, "zeros", "t")
+    assert _conv._choose_algorithm("conv2d", "auto", C, k, k, g, F, backward=backward) == expected
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, padding", [(5, 2), (7, 3), ((2, 4), 1), ((9, 6), (4, 2)), (4, 0)])
+def test_winograd_larger_kernels_in_pieces(k, padding, dtype):
+    """Kernels up to 9x9 as 3x3 pieces: forward against the reference, gradients by finite
+    differences (float64)."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 11, 10)).astype(dtype)
+    w = rng.standard_normal((4, 3, kh, kw)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    y = nc.conv2d(x, w, b, padding=padding, algorithm="winograd")
+    _close(y, ref_conv2d(x, w, b, padding=padding), dtype)
+    if dtype == np.float64:
+        dy = rng.standard_normal(y.shape)
+        dx, dw, db = nc.conv2d_backward(dy, x, w, padding=padding, algorithm="winograd")
+        f = nc.conv2d
+        directional_check(lambda x_: f(x_, w, b, padding=padding, algorithm="winograd"),
+                          [x], dy, [dx], seed=3)
+        directional_check(lambda w_: f(x, w_, b, padding=padding, algorithm="winograd"),
+                          [w], dy, [dw], seed=4)
+
+
+def test_winograd_filter_transform_in_pieces():
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((2, 3, 5, 4))
+    U = _winograd.filter_transform(w)
+    assert U.shape == (16, 2, 4 * 3)
+    G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    wp = np.zeros((2, 3, 6, 6))
+    wp[:, :, :5, :4] = w
+    for a in range(2):
+        for b in range(2):
+            piece = wp[:, :, 3 * a:3 * a + 3, 3 * b:3 * b + 3]
+            want = np.einsum("ap,fcpq,bq->abfc", G, piece, G).reshape(16, 2, 3)
+            blk = a * 2 + b
+            np.testing.assert_allclose(U[:, :, blk * 3:(blk + 1) * 3], want, rtol=1e-15,
+                                       atol=1e-15)

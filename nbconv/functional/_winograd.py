@@ -1,5 +1,11 @@
 """Winograd F(2x2, 3x3) convolution: the driver called by :func:`nbconv.conv2d`
-(``algorithm="winograd"``; 3x3 kernels, stride 1, dilation 1, groups 1).
+(``algorithm="winograd"``; kernels of 2 to 9 taps a side, stride 1, dilation 1, groups 1).
+
+A kernel larger than 3x3 is zero-padded to ``3Ph x 3Pw`` and cut into ``Ph*Pw`` 3x3 pieces;
+piece ``(a, b)`` convolves the input shifted by ``(3a, 3b)``.  The pieces' transformed inputs
+are stacked along the channel axis (``Ph*Pw*C`` rows of ``V[k]``), so each of the 16 products
+sums over all pieces at once: a 5x5 kernel costs 16*4 = 64 multiplications per 2x2 outputs
+and channel pair instead of 100.
 
 The arithmetic is in :mod:`nbconv.kernels.conv2d_winograd`.  Per chunk of tiles:
 
@@ -33,7 +39,12 @@ _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.
 
 def supports(kh, kw, sy, sx, dh, dw, groups) -> bool:
     """Whether the Winograd kernels cover this geometry."""
-    return (kh, kw, sy, sx, dh, dw, groups) == (3, 3, 1, 1, 1, 1, 1)
+    return (sy, sx, dh, dw, groups) == (1, 1, 1, 1, 1) and 2 <= kh <= 9 and 2 <= kw <= 9
+
+
+def _pieces(kh, kw):
+    """3x3 pieces along each axis of a ``kh x kw`` kernel."""
+    return -(-kh // 3), -(-kw // 3)
 
 
 def _planes(rows, cols, dtype):
@@ -52,14 +63,27 @@ def filter_transform(w):
 
     Parameters
     ----------
-    w : ndarray, shape (F, C, 3, 3)
+    w : ndarray, shape (F, C, kh, kw)
 
     Returns
     -------
-    U : ndarray, shape (16, F, C), ``w``'s dtype (planes padded, see :func:`_planes`)
+    U : ndarray, shape (16, F, Ph*Pw*C), ``w``'s dtype (planes padded, see :func:`_planes`)
+        Piece ``(a, b)`` (rows ``3a..3a+2``, columns ``3b..3b+2`` of ``w`` zero-padded to
+        ``3Ph x 3Pw``) in columns ``(a*Pw + b)*C`` to ``(a*Pw + b + 1)*C``.
     """
-    U = _planes(w.shape[0], w.shape[1], w.dtype)
-    _conv2d_winograd_filter(w, U)
+    F, C, kh, kw = w.shape
+    Ph, Pw = _pieces(kh, kw)
+    U = _planes(F, Ph * Pw * C, w.dtype)
+    if (kh, kw) == (3, 3):
+        _conv2d_winograd_filter(w, U)
+        return U
+    wp = np.zeros((F, C, 3 * Ph, 3 * Pw), dtype=w.dtype)
+    wp[:, :, :kh, :kw] = w
+    for a in range(Ph):
+        for b in range(Pw):
+            blk = a * Pw + b
+            piece = np.ascontiguousarray(wp[:, :, 3 * a:3 * a + 3, 3 * b:3 * b + 3])
+            _conv2d_winograd_filter(piece, U[:, :, blk * C:(blk + 1) * C])
     return U
 
 
@@ -91,19 +115,25 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     from .conv import _zero_padded
 
     N, C = x.shape[:2]
-    F = w.shape[0]
+    F, _, kh, kw = w.shape
+    Ph, Pw = _pieces(kh, kw)
+    PC = Ph * Pw * C
     OH, OW = y.shape[2], y.shape[3]
     th, tw = -(-OH // 2), -(-OW // 2)
-    xp = _zero_padded(x, pt, pl, 2 * th + 2, 2 * tw + 2)
+    xp = _zero_padded(x, pt, pl, 2 * th + 3 * Ph - 1, 2 * tw + 3 * Pw - 1)
     U = filter_transform(w)
     if b is None:
         b = np.zeros(F, dtype=y.dtype)
-    chunks = _chunks(N, th, tw, 16 * (C + F) * y.itemsize)
+    chunks = _chunks(N, th, tw, 16 * (PC + F) * y.itemsize)
     max_tiles = max(nb * ni for _, nb, _, ni in chunks) * tw
-    V = _planes(C, max_tiles, y.dtype)
+    V = _planes(PC, max_tiles, y.dtype)
     M = _planes(F, max_tiles, y.dtype)
     for n0, nb, i0, ni in chunks:
         T = nb * ni * tw
-        _conv2d_winograd_input(xp, V, n0, nb, i0, ni, tw)
+        for a in range(Ph):
+            for c in range(Pw):
+                blk = a * Pw + c
+                _conv2d_winograd_input(xp, V[:, blk * C:(blk + 1) * C], n0, nb, i0, ni, tw,
+                                       3 * a, 3 * c)
         matmul(U, V[:, :, :T], M[:, :, :T])
         _conv2d_winograd_output(M, b, y, n0, nb, i0, ni, tw)

@@ -342,7 +342,9 @@ def _geometry(op, x_shape, w_shape, stride, padding, dilation, groups, padding_m
 
 
 def _winograd_fits(kh, kw, g: _Geom) -> bool:
-    return (kh, kw, g.sy, g.sx, g.dh, g.dw, g.groups) == (3, 3, 1, 1, 1, 1, 1)
+    from ._winograd import supports
+
+    return supports(kh, kw, g.sy, g.sx, g.dh, g.dw, g.groups)
 
 
 def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> str:
@@ -354,6 +356,11 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
       18.8 / 58.7 vs 28.9 / 61.1, 64 -> 64 on 8x8 1.9 / 5.9 vs 5.5 / 9.5; with 32 channels
       forward 3.64 vs 3.84 but backward 9.1 vs 8.2; with 16 channels, or 3 (VGG's first
       layer: 45 vs 18 ms), direct wins.
+    * 5x5 forward likewise with at least 32 channels: Winograd on four 3x3 pieces.  AlexNet c2
+      21.1 vs im2col 26.6 vs direct 31.8; 64 -> 64 9.0 vs direct 10.5; 32 -> 64 4.9 vs 5.3;
+      16 -> 32 1.8 vs 1.4 (direct).  Its backward pass (Winograd data gradient, wide-row weight
+      gradient) does not win: 61.7 vs im2col 55.1 on AlexNet c2.  7x7 (nine pieces) loses to
+      direct: 11.0 vs 9.3 ms at 64 -> 64.
     * Other stride-1 kernels larger than 1x1: the wide-row direct kernels, except for
       ``groups == 1`` with ``C >= 64`` and ``F >= 128``, where im2col+BLAS wins (AlexNet c2
       5x5 64 -> 192: 26.0 / 53 vs 31.7 / 67; 128 -> 128 5x5: 12.7 / 24 vs 14.0 / 31; but
@@ -369,13 +376,15 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
         )
     if algorithm == "winograd" and not _winograd_fits(kh, kw, g):
         raise ValueError(
-            f"{op}: algorithm 'winograd' needs a 3x3 kernel, stride 1, dilation 1 and "
-            f"groups 1; got kernel {(kh, kw)}, stride {(g.sy, g.sx)}, dilation "
+            f"{op}: algorithm 'winograd' needs a kernel of 2 to 9 taps a side, stride 1, "
+            f"dilation 1 and groups 1; got kernel {(kh, kw)}, stride {(g.sy, g.sx)}, dilation "
             f"{(g.dh, g.dw)}, groups {g.groups}"
         )
     if algorithm != "auto":
         return algorithm
-    if _winograd_fits(kh, kw, g) and min(C, F) >= (48 if backward else 32):
+    if _winograd_fits(kh, kw, g) and (
+            ((kh, kw) == (3, 3) and min(C, F) >= (48 if backward else 32))
+            or ((kh, kw) == (5, 5) and not backward and min(C, F) >= 32)):
         return "winograd"
     if g.sy == 1 and g.sx == 1 and kh * kw > 1:
         return "im2col" if g.groups == 1 and C >= 64 and F >= 128 else "direct"
@@ -498,9 +507,10 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     algorithm : {"auto", "direct", "im2col", "winograd"}
         ``"direct"``: numba loop nests; ``"im2col"``: patches unfolded into columns and
         multiplied by BLAS in bounded chunks; ``"winograd"``: Winograd F(2x2, 3x3), 16 BLAS
-        products on transformed tiles (3x3 kernels, stride 1, dilation 1, groups 1 only).
-        ``"auto"`` picks ``"winograd"`` where it applies and ``C, F >= 32`` (48 for the
-        backward pass); for other stride-1 kernels larger than 1x1 ``"direct"``, or
+        products on transformed tiles (stride 1, dilation 1, groups 1, kernels of 2 to 9 taps
+        a side, larger ones as 3x3 pieces).  ``"auto"`` picks ``"winograd"`` for 3x3 kernels
+        with ``C, F >= 32`` (48 for the backward pass) and for the 5x5 forward pass with
+        ``C, F >= 32``; for other stride-1 kernels larger than 1x1 ``"direct"``, or
         ``"im2col"`` when ``groups == 1``, ``C >= 64`` and ``F >= 128``; otherwise
         ``"im2col"`` when ``groups == 1``, ``C * kh * kw >= 64`` and ``F >= 32``, else
         ``"direct"`` (grouped and depthwise convolutions, tiny reductions);

@@ -1,5 +1,6 @@
 """Winograd F(2x2, 3x3): 3x3 stride-1 convolution with 16 instead of 36 multiplications per
 2x2 block of outputs (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
+Larger kernels are taken as 3x3 pieces (see :mod:`nbconv.functional._winograd`).
 
 Every 2x2 output tile ``Y`` of a plane is computed from the 4x4 input patch ``d`` under it and
 the 3x3 filter ``g`` as ``Y = A^T [(G g G^T) * (B^T d B)] A`` (``*`` elementwise), with::
@@ -51,8 +52,10 @@ def _conv2d_winograd_filter(w, U):
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
-def _conv2d_winograd_input(xp, V, n0, nb, i0, ni, tw):
-    """``V[k, c, t] = (B^T d B)[a, b]`` for the 4x4 patch ``d = xp[n, c, 2i:2i+4, 2j:2j+4]``.
+def _conv2d_winograd_input(xp, V, n0, nb, i0, ni, tw, oy, ox):
+    """``V[k, c, t] = (B^T d B)[a, b]`` for the 4x4 patch
+    ``d = xp[n, c, 2i+oy : 2i+oy+4, 2j+ox : 2j+ox+4]`` (``oy``, ``ox``: the offset of a 3x3
+    piece of a larger kernel).
 
     ``xp`` (N, C, Hp, Wp) is zero-padded so that every patch of the chunk lies inside it;
     ``V`` is (16, C, >= nb*ni*tw).  One parallel task per (image, channel).
@@ -65,10 +68,10 @@ def _conv2d_winograd_input(xp, V, n0, nb, i0, ni, tw):
         for il in range(ni):
             i = i0 + il
             t0 = (nl * ni + il) * tw
-            r0 = plane[2 * i]
-            r1 = plane[2 * i + 1]
-            r2 = plane[2 * i + 2]
-            r3 = plane[2 * i + 3]
+            r0 = plane[2 * i + oy, ox:]
+            r1 = plane[2 * i + oy + 1, ox:]
+            r2 = plane[2 * i + oy + 2, ox:]
+            r3 = plane[2 * i + oy + 3, ox:]
             for j in range(tw):
                 s = 2 * j
                 # Z = B^T d: combine the four rows, column by column
