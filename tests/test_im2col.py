@@ -459,3 +459,34 @@ def test_fused_forward_uses_the_fused_kernel(monkeypatch):
         x, w, b, _ = _random_problem(g, np.float64, 3)
         _forward(x, w, b, g)
         assert len(calls) == expected
+
+
+@pytest.mark.parametrize("stride, dilation", [(2, 1), (3, 1), (4, 2), ((2, 3), (1, 2))])
+@pytest.mark.parametrize("W", [13, 16])
+def test_fused_forward_strided_phases(stride, dilation, W):
+    """Strided convolutions read the input split into stride phases (contiguous copies);
+    widths that the stride does not divide leave a short last phase."""
+    sy, sx = (stride, stride) if isinstance(stride, int) else stride
+    dh, dw = (dilation, dilation) if isinstance(dilation, int) else dilation
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 11, W))
+    w = rng.standard_normal((5, 3, 3, 4))
+    b = rng.standard_normal(5)
+    pt, pl = 2, 3
+    OH = (11 + 2 * pt - dh * 2 - 1) // sy + 1
+    OW = (W + 2 * pl - dw * 3 - 1) // sx + 1
+    y = np.empty((2, 5, OH, OW))
+    conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, 1)
+    ref = conv2d_ref(x, w, b, sy, sx, pt, pl, dh, dw, 1, OH, OW)
+    _close(y, ref, np.float64, "strided fused forward")
+
+
+def test_phase_split():
+    from nbconv.kernels.conv2d_im2col import _conv2d_im2col_phases
+
+    x = np.arange(2 * 7, dtype=np.float64).reshape(1, 1, 2, 7)
+    xph = np.full((1, 1, 2, 3, 3), -1.0)
+    _conv2d_im2col_phases(x, xph)
+    np.testing.assert_array_equal(xph[0, 0, 0, 0], [0, 3, 6])
+    np.testing.assert_array_equal(xph[0, 0, 1, 1], [8, 11, -1])  # past the row: untouched
+    np.testing.assert_array_equal(xph[0, 0, 1, 2], [9, 12, -1])

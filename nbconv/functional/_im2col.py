@@ -37,6 +37,7 @@ from ..kernels.conv2d_im2col import (
     _conv2d_im2col_cols,
     _conv2d_im2col_fused_fwd,
     _conv2d_im2col_fwd_bias,
+    _conv2d_im2col_phases,
 )
 
 __all__: list[str] = []  # private module: nothing is re-exported by nbconv.functional
@@ -173,9 +174,14 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     band = fused_band(Cg * kh * kw, OH, OW, y.itemsize)
     if gemm is not None and band:
         bias = b if b is not None else np.zeros(F, dtype=y.dtype)
+        if sx == 1:
+            xph = x[:, :, :, None, :]
+        else:
+            xph = np.empty((N, C, H, sx, -(-W // sx)), dtype=x.dtype)
+            _conv2d_im2col_phases(x, xph)
         with single_threaded_blas():
-            _conv2d_im2col_fused_fwd(x, w.reshape(F, -1), bias, y, gemm[0], gemm[1], kh, kw,
-                                     sy, sx, pt, pl, dh, dw, band)
+            _conv2d_im2col_fused_fwd(xph, W, w.reshape(F, -1), bias, y, gemm[0], gemm[1], kh,
+                                     kw, sy, sx, pt, pl, dh, dw, band)
         return
     G = groups
     Fg = F // G

@@ -90,15 +90,58 @@ def _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl,
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_im2col_fused_fwd(x, w2, b, y, fn, width, kh, kw, sy, sx, pt, pl, dh, dw, band):
+def _conv2d_im2col_phases(x, xph):
+    """``xph[n, c, h, k, u] = x[n, c, h, u*s + k]`` for ``s = xph.shape[3]`` (columns split by
+    their remainder mod the stride; entries past the row's end are left as they are)."""
+    N, C, H, W = x.shape
+    s = xph.shape[3]
+    for t in numba.prange(N * C * H):
+        n = t // (C * H)
+        c = (t // H) % C
+        h = t % H
+        row = x[n, c, h]
+        for k in range(s):
+            dst = xph[n, c, h, k]
+            for u in range((W - k + s - 1) // s):
+                dst[u] = row[u * s + k]
+
+
+@numba.njit(**_config.JIT_OPTIONS)
+def _cols_row_phased(xph, out, n, r0, nr, OW, W, c, p, q, sy, sx, pt, pl, dh, dw):
+    """Like :func:`_cols_row` for one image, reading the input split into stride phases
+    (``xph`` from :func:`_conv2d_im2col_phases`): input column ``jj*sx + off`` is column
+    ``jj + off // sx`` of phase ``off % sx``, so every tap is a contiguous copy even for
+    strided convolutions (a strided gather was a third of AlexNet c1's forward time)."""
+    H = xph.shape[2]
+    off = q * dw - pl
+    lo, hi = _valid_range(off, sx, W, 0, OW)
+    phase = off % sx
+    base = off // sx
+    for r in range(nr):
+        seg = out[r * OW:(r + 1) * OW]
+        iy = (r0 + r) * sy - pt + p * dh
+        if iy < 0 or iy >= H:
+            seg[:] = 0.0
+            continue
+        seg[:lo] = 0.0
+        seg[hi:] = 0.0
+        src = xph[n, c, iy, phase]
+        seg[lo:hi] = src[base + lo:base + hi]
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_im2col_fused_fwd(xph, W, w2, b, y, fn, width, kh, kw, sy, sx, pt, pl, dh, dw,
+                             band):
     """``y = conv(x, w) + b`` (groups 1) with each task building the columns of ``band``
     output rows of one image in its own small buffer and multiplying them at once (BLAS
     gemm at address ``fn``, single-threaded, on this task's thread), so that the columns are
     still in cache when the product reads them and no task waits for a shared buffer.
 
-    ``w2`` is ``w`` as (F, C*kh*kw); ``b`` (F,); ``width`` the BLAS integer marker.
+    ``xph`` (N, C, H, sx, ceil(W/sx)) is ``x`` split into stride phases (for stride 1, ``x``
+    with an axis of length 1 inserted); ``W`` the input width; ``w2`` is ``w`` as
+    (F, C*kh*kw); ``b`` (F,); ``width`` the BLAS integer marker.
     """
-    N = x.shape[0]
+    N = xph.shape[0]
     F, K = w2.shape
     OH, OW = y.shape[2], y.shape[3]
     nbands = (OH + band - 1) // band
@@ -115,8 +158,8 @@ def _conv2d_im2col_fused_fwd(x, w2, b, y, fn, width, kh, kw, sy, sx, pt, pl, dh,
             c = row // (kh * kw)
             pq = row - c * (kh * kw)
             p = pq // kw
-            _cols_row(x, cols[row], n, 1, r0, nr, 0, OW, c, p, pq - p * kw, sy, sx, pt, pl,
-                      dh, dw)
+            _cols_row_phased(xph, cols[row], n, r0, nr, OW, W, c, p, pq - p * kw, sy, sx, pt,
+                             pl, dh, dw)
         # y[n, :, r0:r0+nr, :] is an (F, M) row-major block with row pitch OH*OW
         pc = y.ctypes.data + ((n * F * OH + r0) * OW) * it
         _cblas_gemm(fn, width, _NO_TRANS, _NO_TRANS, F, M, K, one, w2.ctypes.data, K,
