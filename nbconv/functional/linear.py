@@ -6,6 +6,8 @@ numba kernels add the bias and reduce its gradient.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _config
@@ -88,7 +90,7 @@ def linear(x, weight, bias=None):
                 f"{op}: argument 'bias' must have shape ({out_f},) = (out_features,), got "
                 f"{tuple(bias.shape)} (weight shape {tuple(weight.shape)})"
             )
-    x2 = x.reshape(int(np.prod(x.shape[:-1])), in_f)  # -1 is ambiguous when in_f == 0
+    x2 = x.reshape(math.prod(x.shape[:-1]), in_f)  # -1 is ambiguous when in_f == 0
     y2 = np.empty((x2.shape[0], out_f), dtype=x.dtype)
     if in_f == 0:
         y2.fill(0)
@@ -141,7 +143,7 @@ def linear_backward(dy, x, weight, bias=True):
     dy = as_float_array(op, "dy", dy, dtype=x.dtype)
     want_bias = _check_backward(op, dy, x, weight, bias)
     out_f, in_f = weight.shape
-    rows = int(np.prod(x.shape[:-1]))
+    rows = math.prod(x.shape[:-1])
     x2 = x.reshape(rows, in_f)
     dy2 = dy.reshape(rows, out_f)
     M = x2.shape[0]

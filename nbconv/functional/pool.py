@@ -12,6 +12,7 @@ Semantics follow PyTorch exactly (``torch.nn.functional.max_pool2d`` and friends
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -268,7 +269,7 @@ def max_pool2d_backward(dy, indices, input_shape):
             f"[0, {hw}) for input_shape {shape}"
         )
     dx = np.zeros(shape, dtype=dy.dtype)
-    p = int(np.prod(shape[:-2]))
+    p = math.prod(shape[:-2])
     k = dy.shape[-2] * dy.shape[-1]
     kernel = _k._max_pool2d_bwd_serial if dx.size < _config.SERIAL_BELOW else _k._max_pool2d_bwd
     kernel(dy.reshape(p, k), ind.reshape(p, k), dx.reshape(p, hw))

@@ -13,6 +13,8 @@ the argument.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import functional as F
@@ -170,7 +172,7 @@ class Flatten(Module):
         shape = tuple(x.shape)
         s, e = self._config["start_dim"] % len(shape), self._config["end_dim"] % len(shape)
         self._shape = shape
-        flat = shape[:s] + (int(np.prod(shape[s:e + 1])),) + shape[e + 1:]
+        flat = shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:]
         return reshape(x, flat, "Flatten.forward", "x")
 
     def backward(self, dy):
