@@ -275,13 +275,13 @@ def _conv_bwd(dy, x, w, g, want_bias, need_dx):
     return dx, gw, (gb if want_bias else None)
 
 
-def _check_algorithm(op, algorithm):
-    from .conv import ALGORITHMS
+def _check_algorithm(op, algorithm, w, g):
+    """The host's checks of ``algorithm`` (a known name; Winograd's geometry).  On the GPU
+    every algorithm runs the direct kernels."""
+    from .conv import _choose_algorithm
 
-    if algorithm not in ALGORITHMS:
-        raise ValueError(
-            f"{op}: argument 'algorithm' must be one of {ALGORITHMS}, got {algorithm!r}"
-        )
+    _choose_algorithm(op, algorithm, w.shape[1] * g.groups, w.shape[2], w.shape[3], g,
+                      w.shape[0])
 
 
 def _conv_bias(op, bias, dtype, F, desc):
@@ -310,7 +310,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     g = c._geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
                     desc)
     bias = _conv_bias(op, bias, x.dtype, weight.shape[0], desc)
-    _check_algorithm(op, algorithm)
+    _check_algorithm(op, algorithm, weight, g)
     return _conv_fwd(x, weight, bias, g)
 
 
@@ -331,7 +331,7 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     g = c._geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
                     desc)
     c._check_dy(op, dy, (x.shape[0], weight.shape[0], g.OH, g.OW), desc)
-    _check_algorithm(op, algorithm)
+    _check_algorithm(op, algorithm, weight, g)
     want_bias = c._want_bias(bias) if not is_device_array(bias) else True
     return _conv_bwd(dy, x, weight, g, want_bias, bool(need_dx))
 
@@ -360,7 +360,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     g = c._geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
                     axes=("(height 1)", "L"))
     bias = _conv_bias(op, bias, x.dtype, weight.shape[0], desc)
-    _check_algorithm(op, algorithm)
+    _check_algorithm(op, algorithm, w4, g)
     return _as3(_conv_fwd(x4, w4, bias, g))
 
 
@@ -383,7 +383,7 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     g = c._geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
                     axes=("(height 1)", "L"))
     c._check_dy(op, dy, (x.shape[0], weight.shape[0], g.OW), desc)
-    _check_algorithm(op, algorithm)
+    _check_algorithm(op, algorithm, w4, g)
     want_bias = c._want_bias(bias) if not is_device_array(bias) else True
     dx, gw, gb = _conv_bwd(_as4(dy), x4, w4, g, want_bias, bool(need_dx))
     return (None if dx is None else _as3(dx)), _as3(gw), gb

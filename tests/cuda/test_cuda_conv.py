@@ -75,3 +75,17 @@ def test_conv2d_errors_match_host():
     with pytest.raises(ValueError, match="argument 'dy' has shape"):
         nc.conv2d_backward(ncu.to_device(np.ones((1, 2, 3, 3))), x,
                            ncu.to_device(np.ones((2, 3, 3, 3))))
+
+
+@pytest.mark.parametrize("algorithm", ["winograd", "im2col", "direct"])
+def test_conv2d_algorithms_on_device(algorithm):
+    """Every host algorithm name is accepted on the GPU (which runs its direct kernels) and
+    gives the host's result; Winograd's geometry is checked as on the host."""
+    r = rng(5)
+    x, w, b = r.standard_normal((2, 3, 6, 5)), r.standard_normal((4, 3, 3, 3)), \
+        r.standard_normal(4)
+    (y,), _ = run_both("conv2d", x, w, b, padding=1, algorithm=algorithm)
+    run_both("conv2d_backward", r.standard_normal(y.shape), x, w, padding=1,
+             algorithm=algorithm)
+    with pytest.raises(ValueError, match="algorithm 'winograd' needs"):
+        nc.conv2d(ncu.to_device(x), ncu.to_device(w), stride=2, algorithm="winograd")
