@@ -21,8 +21,10 @@ transform.  Inputs are C-contiguous float32/float64 arrays of one dtype; outputs
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 from .._config import JIT_OPTIONS
+from .conv2d_wide import _pad_plane
 
 __all__ = ["_conv2d_winograd_filter", "_conv2d_winograd_input", "_conv2d_winograd_output"]
 
@@ -51,64 +53,82 @@ def _conv2d_winograd_filter(w, U):
                 U[4 * a + 3, f, c] = r2
 
 
-@numba.njit(parallel=True, **JIT_OPTIONS)
-def _conv2d_winograd_input(xp, V, n0, nb, i0, ni, tw, oy, ox):
-    """``V[k, c, t] = (B^T d B)[a, b]`` for the 4x4 patch
-    ``d = xp[n, c, 2i+oy : 2i+oy+4, 2j+ox : 2j+ox+4]`` (``oy``, ``ox``: the offset of a 3x3
-    piece of a larger kernel).
+@numba.njit(**JIT_OPTIONS)
+def _input_tiles(xs, V, row, t0, tw, oy, ox, ni):
+    """``V[k, row, t0 + il*tw + j] = (B^T d B)[a, b]`` for the 4x4 patches
+    ``d = xs[2il+oy : 2il+oy+4, 2j+ox : 2j+ox+4]`` of a padded band ``xs`` (serial helper)."""
+    for il in range(ni):
+        r0 = xs[2 * il + oy, ox:]
+        r1 = xs[2 * il + oy + 1, ox:]
+        r2 = xs[2 * il + oy + 2, ox:]
+        r3 = xs[2 * il + oy + 3, ox:]
+        tr = t0 + il * tw
+        for j in range(tw):
+            s = 2 * j
+            # Z = B^T d: combine the four rows, column by column
+            z00 = r0[s] - r2[s]
+            z01 = r0[s + 1] - r2[s + 1]
+            z02 = r0[s + 2] - r2[s + 2]
+            z03 = r0[s + 3] - r2[s + 3]
+            z10 = r1[s] + r2[s]
+            z11 = r1[s + 1] + r2[s + 1]
+            z12 = r1[s + 2] + r2[s + 2]
+            z13 = r1[s + 3] + r2[s + 3]
+            z20 = r2[s] - r1[s]
+            z21 = r2[s + 1] - r1[s + 1]
+            z22 = r2[s + 2] - r1[s + 2]
+            z23 = r2[s + 3] - r1[s + 3]
+            z30 = r1[s] - r3[s]
+            z31 = r1[s + 1] - r3[s + 1]
+            z32 = r1[s + 2] - r3[s + 2]
+            z33 = r1[s + 3] - r3[s + 3]
+            # Z B: the same combination along each row of Z
+            t = tr + j
+            V[0, row, t] = z00 - z02
+            V[1, row, t] = z01 + z02
+            V[2, row, t] = z02 - z01
+            V[3, row, t] = z01 - z03
+            V[4, row, t] = z10 - z12
+            V[5, row, t] = z11 + z12
+            V[6, row, t] = z12 - z11
+            V[7, row, t] = z11 - z13
+            V[8, row, t] = z20 - z22
+            V[9, row, t] = z21 + z22
+            V[10, row, t] = z22 - z21
+            V[11, row, t] = z21 - z23
+            V[12, row, t] = z30 - z32
+            V[13, row, t] = z31 + z32
+            V[14, row, t] = z32 - z31
+            V[15, row, t] = z31 - z33
 
-    ``xp`` (N, C, Hp, Wp) is zero-padded so that every patch of the chunk lies inside it;
-    ``V`` is (16, C, >= nb*ni*tw).  One parallel task per (image, channel).
+
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def _conv2d_winograd_input(x, V, n0, nb, i0, ni, tw, pt, pl, Ph, Pw):
+    """Input transform of tile rows ``i0 .. i0+ni-1`` of images ``n0 .. n0+nb-1``.
+
+    ``x`` (N, C, H, W) is padded implicitly (``pt`` rows on top, ``pl`` columns on the left,
+    negative values crop, zeros wherever a patch leaves the input).  For every 3x3 piece
+    ``(a, b)`` of a ``3Ph x 3Pw`` kernel, ``V[k, (a*Pw + b)*C + c, t]`` is position ``k`` of
+    the transformed patch at rows ``2i + 3a``, columns ``2j + 3b`` of the padded plane.
+    One parallel task per (image, channel): it copies the band of the padded plane that its
+    tiles read into a small buffer (in cache) once, for all pieces; no padded copy of the
+    whole input is made (one read and one write of the input less).  ``V`` is
+    (16, Ph*Pw*C, >= T).
     """
-    C = xp.shape[1]
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    Hs = 2 * ni + 3 * Ph - 1
+    Ws = 2 * tw + 3 * Pw - 1
+    top = pt - 2 * i0  # where row 0 of x lands in the band
+    r0, r1 = max(top, 0), min(top + H, Hs)
+    c0, c1 = max(pl, 0), min(pl + W, Ws)
     for task in numba.prange(nb * C):
         nl = task // C
         c = task - nl * C
-        plane = xp[n0 + nl, c]
-        for il in range(ni):
-            i = i0 + il
-            t0 = (nl * ni + il) * tw
-            r0 = plane[2 * i + oy, ox:]
-            r1 = plane[2 * i + oy + 1, ox:]
-            r2 = plane[2 * i + oy + 2, ox:]
-            r3 = plane[2 * i + oy + 3, ox:]
-            for j in range(tw):
-                s = 2 * j
-                # Z = B^T d: combine the four rows, column by column
-                z00 = r0[s] - r2[s]
-                z01 = r0[s + 1] - r2[s + 1]
-                z02 = r0[s + 2] - r2[s + 2]
-                z03 = r0[s + 3] - r2[s + 3]
-                z10 = r1[s] + r2[s]
-                z11 = r1[s + 1] + r2[s + 1]
-                z12 = r1[s + 2] + r2[s + 2]
-                z13 = r1[s + 3] + r2[s + 3]
-                z20 = r2[s] - r1[s]
-                z21 = r2[s + 1] - r1[s + 1]
-                z22 = r2[s + 2] - r1[s + 2]
-                z23 = r2[s + 3] - r1[s + 3]
-                z30 = r1[s] - r3[s]
-                z31 = r1[s + 1] - r3[s + 1]
-                z32 = r1[s + 2] - r3[s + 2]
-                z33 = r1[s + 3] - r3[s + 3]
-                # Z B: the same combination along each row of Z
-                t = t0 + j
-                V[0, c, t] = z00 - z02
-                V[1, c, t] = z01 + z02
-                V[2, c, t] = z02 - z01
-                V[3, c, t] = z01 - z03
-                V[4, c, t] = z10 - z12
-                V[5, c, t] = z11 + z12
-                V[6, c, t] = z12 - z11
-                V[7, c, t] = z11 - z13
-                V[8, c, t] = z20 - z22
-                V[9, c, t] = z21 + z22
-                V[10, c, t] = z22 - z21
-                V[11, c, t] = z21 - z23
-                V[12, c, t] = z30 - z32
-                V[13, c, t] = z31 + z32
-                V[14, c, t] = z32 - z31
-                V[15, c, t] = z31 - z33
+        xs = np.empty((Hs, Ws), dtype=V.dtype)
+        _pad_plane(x[n0 + nl, c], xs, top, pl, r0, r1, c0, c1)
+        for a in range(Ph):
+            for b in range(Pw):
+                _input_tiles(xs, V, (a * Pw + b) * C + c, nl * ni * tw, tw, 3 * a, 3 * b, ni)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
