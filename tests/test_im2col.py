@@ -455,7 +455,8 @@ def test_fused_forward_uses_the_fused_kernel(monkeypatch):
 
     monkeypatch.setattr(_im2col, "_conv2d_im2col_fused_fwd", spy)
     for groups, expected in ((1, 1), (2, 1)):
-        g = dict(CHUNK_GEO, groups=groups)
+        # 20 x 20 outputs: a band holds >= _FUSED_MIN_COLS pixels
+        g = dict(CHUNK_GEO, groups=groups, H=20, W=20, OH=20, OW=20)
         x, w, b, _ = _random_problem(g, np.float64, 3)
         _forward(x, w, b, g)
         assert len(calls) == expected
@@ -490,3 +491,20 @@ def test_phase_split():
     np.testing.assert_array_equal(xph[0, 0, 0, 0], [0, 3, 6])
     np.testing.assert_array_equal(xph[0, 0, 1, 1], [8, 11, -1])  # past the row: untouched
     np.testing.assert_array_equal(xph[0, 0, 1, 2], [9, 12, -1])
+
+
+@pytest.mark.parametrize("batched_below", [0, 10**9])  # per-image GEMMs; one GEMM per chunk
+@given(geometries(), st.sampled_from(DTYPES), st.booleans(), st.integers(0, 2**31))
+def test_chunked_forward_both_product_layouts(batched_below, g, dtype, bias, seed):
+    """The chunked forward pass (fused pass off) with one GEMM per image written in place,
+    and with one GEMM per chunk copied into place (small images), match the reference."""
+    x, w, b, _ = _random_problem(g, dtype, seed, bias)
+    old = (_im2col._FUSED_MAX_WEIGHT_BYTES, _im2col._BATCHED_BELOW)
+    try:
+        _im2col._FUSED_MAX_WEIGHT_BYTES = 0
+        _im2col._BATCHED_BELOW = batched_below
+        y = _forward(x, w, b, g)
+    finally:
+        _im2col._FUSED_MAX_WEIGHT_BYTES, _im2col._BATCHED_BELOW = old
+    ref = conv2d_ref(x, w, b, *_geo_args(g), g["groups"], g["OH"], g["OW"])
+    _close(y, ref, dtype, "chunked forward")

@@ -34,10 +34,13 @@ from ..kernels.conv2d_im2col import (
     _conv2d_im2col_bwd_bias,
     _conv2d_im2col_bwd_gather_dy,
     _conv2d_im2col_col2im,
+    _conv2d_im2col_col2im_images,
     _conv2d_im2col_cols,
+    _conv2d_im2col_cols_images,
     _conv2d_im2col_fused_fwd,
     _conv2d_im2col_fwd_bias,
     _conv2d_im2col_phases,
+    _conv2d_im2col_scatter_images,
 )
 
 __all__: list[str] = []  # private module: nothing is re-exported by nbconv.functional
@@ -49,6 +52,12 @@ _FUSED_COLS_BYTES = 512 * 1024
 #: of it, which paid off for AlexNet c1's 93 KiB (forward 18.5 -> 12.0 ms) but not for
 #: AlexNet c2's 1.2 MiB (32 -> 37 ms)
 _FUSED_MAX_WEIGHT_BYTES = 256 * 1024
+#: fewest output pixels per task of the fused pass: smaller products cost more in BLAS's
+#: per-call work than the fusion saves (LeNet c2 has 64 per image)
+_FUSED_MIN_COLS = 256
+#: output planes with fewer pixels than this are multiplied as one GEMM per chunk and copied
+#: into place, instead of one GEMM per image written in place
+_BATCHED_BELOW = 1024
 
 
 def plan_chunks(N, OH, OW, rows, itemsize, max_bytes=None):
@@ -172,7 +181,7 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
         return
     gemm = gemm_for(y.dtype) if groups == 1 and w.nbytes <= _FUSED_MAX_WEIGHT_BYTES else None
     band = fused_band(Cg * kh * kw, OH, OW, y.itemsize)
-    if gemm is not None and band:
+    if gemm is not None and band and band * OW >= _FUSED_MIN_COLS:
         bias = b if b is not None else np.zeros(F, dtype=y.dtype)
         if sx == 1:
             xph = x[:, :, :, None, :]
@@ -191,20 +200,41 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     mode, chunks, max_cols = plan_chunks(N, OH, OW, max(CK, F), dtype.itemsize)
     w3 = w.reshape(G, Fg, K)
     cols_flat = np.empty(CK * max_cols, dtype)
+    P = OH * OW
+    batched = mode == "images" and P < _BATCHED_BELOW
+    ybuf_flat = np.empty(F * max_cols, dtype) if batched else None
+    bias = b if b is not None else np.zeros(F, dtype=dtype)
     for n0, nb, r0, nr, j0, nj in chunks:
         M = nb * nr * nj
         cols = _buffer(cols_flat, CK, M)
-        _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
+        _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
         cols3 = cols.reshape(G, K, M)
+        if batched:
+            # small images: one GEMM for the chunk, then each image's block into y with the
+            # bias (64 products of 16 x 150 x 64 for LeNet c2 were slower than one of
+            # 16 x 150 x 4096 plus the copy)
+            ybuf = _buffer(ybuf_flat, F, M)
+            matmul(w3, cols3, ybuf.reshape(G, Fg, M))
+            _conv2d_im2col_scatter_images(ybuf, bias, y.reshape(N, F, P), n0, nb)
+            continue
         # Each image's pixels are contiguous in y[n] (a multi-image chunk holds whole images):
         # BLAS writes straight into y, one GEMM per image reading its block of columns.  This
-        # beat one GEMM for the chunk plus a scatter pass into y .
-        P = nr * nj
+        # beat one GEMM for the chunk plus a scatter pass into y for larger images.
+        P_chunk = nr * nj
         for i in range(nb):
             out = _pixel_view(y, G, n0 + i, r0, nr, j0, nj)
-            matmul(w3, cols3[:, :, i * P:(i + 1) * P], out)
+            matmul(w3, cols3[:, :, i * P_chunk:(i + 1) * P_chunk], out)
         if b is not None:
             _conv2d_im2col_fwd_bias(y, b, n0, nb, r0, nr, j0, nj)
+
+
+def _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw):
+    """The column matrix of one chunk: whole images one task per (image, channel), other
+    chunks one task per row of the matrix."""
+    if mode == "images":
+        _conv2d_im2col_cols_images(x, cols, n0, nb, kh, kw, sy, sx, pt, pl, dh, dw, nr, nj)
+    else:
+        _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
 
 
 def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
@@ -260,7 +290,7 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
     for k, (n0, nb, r0, nr, j0, nj) in enumerate(chunks):
         M = nb * nr * nj
         cols = _buffer(cols_flat, CK, M)
-        _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
+        _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
         cols3t = cols.reshape(G, K, M).transpose(0, 2, 1)
         if nb == 1:
             dyt3 = _pixel_view(dy, G, n0, r0, nr, j0, nj)
@@ -277,9 +307,8 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
         dcols = _buffer(dcols_flat, CK, M)
         matmul(w3t, dyt3, dcols.reshape(G, K, M))
         if mode == "images":
-            _conv2d_im2col_col2im(
-                dcols, dx, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw, 0, H, 1
-            )
+            _conv2d_im2col_col2im_images(dcols, dx, n0, nb, kh, kw, sy, sx, pt, pl, dh, dw,
+                                         OH, OW)
         else:
             if n0 != last_n:
                 dx[n0] = 0.0
