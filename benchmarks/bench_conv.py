@@ -122,14 +122,15 @@ def layer_flops(spec) -> int:
     return 2 * N * F * OH * OH * (C // g) * k * k
 
 
-def auto_choice(x, w, stride, pad, groups):
-    """Which algorithm ``algorithm="auto"`` picks (private API; None if it cannot be asked)."""
+def auto_choice(x, w, stride, pad, groups, backward=False):
+    """Which algorithm ``algorithm="auto"`` picks for the forward (or backward) pass (private
+    API; None if it cannot be asked)."""
     try:
         from nbconv.functional import conv as _conv
 
         g = _conv._geometry("conv2d", x.shape, w.shape, stride, pad, 1, groups, "zeros", "")
         return _conv._choose_algorithm("conv2d", "auto", x.shape[1], w.shape[2], w.shape[3], g,
-                                       w.shape[0])
+                                       w.shape[0], backward=backward)
     except Exception:  # noqa: BLE001 - informational only
         return None
 
@@ -164,6 +165,7 @@ def bench_layer(name, spec, torch, algos, passes, timing, numpy_baseline, peak) 
         "gflop_forward": flops / 1e9,
         "gflop_backward": 2 * flops / 1e9,
         "auto_algorithm": auto_choice(x, w, s, p, g),
+        "auto_algorithm_backward": auto_choice(x, w, s, p, g, backward=True),
     }
     ref_f = np_conv2d(x, w, b, s, p, g) if "fwd" in passes else None
     ref_b = np_conv2d_backward(dy, x, w, s, p, g) if "bwd" in passes else None
@@ -282,7 +284,8 @@ def print_tables(results, algos, passes, have_torch, numpy_baseline) -> None:
                 rr = d.get("auto", {}).get("round_ratios") or []
                 row += ["/".join(fmt_num(v) for v in rr) or "-", fmt_num(d.get("target_ratio")),
                         "yes" if d.get("auto_meets_target") else "NO"]
-            row += [r["auto_algorithm"] or "?", "; ".join(notes)]
+            auto = r["auto_algorithm_backward" if key == "backward" else "auto_algorithm"]
+            row += [auto or "?", "; ".join(notes)]
             rows.append(row)
         print(f"conv2d {key} (float32, median ms; ratio = time / PyTorch's, lower is better)")
         print(format_table(headers, rows))
