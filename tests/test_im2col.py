@@ -508,3 +508,15 @@ def test_chunked_forward_both_product_layouts(batched_below, g, dtype, bias, see
         _im2col._FUSED_MAX_WEIGHT_BYTES, _im2col._BATCHED_BELOW = old
     ref = conv2d_ref(x, w, b, *_geo_args(g), g["groups"], g["OH"], g["OW"])
     _close(y, ref, dtype, "chunked forward")
+
+
+@pytest.mark.parametrize("narrow", [0, 10**9])  # row-parallel columns; per-image columns
+def test_both_column_kernels_for_whole_images(monkeypatch, narrow):
+    """Whole-image chunks build their columns with either kernel; same gradients."""
+    monkeypatch.setattr(_im2col, "_NARROW_ROWS", narrow)
+    g = dict(CHUNK_GEO, groups=1, sy=2, sx=2, OH=5, OW=5)
+    x, w, b, dy = _random_problem(g, np.float64, 4)
+    dx, gw, gb = _backward(dy, x, w, g)
+    rdx, rgw, rgb = conv2d_backward_ref(dy, x, w, *_geo_args(g), g["groups"])
+    _close(dx, rdx, np.float64, "dx")
+    _close(gw, rgw, np.float64, "dweight")
