@@ -216,3 +216,42 @@ def test_winograd_filter_transform_in_pieces():
             blk = a * 2 + b
             np.testing.assert_allclose(U[:, :, blk * 3:(blk + 1) * 3], want, rtol=1e-15,
                                        atol=1e-15)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+@pytest.mark.parametrize("k, padding", [(3, 1), (3, 0), (5, 2)])
+def test_winograd_non_finite_values_as_direct(value, where, k, padding):
+    """The transforms would spread an inf or NaN to other outputs than a direct convolution
+    (and turn inf into NaN); such inputs fall back to the direct kernels, so the results
+    (non-finite positions included) equal the direct algorithm's."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 7, 8))
+    w = rng.standard_normal((4, 3, k, k))
+    b = rng.standard_normal(4)
+    if where == "x":
+        x[1, 2, 3, 5] = value
+    elif where == "w":
+        w[2, 1, 1, 0] = value
+    kw = dict(padding=padding)
+    y = nc.conv2d(x, w, b, algorithm="winograd", **kw)
+    y_ref = nc.conv2d(x, w, b, algorithm="direct", **kw)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-11, atol=1e-11)  # NaN where NaN, inf where inf
+    dy = rng.standard_normal(y.shape)
+    if where == "dy":
+        dy[0, 1, 2, 3] = value
+    got = nc.conv2d_backward(dy, x, w, algorithm="winograd", **kw)
+    want = nc.conv2d_backward(dy, x, w, algorithm="direct", **kw)
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=1e-11, atol=1e-11)
+
+
+def test_finite_check():
+    from nbconv.kernels.conv2d_winograd import _finite
+
+    for dtype in (np.float32, np.float64):
+        a = np.ones((3, 5), dtype)
+        assert _finite(a)
+        for v in (np.nan, np.inf, -np.inf):
+            a[2, 4] = v
+            assert not _finite(a)

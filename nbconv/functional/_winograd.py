@@ -108,16 +108,23 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     """Winograd forward convolution into the preallocated ``y`` (arguments as for
     :func:`nbconv.functional._im2col.conv2d_forward`; the geometry must pass :func:`supports`).
 
+    Returns False, with ``y`` partly written, when ``x`` or ``w`` holds an inf or NaN: the
+    transforms mix neighbouring values, so such values would reach other outputs than in a
+    direct convolution (and an infinite result could become NaN).  The caller then computes
+    ``y`` another way.
+
     Examples
     --------
     >>> import numpy as np
     >>> from nbconv.functional._winograd import conv2d_forward
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4); w = np.ones((1, 1, 3, 3))
     >>> y = np.empty((1, 1, 2, 2))
-    >>> conv2d_forward(x, w, None, y, 1, 1, 0, 0, 1, 1, 1); y[0, 0]
-    array([[45., 54.],
-           [81., 90.]])
+    >>> conv2d_forward(x, w, None, y, 1, 1, 0, 0, 1, 1, 1), y[0, 0]
+    (True, array([[45., 54.],
+           [81., 90.]]))
     """
+    if not np.isfinite(w).all():
+        return False
     N, C = x.shape[:2]
     F, _, kh, kw = w.shape
     Ph, Pw = _pieces(kh, kw)
@@ -131,8 +138,12 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     max_tiles = max(nb * ni for _, nb, _, ni in chunks) * tw
     V = _planes(PC, max_tiles, y.dtype)
     M = _planes(F, max_tiles, y.dtype)
+    bad = np.empty(max(nb for _, nb, _, _ in chunks) * C, dtype=np.uint8)
     for n0, nb, i0, ni in chunks:
         T = nb * ni * tw
-        _conv2d_winograd_input(x, V, n0, nb, i0, ni, tw, pt, pl, Ph, Pw)
+        _conv2d_winograd_input(x, V, n0, nb, i0, ni, tw, pt, pl, Ph, Pw, bad)
+        if bad[:nb * C].any():
+            return False
         matmul(U, V[:, :, :T], M[:, :, :T])
         _conv2d_winograd_output(M, b, y, n0, nb, i0, ni, tw)
+    return True

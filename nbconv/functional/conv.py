@@ -235,20 +235,24 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups, need_weight=Tru
 
 
 def _winograd_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+    """Winograd, or the direct algorithm when ``x`` or ``w`` holds an inf or NaN (so that
+    non-finite values reach exactly the outputs they reach in a direct convolution)."""
     from . import _winograd
 
-    _winograd.conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups)
+    if not _winograd.conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+        _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups)
 
 
 def _winograd_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
-    """The data gradient of a 3x3 stride-1 convolution is one too (of ``dy`` with the flipped,
-    transposed kernel): Winograd; the weight gradient: the wide-row direct kernel."""
+    """The data gradient of a stride-1 convolution is one too (of ``dy`` with the flipped,
+    transposed kernel): Winograd (direct when ``dy`` or ``w`` is not finite); the weight
+    gradient: the wide-row direct kernel."""
     from . import _winograd
 
     kh, kw = w.shape[2], w.shape[3]
-    if dx is not None:
-        _winograd.conv2d_forward(dy, _flip_transpose(w, 1), None, dx, 1, 1, kh - 1 - pt,
-                                 kw - 1 - pl, 1, 1, 1)
+    if dx is not None and not _winograd.conv2d_forward(
+            dy, _flip_transpose(w, 1), None, dx, 1, 1, kh - 1 - pt, kw - 1 - pl, 1, 1, 1):
+        _wide_backward(dy, x, w, dx, None, None, pt, pl, dh, dw, groups, need_weight=False)
     _wide_backward(dy, x, w, None, gw, gb, pt, pl, dh, dw, groups)
 
 
@@ -508,7 +512,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         ``"direct"``: numba loop nests; ``"im2col"``: patches unfolded into columns and
         multiplied by BLAS in bounded chunks; ``"winograd"``: Winograd F(2x2, 3x3), 16 BLAS
         products on transformed tiles (stride 1, dilation 1, groups 1, kernels of 2 to 9 taps
-        a side, larger ones as 3x3 pieces).  ``"auto"`` picks ``"winograd"`` for 3x3 kernels
+        a side, larger ones as 3x3 pieces; inputs or weights holding inf/NaN are computed
+        directly, so that such values reach exactly the outputs they reach in a direct
+        convolution).  ``"auto"`` picks ``"winograd"`` for 3x3 kernels
         with ``C, F >= 32`` (48 for the backward pass) and for the 5x5 forward pass with
         ``C, F >= 32``; for other stride-1 kernels larger than 1x1 ``"direct"``, or
         ``"im2col"`` when ``groups == 1``, ``C >= 64`` and ``F >= 128``; otherwise

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .. import _config
 from .._config import JIT_OPTIONS
 from .conv2d_wide import _pad_plane
 
@@ -102,8 +103,21 @@ def _input_tiles(xs, V, row, t0, tw, oy, ox, ni):
             V[15, row, t] = z31 - z33
 
 
+# compiled without fastmath: its flags would let LLVM fold ``v - v`` to 0
+@numba.njit(cache=_config.CACHE, nogil=True)
+def _finite(xs):
+    """Whether every value of the 2-D ``xs`` is finite (``v - v`` is 0, NaN for inf/NaN; the
+    comparisons are OR-ed as integers, which vectorises)."""
+    flags = 0
+    for i in range(xs.shape[0]):
+        row = xs[i]
+        for j in range(row.shape[0]):
+            flags |= (row[j] - row[j]) != 0
+    return flags == 0
+
+
 @numba.njit(parallel=True, **JIT_OPTIONS)
-def _conv2d_winograd_input(x, V, n0, nb, i0, ni, tw, pt, pl, Ph, Pw):
+def _conv2d_winograd_input(x, V, n0, nb, i0, ni, tw, pt, pl, Ph, Pw, bad):
     """Input transform of tile rows ``i0 .. i0+ni-1`` of images ``n0 .. n0+nb-1``.
 
     ``x`` (N, C, H, W) is padded implicitly (``pt`` rows on top, ``pl`` columns on the left,
@@ -113,7 +127,9 @@ def _conv2d_winograd_input(x, V, n0, nb, i0, ni, tw, pt, pl, Ph, Pw):
     One parallel task per (image, channel): it copies the band of the padded plane that its
     tiles read into a small buffer (in cache) once, for all pieces; no padded copy of the
     whole input is made (one read and one write of the input less).  ``V`` is
-    (16, Ph*Pw*C, >= T).
+    (16, Ph*Pw*C, >= T).  ``bad[task]`` (``nb*C`` values) is set to 1 where the band holds an
+    inf or NaN, 0 elsewhere: the transforms would spread such values differently from a
+    direct convolution, so the caller falls back to one.
     """
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     Hs = 2 * ni + 3 * Ph - 1
@@ -126,6 +142,7 @@ def _conv2d_winograd_input(x, V, n0, nb, i0, ni, tw, pt, pl, Ph, Pw):
         c = task - nl * C
         xs = np.empty((Hs, Ws), dtype=V.dtype)
         _pad_plane(x[n0 + nl, c], xs, top, pl, r0, r1, c0, c1)
+        bad[task] = 0 if _finite(xs) else 1
         for a in range(Ph):
             for b in range(Pw):
                 _input_tiles(xs, V, (a * Pw + b) * C + c, nl * ni * tw, tw, 3 * a, 3 * b, ni)
