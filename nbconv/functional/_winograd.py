@@ -39,10 +39,6 @@ __all__: list[str] = []  # private module
 #: / 24.0 (PyTorch 44.6, 23.8, 1.59, 21.0)
 _CHUNK_BYTES = 8 * 2**20
 
-#: the filter transform G of F(2x2, 3x3) (see the kernels' module docstring).
-_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-
-
 def supports(kh, kw, sy, sx, dh, dw, groups) -> bool:
     """Whether the Winograd kernels cover this geometry."""
     return (sy, sx, dh, dw, groups) == (1, 1, 1, 1, 1) and 2 <= kh <= 9 and 2 <= kw <= 9
