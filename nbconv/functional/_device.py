@@ -807,41 +807,28 @@ def linear_backward(dy, x, weight, bias=True):
 
 
 def _bn_x(op, name, x, dtype=None):
-    from .norm import _BN_LAYOUT
+    from .norm import _check_bn_x
 
-    x = _dev(op, name, x, dtype)
-    if x.ndim not in (2, 3, 4):
-        raise ValueError(
-            f"{op}: argument '{name}' must be {_BN_LAYOUT}, got shape {tuple(x.shape)}"
-        )
-    return x
+    return _check_bn_x(op, name, _dev(op, name, x, dtype))
 
 
 def _channel_vec(op, name, v, x):
-    v = _dev(op, name, v, x.dtype)
-    C = x.shape[1]
-    if tuple(v.shape) != (C,):
-        raise ValueError(
-            f"{op}: argument '{name}' must have shape ({C},) = (C,), got {tuple(v.shape)} "
-            f"(x shape {tuple(x.shape)})"
-        )
-    return v
+    from .norm import _check_channel_vec
+
+    return _check_channel_vec(op, name, _dev(op, name, v, x.dtype), x.shape[1], x.shape)
 
 
 def _running_buffer(op, name, v, C, x_shape):
+    """The device twin of ``norm._running_buffer``: a contiguous device array instead of a
+    writeable ndarray; the dtype and shape checks are shared."""
+    from .norm import _check_running
+
     if not is_device_array(v):
         raise TypeError(
             f"{op}: argument '{name}' must be a CUDA device array like 'x' (it is updated in "
             f"place when training), got {type(v).__name__}"
         )
-    v = _as_numba(op, name, v)
-    if np.dtype(v.dtype) not in (np.float32, np.float64):
-        raise TypeError(f"{op}: argument '{name}' must be float32 or float64, got {v.dtype}")
-    if tuple(v.shape) != (C,):
-        raise ValueError(
-            f"{op}: argument '{name}' must have shape ({C},) = (C,), got {tuple(v.shape)} "
-            f"(x shape {tuple(x_shape)})"
-        )
+    v = _check_running(op, name, _as_numba(op, name, v), C, x_shape)
     if not _is_c_contiguous(v):
         raise ValueError(f"{op}: argument '{name}' must be contiguous (it is updated in place)")
     return v

@@ -33,22 +33,40 @@ def _as3d(a: np.ndarray) -> np.ndarray:
 
 
 
-def _bn_x(op: str, name: str, x, dtype=None) -> np.ndarray:
-    x = as_float_array(op, name, x, dtype=dtype)
+def _check_bn_x(op: str, name: str, x):
+    """``x`` (host or device array) if it is (N, C), (N, C, L) or (N, C, H, W)."""
     if x.ndim not in (2, 3, 4):
-        raise ValueError(f"{op}: argument '{name}' must be {_BN_LAYOUT}, got shape {x.shape}")
+        raise ValueError(
+            f"{op}: argument '{name}' must be {_BN_LAYOUT}, got shape {tuple(x.shape)}"
+        )
     return x
+
+
+def _check_channel_vec(op: str, name: str, v, C: int, x_shape):
+    """``v`` (host or device array) if it has shape (C,), one value per channel of ``x``."""
+    if tuple(v.shape) != (C,):
+        raise ValueError(
+            f"{op}: argument '{name}' must have shape ({C},) = (C,), got {tuple(v.shape)} "
+            f"(x shape {tuple(x_shape)})"
+        )
+    return v
+
+
+def _check_running(op: str, name: str, v, C: int, x_shape):
+    """``v`` (host or device array) if it can hold a running statistic: float32/float64 of
+    shape (C,)."""
+    if np.dtype(v.dtype) not in (np.float32, np.float64):
+        raise TypeError(f"{op}: argument '{name}' must be float32 or float64, got {v.dtype}")
+    return _check_channel_vec(op, name, v, C, x_shape)
+
+
+def _bn_x(op: str, name: str, x, dtype=None) -> np.ndarray:
+    return _check_bn_x(op, name, as_float_array(op, name, x, dtype=dtype))
 
 
 def _channel_vec(op: str, name: str, v, x: np.ndarray) -> np.ndarray:
     v = as_float_array(op, name, v, dtype=x.dtype)
-    C = x.shape[1]
-    if v.shape != (C,):
-        raise ValueError(
-            f"{op}: argument '{name}' must have shape ({C},) = (C,), got {tuple(v.shape)} "
-            f"(x shape {tuple(x.shape)})"
-        )
-    return v
+    return _check_channel_vec(op, name, v, x.shape[1], x.shape)
 
 
 def _running_buffer(op: str, name: str, v, C: int, x_shape) -> np.ndarray:
@@ -58,13 +76,7 @@ def _running_buffer(op: str, name: str, v, C: int, x_shape) -> np.ndarray:
             f"{op}: argument '{name}' must be a numpy.ndarray (it is updated in place when "
             f"training), got {type(v).__name__}"
         )
-    if v.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{op}: argument '{name}' must be float32 or float64, got {v.dtype}")
-    if v.shape != (C,):
-        raise ValueError(
-            f"{op}: argument '{name}' must have shape ({C},) = (C,), got {tuple(v.shape)} "
-            f"(x shape {tuple(x_shape)})"
-        )
+    _check_running(op, name, v, C, x_shape)
     if not v.flags.writeable:
         raise ValueError(f"{op}: argument '{name}' is read-only but must be updated in place")
     return v
