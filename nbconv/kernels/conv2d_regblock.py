@@ -25,7 +25,7 @@ from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
 
-__all__ = ["_conv2d_regblock_fwd", "NP"]
+__all__ = ["_conv2d_regblock_fwd", "_conv2d_regblock_bwd_weight", "NP"]
 
 #: output pixels per block (with 2 filter vectors: 8 accumulator registers of AVX2's 16).
 NP = 4
@@ -173,3 +173,45 @@ def _conv2d_regblock_fwd(xp, wt, b, off, y, sy, sx, nvec):
                 for f in range(min(FBK, F - f0)):
                     y[n, f0 + f, i, j0 + pi] = acc[pi, f]
             j0 += npix
+
+
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def _conv2d_regblock_bwd_weight(xp, dyt, off, gw, kh, kw, dh, dw, nvec):
+    """``gw[f, c, p, q] = sum over pixels r of dyt[r, f] * xp.flat[off[r] + tap(c, p, q)]``
+    with register-blocked accumulators: the weight gradient as a product over all output
+    pixels of the batch, without building columns.
+
+    ``xp`` (N, C, Hp, Wp) is the zero-padded input; ``dyt`` (N*OH*OW, Fpad) the output
+    gradient with the filters last (zeros past ``F``); ``off[r]`` the flat index in ``xp`` of
+    pixel ``r``'s window origin (stride included); ``gw`` (F, C, kh, kw).  A block is
+    :data:`NP` taps ``q0..q0+NP-1`` of one kernel row (consecutive in ``xp``, ``dw`` apart)
+    times ``nvec`` vectors of filters; one task per (channel, kernel row, filter block), each
+    owning its outputs (deterministic).
+    """
+    C, Hp, Wp = xp.shape[1], xp.shape[2], xp.shape[3]
+    R, Fpad = dyt.shape
+    F = gw.shape[0]
+    zero = gw.dtype.type(0)
+    lanes = 8 if gw.itemsize == 4 else 4
+    FBK = nvec * lanes
+    nfb = Fpad // FBK
+    it = gw.itemsize
+    for task in numba.prange(C * kh * nfb):
+        c = task // (kh * nfb)
+        rest = task - c * (kh * nfb)
+        p = rest // nfb
+        f0 = (rest - p * nfb) * FBK
+        acc = np.empty((NP, FBK), dtype=gw.dtype)
+        wa = dyt.ctypes.data + f0 * it
+        q0 = 0
+        while q0 < kw:
+            npix = NP if q0 + NP <= kw else 1
+            for pi in range(npix):
+                for f in range(FBK):
+                    acc[pi, f] = zero
+            xa = xp.ctypes.data + ((c * Hp + p * dh) * Wp + q0 * dw) * it
+            _block(xa, dw, off, R, wa, Fpad, acc, nvec, npix, zero)
+            for pi in range(npix):
+                for f in range(min(FBK, F - f0)):
+                    gw[f0 + f, c, p, q0 + pi] = acc[pi, f]
+            q0 += npix
