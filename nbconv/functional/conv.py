@@ -168,18 +168,22 @@ def _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw):
     _conv2d_regblock_fwd(xp, wt, b, off, y, sy, sx, nvec)
 
 
-#: largest output gradient (filters last) for the register-blocked weight gradient: each task
-#: streams all of it, which pays while it stays in L2 (LeNet c2: 256 KiB, 0.51 -> 0.28 ms)
-_REGBLOCK_MAX_DY_BYTES = 512 * 1024
+#: most bytes of the output gradient (filters last) that the register-blocked weight gradient
+#: may stream in all, every task reading all of it: LeNet c2 (30 tasks x 256 KiB = 7.5 MiB,
+#: 0.51 -> 0.28 ms) pays; NNlib3 (3072 tasks x 392 KiB) took 2.5x PyTorch's backward
+_REGBLOCK_MAX_DY_TRAFFIC = 32 * 2**20
 
 
 def _regblock_dw_fits(N, OH, OW, F, C, kh, itemsize) -> bool:
     """Whether the register-blocked weight gradient takes this layer (groups 1): at least 16
-    filters, enough (channel, kernel row) tasks for the threads, a small ``dy``.  LeNet c1's
-    6 filters of one channel (5 tasks) ran 0.73 vs 0.35 ms on the wide-row kernel."""
-    Fpad = -(-F // 8) * 8
-    return (F >= 16 and C * kh >= 4 * numba.get_num_threads()
-            and N * OH * OW * Fpad * itemsize <= _REGBLOCK_MAX_DY_BYTES)
+    filters, enough (channel, kernel row) tasks for the threads, and little ``dy`` traffic.
+    LeNet c1's 6 filters of one channel (5 tasks) ran 0.73 vs 0.35 ms on the wide-row kernel."""
+    lanes = 8 if itemsize == 4 else 4
+    block = lanes if F <= lanes else 2 * lanes
+    Fpad = -(-F // block) * block
+    tasks = C * kh * (Fpad // block)
+    return (F >= 16 and tasks >= 4 * numba.get_num_threads()
+            and tasks * N * OH * OW * Fpad * itemsize <= _REGBLOCK_MAX_DY_TRAFFIC)
 
 
 def _regblock_weight_grad(dy, x, gw, sy, sx, pt, pl, dh, dw):
