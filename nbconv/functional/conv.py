@@ -8,14 +8,19 @@ The output size along each axis is PyTorch's::
 where ``p_before``/``p_after`` are the paddings on the two sides of the axis (equal for an int or
 a pair; with ``padding="same"`` the TensorFlow rule below).
 
-Two algorithms compute the same thing up to float rounding:
+Three algorithms compute the same thing up to float rounding:
 
 ``"direct"``
-    Loop-nest numba kernels (:mod:`nbconv.kernels.conv2d_direct`).
+    Loop-nest numba kernels, picked by shape: register-blocked (``kernels/conv2d_regblock.py``),
+    depthwise planes (``kernels/conv2d_depthwise.py``), wide rows (``kernels/conv2d_wide.py``)
+    or the general strided kernel (``kernels/conv2d_direct.py``).
 ``"im2col"``
     Unfold patches into columns and multiply with BLAS (:mod:`nbconv.functional._im2col`).
+``"winograd"``
+    Winograd F(2x2, 3x3) on transformed tiles, BLAS for the products
+    (:mod:`nbconv.functional._winograd`; stride 1, groups 1).
 
-Both are called through the same two drivers (``conv2d_forward``/``conv2d_backward``) that take
+All are called through the same two drivers (``conv2d_forward``/``conv2d_backward``) that take
 normalised arguments, implicit zero padding on the top/left only (the bottom/right padding is
 implied by the output size) and write into preallocated outputs.  Non-zero padding modes
 (``"reflect"``, ``"replicate"``, ``"circular"``) are applied here by padding ``x`` explicitly; the
@@ -105,8 +110,9 @@ def _zero_padded_shared(x, pt, pl, Hp, Wp):
 def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     """Driver of the direct algorithm (see ``conv_interface``): ``y[:] = conv(x, w) + b``.
 
-    Stride 1 takes the wide-row kernels (``kernels/conv2d_wide.py``) on an explicitly padded
-    input; other strides the row kernel (``kernels/conv2d_direct.py``).
+    Groups 1 with enough filters and small weights take the register-blocked kernel (any
+    stride); stride-1 depthwise layers the plane kernels; other stride-1 layers the wide-row
+    kernels on an explicitly padded input; the rest the row kernel (``kernels/conv2d_direct.py``).
     """
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
