@@ -144,12 +144,30 @@ def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
 _REGBLOCK_MAX_WEIGHT_BYTES = 128 * 1024
 
 
+def _regblock_vectors(F, itemsize):
+    """``(nvec, block, Fpad)`` of the register-blocked kernels: filter vectors per block (one
+    for up to a vector's lanes, else two), filters per block, filters rounded up to blocks."""
+    lanes = 8 if itemsize == 4 else 4
+    nvec = 1 if F <= lanes else 2
+    block = nvec * lanes
+    return nvec, block, -(-F // block) * block
+
+
+def _regblock_padded(x, OH, OW, kh, kw, sy, sx, pt, pl, dh, dw):
+    """``(xp, Hp, Wp)``: ``x`` zero-padded to exactly the rows and columns the windows of an
+    ``OH x OW`` output read (the register-blocked kernels address it by raw offsets)."""
+    Hp = (OH - 1) * sy + dh * (kh - 1) + 1
+    Wp = (OW - 1) * sx + dw * (kw - 1) + 1
+    return _zero_padded(x, pt, pl, Hp, Wp), Hp, Wp
+
+
 def _regblock_fits(F, C, kh, kw, itemsize) -> bool:
     """Whether the register-blocked kernel takes these (groups 1) filters: at least 16 of
     them (fewer leave vector lanes idle: LeNet c1's 6 ran 0.49 vs 0.23 ms on wide rows), a
-    kernel larger than 1x1, and a weight matrix that stays in L2."""
-    return (F >= 16 and kh * kw > 1
-            and C * kh * kw * (-(-F // 8) * 8) * itemsize <= _REGBLOCK_MAX_WEIGHT_BYTES)
+    kernel larger than 1x1, and a weight matrix (filters padded to whole blocks) that stays
+    in L2."""
+    Fpad = _regblock_vectors(F, itemsize)[2]
+    return F >= 16 and kh * kw > 1 and C * kh * kw * Fpad * itemsize <= _REGBLOCK_MAX_WEIGHT_BYTES
 
 
 def _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw):
@@ -159,14 +177,8 @@ def _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw):
     from ..kernels.conv2d_regblock import _conv2d_regblock_fwd
 
     F, C, kh, kw = w.shape
-    OH, OW = y.shape[2], y.shape[3]
-    Hp = (OH - 1) * sy + dh * (kh - 1) + 1
-    Wp = (OW - 1) * sx + dw * (kw - 1) + 1
-    xp = _zero_padded(x, pt, pl, Hp, Wp)
-    lanes = 8 if y.dtype == np.float32 else 4
-    nvec = 1 if F <= lanes else 2
-    block = nvec * lanes
-    Fpad = -(-F // block) * block
+    xp, Hp, Wp = _regblock_padded(x, y.shape[2], y.shape[3], kh, kw, sy, sx, pt, pl, dh, dw)
+    nvec, _, Fpad = _regblock_vectors(F, y.itemsize)
     wt = np.zeros((C * kh * kw, Fpad), dtype=y.dtype)
     wt[:, :F] = w.reshape(F, -1).T
     off = np.add.outer(np.add.outer(np.arange(C) * Hp, np.arange(kh) * dh) * Wp,
@@ -184,9 +196,7 @@ def _regblock_dw_fits(N, OH, OW, F, C, kh, itemsize) -> bool:
     """Whether the register-blocked weight gradient takes this layer (groups 1): at least 16
     filters, enough (channel, kernel row) tasks for the threads, and little ``dy`` traffic.
     LeNet c1's 6 filters of one channel (5 tasks) ran 0.73 vs 0.35 ms on the wide-row kernel."""
-    lanes = 8 if itemsize == 4 else 4
-    block = lanes if F <= lanes else 2 * lanes
-    Fpad = -(-F // block) * block
+    _, block, Fpad = _regblock_vectors(F, itemsize)
     tasks = C * kh * (Fpad // block)
     return (F >= 16 and tasks >= 4 * numba.get_num_threads()
             and tasks * N * OH * OW * Fpad * itemsize <= _REGBLOCK_MAX_DY_TRAFFIC)
@@ -201,13 +211,8 @@ def _regblock_weight_grad(dy, x, gw, sy, sx, pt, pl, dh, dw):
     N, C = x.shape[:2]
     F, _, kh, kw = gw.shape
     OH, OW = dy.shape[2], dy.shape[3]
-    Hp = (OH - 1) * sy + dh * (kh - 1) + 1
-    Wp = (OW - 1) * sx + dw * (kw - 1) + 1
-    xp = _zero_padded(x, pt, pl, Hp, Wp)
-    lanes = 8 if dy.dtype == np.float32 else 4
-    nvec = 1 if F <= lanes else 2
-    block = nvec * lanes
-    Fpad = -(-F // block) * block
+    xp, Hp, Wp = _regblock_padded(x, OH, OW, kh, kw, sy, sx, pt, pl, dh, dw)
+    nvec, _, Fpad = _regblock_vectors(F, dy.itemsize)
     dyt = np.zeros((N, OH, OW, Fpad), dtype=dy.dtype)
     dyt[..., :F] = dy.transpose(0, 2, 3, 1)
     off = (np.arange(N)[:, None, None] * (C * Hp * Wp)
