@@ -18,6 +18,7 @@ from reference_im2col import (
     im2col_ref,
     natural_out_size,
 )
+from spying import count_calls
 
 import nbconv._config as _config
 from nbconv.functional import _im2col
@@ -446,14 +447,7 @@ def test_fused_band_respects_the_bounds(monkeypatch):
 
 def test_fused_forward_uses_the_fused_kernel(monkeypatch):
     """The fused kernel really runs for groups 1 (and not for groups 2)."""
-    calls = []
-    real = _im2col._conv2d_im2col_fused_fwd
-
-    def spy(*args):
-        calls.append(1)
-        return real(*args)
-
-    monkeypatch.setattr(_im2col, "_conv2d_im2col_fused_fwd", spy)
+    calls = count_calls(monkeypatch, _im2col, "_conv2d_im2col_fused_fwd")
     for groups, expected in ((1, 1), (2, 1)):
         # 20 x 20 outputs: a band holds >= _FUSED_MIN_COLS pixels
         g = dict(CHUNK_GEO, groups=groups, H=20, W=20, OH=20, OW=20)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_conv import ref_conv2d
+from spying import count_calls
 
 import nbconv as nc
 from nbconv.functional import conv as _conv
@@ -79,14 +80,7 @@ def test_regblock_non_finite_values_stay_in_their_outputs():
 def test_direct_algorithm_uses_regblock(monkeypatch):
     """The direct algorithm's forward pass runs the register-blocked kernel for groups 1 with
     at least 16 filters, and the other direct kernels for fewer."""
-    calls = []
-    real = _conv._regblock_forward
-
-    def spy(*args):
-        calls.append(1)
-        return real(*args)
-
-    monkeypatch.setattr(_conv, "_regblock_forward", spy)
+    calls = count_calls(monkeypatch, _conv, "_regblock_forward")
     rng = np.random.default_rng(2)
     x, w = rng.standard_normal((2, 3, 9, 9)), rng.standard_normal((16, 3, 3, 3))
     y = nc.conv2d(x, w, padding=1, stride=2, algorithm="direct")
@@ -133,14 +127,7 @@ def test_lenet_like_backward_uses_regblock_weight_gradient(monkeypatch):
     gradient (with the bias gradient beside it); the gradients match finite differences."""
     from gradcheck import directional_check
 
-    calls = []
-    real = _conv._regblock_weight_grad
-
-    def spy(*args):
-        calls.append(1)
-        return real(*args)
-
-    monkeypatch.setattr(_conv, "_regblock_weight_grad", spy)
+    calls = count_calls(monkeypatch, _conv, "_regblock_weight_grad")
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, 6, 12, 12))
     w = rng.standard_normal((16, 6, 5, 5))
