@@ -80,17 +80,26 @@ def _pad_into(src, dst, pt, pl):
     _pad_planes(src, dst, pt, pl)
 
 
-def _zero_padded(x, pt, pl, Hp, Wp):
-    """``x`` (N, C, H, W) placed at (pt, pl) in zeros of (N, C, Hp, Wp), cropped to fit."""
+def _zero_padded(x, pt, pl, Hp, Wp, slack=0):
+    """``x`` (N, C, H, W) placed at (pt, pl) in zeros of (N, C, Hp, Wp), cropped to fit;
+    ``slack`` zeros follow the array in memory (for kernels that read whole vectors)."""
     N, C, H, W = x.shape
-    if pt == 0 and pl == 0 and (H, W) == (Hp, Wp):
+    if pt == 0 and pl == 0 and (H, W) == (Hp, Wp) and not slack:
         return x
-    out = np.empty((N, C, Hp, Wp), dtype=x.dtype)
+    out = _with_slack((N, C, Hp, Wp), x.dtype, slack)
     _pad_into(x, out, pt, pl)
     return out
 
 
-def _zero_padded_shared(x, pt, pl, Hp, Wp):
+def _with_slack(shape, dtype, slack):
+    """An uninitialised array of ``shape`` followed in memory by ``slack`` zeros."""
+    size = int(np.prod(shape))
+    flat = np.empty(size + slack, dtype=dtype)
+    flat[size:] = 0
+    return flat[:size].reshape(shape)
+
+
+def _zero_padded_shared(x, pt, pl, Hp, Wp, slack=0):
     """Like :func:`_zero_padded`, for the wide-row kernels: when the left padding is at least as
     wide as the right one, rows are stored with pitch ``Wp - right`` and a wide row reads its
     missing right padding from the next row's left padding (zeros), with zero rows appended
@@ -99,10 +108,10 @@ def _zero_padded_shared(x, pt, pl, Hp, Wp):
     N, C, H, W = x.shape
     right = Wp - pl - W
     if not (0 < right <= pl and pt >= 0 and pt + H <= Hp):
-        return _zero_padded(x, pt, pl, Hp, Wp)
+        return _zero_padded(x, pt, pl, Hp, Wp, slack)
     pitch = Wp - right
     extra = -(-right // pitch)
-    out = np.empty((N, C, Hp + extra, pitch), dtype=x.dtype)
+    out = _with_slack((N, C, Hp + extra, pitch), x.dtype, slack)
     _pad_into(x, out, pt, pl)
     return out
 
@@ -123,6 +132,9 @@ def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
         from ..kernels.conv2d_depthwise import _conv2d_depthwise_fwd
 
         _conv2d_depthwise_fwd(x, w, b, y, pt, pl, dh, dw)
+        return
+    if sy == 1 and sx == 1 and _pixvec_fits(w.shape[0], w.shape[2], w.shape[3], groups):
+        _pixvec_forward(x, w, b, y, pt, pl, dh, dw)
         return
     if sy == 1 and sx == 1:
         from ..kernels.conv2d_wide import _conv2d_wide_fwd
@@ -222,6 +234,48 @@ def _regblock_weight_grad(dy, x, gw, sy, sx, pt, pl, dh, dw):
                                 nvec)
 
 
+#: fewest filters of the filter-vector register blocks (:func:`_regblock_fits`); fewer take the
+#: pixel-vector blocks (:func:`_pixvec_forward`)
+_PIXVEC_BELOW_FILTERS = 16
+
+
+#: scratch of one pixel-vector task (its outputs, all filters): stays in L1
+_PIXVEC_TASK_BYTES = 32 * 1024
+
+
+def _pixvec_fits(F, kh, kw, groups) -> bool:
+    """Whether a stride-1 layer takes the pixel-vector register blocks: groups 1, fewer than
+    16 filters, a kernel larger than 1x1."""
+    return groups == 1 and F < _PIXVEC_BELOW_FILTERS and kh * kw > 1
+
+
+def _pixvec_forward(x, w, b, y, pt, pl, dh, dw):
+    """Stride-1 forward (groups 1, few filters) with pixel-vector register blocks: pads ``x``
+    (sharing left and right padding where it can) with a block of slack, lays the filters
+    out in groups of at most six, then runs
+    :func:`nbconv.kernels.conv2d_pixvec._conv2d_pixvec_fwd`."""
+    from ..kernels.conv2d_pixvec import MAX_FILTERS, _conv2d_pixvec_fwd, block_positions
+
+    F, C, kh, kw = w.shape
+    N, _, OH, OW = y.shape
+    G = -(-F // MAX_FILTERS)
+    NF = -(-F // G)
+    B = block_positions(NF, y.itemsize)
+    xp = _zero_padded_shared(x, pt, pl, OH + dh * (kh - 1), OW + dw * (kw - 1), slack=B)
+    rows, pitch = xp.shape[2], xp.shape[3]
+    K = C * kh * kw
+    wt = np.zeros((G * NF, K), dtype=y.dtype)
+    wt[:F] = w.reshape(F, K)
+    wt = np.ascontiguousarray(wt.reshape(G, NF, K).transpose(0, 2, 1))
+    off = np.add.outer(np.add.outer(np.arange(C) * rows, np.arange(kh) * dh) * pitch,
+                       np.arange(kw) * dw).ravel().astype(np.int64)
+    # tasks of at most _PIXVEC_TASK_BYTES of scratch, at least four per thread
+    nblk = -(-((OH - 1) * pitch + OW) // B)
+    per = min(max(1, _PIXVEC_TASK_BYTES // (NF * B * y.itemsize)),
+              max(1, N * nblk // (4 * numba.get_num_threads())))
+    _conv2d_pixvec_fwd(xp, wt, b, off, y, per)
+
+
 def _depthwise(x, w, groups) -> bool:
     """One input channel per filter (``groups == C``): the plane-in-L1 kernels."""
     return groups > 1 and groups == x.shape[1] and w.shape[1] == 1
@@ -234,7 +288,7 @@ def _round_up_filters(w, b, groups):
     from ..kernels.conv2d_wide import FB
 
     F = w.shape[0]
-    if groups != 1 or F % FB == 0:
+    if groups != 1 or F % FB == 0 or F == 1:
         return w, b
     Fq = F + FB - F % FB
     wq = np.zeros((Fq,) + w.shape[1:], dtype=w.dtype)
@@ -296,9 +350,12 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups, need_weight=Tru
     F, _, kh, kw = w.shape
     OH, OW = dy.shape[2], dy.shape[3]
     ekh, ekw = dh * (kh - 1), dw * (kw - 1)
-    if dx is not None:
+    if dx is not None and _pixvec_fits(C, kh, kw, groups):
         # dx = stride-1 convolution of dy, padded so that the output is (H, W), with the
-        # flipped, transposed kernel.
+        # flipped, transposed kernel: C "filters", few enough for the pixel-vector blocks
+        _pixvec_forward(dy, _flip_transpose(w, groups), np.zeros(C, dtype=x.dtype), dx,
+                        ekh - pt, ekw - pl, dh, dw)
+    elif dx is not None:
         dyp = _zero_padded_shared(dy, ekh - pt, ekw - pl, H + ekh, W + ekw)
         wq, bq = _round_up_filters(_flip_transpose(w, groups), np.zeros(C, dtype=x.dtype),
                                    groups)

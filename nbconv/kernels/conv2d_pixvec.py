@@ -1,0 +1,198 @@
+"""Register-blocked stride-1 convolution for few filters: the vectors run along output pixels.
+
+:mod:`.conv2d_regblock` puts filters in the vector lanes, which leaves lanes idle below 16
+filters (LeNet c1's 6, or the data gradient of a layer with few input channels, LeNet c1's
+one).  Here a lane is an output pixel instead.  As in the wide-row kernels
+(:mod:`.conv2d_wide`), flatten an explicitly padded plane with its row pitch: output ``t``
+reads input ``t + off[r]`` for every term ``r = (c, p, q)`` of the reduction,
+``off[r] = (c*rows + p*dh)*pitch + q*dw``.  So ``NPV`` vectors of consecutive outputs (a
+*block*) need ``NPV`` plain vector loads per term, one broadcast weight per filter and
+``NPV * NF`` fused multiply-adds, and their accumulators stay in registers for the whole
+reduction (:func:`_fma_pixels`, LLVM IR in a numba ``@intrinsic`` as in
+:mod:`.conv2d_regblock`).  The columns past the output width in each wide row are computed
+and dropped.
+
+Blocks are whole vectors, so the last one of an image reads up to a block past the image:
+the caller's padded buffer holds that much slack after its last image.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+from .._config import JIT_OPTIONS
+
+__all__ = ["_conv2d_pixvec_fwd", "MAX_FILTERS", "block_positions"]
+
+#: most filters in one block (more are split into groups of at most this many)
+MAX_FILTERS = 6
+
+#: vectors of pixels per block for 1..MAX_FILTERS filters: about 12 accumulators of AVX2's
+#: 16 registers, the rest for the input vectors and the broadcast weight.
+_PIXEL_VECTORS = (6, 4, 3, 3, 2, 2)
+
+
+def block_positions(nf: int, itemsize: int) -> int:
+    """Output positions of one block for ``nf`` filters (whole vectors of 8 float32 or 4
+    float64 lanes): the slack the padded input needs after its last image."""
+    return _PIXEL_VECTORS[nf - 1] * (8 if itemsize == 4 else 4)
+
+
+@intrinsic
+def _fma_pixels(typingctx, x_addr, off_addr, K, w_addr, acc_addr, acc_stride, nf, zero):
+    """``acc[f, v*L:(v+1)*L] += sum_r w[r*nf + f] * x[off[r] + v*L : ... + L]`` for
+    ``f < nf`` (a literal) and ``v < NPV`` (from :data:`_PIXEL_VECTORS`), ``L`` lanes of
+    ``zero``'s float type; addresses as integers, ``acc`` rows ``acc_stride`` elements apart."""
+    if not (isinstance(nf, types.IntegerLiteral) and zero in (types.float32, types.float64)):
+        return None
+    NF = nf.literal_value
+    NPV = _PIXEL_VECTORS[NF - 1]
+    sig = types.void(x_addr, off_addr, K, w_addr, acc_addr, acc_stride, nf, zero)
+
+    def codegen(context, builder, signature, args):
+        xa, oa, k, wa, aa, astr = args[:6]
+        real = context.get_value_type(zero)
+        lanes = 8 if zero == types.float32 else 4
+        vec = ir.VectorType(real, lanes)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+
+        def as64(v):
+            return builder.sext(v, i64) if v.type.width < 64 else v
+
+        k, astr = as64(k), as64(astr)
+        rptr = real.as_pointer()
+        xp = builder.inttoptr(xa, rptr)
+        op = builder.inttoptr(oa, i64.as_pointer())
+        wp = builder.inttoptr(wa, rptr)
+        ap = builder.inttoptr(aa, rptr)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vec, [vec, vec, vec]),
+            "llvm.fma.v8f32" if lanes == 8 else "llvm.fma.v4f64")
+
+        def vec_at(base, index):
+            return builder.bitcast(builder.gep(base, [index]), vec.as_pointer())
+
+        def const(v):
+            return ir.Constant(i64, v)
+
+        def acc_index(f, v):
+            return builder.add(builder.mul(astr, const(f)), const(v * lanes))
+
+        init = [builder.load(vec_at(ap, acc_index(f, v)), align=4)
+                for f in range(NF) for v in range(NPV)]
+        pre = builder.block
+        loop = builder.append_basic_block("pixels.loop")
+        done = builder.append_basic_block("pixels.done")
+        builder.cbranch(builder.icmp_signed(">", k, const(0)), loop, done)
+
+        builder.position_at_end(loop)
+        r = builder.phi(i64)
+        r.add_incoming(const(0), pre)
+        accs = []
+        for a in init:
+            phi = builder.phi(vec)
+            phi.add_incoming(a, pre)
+            accs.append(phi)
+        o = builder.load(builder.gep(op, [r]))
+        xv = [builder.load(vec_at(xp, builder.add(o, const(v * lanes))), align=4)
+              for v in range(NPV)]
+        wrow = builder.mul(r, const(NF))
+        undef = ir.Constant(vec, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+        new = []
+        for f in range(NF):
+            wval = builder.load(builder.gep(wp, [builder.add(wrow, const(f))]))
+            wv = builder.shuffle_vector(builder.insert_element(undef, wval, ir.Constant(i32, 0)),
+                                        undef, splat)
+            for v in range(NPV):
+                new.append(builder.call(fma, [wv, xv[v], accs[f * NPV + v]]))
+        r_next = builder.add(r, const(1))
+        end = builder.block
+        r.add_incoming(r_next, end)
+        for phi, val in zip(accs, new):
+            phi.add_incoming(val, end)
+        builder.cbranch(builder.icmp_signed("<", r_next, k), loop, done)
+
+        builder.position_at_end(done)
+        results = []
+        for a in range(NF * NPV):
+            phi = builder.phi(vec)
+            phi.add_incoming(init[a], pre)
+            phi.add_incoming(new[a], end)
+            results.append(phi)
+        for a, phi in enumerate(results):
+            builder.store(phi, vec_at(ap, acc_index(a // NPV, a % NPV)), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(**JIT_OPTIONS)
+def _pixels(xa, off, K, wa, aa, acc_stride, nf, zero):
+    """:func:`_fma_pixels` with the literal filter count picked at run time (serial helper)."""
+    oa = off.ctypes.data
+    if nf == 1:
+        _fma_pixels(xa, oa, K, wa, aa, acc_stride, 1, zero)
+    elif nf == 2:
+        _fma_pixels(xa, oa, K, wa, aa, acc_stride, 2, zero)
+    elif nf == 3:
+        _fma_pixels(xa, oa, K, wa, aa, acc_stride, 3, zero)
+    elif nf == 4:
+        _fma_pixels(xa, oa, K, wa, aa, acc_stride, 4, zero)
+    elif nf == 5:
+        _fma_pixels(xa, oa, K, wa, aa, acc_stride, 5, zero)
+    else:
+        _fma_pixels(xa, oa, K, wa, aa, acc_stride, 6, zero)
+
+
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def _conv2d_pixvec_fwd(xp, wt, b, off, y, blocks_per_task):
+    """``y = conv(xp, w) + b``, stride 1, groups 1, with pixel-vector register blocks.
+
+    ``xp`` (N, C, rows, pitch) is the zero-padded input, output pixel ``(i, j)`` at ``i*pitch
+    + j`` of its image, followed in memory by at least one block of slack (see
+    :func:`block_positions`); ``wt`` (G, K, NF) the weights of ``G`` groups of ``NF`` filters
+    (zeros past ``F``), ``off`` (K,) the term offsets (module docstring), ``b`` (F,),
+    ``y`` (N, F, OH, OW).  One task per (image, run of ``blocks_per_task`` blocks); each fills
+    a scratch with the bias, accumulates into it block by block and copies the valid columns
+    out.
+    """
+    N, F, OH, OW = y.shape
+    pitch = xp.shape[3]
+    plane = xp.shape[1] * xp.shape[2] * pitch
+    G, K, NF = wt.shape
+    zero = y.dtype.type(0)
+    it = y.itemsize
+    B = _PIXEL_VECTORS[NF - 1] * (8 if it == 4 else 4)
+    L = (OH - 1) * pitch + OW
+    nblk = -(-L // B)
+    per = min(blocks_per_task, nblk)
+    nct = -(-nblk // per)
+    for task in numba.prange(N * nct):
+        n = task // nct
+        t0 = (task - n * nct) * per * B
+        t1 = min(t0 + per * B, nblk * B)
+        width = t1 - t0
+        acc = np.empty((NF, width), dtype=y.dtype)
+        aa = acc.ctypes.data
+        for g in range(G):
+            for f in range(NF):
+                acc[f, :] = b[g * NF + f] if g * NF + f < F else zero
+            wa = wt.ctypes.data + g * K * NF * it
+            for t in range(t0, t1, B):
+                _pixels(xp.ctypes.data + (n * plane + t) * it, off, K, wa, aa + (t - t0) * it,
+                        width, NF, zero)
+            # slice copies: 2x faster than element loops here (which LLVM does not vectorise)
+            for f in range(min(NF, F - g * NF)):
+                # rows that overlap [t0, t1) (a row may be longer than the pitch: see
+                # _zero_padded_shared)
+                for i in range(max(0, (t0 - OW) // pitch + 1), min(OH, -(-t1 // pitch))):
+                    j0 = max(t0 - i * pitch, 0)
+                    j1 = min(OW, t1 - i * pitch)
+                    s = i * pitch - t0
+                    if j1 > j0:
+                        y[n, g * NF + f, i, j0:j1] = acc[f, s + j0:s + j1]

@@ -1,0 +1,108 @@
+"""Pixel-vector register blocks (``nbconv/kernels/conv2d_pixvec.py``) against the independent
+reference ``reference_conv.ref_conv2d`` (scipy.signal.correlate2d per channel pair), through
+the driver that the direct algorithm uses, and as the data gradient of layers with few input
+channels (finite differences)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference_conv import ref_conv2d
+from spying import count_calls
+
+import nbconv as nc
+from nbconv.functional import conv as _conv
+
+RTOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def _run(x, w, b, padding=0, dilation=1):
+    g = _conv._geometry("conv2d", x.shape, w.shape, 1, padding, dilation, 1, "zeros", "test")
+    y = np.full((x.shape[0], w.shape[0], g.OH, g.OW), np.nan, dtype=x.dtype)
+    _conv._pixvec_forward(x, w, b, y, g.pt, g.pl, g.dh, g.dw)
+    return y
+
+
+def _close(got, want, dtype):
+    rtol = RTOL[dtype]
+    scale = max(1.0, float(np.max(np.abs(want))))
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale)
+
+
+@given(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    N=st.integers(1, 3), C=st.integers(1, 4), F=st.integers(1, 15),
+    H=st.integers(1, 14), W=st.integers(1, 14), kh=st.integers(1, 5), kw=st.integers(1, 5),
+    dh=st.integers(1, 2), dw=st.integers(1, 2), ph=st.integers(0, 3), pw=st.integers(0, 3),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=100, deadline=None)
+def test_pixvec_matches_reference(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw, seed):
+    """Every filter count below 16 (one to three groups of 1-6 filters), output rows shorter
+    and longer than a block, blocks straddling rows, shared and separate left/right padding,
+    dilations; both dtypes."""
+    if H + 2 * ph < dh * (kh - 1) + 1 or W + 2 * pw < dw * (kw - 1) + 1:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype)
+    kw_ = dict(padding=(ph, pw), dilation=(dh, dw))
+    _close(_run(x, w, b, **kw_), ref_conv2d(x, w, b, **kw_), dtype)
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_pixvec_tasks_split_images(monkeypatch, blocks):
+    """Tasks of a few blocks each (a batch of one large image) cover every output once."""
+    monkeypatch.setattr(_conv, "_PIXVEC_TASK_BYTES", blocks * 6 * 16 * 4)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 2, 23, 29)).astype(np.float32)
+    w = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    _close(_run(x, w, b, padding=1), ref_conv2d(x, w, b, padding=1), np.float32)
+
+
+def test_pixvec_non_finite_values_stay_in_their_outputs():
+    """A NaN reaches exactly the outputs whose window holds it; the dropped columns and the
+    slack past the last image (read, never kept) leave no trace."""
+    x = np.ones((2, 2, 6, 9))
+    x[1, 1, 2, 4] = np.nan
+    w = np.ones((3, 2, 3, 3))
+    y = _run(x, w, np.zeros(3), padding=(0, 1))
+    want = ref_conv2d(x, w, np.zeros(3), padding=(0, 1))
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_allclose(y[~np.isnan(y)], want[~np.isnan(want)])
+
+
+def test_direct_algorithm_uses_pixvec(monkeypatch):
+    """Stride-1 layers of groups 1 with fewer than 16 filters take the pixel-vector blocks,
+    forward and for the data gradient of fewer than 16 input channels (LeNet's layers)."""
+    calls = count_calls(monkeypatch, _conv, "_pixvec_forward")
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((2, 1, 12, 12)), rng.standard_normal((6, 1, 5, 5))
+    y = nc.conv2d(x, w, algorithm="direct")
+    assert len(calls) == 1
+    _close(y, ref_conv2d(x, w), np.float64)
+    nc.conv2d(x, w, stride=2, algorithm="direct")           # strided: another kernel
+    nc.conv2d(x, np.ones((16, 1, 5, 5)), algorithm="direct")  # 16 filters: register blocks
+    assert len(calls) == 1
+    nc.conv2d_backward(np.ones((2, 16, 8, 8)), x, np.ones((16, 1, 5, 5)), algorithm="direct")
+    assert len(calls) == 2   # the data gradient has one "filter" per input channel
+
+
+@pytest.mark.parametrize("C, F, padding", [(1, 6, 0), (6, 16, 0), (3, 4, 2)])
+def test_data_gradient_through_pixvec(C, F, padding):
+    """The data gradient (a convolution of dy with the flipped kernel) against finite
+    differences, LeNet's two layers among them."""
+    from gradcheck import directional_check
+
+    rng = np.random.default_rng(C * F)
+    x = rng.standard_normal((3, C, 12, 12))
+    w = rng.standard_normal((F, C, 5, 5))
+    y = nc.conv2d(x, w, padding=padding, algorithm="direct")
+    dy = rng.standard_normal(y.shape)
+    dx, _, _ = nc.conv2d_backward(dy, x, w, padding=padding, algorithm="direct")
+    directional_check(lambda x_: nc.conv2d(x_, w, padding=padding, algorithm="direct"), [x],
+                      dy, [dx], seed=7)
