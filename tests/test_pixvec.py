@@ -106,3 +106,47 @@ def test_data_gradient_through_pixvec(C, F, padding):
     dx, _, _ = nc.conv2d_backward(dy, x, w, padding=padding, algorithm="direct")
     directional_check(lambda x_: nc.conv2d(x_, w, padding=padding, algorithm="direct"), [x],
                       dy, [dx], seed=7)
+
+
+_GUARD_PAGE_SCRIPT = """
+import ctypes, mmap, sys
+import numpy as np
+from nbconv.functional import conv as _conv
+sys.path.insert(0, {tests!r})
+from reference_conv import ref_conv2d
+
+dtype = np.dtype({dtype!r})
+shape = (2, 3, 9, 13)                     # no padding: the kernel reads x itself
+n = int(np.prod(shape))
+page = mmap.PAGESIZE
+pages = -(-n * dtype.itemsize // page) + 1
+buf = mmap.mmap(-1, pages * page)
+base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+assert libc.mprotect(base + (pages - 1) * page, page, 0) == 0    # PROT_NONE
+x = np.frombuffer(buf, dtype=dtype, count=n,
+                  offset=(pages - 1) * page - n * dtype.itemsize).reshape(shape)
+x[...] = np.random.default_rng(0).standard_normal(shape)
+for F in (1, 4, 6):
+    w = np.random.default_rng(F).standard_normal((F, 3, 3, 3)).astype(dtype)
+    y = np.empty((2, F, 7, 11), dtype=dtype)
+    _conv._pixvec_forward(x, w, np.zeros(F, dtype), y, 0, 0, 1, 1)
+    np.testing.assert_allclose(y, ref_conv2d(x, w), rtol=1e-4, atol=1e-4)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_pixvec_reads_nothing_past_the_input(dtype):
+    """The input ends right before an unreadable page: the last blocks of the last image,
+    which would run past it, read a padded copy instead (a read past the end would crash the
+    child process)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = _GUARD_PAGE_SCRIPT.format(tests=str(Path(__file__).parent), dtype=dtype)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]

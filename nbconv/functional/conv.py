@@ -29,6 +29,7 @@ backward pass folds the gradient of the padded input back onto ``x`` (the adjoin
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numba
@@ -44,6 +45,7 @@ from .._shapes import (
     out_size,
     pair,
 )
+from ..kernels import conv2d_pixvec as _pixvec
 from . import _device
 
 __all__ = ["conv2d", "conv2d_backward", "conv1d", "conv1d_backward"]
@@ -80,26 +82,17 @@ def _pad_into(src, dst, pt, pl):
     _pad_planes(src, dst, pt, pl)
 
 
-def _zero_padded(x, pt, pl, Hp, Wp, slack=0):
-    """``x`` (N, C, H, W) placed at (pt, pl) in zeros of (N, C, Hp, Wp), cropped to fit;
-    ``slack`` zeros follow the array in memory (for kernels that read whole vectors)."""
+def _zero_padded(x, pt, pl, Hp, Wp):
+    """``x`` (N, C, H, W) placed at (pt, pl) in zeros of (N, C, Hp, Wp), cropped to fit."""
     N, C, H, W = x.shape
-    if pt == 0 and pl == 0 and (H, W) == (Hp, Wp) and not slack:
+    if pt == 0 and pl == 0 and (H, W) == (Hp, Wp):
         return x
-    out = _with_slack((N, C, Hp, Wp), x.dtype, slack)
+    out = np.empty((N, C, Hp, Wp), dtype=x.dtype)
     _pad_into(x, out, pt, pl)
     return out
 
 
-def _with_slack(shape, dtype, slack):
-    """An uninitialised array of ``shape`` followed in memory by ``slack`` zeros."""
-    size = int(np.prod(shape))
-    flat = np.empty(size + slack, dtype=dtype)
-    flat[size:] = 0
-    return flat[:size].reshape(shape)
-
-
-def _zero_padded_shared(x, pt, pl, Hp, Wp, slack=0):
+def _zero_padded_shared(x, pt, pl, Hp, Wp):
     """Like :func:`_zero_padded`, for the wide-row kernels: when the left padding is at least as
     wide as the right one, rows are stored with pitch ``Wp - right`` and a wide row reads its
     missing right padding from the next row's left padding (zeros), with zero rows appended
@@ -108,10 +101,10 @@ def _zero_padded_shared(x, pt, pl, Hp, Wp, slack=0):
     N, C, H, W = x.shape
     right = Wp - pl - W
     if not (0 < right <= pl and pt >= 0 and pt + H <= Hp):
-        return _zero_padded(x, pt, pl, Hp, Wp, slack)
+        return _zero_padded(x, pt, pl, Hp, Wp)
     pitch = Wp - right
     extra = -(-right // pitch)
-    out = _with_slack((N, C, Hp + extra, pitch), x.dtype, slack)
+    out = np.empty((N, C, Hp + extra, pitch), dtype=x.dtype)
     _pad_into(x, out, pt, pl)
     return out
 
@@ -173,6 +166,17 @@ def _regblock_padded(x, OH, OW, kh, kw, sy, sx, pt, pl, dh, dw):
     return _zero_padded(x, pt, pl, Hp, Wp), Hp, Wp
 
 
+@functools.lru_cache(maxsize=64)
+def _term_offsets(C, kh, kw, dh, dw, rows, pitch):
+    """``off[(c*kh + p)*kw + q] = (c*rows + p*dh)*pitch + q*dw``: where the reduction terms of
+    a window lie from its origin in a padded input of planes ``rows x pitch`` (int64, cached,
+    read-only)."""
+    off = np.add.outer(np.add.outer(np.arange(C) * rows, np.arange(kh) * dh) * pitch,
+                       np.arange(kw) * dw).ravel().astype(np.int64)
+    off.flags.writeable = False
+    return off
+
+
 def _regblock_fits(F, C, kh, kw, itemsize) -> bool:
     """Whether the register-blocked kernel takes these (groups 1) filters: at least 16 of
     them (fewer leave vector lanes idle: LeNet c1's 6 ran 0.49 vs 0.23 ms on wide rows), a
@@ -193,9 +197,7 @@ def _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw):
     nvec, _, Fpad = _regblock_vectors(F, y.itemsize)
     wt = np.zeros((C * kh * kw, Fpad), dtype=y.dtype)
     wt[:, :F] = w.reshape(F, -1).T
-    off = np.add.outer(np.add.outer(np.arange(C) * Hp, np.arange(kh) * dh) * Wp,
-                       np.arange(kw) * dw).ravel().astype(np.int64)
-    _conv2d_regblock_fwd(xp, wt, b, off, y, sy, sx, nvec)
+    _conv2d_regblock_fwd(xp, wt, b, _term_offsets(C, kh, kw, dh, dw, Hp, Wp), y, sy, sx, nvec)
 
 
 #: most bytes of the output gradient (filters last) that the register-blocked weight gradient
@@ -254,26 +256,23 @@ def _pixvec_forward(x, w, b, y, pt, pl, dh, dw):
     (sharing left and right padding where it can) with a block of slack, lays the filters
     out in groups of at most six, then runs
     :func:`nbconv.kernels.conv2d_pixvec._conv2d_pixvec_fwd`."""
-    from ..kernels.conv2d_pixvec import MAX_FILTERS, _conv2d_pixvec_fwd, block_positions
-
     F, C, kh, kw = w.shape
     N, _, OH, OW = y.shape
-    G = -(-F // MAX_FILTERS)
+    G = -(-F // _pixvec.MAX_FILTERS)
     NF = -(-F // G)
-    B = block_positions(NF, y.itemsize)
-    xp = _zero_padded_shared(x, pt, pl, OH + dh * (kh - 1), OW + dw * (kw - 1), slack=B)
+    B = _pixvec.block_positions(NF, y.itemsize)
+    xp = _zero_padded_shared(x, pt, pl, OH + dh * (kh - 1), OW + dw * (kw - 1))
     rows, pitch = xp.shape[2], xp.shape[3]
     K = C * kh * kw
     wt = np.zeros((G * NF, K), dtype=y.dtype)
     wt[:F] = w.reshape(F, K)
     wt = np.ascontiguousarray(wt.reshape(G, NF, K).transpose(0, 2, 1))
-    off = np.add.outer(np.add.outer(np.arange(C) * rows, np.arange(kh) * dh) * pitch,
-                       np.arange(kw) * dw).ravel().astype(np.int64)
+    off = _term_offsets(C, kh, kw, dh, dw, rows, pitch)
     # tasks of at most _PIXVEC_TASK_BYTES of scratch, at least four per thread
     nblk = -(-((OH - 1) * pitch + OW) // B)
     per = min(max(1, _PIXVEC_TASK_BYTES // (NF * B * y.itemsize)),
               max(1, N * nblk // (4 * numba.get_num_threads())))
-    _conv2d_pixvec_fwd(xp, wt, b, off, y, per)
+    _pixvec._conv2d_pixvec_fwd(xp, wt, b, off, y, per)
 
 
 def _depthwise(x, w, groups) -> bool:

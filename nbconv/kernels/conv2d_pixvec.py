@@ -13,7 +13,9 @@ reduction (:func:`_fma_pixels`, LLVM IR in a numba ``@intrinsic`` as in
 and dropped.
 
 Blocks are whole vectors, so the last one of an image reads up to a block past the image:
-the caller's padded buffer holds that much slack after its last image.
+into the next image (results dropped), and for the last image of the batch from a copy of
+that image with a block of zeros after it, so that the input needs no slack (no copy when
+it needs no padding either).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ _PIXEL_VECTORS = (6, 4, 3, 3, 2, 2)
 
 def block_positions(nf: int, itemsize: int) -> int:
     """Output positions of one block for ``nf`` filters (whole vectors of 8 float32 or 4
-    float64 lanes): the slack the padded input needs after its last image."""
+    float64 lanes)."""
     return _PIXEL_VECTORS[nf - 1] * (8 if itemsize == 4 else 4)
 
 
@@ -153,13 +155,12 @@ def _pixels(xa, off, K, wa, aa, acc_stride, nf, zero):
 def _conv2d_pixvec_fwd(xp, wt, b, off, y, blocks_per_task):
     """``y = conv(xp, w) + b``, stride 1, groups 1, with pixel-vector register blocks.
 
-    ``xp`` (N, C, rows, pitch) is the zero-padded input, output pixel ``(i, j)`` at ``i*pitch
-    + j`` of its image, followed in memory by at least one block of slack (see
-    :func:`block_positions`); ``wt`` (G, K, NF) the weights of ``G`` groups of ``NF`` filters
-    (zeros past ``F``), ``off`` (K,) the term offsets (module docstring), ``b`` (F,),
-    ``y`` (N, F, OH, OW).  One task per (image, run of ``blocks_per_task`` blocks); each fills
-    a scratch with the bias, accumulates into it block by block and copies the valid columns
-    out.
+    ``xp`` (N, C, rows, pitch) is the zero-padded input (C-contiguous), output pixel
+    ``(i, j)`` at ``i*pitch + j`` of its image; ``wt`` (G, K, NF) the weights of ``G`` groups
+    of ``NF`` filters (zeros past ``F``), ``off`` (K,) the term offsets (module docstring),
+    ``b`` (F,), ``y`` (N, F, OH, OW).  One task per (image, run of ``blocks_per_task``
+    blocks); each fills a scratch with the bias, accumulates into it block by block and
+    copies the valid columns out.
     """
     N, F, OH, OW = y.shape
     pitch = xp.shape[3]
@@ -172,6 +173,9 @@ def _conv2d_pixvec_fwd(xp, wt, b, off, y, blocks_per_task):
     nblk = -(-L // B)
     per = min(blocks_per_task, nblk)
     nct = -(-nblk // per)
+    reach = 0  # the farthest term offset
+    for r in range(K):
+        reach = max(reach, off[r])
     for task in numba.prange(N * nct):
         n = task // nct
         t0 = (task - n * nct) * per * B
@@ -179,13 +183,19 @@ def _conv2d_pixvec_fwd(xp, wt, b, off, y, blocks_per_task):
         width = t1 - t0
         acc = np.empty((NF, width), dtype=y.dtype)
         aa = acc.ctypes.data
+        # blocks from t_safe on would read past the batch: they read a padded copy
+        t_safe = t1 if n < N - 1 else min(t1, max(t0, plane - reach - B + 1))
+        xa = xp[n].ctypes.data
+        xs = np.zeros(plane + B if t_safe < t1 else 0, dtype=y.dtype)
+        if t_safe < t1:
+            xs[:plane] = xp[n].reshape(plane)
         for g in range(G):
             for f in range(NF):
                 acc[f, :] = b[g * NF + f] if g * NF + f < F else zero
             wa = wt.ctypes.data + g * K * NF * it
             for t in range(t0, t1, B):
-                _pixels(xp.ctypes.data + (n * plane + t) * it, off, K, wa, aa + (t - t0) * it,
-                        width, NF, zero)
+                src = xa if t < t_safe else xs.ctypes.data
+                _pixels(src + t * it, off, K, wa, aa + (t - t0) * it, width, NF, zero)
             # slice copies: 2x faster than element loops here (which LLVM does not vectorise)
             for f in range(min(NF, F - g * NF)):
                 # rows that overlap [t0, t1) (a row may be longer than the pitch: see
