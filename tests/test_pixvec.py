@@ -150,3 +150,73 @@ def test_pixvec_reads_nothing_past_the_input(dtype):
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+def _weight_grad_reference(dy, x, kh, kw, ph, pw, dh, dw):
+    """gw[f, c, p, q] = sum_{n,i,j} dy[n, f, i, j] * xpad[n, c, i + p*dh, j + q*dw] (float64)."""
+    OH, OW = dy.shape[2:]
+    xpad = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    want = np.zeros((dy.shape[1], x.shape[1], kh, kw))
+    for p in range(kh):
+        for q in range(kw):
+            win = xpad[:, :, p * dh:p * dh + OH, q * dw:q * dw + OW]
+            want[:, :, p, q] = np.einsum("nfij,ncij->fc", dy.astype(np.float64), win)
+    return want
+
+
+@given(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    N=st.integers(1, 5), C=st.integers(1, 4), F=st.integers(1, 15),
+    H=st.integers(1, 14), W=st.integers(1, 21), kh=st.integers(1, 5), kw=st.integers(1, 5),
+    dh=st.integers(1, 2), dw=st.integers(1, 2), ph=st.integers(0, 3), pw=st.integers(0, 3),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=100, deadline=None)
+def test_pixvec_weight_gradient(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw, seed):
+    """Every filter count below 16 (groups of 1-4 filters by 8, 4, 3 or 2 terms, the last
+    term group partial), rows of whole vectors plus leftover columns, more or fewer images
+    than tasks, padding and dilation; both dtypes."""
+    if H + 2 * ph < dh * (kh - 1) + 1 or W + 2 * pw < dw * (kw - 1) + 1:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    g = _conv._geometry("conv2d", x.shape, (F, C, kh, kw), 1, (ph, pw), (dh, dw), 1, "zeros",
+                        "test")
+    dy = rng.standard_normal((N, F, g.OH, g.OW)).astype(dtype)
+    gw = np.full((F, C, kh, kw), np.nan, dtype=dtype)
+    _conv._pixvec_weight_grad(dy, x, gw, g.pt, g.pl, g.dh, g.dw)
+    _close(gw, _weight_grad_reference(dy, x, kh, kw, ph, pw, dh, dw), dtype)
+
+
+@pytest.mark.parametrize("column", [9, 2])
+def test_weight_gradient_non_finite_input_reaches_only_its_taps(column):
+    """An inf in the input reaches exactly the taps whose windows hold it: the other taps'
+    gradients stay finite (no garbage column multiplies it by a zero)."""
+    x = np.ones((2, 1, 10, 10), np.float32)
+    x[0, 0, 3, column] = np.inf
+    dy = np.ones((2, 6, 8, 8), np.float32)
+    _, gw, _ = nc.conv2d_backward(dy, x, np.ones((6, 1, 3, 3), np.float32),
+                                  algorithm="direct")
+    want = _weight_grad_reference(dy, x, 3, 3, 0, 0, 1, 1)
+    np.testing.assert_array_equal(np.isinf(gw), np.isinf(want))
+    assert not np.isnan(gw).any()
+    np.testing.assert_allclose(gw[np.isfinite(want)], want[np.isfinite(want)])
+
+
+def test_backward_uses_pixvec_weight_gradient(monkeypatch):
+    """Stride-1, groups-1 layers with fewer than 16 filters take the pixel-vector weight
+    gradient (bias gradient beside it); the gradients match finite differences."""
+    from gradcheck import directional_check
+
+    calls = count_calls(monkeypatch, _conv, "_pixvec_weight_grad")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 2, 11, 13))
+    w = rng.standard_normal((6, 2, 5, 5))
+    b = rng.standard_normal(6)
+    y = nc.conv2d(x, w, b, padding=1, algorithm="direct")
+    dy = rng.standard_normal(y.shape)
+    _, dw, db = nc.conv2d_backward(dy, x, w, padding=1, algorithm="direct")
+    assert calls
+    directional_check(lambda w_: nc.conv2d(x, w_, b, padding=1, algorithm="direct"), [w], dy,
+                      [dw], seed=4)
+    np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-12)

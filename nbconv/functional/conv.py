@@ -275,6 +275,22 @@ def _pixvec_forward(x, w, b, y, pt, pl, dh, dw):
     _pixvec._conv2d_pixvec_fwd(xp, wt, b, off, y, per)
 
 
+def _pixvec_weight_grad(dy, x, gw, pt, pl, dh, dw):
+    """Stride-1 weight gradient (groups 1, few filters) as lane-wise dot products along
+    output rows: pads ``x`` (sharing left and right padding where it can), then runs
+    :func:`nbconv.kernels.conv2d_pixvec._conv2d_pixvec_bwd_weight` with one run of images
+    per task (two per thread)."""
+    N, C = x.shape[:2]
+    F, _, kh, kw = gw.shape
+    OH, OW = dy.shape[2], dy.shape[3]
+    xp = _zero_padded_shared(x, pt, pl, OH + dh * (kh - 1), OW + dw * (kw - 1))
+    K = C * kh * kw
+    off = np.zeros(K + _pixvec.TERM_PAD, dtype=np.int64)
+    off[:K] = _term_offsets(C, kh, kw, dh, dw, xp.shape[2], xp.shape[3])
+    tasks = min(N, 2 * numba.get_num_threads())
+    _pixvec._conv2d_pixvec_bwd_weight(xp, dy, off, gw.reshape(F, K), tasks)
+
+
 def _depthwise(x, w, groups) -> bool:
     """One input channel per filter (``groups == C``): the plane-in-L1 kernels."""
     return groups > 1 and groups == x.shape[1] and w.shape[1] == 1
@@ -361,10 +377,14 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups, need_weight=Tru
         _conv2d_wide_fwd(dyp, wq, bq, dx, dh, dw, groups, numba.get_num_threads())
     if not need_weight:
         return
-    if groups == 1 and _regblock_dw_fits(N, OH, OW, F, C, kh, x.itemsize):
+    few = _pixvec_fits(F, kh, kw, groups)
+    if few or (groups == 1 and _regblock_dw_fits(N, OH, OW, F, C, kh, x.itemsize)):
         from ..kernels.conv2d_im2col import _conv2d_im2col_bwd_bias
 
-        _regblock_weight_grad(dy, x, gw, 1, 1, pt, pl, dh, dw)
+        if few:
+            _pixvec_weight_grad(dy, x, gw, pt, pl, dh, dw)
+        else:
+            _regblock_weight_grad(dy, x, gw, 1, 1, pt, pl, dh, dw)
         if gb is not None:
             _conv2d_im2col_bwd_bias(dy, gb)
         return

@@ -28,7 +28,8 @@ from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
 
-__all__ = ["_conv2d_pixvec_fwd", "MAX_FILTERS", "block_positions"]
+__all__ = ["_conv2d_pixvec_fwd", "_conv2d_pixvec_bwd_weight", "MAX_FILTERS", "TERM_PAD",
+           "MAX_GRAD_FILTERS", "block_positions"]
 
 #: most filters in one block (more are split into groups of at most this many)
 MAX_FILTERS = 6
@@ -36,6 +37,15 @@ MAX_FILTERS = 6
 #: vectors of pixels per block for 1..MAX_FILTERS filters: about 12 accumulators of AVX2's
 #: 16 registers, the rest for the input vectors and the broadcast weight.
 _PIXEL_VECTORS = (6, 4, 3, 3, 2, 2)
+
+
+#: weight gradient: most filters per block, and reduction terms per block for 1..4 filters
+#: (8-9 accumulators, plus the filters' dy vectors and one input vector: 13 registers at
+#: most; six filters by two terms spilled to the stack and ran 2x slower)
+MAX_GRAD_FILTERS = 4
+_TERMS = (8, 4, 3, 2)
+#: entries of zeros the weight gradient's term offsets need after the real ones
+TERM_PAD = max(_TERMS) - 1
 
 
 def block_positions(nf: int, itemsize: int) -> int:
@@ -206,3 +216,142 @@ def _conv2d_pixvec_fwd(xp, wt, b, off, y, blocks_per_task):
                     s = i * pitch - t0
                     if j1 > j0:
                         y[n, g * NF + f, i, j0:j1] = acc[f, s + j0:s + j1]
+
+
+@intrinsic
+def _dot_rows(typingctx, dy_addr, dy_fstride, x_addr, pitch, off_addr, rows, nvec, ow,
+              acc_addr, acc_fstride, nf, zero):
+    """Lane-wise partial dot products for the weight gradient:
+    ``acc[f*acc_fstride + k*L + l] += sum_{i < rows, v < nvec} dy[f*dy_fstride + i*ow + v*L + l]
+    * x[off[k] + i*pitch + v*L + l]`` for ``f < nf`` (a literal), ``k < NT`` (from
+    :data:`_TERMS`), ``L`` lanes of ``zero``'s float type; addresses as integers.  Only whole
+    vectors of each row (``nvec*L <= ow`` columns): nothing outside them is read."""
+    if not (isinstance(nf, types.IntegerLiteral) and zero in (types.float32, types.float64)):
+        return None
+    NF = nf.literal_value
+    NT = _TERMS[NF - 1]
+    sig = types.void(dy_addr, dy_fstride, x_addr, pitch, off_addr, rows, nvec, ow, acc_addr,
+                     acc_fstride, nf, zero)
+
+    def codegen(context, builder, signature, args):
+        da, dfs, xa, pit, oa, nrows, nv, ow_, aa, afs = args[:10]
+        real = context.get_value_type(zero)
+        lanes = 8 if zero == types.float32 else 4
+        vec = ir.VectorType(real, lanes)
+        i64 = ir.IntType(64)
+
+        def as64(v):
+            return builder.sext(v, i64) if v.type.width < 64 else v
+
+        dfs, pit, nrows, nv, ow_, afs = (as64(v) for v in (dfs, pit, nrows, nv, ow_, afs))
+        rptr = real.as_pointer()
+        dp = builder.inttoptr(da, rptr)
+        xp = builder.inttoptr(xa, rptr)
+        op = builder.inttoptr(oa, i64.as_pointer())
+        ap = builder.inttoptr(aa, rptr)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vec, [vec, vec, vec]),
+            "llvm.fma.v8f32" if lanes == 8 else "llvm.fma.v4f64")
+
+        def vec_at(base, index):
+            return builder.bitcast(builder.gep(base, [index]), vec.as_pointer())
+
+        def const(v):
+            return ir.Constant(i64, v)
+
+        # accumulators in a stack slot with constant indices: LLVM promotes them to registers
+        slot = cgutils.alloca_once(builder, vec, size=const(NF * NT))
+        acc_index = [builder.add(builder.mul(afs, const(f)), const(k * lanes))
+                     for f in range(NF) for k in range(NT)]
+        for a, idx in enumerate(acc_index):
+            builder.store(builder.load(vec_at(ap, idx), align=4),
+                          builder.gep(slot, [const(a)]))
+        offs = [builder.load(builder.gep(op, [const(k)])) for k in range(NT)]
+        with cgutils.for_range(builder, nrows) as row:
+            dyrow = builder.mul(row.index, ow_)
+            xrow = builder.mul(row.index, pit)
+            with cgutils.for_range(builder, nv) as col:
+                j = builder.mul(col.index, const(lanes))
+                dv = [builder.load(vec_at(dp, builder.add(builder.add(dyrow, j),
+                                                          builder.mul(dfs, const(f)))),
+                                   align=4) for f in range(NF)]
+                xj = builder.add(xrow, j)
+                for k in range(NT):
+                    xv = builder.load(vec_at(xp, builder.add(xj, offs[k])), align=4)
+                    for f in range(NF):
+                        cell = builder.gep(slot, [const(f * NT + k)])
+                        builder.store(builder.call(fma, [dv[f], xv, builder.load(cell)]), cell)
+        for a, idx in enumerate(acc_index):
+            builder.store(builder.load(builder.gep(slot, [const(a)])), vec_at(ap, idx), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(**JIT_OPTIONS)
+def _dots(da, dfs, xa, pitch, oa, rows, nvec, ow, aa, afs, nf, zero):
+    """:func:`_dot_rows` with the literal filter count picked at run time (serial helper)."""
+    if nf == 1:
+        _dot_rows(da, dfs, xa, pitch, oa, rows, nvec, ow, aa, afs, 1, zero)
+    elif nf == 2:
+        _dot_rows(da, dfs, xa, pitch, oa, rows, nvec, ow, aa, afs, 2, zero)
+    elif nf == 3:
+        _dot_rows(da, dfs, xa, pitch, oa, rows, nvec, ow, aa, afs, 3, zero)
+    else:
+        _dot_rows(da, dfs, xa, pitch, oa, rows, nvec, ow, aa, afs, 4, zero)
+
+
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def _conv2d_pixvec_bwd_weight(xp, dy, off, gw, tasks):
+    """``gw[f, r] = sum_{n, i, j} dy[n, f, i, j] * xp[n].flat[i*pitch + j + off[r]]``: the
+    weight gradient of a stride-1, groups-1 convolution with few filters, as lane-wise dot
+    products along output rows (vectors of pixels; no garbage columns, so an inf or NaN
+    reaches exactly the terms whose windows hold it).
+
+    ``xp`` (N, C, rows, pitch) is the zero-padded input, ``dy`` (N, F, OH, OW) C-contiguous,
+    ``off`` the term offsets (see the module docstring) followed by :data:`TERM_PAD` zeros,
+    ``gw`` (F, K) is overwritten.  ``tasks`` runs of
+    images each sum into their own partial buffer; the partials are reduced in a fixed order
+    (deterministic).  Columns past the last whole vector of a row are summed by plain loops.
+    """
+    N, F, OH, OW = dy.shape
+    pitch = xp.shape[3]
+    plane = xp.shape[1] * xp.shape[2] * pitch
+    F, K = gw.shape
+    Kp = off.size
+    it = gw.itemsize
+    zero = gw.dtype.type(0)
+    lanes = 8 if it == 4 else 4
+    nvec = OW // lanes
+    G = -(-F // MAX_GRAD_FILTERS)
+    NF = -(-F // G)
+    part = np.zeros((tasks, F, Kp, lanes), dtype=gw.dtype)
+    xflat = xp.reshape(N * plane)
+    # raw addresses: views of the shared arrays inside the loop would cost contended
+    # reference-count updates
+    xa0, da0, oa0, pa0 = xp.ctypes.data, dy.ctypes.data, off.ctypes.data, part.ctypes.data
+    for task in numba.prange(tasks):
+        for n in range(task * N // tasks, (task + 1) * N // tasks):
+            for f0 in range(0, F, NF):
+                nf = min(NF, F - f0)
+                NT = _TERMS[nf - 1]
+                for r0 in range(0, K, NT):
+                    if nvec > 0:
+                        _dots(da0 + (n * F + f0) * OH * OW * it, OH * OW,
+                              xa0 + n * plane * it, pitch, oa0 + r0 * 8, OH, nvec, OW,
+                              pa0 + ((task * F + f0) * Kp + r0) * lanes * it, Kp * lanes,
+                              nf, zero)
+            for j in range(nvec * lanes, OW):
+                for f in range(F):
+                    for r in range(K):
+                        s = zero
+                        for i in range(OH):
+                            s += dy[n, f, i, j] * xflat[n * plane + i * pitch + j + off[r]]
+                        part[task, f, r, 0] += s
+    for f in range(F):
+        for r in range(K):
+            s = zero
+            for task in range(tasks):
+                for lane in range(lanes):
+                    s += part[task, f, r, lane]
+            gw[f, r] = s
