@@ -268,7 +268,15 @@ def max_pool2d_backward(dy, indices, input_shape):
             f"{op}: argument 'indices' has values in [{ind.min()}, {ind.max()}], outside "
             f"[0, {hw}) for input_shape {shape}"
         )
-    dx = np.zeros(shape, dtype=dy.dtype)
+    return _max_pool2d_scatter(dy, ind, shape)
+
+
+def _max_pool2d_scatter(dy, ind, shape):
+    """:func:`max_pool2d_backward` on checked arrays: ``dy`` (float), ``ind`` (int64, same
+    shape, C-contiguous, values in [-1, H*W)) and the input ``shape``.  ``MaxPool2d`` calls
+    it directly with the indices its forward pass made."""
+    dx = np.empty(shape, dtype=dy.dtype)
+    hw = shape[-2] * shape[-1]
     p = math.prod(shape[:-2])
     k = dy.shape[-2] * dy.shape[-1]
     kernel = _k._max_pool2d_bwd_serial if dx.size < _config.SERIAL_BELOW else _k._max_pool2d_bwd

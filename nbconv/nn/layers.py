@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import functional as F
 from .._shapes import pair
+from ..functional import pool as _pool
 from ._arrays import accumulate, copy, increment, is_device_array, reshape
 from .init import uniform_fan_in
 from .module import Module, default_rng
@@ -179,6 +180,9 @@ class Flatten(Module):
         return reshape(dy, self._shape, "Flatten.backward", "dy")
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 class MaxPool2d(Module):
     """Max pooling as ``torch.nn.MaxPool2d``; backward routes to the recorded argmax."""
 
@@ -201,6 +205,10 @@ class MaxPool2d(Module):
         if self._cache is None:
             raise _no_cache("MaxPool2d")
         idx, shape = self._cache
+        if (type(dy) is np.ndarray and type(idx) is np.ndarray and dy.shape == idx.shape
+                and dy.dtype in _FLOATS and dy.flags.c_contiguous):
+            # indices this layer made itself: no need to scan them for bad values again
+            return _pool._max_pool2d_scatter(dy, idx, shape)
         return F.max_pool2d_backward(dy, idx, shape)
 
 
