@@ -33,7 +33,7 @@ def _close(got, want, dtype):
 
 @given(
     dtype=st.sampled_from([np.float32, np.float64]),
-    N=st.integers(1, 3), C=st.integers(1, 4), F=st.integers(1, 15),
+    N=st.integers(1, 6), C=st.integers(1, 4), F=st.integers(1, 15),
     H=st.integers(1, 14), W=st.integers(1, 14), kh=st.integers(1, 5), kw=st.integers(1, 5),
     dh=st.integers(1, 2), dw=st.integers(1, 2), ph=st.integers(0, 3), pw=st.integers(0, 3),
     seed=st.integers(0, 2**16),
@@ -51,6 +51,21 @@ def test_pixvec_matches_reference(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw, 
     b = rng.standard_normal(F).astype(dtype)
     kw_ = dict(padding=(ph, pw), dilation=(dh, dw))
     _close(_run(x, w, b, **kw_), ref_conv2d(x, w, b, **kw_), dtype)
+
+
+@pytest.mark.parametrize("stage_bytes", [0, 1 << 20])
+@pytest.mark.parametrize("padding, dilation", [((2, 2), 1), ((0, 3), (1, 2)), ((4, 4), 1)])
+def test_pixvec_padding_by_pass_or_by_task(monkeypatch, stage_bytes, padding, dilation):
+    """The input padded in a pass of its own, or by each task into its scratch (a batch of
+    two images per thread or more), including padding wider than the kernel reaches (the
+    data gradient then crops dy's padding) and shared left/right padding."""
+    monkeypatch.setattr(_conv, "_PIXVEC_STAGE_BYTES", stage_bytes)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((5, 3, 9, 10))
+    w = rng.standard_normal((5, 3, 3, 3))
+    b = rng.standard_normal(5)
+    _close(_run(x, w, b, padding=padding, dilation=dilation),
+           ref_conv2d(x, w, b, padding=padding, dilation=dilation), np.float64)
 
 
 @pytest.mark.parametrize("blocks", [1, 3])

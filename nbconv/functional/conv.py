@@ -99,14 +99,22 @@ def _zero_padded_shared(x, pt, pl, Hp, Wp):
     for the last one.  LeNet c2's data gradient: rows of 12 instead of 16 values, a quarter less
     work.  Falls back to :func:`_zero_padded` otherwise."""
     N, C, H, W = x.shape
-    right = Wp - pl - W
-    if not (0 < right <= pl and pt >= 0 and pt + H <= Hp):
+    rows, pitch = _shared_planes(H, W, pt, pl, Hp, Wp)
+    if pitch == Wp:
         return _zero_padded(x, pt, pl, Hp, Wp)
-    pitch = Wp - right
-    extra = -(-right // pitch)
-    out = np.empty((N, C, Hp + extra, pitch), dtype=x.dtype)
+    out = np.empty((N, C, rows, pitch), dtype=x.dtype)
     _pad_into(x, out, pt, pl)
     return out
+
+
+def _shared_planes(H, W, pt, pl, Hp, Wp):
+    """``(rows, pitch)`` of :func:`_zero_padded_shared`'s planes (``(Hp, Wp)`` when the
+    padding cannot be shared)."""
+    right = Wp - pl - W
+    if not (0 < right <= pl and pt >= 0 and pt + H <= Hp):
+        return Hp, Wp
+    pitch = Wp - right
+    return Hp + -(-right // pitch), pitch
 
 
 def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
@@ -243,6 +251,9 @@ _PIXVEC_BELOW_FILTERS = 16
 
 #: scratch of one pixel-vector task (its outputs, all filters): stays in L1
 _PIXVEC_TASK_BYTES = 32 * 1024
+#: largest padded image that a pixel-vector task pads itself (in L2) when the batch has two
+#: images per thread; larger ones (or fewer) are padded in a pass of their own first
+_PIXVEC_STAGE_BYTES = 256 * 1024
 
 
 def _pixvec_fits(F, kh, kw, groups) -> bool:
@@ -261,8 +272,13 @@ def _pixvec_forward(x, w, b, y, pt, pl, dh, dw):
     G = -(-F // _pixvec.MAX_FILTERS)
     NF = -(-F // G)
     B = _pixvec.block_positions(NF, y.itemsize)
-    xp = _zero_padded_shared(x, pt, pl, OH + dh * (kh - 1), OW + dw * (kw - 1))
-    rows, pitch = xp.shape[2], xp.shape[3]
+    Hp, Wp = OH + dh * (kh - 1), OW + dw * (kw - 1)
+    rows, pitch = _shared_planes(x.shape[2], x.shape[3], pt, pl, Hp, Wp)
+    padded = (rows, pitch) != x.shape[2:] or pt or pl
+    if padded and not (N >= 2 * numba.get_num_threads()
+                       and C * rows * pitch * y.itemsize <= _PIXVEC_STAGE_BYTES):
+        x = _zero_padded_shared(x, pt, pl, Hp, Wp)  # else each task pads its own image
+        pt = pl = 0
     K = C * kh * kw
     wt = np.zeros((G * NF, K), dtype=y.dtype)
     wt[:F] = w.reshape(F, K)
@@ -272,7 +288,7 @@ def _pixvec_forward(x, w, b, y, pt, pl, dh, dw):
     nblk = -(-((OH - 1) * pitch + OW) // B)
     per = min(max(1, _PIXVEC_TASK_BYTES // (NF * B * y.itemsize)),
               max(1, N * nblk // (4 * numba.get_num_threads())))
-    _pixvec._conv2d_pixvec_fwd(xp, wt, b, off, y, per)
+    _pixvec._conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, per)
 
 
 def _pixvec_weight_grad(dy, x, gw, pt, pl, dh, dw):

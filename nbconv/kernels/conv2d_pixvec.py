@@ -15,7 +15,9 @@ and dropped.
 Blocks are whole vectors, so the last one of an image reads up to a block past the image:
 into the next image (results dropped), and for the last image of the batch from a copy of
 that image with a block of zeros after it, so that the input needs no slack (no copy when
-it needs no padding either).
+it needs no padding either).  Small padded images are padded by the task that computes them,
+into a scratch that stays in cache (a separate padding pass over the batch cost LeNet's data
+gradients as much as their arithmetic).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
+from ._memory import copy_bytes, zero_bytes
 
 __all__ = ["_conv2d_pixvec_fwd", "_conv2d_pixvec_bwd_weight", "MAX_FILTERS", "TERM_PAD",
            "MAX_GRAD_FILTERS", "block_positions"]
@@ -161,27 +164,51 @@ def _pixels(xa, off, K, wa, aa, acc_stride, nf, zero):
         _fma_pixels(xa, oa, K, wa, aa, acc_stride, 6, zero)
 
 
-@numba.njit(parallel=True, **JIT_OPTIONS)
-def _conv2d_pixvec_fwd(xp, wt, b, off, y, blocks_per_task):
-    """``y = conv(xp, w) + b``, stride 1, groups 1, with pixel-vector register blocks.
+@numba.njit(**JIT_OPTIONS)
+def _stage_image(x, n, pt, pl, rows, pitch, xs):
+    """``xs`` = image ``n`` of ``x`` (N, C, H, W) placed at ``(pt, pl)`` (cropped where
+    negative) in zero planes of ``rows x pitch``, then zeros to the end (serial helper).
+    Flat indices, no views: views of a shared array inside a parallel loop update its
+    reference count from every thread."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    it = x.itemsize
+    c0, c1 = max(pl, 0), min(pl + W, pitch)
+    zero_bytes(xs.ctypes.data, xs.size * it)
+    if c1 <= c0:
+        return
+    xa = x.ctypes.data + (n * C * H * W + c0 - pl) * it
+    sa = xs.ctypes.data + c0 * it
+    for c in range(C):
+        for i in range(max(pt, 0), min(pt + H, rows)):
+            copy_bytes(sa + ((c * rows + i) * pitch) * it,
+                        xa + ((c * H + i - pt) * W) * it, (c1 - c0) * it)
 
-    ``xp`` (N, C, rows, pitch) is the zero-padded input (C-contiguous), output pixel
-    ``(i, j)`` at ``i*pitch + j`` of its image; ``wt`` (G, K, NF) the weights of ``G`` groups
-    of ``NF`` filters (zeros past ``F``), ``off`` (K,) the term offsets (module docstring),
+
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task):
+    """``y = conv(x, w) + b``, stride 1, groups 1, with pixel-vector register blocks.
+
+    The input is read as planes of ``rows x pitch`` with ``x`` placed at ``(pt, pl)``, output
+    pixel ``(i, j)`` at ``i*pitch + j`` of its image.  Either ``x`` (N, C, rows, pitch) is
+    that padded input already (``pt == pl == 0``; read in place), or each task copies its
+    image into such planes first (then tasks must hold whole images: ``blocks_per_task`` at
+    least the blocks of an image).  ``wt`` (G, K, NF) holds the weights of ``G`` groups of
+    ``NF`` filters (zeros past ``F``), ``off`` (K,) the term offsets (module docstring),
     ``b`` (F,), ``y`` (N, F, OH, OW).  One task per (image, run of ``blocks_per_task``
     blocks); each fills a scratch with the bias, accumulates into it block by block and
     copies the valid columns out.
     """
     N, F, OH, OW = y.shape
-    pitch = xp.shape[3]
-    plane = xp.shape[1] * xp.shape[2] * pitch
+    C = x.shape[1]
+    plane = C * rows * pitch
+    staged = not (x.shape[2] == rows and x.shape[3] == pitch and pt == 0 and pl == 0)
     G, K, NF = wt.shape
     zero = y.dtype.type(0)
     it = y.itemsize
     B = _PIXEL_VECTORS[NF - 1] * (8 if it == 4 else 4)
     L = (OH - 1) * pitch + OW
     nblk = -(-L // B)
-    per = min(blocks_per_task, nblk)
+    per = nblk if staged else min(blocks_per_task, nblk)
     nct = -(-nblk // per)
     reach = 0  # the farthest term offset
     for r in range(K):
@@ -193,18 +220,21 @@ def _conv2d_pixvec_fwd(xp, wt, b, off, y, blocks_per_task):
         width = t1 - t0
         acc = np.empty((NF, width), dtype=y.dtype)
         aa = acc.ctypes.data
-        # blocks from t_safe on would read past the batch: they read a padded copy
+        # in place, blocks from t_safe on would read past the batch: they read a padded copy
         t_safe = t1 if n < N - 1 else min(t1, max(t0, plane - reach - B + 1))
-        xa = xp[n].ctypes.data
-        xs = np.zeros(plane + B if t_safe < t1 else 0, dtype=y.dtype)
+        if staged:
+            t_safe = t0
+        xa = x.ctypes.data + n * plane * it
+        xs = np.empty(plane + B if t_safe < t1 else 0, dtype=y.dtype)
         if t_safe < t1:
-            xs[:plane] = xp[n].reshape(plane)
+            _stage_image(x, n, pt, pl, rows, pitch, xs)
         for g in range(G):
             for f in range(NF):
                 acc[f, :] = b[g * NF + f] if g * NF + f < F else zero
             wa = wt.ctypes.data + g * K * NF * it
             for t in range(t0, t1, B):
-                src = xa if t < t_safe else xs.ctypes.data
+                # "+ 0": the same integer type as xa (uintp and int64 unify to float64)
+                src = xa if t < t_safe else xs.ctypes.data + 0
                 _pixels(src + t * it, off, K, wa, aa + (t - t0) * it, width, NF, zero)
             # slice copies: 2x faster than element loops here (which LLVM does not vectorise)
             for f in range(min(NF, F - g * NF)):

@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from .. import _config
+from ._memory import copy_bytes, zero_bytes
 from .conv2d_direct import FB, _fwd_task, _row_bands
 
 __all__ = ["_conv2d_wide_fwd", "_conv2d_wide_bwd_weight"]
@@ -394,8 +395,23 @@ def _conv2d_wide_bwd_weight(dyl, xl, gw, gb, with_bias, zero, dh, dw, groups, Wp
 @numba.njit(**_config.JIT_OPTIONS)
 def _pad_plane(src, dst, pt, pl, r0, r1, c0, c1):
     """``dst`` (Hp, Wp) = zeros with ``src`` placed at (pt, pl), rows ``r0:r1`` and columns
-    ``c0:c1`` of ``dst`` being the part that overlaps (serial helper)."""
+    ``c0:c1`` of ``dst`` being the part that overlaps (serial helper).  Rows with unit
+    element strides are cleared and copied with ``memset``/``memcpy`` (short rows: see
+    :mod:`._memory`)."""
     Wp = dst.shape[1]
+    it = dst.itemsize
+    if src.strides[1] == it and dst.strides[1] == it:
+        da, ds = dst.ctypes.data, dst.strides[0]
+        for i in range(dst.shape[0]):
+            if i < r0 or i >= r1 or c1 <= c0:
+                zero_bytes(da + i * ds, Wp * it)
+                continue
+            zero_bytes(da + i * ds, c0 * it)
+            copy_bytes(da + i * ds + c0 * it,
+                       src.ctypes.data + (i - pt) * src.strides[0] + (c0 - pl) * it,
+                       (c1 - c0) * it)
+            zero_bytes(da + i * ds + c1 * it, (Wp - c1) * it)
+        return
     for i in range(dst.shape[0]):
         row = dst[i]
         if i < r0 or i >= r1:
