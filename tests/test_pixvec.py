@@ -218,6 +218,23 @@ def test_weight_gradient_non_finite_input_reaches_only_its_taps(column):
     np.testing.assert_allclose(gw[np.isfinite(want)], want[np.isfinite(want)])
 
 
+@pytest.mark.parametrize("F, groups", [(4, 2), (16, 1)])
+def test_wide_weight_gradient_non_finite_input(F, groups):
+    """The other weight gradients of the direct algorithm (grouped layers, many filters on
+    large inputs) keep an inf to the taps whose windows hold it too."""
+    x = np.ones((2, 4, 10, 10), np.float32)
+    x[0, 0, 3, 9] = np.inf
+    w = np.ones((F, 4 // groups, 3, 3), np.float32)
+    dy = np.ones((2, F, 8, 8), np.float32)
+    _, gw, _ = nc.conv2d_backward(dy, x, w, groups=groups, algorithm="direct")
+    want = np.stack([_weight_grad_reference(dy[:, f:f + 1], x[:, (f // (F // groups)) *
+                                            (4 // groups):][:, :4 // groups], 3, 3, 0, 0, 1, 1)[0]
+                     for f in range(F)])
+    assert not np.isnan(gw).any()
+    np.testing.assert_array_equal(np.isinf(gw), np.isinf(want))
+    np.testing.assert_allclose(gw[np.isfinite(want)], want[np.isfinite(want)])
+
+
 def test_backward_uses_pixvec_weight_gradient(monkeypatch):
     """Stride-1, groups-1 layers with fewer than 16 filters take the pixel-vector weight
     gradient (bias gradient beside it); the gradients match finite differences."""

@@ -235,13 +235,23 @@ def _regblock_weight_grad(dy, x, gw, sy, sx, pt, pl, dh, dw):
     OH, OW = dy.shape[2], dy.shape[3]
     xp, Hp, Wp = _regblock_padded(x, OH, OW, kh, kw, sy, sx, pt, pl, dh, dw)
     nvec, _, Fpad = _regblock_vectors(F, dy.itemsize)
-    dyt = np.zeros((N, OH, OW, Fpad), dtype=dy.dtype)
+    dyt = np.empty((N, OH, OW, Fpad), dtype=dy.dtype)
+    if Fpad > F:
+        dyt[..., F:] = 0
     dyt[..., :F] = dy.transpose(0, 2, 3, 1)
-    off = (np.arange(N)[:, None, None] * (C * Hp * Wp)
-           + np.arange(OH)[None, :, None] * (sy * Wp)
-           + np.arange(OW)[None, None, :] * sx).ravel().astype(np.int64)
-    _conv2d_regblock_bwd_weight(xp, dyt.reshape(N * OH * OW, Fpad), off, gw, kh, kw, dh, dw,
-                                nvec)
+    _conv2d_regblock_bwd_weight(xp, dyt.reshape(N * OH * OW, Fpad),
+                                _pixel_origins(N, OH, OW, C * Hp * Wp, sy * Wp, sx), gw, kh, kw,
+                                dh, dw, nvec)
+
+
+@functools.lru_cache(maxsize=64)
+def _pixel_origins(N, OH, OW, image, row, col):
+    """``off[(n*OH + i)*OW + j] = n*image + i*row + j*col``: the window origins of every
+    output pixel of a batch in a padded input (int64, cached, read-only)."""
+    off = (np.arange(N)[:, None, None] * image + np.arange(OH)[None, :, None] * row
+           + np.arange(OW)[None, None, :] * col).ravel().astype(np.int64)
+    off.flags.writeable = False
+    return off
 
 
 #: fewest filters of the filter-vector register blocks (:func:`_regblock_fits`); fewer take the
@@ -403,6 +413,17 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups, need_weight=Tru
             _regblock_weight_grad(dy, x, gw, 1, 1, pt, pl, dh, dw)
         if gb is not None:
             _conv2d_im2col_bwd_bias(dy, gb)
+        return
+    from ..kernels.conv2d_winograd import _finite
+
+    if not _finite(x.reshape(-1, x.shape[-1])):
+        # the wide rows multiply dy's zero padding by input values too: 0 * inf would make
+        # NaN of taps that never see the inf; the row kernel reads valid windows only
+        from ..kernels.conv2d_direct import _conv2d_direct_bwd_weight
+
+        gbuf = gb if gb is not None else np.empty(F, dtype=x.dtype)
+        _conv2d_direct_bwd_weight(dy, x, gw, gbuf, int(gb is not None), 1, 1, pt, pl, dh, dw,
+                                  groups)
         return
     Hp, Wp = OH + ekh, OW + ekw
     # channel-major, batch-long layouts of the padded input and of dy (see the kernel)
