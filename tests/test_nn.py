@@ -273,3 +273,52 @@ def test_sequential_need_dx_false_skips_only_the_input_gradient():
     assert b.backward(dy, need_dx=False) is None
     for pa, pb in zip(a.parameters(), b.parameters()):
         np.testing.assert_array_equal(pa.grad, pb.grad)
+
+
+def _unfused_backward(net, dy):
+    """The layers' own backward passes one by one, last to first (no fusion)."""
+    for m in reversed(list(net)):
+        dy = m.backward(dy)
+    return dy
+
+
+@pytest.mark.parametrize("pool", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)])
+def test_sequential_fuses_pool_backward_with_the_relu_before_it(pool, monkeypatch):
+    """Conv -> ReLU -> MaxPool: Sequential runs the pool's and the ReLU's backward passes as
+    one scatter; the gradients equal the layer-by-layer ones exactly, with zeros, negative
+    windows, a NaN and overlapping windows in the input."""
+    from nbconv.functional import pool as _pool
+
+    rng = np.random.default_rng(8)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, rng=rng), nn.ReLU(), nn.MaxPool2d(**pool),
+                        nn.Flatten(), nn.Linear(3 * 16, 4, rng=rng))
+    net[0].bias.data[1] = -50.0        # a channel whose windows are all negative
+    x = rng.standard_normal((3, 2, 10, 10)).astype(np.float32)
+    x[1, 0, 4, 4] = np.nan
+    y = net.forward(x)                 # both poolings give 4x4 planes
+
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    fused_calls = []
+    real = _pool._max_pool2d_scatter
+    monkeypatch.setattr(_pool, "_max_pool2d_scatter",
+                        lambda *a, **k: fused_calls.append(k) or real(*a, **k))
+    dx_fused = net.backward(dy)
+    assert any("relu_out" in k for k in fused_calls)
+    grads_fused = [p.grad.copy() for p in net.parameters()]
+    net.zero_grad()
+    dx_plain = _unfused_backward(net, dy)
+    np.testing.assert_array_equal(dx_fused, dx_plain)
+    for g, p in zip(grads_fused, net.parameters()):
+        np.testing.assert_array_equal(g, p.grad)
+
+
+def test_fusion_needs_the_relu_cache():
+    """A ReLU that cached nothing (forward under no_grad) is not fused away: the backward
+    pass still reports the missing cache."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2))
+    x = np.ones((1, 1, 6, 6), np.float32)
+    y = net.forward(x)
+    with nc.no_grad():
+        net[1].forward(net[0].forward(x))
+    with pytest.raises(RuntimeError, match="ReLU"):
+        net.backward(np.ones_like(y))

@@ -271,14 +271,20 @@ def max_pool2d_backward(dy, indices, input_shape):
     return _max_pool2d_scatter(dy, ind, shape)
 
 
-def _max_pool2d_scatter(dy, ind, shape):
+def _max_pool2d_scatter(dy, ind, shape, relu_out=None):
     """:func:`max_pool2d_backward` on checked arrays: ``dy`` (float), ``ind`` (int64, same
     shape, C-contiguous, values in [-1, H*W)) and the input ``shape``.  ``MaxPool2d`` calls
-    it directly with the indices its forward pass made."""
+    it directly with the indices its forward pass made.  With ``relu_out`` (the pooled
+    output, same shape as ``dy``) it is also the backward pass of a ReLU applied before the
+    pooling (see :func:`nbconv.kernels.pool2d._max_pool2d_relu_bwd`)."""
     dx = np.empty(shape, dtype=dy.dtype)
     hw = shape[-2] * shape[-1]
     p = math.prod(shape[:-2])
     k = dy.shape[-2] * dy.shape[-1]
+    if relu_out is not None:
+        _k._max_pool2d_relu_bwd(dy.reshape(p, k), ind.reshape(p, k), relu_out.reshape(p, k),
+                                dx.reshape(p, hw))
+        return dx
     kernel = _k._max_pool2d_bwd_serial if dx.size < _config.SERIAL_BELOW else _k._max_pool2d_bwd
     kernel(dy.reshape(p, k), ind.reshape(p, k), dx.reshape(p, hw))
     return dx

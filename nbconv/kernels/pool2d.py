@@ -21,6 +21,7 @@ __all__ = [
     "_max_pool2d_2x2_fwd",
     "_max_pool2d_fwd",
     "_max_pool2d_bwd",
+    "_max_pool2d_relu_bwd",
     "_avg_pool2d_fwd",
     "_avg_pool2d_bwd",
     "_adaptive_avg_pool2d_fwd",
@@ -193,6 +194,20 @@ def _max_pool2d_bwd(dy, idx, dx):
     """
     for p in prange(dy.shape[0]):
         _max_pool2d_bwd_plane(dy, idx, dx, p)
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _max_pool2d_relu_bwd(dy, idx, y, dx):
+    """:func:`_max_pool2d_bwd` fused with the backward pass of a ReLU before the pooling: a
+    window passes its gradient only if its maximum ``y`` is not ``<= 0`` (the ReLU's own rule
+    at the argmax: ``relu(v) <= 0`` exactly when ``v <= 0``, and NaN passes)."""
+    for p in prange(dy.shape[0]):
+        for t in range(dx.shape[1]):
+            dx[p, t] = 0
+        for k in range(dy.shape[1]):
+            t = idx[p, k]
+            if t >= 0 and not (y[p, k] <= 0):
+                dx[p, t] += dy[p, k]
 
 
 @njit(**_config.JIT_OPTIONS)

@@ -64,8 +64,16 @@ class Sequential(Module):
         """Backward through every layer; ``need_dx=False`` lets the first layer skip its input
         gradient when it can (convolutions), and then returns None (``fit`` does this)."""
         layers = list(self._children.values())
-        for m in reversed(layers[1:]):
-            dy = m.backward(dy)
+        i = len(layers) - 1
+        while i > 0:
+            # a layer may take the one before it along in a single pass (max-pool after ReLU)
+            fused = layers[i]._backward_through(layers[i - 1], dy) if i > 1 else None
+            if fused is None:
+                dy = layers[i].backward(dy)
+                i -= 1
+            else:
+                dy = fused
+                i -= 2
         if not layers:
             return dy
         if not need_dx and getattr(layers[0], "_supports_need_dx", False):

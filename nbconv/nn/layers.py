@@ -198,18 +198,35 @@ class MaxPool2d(Module):
             self._cache = None
             return F.max_pool2d(x, **self._config)
         y, idx = F.max_pool2d(x, return_indices=True, **self._config)
-        self._cache = (idx, tuple(np.shape(x)))
+        self._cache = (idx, tuple(np.shape(x)), y)
         return y
 
     def backward(self, dy):
         if self._cache is None:
             raise _no_cache("MaxPool2d")
-        idx, shape = self._cache
-        if (type(dy) is np.ndarray and type(idx) is np.ndarray and dy.shape == idx.shape
-                and dy.dtype in _FLOATS and dy.flags.c_contiguous):
+        idx, shape, _ = self._cache
+        if self._host_grad(dy):
             # indices this layer made itself: no need to scan them for bad values again
             return _pool._max_pool2d_scatter(dy, idx, shape)
         return F.max_pool2d_backward(dy, idx, shape)
+
+    def _host_grad(self, dy) -> bool:
+        idx = self._cache[0]
+        return (type(dy) is np.ndarray and type(idx) is np.ndarray and dy.shape == idx.shape
+                and dy.dtype in _FLOATS and dy.flags.c_contiguous)
+
+    def _backward_through(self, before, dy):
+        """``before.backward(self.backward(dy))`` in one pass when ``before`` is a ReLU (the
+        gradient reaches an argmax only where the pooled maximum is positive or NaN, which is
+        where the ReLU's input was); None when the pair cannot be fused (``Sequential`` then
+        runs the two backward passes).  Saves the ReLU's pass over the unpooled gradient."""
+        if (type(before) is not ReLU or before._saved is None or self._cache is None
+                or not self._host_grad(dy)):
+            return None
+        idx, shape, y = self._cache
+        if tuple(np.shape(before._saved)) != shape or type(y) is not np.ndarray:
+            return None
+        return _pool._max_pool2d_scatter(dy, idx, shape, relu_out=y)
 
 
 class AvgPool2d(Module):

@@ -116,6 +116,11 @@ class Module:
     def backward(self, dy):
         raise NotImplementedError
 
+    def _backward_through(self, before, dy):
+        """``before.backward(self.backward(dy))`` as one fused pass, for ``Sequential``; None
+        (the default) when this layer fuses nothing with ``before``."""
+        return None
+
     def __call__(self, *args):
         return self.forward(*args)
 
