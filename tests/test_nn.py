@@ -322,3 +322,44 @@ def test_fusion_needs_the_relu_cache():
         net[1].forward(net[0].forward(x))
     with pytest.raises(RuntimeError, match="ReLU"):
         net.backward(np.ones_like(y))
+
+
+def _unfused_forward(net, x):
+    for m in net:
+        x = m.forward(x)
+    return x
+
+
+@pytest.mark.parametrize("C, F, stride", [
+    (1, 6, 1),      # "auto" takes the pixel-vector blocks (LeNet c1)
+    (6, 16, 1),     # the filter-vector register blocks (LeNet c2)
+    (3, 8, 2),      # the strided row kernel, then a ReLU pass
+    (8, 32, 2),     # im2col + BLAS, then a ReLU pass
+    (32, 32, 1),    # Winograd, then a ReLU pass
+])
+def test_sequential_fuses_conv_and_relu(C, F, stride, monkeypatch):
+    """Conv -> ReLU: the ReLU is applied in the convolution's store (or right after it); the
+    output, the gradients and the ReLU's backward pass equal the layer-by-layer ones exactly,
+    with a NaN and negative values in play."""
+    from nbconv.functional import conv as _conv
+
+    rng = np.random.default_rng(C + F)
+    net = nn.Sequential(nn.Conv2d(C, F, 3, stride=stride, padding=1, rng=rng), nn.ReLU(),
+                        nn.MaxPool2d(2))
+    x = rng.standard_normal((4, C, 8, 8)).astype(np.float32)
+    x[2, 0, 3, 3] = np.nan
+    calls = []
+    real = _conv._conv2d_relu
+    monkeypatch.setattr(_conv, "_conv2d_relu", lambda *a, **k: calls.append(1) or real(*a, **k))
+    y_fused = net.forward(x)
+    assert calls
+    dy = rng.standard_normal(y_fused.shape).astype(np.float32)
+    dx_fused = net.backward(dy)
+    grads_fused = [p.grad.copy() for p in net.parameters()]
+    net.zero_grad()
+    y_plain = _unfused_forward(net, x)
+    dx_plain = _unfused_backward(net, dy)
+    np.testing.assert_array_equal(y_fused, y_plain)
+    np.testing.assert_array_equal(dx_fused, dx_plain)
+    for g, p in zip(grads_fused, net.parameters()):
+        np.testing.assert_array_equal(g, p.grad)

@@ -117,27 +117,30 @@ def _shared_planes(H, W, pt, pl, Hp, Wp):
     return Hp + -(-right // pitch), pitch
 
 
-def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
-    """Driver of the direct algorithm (see ``conv_interface``): ``y[:] = conv(x, w) + b``.
+def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False):
+    """Driver of the direct algorithm (see ``conv_interface``): ``y[:] = conv(x, w) + b``,
+    or ``relu(conv(x, w) + b)`` with ``relu`` (in the register-blocked kernels' stores; a
+    pass over ``y`` after the others).
 
     Groups 1 with enough filters and small weights take the register-blocked kernel (any
-    stride); stride-1 depthwise layers the plane kernels; other stride-1 layers the wide-row
-    kernels on an explicitly padded input; the rest the row kernel (``kernels/conv2d_direct.py``).
+    stride); stride-1 groups-1 layers with fewer filters the pixel-vector blocks; stride-1
+    depthwise layers the plane kernels; other stride-1 layers the wide-row kernels on an
+    explicitly padded input; the rest the row kernel (``kernels/conv2d_direct.py``).
     """
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
+    stride1 = sy == 1 and sx == 1
     if groups == 1 and _regblock_fits(*w.shape, w.itemsize):
-        _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw)
+        _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu)
         return
-    if sy == 1 and sx == 1 and _depthwise(x, w, groups):
+    if stride1 and _pixvec_fits(w.shape[0], w.shape[2], w.shape[3], groups):
+        _pixvec_forward(x, w, b, y, pt, pl, dh, dw, relu)
+        return
+    if stride1 and _depthwise(x, w, groups):
         from ..kernels.conv2d_depthwise import _conv2d_depthwise_fwd
 
         _conv2d_depthwise_fwd(x, w, b, y, pt, pl, dh, dw)
-        return
-    if sy == 1 and sx == 1 and _pixvec_fits(w.shape[0], w.shape[2], w.shape[3], groups):
-        _pixvec_forward(x, w, b, y, pt, pl, dh, dw)
-        return
-    if sy == 1 and sx == 1:
+    elif stride1:
         from ..kernels.conv2d_wide import _conv2d_wide_fwd
 
         kh, kw = w.shape[2], w.shape[3]
@@ -145,10 +148,12 @@ def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
         xp = _zero_padded(x, pt, pl, OH + dh * (kh - 1), OW + dw * (kw - 1))
         wq, bq = _round_up_filters(w, b, groups)
         _conv2d_wide_fwd(xp, wq, bq, y, dh, dw, groups, numba.get_num_threads())
-        return
-    from ..kernels.conv2d_direct import _conv2d_direct_fwd
+    else:
+        from ..kernels.conv2d_direct import _conv2d_direct_fwd
 
-    _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, numba.get_num_threads())
+        _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, numba.get_num_threads())
+    if relu:
+        _relu_in_place(y)
 
 
 #: largest weight matrix of the register-blocked kernel: every block re-reads all of it, which
@@ -194,7 +199,7 @@ def _regblock_fits(F, C, kh, kw, itemsize) -> bool:
     return F >= 16 and kh * kw > 1 and C * kh * kw * Fpad * itemsize <= _REGBLOCK_MAX_WEIGHT_BYTES
 
 
-def _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw):
+def _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu=False):
     """Register-blocked direct forward (groups 1, float32/float64): pads ``x`` explicitly,
     lays the weights out as (C*kh*kw, filters rounded up to whole vectors) and the term
     offsets, then runs :func:`nbconv.kernels.conv2d_regblock._conv2d_regblock_fwd`."""
@@ -205,7 +210,8 @@ def _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw):
     nvec, _, Fpad = _regblock_vectors(F, y.itemsize)
     wt = np.zeros((C * kh * kw, Fpad), dtype=y.dtype)
     wt[:, :F] = w.reshape(F, -1).T
-    _conv2d_regblock_fwd(xp, wt, b, _term_offsets(C, kh, kw, dh, dw, Hp, Wp), y, sy, sx, nvec)
+    _conv2d_regblock_fwd(xp, wt, b, _term_offsets(C, kh, kw, dh, dw, Hp, Wp), y, sy, sx, nvec,
+                         relu)
 
 
 #: most bytes of the output gradient (filters last) that the register-blocked weight gradient
@@ -272,7 +278,7 @@ def _pixvec_fits(F, kh, kw, groups) -> bool:
     return groups == 1 and F < _PIXVEC_BELOW_FILTERS and kh * kw > 1
 
 
-def _pixvec_forward(x, w, b, y, pt, pl, dh, dw):
+def _pixvec_forward(x, w, b, y, pt, pl, dh, dw, relu=False):
     """Stride-1 forward (groups 1, few filters) with pixel-vector register blocks: pads ``x``
     (sharing left and right padding where it can) with a block of slack, lays the filters
     out in groups of at most six, then runs
@@ -298,7 +304,7 @@ def _pixvec_forward(x, w, b, y, pt, pl, dh, dw):
     nblk = -(-((OH - 1) * pitch + OW) // B)
     per = min(max(1, _PIXVEC_TASK_BYTES // (NF * B * y.itemsize)),
               max(1, N * nblk // (4 * numba.get_num_threads())))
-    _pixvec._conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, per)
+    _pixvec._conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, per, relu)
 
 
 def _pixvec_weight_grad(dy, x, gw, pt, pl, dh, dw):
@@ -644,13 +650,25 @@ def _fold_padding(dxp, H, W, g: _Geom):
     return dx
 
 
-def _conv2d_impl(op, x, weight, bias, g: _Geom, algorithm):
-    """Forward on validated 4-D arrays of one dtype."""
+def _conv2d_impl(op, x, weight, bias, g: _Geom, algorithm, relu=False):
+    """Forward on validated 4-D arrays of one dtype (then ``y = relu(y)`` with ``relu``)."""
     forward, _ = _drivers(algorithm)
     xp, pt, pl = _pad_input(x, g)
     y = np.empty((x.shape[0], weight.shape[0], g.OH, g.OW), dtype=x.dtype)
+    if algorithm == "direct":
+        forward(xp, weight, bias, y, g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups, relu=relu)
+        return y
     forward(xp, weight, bias, y, g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
+    if relu:
+        _relu_in_place(y)
     return y
+
+
+def _relu_in_place(y):
+    from ..kernels.activations import _relu_fwd
+
+    flat = y.reshape(-1)
+    _relu_fwd(flat, flat)
 
 
 def _conv2d_backward_impl(op, dy, x, weight, g: _Geom, want_bias, need_dx, algorithm):
@@ -770,7 +788,20 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     ...           groups=3, padding=1, padding_mode="reflect").shape
     (2, 6, 7, 9)
     """
-    op = "conv2d"
+    return _conv2d_checked("conv2d", x, weight, bias, stride, padding, dilation, groups,
+                           padding_mode, algorithm)
+
+
+def _conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                 padding_mode="zeros", algorithm="auto"):
+    """``relu(conv2d(...))`` on host arrays, the ReLU fused into the store of the direct
+    kernels where they can (``Conv2d`` followed by ``ReLU`` in a ``Sequential``)."""
+    return _conv2d_checked("conv2d", x, weight, bias, stride, padding, dilation, groups,
+                           padding_mode, algorithm, relu=True)
+
+
+def _conv2d_checked(op, x, weight, bias, stride, padding, dilation, groups, padding_mode,
+                    algorithm, relu=False):
     x = as_float_array(op, "x", x)
     check_ndim(op, "x", x, 4, _X_LAYOUT)
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
@@ -781,7 +812,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     bias = _check_bias(op, bias, x.dtype, weight.shape[0], desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
                               weight.shape[0])
-    return _conv2d_impl(op, x, weight, bias, g, algo)
+    return _conv2d_impl(op, x, weight, bias, g, algo, relu)
 
 
 @_device.dispatch

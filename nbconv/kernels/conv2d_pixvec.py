@@ -185,8 +185,9 @@ def _stage_image(x, n, pt, pl, rows, pitch, xs):
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
-def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task):
-    """``y = conv(x, w) + b``, stride 1, groups 1, with pixel-vector register blocks.
+def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task, relu):
+    """``y = conv(x, w) + b``, stride 1, groups 1, with pixel-vector register blocks; with
+    ``relu`` ``y = relu(conv(x, w) + b)`` (NaN kept, as :func:`nbconv.relu`).
 
     The input is read as planes of ``rows x pitch`` with ``x`` placed at ``(pt, pl)``, output
     pixel ``(i, j)`` at ``i*pitch + j`` of its image.  Either ``x`` (N, C, rows, pitch) is
@@ -244,7 +245,11 @@ def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task):
                     j0 = max(t0 - i * pitch, 0)
                     j1 = min(OW, t1 - i * pitch)
                     s = i * pitch - t0
-                    if j1 > j0:
+                    if j1 > j0 and relu:
+                        for j in range(j0, j1):
+                            v = acc[f, s + j]
+                            y[n, g * NF + f, i, j] = v if not (v <= 0) else zero
+                    elif j1 > j0:
                         y[n, g * NF + f, i, j0:j1] = acc[f, s + j0:s + j1]
 
 

@@ -137,8 +137,9 @@ def _block(xa, xstep, off, K, wa, wstride, acc, nvec, npix, zero):
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
-def _conv2d_regblock_fwd(xp, wt, b, off, y, sy, sx, nvec):
-    """``y = conv(xp, w) + b`` (groups 1) with register-blocked accumulators.
+def _conv2d_regblock_fwd(xp, wt, b, off, y, sy, sx, nvec, relu):
+    """``y = conv(xp, w) + b`` (groups 1) with register-blocked accumulators; with ``relu``
+    ``y = relu(conv(xp, w) + b)`` (NaN kept, as :func:`nbconv.relu`).
 
     ``xp`` (N, C, Hp, Wp) is the zero-padded input; ``wt`` (K, Fpad) the weights, ``Fpad`` a
     multiple of ``nvec`` vectors; ``off`` (K,) the term offsets (see the module docstring);
@@ -171,7 +172,8 @@ def _conv2d_regblock_fwd(xp, wt, b, off, y, sy, sx, nvec):
             _block(row + j0 * sx * it, sx, off, K, wa, Fpad, acc, nvec, npix, zero)
             for pi in range(npix):
                 for f in range(min(FBK, F - f0)):
-                    y[n, f0 + f, i, j0 + pi] = acc[pi, f]
+                    v = acc[pi, f]
+                    y[n, f0 + f, i, j0 + pi] = v if not (relu and v <= 0) else zero
             j0 += npix
 
 

@@ -56,8 +56,17 @@ class Sequential(Module):
         return iter(self._children.values())
 
     def forward(self, x):
-        for m in self._children.values():
-            x = m.forward(x)
+        layers = list(self._children.values())
+        i = 0
+        while i < len(layers):
+            # a layer may take the next one along in a single pass (convolution and ReLU)
+            fused = layers[i]._forward_through(layers[i + 1], x) if i + 1 < len(layers) else None
+            if fused is None:
+                x = layers[i].forward(x)
+                i += 1
+            else:
+                x = fused
+                i += 2
         return x
 
     def backward(self, dy, need_dx=True):

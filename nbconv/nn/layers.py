@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import functional as F
 from .._shapes import pair
+from ..functional import conv as _conv
 from ..functional import pool as _pool
 from ._arrays import accumulate, copy, increment, is_device_array, reshape
 from .init import uniform_fan_in
@@ -88,6 +89,20 @@ class Conv2d(_ConvNd):
         b = None if self.bias is None else self.bias.data
         y = F.conv2d(x, self.weight.data, b, **self._args())
         self._x = x if self._keep() else None
+        return y
+
+    def _forward_through(self, after, x):
+        """``after.forward(self.forward(x))`` with the ReLU in the convolution's store when
+        ``after`` is a ReLU and everything is on the host (saves the ReLU's pass); the ReLU
+        keeps the output for its backward pass (``relu(v) <= 0`` exactly when ``v <= 0``)."""
+        if (type(after) is not ReLU or type(x) is not np.ndarray
+                or type(self.weight.data) is not np.ndarray):
+            return None
+        b = None if self.bias is None else self.bias.data
+        y = _conv._conv2d_relu(x, self.weight.data, b, **self._args())
+        keep = self._keep()
+        self._x = x if keep else None
+        after._saved = y if keep else None
         return y
 
     def backward(self, dy, need_dx=True):

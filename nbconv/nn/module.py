@@ -116,6 +116,11 @@ class Module:
     def backward(self, dy):
         raise NotImplementedError
 
+    def _forward_through(self, after, x):
+        """``after.forward(self.forward(x))`` as one fused pass, for ``Sequential``; None (the
+        default) when this layer fuses nothing with ``after``."""
+        return None
+
     def _backward_through(self, before, dy):
         """``before.backward(self.backward(dy))`` as one fused pass, for ``Sequential``; None
         (the default) when this layer fuses nothing with ``before``."""
