@@ -11,9 +11,11 @@ a pair; with ``padding="same"`` the TensorFlow rule below).
 Three algorithms compute the same thing up to float rounding:
 
 ``"direct"``
-    Loop-nest numba kernels, picked by shape: register-blocked (``kernels/conv2d_regblock.py``),
-    depthwise planes (``kernels/conv2d_depthwise.py``), wide rows (``kernels/conv2d_wide.py``)
-    or the general strided kernel (``kernels/conv2d_direct.py``).
+    Loop-nest numba kernels, picked by shape: register blocks with filters in the vector
+    lanes (``kernels/conv2d_regblock.py``) or, for fewer than 16 filters, with output pixels
+    in the lanes (``kernels/conv2d_pixvec.py``), depthwise planes
+    (``kernels/conv2d_depthwise.py``), wide rows (``kernels/conv2d_wide.py``) or the general
+    strided kernel (``kernels/conv2d_direct.py``).
 ``"im2col"``
     Unfold patches into columns and multiply with BLAS (:mod:`nbconv.functional._im2col`).
 ``"winograd"``
