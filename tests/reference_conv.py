@@ -5,6 +5,7 @@
 ``w_dilated`` has ``dilation - 1`` zeros inserted between kernel taps and ``xpad`` is built with
 ``np.pad`` (PyTorch's padding modes: zeros = constant 0, reflect = "reflect",
 replicate = "edge", circular = "wrap"; asymmetric pads allowed).
+Weight gradient (zero padding, groups 1): one einsum per tap over the strided input windows.
 1-D: explicit loops.
 """
 
@@ -15,7 +16,8 @@ import math
 import numpy as np
 from scipy import signal
 
-__all__ = ["ref_pads", "ref_pad", "ref_conv2d", "ref_conv1d", "NP_PAD_MODES"]
+__all__ = ["ref_pads", "ref_pad", "ref_conv2d", "ref_conv2d_weight_grad", "ref_conv1d",
+           "NP_PAD_MODES"]
 
 NP_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
                 "circular": "wrap"}
@@ -108,3 +110,18 @@ def ref_conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_
                         s += w[f, cl, q] * xp[n, g * Cg + cl, i * stride + q * dilation]
                 y[n, f, i] = s
     return y
+
+
+def ref_conv2d_weight_grad(dy, x, kh, kw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+    """``gw[f, c, p, q] = sum_{n,i,j} dy[n, f, i, j] * xpad[n, c, i*sy + p*dh, j*sx + q*dw]``
+    in float64 (zero padding ``(ph, pw)`` on both sides, groups 1)."""
+    (sy, sx), (ph, pw), (dh, dw) = stride, padding, dilation
+    OH, OW = dy.shape[2:]
+    xpad = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    want = np.zeros((dy.shape[1], x.shape[1], kh, kw))
+    for p in range(kh):
+        for q in range(kw):
+            win = xpad[:, :, p * dh:p * dh + (OH - 1) * sy + 1:sy,
+                       q * dw:q * dw + (OW - 1) * sx + 1:sx]
+            want[:, :, p, q] = np.einsum("nfij,ncij->fc", np.asarray(dy, np.float64), win)
+    return want

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from closeness import assert_scaled_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_conv import ref_conv2d
+from reference_conv import ref_conv2d, ref_conv2d_weight_grad
 from spying import count_calls
 
 import nbconv as nc
@@ -26,18 +27,19 @@ def _run(x, w, b, padding=0, dilation=1):
 
 
 def _close(got, want, dtype):
-    rtol = RTOL[dtype]
-    scale = max(1.0, float(np.max(np.abs(want))))
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale)
+    assert_scaled_close(got, want, RTOL[dtype])
 
 
-@given(
-    dtype=st.sampled_from([np.float32, np.float64]),
-    N=st.integers(1, 6), C=st.integers(1, 4), F=st.integers(1, 15),
-    H=st.integers(1, 14), W=st.integers(1, 14), kh=st.integers(1, 5), kw=st.integers(1, 5),
-    dh=st.integers(1, 2), dw=st.integers(1, 2), ph=st.integers(0, 3), pw=st.integers(0, 3),
-    seed=st.integers(0, 2**16),
+#: layers below 16 filters: every filter-group split, rows shorter and longer than a block,
+#: padding up to the kernel's reach, dilation, both dtypes
+_SMALL_LAYERS = dict(
+    dtype=st.sampled_from([np.float32, np.float64]), C=st.integers(1, 4), F=st.integers(1, 15),
+    H=st.integers(1, 14), kh=st.integers(1, 5), kw=st.integers(1, 5), dh=st.integers(1, 2),
+    dw=st.integers(1, 2), ph=st.integers(0, 3), pw=st.integers(0, 3), seed=st.integers(0, 2**16),
 )
+
+
+@given(N=st.integers(1, 6), W=st.integers(1, 14), **_SMALL_LAYERS)
 @settings(max_examples=100, deadline=None)
 def test_pixvec_matches_reference(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw, seed):
     """Every filter count below 16 (one to three groups of 1-6 filters), output rows shorter
@@ -128,7 +130,7 @@ import ctypes, mmap, sys
 import numpy as np
 from nbconv.functional import conv as _conv
 sys.path.insert(0, {tests!r})
-from reference_conv import ref_conv2d
+from reference_conv import ref_conv2d, ref_conv2d_weight_grad
 
 dtype = np.dtype({dtype!r})
 shape = (2, 3, 9, 13)                     # no padding: the kernel reads x itself
@@ -167,25 +169,7 @@ def test_pixvec_reads_nothing_past_the_input(dtype):
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
 
 
-def _weight_grad_reference(dy, x, kh, kw, ph, pw, dh, dw):
-    """gw[f, c, p, q] = sum_{n,i,j} dy[n, f, i, j] * xpad[n, c, i + p*dh, j + q*dw] (float64)."""
-    OH, OW = dy.shape[2:]
-    xpad = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    want = np.zeros((dy.shape[1], x.shape[1], kh, kw))
-    for p in range(kh):
-        for q in range(kw):
-            win = xpad[:, :, p * dh:p * dh + OH, q * dw:q * dw + OW]
-            want[:, :, p, q] = np.einsum("nfij,ncij->fc", dy.astype(np.float64), win)
-    return want
-
-
-@given(
-    dtype=st.sampled_from([np.float32, np.float64]),
-    N=st.integers(1, 5), C=st.integers(1, 4), F=st.integers(1, 15),
-    H=st.integers(1, 14), W=st.integers(1, 21), kh=st.integers(1, 5), kw=st.integers(1, 5),
-    dh=st.integers(1, 2), dw=st.integers(1, 2), ph=st.integers(0, 3), pw=st.integers(0, 3),
-    seed=st.integers(0, 2**16),
-)
+@given(N=st.integers(1, 5), W=st.integers(1, 21), **_SMALL_LAYERS)
 @settings(max_examples=100, deadline=None)
 def test_pixvec_weight_gradient(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw, seed):
     """Every filter count below 16 (groups of 1-4 filters by 8, 4, 3 or 2 terms, the last
@@ -200,7 +184,7 @@ def test_pixvec_weight_gradient(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw, se
     dy = rng.standard_normal((N, F, g.OH, g.OW)).astype(dtype)
     gw = np.full((F, C, kh, kw), np.nan, dtype=dtype)
     _conv._pixvec_weight_grad(dy, x, gw, g.pt, g.pl, g.dh, g.dw)
-    _close(gw, _weight_grad_reference(dy, x, kh, kw, ph, pw, dh, dw), dtype)
+    _close(gw, ref_conv2d_weight_grad(dy, x, kh, kw, padding=(ph, pw), dilation=(dh, dw)), dtype)
 
 
 @pytest.mark.parametrize("column", [9, 2])
@@ -212,7 +196,7 @@ def test_weight_gradient_non_finite_input_reaches_only_its_taps(column):
     dy = np.ones((2, 6, 8, 8), np.float32)
     _, gw, _ = nc.conv2d_backward(dy, x, np.ones((6, 1, 3, 3), np.float32),
                                   algorithm="direct")
-    want = _weight_grad_reference(dy, x, 3, 3, 0, 0, 1, 1)
+    want = ref_conv2d_weight_grad(dy, x, 3, 3)
     np.testing.assert_array_equal(np.isinf(gw), np.isinf(want))
     assert not np.isnan(gw).any()
     np.testing.assert_allclose(gw[np.isfinite(want)], want[np.isfinite(want)])
@@ -227,8 +211,9 @@ def test_wide_weight_gradient_non_finite_input(F, groups):
     w = np.ones((F, 4 // groups, 3, 3), np.float32)
     dy = np.ones((2, F, 8, 8), np.float32)
     _, gw, _ = nc.conv2d_backward(dy, x, w, groups=groups, algorithm="direct")
-    want = np.stack([_weight_grad_reference(dy[:, f:f + 1], x[:, (f // (F // groups)) *
-                                            (4 // groups):][:, :4 // groups], 3, 3, 0, 0, 1, 1)[0]
+    Cg = 4 // groups
+    want = np.stack([ref_conv2d_weight_grad(dy[:, f:f + 1],
+                                            x[:, f // (F // groups) * Cg:][:, :Cg], 3, 3)[0]
                      for f in range(F)])
     assert not np.isnan(gw).any()
     np.testing.assert_array_equal(np.isinf(gw), np.isinf(want))

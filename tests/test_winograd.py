@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import pytest
+from closeness import assert_scaled_close
 from gradcheck import directional_check
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,9 +26,7 @@ RTOL = {np.float32: 2e-5, np.float64: 1e-11}
 
 
 def _close(got, want, dtype):
-    rtol = RTOL[dtype]
-    scale = max(1.0, float(np.max(np.abs(want))))
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale)
+    assert_scaled_close(got, want, RTOL[dtype])
 
 
 @st.composite

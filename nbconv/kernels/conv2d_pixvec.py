@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
+from ._ir import VectorIR, float_type_ok
 from ._memory import copy_bytes, zero_bytes
 
 __all__ = ["_conv2d_pixvec_fwd", "_conv2d_pixvec_bwd_weight", "MAX_FILTERS", "TERM_PAD",
@@ -62,85 +62,33 @@ def _fma_pixels(typingctx, x_addr, off_addr, K, w_addr, acc_addr, acc_stride, nf
     """``acc[f, v*L:(v+1)*L] += sum_r w[r*nf + f] * x[off[r] + v*L : ... + L]`` for
     ``f < nf`` (a literal) and ``v < NPV`` (from :data:`_PIXEL_VECTORS`), ``L`` lanes of
     ``zero``'s float type; addresses as integers, ``acc`` rows ``acc_stride`` elements apart."""
-    if not (isinstance(nf, types.IntegerLiteral) and zero in (types.float32, types.float64)):
+    if not (isinstance(nf, types.IntegerLiteral) and float_type_ok(zero)):
         return None
     NF = nf.literal_value
     NPV = _PIXEL_VECTORS[NF - 1]
     sig = types.void(x_addr, off_addr, K, w_addr, acc_addr, acc_stride, nf, zero)
 
     def codegen(context, builder, signature, args):
-        xa, oa, k, wa, aa, astr = args[:6]
-        real = context.get_value_type(zero)
-        lanes = 8 if zero == types.float32 else 4
-        vec = ir.VectorType(real, lanes)
-        i64, i32 = ir.IntType(64), ir.IntType(32)
+        v = VectorIR(context, builder, zero)
+        k, astr = v.int64(args[2]), v.int64(args[5])
+        xp, op, wp, ap = v.reals(args[0]), v.ints(args[1]), v.reals(args[3]), v.reals(args[4])
+        const, lanes = v.const, v.lanes
+        cells = [builder.add(builder.mul(astr, const(f)), const(j * lanes))
+                 for f in range(NF) for j in range(NPV)]
 
-        def as64(v):
-            return builder.sext(v, i64) if v.type.width < 64 else v
+        def term(r, accs):
+            o = builder.load(builder.gep(op, [r]))
+            xv = [v.load_vector(xp, builder.add(o, const(j * lanes))) for j in range(NPV)]
+            wrow = builder.mul(r, const(NF))
+            new = []
+            for f in range(NF):
+                wv = v.splat(builder.load(builder.gep(wp, [builder.add(wrow, const(f))])))
+                new += [v.fma(wv, xv[j], accs[f * NPV + j]) for j in range(NPV)]
+            return new
 
-        k, astr = as64(k), as64(astr)
-        rptr = real.as_pointer()
-        xp = builder.inttoptr(xa, rptr)
-        op = builder.inttoptr(oa, i64.as_pointer())
-        wp = builder.inttoptr(wa, rptr)
-        ap = builder.inttoptr(aa, rptr)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vec, [vec, vec, vec]),
-            "llvm.fma.v8f32" if lanes == 8 else "llvm.fma.v4f64")
-
-        def vec_at(base, index):
-            return builder.bitcast(builder.gep(base, [index]), vec.as_pointer())
-
-        def const(v):
-            return ir.Constant(i64, v)
-
-        def acc_index(f, v):
-            return builder.add(builder.mul(astr, const(f)), const(v * lanes))
-
-        init = [builder.load(vec_at(ap, acc_index(f, v)), align=4)
-                for f in range(NF) for v in range(NPV)]
-        pre = builder.block
-        loop = builder.append_basic_block("pixels.loop")
-        done = builder.append_basic_block("pixels.done")
-        builder.cbranch(builder.icmp_signed(">", k, const(0)), loop, done)
-
-        builder.position_at_end(loop)
-        r = builder.phi(i64)
-        r.add_incoming(const(0), pre)
-        accs = []
-        for a in init:
-            phi = builder.phi(vec)
-            phi.add_incoming(a, pre)
-            accs.append(phi)
-        o = builder.load(builder.gep(op, [r]))
-        xv = [builder.load(vec_at(xp, builder.add(o, const(v * lanes))), align=4)
-              for v in range(NPV)]
-        wrow = builder.mul(r, const(NF))
-        undef = ir.Constant(vec, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-        new = []
-        for f in range(NF):
-            wval = builder.load(builder.gep(wp, [builder.add(wrow, const(f))]))
-            wv = builder.shuffle_vector(builder.insert_element(undef, wval, ir.Constant(i32, 0)),
-                                        undef, splat)
-            for v in range(NPV):
-                new.append(builder.call(fma, [wv, xv[v], accs[f * NPV + v]]))
-        r_next = builder.add(r, const(1))
-        end = builder.block
-        r.add_incoming(r_next, end)
-        for phi, val in zip(accs, new):
-            phi.add_incoming(val, end)
-        builder.cbranch(builder.icmp_signed("<", r_next, k), loop, done)
-
-        builder.position_at_end(done)
-        results = []
-        for a in range(NF * NPV):
-            phi = builder.phi(vec)
-            phi.add_incoming(init[a], pre)
-            phi.add_incoming(new[a], end)
-            results.append(phi)
-        for a, phi in enumerate(results):
-            builder.store(phi, vec_at(ap, acc_index(a // NPV, a % NPV)), align=4)
+        init = [v.load_vector(ap, c) for c in cells]
+        for acc, c in zip(v.reduction_loop(k, init, term, "pixels"), cells):
+            v.store_vector(acc, ap, c)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -261,7 +209,7 @@ def _dot_rows(typingctx, dy_addr, dy_fstride, x_addr, pitch, off_addr, rows, nve
     * x[off[k] + i*pitch + v*L + l]`` for ``f < nf`` (a literal), ``k < NT`` (from
     :data:`_TERMS`), ``L`` lanes of ``zero``'s float type; addresses as integers.  Only whole
     vectors of each row (``nvec*L <= ow`` columns): nothing outside them is read."""
-    if not (isinstance(nf, types.IntegerLiteral) and zero in (types.float32, types.float64)):
+    if not (isinstance(nf, types.IntegerLiteral) and float_type_ok(zero)):
         return None
     NF = nf.literal_value
     NT = _TERMS[NF - 1]
@@ -269,55 +217,34 @@ def _dot_rows(typingctx, dy_addr, dy_fstride, x_addr, pitch, off_addr, rows, nve
                      acc_fstride, nf, zero)
 
     def codegen(context, builder, signature, args):
-        da, dfs, xa, pit, oa, nrows, nv, ow_, aa, afs = args[:10]
-        real = context.get_value_type(zero)
-        lanes = 8 if zero == types.float32 else 4
-        vec = ir.VectorType(real, lanes)
-        i64 = ir.IntType(64)
-
-        def as64(v):
-            return builder.sext(v, i64) if v.type.width < 64 else v
-
-        dfs, pit, nrows, nv, ow_, afs = (as64(v) for v in (dfs, pit, nrows, nv, ow_, afs))
-        rptr = real.as_pointer()
-        dp = builder.inttoptr(da, rptr)
-        xp = builder.inttoptr(xa, rptr)
-        op = builder.inttoptr(oa, i64.as_pointer())
-        ap = builder.inttoptr(aa, rptr)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vec, [vec, vec, vec]),
-            "llvm.fma.v8f32" if lanes == 8 else "llvm.fma.v4f64")
-
-        def vec_at(base, index):
-            return builder.bitcast(builder.gep(base, [index]), vec.as_pointer())
-
-        def const(v):
-            return ir.Constant(i64, v)
+        v = VectorIR(context, builder, zero)
+        dfs, pit, nrows, nv, ow_, afs = (v.int64(args[i]) for i in (1, 3, 5, 6, 7, 9))
+        dp, xp, op, ap = v.reals(args[0]), v.reals(args[2]), v.ints(args[4]), v.reals(args[8])
+        const, lanes = v.const, v.lanes
 
         # accumulators in a stack slot with constant indices: LLVM promotes them to registers
-        slot = cgutils.alloca_once(builder, vec, size=const(NF * NT))
-        acc_index = [builder.add(builder.mul(afs, const(f)), const(k * lanes))
-                     for f in range(NF) for k in range(NT)]
-        for a, idx in enumerate(acc_index):
-            builder.store(builder.load(vec_at(ap, idx), align=4),
-                          builder.gep(slot, [const(a)]))
+        slot = cgutils.alloca_once(builder, v.vec, size=const(NF * NT))
+        cells = [builder.add(builder.mul(afs, const(f)), const(k * lanes))
+                 for f in range(NF) for k in range(NT)]
+        for a, c in enumerate(cells):
+            builder.store(v.load_vector(ap, c), builder.gep(slot, [const(a)]))
         offs = [builder.load(builder.gep(op, [const(k)])) for k in range(NT)]
         with cgutils.for_range(builder, nrows) as row:
             dyrow = builder.mul(row.index, ow_)
             xrow = builder.mul(row.index, pit)
             with cgutils.for_range(builder, nv) as col:
                 j = builder.mul(col.index, const(lanes))
-                dv = [builder.load(vec_at(dp, builder.add(builder.add(dyrow, j),
-                                                          builder.mul(dfs, const(f)))),
-                                   align=4) for f in range(NF)]
+                dv = [v.load_vector(dp, builder.add(builder.add(dyrow, j),
+                                                    builder.mul(dfs, const(f))))
+                      for f in range(NF)]
                 xj = builder.add(xrow, j)
                 for k in range(NT):
-                    xv = builder.load(vec_at(xp, builder.add(xj, offs[k])), align=4)
+                    xv = v.load_vector(xp, builder.add(xj, offs[k]))
                     for f in range(NF):
                         cell = builder.gep(slot, [const(f * NT + k)])
-                        builder.store(builder.call(fma, [dv[f], xv, builder.load(cell)]), cell)
-        for a, idx in enumerate(acc_index):
-            builder.store(builder.load(builder.gep(slot, [const(a)])), vec_at(ap, idx), align=4)
+                        builder.store(v.fma(dv[f], xv, builder.load(cell)), cell)
+        for a, c in enumerate(cells):
+            v.store_vector(builder.load(builder.gep(slot, [const(a)])), ap, c)
         return context.get_dummy_value()
 
     return sig, codegen

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba.core import cgutils, types
+from numba.core import types
 from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
+from ._ir import VectorIR, float_type_ok
 
 __all__ = ["_conv2d_regblock_fwd", "_conv2d_regblock_bwd_weight", "NP"]
 
@@ -38,82 +38,31 @@ def _fma_block(typingctx, x_addr, xstep, off_addr, K, w_addr, wstride, acc_addr,
     ``pi < npix``, ``v < nvec`` (literals), ``L`` lanes of ``zero``'s float type (8 float32,
     4 float64); addresses as integers, ``acc`` (npix, nvec*L) contiguous."""
     if not (isinstance(nvec, types.IntegerLiteral) and isinstance(npix, types.IntegerLiteral)
-            and zero in (types.float32, types.float64)):
+            and float_type_ok(zero)):
         return None
     NV, NPIX = nvec.literal_value, npix.literal_value
     sig = types.void(x_addr, xstep, off_addr, K, w_addr, wstride, acc_addr, nvec, npix, zero)
 
     def codegen(context, builder, signature, args):
-        xa, xs, oa, k, wa, ws, aa = args[:7]
-        real = context.get_value_type(zero)
-        lanes = 8 if zero == types.float32 else 4
-        vec = ir.VectorType(real, lanes)
-        i64, i32 = ir.IntType(64), ir.IntType(32)
+        v = VectorIR(context, builder, zero)
+        xs, k, ws = v.int64(args[1]), v.int64(args[3]), v.int64(args[5])
+        xp, op, wp, ap = v.reals(args[0]), v.ints(args[2]), v.reals(args[4]), v.reals(args[6])
+        const, lanes = v.const, v.lanes
 
-        def as64(v):
-            return builder.sext(v, i64) if v.type.width < 64 else v
+        def term(r, accs):
+            o = builder.load(builder.gep(op, [r]))
+            wrow = builder.mul(r, ws)
+            wv = [v.load_vector(wp, builder.add(wrow, const(j * lanes))) for j in range(NV)]
+            new = []
+            for pi in range(NPIX):
+                xi = builder.add(o, builder.mul(xs, const(pi)))
+                xv = v.splat(builder.load(builder.gep(xp, [xi])))
+                new += [v.fma(xv, wv[j], accs[pi * NV + j]) for j in range(NV)]
+            return new
 
-        xs, k, ws = as64(xs), as64(k), as64(ws)
-        rptr = real.as_pointer()
-        xp = builder.inttoptr(xa, rptr)
-        op = builder.inttoptr(oa, i64.as_pointer())
-        wp = builder.inttoptr(wa, rptr)
-        ap = builder.inttoptr(aa, rptr)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vec, [vec, vec, vec]),
-            "llvm.fma.v8f32" if lanes == 8 else "llvm.fma.v4f64")
-
-        def vec_at(base, index):
-            return builder.bitcast(builder.gep(base, [index]), vec.as_pointer())
-
-        def const(v):
-            return ir.Constant(i64, v)
-
-        n_acc = NPIX * NV
-        init = [builder.load(vec_at(ap, const(a * lanes)), align=4) for a in range(n_acc)]
-        pre = builder.block
-        loop = builder.append_basic_block("block.loop")
-        done = builder.append_basic_block("block.done")
-        builder.cbranch(builder.icmp_signed(">", k, const(0)), loop, done)
-
-        builder.position_at_end(loop)
-        r = builder.phi(i64)
-        r.add_incoming(const(0), pre)
-        accs = []
-        for a in init:
-            phi = builder.phi(vec)
-            phi.add_incoming(a, pre)
-            accs.append(phi)
-        o = builder.load(builder.gep(op, [r]))
-        wrow = builder.mul(r, ws)
-        wv = [builder.load(vec_at(wp, builder.add(wrow, const(v * lanes))), align=4)
-              for v in range(NV)]
-        undef = ir.Constant(vec, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-        new = []
-        for pi in range(NPIX):
-            xi = builder.add(o, builder.mul(xs, const(pi)))
-            xval = builder.load(builder.gep(xp, [xi]))
-            xv = builder.shuffle_vector(builder.insert_element(undef, xval, ir.Constant(i32, 0)),
-                                        undef, splat)
-            for v in range(NV):
-                new.append(builder.call(fma, [xv, wv[v], accs[pi * NV + v]]))
-        r_next = builder.add(r, const(1))
-        end = builder.block
-        r.add_incoming(r_next, end)
-        for phi, val in zip(accs, new):
-            phi.add_incoming(val, end)
-        builder.cbranch(builder.icmp_signed("<", r_next, k), loop, done)
-
-        builder.position_at_end(done)
-        results = []
-        for a in range(n_acc):
-            phi = builder.phi(vec)
-            phi.add_incoming(init[a], pre)
-            phi.add_incoming(new[a], end)
-            results.append(phi)
-        for a in range(n_acc):
-            builder.store(results[a], vec_at(ap, const(a * lanes)), align=4)
+        init = [v.load_vector(ap, const(a * lanes)) for a in range(NPIX * NV)]
+        for a, acc in enumerate(v.reduction_loop(k, init, term, "block")):
+            v.store_vector(acc, ap, const(a * lanes))
         return context.get_dummy_value()
 
     return sig, codegen

@@ -1,0 +1,99 @@
+"""LLVM IR building blocks shared by the register-blocked kernels' ``@intrinsic`` loops
+(:mod:`.conv2d_regblock`, :mod:`.conv2d_pixvec`): float vectors of 8 float32 or 4 float64
+lanes (AVX2), raw pointers from integer addresses, fused multiply-adds."""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba.core import cgutils, types
+
+
+def float_type_ok(zero) -> bool:
+    """Whether an intrinsic's ``zero`` argument names a supported element type."""
+    return zero in (types.float32, types.float64)
+
+
+class VectorIR:
+    """Helpers bound to one codegen call: ``lanes``, the vector type ``vec`` and
+    constructors for the handful of instructions the kernels use."""
+
+    def __init__(self, context, builder, zero):
+        self.builder = builder
+        self.real = context.get_value_type(zero)
+        self.lanes = 8 if zero == types.float32 else 4
+        self.vec = ir.VectorType(self.real, self.lanes)
+        self.i64 = ir.IntType(64)
+        self._fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(self.vec, [self.vec] * 3),
+            "llvm.fma.v8f32" if self.lanes == 8 else "llvm.fma.v4f64")
+
+    def int64(self, v):
+        """An integer argument widened to i64."""
+        return self.builder.sext(v, self.i64) if v.type.width < 64 else v
+
+    def const(self, v):
+        return ir.Constant(self.i64, v)
+
+    def reals(self, addr):
+        """``addr`` as a pointer to the element type."""
+        return self.builder.inttoptr(addr, self.real.as_pointer())
+
+    def ints(self, addr):
+        """``addr`` as a pointer to int64 (term offsets)."""
+        return self.builder.inttoptr(addr, self.i64.as_pointer())
+
+    def _vector_ptr(self, base, index):
+        return self.builder.bitcast(self.builder.gep(base, [index]), self.vec.as_pointer())
+
+    def load_vector(self, base, index):
+        """The vector at element ``index`` of ``base`` (unaligned)."""
+        return self.builder.load(self._vector_ptr(base, index), align=4)
+
+    def store_vector(self, value, base, index):
+        self.builder.store(value, self._vector_ptr(base, index), align=4)
+
+    def splat(self, scalar):
+        """``scalar`` in every lane."""
+        i32 = ir.IntType(32)
+        undef = ir.Constant(self.vec, ir.Undefined)
+        one = self.builder.insert_element(undef, scalar, ir.Constant(i32, 0))
+        return self.builder.shuffle_vector(one, undef,
+                                           ir.Constant(ir.VectorType(i32, self.lanes),
+                                                       [0] * self.lanes))
+
+    def fma(self, a, b, c):
+        """``a * b + c`` lane by lane, one rounding."""
+        return self.builder.call(self._fma, [a, b, c])
+
+    def reduction_loop(self, count, init, body, name):
+        """``accs = body(r, accs)`` for ``r`` in ``[0, count)``, the accumulators as SSA values
+        (so that they live in registers); returns the final ones (``init`` when ``count <= 0``).
+        ``body`` emits the loop's instructions and returns the new accumulators."""
+        b = self.builder
+        pre = b.block
+        loop = b.append_basic_block(name + ".loop")
+        done = b.append_basic_block(name + ".done")
+        b.cbranch(b.icmp_signed(">", count, self.const(0)), loop, done)
+        b.position_at_end(loop)
+        r = b.phi(self.i64)
+        r.add_incoming(self.const(0), pre)
+        accs = []
+        for a in init:
+            phi = b.phi(a.type)
+            phi.add_incoming(a, pre)
+            accs.append(phi)
+        new = body(r, accs)
+        r_next = b.add(r, self.const(1))
+        end = b.block
+        r.add_incoming(r_next, end)
+        for phi, val in zip(accs, new):
+            phi.add_incoming(val, end)
+        b.cbranch(b.icmp_signed("<", r_next, count), loop, done)
+        b.position_at_end(done)
+        final = []
+        for a, n in zip(init, new):
+            phi = b.phi(a.type)
+            phi.add_incoming(a, pre)
+            phi.add_incoming(n, end)
+            final.append(phi)
+        return final
