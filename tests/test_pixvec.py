@@ -187,13 +187,14 @@ def test_pixvec_weight_gradient(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw, se
     _close(gw, ref_conv2d_weight_grad(dy, x, kh, kw, padding=(ph, pw), dilation=(dh, dw)), dtype)
 
 
-@pytest.mark.parametrize("column", [9, 2])
-def test_weight_gradient_non_finite_input_reaches_only_its_taps(column):
+@pytest.mark.parametrize("W, column", [(10, 9), (10, 2), (13, 5), (13, 12), (7, 1)])
+def test_weight_gradient_non_finite_input_reaches_only_its_taps(W, column):
     """An inf in the input reaches exactly the taps whose windows hold it: the other taps'
-    gradients stay finite (no garbage column multiplies it by a zero)."""
-    x = np.ones((2, 1, 10, 10), np.float32)
+    gradients stay finite (no garbage column multiplies it by a zero; the masked lanes of a
+    row's last, overlapping vector are zero in both operands; rows shorter than a vector)."""
+    x = np.ones((2, 1, 10, W), np.float32)
     x[0, 0, 3, column] = np.inf
-    dy = np.ones((2, 6, 8, 8), np.float32)
+    dy = np.ones((2, 6, 8, W - 2), np.float32)
     _, gw, _ = nc.conv2d_backward(dy, x, np.ones((6, 1, 3, 3), np.float32),
                                   algorithm="direct")
     want = ref_conv2d_weight_grad(dy, x, 3, 3)
@@ -237,3 +238,16 @@ def test_backward_uses_pixvec_weight_gradient(monkeypatch):
     directional_check(lambda w_: nc.conv2d(x, w_, b, padding=1, algorithm="direct"), [w], dy,
                       [dw], seed=4)
     np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
+
+
+def test_pixvec_dispatch_rules():
+    """Which layers take the pixel-vector blocks (each bound from a measurement)."""
+    fits = _conv._pixvec_fits
+    assert fits(6, 1, 28, 28, 5, 5, 1, 4)                        # LeNet c1 forward
+    assert fits(6, 16, 16, 16, 5, 5, 1, 4)                       # LeNet c2 data gradient
+    assert fits(6, 1, 28, 28, 5, 5, 1, 4, weight_grad=True)      # LeNet c1 weight gradient
+    assert not fits(16, 6, 12, 12, 5, 5, 1, 4)                   # 16 filters: filter vectors
+    assert not fits(6, 1, 28, 28, 1, 1, 1, 4)                    # 1x1
+    assert not fits(6, 4, 28, 28, 3, 3, 2, 4)                    # grouped
+    assert not fits(3, 64, 226, 226, 3, 3, 1, 4)                 # image beyond L2
+    assert not fits(12, 32, 32, 32, 5, 5, 1, 4, weight_grad=True)

@@ -135,7 +135,9 @@ def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False):
     if groups == 1 and _regblock_fits(*w.shape, w.itemsize):
         _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu)
         return
-    if stride1 and _pixvec_fits(w.shape[0], w.shape[2], w.shape[3], groups):
+    F, C, kh, kw = w.shape
+    if stride1 and _pixvec_fits(F, C, y.shape[2] + dh * (kh - 1), y.shape[3] + dw * (kw - 1),
+                                kh, kw, groups, y.itemsize):
         _pixvec_forward(x, w, b, y, pt, pl, dh, dw, relu)
         return
     if stride1 and _depthwise(x, w, groups):
@@ -274,10 +276,23 @@ _PIXVEC_TASK_BYTES = 32 * 1024
 _PIXVEC_STAGE_BYTES = 256 * 1024
 
 
-def _pixvec_fits(F, kh, kw, groups) -> bool:
-    """Whether a stride-1 layer takes the pixel-vector register blocks: groups 1, fewer than
-    16 filters, a kernel larger than 1x1."""
-    return groups == 1 and F < _PIXVEC_BELOW_FILTERS and kh * kw > 1
+#: largest padded input image (all channels) of the pixel-vector blocks: every block reads
+#: all of its channels, which pays while they stay in L2 (64 -> 3 channels at 224x224, 13 MiB:
+#: 6.9 vs 3.7 ms on wide rows; 32 -> 12 at 28x28, 128 KiB: 1.1 vs 1.5 ms)
+_PIXVEC_MAX_IMAGE_BYTES = 512 * 1024
+#: most filters of the pixel-vector weight gradient (12, three groups of four, ran 1.6x slower
+#: than the wide rows at 32 channels 28x28; 8 and fewer won up to 3.5x)
+_PIXVEC_GRAD_MAX_FILTERS = 8
+
+
+def _pixvec_fits(F, C, Hp, Wp, kh, kw, groups, itemsize, weight_grad=False) -> bool:
+    """Whether a stride-1 layer takes the pixel-vector blocks: groups 1, fewer than 16
+    filters (8 for the weight gradient), a kernel larger than 1x1 and a padded input image
+    ``C x Hp x Wp`` small enough for L2.  For the data gradient ``F`` is the layer's input
+    channels and the image is the padded ``dy``."""
+    return (groups == 1 and kh * kw > 1
+            and F < _PIXVEC_BELOW_FILTERS and (F <= _PIXVEC_GRAD_MAX_FILTERS or not weight_grad)
+            and C * Hp * Wp * itemsize <= _PIXVEC_MAX_IMAGE_BYTES)
 
 
 def _pixvec_forward(x, w, b, y, pt, pl, dh, dw, relu=False):
@@ -399,7 +414,7 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups, need_weight=Tru
     F, _, kh, kw = w.shape
     OH, OW = dy.shape[2], dy.shape[3]
     ekh, ekw = dh * (kh - 1), dw * (kw - 1)
-    if dx is not None and _pixvec_fits(C, kh, kw, groups):
+    if dx is not None and _pixvec_fits(C, F, H + ekh, W + ekw, kh, kw, groups, x.itemsize):
         # dx = stride-1 convolution of dy, padded so that the output is (H, W), with the
         # flipped, transposed kernel: C "filters", few enough for the pixel-vector blocks
         _pixvec_forward(dy, _flip_transpose(w, groups), np.zeros(C, dtype=x.dtype), dx,
@@ -411,7 +426,7 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups, need_weight=Tru
         _conv2d_wide_fwd(dyp, wq, bq, dx, dh, dw, groups, numba.get_num_threads())
     if not need_weight:
         return
-    few = _pixvec_fits(F, kh, kw, groups)
+    few = _pixvec_fits(F, C, OH + ekh, OW + ekw, kh, kw, groups, x.itemsize, weight_grad=True)
     if few or (groups == 1 and _regblock_dw_fits(N, OH, OW, F, C, kh, x.itemsize)):
         from ..kernels.conv2d_im2col import _conv2d_im2col_bwd_bias
 
@@ -422,9 +437,9 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups, need_weight=Tru
         if gb is not None:
             _conv2d_im2col_bwd_bias(dy, gb)
         return
-    from ..kernels.conv2d_winograd import _finite
+    from ..kernels.conv2d_winograd import _all_finite
 
-    if not _finite(x.reshape(-1, x.shape[-1])):
+    if not _all_finite(x.reshape(-1, x.shape[-1]), 4 * numba.get_num_threads()):
         # the wide rows multiply dy's zero padding by input values too: 0 * inf would make
         # NaN of taps that never see the inf; the row kernel reads valid windows only
         from ..kernels.conv2d_direct import _conv2d_direct_bwd_weight

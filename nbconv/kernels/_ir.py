@@ -61,6 +61,17 @@ class VectorIR:
                                            ir.Constant(ir.VectorType(i32, self.lanes),
                                                        [0] * self.lanes))
 
+    def lanes_from(self, first):
+        """The mask of lanes ``>= first`` (an i64 value)."""
+        i32 = ir.IntType(32)
+        ids = ir.Constant(ir.VectorType(i32, self.lanes), list(range(self.lanes)))
+        first = self.builder.trunc(first, i32)
+        undef = ir.Constant(ir.VectorType(i32, self.lanes), ir.Undefined)
+        bound = self.builder.shuffle_vector(
+            self.builder.insert_element(undef, first, ir.Constant(i32, 0)), undef,
+            ir.Constant(ir.VectorType(i32, self.lanes), [0] * self.lanes))
+        return self.builder.icmp_signed(">=", ids, bound)
+
     def fma(self, a, b, c):
         """``a * b + c`` lane by lane, one rounding."""
         return self.builder.call(self._fma, [a, b, c])

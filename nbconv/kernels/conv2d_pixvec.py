@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
@@ -205,10 +206,13 @@ def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task, r
 def _dot_rows(typingctx, dy_addr, dy_fstride, x_addr, pitch, off_addr, rows, nvec, ow,
               acc_addr, acc_fstride, nf, zero):
     """Lane-wise partial dot products for the weight gradient:
-    ``acc[f*acc_fstride + k*L + l] += sum_{i < rows, v < nvec} dy[f*dy_fstride + i*ow + v*L + l]
-    * x[off[k] + i*pitch + v*L + l]`` for ``f < nf`` (a literal), ``k < NT`` (from
-    :data:`_TERMS`), ``L`` lanes of ``zero``'s float type; addresses as integers.  Only whole
-    vectors of each row (``nvec*L <= ow`` columns): nothing outside them is read."""
+    ``acc[f*acc_fstride + k*L + l] += sum_{i < rows, j < ow, j = l mod L} dy[f*dy_fstride +
+    i*ow + j] * x[off[k] + i*pitch + j]`` for ``f < nf`` (a literal), ``k < NT`` (from
+    :data:`_TERMS`), ``L`` lanes of ``zero``'s float type; addresses as integers.  Each row
+    is ``nvec = ow // L >= 1`` whole vectors plus, when ``ow`` is not a multiple of ``L``, the
+    row's last ``L`` columns with the lanes already counted masked to zero in both operands
+    (never ``0 * x``: an inf in ``x`` must not reach terms that do not see it).  Nothing
+    outside the rows' ``ow`` columns is read."""
     if not (isinstance(nf, types.IntegerLiteral) and float_type_ok(zero)):
         return None
     NF = nf.literal_value
@@ -229,20 +233,34 @@ def _dot_rows(typingctx, dy_addr, dy_fstride, x_addr, pitch, off_addr, rows, nve
         for a, c in enumerate(cells):
             builder.store(v.load_vector(ap, c), builder.gep(slot, [const(a)]))
         offs = [builder.load(builder.gep(op, [const(k)])) for k in range(NT)]
+        # the tail: lanes >= L - (ow - nvec*L) of the vector that ends the row
+        tail = builder.sub(ow_, builder.mul(nv, const(lanes)))
+        has_tail = builder.icmp_signed(">", tail, const(0))
+        keep = v.lanes_from(builder.sub(const(lanes), tail))
+        zeros = ir.Constant(v.vec, [0.0] * lanes)
+
+        def columns(dyrow, xrow, j, mask):
+            dv = [v.load_vector(dp, builder.add(builder.add(dyrow, j),
+                                                builder.mul(dfs, const(f))))
+                  for f in range(NF)]
+            if mask is not None:
+                dv = [builder.select(mask, d, zeros) for d in dv]
+            xj = builder.add(xrow, j)
+            for k in range(NT):
+                xv = v.load_vector(xp, builder.add(xj, offs[k]))
+                if mask is not None:
+                    xv = builder.select(mask, xv, zeros)
+                for f in range(NF):
+                    cell = builder.gep(slot, [const(f * NT + k)])
+                    builder.store(v.fma(dv[f], xv, builder.load(cell)), cell)
+
         with cgutils.for_range(builder, nrows) as row:
             dyrow = builder.mul(row.index, ow_)
             xrow = builder.mul(row.index, pit)
             with cgutils.for_range(builder, nv) as col:
-                j = builder.mul(col.index, const(lanes))
-                dv = [v.load_vector(dp, builder.add(builder.add(dyrow, j),
-                                                    builder.mul(dfs, const(f))))
-                      for f in range(NF)]
-                xj = builder.add(xrow, j)
-                for k in range(NT):
-                    xv = v.load_vector(xp, builder.add(xj, offs[k]))
-                    for f in range(NF):
-                        cell = builder.gep(slot, [const(f * NT + k)])
-                        builder.store(v.fma(dv[f], xv, builder.load(cell)), cell)
+                columns(dyrow, xrow, builder.mul(col.index, const(lanes)), None)
+            with builder.if_then(has_tail, likely=False):
+                columns(dyrow, xrow, builder.sub(ow_, const(lanes)), keep)
         for a, c in enumerate(cells):
             v.store_vector(builder.load(builder.gep(slot, [const(a)])), ap, c)
         return context.get_dummy_value()
@@ -274,7 +292,7 @@ def _conv2d_pixvec_bwd_weight(xp, dy, off, gw, tasks):
     ``off`` the term offsets (see the module docstring) followed by :data:`TERM_PAD` zeros,
     ``gw`` (F, K) is overwritten.  ``tasks`` runs of
     images each sum into their own partial buffer; the partials are reduced in a fixed order
-    (deterministic).  Columns past the last whole vector of a row are summed by plain loops.
+    (deterministic).  Rows shorter than a vector are summed by plain loops.
     """
     N, F, OH, OW = dy.shape
     pitch = xp.shape[3]
@@ -303,7 +321,7 @@ def _conv2d_pixvec_bwd_weight(xp, dy, off, gw, tasks):
                               xa0 + n * plane * it, pitch, oa0 + r0 * 8, OH, nvec, OW,
                               pa0 + ((task * F + f0) * Kp + r0) * lanes * it, Kp * lanes,
                               nf, zero)
-            for j in range(nvec * lanes, OW):
+            for j in range(0 if nvec == 0 else OW, OW):  # rows shorter than a vector
                 for f in range(F):
                     for r in range(K):
                         s = zero

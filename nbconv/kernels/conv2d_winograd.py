@@ -116,6 +116,18 @@ def _finite(xs):
     return flags == 0
 
 
+# compiled without fastmath, as _finite
+@numba.njit(parallel=True, cache=_config.CACHE, nogil=True)
+def _all_finite(xs, chunks):
+    """:func:`_finite` over the rows of the 2-D ``xs``, in ``chunks`` parallel tasks."""
+    n = xs.shape[0]
+    chunks = max(1, min(n, chunks))
+    bad = np.zeros(chunks, dtype=np.int64)
+    for c in numba.prange(chunks):
+        bad[c] = 0 if _finite(xs[c * n // chunks:(c + 1) * n // chunks]) else 1
+    return bad.sum() == 0
+
+
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _conv2d_winograd_input(x, V, n0, nb, i0, ni, tw, pt, pl, Ph, Pw, bad):
     """Input transform of tile rows ``i0 .. i0+ni-1`` of images ``n0 .. n0+nb-1``.
