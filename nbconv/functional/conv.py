@@ -147,7 +147,6 @@ def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False):
     elif stride1:
         from ..kernels.conv2d_wide import _conv2d_wide_fwd
 
-        kh, kw = w.shape[2], w.shape[3]
         OH, OW = y.shape[2], y.shape[3]
         xp = _zero_padded(x, pt, pl, OH + dh * (kh - 1), OW + dw * (kw - 1))
         wq, bq = _round_up_filters(w, b, groups)
@@ -267,15 +266,11 @@ def _pixel_origins(N, OH, OW, image, row, col):
 #: fewest filters of the filter-vector register blocks (:func:`_regblock_fits`); fewer take the
 #: pixel-vector blocks (:func:`_pixvec_forward`)
 _PIXVEC_BELOW_FILTERS = 16
-
-
 #: scratch of one pixel-vector task (its outputs, all filters): stays in L1
 _PIXVEC_TASK_BYTES = 32 * 1024
 #: largest padded image that a pixel-vector task pads itself (in L2) when the batch has two
 #: images per thread; larger ones (or fewer) are padded in a pass of their own first
 _PIXVEC_STAGE_BYTES = 256 * 1024
-
-
 #: largest padded input image (all channels) of the pixel-vector blocks: every block reads
 #: all of its channels, which pays while they stay in L2 (64 -> 3 channels at 224x224, 13 MiB:
 #: 6.9 vs 3.7 ms on wide rows; 32 -> 12 at 28x28, 128 KiB: 1.1 vs 1.5 ms)
@@ -297,8 +292,9 @@ def _pixvec_fits(F, C, Hp, Wp, kh, kw, groups, itemsize, weight_grad=False) -> b
 
 def _pixvec_forward(x, w, b, y, pt, pl, dh, dw, relu=False):
     """Stride-1 forward (groups 1, few filters) with pixel-vector register blocks: pads ``x``
-    (sharing left and right padding where it can) with a block of slack, lays the filters
-    out in groups of at most six, then runs
+    (sharing left and right padding where it can) in a pass of its own, or leaves that to
+    each task when the images are small and the batch has two per thread; lays the filters
+    out in groups of at most six; then runs
     :func:`nbconv.kernels.conv2d_pixvec._conv2d_pixvec_fwd`."""
     F, C, kh, kw = w.shape
     N, _, OH, OW = y.shape

@@ -17,6 +17,10 @@ __all__ = ["Sequential", "Graph", "Concat", "Add"]
 class Sequential(Module):
     """Layers run in order forward and in reverse order backward.
 
+    On host arrays two neighbours may run as one pass: ``Conv2d`` then ``ReLU`` (the ReLU in
+    the convolution's store) and, backward, ``ReLU`` then ``MaxPool2d`` (one masked
+    scatter).  The results are bitwise those of the layers one by one.
+
     Parameters
     ----------
     *layers : Module
