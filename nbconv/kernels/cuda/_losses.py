@@ -15,10 +15,12 @@ import numba
 
 from ..._cuda_target import cuda
 from . import MAX_BLOCK
-from ._reduce import _block_sum
+from ._reduce import block_sum_for
 
 __all__ = ["_cross_entropy_rows", "_cross_entropy_bwd", "_sub", "_sum_partials",
            "_mse_bwd", "_l1_bwd"]
+
+_block_sum = block_sum_for(globals())  # this module's own copy: see _reduce
 
 
 @cuda.jit

@@ -19,7 +19,7 @@ import numba
 
 from ..._cuda_target import cuda
 from . import MAX_BLOCK
-from ._reduce import _block_sum
+from ._reduce import block_sum_for
 
 __all__ = [
     "_conv2d_direct_fwd",
@@ -28,6 +28,8 @@ __all__ = [
     "_pad_gather",
     "_pad_fold",
 ]
+
+_block_sum = block_sum_for(globals())  # this module's own copy: see _reduce
 
 
 @cuda.jit

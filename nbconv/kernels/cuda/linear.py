@@ -16,9 +16,11 @@ import numpy as np
 from ... import _config
 from ..._cuda_target import cuda
 from . import MAX_BLOCK, grid
-from ._reduce import _block_sum
+from ._reduce import block_sum_for
 
 __all__ = ["TILE", "_matmul", "_linear_bias_fwd", "_linear_bias_bwd"]
+
+_block_sum = block_sum_for(globals())  # this module's own copy: see _reduce
 
 #: edge of the square thread blocks and shared-memory tiles of the matrix product.
 TILE: int = _config.CUDA_TILE

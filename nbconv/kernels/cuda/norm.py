@@ -13,7 +13,7 @@ import numba
 
 from ..._cuda_target import cuda
 from . import MAX_BLOCK
-from ._reduce import _block_sum
+from ._reduce import block_sum_for
 
 __all__ = [
     "_batch_norm_stats",
@@ -24,6 +24,8 @@ __all__ = [
     "_local_response_norm_fwd",
     "_local_response_norm_bwd",
 ]
+
+_block_sum = block_sum_for(globals())  # this module's own copy: see _reduce
 
 
 @cuda.jit
