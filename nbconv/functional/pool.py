@@ -276,17 +276,15 @@ def _max_pool2d_scatter(dy, ind, shape, relu_out=None):
     shape, C-contiguous, values in [-1, H*W)) and the input ``shape``.  ``MaxPool2d`` calls
     it directly with the indices its forward pass made.  With ``relu_out`` (the pooled
     output, same shape as ``dy``) it is also the backward pass of a ReLU applied before the
-    pooling (see :func:`nbconv.kernels.pool2d._max_pool2d_relu_bwd`)."""
+    pooling (see :func:`nbconv.kernels.pool2d._max_pool2d_bwd`)."""
     dx = np.empty(shape, dtype=dy.dtype)
     hw = shape[-2] * shape[-1]
     p = math.prod(shape[:-2])
     k = dy.shape[-2] * dy.shape[-1]
-    if relu_out is not None:
-        _k._max_pool2d_relu_bwd(dy.reshape(p, k), ind.reshape(p, k), relu_out.reshape(p, k),
-                                dx.reshape(p, hw))
-        return dx
+    relu = relu_out is not None
+    y = relu_out if relu else dy
     kernel = _k._max_pool2d_bwd_serial if dx.size < _config.SERIAL_BELOW else _k._max_pool2d_bwd
-    kernel(dy.reshape(p, k), ind.reshape(p, k), dx.reshape(p, hw))
+    kernel(dy.reshape(p, k), ind.reshape(p, k), y.reshape(p, k), relu, dx.reshape(p, hw))
     return dx
 
 

@@ -21,7 +21,6 @@ __all__ = [
     "_max_pool2d_2x2_fwd",
     "_max_pool2d_fwd",
     "_max_pool2d_bwd",
-    "_max_pool2d_relu_bwd",
     "_avg_pool2d_fwd",
     "_avg_pool2d_bwd",
     "_adaptive_avg_pool2d_fwd",
@@ -173,48 +172,37 @@ def _max_pool2d_2x2_fwd_serial(x, y, idx):
 
 
 @njit(**_config.JIT_OPTIONS)
-def _max_pool2d_bwd_plane(dy, idx, dx, p):
+def _max_pool2d_bwd_plane(dy, idx, y, relu, dx, p):
     """Zero plane ``p`` of ``dx``, then scatter plane ``p`` of ``dy`` to it at ``idx``,
-    skipping index -1 (serial helper; zeroing here, plane by plane on the threads, beat a
-    separate ``np.zeros``)."""
+    skipping index -1 and, with ``relu``, windows whose maximum ``y`` is ``<= 0`` (serial
+    helper; zeroing here, plane by plane on the threads, beat a separate ``np.zeros``)."""
     for t in range(dx.shape[1]):
         dx[p, t] = 0
     for k in range(dy.shape[1]):
         t = idx[p, k]
-        if t >= 0:
+        if t >= 0 and not (relu and y[p, k] <= 0):
             dx[p, t] += dy[p, k]
 
 
 @njit(parallel=True, **_config.JIT_OPTIONS)
-def _max_pool2d_bwd(dy, idx, dx):
+def _max_pool2d_bwd(dy, idx, y, relu, dx):
     """Scatter ``dy`` (P, K) to ``dx`` (P, H*W) at ``idx`` (P, K); ``dx`` is overwritten.
 
     One iteration owns one plane, so the accumulation has no races.  Index ``-1`` (a window
-    without input) is skipped.
+    without input) is skipped.  With ``relu`` this is also the backward pass of a ReLU before
+    the pooling: a window passes its gradient only if its maximum ``y`` (P, K) is not
+    ``<= 0`` (the ReLU's own rule at the argmax: ``relu(v) <= 0`` exactly when ``v <= 0``, and
+    NaN passes); without it ``y`` is not read (any array of ``dy``'s shape will do).
     """
     for p in prange(dy.shape[0]):
-        _max_pool2d_bwd_plane(dy, idx, dx, p)
-
-
-@njit(parallel=True, **_config.JIT_OPTIONS)
-def _max_pool2d_relu_bwd(dy, idx, y, dx):
-    """:func:`_max_pool2d_bwd` fused with the backward pass of a ReLU before the pooling: a
-    window passes its gradient only if its maximum ``y`` is not ``<= 0`` (the ReLU's own rule
-    at the argmax: ``relu(v) <= 0`` exactly when ``v <= 0``, and NaN passes)."""
-    for p in prange(dy.shape[0]):
-        for t in range(dx.shape[1]):
-            dx[p, t] = 0
-        for k in range(dy.shape[1]):
-            t = idx[p, k]
-            if t >= 0 and not (y[p, k] <= 0):
-                dx[p, t] += dy[p, k]
+        _max_pool2d_bwd_plane(dy, idx, y, relu, dx, p)
 
 
 @njit(**_config.JIT_OPTIONS)
-def _max_pool2d_bwd_serial(dy, idx, dx):
+def _max_pool2d_bwd_serial(dy, idx, y, relu, dx):
     """:func:`_max_pool2d_bwd` on the calling thread (small inputs)."""
     for p in range(dy.shape[0]):
-        _max_pool2d_bwd_plane(dy, idx, dx, p)
+        _max_pool2d_bwd_plane(dy, idx, y, relu, dx, p)
 
 
 @njit(parallel=True, **_config.JIT_OPTIONS)

@@ -86,8 +86,11 @@ class Conv2d(_ConvNd):
     """
 
     def forward(self, x):
+        return self._forward_with(F.conv2d, x)
+
+    def _forward_with(self, conv, x):
         b = None if self.bias is None else self.bias.data
-        y = F.conv2d(x, self.weight.data, b, **self._args())
+        y = conv(x, self.weight.data, b, **self._args())
         self._x = x if self._keep() else None
         return y
 
@@ -98,11 +101,8 @@ class Conv2d(_ConvNd):
         if (type(after) is not ReLU or type(x) is not np.ndarray
                 or type(self.weight.data) is not np.ndarray):
             return None
-        b = None if self.bias is None else self.bias.data
-        y = _conv._conv2d_relu(x, self.weight.data, b, **self._args())
-        keep = self._keep()
-        self._x = x if keep else None
-        after._saved = y if keep else None
+        y = self._forward_with(_conv._conv2d_relu, x)
+        after._saved = y if self._keep() else None
         return y
 
     def backward(self, dy, need_dx=True):
