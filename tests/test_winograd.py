@@ -246,7 +246,7 @@ def test_winograd_non_finite_values_as_direct(value, where, k, padding):
 
 
 def test_finite_check():
-    from nbconv.kernels.conv2d_winograd import _finite
+    from nbconv.kernels._finite import _finite
 
     for dtype in (np.float32, np.float64):
         a = np.ones((3, 5), dtype)

@@ -433,7 +433,7 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups, need_weight=Tru
         if gb is not None:
             _conv2d_im2col_bwd_bias(dy, gb)
         return
-    from ..kernels.conv2d_winograd import _all_finite
+    from ..kernels._finite import _all_finite
 
     if not _all_finite(x.reshape(-1, x.shape[-1]), 4 * numba.get_num_threads()):
         # the wide rows multiply dy's zero padding by input values too: 0 * inf would make

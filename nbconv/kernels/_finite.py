@@ -1,0 +1,36 @@
+"""Finite-value checks for the kernels that must not mix an inf or NaN into outputs that
+do not see it (Winograd's transforms, the wide-row weight gradient's padding products)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .. import _config
+
+__all__ = ["_finite", "_all_finite"]
+
+
+# compiled without fastmath: its flags would let LLVM fold ``v - v`` to 0
+@numba.njit(cache=_config.CACHE, nogil=True)
+def _finite(xs):
+    """Whether every value of the 2-D ``xs`` is finite (``v - v`` is 0, NaN for inf/NaN; the
+    comparisons are OR-ed as integers, which vectorises)."""
+    flags = 0
+    for i in range(xs.shape[0]):
+        row = xs[i]
+        for j in range(row.shape[0]):
+            flags |= (row[j] - row[j]) != 0
+    return flags == 0
+
+
+# compiled without fastmath, as _finite
+@numba.njit(parallel=True, cache=_config.CACHE, nogil=True)
+def _all_finite(xs, chunks):
+    """:func:`_finite` over the rows of the 2-D ``xs``, in ``chunks`` parallel tasks."""
+    n = xs.shape[0]
+    chunks = max(1, min(n, chunks))
+    bad = np.zeros(chunks, dtype=np.int64)
+    for c in numba.prange(chunks):
+        bad[c] = 0 if _finite(xs[c * n // chunks:(c + 1) * n // chunks]) else 1
+    return bad.sum() == 0
