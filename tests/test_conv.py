@@ -520,8 +520,9 @@ def test_against_torch(case, algorithm):
     ((1, 16, 27, 27), (32, 16, 5, 5), 1, 1, "direct"),    # 5x5, few channels: wide rows
     ((1, 6, 12, 12), (16, 6, 5, 5), 1, 1, "direct"),      # LeNet c2
     ((1, 64, 14, 14), (64, 64, 1, 1), 1, 1, "im2col"),    # 1x1: a plain GEMM
-    ((1, 3, 32, 32), (64, 3, 7, 7), 2, 1, "im2col"),      # strided, reduction of 147
-    ((1, 3, 64, 64), (64, 3, 11, 11), 4, 1, "direct"),    # AlexNet c1: register blocks
+    ((1, 3, 32, 32), (64, 3, 7, 7), 2, 1, "direct"),      # NNlib 7x7 stride 2: phases
+    ((1, 3, 64, 64), (64, 3, 11, 11), 4, 1, "direct"),    # AlexNet c1: phases
+    ((1, 64, 28, 28), (128, 64, 3, 3), 2, 1, "im2col"),   # strided, many channels
     ((1, 8, 16, 16), (8, 1, 3, 3), 2, 8, "direct"),       # strided depthwise: tiny GEMMs
     ((1, 4, 16, 16), (8, 4, 1, 1), 1, 1, "direct"),       # tiny reduction
 ])

@@ -333,8 +333,9 @@ def _unfused_forward(net, x):
 @pytest.mark.parametrize("C, F, stride", [
     (1, 6, 1),      # "auto" takes the pixel-vector blocks (LeNet c1)
     (6, 16, 1),     # the filter-vector register blocks (LeNet c2)
-    (3, 8, 2),      # the strided row kernel, then a ReLU pass
-    (8, 32, 2),     # im2col + BLAS, then a ReLU pass
+    (3, 8, 2),      # pixel-vector blocks on stride phases
+    (8, 32, 2),     # the same with six filter groups
+    (64, 128, 2),   # im2col + BLAS, then a ReLU pass
     (32, 32, 1),    # Winograd, then a ReLU pass
 ])
 def test_sequential_fuses_conv_and_relu(C, F, stride, monkeypatch):

@@ -55,6 +55,84 @@ def test_pixvec_matches_reference(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw, 
     _close(_run(x, w, b, **kw_), ref_conv2d(x, w, b, **kw_), dtype)
 
 
+@given(N=st.integers(1, 3), C=st.integers(1, 3), H=st.integers(1, 12), W=st.integers(1, 12),
+       sy=st.integers(1, 4), sx=st.integers(1, 4), pt=st.integers(0, 5), pl=st.integers(0, 5),
+       Hq=st.integers(1, 8), Wq=st.integers(1, 8), seed=st.integers(0, 2**16))
+@settings(max_examples=60, deadline=None)
+def test_stride_phases_match_slicing(N, C, H, W, sy, sx, pt, pl, Hq, Wq, seed):
+    """Phase ``(a, b)`` of a channel is ``x_padded[a::sy, b::sx]``, cropped or zero-extended
+    to the planes asked for."""
+    from nbconv.kernels.conv2d_pixvec import _stride_phases
+
+    x = np.random.default_rng(seed).standard_normal((N, C, H, W))
+    big = np.zeros((N, C, pt + Hq * sy + H, pl + Wq * sx + W))
+    big[:, :, pt:pt + H, pl:pl + W] = x
+    want = np.stack([big[:, c, a::sy, b::sx][:, :Hq, :Wq] for c in range(C)
+                     for a in range(sy) for b in range(sx)], axis=1)
+    got = np.full((N, C * sy * sx, Hq, Wq), np.nan)
+    _stride_phases(x, pt, pl, sy, sx, got)
+    np.testing.assert_array_equal(got, want)
+
+
+def _run_strided(x, w, b, stride, padding=0, dilation=1):
+    g = _conv._geometry("conv2d", x.shape, w.shape, stride, padding, dilation, 1, "zeros",
+                        "test")
+    y = np.full((x.shape[0], w.shape[0], g.OH, g.OW), np.nan, dtype=x.dtype)
+    _conv._phase_forward(x, w, b, y, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw)
+    return y
+
+
+@given(N=st.integers(1, 4), W=st.integers(1, 16), sy=st.integers(1, 4), sx=st.integers(1, 4),
+       F=st.integers(1, 20), **{k: v for k, v in _SMALL_LAYERS.items() if k != "F"})
+@settings(max_examples=100, deadline=None)
+def test_stride_phase_forward_matches_reference(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw,
+                                                sy, sx, seed):
+    """Strided layers on the stride phases: strides 1-4 per axis, dilation, padding, filter
+    counts past one group of six; both dtypes."""
+    if H + 2 * ph < dh * (kh - 1) + 1 or W + 2 * pw < dw * (kw - 1) + 1:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype)
+    kw_ = dict(stride=(sy, sx), padding=(ph, pw), dilation=(dh, dw))
+    _close(_run_strided(x, w, b, **kw_), ref_conv2d(x, w, b, **kw_), dtype)
+
+
+def test_stride_phase_non_finite_values_stay_in_their_outputs():
+    """A NaN and an inf reach exactly the outputs whose windows hold them (7x7, stride 2:
+    NNlib's first layer in small)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 20, 21))
+    x[1, 2, 9, 4] = np.nan
+    x[0, 0, 0, 20] = np.inf
+    w = np.abs(rng.standard_normal((8, 3, 7, 7)))
+    y = _run_strided(x, w, np.zeros(8), 2, padding=3)
+    want = ref_conv2d(x, w, np.zeros(8), stride=2, padding=3)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(want))
+    finite = np.isfinite(want)
+    assert 0 < finite.sum() < finite.size
+    np.testing.assert_allclose(y[finite], want[finite])
+
+
+def test_direct_algorithm_uses_stride_phases(monkeypatch):
+    """Strided groups-1 layers with kernels larger than 1x1 take the stride phases, with the
+    ReLU in the store when fused; grouped and 1x1 ones do not."""
+    calls = count_calls(monkeypatch, _conv, "_phase_forward")
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((2, 3, 15, 15)), rng.standard_normal((64, 3, 7, 7))
+    _close(nc.conv2d(x, w, stride=2, padding=3),
+           ref_conv2d(x, w, stride=2, padding=3), np.float64)
+    assert len(calls) == 1
+    y = _conv._conv2d_relu(x, w, None, stride=2, padding=3)
+    _close(y, np.maximum(ref_conv2d(x, w, stride=2, padding=3), 0), np.float64)
+    assert len(calls) == 2
+    nc.conv2d(x[:, :2], np.ones((4, 1, 3, 3)), stride=2, groups=2, algorithm="direct")
+    nc.conv2d(x, np.ones((4, 3, 1, 1)), stride=2, algorithm="direct")
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("stage_bytes", [0, 1 << 20])
 @pytest.mark.parametrize("padding, dilation", [((2, 2), 1), ((0, 3), (1, 2)), ((4, 4), 1)])
 def test_pixvec_padding_by_pass_or_by_task(monkeypatch, stage_bytes, padding, dilation):
@@ -102,7 +180,7 @@ def test_direct_algorithm_uses_pixvec(monkeypatch):
     y = nc.conv2d(x, w, algorithm="direct")
     assert len(calls) == 1
     _close(y, ref_conv2d(x, w), np.float64)
-    nc.conv2d(x, w, stride=2, algorithm="direct")           # strided: another kernel
+    nc.conv2d(x, w, stride=2, algorithm="direct")           # strided: the stride phases
     nc.conv2d(x, np.ones((16, 1, 5, 5)), algorithm="direct")  # 16 filters: register blocks
     assert len(calls) == 1
     nc.conv2d_backward(np.ones((2, 16, 8, 8)), x, np.ones((16, 1, 5, 5)), algorithm="direct")

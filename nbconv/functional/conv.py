@@ -124,14 +124,18 @@ def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False):
     or ``relu(conv(x, w) + b)`` with ``relu`` (in the register-blocked kernels' stores; a
     pass over ``y`` after the others).
 
-    Groups 1 with enough filters and small weights take the register-blocked kernel (any
-    stride); stride-1 groups-1 layers with fewer filters the pixel-vector blocks; stride-1
-    depthwise layers the plane kernels; other stride-1 layers the wide-row kernels on an
-    explicitly padded input; the rest the row kernel (``kernels/conv2d_direct.py``).
+    Strided groups-1 layers take the pixel-vector blocks on the input's stride phases;
+    stride-1 groups-1 layers with enough filters and small weights the register-blocked
+    kernel, those with fewer filters the pixel-vector blocks; stride-1 depthwise layers the
+    plane kernels; other stride-1 layers the wide-row kernels on an explicitly padded input;
+    the rest the row kernel (``kernels/conv2d_direct.py``).
     """
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
     stride1 = sy == 1 and sx == 1
+    if not stride1 and groups == 1 and w.shape[2] * w.shape[3] > 1:
+        _phase_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu)
+        return
     if groups == 1 and _regblock_fits(*w.shape, w.itemsize):
         _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu)
         return
@@ -293,14 +297,10 @@ def _pixvec_fits(F, C, Hp, Wp, kh, kw, groups, itemsize, weight_grad=False) -> b
 def _pixvec_forward(x, w, b, y, pt, pl, dh, dw, relu=False):
     """Stride-1 forward (groups 1, few filters) with pixel-vector register blocks: pads ``x``
     (sharing left and right padding where it can) in a pass of its own, or leaves that to
-    each task when the images are small and the batch has two per thread; lays the filters
-    out in groups of at most six; then runs
-    :func:`nbconv.kernels.conv2d_pixvec._conv2d_pixvec_fwd`."""
+    each task when the images are small and the batch has two per thread; then
+    :func:`_pixvec_run`."""
     F, C, kh, kw = w.shape
     N, _, OH, OW = y.shape
-    G = -(-F // _pixvec.MAX_FILTERS)
-    NF = -(-F // G)
-    B = _pixvec.block_positions(NF, y.itemsize)
     Hp, Wp = OH + dh * (kh - 1), OW + dw * (kw - 1)
     rows, pitch = _shared_planes(x.shape[2], x.shape[3], pt, pl, Hp, Wp)
     padded = (rows, pitch) != x.shape[2:] or pt or pl
@@ -308,11 +308,56 @@ def _pixvec_forward(x, w, b, y, pt, pl, dh, dw, relu=False):
                        and C * rows * pitch * y.itemsize <= _PIXVEC_STAGE_BYTES):
         x = _zero_padded_shared(x, pt, pl, Hp, Wp)  # else each task pads its own image
         pt = pl = 0
-    K = C * kh * kw
+    _pixvec_run(x, pt, pl, rows, pitch, w, b, y, _term_offsets(C, kh, kw, dh, dw, rows, pitch),
+                relu)
+
+
+def _phase_planes(OH, OW, kh, kw, sy, sx, dh, dw):
+    """``(Hq, Wq)``: the rows and columns of the stride-phase planes that an ``OH x OW``
+    output reads (output pixel ``(i, j)``, tap ``(p, q)``: row ``i + p*dh // sy``, column
+    ``j + q*dw // sx`` of phase ``(p*dh % sy, q*dw % sx)``)."""
+    return OH + dh * (kh - 1) // sy, OW + dw * (kw - 1) // sx
+
+
+@functools.lru_cache(maxsize=64)
+def _phase_offsets(C, kh, kw, sy, sx, dh, dw, Hq, Wq):
+    """The term offsets (as :func:`_term_offsets`) of a window in the stride-phase planes of
+    :func:`nbconv.kernels.conv2d_pixvec._stride_phases` (int64, cached, read-only)."""
+    p, q = np.arange(kh) * dh, np.arange(kw) * dw
+    plane = (np.arange(C)[:, None, None] * sy + (p % sy)[None, :, None]) * sx \
+        + (q % sx)[None, None, :]
+    off = ((plane * Hq + (p // sy)[None, :, None]) * Wq
+           + (q // sx)[None, None, :]).ravel().astype(np.int64)
+    off.flags.writeable = False
+    return off
+
+
+def _phase_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu=False):
+    """Strided forward (groups 1) with pixel-vector register blocks: splits the zero-padded
+    input into its stride phases (a parallel pass), which makes the layer a stride-1 one over
+    ``C*sy*sx`` planes, then :func:`_pixvec_run`."""
+    F, C, kh, kw = w.shape
+    N, _, OH, OW = y.shape
+    Hq, Wq = _phase_planes(OH, OW, kh, kw, sy, sx, dh, dw)
+    xq = np.empty((N, C * sy * sx, Hq, Wq), dtype=y.dtype)
+    _pixvec._stride_phases(x, pt, pl, sy, sx, xq)
+    _pixvec_run(xq, 0, 0, Hq, Wq, w, b, y, _phase_offsets(C, kh, kw, sy, sx, dh, dw, Hq, Wq),
+                relu)
+
+
+def _pixvec_run(x, pt, pl, rows, pitch, w, b, y, off, relu):
+    """Lays the filters out in groups of at most six, sizes the tasks and runs
+    :func:`nbconv.kernels.conv2d_pixvec._conv2d_pixvec_fwd` on planes of ``rows x pitch``
+    (``x`` placed at ``(pt, pl)``) with term offsets ``off``."""
+    F = w.shape[0]
+    K = off.shape[0]
+    N, _, OH, OW = y.shape
+    G = -(-F // _pixvec.MAX_FILTERS)
+    NF = -(-F // G)
+    B = _pixvec.block_positions(NF, y.itemsize)
     wt = np.zeros((G * NF, K), dtype=y.dtype)
     wt[:F] = w.reshape(F, K)
     wt = np.ascontiguousarray(wt.reshape(G, NF, K).transpose(0, 2, 1))
-    off = _term_offsets(C, kh, kw, dh, dw, rows, pitch)
     # tasks of at most _PIXVEC_TASK_BYTES of scratch, at least four per thread
     nblk = -(-((OH - 1) * pitch + OW) // B)
     per = min(max(1, _PIXVEC_TASK_BYTES // (NF * B * y.itemsize)),
@@ -601,7 +646,13 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
       ``groups == 1`` with ``C >= 64`` and ``F >= 128``, where im2col+BLAS wins (AlexNet c2
       5x5 64 -> 192: 26.0 / 53 vs 31.7 / 67; 128 -> 128 5x5: 12.7 / 24 vs 14.0 / 31; but
       64 -> 64 5x5 10.8 / 24 vs 13.5 / 29 and LeNet's few channels stay direct).
-    * Otherwise (1x1 and strided kernels, where the direct kernels are not tuned) im2col+BLAS
+    * Strided forward passes (groups 1, kernels larger than 1x1): the direct algorithm's
+      pixel-vector blocks on stride phases, except again for ``C >= 64`` and ``F >= 128``
+      (a tie).  NNlib's 7x7 stride 2 3 -> 64: 3.3 vs im2col 4.6 ms (PyTorch 3.5 in the same
+      run); AlexNet c1 0.78-0.93 vs 1.04-1.25 x PyTorch on the filter-vector blocks; 5x5
+      stride 2 32 -> 64 at 64x64 1.2-1.3 vs 2.1-2.3 x PyTorch on im2col; 3x3 stride 2
+      64 -> 128 at 56x56 1.39-1.43 vs 1.33-1.41.
+    * Otherwise (1x1 kernels, strided backward passes) im2col+BLAS
       once the GEMM is big enough in both the reduction (``C*kh*kw >= 64``) and the output
       channels (``F >= 32``); the direct kernels take grouped and depthwise convolutions (tiny
       GEMMs) and tiny reductions.
@@ -624,9 +675,8 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
         return "winograd"
     if g.sy == 1 and g.sx == 1 and kh * kw > 1:
         return "im2col" if g.groups == 1 and C >= 64 and F >= 128 else "direct"
-    if (g.groups == 1 and not backward and C * kh * kw >= 256
-            and _regblock_fits(F, C, kh, kw, 4)):
-        return "direct"
+    if g.groups == 1 and not backward and kh * kw > 1:
+        return "im2col" if C >= 64 and F >= 128 else "direct"
     if g.groups == 1 and F >= 32 and C * kh * kw >= 64:
         return "im2col"
     return "direct"

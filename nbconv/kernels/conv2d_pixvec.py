@@ -18,6 +18,11 @@ that image with a block of zeros after it, so that the input needs no slack (no 
 it needs no padding either).  Small padded images are padded by the task that computes them,
 into a scratch that stays in cache (a separate padding pass over the batch cost LeNet's data
 gradients as much as their arithmetic).
+
+Strided layers run on the same blocks after :func:`_stride_phases` splits the input into its
+``sy*sx`` stride phases: in phase ``(a, b)`` of a channel, neighbouring output pixels read
+neighbouring values, so a strided convolution becomes a stride-1 one over ``C*sy*sx`` phase
+planes, each tap reading one of them.
 """
 
 from __future__ import annotations
@@ -32,8 +37,8 @@ from .._config import JIT_OPTIONS
 from ._ir import VectorIR, float_type_ok
 from ._memory import copy_bytes, zero_bytes
 
-__all__ = ["_conv2d_pixvec_fwd", "_conv2d_pixvec_bwd_weight", "MAX_FILTERS", "TERM_PAD",
-           "MAX_GRAD_FILTERS", "block_positions"]
+__all__ = ["_conv2d_pixvec_fwd", "_conv2d_pixvec_bwd_weight", "_stride_phases", "MAX_FILTERS",
+           "TERM_PAD", "MAX_GRAD_FILTERS", "block_positions"]
 
 #: most filters in one block (more are split into groups of at most this many)
 MAX_FILTERS = 6
@@ -200,6 +205,41 @@ def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task, r
                             y[n, g * NF + f, i, j] = v if not (v <= 0) else zero
                     elif j1 > j0:
                         y[n, g * NF + f, i, j0:j1] = acc[f, s + j0:s + j1]
+
+
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def _stride_phases(x, pt, pl, sy, sx, out):
+    """``out[n, (c*sy + a)*sx + b, u, v] = x[n, c, u*sy + a - pt, v*sx + b - pl]``, zero
+    where that lies outside ``x``: the zero-padded input (``pt`` rows on top, ``pl`` columns
+    on the left) split into its stride phases, cropped or padded to ``out``'s planes.
+
+    ``x`` (N, C, H, W); ``out`` (N, C*sy*sx, Hq, Wq).  One task per (image, channel, phase
+    row); indices rather than views (see :func:`_stage_image`).
+    """
+    N, C, H, W = x.shape
+    Hq, Wq = out.shape[2], out.shape[3]
+    zero = out.dtype.type(0)
+    for task in numba.prange(N * C * sy):
+        n = task // (C * sy)
+        c = (task // sy) % C
+        a = task % sy
+        for b in range(sx):
+            o = (c * sy + a) * sx + b
+            # the phase columns that land inside x: v*sx + b - pl in [0, W)
+            v0 = min(Wq, max(0, -(-(pl - b) // sx)))
+            v1 = max(v0, min(Wq, -(-(W + pl - b) // sx)))
+            for u in range(Hq):
+                h = u * sy + a - pt
+                if h < 0 or h >= H:
+                    for v in range(Wq):
+                        out[n, o, u, v] = zero
+                    continue
+                for v in range(v0):
+                    out[n, o, u, v] = zero
+                for v in range(v0, v1):
+                    out[n, o, u, v] = x[n, c, h, v * sx + b - pl]
+                for v in range(v1, Wq):
+                    out[n, o, u, v] = zero
 
 
 @intrinsic
