@@ -12,8 +12,9 @@ Three algorithms compute the same thing up to float rounding:
 
 ``"direct"``
     Loop-nest numba kernels, picked by shape: register blocks with filters in the vector
-    lanes (``kernels/conv2d_regblock.py``) or, for fewer than 16 filters, with output pixels
-    in the lanes (``kernels/conv2d_pixvec.py``), depthwise planes
+    lanes (``kernels/conv2d_regblock.py``) or, for fewer than 16 filters and for strided
+    layers (on the input's stride phases), with output pixels in the lanes
+    (``kernels/conv2d_pixvec.py``), depthwise planes
     (``kernels/conv2d_depthwise.py``), wide rows (``kernels/conv2d_wide.py``) or the general
     strided kernel (``kernels/conv2d_direct.py``).
 ``"im2col"``
