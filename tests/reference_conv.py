@@ -125,3 +125,12 @@ def ref_conv2d_weight_grad(dy, x, kh, kw, stride=(1, 1), padding=(0, 0), dilatio
                        q * dw:q * dw + (OW - 1) * sx + 1:sx]
             want[:, :, p, q] = np.einsum("nfij,ncij->fc", np.asarray(dy, np.float64), win)
     return want
+
+
+def random_layer(seed, dtype, x_shape, w_shape):
+    """``(x, w, b)``: standard normal input ``x_shape`` (N, C, H, W), weights ``w_shape``
+    (F, C, kh, kw) and bias (F,) in ``dtype``, drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    return x, w, rng.standard_normal(w_shape[0]).astype(dtype)

@@ -10,7 +10,7 @@ import pytest
 from closeness import assert_scaled_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_conv import ref_conv2d, ref_conv2d_weight_grad
+from reference_conv import random_layer, ref_conv2d, ref_conv2d_weight_grad
 from spying import count_calls
 
 import nbconv as nc
@@ -47,10 +47,7 @@ def test_pixvec_matches_reference(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw, 
     dilations; both dtypes."""
     if H + 2 * ph < dh * (kh - 1) + 1 or W + 2 * pw < dw * (kw - 1) + 1:
         return
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
-    b = rng.standard_normal(F).astype(dtype)
+    x, w, b = random_layer(seed, dtype, (N, C, H, W), (F, C, kh, kw))
     kw_ = dict(padding=(ph, pw), dilation=(dh, dw))
     _close(_run(x, w, b, **kw_), ref_conv2d(x, w, b, **kw_), dtype)
 
@@ -91,10 +88,7 @@ def test_stride_phase_forward_matches_reference(dtype, N, C, F, H, W, kh, kw, dh
     counts past one group of six; both dtypes."""
     if H + 2 * ph < dh * (kh - 1) + 1 or W + 2 * pw < dw * (kw - 1) + 1:
         return
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
-    b = rng.standard_normal(F).astype(dtype)
+    x, w, b = random_layer(seed, dtype, (N, C, H, W), (F, C, kh, kw))
     kw_ = dict(stride=(sy, sx), padding=(ph, pw), dilation=(dh, dw))
     _close(_run_strided(x, w, b, **kw_), ref_conv2d(x, w, b, **kw_), dtype)
 

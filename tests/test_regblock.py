@@ -9,7 +9,7 @@ import pytest
 from closeness import assert_scaled_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_conv import ref_conv2d, ref_conv2d_weight_grad
+from reference_conv import random_layer, ref_conv2d, ref_conv2d_weight_grad
 from spying import count_calls
 
 import nbconv as nc
@@ -45,10 +45,7 @@ def test_regblock_matches_reference(dtype, N, C, F, H, W, kh, kw, sy, sx, dh, dw
     strides, dilations and padding."""
     if H + 2 * ph < dh * (kh - 1) + 1 or W + 2 * pw < dw * (kw - 1) + 1:
         return
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
-    b = rng.standard_normal(F).astype(dtype)
+    x, w, b = random_layer(seed, dtype, (N, C, H, W), (F, C, kh, kw))
     kw_ = dict(stride=(sy, sx), padding=(ph, pw), dilation=(dh, dw))
     y = _run(x, w, b, **kw_)
     _close(y, ref_conv2d(x, w, b, **kw_), dtype)
