@@ -14,6 +14,10 @@ behaviour of the whole library:
     Threads per block of the 1-D CUDA launches (default 128).
 ``NBCONV_CUDA_TILE``
     Edge of the CUDA matrix-product tiles (default 16).
+``NBCONV_CUDA_CONV_TILE``
+    Tiles of the CUDA implicit-GEMM convolution kernels as ``BM,BN,BK,TM,TN`` (default
+    ``64,64,8,4,4``: 64x64 output tiles, 8-deep reduction slices, a 4x4 register tile per
+    thread, 256 threads per block).
 ``NBCONV_MALLOC_TUNING``
     ``"0"`` leaves glibc's allocator as it is (default: tuned at import, see ``MALLOC_TUNED``).
 ``NUMBA_THREADING_LAYER``, ``OMP_WAIT_POLICY``
@@ -111,6 +115,14 @@ CUDA_BLOCK: int = int(os.environ.get("NBCONV_CUDA_BLOCK", "128"))
 #: edge of the shared-memory tiles of the CUDA matrix product (fixed when that kernel module is
 #: first imported: the tile is a compile-time constant of the kernel), clipped to [1, 32].
 CUDA_TILE: int = max(1, min(32, int(os.environ.get("NBCONV_CUDA_TILE", "16"))))
+
+#: ``(BM, BN, BK, TM, TN)`` of the CUDA implicit-GEMM convolutions
+#: (:mod:`nbconv.kernels.cuda.conv2d_im2col`, which checks them): each block computes a
+#: ``BM x BN`` output tile in ``BK``-deep slices, each thread a ``TM x TN`` register tile.  Read at
+#: launch (one compiled kernel per value), so tests can shrink it.
+CUDA_CONV_TILE: tuple = tuple(
+    int(v) for v in os.environ.get("NBCONV_CUDA_CONV_TILE", "64,64,8,4,4").split(",")
+)
 
 JIT_OPTIONS: dict = {"cache": CACHE, "fastmath": set(FASTMATH), "nogil": True}
 """Keyword arguments of every ``@njit`` kernel (add ``parallel=True`` where it pays)."""

@@ -24,11 +24,16 @@ nbconv never imports it.
 
 Tunables (environment, read by :mod:`nbconv._config` and :mod:`nbconv.kernels.cuda`):
 ``NBCONV_CUDA_BLOCK`` threads per block of the 1-D launches (default 128),
-``NBCONV_CUDA_TILE`` edge of the matrix-product tiles (default 16).
+``NBCONV_CUDA_TILE`` edge of the matrix-product tiles (default 16),
+``NBCONV_CUDA_CONV_TILE`` tiles of the implicit-GEMM convolutions (default ``64,64,8,4,4``).
 
 Device-specific behaviour:
 
-* ``conv2d``/``conv1d`` use the direct CUDA kernels whatever ``algorithm`` says.
+* ``conv2d``/``conv1d``: ``algorithm="direct"`` runs direct CUDA kernels (a thread per output
+  element); ``"im2col"`` and ``"winograd"`` run implicit-GEMM kernels (shared-memory tiles, no
+  im2col buffer; there are no Winograd kernels on the device); ``"auto"`` takes the GEMM kernels
+  where each group has at least 8 input and 8 output channels and ``(C/groups)*kh*kw >= 32``,
+  the direct ones for depthwise, narrow and first layers.
 * ``dropout`` draws its mask on the host with the same NumPy ``Generator`` rule as the CPU op
   (the same seed gives the same mask on both) and copies the mask to the device.
 * ``max_pool2d_backward`` ignores out-of-range ``indices`` instead of raising.

@@ -15,7 +15,8 @@ non-contiguous (copied to a contiguous array on the device first).
 
 Differences from the host ops, all documented in :mod:`nbconv.cuda`:
 
-* ``conv2d``/``conv1d``: every ``algorithm`` runs the direct CUDA kernels.
+* ``conv2d``/``conv1d``: ``algorithm="direct"`` runs the direct CUDA kernels, ``"im2col"`` and
+  ``"winograd"`` the implicit-GEMM kernels, ``"auto"`` picks between those two (:func:`_tiled`).
 * ``dropout``: the keep/drop decisions are drawn on the host with the same NumPy ``Generator``
   as the CPU op (so a seed gives the same mask on both) and the mask is copied to the device.
 * ``max_pool2d_backward``: out-of-range ``indices`` are ignored instead of raising (checking
@@ -240,25 +241,60 @@ def _pad_input(x, g):
     return xp, 0, 0, maps
 
 
-def _conv_fwd(x, w, bias, g):
-    k = _kernels("conv2d_direct")
+def _tiled(algorithm, w, g):
+    """True where the device convolution runs the implicit-GEMM (tiled) kernels of
+    :mod:`nbconv.kernels.cuda.conv2d_im2col` rather than the direct ones.
+
+    ``"direct"`` runs the direct kernels, ``"im2col"`` and ``"winograd"`` (no Winograd
+    kernels on the device) the tiled ones.  The ``"auto"`` rule (from the kernels' shapes, not
+    yet from GPU timings): tiled when every group's GEMM is big enough to fill a tile, i.e.
+    at least 8 filters and 8 input channels per group (the rows of the forward and weight-
+    gradient products, the data gradient's rows and its per-tap reduction) and a reduction
+    ``(C/groups)*kh*kw`` of at least 32 terms.  Depthwise and narrow grouped layers and the
+    first layers of a network (1-3 input channels, LeNet's 6 -> 16) stay on the direct kernels,
+    whose thread-per-output loops waste nothing on such shapes while a 64x64 tile would sit
+    mostly empty.
+    """
+    if algorithm == "direct" or g.groups > 65535:  # the grid's z axis holds the groups
+        return False
+    if algorithm != "auto":
+        return True
+    F, Cg, kh, kw = w.shape
+    return min(F // g.groups, Cg) >= 8 and Cg * kh * kw >= 32
+
+
+def _conv_fwd(x, w, bias, g, algorithm="auto"):
     xp, pt, pl, _ = _pad_input(x, g)
     y = _empty((x.shape[0], w.shape[0], g.OH, g.OW), x.dtype)
     b = bias if bias is not None else _zeros((w.shape[0],), x.dtype)
-    if y.size:
-        k._conv2d_direct_fwd[_grid(y.size)](xp, w, b, y, g.sy, g.sx, pt, pl, g.dh, g.dw,
-                                            g.groups)
+    if not y.size:
+        return y
+    if _tiled(algorithm, w, g):
+        F, Cg, kh, kw = w.shape
+        wt = _empty((kh, kw, Cg, F), x.dtype)  # the weights tap-major, for coalesced loads
+        _kernels("conv2d_im2col")._conv2d_im2col_fwd(xp, w, wt, b, y, g.sy, g.sx, pt, pl,
+                                                     g.dh, g.dw, g.groups)
+    else:
+        _kernels("conv2d_direct")._conv2d_direct_fwd[_grid(y.size)](
+            xp, w, b, y, g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
     return y
 
 
-def _conv_bwd(dy, x, w, g, want_bias, need_dx):
+def _conv_bwd(dy, x, w, g, want_bias, need_dx, algorithm="auto"):
     k = _kernels("conv2d_direct")
+    tiled = _tiled(algorithm, w, g)
+    kt = _kernels("conv2d_im2col") if tiled else None
     xp, pt, pl, maps = _pad_input(x, g)
     dt = x.dtype
     dx = None
     if need_dx:
         dxp = _empty(xp.shape, dt)
-        if dxp.size:
+        if dxp.size and tiled:
+            F, Cg, kh, kw = w.shape
+            wt = _empty((kh, kw, F, Cg), dt)
+            kt._conv2d_im2col_bwd_data(dy, w, wt, dxp, g.sy, g.sx, pt, pl, g.dh, g.dw,
+                                       g.groups)
+        elif dxp.size:
             k._conv2d_direct_bwd_data[_grid(dxp.size)](dy, w, dxp, g.sy, g.sx, pt, pl, g.dh,
                                                        g.dw, g.groups, _zero(dt))
         dx = dxp
@@ -268,6 +304,14 @@ def _conv_bwd(dy, x, w, g, want_bias, need_dx):
     gw = _empty(w.shape, dt)
     F = w.shape[0]
     gb = _empty((F,), dt) if want_bias else _empty((1,), dt)
+    if tiled:
+        # split-K partials (S, F, P), the bias gradient as column P - 1 (see the kernels)
+        K = dy.shape[0] * g.OH * g.OW
+        P = gw.size // F + int(want_bias)
+        part = _empty((kt.wgrad_splits(K, F, P, g.groups), F, P), dt)
+        kt._conv2d_im2col_bwd_weight(dy, xp, part, gw, gb, g.sy, g.sx, pt, pl, g.dh, g.dw,
+                                     g.groups)
+        return dx, gw, (gb if want_bias else None)
     nblocks = gw.size + (F if want_bias else 0)
     if nblocks:
         k._conv2d_direct_bwd_weight[nblocks, _block()](dy, xp, gw, gb, int(want_bias), g.sy,
@@ -276,8 +320,8 @@ def _conv_bwd(dy, x, w, g, want_bias, need_dx):
 
 
 def _check_algorithm(op, algorithm, w, g):
-    """The host's checks of ``algorithm`` (a known name; Winograd's geometry).  On the GPU
-    every algorithm runs the direct kernels."""
+    """The host's checks of ``algorithm`` (a known name; Winograd's geometry).  Which kernels
+    run on the GPU is :func:`_tiled`'s choice."""
     from .conv import _choose_algorithm
 
     _choose_algorithm(op, algorithm, w.shape[1] * g.groups, w.shape[2], w.shape[3], g,
@@ -311,7 +355,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                     desc)
     bias = _conv_bias(op, bias, x.dtype, weight.shape[0], desc)
     _check_algorithm(op, algorithm, weight, g)
-    return _conv_fwd(x, weight, bias, g)
+    return _conv_fwd(x, weight, bias, g, algorithm)
 
 
 @_impl
@@ -333,7 +377,7 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     c._check_dy(op, dy, (x.shape[0], weight.shape[0], g.OH, g.OW), desc)
     _check_algorithm(op, algorithm, weight, g)
     want_bias = c._want_bias(bias) if not is_device_array(bias) else True
-    return _conv_bwd(dy, x, weight, g, want_bias, bool(need_dx))
+    return _conv_bwd(dy, x, weight, g, want_bias, bool(need_dx), algorithm)
 
 
 def _as4(a):
@@ -361,7 +405,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                     axes=("(height 1)", "L"))
     bias = _conv_bias(op, bias, x.dtype, weight.shape[0], desc)
     _check_algorithm(op, algorithm, w4, g)
-    return _as3(_conv_fwd(x4, w4, bias, g))
+    return _as3(_conv_fwd(x4, w4, bias, g, algorithm))
 
 
 @_impl
@@ -385,7 +429,7 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     c._check_dy(op, dy, (x.shape[0], weight.shape[0], g.OW), desc)
     _check_algorithm(op, algorithm, w4, g)
     want_bias = c._want_bias(bias) if not is_device_array(bias) else True
-    dx, gw, gb = _conv_bwd(_as4(dy), x4, w4, g, want_bias, bool(need_dx))
+    dx, gw, gb = _conv_bwd(_as4(dy), x4, w4, g, want_bias, bool(need_dx), algorithm)
     return (None if dx is None else _as3(dx)), _as3(gw), gb
 
 

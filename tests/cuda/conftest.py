@@ -9,7 +9,8 @@ the whole directory is skipped.  ``NUMBA_ENABLE_CUDASIM`` must be set before num
 imported, which is why the CPU test run (``--ignore=tests/cuda``) and this one are separate
 processes.
 
-Tiny shapes and a tiny block size (``CUDA_BLOCK = 8``, matrix tiles of 4) make every
+Tiny shapes and a tiny block size (``CUDA_BLOCK = 8``, matrix tiles of 4, convolution tiles of
+8x8 in 4-deep slices with 2x2 per thread) make every
 multi-block path of the kernels run while keeping the simulator (one Python thread per CUDA
 thread) fast.
 """
@@ -20,6 +21,7 @@ import sys
 import pytest
 
 os.environ.setdefault("NBCONV_CUDA_TILE", "4")
+os.environ.setdefault("NBCONV_CUDA_CONV_TILE", "8,8,4,2,2")  # 16 threads a block
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 

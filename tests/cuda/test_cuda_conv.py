@@ -79,8 +79,9 @@ def test_conv2d_errors_match_host():
 
 @pytest.mark.parametrize("algorithm", ["winograd", "im2col", "direct"])
 def test_conv2d_algorithms_on_device(algorithm):
-    """Every host algorithm name is accepted on the GPU (which runs its direct kernels) and
-    gives the host's result; Winograd's geometry is checked as on the host."""
+    """Every host algorithm name is accepted on the GPU ("direct": the direct kernels, the
+    others the implicit-GEMM ones) and gives the host's result; Winograd's geometry is checked
+    as on the host."""
     r = rng(5)
     x, w, b = r.standard_normal((2, 3, 6, 5)), r.standard_normal((4, 3, 3, 3)), \
         r.standard_normal(4)

@@ -6,11 +6,13 @@ CUDA device arrays; ``import nbconv`` never imports them.  Kernels take C-contig
 and Python ints/floats (a typed zero ``zero`` where an accumulator must have the array's dtype),
 write into preallocated outputs and never allocate.  Every launch is 1-D with
 ``nbconv._config.CUDA_BLOCK`` threads per block (read at launch time, so tests can shrink it and
-exercise multi-block paths), except the tiled matrix product (2-D blocks of ``TILE x TILE``).
+exercise multi-block paths), except the tiled matrix product (2-D blocks of ``TILE x TILE``)
+and the implicit-GEMM convolutions (:mod:`.conv2d_im2col`, blocks sized by their tiles).
 
 Determinism: no kernel uses atomics.  Data gradients are gathers (each thread owns the input
 element it writes); weight/bias/statistics reductions run one block per reduced element with a
-fixed-shape tree reduction in shared memory, so results are bit-identical from run to run for a
+fixed-shape tree reduction in shared memory (the implicit-GEMM weight gradient: split-K partials
+summed in a fixed order by a second kernel), so results are bit-identical from run to run for a
 given block size.
 """
 
