@@ -334,7 +334,7 @@ def _unfused_forward(net, x):
     (1, 6, 1),      # "auto" takes the pixel-vector blocks (LeNet c1)
     (6, 16, 1),     # the filter-vector register blocks (LeNet c2)
     (3, 8, 2),      # pixel-vector blocks on stride phases
-    (8, 32, 2),     # the same with six filter groups
+    (8, 32, 2),     # the filter-vector register blocks (short rows)
     (64, 128, 2),   # im2col + BLAS, then a ReLU pass
     (32, 32, 1),    # Winograd, then a ReLU pass
 ])

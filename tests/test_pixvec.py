@@ -112,10 +112,11 @@ def test_stride_phase_non_finite_values_stay_in_their_outputs():
 
 def test_direct_algorithm_uses_stride_phases(monkeypatch):
     """Strided groups-1 layers with kernels larger than 1x1 take the stride phases, with the
-    ReLU in the store when fused; grouped and 1x1 ones do not."""
+    ReLU in the store when fused; grouped and 1x1 ones do not, nor those that the
+    register-blocked kernel takes."""
     calls = count_calls(monkeypatch, _conv, "_phase_forward")
     rng = np.random.default_rng(4)
-    x, w = rng.standard_normal((2, 3, 15, 15)), rng.standard_normal((64, 3, 7, 7))
+    x, w = rng.standard_normal((2, 3, 35, 36)), rng.standard_normal((64, 3, 7, 7))
     _close(nc.conv2d(x, w, stride=2, padding=3),
            ref_conv2d(x, w, stride=2, padding=3), np.float64)
     assert len(calls) == 1
@@ -124,7 +125,16 @@ def test_direct_algorithm_uses_stride_phases(monkeypatch):
     assert len(calls) == 2
     nc.conv2d(x[:, :2], np.ones((4, 1, 3, 3)), stride=2, groups=2, algorithm="direct")
     nc.conv2d(x, np.ones((4, 3, 1, 1)), stride=2, algorithm="direct")
+    nc.conv2d(x[:, :, :9, :9], w, stride=2, padding=3, algorithm="direct")  # short rows
     assert len(calls) == 2
+    strided_regblock = _conv._strided_regblock
+    assert not strided_regblock(64, 3, 7, 7, 112, 4)     # NNlib's first layer
+    assert not strided_regblock(64, 3, 11, 11, 55, 4)    # AlexNet c1
+    assert not strided_regblock(64, 16, 3, 3, 28, 4)     # 64 filters, long rows
+    assert not strided_regblock(32, 3, 3, 3, 16, 4)      # 32 filters, 27 terms
+    assert strided_regblock(32, 16, 3, 3, 16, 4)         # 32 filters, 144 terms
+    assert strided_regblock(64, 32, 3, 3, 8, 4)          # short rows
+    assert not strided_regblock(8, 32, 3, 3, 8, 4)       # too few filters for it
 
 
 @pytest.mark.parametrize("stage_bytes", [0, 1 << 20])

@@ -74,18 +74,21 @@ def test_regblock_non_finite_values_stay_in_their_outputs():
 
 
 def test_direct_algorithm_uses_regblock(monkeypatch):
-    """The direct algorithm's stride-1 forward pass runs the register-blocked kernel for
-    groups 1 with at least 16 filters, and the other direct kernels for fewer filters or
-    strided layers (stride phases)."""
+    """The direct algorithm's forward pass runs the register-blocked kernel for groups 1
+    with at least 16 filters, and the other direct kernels for fewer filters or strided
+    layers with long rows (stride phases)."""
     calls = count_calls(monkeypatch, _conv, "_regblock_forward")
     rng = np.random.default_rng(2)
     x, w = rng.standard_normal((2, 3, 9, 9)), rng.standard_normal((16, 3, 3, 3))
     y = nc.conv2d(x, w, padding=1, algorithm="direct")
     assert len(calls) == 1
     _close(y, ref_conv2d(x, w, padding=1), np.float64)
+    y = nc.conv2d(x, w, padding=1, stride=2, algorithm="direct")  # short rows
+    assert len(calls) == 2
+    _close(y, ref_conv2d(x, w, padding=1, stride=2), np.float64)
     nc.conv2d(x, w[:4], padding=1, algorithm="direct")
-    nc.conv2d(x, w, padding=1, stride=2, algorithm="direct")
-    assert len(calls) == 1
+    nc.conv2d(np.ones((1, 3, 40, 40)), w, padding=1, stride=2, algorithm="direct")
+    assert len(calls) == 2
 
 
 @given(

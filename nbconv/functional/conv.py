@@ -125,16 +125,18 @@ def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False):
     or ``relu(conv(x, w) + b)`` with ``relu`` (in the register-blocked kernels' stores; a
     pass over ``y`` after the others).
 
-    Strided groups-1 layers take the pixel-vector blocks on the input's stride phases;
-    stride-1 groups-1 layers with enough filters and small weights the register-blocked
-    kernel, those with fewer filters the pixel-vector blocks; stride-1 depthwise layers the
+    Groups-1 layers with enough filters and small weights take the register-blocked kernel,
+    except strided ones that run faster on the pixel-vector blocks over the input's stride
+    phases (:func:`_strided_regblock`); stride-1 groups-1 layers with fewer filters the
+    pixel-vector blocks; stride-1 depthwise layers the
     plane kernels; other stride-1 layers the wide-row kernels on an explicitly padded input;
     the rest the row kernel (``kernels/conv2d_direct.py``).
     """
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
     stride1 = sy == 1 and sx == 1
-    if not stride1 and groups == 1 and w.shape[2] * w.shape[3] > 1:
+    if (not stride1 and groups == 1 and w.shape[2] * w.shape[3] > 1
+            and not _strided_regblock(*w.shape, y.shape[3], w.itemsize)):
         _phase_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu)
         return
     if groups == 1 and _regblock_fits(*w.shape, w.itemsize):
@@ -205,6 +207,19 @@ def _regblock_fits(F, C, kh, kw, itemsize) -> bool:
     in L2."""
     Fpad = _regblock_vectors(F, itemsize)[2]
     return F >= 16 and kh * kw > 1 and C * kh * kw * Fpad * itemsize <= _REGBLOCK_MAX_WEIGHT_BYTES
+
+
+def _strided_regblock(F, C, kh, kw, OW, itemsize) -> bool:
+    """Whether a strided groups-1 layer runs on the register-blocked kernel rather than on
+    the stride phases: where it fits (:func:`_regblock_fits`) and either the output rows are
+    short (fewer than 16 columns: the phases' wide rows and whole blocks waste more) or there
+    are at most 32 filters with a reduction of at least 128 terms.  Ratios to PyTorch,
+    phases / register blocks, 3x3 stride 2 (N, C -> F, H): (128, 16 -> 32, 32) 1.7 / 1.2,
+    (16, 16 -> 32, 56) 1.58 / 1.30, (128, 32 -> 64, 16) 1.7 / 1.5, but (16, 16 -> 64, 56)
+    1.27 / 1.59, (32, 32 -> 64, 32) 1.41 / 1.52, (16, 3 -> 64, 56) 1.2 / 1.9, (32, 3 -> 32,
+    32) 1.49 / 1.81; NNlib's 7x7 stride 2 1.08 / 1.41, AlexNet c1 0.8 / 0.9."""
+    return _regblock_fits(F, C, kh, kw, itemsize) and (
+        OW < 16 or (F <= 32 and C * kh * kw >= 128))
 
 
 def _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu=False):
@@ -341,7 +356,7 @@ def _phase_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu=False):
     N, _, OH, OW = y.shape
     Hq, Wq = _phase_planes(OH, OW, kh, kw, sy, sx, dh, dw)
     xq = np.empty((N, C * sy * sx, Hq, Wq), dtype=y.dtype)
-    _pixvec._stride_phases(x, pt, pl, sy, sx, xq)
+    _pixvec._stride_phases(np.ascontiguousarray(x), pt, pl, sy, sx, xq)
     _pixvec_run(xq, 0, 0, Hq, Wq, w, b, y, _phase_offsets(C, kh, kw, sy, sx, dh, dw, Hq, Wq),
                 relu)
 

@@ -213,33 +213,54 @@ def _stride_phases(x, pt, pl, sy, sx, out):
     where that lies outside ``x``: the zero-padded input (``pt`` rows on top, ``pl`` columns
     on the left) split into its stride phases, cropped or padded to ``out``'s planes.
 
-    ``x`` (N, C, H, W); ``out`` (N, C*sy*sx, Hq, Wq).  One task per (image, channel, phase
-    row); indices rather than views (see :func:`_stage_image`).
+    ``x`` (N, C, H, W) and ``out`` (N, C*sy*sx, Hq, Wq) C-contiguous.  One task per (image,
+    channel, phase row), on flat indices (no views: see :func:`_stage_image`).  At stride 2
+    both column phases come from one pass over the source row, which LLVM vectorises as an
+    interleaved load.
     """
     N, C, H, W = x.shape
     Hq, Wq = out.shape[2], out.shape[3]
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
     zero = out.dtype.type(0)
+    plane = Hq * Wq
+    # columns v of phase b whose source v*sx + b - pl lies in [0, W): [first[b], last[b])
+    first = np.empty(sx, dtype=np.int64)
+    last = np.empty(sx, dtype=np.int64)
+    for b in range(sx):
+        first[b] = min(Wq, max(0, -(-(pl - b) // sx)))
+        last[b] = max(first[b], min(Wq, -(-(W + pl - b) // sx)))
+    both = sx == 2
+    lo = max(first[0], first[1]) if both else 0  # columns both stride-2 phases copy
+    hi = max(lo, min(last[0], last[1])) if both else 0
     for task in numba.prange(N * C * sy):
-        n = task // (C * sy)
-        c = (task // sy) % C
         a = task % sy
-        for b in range(sx):
-            o = (c * sy + a) * sx + b
-            # the phase columns that land inside x: v*sx + b - pl in [0, W)
-            v0 = min(Wq, max(0, -(-(pl - b) // sx)))
-            v1 = max(v0, min(Wq, -(-(W + pl - b) // sx)))
-            for u in range(Hq):
-                h = u * sy + a - pt
-                if h < 0 or h >= H:
+        nc = task // sy  # n*C + c
+        for u in range(Hq):
+            h = u * sy + a - pt
+            src = (nc * H + h) * W - pl  # flat index of x[n, c, h, -pl]
+            d0 = (nc * sy + a) * sx * plane + u * Wq  # row u of phase (a, 0)
+            if h < 0 or h >= H:
+                for b in range(sx):
                     for v in range(Wq):
-                        out[n, o, u, v] = zero
-                    continue
-                for v in range(v0):
-                    out[n, o, u, v] = zero
-                for v in range(v0, v1):
-                    out[n, o, u, v] = x[n, c, h, v * sx + b - pl]
-                for v in range(v1, Wq):
-                    out[n, o, u, v] = zero
+                        of[d0 + b * plane + v] = zero
+                continue
+            for b in range(sx):
+                d = d0 + b * plane
+                for v in range(first[b]):
+                    of[d + v] = zero
+                for v in range(last[b], Wq):
+                    of[d + v] = zero
+                # the columns the stride-2 loop below leaves out (at most one at each end)
+                v1 = min(lo, last[b]) if both else last[b]
+                for v in range(first[b], v1):
+                    of[d + v] = xf[src + v * sx + b]
+                for v in range(max(hi, first[b]) if both else last[b], last[b]):
+                    of[d + v] = xf[src + v * sx + b]
+            if both:
+                for v in range(lo, hi):
+                    of[d0 + v] = xf[src + 2 * v]
+                    of[d0 + plane + v] = xf[src + 2 * v + 1]
 
 
 @intrinsic
