@@ -662,9 +662,9 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
       ``groups == 1`` with ``C >= 64`` and ``F >= 128``, where im2col+BLAS wins (AlexNet c2
       5x5 64 -> 192: 26.0 / 53 vs 31.7 / 67; 128 -> 128 5x5: 12.7 / 24 vs 14.0 / 31; but
       64 -> 64 5x5 10.8 / 24 vs 13.5 / 29 and LeNet's few channels stay direct).
-    * Strided forward passes (groups 1, kernels larger than 1x1): the direct algorithm's
-      pixel-vector blocks on stride phases, except again for ``C >= 64`` and ``F >= 128``
-      (a tie).  NNlib's 7x7 stride 2 3 -> 64: 3.3 vs im2col 4.6 ms (PyTorch 3.5 in the same
+    * Strided forward passes (groups 1, kernels larger than 1x1): the direct algorithm (its
+      pixel-vector blocks on stride phases or its filter-vector blocks, see
+      :func:`_strided_regblock`), except again for ``C >= 64`` and ``F >= 128`` (a tie).  NNlib's 7x7 stride 2 3 -> 64: 3.3 vs im2col 4.6 ms (PyTorch 3.5 in the same
       run); AlexNet c1 0.78-0.93 vs 1.04-1.25 x PyTorch on the filter-vector blocks; 5x5
       stride 2 32 -> 64 at 64x64 1.2-1.3 vs 2.1-2.3 x PyTorch on im2col; 3x3 stride 2
       64 -> 128 at 56x56 1.39-1.43 vs 1.33-1.41.
