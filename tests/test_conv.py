@@ -524,7 +524,10 @@ def test_against_torch(case, algorithm):
     ((1, 3, 64, 64), (64, 3, 11, 11), 4, 1, "direct"),    # AlexNet c1: phases
     ((1, 64, 28, 28), (128, 64, 3, 3), 2, 1, "im2col"),   # strided, many channels
     ((1, 8, 16, 16), (8, 1, 3, 3), 2, 8, "direct"),       # strided depthwise: tiny GEMMs
-    ((1, 4, 16, 16), (8, 4, 1, 1), 1, 1, "direct"),       # tiny reduction
+    ((1, 4, 16, 16), (8, 2, 3, 3), 2, 2, "im2col"),       # grouped, strided
+    ((1, 4, 16, 16), (8, 4, 1, 1), 1, 1, "im2col"),       # 1x1, however small
+    ((1, 4, 16, 16), (8, 4, 1, 1), 2, 1, "im2col"),       # 1x1, strided
+    ((1, 4, 16, 16), (8, 2, 1, 1), 1, 2, "direct"),       # 1x1, grouped
 ])
 def test_auto_rule(shape_x, shape_w, stride, groups, expected):
     from nbconv.functional import conv as _conv
@@ -532,3 +535,21 @@ def test_auto_rule(shape_x, shape_w, stride, groups, expected):
     g = _conv._geometry("conv2d", shape_x, shape_w, stride, 0, 1, groups, "zeros", "test")
     assert _conv._choose_algorithm("conv2d", "auto", shape_x[1], shape_w[2], shape_w[3], g,
                                    shape_w[0]) == expected
+
+
+@pytest.mark.parametrize("shape_x, shape_w, stride, groups, expected", [
+    ((1, 64, 14, 14), (64, 64, 3, 3), 1, 1, "winograd"),  # 3x3, many channels
+    ((1, 32, 14, 14), (32, 32, 3, 3), 1, 1, "direct"),    # fewer than 48 channels
+    ((1, 64, 27, 27), (192, 64, 5, 5), 1, 1, "im2col"),   # AlexNet c2
+    ((1, 3, 32, 32), (64, 3, 7, 7), 2, 1, "im2col"),      # strided: always im2col
+    ((1, 3, 32, 32), (16, 3, 3, 3), 2, 1, "im2col"),      # however small
+    ((1, 8, 16, 16), (8, 1, 3, 3), 2, 8, "direct"),       # but not depthwise
+    ((1, 64, 14, 14), (64, 64, 1, 1), 1, 1, "im2col"),    # 1x1: a plain GEMM
+    ((1, 16, 14, 14), (32, 16, 1, 1), 1, 1, "direct"),    # 1x1, few channels
+])
+def test_auto_rule_backward(shape_x, shape_w, stride, groups, expected):
+    from nbconv.functional import conv as _conv
+
+    g = _conv._geometry("conv2d", shape_x, shape_w, stride, 0, 1, groups, "zeros", "test")
+    assert _conv._choose_algorithm("conv2d_backward", "auto", shape_x[1], shape_w[2],
+                                   shape_w[3], g, shape_w[0], backward=True) == expected

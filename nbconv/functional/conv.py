@@ -664,14 +664,24 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
       64 -> 64 5x5 10.8 / 24 vs 13.5 / 29 and LeNet's few channels stay direct).
     * Strided forward passes (groups 1, kernels larger than 1x1): the direct algorithm (its
       pixel-vector blocks on stride phases or its filter-vector blocks, see
-      :func:`_strided_regblock`), except again for ``C >= 64`` and ``F >= 128`` (a tie).  NNlib's 7x7 stride 2 3 -> 64: 3.3 vs im2col 4.6 ms (PyTorch 3.5 in the same
-      run); AlexNet c1 0.78-0.93 vs 1.04-1.25 x PyTorch on the filter-vector blocks; 5x5
-      stride 2 32 -> 64 at 64x64 1.2-1.3 vs 2.1-2.3 x PyTorch on im2col; 3x3 stride 2
-      64 -> 128 at 56x56 1.39-1.43 vs 1.33-1.41.
-    * Otherwise (1x1 kernels, strided backward passes) im2col+BLAS
-      once the GEMM is big enough in both the reduction (``C*kh*kw >= 64``) and the output
-      channels (``F >= 32``); the direct kernels take grouped and depthwise convolutions (tiny
-      GEMMs) and tiny reductions.
+      :func:`_strided_regblock`), except again for ``C >= 64`` and ``F >= 128`` (a tie).
+      NNlib's 7x7 stride 2 3 -> 64: 3.3 vs im2col 4.6 ms (PyTorch 3.5 in the same run);
+      AlexNet c1 0.78-0.93 vs 1.04-1.25 x PyTorch on the filter-vector blocks; 5x5 stride 2
+      32 -> 64 at 64x64 1.2-1.3 vs 2.1-2.3 x PyTorch on im2col; 3x3 stride 2 64 -> 128 at
+      56x56 1.39-1.43 vs 1.33-1.41.
+    * Every other strided pass (backward passes, grouped layers, 1x1 kernels), however small
+      the GEMMs, and the forward pass of stride-1 1x1 kernels (groups 1): im2col+BLAS.  The
+      direct kernels' strided gradients loop over every output pixel.  Ratios to PyTorch,
+      direct / im2col, 3x3 stride 2: backward (128, 3 -> 16, 32) 6.0 / 0.7, (16, 3 -> 64, 56)
+      12 / 0.8, (64, 8 -> 16, 28) 12.6 / 1.2; groups 2 (16, 64 -> 128, 56) forward 28 / 1.7,
+      backward 30 / 1.2; groups 32 (16, 128 -> 128, 56) 2.9 / 1.7 and 2.5 / 1.0; 1x1 stride 2
+      (64, 16 -> 32, 28) 11 / 1.5 and 8 / 0.7; 1x1 stride 1 forward (64, 16 -> 32, 28) 1.9 /
+      0.9, (64, 8 -> 16, 28) 1.04 / 0.94.
+    * The backward pass of stride-1 1x1 kernels: im2col once the GEMM is big enough in both
+      the input (``C >= 64``) and output channels (``F >= 32``), else direct ((64, 8 -> 16,
+      28) 0.47 / 0.69, (64, 16 -> 32, 28) 1.31 / 1.48).
+    * Depthwise layers (one input channel per group) always run direct (3x3 stride 2 forward
+      2.0 / 3.7, backward 2.2 / 5.7).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(
@@ -689,13 +699,14 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
             ((kh, kw) == (3, 3) and min(C, F) >= (48 if backward else 32))
             or ((kh, kw) == (5, 5) and not backward and min(C, F) >= 32)):
         return "winograd"
-    if g.sy == 1 and g.sx == 1 and kh * kw > 1:
+    stride1 = g.sy == 1 and g.sx == 1
+    if C == g.groups:  # depthwise: one input channel per group
+        return "direct"
+    if kh * kw > 1 and (stride1 or (g.groups == 1 and not backward)):
         return "im2col" if g.groups == 1 and C >= 64 and F >= 128 else "direct"
-    if g.groups == 1 and not backward and kh * kw > 1:
-        return "im2col" if C >= 64 and F >= 128 else "direct"
-    if g.groups == 1 and F >= 32 and C * kh * kw >= 64:
+    if not stride1 or (g.groups == 1 and not backward):
         return "im2col"
-    return "direct"
+    return "im2col" if g.groups == 1 and F >= 32 and C >= 64 else "direct"
 
 
 def _want_bias(bias) -> bool:
