@@ -176,6 +176,47 @@ def test_conv2d_nan_propagates():
         assert np.isfinite(y[:, :, 1:, :]).all() and np.isfinite(y[:, :, :, 1:]).all()
 
 
+@pytest.mark.parametrize("bad", ["x", "w"])
+def test_strided_direct_backward_non_finite(bad):
+    """The direct algorithm's strided gradients run as stride-1 ones with zeros spread into
+    dy, except when x or w holds an inf (0 * inf would be NaN): an inf in x at a position
+    in a row that a stride-3 layer skips leaves the weight gradient finite, as in the
+    reference; an inf in w reaches only the input positions it touches."""
+    from reference_conv import ref_conv2d_weight_grad
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 9, 9))
+    w = rng.standard_normal((4, 3, 2, 2))
+    dy = rng.standard_normal((2, 4, 3, 3))  # 2x2 kernel, stride 3: rows 3i + {0, 1}
+    if bad == "x":
+        x[1, 2, 2, 3] = np.inf
+    else:
+        w[0, 0, 1, 1] = np.inf
+    dx, gw, gb = nc.conv2d_backward(dy, x, w, stride=3, algorithm="direct")
+    want_dx, want_gw, _ = nc.conv2d_backward(dy, x, w, stride=3, algorithm="im2col")
+    assert_scaled_close(gw, ref_conv2d_weight_grad(dy, x, 2, 2, stride=(3, 3)), 1e-12)
+    np.testing.assert_array_equal(np.isfinite(dx), np.isfinite(want_dx))
+    finite = np.isfinite(want_dx)
+    assert finite.any() and (bad == "x" or not finite.all())
+    assert_scaled_close(dx[finite], want_dx[finite], 1e-12)
+    assert_scaled_close(gb, dy.sum(axis=(0, 2, 3)), 1e-12)
+
+
+@pytest.mark.parametrize("groups, C, F", [(1, 3, 8), (2, 4, 6), (4, 4, 4)])
+def test_strided_direct_backward_spread(groups, C, F):
+    """Strided gradients through the stride-1 kernels (dy spread out with zeros): equal to
+    im2col's on plain, grouped and depthwise layers, strides 2 and 3, with dilation."""
+    rng = np.random.default_rng(groups)
+    x = rng.standard_normal((2, C, 11, 10))
+    w = rng.standard_normal((F, C // groups, 3, 2))
+    kw = dict(stride=(2, 3), padding=(1, 2), dilation=(1, 2), groups=groups)
+    y = nc.conv2d(x, w, **kw)
+    dy = rng.standard_normal(y.shape)
+    for got, want in zip(nc.conv2d_backward(dy, x, w, algorithm="direct", **kw),
+                         nc.conv2d_backward(dy, x, w, algorithm="im2col", **kw)):
+        assert_scaled_close(got, want, 1e-12)
+
+
 def test_conv2d_empty_batch():
     y = nc.conv2d(np.zeros((0, 2, 5, 5)), np.ones((3, 2, 3, 3)))
     assert y.shape == (0, 3, 3, 3)

@@ -429,7 +429,18 @@ def _flip_transpose(w, groups):
 
 
 def _direct_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
-    """Driver of the direct algorithm: overwrite ``dx`` (unless None), ``gw`` and ``gb``."""
+    """Driver of the direct algorithm: overwrite ``dx`` (unless None), ``gw`` and ``gb``.
+
+    A strided layer's gradients are those of the stride-1 layer whose output gradient holds
+    ``dy`` at every ``sy``-th row and ``sx``-th column and zeros between: the stride-1
+    kernels do ``sy*sx`` times the multiplications and still beat the strided loops (3x3
+    stride 2, (16, 16 -> 64, 56): 147 -> 19 ms).  Not when ``x`` or ``w`` holds an inf or
+    NaN, which the zeros would turn into NaN in gradients that never see it."""
+    if (sy > 1 or sx > 1) and _finite_arrays(x, w):
+        N, F, OH, OW = dy.shape
+        spread = np.zeros((N, F, (OH - 1) * sy + 1, (OW - 1) * sx + 1), dtype=dy.dtype)
+        spread[:, :, ::sy, ::sx] = dy
+        dy, sy, sx = spread, 1, 1
     if sy == 1 and sx == 1 and _depthwise(x, w, groups):
         _depthwise_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups)
         return
@@ -443,6 +454,14 @@ def _direct_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
     with_bias = gb is not None
     gbuf = gb if with_bias else np.empty(w.shape[0], dtype=x.dtype)
     _conv2d_direct_bwd_weight(dy, x, gw, gbuf, int(with_bias), sy, sx, pt, pl, dh, dw, groups)
+
+
+def _finite_arrays(*arrays) -> bool:
+    """Whether every value of the arrays is finite (checked on all threads)."""
+    from ..kernels._finite import _all_finite
+
+    return all(_all_finite(a.reshape(-1, a.shape[-1]), 4 * numba.get_num_threads())
+               for a in arrays)
 
 
 def _depthwise_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups):
@@ -494,9 +513,7 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups, need_weight=Tru
         if gb is not None:
             _conv2d_im2col_bwd_bias(dy, gb)
         return
-    from ..kernels._finite import _all_finite
-
-    if not _all_finite(x.reshape(-1, x.shape[-1]), 4 * numba.get_num_threads()):
+    if not _finite_arrays(x):
         # the wide rows multiply dy's zero padding by input values too: 0 * inf would make
         # NaN of taps that never see the inf; the row kernel reads valid windows only
         from ..kernels.conv2d_direct import _conv2d_direct_bwd_weight
