@@ -1,5 +1,5 @@
-"""Stride-1 depthwise convolution (``groups == C``, one input channel per filter): the
-plane-in-L1 kernels against independent references.
+"""Depthwise convolution (``groups == C``, one input channel per filter): the plane-in-L1
+kernels against independent references, stride 1 and strided.
 
 Forward: ``reference_conv.ref_conv2d`` (scipy.signal.correlate2d per channel pair); backward:
 float64 finite differences (``gradcheck.directional_check``) and the bias gradient as a sum.
@@ -59,6 +59,39 @@ def test_depthwise_backward_gradcheck(case):
     dx2, dw2, db2 = nc.conv2d_backward(dy, x, w, bias=False, need_dx=False, **kw_)
     assert dx2 is None and db2 is None
     np.testing.assert_allclose(dw2, dw, rtol=1e-12)
+
+
+STRIDED = [
+    # (N, C, multiplier, H, W, kernel, stride, padding, dilation)
+    (2, 3, 1, 9, 8, 3, 2, 1, 1),          # MobileNet's downsampling layer
+    (1, 2, 2, 11, 10, 5, 2, 2, 1),        # 5x5, channel multiplier 2
+    (2, 2, 1, 10, 11, 3, (3, 2), (0, 2), 1),  # strides and padding per axis
+    (1, 3, 1, 12, 12, 3, 2, 2, 2),        # dilated
+    (1, 2, 1, 9, 9, (1, 3), (1, 3), 0, 1),  # a 1x3 kernel, stride along one axis
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", STRIDED)
+def test_strided_depthwise_matches_reference(case, dtype):
+    """Strided planes split into their stride phases in L1, forward; the backward pass
+    (stride-1 kernels on the spread-out dy) against finite differences."""
+    N, C, m, H, W, k, s, p, d = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((C * m, 1, kh, kw)).astype(dtype)
+    b = rng.standard_normal(C * m).astype(dtype)
+    kw_ = dict(stride=s, padding=p, dilation=d, groups=C)
+    y = nc.conv2d(x, w, b, algorithm="direct", **kw_)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, ref_conv2d(x, w, b, **kw_), rtol=tol, atol=tol)
+    if dtype == np.float64:
+        dy = rng.standard_normal(y.shape)
+        dx, dw, _ = nc.conv2d_backward(dy, x, w, algorithm="direct", **kw_)
+        f = dict(algorithm="direct", **kw_)
+        directional_check(lambda x_: nc.conv2d(x_, w, b, **f), [x], dy, [dx], seed=1)
+        directional_check(lambda w_: nc.conv2d(x, w_, b, **f), [w], dy, [dw], seed=2)
 
 
 def test_depthwise_float32_backward_close_to_float64():

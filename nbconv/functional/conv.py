@@ -128,7 +128,7 @@ def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False):
     Groups-1 layers with enough filters and small weights take the register-blocked kernel,
     except strided ones that run faster on the pixel-vector blocks over the input's stride
     phases (:func:`_strided_regblock`); stride-1 groups-1 layers with fewer filters the
-    pixel-vector blocks; stride-1 depthwise layers the
+    pixel-vector blocks; depthwise layers the
     plane kernels; other stride-1 layers the wide-row kernels on an explicitly padded input;
     the rest the row kernel (``kernels/conv2d_direct.py``).
     """
@@ -147,10 +147,10 @@ def _direct_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False):
                                 kh, kw, groups, y.itemsize):
         _pixvec_forward(x, w, b, y, pt, pl, dh, dw, relu)
         return
-    if stride1 and _depthwise(x, w, groups):
+    if _depthwise(x, w, groups):
         from ..kernels.conv2d_depthwise import _conv2d_depthwise_fwd
 
-        _conv2d_depthwise_fwd(x, w, b, y, pt, pl, dh, dw)
+        _conv2d_depthwise_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw)
     elif stride1:
         from ..kernels.conv2d_wide import _conv2d_wide_fwd
 
@@ -473,7 +473,7 @@ def _depthwise_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups):
     kh, kw = w.shape[2], w.shape[3]
     if dx is not None and w.shape[0] == x.shape[1]:
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1])
-        _conv2d_depthwise_fwd(dy, flipped, np.zeros(w.shape[0], dtype=x.dtype), dx,
+        _conv2d_depthwise_fwd(dy, flipped, np.zeros(w.shape[0], dtype=x.dtype), dx, 1, 1,
                               dh * (kh - 1) - pt, dw * (kw - 1) - pl, dh, dw)
     elif dx is not None:
         _wide_backward(dy, x, w, dx, None, None, pt, pl, dh, dw, groups, need_weight=False)

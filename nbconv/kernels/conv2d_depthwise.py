@@ -74,48 +74,88 @@ def _rows3x3(xs, wf, bias, out, dh, dw):
 
 
 @numba.njit(**JIT_OPTIONS)
-def _wide_plane(xflat, wf, acc, L, Wp, dh, dw):
-    """``acc[:L] = sum_{p,q} wf[p, q] * xflat[t + p*dh*Wp + q*dw]`` (serial helper)."""
-    kh, kw = wf.shape
+def _plane_phases(xs, ph, sy, sx):
+    """``ph[a*sx + b, u, v] = xs[u*sy + a, v*sx + b]`` (zero outside ``xs``): a padded plane
+    split into its stride phases, so that every tap of a strided layer reads one phase plane
+    on wide rows (serial helper, in L1)."""
+    Hs, Ws = xs.shape
+    Hq, Wq = ph.shape[1], ph.shape[2]
+    for a in range(sy):
+        for b in range(sx):
+            k = a * sx + b
+            for u in range(Hq):
+                r = u * sy + a
+                for v in range(Wq):
+                    c = v * sx + b
+                    ph[k, u, v] = xs[r, c] if r < Hs and c < Ws else 0
+
+
+@numba.njit(**JIT_OPTIONS)
+def _wide_plane(xflat, wflat, off, acc, L):
+    """``acc[:L] = sum_r wflat[r] * xflat[t + off[r]]`` (serial helper)."""
     for t in range(L):
         acc[t] = 0
-    for p in range(kh):
-        for q in range(kw):
-            wv = wf[p, q]
-            off = p * dh * Wp + q * dw
-            xs = xflat[off:off + L]
-            for t in range(L):
-                acc[t] += wv * xs[t]
+    for r in range(off.shape[0]):
+        wv = wflat[r]
+        xs = xflat[off[r]:off[r] + L]
+        for t in range(L):
+            acc[t] += wv * xs[t]
+
+
+@numba.njit(**JIT_OPTIONS)
+def _store_rows(acc, pitch, bias, out):
+    """``out[i, j] = acc[i*pitch + j] + bias`` (serial helper)."""
+    OH, OW = out.shape
+    for i in range(OH):
+        row = out[i]
+        for j in range(OW):
+            row[j] = acc[i * pitch + j] + bias
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
-def _conv2d_depthwise_fwd(x, w, b, y, pt, pl, dh, dw):
-    """``y[n, f] = conv(pad(x[n, f // m]), w[f, 0]) + b[f]``, stride 1 (see the module)."""
+def _conv2d_depthwise_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw):
+    """``y[n, f] = conv(pad(x[n, f // m]), w[f, 0]) + b[f]`` with stride ``(sy, sx)`` (see
+    the module): 3x3 stride-1 kernels row by row (:func:`_rows3x3`), others on wide rows of
+    the padded plane or, strided, of its stride phases (:func:`_plane_phases`)."""
     N, C = x.shape[0], x.shape[1]
     F, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     m = F // C
     OH, OW = y.shape[2], y.shape[3]
-    Hp, Wp = OH + dh * (kh - 1), OW + dw * (kw - 1)
-    L = (OH - 1) * Wp + OW
+    Hp = (OH - 1) * sy + dh * (kh - 1) + 1
+    Wp = (OW - 1) * sx + dw * (kw - 1) + 1
+    strided = sy > 1 or sx > 1
+    # wide rows: planes of ``pitch`` columns (the padded plane, or its phases with one more
+    # row each, which the last row's dropped columns may read)
+    Hq, pitch = OH + dh * (kh - 1) // sy + 1, OW + dw * (kw - 1) // sx
+    if not strided:
+        pitch = Wp
+    off = np.empty(kh * kw, dtype=np.int64)  # tap (p, q) from an output's position
+    for p in range(kh):
+        for q in range(kw):
+            a, u = (p * dh) % sy, (p * dh) // sy
+            bb, v = (q * dw) % sx, (q * dw) // sx
+            off[p * kw + q] = ((a * sx + bb) * Hq + u) * pitch + v
+    L = (OH - 1) * pitch + OW
+    fast = kh == 3 and kw == 3 and not strided
+    wflat = w.reshape(F, kh * kw)
     for task in numba.prange(N * C):
         n = task // C
         c = task - n * C
         xs = np.empty((Hp + 1, Wp), dtype=y.dtype)
         _padded_plane(x[n, c], xs, pt, pl)
-        if kh == 3 and kw == 3:
+        if fast:
             for f in range(c * m, (c + 1) * m):
                 _rows3x3(xs, w[f, 0], b[f], y[n, f], dh, dw)
             continue
-        xflat = xs.ravel()
+        xflat = xs.reshape(xs.size)
+        if strided:
+            ph = np.empty((sy * sx, Hq, pitch), dtype=y.dtype)
+            _plane_phases(xs, ph, sy, sx)
+            xflat = ph.reshape(ph.size)
         acc = np.empty(L, dtype=y.dtype)
         for f in range(c * m, (c + 1) * m):
-            _wide_plane(xflat, w[f, 0], acc, L, Wp, dh, dw)
-            bias = b[f]
-            out = y[n, f]
-            for i in range(OH):
-                row = out[i]
-                for j in range(OW):
-                    row[j] = acc[i * Wp + j] + bias
+            _wide_plane(xflat, wflat[f], off, acc, L)
+            _store_rows(acc, pitch, b[f], y[n, f])
 
 
 @numba.njit(**JIT_OPTIONS)
