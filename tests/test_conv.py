@@ -566,6 +566,8 @@ def test_against_torch(case, algorithm):
     ((1, 64, 28, 28), (128, 64, 3, 3), 2, 1, "im2col"),   # strided, many channels
     ((1, 8, 16, 16), (8, 1, 3, 3), 2, 8, "direct"),       # strided depthwise: tiny GEMMs
     ((1, 4, 16, 16), (8, 2, 3, 3), 2, 2, "im2col"),       # grouped, strided
+    ((1, 1, 16, 16), (32, 1, 3, 3), 2, 1, "im2col"),      # strided, 9 terms
+    ((1, 1, 16, 16), (6, 1, 5, 5), 1, 1, "direct"),       # LeNet c1
     ((1, 4, 16, 16), (8, 4, 1, 1), 1, 1, "im2col"),       # 1x1, however small
     ((1, 4, 16, 16), (8, 4, 1, 1), 2, 1, "im2col"),       # 1x1, strided
     ((1, 4, 16, 16), (8, 2, 1, 1), 1, 2, "direct"),       # 1x1, grouped
@@ -585,6 +587,7 @@ def test_auto_rule(shape_x, shape_w, stride, groups, expected):
     ((1, 3, 32, 32), (64, 3, 7, 7), 2, 1, "im2col"),      # strided: always im2col
     ((1, 3, 32, 32), (16, 3, 3, 3), 2, 1, "im2col"),      # however small
     ((1, 8, 16, 16), (8, 1, 3, 3), 2, 8, "direct"),       # but not depthwise
+    ((1, 1, 16, 16), (8, 1, 3, 3), 2, 1, "im2col"),       # one channel, groups 1
     ((1, 64, 14, 14), (64, 64, 1, 1), 1, 1, "im2col"),    # 1x1: a plain GEMM
     ((1, 16, 14, 14), (32, 16, 1, 1), 1, 1, "direct"),    # 1x1, few channels
 ])
