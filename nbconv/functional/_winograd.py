@@ -76,16 +76,7 @@ def filter_transform(w):
     F, C, kh, kw = w.shape
     Ph, Pw = _pieces(kh, kw)
     U = _planes(F, Ph * Pw * C, w.dtype)
-    if (kh, kw) == (3, 3):
-        _conv2d_winograd_filter(w, U)
-        return U
-    wp = np.zeros((F, C, 3 * Ph, 3 * Pw), dtype=w.dtype)
-    wp[:, :, :kh, :kw] = w
-    for a in range(Ph):
-        for b in range(Pw):
-            blk = a * Pw + b
-            piece = np.ascontiguousarray(wp[:, :, 3 * a:3 * a + 3, 3 * b:3 * b + 3])
-            _conv2d_winograd_filter(piece, U[:, :, blk * C:(blk + 1) * C])
+    _conv2d_winograd_filter(np.ascontiguousarray(w), U, Pw)
     return U
 
 

@@ -30,28 +30,49 @@ from .conv2d_wide import _pad_plane
 __all__ = ["_conv2d_winograd_filter", "_conv2d_winograd_input", "_conv2d_winograd_output"]
 
 
+@numba.njit(**JIT_OPTIONS)
+def _tap(w, f, c, i, j):
+    """``w[f, c, i, j]``, zero past the kernel's edge (serial helper: the kernel zero-padded
+    to whole 3x3 pieces)."""
+    return w[f, c, i, j] if i < w.shape[2] and j < w.shape[3] else w.dtype.type(0)
+
+
 @numba.njit(parallel=True, **JIT_OPTIONS)
-def _conv2d_winograd_filter(w, U):
-    """``U[4a + b, f, c] = (G w[f, c] G^T)[a, b]`` for ``w`` (F, C, 3, 3), ``U`` (16, F, C)."""
+def _conv2d_winograd_filter(w, U, Pw):
+    """``U[4a + b, f, blk*C + c] = (G g G^T)[a, b]`` for every 3x3 piece ``g`` of ``w`` (F, C,
+    kh, kw) zero-padded to ``3Ph x 3Pw``: piece ``blk = pa*Pw + pb`` holds rows ``3pa..3pa+2``
+    and columns ``3pb..3pb+2``; ``U`` (16, F, Ph*Pw*C).  Indices, not views of ``w``: views
+    taken in the parallel loop cost the 5x5 transform 2 ms (reference counts updated by both
+    threads)."""
     F, C = w.shape[0], w.shape[1]
+    P = U.shape[2] // C
     for f in numba.prange(F):
-        for c in range(C):
-            g = w[f, c]
-            # G g: rows g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2 -- then the same along each row
-            for a in range(4):
-                if a == 0:
-                    r0, r1, r2 = g[0, 0], g[0, 1], g[0, 2]
-                elif a == 3:
-                    r0, r1, r2 = g[2, 0], g[2, 1], g[2, 2]
-                else:
-                    sign = 1.0 if a == 1 else -1.0
-                    r0 = 0.5 * (g[0, 0] + sign * g[1, 0] + g[2, 0])
-                    r1 = 0.5 * (g[0, 1] + sign * g[1, 1] + g[2, 1])
-                    r2 = 0.5 * (g[0, 2] + sign * g[1, 2] + g[2, 2])
-                U[4 * a, f, c] = r0
-                U[4 * a + 1, f, c] = 0.5 * (r0 + r1 + r2)
-                U[4 * a + 2, f, c] = 0.5 * (r0 - r1 + r2)
-                U[4 * a + 3, f, c] = r2
+        for blk in range(P):
+            i0 = (blk // Pw) * 3
+            j0 = (blk % Pw) * 3
+            for c in range(C):
+                col = blk * C + c
+                # G g: rows g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2 -- then the same along each row
+                for a in range(4):
+                    if a == 0 or a == 3:
+                        i = i0 + (0 if a == 0 else 2)
+                        r0 = _tap(w, f, c, i, j0)
+                        r1 = _tap(w, f, c, i, j0 + 1)
+                        r2 = _tap(w, f, c, i, j0 + 2)
+                    else:
+                        sign = 1.0 if a == 1 else -1.0
+                        r0 = 0.5 * (_tap(w, f, c, i0, j0) + sign * _tap(w, f, c, i0 + 1, j0)
+                                    + _tap(w, f, c, i0 + 2, j0))
+                        r1 = 0.5 * (_tap(w, f, c, i0, j0 + 1)
+                                    + sign * _tap(w, f, c, i0 + 1, j0 + 1)
+                                    + _tap(w, f, c, i0 + 2, j0 + 1))
+                        r2 = 0.5 * (_tap(w, f, c, i0, j0 + 2)
+                                    + sign * _tap(w, f, c, i0 + 1, j0 + 2)
+                                    + _tap(w, f, c, i0 + 2, j0 + 2))
+                    U[4 * a, f, col] = r0
+                    U[4 * a + 1, f, col] = 0.5 * (r0 + r1 + r2)
+                    U[4 * a + 2, f, col] = 0.5 * (r0 - r1 + r2)
+                    U[4 * a + 3, f, col] = r2
 
 
 @numba.njit(**JIT_OPTIONS)
