@@ -565,7 +565,8 @@ def test_against_torch(case, algorithm):
     ((1, 3, 64, 64), (64, 3, 11, 11), 4, 1, "direct"),    # AlexNet c1: phases
     ((1, 64, 28, 28), (128, 64, 3, 3), 2, 1, "im2col"),   # strided, many channels
     ((1, 8, 16, 16), (8, 1, 3, 3), 2, 8, "direct"),       # strided depthwise: tiny GEMMs
-    ((1, 4, 16, 16), (8, 2, 3, 3), 2, 2, "im2col"),       # grouped, strided
+    ((1, 4, 16, 16), (8, 2, 3, 3), 2, 2, "direct"),       # grouped, strided, 18 terms
+    ((1, 64, 16, 16), (64, 16, 3, 3), 2, 4, "im2col"),    # grouped, strided, 144 terms
     ((1, 1, 16, 16), (32, 1, 3, 3), 2, 1, "im2col"),      # strided, 9 terms
     ((1, 1, 16, 16), (6, 1, 5, 5), 1, 1, "direct"),       # LeNet c1
     ((1, 4, 16, 16), (8, 4, 1, 1), 1, 1, "im2col"),       # 1x1, however small

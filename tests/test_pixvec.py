@@ -93,6 +93,24 @@ def test_stride_phase_forward_matches_reference(dtype, N, C, F, H, W, kh, kw, dh
     _close(_run_strided(x, w, b, **kw_), ref_conv2d(x, w, b, **kw_), dtype)
 
 
+@pytest.mark.parametrize("groups, C, F", [(2, 4, 6), (3, 6, 9), (4, 8, 16)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_stride_phase_forward_grouped(groups, C, F, relu):
+    """Grouped strided layers: the stride phases group by group, ReLU fused or not."""
+    rng = np.random.default_rng(groups)
+    x = rng.standard_normal((3, C, 13, 11))
+    w = rng.standard_normal((F, C // groups, 3, 2))
+    b = rng.standard_normal(F)
+    kw = dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1), groups=groups)
+    g = _conv._geometry("conv2d", x.shape, w.shape, (2, 3), (1, 2), (2, 1), groups, "zeros",
+                        "test")
+    y = np.full((3, F, g.OH, g.OW), np.nan)
+    _conv._phase_forward(x, w, b, y, 2, 3, g.pt, g.pl, 2, 1, relu, groups)
+    want = ref_conv2d(x, w, b, **kw)
+    _close(y, np.maximum(want, 0) if relu else want, np.float64)
+    _close(nc.conv2d(x, w, b, algorithm="direct", **kw), want, np.float64)
+
+
 def test_stride_phase_non_finite_values_stay_in_their_outputs():
     """A NaN and an inf reach exactly the outputs whose windows hold them (7x7, stride 2:
     NNlib's first layer in small)."""
