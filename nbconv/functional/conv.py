@@ -683,7 +683,9 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
       the backward pass): Winograd F(2x2, 3x3).  VGG 27.3 / 102 vs direct 55.2 / 113, ResNet
       18.8 / 58.7 vs 28.9 / 61.1, 64 -> 64 on 8x8 1.9 / 5.9 vs 5.5 / 9.5; with 32 channels
       forward 3.64 vs 3.84 but backward 9.1 vs 8.2; with 16 channels, or 3 (VGG's first
-      layer: 45 vs 18 ms), direct wins.
+      layer: 45 vs 18 ms), direct wins.  Backward passes on outputs smaller than 10x10 take
+      im2col (ResNet's last stage, 512 channels at 7x7, batch 16: 1.02 vs 1.53-2.01 x
+      PyTorch; at 14x14 Winograd still wins, 1.05 vs 1.13).
     * 5x5 forward likewise with at least 32 channels: Winograd on four 3x3 pieces.  AlexNet c2
       21.1 vs im2col 26.6 vs direct 31.8; 64 -> 64 9.0 vs direct 10.5; 32 -> 64 4.9 vs 5.3;
       16 -> 32 1.8 vs 1.4 (direct).  Its backward pass (Winograd data gradient, wide-row weight
@@ -733,7 +735,7 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
     if _winograd_fits(kh, kw, g) and (
             ((kh, kw) == (3, 3) and min(C, F) >= (48 if backward else 32))
             or ((kh, kw) == (5, 5) and not backward and min(C, F) >= 32)):
-        return "winograd"
+        return "im2col" if backward and min(g.OH, g.OW) < 10 else "winograd"
     stride1 = g.sy == 1 and g.sx == 1
     if g.groups > 1 and C == g.groups:  # depthwise: one input channel per group
         return "direct"
