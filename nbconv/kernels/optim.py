@@ -19,7 +19,7 @@ def _sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first)
     """``p -= lr * d`` with PyTorch's SGD direction ``d``; ``buf`` is the momentum buffer
     (ignored when ``momentum == 0``; initialised to the gradient when ``first``)."""
     for i in range(p.size):
-        d = g[i] + weight_decay * p[i]
+        d = g[i] + weight_decay * p[i] if weight_decay != 0.0 else g[i]  # 0 * inf is NaN
         if momentum != 0.0:
             if first:
                 b = d
@@ -45,7 +45,7 @@ def _adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, bc1, bc2):
     b2, c2 = t(beta2), t(1.0 - beta2)
     e, wd = t(eps), t(weight_decay)
     for i in range(p.size):
-        d = g[i] + wd * p[i]
+        d = g[i] + wd * p[i] if weight_decay != 0.0 else g[i]
         mi = b1 * m[i] + c1 * d
         vi = b2 * v[i] + c2 * d * d
         m[i] = mi
