@@ -224,7 +224,8 @@ def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1, ceil_mo
     stride = check_int(op, "stride", stride, 1)
     padding = check_int(op, "padding", padding, 0)
     dilation = check_int(op, "dilation", dilation, 1)
-    o = out_size(size, kernel_size, stride, padding, padding, dilation, bool(ceil_mode))
+    o = out_size(size, kernel_size, stride, padding, padding, dilation,
+                 check_bool(op, "ceil_mode", ceil_mode))
     if o < 1:
         raise ValueError(
             f"{op}: output size would be {o} < 1 for size={size}, kernel_size={kernel_size}, "

@@ -41,6 +41,7 @@ import numpy as np
 from .. import _config
 from .._shapes import (
     as_float_array,
+    check_bool,
     check_int,
     check_ndim,
     check_padding_mode,
@@ -475,12 +476,12 @@ def _direct_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
 
 def _finite_array(a) -> bool:
     """Whether every value of ``a`` is finite (on all threads unless ``a`` is small)."""
-    from ..kernels._finite import _all_finite, _finite
+    from ..kernels._finite import _all_finite, _finite_flat
 
-    rows = a.reshape(-1, a.shape[-1])
+    flat = a.reshape(-1)  # the drivers' outputs are C-contiguous: a view
     if a.size < _config.SERIAL_BELOW:
-        return _finite(rows)
-    return _all_finite(rows, 4 * numba.get_num_threads())
+        return _finite_flat(flat)
+    return _all_finite(flat, 4 * numba.get_num_threads())
 
 
 def _exact_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
@@ -1065,7 +1066,8 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     _check_dy(op, dy, (x.shape[0], weight.shape[0], g.OH, g.OW), desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
                               weight.shape[0], backward=True)
-    return _conv2d_backward_impl(op, dy, x, weight, g, _want_bias(bias), bool(need_dx), algo)
+    return _conv2d_backward_impl(op, dy, x, weight, g, _want_bias(bias),
+                                 check_bool(op, "need_dx", need_dx), algo)
 
 
 # --------------------------------------------------------------------------- 1-D
@@ -1185,5 +1187,5 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     _check_dy(op, dy, (x.shape[0], weight.shape[0], g.OW), desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g, weight.shape[0])
     dx, gw, gb = _conv2d_backward_impl(op, dy[:, :, None, :], x4, w4, g, _want_bias(bias),
-                                       bool(need_dx), algo)
+                                       check_bool(op, "need_dx", need_dx), algo)
     return (None if dx is None else dx[:, :, 0, :]), gw[:, :, 0, :], gb

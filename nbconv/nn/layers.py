@@ -84,8 +84,8 @@ class _ConvNd(Module):
         check_padding_mode(op, padding_mode)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
-                f"{op}: in_channels={in_channels} and out_channels={out_channels} must both be "
-                f"divisible by groups={groups}"
+                f"{op}: argument 'groups'={groups} must divide both in_channels={in_channels} "
+                f"and out_channels={out_channels}"
             )
         self._config = dict(in_channels=int(in_channels), out_channels=int(out_channels),
                             kernel_size=_plain(kernel_size), stride=_plain(stride),

@@ -182,8 +182,11 @@ class Module:
             _arrays.zero_(p.grad)
 
     def train(self, mode: bool = True) -> Module:
+        from .._shapes import check_bool
+
+        mode = check_bool(f"{type(self).__name__}.train", "mode", mode)
         for _, m in self.named_modules():
-            m.training = bool(mode)
+            m.training = mode
         return self
 
     def eval(self) -> Module:
