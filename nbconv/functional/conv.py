@@ -723,7 +723,9 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
       forward 3.64 vs 3.84 but backward 9.1 vs 8.2; with 16 channels, or 3 (VGG's first
       layer: 45 vs 18 ms), direct wins.  Backward passes on outputs smaller than 10x10 take
       im2col (ResNet's last stage, 512 channels at 7x7, batch 16: 1.02 vs 1.53-2.01 x
-      PyTorch; at 14x14 Winograd still wins, 1.05 vs 1.13).
+      PyTorch; at 14x14 Winograd still wins, 1.05 vs 1.13).  Forward passes with a one-pixel
+      row or column take im2col too (resnet18 on 32x32 input, 512 channels at 1x1, batch 32:
+      3.9 vs 12.8 ms; batch 128: 28 vs 48 ms; at 2x2 the two trade places by batch size).
     * 5x5 forward likewise with at least 32 channels: Winograd on four 3x3 pieces.  AlexNet c2
       21.1 vs im2col 26.6 vs direct 31.8; 64 -> 64 9.0 vs direct 10.5; 32 -> 64 4.9 vs 5.3;
       16 -> 32 1.8 vs 1.4 (direct).  Its backward pass (Winograd data gradient, wide-row weight
@@ -773,7 +775,8 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
     if _winograd_fits(kh, kw, g) and (
             ((kh, kw) == (3, 3) and min(C, F) >= (48 if backward else 32))
             or ((kh, kw) == (5, 5) and not backward and min(C, F) >= 32)):
-        return "im2col" if backward and min(g.OH, g.OW) < 10 else "winograd"
+        small = min(g.OH, g.OW) < (10 if backward else 2)
+        return "im2col" if small else "winograd"
     stride1 = g.sy == 1 and g.sx == 1
     if g.groups > 1 and C == g.groups:  # depthwise: one input channel per group
         return "direct"
@@ -937,7 +940,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         directly, so that such values reach exactly the outputs they reach in a direct
         convolution).  ``"auto"`` picks ``"winograd"`` for 3x3 kernels
         with ``C, F >= 32`` (48 for the backward pass) and for the 5x5 forward pass with
-        ``C, F >= 32``; for other stride-1 kernels larger than 1x1 ``"direct"``, or
+        ``C, F >= 32``, except on outputs under 2x2 (forward) or 10x10 (backward), which take
+        ``"im2col"``; for other stride-1 kernels larger than 1x1 ``"direct"``, or
         ``"im2col"`` when ``groups == 1``, ``C >= 64`` and ``F >= 128``; otherwise
         ``"im2col"`` when ``groups == 1``, ``C * kh * kw >= 64`` and ``F >= 32``, else
         ``"direct"`` (grouped and depthwise convolutions, tiny reductions);
