@@ -95,21 +95,27 @@ def pca_2d(x):
     return c @ vt[:2].T, float((s[:2] ** 2).sum() / (s ** 2).sum())
 
 
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot")
+
+
 def plot(path, embeddings, y, dataset):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(embeddings), figsize=(10, 4.6), dpi=80,
+    fig, axes = plt.subplots(1, len(embeddings), figsize=(10, 4.6), dpi=72,
                              constrained_layout=True)
     for ax, (title, (z, ratio, acc2d)) in zip(axes, embeddings.items()):
-        sc = ax.scatter(z[:, 0], z[:, 1], c=y, cmap="tab10", s=5, vmin=-0.5, vmax=9.5)
+        sc = ax.scatter(z[:, 0], z[:, 1], c=y, cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
         ax.set_title(f"{title}\nPCA: {100 * ratio:.0f}% of the variance, 1-NN in 2-D "
                      f"{acc2d:.2f}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(sc, ax=axes, ticks=range(10), label="class", shrink=0.9)
+    bar = fig.colorbar(sc, ax=axes, ticks=range(10), label="class", shrink=0.9)
+    if dataset.startswith("Fashion-MNIST"):
+        bar.set_ticklabels(FASHION_CLASSES)
     fig.suptitle(f"{len(y)} test images of {dataset.split(' (')[0]}", fontsize=10)
     fig.savefig(path)
     plt.close(fig)
