@@ -105,6 +105,8 @@ def plot(path, table, dataset, example, perm):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.epochs < 1:
+        raise SystemExit(f"--epochs must be >= 1, got {args.epochs}")
     if args.threads:
         nc.set_num_threads(args.threads)
     name, (x, y), (xt, yt) = load_dataset(args)

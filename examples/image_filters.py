@@ -29,6 +29,7 @@ row per image: input, Sobel x, Sobel y, Sobel and Prewitt magnitudes, blur.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -75,6 +76,8 @@ def load_image(spec):
         return "china.jpg (scikit-learn)", grey[::2, ::2]  # 214x320 keeps the figure small
     import matplotlib.image as mpimg
 
+    if not Path(spec).is_file():
+        raise SystemExit(f"--image {spec!r}: no such file (give 'digit', 'photo' or a PNG/JPEG)")
     img = np.asarray(mpimg.imread(spec), dtype=np.float64)
     if img.ndim == 3:
         img = img[..., :3] @ np.array([0.299, 0.587, 0.114])

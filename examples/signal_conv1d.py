@@ -224,6 +224,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.train_size < 3 or args.test_size < 3:
         raise SystemExit("--train-size and --test-size must be >= 3 (one signal per class)")
+    if args.epochs < 1:
+        raise SystemExit(f"--epochs must be >= 1, got {args.epochs}")
     rng = np.random.default_rng(args.seed)
     smooth, smooth_fig = lesson_smoothing(rng)
     matched, matched_fig = lesson_matched_filter(rng)

@@ -262,3 +262,12 @@ def test_visualize_filters_end_to_end(tmp_path, lenet_file, capsys):
     with pytest.raises(SystemExit, match="--filters"):
         script("visualize_filters").main(["--model", str(lenet_file), "--dataset", "digits",
                                           "--filters", "16", "--out", str(out)])
+
+
+def test_bad_arguments_exit_with_a_message(tmp_path):
+    with pytest.raises(SystemExit, match="no such file"):
+        script("image_filters").main(["--image", str(tmp_path / "missing.png")])
+    with pytest.raises(SystemExit, match="--epochs"):
+        script("fc_vs_cnn").main(["--dataset", "digits", "--epochs", "0"])
+    with pytest.raises(SystemExit, match="--epochs"):
+        script("signal_conv1d").main(["--epochs", "0"])
