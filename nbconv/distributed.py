@@ -150,6 +150,7 @@ class World:
         sys.stderr.write(f"nbconv.distributed: {message}; aborting all {self.size} ranks\n")
         sys.stderr.flush()
         self.comm.Abort(code)
+        os._exit(code)  # MPICH's MPI_Abort can return to the caller before the launcher acts
 
     def abort_on_error(self, exc: BaseException):
         """The failure path of a rank: print the traceback and the rank, then abort the run
