@@ -307,3 +307,21 @@ def test_a_hanging_rank_makes_the_others_give_up(tmp_path):
     output, after = _failure(tmp_path, 2, "hang", "--timeout", 3)
     assert after < 60
     assert "rank 0 of 2 waited 3 s" in output and "aborting all 2 ranks" in output
+
+
+def test_bench_distributed_quick(tmp_path):
+    _mpiexec()  # skips without MPI
+    js = tmp_path / "distributed.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_distributed.py"),
+                           "--quick", "--json", str(js)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    _ok(proc)
+    assert "scaling efficiency" in proc.stdout
+    result = json.loads(js.read_text())
+    assert set(result["setups"]) == {"1 process x 1 thread", "1 process x 2 threads",
+                                     "2 ranks x 1 thread (MPI)"}
+    mpi = result["setups"]["2 ranks x 1 thread (MPI)"]
+    assert mpi["ranks"] == 2 and mpi["batch_per_rank"] == 32
+    assert mpi["allreduce_bytes"] == 4 * sum(
+        p.data.size for p in nc.models.lenet5().parameters())
+    assert {"mpi_scaling_efficiency", "comm_share", "allreduce_bare_ms"} <= set(result["summary"])
