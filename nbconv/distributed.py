@@ -130,8 +130,10 @@ class World:
             return buf
         req = self.comm.Iallreduce(self.MPI.IN_PLACE, buf, op=mpi_op)
         deadline = time.monotonic() + self.timeout
-        # Polling Test() costs what a blocking Allreduce costs (both spin) but can give up.
+        # Polling Test() costs what a blocking Allreduce costs (both spin) but can give up;
+        # sched_yield hands the core to another runnable process (a rank that shares it).
         while not req.Test():
+            os.sched_yield()
             if time.monotonic() > deadline:
                 self.abort(f"rank {self.rank} of {self.size} waited {self.timeout:g} s in "
                            f"{what}: another rank died, hangs or left the training loop")
