@@ -151,6 +151,9 @@ class World:
         """Print ``message`` to stderr and end every rank of the run (``MPI_Abort``)."""
         sys.stderr.write(f"nbconv.distributed: {message}; aborting all {self.size} ranks\n")
         sys.stderr.flush()
+        # The launcher tears its output forwarding down on MPI_Abort; give it a moment to pass
+        # on what this rank has just written (else the reason can be lost).
+        time.sleep(0.5)
         self.comm.Abort(code)
         os._exit(code)  # MPICH's MPI_Abort can return to the caller before the launcher acts
 
@@ -285,7 +288,7 @@ class ShardedLoader:
         """One line: this rank's share of each global batch and of an epoch."""
         n = self.loader.X.shape[0]
         sizes = self.global_batch_sizes()
-        mine = sum(hi - lo for hi, lo in (self.bounds(m)[::-1] for m in sizes))
+        mine = sum(hi - lo for lo, hi in map(self.bounds, sizes))
         lo, hi = self.bounds(self.global_batch_size)
         return (f"rank {self.rank}/{self.world_size}: rows {lo}-{hi - 1} of each global batch "
                 f"of {self.global_batch_size}, {mine} of {n} samples per epoch")

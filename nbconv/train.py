@@ -391,15 +391,15 @@ def _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks, ch
             vl = va = None
         history["val_loss"].append(vl)
         history["val_accuracy"].append(va)
-        if checkpoint is not None:
+        # every rank takes part, also where only rank 0 was given a checkpoint path
+        states = world.gather(_rng_state()) if world is not None else None
+        if checkpoint is not None and main:
             meta = dict(metadata or {})
             meta.update(epoch=epoch + 1, history=json.dumps(history), rng_state=_rng_state())
             if world is not None:
-                states = world.gather(_rng_state())
                 meta.update(rng_states=json.dumps(states), world_size=world.size,
                             global_batch_size=train_loader.global_batch_size)
-            if main:
-                io.save(model, checkpoint, optimizer=optimizer, metadata=meta)
+            io.save(model, checkpoint, optimizer=optimizer, metadata=meta)
         if plot is not None and main:
             plot_history(history, plot)
         stop = any(cb(epoch + 1, history) is False for cb in callbacks)
