@@ -82,18 +82,21 @@ def main(argv=None):
     from nbconv import distributed, losses
     from nbconv.train import fit
 
-    world = distributed.init(timeout=args.timeout)
+    world = distributed.init()
     # A different initialisation on every rank: the broadcast from rank 0 must fix it.
     model = build(args.model, seed=world.rank)
     opt = optimizer(model)
     train, val = loaders(args.n, args.batch, args.shift)
 
-    if args.fail and world.rank == args.fail_rank:
+    if args.fail:
         forward, calls = model.forward, [0]
 
         def failing_forward(x):
             calls[0] += 1
-            if calls[0] == args.fail_step:
+            if calls[0] == args.fail_step - 1 and args.timeout is not None:
+                # short only now: the first steps compile the kernels, at different speeds
+                world.timeout = args.timeout
+            if calls[0] == args.fail_step and world.rank == args.fail_rank:
                 sys.stderr.write(f"worker: rank {world.rank} fails ({args.fail}) at "
                                  f"{time.time():.3f}\n")
                 sys.stderr.flush()
