@@ -62,6 +62,7 @@ INSTALL_HINT = ("nbconv.distributed needs mpi4py and an MPI library: pip install
 _LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
 
 _world: list[World | None] = [None]
+_yield = getattr(os, "sched_yield", lambda: None)
 
 
 def launched_by_mpiexec() -> bool:
@@ -133,7 +134,7 @@ class World:
         # Polling Test() costs what a blocking Allreduce costs (both spin) but can give up;
         # sched_yield hands the core to another runnable process (a rank that shares it).
         while not req.Test():
-            os.sched_yield()
+            _yield()
             if time.monotonic() > deadline:
                 self.abort(f"rank {self.rank} of {self.size} waited {self.timeout:g} s in "
                            f"{what}: another rank died, hangs or left the training loop")

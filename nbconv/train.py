@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -228,21 +229,13 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
                 f"last global batch has {small[0]} samples for {world.size} ranks; use "
                 f"drop_last=True or another batch size")
     try:
-        with (dist.sync_batch_norm(model, world) if sync_batch_norm else _nothing()):
+        with (dist.sync_batch_norm(model, world) if sync_batch_norm else nullcontext()):
             return _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks,
                         checkpoint, resume, plot, progress, metadata, False, world,
                         bool(sync_batch_norm))
     except BaseException as e:  # any failure on one rank must end all ranks
         world.abort_on_error(e)
         raise
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _world(distributed):
