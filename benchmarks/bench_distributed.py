@@ -96,8 +96,8 @@ def worker(args) -> None:
             world.allreduce_(buf)
             bare.append(time.perf_counter() - t0)
         # the slowest rank's view of a step is the one that bounds the run
-        comm = world.comm.allreduce(statistics.median(comm_s), op=distributed._mpi().MAX)
-        bare_s = world.comm.allreduce(statistics.median(bare), op=distributed._mpi().MAX)
+        comm = world.comm.allreduce(statistics.median(comm_s), op=world.MPI.MAX)
+        bare_s = world.comm.allreduce(statistics.median(bare), op=world.MPI.MAX)
         out.update(allreduce_in_step_s=comm, allreduce_bare_s=bare_s,
                    allreduce_bytes=reduce.nbytes, comm_share=comm / out["step_s"],
                    bare_share=bare_s / out["step_s"])
