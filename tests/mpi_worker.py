@@ -77,6 +77,9 @@ def main(argv=None):
     p.add_argument("--fail-rank", type=int, default=1)
     p.add_argument("--fail-step", type=int, default=3)
     p.add_argument("--timeout", type=float, default=None)
+    p.add_argument("--stop-rank", type=int, default=None,
+                   help="a callback asks to stop after --stop-epoch on this rank only")
+    p.add_argument("--stop-epoch", type=int, default=1)
     args = p.parse_args(argv)
 
     from nbconv import distributed, losses
@@ -121,6 +124,10 @@ def main(argv=None):
             if epoch == args.keep_epoch and world.rank == 0:
                 shutil.copyfile(checkpoint, f"{checkpoint}.ep{epoch}")
         callbacks.append(keep)
+
+    if args.stop_rank is not None:
+        callbacks.append(lambda epoch, history: not (world.rank == args.stop_rank
+                                                     and epoch == args.stop_epoch))
 
     hist = fit(model, losses.CrossEntropyLoss(), opt, train, args.epochs, val_loader=val,
                callbacks=callbacks, checkpoint=checkpoint, resume=args.resume, plot=plot,

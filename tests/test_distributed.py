@@ -230,6 +230,16 @@ def test_batch_norm_synchronised_and_averaged(tmp_path):
     assert not np.allclose(w["1.running_mean"], ref["1.running_mean"], rtol=1e-4, atol=0)
 
 
+def test_a_stop_asked_by_one_rank_stops_every_rank(tmp_path):
+    proc, _ = _launch(3, tmp_path, "--n", 25, "--batch", 4, "--epochs", 3, "--stop-rank", 2,
+                      "--stop-epoch", 1)
+    _ok(proc)  # the others would wait for rank 2 in their next reduction, then abort
+    _assert_ranks_identical(tmp_path, 3)
+    assert len(json.loads((tmp_path / "history.json").read_text())["loss"]) == 1
+    ref, _ = _single_process("lenet", 25, 12, 1)
+    _assert_close(_weights(tmp_path, 0), ref)
+
+
 def test_average_batch_norm_stats_is_the_mean_over_ranks(tmp_path):
     script = tmp_path / "avg.py"
     script.write_text(
