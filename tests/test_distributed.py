@@ -335,3 +335,30 @@ def test_bench_distributed_quick(tmp_path):
     assert mpi["allreduce_bytes"] == 4 * sum(
         p.data.size for p in nc.models.lenet5().parameters())
     assert {"mpi_scaling_efficiency", "comm_share", "allreduce_bare_ms"} <= set(result["summary"])
+
+
+def test_train_lenet_example_under_mpiexec(tmp_path):
+    """SPEC section 6's command: the header names the world and the shards, rank 0 alone
+    reports and writes, and the weights are those of one process at the double batch."""
+    args = ["--dataset", "digits", "--epochs", "1", "--no-progress", "--threads", "1"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
+        str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([*_mpiexec(), "-n", "2", sys.executable,
+                           str(ROOT / "examples" / "train_lenet.py"), "--distributed",
+                           "--batch-size", "32", "--out", "d.h5", "--plot", "d.png", *args],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    _ok(proc)
+    lines = proc.stdout.strip().splitlines()
+    assert "distributed: world size 2, global batch 64 = 2 x 32" in proc.stdout
+    assert len([ln for ln in lines if re.match(r"  rank [01]/2: rows ", ln)]) == 2
+    assert "rank 1/2: rows 32-63 of each global batch of 64, 719 of 1438" in proc.stdout
+    assert proc.stdout.count("test accuracy:") == 1 and lines[-1].startswith("test accuracy:")
+    assert proc.stdout.count("data set:") == 1
+    assert (tmp_path / "d.h5").exists() and (tmp_path / "d.png").exists()
+    single = subprocess.run([sys.executable, str(ROOT / "examples" / "train_lenet.py"),
+                             "--batch-size", "64", "--out", "s.h5", "--plot", "s.png", *args],
+                            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    _ok(single)
+    assert nc.load_state(tmp_path / "d.h5")[2]["world_size"] == 2
+    _assert_close(nc.load(tmp_path / "d.h5").state_dict(),
+                  nc.load(tmp_path / "s.h5").state_dict(), rtol=1e-4, atol=1e-5)
