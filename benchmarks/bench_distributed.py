@@ -110,7 +110,8 @@ def _mpiexec() -> list[str]:
     exe = str(exe) if exe.exists() else shutil.which("mpiexec")
     if exe is None:
         raise SystemExit("no mpiexec: pip install 'nbconv[mpi]' (mpi4py and the mpich wheel)")
-    version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30,
+                             stdin=subprocess.DEVNULL)
     if "Open MPI" in version.stdout + version.stderr:
         return [exe, "--allow-run-as-root", "--oversubscribe"]
     return [exe]
@@ -123,7 +124,8 @@ def run_setup(args, ranks: int, threads: int) -> dict:
     if ranks > 1:
         cmd = [*_mpiexec(), "-n", str(ranks), *cmd, "--mpi"]
     env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env,
+                          stdin=subprocess.DEVNULL)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])

@@ -30,6 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(worker.__file__).resolve()
 
 
+def _run(cmd, timeout, **kw):
+    """``subprocess.run`` with the output captured and no standard input (as in CI)."""
+    return subprocess.run(list(map(str, cmd)), capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=timeout, **kw)
+
+
 # -- sharding, in this process ---------------------------------------------------------------
 def _loader(n, batch, transform=None, drop_last=False):
     x = np.random.default_rng(1).standard_normal((n, 1, 6, 6)).astype(np.float32)
@@ -98,9 +104,8 @@ def test_example_distributed_without_mpi_is_a_clear_error(tmp_path):
     fake.mkdir()
     (fake / "__init__.py").write_text("raise ImportError('No module named mpi4py')\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "train_lenet.py"),
-                           "--distributed", "--epochs", "1"], capture_output=True, text=True,
-                          timeout=120, env=env, cwd=tmp_path)
+    proc = _run([sys.executable, ROOT / "examples" / "train_lenet.py", "--distributed",
+                 "--epochs", "1"], timeout=120, env=env, cwd=tmp_path)
     assert proc.returncode != 0
     assert "--distributed" in proc.stderr and "pip install 'nbconv[mpi]'" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -117,7 +122,7 @@ def _mpiexec():
     exe = str(exe) if exe.exists() else shutil.which("mpiexec")
     if exe is None:
         pytest.skip("no mpiexec (pip install mpich; scripts/test.sh does)")
-    version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
+    version = _run([exe, "--version"], timeout=30)
     flags = []
     if "Open MPI" in version.stdout + version.stderr or "OpenRTE" in version.stdout:
         # Open MPI refuses root and more ranks than cores unless told; MPICH's hydra does not.
@@ -132,9 +137,8 @@ def _launch(n, out, *args, timeout=300):
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
                                                         os.environ.get("PYTHONPATH")])))
     t0 = time.monotonic()
-    proc = subprocess.run([*_mpiexec(), "-n", str(n), sys.executable, str(WORKER), str(out),
-                           *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=out)
+    proc = _run([*_mpiexec(), "-n", n, sys.executable, WORKER, out, *args], timeout=timeout,
+                env=env, cwd=out)
     return proc, time.monotonic() - t0
 
 
@@ -255,8 +259,8 @@ def test_average_batch_norm_stats_is_the_mean_over_ranks(tmp_path):
         "assert m[0]._buffers['num_batches_tracked'] == 0\n"
         "open(f'ok{w.rank}', 'w').close()\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([*_mpiexec(), "-n", "3", sys.executable, str(script)],
-                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    proc = _run([*_mpiexec(), "-n", 3, sys.executable, script], timeout=120, env=env,
+                cwd=tmp_path)
     _ok(proc)
     assert sorted(p.name for p in tmp_path.glob("ok*")) == ["ok0", "ok1", "ok2"]
 
@@ -322,9 +326,8 @@ def test_a_hanging_rank_makes_the_others_give_up(tmp_path):
 def test_bench_distributed_quick(tmp_path):
     _mpiexec()  # skips without MPI
     js = tmp_path / "distributed.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_distributed.py"),
-                           "--quick", "--json", str(js)], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    proc = _run([sys.executable, ROOT / "benchmarks" / "bench_distributed.py", "--quick",
+                 "--json", js], timeout=300, cwd=ROOT)
     _ok(proc)
     assert "scaling efficiency" in proc.stdout
     result = json.loads(js.read_text())
@@ -343,10 +346,9 @@ def test_train_lenet_example_under_mpiexec(tmp_path):
     args = ["--dataset", "digits", "--epochs", "1", "--no-progress", "--threads", "1"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
         str(ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.run([*_mpiexec(), "-n", "2", sys.executable,
-                           str(ROOT / "examples" / "train_lenet.py"), "--distributed",
-                           "--batch-size", "32", "--out", "d.h5", "--plot", "d.png", *args],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    proc = _run([*_mpiexec(), "-n", 2, sys.executable, ROOT / "examples" / "train_lenet.py",
+                 "--distributed", "--batch-size", 32, "--out", "d.h5", "--plot", "d.png", *args],
+                timeout=300, env=env, cwd=tmp_path)
     _ok(proc)
     lines = proc.stdout.strip().splitlines()
     assert "distributed: world size 2, global batch 64 = 2 x 32" in proc.stdout
@@ -355,9 +357,9 @@ def test_train_lenet_example_under_mpiexec(tmp_path):
     assert proc.stdout.count("test accuracy:") == 1 and lines[-1].startswith("test accuracy:")
     assert proc.stdout.count("data set:") == 1
     assert (tmp_path / "d.h5").exists() and (tmp_path / "d.png").exists()
-    single = subprocess.run([sys.executable, str(ROOT / "examples" / "train_lenet.py"),
-                             "--batch-size", "64", "--out", "s.h5", "--plot", "s.png", *args],
-                            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    single = _run([sys.executable, ROOT / "examples" / "train_lenet.py", "--batch-size", 64,
+                   "--out", "s.h5", "--plot", "s.png", *args], timeout=300, env=env,
+                  cwd=tmp_path)
     _ok(single)
     assert nc.load_state(tmp_path / "d.h5")[2]["world_size"] == 2
     _assert_close(nc.load(tmp_path / "d.h5").state_dict(),
