@@ -364,3 +364,41 @@ def test_train_lenet_example_under_mpiexec(tmp_path):
     assert nc.load_state(tmp_path / "d.h5")[2]["world_size"] == 2
     _assert_close(nc.load(tmp_path / "d.h5").state_dict(),
                   nc.load(tmp_path / "s.h5").state_dict(), rtol=1e-4, atol=1e-5)
+
+
+class _OneRank:
+    """Stands in for a World of one rank: reductions leave their buffer as it is."""
+
+    size, rank = 1, 0
+
+    def allreduce_(self, buf, op="sum", what=""):
+        return buf
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (lambda: nc.nn.BatchNorm2d(3), (5, 3, 4, 6)),
+    (lambda: nc.nn.BatchNorm2d(3, affine=False), (4, 3, 2, 2)),
+    (lambda: nc.nn.BatchNorm1d(4), (6, 4)),
+    (lambda: nc.nn.BatchNorm1d(4, momentum=0.3), (3, 4, 5)),
+])
+def test_sync_batch_norm_on_one_rank_is_batch_norm(layer, shape):
+    # The synchronised forward/backward written with NumPy sums against the layer's kernels.
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * 2 + 1).astype(np.float64)
+    dy = rng.standard_normal(shape)
+    plain, synced = layer().astype(np.float64), layer().astype(np.float64)
+    for m in (plain, synced):
+        if m.weight is not None:
+            m.weight.data[:] = rng.uniform(0.5, 2, m.weight.data.shape)
+            m.bias.data[:] = rng.uniform(-1, 1, m.bias.data.shape)
+    synced.load_state_dict(plain.state_dict())
+    y_ref, dx_ref = plain.forward(x), plain.backward(dy)
+    with distributed.sync_batch_norm(synced, _OneRank()):
+        y, dx = synced.forward(x), synced.backward(dy)
+    assert "forward" not in synced.__dict__  # the context put the class's methods back
+    np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-9, atol=1e-12)
+    for (k, a), b in zip(plain.state_dict().items(), synced.state_dict().values()):
+        np.testing.assert_allclose(b, a, rtol=1e-12, err_msg=k)
+    for p, q in zip(plain.parameters(), synced.parameters()):
+        np.testing.assert_allclose(q.grad, p.grad, rtol=1e-10, atol=1e-12)
