@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -31,9 +32,19 @@ WORKER = Path(worker.__file__).resolve()
 
 
 def _run(cmd, timeout, **kw):
-    """``subprocess.run`` with the output captured and no standard input (as in CI)."""
-    return subprocess.run(list(map(str, cmd)), capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=timeout, **kw)
+    """``subprocess.run`` with the output captured and no standard input (as in CI); on a
+    timeout the whole process group goes (mpiexec and every rank it started), then the
+    test fails with ``TimeoutExpired``."""
+    with subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+                          **kw) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 # -- sharding, in this process ---------------------------------------------------------------
