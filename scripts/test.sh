@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install -q -e ".[test,data]"
+# mpi: mpi4py and the mpich wheel (mpiexec), for the tests that launch mpiexec -n 2 and -n 3
+.venv/bin/python -m pip install -q -e ".[test,data,mpi]"
 
 # PyTorch is an optional cross-check.  Install it only where the CPU build lies on local disk,
 # never a multi-GB CUDA build from the internet; without it those tests skip with a message.
