@@ -44,7 +44,7 @@ class _Builder:
     def const(self, base: str, value, dtype=None) -> str:
         arr = np.asarray(value, dtype=self.dtype if dtype is None else dtype)
         name = self._unique(base)
-        self.inits.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        self.inits.append(self.onnx.numpy_helper.from_array(arr.copy(order="C"), name))
         return name
 
     def ints(self, base: str, values) -> str:

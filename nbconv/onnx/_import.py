@@ -166,7 +166,8 @@ class _Importer:
                 if isinstance(v, bytes):
                     attrs[k] = v.decode("utf-8", "replace")
             convert = _CONVERTERS.get(node.op_type)
-            if node.op_type in _FOLDERS and all(not v or v in self.consts for v in node.input):
+            if node.op_type in _FOLDERS and (node.op_type == "Shape" or all(
+                    not v or v in self.consts for v in node.input)):
                 convert = _FOLDERS[node.op_type]
             if convert is None:
                 raise self.fail(f"operator {node.op_type!r} is not supported; nbconv imports "
@@ -295,7 +296,9 @@ def _matmul(im, node, attrs):
     a, b = node.input[0], node.input[1]
     if b in im.consts and a not in im.consts:
         m = im.consts[b]
-        if m.ndim == 2 and im.rank(a) == 2:
+        # x @ W on (N, F) or (N, L, F) is a fully-connected layer; on an (N, C, H, W) feature
+        # map it is a fixed linear map along W (how nbconv exports adaptive average pools)
+        if m.ndim == 2 and im.rank(a) in (2, 3, None):
             _linear_from(im, m.T, None, im.source(a))
             return
         side, x = "right", a
