@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install -q -e ".[test,data]"
+.venv/bin/python -m pip install -q -e ".[test,data,onnx]"
 
 # PyTorch is an optional cross-check.  Install it only where the CPU build lies on local disk,
 # never a multi-GB CUDA build from the internet; without it those tests skip with a message.
@@ -19,6 +19,12 @@ else
     echo "note: no local CPU build of torch; PyTorch cross-check tests will be skipped"
 fi
 rm -rf "$tmp"
+# torch.onnx.export's default (dynamo) exporter needs onnxscript; the ONNX tests use both
+# exporters and skip the dynamo one without it.
+if .venv/bin/python -c "import torch" 2>/dev/null; then
+    .venv/bin/python -m pip install -q onnxscript \
+        || echo "note: onnxscript not installed; dynamo ONNX export tests will be skipped"
+fi
 
 export NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-$PWD/.numba_cache}
 .venv/bin/ruff check .
