@@ -319,13 +319,50 @@ def _twin(torch, kind):
             return torch.cat((r(self.p1_1(x)), r(self.p2_2(r(self.p2_1(x)))),
                               r(self.p3_2(r(self.p3_1(x)))), r(self.p4_2(self.p4_1(x)))), 1)
 
+    class Layers(tnn.Module):  # the other layers and options both exporters write
+        def __init__(self):
+            super().__init__()
+            self.c1 = tnn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect")
+            self.c2 = tnn.Conv2d(4, 4, 3, padding=2, padding_mode="replicate", dilation=2,
+                                 groups=2)
+            self.c3 = tnn.Conv2d(4, 6, 4, padding="same", bias=False)
+            self.c4 = tnn.Conv2d(6, 4, 3)
+            self.bn = tnn.BatchNorm2d(6)
+            self.pool1 = tnn.MaxPool2d(3, 2, 1, ceil_mode=True)
+            self.pool2 = tnn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)
+            self.gap = tnn.AdaptiveAvgPool2d(1)
+            self.fc1, self.bn1 = tnn.Linear(8, 6), tnn.BatchNorm1d(6)
+            self.fc2 = tnn.Linear(6, 5, bias=False)
+            self.drop = tnn.Dropout(0.5)
+
+        def forward(self, x):
+            f = tnn.functional
+            y = f.leaky_relu(self.c2(torch.tanh(self.c1(x))), 0.1)
+            y = f.relu6(self.bn(self.c3(y)))
+            y = self.pool2(self.pool1(self.c4(f.pad(y, (1, 2, 0, 1)))))
+            a = self.gap(y).squeeze(-1).squeeze(-1)       # GlobalAveragePool or ReduceMean
+            b = torch.sigmoid(y).mean((2, 3))              # ReduceMean
+            z = self.drop(torch.relu(self.bn1(self.fc1(torch.cat((a, b), 1)))))
+            return torch.softmax(self.fc2(z), dim=1)
+
+    class Conv1d(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = tnn.Conv1d(3, 4, 3, stride=2, padding=1)
+            self.bn = tnn.BatchNorm1d(4)
+            self.fc = tnn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.bn(torch.relu(self.c1(x))), 1))
+
     torch.manual_seed(0)
     model, shape = {"lenet": (LeNet, (2, 1, 28, 28)), "basic_block": (BasicBlock, (2, 4, 9, 9)),
-                    "inception": (Inception, (2, 4, 7, 7))}[kind]
+                    "inception": (Inception, (2, 4, 7, 7)), "layers": (Layers, (2, 3, 11, 9)),
+                    "conv1d": (Conv1d, (2, 3, 8))}[kind]
     model = model()
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, tnn.BatchNorm2d):
+            if isinstance(m, (tnn.BatchNorm1d, tnn.BatchNorm2d)):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
@@ -334,7 +371,7 @@ def _twin(torch, kind):
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)
-@pytest.mark.parametrize("kind", ["lenet", "basic_block", "inception"])
+@pytest.mark.parametrize("kind", ["lenet", "basic_block", "inception", "layers", "conv1d"])
 def test_torch_twin_loads_and_agrees(kind, exporter, tmp_path):
     torch = _torch()
     model, shape = _twin(torch, kind)

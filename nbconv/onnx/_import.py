@@ -461,6 +461,20 @@ def _gap(im, node, attrs):
     im.emit(_nn.GlobalAvgPool2d(), im.source(node.input[0]))
 
 
+def _reduce_mean(im, node, attrs):
+    if im.opset < 18 or len(node.input) < 2:
+        axes = attrs.get("axes")
+    else:
+        axes = im.needs_const(node.input[1], "axes").reshape(-1).tolist() if node.input[1] \
+            else None
+    rank = im.rank(node.input[0])
+    if rank != 4 or axes is None or sorted(int(a) % 4 for a in axes) != [2, 3]:
+        raise im.fail(f"ReduceMean is supported over the spatial axes (2, 3) of an (N, C, H, W) "
+                      f"input only (a global average pool), got axes {axes} on rank {rank}")
+    im.emit(_nn.GlobalAvgPool2d(keepdims=bool(attrs.get("keepdims", 1))),
+            im.source(node.input[0]))
+
+
 def _flatten(im, node, attrs):
     axis, rank = int(attrs.get("axis", 1)), im.rank(node.input[0])
     if axis < 0 and rank is not None:
@@ -537,7 +551,8 @@ _CONVERTERS = {
     "Sigmoid": _simple(lambda a: _nn.Sigmoid()), "Tanh": _simple(lambda a: _nn.Tanh()),
     "Softmax": _softmax, "Clip": _clip, "Dropout": _dropout,
     "BatchNormalization": _batchnorm, "LRN": _lrn, "MaxPool": _maxpool,
-    "AveragePool": _avgpool, "GlobalAveragePool": _gap, "Flatten": _flatten,
+    "AveragePool": _avgpool, "GlobalAveragePool": _gap, "ReduceMean": _reduce_mean,
+    "Flatten": _flatten,
     "Concat": _concat, "Identity": _identity, "Reshape": _reshape, "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze, "Pad": _pad,
 }
@@ -591,6 +606,45 @@ def _squeeze_np(im, ins, attrs, node):
     return np.squeeze(ins[0], axis=None if axes is None else tuple(axes))
 
 
+def _slice_np(im, ins, attrs, node):
+    data = ins[0]
+    if im.opset < 10:
+        starts, ends = attrs["starts"], attrs["ends"]
+        axes, steps = attrs.get("axes"), None
+    else:
+        starts, ends = ins[1].tolist(), ins[2].tolist()
+        axes = ins[3].tolist() if len(ins) > 3 and ins[3] is not None else None
+        steps = ins[4].tolist() if len(ins) > 4 and ins[4] is not None else None
+    axes = list(range(len(starts))) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    index = [slice(None)] * data.ndim
+    for a, b, e, st in zip(axes, starts, ends, steps):
+        index[a % data.ndim] = slice(b, e, st)
+    return data[tuple(index)]
+
+
+def _constant_of_shape_np(im, ins, attrs, node):
+    value = attrs.get("value")
+    fill = (im.onnx.numpy_helper.to_array(value).reshape(-1) if value is not None
+            else np.zeros(1, np.float32))
+    return np.full([int(s) for s in ins[0].reshape(-1)], fill[0], fill.dtype)
+
+
+def _arith(fn):
+    def fold(im, ins, attrs, node):
+        if any(v is not None and v.dtype.kind in "iu" and np.any(v == _BATCH) for v in ins):
+            raise im.fail("arithmetic on the batch size is not supported")
+        out = fn(*ins)
+        return out.astype(np.result_type(*ins), copy=False)
+    return fold
+
+
+def _int_div(a, b):
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu":  # ONNX integer division truncates
+        return np.trunc(np.true_divide(a, b))
+    return np.divide(a, b)
+
+
 def _cast_np(im, ins, attrs, node):
     return ins[0].astype(im.onnx.helper.tensor_dtype_to_np_dtype(attrs["to"]))
 
@@ -606,6 +660,11 @@ _FOLDERS = {
     "Squeeze": _numpy_fold(_squeeze_np),
     "Cast": _numpy_fold(_cast_np),
     "Reshape": _numpy_fold(lambda im, i, a, n: i[0].reshape([int(s) for s in i[1]])),
+    "Slice": _numpy_fold(_slice_np),
+    "Transpose": _numpy_fold(lambda im, i, a, n: np.transpose(i[0], a.get("perm"))),
+    "ConstantOfShape": _numpy_fold(_constant_of_shape_np),
+    "Add": _numpy_fold(_arith(np.add)), "Sub": _numpy_fold(_arith(np.subtract)),
+    "Mul": _numpy_fold(_arith(np.multiply)), "Div": _numpy_fold(_arith(_int_div)),
 }
 
 
