@@ -203,14 +203,15 @@ def test_unbatched_shape_and_opsets(tmp_path):
 
 
 def test_loaded_layers_round_trip_and_save(tmp_path):
-    """The onnx-only layers (Clip, Pad, Reshape, Squeeze, Unsqueeze) export again, and a
+    """The onnx-only layers (Clip, Pad, Slice, Reshape, Squeeze, Unsqueeze) export again, and a
     loaded graph saves to and loads from an nbconv model file."""
     from nbconv.onnx import layers as ox
 
     g = nn.Graph()
     g.add("pad", ox.Pad([[0, 0], [0, 0], [1, 2], [0, 1]], mode="reflect"), "input")
     g.add("pad2", ox.Pad([[0, 0], [0, 0], [1, 0], [2, 1]], value=0.5), "pad")
-    g.add("clip", ox.Clip(-0.5, 0.6), "pad2")
+    g.add("slice", ox.Slice([1, -1], [100, 0], axes=[2, 3], steps=[1, -2]), "pad2")
+    g.add("clip", ox.Clip(-0.5, 0.6), "slice")
     g.add("gap", nn.GlobalAvgPool2d(), "clip")
     g.add("sq", ox.Squeeze([2, 3]), "gap")
     g.add("un", ox.Unsqueeze([1]), "sq")
@@ -227,6 +228,7 @@ def test_loaded_layers_round_trip_and_save(tmp_path):
         [[0, 0], [2, 1], [1, 3]], mode=m, value=0.25)) for m in ("constant", "reflect", "edge",
                                                                  "wrap")],
     ("clip", lambda: nbconv.onnx.layers.Clip(-0.3, 0.4)),
+    ("slice", lambda: nbconv.onnx.layers.Slice([1, 4], [-1, 0], axes=[1, -1], steps=[2, -1])),
     ("matmul_left", lambda: _matmul_layer("left")),
     ("matmul_right", lambda: _matmul_layer("right")),
 ], ids=lambda p: p[0])
@@ -327,6 +329,7 @@ def _twin(torch, kind):
                                  groups=2)
             self.c3 = tnn.Conv2d(4, 6, 4, padding="same", bias=False)
             self.c4 = tnn.Conv2d(6, 4, 3)
+            self.c5 = tnn.Conv2d(4, 4, 3, padding=1, padding_mode="circular")  # Slice + Concat
             self.bn = tnn.BatchNorm2d(6)
             self.pool1 = tnn.MaxPool2d(3, 2, 1, ceil_mode=True)
             self.pool2 = tnn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)
@@ -339,7 +342,7 @@ def _twin(torch, kind):
             f = tnn.functional
             y = f.leaky_relu(self.c2(torch.tanh(self.c1(x))), 0.1)
             y = f.relu6(self.bn(self.c3(y)))
-            y = self.pool2(self.pool1(self.c4(f.pad(y, (1, 2, 0, 1)))))
+            y = self.pool2(self.pool1(self.c5(self.c4(f.pad(y, (1, 2, 0, 1))))))
             a = self.gap(y).squeeze(-1).squeeze(-1)       # GlobalAveragePool or ReduceMean
             b = torch.sigmoid(y).mean((2, 3))              # ReduceMean
             z = self.drop(torch.relu(self.bn1(self.fc1(torch.cat((a, b), 1)))))

@@ -252,6 +252,12 @@ def _pad(b, m, path, xs, vs, y):
     return b.node("Pad", ins, path, mode=m._config["mode"])
 
 
+def _slice(b, m, path, xs, vs, y):
+    cfg = m._config
+    ins = [xs[0]] + [b.ints(f"{path}.{k}", cfg[k]) for k in ("starts", "ends", "axes", "steps")]
+    return b.node("Slice", ins, path)
+
+
 def _reshape(b, m, path, xs, vs, y):
     return b.node("Reshape", [xs[0], b.ints(f"{path}.shape", m._config["shape"])], path,
                   allowzero=int(m._config["allowzero"]))
@@ -279,8 +285,8 @@ _WRITERS = {
     _nn.Sigmoid: _simple("Sigmoid"), _nn.Tanh: _simple("Tanh"), _nn.Softmax: _softmax,
     _nn.Dropout: _dropout, _nn.BatchNorm1d: _batchnorm, _nn.BatchNorm2d: _batchnorm,
     _nn.LocalResponseNorm: _lrn, _nn.Concat: _concat, _nn.Add: _add,
-    _ox.Clip: _clip, _ox.Pad: _pad, _ox.Reshape: _reshape, _ox.Squeeze: _squeeze,
-    _ox.Unsqueeze: _unsqueeze, _ox.MatMul: _matmul,
+    _ox.Clip: _clip, _ox.Pad: _pad, _ox.Slice: _slice, _ox.Reshape: _reshape,
+    _ox.Squeeze: _squeeze, _ox.Unsqueeze: _unsqueeze, _ox.MatMul: _matmul,
 }
 
 

@@ -544,6 +544,19 @@ def _pad(im, node, attrs):
             im.source(node.input[0]))
 
 
+def _slice(im, node, attrs):
+    if im.opset < 10:
+        starts, ends, axes, steps = attrs["starts"], attrs["ends"], attrs.get("axes"), None
+    else:
+        def ints(i, what):
+            if len(node.input) <= i or not node.input[i]:
+                return None
+            return [int(v) for v in im.needs_const(node.input[i], what).reshape(-1)]
+        starts, ends = ints(1, "starts"), ints(2, "ends")
+        axes, steps = ints(3, "axes"), ints(4, "steps")
+    im.emit(_ox.Slice(starts, ends, axes, steps), im.source(node.input[0]))
+
+
 _CONVERTERS = {
     "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "Add": _add, "Sum": _add,
     "Relu": _simple(lambda a: _nn.ReLU()),
@@ -554,7 +567,7 @@ _CONVERTERS = {
     "AveragePool": _avgpool, "GlobalAveragePool": _gap, "ReduceMean": _reduce_mean,
     "Flatten": _flatten,
     "Concat": _concat, "Identity": _identity, "Reshape": _reshape, "Squeeze": _squeeze,
-    "Unsqueeze": _unsqueeze, "Pad": _pad,
+    "Unsqueeze": _unsqueeze, "Pad": _pad, "Slice": _slice,
 }
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from ..nn.config import register
 from ..nn.module import Module
 
-__all__ = ["Clip", "Pad", "Reshape", "Squeeze", "Unsqueeze", "MatMul"]
+__all__ = ["Clip", "Pad", "Slice", "Reshape", "Squeeze", "Unsqueeze", "MatMul"]
 
 
 def _host(op: str, x) -> np.ndarray:
@@ -128,6 +128,49 @@ class Pad(Module):
             np.add.at(acc, src, moved)
             dx = np.moveaxis(acc, 0, axis)
         return np.ascontiguousarray(dx)
+
+
+@register
+class Slice(Module):
+    """``x[starts:ends:steps]`` along ``axes``, as ONNX Slice (out-of-range bounds clamp).
+
+    The TorchScript exporter writes circular padding as slices and a concatenation.  The
+    backward pass scatters ``dy`` into zeros at the sliced positions.
+    """
+
+    def __init__(self, starts, ends, axes=None, steps=None):
+        super().__init__()
+        n = len(starts)
+        axes = list(range(n)) if axes is None else [int(a) for a in axes]
+        steps = [1] * n if steps is None else [int(s) for s in steps]
+        if not len(ends) == len(axes) == len(steps) == n or 0 in steps:
+            raise ValueError(f"Slice: 'starts', 'ends', 'axes', 'steps' must have one entry "
+                             f"per sliced axis and steps must be non-zero, got {starts}, "
+                             f"{ends}, {axes}, {steps}")
+        self._config = dict(starts=[int(v) for v in starts], ends=[int(v) for v in ends],
+                            axes=axes, steps=steps)
+        self._shape = None
+
+    def _index(self, ndim: int) -> tuple:
+        cfg = self._config
+        index = [slice(None)] * ndim
+        for a, b, e, st in zip(cfg["axes"], cfg["starts"], cfg["ends"], cfg["steps"]):
+            if not -ndim <= a < ndim:
+                raise ValueError(f"Slice.forward: axis {a} is out of range for {ndim} axes")
+            index[a % ndim] = slice(b, e, st)
+        return tuple(index)
+
+    def forward(self, x):
+        x = _host("Slice.forward", x)
+        self._shape = x.shape
+        return np.ascontiguousarray(x[self._index(x.ndim)])
+
+    def backward(self, dy):
+        if self._shape is None:
+            raise _no_cache("Slice")
+        dx = np.zeros(self._shape, np.asarray(dy).dtype)
+        dx[self._index(len(self._shape))] = dy
+        return dx
 
 
 class _Reshaping(Module):
