@@ -506,3 +506,37 @@ def test_readme_onnx_sections_run(tmp_path):
             exec(compile(code, "README.md", "exec"), {})
     finally:
         os.chdir(cwd)
+
+
+def test_float64_model_round_trip(tmp_path):
+    """A float64 model exports DOUBLE tensors and loads back as float64 parameters."""
+    nbconv.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))
+    model.astype(np.float64).eval()
+    x = _rng(12).standard_normal((2, 1, 4, 4))
+    path = nbconv.onnx.export(model, tmp_path / "f64.onnx", x.shape)
+    assert onnx.load(path).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    g = nbconv.onnx.load(path)
+    assert {p.data.dtype for p in g.parameters()} == {np.dtype(np.float64)}
+    y = g(x)
+    assert y.dtype == np.float64
+    with nbconv.no_grad():
+        np.testing.assert_allclose(y, model(x), rtol=1e-12, atol=1e-12)
+
+
+def test_bench_onnx_quick(tmp_path):
+    import json
+
+    js = tmp_path / "onnx.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_onnx.py"), "--quick",
+                           "--models", "lenet5,resnet18", "--threads", "1", "--json", str(js)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "speed ratio" in proc.stdout
+    data = json.loads(js.read_text())
+    assert data["benchmark"] == "onnx" and data["summary"]["wrong_results"] == []
+    assert set(data["results"]) == {"lenet5", "resnet18"}
+    for r in data["results"].values():
+        assert r["check_ok"] and r["max_rel_err"] <= 1e-4
+        assert r["nbconv"]["ms"] > 0 and r["onnxruntime"]["ms"] > 0 and r["speed_ratio"] > 0
