@@ -181,6 +181,14 @@ def test_layer_round_trip(build, shape, ops, tmp_path):
     assert ops <= {n.op_type for n in onnx.load(path).graph.node}
 
 
+@pytest.mark.parametrize("pool", [nn.MaxPool2d, nn.AvgPool2d])
+def test_ceil_mode_pool_dropping_a_window(pool, tmp_path):
+    """PyTorch's rule: with ceil_mode, a last window that would start in the right padding is
+    dropped (7 -> 4 here, not ONNX shape inference's 5); onnxruntime follows it."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 1), pool(2, stride=2, padding=1, ceil_mode=True))
+    _round_trip(model, (2, 1, 7, 7), tmp_path)
+
+
 def test_circular_padding_needs_opset_19(tmp_path):
     model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular"))
     path = nbconv.onnx.export(model, tmp_path / "c.onnx", (1, 1, 5, 5))

@@ -33,6 +33,9 @@ class _Builder:
         self.onnx, self.dtype = onnx, np.dtype(dtype)
         self.nodes, self.inits, self.names = [], [], set()
         self.need_opset = MIN_OPSET
+        # a ceil_mode pool whose last window would start in the right padding: PyTorch (and
+        # onnxruntime) drop that window, ONNX's shape inference keeps it
+        self.shapes_disagree = False
 
     def _unique(self, base: str) -> str:
         name, i = base, 1
@@ -115,12 +118,25 @@ def _pool_attrs(cfg) -> dict:
                 ceil_mode=int(cfg["ceil_mode"]))
 
 
+def _note_ceil(b, cfg, x, y) -> None:
+    """Flag a ceil_mode pool whose output is smaller than the plain ceil formula's."""
+    if cfg["ceil_mode"]:
+        attrs = _pool_attrs(cfg)
+        k, s, p = attrs["kernel_shape"], attrs["strides"], attrs["pads"][:2]
+        d = _tuple(cfg.get("dilation", 1), 2)
+        for o, n, kk, ss, pp, dd in zip(y.shape[-2:], x.shape[-2:], k, s, p, d):
+            if o != -(-(n + 2 * pp - dd * (kk - 1) - 1) // ss) + 1:
+                b.shapes_disagree = True
+
+
 def _maxpool(b, m, path, xs, vs, y):
+    _note_ceil(b, m._config, vs[0], y)
     return b.node("MaxPool", xs, path, dilations=list(_tuple(m._config["dilation"], 2)),
                   **_pool_attrs(m._config))
 
 
 def _avgpool(b, m, path, xs, vs, y):
+    _note_ceil(b, m._config, vs[0], y)
     return b.node("AveragePool", xs, path, count_include_pad=int(m._config["count_include_pad"]),
                   **_pool_attrs(m._config))
 
@@ -425,7 +441,10 @@ def export(model, path, input_shape, opset=None, *, dynamic_batch=True):
     -----
     The model runs forward once on zeros of ``input_shape`` in eval mode inside
     :func:`nbconv.no_grad` (its mode is restored afterwards); the file is checked with
-    ``onnx.checker.check_model(full_check=True)`` before it is written.  Initialiser names
+    ``onnx.checker.check_model(full_check=True)`` before it is written -- without the shape
+    inference part (and with the output's sizes after the batch left open) when a
+    ``ceil_mode`` pool drops a last window that would start in the padding: PyTorch's rule,
+    which onnxruntime follows and ONNX's shape inference does not.  Initialiser names
     are the state-dict keys (``"0.weight"``, ``"1.0.bn1.running_mean"``).  Float64 models
     export as DOUBLE tensors.
     """
@@ -457,16 +476,19 @@ def export(model, path, input_shape, opset=None, *, dynamic_batch=True):
     batch = "N" if dynamic_batch else shape[0]
     y = np.asarray(y)
     inp = onnx.helper.make_tensor_value_info("input", elem, [batch, *shape[1:]])
-    outp = onnx.helper.make_tensor_value_info(
-        "output", elem, [batch, *y.shape[1:]] if y.ndim and y.shape[0] == shape[0]
-        else list(y.shape))
+    out_shape = ([batch, *y.shape[1:]] if y.ndim and y.shape[0] == shape[0]
+                 else list(y.shape))
+    if b.shapes_disagree:
+        out_shape = [out_shape[0]] + [None] * (len(out_shape) - 1)
+    outp = onnx.helper.make_tensor_value_info("output", elem, out_shape)
     graph = onnx.helper.make_graph(b.nodes, type(model).__name__, [inp], [outp], b.inits)
     version = _opset(onnx, opset, b.need_opset)
     opsets = [onnx.helper.make_opsetid("", version)]
     proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="nbconv",
                                    producer_version=__version__)
     proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)
-    onnx.checker.check_model(proto, full_check=True)
+    # full_check adds ONNX shape inference, which gets the pools noted above wrong
+    onnx.checker.check_model(proto, full_check=not b.shapes_disagree)
     path = os.fspath(path)
     _atomic_write(path, proto.SerializeToString())
     return path
