@@ -269,14 +269,16 @@ def _torch():
 EXPORTERS = ["torchscript", "dynamo"]
 
 
-def _torch_export(torch, model, x, path, exporter):
+def _torch_export(torch, model, x, path, exporter, static=False):
     import warnings
 
     if exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
         pytest.skip("onnxscript not installed: torch.onnx.export(dynamo=True) needs it")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if exporter == "dynamo":
+        if static:  # the defaults: the example's batch size is written into the file
+            torch.onnx.export(model, (x,), str(path), dynamo=exporter == "dynamo")
+        elif exporter == "dynamo":
             torch.onnx.export(model, (x,), str(path), dynamo=True, verbose=False,
                               dynamic_shapes=({0: torch.export.Dim("N", min=1, max=64)},))
         else:  # the TorchScript exporter, with a dynamic batch axis
@@ -400,6 +402,21 @@ def test_torch_twin_loads_and_agrees(kind, exporter, tmp_path):
         assert y.dtype == np.float32
         assert_scaled_close(y, ty.detach().numpy(), 1e-5)
         assert_scaled_close(g.backward(dy), tx.grad.numpy(), 1e-5)
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_torch_static_batch_export_runs_any_batch(exporter, tmp_path):
+    """Exported without a dynamic axis, the flatten becomes Reshape(x, [2, ...]) with the
+    example's batch size 2; nbconv keeps the batch size of the input it is given."""
+    torch = _torch()
+    model, shape = _twin(torch, "lenet")
+    path = tmp_path / "lenet_static.onnx"
+    _torch_export(torch, model, torch.zeros(shape), path, exporter, static=True)
+    g = nbconv.onnx.load(path)
+    for n in (2, 5):
+        x = _rng(n).standard_normal((n,) + shape[1:]).astype(np.float32)
+        with torch.no_grad():
+            assert_scaled_close(g(x), model(torch.from_numpy(x)).numpy(), 1e-5)
 
 
 def test_torch_lenet_fine_tunes(tmp_path):
