@@ -368,8 +368,16 @@ def _twin(torch, kind):
         def forward(self, x):
             return self.fc(torch.flatten(self.bn(torch.relu(self.c1(x))), 1))
 
+    def alexnet_lrn():  # torch writes LocalResponseNorm as ~10 elementwise nodes
+        return tnn.Sequential(
+            tnn.Conv2d(3, 6, 3), tnn.ReLU(), tnn.LocalResponseNorm(5, 1e-3, 0.75, 2.0),
+            tnn.MaxPool2d(2), tnn.Conv2d(6, 6, 3), tnn.LocalResponseNorm(4),  # even size
+            tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(6, 3))
+
     torch.manual_seed(0)
-    model, shape = {"lenet": (LeNet, (2, 1, 28, 28)), "basic_block": (BasicBlock, (2, 4, 9, 9)),
+    model, shape = {"lenet": (LeNet, (2, 1, 28, 28)),
+                    "alexnet_lrn": (alexnet_lrn, (2, 3, 10, 10)),
+                    "basic_block": (BasicBlock, (2, 4, 9, 9)),
                     "inception": (Inception, (2, 4, 7, 7)), "layers": (Layers, (2, 3, 11, 9)),
                     "conv1d": (Conv1d, (2, 3, 8))}[kind]
     model = model()
@@ -384,7 +392,8 @@ def _twin(torch, kind):
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)
-@pytest.mark.parametrize("kind", ["lenet", "basic_block", "inception", "layers", "conv1d"])
+@pytest.mark.parametrize("kind", ["lenet", "basic_block", "inception", "layers", "conv1d",
+                                  "alexnet_lrn"])
 def test_torch_twin_loads_and_agrees(kind, exporter, tmp_path):
     torch = _torch()
     model, shape = _twin(torch, kind)

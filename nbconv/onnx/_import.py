@@ -19,6 +19,7 @@ from .. import nn as _nn
 from ..io import FormatError
 from . import _deps
 from . import layers as _ox
+from ._patterns import TORCH_LRN, fuse_torch_lrn
 
 __all__ = ["load", "UnsupportedOpError"]
 
@@ -80,10 +81,32 @@ class _Importer:
         dims = self.shapes.get(self.input)
         self.batch = dims[0] if dims else None  # the static batch size the file was made with
         self.output = g.output[0].name
-        self.uses = Counter(v for n in g.node for v in n.input if v)
+        self._prefold()
+        self.node_list = fuse_torch_lrn(onnx, g, self.consts)
+        self.synthetic = {id(n) for n in self.node_list if n.op_type == TORCH_LRN}
+        self.uses = Counter(v for n in self.node_list for v in n.input if v)
         self.uses[self.output] += 1
         self.env = {self.input: _nn.Graph.INPUT}  # ONNX value -> nbconv node
         self.nodes: dict[str, list] = {}          # nbconv node -> [module, sources]
+
+    def attrs(self, node) -> dict:
+        out = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        return {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                for k, v in out.items()}
+
+    def _prefold(self) -> None:
+        """Fold the nodes that compute constants from constants (so that patterns can read
+        them); the walk folds them again, and reports any that fail."""
+        for i, node in enumerate(self.graph.node):
+            fold = _FOLDERS.get(node.op_type)
+            if fold is None or node.op_type == "Shape" or not all(
+                    not v or v in self.consts for v in node.input):
+                continue
+            self.node, self.label = node, _label(node, i)
+            try:
+                fold(self, node, self.attrs(node))
+            except Exception:  # reported by the walk
+                pass
 
     def _infer_shapes(self, model) -> dict:
         """Value name -> tuple of int (None where symbolic), from ONNX shape inference."""
@@ -152,7 +175,7 @@ class _Importer:
 
     # -- the walk -----------------------------------------------------------------------------
     def run(self) -> _nn.Graph:
-        for i, node in enumerate(self.graph.node):
+        for i, node in enumerate(self.node_list):
             self.node, self.label = node, _label(node, i)
             if node.domain not in ("", "ai.onnx"):
                 raise self.fail(f"operator domain {node.domain!r} is not supported (only the "
@@ -161,11 +184,10 @@ class _Importer:
                 if extra and self.uses[extra]:
                     raise self.fail(f"its output {extra!r} is used; nbconv layers compute only "
                                     "the first output")
-            attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
-            for k, v in attrs.items():
-                if isinstance(v, bytes):
-                    attrs[k] = v.decode("utf-8", "replace")
+            attrs = self.attrs(node)
             convert = _CONVERTERS.get(node.op_type)
+            if id(node) in self.synthetic:
+                convert = _torch_lrn
             if node.op_type in _FOLDERS and (node.op_type == "Shape" or all(
                     not v or v in self.consts for v in node.input)):
                 convert = _FOLDERS[node.op_type]
@@ -426,6 +448,12 @@ def _lrn(im, node, attrs):
                                   beta=float(attrs.get("beta", 0.75)),
                                   k=float(attrs.get("bias", 1.0))),
             im.source(node.input[0]))
+
+
+def _torch_lrn(im, node, attrs):
+    """PyTorch's LocalResponseNorm, recognised by :func:`._patterns.fuse_torch_lrn`."""
+    im.emit(_nn.LocalResponseNorm(int(attrs["size"]), alpha=attrs["alpha"], beta=attrs["beta"],
+                                  k=attrs["bias"]), im.source(node.input[0]))
 
 
 def _pool_args(im, attrs):
