@@ -4,7 +4,8 @@ The file is parsed as protobuf data and checked with ``onnx.checker``; nothing i
 (no custom op, no Python).  Every node becomes an nbconv layer, or folds into one: a ``Pad``
 into the ``Conv`` after it (padding mode), an ``Add`` of a constant into the ``MatMul``/``Conv``
 before it (bias), ``Constant``/``Shape``/``Gather``/``Unsqueeze``/``Concat`` chains that only
-compute a reshape target into that target.
+compute a reshape target into that target; PyTorch's ``LocalResponseNorm`` node chains into one
+layer (:mod:`._patterns`).
 """
 
 from __future__ import annotations
@@ -747,10 +748,12 @@ def load(path) -> _nn.Graph:
 
     Supported operators: Conv (1-D/2-D, groups, dilation, pads, auto_pad), Gemm, MatMul (a
     constant operand), Add/Sum, Relu, LeakyRelu, Sigmoid, Tanh, Softmax, Clip (ReLU6),
-    Dropout, BatchNormalization, LRN (odd sizes), MaxPool, AveragePool, GlobalAveragePool,
-    Flatten (axis 1), Reshape, Squeeze, Unsqueeze, Pad, Concat, Identity, and Constant /
-    Shape / Gather / Unsqueeze / Concat / Cast chains on constants or static shapes (as
-    ``x.view(x.size(0), -1)`` exports).  A Reshape target whose first size is the file's
+    Dropout, BatchNormalization, LRN (odd sizes) and the node chains PyTorch writes for
+    ``LocalResponseNorm`` (any size), MaxPool, AveragePool, GlobalAveragePool, ReduceMean over
+    H and W, Flatten (axis 1), Reshape, Squeeze, Unsqueeze, Slice, Pad, Concat, Identity, and
+    computations on constants or static shapes (Constant, Shape, Gather, Unsqueeze, Concat,
+    Cast, Slice, Transpose, ConstantOfShape, arithmetic), as ``x.view(x.size(0), -1)`` and
+    the TorchScript exporter's padding write them.  A Reshape target whose first size is the file's
     static batch size keeps the batch size of the actual input instead.
 
     Raises
