@@ -14,7 +14,24 @@ called, so ``import nbconv`` never imports it.  The extra layers an imported gra
 """
 
 from . import layers
-from ._export import DEFAULT_OPSET, MIN_OPSET, export
-from ._import import UnsupportedOpError, load
 
 __all__ = ["export", "load", "UnsupportedOpError", "layers", "DEFAULT_OPSET", "MIN_OPSET"]
+
+# ``import nbconv`` imports this package (for the layers' registration); the converters load
+# on first use, which keeps them off nbconv's start-up time.
+_LAZY = {"export": "_export", "DEFAULT_OPSET": "_export", "MIN_OPSET": "_export",
+         "load": "_import", "UnsupportedOpError": "_import"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
