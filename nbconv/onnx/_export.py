@@ -77,14 +77,10 @@ def _conv(b, m, path, xs, vs, y):
     x = xs[0]
     attrs = dict(kernel_shape=list(k), strides=list(stride), dilations=list(dil),
                  group=int(m.groups))
-    if m.padding_mode == "zeros":
-        if m.padding == "same" and any(s > 1 for s in stride):
-            attrs["auto_pad"] = "SAME_UPPER"  # TensorFlow's rule, for any input size
-        else:
-            pads = _conv_pads(m, vs[0].shape[2:], k, stride, dil)
-            attrs["pads"] = [p[0] for p in pads] + [p[1] for p in pads]
-    else:
-        pads = _conv_pads(m, vs[0].shape[2:], k, stride, dil)
+    pads = _conv_pads(m, vs[0].shape[2:], k, stride, dil)
+    if m.padding_mode != "zeros" and any(map(any, pads)):
+        # ONNX Conv pads with zeros only: the other modes are a Pad node, sized for the
+        # traced input
         pad_in = b.ints(f"{path}.pads", [0, 0] + [p[0] for p in pads] + [0, 0]
                         + [p[1] for p in pads])
         mode = _PAD_MODES[m.padding_mode]
@@ -92,6 +88,10 @@ def _conv(b, m, path, xs, vs, y):
             b.need_opset = max(b.need_opset, 19)
         x = b.node("Pad", [x, pad_in], f"{path}.pad", mode=mode)
         attrs["pads"] = [0] * (2 * nd)
+    elif m.padding == "same" and m.padding_mode == "zeros" and any(s > 1 for s in stride):
+        attrs["auto_pad"] = "SAME_UPPER"  # TensorFlow's rule, for any input size
+    else:  # fixed pads (stride-1 "same" pads do not depend on the input size)
+        attrs["pads"] = [p[0] for p in pads] + [p[1] for p in pads]
     ins = [x, b.const(f"{path}.weight", w)]
     if m.bias is not None:
         ins.append(b.const(f"{path}.bias", m.bias.data))
