@@ -215,8 +215,8 @@ def test_unbatched_shape_and_opsets(tmp_path):
 
 
 def test_loaded_layers_round_trip_and_save(tmp_path):
-    """The onnx-only layers (Clip, Pad, Slice, Reshape, Squeeze, Unsqueeze) export again, and a
-    loaded graph saves to and loads from an nbconv model file."""
+    """The onnx-only layers (Clip, Pad, Slice, Reshape, Squeeze, Unsqueeze, LogSoftmax) export
+    again, and a loaded graph saves to and loads from an nbconv model file."""
     from nbconv.onnx import layers as ox
 
     g = nn.Graph()
@@ -228,6 +228,7 @@ def test_loaded_layers_round_trip_and_save(tmp_path):
     g.add("sq", ox.Squeeze([2, 3]), "gap")
     g.add("un", ox.Unsqueeze([1]), "sq")
     g.add("re", ox.Reshape([0, -1]), "un")
+    g.add("logp", ox.LogSoftmax(dim=1), "re")
     path, loaded = _round_trip(g, (2, 2, 4, 5), tmp_path)
     nbconv.save(loaded, tmp_path / "m.h5")
     again = nbconv.load(tmp_path / "m.h5")
@@ -304,7 +305,8 @@ def _twin(torch, kind):
             x = torch.max_pool2d(torch.relu(self.c1(x)), 2)
             x = torch.nn.functional.avg_pool2d(torch.sigmoid(self.c2(x)), 2)
             x = x.view(x.size(0), -1)  # a Shape -> Gather -> Concat -> Reshape chain
-            return self.f3(torch.tanh(self.f2(tnn.functional.relu6(self.f1(x)))))
+            x = self.f3(torch.tanh(self.f2(tnn.functional.relu6(self.f1(x)))))
+            return tnn.functional.log_softmax(x, dim=1)  # as PyTorch's MNIST example
 
     class BasicBlock(tnn.Module):  # torchvision's, with a strided projection shortcut
         def __init__(self, cin=4, cout=8, stride=2):

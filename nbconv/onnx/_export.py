@@ -208,6 +208,10 @@ def _softmax(b, m, path, xs, vs, y):
     return b.node("Softmax", xs, path, axis=m._config["dim"])
 
 
+def _log_softmax(b, m, path, xs, vs, y):
+    return b.node("LogSoftmax", xs, path, axis=m._config["dim"])
+
+
 def _dropout(b, m, path, xs, vs, y):
     # an inference graph: ONNX Dropout without training_mode is the identity
     return b.node("Dropout", [xs[0], b.const(f"{path}.ratio", m._config["p"])], path)
@@ -301,8 +305,8 @@ _WRITERS = {
     _nn.Sigmoid: _simple("Sigmoid"), _nn.Tanh: _simple("Tanh"), _nn.Softmax: _softmax,
     _nn.Dropout: _dropout, _nn.BatchNorm1d: _batchnorm, _nn.BatchNorm2d: _batchnorm,
     _nn.LocalResponseNorm: _lrn, _nn.Concat: _concat, _nn.Add: _add,
-    _ox.Clip: _clip, _ox.Pad: _pad, _ox.Slice: _slice, _ox.Reshape: _reshape,
-    _ox.Squeeze: _squeeze, _ox.Unsqueeze: _unsqueeze, _ox.MatMul: _matmul,
+    _ox.Clip: _clip, _ox.LogSoftmax: _log_softmax, _ox.Pad: _pad, _ox.Slice: _slice,
+    _ox.Reshape: _reshape, _ox.Squeeze: _squeeze, _ox.Unsqueeze: _unsqueeze, _ox.MatMul: _matmul,
 }
 
 

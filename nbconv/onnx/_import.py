@@ -384,9 +384,10 @@ def _softmax(im, node, attrs):
     axis = int(attrs.get("axis", -1 if im.opset >= 13 else 1))
     rank = im.rank(node.input[0])
     if im.opset < 13 and (rank is None or axis % rank != rank - 1):
-        raise im.fail(f"Softmax before opset 13 normalises over all axes from {axis} on; "
-                      "supported only when that is the last axis")
-    im.emit(_nn.Softmax(dim=axis), im.source(node.input[0]))
+        raise im.fail(f"{node.op_type} before opset 13 normalises over all axes from {axis} "
+                      "on; supported only when that is the last axis")
+    layer = _nn.Softmax if node.op_type == "Softmax" else _ox.LogSoftmax
+    im.emit(layer(dim=axis), im.source(node.input[0]))
 
 
 def _scalar(im, value, what):
@@ -591,7 +592,7 @@ _CONVERTERS = {
     "Relu": _simple(lambda a: _nn.ReLU()),
     "LeakyRelu": _simple(lambda a: _nn.LeakyReLU(float(a.get("alpha", 0.01)))),
     "Sigmoid": _simple(lambda a: _nn.Sigmoid()), "Tanh": _simple(lambda a: _nn.Tanh()),
-    "Softmax": _softmax, "Clip": _clip, "Dropout": _dropout,
+    "Softmax": _softmax, "LogSoftmax": _softmax, "Clip": _clip, "Dropout": _dropout,
     "BatchNormalization": _batchnorm, "LRN": _lrn, "MaxPool": _maxpool,
     "AveragePool": _avgpool, "GlobalAveragePool": _gap, "ReduceMean": _reduce_mean,
     "Flatten": _flatten,
@@ -747,7 +748,7 @@ def load(path) -> _nn.Graph:
         fine-tune.  Parameters are float32 for FLOAT files, float64 for DOUBLE.
 
     Supported operators: Conv (1-D/2-D, groups, dilation, pads, auto_pad), Gemm, MatMul (a
-    constant operand), Add/Sum, Relu, LeakyRelu, Sigmoid, Tanh, Softmax, Clip (ReLU6),
+    constant operand), Add/Sum, Relu, LeakyRelu, Sigmoid, Tanh, Softmax, LogSoftmax, Clip (ReLU6),
     Dropout, BatchNormalization, LRN (odd sizes) and the node chains PyTorch writes for
     ``LocalResponseNorm`` (any size), MaxPool, AveragePool, GlobalAveragePool, ReduceMean over
     H and W, Flatten (axis 1), Reshape, Squeeze, Unsqueeze, Slice, Pad, Concat, Identity, and

@@ -14,10 +14,11 @@ import math
 
 import numpy as np
 
+from .. import functional as F
 from ..nn.config import register
 from ..nn.module import Module
 
-__all__ = ["Clip", "Pad", "Slice", "Reshape", "Squeeze", "Unsqueeze", "MatMul"]
+__all__ = ["Clip", "LogSoftmax", "Pad", "Slice", "Reshape", "Squeeze", "Unsqueeze", "MatMul"]
 
 
 def _host(op: str, x) -> np.ndarray:
@@ -67,6 +68,27 @@ class Clip(Module):
         if hi is not None:
             inside &= self._x < hi
         return np.where(inside, dy, 0).astype(dy.dtype, copy=False)
+
+
+@register
+class LogSoftmax(Module):
+    """``log(softmax(x))`` along ``dim``, as ``torch.nn.LogSoftmax`` (the classic PyTorch MNIST
+    network ends in ``F.log_softmax``); stable, backward from the output."""
+
+    def __init__(self, dim=-1):
+        super().__init__()
+        self._config = dict(dim=int(dim))
+        self._y = None
+
+    def forward(self, x):
+        y = F.log_softmax(x, axis=self._config["dim"])
+        self._y = y if self._keep() else None
+        return y
+
+    def backward(self, dy):
+        if self._y is None:
+            raise _no_cache("LogSoftmax")
+        return F.log_softmax_backward(dy, self._y, axis=self._config["dim"])
 
 
 _NP_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
