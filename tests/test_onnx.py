@@ -229,6 +229,8 @@ def test_loaded_layers_round_trip_and_save(tmp_path):
     g.add("un", ox.Unsqueeze([1]), "sq")
     g.add("re", ox.Reshape([0, -1]), "un")
     g.add("logp", ox.LogSoftmax(dim=1), "re")
+    g.add("scale", ox.Arithmetic("div", (1, 2), side="left"), "logp")
+    g.nodes[-1][1]._buffers["constant"][...] = [[2.0, -3.0]]
     path, loaded = _round_trip(g, (2, 2, 4, 5), tmp_path)
     nbconv.save(loaded, tmp_path / "m.h5")
     again = nbconv.load(tmp_path / "m.h5")
@@ -242,6 +244,8 @@ def test_loaded_layers_round_trip_and_save(tmp_path):
                                                                  "wrap")],
     ("clip", lambda: nbconv.onnx.layers.Clip(-0.3, 0.4)),
     ("slice", lambda: nbconv.onnx.layers.Slice([1, 4], [-1, 0], axes=[1, -1], steps=[2, -1])),
+    *[(f"arithmetic_{op}_{side}", lambda op=op, side=side: _arithmetic_layer(op, side))
+      for op in ("add", "sub", "mul", "div") for side in ("left", "right")],
     ("matmul_left", lambda: _matmul_layer("left")),
     ("matmul_right", lambda: _matmul_layer("right")),
 ], ids=lambda p: p[0])
@@ -255,6 +259,12 @@ def test_onnx_layers_backward_matches_finite_differences(layer):
     dx = module.backward(dy)
     assert dx.shape == x.shape
     directional_check(module.forward, [x], dy, [dx])
+
+
+def _arithmetic_layer(op, side):
+    m = nbconv.onnx.layers.Arithmetic(op, (4, 1), side=side, dtype=np.float64)
+    m._buffers["constant"][...] = _rng(13).uniform(0.5, 2.0, (4, 1))
+    return m
 
 
 def _matmul_layer(side):
@@ -353,9 +363,11 @@ def _twin(torch, kind):
             self.fc1, self.bn1 = tnn.Linear(8, 6), tnn.BatchNorm1d(6)
             self.fc2 = tnn.Linear(6, 5, bias=False)
             self.drop = tnn.Dropout(0.5)
+            self.register_buffer("mean", torch.tensor([0.1, 0.2, 0.3]).reshape(1, 3, 1, 1))
 
         def forward(self, x):
             f = tnn.functional
+            x = (x - self.mean) / 0.5 * 2.0 + 1.0  # Sub, Div, Mul, Add with constants
             y = f.leaky_relu(self.c2(torch.tanh(self.c1(x))), 0.1)
             y = f.relu6(self.bn(self.c3(y)))
             y = self.pool2(self.pool1(self.c5(self.c4(f.pad(y, (1, 2, 0, 1))))))

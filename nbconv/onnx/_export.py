@@ -278,6 +278,12 @@ def _slice(b, m, path, xs, vs, y):
     return b.node("Slice", ins, path)
 
 
+def _arithmetic(b, m, path, xs, vs, y):
+    c = b.const(f"{path}.constant", m._buffers["constant"])
+    return b.node(m._config["op"].capitalize(),
+                  [xs[0], c] if m._config["side"] == "right" else [c, xs[0]], path)
+
+
 def _reshape(b, m, path, xs, vs, y):
     return b.node("Reshape", [xs[0], b.ints(f"{path}.shape", m._config["shape"])], path,
                   allowzero=int(m._config["allowzero"]))
@@ -306,7 +312,8 @@ _WRITERS = {
     _nn.Dropout: _dropout, _nn.BatchNorm1d: _batchnorm, _nn.BatchNorm2d: _batchnorm,
     _nn.LocalResponseNorm: _lrn, _nn.Concat: _concat, _nn.Add: _add,
     _ox.Clip: _clip, _ox.LogSoftmax: _log_softmax, _ox.Pad: _pad, _ox.Slice: _slice,
-    _ox.Reshape: _reshape, _ox.Squeeze: _squeeze, _ox.Unsqueeze: _unsqueeze, _ox.MatMul: _matmul,
+    _ox.Reshape: _reshape, _ox.Squeeze: _squeeze, _ox.Unsqueeze: _unsqueeze,
+    _ox.MatMul: _matmul, _ox.Arithmetic: _arithmetic,
 }
 
 

@@ -347,19 +347,20 @@ def _add(im, node, attrs):
             im.emit(_nn.Add(), *[im.source(v) for v in ins])
         return
     if node.op_type != "Add" or len(ins) != 2 or len(consts) != 1:
-        raise im.fail("a sum with constant operands is supported only as a bias")
+        raise im.fail("a sum of more than two tensors with constant operands is not "
+                      "supported")
     c = im.consts[consts[0]]
     x = ins[0] if ins[1] == consts[0] else ins[1]
     prev = im.sole_producer(x, _nn.Linear, _nn.Conv2d, _nn.Conv1d)
     layer = None if prev is None else im.nodes[prev][0]
     if layer is not None and layer.bias is None:
         n = layer.weight.data.shape[0]
-        if isinstance(layer, _nn.Linear):
-            fits = c.size in (1, n) and c.shape[-1:] in ((1,), (n,)) and c.ndim <= 2
-        else:
-            spatial = layer.weight.data.ndim - 2
-            fits = c.size in (1, n) and (c.size == 1 or c.reshape(-1).shape == (n,)) and (
-                c.ndim <= spatial + 2 and c.shape[-spatial:] == (1,) * spatial)
+        # one value per output channel, broadcast along every other axis and no further
+        target = (1, n) + (1,) * (layer.weight.data.ndim - 2)
+        try:
+            fits = np.broadcast_shapes(c.shape, target) == target
+        except ValueError:
+            fits = False
         if fits:
             if isinstance(layer, _nn.Linear):
                 new = _nn.Linear(layer.weight.data.shape[1], n, bias=True, dtype=im.dtype)
@@ -370,8 +371,19 @@ def _add(im, node, attrs):
             im.nodes[prev][0] = new
             im.env[node.output[0]] = prev
             return
-    raise im.fail(f"adding a constant of shape {c.shape} is supported only as the bias of "
-                  "the Gemm/MatMul/Conv computing the other operand")
+    _arithmetic(im, node, attrs)
+
+
+def _arithmetic(im, node, attrs):
+    """A binary node with one constant operand: an Arithmetic layer."""
+    a, b = node.input[0], node.input[1]
+    if (a in im.consts) == (b in im.consts):
+        raise im.fail(f"{node.op_type} of two computed tensors is not supported (one operand "
+                      "must be a constant)")
+    c, side, x = (im.consts[b], "right", a) if b in im.consts else (im.consts[a], "left", b)
+    layer = _ox.Arithmetic(node.op_type.lower(), c.shape, side=side, dtype=im.dtype)
+    layer._buffers["constant"][...] = c
+    im.emit(layer, im.source(x))
 
 
 def _simple(factory):
@@ -589,6 +601,7 @@ def _slice(im, node, attrs):
 
 _CONVERTERS = {
     "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "Add": _add, "Sum": _add,
+    "Sub": _arithmetic, "Mul": _arithmetic, "Div": _arithmetic,
     "Relu": _simple(lambda a: _nn.ReLU()),
     "LeakyRelu": _simple(lambda a: _nn.LeakyReLU(float(a.get("alpha", 0.01)))),
     "Sigmoid": _simple(lambda a: _nn.Sigmoid()), "Tanh": _simple(lambda a: _nn.Tanh()),

@@ -18,7 +18,8 @@ from .. import functional as F
 from ..nn.config import register
 from ..nn.module import Module
 
-__all__ = ["Clip", "LogSoftmax", "Pad", "Slice", "Reshape", "Squeeze", "Unsqueeze", "MatMul"]
+__all__ = ["Clip", "LogSoftmax", "Pad", "Slice", "Reshape", "Squeeze", "Unsqueeze", "MatMul",
+           "Arithmetic"]
 
 
 def _host(op: str, x) -> np.ndarray:
@@ -334,3 +335,64 @@ class MatMul(Module):
             if n == 1 and dx.shape[axis] != 1:
                 dx = dx.sum(axis=axis, keepdims=True)
         return dx
+
+
+def _unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum ``g`` over the axes broadcasting added to an operand of ``shape``."""
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for axis, n in enumerate(shape):
+        if n == 1 and g.shape[axis] != 1:
+            g = g.sum(axis=axis, keepdims=True)
+    return g
+
+
+@register
+class Arithmetic(Module):
+    """``x op c`` (``side="right"``) or ``c op x`` (``side="left"``) with a fixed constant
+    ``c`` broadcast as NumPy does; ``op`` in ``{"add", "sub", "mul", "div"}``.
+
+    ONNX ``Add``/``Sub``/``Mul``/``Div`` nodes with one constant operand (an input
+    normalisation written in a model's ``forward``, a scale) become this layer; the constant
+    is a buffer, not a trained parameter.
+    """
+
+    _OPS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
+
+    def __init__(self, op, shape, side="right", dtype=np.float32):
+        super().__init__()
+        if op not in self._OPS or side not in ("left", "right"):
+            raise ValueError(f"Arithmetic: 'op' must be one of {sorted(self._OPS)} and 'side' "
+                             f"'left' or 'right', got {op!r}, {side!r}")
+        self._config = dict(op=op, shape=[int(n) for n in shape], side=side)
+        self._buffer("constant", np.zeros(self._config["shape"], dtype))
+        self._x = None
+
+    def forward(self, x):
+        x = _host("Arithmetic.forward", x)
+        c = self._buffers["constant"].astype(x.dtype, copy=False)
+        fn = self._OPS[self._config["op"]]
+        y = fn(x, c) if self._config["side"] == "right" else fn(c, x)
+        if y.shape != x.shape:
+            raise ValueError(f"Arithmetic.forward: the constant of shape {c.shape} would "
+                             f"broadcast input x of shape {x.shape} to {y.shape}")
+        self._x = x if self._keep() else None
+        return y.astype(x.dtype, copy=False)
+
+    def backward(self, dy):
+        if self._x is None:
+            raise _no_cache("Arithmetic")
+        dy = np.asarray(dy)
+        c = self._buffers["constant"].astype(dy.dtype, copy=False)
+        op, right = self._config["op"], self._config["side"] == "right"
+        if op == "add" or (op == "sub" and right):
+            dx = dy
+        elif op == "sub":
+            dx = -dy
+        elif op == "mul":
+            dx = dy * c
+        elif right:
+            dx = dy / c
+        else:
+            dx = -dy * c / (self._x * self._x)
+        return np.ascontiguousarray(_unbroadcast(dx, self._x.shape).astype(dy.dtype, copy=False))
