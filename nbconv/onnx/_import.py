@@ -761,14 +761,15 @@ def load(path) -> _nn.Graph:
         fine-tune.  Parameters are float32 for FLOAT files, float64 for DOUBLE.
 
     Supported operators: Conv (1-D/2-D, groups, dilation, pads, auto_pad), Gemm, MatMul (a
-    constant operand), Add/Sum, Relu, LeakyRelu, Sigmoid, Tanh, Softmax, LogSoftmax, Clip (ReLU6),
-    Dropout, BatchNormalization, LRN (odd sizes) and the node chains PyTorch writes for
-    ``LocalResponseNorm`` (any size), MaxPool, AveragePool, GlobalAveragePool, ReduceMean over
-    H and W, Flatten (axis 1), Reshape, Squeeze, Unsqueeze, Slice, Pad, Concat, Identity, and
-    computations on constants or static shapes (Constant, Shape, Gather, Unsqueeze, Concat,
-    Cast, Slice, Transpose, ConstantOfShape, arithmetic), as ``x.view(x.size(0), -1)`` and
-    the TorchScript exporter's padding write them.  A Reshape target whose first size is the file's
-    static batch size keeps the batch size of the actual input instead.
+    constant operand), Add/Sum, Sub/Mul/Div with a constant operand, Relu, LeakyRelu,
+    Sigmoid, Tanh, Softmax, LogSoftmax, Clip (ReLU6), Dropout, BatchNormalization, LRN (odd
+    sizes) and the node chains PyTorch writes for ``LocalResponseNorm`` (any size), MaxPool,
+    AveragePool, GlobalAveragePool, ReduceMean over H and W, Flatten (axis 1), Reshape,
+    Squeeze, Unsqueeze, Slice, Pad, Concat, Identity, and computations on constants or
+    static shapes (Constant, Shape, Gather, Unsqueeze, Concat, Cast, Slice, Transpose,
+    ConstantOfShape, arithmetic), as ``x.view(x.size(0), -1)`` and the TorchScript
+    exporter's padding write them. A Reshape target whose first size is the file's static
+    batch size keeps the batch size of the actual input instead.
 
     Raises
     ------

@@ -1,11 +1,17 @@
 """The few layers an imported ONNX graph needs beyond :mod:`nbconv.nn`.
 
-``Clip`` (PyTorch's ``ReLU6`` is ``Clip(0, 6)``), ``Pad`` (a ``Pad`` node that cannot be
-folded into the convolution after it), ``Reshape``/``Squeeze``/``Unsqueeze`` (ONNX's shape
-ops) and ``MatMul`` (a product with a fixed matrix).  Each has a hand-written backward pass
-like every nbconv layer and is registered (:func:`nbconv.nn.register`), so a graph holding
-them can be saved with :func:`nbconv.save` and rebuilt by :func:`nbconv.load`.  They run on
-host arrays only; none imports onnx.
+``Clip`` (PyTorch's ``ReLU6`` is ``Clip(0, 6)``), ``LogSoftmax``, ``Pad`` (a ``Pad`` node that
+cannot be folded into the convolution after it), ``Slice``, ``Reshape``/``Squeeze``/
+``Unsqueeze`` (ONNX's shape ops), ``MatMul`` (a product with a fixed matrix) and
+``Arithmetic`` (``Add``/``Sub``/``Mul``/``Div`` with a constant).  Each has a hand-written
+backward pass like every nbconv layer and is registered (:func:`nbconv.nn.register`), so a
+graph holding them can be saved with :func:`nbconv.save` and rebuilt by :func:`nbconv.load`.
+They run on host arrays only; none imports onnx.
+
+>>> import numpy as np
+>>> from nbconv.onnx.layers import Reshape
+>>> Reshape([0, -1])(np.zeros((2, 3, 4, 4), np.float32)).shape
+(2, 48)
 """
 
 from __future__ import annotations
