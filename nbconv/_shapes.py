@@ -24,9 +24,18 @@ __all__ = [
     "conv_padding",
     "out_size",
     "pair",
+    "single",
     "check_padding_mode",
+    "check_bool",
     "check_int",
+    "check_real",
+    "MAX_INT",
 ]
+
+#: The largest integer hyperparameter accepted (stride, padding, sizes, ...).  The kernels
+#: index with int64; nothing larger can describe an array that fits in memory, and larger
+#: values would overflow inside numba instead of failing here with the argument's name.
+MAX_INT = 2**62
 
 
 def _is_int(v) -> bool:
@@ -34,13 +43,54 @@ def _is_int(v) -> bool:
 
 
 def check_int(op: str, name: str, v, minimum: int | None = None) -> int:
-    """Return ``v`` as a Python int, or raise TypeError/ValueError naming ``name``."""
+    """Return ``v`` as a Python int in ``[minimum, MAX_INT]``, or raise TypeError/ValueError
+    naming ``name``.  Booleans and floats (even integral ones, e.g. ``2.0``) are refused."""
     if not _is_int(v):
         raise TypeError(f"{op}: argument '{name}' must be an int, got {v!r} ({type(v).__name__})")
     v = int(v)
     if minimum is not None and v < minimum:
         raise ValueError(f"{op}: argument '{name}' must be >= {minimum}, got {v}")
+    if abs(v) > MAX_INT:
+        raise ValueError(f"{op}: argument '{name}' must be at most 2**62 in magnitude, got {v}")
     return v
+
+
+def check_bool(op: str, name: str, v) -> bool:
+    """Return ``v`` as a Python bool; only ``bool`` and ``numpy.bool_`` are accepted (the
+    string ``"False"`` is truthy, so reading it as a flag would silently do the opposite)."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    raise TypeError(
+        f"{op}: argument '{name}' must be a bool (True or False), got {v!r} ({type(v).__name__})"
+    )
+
+
+def check_real(op: str, name: str, v, low: float | None = None, high: float | None = None, *,
+               low_open: bool = False, high_open: bool = False, finite: bool = True) -> float:
+    """Return ``v`` as a Python float in the interval from ``low`` to ``high`` (closed unless
+    ``low_open``/``high_open``), or raise TypeError/ValueError naming ``name``.
+
+    Ints, floats and numpy scalars are accepted; bools, strings, None and arrays are not.
+    ``finite=False`` admits inf (NaN never passes a range check and is always refused)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.integer,
+                                                             np.floating)):
+        raise TypeError(
+            f"{op}: argument '{name}' must be a real number, got {v!r} ({type(v).__name__})"
+        )
+    f = float(v)
+    too_low = low is not None and not (f > low if low_open else f >= low)  # NaN: too low
+    too_high = high is not None and not (f < high if high_open else f <= high)
+    if too_low or too_high:
+        if low is not None and high is not None:
+            rule = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            rule = f"{'>' if low_open else '>='} {low:g}"
+        else:
+            rule = f"{'<' if high_open else '<='} {high:g}"
+        raise ValueError(f"{op}: argument '{name}' must be {rule}, got {v!r}")
+    if math.isnan(f) or (finite and math.isinf(f)):
+        raise ValueError(f"{op}: argument '{name}' must be a finite number, got {v!r}")
+    return f
 
 
 def pair(op: str, name: str, v, minimum: int | None = None) -> tuple[int, int]:
@@ -51,6 +101,15 @@ def pair(op: str, name: str, v, minimum: int | None = None) -> tuple[int, int]:
         return (check_int(op, name, v[0], minimum), check_int(op, name, v[1], minimum))
     v = check_int(op, name, v, minimum)
     return (v, v)
+
+
+def single(op: str, name: str, v, minimum: int | None = None) -> int:
+    """Normalise an int or a 1-tuple of ints (a 1-D hyperparameter) to an int."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 1:
+            raise ValueError(f"{op}: argument '{name}' must be an int or a 1-tuple, got {v!r}")
+        v = v[0]
+    return check_int(op, name, v, minimum)
 
 
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
@@ -165,7 +224,8 @@ def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1, ceil_mo
     stride = check_int(op, "stride", stride, 1)
     padding = check_int(op, "padding", padding, 0)
     dilation = check_int(op, "dilation", dilation, 1)
-    o = out_size(size, kernel_size, stride, padding, padding, dilation, bool(ceil_mode))
+    o = out_size(size, kernel_size, stride, padding, padding, dilation,
+                 check_bool(op, "ceil_mode", ceil_mode))
     if o < 1:
         raise ValueError(
             f"{op}: output size would be {o} < 1 for size={size}, kernel_size={kernel_size}, "

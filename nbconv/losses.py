@@ -18,6 +18,11 @@ __all__ = ["CrossEntropyLoss", "MSELoss", "L1Loss"]
 _REDUCTIONS = ("mean", "sum")
 
 
+def _mean(total: float, n: int) -> float:
+    """``total / n``; NaN for an empty batch, as PyTorch's mean of nothing."""
+    return total / n if n else float("nan")
+
+
 class _Loss:
     def __init__(self, reduction="mean"):
         if reduction not in _REDUCTIONS:
@@ -31,10 +36,11 @@ class _Loss:
 
     def _reduce(self, per_element: np.ndarray) -> float:
         total = float(np.sum(per_element, dtype=np.float64))
-        return total / per_element.size if self.reduction == "mean" else total
+        return _mean(total, per_element.size) if self.reduction == "mean" else total
 
     def _scale(self, n: int) -> float:
-        return 1.0 / n if self.reduction == "mean" else 1.0
+        # an empty batch has an empty gradient: any finite scale will do
+        return 1.0 / max(n, 1) if self.reduction == "mean" else 1.0
 
     def backward(self):
         if self._cache is None:
@@ -124,7 +130,7 @@ class _Elementwise(_Loss):
 
         total, diff = _device.elementwise_loss(pred, target, self._kind, type(self).__name__)
         self._cache = diff
-        return total / diff.size if self.reduction == "mean" else total
+        return _mean(total, diff.size) if self.reduction == "mean" else total
 
     def _grad(self):
         if is_device_array(self._cache):

@@ -9,10 +9,14 @@ wherever the parameters are.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
+from . import _config, _shapes
+from ._shapes import check_bool, check_real
 from .kernels import optim as _k
 from .nn import _arrays
+from .nn.module import Module, Parameter
 
 __all__ = ["SGD", "Adam"]
 
@@ -21,13 +25,7 @@ class Optimizer:
     """Base class: holds the parameters, hyperparameters and per-parameter state arrays."""
 
     def __init__(self, params, **hyper):
-        self.params = list(params)
-        if not self.params:
-            raise ValueError(f"{type(self).__name__}: argument 'params' is empty")
-        for name in ("lr", "weight_decay"):
-            if name in hyper and not float(hyper[name]) >= 0:
-                raise ValueError(f"{type(self).__name__}: argument '{name}' must be >= 0, "
-                                 f"got {hyper[name]!r}")
+        self.params = _parameter_list(type(self).__name__, params)
         self.hyper = hyper
         self.step_count = 0
         self.state: list[dict[str, np.ndarray]] = [{} for _ in self.params]
@@ -68,24 +66,39 @@ class Optimizer:
                 "step": self.step_count, "state": flat}
 
     def load_state_dict(self, d: dict) -> None:
-        if d.get("type") != type(self).__name__:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: state is for "
-                             f"{d.get('type')!r}")
-        self.hyper.update(d["hyper"])
-        self.step_count = int(d["step"])
-        self.state = [{} for _ in self.params]
+        """Restore what :meth:`state_dict` returned; a malformed ``d`` raises ValueError or
+        TypeError naming the bad entry and leaves the optimizer as it was."""
+        op = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(d, dict):
+            raise TypeError(f"{op}: argument 'state_dict' must be a dict, got {type(d).__name__}")
+        missing = [k for k in ("type", "hyper", "step", "state") if k not in d]
+        if missing:
+            raise ValueError(f"{op}: argument 'state_dict' lacks the entries {missing} (expected "
+                             "what state_dict() returns: 'type', 'hyper', 'step', 'state')")
+        if d["type"] != type(self).__name__:
+            raise ValueError(f"{op}: state is for {d['type']!r}")
+        if not isinstance(d["hyper"], dict) or set(d["hyper"]) != set(self.hyper):
+            raise ValueError(f"{op}: entry 'hyper' must be a dict with the keys "
+                             f"{sorted(self.hyper)}, got {d['hyper']!r}")
+        hyper = type(self)(self.params, **d["hyper"]).hyper  # validated as by the constructor
+        step = d["step"]
+        if not _shapes._is_int(step) or step < 0:
+            raise ValueError(f"{op}: entry 'step' must be an int >= 0, got {step!r}")
+        if not isinstance(d["state"], dict):
+            raise TypeError(f"{op}: entry 'state' must be a dict, got {type(d['state']).__name__}")
+        state = [{} for _ in self.params]
         for key, v in d["state"].items():
-            i, name = key.split(".", 1)
-            i = int(i)
-            if (not 0 <= i < len(self.params)
-                    or tuple(np.shape(v)) != tuple(self.params[i].data.shape)):
-                raise ValueError(f"{type(self).__name__}.load_state_dict: state {key!r} with "
-                                 f"shape {np.shape(v)} does not fit the parameters")
-            data = self.params[i].data
+            i, _, name = str(key).partition(".")
+            data = self.params[int(i)].data if i.isdigit() and int(i) < len(self.params) else None
+            if (data is None or not name or not hasattr(v, "shape")
+                    or tuple(v.shape) != tuple(data.shape)):
+                raise ValueError(f"{op}: state {key!r} with shape {np.shape(v)} does not fit "
+                                 f"the parameters (expected '<index>.<name>' and the shape of "
+                                 "that parameter)")
             if _arrays.is_device_array(v):
                 v = _arrays.host_copy(v)
-            v = np.array(v, dtype=data.dtype)
-            self.state[i][name] = _place_like(v, data)
+            state[int(i)][name] = _place_like(np.array(v, dtype=data.dtype), data)
+        self.hyper, self.step_count, self.state = hyper, int(step), state
 
 
 class SGD(Optimizer):
@@ -98,11 +111,15 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
                  dampening=0.0):
-        if nesterov and (momentum <= 0 or dampening != 0):
+        op = "SGD"
+        hyper = dict(lr=check_real(op, "lr", lr, 0.0),
+                     momentum=check_real(op, "momentum", momentum, 0.0),
+                     weight_decay=check_real(op, "weight_decay", weight_decay, 0.0),
+                     nesterov=check_bool(op, "nesterov", nesterov),
+                     dampening=check_real(op, "dampening", dampening))
+        if hyper["nesterov"] and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
             raise ValueError("SGD: nesterov needs momentum > 0 and dampening == 0")
-        super().__init__(params, lr=float(lr), momentum=float(momentum),
-                         weight_decay=float(weight_decay), nesterov=bool(nesterov),
-                         dampening=float(dampening))
+        super().__init__(params, **hyper)
 
     def _update(self, p, g, st):
         h = self.hyper
@@ -119,11 +136,14 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba) with PyTorch's bias-corrected update and L2 weight decay."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        b1, b2 = betas
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
-            raise ValueError(f"Adam: argument 'betas' must lie in [0, 1), got {betas!r}")
-        super().__init__(params, lr=float(lr), betas=[float(b1), float(b2)], eps=float(eps),
-                         weight_decay=float(weight_decay))
+        op = "Adam"
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"{op}: argument 'betas' must be a pair of floats in [0, 1), "
+                            f"got {betas!r}")
+        betas = [check_real(op, "betas", b, 0.0, 1.0, high_open=True) for b in betas]
+        super().__init__(params, lr=check_real(op, "lr", lr, 0.0), betas=betas,
+                         eps=check_real(op, "eps", eps, 0.0),
+                         weight_decay=check_real(op, "weight_decay", weight_decay, 0.0))
 
     def _update(self, p, g, st):
         h = self.hyper
@@ -137,11 +157,34 @@ class Adam(Optimizer):
                                  h["weight_decay"], 1 - b1**t, 1 - b2**t)
 
 
+def _parameter_list(op: str, params) -> list:
+    """``params`` as a non-empty list of :class:`~nbconv.nn.Parameter` (PyTorch's rule: an
+    iterable of parameters, e.g. ``model.parameters()``)."""
+    if isinstance(params, Module):
+        raise TypeError(f"{op}: argument 'params' is a {type(params).__name__} module; pass "
+                        "model.parameters()")
+    if isinstance(params, (np.ndarray, Parameter, str, bytes)) or not hasattr(params, "__iter__"):
+        raise TypeError(f"{op}: argument 'params' must be an iterable of Parameters (e.g. "
+                        f"model.parameters()), got {type(params).__name__}")
+    params = list(params)
+    if not params:
+        raise ValueError(f"{op}: argument 'params' is empty")
+    for i, p in enumerate(params):
+        if not isinstance(p, Parameter):
+            raise TypeError(f"{op}: argument 'params' must hold nbconv Parameters (e.g. "
+                            f"model.parameters()); item {i} is a {type(p).__name__}")
+    return params
+
+
 def _kernel(name, p):
-    """The fused update ``name`` for parameter data ``p``: the numba CPU kernel, or for a
-    device array its CUDA twin configured to cover ``p.size`` elements."""
+    """The fused update ``name`` for parameter data ``p``: the numba CPU kernel (its parallel
+    version for large parameters), or for a device array its CUDA twin configured to cover
+    ``p.size`` elements."""
     if type(p) is np.ndarray:
-        return getattr(_k, name)
+        if p.size < _config.SERIAL_BELOW:
+            return getattr(_k, name)
+        parallel, chunks = getattr(_k, name + "_parallel"), 4 * numba.get_num_threads()
+        return lambda *args: parallel(*args, chunks)
     from .kernels import cuda as kc
     from .kernels.cuda import optim as kco
 

@@ -134,3 +134,107 @@ def random_layer(seed, dtype, x_shape, w_shape):
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     return x, w, rng.standard_normal(w_shape[0]).astype(dtype)
+
+
+def _valid_taps(n, o, s, p0, d, k):
+    """Per kernel tap ``t``: the output indices ``i`` (a range) whose input index
+    ``i*s - p0 + t*d`` lies in ``[0, n)``, and the first such input index."""
+    out = []
+    for t in range(k):
+        off = t * d - p0
+        lo = 0
+        while lo < o and lo * s + off < 0:
+            lo += 1
+        hi = lo
+        while hi < o and hi * s + off < n:
+            hi += 1
+        out.append((lo, hi, lo * s + off))
+    return out
+
+
+def ref_conv2d_exact(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
+                     padding_mode="zeros"):
+    """conv2d in float64 by the definition, for inputs holding inf/NaN: a zero-padded
+    position contributes no term at all (not ``0 * w``, which is NaN for an infinite
+    weight); other padding modes pad with copies of ``x`` (``np.pad``), which do contribute.
+    Sums are taken over the real terms only, so NaN/inf reach exactly the outputs whose
+    windows hold them (``0 * inf`` of a real tap is NaN, as in NumPy)."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    N, C, H, W = x.shape
+    F, Cg, kh, kw = w.shape
+    sy, sx = _two(stride)
+    dh, dw = _two(dilation)
+    pt, pb, pl, pr = ref_pads(padding, (H, W), (kh, kw), (sy, sx), (dh, dw))
+    if padding_mode != "zeros":
+        x = ref_pad(x, (pt, pb, pl, pr), padding_mode)
+        H, W, (pt, pb, pl, pr) = x.shape[2], x.shape[3], (0, 0, 0, 0)
+    OH = (H + pt + pb - dh * (kh - 1) - 1) // sy + 1
+    OW = (W + pl + pr - dw * (kw - 1) - 1) // sx + 1
+    Fg = F // groups
+    y = np.zeros((N, F, OH, OW))
+    if b is not None:
+        y += np.asarray(b, np.float64)[None, :, None, None]
+    rows, cols = _valid_taps(H, OH, sy, pt, dh, kh), _valid_taps(W, OW, sx, pl, dw, kw)
+    for g in range(groups):
+        xs = x[:, g * Cg:(g + 1) * Cg]
+        for p, (i0, i1, h0) in enumerate(rows):
+            for q, (j0, j1, c0) in enumerate(cols):
+                if i1 <= i0 or j1 <= j0:
+                    continue
+                win = xs[:, :, h0:h0 + (i1 - i0 - 1) * sy + 1:sy,
+                         c0:c0 + (j1 - j0 - 1) * sx + 1:sx]
+                for f in range(g * Fg, (g + 1) * Fg):
+                    for c in range(Cg):  # one term per channel: no sum over a zero weight row
+                        y[:, f, i0:i1, j0:j1] += w[f, c, p, q] * win[:, c]
+    return y
+
+
+def ref_conv2d_backward_exact(dy, x, w, stride=1, padding=0, dilation=1, groups=1,
+                              padding_mode="zeros"):
+    """``(dx, dw, db)`` of :func:`ref_conv2d_exact` by the same rule: only real terms are
+    summed (``dx`` gathers ``w * dy`` over the taps that read each input pixel, the gradient
+    of a copied padding pixel added to its source; ``dw`` sums ``dy * xpad`` over the taps
+    that land inside the padded input)."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    dy = np.asarray(dy, np.float64)
+    N, C, H0, W0 = x.shape
+    F, Cg, kh, kw = w.shape
+    sy, sx = _two(stride)
+    dh, dw_ = _two(dilation)
+    pads = ref_pads(padding, (H0, W0), (kh, kw), (sy, sx), (dh, dw_))
+    pt, pl = pads[0], pads[2]
+    xp = x
+    if padding_mode != "zeros":
+        xp = ref_pad(x, pads, padding_mode)
+        pt = pl = 0
+    H, W = xp.shape[2], xp.shape[3]
+    OH, OW = dy.shape[2], dy.shape[3]
+    Fg = F // groups
+    dxp = np.zeros(xp.shape)
+    gw = np.zeros(w.shape)
+    rows, cols = _valid_taps(H, OH, sy, pt, dh, kh), _valid_taps(W, OW, sx, pl, dw_, kw)
+    for g in range(groups):
+        for p, (i0, i1, h0) in enumerate(rows):
+            for q, (j0, j1, c0) in enumerate(cols):
+                if i1 <= i0 or j1 <= j0:
+                    continue
+                hs = slice(h0, h0 + (i1 - i0 - 1) * sy + 1, sy)
+                ws = slice(c0, c0 + (j1 - j0 - 1) * sx + 1, sx)
+                for f in range(g * Fg, (g + 1) * Fg):
+                    d = dy[:, f, i0:i1, j0:j1]
+                    for c in range(Cg):
+                        ch = g * Cg + c
+                        dxp[:, ch, hs, ws] += w[f, c, p, q] * d
+                        gw[f, c, p, q] = np.sum(d * xp[:, ch, hs, ws])
+    if padding_mode == "zeros":
+        dx = dxp
+    else:  # the adjoint of np.pad: each padded pixel's gradient goes to the pixel it copies
+        src_h = np.pad(np.arange(H0), pads[:2], mode=NP_PAD_MODES[padding_mode])
+        src_w = np.pad(np.arange(W0), pads[2:], mode=NP_PAD_MODES[padding_mode])
+        dx = np.zeros(x.shape)
+        for i in range(H):
+            for j in range(W):
+                dx[:, :, src_h[i], src_w[j]] += dxp[:, :, i, j]
+    return dx, gw, dy.sum(axis=(0, 2, 3))

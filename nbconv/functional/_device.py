@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 
-from .._shapes import check_int, check_ndim
+from .._shapes import check_bool, check_int, check_ndim, check_real
 
 __all__ = ["dispatch", "is_device_array"]
 
@@ -480,7 +480,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         _kernels("pool2d")._max_pool2d_fwd[_grid(y.size)](
             _planes(x), _planes(y), _planes(idx), kh, kw, sy, sx, ph, pw, dh, dw
         )
-    return (y, idx) if return_indices else y
+    return (y, idx) if check_bool(op, "return_indices", return_indices) else y
 
 
 @_impl
@@ -529,7 +529,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     y = _empty(tuple(x.shape[:-2]) + (oh, ow), x.dtype)
     if y.size:
         _kernels("pool2d")._avg_pool2d_fwd[_grid(y.size)](
-            _planes(x), _planes(y), kh, kw, sy, sx, ph, pw, int(bool(count_include_pad)), div
+            _planes(x), _planes(y), kh, kw, sy, sx, ph, pw,
+            int(check_bool(op, "count_include_pad", count_include_pad)), div
         )
     return y
 
@@ -546,7 +547,8 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ce
     dx = _empty(shape, dy.dtype)
     if dx.size:
         _kernels("pool2d")._avg_pool2d_bwd[_grid(dx.size)](
-            _planes(dy), _planes(dx), kh, kw, sy, sx, ph, pw, int(bool(count_include_pad)), div,
+            _planes(dy), _planes(dx), kh, kw, sy, sx, ph, pw,
+            int(check_bool(op, "count_include_pad", count_include_pad)), div,
             _zero(dy.dtype)
         )
     return dx
@@ -595,7 +597,7 @@ def global_avg_pool2d(x, keepdims=True):
     op = "global_avg_pool2d"
     x = _pool_input(op, x)
     y = _adaptive_fwd(x, 1, 1)
-    return y if keepdims else y.reshape(*x.shape[:-2])
+    return y if check_bool(op, "keepdims", keepdims) else y.reshape(*x.shape[:-2])
 
 
 @_impl
@@ -756,21 +758,26 @@ def _copy_same(x):
 
 @_impl
 def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
-    from .activation import _generator, _real
+    from .activation import _generator
 
     op = "dropout"
     x = _dev(op, "x", x)
-    p = _real(op, "p", p)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{op}: argument 'p' must be in [0, 1], got {p}")
+    p = check_real(op, "p", p, 0.0, 1.0)
+    training = check_bool(op, "training", training)
+    return_mask = check_bool(op, "return_mask", return_mask)
     dt = np.dtype(x.dtype)
     if not training or p == 0.0:
         y = _copy_same(x)
         mask = _fill(_empty(x.shape, dt), 1) if return_mask else None
     elif p == 1.0:
         _generator(op, rng)
-        y = _zeros(x.shape, dt)
-        mask = _zeros(x.shape, dt) if return_mask else None
+        mask = _zeros(x.shape, dt)
+        y = _empty(x.shape, dt)
+        if x.size:  # x * 0, not zeros: NaN and inf give NaN (as the host version)
+            n = x.size
+            _kernels("activations")._mul_fwd[_grid(n)](x.reshape(n), mask.reshape(n),
+                                                       y.reshape(n))
+        mask = mask if return_mask else None
     else:
         gen = _generator(op, rng)
         keep = gen.random(tuple(x.shape)) >= p
@@ -894,7 +901,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         weight = _channel_vec(op, "weight", weight, x)
     if bias is not None:
         bias = _channel_vec(op, "bias", bias, x)
-    momentum, eps = _bn_hyper(op, momentum, eps)
+    momentum, eps, training = _bn_hyper(op, momentum, eps, training)
     x3 = _bn3(x)
     cnt = N * x3.shape[2]
     k = _kernels("norm")
@@ -953,6 +960,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
 @_impl
 def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True):
     op = "batch_norm_backward"
+    training = check_bool(op, "training", training)
     x = _bn_x(op, "x", x)
     dy = _bn_x(op, "dy", dy, x.dtype)
     if tuple(x.shape) != tuple(dy.shape):
@@ -986,8 +994,6 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True):
 
 
 def _lrn_args(op, x, size, alpha, beta, k):
-    from .norm import _real
-
     x = _dev(op, "x", x)
     if x.ndim < 3:
         raise ValueError(
@@ -995,7 +1001,8 @@ def _lrn_args(op, x, size, alpha, beta, k):
             f"{tuple(x.shape)}"
         )
     size = check_int(op, "size", size, 1)
-    return x, size, _real(op, "alpha", alpha), _real(op, "beta", beta), _real(op, "k", k)
+    return (x, size, check_real(op, "alpha", alpha), check_real(op, "beta", beta),
+            check_real(op, "k", k))
 
 
 @_impl

@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 
 from .. import _config
-from .._shapes import as_float_array
+from .._shapes import as_float_array, check_bool, check_real
 from ..kernels import activations as _k
 from . import _device
 
@@ -39,11 +39,6 @@ __all__ = [
 # --------------------------------------------------------------------------- helpers
 
 
-def _real(op: str, name: str, v) -> float:
-    """Return ``v`` as a Python float, or raise TypeError naming ``name``."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{op}: argument '{name}' must be a real number, got {v!r}")
-    return float(v)
 
 
 
@@ -82,7 +77,7 @@ def _binary(kernel, op: str, dy, other, other_name: str, *args):
 
 
 def _slope(op: str, negative_slope) -> float:
-    return _real(op, "negative_slope", negative_slope)
+    return check_real(op, "negative_slope", negative_slope)
 
 
 # --------------------------------------------------------------------------- relu family
@@ -441,8 +436,9 @@ def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
     In training mode every element is zeroed with probability ``p`` and the kept ones are scaled
     by ``1 / (1 - p)`` so that the expectation is unchanged.  The keep/drop decisions are drawn
     with a NumPy ``Generator``: ``u = rng.random(x.shape)`` (float64), kept where ``u >= p``.
-    In eval mode (``training=False``) or with ``p == 0`` the output is a copy of ``x``; with
-    ``p == 1`` it is all zeros.
+    In eval mode (``training=False``) or with ``p == 0`` the output is a copy of ``x``.  For
+    every ``p`` the output is ``x * mask`` (PyTorch's rule), so a dropped NaN or inf gives NaN
+    rather than 0; with ``p == 1`` the output is ``x * 0`` (zeros for finite ``x``).
 
     Parameters
     ----------
@@ -475,16 +471,17 @@ def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
     """
     op = "dropout"
     x = as_float_array(op, "x", x)
-    p = _real(op, "p", p)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{op}: argument 'p' must be in [0, 1], got {p}")
+    p = check_real(op, "p", p, 0.0, 1.0)
+    training = check_bool(op, "training", training)
+    return_mask = check_bool(op, "return_mask", return_mask)
     if not training or p == 0.0:
         y = x.copy()
         mask = np.ones_like(x)
     elif p == 1.0:
         _generator(op, rng)  # validate rng even when unused
-        y = np.zeros_like(x)
         mask = np.zeros_like(x)
+        with np.errstate(invalid="ignore"):  # x * 0, not zeros: NaN and inf give NaN
+            y = x * mask  # as in PyTorch, and as the p < 1 branch does
     else:
         gen = _generator(op, rng)
         keep = gen.random(x.shape) >= p

@@ -41,12 +41,14 @@ import numpy as np
 from .. import _config
 from .._shapes import (
     as_float_array,
+    check_bool,
     check_int,
     check_ndim,
     check_padding_mode,
     conv_padding,
     out_size,
     pair,
+    single,
 )
 from ..kernels import conv2d_pixvec as _pixvec
 from . import _device
@@ -448,9 +450,11 @@ def _direct_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
     A strided layer's gradients are those of the stride-1 layer whose output gradient holds
     ``dy`` at every ``sy``-th row and ``sx``-th column and zeros between: the stride-1
     kernels do ``sy*sx`` times the multiplications and still beat the strided loops (3x3
-    stride 2, (16, 16 -> 64, 56): 147 -> 19 ms).  Not when ``x`` or ``w`` holds an inf or
-    NaN, which the zeros would turn into NaN in gradients that never see it."""
-    if (sy > 1 or sx > 1) and _finite_arrays(x, w):
+    stride 2, (16, 16 -> 64, 56): 147 -> 19 ms), up to strides of 3x3 (the spread ``dy`` is
+    up to ``sy*sx`` times larger than ``dy``).  Where ``x`` or ``w`` holds an inf or NaN the
+    zeros make NaN of gradients that never see it; the caller's check of the results then
+    recomputes them with the strided loops (:func:`_exact_backward`)."""
+    if (sy > 1 or sx > 1) and sy * sx <= 9:
         N, F, OH, OW = dy.shape
         spread = np.zeros((N, F, (OH - 1) * sy + 1, (OW - 1) * sx + 1), dtype=dy.dtype)
         spread[:, :, ::sy, ::sx] = dy
@@ -470,12 +474,41 @@ def _direct_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
     _conv2d_direct_bwd_weight(dy, x, gw, gbuf, int(with_bias), sy, sx, pt, pl, dh, dw, groups)
 
 
-def _finite_arrays(*arrays) -> bool:
-    """Whether every value of the arrays is finite (checked on all threads)."""
-    from ..kernels._finite import _all_finite
+def _finite_array(a) -> bool:
+    """Whether every value of ``a`` is finite (on all threads unless ``a`` is small)."""
+    from ..kernels._finite import _all_finite, _finite_flat
 
-    return all(_all_finite(a.reshape(-1, a.shape[-1]), 4 * numba.get_num_threads())
-               for a in arrays)
+    flat = a.reshape(-1)  # the drivers' outputs are C-contiguous: a view
+    if a.size < _config.SERIAL_BELOW:
+        return _finite_flat(flat)
+    return _all_finite(flat, 4 * numba.get_num_threads())
+
+
+def _exact_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+    """``y`` by the row loops of :mod:`nbconv.kernels.conv2d_direct`, which read only the
+    taps that land inside ``x`` (the definition of zero padding: padded positions add no
+    term).  The fast kernels multiply explicit zeros of the padding (0 * inf is NaN) and
+    Winograd's transforms mix neighbouring values, so where their result is not finite it is
+    recomputed here: inf/NaN then reach exactly the outputs whose windows hold them, whatever
+    the algorithm."""
+    from ..kernels.conv2d_direct import _conv2d_direct_fwd
+
+    bias = np.zeros(w.shape[0], dtype=x.dtype) if b is None else b
+    _conv2d_direct_fwd(x, w, bias, y, sy, sx, pt, pl, dh, dw, groups, numba.get_num_threads())
+
+
+def _exact_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+    """The gradients the fast kernels left non-finite, recomputed by the row loops (see
+    :func:`_exact_forward`): ``dx`` gathers only the taps that read ``x``, ``gw`` sums only
+    products of ``dy`` with input values (never with zero padding)."""
+    from ..kernels.conv2d_direct import _conv2d_direct_bwd_data, _conv2d_direct_bwd_weight
+
+    if dx is not None and not _finite_array(dx):
+        _conv2d_direct_bwd_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups)
+    if not _finite_array(gw):
+        gbuf = gb if gb is not None else np.empty(w.shape[0], dtype=x.dtype)
+        _conv2d_direct_bwd_weight(dy, x, gw, gbuf, int(gb is not None), sy, sx, pt, pl, dh,
+                                  dw, groups)
 
 
 def _depthwise_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups):
@@ -527,15 +560,8 @@ def _wide_backward(dy, x, w, dx, gw, gb, pt, pl, dh, dw, groups, need_weight=Tru
         if gb is not None:
             _conv2d_im2col_bwd_bias(dy, gb)
         return
-    if not _finite_arrays(x):
-        # the wide rows multiply dy's zero padding by input values too: 0 * inf would make
-        # NaN of taps that never see the inf; the row kernel reads valid windows only
-        from ..kernels.conv2d_direct import _conv2d_direct_bwd_weight
-
-        gbuf = gb if gb is not None else np.empty(F, dtype=x.dtype)
-        _conv2d_direct_bwd_weight(dy, x, gw, gbuf, int(gb is not None), 1, 1, pt, pl, dh, dw,
-                                  groups)
-        return
+    # (the wide rows multiply dy's zero padding by input values too: an inf in x makes NaN
+    # of taps that never see it, which the caller's check recomputes, _exact_backward)
     Hp, Wp = OH + ekh, OW + ekw
     # channel-major, batch-long layouts of the padded input and of dy (see the kernel)
     plane = N * Hp * Wp
@@ -591,6 +617,10 @@ def _drivers(algorithm: str):
 
 
 # --------------------------------------------------------------------------- argument handling
+
+
+#: padded inputs of up to this many values are always accepted (see _geometry's size check)
+_PADDED_SLACK = 1 << 26
 
 
 class _Geom(NamedTuple):
@@ -666,6 +696,14 @@ def _geometry(op, x_shape, w_shape, stride, padding, dilation, groups, padding_m
                 f"{n + p0 + p1} (input {n}, padding {(p0, p1)}), output size would be {o} < 1 "
                 f"({desc})"
             )
+    padded = N * C * (H + pt + pb) * (W + pl + pr)
+    if padded > 16 * (N * C * H * W + N * F * OH * OW) + _PADDED_SLACK:
+        # some drivers pad explicitly: refuse padding that would dwarf the input and output
+        raise ValueError(
+            f"{op}: argument 'padding' {(pt, pb, pl, pr)} (top, bottom, left, right) is too "
+            f"large: the padded input ({N}, {C}, {H + pt + pb}, {W + pl + pr}) would hold "
+            f"{padded} values, more than 16 times the input and output together ({desc})"
+        )
     return _Geom(sy, sx, dh, dw, groups, pt, pb, pl, pr, padding_mode, OH, OW)
 
 
@@ -685,7 +723,9 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
       forward 3.64 vs 3.84 but backward 9.1 vs 8.2; with 16 channels, or 3 (VGG's first
       layer: 45 vs 18 ms), direct wins.  Backward passes on outputs smaller than 10x10 take
       im2col (ResNet's last stage, 512 channels at 7x7, batch 16: 1.02 vs 1.53-2.01 x
-      PyTorch; at 14x14 Winograd still wins, 1.05 vs 1.13).
+      PyTorch; at 14x14 Winograd still wins, 1.05 vs 1.13).  Forward passes with a one-pixel
+      row or column take im2col too (resnet18 on 32x32 input, 512 channels at 1x1, batch 32:
+      3.9 vs 12.8 ms; batch 128: 28 vs 48 ms; at 2x2 the two trade places by batch size).
     * 5x5 forward likewise with at least 32 channels: Winograd on four 3x3 pieces.  AlexNet c2
       21.1 vs im2col 26.6 vs direct 31.8; 64 -> 64 9.0 vs direct 10.5; 32 -> 64 4.9 vs 5.3;
       16 -> 32 1.8 vs 1.4 (direct).  Its backward pass (Winograd data gradient, wide-row weight
@@ -735,7 +775,8 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
     if _winograd_fits(kh, kw, g) and (
             ((kh, kw) == (3, 3) and min(C, F) >= (48 if backward else 32))
             or ((kh, kw) == (5, 5) and not backward and min(C, F) >= 32)):
-        return "im2col" if backward and min(g.OH, g.OW) < 10 else "winograd"
+        small = min(g.OH, g.OW) < (10 if backward else 2)
+        return "im2col" if small else "winograd"
     stride1 = g.sy == 1 and g.sx == 1
     if g.groups > 1 and C == g.groups:  # depthwise: one input channel per group
         return "direct"
@@ -781,16 +822,27 @@ def _fold_padding(dxp, H, W, g: _Geom):
 
 
 def _conv2d_impl(op, x, weight, bias, g: _Geom, algorithm, relu=False):
-    """Forward on validated 4-D arrays of one dtype (then ``y = relu(y)`` with ``relu``)."""
+    """Forward on validated 4-D arrays of one dtype (then ``y = relu(y)`` with ``relu``).
+
+    An empty batch gives an empty output without calling a driver; a result holding inf or
+    NaN is recomputed by :func:`_exact_forward` (ReLU keeps NaN, so the check may follow it).
+    """
     forward, _ = _drivers(algorithm)
-    xp, pt, pl = _pad_input(x, g)
     y = np.empty((x.shape[0], weight.shape[0], g.OH, g.OW), dtype=x.dtype)
-    if algorithm == "direct":
-        forward(xp, weight, bias, y, g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups, relu=relu)
+    if y.size == 0:
         return y
-    forward(xp, weight, bias, y, g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
-    if relu:
-        _relu_in_place(y)
+    xp, pt, pl = _pad_input(x, g)
+    args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
+    if algorithm == "direct":
+        forward(xp, weight, bias, y, *args, relu=relu)
+    else:
+        forward(xp, weight, bias, y, *args)
+        if relu:
+            _relu_in_place(y)
+    if not _finite_array(y):
+        _exact_forward(xp, weight, bias, y, *args)
+        if relu:
+            _relu_in_place(y)
     return y
 
 
@@ -802,12 +854,20 @@ def _relu_in_place(y):
 
 
 def _conv2d_backward_impl(op, dy, x, weight, g: _Geom, want_bias, need_dx, algorithm):
+    """Backward on validated arrays; an empty batch gives an empty ``dx`` and zero weight
+    and bias gradients, non-finite results are recomputed by :func:`_exact_backward`."""
     _, backward = _drivers(algorithm)
+    if x.shape[0] == 0:
+        return (np.empty(x.shape, dtype=x.dtype) if need_dx else None,
+                np.zeros(weight.shape, dtype=x.dtype),
+                np.zeros(weight.shape[0], dtype=x.dtype) if want_bias else None)
     xp, pt, pl = _pad_input(x, g)
     dxp = np.empty(xp.shape, dtype=x.dtype) if need_dx else None
     gw = np.empty(weight.shape, dtype=x.dtype)
     gb = np.empty(weight.shape[0], dtype=x.dtype) if want_bias else None
-    backward(dy, xp, weight, dxp, gw, gb, g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
+    args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
+    backward(dy, xp, weight, dxp, gw, gb, *args)
+    _exact_backward(dy, xp, weight, dxp, gw, gb, *args)
     dx = dxp
     if need_dx and g.mode != "zeros":
         dx = _fold_padding(dxp, x.shape[2], x.shape[3], g)
@@ -880,7 +940,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         directly, so that such values reach exactly the outputs they reach in a direct
         convolution).  ``"auto"`` picks ``"winograd"`` for 3x3 kernels
         with ``C, F >= 32`` (48 for the backward pass) and for the 5x5 forward pass with
-        ``C, F >= 32``; for other stride-1 kernels larger than 1x1 ``"direct"``, or
+        ``C, F >= 32``, except on outputs under 2x2 (forward) or 10x10 (backward), which take
+        ``"im2col"``; for other stride-1 kernels larger than 1x1 ``"direct"``, or
         ``"im2col"`` when ``groups == 1``, ``C >= 64`` and ``F >= 128``; otherwise
         ``"im2col"`` when ``groups == 1``, ``C * kh * kw >= 64`` and ``F >= 32``, else
         ``"direct"`` (grouped and depthwise convolutions, tiny reductions);
@@ -1009,23 +1070,16 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     _check_dy(op, dy, (x.shape[0], weight.shape[0], g.OH, g.OW), desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
                               weight.shape[0], backward=True)
-    return _conv2d_backward_impl(op, dy, x, weight, g, _want_bias(bias), bool(need_dx), algo)
+    return _conv2d_backward_impl(op, dy, x, weight, g, _want_bias(bias),
+                                 check_bool(op, "need_dx", need_dx), algo)
 
 
 # --------------------------------------------------------------------------- 1-D
 
 
-def _single(op, name, v, minimum):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 1:
-            raise ValueError(f"{op}: argument '{name}' must be an int or a 1-tuple, got {v!r}")
-        v = v[0]
-    return check_int(op, name, v, minimum)
-
-
 def _conv1d_args(op, stride, padding, dilation):
-    s = _single(op, "stride", stride, 1)
-    d = _single(op, "dilation", dilation, 1)
+    s = single(op, "stride", stride, 1)
+    d = single(op, "dilation", dilation, 1)
     if isinstance(padding, str):
         if padding not in ("same", "valid"):
             raise ValueError(
@@ -1033,7 +1087,7 @@ def _conv1d_args(op, stride, padding, dilation):
             )
         p = padding
     else:
-        p = (0, _single(op, "padding", padding, 0))
+        p = (0, single(op, "padding", padding, 0))
     return (1, s), p, (1, d)
 
 
@@ -1137,5 +1191,5 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     _check_dy(op, dy, (x.shape[0], weight.shape[0], g.OW), desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g, weight.shape[0])
     dx, gw, gb = _conv2d_backward_impl(op, dy[:, :, None, :], x4, w4, g, _want_bias(bias),
-                                       bool(need_dx), algo)
+                                       check_bool(op, "need_dx", need_dx), algo)
     return (None if dx is None else dx[:, :, 0, :]), gw[:, :, 0, :], gb

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from .._shapes import as_float_array, check_int
+from .._shapes import as_float_array, check_bool, check_int, check_real
 from ..kernels import norm as _k
 from . import _device
 
@@ -19,12 +18,6 @@ __all__ = [
 ]
 
 _BN_LAYOUT = "2-D (N, C), 3-D (N, C, L) or 4-D (N, C, H, W)"
-
-
-def _real(op: str, name: str, v) -> float:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{op}: argument '{name}' must be a real number, got {v!r}")
-    return float(v)
 
 
 def _as3d(a: np.ndarray) -> np.ndarray:
@@ -82,18 +75,16 @@ def _running_buffer(op: str, name: str, v, C: int, x_shape) -> np.ndarray:
     return v
 
 
-def _bn_hyper(op: str, momentum, eps) -> tuple[float, float]:
-    """``momentum`` and ``eps`` of batch norm as floats (shared with the device version)."""
+def _bn_hyper(op: str, momentum, eps, training) -> tuple[float, float, bool]:
+    """``momentum`` and ``eps`` of batch norm as floats in range and ``training`` as a bool
+    (shared with the device version)."""
     if momentum is None:
         raise ValueError(
             f"{op}: argument 'momentum' is None (cumulative moving average), which is not "
             "supported; pass a float"
         )
-    momentum = _real(op, "momentum", momentum)
-    eps = _real(op, "eps", eps)
-    if not eps >= 0:
-        raise ValueError(f"{op}: argument 'eps' must be >= 0, got {eps}")
-    return momentum, eps
+    return (check_real(op, "momentum", momentum, 0.0, 1.0), check_real(op, "eps", eps, 0.0),
+            check_bool(op, "training", training))
 
 
 @_device.dispatch
@@ -165,7 +156,7 @@ def batch_norm(
         weight = _channel_vec(op, "weight", weight, x)
     if bias is not None:
         bias = _channel_vec(op, "bias", bias, x)
-    momentum, eps = _bn_hyper(op, momentum, eps)
+    momentum, eps, training = _bn_hyper(op, momentum, eps, training)
     x3 = _as3d(x)
     cnt = N * x3.shape[2]
     if training:
@@ -173,20 +164,21 @@ def batch_norm(
             running_mean = _running_buffer(op, "running_mean", running_mean, C, x.shape)
         if running_var is not None:
             running_var = _running_buffer(op, "running_var", running_var, C, x.shape)
-        if cnt <= 1:
+        if cnt == 1:
             raise ValueError(
                 f"{op}: expected more than 1 value per channel when training, got argument 'x' "
                 f"of shape {tuple(x.shape)}"
             )
-        mean = np.empty(C)
-        var = np.empty(C)
-        if C:
-            _k._batch_norm_stats(x3, mean, var)
-        if running_mean is not None:
-            running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean
-        if running_var is not None:
-            unbiased = var * (cnt / (cnt - 1))
-            running_var[...] = (1.0 - momentum) * running_var + momentum * unbiased
+        mean = np.full(C, np.nan)  # an empty batch has no statistics
+        var = np.full(C, np.nan)
+        if cnt:  # PyTorch: an empty batch gives an empty output and leaves the running stats
+            if C:
+                _k._batch_norm_stats(x3, mean, var)
+            if running_mean is not None:
+                running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean
+            if running_var is not None:
+                unbiased = var * (cnt / (cnt - 1))
+                running_var[...] = (1.0 - momentum) * running_var + momentum * unbiased
     else:
         for name, v in (("running_mean", running_mean), ("running_var", running_var)):
             if v is None:
@@ -203,7 +195,7 @@ def batch_norm(
     y = np.empty_like(x)
     if y.size:
         _k._batch_norm_fwd(x3, mean, np.ascontiguousarray(scale, np.float64), shift, _as3d(y))
-    if return_stats:
+    if check_bool(op, "return_stats", return_stats):
         return y, mean.astype(x.dtype), invstd.astype(x.dtype)
     return y
 
@@ -249,6 +241,7 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True):
     ([0.0, 0.0], [0.0], [2.0])
     """
     op = "batch_norm_backward"
+    training = check_bool(op, "training", training)
     x = _bn_x(op, "x", x)
     dy = _bn_x(op, "dy", dy, dtype=x.dtype)
     if x.shape != dy.shape:
@@ -272,8 +265,7 @@ def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True):
     dx = np.empty_like(dy)
     if dx.size:
         _k._batch_norm_bwd_data(
-            dy3, x3, mean, invstd, k, sum_dy / cnt, sum_dy_xhat / cnt, 1 if training else 0,
-            _as3d(dx),
+            dy3, x3, mean, invstd, k, sum_dy / cnt, sum_dy_xhat / cnt, int(training), _as3d(dx),
         )
     if weight is None:
         return dx, None, None
@@ -288,7 +280,8 @@ def _lrn_args(op: str, x, size, alpha, beta, k, name="x", dtype=None):
             f"{tuple(x.shape)}"
         )
     size = check_int(op, "size", size, 1)
-    return x, size, _real(op, "alpha", alpha), _real(op, "beta", beta), _real(op, "k", k)
+    return (x, size, check_real(op, "alpha", alpha), check_real(op, "beta", beta),
+            check_real(op, "k", k))
 
 
 @_device.dispatch

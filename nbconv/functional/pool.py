@@ -18,7 +18,7 @@ import numbers
 import numpy as np
 
 from .. import _config
-from .._shapes import as_float_array, check_int, out_size, pair
+from .._shapes import as_float_array, check_bool, check_int, out_size, pair
 from ..kernels import pool2d as _k
 from . import _device
 
@@ -71,7 +71,7 @@ def _window_args(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
             f"{(kh, kw)} (padding <= kernel_size // 2 on each axis)"
         )
     H, W = shape[-2:]
-    ceil_mode = bool(ceil_mode)
+    ceil_mode = check_bool(op, "ceil_mode", ceil_mode)
     oh = out_size(H, kh, sy, ph, ph, dh, ceil_mode)
     ow = out_size(W, kw, sx, pw, pw, dw, ceil_mode)
     if oh < 1 or ow < 1:
@@ -191,6 +191,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     """
     op = "max_pool2d"
     x = _as_input(op, x)
+    return_indices = check_bool(op, "return_indices", return_indices)
     (oh, ow), (kh, kw), (sy, sx), (ph, pw), (dh, dw) = _window_args(
         op, x.shape, kernel_size, stride, padding, dilation, ceil_mode
     )
@@ -336,7 +337,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     )
     y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
     _k._avg_pool2d_fwd(_planes(x), _planes(y), kh, kw, sy, sx, ph, pw,
-                       int(bool(count_include_pad)), div)
+                       int(check_bool(op, "count_include_pad", count_include_pad)), div)
     return y
 
 
@@ -387,7 +388,7 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ce
         op, dy, input_shape, kernel_size, stride, padding, ceil_mode, divisor_override)
     dx = np.empty(shape, dtype=dy.dtype)
     _k._avg_pool2d_bwd(_planes(dy), _planes(dx), kh, kw, sy, sx, ph, pw,
-                       int(bool(count_include_pad)), div)
+                       int(check_bool(op, "count_include_pad", count_include_pad)), div)
     return dx
 
 
@@ -494,6 +495,7 @@ def global_avg_pool2d(x, keepdims=True):
     """
     op = "global_avg_pool2d"
     x = _as_input(op, x)
+    keepdims = check_bool(op, "keepdims", keepdims)
     y = np.empty(x.shape[:-2] + (1, 1), dtype=x.dtype)
     _k._adaptive_avg_pool2d_fwd(_planes(x), _planes(y))
     return y if keepdims else y.reshape(x.shape[:-2])

@@ -507,35 +507,49 @@ class _Reader:
             self.fail(f"unknown file kind {self.kind!r}")
         self.dtype = self.attr_str(f, "dtype")
 
-    def read_array(self, ds):
+    def check_dataset(self, ds):
+        """Fail unless ``ds`` is a plain dataset of a supported dtype whose declared size the
+        file really stores (so reading it allocates no more than the file holds); reads no
+        data.  Returns its logical shape (() for the scalars stored as (1,))."""
         h5py = _h5py()
         if not isinstance(ds, h5py.Dataset):
             self.fail(f"{ds.name!r} is a group where a dataset was expected")
-        if ds.dtype.kind not in _ARRAY_KINDS:
+        if ds.dtype.kind not in _ARRAY_KINDS or ds.dtype.itemsize > 16:
             self.fail(f"dataset {ds.name!r} has unsupported dtype {ds.dtype}")
+        if ds.is_virtual or ds.external:
+            self.fail(f"dataset {ds.name!r} refers to data outside this file")
+        declared = ds.size * ds.dtype.itemsize
+        stored = ds.id.get_storage_size()
+        if stored < declared:  # nbconv never compresses, so a full dataset stores it all
+            self.fail(f"dataset {ds.name!r} declares shape {ds.shape} ({declared} bytes) but "
+                      f"the file stores only {stored} bytes of it (truncated or tampered)")
+        scalar = bool(ds.attrs.get("scalar", False))
+        if scalar and ds.shape != (1,):
+            self.fail(f"scalar dataset {ds.name!r} has shape {ds.shape}, expected (1,)")
+        return () if scalar else tuple(ds.shape)
+
+    def read_array(self, ds):
+        self.check_dataset(ds)
         try:
             arr = ds[()]  # fletcher32 mismatch, truncation: OSError here
         except Exception as e:
             self.fail(f"cannot read dataset {ds.name!r} ({_why(e)})")
         arr = np.asarray(arr)
-        if bool(ds.attrs.get("scalar", False)):
-            if arr.shape != (1,):
-                self.fail(f"scalar dataset {ds.name!r} has shape {arr.shape}, expected (1,)")
-            arr = arr.reshape(())
-        return arr
+        return arr.reshape(()) if bool(ds.attrs.get("scalar", False)) else arr
 
-    def read_weights(self) -> dict:
+    def weight_datasets(self) -> dict:
+        """``{state-dict key: dataset}`` of group ``weights/`` (no data read yet)."""
         h5py = _h5py()
         if "weights" not in self.f or not isinstance(self.f["weights"], h5py.Group):
             self.fail("group 'weights' missing")
-        state = {}
+        out = {}
         for name, obj in self.f["weights"].items():
-            if isinstance(obj, h5py.Group):
-                for pname, ds in obj.items():
-                    state[f"{name}.{pname}"] = self.read_array(ds)
-            else:
-                state[name] = self.read_array(obj)
-        return state
+            items = obj.items() if isinstance(obj, h5py.Group) else [(None, obj)]
+            for pname, ds in items:
+                if not isinstance(ds, h5py.Dataset):
+                    self.fail(f"{ds.name!r} is a group where a dataset was expected")
+                out[name if pname is None else f"{name}.{pname}"] = ds
+        return out
 
     def read_optimizer(self):
         if "optimizer" not in self.f:
@@ -587,32 +601,55 @@ def _guard(path, func):
         raise FormatError(path, f"cannot read the file ({_why(e)})") from e
 
 
-def _validate_into(r: _Reader, model, state: dict, exact_dtype: bool) -> dict:
-    """Check ``state`` (from the file) against ``model.state_dict()``; return what to load."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
+def _model_arrays(model) -> dict:
+    """``{state-dict key: (module, name)}`` of every parameter and buffer (nothing copied)."""
+    out = {}
+    for prefix, m in model.named_modules():
+        for name in list(m._params) + list(m._buffers):
+            out[f"{prefix}.{name}" if prefix else name] = (m, name)
+    return out
+
+
+def _array_of(m, name):
+    return m._params[name].data if name in m._params else m._buffers[name]
+
+
+def _read_validated(r: _Reader, model, float_dtype=None) -> dict:
+    """Check the file's weight datasets against ``model``'s parameters and buffers (keys,
+    shapes, dtypes, stored sizes) *before* reading any of them; then read them.
+
+    ``float_dtype``: the dtype every float array must have (a model file's own dtype);
+    ``None``: the model's dtypes, float32 and float64 read into each other (cast).
+    """
+    datasets = r.weight_datasets()
+    targets = _model_arrays(model)
+    missing = sorted(set(targets) - set(datasets))
+    extra = sorted(set(datasets) - set(targets))
     if missing or extra:
         r.fail(f"weights do not match the model: missing keys {missing}, unexpected keys "
                f"{extra}")
+    for key, (m, name) in targets.items():
+        want = _array_of(m, name)
+        shape = r.check_dataset(datasets[key])
+        if shape != tuple(want.shape):
+            r.fail(f"weight {key!r} has shape {shape} in the file, the model expects "
+                   f"{tuple(want.shape)}")
+        got, expect = datasets[key].dtype, np.dtype(want.dtype)
+        if float_dtype is not None and expect.kind == "f":
+            expect = np.dtype(float_dtype)
+        same_floats = float_dtype is None and got.kind == expect.kind == "f"
+        if got != expect and not same_floats:
+            r.fail(f"weight {key!r} has dtype {got} in the file, the model expects {expect}")
     out = {}
-    for key, want in expected.items():
-        got = state[key]
-        if got.shape != want.shape:
-            r.fail(f"weight {key!r} has shape {got.shape} in the file, the model expects "
-                   f"{want.shape}")
-        if got.dtype != want.dtype:
-            same_kind = got.dtype.kind == want.dtype.kind == "f"
-            if exact_dtype or not same_kind:
-                r.fail(f"weight {key!r} has dtype {got.dtype} in the file, the model expects "
-                       f"{want.dtype}")
-            got = got.astype(want.dtype)
-        out[key] = got
+    for key, (m, name) in targets.items():
+        arr = r.read_array(datasets[key])
+        out[key] = arr.astype(_array_of(m, name).dtype) if float_dtype is None else arr
     return out
 
 
 def _read_model(r: _Reader):
     from ..nn.config import from_config
+    from ..nn.module import placeholders
 
     if r.kind != "model" or "architecture" not in r.f.attrs:
         r.fail("a weights-only file (no 'architecture'); build the model and call "
@@ -621,12 +658,19 @@ def _read_model(r: _Reader):
         r.fail(f"unsupported model dtype {r.dtype!r} (expected one of {list(_FLOAT_DTYPES)})")
     cfg = r.attr_json(r.f, "architecture")
     try:
-        model = from_config(cfg)
+        # parameters as zero-memory stand-ins: an architecture asking for huge layers cannot
+        # make load allocate anything before its sizes are checked against the datasets
+        with placeholders():
+            model = from_config(cfg)
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         r.fail(f"cannot rebuild the architecture ({_why(e)})")
-    model.astype(r.dtype)
-    state = _validate_into(r, model, r.read_weights(), exact_dtype=True)
-    model.load_state_dict(state, strict=True)
+    state = _read_validated(r, model, float_dtype=r.dtype)
+    for key, (m, name) in _model_arrays(model).items():  # the file's arrays replace the stand-ins
+        arr = np.array(state[key], order="C")  # a writeable copy of our own
+        if name in m._params:
+            m._params[name].data, m._params[name].grad = arr, np.zeros_like(arr)
+        else:
+            m._buffers[name] = arr
     return model
 
 
@@ -703,7 +747,6 @@ def load_weights(model, path) -> None:
     """
     _module_check(model, "load_weights")
     with _Reader(path) as r:
-        state = _guard(r.path,
-                       lambda: _validate_into(r, model, r.read_weights(), exact_dtype=False))
+        state = _guard(r.path, lambda: _read_validated(r, model))
     model.load_state_dict(state, strict=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._shapes import check_int
 from . import _arrays
 from .module import Module
 
@@ -99,7 +100,7 @@ class Concat(Module):
 
     def __init__(self, axis=1):
         super().__init__()
-        self._config = dict(axis=int(axis))
+        self._config = dict(axis=check_int("Concat", "axis", axis))
         self._sizes = None
 
     def forward(self, *xs):

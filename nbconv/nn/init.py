@@ -10,7 +10,14 @@ import math
 
 import numpy as np
 
-from .module import default_rng
+from .module import building_placeholders, default_rng, placeholder
+
+
+def constant(shape, value, dtype) -> np.ndarray:
+    """``numpy.full(shape, value, dtype)`` (a placeholder while building placeholders)."""
+    if building_placeholders():
+        return placeholder(shape, dtype)
+    return np.full(shape, value, dtype)
 
 
 def uniform_fan_in(shape, fan_in: int, dtype, rng=None) -> np.ndarray:
@@ -25,6 +32,8 @@ def uniform_fan_in(shape, fan_in: int, dtype, rng=None) -> np.ndarray:
     rng : numpy.random.Generator, optional
         Defaults to the library generator seeded by :func:`nbconv.manual_seed`.
     """
+    if building_placeholders():
+        return placeholder(shape, dtype)
     rng = default_rng() if rng is None else rng
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
     return rng.uniform(-bound, bound, size=shape).astype(dtype)

@@ -18,11 +18,18 @@ import math
 import numpy as np
 
 from .. import functional as F
-from .._shapes import pair
+from .._shapes import (
+    check_bool,
+    check_int,
+    check_padding_mode,
+    check_real,
+    pair,
+    single,
+)
 from ..functional import conv as _conv
 from ..functional import pool as _pool
 from ._arrays import accumulate, copy, increment, is_device_array, reshape
-from .init import uniform_fan_in
+from .init import constant, uniform_fan_in
 from .module import Module, default_rng
 
 __all__ = [
@@ -31,6 +38,26 @@ __all__ = [
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout",
     "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm",
 ]
+
+
+def _window_hyper(op: str, ndim: int, kernel_size, stride, padding, dilation,
+                  padding_strings: bool = False) -> tuple[int, ...]:
+    """Validate a layer's window hyperparameters as its functional op will read them (ints or
+    ``ndim``-tuples; ``stride=None`` is the kernel size; ``padding`` may be "same"/"valid"
+    with ``padding_strings``), so that a bad value fails when the layer is built, naming the
+    argument, and not at its first forward pass.  Returns the kernel size as a tuple."""
+    norm = pair if ndim == 2 else (lambda op_, name, v, m: (single(op_, name, v, m),))
+    ks = norm(op, "kernel_size", kernel_size, 1)
+    if stride is not None:
+        norm(op, "stride", stride, 1)
+    norm(op, "dilation", dilation, 1)
+    if isinstance(padding, str) and padding_strings:
+        if padding not in ("same", "valid"):
+            raise ValueError(f"{op}: argument 'padding' must be an int, a tuple, 'same' or "
+                             f"'valid', got {padding!r}")
+    else:
+        norm(op, "padding", padding, 0)
+    return ks
 
 
 def _no_cache(name: str):
@@ -48,18 +75,17 @@ class _ConvNd(Module):
                  groups=1, bias=True, padding_mode="zeros", dtype=np.float32, rng=None):
         super().__init__()
         op = type(self).__name__
-        if self._ndim == 2:
-            ks = pair(op, "kernel_size", kernel_size, 1)
-        else:
-            ks = (pair(op, "kernel_size", kernel_size, 1)[1],)
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels),
-                        ("groups", groups)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{op}: argument '{name}' must be a positive int, got {v!r}")
+        ks = _window_hyper(op, self._ndim, kernel_size, stride, padding, dilation,
+                           padding_strings=True)
+        in_channels = check_int(op, "in_channels", in_channels, 1)
+        out_channels = check_int(op, "out_channels", out_channels, 1)
+        groups = check_int(op, "groups", groups, 1)
+        bias = check_bool(op, "bias", bias)
+        check_padding_mode(op, padding_mode)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
-                f"{op}: in_channels={in_channels} and out_channels={out_channels} must both be "
-                f"divisible by groups={groups}"
+                f"{op}: argument 'groups'={groups} must divide both in_channels={in_channels} "
+                f"and out_channels={out_channels}"
             )
         self._config = dict(in_channels=int(in_channels), out_channels=int(out_channels),
                             kernel_size=_plain(kernel_size), stride=_plain(stride),
@@ -145,8 +171,10 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
         super().__init__()
-        self._config = dict(in_features=int(in_features), out_features=int(out_features),
-                            bias=bool(bias))
+        in_features = check_int("Linear", "in_features", in_features, 1)
+        out_features = check_int("Linear", "out_features", out_features, 1)
+        bias = check_bool("Linear", "bias", bias)
+        self._config = dict(in_features=in_features, out_features=out_features, bias=bias)
         self.weight = self._param(
             "weight", uniform_fan_in((out_features, in_features), in_features, dtype, rng))
         self.bias = (self._param("bias", uniform_fan_in((out_features,), in_features, dtype, rng))
@@ -169,30 +197,52 @@ class Linear(Module):
 
 
 class Flatten(Module):
-    """Flatten dims ``start_dim..end_dim`` into one (default: all but the batch axis)."""
+    """Flatten dims ``start_dim..end_dim`` into one (default: all but the batch axis).
+
+    As ``torch.nn.Flatten``: negative dims count from the end, a dim outside the input's
+    range raises, and a 0-d input counts as 1-d (``Flatten(0)`` makes it shape (1,)).
+    """
 
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
-        self._config = dict(start_dim=int(start_dim), end_dim=int(end_dim))
-        self._shape = None
+        self._config = dict(start_dim=check_int("Flatten", "start_dim", start_dim),
+                            end_dim=check_int("Flatten", "end_dim", end_dim))
+        self._shapes = None
+
+    def _flat_shape(self, shape: tuple) -> tuple:
+        """``shape`` with the flattened dims multiplied into one (sizes may be 0)."""
+        given, shape = shape, shape or (1,)
+        n = len(shape)
+        dims = []
+        for name in ("start_dim", "end_dim"):
+            d = self._config[name]
+            if not -n <= d < n:
+                raise ValueError(f"Flatten: argument '{name}'={d} is out of range for an input "
+                                 f"of shape {given} (expected a dim in [{-n}, {n - 1}])")
+            dims.append(d % n)
+        s, e = dims
+        if s > e:
+            raise ValueError(f"Flatten: argument 'start_dim'={self._config['start_dim']} comes "
+                             f"after 'end_dim'={self._config['end_dim']} for an input of shape "
+                             f"{given}")
+        return shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:]
 
     def forward(self, x):
-        if is_device_array(x):
-            return self._forward_device(x)
-        x = np.asarray(x)
-        s, e = self._config["start_dim"] % x.ndim, self._config["end_dim"] % x.ndim
-        self._shape = x.shape
-        return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1:])
-
-    def _forward_device(self, x):
+        if not is_device_array(x):
+            x = np.asarray(x)
         shape = tuple(x.shape)
-        s, e = self._config["start_dim"] % len(shape), self._config["end_dim"] % len(shape)
-        self._shape = shape
-        flat = shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:]
+        flat = self._flat_shape(shape)
+        self._shapes = (shape, flat)
         return reshape(x, flat, "Flatten.forward", "x")
 
     def backward(self, dy):
-        return reshape(dy, self._shape, "Flatten.backward", "dy")
+        if self._shapes is None:
+            raise _no_cache("Flatten")
+        shape, flat = self._shapes
+        if tuple(np.shape(dy)) != flat:
+            raise ValueError(f"Flatten.backward: argument 'dy' has shape {tuple(np.shape(dy))} "
+                             f"but the forward output had shape {flat}")
+        return reshape(dy, shape, "Flatten.backward", "dy")
 
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -203,9 +253,10 @@ class MaxPool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         super().__init__()
+        _pool_hyper("MaxPool2d", kernel_size, stride, padding, dilation)
         self._config = dict(kernel_size=_plain(kernel_size), stride=_plain(stride),
                             padding=_plain(padding), dilation=_plain(dilation),
-                            ceil_mode=bool(ceil_mode))
+                            ceil_mode=check_bool("MaxPool2d", "ceil_mode", ceil_mode))
         self._cache = None
 
     def forward(self, x):
@@ -250,16 +301,23 @@ class AvgPool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True):
         super().__init__()
+        op = "AvgPool2d"
+        _pool_hyper(op, kernel_size, stride, padding, 1)
         self._config = dict(kernel_size=_plain(kernel_size), stride=_plain(stride),
-                            padding=_plain(padding), ceil_mode=bool(ceil_mode),
-                            count_include_pad=bool(count_include_pad))
+                            padding=_plain(padding),
+                            ceil_mode=check_bool(op, "ceil_mode", ceil_mode),
+                            count_include_pad=check_bool(op, "count_include_pad",
+                                                         count_include_pad))
         self._shape = None
 
     def forward(self, x):
-        self._shape = tuple(np.shape(x))
-        return F.avg_pool2d(x, **self._config)
+        y = F.avg_pool2d(x, **self._config)
+        self._shape = tuple(np.shape(x)) if self._keep() else None
+        return y
 
     def backward(self, dy):
+        if self._shape is None:
+            raise _no_cache("AvgPool2d")
         return F.avg_pool2d_backward(dy, self._shape, **self._config)
 
 
@@ -268,15 +326,24 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size):
         super().__init__()
+        _pool._adaptive_size("AdaptiveAvgPool2d", output_size, (1, 1))  # validate
         self._config = dict(output_size=_plain(output_size))
-        self._shape = None
+        self._shapes = None
 
     def forward(self, x):
-        self._shape = tuple(np.shape(x))
-        return F.adaptive_avg_pool2d(x, self._config["output_size"])
+        y = F.adaptive_avg_pool2d(x, self._config["output_size"])
+        self._shapes = (tuple(np.shape(x)), tuple(np.shape(y))) if self._keep() else None
+        return y
 
     def backward(self, dy):
-        return F.adaptive_avg_pool2d_backward(dy, self._shape)
+        if self._shapes is None:
+            raise _no_cache("AdaptiveAvgPool2d")
+        x_shape, y_shape = self._shapes
+        if tuple(np.shape(dy)) != y_shape:
+            # any spatial size is a valid adaptive output: only the layer knows the right one
+            raise ValueError(f"AdaptiveAvgPool2d.backward: argument 'dy' has shape "
+                             f"{tuple(np.shape(dy))} but the forward output had shape {y_shape}")
+        return F.adaptive_avg_pool2d_backward(dy, x_shape)
 
 
 class GlobalAvgPool2d(Module):
@@ -284,14 +351,17 @@ class GlobalAvgPool2d(Module):
 
     def __init__(self, keepdims=True):
         super().__init__()
-        self._config = dict(keepdims=bool(keepdims))
+        self._config = dict(keepdims=check_bool("GlobalAvgPool2d", "keepdims", keepdims))
         self._shape = None
 
     def forward(self, x):
-        self._shape = tuple(np.shape(x))
-        return F.global_avg_pool2d(x, keepdims=self._config["keepdims"])
+        y = F.global_avg_pool2d(x, keepdims=self._config["keepdims"])
+        self._shape = tuple(np.shape(x)) if self._keep() else None
+        return y
 
     def backward(self, dy):
+        if self._shape is None:
+            raise _no_cache("GlobalAvgPool2d")
         return F.global_avg_pool2d_backward(dy, self._shape)
 
 
@@ -336,7 +406,8 @@ class LeakyReLU(_Elementwise):
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        self._config = dict(negative_slope=float(negative_slope))
+        self._config = dict(
+            negative_slope=check_real("LeakyReLU", "negative_slope", negative_slope))
 
     def _fwd(self, x):
         return F.leaky_relu(x, self._config["negative_slope"])
@@ -376,7 +447,7 @@ class Softmax(_Elementwise):
 
     def __init__(self, dim=-1):
         super().__init__()
-        self._config = dict(dim=int(dim))
+        self._config = dict(dim=check_int("Softmax", "dim", dim))
 
     def _fwd(self, x):
         return F.softmax(x, axis=self._config["dim"])
@@ -394,9 +465,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()
-        if not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"Dropout: argument 'p' must be in [0, 1], got {p!r}")
-        self._config = dict(p=float(p))
+        self._config = dict(p=check_real("Dropout", "p", p, 0.0, 1.0))
         self._rng = np.random.default_rng(rng) if rng is not None else None
         self._mask = None
 
@@ -421,16 +490,23 @@ class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, dtype=np.float32):
         super().__init__()
-        self._config = dict(num_features=int(num_features), eps=float(eps),
-                            momentum=float(momentum), affine=bool(affine),
-                            track_running_stats=bool(track_running_stats))
-        c = int(num_features)
-        self.weight = self._param("weight", np.ones(c, dtype)) if affine else None
-        self.bias = self._param("bias", np.zeros(c, dtype)) if affine else None
+        op = type(self).__name__
+        if momentum is None:
+            raise ValueError(f"{op}: argument 'momentum' is None (PyTorch's cumulative moving "
+                             "average), which is not supported; pass a float in [0, 1]")
+        self._config = dict(num_features=check_int(op, "num_features", num_features, 1),
+                            eps=check_real(op, "eps", eps, 0.0),
+                            momentum=check_real(op, "momentum", momentum, 0.0, 1.0),
+                            affine=check_bool(op, "affine", affine),
+                            track_running_stats=check_bool(op, "track_running_stats",
+                                                           track_running_stats))
+        c = self._config["num_features"]
+        self.weight = self._param("weight", constant(c, 1, dtype)) if affine else None
+        self.bias = self._param("bias", constant(c, 0, dtype)) if affine else None
         if track_running_stats:
-            self._buffer("running_mean", np.zeros(c, dtype))
-            self._buffer("running_var", np.ones(c, dtype))
-            self._buffer("num_batches_tracked", np.zeros((), np.int64))
+            self._buffer("running_mean", constant(c, 0, dtype))
+            self._buffer("running_var", constant(c, 1, dtype))
+            self._buffer("num_batches_tracked", constant((), 0, np.int64))
         self._cache = None
 
     def forward(self, x):
@@ -487,7 +563,10 @@ class LocalResponseNorm(Module):
 
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
         super().__init__()
-        self._config = dict(size=int(size), alpha=float(alpha), beta=float(beta), k=float(k))
+        op = "LocalResponseNorm"
+        self._config = dict(size=check_int(op, "size", size, 1),
+                            alpha=check_real(op, "alpha", alpha),
+                            beta=check_real(op, "beta", beta), k=check_real(op, "k", k))
         self._x = None
 
     def forward(self, x):
@@ -499,6 +578,15 @@ class LocalResponseNorm(Module):
         if self._x is None:
             raise _no_cache("LocalResponseNorm")
         return F.local_response_norm_backward(dy, self._x, **self._config)
+
+
+def _pool_hyper(op, kernel_size, stride, padding, dilation):
+    """Window hyperparameters of a pooling layer, with PyTorch's padding <= kernel_size // 2."""
+    kh, kw = _window_hyper(op, 2, kernel_size, stride, padding, dilation)
+    ph, pw = pair(op, "padding", padding, 0)
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(f"{op}: argument 'padding' {(ph, pw)} must be at most half of the "
+                         f"kernel size {(kh, kw)} (padding <= kernel_size // 2 on each axis)")
 
 
 def _plain(v):

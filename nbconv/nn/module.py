@@ -42,6 +42,31 @@ def no_grad():
         _state.grad = before
 
 
+def building_placeholders() -> bool:
+    """True inside :func:`placeholders`."""
+    return getattr(_state, "placeholders", False)
+
+
+@contextlib.contextmanager
+def placeholders():
+    """Context manager: layers built inside get read-only, zero-stride stand-ins of the right
+    shape and dtype for their parameters and buffers (:func:`placeholder`): no memory and no
+    random draws, whatever sizes their arguments ask for.  ``nbconv.load`` builds a file's
+    architecture this way to check it against the file's datasets before allocating anything,
+    then puts the file's arrays in place."""
+    before = building_placeholders()
+    _state.placeholders = True
+    try:
+        yield
+    finally:
+        _state.placeholders = before
+
+
+def placeholder(shape, dtype) -> np.ndarray:
+    """A read-only array of ``shape`` that takes no memory (every element is one zero)."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
 def manual_seed(seed: int) -> None:
     """Seed the generator that layer initialisation and ``Dropout`` draw from (like torch)."""
     _rng[0] = np.random.default_rng(seed)
@@ -69,8 +94,11 @@ class Parameter:
     __slots__ = ("data", "grad", "name")
 
     def __init__(self, data: np.ndarray, name: str = ""):
-        self.data = np.ascontiguousarray(data)
-        self.grad = np.zeros_like(self.data)
+        if building_placeholders():  # keep the stand-in as it is (see placeholders())
+            self.data = self.grad = data
+        else:
+            self.data = np.ascontiguousarray(data)
+            self.grad = np.zeros_like(self.data)
         self.name = name
 
     def __repr__(self) -> str:
@@ -154,8 +182,11 @@ class Module:
             _arrays.zero_(p.grad)
 
     def train(self, mode: bool = True) -> Module:
+        from .._shapes import check_bool
+
+        mode = check_bool(f"{type(self).__name__}.train", "mode", mode)
         for _, m in self.named_modules():
-            m.training = bool(mode)
+            m.training = mode
         return self
 
     def eval(self) -> Module:

@@ -21,7 +21,7 @@ def _sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov,
     (ignored when ``momentum == 0``; initialised to the gradient when ``first``)."""
     start, step = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, p.shape[0], step):
-        d = g[i] + weight_decay * p[i]
+        d = g[i] + weight_decay * p[i] if weight_decay != 0.0 else g[i]  # 0 * inf is NaN
         if momentum != 0.0:
             if first:
                 b = d
@@ -39,7 +39,7 @@ def _adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, bc1, bc2):  # pr
     root_bc2 = math.sqrt(bc2)
     start, step = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, p.shape[0], step):
-        d = g[i] + weight_decay * p[i]
+        d = g[i] + weight_decay * p[i] if weight_decay != 0.0 else g[i]  # 0 * inf is NaN
         mi = beta1 * m[i] + (1.0 - beta1) * d
         vi = beta2 * v[i] + (1.0 - beta2) * d * d
         m[i] = mi

@@ -38,12 +38,12 @@ def _max_pool2d_fwd(x, y, idx, kh, kw, sy, sx, ph, pw, dh, dw):  # pragma: no co
     p = r // OH
     hs = i * sy - ph
     he = min(hs + (kh - 1) * dh + 1, H)
-    while hs < 0:
-        hs += dh
+    if hs < 0:  # the first tap inside the input (arithmetic: padding may be huge)
+        hs += (-hs + dh - 1) // dh * dh
     ws = j * sx - pw
     we = min(ws + (kw - 1) * dw + 1, W)
-    while ws < 0:
-        ws += dw
+    if ws < 0:
+        ws += (-ws + dw - 1) // dw * dw
     best = -math.inf
     bi = -1
     if hs < he and ws < we:
