@@ -8,8 +8,8 @@ before timing, the script checks that both engines give the same outputs (max |d
 Reported: ms per batch, images/s and the speed ratio nbconv / onnxruntime (higher is better).
 A report only: there is no target.
 
-Inputs: LeNet-5 and SimpleConvNet 1x28x28 (their fixed size), the zoo models 3x32x32 (as in
-SPEC section 7's whole-network protocol), float32, batch ``--batch`` (32).
+Inputs: LeNet-5, the seed's Net and SimpleConvNet 1x28x28 (their fixed size), the zoo models
+3x32x32 (as in SPEC section 7's whole-network protocol), float32, batch ``--batch`` (32).
 
 Usage::
 
@@ -39,7 +39,8 @@ from _common import (
 
 import nbconv
 
-MODELS = ["lenet5", "simple_convnet", "alexnet", "vgg11", "nin", "googlenet", "resnet18"]
+MODELS = ["lenet5", "seed_net", "simple_convnet", "alexnet", "zfnet", "vgg11", "nin",
+          "googlenet", "resnet18"]
 QUICK_WIDTH = 1 / 8
 CHECK_RTOL = 1e-4
 
@@ -49,6 +50,8 @@ def build(name: str, width: float):
     m = nbconv.models
     if name == "lenet5":
         return m.lenet5(activation="relu"), (1, 28, 28)
+    if name == "seed_net":
+        return m.seed_net(), (1, 28, 28)
     if name == "simple_convnet":
         return m.simple_convnet(rng=0), (1, 28, 28)
     return getattr(m, name)(in_channels=3, width_mult=width), (3, 32, 32)

@@ -101,14 +101,21 @@ BUILDERS = {
     "lenet5": (lambda: models.lenet5(), (2, 1, 28, 28)),
     "lenet5_tanh_avg_pad2": (lambda: models.lenet5(activation="tanh", pool="avg", padding=2),
                              (2, 1, 28, 28)),
+    "seed_net": (lambda: models.seed_net(hidden_activation="relu"), (2, 1, 28, 28)),
     "simple_convnet": (lambda: models.simple_convnet(
         (1, 10, 10), {"filter_num": 4, "filter_size": 3}, hidden_size=8, rng=0), (2, 1, 10, 10)),
     "alexnet_lrn": (lambda: models.alexnet(width_mult=1 / 32, lrn=True), (2, 1, 28, 28)),
+    "zfnet_lrn": (lambda: models.zfnet(width_mult=1 / 32, lrn=True), (2, 1, 28, 28)),
     "vgg11": (lambda: models.vgg11(width_mult=1 / 32), (2, 1, 28, 28)),
     "nin": (lambda: models.nin(width_mult=1 / 32), (2, 1, 28, 28)),
     "googlenet": (lambda: models.googlenet(width_mult=1 / 16), (2, 1, 28, 28)),
     "resnet18": (lambda: models.resnet18(width_mult=1 / 16, in_channels=3), (2, 3, 32, 32)),
 }
+
+
+def test_every_builder_is_covered():
+    builders = {n for n in models.__all__ if not n.endswith("_block")}
+    assert builders == {n.split("_lrn")[0].split("_tanh")[0] for n in BUILDERS}
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
