@@ -18,6 +18,7 @@ from ._config import get_num_threads, max_num_threads, set_num_threads
 from .functional import *  # noqa: F403
 from . import cuda, data, io, losses, models, nn, optim, train
 from .io import load, load_state, save
+from . import onnx  # imports no onnx; registers the layers an imported ONNX graph may hold
 from .nn import manual_seed, no_grad
 
 __all__ = functional.__all__ + [
