@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from reference_conv import ref_conv2d_backward_exact, ref_conv2d_exact
 from reference_norm import local_response_norm_ref
 from reference_pool import ref_adaptive_avg_pool2d, ref_avg_pool2d, ref_max_pool2d
+from scipy import special
 
 import nbconv as nc
 
@@ -190,13 +191,20 @@ def test_pooling_nonfinite_matches_reference(x, k, s, ceil_mode):
 @given(planes())
 def test_pointwise_and_norm_nonfinite_match_numpy(x):
     """Elementwise ops map NaN to NaN (ReLU too, as in PyTorch) and inf by their formula;
-    softmax, LRN, linear and batch norm spread a non-finite value over exactly the outputs
-    that depend on it."""
+    softmax, log-softmax, global pooling, LRN, linear and batch norm spread a non-finite
+    value over exactly the outputs that depend on it."""
     rtol = 1e-9 if x.dtype == np.float64 else 2e-5
     x64 = x.astype(np.float64)
     assert_same_values(nc.relu(x), np.maximum(x64, 0.0), rtol)  # np.maximum keeps NaN
     assert_same_values(nc.leaky_relu(x, 0.1), np.where(x64 < 0, 0.1 * x64, x64), rtol)
     assert_same_values(nc.tanh(x), np.tanh(x64), rtol)
+    assert_same_values(nc.sigmoid(x), special.expit(x64), rtol)
+    with np.errstate(invalid="ignore"):
+        want_log = x64 - x64.max(axis=-1, keepdims=True)
+        want_log = want_log - np.log(np.exp(want_log).sum(axis=-1, keepdims=True))
+    assert_same_values(nc.log_softmax(x, axis=-1), want_log, rtol)
+    with np.errstate(invalid="ignore"):
+        assert_same_values(nc.global_avg_pool2d(x), x64.mean(axis=(2, 3), keepdims=True), rtol)
     assert_same_values(nc.softmax(x, axis=-1), _softmax_ref(x64), rtol)
     assert_same_values(nc.local_response_norm(x, 3), local_response_norm_ref(x64, 3), rtol)
     flat = x.reshape(x.shape[0], -1)
