@@ -821,16 +821,54 @@ def _fold_padding(dxp, H, W, g: _Geom):
     return dx
 
 
+def _tap_reads_input(n, o, s, p, t) -> bool:
+    """Whether kernel tap ``t`` (dilation 1) reads a real input pixel for some output
+    ``i < o``: ``0 <= i*s - p + t < n``."""
+    a = p - t
+    i = max(0, -(-a // s))  # the first output whose tap lands at or after input index 0
+    return i < o and i * s < a + n
+
+
+def _trim_taps(weight, g: _Geom, H, W, algorithm):
+    """Drop the kernel rows and columns that read only zero padding, whatever the output
+    pixel (small maps: a 3x3 layer on 1x1 maps is a 1x1 layer, nine times less work; resnet18
+    on 32x32 input has three such 512-channel layers).  Exact: with zero padding those taps
+    add no term (SPEC section 2), and their weight gradient is 0.
+
+    Returns ``(weight, g, algorithm, (r0, r1, c0, c1))`` -- the kept tap ranges -- or None when
+    every tap reads the input somewhere (or the padding is not zeros, or the layer dilated).
+    """
+    kh, kw = weight.shape[2], weight.shape[3]
+    if g.mode != "zeros" or g.dh != 1 or g.dw != 1 or kh * kw == 1:
+        return None
+    rows = [t for t in range(kh) if _tap_reads_input(H, g.OH, g.sy, g.pt, t)]
+    cols = [t for t in range(kw) if _tap_reads_input(W, g.OW, g.sx, g.pl, t)]
+    if not rows or not cols or (rows[0], rows[-1], cols[0], cols[-1]) == (0, kh - 1, 0, kw - 1):
+        return None
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    # tap r0 - 1 misses every output, so the new top padding pt - r0 is >= 0 (likewise below)
+    pt, pl = g.pt - r0, g.pl - c0
+    pb = (g.OH - 1) * g.sy + (r1 - r0) - H - pt
+    pr = (g.OW - 1) * g.sx + (c1 - c0) - W - pl
+    g = g._replace(pt=pt, pb=pb, pl=pl, pr=pr)
+    if algorithm == "winograd" and not _winograd_fits(r1 - r0, c1 - c0, g):
+        algorithm = "im2col"
+    return np.ascontiguousarray(weight[:, :, r0:r1, c0:c1]), g, algorithm, (r0, r1, c0, c1)
+
+
 def _conv2d_impl(op, x, weight, bias, g: _Geom, algorithm, relu=False):
     """Forward on validated 4-D arrays of one dtype (then ``y = relu(y)`` with ``relu``).
 
     An empty batch gives an empty output without calling a driver; a result holding inf or
     NaN is recomputed by :func:`_exact_forward` (ReLU keeps NaN, so the check may follow it).
     """
-    forward, _ = _drivers(algorithm)
     y = np.empty((x.shape[0], weight.shape[0], g.OH, g.OW), dtype=x.dtype)
     if y.size == 0:
         return y
+    trimmed = _trim_taps(weight, g, x.shape[2], x.shape[3], algorithm)
+    if trimmed is not None:
+        weight, g, algorithm, _ = trimmed
+    forward, _ = _drivers(algorithm)
     xp, pt, pl = _pad_input(x, g)
     args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
     if algorithm == "direct":
@@ -856,11 +894,15 @@ def _relu_in_place(y):
 def _conv2d_backward_impl(op, dy, x, weight, g: _Geom, want_bias, need_dx, algorithm):
     """Backward on validated arrays; an empty batch gives an empty ``dx`` and zero weight
     and bias gradients, non-finite results are recomputed by :func:`_exact_backward`."""
-    _, backward = _drivers(algorithm)
     if x.shape[0] == 0:
         return (np.empty(x.shape, dtype=x.dtype) if need_dx else None,
                 np.zeros(weight.shape, dtype=x.dtype),
                 np.zeros(weight.shape[0], dtype=x.dtype) if want_bias else None)
+    full_shape = weight.shape
+    trimmed = _trim_taps(weight, g, x.shape[2], x.shape[3], algorithm)
+    if trimmed is not None:
+        weight, g, algorithm, _ = trimmed
+    _, backward = _drivers(algorithm)
     xp, pt, pl = _pad_input(x, g)
     dxp = np.empty(xp.shape, dtype=x.dtype) if need_dx else None
     gw = np.empty(weight.shape, dtype=x.dtype)
@@ -868,6 +910,11 @@ def _conv2d_backward_impl(op, dy, x, weight, g: _Geom, want_bias, need_dx, algor
     args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
     backward(dy, xp, weight, dxp, gw, gb, *args)
     _exact_backward(dy, xp, weight, dxp, gw, gb, *args)
+    if trimmed is not None:  # the dropped taps never read the input: zero gradient
+        r0, r1, c0, c1 = trimmed[3]
+        gw_full = np.zeros(full_shape, dtype=x.dtype)
+        gw_full[:, :, r0:r1, c0:c1] = gw
+        gw = gw_full
     dx = dxp
     if need_dx and g.mode != "zeros":
         dx = _fold_padding(dxp, x.shape[2], x.shape[3], g)
