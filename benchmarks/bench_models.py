@@ -44,12 +44,12 @@ from _common import (
     set_threads,
     write_json,
 )
+from bench_lenet import LR, MOMENTUM, NbconvStep, TorchStep  # the same training step
 from torch_twin import torch_twin, twin_parameters
 
 import nbconv
 from nbconv import models
 
-LR, MOMENTUM = 0.01, 0.9
 TARGETS = {"train": 1.0, "inference": 1.25, "lenet5_train": 1.5}
 #: name -> (builder, input shape (C, H, W), default batch sizes)
 MODELS = {
@@ -66,32 +66,6 @@ if hasattr(models, "zfnet"):
     MODELS["zfnet"] = (lambda: models.zfnet(in_channels=3), (3, 32, 32), (32, 128))
 if hasattr(models, "seed_net"):
     MODELS["seed_net"] = (models.seed_net, (1, 28, 28), (64, 256))
-
-
-class NbconvStep:
-    def __init__(self, net):
-        self.net, self.crit = net, nbconv.losses.CrossEntropyLoss()
-        self.opt = nbconv.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
-
-    def __call__(self, x, t):
-        self.opt.zero_grad()
-        loss = self.crit.forward(self.net.forward(x), t)
-        self.net.backward(self.crit.backward())
-        self.opt.step()
-        return loss
-
-
-class TorchStep:
-    def __init__(self, tnet, torch):
-        self.tnet, self.torch = tnet, torch
-        self.opt = torch.optim.SGD(tnet.parameters(), lr=LR, momentum=MOMENTUM)
-
-    def __call__(self, x, t):
-        self.opt.zero_grad()
-        loss = self.torch.nn.functional.cross_entropy(self.tnet(x), t)
-        loss.backward()
-        self.opt.step()
-        return loss
 
 
 def _dropouts_eval(net, tnet):
