@@ -61,6 +61,7 @@ ALGORITHMS = ("auto", "direct", "im2col", "winograd")
 _NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 _X_LAYOUT = "(N, C, H, W)"
+_X_LAYOUTS = "(N, C, H, W) or unbatched (C, H, W)"  # host arrays; the device path takes 4-D
 _W_LAYOUT = "(F, C // groups, kh, kw)"
 
 
@@ -891,6 +892,24 @@ def _check_dy(op, dy, expected, desc):
         )
 
 
+def _batched(op, x, ndim, layout):
+    """``x`` with a batch axis (``(x, False)`` when it has one, ``(x[None], True)`` for the
+    unbatched input PyTorch also takes); any other ndim raises ValueError naming ``x``."""
+    if x.ndim == ndim - 1:
+        return x[None], True
+    check_ndim(op, "x", x, ndim, layout)
+    return x, False
+
+
+def _batched_grad(op, dy, unbatched, ndim, layout):
+    """``dy`` with the batch axis that :func:`_batched` gave ``x`` (dy must match x)."""
+    if unbatched:
+        check_ndim(op, "dy", dy, ndim - 1, f"unbatched like x, {layout}")
+        return dy[None]
+    check_ndim(op, "dy", dy, ndim, layout)
+    return dy
+
+
 # --------------------------------------------------------------------------- 2-D
 
 
@@ -905,8 +924,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, H, W)
-        Input batch. float32/float64 are kept; integer/bool inputs are cast to float32;
+    x : ndarray, shape (N, C, H, W) or (C, H, W)
+        Input batch, or one unbatched image (as PyTorch takes it: the result is then
+        (F, OH, OW)). float32/float64 are kept; integer/bool inputs are cast to float32;
         float16/complex raise TypeError. Any memory layout is accepted.
     weight : ndarray, shape (F, C // groups, kh, kw)
         Filters; cast to ``x.dtype``.
@@ -946,7 +966,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
     Returns
     -------
-    y : ndarray, shape (N, F, OH, OW), dtype of ``x``
+    y : ndarray, shape (N, F, OH, OW) (or (F, OH, OW) for an unbatched ``x``), dtype of ``x``
         With ``OH = floor((H + pt + pb - dh*(kh - 1) - 1) / sy) + 1`` (``pt``/``pb`` the top and
         bottom padding) and likewise ``OW``.
 
@@ -990,16 +1010,17 @@ def _conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
 def _conv2d_checked(op, x, weight, bias, stride, padding, dilation, groups, padding_mode,
                     algorithm, relu=False):
     x = as_float_array(op, "x", x)
-    check_ndim(op, "x", x, 4, _X_LAYOUT)
+    x, unbatched = _batched(op, x, 4, _X_LAYOUTS)
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
     check_ndim(op, "weight", weight, 4, _W_LAYOUT)
-    desc = f"x shape {tuple(x.shape)}, weight shape {tuple(weight.shape)}"
+    desc = f"x shape {tuple(x.shape[unbatched:])}, weight shape {tuple(weight.shape)}"
     g = _geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
                   desc)
     bias = _check_bias(op, bias, x.dtype, weight.shape[0], desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
                               weight.shape[0])
-    return _conv2d_impl(op, x, weight, bias, g, algo, relu)
+    y = _conv2d_impl(op, x, weight, bias, g, algo, relu)
+    return y[0] if unbatched else y
 
 
 @_device.dispatch
@@ -1014,11 +1035,11 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
 
     Parameters
     ----------
-    dy : ndarray, shape (N, F, OH, OW)
+    dy : ndarray, shape (N, F, OH, OW) or (F, OH, OW)
         Upstream gradient; must have exactly the shape of the forward output. Cast to
         ``x.dtype``.
-    x : ndarray, shape (N, C, H, W)
-        The forward input.
+    x : ndarray, shape (N, C, H, W) or (C, H, W)
+        The forward input (unbatched inputs give an unbatched ``dx``).
     weight : ndarray, shape (F, C // groups, kh, kw)
         The forward filters.
     stride, padding, dilation, groups, padding_mode
@@ -1054,20 +1075,21 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     """
     op = "conv2d_backward"
     x = as_float_array(op, "x", x)
-    check_ndim(op, "x", x, 4, _X_LAYOUT)
+    desc = f"x shape {tuple(x.shape)}"
+    x, unbatched = _batched(op, x, 4, _X_LAYOUTS)
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
     check_ndim(op, "weight", weight, 4, _W_LAYOUT)
     dy = as_float_array(op, "dy", dy, dtype=x.dtype)
-    check_ndim(op, "dy", dy, 4, "(N, F, OH, OW)")
-    desc = (f"dy shape {tuple(dy.shape)}, x shape {tuple(x.shape)}, "
-            f"weight shape {tuple(weight.shape)}")
+    desc = f"dy shape {tuple(dy.shape)}, {desc}, weight shape {tuple(weight.shape)}"
+    dy = _batched_grad(op, dy, unbatched, 4, "(N, F, OH, OW)")
     g = _geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
                   desc)
     _check_dy(op, dy, (x.shape[0], weight.shape[0], g.OH, g.OW), desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
                               weight.shape[0], backward=True)
-    return _conv2d_backward_impl(op, dy, x, weight, g, _want_bias(bias),
-                                 check_bool(op, "need_dx", need_dx), algo)
+    dx, gw, gb = _conv2d_backward_impl(op, dy, x, weight, g, _want_bias(bias),
+                                       check_bool(op, "need_dx", need_dx), algo)
+    return (dx[0] if unbatched and dx is not None else dx), gw, gb
 
 
 # --------------------------------------------------------------------------- 1-D
@@ -1097,7 +1119,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, L)
+    x : ndarray, shape (N, C, L) or unbatched (C, L)
     weight : ndarray, shape (F, C // groups, k)
     bias : ndarray, shape (F,), optional
     stride, dilation : int
@@ -1111,7 +1133,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
     Returns
     -------
-    y : ndarray, shape (N, F, OL), dtype of ``x``
+    y : ndarray, shape (N, F, OL) (or (F, OL) for an unbatched ``x``), dtype of ``x``
         ``OL = floor((L + p_before + p_after - d*(k - 1) - 1) / s) + 1``.
 
     Examples
@@ -1125,17 +1147,19 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     """
     op = "conv1d"
     x = as_float_array(op, "x", x)
-    check_ndim(op, "x", x, 3, "(N, C, L)")
+    desc = f"x shape {tuple(x.shape)}"
+    x, unbatched = _batched(op, x, 3, "(N, C, L) or unbatched (C, L)")
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
     check_ndim(op, "weight", weight, 3, "(F, C // groups, k)")
-    desc = f"x shape {tuple(x.shape)}, weight shape {tuple(weight.shape)}"
+    desc = f"{desc}, weight shape {tuple(weight.shape)}"
     s2, p2, d2 = _conv1d_args(op, stride, padding, dilation)
     x4, w4 = x[:, :, None, :], weight[:, :, None, :]
     g = _geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
                   axes=("(height 1)", "L"))
     bias = _check_bias(op, bias, x.dtype, weight.shape[0], desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g, weight.shape[0])
-    return _conv2d_impl(op, x4, w4, bias, g, algo)[:, :, 0, :]
+    y = _conv2d_impl(op, x4, w4, bias, g, algo)[:, :, 0, :]
+    return y[0] if unbatched else y
 
 
 @_device.dispatch
@@ -1145,9 +1169,9 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
 
     Parameters
     ----------
-    dy : ndarray, shape (N, F, OL)
+    dy : ndarray, shape (N, F, OL) or (F, OL)
         Upstream gradient, exactly the shape of the forward output.
-    x : ndarray, shape (N, C, L)
+    x : ndarray, shape (N, C, L) or (C, L)
     weight : ndarray, shape (F, C // groups, k)
     stride, padding, dilation, groups, padding_mode
         As in :func:`conv1d`.
@@ -1173,13 +1197,13 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     """
     op = "conv1d_backward"
     x = as_float_array(op, "x", x)
-    check_ndim(op, "x", x, 3, "(N, C, L)")
+    desc = f"x shape {tuple(x.shape)}"
+    x, unbatched = _batched(op, x, 3, "(N, C, L) or unbatched (C, L)")
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
     check_ndim(op, "weight", weight, 3, "(F, C // groups, k)")
     dy = as_float_array(op, "dy", dy, dtype=x.dtype)
-    check_ndim(op, "dy", dy, 3, "(N, F, OL)")
-    desc = (f"dy shape {tuple(dy.shape)}, x shape {tuple(x.shape)}, "
-            f"weight shape {tuple(weight.shape)}")
+    desc = f"dy shape {tuple(dy.shape)}, {desc}, weight shape {tuple(weight.shape)}"
+    dy = _batched_grad(op, dy, unbatched, 3, "(N, F, OL)")
     s2, p2, d2 = _conv1d_args(op, stride, padding, dilation)
     x4, w4 = x[:, :, None, :], weight[:, :, None, :]
     g = _geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
@@ -1188,4 +1212,6 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     algo = _choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g, weight.shape[0])
     dx, gw, gb = _conv2d_backward_impl(op, dy[:, :, None, :], x4, w4, g, _want_bias(bias),
                                        check_bool(op, "need_dx", need_dx), algo)
-    return (None if dx is None else dx[:, :, 0, :]), gw[:, :, 0, :], gb
+    if dx is not None:
+        dx = dx[0, :, 0, :] if unbatched else dx[:, :, 0, :]
+    return dx, gw[:, :, 0, :], gb
