@@ -904,7 +904,7 @@ def _batched(op, x, ndim, layout):
 def _batched_grad(op, dy, unbatched, ndim, layout):
     """``dy`` with the batch axis that :func:`_batched` gave ``x`` (dy must match x)."""
     if unbatched:
-        check_ndim(op, "dy", dy, ndim - 1, f"unbatched like x, {layout}")
+        check_ndim(op, "dy", dy, ndim - 1, f"({layout[len('(N, '):]} like the unbatched x")
         return dy[None]
     check_ndim(op, "dy", dy, ndim, layout)
     return dy
