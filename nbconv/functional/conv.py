@@ -33,6 +33,7 @@ backward pass folds the gradient of the padded input back onto ``x`` (the adjoin
 from __future__ import annotations
 
 import functools
+import textwrap
 from typing import NamedTuple
 
 import numba
@@ -771,21 +772,75 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
         )
     if algorithm != "auto":
         return algorithm
-    if _winograd_fits(kh, kw, g) and (
-            ((kh, kw) == (3, 3) and min(C, F) >= (48 if backward else 32))
-            or ((kh, kw) == (5, 5) and not backward and min(C, F) >= 32)):
-        return "im2col" if backward and min(g.OH, g.OW) < 10 else "winograd"
-    stride1 = g.sy == 1 and g.sx == 1
-    if g.groups > 1 and C == g.groups:  # depthwise: one input channel per group
-        return "direct"
-    if kh * kw > 1 and (stride1 or (g.groups == 1 and not backward and C * kh * kw >= 16)):
-        return "im2col" if g.groups == 1 and C >= 64 and F >= 128 else "direct"
-    if (kh * kw > 1 and not stride1 and not backward and g.groups > 1
-            and (C // g.groups) * kh * kw < 64):
-        return "direct"  # grouped, strided, few terms per group: stride phases per group
-    if not stride1 or (g.groups == 1 and not backward):
-        return "im2col"
-    return "im2col" if g.groups == 1 and F >= 32 and C >= 64 else "direct"
+    case = _Case(C, F, kh, kw, g.groups, g.sy == 1 and g.sx == 1, backward,
+                 min(g.OH, g.OW) < 10, _winograd_fits(kh, kw, g))
+    for _, applies, algo in _AUTO_RULES:
+        if applies(case):
+            return algo
+    raise AssertionError("unreachable: the last rule always applies")
+
+
+class _Case(NamedTuple):
+    """What the ``"auto"`` rule looks at: channels ``C`` -> filters ``F``, the kernel, the
+    groups, whether both strides are 1, the pass, an output smaller than 10x10, and whether
+    Winograd can run it (kernel of 2-9 taps a side, stride 1, dilation 1, groups 1)."""
+
+    C: int
+    F: int
+    kh: int
+    kw: int
+    groups: int
+    stride1: bool
+    backward: bool
+    small: bool
+    winograd: bool
+
+
+# The "auto" rule as one table: the first row that applies picks the algorithm.  conv2d's
+# docstring is generated from the texts; tests/test_pytorch_habits.py checks each row's claim.
+_AUTO_RULES = (
+    ("the backward pass of 3x3 kernels with stride 1, dilation 1, groups 1, C and F >= 48, on "
+     "outputs smaller than 10x10",
+     lambda c: (c.winograd and (c.kh, c.kw) == (3, 3) and c.backward and min(c.C, c.F) >= 48
+                and c.small), "im2col"),
+    ("3x3 kernels with stride 1, dilation 1, groups 1 and C, F >= 32 (>= 48 for the backward "
+     "pass)",
+     lambda c: (c.winograd and (c.kh, c.kw) == (3, 3)
+                and min(c.C, c.F) >= (48 if c.backward else 32)), "winograd"),
+    ("the forward pass of 5x5 kernels with stride 1, dilation 1, groups 1 and C, F >= 32",
+     lambda c: (c.winograd and (c.kh, c.kw) == (5, 5) and not c.backward
+                and min(c.C, c.F) >= 32), "winograd"),
+    ("depthwise layers (groups == C > 1)",
+     lambda c: c.groups > 1 and c.C == c.groups, "direct"),
+    ("kernels larger than 1x1 with groups 1, C >= 64 and F >= 128, at stride 1 or in a "
+     "forward pass with C*kh*kw >= 16",
+     lambda c: (c.kh * c.kw > 1 and c.groups == 1 and c.C >= 64 and c.F >= 128
+                and (c.stride1 or (not c.backward and c.C * c.kh * c.kw >= 16))), "im2col"),
+    ("other stride-1 kernels larger than 1x1, and strided forward passes of groups-1 kernels "
+     "larger than 1x1 with C*kh*kw >= 16",
+     lambda c: (c.kh * c.kw > 1 and (c.stride1 or (c.groups == 1 and not c.backward
+                                                   and c.C * c.kh * c.kw >= 16))), "direct"),
+    ("strided forward passes of grouped kernels larger than 1x1 with (C/groups)*kh*kw < 64",
+     lambda c: (c.kh * c.kw > 1 and not c.stride1 and not c.backward and c.groups > 1
+                and c.C // c.groups * c.kh * c.kw < 64), "direct"),
+    ("every other strided pass (backward passes, other grouped layers, 1x1 kernels, "
+     "C*kh*kw < 16), and the forward pass of stride-1 1x1 kernels with groups 1",
+     lambda c: not c.stride1 or (c.groups == 1 and not c.backward), "im2col"),
+    ("the backward pass of stride-1 1x1 kernels with groups 1, C >= 64 and F >= 32",
+     lambda c: c.groups == 1 and c.C >= 64 and c.F >= 32, "im2col"),
+    ("everything else (stride-1 1x1 kernels of grouped layers, smaller 1x1 backward passes)",
+     lambda c: True, "direct"),
+)
+
+
+def _auto_rule_text(indent: str) -> str:
+    """The ``"auto"`` rows as a numbered list for a docstring."""
+    lines = []
+    for i, (text, _, algo) in enumerate(_AUTO_RULES, 1):
+        item = textwrap.wrap(f"{i}. {text}: ``\"{algo}\"``", 88 - len(indent),
+                             subsequent_indent="   ")
+        lines += [indent + line for line in item]
+    return "\n".join(lines)
 
 
 def _want_bias(bias) -> bool:
@@ -955,12 +1010,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         products on transformed tiles (stride 1, dilation 1, groups 1, kernels of 2 to 9 taps
         a side, larger ones as 3x3 pieces; inputs or weights holding inf/NaN are computed
         directly, so that such values reach exactly the outputs they reach in a direct
-        convolution).  ``"auto"`` picks ``"winograd"`` for 3x3 kernels
-        with ``C, F >= 32`` (48 for the backward pass) and for the 5x5 forward pass with
-        ``C, F >= 32``; for other stride-1 kernels larger than 1x1 ``"direct"``, or
-        ``"im2col"`` when ``groups == 1``, ``C >= 64`` and ``F >= 128``; otherwise
-        ``"im2col"`` when ``groups == 1``, ``C * kh * kw >= 64`` and ``F >= 32``, else
-        ``"direct"`` (grouped and depthwise convolutions, tiny reductions);
+        convolution).  ``"auto"`` takes the first of these rules that applies (``C`` input
+        channels, ``F`` filters; "stride 1" on both axes; see :func:`_choose_algorithm` for
+        the measurements behind them):
+
+{AUTO_RULE}
+
         benchmarks/bench_conv.py measures them. All algorithms give the same result up to
         float rounding.
 
@@ -997,6 +1052,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     """
     return _conv2d_checked("conv2d", x, weight, bias, stride, padding, dilation, groups,
                            padding_mode, algorithm)
+
+
+conv2d.__doc__ = conv2d.__doc__.replace("{AUTO_RULE}", _auto_rule_text(" " * 8))
 
 
 def _conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,

@@ -40,6 +40,8 @@ class Sequential(Module):
     ['0.bias', '0.weight', '2.bias', '2.weight']
     """
 
+    _record_config = False  # described by to_config itself
+
     def __init__(self, *layers):
         super().__init__()
         if len(layers) == 1 and isinstance(layers[0], dict):
@@ -118,10 +120,12 @@ class ModuleList(Module):
     --------
     >>> import nbconv as nc
     >>> blocks = nc.nn.ModuleList([nc.nn.Linear(4, 4) for _ in range(3)])
-    >>> blocks.append(nc.nn.ReLU())
+    >>> _ = blocks.append(nc.nn.ReLU())
     >>> len(blocks), [k for k, _ in blocks.named_parameters()][:2]
     (4, ['0.weight', '0.bias'])
     """
+
+    _record_config = False  # its modules are built by the owner
 
     def __init__(self, modules=()):
         super().__init__()
@@ -250,6 +254,7 @@ class Graph(Module):
     """
 
     INPUT = "input"
+    _record_config = False  # described by to_config itself
 
     def __init__(self, output: str | None = None):
         super().__init__()

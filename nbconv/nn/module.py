@@ -119,8 +119,9 @@ class Module:
     There is no autograd: a subclass implements ``forward(x) -> y`` *and* ``backward(dy) ->
     dx`` (see the README's "Custom modules"), or is built from ``Sequential``/``Graph``, whose
     backward passes run by themselves.  Built-in layers record their constructor arguments in
-    ``self._config`` so that model files can rebuild them; for a subclass defined outside
-    nbconv the arguments of its constructor call are recorded automatically.
+    ``self._config`` so that model files can rebuild them; for any other subclass the
+    arguments of its constructor call are recorded there automatically (a constructor that
+    sets ``self._config`` itself keeps its own).
     """
 
     def __init__(self):
@@ -133,7 +134,7 @@ class Module:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "__init__" in cls.__dict__ and not cls.__module__.startswith("nbconv."):
+        if "__init__" in cls.__dict__ and getattr(cls, "_record_config", True):
             cls.__init__ = _recording_init(cls.__init__)
 
     # -- registration -------------------------------------------------------------------
@@ -442,7 +443,7 @@ class Module:
 
 
 def _recording_init(init):
-    """Wrap a user subclass's ``__init__`` so that the outermost call records its arguments
+    """Wrap a subclass's ``__init__`` so that the outermost call records its arguments
     (defaults filled in) in ``self._config`` unless the constructor set ``_config`` itself:
     ``nbconv.save`` stores them and ``nbconv.load`` calls the class with them again."""
     sig = inspect.signature(init)

@@ -95,14 +95,14 @@ def summary(model: Module, input_size=None, *, dtype=np.float32) -> Summary:
     >>> net = nc.nn.Sequential(nc.nn.Conv2d(1, 4, 3), nc.nn.ReLU(), nc.nn.Flatten(),
     ...                        nc.nn.Linear(4 * 26 * 26, 10))
     >>> print(nc.nn.summary(net, (1, 1, 28, 28)))
-    Layer (type)    Output shape    Param #
-    =======================================
-    Sequential      (1, 10)          27,090
-      0 (Conv2d)    (1, 4, 26, 26)       40
-      1 (ReLU)      (1, 4, 26, 26)        0
-      2 (Flatten)   (1, 2704)             0
-      3 (Linear)    (1, 10)          27,050
-    =======================================
+    Layer (type)   Output shape    Param #
+    ======================================
+    Sequential     (1, 10)          27,090
+      0 (Conv2d)   (1, 4, 26, 26)       40
+      1 (ReLU)     (1, 4, 26, 26)        0
+      2 (Flatten)  (1, 2704)             0
+      3 (Linear)   (1, 10)          27,050
+    ======================================
     Total params: 27,090
     Params size: 0.10 MiB
     Input size: (1, 1, 28, 28) float32
