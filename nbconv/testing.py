@@ -45,8 +45,9 @@ def gradcheck(layer_or_fn, inputs, backward=None, *, dy=None, eps=1e-6, rtol=1e-
         labels, sizes, flags) is passed through unchanged.
     backward : callable, optional
         Only with a function: ``backward(dy, *inputs)`` returning the gradient of each input
-        (a tuple aligned with ``inputs``, ``None`` for those without one; or a single array for
-        a single input).  E.g. ``lambda dy, x, w, b: nbconv.conv2d_backward(dy, x, w)``.
+        (a tuple aligned with ``inputs``, ``None`` for those without one, trailing ones may
+        be left out; or a single array for a single input).  E.g.
+        ``lambda dy, x, w, b: nbconv.conv2d_backward(dy, x, w)``.
     dy : ndarray, optional
         The upstream gradient, shape of the output; standard normal by default.
     eps, rtol, atol : float
@@ -135,9 +136,12 @@ def gradcheck(layer_or_fn, inputs, backward=None, *, dy=None, eps=1e-6, rtol=1e-
     grads = list(grads) if isinstance(grads, (tuple, list)) else [grads]
     if len(args) == 1 and len(grads) != 1:
         grads = [grads[0]]
-    if len(grads) != len(args):
+    if len(grads) > len(args):
         failures.append(f"backward returned {len(grads)} gradients for {len(args)} inputs")
-        grads = (grads + [None] * len(args))[: len(args)]
+    grads = (grads + [None] * len(args))[: len(args)]  # missing trailing ones: not checked
+    if not params and all(grads[i] is None for i in checked):
+        failures.append("nothing to check: no floating input has a gradient and there are "
+                        "no parameters")
 
     def compare(what, analytic, shift):
         numeric = (shift(+eps) - shift(-eps)) / (2 * eps)

@@ -838,7 +838,7 @@ def _auto_rule_text(indent: str) -> str:
     lines = []
     for i, (text, _, algo) in enumerate(_AUTO_RULES, 1):
         item = textwrap.wrap(f"{i}. {text}: ``\"{algo}\"``", 88 - len(indent),
-                             subsequent_indent="   ")
+                             subsequent_indent="   ", break_on_hyphens=False)
         lines += [indent + line for line in item]
     return "\n".join(lines)
 
