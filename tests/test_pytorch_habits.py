@@ -440,3 +440,25 @@ def test_auto_rule_docstring_is_the_table_and_its_claims_hold():
         fwd, _, bwd = algos.partition(" / ")
         assert _auto(C, F, k, s, p, H, groups) == fwd, (C, F, k, s, H)
         assert _auto(C, F, k, s, p, H, groups, backward=True) == (bwd or fwd), (C, F, k, s, H)
+
+
+# --------------------------------------------------------------------------- README snippets
+def test_readme_training_snippet_runs_without_fashion_mnist(tmp_path, monkeypatch):
+    import re
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"),
+                  encoding="utf-8").read()
+    section = readme[readme.index("## Training"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "epochs=10" in code and "load_digits" in code
+
+    def absent(*args, **kwargs):
+        raise FileNotFoundError("no Fashion-MNIST here")
+
+    monkeypatch.setattr(nc.data, "load_fashion_mnist", absent)
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(code.replace("epochs=10", "epochs=1"), "README.md", "exec"), scope)
+    assert len(scope["x"]) == len(nc.data.load_digits("train")[0])  # the fallback was taken
+    assert (tmp_path / "lenet5.h5").exists() and (tmp_path / "curves.png").exists()
+    assert type(nc.load(tmp_path / "lenet5.h5")).__name__ == "Sequential"
