@@ -4,6 +4,7 @@ The main job of nbconv::
 
     python examples/train_lenet.py                      # picks a data set by itself
     python examples/train_lenet.py --dataset mnist --data-dir ~/data/mnist --epochs 10
+    mpiexec -n 2 python examples/train_lenet.py --distributed   # data-parallel over MPI
 
 ``--dataset auto`` takes MNIST if its IDX files are under ``--data-dir`` or the user cache
 (``~/.cache/nbconv/mnist``, where ``--download`` puts them), else Debian's Fashion-MNIST
@@ -11,6 +12,11 @@ The main job of nbconv::
 are scaled to [0, 1] and normalised with the training set's mean and std, which are stored in
 the model file's metadata.  Per epoch it prints the loss, train and test accuracy, seconds and
 images/s; the last line is ``test accuracy: 0.XXXX``.
+
+With ``--distributed`` (under ``mpiexec -n N``) every rank trains on its shard of each global
+batch of ``N * --batch-size`` images (``--batch-size`` is per rank, as in PyTorch) with the
+gradients averaged over MPI (`nbconv.distributed`); the header shows the world size and each
+rank's shard, and rank 0 alone prints, writes the model file, the PNG and ``--checkpoint``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import argparse
 import gzip
 import math
 import os
+import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -110,15 +117,56 @@ def parse_args(argv=None):
     p.add_argument("--plot", default="lenet5.png", help="training-curve PNG to write")
     p.add_argument("--download", action="store_true", help="fetch MNIST first (needs internet)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--checkpoint", default=None,
+                   help="HDF5 checkpoint rewritten after every epoch (to --resume from)")
+    p.add_argument("--resume", default=None, help="continue from this checkpoint")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI: run under mpiexec -n N (needs nbconv[mpi]); "
+                        "--batch-size is per rank")
     return p.parse_args(argv)
 
 
-def main(argv=None) -> float:
+def start_mpi(args):
+    """The run's `nbconv.distributed.World`, or exit with the reason when MPI is missing."""
+    from nbconv import distributed
+
+    try:
+        world = distributed.init()
+    except ImportError as e:
+        raise SystemExit(f"--distributed: {e}") from None
+    if not args.threads:
+        # the ranks on one machine share its cores
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        args.threads = max(1, (cores or os.cpu_count() or 1) // world.local_size())
+    return world
+
+
+def describe_world(world, train_loader, say):
+    """The header lines of a distributed run: world size, then each rank's host and shard."""
+    from nbconv.distributed import ShardedLoader, launched_by_mpiexec
+
+    shard = ShardedLoader(train_loader, world.rank, world.size)
+    lines = world.gather(f"  {shard.describe()} on {socket.gethostname()} (pid {os.getpid()})")
+    launched = "" if launched_by_mpiexec() else " (not started by mpiexec)"
+    say(f"distributed: world size {world.size}{launched}, global batch "
+        f"{shard.global_batch_size} = {world.size} x {shard.batch_size}")
+    for line in lines or ():
+        say(line)
+
+
+def main(argv=None) -> float | None:
     args = parse_args(argv)
+    world = start_mpi(args) if args.distributed else None
+    main_rank = world is None or world.is_main
+
+    def say(*a, **k):
+        if main_rank:
+            print(*a, **k, flush=True)
+
     if args.threads:
         nc.set_num_threads(args.threads)
     name, (x_train, y_train), (x_test, y_test) = choose_dataset(args)
-    print(f"data set: {name}: {len(x_train)} training and {len(x_test)} test images", flush=True)
+    say(f"data set: {name}: {len(x_train)} training and {len(x_test)} test images")
 
     mean, std = float(x_train.mean()), float(x_train.std())
     norm = data.transforms.normalize(mean, std)
@@ -136,9 +184,12 @@ def main(argv=None) -> float:
     train_loader = data.DataLoader(x_train, y_train, args.batch_size, shuffle=True,
                                    seed=args.seed, transform=train_tf)
     test_loader = data.DataLoader(x_test, y_test, 500, shuffle=False, transform=norm)
-    print(f"LeNet-5 ({args.activation}, {sum(p.data.size for p in model.parameters())} "
-          f"parameters), {args.optimizer} lr={opt.lr}, batch {args.batch_size}, "
-          f"{args.epochs} epochs, {nc.get_num_threads()} threads", flush=True)
+    per_rank = " per rank" if world is not None else ""
+    say(f"LeNet-5 ({args.activation}, {sum(p.data.size for p in model.parameters())} "
+        f"parameters), {args.optimizer} lr={opt.lr}, batch {args.batch_size}{per_rank}, "
+        f"{args.epochs} epochs, {nc.get_num_threads()} threads{per_rank}")
+    if world is not None:
+        describe_world(world, train_loader, say)
 
     base_lr = opt.lr
 
@@ -148,18 +199,23 @@ def main(argv=None) -> float:
             opt.lr = 0.5 * base_lr * (1 + math.cos(math.pi * epoch / args.epochs))
 
     def report(epoch, h):
-        print(f"epoch {epoch:2d}/{args.epochs}  loss {h['loss'][-1]:.4f}  "
-              f"train acc {h['accuracy'][-1]:.4f}  test acc {h['val_accuracy'][-1]:.4f}  "
-              f"{h['seconds'][-1]:6.1f} s  {h['images_per_s'][-1]:7.0f} img/s", flush=True)
+        say(f"epoch {epoch:2d}/{args.epochs}  loss {h['loss'][-1]:.4f}  "
+            f"train acc {h['accuracy'][-1]:.4f}  test acc {h['val_accuracy'][-1]:.4f}  "
+            f"{h['seconds'][-1]:6.1f} s  {h['images_per_s'][-1]:7.0f} img/s")
 
-    t0 = time.perf_counter()
-    fit(model, crit, opt, train_loader, args.epochs, val_loader=test_loader,
-        callbacks=[report, schedule], plot=args.plot, progress=not args.no_progress)
     metadata = {"dataset": name, "mean": mean, "std": std, "epochs": args.epochs,
                 "activation": args.activation, "optimizer": args.optimizer, "lr": base_lr,
                 "schedule": args.schedule, "shift": args.shift,
                 "batch_size": args.batch_size, "seed": args.seed,
+                "world_size": 1 if world is None else world.size,
                 "preprocessing": "x / 255, then (x - mean) / std"}
+    t0 = time.perf_counter()
+    fit(model, crit, opt, train_loader, args.epochs, val_loader=test_loader,
+        callbacks=[report, schedule], plot=args.plot, progress=not args.no_progress,
+        checkpoint=args.checkpoint, resume=args.resume, metadata=metadata,
+        distributed=world if world is not None else False)
+    if not main_rank:
+        return None  # rank 0 writes the model file and reports
     nc.save(model, args.out, optimizer=opt, metadata=metadata)
     _, acc = evaluate(nc.load(args.out), test_loader)
     print(f"trained in {time.perf_counter() - t0:.1f} s; model written to {args.out} "

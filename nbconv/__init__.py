@@ -13,12 +13,15 @@ The NumPy-like functional API lives at the top level (``nbconv.conv2d``, ``nbcon
 
 __version__ = "0.1.0"
 
-from . import functional
+from . import _compile_notice, functional
 from ._config import get_num_threads, max_num_threads, set_num_threads
 from .functional import *  # noqa: F403
 from . import cuda, data, io, losses, models, nn, optim, train
 from .io import load, load_state, save
+from . import onnx  # imports no onnx; registers the layers an imported ONNX graph may hold
 from .nn import manual_seed, no_grad
+
+_compile_notice.install()
 
 __all__ = functional.__all__ + [
     "functional", "set_num_threads", "get_num_threads", "max_num_threads", "cuda",

@@ -5,6 +5,9 @@ behaviour of the whole library:
 
 ``NBCONV_CACHE``
     ``"0"`` disables numba's on-disk cache (default: enabled).
+``NBCONV_COMPILE_NOTICE``
+    ``"0"`` silences the one-line notice on stderr when nbconv's kernels are compiled (the
+    first run with an empty cache); default: shown.
 ``NBCONV_IM2COL_MAX_BYTES``
     Upper bound of one im2col buffer in bytes (default 16 MiB; SPEC's ceiling is 64 MiB);
     im2col works in chunks below it.
@@ -93,6 +96,9 @@ MALLOC_TUNED: bool = _tune_malloc()
 
 #: numba's on-disk cache for every kernel (``cache=True``).
 CACHE: bool = os.environ.get("NBCONV_CACHE", "1") != "0"
+
+#: print one line on stderr when the first nbconv kernel of the process is compiled
+COMPILE_NOTICE: bool = os.environ.get("NBCONV_COMPILE_NOTICE", "1") != "0"
 
 #: fast-math flags that keep NaN/inf semantics: no "nnan", no "ninf".  "reassoc" and "contract"
 #: let LLVM vectorise reductions and use FMA; results differ from strict IEEE order only by

@@ -10,18 +10,20 @@ model                         follows                                           
 ============================  =====================================================  ==========
 :func:`lenet5`                the seeds' LeNet (d2l), 28x28                          28 (fixed)
 :func:`simple_convnet`        DLFS ``SimpleConvNet`` (seed 003)                      ``input_dim``
+:func:`seed_net`              the seeds' small ``Net`` (seed 004), keys as PyTorch's  28 (fixed)
 :func:`alexnet`               d2l AlexNet, padded pools, ``AdaptiveAvgPool2d(5)``    >= 9
+:func:`zfnet`                 Zeiler & Fergus 2013: AlexNet with a 7x7 stride-2 stem >= 21
 :func:`vgg11`                 d2l VGG-11, ``ceil_mode`` pools, ``AdaptiveAvgPool2d(7)``  >= 17
 :func:`nin`                   d2l NiN, padded pools                                  >= 11
 :func:`googlenet`             d2l GoogLeNet (Inception v1 blocks as ``Graph``)       >= 1
 :func:`resnet18`              d2l ResNet-18 (basic blocks as ``Graph``)              >= 1
 ============================  =====================================================  ==========
 
-The zoo models (``alexnet`` ... ``resnet18``) end in an adaptive or global average pool and a
-``Flatten``, so their classifier does not depend on the input size: one model runs on 28x28
-(MNIST), 32x32 (CIFAR-10) and 224x224 (ImageNet) inputs.  Each takes ``width_mult`` (default 1,
-the real sizes) that scales every channel count and hidden fully-connected size, rounded, at
-least 1 -- small values give fast toy versions of the same architecture.
+The zoo models (``alexnet``, ``zfnet`` ... ``resnet18``) end in an adaptive or global average
+pool and a ``Flatten``, so their classifier does not depend on the input size: one model runs
+on 28x28 (MNIST), 32x32 (CIFAR-10) and 224x224 (ImageNet) inputs.  Each takes ``width_mult``
+(default 1, the real sizes) that scales every channel count and hidden fully-connected size,
+rounded, at least 1 -- small values give fast toy versions of the same architecture.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import numpy as np
 from . import nn
 
 __all__ = [
-    "lenet5", "simple_convnet", "alexnet", "vgg11", "nin", "googlenet", "resnet18",
+    "lenet5", "seed_net", "simple_convnet", "alexnet", "zfnet", "vgg11", "nin", "googlenet",
+    "resnet18",
     "vgg_block", "nin_block", "inception_block", "basic_block",
 ]
 
@@ -170,6 +173,60 @@ def lenet5(num_classes=10, activation="sigmoid", pool="max", padding=0, in_chann
         nn.Linear(120, 84), act(),
         nn.Linear(84, num_classes),
     )
+
+
+# -- the seeds' small Net -----------------------------------------------------------------------
+def seed_net(num_classes=10, in_channels=1, hidden_activation=None):
+    """The small ``Net`` of seed 004 (the PyTorch MNIST tutorial model), for 28x28 inputs.
+
+    A :class:`nbconv.nn.Graph` whose nodes carry the seed's attribute names, so its state-dict
+    keys are exactly those of the seed's ``torch.nn.Module`` (``conv1.0.weight``,
+    ``conv2.0.bias``, ``fc.0.weight``, ``fc.1.weight``, ...) and a PyTorch state dict (as
+    NumPy arrays) loads as it is::
+
+        conv1    Sequential(Conv2d(in_channels, 10, 5), ReLU, MaxPool2d(2))   (N, 10, 12, 12)
+        conv2    Sequential(Conv2d(10, 20, 5), ReLU, MaxPool2d(2))            (N, 20, 4, 4)
+        flatten  Flatten                                                      (N, 320)
+        fc       Sequential(Linear(320, 50), Linear(50, num_classes))         (N, num_classes)
+
+    As in the seed there is no activation between the two Linear layers (``fc`` is then one
+    linear map of rank <= 50); ``hidden_activation="relu"`` inserts one (key ``fc.1``, the
+    last Linear becomes ``fc.2``).  21,840 parameters with the defaults.
+
+    Parameters
+    ----------
+    num_classes : int, default 10
+    in_channels : int, default 1
+    hidden_activation : {None, "relu", "sigmoid", "tanh", "leaky_relu"}, default None
+
+    Returns
+    -------
+    nbconv.nn.Graph
+        Input (N, in_channels, 28, 28) -> logits (N, num_classes).
+
+    Examples
+    --------
+    >>> from nbconv.models import seed_net
+    >>> net = seed_net()
+    >>> list(net.state_dict())[:3], sum(p.data.size for p in net.parameters())
+    (['conv1.0.weight', 'conv1.0.bias', 'conv2.0.weight'], 21840)
+    """
+    op = "seed_net"
+    num_classes = _pos_int(op, "num_classes", num_classes)
+    in_channels = _pos_int(op, "in_channels", in_channels)
+    if hidden_activation is not None and hidden_activation not in _ACTIVATIONS:
+        raise ValueError(
+            f"{op}: argument 'hidden_activation' must be None or one of {sorted(_ACTIVATIONS)}, "
+            f"got {hidden_activation!r}")
+    hidden = [] if hidden_activation is None else [_ACTIVATIONS[hidden_activation]()]
+    g = nn.Graph()
+    g.add("conv1", nn.Sequential(nn.Conv2d(in_channels, 10, 5), nn.ReLU(), nn.MaxPool2d(2)),
+          "input")
+    g.add("conv2", nn.Sequential(nn.Conv2d(10, 20, 5), nn.ReLU(), nn.MaxPool2d(2)), "conv1")
+    g.add("flatten", nn.Flatten(), "conv2")
+    g.add("fc", nn.Sequential(nn.Linear(320, 50), *hidden, nn.Linear(50, num_classes)),
+          "flatten")
+    return g
 
 
 # -- DLFS SimpleConvNet -------------------------------------------------------------------------
@@ -341,6 +398,85 @@ def alexnet(num_classes=10, in_channels=1, lrn=False, dropout=0.5, width_mult=1.
         nn.Linear(h, num_classes),
     ]
     return nn.Sequential(*layers)
+
+
+# -- ZFNet --------------------------------------------------------------------------------------
+def zfnet(num_classes=10, in_channels=1, lrn=False, dropout=0.5, width_mult=1.0):
+    """ZFNet (Zeiler & Fergus 2013): AlexNet with a 7x7 stride-2 first layer and a stride-2
+    second layer, for any input of at least 21x21.
+
+    Layout (``c = width_mult``; map sizes for 224 / 32 / 28 inputs)::
+
+        0  Conv2d(in_channels, 96c, 7, stride=2, padding=1)   110 / 14 / 12
+        1  ReLU                        [+ LocalResponseNorm with lrn=True]
+        2  MaxPool2d(3, 2, padding=1)                          55 /  7 /  6
+        3  Conv2d(96c, 256c, 5, stride=2)                      26 /  2 /  1
+        4  ReLU                        [+ LocalResponseNorm with lrn=True]
+        5  MaxPool2d(3, 2, padding=1)                          13 /  1 /  1
+        6  Conv2d(256c, 384c, 3, padding=1), 7 ReLU
+        8  Conv2d(384c, 384c, 3, padding=1), 9 ReLU
+        10 Conv2d(384c, 256c, 3, padding=1), 11 ReLU           13 /  1 /  1
+        12 MaxPool2d(3, 2, padding=1)                           7 /  1 /  1
+        13 AdaptiveAvgPool2d((6, 6))                            6 /  6 /  6
+        14 Flatten                                             256c*36 (9216 for c=1)
+        15 Linear(9216c, 4096c), 16 ReLU, 17 Dropout(dropout)
+        18 Linear(4096c, 4096c), 19 ReLU, 20 Dropout(dropout)
+        21 Linear(4096c, num_classes)
+
+    The channel counts are the paper's (96, 256, 384, 384, 256; its Fig. 3) and so are the
+    maps of a 224x224 input up to the last pool (110, 55, 26, 13).  As in :func:`alexnet`,
+    every max pool is padded so that 28x28 and 32x32 inputs survive, and an adaptive average
+    pool fixes the classifier input at the paper's 256*6*6 = 9216 for every input size (at
+    224x224 the padded last pool gives 7x7, which it averages to 6x6; the paper's unpadded
+    pool gives 6x6 directly).  The unpadded stride-2 5x5 second convolution sets the smallest
+    input, 21x21.  The paper's "contrast normalisation" is approximated by the optional
+    ``LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2)`` of :func:`alexnet`.
+
+    Parameters
+    ----------
+    num_classes : int, default 10
+    in_channels : int, default 1
+    lrn : bool, default False
+        Insert the local response norms after the first two ReLUs (shifts the later indices
+        by one and two).
+    dropout : float, default 0.5
+    width_mult : float, default 1.0
+
+    Returns
+    -------
+    nbconv.nn.Sequential
+
+    Examples
+    --------
+    >>> from nbconv.models import zfnet
+    >>> net = zfnet(width_mult=1 / 16)
+    >>> net[0].weight.data.shape, net[3]._config["stride"], net[15].weight.data.shape
+    ((6, 1, 7, 7), 2, (256, 576))
+    """
+    op = "zfnet"
+    num_classes = _pos_int(op, "num_classes", num_classes)
+    in_channels = _pos_int(op, "in_channels", in_channels)
+    w = _width(op, width_mult)
+    p = _dropout_p(op, dropout)
+    c1, c2, c3, c4, c5, h = (_ch(c, w) for c in (96, 256, 384, 384, 256, 4096))
+
+    def norm():
+        return [nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)] if lrn else []
+
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c1, 7, stride=2, padding=1), nn.ReLU(), *norm(),
+        nn.MaxPool2d(3, 2, padding=1),
+        nn.Conv2d(c1, c2, 5, stride=2), nn.ReLU(), *norm(),
+        nn.MaxPool2d(3, 2, padding=1),
+        nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(c3, c4, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(c4, c5, 3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(3, 2, padding=1),
+        nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(),
+        nn.Linear(c5 * 36, h), nn.ReLU(), nn.Dropout(p),
+        nn.Linear(h, h), nn.ReLU(), nn.Dropout(p),
+        nn.Linear(h, num_classes),
+    )
 
 
 # -- VGG ----------------------------------------------------------------------------------------

@@ -9,9 +9,10 @@ wherever the parameters are.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-from . import _shapes
+from . import _config, _shapes
 from ._shapes import check_bool, check_real
 from .kernels import optim as _k
 from .nn import _arrays
@@ -176,10 +177,14 @@ def _parameter_list(op: str, params) -> list:
 
 
 def _kernel(name, p):
-    """The fused update ``name`` for parameter data ``p``: the numba CPU kernel, or for a
-    device array its CUDA twin configured to cover ``p.size`` elements."""
+    """The fused update ``name`` for parameter data ``p``: the numba CPU kernel (its parallel
+    version for large parameters), or for a device array its CUDA twin configured to cover
+    ``p.size`` elements."""
     if type(p) is np.ndarray:
-        return getattr(_k, name)
+        if p.size < _config.SERIAL_BELOW:
+            return getattr(_k, name)
+        parallel, chunks = getattr(_k, name + "_parallel"), 4 * numba.get_num_threads()
+        return lambda *args: parallel(*args, chunks)
     from .kernels import cuda as kc
     from .kernels.cuda import optim as kco
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -82,6 +83,18 @@ def evaluate(model, loader, loss=None):
         Mean loss (None without ``loss``) and accuracy (None unless ``loss`` is a
         ``CrossEntropyLoss`` or omitted with integer labels).
     """
+    return _means(*_evaluate_sums(model, loader, loss), loss)
+
+
+def _means(loss_sum, correct, total, classify, loss):
+    if total == 0:
+        return None, None
+    return (loss_sum / total if loss is not None else None,
+            correct / total if classify else None)
+
+
+def _evaluate_sums(model, loader, loss):
+    """``(loss_sum, correct, total, classify)`` of ``model`` over ``loader`` (see evaluate)."""
     was_training = model.training
     model.eval()
     total = correct = 0
@@ -95,6 +108,8 @@ def evaluate(model, loader, loss=None):
                     n, xb, yb, y_host = _device_batch(xb, yb)
                 else:
                     n, y_host = len(xb), yb
+                if n == 0:
+                    continue  # an empty shard of a distributed evaluation
                 out = model.forward(xb)
                 if loss is not None:
                     loss_sum += loss.forward(out, yb) * n
@@ -103,10 +118,7 @@ def evaluate(model, loader, loss=None):
                 total += n
     finally:
         model.train(was_training)
-    if total == 0:
-        return None, None
-    return (loss_sum / total if loss is not None else None,
-            correct / total if classify else None)
+    return loss_sum, correct, total, classify
 
 
 def _rng_state() -> str:
@@ -121,7 +133,8 @@ def _set_rng_state(text: str) -> None:
 
 
 def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks=(),
-        checkpoint=None, resume=None, plot=None, progress=True, metadata=None):
+        checkpoint=None, resume=None, plot=None, progress=True, metadata=None,
+        distributed=False, sync_batch_norm=False):
     """Train ``model`` for ``epochs`` epochs and return the :class:`History`.
 
     Parameters
@@ -159,35 +172,152 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
         Show a tqdm progress bar with the running loss and accuracy.
     metadata : dict, optional
         Extra JSON-able values stored in every checkpoint (e.g. normalisation ``mean``/``std``).
+    distributed : bool or nbconv.distributed.World, default False
+        Data-parallel training over MPI (run the script with ``mpiexec -n N``; see
+        :mod:`nbconv.distributed`).  ``train_loader`` (a ``DataLoader``) is sharded: each rank
+        takes ``batch_size`` samples of every global batch of ``N * batch_size``, and the
+        gradients are averaged over the global batch with one ``Allreduce`` per step, so the
+        weights follow those of one process at batch ``N * batch_size`` (to float rounding).
+        Rank 0's initial (or resumed) state is broadcast; a ``DataLoader`` ``val_loader`` is
+        sharded too; the history holds the sums over all ranks; rank 0 alone writes
+        ``checkpoint`` and ``plot`` and shows the progress bar; callbacks run on every rank
+        and training stops when one returns ``False`` on any rank.  A checkpoint resumes on
+        any number of ranks, or without ``distributed``.  An exception on one rank aborts all.
+    sync_batch_norm : bool, default False
+        With ``distributed``: batch-norm layers normalise with the global batch's statistics
+        (:class:`nbconv.distributed.sync_batch_norm`) instead of their rank's, whose running
+        statistics are otherwise averaged over the ranks after every epoch.
 
     Returns
     -------
     History
         Losses and accuracies are Python floats (JSON-able), on the host for both kinds of
-        model.
+        model.  A distributed run adds ``allreduce_seconds`` (this rank's time in the
+        gradient reductions per epoch).
 
     Raises
     ------
     ValueError
-        ``epochs`` < 0, or a ``model`` with parameters both on the host and on the device.
+        ``epochs`` < 0, or a ``model`` with parameters both on the host and on the device,
+        or ``distributed`` with a device model.
+    TypeError
+        ``distributed`` with a ``train_loader`` that is not a ``DataLoader``.
+    ImportError
+        ``distributed`` without mpi4py or an MPI library.
     """
-    from . import io
-
     epochs = int(epochs)
     if epochs < 0:
         raise ValueError(f"fit: argument 'epochs' must be >= 0, got {epochs}")
     device = _on_device(model, "fit")
+    world = _world(distributed)
+    if world is None:
+        return _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks,
+                    checkpoint, resume, plot, progress, metadata, device, None, False)
+    if device:
+        raise ValueError("fit: distributed=True trains host models only; move the model back "
+                         "with nbconv.cuda.to_host(model)")
+    from . import distributed as dist
+
+    train_loader = _shard(train_loader, world, "train_loader")
+    if val_loader is not None and hasattr(val_loader, "order"):
+        val_loader = _shard(val_loader, world, "val_loader")
+    if sync_batch_norm and dist._bn_layers(model):
+        small = [m for m in train_loader.global_batch_sizes() if m < world.size]
+        if small:
+            raise ValueError(
+                f"fit: sync_batch_norm needs every rank to get samples of every batch, but the "
+                f"last global batch has {small[0]} samples for {world.size} ranks; use "
+                f"drop_last=True or another batch size")
+    try:
+        with (dist.sync_batch_norm(model, world) if sync_batch_norm else nullcontext()):
+            return _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks,
+                        checkpoint, resume, plot, progress, metadata, False, world,
+                        bool(sync_batch_norm))
+    except BaseException as e:  # any failure on one rank must end all ranks
+        world.abort_on_error(e)
+        raise
+
+
+def _world(distributed):
+    if distributed is False or distributed is None:
+        return None
+    from . import distributed as dist
+
+    if distributed is True:
+        return dist.init()
+    if isinstance(distributed, dist.World):
+        return distributed
+    raise TypeError(f"fit: argument 'distributed' must be a bool or a "
+                    f"nbconv.distributed.World, got {type(distributed).__name__}")
+
+
+def _shard(loader, world, name):
+    from . import distributed as dist
+
+    if isinstance(loader, dist.ShardedLoader):
+        if (loader.rank, loader.world_size) != (world.rank, world.size):
+            raise ValueError(f"fit: argument '{name}' is sharded for rank {loader.rank} of "
+                             f"{loader.world_size}, this is rank {world.rank} of {world.size}")
+        return loader
+    if not hasattr(loader, "order"):
+        raise TypeError(f"fit: distributed training needs a nbconv.data.DataLoader as "
+                        f"'{name}' (to shard it), got {type(loader).__name__}")
+    return dist.ShardedLoader(loader, world.rank, world.size)
+
+
+def _load_resume(io, resume, world):
+    """``(state_dict, optimizer_state, metadata)`` of checkpoint ``resume``; in a distributed
+    run rank 0 reads the file and broadcasts it (other machines need no copy)."""
+    loaded = None
+    if world is None or world.is_main:
+        state_model, opt_state, meta = io.load_state(resume)
+        loaded = (state_model.state_dict(), opt_state, meta)
+    return loaded if world is None else world.bcast(loaded)
+
+
+def _set_rank_rngs(world, meta):
+    """Per-rank generators: rank 0's from the checkpoint (or as it is), the others' from the
+    checkpoint when it was written by as many ranks, else derived from rank 0's."""
+    from . import distributed as dist
+
+    states = json.loads(meta["rng_states"]) if meta and "rng_states" in meta else None
+    if states is not None and len(states) == world.size:
+        _set_rng_state(states[world.rank])
+        return
+    if meta and "rng_state" in meta and world.rank == 0:
+        _set_rng_state(meta["rng_state"])
+    root_state = world.bcast(_rng_state() if world.rank == 0 else None)
+    if world.rank > 0:
+        _rng[0] = dist.rank_rng(root_state, world.rank)
+
+
+def _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks, checkpoint,
+         resume, plot, progress, metadata, device, world, synced_bn):
+    from . import io
+
     history = History()
     start = 0
+    meta = None
     if resume is not None:
-        state_model, opt_state, meta = io.load_state(resume)
-        model.load_state_dict(state_model.state_dict())
+        state, opt_state, meta = _load_resume(io, resume, world)
+        model.load_state_dict(state)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
-        history = History(json.loads(meta.get("history", "{}")))
+        recorded = json.loads(meta.get("history", "{}"))
+        history = History(recorded)
         start = int(meta.get("epoch", history.epochs))
-        if "rng_state" in meta:
+        if world is None and "rng_state" in meta:
             _set_rng_state(meta["rng_state"])
+    main = world is None or world.is_main
+    reduce_grads = None
+    if world is not None:
+        from . import distributed as dist
+
+        _set_rank_rngs(world, meta)
+        dist.broadcast_state(model, optimizer, world)
+        reduce_grads = dist.GradientAllreduce(model.parameters(), world)
+        history["allreduce_seconds"] = list(recorded.get("allreduce_seconds", [])
+                                            if resume is not None else [])
     classify = isinstance(loss, CrossEntropyLoss)
 
     for epoch in range(start, epochs):
@@ -195,21 +325,30 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
             train_loader.set_epoch(epoch)
         model.train()
         t0 = time.perf_counter()
+        comm0 = reduce_grads.seconds if reduce_grads is not None else 0.0
         seen = correct = 0
         loss_sum = 0.0
-        bar = _progress(train_loader, epoch, epochs, progress)
+        bar = _progress(train_loader, epoch, epochs, progress and main)
         for xb, yb in bar:
             if device:
                 n, xb, yb, y_host = _device_batch(xb, yb)
             optimizer.zero_grad()
-            out = model.forward(xb)
-            value = loss.forward(out, yb)
-            dout = loss.backward()
-            if getattr(model, "_supports_need_dx", False):
-                model.backward(dout, need_dx=False)  # nobody needs d(loss)/d(images)
-            else:
-                model.backward(dout)
+            if world is None or len(xb):  # a rank may get no sample of the last batch
+                out = model.forward(xb)
+                value = loss.forward(out, yb)
+                dout = loss.backward()
+                if world is not None and len(xb) != train_loader.global_n:
+                    # this rank's share of the mean loss over the global batch
+                    dout = dout * dout.dtype.type(len(xb) / train_loader.global_n)
+                if getattr(model, "_supports_need_dx", False):
+                    model.backward(dout, need_dx=False)  # nobody needs d(loss)/d(images)
+                else:
+                    model.backward(dout)
+            if reduce_grads is not None:
+                reduce_grads()
             optimizer.step()
+            if world is not None and not len(xb):
+                continue
             if device:
                 value = float(value)
                 if classify:
@@ -220,29 +359,45 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
                     correct += _batch_accuracy(out, yb)
             seen += n
             loss_sum += value * n
-            if progress and hasattr(bar, "set_postfix"):
+            if progress and main and hasattr(bar, "set_postfix"):
                 post = {"loss": f"{loss_sum / seen:.4f}"}
                 if classify:
                     post["acc"] = f"{correct / seen:.4f}"
                 bar.set_postfix(post, refresh=False)
+        if world is not None:
+            loss_sum, correct, seen = dist.reduce_sums([loss_sum, correct, seen], world)
+            seen, correct = int(seen), int(correct)
+            if not synced_bn:
+                dist.average_batch_norm_stats(model, world)
+            history["allreduce_seconds"].append(reduce_grads.seconds - comm0)
         seconds = time.perf_counter() - t0
         history["loss"].append(loss_sum / max(seen, 1))
         history["accuracy"].append(correct / max(seen, 1) if classify else None)
         history["seconds"].append(seconds)
         history["images_per_s"].append(seen / seconds if seconds > 0 else None)
         if val_loader is not None:
-            vl, va = evaluate(model, val_loader, loss)
+            sums = _evaluate_sums(model, val_loader, loss)
+            if world is not None and hasattr(val_loader, "global_n"):
+                sums = (*dist.reduce_sums(sums[:3], world), sums[3])
+            vl, va = _means(*sums, loss)
         else:
             vl = va = None
         history["val_loss"].append(vl)
         history["val_accuracy"].append(va)
-        if checkpoint is not None:
+        # every rank takes part, also where only rank 0 was given a checkpoint path
+        states = world.gather(_rng_state()) if world is not None else None
+        if checkpoint is not None and main:
             meta = dict(metadata or {})
             meta.update(epoch=epoch + 1, history=json.dumps(history), rng_state=_rng_state())
+            if world is not None:
+                meta.update(rng_states=json.dumps(states), world_size=world.size,
+                            global_batch_size=train_loader.global_batch_size)
             io.save(model, checkpoint, optimizer=optimizer, metadata=meta)
-        if plot is not None:
+        if plot is not None and main:
             plot_history(history, plot)
         stop = any(cb(epoch + 1, history) is False for cb in callbacks)
+        if world is not None:
+            stop = dist.agree(stop, world)
         if stop:
             break
     return history

@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install -q -e ".[test,data]"
+# mpi: mpi4py and the mpich wheel (mpiexec), for the tests that launch mpiexec -n 2 and -n 3;
+# onnx: onnx and onnxruntime for nbconv.onnx's tests
+.venv/bin/python -m pip install -q -e ".[test,data,mpi,onnx]"
 
 # PyTorch is an optional cross-check.  Install it only where the CPU build lies on local disk,
 # never a multi-GB CUDA build from the internet; without it those tests skip with a message.
@@ -19,6 +21,12 @@ else
     echo "note: no local CPU build of torch; PyTorch cross-check tests will be skipped"
 fi
 rm -rf "$tmp"
+# torch.onnx.export's default (dynamo) exporter needs onnxscript; the ONNX tests use both
+# exporters and skip the dynamo one without it.
+if .venv/bin/python -c "import torch" 2>/dev/null; then
+    .venv/bin/python -m pip install -q onnxscript \
+        || echo "note: onnxscript not installed; dynamo ONNX export tests will be skipped"
+fi
 
 export NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-$PWD/.numba_cache}
 .venv/bin/ruff check .

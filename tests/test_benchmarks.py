@@ -77,3 +77,26 @@ def test_bench_correlate_quick(tmp_path):
         assert {"scipy_ms", "nbconv_ms", "speedup", "meets_target"} <= set(r)
         assert r["speedup"] > 0
         assert (r["target"] is None) == (mode == "full")
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed: the twin check needs it")
+def test_bench_models_quick_proves_the_twins_equal(tmp_path):
+    """The PyTorch twins of lenet5 and resnet18 (a Graph with batch norm and residual adds)
+    agree with nbconv before anything is timed; the script exits 1 if they do not."""
+    js = tmp_path / "models.json"
+    out = _run("bench_models.py", "--quick", "--models", "lenet5,resnet18", "--threads", "1",
+               "--json", str(js), "--png", "")
+    assert out.count("-> OK") == 2, out
+    data = json.loads(js.read_text())
+    assert [r["model"] for r in data["results"]] == ["lenet5", "resnet18"]
+    for r in data["results"]:
+        assert r["check"]["ok"] and r["check"]["grads_max_rel_err_float64"] < 1e-8
+        for task in ("train", "inference"):
+            assert r[task]["speed_ratio"] > 0 and r[task]["nbconv"]["images_per_s"] > 0
+
+
+def test_bench_models_profile_accounts_for_the_step(tmp_path):
+    out = _run("bench_models.py", "--profile", "--models", "lenet5", "--batch", "8",
+               "--profile-steps", "2", "--threads", "1")
+    assert "Conv2d+ReLU forward (fused)" in out and "Linear backward" in out
+    assert "optimizer step" in out and "the rest" in out and "TOTAL" in out

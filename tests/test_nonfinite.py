@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from reference_conv import ref_conv2d_backward_exact, ref_conv2d_exact
 from reference_norm import local_response_norm_ref
 from reference_pool import ref_adaptive_avg_pool2d, ref_avg_pool2d, ref_max_pool2d
+from scipy import special
 
 import nbconv as nc
 
@@ -190,13 +191,20 @@ def test_pooling_nonfinite_matches_reference(x, k, s, ceil_mode):
 @given(planes())
 def test_pointwise_and_norm_nonfinite_match_numpy(x):
     """Elementwise ops map NaN to NaN (ReLU too, as in PyTorch) and inf by their formula;
-    softmax, LRN, linear and batch norm spread a non-finite value over exactly the outputs
-    that depend on it."""
+    softmax, log-softmax, global pooling, LRN, linear and batch norm spread a non-finite
+    value over exactly the outputs that depend on it."""
     rtol = 1e-9 if x.dtype == np.float64 else 2e-5
     x64 = x.astype(np.float64)
     assert_same_values(nc.relu(x), np.maximum(x64, 0.0), rtol)  # np.maximum keeps NaN
     assert_same_values(nc.leaky_relu(x, 0.1), np.where(x64 < 0, 0.1 * x64, x64), rtol)
     assert_same_values(nc.tanh(x), np.tanh(x64), rtol)
+    assert_same_values(nc.sigmoid(x), special.expit(x64), rtol)
+    with np.errstate(invalid="ignore"):
+        want_log = x64 - x64.max(axis=-1, keepdims=True)
+        want_log = want_log - np.log(np.exp(want_log).sum(axis=-1, keepdims=True))
+    assert_same_values(nc.log_softmax(x, axis=-1), want_log, rtol)
+    with np.errstate(invalid="ignore"):
+        assert_same_values(nc.global_avg_pool2d(x), x64.mean(axis=(2, 3), keepdims=True), rtol)
     assert_same_values(nc.softmax(x, axis=-1), _softmax_ref(x64), rtol)
     assert_same_values(nc.local_response_norm(x, 3), local_response_norm_ref(x64, 3), rtol)
     flat = x.reshape(x.shape[0], -1)
@@ -229,3 +237,46 @@ def test_dropout_keeps_nan_like_pytorch(p):
     fin = ~np.isnan(x * mask)
     np.testing.assert_array_equal(y[fin], (x * mask)[fin])
     assert np.isnan(y[0])
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "im2col", "winograd", "auto"])
+@pytest.mark.parametrize("x_shape, k, stride, padding", [
+    ((3, 16, 1, 1), 3, 1, 1),    # resnet18's last stage on 32x32 input: only the centre tap
+    ((2, 4, 2, 2), 3, 2, 1),     # strided onto 1x1: a 2x2 corner of the kernel
+    ((2, 4, 1, 5), (3, 3), 1, 1),  # one row: the middle kernel row only
+    ((2, 4, 2, 3), 5, 1, 2),     # 5x5 on 2x3 maps: rows 1..3 of the kernel, all columns
+    ((1, 2, 1, 3), 3, 1, (1, 0)),  # 1x1 output: rows trimmed, columns all used
+])
+def test_taps_that_only_read_padding_are_dropped_exactly(algorithm, x_shape, k, stride,
+                                                         padding):
+    """Kernel rows/columns that read nothing but zero padding are skipped (9x less work for a
+    3x3 layer on 1x1 maps); results, including non-finite ones and the zero weight gradient
+    of the skipped taps, are those of the definition."""
+    rng = np.random.default_rng(sum(x_shape))
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((6, x_shape[1], kh, kw))
+    w[0, 0, 0, 0] = np.inf  # a corner tap: dropped wherever it only meets padding
+    b = rng.standard_normal(6)
+    geo = dict(stride=stride, padding=padding)
+    if algorithm == "winograd" and stride != 1:
+        algorithm = "direct"
+    want = ref_conv2d_exact(x, w, b, **geo)
+    assert_same_values(nc.conv2d(x, w, b, algorithm=algorithm, **geo), want, 1e-12)
+    dy = rng.standard_normal(want.shape)
+    for got, ref in zip(nc.conv2d_backward(dy, x, w, algorithm=algorithm, **geo),
+                        ref_conv2d_backward_exact(dy, x, w, **geo)):
+        assert_same_values(got, ref, 1e-12)
+
+
+def test_trim_keeps_exactly_the_taps_that_read_the_input():
+    from nbconv.functional.conv import _geometry, _trim_taps
+
+    def kept(x_shape, w_shape, stride, padding):
+        g = _geometry("t", x_shape, w_shape, stride, padding, 1, 1, "zeros", "")
+        t = _trim_taps(np.zeros(w_shape), g, x_shape[2], x_shape[3], "auto")
+        return None if t is None else (t[0].shape[2:], t[3])
+
+    assert kept((1, 1, 1, 1), (1, 1, 3, 3), 1, 1) == ((1, 1), (1, 2, 1, 2))
+    assert kept((1, 1, 2, 2), (1, 1, 3, 3), 2, 1) == ((2, 2), (1, 3, 1, 3))
+    assert kept((1, 1, 8, 8), (1, 1, 3, 3), 1, 1) is None  # every tap reads the input

@@ -122,6 +122,13 @@ class DataLoader:
         rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(e, 0)))
         return rng.permutation(n).astype(np.int64, copy=False)
 
+    def batch_rng(self, epoch: int, index: int) -> np.random.Generator:
+        """The random generator handed to ``transform`` for batch ``index`` of ``epoch``
+        (also used by `nbconv.distributed.ShardedLoader`, which transforms whole global
+        batches so that every rank sees the augmentation a single process would)."""
+        return np.random.default_rng(
+            np.random.SeedSequence(self.seed, spawn_key=(epoch, 1, index)))
+
     def state_dict(self) -> dict:
         """``{"seed": int, "epoch": int}``: all that is needed to resume the iteration."""
         return {"seed": self.seed, "epoch": self.epoch}
@@ -140,8 +147,7 @@ class DataLoader:
             xb = np.ascontiguousarray(self.X[sel])
             yb = self.y[sel]
             if self.transform is not None:
-                rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(e, 1, b)))
-                xb = np.ascontiguousarray(self.transform(xb, rng))
+                xb = np.ascontiguousarray(self.transform(xb, self.batch_rng(e, b)))
             yield xb, yb
         self.epoch = e + 1
 

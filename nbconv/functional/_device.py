@@ -771,8 +771,13 @@ def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
         mask = _fill(_empty(x.shape, dt), 1) if return_mask else None
     elif p == 1.0:
         _generator(op, rng)
-        y = _zeros(x.shape, dt)
-        mask = _zeros(x.shape, dt) if return_mask else None
+        mask = _zeros(x.shape, dt)
+        y = _empty(x.shape, dt)
+        if x.size:  # x * 0, not zeros: NaN and inf give NaN (as the host version)
+            n = x.size
+            _kernels("activations")._mul_fwd[_grid(n)](x.reshape(n), mask.reshape(n),
+                                                       y.reshape(n))
+        mask = mask if return_mask else None
     else:
         gen = _generator(op, rng)
         keep = gen.random(tuple(x.shape)) >= p

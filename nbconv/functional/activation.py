@@ -480,7 +480,8 @@ def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
     elif p == 1.0:
         _generator(op, rng)  # validate rng even when unused
         mask = np.zeros_like(x)
-        y = x * mask  # x * 0, not zeros: NaN and inf stay NaN, as in PyTorch (and for p < 1)
+        with np.errstate(invalid="ignore"):  # x * 0, not zeros: NaN and inf give NaN
+            y = x * mask  # as in PyTorch, and as the p < 1 branch does
     else:
         gen = _generator(op, rng)
         keep = gen.random(x.shape) >= p

@@ -725,7 +725,9 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
       forward 3.64 vs 3.84 but backward 9.1 vs 8.2; with 16 channels, or 3 (VGG's first
       layer: 45 vs 18 ms), direct wins.  Backward passes on outputs smaller than 10x10 take
       im2col (ResNet's last stage, 512 channels at 7x7, batch 16: 1.02 vs 1.53-2.01 x
-      PyTorch; at 14x14 Winograd still wins, 1.05 vs 1.13).
+      PyTorch; at 14x14 Winograd still wins, 1.05 vs 1.13).  Forward passes with a one-pixel
+      row or column take im2col too (resnet18 on 32x32 input, 512 channels at 1x1, batch 32:
+      3.9 vs 12.8 ms; batch 128: 28 vs 48 ms; at 2x2 the two trade places by batch size).
     * 5x5 forward likewise with at least 32 channels: Winograd on four 3x3 pieces.  AlexNet c2
       21.1 vs im2col 26.6 vs direct 31.8; 64 -> 64 9.0 vs direct 10.5; 32 -> 64 4.9 vs 5.3;
       16 -> 32 1.8 vs 1.4 (direct).  Its backward pass (Winograd data gradient, wide-row weight
@@ -773,7 +775,7 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
     if algorithm != "auto":
         return algorithm
     case = _Case(C, F, kh, kw, g.groups, g.sy == 1 and g.sx == 1, backward,
-                 min(g.OH, g.OW) < 10, _winograd_fits(kh, kw, g))
+                 min(g.OH, g.OW), _winograd_fits(kh, kw, g))
     for _, applies, algo in _AUTO_RULES:
         if applies(case):
             return algo
@@ -782,7 +784,7 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
 
 class _Case(NamedTuple):
     """What the ``"auto"`` rule looks at: channels ``C`` -> filters ``F``, the kernel, the
-    groups, whether both strides are 1, the pass, an output smaller than 10x10, and whether
+    groups, whether both strides are 1, the pass, the output's smaller side, and whether
     Winograd can run it (kernel of 2-9 taps a side, stride 1, dilation 1, groups 1)."""
 
     C: int
@@ -792,24 +794,28 @@ class _Case(NamedTuple):
     groups: int
     stride1: bool
     backward: bool
-    small: bool
+    out: int
     winograd: bool
+
+    def winograd_wins(self) -> bool:
+        """Rows 2 and 3 of the table below (3x3; 5x5 forward), before the output size."""
+        return self.winograd and (
+            ((self.kh, self.kw) == (3, 3) and min(self.C, self.F) >= (48 if self.backward
+                                                                       else 32))
+            or ((self.kh, self.kw) == (5, 5) and not self.backward and min(self.C, self.F) >= 32))
 
 
 # The "auto" rule as one table: the first row that applies picks the algorithm.  conv2d's
 # docstring is generated from the texts; tests/test_pytorch_habits.py checks each row's claim.
 _AUTO_RULES = (
-    ("the backward pass of 3x3 kernels with stride 1, dilation 1, groups 1, C and F >= 48, on "
-     "outputs smaller than 10x10",
-     lambda c: (c.winograd and (c.kh, c.kw) == (3, 3) and c.backward and min(c.C, c.F) >= 48
-                and c.small), "im2col"),
+    ("the passes of rows 2 and 3 on small outputs: backward passes on outputs smaller than "
+     "10x10, forward passes on one-pixel outputs",
+     lambda c: c.winograd_wins() and c.out < (10 if c.backward else 2), "im2col"),
     ("3x3 kernels with stride 1, dilation 1, groups 1 and C, F >= 32 (>= 48 for the backward "
      "pass)",
-     lambda c: (c.winograd and (c.kh, c.kw) == (3, 3)
-                and min(c.C, c.F) >= (48 if c.backward else 32)), "winograd"),
+     lambda c: c.winograd_wins() and (c.kh, c.kw) == (3, 3), "winograd"),
     ("the forward pass of 5x5 kernels with stride 1, dilation 1, groups 1 and C, F >= 32",
-     lambda c: (c.winograd and (c.kh, c.kw) == (5, 5) and not c.backward
-                and min(c.C, c.F) >= 32), "winograd"),
+     lambda c: c.winograd_wins() and (c.kh, c.kw) == (5, 5), "winograd"),
     ("depthwise layers (groups == C > 1)",
      lambda c: c.groups > 1 and c.C == c.groups, "direct"),
     ("kernels larger than 1x1 with groups 1, C >= 64 and F >= 128, at stride 1 or in a "
@@ -874,16 +880,54 @@ def _fold_padding(dxp, H, W, g: _Geom):
     return dx
 
 
+def _tap_reads_input(n, o, s, p, t) -> bool:
+    """Whether kernel tap ``t`` (dilation 1) reads a real input pixel for some output
+    ``i < o``: ``0 <= i*s - p + t < n``."""
+    a = p - t
+    i = max(0, -(-a // s))  # the first output whose tap lands at or after input index 0
+    return i < o and i * s < a + n
+
+
+def _trim_taps(weight, g: _Geom, H, W, algorithm):
+    """Drop the kernel rows and columns that read only zero padding, whatever the output
+    pixel (small maps: a 3x3 layer on 1x1 maps is a 1x1 layer, nine times less work; resnet18
+    on 32x32 input has three such 512-channel layers).  Exact: with zero padding those taps
+    add no term (SPEC section 2), and their weight gradient is 0.
+
+    Returns ``(weight, g, algorithm, (r0, r1, c0, c1))`` -- the kept tap ranges -- or None when
+    every tap reads the input somewhere (or the padding is not zeros, or the layer dilated).
+    """
+    kh, kw = weight.shape[2], weight.shape[3]
+    if g.mode != "zeros" or g.dh != 1 or g.dw != 1 or kh * kw == 1:
+        return None
+    rows = [t for t in range(kh) if _tap_reads_input(H, g.OH, g.sy, g.pt, t)]
+    cols = [t for t in range(kw) if _tap_reads_input(W, g.OW, g.sx, g.pl, t)]
+    if not rows or not cols or (rows[0], rows[-1], cols[0], cols[-1]) == (0, kh - 1, 0, kw - 1):
+        return None
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    # tap r0 - 1 misses every output, so the new top padding pt - r0 is >= 0 (likewise below)
+    pt, pl = g.pt - r0, g.pl - c0
+    pb = (g.OH - 1) * g.sy + (r1 - r0) - H - pt
+    pr = (g.OW - 1) * g.sx + (c1 - c0) - W - pl
+    g = g._replace(pt=pt, pb=pb, pl=pl, pr=pr)
+    if algorithm == "winograd" and not _winograd_fits(r1 - r0, c1 - c0, g):
+        algorithm = "im2col"
+    return np.ascontiguousarray(weight[:, :, r0:r1, c0:c1]), g, algorithm, (r0, r1, c0, c1)
+
+
 def _conv2d_impl(op, x, weight, bias, g: _Geom, algorithm, relu=False):
     """Forward on validated 4-D arrays of one dtype (then ``y = relu(y)`` with ``relu``).
 
     An empty batch gives an empty output without calling a driver; a result holding inf or
     NaN is recomputed by :func:`_exact_forward` (ReLU keeps NaN, so the check may follow it).
     """
-    forward, _ = _drivers(algorithm)
     y = np.empty((x.shape[0], weight.shape[0], g.OH, g.OW), dtype=x.dtype)
     if y.size == 0:
         return y
+    trimmed = _trim_taps(weight, g, x.shape[2], x.shape[3], algorithm)
+    if trimmed is not None:
+        weight, g, algorithm, _ = trimmed
+    forward, _ = _drivers(algorithm)
     xp, pt, pl = _pad_input(x, g)
     args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
     if algorithm == "direct":
@@ -909,11 +953,15 @@ def _relu_in_place(y):
 def _conv2d_backward_impl(op, dy, x, weight, g: _Geom, want_bias, need_dx, algorithm):
     """Backward on validated arrays; an empty batch gives an empty ``dx`` and zero weight
     and bias gradients, non-finite results are recomputed by :func:`_exact_backward`."""
-    _, backward = _drivers(algorithm)
     if x.shape[0] == 0:
         return (np.empty(x.shape, dtype=x.dtype) if need_dx else None,
                 np.zeros(weight.shape, dtype=x.dtype),
                 np.zeros(weight.shape[0], dtype=x.dtype) if want_bias else None)
+    full_shape = weight.shape
+    trimmed = _trim_taps(weight, g, x.shape[2], x.shape[3], algorithm)
+    if trimmed is not None:
+        weight, g, algorithm, _ = trimmed
+    _, backward = _drivers(algorithm)
     xp, pt, pl = _pad_input(x, g)
     dxp = np.empty(xp.shape, dtype=x.dtype) if need_dx else None
     gw = np.empty(weight.shape, dtype=x.dtype)
@@ -921,6 +969,11 @@ def _conv2d_backward_impl(op, dy, x, weight, g: _Geom, want_bias, need_dx, algor
     args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
     backward(dy, xp, weight, dxp, gw, gb, *args)
     _exact_backward(dy, xp, weight, dxp, gw, gb, *args)
+    if trimmed is not None:  # the dropped taps never read the input: zero gradient
+        r0, r1, c0, c1 = trimmed[3]
+        gw_full = np.zeros(full_shape, dtype=x.dtype)
+        gw_full[:, :, r0:r1, c0:c1] = gw
+        gw = gw_full
     dx = dxp
     if need_dx and g.mode != "zeros":
         dx = _fold_padding(dxp, x.shape[2], x.shape[3], g)

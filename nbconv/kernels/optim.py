@@ -11,7 +11,8 @@ import numpy as np
 
 from .._config import JIT_OPTIONS
 
-__all__ = ["_sgd_step", "_adam_step"]
+__all__ = ["_sgd_step", "_adam_step", "_sgd_step_parallel", "_adam_step_parallel",
+           "_zero_parallel"]
 
 
 @numba.njit(**JIT_OPTIONS)
@@ -51,3 +52,35 @@ def _adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, bc1, bc2):
         m[i] = mi
         v[i] = vi
         p[i] -= step_size * mi / (np.sqrt(vi) / root_bc2 + e)
+
+
+# Large parameters (VGG's and ResNet's 2.4M-weight layers) are updated on every thread: a
+# serial pass over 11M parameters took 14 ms per SGD step, 8 ms to zero the gradients.  Small
+# ones stay serial (loading a cached parallel kernel costs start-up time; LeNet never needs it).
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def _sgd_step_parallel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first,
+                       chunks):
+    """:func:`_sgd_step` in ``chunks`` parallel pieces (every element is independent)."""
+    n = p.size
+    for c in numba.prange(chunks):
+        lo, hi = c * n // chunks, (c + 1) * n // chunks
+        _sgd_step(p[lo:hi], g[lo:hi], buf[lo:hi], lr, momentum, dampening, weight_decay,
+                  nesterov, first)
+
+
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def _adam_step_parallel(p, g, m, v, lr, beta1, beta2, eps, weight_decay, bc1, bc2, chunks):
+    """:func:`_adam_step` in ``chunks`` parallel pieces."""
+    n = p.size
+    for c in numba.prange(chunks):
+        lo, hi = c * n // chunks, (c + 1) * n // chunks
+        _adam_step(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps,
+                   weight_decay, bc1, bc2)
+
+
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def _zero_parallel(a, chunks):
+    """``a[:] = 0`` for a 1-D ``a`` in ``chunks`` parallel pieces."""
+    n = a.size
+    for c in numba.prange(chunks):
+        a[c * n // chunks:(c + 1) * n // chunks] = 0

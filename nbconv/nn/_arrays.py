@@ -8,8 +8,10 @@ accumulate on the device, with no copies through the host.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
+from .. import _config
 from ..functional._device import is_device_array
 
 __all__ = ["accumulate", "zero_", "copy", "add", "zeros", "reshape", "concat", "split",
@@ -34,9 +36,14 @@ def accumulate(grad, g, op="backward", names=("grad", "g")):
 
 
 def zero_(a):
-    """``a[...] = 0`` in place."""
+    """``a[...] = 0`` in place (on every thread for large contiguous host arrays)."""
     if type(a) is _ndarray:
-        a[...] = 0
+        if a.size >= _config.SERIAL_BELOW and a.flags.c_contiguous:
+            from ..kernels.optim import _zero_parallel
+
+            _zero_parallel(a.reshape(-1), 4 * numba.get_num_threads())
+        else:
+            a[...] = 0
     else:
         _dev().zero_(a)
 

@@ -28,6 +28,7 @@ from .._shapes import (
 )
 from ..functional import conv as _conv
 from ..functional import pool as _pool
+from ..functional.linear import _linear_backward_into
 from ._arrays import accumulate, copy, increment, is_device_array, reshape
 from .init import constant, uniform_fan_in
 from .module import Module, default_rng
@@ -189,6 +190,11 @@ class Linear(Module):
     def backward(self, dy):
         if self._x is None:
             raise _no_cache("Linear")
+        if _host_grads(self._x, self.weight, self.bias):
+            # the weight gradient accumulates inside the GEMM (no weight-sized temporary)
+            return _linear_backward_into(
+                dy, self._x, self.weight.data, self.weight.grad,
+                None if self.bias is None else self.bias.grad)
         dx, dw, db = F.linear_backward(dy, self._x, self.weight.data, bias=self.bias is not None)
         accumulate(self.weight.grad, dw, "Linear.backward")
         if db is not None:
@@ -578,6 +584,17 @@ class LocalResponseNorm(Module):
         if self._x is None:
             raise _no_cache("LocalResponseNorm")
         return F.local_response_norm_backward(dy, self._x, **self._config)
+
+
+def _host_grads(x, *params) -> bool:
+    """Whether ``x`` and the gradients of ``params`` (None skipped) are host arrays of one
+    float dtype, the gradients C-contiguous and writeable, so that a kernel may add into
+    them in place."""
+    if type(x) is not np.ndarray or x.dtype not in _FLOATS:
+        return False
+    return all(p is None or (type(p.grad) is np.ndarray and p.grad.dtype == x.dtype
+                             and p.grad.flags.c_contiguous and p.grad.flags.writeable)
+               for p in params)
 
 
 def _pool_hyper(op, kernel_size, stride, padding, dilation):

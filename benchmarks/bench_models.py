@@ -1,0 +1,498 @@
+"""Whole networks: every ``nbconv.models`` builder against the same network in PyTorch CPU.
+
+Each model's PyTorch twin is built layer for layer from the nbconv model itself
+(``torch_twin.py``) with the same weights, and proved equal before anything is timed: eval-mode
+logits agree to float32 rounding, and one training step's loss and parameter gradients agree
+in float64 (dropout layers held in eval mode for that check only, since the two libraries draw
+different masks; batch norm runs on batch statistics).
+
+* training step: zero_grad + forward + CrossEntropyLoss + backward + SGD(lr=0.01, momentum=0.9);
+* inference: eval mode, ``nbconv.no_grad()`` / ``torch.inference_mode()``.
+
+CIFAR-sized input (3x32x32, 10 classes) at batch 32 and 128; lenet5 on MNIST-sized input
+(1x28x28) at batch 64 and 256.  Both libraries on the same threads (2 by default), torch
+imported first, contenders interleaved in rounds, medians of the per-round medians with the
+spread.  Reported: images/s and the speed ratio nbconv / PyTorch (higher is better; SPEC
+targets: training >= 1.0, inference >= 1.25, lenet5 training >= 1.5).
+
+``--profile`` prints instead where one nbconv training step's time goes: forward and backward
+time per layer type (fused Conv2d+ReLU pairs counted as such), the loss, the optimizer and the
+rest (containers, Python bookkeeping).
+
+Usage::
+
+    python benchmarks/bench_models.py [--quick] [--models resnet18,vgg11] [--batch 32]
+                                      [--threads 2] [--json PATH] [--png PATH] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import defaultdict
+
+import numpy as np
+from _common import (
+    RESULTS_DIR,
+    fmt_num,
+    format_table,
+    import_torch,
+    machine_info,
+    measure_group,
+    print_machine,
+    set_threads,
+    write_json,
+)
+from torch_twin import torch_twin, twin_parameters
+
+import nbconv
+from nbconv import models
+
+LR, MOMENTUM = 0.01, 0.9
+TARGETS = {"train": 1.0, "inference": 1.25, "lenet5_train": 1.5}
+#: name -> (builder, input shape (C, H, W), default batch sizes)
+MODELS = {
+    "lenet5": (lambda: models.lenet5(activation="relu"), (1, 28, 28), (64, 256)),
+    "simple_convnet": (lambda: models.simple_convnet(input_dim=(3, 32, 32)), (3, 32, 32),
+                       (32, 128)),
+    "alexnet": (lambda: models.alexnet(in_channels=3), (3, 32, 32), (32, 128)),
+    "vgg11": (lambda: models.vgg11(in_channels=3), (3, 32, 32), (32, 128)),
+    "nin": (lambda: models.nin(in_channels=3), (3, 32, 32), (32, 128)),
+    "googlenet": (lambda: models.googlenet(in_channels=3), (3, 32, 32), (32, 128)),
+    "resnet18": (lambda: models.resnet18(in_channels=3), (3, 32, 32), (32, 128)),
+}
+if hasattr(models, "zfnet"):
+    MODELS["zfnet"] = (lambda: models.zfnet(in_channels=3), (3, 32, 32), (32, 128))
+if hasattr(models, "seed_net"):
+    MODELS["seed_net"] = (models.seed_net, (1, 28, 28), (64, 256))
+
+
+class NbconvStep:
+    def __init__(self, net):
+        self.net, self.crit = net, nbconv.losses.CrossEntropyLoss()
+        self.opt = nbconv.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
+
+    def __call__(self, x, t):
+        self.opt.zero_grad()
+        loss = self.crit.forward(self.net.forward(x), t)
+        self.net.backward(self.crit.backward())
+        self.opt.step()
+        return loss
+
+
+class TorchStep:
+    def __init__(self, tnet, torch):
+        self.tnet, self.torch = tnet, torch
+        self.opt = torch.optim.SGD(tnet.parameters(), lr=LR, momentum=MOMENTUM)
+
+    def __call__(self, x, t):
+        self.opt.zero_grad()
+        loss = self.torch.nn.functional.cross_entropy(self.tnet(x), t)
+        loss.backward()
+        self.opt.step()
+        return loss
+
+
+def _dropouts_eval(net, tnet):
+    for _, m in net.named_modules():
+        if isinstance(m, nbconv.nn.Dropout):
+            m.eval()
+    for m in tnet.modules():
+        if m.__class__.__name__ == "Dropout":
+            m.eval()
+
+
+def _rel_err(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(1e-12, float(np.max(np.abs(b)))))
+
+
+def check_same(net, tnet, torch, x, t) -> dict:
+    """Eval logits in float32, and one training step's loss and gradients in float64.
+
+    The gradients are compared in float64 (both models converted, then converted back, which
+    is exact for float32 weights): in float32 the two libraries' different summation orders
+    flip ReLU masks at values within rounding of 0 after batch norm, and resnet18's gradients
+    at batch 32 then differ by up to 5% although the float64 gradients agree to 1e-14.
+    """
+    net.eval()
+    tnet.eval()
+    with nbconv.no_grad():
+        a = net.forward(x)
+    with torch.no_grad():
+        b = tnet(torch.from_numpy(x)).numpy()
+    logits = _rel_err(a, b)
+    net.astype(np.float64)
+    tnet.double()
+    net.train()
+    tnet.train()
+    _dropouts_eval(net, tnet)
+    x64 = x.astype(np.float64)
+    crit = nbconv.losses.CrossEntropyLoss()
+    net.zero_grad()
+    loss = crit.forward(net.forward(x64), t)
+    net.backward(crit.backward())
+    tloss = torch.nn.functional.cross_entropy(tnet(torch.from_numpy(x64)), torch.from_numpy(t))
+    tnet.zero_grad()
+    tloss.backward()
+    tloss = float(tloss.detach())
+    grads = max(_rel_err(p.grad, q.grad.numpy()) for p, q in twin_parameters(net, tnet))
+    net.astype(np.float32)
+    tnet.float()
+    tnet.zero_grad(set_to_none=True)
+    net.train()
+    tnet.train()
+    ok = logits <= 1e-4 and abs(loss - tloss) <= 1e-9 * max(1.0, abs(loss)) and grads <= 1e-8
+    return {"logits_rel_err": logits, "loss": loss, "torch_loss": tloss,
+            "grads_max_rel_err_float64": grads, "ok": bool(ok)}
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def _leaves(net):
+    return [(name, m) for name, m in net.named_modules() if not m._children]
+
+
+def profile_step(net, x, t, steps: int) -> dict:
+    """Median seconds per training step spent in each layer type's forward and backward."""
+    acc = defaultdict(list)
+    current = defaultdict(float)
+
+    def timed(label, fn):
+        def run(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            current[label] += time.perf_counter() - t0
+            return out
+        return run
+
+    def timed_pair(kind, pass_, fn):
+        """A fused pair's time (``Sequential`` asks a layer to run itself with its neighbour;
+        None means it did not fuse and the two layers then run, and are timed, one by one)."""
+        def run(other, arg):
+            t0 = time.perf_counter()
+            out = fn(other, arg)
+            if out is not None:
+                pair = (f"{kind}+{type(other).__name__}" if pass_ == "forward"
+                        else f"{type(other).__name__}+{kind}")
+                current[f"{pair} {pass_} (fused)"] += time.perf_counter() - t0
+            return out
+        return run
+
+    patched = []
+    for _, m in _leaves(net):
+        kind = type(m).__name__
+        for attr in ("forward", "backward"):
+            setattr(m, attr, timed(f"{kind} {attr}", getattr(m, attr)))
+            patched.append((m, attr))
+        for attr, pass_ in (("_forward_through", "forward"), ("_backward_through", "backward")):
+            setattr(m, attr, timed_pair(kind, pass_, getattr(m, attr)))
+            patched.append((m, attr))
+    step = NbconvStep(net)
+    step.crit.forward = timed("loss", step.crit.forward)
+    step.crit.backward = timed("loss", step.crit.backward)
+    step.opt.step = timed("optimizer step", step.opt.step)
+    step.opt.zero_grad = timed("optimizer zero_grad", step.opt.zero_grad)
+    step(x, t)  # warm
+    try:
+        for _ in range(steps):
+            current.clear()
+            t0 = time.perf_counter()
+            step(x, t)
+            total = time.perf_counter() - t0
+            current["the rest (containers, Python)"] = total - sum(current.values())
+            current["TOTAL"] = total
+            for k, v in current.items():
+                acc[k].append(v)
+    finally:
+        for m, attr in patched:
+            delattr(m, attr)
+    return {k: statistics.median(v) for k, v in acc.items()}
+
+
+def print_profile(name, batch, prof) -> None:
+    total = prof["TOTAL"]
+    rows = [[k, fmt_num(v * 1e3), f"{100 * v / total:.1f}%"]
+            for k, v in sorted(prof.items(), key=lambda kv: -kv[1]) if k != "TOTAL"]
+    rows.append(["TOTAL", fmt_num(total * 1e3), "100%"])
+    print(f"{name}, batch {batch}: one nbconv training step (median of the profiled steps)")
+    print(format_table(["part", "ms", "share"], rows))
+    print()
+
+
+# --------------------------------------------------------------------------- peak memory
+
+_MEMORY_CHILD = """
+import resource, sys
+import numpy as np
+lib, name, batch, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+sys.path.insert(0, sys.argv[5])
+if lib == "torch":
+    import torch
+    torch.set_num_threads(2)
+import nbconv
+from bench_models import MODELS, NbconvStep, TorchStep
+from torch_twin import torch_twin
+nbconv.set_num_threads(2)
+build, shape, _ = MODELS[name]
+net = build()
+rng = np.random.default_rng(0)
+x = rng.standard_normal((batch, *shape), dtype=np.float32)
+t = rng.integers(0, 10, batch)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if lib == "torch":
+    tnet = torch_twin(net, torch)
+    del net
+    step, args = TorchStep(tnet, torch), (torch.from_numpy(x), torch.from_numpy(t))
+else:
+    step, args = NbconvStep(net), (x, t)
+for _ in range(steps):
+    step(*args)
+print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_memory(name, batch, steps=3) -> dict:
+    """Peak resident memory (ru_maxrss, MiB) of a process that builds ``name`` and runs
+    ``steps`` training steps at ``batch``: nbconv alone, and its PyTorch twin alone (the twin
+    is built from an nbconv model that is then dropped; torch's process also imports nbconv)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = {}
+    for lib in ("nbconv", "torch"):
+        proc = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, lib, name, str(batch),
+                               str(steps), str(Path(__file__).resolve().parent)],
+                              capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            raise RuntimeError(f"memory run of {lib} failed:\n{proc.stderr[-2000:]}")
+        before, peak = (int(v) / 1024 for v in proc.stdout.split()[-2:])
+        out[lib] = {"peak_mib": peak, "before_steps_mib": before}
+    out["ratio"] = out["nbconv"]["peak_mib"] / out["torch"]["peak_mib"]
+    return out
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _contenders(task, net, tnet, torch, x, t, xi) -> dict:
+    """``{"nbconv": fn, "torch": fn}``: one training step on (x, t), or inference on xi."""
+    if task == "train":
+        net.train()
+        step = NbconvStep(net)
+        fns = {"nbconv": lambda: step(x, t)}
+        if tnet is not None:
+            tnet.train()
+            tstep = TorchStep(tnet, torch)
+            xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+            fns["torch"] = lambda: tstep(xt, tt)
+        return fns
+    net.eval()
+
+    def nb_infer():
+        with nbconv.no_grad():
+            return net.forward(xi)
+
+    fns = {"nbconv": nb_infer}
+    if tnet is not None:
+        tnet.eval()
+        xit = torch.from_numpy(xi)
+
+        def t_infer():
+            with torch.inference_mode():
+                return tnet(xit)
+
+        fns["torch"] = t_infer
+    return fns
+
+
+def time_model(name, batch_train, batch_infer, torch, timing, rng) -> dict:
+    build, shape, _ = MODELS[name]
+    nbconv.manual_seed(0)
+    net = build()
+    out = {"model": name, "input": list(shape), "parameters": sum(p.data.size
+                                                                  for p in net.parameters())}
+    x = rng.standard_normal((batch_train, *shape), dtype=np.float32)
+    t = rng.integers(0, 10, batch_train)
+    xi = rng.standard_normal((batch_infer, *shape), dtype=np.float32)
+    tnet = None
+    if torch is not None:
+        tnet = torch_twin(net, torch)
+        out["check"] = check_same(net, tnet, torch, x, t)
+    for task, batch in (("train", batch_train), ("inference", batch_infer)):
+        fns = _contenders(task, net, tnet, torch, x, t, xi)
+        first = {}
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            first[k] = time.perf_counter() - t0
+        res = measure_group(fns, first_s=first, **timing)
+        for k, st in res.items():
+            st["images_per_s"] = batch / st["median_s"]
+            st["first_call_s"] = first[k]
+        if "torch" in res:
+            rounds = [tt / nn_ for nn_, tt in zip(res["nbconv"]["round_medians_s"],
+                                                  res["torch"]["round_medians_s"])]
+            res["speed_ratio"] = res["nbconv"]["images_per_s"] / res["torch"]["images_per_s"]
+            res["round_speed_ratios"] = rounds
+        out[task] = {"batch": batch, **res}
+    return out
+
+
+def _target(name, task):
+    return TARGETS["lenet5_train"] if (name, task) == ("lenet5", "train") else TARGETS[task]
+
+
+def print_table(results) -> None:
+    rows = []
+    for r in results:
+        for task in ("train", "inference"):
+            s = r[task]
+            row = [r["model"], task, s["batch"], fmt_num(s["nbconv"]["median_s"] * 1e3),
+                   fmt_num(s["nbconv"]["images_per_s"], 0)]
+            if "torch" in s:
+                ratios = s["round_speed_ratios"]
+                target = _target(r["model"], task)
+                row += [fmt_num(s["torch"]["median_s"] * 1e3),
+                        fmt_num(s["torch"]["images_per_s"], 0), fmt_num(s["speed_ratio"]),
+                        f"{fmt_num(min(ratios))}-{fmt_num(max(ratios))}", f">= {target}",
+                        "yes" if s["speed_ratio"] >= target else "NO"]
+            rows.append(row)
+    headers = ["model", "task", "batch", "nbconv ms", "nbconv img/s"]
+    if any("torch" in r["train"] for r in results):
+        headers += ["torch ms", "torch img/s", "ratio", "rounds", "target", "ok"]
+    print("speed ratio = nbconv images/s / PyTorch images/s (higher is better); 'rounds' is "
+          "the spread of the per-round ratios")
+    print(format_table(headers, rows))
+    print()
+
+
+def plot(results, path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no chart")
+        return
+    rows = [(f"{r['model']} b{r[task]['batch']}", task, r[task]["speed_ratio"])
+            for r in results for task in ("train", "inference") if "speed_ratio" in r[task]]
+    if not rows:
+        return
+    labels = sorted({lab for lab, _, _ in rows}, key=[lab for lab, _, _ in rows].index)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels)), 4))
+    width = 0.4
+    for k, task in enumerate(("train", "inference")):
+        vals = {lab: v for lab, tk, v in rows if tk == task}
+        xs = [i + (k - 0.5) * width for i, lab in enumerate(labels) if lab in vals]
+        ax.bar(xs, [vals[lab] for lab in labels if lab in vals], width, label=task)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.axhline(TARGETS["inference"], color="gray", lw=0.8, ls="--", label="inference target")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_ylabel("nbconv / PyTorch images/s")
+    ax.set_title("Whole networks, float32, CPU (higher is better)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"chart written to {path}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="CI smoke run: batch 8 (lenet5 16), tiny time budget, one round")
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help=f"comma-separated subset of {','.join(MODELS)}")
+    ap.add_argument("--batch", default=None,
+                    help="batch sizes, comma-separated, for training and inference alike "
+                         "(default 32,128; lenet5 64,256)")
+    ap.add_argument("--threads", type=int, default=2, help="threads for nbconv and torch (2)")
+    ap.add_argument("--min-repeats", type=int, default=None, help="default 5 (2 with --quick)")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds of repeats per measurement (default 2; 0.02 with --quick)")
+    ap.add_argument("--rounds", type=int, default=None, help="default 3 (1 with --quick)")
+    ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    ap.add_argument("--profile", action="store_true",
+                    help="print where one nbconv training step's time goes, per layer type")
+    ap.add_argument("--profile-steps", type=int, default=5)
+    ap.add_argument("--memory", action="store_true",
+                    help="also measure the peak memory of training steps, nbconv and PyTorch "
+                         "each in a process of its own (ru_maxrss)")
+    ap.add_argument("--json", default=str(RESULTS_DIR / "models.json"), help="JSON output")
+    ap.add_argument("--png", default=str(RESULTS_DIR / "models.png"),
+                    help="chart of the speed ratios ('' skips it)")
+    args = ap.parse_args(argv)
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        ap.error(f"--models: unknown {unknown}; choose from {list(MODELS)}")
+    timing = {
+        "min_repeats": args.min_repeats or (2 if args.quick else 5),
+        "budget_s": args.budget if args.budget is not None else (0.02 if args.quick else 2.0),
+        "rounds": args.rounds or (1 if args.quick else 3),
+        "settle_s": 0.0 if args.quick else 0.05,
+    }
+    torch = None if args.no_torch or args.profile else import_torch()
+    set_threads(args.threads, torch)
+    print_machine(machine_info(torch))
+    rng = np.random.default_rng(0)
+    results = []
+    for name in names:
+        _, shape, defaults = MODELS[name]
+        if args.batch:
+            batches = [int(b) for b in args.batch.split(",")]
+        elif args.quick:
+            batches = [16 if name == "lenet5" else 8]
+        else:
+            batches = list(defaults)
+        for b in batches:
+            if args.profile:
+                nbconv.manual_seed(0)
+                net = MODELS[name][0]()
+                x = rng.standard_normal((b, *shape), dtype=np.float32)
+                t = rng.integers(0, 10, b)
+                print_profile(name, b, profile_step(net, x, t, args.profile_steps))
+                continue
+            t0 = time.perf_counter()
+            r = time_model(name, b, b, torch, timing, rng)
+            if "check" in r:
+                c = r["check"]
+                print(f"{name} b{b}: same-model check logits rel err {c['logits_rel_err']:.1e}, "
+                      f"loss {c['loss']:.6f} vs {c['torch_loss']:.6f}, float64 gradients rel err "
+                      f"{c['grads_max_rel_err_float64']:.1e} -> {'OK' if c['ok'] else 'MISMATCH'} "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            if args.memory and torch is not None:
+                r["memory"] = mem = peak_memory(name, b)
+                print(f"{name} b{b}: peak memory of training steps nbconv "
+                      f"{mem['nbconv']['peak_mib']:.0f} MiB, PyTorch "
+                      f"{mem['torch']['peak_mib']:.0f} MiB (ratio {mem['ratio']:.2f})",
+                      flush=True)
+            results.append(r)
+    if args.profile:
+        return 0
+    print()
+    print_table(results)
+    payload = {"benchmark": "models", "machine": machine_info(torch),
+               "protocol": {"dtype": "float32", "threads": args.threads, **timing,
+                            "statistic": "median of per-round medians",
+                            "train": "zero_grad + forward + CrossEntropyLoss + backward + "
+                                     f"SGD(lr={LR}, momentum={MOMENTUM})",
+                            "inference": "eval; nbconv.no_grad() / torch.inference_mode()"},
+               "targets": TARGETS, "quick": args.quick, "results": results}
+    write_json(args.json, payload)
+    if args.png:
+        plot(results, args.png)
+    bad = [r["model"] for r in results if "check" in r and not r["check"]["ok"]]
+    if bad:
+        print(f"MODELS DISAGREE ({bad}): those comparisons are not apples to apples")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,507 @@
+"""nbconv model -> ONNX file.
+
+The model runs once on zeros of ``input_shape`` (eval mode, no gradient caching) while every
+layer writes its ONNX nodes: the traced shapes fix what ONNX cannot say without them (an
+adaptive pool's windows, a reflect-padded "same" convolution's pads).  The batch axis stays
+symbolic (``"N"``) in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import numpy as np
+
+from .. import __version__
+from .. import nn as _nn
+from .._shapes import conv_padding
+from . import _deps
+from . import layers as _ox
+
+__all__ = ["export", "adaptive_matrix", "DEFAULT_OPSET", "MIN_OPSET"]
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13  # Softmax along one axis, Squeeze/Unsqueeze axes as inputs, Pad pads as input
+_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+class _Builder:
+    """Collects nodes and initialisers with unique names."""
+
+    def __init__(self, onnx, dtype):
+        self.onnx, self.dtype = onnx, np.dtype(dtype)
+        self.nodes, self.inits, self.names = [], [], set()
+        self.need_opset = MIN_OPSET
+        # a ceil_mode pool whose last window would start in the right padding: PyTorch (and
+        # onnxruntime) drop that window, ONNX's shape inference keeps it
+        self.shapes_disagree = False
+
+    def _unique(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.names:
+            name, i = f"{base}_{i}", i + 1
+        self.names.add(name)
+        return name
+
+    def const(self, base: str, value, dtype=None) -> str:
+        arr = np.asarray(value, dtype=self.dtype if dtype is None else dtype)
+        name = self._unique(base)
+        self.inits.append(self.onnx.numpy_helper.from_array(arr.copy(order="C"), name))
+        return name
+
+    def ints(self, base: str, values) -> str:
+        return self.const(base, np.asarray(values, np.int64), np.int64)
+
+    def node(self, op: str, inputs, base: str, **attrs) -> str:
+        out = self._unique(base)
+        self.nodes.append(self.onnx.helper.make_node(op, list(inputs), [out],
+                                                     name=self._unique(f"{base}/{op}"), **attrs))
+        return out
+
+
+def _tuple(v, n: int) -> tuple[int, ...]:
+    if isinstance(v, (list, tuple)):
+        if len(v) == 1 and n > 1:
+            v = v * n
+        return tuple(int(a) for a in v)
+    return (int(v),) * n
+
+
+# -- per-layer writers: (builder, module, path, input names, input values, output) -> name ------
+def _conv(b, m, path, xs, vs, y):
+    w = m.weight.data
+    nd = w.ndim - 2
+    k = w.shape[2:]
+    stride, dil = _tuple(m.stride, nd), _tuple(m.dilation, nd)
+    x = xs[0]
+    attrs = dict(kernel_shape=list(k), strides=list(stride), dilations=list(dil),
+                 group=int(m.groups))
+    pads = _conv_pads(m, vs[0].shape[2:], k, stride, dil)
+    if m.padding_mode != "zeros" and any(map(any, pads)):
+        # ONNX Conv pads with zeros only: the other modes are a Pad node, sized for the
+        # traced input
+        pad_in = b.ints(f"{path}.pads", [0, 0] + [p[0] for p in pads] + [0, 0]
+                        + [p[1] for p in pads])
+        mode = _PAD_MODES[m.padding_mode]
+        if mode == "wrap":
+            b.need_opset = max(b.need_opset, 19)
+        x = b.node("Pad", [x, pad_in], f"{path}.pad", mode=mode)
+        attrs["pads"] = [0] * (2 * nd)
+    elif m.padding == "same" and m.padding_mode == "zeros" and any(s > 1 for s in stride):
+        attrs["auto_pad"] = "SAME_UPPER"  # TensorFlow's rule, for any input size
+    else:  # fixed pads (stride-1 "same" pads do not depend on the input size)
+        attrs["pads"] = [p[0] for p in pads] + [p[1] for p in pads]
+    ins = [x, b.const(f"{path}.weight", w)]
+    if m.bias is not None:
+        ins.append(b.const(f"{path}.bias", m.bias.data))
+    return b.node("Conv", ins, path, **attrs)
+
+
+def _conv_pads(m, in_sizes, k, stride, dil) -> list[tuple[int, int]]:
+    """(before, after) per spatial axis, as nbconv pads (``"same"`` from the traced size)."""
+    nd = len(k)
+    if isinstance(m.padding, str):
+        hw, kk, ss, dd = (tuple(in_sizes), k, stride, dil) if nd == 2 else (
+            (1,) + tuple(in_sizes), (1,) + tuple(k), (1,) + stride, (1,) + dil)
+        t, btm, lft, rgt = conv_padding(type(m).__name__, m.padding, hw, kk, ss, dd)
+        both = [(t, btm), (lft, rgt)]
+        return both[2 - nd:]
+    return [(p, p) for p in _tuple(m.padding, nd)]
+
+
+def _pool_attrs(cfg) -> dict:
+    k = _tuple(cfg["kernel_size"], 2)
+    s = k if cfg["stride"] is None else _tuple(cfg["stride"], 2)
+    p = _tuple(cfg["padding"], 2)
+    return dict(kernel_shape=list(k), strides=list(s), pads=list(p) * 2,
+                ceil_mode=int(cfg["ceil_mode"]))
+
+
+def _note_ceil(b, cfg, x, y) -> None:
+    """Flag a ceil_mode pool whose output is smaller than the plain ceil formula's."""
+    if cfg["ceil_mode"]:
+        attrs = _pool_attrs(cfg)
+        k, s, p = attrs["kernel_shape"], attrs["strides"], attrs["pads"][:2]
+        d = _tuple(cfg.get("dilation", 1), 2)
+        for o, n, kk, ss, pp, dd in zip(y.shape[-2:], x.shape[-2:], k, s, p, d):
+            if o != -(-(n + 2 * pp - dd * (kk - 1) - 1) // ss) + 1:
+                b.shapes_disagree = True
+
+
+def _maxpool(b, m, path, xs, vs, y):
+    _note_ceil(b, m._config, vs[0], y)
+    return b.node("MaxPool", xs, path, dilations=list(_tuple(m._config["dilation"], 2)),
+                  **_pool_attrs(m._config))
+
+
+def _avgpool(b, m, path, xs, vs, y):
+    _note_ceil(b, m._config, vs[0], y)
+    return b.node("AveragePool", xs, path, count_include_pad=int(m._config["count_include_pad"]),
+                  **_pool_attrs(m._config))
+
+
+def adaptive_matrix(n: int, out: int) -> np.ndarray:
+    """(out, n) matrix whose row i averages PyTorch's adaptive window
+    ``[floor(i n / out), ceil((i + 1) n / out))``."""
+    a = np.zeros((out, n))
+    for i in range(out):
+        s, e = (i * n) // out, -(-((i + 1) * n) // out)
+        a[i, s:e] = 1.0 / (e - s)
+    return a
+
+
+def _adaptive(b, m, path, xs, vs, y):
+    h, w = vs[0].shape[-2:]
+    oh, ow = y.shape[-2:]
+    if (oh, ow) == (1, 1):
+        return b.node("GlobalAveragePool", xs, path)
+    if h % oh == 0 and w % ow == 0:
+        k = [h // oh, w // ow]
+        return b.node("AveragePool", xs, path, kernel_shape=k, strides=k)
+    # overlapping or replicated windows: average along W, then along H, as two products
+    t = b.node("MatMul", [xs[0], b.const(f"{path}.pool_w", adaptive_matrix(w, ow).T)],
+               f"{path}.w")
+    return b.node("MatMul", [b.const(f"{path}.pool_h", adaptive_matrix(h, oh)), t], path)
+
+
+def _gap(b, m, path, xs, vs, y):
+    out = b.node("GlobalAveragePool", xs, path)
+    if not m._config["keepdims"]:
+        out = b.node("Flatten", [out], f"{path}.flatten", axis=1)
+    return out
+
+
+def _linear(b, m, path, xs, vs, y):
+    w = m.weight.data
+    if vs[0].ndim == 2:
+        ins = [xs[0], b.const(f"{path}.weight", w)]
+        if m.bias is not None:
+            ins.append(b.const(f"{path}.bias", m.bias.data))
+        return b.node("Gemm", ins, path, transB=1)
+    out = b.node("MatMul", [xs[0], b.const(f"{path}.weight", w.T)], path)
+    if m.bias is not None:
+        out = b.node("Add", [out, b.const(f"{path}.bias", m.bias.data)], f"{path}.add")
+    return out
+
+
+def _flatten(b, m, path, xs, vs, y):
+    nd = vs[0].ndim
+    s, e = m._config["start_dim"] % nd, m._config["end_dim"] % nd
+    if s == 1 and e == nd - 1:
+        return b.node("Flatten", xs, path, axis=1)
+    target = [0] * s + [-1] + list(vs[0].shape[e + 1:])  # 0: keep that axis (the batch)
+    return b.node("Reshape", [xs[0], b.ints(f"{path}.shape", target)], path)
+
+
+def _simple(op):
+    def write(b, m, path, xs, vs, y):
+        return b.node(op, xs, path)
+    return write
+
+
+def _leaky(b, m, path, xs, vs, y):
+    return b.node("LeakyRelu", xs, path, alpha=m._config["negative_slope"])
+
+
+def _softmax(b, m, path, xs, vs, y):
+    return b.node("Softmax", xs, path, axis=m._config["dim"])
+
+
+def _log_softmax(b, m, path, xs, vs, y):
+    return b.node("LogSoftmax", xs, path, axis=m._config["dim"])
+
+
+def _dropout(b, m, path, xs, vs, y):
+    # an inference graph: ONNX Dropout without training_mode is the identity
+    return b.node("Dropout", [xs[0], b.const(f"{path}.ratio", m._config["p"])], path)
+
+
+def _batchnorm(b, m, path, xs, vs, y):
+    cfg = m._config
+    if not cfg["track_running_stats"]:
+        raise ValueError(f"export: layer {path!r} ({type(m).__name__}) has "
+                         "track_running_stats=False: it normalises with the batch statistics "
+                         "even in eval mode, which ONNX BatchNormalization cannot express")
+    c = cfg["num_features"]
+    scale = m.weight.data if m.weight is not None else np.ones(c)
+    shift = m.bias.data if m.bias is not None else np.zeros(c)
+    ins = [xs[0], b.const(f"{path}.weight", scale), b.const(f"{path}.bias", shift),
+           b.const(f"{path}.running_mean", m._buffers["running_mean"]),
+           b.const(f"{path}.running_var", m._buffers["running_var"])]
+    return b.node("BatchNormalization", ins, path, epsilon=cfg["eps"],
+                  momentum=1.0 - cfg["momentum"])
+
+
+def _lrn(b, m, path, xs, vs, y):
+    cfg = m._config
+    if cfg["size"] % 2 == 0:
+        raise ValueError(f"export: layer {path!r} (LocalResponseNorm) has an even size "
+                         f"{cfg['size']}: ONNX LRN centres even windows one channel later than "
+                         "PyTorch and nbconv do, so only odd sizes export exactly")
+    return b.node("LRN", xs, path, size=cfg["size"], alpha=cfg["alpha"], beta=cfg["beta"],
+                  bias=cfg["k"])
+
+
+def _concat(b, m, path, xs, vs, y):
+    return b.node("Concat", xs, path, axis=m._config["axis"])
+
+
+def _add(b, m, path, xs, vs, y):
+    if len(xs) == 1:
+        return b.node("Identity", xs, path)
+    return b.node("Add" if len(xs) == 2 else "Sum", xs, path)
+
+
+def _clip(b, m, path, xs, vs, y):
+    lo, hi = m._config["min"], m._config["max"]
+    ins = [xs[0], "" if lo is None else b.const(f"{path}.min", lo),
+           "" if hi is None else b.const(f"{path}.max", hi)]
+    while ins[-1] == "":
+        ins.pop()
+    return b.node("Clip", ins, path)
+
+
+def _pad(b, m, path, xs, vs, y):
+    pads = m._config["pads"]
+    ins = [xs[0], b.ints(f"{path}.pads", [p[0] for p in pads] + [p[1] for p in pads])]
+    if m._config["mode"] == "constant":
+        ins.append(b.const(f"{path}.value", m._config["value"]))
+    if m._config["mode"] == "wrap":
+        b.need_opset = max(b.need_opset, 19)
+    return b.node("Pad", ins, path, mode=m._config["mode"])
+
+
+def _slice(b, m, path, xs, vs, y):
+    cfg = m._config
+    ins = [xs[0]] + [b.ints(f"{path}.{k}", cfg[k]) for k in ("starts", "ends", "axes", "steps")]
+    return b.node("Slice", ins, path)
+
+
+def _arithmetic(b, m, path, xs, vs, y):
+    c = b.const(f"{path}.constant", m._buffers["constant"])
+    return b.node(m._config["op"].capitalize(),
+                  [xs[0], c] if m._config["side"] == "right" else [c, xs[0]], path)
+
+
+def _reshape(b, m, path, xs, vs, y):
+    return b.node("Reshape", [xs[0], b.ints(f"{path}.shape", m._config["shape"])], path,
+                  allowzero=int(m._config["allowzero"]))
+
+
+def _squeeze(b, m, path, xs, vs, y):
+    axes = m._config["axes"]
+    ins = xs if axes is None else [xs[0], b.ints(f"{path}.axes", axes)]
+    return b.node("Squeeze", ins, path)
+
+
+def _unsqueeze(b, m, path, xs, vs, y):
+    return b.node("Unsqueeze", [xs[0], b.ints(f"{path}.axes", m._config["axes"])], path)
+
+
+def _matmul(b, m, path, xs, vs, y):
+    c = b.const(f"{path}.matrix", m._buffers["matrix"])
+    return b.node("MatMul", [xs[0], c] if m._config["side"] == "right" else [c, xs[0]], path)
+
+
+_WRITERS = {
+    _nn.Conv2d: _conv, _nn.Conv1d: _conv, _nn.MaxPool2d: _maxpool, _nn.AvgPool2d: _avgpool,
+    _nn.AdaptiveAvgPool2d: _adaptive, _nn.GlobalAvgPool2d: _gap, _nn.Linear: _linear,
+    _nn.Flatten: _flatten, _nn.ReLU: _simple("Relu"), _nn.LeakyReLU: _leaky,
+    _nn.Sigmoid: _simple("Sigmoid"), _nn.Tanh: _simple("Tanh"), _nn.Softmax: _softmax,
+    _nn.Dropout: _dropout, _nn.BatchNorm1d: _batchnorm, _nn.BatchNorm2d: _batchnorm,
+    _nn.LocalResponseNorm: _lrn, _nn.Concat: _concat, _nn.Add: _add,
+    _ox.Clip: _clip, _ox.LogSoftmax: _log_softmax, _ox.Pad: _pad, _ox.Slice: _slice,
+    _ox.Reshape: _reshape, _ox.Squeeze: _squeeze, _ox.Unsqueeze: _unsqueeze,
+    _ox.MatMul: _matmul, _ox.Arithmetic: _arithmetic,
+}
+
+
+def _writer(m):
+    for cls in type(m).__mro__:
+        if cls in _WRITERS:
+            return _WRITERS[cls]
+    if type(m).__name__ == "Identity" and not m._params and not m._children:
+        return _simple("Identity")
+    return None
+
+
+def _emit(b, module, path, ins):
+    """Write ``module``'s nodes; ``ins`` are (ONNX name, traced value) pairs.  Returns the
+    output's pair."""
+    if isinstance(module, _nn.Sequential):
+        cur = ins[0]
+        for name, child in module._children.items():
+            cur = _emit(b, child, f"{path}.{name}" if path else name, [cur])
+        return cur
+    if isinstance(module, _nn.Graph):
+        env = {module.INPUT: ins[0]}
+        for name, child, srcs in module.nodes:
+            env[name] = _emit(b, child, f"{path}.{name}" if path else name,
+                              [env[s] for s in srcs])
+        return env[module._output_name()]
+    write = _writer(module)
+    if write is None:
+        raise ValueError(f"export: layer {path or '(the model)'!r} of type "
+                         f"{type(module).__name__} has no ONNX counterpart; supported: "
+                         f"{sorted(c.__name__ for c in _WRITERS)}, Sequential, Graph")
+    values = [v for _, v in ins]
+    y = module.forward(*values)
+    return write(b, module, path or type(module).__name__.lower(), [n for n, _ in ins],
+                 values, y), y
+
+
+def _model_dtype(model) -> np.dtype:
+    for p in model.parameters():
+        if p.data.dtype in (np.float32, np.float64):
+            return np.dtype(p.data.dtype)
+    return np.dtype(np.float32)
+
+
+def _check_shape(model, input_shape) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"export: argument 'input_shape' must be a sequence of ints, got "
+                        f"{input_shape!r}") from None
+    if not shape or any(s < 1 for s in shape):
+        raise ValueError(f"export: argument 'input_shape' must hold positive sizes, got {shape}")
+    first = next((m for _, m in model.named_modules() if not m._children), None)
+    # an unbatched (C, H, W) / (C, L) shape: export a batch of one, as the layers would run it
+    if isinstance(first, (_nn.Conv2d, _nn.MaxPool2d, _nn.AvgPool2d)) and len(shape) == 3:
+        shape = (1,) + shape
+    elif isinstance(first, _nn.Conv1d) and len(shape) == 2:
+        shape = (1,) + shape
+    return shape
+
+
+def _opset(onnx, opset, needed: int) -> int:
+    top = onnx.defs.onnx_opset_version()
+    if opset is None:
+        return max(DEFAULT_OPSET, needed)
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)):
+        raise TypeError(f"export: argument 'opset' must be an int or None, got {opset!r}")
+    if not MIN_OPSET <= opset <= top:
+        raise ValueError(f"export: argument 'opset' must be in [{MIN_OPSET}, {top}] (this "
+                         f"onnx {onnx.__version__}), got {opset}")
+    if opset < needed:
+        raise ValueError(f"export: the model needs opset >= {needed} (circular padding is "
+                         f"ONNX Pad mode 'wrap', new in opset 19), got opset={opset}")
+    return int(opset)
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to a unique temporary file next to ``path``, fsync, then ``os.replace``:
+    an existing file is never left half-written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def export(model, path, input_shape, opset=None, *, dynamic_batch=True):
+    """Write ``model`` as an ONNX file that onnxruntime (or any ONNX runtime) can run.
+
+    Parameters
+    ----------
+    model : nbconv.nn.Module
+        A ``Sequential``/``Graph`` (nested freely) of nbconv layers: Conv2d/Conv1d (groups,
+        dilation, padding ints/"same"/"valid"; the padding modes "reflect", "replicate",
+        "circular" become a ``Pad`` node before the ``Conv``), MaxPool2d/AvgPool2d (ceil_mode,
+        count_include_pad), AdaptiveAvgPool2d (``GlobalAveragePool``, an ``AveragePool``
+        when the windows tile the input, else two ``MatMul`` with averaging matrices),
+        GlobalAvgPool2d, Linear (``Gemm``; ``MatMul`` + ``Add`` on inputs of more than two
+        axes), Flatten, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, Dropout (the identity at
+        inference), BatchNorm1d/2d (running statistics), LocalResponseNorm (odd sizes),
+        Concat, Add, and the layers of :mod:`nbconv.onnx.layers`.
+    path : str or os.PathLike
+        Written atomically (temporary file, fsync, rename): an existing file is replaced
+        whole or not at all.
+    input_shape : tuple of int
+        The input the model is traced with, batch included: ``(N, C, H, W)`` (or
+        ``(N, C, L)``, ``(N, features)``).  ``(C, H, W)`` for a model that starts with a
+        convolution or pool means one image.  H and W are fixed in the file.
+    opset : int, optional
+        ONNX opset of the default domain, in [13, the installed onnx's newest]; default 17
+        (19 when the model has circular padding).
+    dynamic_batch : bool, default True
+        Name the batch axis ``"N"`` in the file so that any batch size runs.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        For a layer with no ONNX form, naming it (its path in the model) and its type, or an
+        invalid ``input_shape``/``opset``; also when the model cannot run on ``input_shape``.
+
+    Notes
+    -----
+    The model runs forward once on zeros of ``input_shape`` in eval mode inside
+    :func:`nbconv.no_grad` (its mode is restored afterwards); the file is checked with
+    ``onnx.checker.check_model(full_check=True)`` before it is written -- without the shape
+    inference part (and with the output's sizes after the batch left open) when a
+    ``ceil_mode`` pool drops a last window that would start in the padding: PyTorch's rule,
+    which onnxruntime follows and ONNX's shape inference does not.  Initialiser names
+    are the state-dict keys (``"0.weight"``, ``"1.0.bn1.running_mean"``).  Float64 models
+    export as DOUBLE tensors.
+    """
+    onnx = _deps.onnx()
+    if not isinstance(model, _nn.Module):
+        raise TypeError(f"export: argument 'model' must be an nbconv.nn.Module, got "
+                        f"{type(model).__name__}")
+    shape = _check_shape(model, input_shape)
+    dtype = _model_dtype(model)
+    b = _Builder(onnx, dtype)
+    b.names.add("input")
+    modes = [(m, m.training) for _, m in model.named_modules()]
+    model.eval()
+    try:
+        with _nn.no_grad():
+            out, y = _emit(b, model, "", [("input", np.zeros(shape, dtype))])
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    if out == "input":
+        out = b.node("Identity", ["input"], "identity")
+    # the graph output is called "output"
+    for node in b.nodes:
+        for field in (node.input, node.output):
+            renamed = ["output" if v == out else v for v in field]
+            del field[:]
+            field.extend(renamed)
+    elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
+    batch = "N" if dynamic_batch else shape[0]
+    y = np.asarray(y)
+    inp = onnx.helper.make_tensor_value_info("input", elem, [batch, *shape[1:]])
+    out_shape = ([batch, *y.shape[1:]] if y.ndim and y.shape[0] == shape[0]
+                 else list(y.shape))
+    if b.shapes_disagree:
+        out_shape = [out_shape[0]] + [None] * (len(out_shape) - 1)
+    outp = onnx.helper.make_tensor_value_info("output", elem, out_shape)
+    graph = onnx.helper.make_graph(b.nodes, type(model).__name__, [inp], [outp], b.inits)
+    version = _opset(onnx, opset, b.need_opset)
+    opsets = [onnx.helper.make_opsetid("", version)]
+    proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="nbconv",
+                                   producer_version=__version__)
+    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)
+    # full_check adds ONNX shape inference, which gets the pools noted above wrong
+    onnx.checker.check_model(proto, full_check=not b.shapes_disagree)
+    path = os.fspath(path)
+    _atomic_write(path, proto.SerializeToString())
+    return path
+
+

@@ -1,0 +1,803 @@
+"""ONNX file -> trainable nbconv ``Graph``.
+
+The file is parsed as protobuf data and checked with ``onnx.checker``; nothing in it is run
+(no custom op, no Python).  Every node becomes an nbconv layer, or folds into one: a ``Pad``
+into the ``Conv`` after it (padding mode), an ``Add`` of a constant into the ``MatMul``/``Conv``
+before it (bias), ``Constant``/``Shape``/``Gather``/``Unsqueeze``/``Concat`` chains that only
+compute a reshape target into that target; PyTorch's ``LocalResponseNorm`` node chains into one
+layer (:mod:`._patterns`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+
+import numpy as np
+
+from .. import nn as _nn
+from ..io import FormatError
+from . import _deps
+from . import layers as _ox
+from ._patterns import TORCH_LRN, fuse_torch_lrn
+
+__all__ = ["load", "UnsupportedOpError"]
+
+
+class UnsupportedOpError(ValueError, NotImplementedError):
+    """An ONNX node (or graph feature) nbconv cannot import.
+
+    Attributes
+    ----------
+    node : str
+        The node's name (``"#i"``, its position, when it has none).
+    op_type : str
+        Its operator type, e.g. ``"Resize"``.
+    """
+
+    def __init__(self, node: str, op_type: str, reason: str):
+        self.node, self.op_type, self.reason = node, op_type, reason
+        super().__init__(f"ONNX node {node!r} (op type {op_type!r}): {reason}")
+
+
+# a batch size that a Shape node reads from a symbolic (or copied) batch axis; kept through
+# Gather/Concat/Unsqueeze and turned into Reshape's "copy this axis" 0
+_BATCH = np.int64(np.iinfo(np.int64).min + 1)
+_PAD_MODES = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}
+
+
+def _label(node, index: int) -> str:
+    return node.name if node.name else f"#{index}"
+
+
+class _Importer:
+    def __init__(self, onnx, model, path: str):
+        self.onnx, self.path = onnx, path
+        g = model.graph
+        self.graph = g
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                          None)
+        if self.opset is None:
+            raise FormatError(path, "the model imports no default-domain ('ai.onnx') opset")
+        try:
+            self.consts = {t.name: onnx.numpy_helper.to_array(t) for t in g.initializer}
+        except Exception as e:  # a tensor whose bytes do not match its type and shape
+            raise FormatError(path, f"unreadable initializer ({e})") from e
+        inputs = [v for v in g.input if v.name not in self.consts]
+        if len(inputs) != 1 or len(g.output) != 1:
+            raise UnsupportedOpError(
+                "(graph)", "-", f"nbconv imports graphs with one input and one output; this "
+                f"one has inputs {[v.name for v in inputs]} and outputs "
+                f"{[v.name for v in g.output]}")
+        self.input = inputs[0].name
+        tt = inputs[0].type.tensor_type
+        np_type = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64}
+        if tt.elem_type not in np_type:
+            raise UnsupportedOpError(
+                "(graph)", "-", f"input {self.input!r} has element type "
+                f"{onnx.TensorProto.DataType.Name(tt.elem_type)}; nbconv runs FLOAT and DOUBLE")
+        self.dtype = np.dtype(np_type[tt.elem_type])
+        self.shapes = self._infer_shapes(model)
+        dims = self.shapes.get(self.input)
+        self.batch = dims[0] if dims else None  # the static batch size the file was made with
+        self.output = g.output[0].name
+        self._prefold()
+        self.node_list = fuse_torch_lrn(onnx, g, self.consts)
+        self.synthetic = {id(n) for n in self.node_list if n.op_type == TORCH_LRN}
+        self.uses = Counter(v for n in self.node_list for v in n.input if v)
+        self.uses[self.output] += 1
+        self.env = {self.input: _nn.Graph.INPUT}  # ONNX value -> nbconv node
+        self.nodes: dict[str, list] = {}          # nbconv node -> [module, sources]
+
+    def attrs(self, node) -> dict:
+        out = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        return {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                for k, v in out.items()}
+
+    def _prefold(self) -> None:
+        """Fold the nodes that compute constants from constants (so that patterns can read
+        them); the walk folds them again, and reports any that fail."""
+        for i, node in enumerate(self.graph.node):
+            fold = _FOLDERS.get(node.op_type)
+            if fold is None or node.op_type == "Shape" or not all(
+                    not v or v in self.consts for v in node.input):
+                continue
+            self.node, self.label = node, _label(node, i)
+            try:
+                fold(self, node, self.attrs(node))
+            except Exception:  # reported by the walk
+                pass
+
+    def _infer_shapes(self, model) -> dict:
+        """Value name -> tuple of int (None where symbolic), from ONNX shape inference."""
+        onnx = self.onnx
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model)
+        except Exception:  # shapes are a help, not a requirement
+            inferred = model
+        g = inferred.graph
+        out = {}
+        for v in list(g.input) + list(g.value_info) + list(g.output):
+            t = v.type.tensor_type
+            if t.HasField("shape"):
+                out[v.name] = tuple(d.dim_value if d.HasField("dim_value") else None
+                                    for d in t.shape.dim)
+        return out
+
+    # -- helpers for the converters -----------------------------------------------------------
+    def rank(self, value: str):
+        s = self.shapes.get(value)
+        return None if s is None else len(s)
+
+    def const(self, value: str):
+        return self.consts.get(value) if value else None
+
+    def source(self, value: str) -> str:
+        if value in self.consts:
+            raise self.fail(f"input {value!r} is a constant where nbconv needs a computed "
+                            "tensor")
+        return self.env[value]
+
+    def fail(self, reason: str) -> UnsupportedOpError:
+        return UnsupportedOpError(self.label, self.node.op_type, reason)
+
+    def needs_const(self, value: str, what: str) -> np.ndarray:
+        if value not in self.consts:
+            raise self.fail(f"its {what} ({value!r}) must be a constant initializer")
+        return self.consts[value]
+
+    def add(self, module, *sources: str, suffix: str = "") -> str:
+        base = re.sub(r"\W", "_", self.node.name or self.node.op_type).strip("_") or "node"
+        base = (base + suffix) if base != _nn.Graph.INPUT else f"{base}_{suffix or 'node'}"
+        name, i = base, 1
+        while name in self.nodes or name == _nn.Graph.INPUT:
+            name, i = f"{base}_{i}", i + 1
+        self.nodes[name] = [module, list(sources)]
+        return name
+
+    def emit(self, module, *sources: str) -> None:
+        """Add ``module`` as the node computing this ONNX node's (first) output."""
+        self.env[self.node.output[0]] = self.add(module, *sources)
+
+    def alias(self, value: str) -> None:
+        if value in self.consts:
+            self.consts[self.node.output[0]] = self.consts[value]
+        else:
+            self.env[self.node.output[0]] = self.env[value]
+
+    def sole_producer(self, value: str, *types):
+        """The nbconv node computing ``value`` if it has one of ``types`` and nothing else uses
+        ``value`` (so it may be merged into its consumer), else None."""
+        name = self.env.get(value)
+        if name is None or name == _nn.Graph.INPUT or self.uses[value] != 1:
+            return None
+        return name if isinstance(self.nodes[name][0], types) else None
+
+    # -- the walk -----------------------------------------------------------------------------
+    def run(self) -> _nn.Graph:
+        for i, node in enumerate(self.node_list):
+            self.node, self.label = node, _label(node, i)
+            if node.domain not in ("", "ai.onnx"):
+                raise self.fail(f"operator domain {node.domain!r} is not supported (only the "
+                                "default ONNX domain)")
+            for extra in node.output[1:]:
+                if extra and self.uses[extra]:
+                    raise self.fail(f"its output {extra!r} is used; nbconv layers compute only "
+                                    "the first output")
+            attrs = self.attrs(node)
+            convert = _CONVERTERS.get(node.op_type)
+            if id(node) in self.synthetic:
+                convert = _torch_lrn
+            if node.op_type in _FOLDERS and (node.op_type == "Shape" or all(
+                    not v or v in self.consts for v in node.input)):
+                convert = _FOLDERS[node.op_type]
+            if convert is None:
+                raise self.fail(f"operator {node.op_type!r} is not supported; nbconv imports "
+                                f"{sorted(set(_CONVERTERS) | set(_FOLDERS))}")
+            try:
+                convert(self, node, attrs)
+            except (UnsupportedOpError, FormatError):
+                raise
+            except (ValueError, TypeError, KeyError, IndexError) as e:
+                raise self.fail(f"cannot be converted: {e}") from e
+        out = self.output
+        if out in self.consts:
+            raise UnsupportedOpError("(graph)", "-", f"the output {out!r} is a constant")
+        if self.env[out] == _nn.Graph.INPUT:  # the identity model: one pass-through node
+            self.node = self.graph.output[0]
+            self.env[out] = self.add(_nn.Flatten(0, 0), _nn.Graph.INPUT, suffix="identity")
+        g = _nn.Graph(output=self.env[out])
+        for name, (module, sources) in self.nodes.items():
+            if module is not None:
+                g.add(name, module, *sources)
+        return g.eval()
+
+
+# -- converters: (importer, node, attributes) ---------------------------------------------------
+def _set(param, value):
+    param.data[...] = np.asarray(value).reshape(param.data.shape)
+
+
+def _conv(im, node, attrs):
+    w = im.needs_const(node.input[1], "weight")
+    b = im.const(node.input[2]) if len(node.input) > 2 else None
+    if len(node.input) > 2 and node.input[2] and b is None:
+        raise im.fail(f"its bias ({node.input[2]!r}) must be a constant initializer")
+    nd = w.ndim - 2
+    if nd not in (1, 2):
+        raise im.fail(f"{nd}-D convolutions are not supported (weight shape {w.shape})")
+    k = tuple(w.shape[2:])
+    if tuple(attrs.get("kernel_shape", k)) != k:
+        raise im.fail(f"kernel_shape {attrs['kernel_shape']} does not match the weight "
+                      f"shape {w.shape}")
+    stride = tuple(attrs.get("strides", [1] * nd))
+    dil = tuple(attrs.get("dilations", [1] * nd))
+    groups = int(attrs.get("group", 1))
+    pads = list(attrs.get("pads", [0] * 2 * nd))
+    begin, end = pads[:nd], pads[nd:]
+    auto = attrs.get("auto_pad", "NOTSET")
+    same = False
+    if auto == "SAME_UPPER":
+        same = True
+    elif auto == "SAME_LOWER":
+        if any(s != 1 for s in stride) or any(d * (n - 1) % 2 for d, n in zip(dil, k)):
+            raise im.fail("auto_pad SAME_LOWER is supported only where it pads symmetrically "
+                          "(stride 1, odd effective kernel)")
+        same = True
+    elif auto == "VALID":
+        begin = end = [0] * nd
+    elif auto != "NOTSET":
+        raise im.fail(f"unknown auto_pad {auto!r}")
+    src = im.source(node.input[0])
+    mode = "zeros"
+    pad_node = None if same else im.sole_producer(node.input[0], _ox.Pad)
+    if pad_node is not None:  # fold Pad -> Conv into the convolution's padding
+        pad = im.nodes[pad_node][0]._config
+        spatial = pad["pads"][2:]
+        if (len(pad["pads"]) == nd + 2 and pad["pads"][0] == pad["pads"][1] == [0, 0]
+                and all(bf == af for bf, af in spatial)):
+            extra = [bf for bf, _ in spatial]
+            if pad["mode"] == "constant" and pad["value"] == 0.0:
+                begin = [p + e for p, e in zip(begin, extra)]
+                end = [p + e for p, e in zip(end, extra)]
+            elif pad["mode"] in _PAD_MODES and not any(begin + end):
+                mode, begin, end = _PAD_MODES[pad["mode"]], extra, list(extra)
+            else:
+                pad_node = None
+            if pad_node is not None:
+                src = im.nodes[pad_node][1][0]
+                im.nodes[pad_node][0] = None  # folded
+        else:
+            pad_node = None
+    if same:
+        padding = "same"
+    elif begin == end:
+        padding = tuple(begin)
+    else:  # asymmetric zero padding: a Pad layer of its own, then an unpadded convolution
+        padding = (0,) * nd
+        src = im.add(_ox.Pad([[0, 0], [0, 0]] + [[b_, e_] for b_, e_ in zip(begin, end)]),
+                     src, suffix="_pad")
+    cls = _nn.Conv2d if nd == 2 else _nn.Conv1d
+    one = (lambda t: t) if nd == 2 else (lambda t: t if isinstance(t, str) else t[0])
+    conv = cls(w.shape[1] * groups, w.shape[0], one(k), stride=one(stride),
+               padding=one(padding), dilation=one(dil), groups=groups, bias=b is not None,
+               padding_mode=mode, dtype=im.dtype)
+    _set(conv.weight, w)
+    if b is not None:
+        _set(conv.bias, b)
+    im.emit(conv, src)
+
+
+def _linear_from(im, weight, bias, source):
+    lin = _nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=im.dtype)
+    _set(lin.weight, weight)
+    if bias is not None:
+        _set(lin.bias, np.broadcast_to(np.asarray(bias).reshape(-1), (weight.shape[0],)))
+    im.emit(lin, source)
+
+
+def _gemm(im, node, attrs):
+    if attrs.get("transA", 0):
+        raise im.fail("transA=1 is not supported (the data input must be (N, features))")
+    w = im.needs_const(node.input[1], "B (weight)")
+    if w.ndim != 2:
+        raise im.fail(f"weight B must be 2-D, got shape {w.shape}")
+    alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+    weight = (w if attrs.get("transB", 0) else w.T) * alpha
+    c = None
+    if len(node.input) > 2 and node.input[2]:
+        c = im.needs_const(node.input[2], "C (bias)")
+        if c.size not in (1, weight.shape[0]) or (c.ndim == 2 and c.shape[0] != 1):
+            raise im.fail(f"bias C of shape {c.shape} is not one value per output "
+                          f"({weight.shape[0]})")
+        c = c * beta
+    _linear_from(im, weight, c, im.source(node.input[0]))
+
+
+def _matmul(im, node, attrs):
+    a, b = node.input[0], node.input[1]
+    if b in im.consts and a not in im.consts:
+        m = im.consts[b]
+        # x @ W on (N, F) or (N, L, F) is a fully-connected layer; on an (N, C, H, W) feature
+        # map it is a fixed linear map along W (how nbconv exports adaptive average pools)
+        if m.ndim == 2 and im.rank(a) in (2, 3, None):
+            _linear_from(im, m.T, None, im.source(a))
+            return
+        side, x = "right", a
+    elif a in im.consts and b not in im.consts:
+        m, side, x = im.consts[a], "left", b
+    else:
+        raise im.fail("a product of two computed tensors is not supported (one operand must "
+                      "be a constant)")
+    if m.ndim < 2:
+        raise im.fail(f"the constant operand must have >= 2 axes, got shape {m.shape}")
+    layer = _ox.MatMul(m.shape, side=side, dtype=im.dtype)
+    layer._buffers["matrix"][...] = m
+    im.emit(layer, im.source(x))
+
+
+def _add(im, node, attrs):
+    ins = [v for v in node.input if v]
+    consts = [v for v in ins if v in im.consts]
+    if not consts:
+        if len(ins) == 1:
+            im.alias(ins[0])
+        else:
+            im.emit(_nn.Add(), *[im.source(v) for v in ins])
+        return
+    if node.op_type != "Add" or len(ins) != 2 or len(consts) != 1:
+        raise im.fail("a sum of more than two tensors with constant operands is not "
+                      "supported")
+    c = im.consts[consts[0]]
+    x = ins[0] if ins[1] == consts[0] else ins[1]
+    prev = im.sole_producer(x, _nn.Linear, _nn.Conv2d, _nn.Conv1d)
+    layer = None if prev is None else im.nodes[prev][0]
+    if layer is not None and layer.bias is None:
+        n = layer.weight.data.shape[0]
+        # one value per output channel, broadcast along every other axis and no further
+        target = (1, n) + (1,) * (layer.weight.data.ndim - 2)
+        try:
+            fits = np.broadcast_shapes(c.shape, target) == target
+        except ValueError:
+            fits = False
+        if fits:
+            if isinstance(layer, _nn.Linear):
+                new = _nn.Linear(layer.weight.data.shape[1], n, bias=True, dtype=im.dtype)
+            else:
+                new = type(layer)(**{**layer._config, "bias": True}, dtype=im.dtype)
+            _set(new.weight, layer.weight.data)
+            _set(new.bias, np.broadcast_to(c.reshape(-1), (n,)))
+            im.nodes[prev][0] = new
+            im.env[node.output[0]] = prev
+            return
+    _arithmetic(im, node, attrs)
+
+
+def _arithmetic(im, node, attrs):
+    """A binary node with one constant operand: an Arithmetic layer."""
+    a, b = node.input[0], node.input[1]
+    if (a in im.consts) == (b in im.consts):
+        raise im.fail(f"{node.op_type} of two computed tensors is not supported (one operand "
+                      "must be a constant)")
+    c, side, x = (im.consts[b], "right", a) if b in im.consts else (im.consts[a], "left", b)
+    layer = _ox.Arithmetic(node.op_type.lower(), c.shape, side=side, dtype=im.dtype)
+    layer._buffers["constant"][...] = c
+    im.emit(layer, im.source(x))
+
+
+def _simple(factory):
+    def convert(im, node, attrs):
+        im.emit(factory(attrs), im.source(node.input[0]))
+    return convert
+
+
+def _softmax(im, node, attrs):
+    axis = int(attrs.get("axis", -1 if im.opset >= 13 else 1))
+    rank = im.rank(node.input[0])
+    if im.opset < 13 and (rank is None or axis % rank != rank - 1):
+        raise im.fail(f"{node.op_type} before opset 13 normalises over all axes from {axis} "
+                      "on; supported only when that is the last axis")
+    layer = _nn.Softmax if node.op_type == "Softmax" else _ox.LogSoftmax
+    im.emit(layer(dim=axis), im.source(node.input[0]))
+
+
+def _scalar(im, value, what):
+    if not value:
+        return None
+    v = im.needs_const(value, what)
+    if v.size != 1:
+        raise im.fail(f"its {what} must be a scalar, got shape {v.shape}")
+    return float(v.reshape(()))
+
+
+def _clip(im, node, attrs):
+    if im.opset < 11:
+        lo, hi = attrs.get("min"), attrs.get("max")
+    else:
+        lo = _scalar(im, node.input[1] if len(node.input) > 1 else "", "min")
+        hi = _scalar(im, node.input[2] if len(node.input) > 2 else "", "max")
+    lo = None if lo is None or lo <= -3.4e38 else lo
+    hi = None if hi is None or hi >= 3.4e38 else hi
+    layer = _nn.ReLU() if lo == 0.0 and hi is None else _ox.Clip(lo, hi)
+    im.emit(layer, im.source(node.input[0]))
+
+
+def _dropout(im, node, attrs):
+    if im.opset < 12:
+        p = float(attrs.get("ratio", 0.5))
+    else:
+        p = _scalar(im, node.input[1] if len(node.input) > 1 else "", "ratio")
+        p = 0.5 if p is None else p
+        mode = _scalar(im, node.input[2] if len(node.input) > 2 else "", "training_mode")
+        if mode:
+            raise im.fail("training_mode=True is not supported (an inference graph)")
+    im.emit(_nn.Dropout(p), im.source(node.input[0]))
+
+
+def _batchnorm(im, node, attrs):
+    if attrs.get("training_mode", 0) or not attrs.get("spatial", 1):
+        raise im.fail("only inference-mode, spatial batch normalisation is supported")
+    scale, bias, mean, var = (im.needs_const(v, what) for v, what in
+                              zip(node.input[1:5], ("scale", "B", "mean", "var")))
+    rank = im.rank(node.input[0])
+    if rank not in (2, 3, 4):
+        raise im.fail(f"input rank {rank} is not supported (2, 3 or 4 axes)")
+    cls = _nn.BatchNorm2d if rank == 4 else _nn.BatchNorm1d
+    bn = cls(scale.size, eps=float(attrs.get("epsilon", 1e-5)),
+             momentum=1.0 - float(attrs.get("momentum", 0.9)), dtype=im.dtype)
+    _set(bn.weight, scale)
+    _set(bn.bias, bias)
+    bn._buffers["running_mean"][...] = mean.reshape(-1)
+    bn._buffers["running_var"][...] = var.reshape(-1)
+    im.emit(bn, im.source(node.input[0]))
+
+
+def _lrn(im, node, attrs):
+    size = int(attrs["size"])
+    if size % 2 == 0:
+        raise im.fail(f"even size {size} is not supported: ONNX centres even windows one "
+                      "channel later than PyTorch's LocalResponseNorm")
+    im.emit(_nn.LocalResponseNorm(size, alpha=float(attrs.get("alpha", 1e-4)),
+                                  beta=float(attrs.get("beta", 0.75)),
+                                  k=float(attrs.get("bias", 1.0))),
+            im.source(node.input[0]))
+
+
+def _torch_lrn(im, node, attrs):
+    """PyTorch's LocalResponseNorm, recognised by :func:`._patterns.fuse_torch_lrn`."""
+    im.emit(_nn.LocalResponseNorm(int(attrs["size"]), alpha=attrs["alpha"], beta=attrs["beta"],
+                                  k=attrs["bias"]), im.source(node.input[0]))
+
+
+def _pool_args(im, attrs):
+    k = list(attrs["kernel_shape"])
+    if len(k) != 2:
+        raise im.fail(f"only 2-D pooling is supported, got kernel_shape {k}")
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto not in ("NOTSET", "VALID"):
+        raise im.fail(f"auto_pad {auto!r} is not supported for pooling")
+    pads = [0] * 4 if auto == "VALID" else list(attrs.get("pads", [0] * 4))
+    if pads[:2] != pads[2:]:
+        raise im.fail(f"asymmetric pads {pads} are not supported for pooling")
+    return dict(kernel_size=tuple(k), stride=tuple(attrs.get("strides", [1, 1])),
+                padding=tuple(pads[:2]), ceil_mode=bool(attrs.get("ceil_mode", 0)))
+
+
+def _maxpool(im, node, attrs):
+    args = _pool_args(im, attrs)
+    im.emit(_nn.MaxPool2d(dilation=tuple(attrs.get("dilations", [1, 1])), **args),
+            im.source(node.input[0]))
+
+
+def _avgpool(im, node, attrs):
+    if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+        raise im.fail("dilated average pooling is not supported")
+    im.emit(_nn.AvgPool2d(count_include_pad=bool(attrs.get("count_include_pad", 0)),
+                          **_pool_args(im, attrs)), im.source(node.input[0]))
+
+
+def _gap(im, node, attrs):
+    if im.rank(node.input[0]) not in (4, None):
+        raise im.fail("only 4-D (N, C, H, W) inputs are supported")
+    im.emit(_nn.GlobalAvgPool2d(), im.source(node.input[0]))
+
+
+def _reduce_mean(im, node, attrs):
+    if im.opset < 18 or len(node.input) < 2:
+        axes = attrs.get("axes")
+    else:
+        axes = im.needs_const(node.input[1], "axes").reshape(-1).tolist() if node.input[1] \
+            else None
+    rank = im.rank(node.input[0])
+    if rank != 4 or axes is None or sorted(int(a) % 4 for a in axes) != [2, 3]:
+        raise im.fail(f"ReduceMean is supported over the spatial axes (2, 3) of an (N, C, H, W) "
+                      f"input only (a global average pool), got axes {axes} on rank {rank}")
+    im.emit(_nn.GlobalAvgPool2d(keepdims=bool(attrs.get("keepdims", 1))),
+            im.source(node.input[0]))
+
+
+def _flatten(im, node, attrs):
+    axis, rank = int(attrs.get("axis", 1)), im.rank(node.input[0])
+    if axis < 0 and rank is not None:
+        axis += rank
+    if axis != 1:
+        raise im.fail(f"Flatten with axis={attrs.get('axis', 1)} is not supported (only 1: "
+                      "keep the batch axis, flatten the rest)")
+    im.emit(_nn.Flatten(), im.source(node.input[0]))
+
+
+def _concat(im, node, attrs):
+    im.emit(_nn.Concat(axis=int(attrs["axis"])), *[im.source(v) for v in node.input if v])
+
+
+def _identity(im, node, attrs):
+    im.alias(node.input[0])
+
+
+def _reshape(im, node, attrs):
+    shape = [int(s) for s in im.needs_const(node.input[1], "shape").reshape(-1)]
+    allowzero = bool(attrs.get("allowzero", 0)) and 0 in shape
+    if any(s == _BATCH for s in shape[1:]):
+        raise im.fail("a reshape target that moves the batch size off axis 0")
+    if shape and shape[0] == _BATCH:
+        shape[0] = 0
+    elif shape and im.batch and shape[0] == im.batch and not allowzero:
+        # the exporter wrote the example's batch size: keep whatever batch comes instead
+        shape[0] = 0
+    if allowzero and shape[0] == 0:
+        raise im.fail("allowzero=1 with a zero-size axis")
+    im.emit(_ox.Reshape(shape, allowzero=allowzero), im.source(node.input[0]))
+
+
+def _axes_of(im, node, attrs):
+    if im.opset < 13 or node.op_type == "Squeeze" and len(node.input) < 2:
+        axes = attrs.get("axes")
+    else:
+        axes = im.needs_const(node.input[1], "axes") if len(node.input) > 1 else None
+    return None if axes is None else [int(a) for a in np.asarray(axes).reshape(-1)]
+
+
+def _squeeze(im, node, attrs):
+    im.emit(_ox.Squeeze(_axes_of(im, node, attrs)), im.source(node.input[0]))
+
+
+def _unsqueeze(im, node, attrs):
+    axes = _axes_of(im, node, attrs)
+    if axes is None:
+        raise im.fail("Unsqueeze needs axes")
+    im.emit(_ox.Unsqueeze(axes), im.source(node.input[0]))
+
+
+def _pad(im, node, attrs):
+    if im.opset < 11:
+        pads, value = list(attrs["pads"]), float(attrs.get("value", 0.0))
+    else:
+        pads = [int(p) for p in im.needs_const(node.input[1], "pads").reshape(-1)]
+        value = _scalar(im, node.input[2] if len(node.input) > 2 else "", "constant_value")
+        value = 0.0 if value is None else value
+        if len(node.input) > 3 and node.input[3]:
+            raise im.fail("the axes input of Pad is not supported")
+    mode = attrs.get("mode", "constant")
+    n = len(pads) // 2
+    if any(p < 0 for p in pads):
+        raise im.fail(f"negative pads (cropping) {pads} are not supported")
+    im.emit(_ox.Pad([[pads[i], pads[i + n]] for i in range(n)], mode=mode, value=value),
+            im.source(node.input[0]))
+
+
+def _slice(im, node, attrs):
+    if im.opset < 10:
+        starts, ends, axes, steps = attrs["starts"], attrs["ends"], attrs.get("axes"), None
+    else:
+        def ints(i, what):
+            if len(node.input) <= i or not node.input[i]:
+                return None
+            return [int(v) for v in im.needs_const(node.input[i], what).reshape(-1)]
+        starts, ends = ints(1, "starts"), ints(2, "ends")
+        axes, steps = ints(3, "axes"), ints(4, "steps")
+    im.emit(_ox.Slice(starts, ends, axes, steps), im.source(node.input[0]))
+
+
+_CONVERTERS = {
+    "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "Add": _add, "Sum": _add,
+    "Sub": _arithmetic, "Mul": _arithmetic, "Div": _arithmetic,
+    "Relu": _simple(lambda a: _nn.ReLU()),
+    "LeakyRelu": _simple(lambda a: _nn.LeakyReLU(float(a.get("alpha", 0.01)))),
+    "Sigmoid": _simple(lambda a: _nn.Sigmoid()), "Tanh": _simple(lambda a: _nn.Tanh()),
+    "Softmax": _softmax, "LogSoftmax": _softmax, "Clip": _clip, "Dropout": _dropout,
+    "BatchNormalization": _batchnorm, "LRN": _lrn, "MaxPool": _maxpool,
+    "AveragePool": _avgpool, "GlobalAveragePool": _gap, "ReduceMean": _reduce_mean,
+    "Flatten": _flatten,
+    "Concat": _concat, "Identity": _identity, "Reshape": _reshape, "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze, "Pad": _pad, "Slice": _slice,
+}
+
+
+# -- constant folding of small shape computations --------------------------------------------
+def _fold_constant(im, node, attrs):
+    if "value" in attrs:
+        v = im.onnx.numpy_helper.to_array(attrs["value"])
+    elif "value_float" in attrs or "value_int" in attrs:
+        v = np.asarray(attrs.get("value_float", attrs.get("value_int")))
+    elif "value_floats" in attrs or "value_ints" in attrs:
+        v = np.asarray(attrs.get("value_floats", attrs.get("value_ints")))
+    else:
+        raise im.fail(f"Constant with {sorted(attrs)} is not supported")
+    im.consts[node.output[0]] = v
+
+
+def _fold_shape(im, node, attrs):
+    full = im.shapes.get(node.input[0])
+    if full is None:
+        raise im.fail(f"the shape of {node.input[0]!r} is unknown (ONNX shape inference)")
+    out = []
+    for i in range(len(full))[attrs.get("start", 0):attrs.get("end", len(full))]:
+        if i == 0:  # the batch axis: whatever size the input has when the graph runs
+            out.append(_BATCH)
+        elif full[i] is None:
+            raise im.fail(f"axis {i} of {node.input[0]!r} has no static size")
+        else:
+            out.append(full[i])
+    im.consts[node.output[0]] = np.asarray(out, np.int64)
+
+
+def _numpy_fold(fn):
+    def convert(im, node, attrs):
+        im.consts[node.output[0]] = np.asarray(fn(im, [im.consts.get(v) for v in node.input],
+                                                  attrs, node))
+    return convert
+
+
+def _unsqueeze_np(im, ins, attrs, node):
+    axes = _axes_of(im, node, attrs)
+    out = ins[0]
+    for a in sorted(a % (out.ndim + len(axes)) for a in axes):
+        out = np.expand_dims(out, a)
+    return out
+
+
+def _squeeze_np(im, ins, attrs, node):
+    axes = _axes_of(im, node, attrs)
+    return np.squeeze(ins[0], axis=None if axes is None else tuple(axes))
+
+
+def _slice_np(im, ins, attrs, node):
+    data = ins[0]
+    if im.opset < 10:
+        starts, ends = attrs["starts"], attrs["ends"]
+        axes, steps = attrs.get("axes"), None
+    else:
+        starts, ends = ins[1].tolist(), ins[2].tolist()
+        axes = ins[3].tolist() if len(ins) > 3 and ins[3] is not None else None
+        steps = ins[4].tolist() if len(ins) > 4 and ins[4] is not None else None
+    axes = list(range(len(starts))) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    index = [slice(None)] * data.ndim
+    for a, b, e, st in zip(axes, starts, ends, steps):
+        index[a % data.ndim] = slice(b, e, st)
+    return data[tuple(index)]
+
+
+def _constant_of_shape_np(im, ins, attrs, node):
+    value = attrs.get("value")
+    fill = (im.onnx.numpy_helper.to_array(value).reshape(-1) if value is not None
+            else np.zeros(1, np.float32))
+    return np.full([int(s) for s in ins[0].reshape(-1)], fill[0], fill.dtype)
+
+
+def _arith(fn):
+    def fold(im, ins, attrs, node):
+        if any(v is not None and v.dtype.kind in "iu" and np.any(v == _BATCH) for v in ins):
+            raise im.fail("arithmetic on the batch size is not supported")
+        out = fn(*ins)
+        return out.astype(np.result_type(*ins), copy=False)
+    return fold
+
+
+def _int_div(a, b):
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu":  # ONNX integer division truncates
+        return np.trunc(np.true_divide(a, b))
+    return np.divide(a, b)
+
+
+def _cast_np(im, ins, attrs, node):
+    return ins[0].astype(im.onnx.helper.tensor_dtype_to_np_dtype(attrs["to"]))
+
+
+_FOLDERS = {
+    "Constant": _fold_constant,
+    "Shape": _fold_shape,
+    "Identity": _identity,
+    "Gather": _numpy_fold(lambda im, i, a, n: np.take(i[0], i[1], axis=a.get("axis", 0))),
+    "Concat": _numpy_fold(lambda im, i, a, n: np.concatenate(
+        [np.atleast_1d(v) for v in i if v is not None], axis=a["axis"])),
+    "Unsqueeze": _numpy_fold(_unsqueeze_np),
+    "Squeeze": _numpy_fold(_squeeze_np),
+    "Cast": _numpy_fold(_cast_np),
+    "Reshape": _numpy_fold(lambda im, i, a, n: i[0].reshape([int(s) for s in i[1]])),
+    "Slice": _numpy_fold(_slice_np),
+    "Transpose": _numpy_fold(lambda im, i, a, n: np.transpose(i[0], a.get("perm"))),
+    "ConstantOfShape": _numpy_fold(_constant_of_shape_np),
+    "Add": _numpy_fold(_arith(np.add)), "Sub": _numpy_fold(_arith(np.subtract)),
+    "Mul": _numpy_fold(_arith(np.multiply)), "Div": _numpy_fold(_arith(_int_div)),
+}
+
+
+def _check_external(onnx, model, path: str) -> None:
+    """Load external tensor data that lies in the model's folder; refuse anything else."""
+    external = [t for t in model.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    if not external:
+        return
+    base = os.path.dirname(os.path.abspath(path))
+    for t in external:
+        loc = next((e.value for e in t.external_data if e.key == "location"), "")
+        full = os.path.abspath(os.path.join(base, loc))
+        if not loc or os.path.isabs(loc) or os.path.commonpath([base, full]) != base:
+            raise FormatError(path, f"initializer {t.name!r} points at external data "
+                              f"{loc!r} outside the model's folder")
+    try:
+        onnx.external_data_helper.load_external_data_for_model(model, base)
+    except Exception as e:
+        raise FormatError(path, f"cannot read external tensor data ({e})") from e
+
+
+def load(path) -> _nn.Graph:
+    """Import an ONNX CNN as a trainable nbconv ``Graph`` (forward and backward).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An ``.onnx`` file, e.g. from ``torch.onnx.export`` (either exporter) or
+        :func:`nbconv.onnx.export`.
+
+    Returns
+    -------
+    nbconv.nn.Graph
+        One node per layer, named after the ONNX nodes; input (N, C, H, W) as the file's
+        graph input, any batch size.  It is in **eval mode** (a file describes inference:
+        batch norm uses the stored statistics, dropout is off); call ``.train()`` to
+        fine-tune.  Parameters are float32 for FLOAT files, float64 for DOUBLE.
+
+    Supported operators: Conv (1-D/2-D, groups, dilation, pads, auto_pad), Gemm, MatMul (a
+    constant operand), Add/Sum, Sub/Mul/Div with a constant operand, Relu, LeakyRelu,
+    Sigmoid, Tanh, Softmax, LogSoftmax, Clip (ReLU6), Dropout, BatchNormalization, LRN (odd
+    sizes) and the node chains PyTorch writes for ``LocalResponseNorm`` (any size), MaxPool,
+    AveragePool, GlobalAveragePool, ReduceMean over H and W, Flatten (axis 1), Reshape,
+    Squeeze, Unsqueeze, Slice, Pad, Concat, Identity, and computations on constants or
+    static shapes (Constant, Shape, Gather, Unsqueeze, Concat, Cast, Slice, Transpose,
+    ConstantOfShape, arithmetic), as ``x.view(x.size(0), -1)`` and the TorchScript
+    exporter's padding write them. A Reshape target whose first size is the file's static
+    batch size keeps the batch size of the actual input instead.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    nbconv.io.FormatError
+        When the file is not a valid ONNX model (not protobuf, fails ``onnx.checker``,
+        unreadable tensors, external data outside its folder).
+    UnsupportedOpError
+        (a ``ValueError`` and ``NotImplementedError``) naming the node and op type of the
+        first node nbconv cannot import, and why.
+    """
+    onnx = _deps.onnx()
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"nbconv.onnx.load: no such file: {path!r}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        model = onnx.ModelProto()
+        model.ParseFromString(data)
+    except Exception as e:
+        raise FormatError(path, f"not an ONNX model: cannot parse it as protobuf ({e})") from e
+    if not model.HasField("graph") or not model.graph.node:
+        raise FormatError(path, "not an ONNX model: no graph with nodes")
+    _check_external(onnx, model, path)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise FormatError(path, f"invalid ONNX model ({str(e).strip().splitlines()[0]})") from e
+    return _Importer(onnx, model, path).run()

@@ -1,0 +1,404 @@
+"""The few layers an imported ONNX graph needs beyond :mod:`nbconv.nn`.
+
+``Clip`` (PyTorch's ``ReLU6`` is ``Clip(0, 6)``), ``LogSoftmax``, ``Pad`` (a ``Pad`` node that
+cannot be folded into the convolution after it), ``Slice``, ``Reshape``/``Squeeze``/
+``Unsqueeze`` (ONNX's shape ops), ``MatMul`` (a product with a fixed matrix) and
+``Arithmetic`` (``Add``/``Sub``/``Mul``/``Div`` with a constant).  Each has a hand-written
+backward pass like every nbconv layer and is registered (:func:`nbconv.nn.register`), so a
+graph holding them can be saved with :func:`nbconv.save` and rebuilt by :func:`nbconv.load`.
+They run on host arrays only; none imports onnx.
+
+>>> import numpy as np
+>>> from nbconv.onnx.layers import Reshape
+>>> Reshape([0, -1])(np.zeros((2, 3, 4, 4), np.float32)).shape
+(2, 48)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import functional as F
+from ..nn.config import register
+from ..nn.module import Module
+
+__all__ = ["Clip", "LogSoftmax", "Pad", "Slice", "Reshape", "Squeeze", "Unsqueeze", "MatMul",
+           "Arithmetic"]
+
+
+def _host(op: str, x) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        if hasattr(x, "__cuda_array_interface__"):
+            raise TypeError(f"{op}: runs on host arrays only, got a CUDA device array")
+        x = np.asarray(x)
+    return x
+
+
+def _no_cache(op: str) -> RuntimeError:
+    return RuntimeError(f"{op}.backward called without a cached forward pass (was forward run "
+                        "inside nbconv.no_grad(), or backward called twice?)")
+
+
+@register
+class Clip(Module):
+    """``min(max(x, min), max)``; ``Clip(0, 6)`` is PyTorch's ``ReLU6``.
+
+    The gradient passes where ``min < x < max`` (PyTorch's ``hardtanh``/``ReLU6`` rule);
+    ``None`` for a bound means unbounded.  NaN propagates.
+    """
+
+    def __init__(self, min=None, max=None):  # ONNX's and torch.clamp's names
+        super().__init__()
+        lo = None if min is None else float(min)
+        hi = None if max is None else float(max)
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"Clip: argument 'min' ({lo}) must not exceed 'max' ({hi})")
+        self._config = dict(min=lo, max=hi)
+        self._x = None
+
+    def forward(self, x):
+        x = _host("Clip.forward", x)
+        lo, hi = self._config["min"], self._config["max"]
+        y = np.clip(x, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+        self._x = x if self._keep() else None
+        return y.astype(x.dtype, copy=False)
+
+    def backward(self, dy):
+        if self._x is None:
+            raise _no_cache("Clip")
+        lo, hi = self._config["min"], self._config["max"]
+        inside = np.ones(self._x.shape, bool)
+        if lo is not None:
+            inside &= self._x > lo
+        if hi is not None:
+            inside &= self._x < hi
+        return np.where(inside, dy, 0).astype(dy.dtype, copy=False)
+
+
+@register
+class LogSoftmax(Module):
+    """``log(softmax(x))`` along ``dim``, as ``torch.nn.LogSoftmax`` (the classic PyTorch MNIST
+    network ends in ``F.log_softmax``); stable, backward from the output."""
+
+    def __init__(self, dim=-1):
+        super().__init__()
+        self._config = dict(dim=int(dim))
+        self._y = None
+
+    def forward(self, x):
+        y = F.log_softmax(x, axis=self._config["dim"])
+        self._y = y if self._keep() else None
+        return y
+
+    def backward(self, dy):
+        if self._y is None:
+            raise _no_cache("LogSoftmax")
+        return F.log_softmax_backward(dy, self._y, axis=self._config["dim"])
+
+
+_NP_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
+
+
+@register
+class Pad(Module):
+    """``numpy.pad`` with ONNX's modes: ``constant`` (``value``), ``reflect``, ``edge``, ``wrap``.
+
+    Parameters
+    ----------
+    pads : list of (int, int)
+        ``(before, after)`` for each axis of the input, all >= 0.
+    mode : {"constant", "reflect", "edge", "wrap"}
+    value : float
+        The fill of ``constant`` mode.
+
+    The backward pass is the adjoint of the gather that padding is: the gradient of every
+    padded position is added to the input position it copies (nothing for constant padding).
+    """
+
+    def __init__(self, pads, mode="constant", value=0.0):
+        super().__init__()
+        pads = [[int(b), int(a)] for b, a in pads]
+        if any(v < 0 for p in pads for v in p):
+            raise ValueError(f"Pad: argument 'pads' must be >= 0, got {pads}")
+        if mode not in _NP_MODES:
+            raise ValueError(f"Pad: argument 'mode' must be one of {sorted(_NP_MODES)}, "
+                             f"got {mode!r}")
+        self._config = dict(pads=pads, mode=mode, value=float(value))
+        self._shape = None
+
+    def forward(self, x):
+        x = _host("Pad.forward", x)
+        pads = self._config["pads"]
+        if len(pads) != x.ndim:
+            raise ValueError(f"Pad.forward: 'pads' has {len(pads)} axes, input x has shape "
+                             f"{x.shape}")
+        mode = self._config["mode"]
+        kw = {"constant_values": self._config["value"]} if mode == "constant" else {}
+        self._shape = x.shape
+        return np.pad(x, [tuple(p) for p in pads], mode=_NP_MODES[mode], **kw)
+
+    def backward(self, dy):
+        if self._shape is None:
+            raise _no_cache("Pad")
+        dx = np.asarray(dy)
+        mode = self._config["mode"]
+        for axis, ((before, after), n) in enumerate(zip(self._config["pads"], self._shape)):
+            if before == after == 0:
+                continue
+            if mode == "constant":
+                dx = np.take(dx, np.arange(before, before + n), axis=axis)
+                continue
+            # index of the input element each padded position copies
+            src = np.pad(np.arange(n), (before, after), mode=_NP_MODES[mode])
+            moved = np.moveaxis(dx, axis, 0)
+            acc = np.zeros((n,) + moved.shape[1:], dx.dtype)
+            np.add.at(acc, src, moved)
+            dx = np.moveaxis(acc, 0, axis)
+        return np.ascontiguousarray(dx)
+
+
+@register
+class Slice(Module):
+    """``x[starts:ends:steps]`` along ``axes``, as ONNX Slice (out-of-range bounds clamp).
+
+    The TorchScript exporter writes circular padding as slices and a concatenation.  The
+    backward pass scatters ``dy`` into zeros at the sliced positions.
+    """
+
+    def __init__(self, starts, ends, axes=None, steps=None):
+        super().__init__()
+        n = len(starts)
+        axes = list(range(n)) if axes is None else [int(a) for a in axes]
+        steps = [1] * n if steps is None else [int(s) for s in steps]
+        if not len(ends) == len(axes) == len(steps) == n or 0 in steps:
+            raise ValueError(f"Slice: 'starts', 'ends', 'axes', 'steps' must have one entry "
+                             f"per sliced axis and steps must be non-zero, got {starts}, "
+                             f"{ends}, {axes}, {steps}")
+        self._config = dict(starts=[int(v) for v in starts], ends=[int(v) for v in ends],
+                            axes=axes, steps=steps)
+        self._shape = None
+
+    def _index(self, ndim: int) -> tuple:
+        cfg = self._config
+        index = [slice(None)] * ndim
+        for a, b, e, st in zip(cfg["axes"], cfg["starts"], cfg["ends"], cfg["steps"]):
+            if not -ndim <= a < ndim:
+                raise ValueError(f"Slice.forward: axis {a} is out of range for {ndim} axes")
+            index[a % ndim] = slice(b, e, st)
+        return tuple(index)
+
+    def forward(self, x):
+        x = _host("Slice.forward", x)
+        self._shape = x.shape
+        return np.ascontiguousarray(x[self._index(x.ndim)])
+
+    def backward(self, dy):
+        if self._shape is None:
+            raise _no_cache("Slice")
+        dx = np.zeros(self._shape, np.asarray(dy).dtype)
+        dx[self._index(len(self._shape))] = dy
+        return dx
+
+
+class _Reshaping(Module):
+    """A layer whose backward reshapes ``dy`` to the input's shape."""
+
+    def __init__(self):
+        super().__init__()
+        self._shape = None
+
+    def _target(self, shape: tuple) -> tuple:
+        raise NotImplementedError
+
+    def forward(self, x):
+        x = _host(f"{type(self).__name__}.forward", x)
+        target = self._target(x.shape)
+        try:
+            y = x.reshape(target)
+        except ValueError:
+            raise ValueError(f"{type(self).__name__}.forward: cannot reshape input x of shape "
+                             f"{x.shape} ({x.size} values) to {target}") from None
+        self._shape = x.shape
+        return y
+
+    def backward(self, dy):
+        if self._shape is None:
+            raise _no_cache(type(self).__name__)
+        return np.asarray(dy).reshape(self._shape)
+
+
+@register
+class Reshape(_Reshaping):
+    """Reshape to ``shape`` with ONNX's rules: 0 copies the input's size there (unless
+    ``allowzero``), -1 is inferred.  ``Reshape([0, -1])`` flattens all but the batch axis."""
+
+    def __init__(self, shape, allowzero=False):
+        super().__init__()
+        shape = [int(s) for s in shape]
+        if sum(s == -1 for s in shape) > 1 or any(s < -1 for s in shape):
+            raise ValueError(f"Reshape: argument 'shape' may hold one -1 and no other negative "
+                             f"size, got {shape}")
+        self._config = dict(shape=shape, allowzero=bool(allowzero))
+
+    def _target(self, shape):
+        out = []
+        for i, s in enumerate(self._config["shape"]):
+            if s == 0 and not self._config["allowzero"]:
+                if i >= len(shape):
+                    raise ValueError(f"Reshape.forward: target {self._config['shape']} copies "
+                                     f"axis {i} of an input x of shape {shape}")
+                s = shape[i]
+            out.append(s)
+        return tuple(out)
+
+
+def _axes(op: str, axes, ndim: int) -> list[int]:
+    out = sorted(a % ndim for a in axes)
+    if any(not -ndim <= a < ndim for a in axes) or len(set(out)) != len(out):
+        raise ValueError(f"{op}: argument 'axes' {list(axes)} is invalid for {ndim} dimensions")
+    return out
+
+
+@register
+class Squeeze(_Reshaping):
+    """Remove the size-1 ``axes`` (all size-1 axes when ``axes`` is None), as ONNX Squeeze."""
+
+    def __init__(self, axes=None):
+        super().__init__()
+        self._config = dict(axes=None if axes is None else [int(a) for a in axes])
+
+    def _target(self, shape):
+        axes = self._config["axes"]
+        if axes is None:
+            return tuple(s for s in shape if s != 1)
+        drop = _axes("Squeeze.forward", axes, len(shape))
+        if any(shape[a] != 1 for a in drop):
+            raise ValueError(f"Squeeze.forward: axes {axes} of input x of shape {shape} are "
+                             "not all of size 1")
+        return tuple(s for i, s in enumerate(shape) if i not in drop)
+
+
+@register
+class Unsqueeze(_Reshaping):
+    """Insert size-1 ``axes`` (positions in the output), as ONNX Unsqueeze."""
+
+    def __init__(self, axes):
+        super().__init__()
+        self._config = dict(axes=[int(a) for a in axes])
+
+    def _target(self, shape):
+        n = len(shape) + len(self._config["axes"])
+        new = _axes("Unsqueeze.forward", self._config["axes"], n)
+        it = iter(shape)
+        return tuple(1 if i in new else next(it) for i in range(n))
+
+
+@register
+class MatMul(Module):
+    """``x @ matrix`` (``side="right"``) or ``matrix @ x`` (``side="left"``) with a fixed
+    matrix, broadcast as ``numpy.matmul``.
+
+    The matrix is a buffer, not a trained parameter: nbconv exports an adaptive average pool
+    as two such products, and an ONNX product with a constant matrix that is not a
+    fully-connected layer is usually one of those.  ``backward`` returns ``dx`` only.
+    """
+
+    def __init__(self, shape, side="right", dtype=np.float32):
+        super().__init__()
+        if side not in ("left", "right"):
+            raise ValueError(f"MatMul: argument 'side' must be 'left' or 'right', got {side!r}")
+        shape = [int(s) for s in shape]
+        if len(shape) < 2 or math.prod(shape) < 1:
+            raise ValueError(f"MatMul: argument 'shape' must have >= 2 positive sizes, got "
+                             f"{shape}")
+        self._config = dict(shape=shape, side=side)
+        self._buffer("matrix", np.zeros(shape, dtype))
+        self._shape = None
+
+    def forward(self, x):
+        x = _host("MatMul.forward", x)
+        m = self._buffers["matrix"].astype(x.dtype, copy=False)
+        try:
+            y = np.matmul(x, m) if self._config["side"] == "right" else np.matmul(m, x)
+        except ValueError:
+            raise ValueError(f"MatMul.forward: input x of shape {x.shape} does not fit the "
+                             f"{self._config['side']} matrix of shape {m.shape}") from None
+        self._shape = x.shape
+        return y
+
+    def backward(self, dy):
+        if self._shape is None:
+            raise _no_cache("MatMul")
+        dy = np.asarray(dy)
+        mt = np.swapaxes(self._buffers["matrix"].astype(dy.dtype, copy=False), -1, -2)
+        dx = np.matmul(dy, mt) if self._config["side"] == "right" else np.matmul(mt, dy)
+        # undo broadcasting over leading axes the input did not have
+        while dx.ndim > len(self._shape):
+            dx = dx.sum(axis=0)
+        for axis, n in enumerate(self._shape):
+            if n == 1 and dx.shape[axis] != 1:
+                dx = dx.sum(axis=axis, keepdims=True)
+        return dx
+
+
+def _unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum ``g`` over the axes broadcasting added to an operand of ``shape``."""
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for axis, n in enumerate(shape):
+        if n == 1 and g.shape[axis] != 1:
+            g = g.sum(axis=axis, keepdims=True)
+    return g
+
+
+@register
+class Arithmetic(Module):
+    """``x op c`` (``side="right"``) or ``c op x`` (``side="left"``) with a fixed constant
+    ``c`` broadcast as NumPy does; ``op`` in ``{"add", "sub", "mul", "div"}``.
+
+    ONNX ``Add``/``Sub``/``Mul``/``Div`` nodes with one constant operand (an input
+    normalisation written in a model's ``forward``, a scale) become this layer; the constant
+    is a buffer, not a trained parameter.
+    """
+
+    _OPS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
+
+    def __init__(self, op, shape, side="right", dtype=np.float32):
+        super().__init__()
+        if op not in self._OPS or side not in ("left", "right"):
+            raise ValueError(f"Arithmetic: 'op' must be one of {sorted(self._OPS)} and 'side' "
+                             f"'left' or 'right', got {op!r}, {side!r}")
+        self._config = dict(op=op, shape=[int(n) for n in shape], side=side)
+        self._buffer("constant", np.zeros(self._config["shape"], dtype))
+        self._x = None
+
+    def forward(self, x):
+        x = _host("Arithmetic.forward", x)
+        c = self._buffers["constant"].astype(x.dtype, copy=False)
+        fn = self._OPS[self._config["op"]]
+        y = fn(x, c) if self._config["side"] == "right" else fn(c, x)
+        if y.shape != x.shape:
+            raise ValueError(f"Arithmetic.forward: the constant of shape {c.shape} would "
+                             f"broadcast input x of shape {x.shape} to {y.shape}")
+        self._x = x if self._keep() else None
+        return y.astype(x.dtype, copy=False)
+
+    def backward(self, dy):
+        if self._x is None:
+            raise _no_cache("Arithmetic")
+        dy = np.asarray(dy)
+        c = self._buffers["constant"].astype(dy.dtype, copy=False)
+        op, right = self._config["op"], self._config["side"] == "right"
+        if op == "add" or (op == "sub" and right):
+            dx = dy
+        elif op == "sub":
+            dx = -dy
+        elif op == "mul":
+            dx = dy * c
+        elif right:
+            dx = dy / c
+        else:
+            dx = -dy * c / (self._x * self._x)
+        return np.ascontiguousarray(_unbroadcast(dx, self._x.shape).astype(dy.dtype, copy=False))
