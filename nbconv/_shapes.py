@@ -172,14 +172,14 @@ def out_size(n: int, k: int, s: int, p_before: int, p_after: int, d: int, ceil_m
     dropping the last window if it would start past the input and the left padding.
     """
     span = n + p_before + p_after - d * (k - 1) - 1
-    if span < 0:
-        return 0
     if not ceil_mode:
-        return span // s + 1
-    o = -(-span // s) + 1
+        return max(span // s + 1, 0)
+    # PyTorch rounds towards -inf, so a window that only partly covers the input (span < 0,
+    # e.g. with dilation) still counts when it starts inside it
+    o = (span + s - 1) // s + 1
     if (o - 1) * s >= n + p_before:
         o -= 1
-    return o
+    return max(o, 0)
 
 
 def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=False) -> int:

@@ -14,7 +14,8 @@ X4 = "(2, 4, 8, 9)"
 
 # (id, call, exception, substrings that must all appear in the message)
 CASES = [
-    ("conv2d x ndim", lambda: nc.conv2d(x4[0], w4), ValueError, ["'x'", "(4, 8, 9)"]),
+    # (C, H, W) is an unbatched image, as in PyTorch (tests/test_pytorch_habits.py)
+    ("conv2d x ndim", lambda: nc.conv2d(x4[0, 0], w4), ValueError, ["'x'", "(8, 9)"]),
     ("conv2d weight ndim", lambda: nc.conv2d(x4, w4[0]), ValueError, ["'weight'", "(4, 3, 3)"]),
     ("conv2d channel mismatch", lambda: nc.conv2d(x4, np.zeros((6, 3, 3, 3))), ValueError,
      ["weight", X4, "(6, 3, 3, 3)"]),

@@ -53,3 +53,8 @@ def test_train_then_predict(tmp_path):
     assert re.search(r"accuracy: \d\.\d{4}", out)
     out = _run(ROOT / "examples/predict.py", model, tmp_path / "d.png", cwd=tmp_path)
     assert re.fullmatch(r".*d\.png: class \d \(p=\d\.\d{3}\)", out.strip())
+    # The shipped example image (a "3" of the digits' test split) and --from-dataset.
+    out = _run(ROOT / "examples/predict.py", model, ROOT / "examples/digit.png", cwd=tmp_path)
+    assert re.fullmatch(r".*digit\.png: class \d \(p=\d\.\d{3}\)", out.strip())
+    out = _run(ROOT / "examples/predict.py", model, "--from-dataset", "7", "42", cwd=tmp_path)
+    assert re.findall(r"true class (\d)", out) == [str(y[7]), str(y[42])]

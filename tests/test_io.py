@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import h5py
@@ -725,3 +726,63 @@ def test_sigkill_during_save_keeps_a_valid_file(tmp_path):
         for name in os.listdir(tmp_path):
             assert name == "model.h5" or (name.startswith(".model.h5.") and name.endswith(".tmp"))
     assert max(seen) > 0  # the child did overwrite the file while being killed
+
+
+_STALE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ------------------------------------------------------------ stale temporaries (issue 15)
+def _stale_child(code: str, **kw):
+    env = dict(os.environ,
+               PYTHONPATH=_STALE_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                            stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, **kw)
+
+
+_STALE_WRITER = """
+    import os, signal, sys
+    from nbconv.io import hdf5
+    def write(f):
+        f.create_dataset("x", data=list(range(1000)))
+        f.flush()
+        print("writing", flush=True)
+        {action}
+    hdf5._atomic_write(sys.argv[1] if len(sys.argv) > 1 else {path!r}, write)
+"""
+
+
+def _stale_temporaries(d, base):
+    return sorted(n for n in os.listdir(d) if n.startswith(f".{base}.") and n.endswith(".tmp"))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process ids and SIGKILL are POSIX")
+def test_killed_save_leaves_a_temporary_that_the_next_save_removes(tmp_path):
+    path = tmp_path / "model.h5"
+    net = nn.Sequential(nn.Linear(3, 2))
+    nbconv.save(net, path)
+    before = path.read_bytes()
+    # a writer killed (SIGKILL, no clean-up possible) in the middle of its save
+    kill = "os.kill(os.getpid(), signal.SIGKILL)"
+    dead = _stale_child(_STALE_WRITER.format(action=kill, path=str(path)))
+    assert dead.stdout.readline().strip() == "writing"
+    assert dead.wait(60) == -signal.SIGKILL
+    stale = _stale_temporaries(tmp_path, "model.h5")
+    assert len(stale) == 1 and f".{dead.pid}." in stale[0]
+    assert path.read_bytes() == before  # the previous file is intact
+    # a live writer of the same path, paused inside its save
+    live = _stale_child(_STALE_WRITER.format(action="sys.stdin.readline()", path=str(path)))
+    try:
+        assert live.stdout.readline().strip() == "writing"
+        live_tmp = [n for n in _stale_temporaries(tmp_path, "model.h5") if n not in stale]
+        assert len(live_tmp) == 1
+        # an unrelated file with a similar name is not ours to delete
+        (tmp_path / ".other.h5.x.1.tmp").write_bytes(b"")
+        nbconv.save(net, path)  # removes the dead writer's file, keeps the live one's
+        assert _stale_temporaries(tmp_path, "model.h5") == live_tmp
+        assert (tmp_path / ".other.h5.x.1.tmp").exists()
+        assert nbconv.load(path).state_dict().keys() == net.state_dict().keys()
+    finally:
+        live.stdin.write("\n")
+        live.stdin.flush()
+        assert live.wait(60) == 0
+    assert _stale_temporaries(tmp_path, "model.h5") == []  # the live writer renamed its own

@@ -33,6 +33,7 @@ backward pass folds the gradient of the padded input back onto ``x`` (the adjoin
 from __future__ import annotations
 
 import functools
+import textwrap
 from typing import NamedTuple
 
 import numba
@@ -61,6 +62,7 @@ ALGORITHMS = ("auto", "direct", "im2col", "winograd")
 _NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 _X_LAYOUT = "(N, C, H, W)"
+_X_LAYOUTS = "(N, C, H, W) or unbatched (C, H, W)"  # host arrays; the device path takes 4-D
 _W_LAYOUT = "(F, C // groups, kh, kw)"
 
 
@@ -772,22 +774,79 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
         )
     if algorithm != "auto":
         return algorithm
-    if _winograd_fits(kh, kw, g) and (
-            ((kh, kw) == (3, 3) and min(C, F) >= (48 if backward else 32))
-            or ((kh, kw) == (5, 5) and not backward and min(C, F) >= 32)):
-        small = min(g.OH, g.OW) < (10 if backward else 2)
-        return "im2col" if small else "winograd"
-    stride1 = g.sy == 1 and g.sx == 1
-    if g.groups > 1 and C == g.groups:  # depthwise: one input channel per group
-        return "direct"
-    if kh * kw > 1 and (stride1 or (g.groups == 1 and not backward and C * kh * kw >= 16)):
-        return "im2col" if g.groups == 1 and C >= 64 and F >= 128 else "direct"
-    if (kh * kw > 1 and not stride1 and not backward and g.groups > 1
-            and (C // g.groups) * kh * kw < 64):
-        return "direct"  # grouped, strided, few terms per group: stride phases per group
-    if not stride1 or (g.groups == 1 and not backward):
-        return "im2col"
-    return "im2col" if g.groups == 1 and F >= 32 and C >= 64 else "direct"
+    case = _Case(C, F, kh, kw, g.groups, g.sy == 1 and g.sx == 1, backward,
+                 min(g.OH, g.OW), _winograd_fits(kh, kw, g))
+    for _, applies, algo in _AUTO_RULES:
+        if applies(case):
+            return algo
+    raise AssertionError("unreachable: the last rule always applies")
+
+
+class _Case(NamedTuple):
+    """What the ``"auto"`` rule looks at: channels ``C`` -> filters ``F``, the kernel, the
+    groups, whether both strides are 1, the pass, the output's smaller side, and whether
+    Winograd can run it (kernel of 2-9 taps a side, stride 1, dilation 1, groups 1)."""
+
+    C: int
+    F: int
+    kh: int
+    kw: int
+    groups: int
+    stride1: bool
+    backward: bool
+    out: int
+    winograd: bool
+
+    def winograd_wins(self) -> bool:
+        """Rows 2 and 3 of the table below (3x3; 5x5 forward), before the output size."""
+        return self.winograd and (
+            ((self.kh, self.kw) == (3, 3) and min(self.C, self.F) >= (48 if self.backward
+                                                                       else 32))
+            or ((self.kh, self.kw) == (5, 5) and not self.backward and min(self.C, self.F) >= 32))
+
+
+# The "auto" rule as one table: the first row that applies picks the algorithm.  conv2d's
+# docstring is generated from the texts; tests/test_pytorch_habits.py checks each row's claim.
+_AUTO_RULES = (
+    ("the passes of rows 2 and 3 on small outputs: backward passes on outputs smaller than "
+     "10x10, forward passes on one-pixel outputs",
+     lambda c: c.winograd_wins() and c.out < (10 if c.backward else 2), "im2col"),
+    ("3x3 kernels with stride 1, dilation 1, groups 1 and C, F >= 32 (>= 48 for the backward "
+     "pass)",
+     lambda c: c.winograd_wins() and (c.kh, c.kw) == (3, 3), "winograd"),
+    ("the forward pass of 5x5 kernels with stride 1, dilation 1, groups 1 and C, F >= 32",
+     lambda c: c.winograd_wins() and (c.kh, c.kw) == (5, 5), "winograd"),
+    ("depthwise layers (groups == C > 1)",
+     lambda c: c.groups > 1 and c.C == c.groups, "direct"),
+    ("kernels larger than 1x1 with groups 1, C >= 64 and F >= 128, at stride 1 or in a "
+     "forward pass with C*kh*kw >= 16",
+     lambda c: (c.kh * c.kw > 1 and c.groups == 1 and c.C >= 64 and c.F >= 128
+                and (c.stride1 or (not c.backward and c.C * c.kh * c.kw >= 16))), "im2col"),
+    ("other stride-1 kernels larger than 1x1, and strided forward passes of groups-1 kernels "
+     "larger than 1x1 with C*kh*kw >= 16",
+     lambda c: (c.kh * c.kw > 1 and (c.stride1 or (c.groups == 1 and not c.backward
+                                                   and c.C * c.kh * c.kw >= 16))), "direct"),
+    ("strided forward passes of grouped kernels larger than 1x1 with (C/groups)*kh*kw < 64",
+     lambda c: (c.kh * c.kw > 1 and not c.stride1 and not c.backward and c.groups > 1
+                and c.C // c.groups * c.kh * c.kw < 64), "direct"),
+    ("every other strided pass (backward passes, other grouped layers, 1x1 kernels, "
+     "C*kh*kw < 16), and the forward pass of stride-1 1x1 kernels with groups 1",
+     lambda c: not c.stride1 or (c.groups == 1 and not c.backward), "im2col"),
+    ("the backward pass of stride-1 1x1 kernels with groups 1, C >= 64 and F >= 32",
+     lambda c: c.groups == 1 and c.C >= 64 and c.F >= 32, "im2col"),
+    ("everything else (stride-1 1x1 kernels of grouped layers, smaller 1x1 backward passes)",
+     lambda c: True, "direct"),
+)
+
+
+def _auto_rule_text(indent: str) -> str:
+    """The ``"auto"`` rows as a numbered list for a docstring."""
+    lines = []
+    for i, (text, _, algo) in enumerate(_AUTO_RULES, 1):
+        item = textwrap.wrap(f"{i}. {text}: ``\"{algo}\"``", 88 - len(indent),
+                             subsequent_indent="   ", break_on_hyphens=False)
+        lines += [indent + line for line in item]
+    return "\n".join(lines)
 
 
 def _want_bias(bias) -> bool:
@@ -941,6 +1000,24 @@ def _check_dy(op, dy, expected, desc):
         )
 
 
+def _batched(op, x, ndim, layout):
+    """``x`` with a batch axis (``(x, False)`` when it has one, ``(x[None], True)`` for the
+    unbatched input PyTorch also takes); any other ndim raises ValueError naming ``x``."""
+    if x.ndim == ndim - 1:
+        return x[None], True
+    check_ndim(op, "x", x, ndim, layout)
+    return x, False
+
+
+def _batched_grad(op, dy, unbatched, ndim, layout):
+    """``dy`` with the batch axis that :func:`_batched` gave ``x`` (dy must match x)."""
+    if unbatched:
+        check_ndim(op, "dy", dy, ndim - 1, f"({layout[len('(N, '):]} like the unbatched x")
+        return dy[None]
+    check_ndim(op, "dy", dy, ndim, layout)
+    return dy
+
+
 # --------------------------------------------------------------------------- 2-D
 
 
@@ -955,8 +1032,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, H, W)
-        Input batch. float32/float64 are kept; integer/bool inputs are cast to float32;
+    x : ndarray, shape (N, C, H, W) or (C, H, W)
+        Input batch, or one unbatched image (as PyTorch takes it: the result is then
+        (F, OH, OW)). float32/float64 are kept; integer/bool inputs are cast to float32;
         float16/complex raise TypeError. Any memory layout is accepted.
     weight : ndarray, shape (F, C // groups, kh, kw)
         Filters; cast to ``x.dtype``.
@@ -985,19 +1063,18 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         products on transformed tiles (stride 1, dilation 1, groups 1, kernels of 2 to 9 taps
         a side, larger ones as 3x3 pieces; inputs or weights holding inf/NaN are computed
         directly, so that such values reach exactly the outputs they reach in a direct
-        convolution).  ``"auto"`` picks ``"winograd"`` for 3x3 kernels
-        with ``C, F >= 32`` (48 for the backward pass) and for the 5x5 forward pass with
-        ``C, F >= 32``, except on outputs under 2x2 (forward) or 10x10 (backward), which take
-        ``"im2col"``; for other stride-1 kernels larger than 1x1 ``"direct"``, or
-        ``"im2col"`` when ``groups == 1``, ``C >= 64`` and ``F >= 128``; otherwise
-        ``"im2col"`` when ``groups == 1``, ``C * kh * kw >= 64`` and ``F >= 32``, else
-        ``"direct"`` (grouped and depthwise convolutions, tiny reductions);
+        convolution).  ``"auto"`` takes the first of these rules that applies (``C`` input
+        channels, ``F`` filters; "stride 1" on both axes; see :func:`_choose_algorithm` for
+        the measurements behind them):
+
+{AUTO_RULE}
+
         benchmarks/bench_conv.py measures them. All algorithms give the same result up to
         float rounding.
 
     Returns
     -------
-    y : ndarray, shape (N, F, OH, OW), dtype of ``x``
+    y : ndarray, shape (N, F, OH, OW) (or (F, OH, OW) for an unbatched ``x``), dtype of ``x``
         With ``OH = floor((H + pt + pb - dh*(kh - 1) - 1) / sy) + 1`` (``pt``/``pb`` the top and
         bottom padding) and likewise ``OW``.
 
@@ -1030,6 +1107,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                            padding_mode, algorithm)
 
 
+conv2d.__doc__ = conv2d.__doc__.replace("{AUTO_RULE}", _auto_rule_text(" " * 8))
+
+
 def _conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                  padding_mode="zeros", algorithm="auto"):
     """``relu(conv2d(...))`` on host arrays, the ReLU fused into the store of the direct
@@ -1041,16 +1121,17 @@ def _conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
 def _conv2d_checked(op, x, weight, bias, stride, padding, dilation, groups, padding_mode,
                     algorithm, relu=False):
     x = as_float_array(op, "x", x)
-    check_ndim(op, "x", x, 4, _X_LAYOUT)
+    x, unbatched = _batched(op, x, 4, _X_LAYOUTS)
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
     check_ndim(op, "weight", weight, 4, _W_LAYOUT)
-    desc = f"x shape {tuple(x.shape)}, weight shape {tuple(weight.shape)}"
+    desc = f"x shape {tuple(x.shape[unbatched:])}, weight shape {tuple(weight.shape)}"
     g = _geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
                   desc)
     bias = _check_bias(op, bias, x.dtype, weight.shape[0], desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
                               weight.shape[0])
-    return _conv2d_impl(op, x, weight, bias, g, algo, relu)
+    y = _conv2d_impl(op, x, weight, bias, g, algo, relu)
+    return y[0] if unbatched else y
 
 
 @_device.dispatch
@@ -1065,11 +1146,11 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
 
     Parameters
     ----------
-    dy : ndarray, shape (N, F, OH, OW)
+    dy : ndarray, shape (N, F, OH, OW) or (F, OH, OW)
         Upstream gradient; must have exactly the shape of the forward output. Cast to
         ``x.dtype``.
-    x : ndarray, shape (N, C, H, W)
-        The forward input.
+    x : ndarray, shape (N, C, H, W) or (C, H, W)
+        The forward input (unbatched inputs give an unbatched ``dx``).
     weight : ndarray, shape (F, C // groups, kh, kw)
         The forward filters.
     stride, padding, dilation, groups, padding_mode
@@ -1105,20 +1186,21 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     """
     op = "conv2d_backward"
     x = as_float_array(op, "x", x)
-    check_ndim(op, "x", x, 4, _X_LAYOUT)
+    desc = f"x shape {tuple(x.shape)}"
+    x, unbatched = _batched(op, x, 4, _X_LAYOUTS)
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
     check_ndim(op, "weight", weight, 4, _W_LAYOUT)
     dy = as_float_array(op, "dy", dy, dtype=x.dtype)
-    check_ndim(op, "dy", dy, 4, "(N, F, OH, OW)")
-    desc = (f"dy shape {tuple(dy.shape)}, x shape {tuple(x.shape)}, "
-            f"weight shape {tuple(weight.shape)}")
+    desc = f"dy shape {tuple(dy.shape)}, {desc}, weight shape {tuple(weight.shape)}"
+    dy = _batched_grad(op, dy, unbatched, 4, "(N, F, OH, OW)")
     g = _geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
                   desc)
     _check_dy(op, dy, (x.shape[0], weight.shape[0], g.OH, g.OW), desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
                               weight.shape[0], backward=True)
-    return _conv2d_backward_impl(op, dy, x, weight, g, _want_bias(bias),
-                                 check_bool(op, "need_dx", need_dx), algo)
+    dx, gw, gb = _conv2d_backward_impl(op, dy, x, weight, g, _want_bias(bias),
+                                       check_bool(op, "need_dx", need_dx), algo)
+    return (dx[0] if unbatched and dx is not None else dx), gw, gb
 
 
 # --------------------------------------------------------------------------- 1-D
@@ -1148,7 +1230,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, L)
+    x : ndarray, shape (N, C, L) or unbatched (C, L)
     weight : ndarray, shape (F, C // groups, k)
     bias : ndarray, shape (F,), optional
     stride, dilation : int
@@ -1162,7 +1244,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
     Returns
     -------
-    y : ndarray, shape (N, F, OL), dtype of ``x``
+    y : ndarray, shape (N, F, OL) (or (F, OL) for an unbatched ``x``), dtype of ``x``
         ``OL = floor((L + p_before + p_after - d*(k - 1) - 1) / s) + 1``.
 
     Examples
@@ -1176,17 +1258,19 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     """
     op = "conv1d"
     x = as_float_array(op, "x", x)
-    check_ndim(op, "x", x, 3, "(N, C, L)")
+    desc = f"x shape {tuple(x.shape)}"
+    x, unbatched = _batched(op, x, 3, "(N, C, L) or unbatched (C, L)")
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
     check_ndim(op, "weight", weight, 3, "(F, C // groups, k)")
-    desc = f"x shape {tuple(x.shape)}, weight shape {tuple(weight.shape)}"
+    desc = f"{desc}, weight shape {tuple(weight.shape)}"
     s2, p2, d2 = _conv1d_args(op, stride, padding, dilation)
     x4, w4 = x[:, :, None, :], weight[:, :, None, :]
     g = _geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
                   axes=("(height 1)", "L"))
     bias = _check_bias(op, bias, x.dtype, weight.shape[0], desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g, weight.shape[0])
-    return _conv2d_impl(op, x4, w4, bias, g, algo)[:, :, 0, :]
+    y = _conv2d_impl(op, x4, w4, bias, g, algo)[:, :, 0, :]
+    return y[0] if unbatched else y
 
 
 @_device.dispatch
@@ -1196,9 +1280,9 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
 
     Parameters
     ----------
-    dy : ndarray, shape (N, F, OL)
+    dy : ndarray, shape (N, F, OL) or (F, OL)
         Upstream gradient, exactly the shape of the forward output.
-    x : ndarray, shape (N, C, L)
+    x : ndarray, shape (N, C, L) or (C, L)
     weight : ndarray, shape (F, C // groups, k)
     stride, padding, dilation, groups, padding_mode
         As in :func:`conv1d`.
@@ -1224,13 +1308,13 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     """
     op = "conv1d_backward"
     x = as_float_array(op, "x", x)
-    check_ndim(op, "x", x, 3, "(N, C, L)")
+    desc = f"x shape {tuple(x.shape)}"
+    x, unbatched = _batched(op, x, 3, "(N, C, L) or unbatched (C, L)")
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
     check_ndim(op, "weight", weight, 3, "(F, C // groups, k)")
     dy = as_float_array(op, "dy", dy, dtype=x.dtype)
-    check_ndim(op, "dy", dy, 3, "(N, F, OL)")
-    desc = (f"dy shape {tuple(dy.shape)}, x shape {tuple(x.shape)}, "
-            f"weight shape {tuple(weight.shape)}")
+    desc = f"dy shape {tuple(dy.shape)}, {desc}, weight shape {tuple(weight.shape)}"
+    dy = _batched_grad(op, dy, unbatched, 3, "(N, F, OL)")
     s2, p2, d2 = _conv1d_args(op, stride, padding, dilation)
     x4, w4 = x[:, :, None, :], weight[:, :, None, :]
     g = _geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
@@ -1239,4 +1323,6 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     algo = _choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g, weight.shape[0])
     dx, gw, gb = _conv2d_backward_impl(op, dy[:, :, None, :], x4, w4, g, _want_bias(bias),
                                        check_bool(op, "need_dx", need_dx), algo)
-    return (None if dx is None else dx[:, :, 0, :]), gw[:, :, 0, :], gb
+    if dx is not None:
+        dx = dx[0, :, 0, :] if unbatched else dx[:, :, 0, :]
+    return dx, gw[:, :, 0, :], gb

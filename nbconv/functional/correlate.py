@@ -101,10 +101,11 @@ def _check_fillvalue(op, fillvalue, rt):
             f"dtype {rt}: {e}"
         ) from None
     if f.size != 1:
-        what = "cannot be an empty array" if f.size == 0 else "must be a scalar"
+        got = ("an empty array" if f.size == 0
+               else f"{f.size} values (an array of shape {f.shape})")
         raise ValueError(
-            f"{op}: argument 'fillvalue' {what} (or an array with one element), got shape "
-            f"{f.shape}"
+            f"{op}: argument 'fillvalue' must be one number, the value that pads in1 outside "
+            f"its edges (e.g. fillvalue=0), but got {got}: {fillvalue!r:.60}"
         )
     return f.reshape(())
 

@@ -57,7 +57,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
+import socket
 
 import numpy as np
 
@@ -242,19 +244,74 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def _host_tag() -> str:
+    """This machine's name as it appears in temporary file names (no dots or slashes)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+
+
+def _temporary_name(base: str, pid: int) -> str:
+    """``.<base>.<host>.<pid>.<random>.tmp``: the writer's host and process id let the next
+    save of the same path tell a dead writer's leftover from a live writer's file."""
+    return f".{base}.{_host_tag()}.{pid}.{secrets.token_hex(6)}.tmp"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, under another user
+        return True
+    try:  # a killed child not yet reaped by its parent is a zombie: dead for our purpose
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _remove_stale_temporaries(directory: str, base: str) -> None:
+    """Delete the temporary files that writers of ``base`` killed mid-save left behind: those
+    named by :func:`_temporary_name` on this host whose process no longer runs.  Files of live
+    writers, of other hosts and of other names are left alone; errors are ignored (the save
+    itself does not depend on the clean-up)."""
+    if os.name != "posix":
+        return
+    prefix, host = f".{base}.", _host_tag()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        parts = name[len(prefix):-len(".tmp")].rsplit(".", 2)
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+            continue
+        pid = int(parts[1])
+        if pid == os.getpid() or _process_alive(pid):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
 def _atomic_write(path, write) -> None:
     """Call ``write(h5file)`` on a temporary file next to ``path``, then ``os.replace`` it.
 
     The temporary file gets a unique name in the same directory (so the rename is atomic), is
     flushed and fsync'ed before the rename, and the directory is fsync'ed after it.  On any
-    exception the temporary file is removed and an existing ``path`` is left untouched.
+    exception the temporary file is removed and an existing ``path`` is left untouched; a
+    process killed mid-save cannot do that, so each save first removes the temporaries of
+    dead writers of the same path (:func:`_remove_stale_temporaries`).
     """
     h5py = _h5py()
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
+    _remove_stale_temporaries(directory, base)
     while True:
-        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+        tmp = os.path.join(directory, _temporary_name(base, os.getpid()))
         try:  # O_EXCL: a unique name; mode 0o666 & ~umask as for an ordinary new file
             fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666)
             break
@@ -324,7 +381,8 @@ def save(model, path, optimizer=None, metadata=None) -> None:
 
     The write is crash-safe: the file is written under a temporary name in the same directory,
     fsync'ed and renamed onto ``path``, so a crash at any moment leaves either the previous file
-    or the new one, never a partial file.
+    or the new one, never a partial file.  The temporary file of a process killed mid-save
+    (``.<name>.<host>.<pid>.<random>.tmp``) is removed by the next save of the same path.
 
     Parameters
     ----------

@@ -1,16 +1,20 @@
 """Layers with hand-written backward passes, and the containers that chain them.
 
 Every layer has ``forward``/``backward``/``parameters``/``train``/``eval``/``state_dict``/
-``load_state_dict`` and PyTorch's default initialisation.
+``load_state_dict`` and PyTorch's default initialisation.  The losses are re-exported here
+(``nn.CrossEntropyLoss``, ``nn.MSELoss``, ``nn.L1Loss``) as in PyTorch.
 """
 
 from .config import from_config, register, to_config
-from .containers import Add, Concat, Graph, Sequential
+from ..losses import CrossEntropyLoss, L1Loss, MSELoss
+from .containers import Add, Concat, Graph, Identity, ModuleList, Sequential
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layers
 from .module import Module, Parameter, default_rng, is_grad_enabled, manual_seed, no_grad
+from .summary import summary
 
 __all__ = _layers + [
-    "Add", "Concat", "Graph", "Sequential", "Module", "Parameter", "no_grad",
-    "is_grad_enabled", "manual_seed", "default_rng", "register", "to_config", "from_config",
+    "Add", "Concat", "Graph", "Identity", "ModuleList", "Sequential", "Module", "Parameter",
+    "no_grad", "is_grad_enabled", "manual_seed", "default_rng", "register", "to_config",
+    "from_config", "summary", "CrossEntropyLoss", "MSELoss", "L1Loss",
 ]

@@ -8,6 +8,8 @@ executing any code from it: only classes registered here can be named.
 
 from __future__ import annotations
 
+import json
+
 from . import containers, layers
 from .module import Module
 
@@ -17,17 +19,38 @@ _REGISTRY: dict[str, type] = {}
 def register(cls: type) -> type:
     """Make a custom ``Module`` subclass nameable in model files (usable as a decorator).
 
-    Its constructor must accept the keyword arguments it records in ``self._config``.
+    The file stores the class name and the arguments of the constructor call (recorded in
+    ``self._config`` automatically for classes defined outside nbconv; they must be JSON
+    data: numbers, strings, bools, None, lists, dicts); ``nbconv.load`` calls the class
+    registered under that name with them, which must build the same sub-modules, and then
+    loads the weights by key.  The class must be registered (its module imported) in the
+    process that loads the file.  Registering a new class under a name again replaces the
+    old one (e.g. a notebook cell run twice); built-in layer names are refused.
+
+    Examples
+    --------
+    >>> import nbconv as nc
+    >>> @nc.nn.register
+    ... class Tiny(nc.nn.Module):
+    ...     def __init__(self, width=3):
+    ...         super().__init__()
+    ...         self.fc = nc.nn.Linear(2, width)
+    >>> nc.nn.to_config(Tiny(width=5))
+    {'type': 'Tiny', 'config': {'width': 5}}
     """
     if not (isinstance(cls, type) and issubclass(cls, Module)):
         raise TypeError(f"register: expected a Module subclass, got {cls!r}")
+    old = _REGISTRY.get(cls.__name__)
+    if old is not None and old is not cls and old.__module__.startswith("nbconv."):
+        raise ValueError(f"register: the name {cls.__name__!r} belongs to the built-in "
+                         f"{old.__module__}.{old.__name__}; give the class another name")
     _REGISTRY[cls.__name__] = cls
     return cls
 
 
 for _name in layers.__all__:
     register(getattr(layers, _name))
-for _cls in (containers.Concat, containers.Add):
+for _cls in (containers.Concat, containers.Add, containers.Identity):
     register(_cls)
 
 
@@ -46,7 +69,25 @@ def to_config(module: Module) -> dict:
             f"to_config: layer class {name} is not registered; decorate it with "
             "nbconv.nn.register so model files can name it"
         )
-    return {"type": name, "config": dict(module._config)}
+    config = dict(module._config)
+    try:
+        json.dumps(config, allow_nan=True)
+    except (TypeError, ValueError):
+        bad = {k: v for k, v in config.items() if not _is_json(v)}
+        raise TypeError(
+            f"to_config: {name}'s constructor arguments {sorted(bad)} are not JSON data "
+            f"({', '.join(f'{k}={v!r:.60}' for k, v in bad.items())}); a model file can "
+            "record only numbers, strings, bools, None, lists and dicts: pass such values, or "
+            "set self._config in the constructor to arguments that rebuild the layer") from None
+    return {"type": name, "config": config}
+
+
+def _is_json(value) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def from_config(cfg: dict) -> Module:

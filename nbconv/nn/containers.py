@@ -12,7 +12,7 @@ from .._shapes import check_int
 from . import _arrays
 from .module import Module
 
-__all__ = ["Sequential", "Graph", "Concat", "Add"]
+__all__ = ["Sequential", "Graph", "Concat", "Add", "Identity", "ModuleList"]
 
 
 class Sequential(Module):
@@ -39,6 +39,8 @@ class Sequential(Module):
     >>> sorted(net.state_dict())
     ['0.bias', '0.weight', '2.bias', '2.weight']
     """
+
+    _record_config = False  # described by to_config itself
 
     def __init__(self, *layers):
         super().__init__()
@@ -93,6 +95,95 @@ class Sequential(Module):
         if not need_dx and getattr(layers[0], "_supports_need_dx", False):
             return layers[0].backward(dy, need_dx=False)
         return layers[0].backward(dy)
+
+
+class Identity(Module):
+    """Returns its input unchanged (and ``dy`` unchanged backward), as ``torch.nn.Identity``;
+    extra constructor arguments are accepted and ignored, as in PyTorch."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters are registered (keys ``"0.weight"``, ...), as
+    ``torch.nn.ModuleList``.  It has no forward pass: the owner's ``forward`` and ``backward``
+    loop over it (the latter in reverse).
+
+    Examples
+    --------
+    >>> import nbconv as nc
+    >>> blocks = nc.nn.ModuleList([nc.nn.Linear(4, 4) for _ in range(3)])
+    >>> _ = blocks.append(nc.nn.ReLU())
+    >>> len(blocks), [k for k, _ in blocks.named_parameters()][:2]
+    (4, ['0.weight', '0.bias'])
+    """
+
+    _record_config = False  # its modules are built by the owner
+
+    def __init__(self, modules=()):
+        super().__init__()
+        self.extend(modules)
+
+    def _check(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: expected a Module, got {type(module).__name__}")
+        return module
+
+    def _renumber(self, modules):
+        self._children.clear()
+        for i, m in enumerate(modules):
+            self._children[str(i)] = self._check(m)
+
+    def append(self, module: Module) -> ModuleList:
+        self._children[str(len(self._children))] = self._check(module)
+        return self
+
+    def extend(self, modules) -> ModuleList:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        items = list(self._children.values())
+        items.insert(index, module)
+        self._renumber(items)
+
+    def __len__(self):
+        return len(self._children)
+
+    def __iter__(self):
+        return iter(list(self._children.values()))
+
+    def __getitem__(self, i):
+        items = list(self._children.values())
+        return ModuleList(items[i]) if isinstance(i, slice) else items[i]
+
+    def __setitem__(self, i, module):
+        items = list(self._children.values())
+        items[i] = module
+        self._renumber(items)
+
+    def __delitem__(self, i):
+        items = list(self._children.values())
+        del items[i]
+        self._renumber(items)
+
+    def forward(self, *args):
+        raise NotImplementedError(
+            "ModuleList has no forward pass: call its modules in your own forward (and their "
+            "backward, in reverse order, in your backward), or use nn.Sequential")
+
+    def backward(self, dy):
+        raise NotImplementedError(
+            "ModuleList has no backward pass: call its modules' backward in reverse order in "
+            "your own backward, or use nn.Sequential")
 
 
 class Concat(Module):
@@ -163,6 +254,7 @@ class Graph(Module):
     """
 
     INPUT = "input"
+    _record_config = False  # described by to_config itself
 
     def __init__(self, output: str | None = None):
         super().__init__()

@@ -8,6 +8,8 @@ gradients into ``Parameter.grad``.  There is no global autograd tape.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import threading
 
 import numpy as np
@@ -108,20 +110,106 @@ class Parameter:
 class Module:
     """Base class of every layer and container.
 
-    Subclasses register parameters with :meth:`_param`, buffers (non-trained state such as batch
-    norm's running statistics) with :meth:`_buffer` and sub-layers with :meth:`_child`, and
-    record their constructor arguments in ``self._config`` so that the model file can rebuild
-    them (``nbconv.io``).
+    As in PyTorch, a :class:`Parameter` or a ``Module`` assigned as an attribute is registered
+    under the attribute's name: ``self.conv1 = nn.Conv2d(1, 6, 5)`` in ``__init__`` (after
+    ``super().__init__()``) puts ``conv1.weight`` and ``conv1.bias`` into :meth:`parameters`
+    and :meth:`state_dict`.  Buffers (non-trained state such as batch norm's running
+    statistics) are registered with :meth:`register_buffer`.
+
+    There is no autograd: a subclass implements ``forward(x) -> y`` *and* ``backward(dy) ->
+    dx`` (see the README's "Custom modules"), or is built from ``Sequential``/``Graph``, whose
+    backward passes run by themselves.  Built-in layers record their constructor arguments in
+    ``self._config`` so that model files can rebuild them; for any other subclass the
+    arguments of its constructor call are recorded there automatically (a constructor that
+    sets ``self._config`` itself keeps its own).
     """
 
     def __init__(self):
-        self.training = True
-        self._params: dict[str, Parameter] = {}
-        self._buffers: dict[str, np.ndarray] = {}
-        self._children: dict[str, Module] = {}
-        self._config: dict = {}
+        d = self.__dict__  # plain entries: __setattr__ needs the registries to exist
+        d["training"] = True
+        d["_params"] = {}
+        d["_buffers"] = {}
+        d["_children"] = {}
+        d["_config"] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__ and getattr(cls, "_record_config", True):
+            cls.__init__ = _recording_init(cls.__init__)
 
     # -- registration -------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        d = self.__dict__
+        params = d.get("_params")
+        if params is None:
+            if isinstance(value, (Parameter, Module)):
+                raise AttributeError(
+                    f"cannot assign {type(value).__name__} {name!r} before Module.__init__() "
+                    f"is called: call super().__init__() first in {type(self).__name__}.__init__")
+            object.__setattr__(self, name, value)
+            return
+        children, buffers = d["_children"], d["_buffers"]
+        if isinstance(value, Parameter):
+            children.pop(name, None)
+            buffers.pop(name, None)
+            if not value.name:
+                value.name = name
+            params[name] = value
+        elif isinstance(value, Module):
+            params.pop(name, None)
+            buffers.pop(name, None)
+            children[name] = value
+        elif name in buffers:
+            buffers[name] = value  # the registry holds buffers (``_apply`` replaces them there)
+            return
+        elif value is None and (name in params or name in children):
+            params.pop(name, None)
+            children.pop(name, None)
+        elif name in params:
+            raise TypeError(
+                f"{type(self).__name__}: cannot assign {type(value).__name__} to parameter "
+                f"{name!r} (a Parameter or None expected); to change its value, assign to "
+                f"self.{name}.data")
+        elif name in children:
+            children.pop(name)
+        object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        buffers = self.__dict__.get("_buffers")
+        if buffers is not None and name in buffers:
+            return buffers[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __delattr__(self, name):
+        d = self.__dict__
+        for registry in ("_params", "_children", "_buffers"):
+            if name in d.get(registry, ()):
+                del d[registry][name]
+                d.pop(name, None)
+                return
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Register ``param`` under ``name`` (as ``self.name = param`` does)."""
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter: {name!r} must be a Parameter or None, got "
+                            f"{type(param).__name__}")
+        setattr(self, name, param)
+
+    def register_buffer(self, name: str, array) -> None:
+        """Register non-trained state (in the state dict, moved and cast with the model, never
+        given to optimizers); read it back as ``self.<name>``, update it by assignment."""
+        if name in self.__dict__ and name not in self._buffers:
+            raise KeyError(f"register_buffer: attribute {name!r} already exists")
+        self._buffer(name, array)
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Register ``module`` under ``name`` (as ``self.name = module`` does)."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module: {name!r} must be a Module or None, got "
+                            f"{type(module).__name__}")
+        setattr(self, name, module)
+
     def _param(self, name: str, data: np.ndarray) -> Parameter:
         p = Parameter(data, name)
         self._params[name] = p
@@ -139,10 +227,18 @@ class Module:
 
     # -- computation --------------------------------------------------------------------
     def forward(self, x):
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__}.forward is not defined: a Module subclass implements "
+            "forward(self, x) -> y (and backward(self, dy) -> dx)")
 
     def backward(self, dy):
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__}.backward is not defined. nbconv has no autograd: write "
+            f"{type(self).__name__}.backward(self, dy) that returns dx by calling the "
+            "backward of each layer its forward used, in reverse order (each accumulates its "
+            "parameters' gradients; check it with nbconv.testing.gradcheck), or build the "
+            "model from nn.Sequential / nn.Graph, whose backward runs by itself.  See the "
+            "README section 'Custom modules'.")
 
     def _forward_through(self, after, x):
         """``after.forward(self.forward(x))`` as one fused pass, for ``Sequential``; None (the
@@ -162,20 +258,78 @@ class Module:
         return is_grad_enabled()
 
     # -- traversal ----------------------------------------------------------------------
-    def named_modules(self, prefix: str = ""):
+    def named_modules(self, prefix: str = "", remove_duplicate: bool = True):
+        """Yield ``(dotted name, module)`` for this module (name ``prefix``) and every
+        sub-module, depth first in registration order; a module registered twice is yielded
+        once (as in PyTorch) unless ``remove_duplicate=False``."""
+        seen = set() if remove_duplicate else None
+        yield from self._named_modules(prefix, seen)
+
+    def _named_modules(self, prefix, seen):
+        if seen is not None:
+            if id(self) in seen:
+                return
+            seen.add(id(self))
         yield prefix, self
         for name, child in self._children.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            yield from child._named_modules(f"{prefix}.{name}" if prefix else name, seen)
 
-    def named_parameters(self):
-        """Yield ``(key, Parameter)`` with PyTorch-style dotted keys (``"0.weight"``)."""
-        for prefix, m in self.named_modules():
+    def modules(self):
+        """Yield this module and every sub-module (see :meth:`named_modules`)."""
+        for _, m in self.named_modules():
+            yield m
+
+    def named_children(self):
+        """Yield ``(name, module)`` for the direct sub-modules."""
+        yield from self._children.items()
+
+    def children(self):
+        """Yield the direct sub-modules."""
+        yield from self._children.values()
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        """Yield ``(key, Parameter)`` with PyTorch-style dotted keys (``"0.weight"``,
+        ``"conv1.bias"``); a parameter shared by several modules is yielded once."""
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        seen = set()
+        for mprefix, m in mods:
             for name, p in m._params.items():
-                yield (f"{prefix}.{name}" if prefix else name), p
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{mprefix}.{name}" if mprefix else name), p
 
-    def parameters(self) -> list[Parameter]:
-        """All trainable parameters, in a stable order."""
-        return [p for _, p in self.named_parameters()]
+    def parameters(self, recurse: bool = True) -> list[Parameter]:
+        """All trainable parameters, in a stable order (each once)."""
+        return [p for _, p in self.named_parameters(recurse=recurse)]
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True):
+        """Yield ``(key, array)`` for the buffers (batch norm's running statistics, ...)."""
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mprefix, m in mods:
+            for name, b in m._buffers.items():
+                yield (f"{mprefix}.{name}" if mprefix else name), b
+
+    def buffers(self, recurse: bool = True) -> list:
+        """The buffers' arrays (see :meth:`named_buffers`)."""
+        return [b for _, b in self.named_buffers(recurse=recurse)]
+
+    def num_parameters(self) -> int:
+        """The number of trainable values (each shared parameter counted once)."""
+        return sum(int(np.prod(np.shape(p.data))) for p in self.parameters())
+
+    def apply(self, fn) -> Module:
+        """Call ``fn(module)`` on every sub-module and then on this one (PyTorch's order, e.g.
+        for custom initialisation); returns ``self``."""
+        for child in self._children.values():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    def summary(self, input_size=None, dtype=np.float32):
+        """:func:`nbconv.nn.summary` of this model: layers, output shapes, parameter counts."""
+        from .summary import summary
+
+        return summary(self, input_size, dtype=dtype)
 
     def zero_grad(self) -> None:
         for p in self.parameters():
@@ -286,3 +440,38 @@ class Module:
         from .. import io
 
         io.load_weights(self, path)
+
+
+def _recording_init(init):
+    """Wrap a subclass's ``__init__`` so that the outermost call records its arguments
+    (defaults filled in) in ``self._config`` unless the constructor set ``_config`` itself:
+    ``nbconv.save`` stores them and ``nbconv.load`` calls the class with them again."""
+    sig = inspect.signature(init)
+    names = list(sig.parameters)[1:]
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        d = self.__dict__
+        outermost = "_recording" not in d
+        d["_recording"] = True
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            if outermost:
+                del d["_recording"]
+        if outermost and not d.get("_config"):
+            bound = sig.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            config = {}
+            for name in names:
+                kind = sig.parameters[name].kind
+                if kind is inspect.Parameter.VAR_POSITIONAL:
+                    if bound.arguments.get(name):
+                        return  # positional-only extras cannot be replayed by keyword
+                elif kind is inspect.Parameter.VAR_KEYWORD:
+                    config.update(bound.arguments.get(name, {}))
+                elif name in bound.arguments:
+                    config[name] = bound.arguments[name]
+            d["_config"] = config
+
+    return __init__
