@@ -918,8 +918,12 @@ def _trim_taps(weight, g: _Geom, H, W, algorithm):
 def _conv2d_impl(op, x, weight, bias, g: _Geom, algorithm, relu=False):
     """Forward on validated 4-D arrays of one dtype (then ``y = relu(y)`` with ``relu``).
 
-    An empty batch gives an empty output without calling a driver; a result holding inf or
-    NaN is recomputed by :func:`_exact_forward` (ReLU keeps NaN, so the check may follow it).
+    An empty batch gives an empty output without calling a driver.  Non-finite values go
+    through :func:`_exact_forward`: inputs holding inf or NaN skip the fast drivers when the
+    inputs are smaller to check than the output (LeNet's first layer: 4.4x fewer values), else
+    a fast result holding inf or NaN is recomputed (ReLU keeps NaN, so the check may follow
+    it).  Winograd always has its result checked: huge finite inputs can overflow in its
+    transforms.
     """
     y = np.empty((x.shape[0], weight.shape[0], g.OH, g.OW), dtype=x.dtype)
     if y.size == 0:
@@ -930,16 +934,20 @@ def _conv2d_impl(op, x, weight, bias, g: _Geom, algorithm, relu=False):
     forward, _ = _drivers(algorithm)
     xp, pt, pl = _pad_input(x, g)
     args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
-    if algorithm == "direct":
+    check_inputs = algorithm != "winograd" and x.size + weight.size < y.size
+    relu_done = False
+    if check_inputs and not all(_finite_array(a) for a in (x, weight, bias) if a is not None):
+        _exact_forward(xp, weight, bias, y, *args)
+    elif algorithm == "direct":
         forward(xp, weight, bias, y, *args, relu=relu)
+        relu_done = relu
     else:
         forward(xp, weight, bias, y, *args)
-        if relu:
-            _relu_in_place(y)
-    if not _finite_array(y):
+    if not check_inputs and not _finite_array(y):
         _exact_forward(xp, weight, bias, y, *args)
-        if relu:
-            _relu_in_place(y)
+        relu_done = False
+    if relu and not relu_done:
+        _relu_in_place(y)
     return y
 
 
