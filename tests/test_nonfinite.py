@@ -274,7 +274,8 @@ def test_trim_keeps_exactly_the_taps_that_read_the_input():
 
     def kept(x_shape, w_shape, stride, padding):
         g = _geometry("t", x_shape, w_shape, stride, padding, 1, 1, "zeros", "")
-        t = _trim_taps(np.zeros(w_shape), g, x_shape[2], x_shape[3], "auto")
+        t = _trim_taps("t", np.zeros(w_shape), g, x_shape[2], x_shape[3], "im2col", True,
+                       False)
         return None if t is None else (t[0].shape[2:], t[3])
 
     assert kept((1, 1, 1, 1), (1, 1, 3, 3), 1, 1) == ((1, 1), (1, 2, 1, 2))

@@ -725,9 +725,11 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
       forward 3.64 vs 3.84 but backward 9.1 vs 8.2; with 16 channels, or 3 (VGG's first
       layer: 45 vs 18 ms), direct wins.  Backward passes on outputs smaller than 10x10 take
       im2col (ResNet's last stage, 512 channels at 7x7, batch 16: 1.02 vs 1.53-2.01 x
-      PyTorch; at 14x14 Winograd still wins, 1.05 vs 1.13).  Forward passes with a one-pixel
-      row or column take im2col too (resnet18 on 32x32 input, 512 channels at 1x1, batch 32:
-      3.9 vs 12.8 ms; batch 128: 28 vs 48 ms; at 2x2 the two trade places by batch size).
+      PyTorch; at 14x14 Winograd still wins, 1.05 vs 1.13).  Forward passes on outputs
+      smaller than 3x3 take im2col too (resnet18 on 32x32 input, 512 channels at 1x1, batch
+      32: 3.9 vs 12.8 ms; NiN's 256 -> 384 at 2x2: 2.11 vs 3.19; at 4x4 Winograd wins, 192
+      channels 2.43 vs 2.72), and 5x5 forward passes on outputs smaller than 6x6 (NiN's 96 ->
+      256 at 3x3: 4.23 vs 5.58 ms; 64 -> 192 at 4x4: 2.39 vs 2.68; a tie at 6x6).
     * 5x5 forward likewise with at least 32 channels: Winograd on four 3x3 pieces.  AlexNet c2
       21.1 vs im2col 26.6 vs direct 31.8; 64 -> 64 9.0 vs direct 10.5; 32 -> 64 4.9 vs 5.3;
       16 -> 32 1.8 vs 1.4 (direct).  Its backward pass (Winograd data gradient, wide-row weight
@@ -809,8 +811,9 @@ class _Case(NamedTuple):
 # docstring is generated from the texts; tests/test_pytorch_habits.py checks each row's claim.
 _AUTO_RULES = (
     ("the passes of rows 2 and 3 on small outputs: backward passes on outputs smaller than "
-     "10x10, forward passes on one-pixel outputs",
-     lambda c: c.winograd_wins() and c.out < (10 if c.backward else 2), "im2col"),
+     "10x10, forward passes on outputs smaller than 3x3 (3x3 kernels) or 6x6 (5x5 kernels)",
+     lambda c: c.winograd_wins() and c.out < (10 if c.backward else 3 if c.kh == 3 else 6),
+     "im2col"),
     ("3x3 kernels with stride 1, dilation 1, groups 1 and C, F >= 32 (>= 48 for the backward "
      "pass)",
      lambda c: c.winograd_wins() and (c.kh, c.kw) == (3, 3), "winograd"),
@@ -888,7 +891,7 @@ def _tap_reads_input(n, o, s, p, t) -> bool:
     return i < o and i * s < a + n
 
 
-def _trim_taps(weight, g: _Geom, H, W, algorithm):
+def _trim_taps(op, weight, g: _Geom, H, W, algorithm, auto, backward):
     """Drop the kernel rows and columns that read only zero padding, whatever the output
     pixel (small maps: a 3x3 layer on 1x1 maps is a 1x1 layer, nine times less work; resnet18
     on 32x32 input has three such 512-channel layers).  Exact: with zero padding those taps
@@ -896,6 +899,8 @@ def _trim_taps(weight, g: _Geom, H, W, algorithm):
 
     Returns ``(weight, g, algorithm, (r0, r1, c0, c1))`` -- the kept tap ranges -- or None when
     every tap reads the input somewhere (or the padding is not zeros, or the layer dilated).
+    With ``auto`` the algorithm is chosen again for the smaller kernel (NiN's 3x3 384 -> 10
+    layer on 1x1 maps: a 1x1 layer, which im2col runs 4x faster than the 3x3 one's direct).
     """
     kh, kw = weight.shape[2], weight.shape[3]
     if g.mode != "zeros" or g.dh != 1 or g.dw != 1 or kh * kw == 1:
@@ -910,12 +915,15 @@ def _trim_taps(weight, g: _Geom, H, W, algorithm):
     pb = (g.OH - 1) * g.sy + (r1 - r0) - H - pt
     pr = (g.OW - 1) * g.sx + (c1 - c0) - W - pl
     g = g._replace(pt=pt, pb=pb, pl=pl, pr=pr)
-    if algorithm == "winograd" and not _winograd_fits(r1 - r0, c1 - c0, g):
+    if auto:
+        algorithm = _choose_algorithm(op, "auto", weight.shape[1] * g.groups, r1 - r0, c1 - c0,
+                                      g, weight.shape[0], backward=backward)
+    elif algorithm == "winograd" and not _winograd_fits(r1 - r0, c1 - c0, g):
         algorithm = "im2col"
     return np.ascontiguousarray(weight[:, :, r0:r1, c0:c1]), g, algorithm, (r0, r1, c0, c1)
 
 
-def _conv2d_impl(op, x, weight, bias, g: _Geom, algorithm, relu=False):
+def _conv2d_impl(op, x, weight, bias, g: _Geom, algorithm, relu=False, auto=False):
     """Forward on validated 4-D arrays of one dtype (then ``y = relu(y)`` with ``relu``).
 
     An empty batch gives an empty output without calling a driver.  Non-finite values go
@@ -928,7 +936,7 @@ def _conv2d_impl(op, x, weight, bias, g: _Geom, algorithm, relu=False):
     y = np.empty((x.shape[0], weight.shape[0], g.OH, g.OW), dtype=x.dtype)
     if y.size == 0:
         return y
-    trimmed = _trim_taps(weight, g, x.shape[2], x.shape[3], algorithm)
+    trimmed = _trim_taps(op, weight, g, x.shape[2], x.shape[3], algorithm, auto, False)
     if trimmed is not None:
         weight, g, algorithm, _ = trimmed
     forward, _ = _drivers(algorithm)
@@ -958,7 +966,8 @@ def _relu_in_place(y):
     _relu_fwd(flat, flat)
 
 
-def _conv2d_backward_impl(op, dy, x, weight, g: _Geom, want_bias, need_dx, algorithm):
+def _conv2d_backward_impl(op, dy, x, weight, g: _Geom, want_bias, need_dx, algorithm,
+                          auto=False):
     """Backward on validated arrays; an empty batch gives an empty ``dx`` and zero weight
     and bias gradients, non-finite results are recomputed by :func:`_exact_backward`."""
     if x.shape[0] == 0:
@@ -966,7 +975,7 @@ def _conv2d_backward_impl(op, dy, x, weight, g: _Geom, want_bias, need_dx, algor
                 np.zeros(weight.shape, dtype=x.dtype),
                 np.zeros(weight.shape[0], dtype=x.dtype) if want_bias else None)
     full_shape = weight.shape
-    trimmed = _trim_taps(weight, g, x.shape[2], x.shape[3], algorithm)
+    trimmed = _trim_taps(op, weight, g, x.shape[2], x.shape[3], algorithm, auto, True)
     if trimmed is not None:
         weight, g, algorithm, _ = trimmed
     _, backward = _drivers(algorithm)
@@ -1138,7 +1147,7 @@ def _conv2d_checked(op, x, weight, bias, stride, padding, dilation, groups, padd
     bias = _check_bias(op, bias, x.dtype, weight.shape[0], desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
                               weight.shape[0])
-    y = _conv2d_impl(op, x, weight, bias, g, algo, relu)
+    y = _conv2d_impl(op, x, weight, bias, g, algo, relu, auto=algorithm == "auto")
     return y[0] if unbatched else y
 
 
@@ -1207,7 +1216,8 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     algo = _choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
                               weight.shape[0], backward=True)
     dx, gw, gb = _conv2d_backward_impl(op, dy, x, weight, g, _want_bias(bias),
-                                       check_bool(op, "need_dx", need_dx), algo)
+                                       check_bool(op, "need_dx", need_dx), algo,
+                                       auto=algorithm == "auto")
     return (dx[0] if unbatched and dx is not None else dx), gw, gb
 
 
@@ -1277,7 +1287,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                   axes=("(height 1)", "L"))
     bias = _check_bias(op, bias, x.dtype, weight.shape[0], desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g, weight.shape[0])
-    y = _conv2d_impl(op, x4, w4, bias, g, algo)[:, :, 0, :]
+    y = _conv2d_impl(op, x4, w4, bias, g, algo, auto=algorithm == "auto")[:, :, 0, :]
     return y[0] if unbatched else y
 
 
@@ -1330,7 +1340,8 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     _check_dy(op, dy, (x.shape[0], weight.shape[0], g.OW), desc)
     algo = _choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g, weight.shape[0])
     dx, gw, gb = _conv2d_backward_impl(op, dy[:, :, None, :], x4, w4, g, _want_bias(bias),
-                                       check_bool(op, "need_dx", need_dx), algo)
+                                       check_bool(op, "need_dx", need_dx), algo,
+                                       auto=algorithm == "auto")
     if dx is not None:
         dx = dx[0, :, 0, :] if unbatched else dx[:, :, 0, :]
     return dx, gw[:, :, 0, :], gb
