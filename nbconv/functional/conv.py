@@ -763,6 +763,11 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
       28) 0.47 / 0.69, (64, 16 -> 32, 28) 1.31 / 1.48).
     * Depthwise layers (one input channel per group, groups > 1) always run direct (3x3
       stride 2 forward 1.15 / 3.7, backward 1.5 / 5.7).
+    * Backward passes on tiny output planes (CIFAR-sized GoogLeNet and NiN at batch 32, im2col
+      / direct ms): at most 4 pixels with ``C*kh*kw >= 64`` (512 -> 24 1x1 at 2x2 1.29 / 2.7;
+      32 -> 128 5x5 at 2x2 1.04 / 2.2; 24 -> 64 5x5 0.78 / 0.92), at most 16 pixels with
+      ``C*kh*kw >= 512`` (32 -> 96 5x5 at 4x4 3.28 / 7.71; 16 -> 32 5x5 at 4x4, 400 terms,
+      stays direct: 1.29 / 1.10) take im2col.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(
@@ -777,7 +782,7 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
     if algorithm != "auto":
         return algorithm
     case = _Case(C, F, kh, kw, g.groups, g.sy == 1 and g.sx == 1, backward,
-                 min(g.OH, g.OW), _winograd_fits(kh, kw, g))
+                 min(g.OH, g.OW), _winograd_fits(kh, kw, g), g.OH * g.OW)
     for _, applies, algo in _AUTO_RULES:
         if applies(case):
             return algo
@@ -786,8 +791,9 @@ def _choose_algorithm(op, algorithm, C, kh, kw, g: _Geom, F, backward=False) -> 
 
 class _Case(NamedTuple):
     """What the ``"auto"`` rule looks at: channels ``C`` -> filters ``F``, the kernel, the
-    groups, whether both strides are 1, the pass, the output's smaller side, and whether
-    Winograd can run it (kernel of 2-9 taps a side, stride 1, dilation 1, groups 1)."""
+    groups, whether both strides are 1, the pass, the output's smaller side, whether Winograd
+    can run it (kernel of 2-9 taps a side, stride 1, dilation 1, groups 1), and the pixels of
+    one output plane."""
 
     C: int
     F: int
@@ -798,6 +804,7 @@ class _Case(NamedTuple):
     backward: bool
     out: int
     winograd: bool
+    pixels: int  # of one output plane
 
     def winograd_wins(self) -> bool:
         """Rows 2 and 3 of the table below (3x3; 5x5 forward), before the output size."""
@@ -821,6 +828,10 @@ _AUTO_RULES = (
      lambda c: c.winograd_wins() and (c.kh, c.kw) == (5, 5), "winograd"),
     ("depthwise layers (groups == C > 1)",
      lambda c: c.groups > 1 and c.C == c.groups, "direct"),
+    ("backward passes of stride-1 groups-1 layers on output planes of at most 4 pixels with "
+     "C*kh*kw >= 64, or at most 16 pixels with C*kh*kw >= 512",
+     lambda c: (c.backward and c.stride1 and c.groups == 1 and c.pixels <= 16
+                and c.C * c.kh * c.kw >= (64 if c.pixels <= 4 else 512)), "im2col"),
     ("kernels larger than 1x1 with groups 1, C >= 64 and F >= 128, at stride 1 or in a "
      "forward pass with C*kh*kw >= 16",
      lambda c: (c.kh * c.kw > 1 and c.groups == 1 and c.C >= 64 and c.F >= 128
