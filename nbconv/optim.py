@@ -12,8 +12,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import _config, _shapes
-from ._shapes import check_bool, check_real
+from . import _config
+from ._shapes import check_bool, check_int, check_real
 from .kernels import optim as _k
 from .nn import _arrays
 from .nn.module import Module, Parameter
@@ -81,9 +81,7 @@ class Optimizer:
             raise ValueError(f"{op}: entry 'hyper' must be a dict with the keys "
                              f"{sorted(self.hyper)}, got {d['hyper']!r}")
         hyper = type(self)(self.params, **d["hyper"]).hyper  # validated as by the constructor
-        step = d["step"]
-        if not _shapes._is_int(step) or step < 0:
-            raise ValueError(f"{op}: entry 'step' must be an int >= 0, got {step!r}")
+        step = check_int(op, "state_dict['step']", d["step"], 0)
         if not isinstance(d["state"], dict):
             raise TypeError(f"{op}: entry 'state' must be a dict, got {type(d['state']).__name__}")
         state = [{} for _ in self.params]
@@ -98,7 +96,7 @@ class Optimizer:
             if _arrays.is_device_array(v):
                 v = _arrays.host_copy(v)
             state[int(i)][name] = _place_like(np.array(v, dtype=data.dtype), data)
-        self.hyper, self.step_count, self.state = hyper, int(step), state
+        self.hyper, self.step_count, self.state = hyper, step, state
 
 
 class SGD(Optimizer):
