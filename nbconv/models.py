@@ -373,7 +373,16 @@ def alexnet(num_classes=10, in_channels=1, lrn=False, dropout=0.5, width_mult=1.
     >>> net[0].weight.data.shape, net[15].weight.data.shape
     ((6, 1, 11, 11), (256, 400))
     """
-    op = "alexnet"
+    return _alexnet_family("alexnet", num_classes, in_channels, lrn, dropout, width_mult,
+                           conv1=dict(kernel_size=11, stride=4, padding=1),
+                           conv2=dict(kernel_size=5, padding=2), pooled=5)
+
+
+def _alexnet_family(op, num_classes, in_channels, lrn, dropout, width_mult, conv1, conv2,
+                    pooled):
+    """AlexNet's layout with the first two convolutions' ``kernel_size``/``stride``/``padding``
+    given (``conv1``, ``conv2``) and the classifier fed ``pooled x pooled`` maps: AlexNet and
+    ZFNet differ in nothing else."""
     num_classes = _pos_int(op, "num_classes", num_classes)
     in_channels = _pos_int(op, "in_channels", in_channels)
     w = _width(op, width_mult)
@@ -383,21 +392,20 @@ def alexnet(num_classes=10, in_channels=1, lrn=False, dropout=0.5, width_mult=1.
     def norm():
         return [nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)] if lrn else []
 
-    layers = [
-        nn.Conv2d(in_channels, c1, 11, stride=4, padding=1), nn.ReLU(), *norm(),
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c1, **conv1), nn.ReLU(), *norm(),
         nn.MaxPool2d(3, 2, padding=1),
-        nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), *norm(),
+        nn.Conv2d(c1, c2, **conv2), nn.ReLU(), *norm(),
         nn.MaxPool2d(3, 2, padding=1),
         nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(),
         nn.Conv2d(c3, c4, 3, padding=1), nn.ReLU(),
         nn.Conv2d(c4, c5, 3, padding=1), nn.ReLU(),
         nn.MaxPool2d(3, 2, padding=1),
-        nn.AdaptiveAvgPool2d((5, 5)), nn.Flatten(),
-        nn.Linear(c5 * 25, h), nn.ReLU(), nn.Dropout(p),
+        nn.AdaptiveAvgPool2d((pooled, pooled)), nn.Flatten(),
+        nn.Linear(c5 * pooled * pooled, h), nn.ReLU(), nn.Dropout(p),
         nn.Linear(h, h), nn.ReLU(), nn.Dropout(p),
         nn.Linear(h, num_classes),
-    ]
-    return nn.Sequential(*layers)
+    )
 
 
 # -- ZFNet --------------------------------------------------------------------------------------
@@ -453,30 +461,9 @@ def zfnet(num_classes=10, in_channels=1, lrn=False, dropout=0.5, width_mult=1.0)
     >>> net[0].weight.data.shape, net[3]._config["stride"], net[15].weight.data.shape
     ((6, 1, 7, 7), 2, (256, 576))
     """
-    op = "zfnet"
-    num_classes = _pos_int(op, "num_classes", num_classes)
-    in_channels = _pos_int(op, "in_channels", in_channels)
-    w = _width(op, width_mult)
-    p = _dropout_p(op, dropout)
-    c1, c2, c3, c4, c5, h = (_ch(c, w) for c in (96, 256, 384, 384, 256, 4096))
-
-    def norm():
-        return [nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)] if lrn else []
-
-    return nn.Sequential(
-        nn.Conv2d(in_channels, c1, 7, stride=2, padding=1), nn.ReLU(), *norm(),
-        nn.MaxPool2d(3, 2, padding=1),
-        nn.Conv2d(c1, c2, 5, stride=2), nn.ReLU(), *norm(),
-        nn.MaxPool2d(3, 2, padding=1),
-        nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(c3, c4, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(c4, c5, 3, padding=1), nn.ReLU(),
-        nn.MaxPool2d(3, 2, padding=1),
-        nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(),
-        nn.Linear(c5 * 36, h), nn.ReLU(), nn.Dropout(p),
-        nn.Linear(h, h), nn.ReLU(), nn.Dropout(p),
-        nn.Linear(h, num_classes),
-    )
+    return _alexnet_family("zfnet", num_classes, in_channels, lrn, dropout, width_mult,
+                           conv1=dict(kernel_size=7, stride=2, padding=1),
+                           conv2=dict(kernel_size=5, stride=2), pooled=6)
 
 
 # -- VGG ----------------------------------------------------------------------------------------
