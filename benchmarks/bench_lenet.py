@@ -89,6 +89,38 @@ class TorchStep:
         return loss
 
 
+def contenders(task, net, tnet, torch, x, t, xi) -> dict:
+    """``{"nbconv": fn, "torch": fn}`` (no "torch" when ``tnet`` is None): one training step
+    on (x, t) in train mode, or inference on xi in eval mode (also bench_models.py's)."""
+    if task == "train":
+        net.train()
+        step = NbconvStep(net)
+        fns = {"nbconv": lambda: step(x, t)}
+        if tnet is not None:
+            tnet.train()
+            tstep = TorchStep(tnet, torch)
+            xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+            fns["torch"] = lambda: tstep(xt, tt)
+        return fns
+    net.eval()
+
+    def nb_infer():
+        with nbconv.no_grad():
+            return net.forward(xi)
+
+    fns = {"nbconv": nb_infer}
+    if tnet is not None:
+        tnet.eval()
+        xit = torch.from_numpy(xi)
+
+        def t_infer():
+            with torch.inference_mode():
+                return tnet(xit)
+
+        fns["torch"] = t_infer
+    return fns
+
+
 def check_same(net, tnet, torch, x, t) -> dict:
     """Same logits before training and same weights after one step (tolerances for float32)."""
     with nbconv.no_grad():
@@ -140,7 +172,7 @@ def main(argv=None) -> int:
     xi = rng.standard_normal((bi, 1, 28, 28), dtype=np.float32)
 
     net = nbconv.models.lenet5(activation="relu")
-    check = None
+    check, tnet = None, None
     if torch is not None:
         tnet = torch_lenet(torch)
         copy_weights(net, tnet, torch)
@@ -151,15 +183,7 @@ def main(argv=None) -> int:
 
     results = {}
     # -- training step
-    step = NbconvStep(net)
-    fns = {"nbconv": lambda: step(xt, yt)}
-    if torch is not None:
-        tstep = TorchStep(tnet, torch)
-        xtt, ytt = torch.from_numpy(xt), torch.from_numpy(yt)
-        fns["torch"] = lambda: tstep(xtt, ytt)
-    net.train()
-    if torch is not None:
-        tnet.train()
+    fns = contenders("train", net, tnet, torch, xt, yt, xi)
     first = {}
     for k, f in fns.items():
         t0 = time.perf_counter()
@@ -170,20 +194,7 @@ def main(argv=None) -> int:
         results["train"][k]["first_call_s"] = first[k]
 
     # -- inference
-    net.eval()
-
-    def nb_infer():
-        with nbconv.no_grad():
-            return net.forward(xi)
-    fns = {"nbconv": nb_infer}
-    if torch is not None:
-        tnet.eval()
-        xit = torch.from_numpy(xi)
-
-        def t_infer():
-            with torch.inference_mode():
-                return tnet(xit)
-        fns["torch"] = t_infer
+    fns = contenders("inference", net, tnet, torch, xt, yt, xi)
     for f in fns.values():
         f()
     results["inference"] = measure_group(fns, **timing)

@@ -44,7 +44,7 @@ from _common import (
     set_threads,
     write_json,
 )
-from bench_lenet import LR, MOMENTUM, NbconvStep, TorchStep  # the same training step
+from bench_lenet import LR, MOMENTUM, NbconvStep, contenders  # the same training step
 from torch_twin import torch_twin, twin_parameters
 
 import nbconv
@@ -214,7 +214,8 @@ if lib == "torch":
     import torch
     torch.set_num_threads(2)
 import nbconv
-from bench_models import MODELS, NbconvStep, TorchStep
+from bench_lenet import NbconvStep, TorchStep
+from bench_models import MODELS
 from torch_twin import torch_twin
 nbconv.set_num_threads(2)
 build, shape, _ = MODELS[name]
@@ -261,37 +262,6 @@ def peak_memory(name, batch, steps=3) -> dict:
 # --------------------------------------------------------------------------- timing
 
 
-def _contenders(task, net, tnet, torch, x, t, xi) -> dict:
-    """``{"nbconv": fn, "torch": fn}``: one training step on (x, t), or inference on xi."""
-    if task == "train":
-        net.train()
-        step = NbconvStep(net)
-        fns = {"nbconv": lambda: step(x, t)}
-        if tnet is not None:
-            tnet.train()
-            tstep = TorchStep(tnet, torch)
-            xt, tt = torch.from_numpy(x), torch.from_numpy(t)
-            fns["torch"] = lambda: tstep(xt, tt)
-        return fns
-    net.eval()
-
-    def nb_infer():
-        with nbconv.no_grad():
-            return net.forward(xi)
-
-    fns = {"nbconv": nb_infer}
-    if tnet is not None:
-        tnet.eval()
-        xit = torch.from_numpy(xi)
-
-        def t_infer():
-            with torch.inference_mode():
-                return tnet(xit)
-
-        fns["torch"] = t_infer
-    return fns
-
-
 def time_model(name, batch_train, batch_infer, torch, timing, rng) -> dict:
     build, shape, _ = MODELS[name]
     nbconv.manual_seed(0)
@@ -306,7 +276,7 @@ def time_model(name, batch_train, batch_infer, torch, timing, rng) -> dict:
         tnet = torch_twin(net, torch)
         out["check"] = check_same(net, tnet, torch, x, t)
     for task, batch in (("train", batch_train), ("inference", batch_infer)):
-        fns = _contenders(task, net, tnet, torch, x, t, xi)
+        fns = contenders(task, net, tnet, torch, x, t, xi)
         first = {}
         for k, f in fns.items():
             t0 = time.perf_counter()
