@@ -46,6 +46,8 @@ from _common import (
 )
 
 import nbconv
+from nbconv._checks.conv import geometry as _geometry
+from nbconv.conv import plan as _plan
 
 LAYERS = CONV_LAYERS
 LENET = ("lenet_c1", "lenet_c2")
@@ -126,10 +128,9 @@ def auto_choice(x, w, stride, pad, groups, backward=False):
     """Which algorithm ``algorithm="auto"`` picks for the forward (or backward) pass (private
     API; None if it cannot be asked)."""
     try:
-        from nbconv.functional import conv as _conv
 
-        g = _conv._geometry("conv2d", x.shape, w.shape, stride, pad, 1, groups, "zeros", "")
-        return _conv._choose_algorithm("conv2d", "auto", x.shape[1], w.shape[2], w.shape[3], g,
+        g = _geometry("conv2d", x.shape, w.shape, stride, pad, 1, groups, "zeros", "")
+        return _plan.choose_algorithm("conv2d", "auto", x.shape[1], w.shape[2], w.shape[3], g,
                                        w.shape[0], backward=backward)
     except Exception:  # noqa: BLE001 - informational only
         return None

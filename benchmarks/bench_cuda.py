@@ -113,7 +113,7 @@ cuda = None  # numba's CUDA target, bound by _small_kernels (module-level for th
 
 def _small_kernels():
     global cuda
-    from nbconv._cuda_target import cuda
+    from nbconv.cuda._target import cuda
 
     @cuda.jit
     def ce_grad(logp, labels, d):
@@ -279,7 +279,7 @@ def main(argv=None) -> int:
 
     from numba.core.errors import NumbaPerformanceWarning
 
-    from nbconv._cuda_target import IMPLEMENTATION, cuda
+    from nbconv.cuda._target import IMPLEMENTATION, cuda
 
     warnings.simplefilter("ignore", NumbaPerformanceWarning)  # small grids are the point here
     torch = None if args.no_torch else import_torch()

@@ -11,7 +11,7 @@ The NumPy-like functional API lives at the top level (``nbconv.conv2d``, ``nbcon
 (1, 2, 2, 2)
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from . import _compile_notice, functional
 from ._config import get_num_threads, max_num_threads, set_num_threads

@@ -123,7 +123,7 @@ CUDA_BLOCK: int = int(os.environ.get("NBCONV_CUDA_BLOCK", "128"))
 CUDA_TILE: int = max(1, min(32, int(os.environ.get("NBCONV_CUDA_TILE", "16"))))
 
 #: ``(BM, BN, BK, TM, TN)`` of the CUDA implicit-GEMM convolutions
-#: (:mod:`nbconv.kernels.cuda.conv2d_im2col`, which checks them): each block computes a
+#: (:mod:`nbconv.cuda.kernels.conv2d_im2col`, which checks them): each block computes a
 #: ``BM x BN`` output tile in ``BK``-deep slices, each thread a ``TM x TN`` register tile.  Read at
 #: launch (one compiled kernel per value), so tests can shrink it.
 CUDA_CONV_TILE: tuple = tuple(

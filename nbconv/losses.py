@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
-from ._shapes import as_float_array
-from .functional._device import is_device_array
+from ._checks import as_float_array
+from ._dispatch import device, is_device_array
 
 __all__ = ["CrossEntropyLoss", "MSELoss", "L1Loss"]
 
@@ -90,18 +90,16 @@ class CrossEntropyLoss(_Loss):
         return self._reduce(-logp[rows, t])
 
     def _forward_device(self, logits, target):
-        from .functional import _device
 
-        rows, logp, t = _device.cross_entropy(logits, target, type(self).__name__)
+        rows, logp, t = device.cross_entropy(logits, target, type(self).__name__)
         self._cache = (logp, t)
         return self._reduce(rows)
 
     def _grad(self):
         logp, t = self._cache
         if is_device_array(logp):
-            from .functional import _device
 
-            return _device.cross_entropy_backward(logp, t, self._scale(t.size))
+            return device.cross_entropy_backward(logp, t, self._scale(t.size))
         d = np.exp(logp)
         d[np.arange(t.size), t] -= 1
         d *= self._scale(t.size)
@@ -126,17 +124,15 @@ class _Elementwise(_Loss):
         return self._reduce(self._value(diff))
 
     def _forward_device(self, pred, target):
-        from .functional import _device
 
-        total, diff = _device.elementwise_loss(pred, target, self._kind, type(self).__name__)
+        total, diff = device.elementwise_loss(pred, target, self._kind, type(self).__name__)
         self._cache = diff
         return _mean(total, diff.size) if self.reduction == "mean" else total
 
     def _grad(self):
         if is_device_array(self._cache):
-            from .functional import _device
 
-            return _device.elementwise_loss_backward(self._cache, self._factor(), self._kind)
+            return device.elementwise_loss_backward(self._cache, self._factor(), self._kind)
         return self._grad_host()
 
 

@@ -1,7 +1,7 @@
 """Optimizers with PyTorch's update rules: ``opt.step()``, ``opt.zero_grad()``, state dicts.
 
 Parameters may live on a CUDA device (:func:`nbconv.cuda.to_device` on the model): the update
-then runs as the ``@cuda.jit`` twin of the fused CPU kernel (:mod:`nbconv.kernels.cuda.optim`)
+then runs as the ``@cuda.jit`` twin of the fused CPU kernel (:mod:`nbconv.cuda.kernels.optim`)
 and the optimizer state (momentum buffers, Adam moments) stays on the device beside its
 parameter.  ``state_dict()`` always returns host copies; ``load_state_dict`` puts the state
 wherever the parameters are.
@@ -13,7 +13,8 @@ import numba
 import numpy as np
 
 from . import _config
-from ._shapes import check_bool, check_int, check_real
+from ._checks import check_bool, check_int, check_real
+from ._dispatch import device
 from .kernels import optim as _k
 from .nn import _arrays
 from .nn.module import Module, Parameter
@@ -183,18 +184,13 @@ def _kernel(name, p):
             return getattr(_k, name)
         parallel, chunks = getattr(_k, name + "_parallel"), 4 * numba.get_num_threads()
         return lambda *args: parallel(*args, chunks)
-    from .kernels import cuda as kc
-    from .kernels.cuda import optim as kco
-
-    return getattr(kco, name)[kc.grid(p.size)]
+    return device.optim_kernel(name, p.size)
 
 
 def _place_like(a, data):
     """Host array ``a`` moved next to ``data`` (to the device if ``data`` lives there)."""
     if _arrays.is_device_array(data):
-        from .cuda import to_device
-
-        return to_device(a)
+        return device.to_device(a)
     return a
 
 

@@ -9,7 +9,8 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from .cuda import is_device_array, to_device, to_host
+from . import _dispatch
+from ._dispatch import is_device_array
 from .losses import CrossEntropyLoss
 from .nn.module import _rng, no_grad
 
@@ -33,6 +34,15 @@ class History(dict):
     def epochs(self) -> int:
         return len(self["loss"])
 
+
+
+def _to_device(a):
+    """``nbconv.cuda.to_device(a)``, through the dispatch table (train needs no GPU code)."""
+    return _dispatch.device.to_device(a)
+
+
+def _to_host(a):
+    return _dispatch.device.to_host(a)
 
 def _batch_accuracy(logits, y) -> int:
     return int(np.count_nonzero(np.argmax(logits, axis=1) == y))
@@ -61,8 +71,8 @@ def _device_batch(xb, yb):
     """
     if not is_device_array(xb):
         xb = np.asarray(xb)
-    y_host = to_host(yb) if is_device_array(yb) else np.asarray(yb)
-    return int(xb.shape[0]), to_device(xb), to_device(yb), y_host
+    y_host = _to_host(yb) if is_device_array(yb) else np.asarray(yb)
+    return int(xb.shape[0]), _to_device(xb), _to_device(yb), y_host
 
 
 def evaluate(model, loader, loss=None):
@@ -114,7 +124,7 @@ def _evaluate_sums(model, loader, loss):
                 if loss is not None:
                     loss_sum += loss.forward(out, yb) * n
                 if classify and np.ndim(out) == 2 and np.asarray(y_host).dtype.kind in "iu":
-                    correct += _batch_accuracy(to_host(out) if device else out, y_host)
+                    correct += _batch_accuracy(_to_host(out) if device else out, y_host)
                 total += n
     finally:
         model.train(was_training)
@@ -352,7 +362,7 @@ def _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks, ch
             if device:
                 value = float(value)
                 if classify:
-                    correct += _batch_accuracy(to_host(out), y_host)
+                    correct += _batch_accuracy(_to_host(out), y_host)
             else:
                 n = len(xb)
                 if classify:

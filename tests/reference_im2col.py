@@ -1,6 +1,6 @@
 """Slow, independent references for the im2col transform and the convolution it computes.
 
-Never imports nbconv.  Conventions (those of ``nbconv.functional._im2col``): ``x`` is
+Never imports nbconv.  Conventions (those of ``nbconv.conv.im2col``): ``x`` is
 ``(N, C, H, W)``, ``w`` is ``(F, C // groups, kh, kw)``; zero padding of ``pt`` rows on top and
 ``pl`` columns on the left, the bottom/right padding implied by the requested output size
 ``(OH, OW)``; output pixel ``(i, j)`` tap ``(p, q)`` reads ``x[.., i*sy - pt + p*dh,

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from reference_conv import ref_conv1d, ref_conv2d, ref_pads
 
 import nbconv as nc
+from nbconv._checks.conv import geometry as _geometry
+from nbconv.conv import plan as _plan
 
 MODES = ["zeros", "reflect", "replicate", "circular"]
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
@@ -574,10 +576,9 @@ def test_against_torch(case, algorithm):
     ((1, 4, 16, 16), (8, 2, 1, 1), 1, 2, "direct"),       # 1x1, grouped
 ])
 def test_auto_rule(shape_x, shape_w, stride, groups, expected):
-    from nbconv.functional import conv as _conv
 
-    g = _conv._geometry("conv2d", shape_x, shape_w, stride, 0, 1, groups, "zeros", "test")
-    assert _conv._choose_algorithm("conv2d", "auto", shape_x[1], shape_w[2], shape_w[3], g,
+    g = _geometry("conv2d", shape_x, shape_w, stride, 0, 1, groups, "zeros", "test")
+    assert _plan.choose_algorithm("conv2d", "auto", shape_x[1], shape_w[2], shape_w[3], g,
                                    shape_w[0]) == expected
 
 
@@ -594,8 +595,7 @@ def test_auto_rule(shape_x, shape_w, stride, groups, expected):
     ((1, 16, 14, 14), (32, 16, 1, 1), 1, 1, "direct"),    # 1x1, few channels
 ])
 def test_auto_rule_backward(shape_x, shape_w, stride, groups, expected):
-    from nbconv.functional import conv as _conv
 
-    g = _conv._geometry("conv2d", shape_x, shape_w, stride, 0, 1, groups, "zeros", "test")
-    assert _conv._choose_algorithm("conv2d_backward", "auto", shape_x[1], shape_w[2],
+    g = _geometry("conv2d", shape_x, shape_w, stride, 0, 1, groups, "zeros", "test")
+    assert _plan.choose_algorithm("conv2d_backward", "auto", shape_x[1], shape_w[2],
                                    shape_w[3], g, shape_w[0], backward=True) == expected

@@ -1,4 +1,4 @@
-"""im2col + GEMM convolution drivers (nbconv.functional._im2col) against independent references.
+"""im2col + GEMM convolution drivers (nbconv.conv.im2col) against independent references.
 
 The drivers are called directly with normalised arguments (the public ``conv2d`` validates and
 calls them); references are in ``reference_im2col.py`` (never imports nbconv).
@@ -21,8 +21,9 @@ from reference_im2col import (
 from spying import count_calls
 
 import nbconv._config as _config
-from nbconv.functional import _im2col
-from nbconv.functional._im2col import col2im, conv2d_backward, conv2d_forward, im2col, plan_chunks
+from nbconv.conv import im2col as _im2col
+from nbconv.conv import plan as _plan
+from nbconv.conv.im2col import col2im, conv2d_backward, conv2d_forward, im2col, plan_chunks
 
 DTYPES = [np.float32, np.float64]
 
@@ -421,15 +422,15 @@ def test_fused_forward_matches_reference_and_chunked_path(band_bytes, g, dtype, 
     """Groups 1 with small weights take the fused pass (columns built and multiplied per
     task); forcing the chunked pass instead gives the same result."""
     x, w, b, _ = _random_problem(g, dtype, seed, bias)
-    old = (_im2col._FUSED_COLS_BYTES, _im2col._FUSED_MAX_WEIGHT_BYTES)
+    old = (_plan.FUSED_COLS_BYTES, _plan.FUSED_MAX_WEIGHT_BYTES)
     try:
-        _im2col._FUSED_COLS_BYTES = max(band_bytes, g["C"] // g["groups"] * g["kh"] * g["kw"]
+        _plan.FUSED_COLS_BYTES = max(band_bytes, g["C"] // g["groups"] * g["kh"] * g["kw"]
                                         * g["OW"] * np.dtype(dtype).itemsize)
         y = _forward(x, w, b, g)
-        _im2col._FUSED_MAX_WEIGHT_BYTES = 0  # the chunked pass
+        _plan.FUSED_MAX_WEIGHT_BYTES = 0  # the chunked pass
         y_chunked = _forward(x, w, b, g)
     finally:
-        _im2col._FUSED_COLS_BYTES, _im2col._FUSED_MAX_WEIGHT_BYTES = old
+        _plan.FUSED_COLS_BYTES, _plan.FUSED_MAX_WEIGHT_BYTES = old
     ref = conv2d_ref(x, w, b, *_geo_args(g), g["groups"], g["OH"], g["OW"])
     _close(y, ref, dtype, "fused forward")
     _close(y_chunked, ref, dtype, "chunked forward")
@@ -437,7 +438,7 @@ def test_fused_forward_matches_reference_and_chunked_path(band_bytes, g, dtype, 
 
 def test_fused_band_respects_the_bounds(monkeypatch):
     assert _im2col.fused_band(10, 7, 5, 4) == 7  # everything fits: one band per image
-    monkeypatch.setattr(_im2col, "_FUSED_COLS_BYTES", 10 * 5 * 4 * 3)
+    monkeypatch.setattr(_plan, "FUSED_COLS_BYTES", 10 * 5 * 4 * 3)
     assert _im2col.fused_band(10, 7, 5, 4) == 3
     monkeypatch.setattr(_config, "IM2COL_MAX_BYTES", 10 * 5 * 4 * 2)
     assert _im2col.fused_band(10, 7, 5, 4) == 2
@@ -493,13 +494,13 @@ def test_chunked_forward_both_product_layouts(batched_below, g, dtype, bias, see
     """The chunked forward pass (fused pass off) with one GEMM per image written in place,
     and with one GEMM per chunk copied into place (small images), match the reference."""
     x, w, b, _ = _random_problem(g, dtype, seed, bias)
-    old = (_im2col._FUSED_MAX_WEIGHT_BYTES, _im2col._BATCHED_BELOW)
+    old = (_plan.FUSED_MAX_WEIGHT_BYTES, _plan.BATCHED_BELOW)
     try:
-        _im2col._FUSED_MAX_WEIGHT_BYTES = 0
-        _im2col._BATCHED_BELOW = batched_below
+        _plan.FUSED_MAX_WEIGHT_BYTES = 0
+        _plan.BATCHED_BELOW = batched_below
         y = _forward(x, w, b, g)
     finally:
-        _im2col._FUSED_MAX_WEIGHT_BYTES, _im2col._BATCHED_BELOW = old
+        _plan.FUSED_MAX_WEIGHT_BYTES, _plan.BATCHED_BELOW = old
     ref = conv2d_ref(x, w, b, *_geo_args(g), g["groups"], g["OH"], g["OW"])
     _close(y, ref, dtype, "chunked forward")
 
@@ -507,7 +508,7 @@ def test_chunked_forward_both_product_layouts(batched_below, g, dtype, bias, see
 @pytest.mark.parametrize("narrow", [0, 10**9])  # row-parallel columns; per-image columns
 def test_both_column_kernels_for_whole_images(monkeypatch, narrow):
     """Whole-image chunks build their columns with either kernel; same gradients."""
-    monkeypatch.setattr(_im2col, "_NARROW_ROWS", narrow)
+    monkeypatch.setattr(_plan, "NARROW_ROWS", narrow)
     g = dict(CHUNK_GEO, groups=1, sy=2, sx=2, OH=5, OW=5)
     x, w, b, dy = _random_problem(g, np.float64, 4)
     dx, gw, gb = _backward(dy, x, w, g)

@@ -270,7 +270,8 @@ def test_taps_that_only_read_padding_are_dropped_exactly(algorithm, x_shape, k, 
 
 
 def test_trim_keeps_exactly_the_taps_that_read_the_input():
-    from nbconv.functional.conv import _geometry, _trim_taps
+    from nbconv._checks.conv import geometry as _geometry
+    from nbconv.conv.engine import trim_taps as _trim_taps
 
     def kept(x_shape, w_shape, stride, padding):
         g = _geometry("t", x_shape, w_shape, stride, padding, 1, 1, "zeros", "")

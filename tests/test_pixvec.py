@@ -14,15 +14,18 @@ from reference_conv import random_layer, ref_conv2d, ref_conv2d_weight_grad
 from spying import count_calls
 
 import nbconv as nc
+from nbconv._checks.conv import geometry as _geometry
+from nbconv.conv import direct as _direct
+from nbconv.conv import plan as _plan
 from nbconv.functional import conv as _conv
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 
 def _run(x, w, b, padding=0, dilation=1):
-    g = _conv._geometry("conv2d", x.shape, w.shape, 1, padding, dilation, 1, "zeros", "test")
+    g = _geometry("conv2d", x.shape, w.shape, 1, padding, dilation, 1, "zeros", "test")
     y = np.full((x.shape[0], w.shape[0], g.OH, g.OW), np.nan, dtype=x.dtype)
-    _conv._pixvec_forward(x, w, b, y, g.pt, g.pl, g.dh, g.dw)
+    _direct._pixvec_forward(x, w, b, y, g.pt, g.pl, g.dh, g.dw)
     return y
 
 
@@ -72,10 +75,10 @@ def test_stride_phases_match_slicing(N, C, H, W, sy, sx, pt, pl, Hq, Wq, seed):
 
 
 def _run_strided(x, w, b, stride, padding=0, dilation=1):
-    g = _conv._geometry("conv2d", x.shape, w.shape, stride, padding, dilation, 1, "zeros",
+    g = _geometry("conv2d", x.shape, w.shape, stride, padding, dilation, 1, "zeros",
                         "test")
     y = np.full((x.shape[0], w.shape[0], g.OH, g.OW), np.nan, dtype=x.dtype)
-    _conv._phase_forward(x, w, b, y, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw)
+    _direct._phase_forward(x, w, b, y, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw)
     return y
 
 
@@ -102,10 +105,10 @@ def test_stride_phase_forward_grouped(groups, C, F, relu):
     w = rng.standard_normal((F, C // groups, 3, 2))
     b = rng.standard_normal(F)
     kw = dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1), groups=groups)
-    g = _conv._geometry("conv2d", x.shape, w.shape, (2, 3), (1, 2), (2, 1), groups, "zeros",
+    g = _geometry("conv2d", x.shape, w.shape, (2, 3), (1, 2), (2, 1), groups, "zeros",
                         "test")
     y = np.full((3, F, g.OH, g.OW), np.nan)
-    _conv._phase_forward(x, w, b, y, 2, 3, g.pt, g.pl, 2, 1, relu, groups)
+    _direct._phase_forward(x, w, b, y, 2, 3, g.pt, g.pl, 2, 1, relu, groups)
     want = ref_conv2d(x, w, b, **kw)
     _close(y, np.maximum(want, 0) if relu else want, np.float64)
     _close(nc.conv2d(x, w, b, algorithm="direct", **kw), want, np.float64)
@@ -132,7 +135,7 @@ def test_direct_algorithm_uses_stride_phases(monkeypatch):
     """Strided groups-1 layers with kernels larger than 1x1 take the stride phases, with the
     ReLU in the store when fused; grouped and 1x1 ones do not, nor those that the
     register-blocked kernel takes."""
-    calls = count_calls(monkeypatch, _conv, "_phase_forward")
+    calls = count_calls(monkeypatch, _direct, "_phase_forward")
     rng = np.random.default_rng(4)
     x, w = rng.standard_normal((2, 3, 35, 36)), rng.standard_normal((64, 3, 7, 7))
     _close(nc.conv2d(x, w, stride=2, padding=3),
@@ -145,7 +148,7 @@ def test_direct_algorithm_uses_stride_phases(monkeypatch):
     nc.conv2d(x, np.ones((4, 3, 1, 1)), stride=2, algorithm="direct")
     nc.conv2d(x[:, :, :9, :9], w, stride=2, padding=3, algorithm="direct")  # short rows
     assert len(calls) == 2
-    strided_regblock = _conv._strided_regblock
+    strided_regblock = _plan.strided_regblock
     assert not strided_regblock(64, 3, 7, 7, 112, 4)     # NNlib's first layer
     assert not strided_regblock(64, 3, 11, 11, 55, 4)    # AlexNet c1
     assert not strided_regblock(64, 16, 3, 3, 28, 4)     # 64 filters, long rows
@@ -161,7 +164,7 @@ def test_pixvec_padding_by_pass_or_by_task(monkeypatch, stage_bytes, padding, di
     """The input padded in a pass of its own, or by each task into its scratch (a batch of
     two images per thread or more), including padding wider than the kernel reaches (the
     data gradient then crops dy's padding) and shared left/right padding."""
-    monkeypatch.setattr(_conv, "_PIXVEC_STAGE_BYTES", stage_bytes)
+    monkeypatch.setattr(_plan, "PIXVEC_STAGE_BYTES", stage_bytes)
     rng = np.random.default_rng(6)
     x = rng.standard_normal((5, 3, 9, 10))
     w = rng.standard_normal((5, 3, 3, 3))
@@ -173,7 +176,7 @@ def test_pixvec_padding_by_pass_or_by_task(monkeypatch, stage_bytes, padding, di
 @pytest.mark.parametrize("blocks", [1, 3])
 def test_pixvec_tasks_split_images(monkeypatch, blocks):
     """Tasks of a few blocks each (a batch of one large image) cover every output once."""
-    monkeypatch.setattr(_conv, "_PIXVEC_TASK_BYTES", blocks * 6 * 16 * 4)
+    monkeypatch.setattr(_plan, "PIXVEC_TASK_BYTES", blocks * 6 * 16 * 4)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((1, 2, 23, 29)).astype(np.float32)
     w = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)
@@ -196,7 +199,7 @@ def test_pixvec_non_finite_values_stay_in_their_outputs():
 def test_direct_algorithm_uses_pixvec(monkeypatch):
     """Stride-1 layers of groups 1 with fewer than 16 filters take the pixel-vector blocks,
     forward and for the data gradient of fewer than 16 input channels (LeNet's layers)."""
-    calls = count_calls(monkeypatch, _conv, "_pixvec_forward")
+    calls = count_calls(monkeypatch, _direct, "_pixvec_forward")
     rng = np.random.default_rng(2)
     x, w = rng.standard_normal((2, 1, 12, 12)), rng.standard_normal((6, 1, 5, 5))
     y = nc.conv2d(x, w, algorithm="direct")
@@ -228,7 +231,7 @@ def test_data_gradient_through_pixvec(C, F, padding):
 _GUARD_PAGE_SCRIPT = """
 import ctypes, mmap, sys
 import numpy as np
-from nbconv.functional import conv as _conv
+from nbconv.conv import direct as _direct
 sys.path.insert(0, {tests!r})
 from reference_conv import ref_conv2d, ref_conv2d_weight_grad
 
@@ -248,7 +251,7 @@ x[...] = np.random.default_rng(0).standard_normal(shape)
 for F in (1, 4, 6):
     w = np.random.default_rng(F).standard_normal((F, 3, 3, 3)).astype(dtype)
     y = np.empty((2, F, 7, 11), dtype=dtype)
-    _conv._pixvec_forward(x, w, np.zeros(F, dtype), y, 0, 0, 1, 1)
+    _direct._pixvec_forward(x, w, np.zeros(F, dtype), y, 0, 0, 1, 1)
     np.testing.assert_allclose(y, ref_conv2d(x, w), rtol=1e-4, atol=1e-4)
 print("ok")
 """
@@ -279,11 +282,11 @@ def test_pixvec_weight_gradient(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw, se
         return
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    g = _conv._geometry("conv2d", x.shape, (F, C, kh, kw), 1, (ph, pw), (dh, dw), 1, "zeros",
+    g = _geometry("conv2d", x.shape, (F, C, kh, kw), 1, (ph, pw), (dh, dw), 1, "zeros",
                         "test")
     dy = rng.standard_normal((N, F, g.OH, g.OW)).astype(dtype)
     gw = np.full((F, C, kh, kw), np.nan, dtype=dtype)
-    _conv._pixvec_weight_grad(dy, x, gw, g.pt, g.pl, g.dh, g.dw)
+    _direct._pixvec_weight_grad(dy, x, gw, g.pt, g.pl, g.dh, g.dw)
     _close(gw, ref_conv2d_weight_grad(dy, x, kh, kw, padding=(ph, pw), dilation=(dh, dw)), dtype)
 
 
@@ -326,7 +329,7 @@ def test_backward_uses_pixvec_weight_gradient(monkeypatch):
     gradient (bias gradient beside it); the gradients match finite differences."""
     from gradcheck import directional_check
 
-    calls = count_calls(monkeypatch, _conv, "_pixvec_weight_grad")
+    calls = count_calls(monkeypatch, _direct, "_pixvec_weight_grad")
     rng = np.random.default_rng(3)
     x = rng.standard_normal((3, 2, 11, 13))
     w = rng.standard_normal((6, 2, 5, 5))
@@ -342,7 +345,7 @@ def test_backward_uses_pixvec_weight_gradient(monkeypatch):
 
 def test_pixvec_dispatch_rules():
     """Which layers take the pixel-vector blocks (each bound from a measurement)."""
-    fits = _conv._pixvec_fits
+    fits = _plan.pixvec_fits
     assert fits(6, 1, 28, 28, 5, 5, 1, 4)                        # LeNet c1 forward
     assert fits(6, 16, 16, 16, 5, 5, 1, 4)                       # LeNet c2 data gradient
     assert fits(6, 1, 28, 28, 5, 5, 1, 4, weight_grad=True)      # LeNet c1 weight gradient

@@ -12,6 +12,8 @@ import pytest
 
 import nbconv as nc
 from nbconv import nn
+from nbconv._checks.conv import geometry as _geometry
+from nbconv.conv import plan as _plan
 from nbconv.testing import GradcheckError, gradcheck
 
 torch = pytest.importorskip("torch")
@@ -408,19 +410,17 @@ def test_correlate2d_fillvalue_message_is_plain():
 
 # --------------------------------------------------------------------------- the auto rule
 def _auto(C, F, k, s, p, H, groups=1, backward=False):
-    from nbconv.functional import conv as c
 
-    g = c._geometry("t", (1, C, H, H), (F, C // groups, k, k), s, p, 1, groups, "zeros", "")
-    return c._choose_algorithm("t", "auto", C, k, k, g, F, backward=backward)
+    g = _geometry("t", (1, C, H, H), (F, C // groups, k, k), s, p, 1, groups, "zeros", "")
+    return _plan.choose_algorithm("t", "auto", C, k, k, g, F, backward=backward)
 
 
 def test_auto_rule_docstring_is_the_table_and_its_claims_hold():
     import re
 
-    from nbconv.functional import conv as c
 
     doc = " ".join(nc.conv2d.__doc__.split())
-    for i, (text, _, algo) in enumerate(c._AUTO_RULES, 1):
+    for i, (text, _, algo) in enumerate(_plan.AUTO_RULES, 1):
         assert f'{i}. {text}: ``"{algo}"``' in doc
     # the case: a stride-1 1x1 forward pass with C=4 runs im2col, as rule 8 says
     assert _auto(4, 8, 1, 1, 0, 16) == "im2col"

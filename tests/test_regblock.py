@@ -13,16 +13,18 @@ from reference_conv import random_layer, ref_conv2d, ref_conv2d_weight_grad
 from spying import count_calls
 
 import nbconv as nc
-from nbconv.functional import conv as _conv
+from nbconv._checks.conv import geometry as _geometry
+from nbconv.conv import direct as _direct
+from nbconv.conv import plan as _plan
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 
 def _run(x, w, b, **kw):
-    g = _conv._geometry("conv2d", x.shape, w.shape, kw.get("stride", 1), kw.get("padding", 0),
+    g = _geometry("conv2d", x.shape, w.shape, kw.get("stride", 1), kw.get("padding", 0),
                         kw.get("dilation", 1), 1, "zeros", "test")
     y = np.full((x.shape[0], w.shape[0], g.OH, g.OW), np.nan, dtype=x.dtype)
-    _conv._regblock_forward(x, w, b, y, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw)
+    _direct._regblock_forward(x, w, b, y, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw)
     return y
 
 
@@ -77,7 +79,7 @@ def test_direct_algorithm_uses_regblock(monkeypatch):
     """The direct algorithm's forward pass runs the register-blocked kernel for groups 1
     with at least 16 filters, and the other direct kernels for fewer filters or strided
     layers with long rows (stride phases)."""
-    calls = count_calls(monkeypatch, _conv, "_regblock_forward")
+    calls = count_calls(monkeypatch, _direct, "_regblock_forward")
     rng = np.random.default_rng(2)
     x, w = rng.standard_normal((2, 3, 9, 9)), rng.standard_normal((16, 3, 3, 3))
     y = nc.conv2d(x, w, padding=1, algorithm="direct")
@@ -107,11 +109,11 @@ def test_regblock_weight_gradient(dtype, N, C, F, H, W, kh, kw, sy, sx, dh, dw, 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
-    g = _conv._geometry("conv2d", x.shape, w.shape, (sy, sx), (ph, pw), (dh, dw), 1, "zeros",
+    g = _geometry("conv2d", x.shape, w.shape, (sy, sx), (ph, pw), (dh, dw), 1, "zeros",
                         "test")
     dy = rng.standard_normal((N, F, g.OH, g.OW)).astype(dtype)
     gw = np.full(w.shape, np.nan, dtype=dtype)
-    _conv._regblock_weight_grad(dy, x, gw, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw)
+    _direct._regblock_weight_grad(dy, x, gw, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw)
     _close(gw, ref_conv2d_weight_grad(dy, x, kh, kw, (sy, sx), (ph, pw), (dh, dw)), dtype)
 
 
@@ -120,7 +122,7 @@ def test_lenet_like_backward_uses_regblock_weight_gradient(monkeypatch):
     gradient (with the bias gradient beside it); the gradients match finite differences."""
     from gradcheck import directional_check
 
-    calls = count_calls(monkeypatch, _conv, "_regblock_weight_grad")
+    calls = count_calls(monkeypatch, _direct, "_regblock_weight_grad")
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, 6, 12, 12))
     w = rng.standard_normal((16, 6, 5, 5))
@@ -134,12 +136,12 @@ def test_lenet_like_backward_uses_regblock_weight_gradient(monkeypatch):
 
 def test_regblock_dispatch_rules(monkeypatch):
     """Which layers take the register-blocked kernels (each rule from a measurement)."""
-    monkeypatch.setattr(_conv.numba, "get_num_threads", lambda: 2)
-    assert _conv._regblock_fits(16, 6, 5, 5, 4)          # LeNet c2 forward
-    assert _conv._regblock_fits(64, 3, 11, 11, 4)        # AlexNet c1 forward (93 KiB)
-    assert not _conv._regblock_fits(6, 1, 5, 5, 4)       # LeNet c1: too few filters
-    assert not _conv._regblock_fits(128, 128, 3, 3, 4)   # VGG: weights beyond L2
-    assert not _conv._regblock_fits(64, 256, 1, 1, 4)    # 1x1: a plain GEMM
-    assert _conv._regblock_dw_fits(64, 8, 8, 16, 6, 5, 4)           # LeNet c2 weight gradient
-    assert not _conv._regblock_dw_fits(64, 24, 24, 6, 1, 5, 4)      # LeNet c1: 5 tasks
-    assert not _conv._regblock_dw_fits(1, 28, 28, 128, 128, 3, 4)   # NNlib3: dy traffic
+    monkeypatch.setattr(_plan.numba, "get_num_threads", lambda: 2)
+    assert _plan.regblock_fits(16, 6, 5, 5, 4)          # LeNet c2 forward
+    assert _plan.regblock_fits(64, 3, 11, 11, 4)        # AlexNet c1 forward (93 KiB)
+    assert not _plan.regblock_fits(6, 1, 5, 5, 4)       # LeNet c1: too few filters
+    assert not _plan.regblock_fits(128, 128, 3, 3, 4)   # VGG: weights beyond L2
+    assert not _plan.regblock_fits(64, 256, 1, 1, 4)    # 1x1: a plain GEMM
+    assert _plan.regblock_dw_fits(64, 8, 8, 16, 6, 5, 4)           # LeNet c2 weight gradient
+    assert not _plan.regblock_dw_fits(64, 24, 24, 6, 1, 5, 4)      # LeNet c1: 5 tasks
+    assert not _plan.regblock_dw_fits(1, 28, 28, 128, 128, 3, 4)   # NNlib3: dy traffic

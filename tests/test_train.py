@@ -106,7 +106,7 @@ def test_fit_rejects_negative_epochs():
 def test_host_fit_never_loads_the_cuda_target():
     # fit/evaluate only ask whether the parameters are device arrays; on the host that must
     # not import numba's CUDA target (importing nbconv and training on the CPU need no GPU).
-    already = "nbconv._cuda_target" in sys.modules
+    already = "nbconv.cuda._target" in sys.modules
     x, y = _problem(n=32)
     m = _model(0)
     hist = fit(m, losses.CrossEntropyLoss(), optim.SGD(m.parameters(), lr=0.1),
@@ -114,4 +114,4 @@ def test_host_fit_never_loads_the_cuda_target():
                val_loader=data.DataLoader(x, y, 32, shuffle=False))
     assert type(hist["loss"][0]) is float and hist["val_accuracy"][0] is not None
     if not already:
-        assert "nbconv._cuda_target" not in sys.modules
+        assert "nbconv.cuda._target" not in sys.modules

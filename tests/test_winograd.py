@@ -19,8 +19,9 @@ from reference_conv import ref_conv2d
 
 import nbconv as nc
 from nbconv import _config
-from nbconv.functional import _winograd
-from nbconv.functional import conv as _conv
+from nbconv._checks.conv import geometry as _geometry
+from nbconv.conv import plan as _plan
+from nbconv.conv import winograd as _winograd
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-11}
 
@@ -163,8 +164,8 @@ def test_winograd_refused_for_conv1d():
     (3, 64, False, "direct"),     # VGG's first layer
 ])
 def test_auto_picks_winograd(C, F, backward, expected):
-    g = _conv._geometry("conv2d", (1, C, 14, 14), (F, C, 3, 3), 1, 1, 1, 1, "zeros", "test")
-    assert _conv._choose_algorithm("conv2d", "auto", C, 3, 3, g, F, backward=backward) == expected
+    g = _geometry("conv2d", (1, C, 14, 14), (F, C, 3, 3), 1, 1, 1, 1, "zeros", "test")
+    assert _plan.choose_algorithm("conv2d", "auto", C, 3, 3, g, F, backward=backward) == expected
 
 
 @pytest.mark.parametrize("C, F, k, backward, expected", [
@@ -174,8 +175,8 @@ def test_auto_picks_winograd(C, F, backward, expected):
     (64, 64, 7, False, "direct"),     # nine pieces do not pay
 ])
 def test_auto_winograd_for_larger_kernels(C, F, k, backward, expected):
-    g = _conv._geometry("conv2d", (1, C, 27, 27), (F, C, k, k), 1, k // 2, 1, 1, "zeros", "t")
-    assert _conv._choose_algorithm("conv2d", "auto", C, k, k, g, F, backward=backward) == expected
+    g = _geometry("conv2d", (1, C, 27, 27), (F, C, k, k), 1, k // 2, 1, 1, "zeros", "t")
+    assert _plan.choose_algorithm("conv2d", "auto", C, k, k, g, F, backward=backward) == expected
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -1,6 +1,6 @@
 """The NumPy-like functional API: plain ndarrays in, plain ndarrays out.
 
-Every public op validates its arguments (``nbconv._shapes``), allocates its output in the input's
+Every public op validates its arguments (``nbconv._checks``), allocates its output in the input's
 dtype, picks an algorithm and calls a numba kernel from ``nbconv.kernels``.  No loops over pixels
 live in this package.
 """
@@ -11,7 +11,7 @@ from . import correlate as _correlate
 from . import linear as _linear
 from . import norm as _norm
 from . import pool as _pool
-from .._shapes import conv_output_size
+from .._checks import conv_output_size
 
 # Star imports after the module imports: ``nbconv.functional.linear`` is the function.
 from .activation import *  # noqa: F403

@@ -1,7 +1,7 @@
 """Activations, softmax and dropout, with their backward passes.
 
 Every function accepts an array of any shape; float32/float64 are kept, integer/bool inputs are
-cast to float32 (``nbconv._shapes.as_float_array``).  Backward functions return an array in the
+cast to float32 (``nbconv._checks.as_float_array``).  Backward functions return an array in the
 dtype of the forward tensor they take (``x``, ``y`` or ``mask``; ``dy`` is cast to it, as
 ``conv2d_backward`` does) and never modify ``dy``.
 """
@@ -9,14 +9,13 @@ dtype of the forward tensor they take (``x``, ``y`` or ``mask``; ``dy`` is cast 
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from .. import _config
-from .._shapes import as_float_array, check_bool, check_real
+from .. import _config, _dispatch
+from .._checks import as_float_array, check_bool, check_real
+from .._checks.activation import check_slope, dropout_generator, softmax_axis
 from ..kernels import activations as _k
-from . import _device
 
 __all__ = [
     "relu",
@@ -37,9 +36,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-
 
 
 def _pair_same_shape(op: str, dy, other, other_name: str):
@@ -76,14 +72,10 @@ def _binary(kernel, op: str, dy, other, other_name: str, *args):
     return dx
 
 
-def _slope(op: str, negative_slope) -> float:
-    return check_real(op, "negative_slope", negative_slope)
-
-
 # --------------------------------------------------------------------------- relu family
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def relu(x):
     """Rectified linear unit, ``max(x, 0)`` elementwise.
 
@@ -104,7 +96,7 @@ def relu(x):
     return _unary(_k._relu_fwd, "relu", x)
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def relu_backward(dy, x):
     """Gradient of :func:`relu`: ``dy`` where ``x > 0``, 0 elsewhere (0 at ``x == 0``).
 
@@ -128,7 +120,7 @@ def relu_backward(dy, x):
     return _binary(_k._relu_bwd, "relu_backward", dy, x, "x")
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def leaky_relu(x, negative_slope=0.01):
     """Leaky ReLU: ``x`` where ``x > 0``, ``negative_slope * x`` elsewhere.
 
@@ -148,10 +140,10 @@ def leaky_relu(x, negative_slope=0.01):
     array([-1.,  3.])
     """
     op = "leaky_relu"
-    return _unary(_k._leaky_relu_fwd, op, x, _slope(op, negative_slope))
+    return _unary(_k._leaky_relu_fwd, op, x, check_slope(op, negative_slope))
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def leaky_relu_backward(dy, x, negative_slope=0.01):
     """Gradient of :func:`leaky_relu`: ``dy`` where ``x > 0``, ``negative_slope * dy`` elsewhere.
 
@@ -173,13 +165,13 @@ def leaky_relu_backward(dy, x, negative_slope=0.01):
     array([0.25, 1.  ])
     """
     op = "leaky_relu_backward"
-    return _binary(_k._leaky_relu_bwd, op, dy, x, "x", _slope(op, negative_slope))
+    return _binary(_k._leaky_relu_bwd, op, dy, x, "x", check_slope(op, negative_slope))
 
 
 # --------------------------------------------------------------------------- sigmoid / tanh
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def sigmoid(x):
     """Logistic sigmoid ``1 / (1 + exp(-x))``, computed without overflow.
 
@@ -203,7 +195,7 @@ def sigmoid(x):
     return _unary(_k._sigmoid_fwd, "sigmoid", x)
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def sigmoid_backward(dy, y):
     """Gradient of :func:`sigmoid` from its **output**: ``dy * y * (1 - y)``.
 
@@ -226,7 +218,7 @@ def sigmoid_backward(dy, y):
     return _binary(_k._sigmoid_bwd, "sigmoid_backward", dy, y, "y")
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def tanh(x):
     """Hyperbolic tangent elementwise.
 
@@ -247,7 +239,7 @@ def tanh(x):
     return _unary(_k._tanh_fwd, "tanh", x)
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def tanh_backward(dy, y):
     """Gradient of :func:`tanh` from its **output**: ``dy * (1 - y**2)``.
 
@@ -273,17 +265,6 @@ def tanh_backward(dy, y):
 # --------------------------------------------------------------------------- softmax
 
 
-def _axis(op: str, axis, ndim: int, shape) -> int:
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (numbers.Integral,)):
-        raise TypeError(f"{op}: argument 'axis' must be an int, got {axis!r}")
-    axis = int(axis)
-    if not -ndim <= axis < ndim:
-        raise ValueError(
-            f"{op}: argument 'axis' is {axis}, out of range for an input of shape {tuple(shape)}"
-        )
-    return axis % ndim
-
-
 def _as3d(a: np.ndarray, axis: int) -> np.ndarray:
     """View of C-contiguous ``a`` as (A, n, B), reducing along the middle axis."""
     shape = a.shape
@@ -296,7 +277,7 @@ def _softmax_fwd(op: str, x, axis, log: int):
     x = as_float_array(op, "x", x)
     if x.ndim == 0:
         raise ValueError(f"{op}: argument 'x' must be at least 1-D, got shape ()")
-    axis = _axis(op, axis, x.ndim, x.shape)
+    axis = softmax_axis(op, axis, x.ndim, x.shape)
     y = np.empty_like(x)
     if x.size:
         _k._softmax_fwd(_as3d(x, axis), _as3d(y, axis), log)
@@ -307,14 +288,14 @@ def _softmax_bwd(op: str, dy, y, axis, log: int):
     dy, y = _pair_same_shape(op, dy, y, "y")
     if y.ndim == 0:
         raise ValueError(f"{op}: argument 'y' must be at least 1-D, got shape ()")
-    axis = _axis(op, axis, y.ndim, y.shape)
+    axis = softmax_axis(op, axis, y.ndim, y.shape)
     dx = np.empty_like(dy)
     if y.size:
         _k._softmax_bwd(_as3d(dy, axis), _as3d(y, axis), _as3d(dx, axis), log)
     return dx
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def softmax(x, axis=-1):
     """Softmax along ``axis``: ``exp(x - max) / sum(exp(x - max))``.
 
@@ -341,7 +322,7 @@ def softmax(x, axis=-1):
     return _softmax_fwd("softmax", x, axis, 0)
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def softmax_backward(dy, y, axis=-1):
     """Gradient of :func:`softmax` from its **output**: ``y * (dy - sum(dy * y, axis))``.
 
@@ -365,7 +346,7 @@ def softmax_backward(dy, y, axis=-1):
     return _softmax_bwd("softmax_backward", dy, y, axis, 0)
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def log_softmax(x, axis=-1):
     """Log of the softmax along ``axis``: ``x - max - log(sum(exp(x - max)))``, stable.
 
@@ -387,7 +368,7 @@ def log_softmax(x, axis=-1):
     return _softmax_fwd("log_softmax", x, axis, 1)
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def log_softmax_backward(dy, y, axis=-1):
     """Gradient of :func:`log_softmax` from its **output**: ``dy - exp(y) * sum(dy, axis)``.
 
@@ -414,22 +395,7 @@ def log_softmax_backward(dy, y, axis=-1):
 # --------------------------------------------------------------------------- dropout
 
 
-def _generator(op: str, rng) -> np.random.Generator:
-    if rng is None:
-        return np.random.default_rng()
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, (numbers.Integral,)) and not isinstance(rng, (bool, np.bool_)):
-        if rng < 0:
-            raise ValueError(f"{op}: argument 'rng' must be a non-negative seed, got {rng}")
-        return np.random.default_rng(int(rng))
-    raise TypeError(
-        f"{op}: argument 'rng' must be None, an int seed or a numpy.random.Generator, "
-        f"got {type(rng).__name__}"
-    )
-
-
-@_device.dispatch
+@_dispatch.dispatch
 def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
     """Inverted dropout (PyTorch's ``F.dropout``).
 
@@ -478,12 +444,12 @@ def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
         y = x.copy()
         mask = np.ones_like(x)
     elif p == 1.0:
-        _generator(op, rng)  # validate rng even when unused
+        dropout_generator(op, rng)  # validate rng even when unused
         mask = np.zeros_like(x)
         with np.errstate(invalid="ignore"):  # x * 0, not zeros: NaN and inf give NaN
             y = x * mask  # as in PyTorch, and as the p < 1 branch does
     else:
-        gen = _generator(op, rng)
+        gen = dropout_generator(op, rng)
         keep = gen.random(x.shape) >= p
         mask = keep.astype(x.dtype)
         mask *= x.dtype.type(1.0 / (1.0 - p))
@@ -492,7 +458,7 @@ def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
     return (y, mask) if return_mask else y
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def dropout_backward(dy, mask):
     """Gradient of :func:`dropout`: ``dy * mask`` with the mask the forward pass returned.
 

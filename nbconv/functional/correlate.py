@@ -27,20 +27,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _device
+from .. import _dispatch
+from .._checks.correlate import (
+    axis_plan,
+    check_fillvalue,
+    check_mode_boundary,
+    gather_index,
+    swap_needed,
+)
 
 __all__ = ["correlate2d", "convolve2d"]
-
-_MODES = ("full", "same", "valid")
-#: every boundary name SciPy accepts, mapped to its canonical name.
-_BOUNDARIES = {
-    "fill": "fill",
-    "pad": "fill",
-    "wrap": "wrap",
-    "circular": "wrap",
-    "symm": "symm",
-    "symmetric": "symm",
-}
 
 
 def _check_inputs(op, in1, in2):
@@ -81,75 +77,6 @@ def _check_inputs(op, in1, in2):
     return a, b, rt
 
 
-def _check_mode_boundary(op, mode, boundary):
-    if not isinstance(mode, str) or mode not in _MODES:
-        raise ValueError(f"{op}: argument 'mode' must be one of {_MODES}, got {mode!r}")
-    if not isinstance(boundary, str) or boundary not in _BOUNDARIES:
-        raise ValueError(
-            f"{op}: argument 'boundary' must be one of {tuple(_BOUNDARIES)}, got {boundary!r}"
-        )
-    return _BOUNDARIES[boundary]
-
-
-def _check_fillvalue(op, fillvalue, rt):
-    """``fillvalue`` as a scalar of dtype ``rt`` (SciPy converts it to the output dtype)."""
-    try:
-        f = np.asarray(fillvalue, dtype=rt)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise ValueError(
-            f"{op}: argument 'fillvalue' ({fillvalue!r}) cannot be converted to the output "
-            f"dtype {rt}: {e}"
-        ) from None
-    if f.size != 1:
-        got = ("an empty array" if f.size == 0
-               else f"{f.size} values (an array of shape {f.shape})")
-        raise ValueError(
-            f"{op}: argument 'fillvalue' must be one number, the value that pads in1 outside "
-            f"its edges (e.g. fillvalue=0), but got {got}: {fillvalue!r:.60}"
-        )
-    return f.reshape(())
-
-
-def _swap_needed(op, mode, s1, s2):
-    """SciPy's rule: in 'valid' mode the larger input goes first; one must contain the other."""
-    if mode != "valid":
-        return False
-    ok1 = all(x >= y for x, y in zip(s1, s2))
-    ok2 = all(y >= x for x, y in zip(s1, s2))
-    if not (ok1 or ok2):
-        raise ValueError(
-            f"{op}: arguments 'in1' and 'in2': for 'valid' mode, one must be at least as large "
-            f"as the other in every dimension (in1 shape {tuple(s1)}, in2 shape {tuple(s2)})"
-        )
-    return not ok1
-
-
-def _axis_plan(n, k, mode, flip):
-    """Output length ``o`` and the index (in ``in1``) of the first input sample it reads.
-
-    In 'full' coordinates output ``f`` reads ``in1[f - (k - 1) + a]`` for taps ``a < k`` (after
-    flipping ``in2`` for a convolution); 'same' and 'valid' are windows of the full output
-    starting at SciPy's offsets.
-    """
-    if mode == "full":
-        o, off = n + k - 1, 0
-    elif mode == "same":
-        o, off = n, ((k - 1) >> 1) if flip else (k - 1) - ((k - 1) >> 1)
-    else:
-        o, off = n - k + 1, k - 1
-    return o, off - (k - 1)
-
-
-def _gather_index(start, length, n, boundary):
-    """Indices into an axis of length ``n`` for positions ``start .. start+length-1``."""
-    j = np.arange(start, start + length, dtype=np.int64)
-    if boundary == "wrap":
-        return j % n
-    # "symm": period 2n, mirrored with the edge repeated (np.pad "symmetric", SciPy's symm)
-    k = np.where(j >= 0, j, -1 - j) % (2 * n)
-    return np.where(k >= n, 2 * n - 1 - k, k)
-
-
 def _padded(a, starts, lengths, boundary, fv):
     """The (lengths[0], lengths[1]) block of ``a`` extended by ``boundary``, C-contiguous."""
     n0, n1 = a.shape
@@ -170,8 +97,8 @@ def _padded(a, starts, lengths, boundary, fv):
         p[t:b, rgt:] = fv
         p[t:b, lft:rgt] = a[r0:r1, c0:c1]
         return p
-    rows = _gather_index(s0, l0, n0, boundary)
-    cols = _gather_index(s1, l1, n1, boundary)
+    rows = gather_index(s0, l0, n0, boundary)
+    cols = gather_index(s1, l1, n1, boundary)
     return np.ascontiguousarray(a[np.ix_(rows, cols)])  # only the needed elements
 
 
@@ -206,8 +133,8 @@ def _correlate_into(a, w, out, s0, s1, boundary, fv):
 def _core(op, a, b, rt, flip, mode, boundary, fv):
     """SciPy's ``_convolve2d`` (no swap, no conjugation): ``a`` slid over by ``b``."""
     (n0, n1), (k0, k1) = a.shape, b.shape
-    o0, s0 = _axis_plan(n0, k0, mode, flip)
-    o1, s1 = _axis_plan(n1, k1, mode, flip)
+    o0, s0 = axis_plan(n0, k0, mode, flip)
+    o1, s1 = axis_plan(n1, k1, mode, flip)
     if o0 < 0 or o1 < 0:
         raise ValueError(
             f"{op}: arguments 'in1' and 'in2' give a negative output size for mode={mode!r} "
@@ -250,9 +177,9 @@ def _core(op, a, b, rt, flip, mode, boundary, fv):
 
 def _run(op, in1, in2, mode, boundary, fillvalue, conj):
     a, b, rt = _check_inputs(op, in1, in2)
-    swapped = _swap_needed(op, mode, a.shape, b.shape)
-    boundary = _check_mode_boundary(op, mode, boundary)
-    fv = _check_fillvalue(op, fillvalue, rt) if boundary == "fill" else np.zeros((), rt)
+    swapped = swap_needed(op, mode, a.shape, b.shape)
+    boundary = check_mode_boundary(op, mode, boundary)
+    fv = check_fillvalue(op, fillvalue, rt) if boundary == "fill" else np.zeros((), rt)
     if swapped:
         a, b = b, a
     if conj:
@@ -263,7 +190,7 @@ def _run(op, in1, in2, mode, boundary, fillvalue, conj):
     return out
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
     """Cross-correlate two 2-D arrays (drop-in for ``scipy.signal.correlate2d``).
 
@@ -317,7 +244,7 @@ def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
     return _run("correlate2d", in1, in2, mode, boundary, fillvalue, conj=True)
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
     """Convolve two 2-D arrays (drop-in for ``scipy.signal.convolve2d``).
 

@@ -10,46 +10,16 @@ import math
 
 import numpy as np
 
-from .. import _config
+from .. import _config, _dispatch
 from .._blas import matmul
-from .._shapes import as_float_array, check_ndim
+from .._checks import as_float_array
+from .._checks.linear import check_linear_backward, check_x_weight
 from ..kernels import linear as _k
-from . import _device
 
 __all__ = ["linear", "linear_backward"]
 
 
-
-def _check_x_weight(op: str, x: np.ndarray, weight: np.ndarray) -> None:
-    if x.ndim < 1:
-        raise ValueError(
-            f"{op}: argument 'x' must be at least 1-D (..., in_features), got shape ()"
-        )
-    check_ndim(op, "weight", weight, 2, "(out_features, in_features)")
-    if x.shape[-1] != weight.shape[1]:
-        raise ValueError(
-            f"{op}: argument 'weight' has in_features={weight.shape[1]} but 'x' has "
-            f"{x.shape[-1]} features in its last axis (x shape {tuple(x.shape)}, weight shape "
-            f"{tuple(weight.shape)})"
-        )
-
-
-def _check_backward(op: str, dy, x, weight, bias) -> bool:
-    """Check the shapes of a linear backward pass (host or device arrays, or their shape
-    stand-ins) and return whether a bias gradient is wanted (``bias`` a bool or the array)."""
-    _check_x_weight(op, x, weight)
-    expected = tuple(x.shape[:-1]) + (weight.shape[0],)
-    if tuple(dy.shape) != expected:
-        raise ValueError(
-            f"{op}: argument 'dy' must have shape {expected} (x shape {tuple(x.shape)}, weight "
-            f"shape {tuple(weight.shape)}), got {tuple(dy.shape)}"
-        )
-    if isinstance(bias, (bool, np.bool_)):
-        return bool(bias)
-    return bias is not None
-
-
-@_device.dispatch
+@_dispatch.dispatch
 def linear(x, weight, bias=None):
     """Affine map of the last axis: ``y = x @ weight.T + bias`` (PyTorch's ``F.linear``).
 
@@ -81,7 +51,7 @@ def linear(x, weight, bias=None):
     op = "linear"
     x = as_float_array(op, "x", x)
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
-    _check_x_weight(op, x, weight)
+    check_x_weight(op, x, weight)
     out_f, in_f = weight.shape
     if bias is not None:
         bias = as_float_array(op, "bias", bias, dtype=x.dtype)
@@ -104,7 +74,7 @@ def linear(x, weight, bias=None):
     return y2.reshape(x.shape[:-1] + (out_f,))
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def linear_backward(dy, x, weight, bias=True):
     """Gradients of :func:`linear` with respect to its input, weight and bias.
 
@@ -141,7 +111,7 @@ def linear_backward(dy, x, weight, bias=True):
     x = as_float_array(op, "x", x)
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
     dy = as_float_array(op, "dy", dy, dtype=x.dtype)
-    want_bias = _check_backward(op, dy, x, weight, bias)
+    want_bias = check_linear_backward(op, dy, x, weight, bias)
     dweight = np.zeros(weight.shape, dtype=x.dtype)
     dbias = np.zeros(weight.shape[0], dtype=x.dtype) if want_bias else None
     return _backward_into(dy, x, weight, dweight, dbias), dweight, dbias
@@ -157,7 +127,7 @@ def _linear_backward_into(dy, x, weight, gw, gb):
     x = as_float_array(op, "x", x)
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
     dy = as_float_array(op, "dy", dy, dtype=x.dtype)
-    _check_backward(op, dy, x, weight, gb is not None)
+    check_linear_backward(op, dy, x, weight, gb is not None)
     return _backward_into(dy, x, weight, gw, gb)
 
 

@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 
-from .._shapes import as_float_array, check_bool, check_int, check_real
+from .. import _dispatch
+from .._checks import as_float_array, check_bool, check_int, check_real
+from .._checks.norm import bn_hyper, check_bn_x, check_channel_vec, check_running
 from ..kernels import norm as _k
-from . import _device
 
 __all__ = [
     "batch_norm",
@@ -17,49 +18,19 @@ __all__ = [
     "local_response_norm_backward",
 ]
 
-_BN_LAYOUT = "2-D (N, C), 3-D (N, C, L) or 4-D (N, C, H, W)"
-
 
 def _as3d(a: np.ndarray) -> np.ndarray:
     """C-contiguous ``a`` (N, C, ...) viewed as (N, C, S)."""
     return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))
 
 
-
-def _check_bn_x(op: str, name: str, x):
-    """``x`` (host or device array) if it is (N, C), (N, C, L) or (N, C, H, W)."""
-    if x.ndim not in (2, 3, 4):
-        raise ValueError(
-            f"{op}: argument '{name}' must be {_BN_LAYOUT}, got shape {tuple(x.shape)}"
-        )
-    return x
-
-
-def _check_channel_vec(op: str, name: str, v, C: int, x_shape):
-    """``v`` (host or device array) if it has shape (C,), one value per channel of ``x``."""
-    if tuple(v.shape) != (C,):
-        raise ValueError(
-            f"{op}: argument '{name}' must have shape ({C},) = (C,), got {tuple(v.shape)} "
-            f"(x shape {tuple(x_shape)})"
-        )
-    return v
-
-
-def _check_running(op: str, name: str, v, C: int, x_shape):
-    """``v`` (host or device array) if it can hold a running statistic: float32/float64 of
-    shape (C,)."""
-    if np.dtype(v.dtype) not in (np.float32, np.float64):
-        raise TypeError(f"{op}: argument '{name}' must be float32 or float64, got {v.dtype}")
-    return _check_channel_vec(op, name, v, C, x_shape)
-
-
 def _bn_x(op: str, name: str, x, dtype=None) -> np.ndarray:
-    return _check_bn_x(op, name, as_float_array(op, name, x, dtype=dtype))
+    return check_bn_x(op, name, as_float_array(op, name, x, dtype=dtype))
 
 
 def _channel_vec(op: str, name: str, v, x: np.ndarray) -> np.ndarray:
     v = as_float_array(op, name, v, dtype=x.dtype)
-    return _check_channel_vec(op, name, v, x.shape[1], x.shape)
+    return check_channel_vec(op, name, v, x.shape[1], x.shape)
 
 
 def _running_buffer(op: str, name: str, v, C: int, x_shape) -> np.ndarray:
@@ -69,25 +40,13 @@ def _running_buffer(op: str, name: str, v, C: int, x_shape) -> np.ndarray:
             f"{op}: argument '{name}' must be a numpy.ndarray (it is updated in place when "
             f"training), got {type(v).__name__}"
         )
-    _check_running(op, name, v, C, x_shape)
+    check_running(op, name, v, C, x_shape)
     if not v.flags.writeable:
         raise ValueError(f"{op}: argument '{name}' is read-only but must be updated in place")
     return v
 
 
-def _bn_hyper(op: str, momentum, eps, training) -> tuple[float, float, bool]:
-    """``momentum`` and ``eps`` of batch norm as floats in range and ``training`` as a bool
-    (shared with the device version)."""
-    if momentum is None:
-        raise ValueError(
-            f"{op}: argument 'momentum' is None (cumulative moving average), which is not "
-            "supported; pass a float"
-        )
-    return (check_real(op, "momentum", momentum, 0.0, 1.0), check_real(op, "eps", eps, 0.0),
-            check_bool(op, "training", training))
-
-
-@_device.dispatch
+@_dispatch.dispatch
 def batch_norm(
     x,
     running_mean,
@@ -156,7 +115,7 @@ def batch_norm(
         weight = _channel_vec(op, "weight", weight, x)
     if bias is not None:
         bias = _channel_vec(op, "bias", bias, x)
-    momentum, eps, training = _bn_hyper(op, momentum, eps, training)
+    momentum, eps, training = bn_hyper(op, momentum, eps, training)
     x3 = _as3d(x)
     cnt = N * x3.shape[2]
     if training:
@@ -200,7 +159,7 @@ def batch_norm(
     return y
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def batch_norm_backward(dy, x, mean, invstd, weight=None, training=True):
     """Gradients of :func:`batch_norm` with respect to ``x``, ``weight`` and ``bias``.
 
@@ -284,7 +243,7 @@ def _lrn_args(op: str, x, size, alpha, beta, k, name="x", dtype=None):
             check_real(op, "k", k))
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
     """Local response normalisation across channels (AlexNet; PyTorch's definition exactly).
 
@@ -319,7 +278,7 @@ def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
     return y
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def local_response_norm_backward(dy, x, size, alpha=1e-4, beta=0.75, k=1.0):
     """Gradient of :func:`local_response_norm` with respect to ``x``.
 

@@ -13,14 +13,20 @@ Semantics follow PyTorch exactly (``torch.nn.functional.max_pool2d`` and friends
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from .. import _config
-from .._shapes import as_float_array, check_bool, check_int, out_size, pair
+from .. import _config, _dispatch
+from .._checks import as_float_array, check_bool
+from .._checks.pool import (
+    adaptive_size,
+    avg_backward_args,
+    check_divisor,
+    check_input_shape,
+    shape_tuple,
+    window_args,
+)
 from ..kernels import pool2d as _k
-from . import _device
 
 __all__ = [
     "max_pool2d",
@@ -55,74 +61,6 @@ def _planes(a: np.ndarray) -> np.ndarray:
     return a.reshape((-1,) + a.shape[-2:])
 
 
-def _window_args(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
-    """Validate the window hyperparameters against the input ``shape``; return the output
-    spatial size and the normalised ``(kh, kw), (sy, sx), (ph, pw), (dh, dw)``."""
-    kh, kw = pair(op, "kernel_size", kernel_size, 1)
-    if stride is None:
-        sy, sx = kh, kw
-    else:
-        sy, sx = pair(op, "stride", stride, 1)
-    ph, pw = pair(op, "padding", padding, 0)
-    dh, dw = pair(op, "dilation", dilation, 1)
-    if ph > kh // 2 or pw > kw // 2:
-        raise ValueError(
-            f"{op}: argument 'padding' {(ph, pw)} must be at most half of the kernel size "
-            f"{(kh, kw)} (padding <= kernel_size // 2 on each axis)"
-        )
-    H, W = shape[-2:]
-    ceil_mode = check_bool(op, "ceil_mode", ceil_mode)
-    oh = out_size(H, kh, sy, ph, ph, dh, ceil_mode)
-    ow = out_size(W, kw, sx, pw, pw, dw, ceil_mode)
-    if oh < 1 or ow < 1:
-        raise ValueError(
-            f"{op}: argument 'kernel_size' {(kh, kw)} (dilation {(dh, dw)}, effective "
-            f"{((kh - 1) * dh + 1, (kw - 1) * dw + 1)}) is larger than the padded input "
-            f"{(H + 2 * ph, W + 2 * pw)} (x shape {tuple(shape)}, padding {(ph, pw)}, "
-            f"stride {(sy, sx)}): output size would be {(oh, ow)}"
-        )
-    return (oh, ow), (kh, kw), (sy, sx), (ph, pw), (dh, dw)
-
-
-def _shape_tuple(op: str, input_shape, ndims) -> tuple:
-    """``input_shape`` as a tuple of ints with a length in ``ndims``, H and W >= 1."""
-    try:
-        shape = tuple(input_shape)
-    except TypeError:
-        raise TypeError(
-            f"{op}: argument 'input_shape' must be a tuple of ints, got {input_shape!r}"
-        ) from None
-    if not all(
-        isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
-        for v in shape
-    ):
-        raise TypeError(f"{op}: argument 'input_shape' must be a tuple of ints, got {shape!r}")
-    shape = tuple(int(v) for v in shape)
-    if len(shape) not in ndims:
-        want = " or ".join(str(n) for n in ndims)
-        raise ValueError(
-            f"{op}: argument 'input_shape' must have {want} entries ((N, C, H, W) or (C, H, W)),"
-            f" got {shape}"
-        )
-    if min(shape) < 0 or min(shape[-2:]) < 1:
-        raise ValueError(
-            f"{op}: argument 'input_shape' must have non-negative sizes and H, W >= 1, "
-            f"got {shape}"
-        )
-    return shape
-
-
-def _input_shape(op: str, input_shape, dy: np.ndarray) -> tuple:
-    """Validate ``input_shape`` against ``dy``: same ndim, same leading (N, C) / (C,) axes."""
-    shape = _shape_tuple(op, input_shape, (dy.ndim,))
-    if shape[:-2] != tuple(dy.shape[:-2]):
-        raise ValueError(
-            f"{op}: argument 'input_shape' {shape} does not match dy shape {tuple(dy.shape)} "
-            "in the batch/channel axes"
-        )
-    return shape
-
-
 def _as_grad(op: str, dy) -> np.ndarray:
     dy = as_float_array(op, "dy", dy)
     if dy.ndim not in (3, 4):
@@ -133,19 +71,10 @@ def _as_grad(op: str, dy) -> np.ndarray:
     return dy
 
 
-def _divisor(op: str, divisor_override) -> int:
-    if divisor_override is None:
-        return 0
-    d = check_int(op, "divisor_override", divisor_override)
-    if d == 0:
-        raise ValueError(f"{op}: argument 'divisor_override' must not be zero")
-    return d
-
-
 # --------------------------------------------------------------------------- max pooling
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """2-D max pooling (PyTorch's ``max_pool2d``).
@@ -192,7 +121,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     op = "max_pool2d"
     x = _as_input(op, x)
     return_indices = check_bool(op, "return_indices", return_indices)
-    (oh, ow), (kh, kw), (sy, sx), (ph, pw), (dh, dw) = _window_args(
+    (oh, ow), (kh, kw), (sy, sx), (ph, pw), (dh, dw) = window_args(
         op, x.shape, kernel_size, stride, padding, dilation, ceil_mode
     )
     y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
@@ -219,7 +148,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     return y
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def max_pool2d_backward(dy, indices, input_shape):
     """Gradient of :func:`max_pool2d` with respect to its input.
 
@@ -261,7 +190,7 @@ def max_pool2d_backward(dy, indices, input_shape):
             f"{op}: argument 'indices' shape {tuple(ind.shape)} does not match "
             f"dy shape {tuple(dy.shape)}"
         )
-    shape = _input_shape(op, input_shape, dy)
+    shape = check_input_shape(op, input_shape, dy)
     hw = shape[-2] * shape[-1]
     ind = np.ascontiguousarray(ind, dtype=np.int64)
     if ind.size and (ind.min() < -1 or ind.max() >= hw):
@@ -292,7 +221,7 @@ def _max_pool2d_scatter(dy, ind, shape, relu_out=None):
 # --------------------------------------------------------------------------- average pooling
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
     """2-D average pooling (PyTorch's ``avg_pool2d``).
@@ -331,8 +260,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     """
     op = "avg_pool2d"
     x = _as_input(op, x)
-    div = _divisor(op, divisor_override)
-    (oh, ow), (kh, kw), (sy, sx), (ph, pw), _ = _window_args(
+    div = check_divisor(op, divisor_override)
+    (oh, ow), (kh, kw), (sy, sx), (ph, pw), _ = window_args(
         op, x.shape, kernel_size, stride, padding, 1, ceil_mode
     )
     y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
@@ -341,22 +270,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     return y
 
 
-def _avg_backward_args(op, dy, input_shape, kernel_size, stride, padding, ceil_mode,
-                       divisor_override):
-    """Validated ``(shape, divisor, (kh, kw), (sy, sx), (ph, pw))`` of an average-pooling
-    backward pass for ``dy`` (host or device array); shared with the CUDA path."""
-    shape = _input_shape(op, input_shape, dy)
-    div = _divisor(op, divisor_override)
-    (oh, ow), k, s, p, _ = _window_args(op, shape, kernel_size, stride, padding, 1, ceil_mode)
-    if tuple(dy.shape[-2:]) != (oh, ow):
-        raise ValueError(
-            f"{op}: argument 'dy' has spatial size {tuple(dy.shape[-2:])} but pooling "
-            f"input_shape {shape} gives {(oh, ow)}"
-        )
-    return shape, div, k, s, p
-
-
-@_device.dispatch
+@_dispatch.dispatch
 def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None):
     """Gradient of :func:`avg_pool2d` with respect to its input.
@@ -384,7 +298,7 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ce
     """
     op = "avg_pool2d_backward"
     dy = _as_grad(op, dy)
-    shape, div, (kh, kw), (sy, sx), (ph, pw) = _avg_backward_args(
+    shape, div, (kh, kw), (sy, sx), (ph, pw) = avg_backward_args(
         op, dy, input_shape, kernel_size, stride, padding, ceil_mode, divisor_override)
     dx = np.empty(shape, dtype=dy.dtype)
     _k._avg_pool2d_bwd(_planes(dy), _planes(dx), kh, kw, sy, sx, ph, pw,
@@ -395,21 +309,7 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ce
 # --------------------------------------------------------------------------- adaptive / global
 
 
-def _adaptive_size(op: str, output_size, hw) -> tuple[int, int]:
-    if isinstance(output_size, (tuple, list)):
-        if len(output_size) != 2:
-            raise ValueError(
-                f"{op}: argument 'output_size' must be an int or a pair, got {output_size!r}"
-            )
-        return tuple(
-            n if v is None else check_int(op, "output_size", v, 1)
-            for v, n in zip(output_size, hw)
-        )
-    v = check_int(op, "output_size", output_size, 1)
-    return (v, v)
-
-
-@_device.dispatch
+@_dispatch.dispatch
 def adaptive_avg_pool2d(x, output_size):
     """Adaptive average pooling to a fixed output size (PyTorch's ``adaptive_avg_pool2d``).
 
@@ -435,13 +335,13 @@ def adaptive_avg_pool2d(x, output_size):
     """
     op = "adaptive_avg_pool2d"
     x = _as_input(op, x)
-    oh, ow = _adaptive_size(op, output_size, x.shape[-2:])
+    oh, ow = adaptive_size(op, output_size, x.shape[-2:])
     y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
     _k._adaptive_avg_pool2d_fwd(_planes(x), _planes(y))
     return y
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def adaptive_avg_pool2d_backward(dy, input_shape):
     """Gradient of :func:`adaptive_avg_pool2d` with respect to its input.
 
@@ -464,7 +364,7 @@ def adaptive_avg_pool2d_backward(dy, input_shape):
     """
     op = "adaptive_avg_pool2d_backward"
     dy = _as_grad(op, dy)
-    shape = _input_shape(op, input_shape, dy)
+    shape = check_input_shape(op, input_shape, dy)
     if 0 in dy.shape[-2:]:
         raise ValueError(f"{op}: argument 'dy' has an empty spatial size {tuple(dy.shape)}")
     dx = np.empty(shape, dtype=dy.dtype)
@@ -472,7 +372,7 @@ def adaptive_avg_pool2d_backward(dy, input_shape):
     return dx
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def global_avg_pool2d(x, keepdims=True):
     """Mean over the spatial axes (``AdaptiveAvgPool2d(1)``).
 
@@ -501,7 +401,7 @@ def global_avg_pool2d(x, keepdims=True):
     return y if keepdims else y.reshape(x.shape[:-2])
 
 
-@_device.dispatch
+@_dispatch.dispatch
 def global_avg_pool2d_backward(dy, input_shape):
     """Gradient of :func:`global_avg_pool2d`: ``dx = dy / (H * W)`` broadcast over each plane.
 
@@ -524,7 +424,7 @@ def global_avg_pool2d_backward(dy, input_shape):
     """
     op = "global_avg_pool2d_backward"
     dy = as_float_array(op, "dy", dy)
-    shape = _shape_tuple(op, input_shape, (3, 4))
+    shape = shape_tuple(op, input_shape, (3, 4))
     lead = shape[:-2]
     if tuple(dy.shape) not in (lead, lead + (1, 1)):
         raise ValueError(

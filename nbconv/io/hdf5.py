@@ -63,8 +63,9 @@ import socket
 
 import numpy as np
 
-__all__ = ["save", "load", "load_state", "save_weights", "load_weights", "FormatError",
-           "FORMAT", "FORMAT_VERSION"]
+from .._version import __version__
+
+__all__ = ["save_weights", "load_weights", "FormatError", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "nbconv-model"
 FORMAT_VERSION = 1
@@ -351,8 +352,6 @@ def _set_json(obj, name: str, text: str) -> None:
 
 
 def _root_attrs(f, kind: str, dtype: str) -> None:
-    from .. import __version__  # lazily: nbconv/__init__ imports this package
-
     _set_str(f, "format", FORMAT)
     f.attrs["format_version"] = np.int64(FORMAT_VERSION)
     _set_str(f, "nbconv_version", str(__version__))
@@ -369,93 +368,12 @@ def _write_weights(f, state: dict) -> None:
 
 
 def _module_check(model, op: str):
-    from ..nn.module import Module
-
-    if not isinstance(model, Module):
+    """``model`` must be an nbconv module (checked by its interface: this room sits below
+    :mod:`nbconv.nn`, whose ``Module.save_weights`` calls it)."""
+    if not all(callable(getattr(model, m, None))
+               for m in ("state_dict", "load_state_dict", "named_modules")):
         raise TypeError(f"{op}: argument 'model' must be an nbconv.nn.Module, got "
                         f"{type(model).__name__}")
-
-
-def save(model, path, optimizer=None, metadata=None) -> None:
-    """Write ``model`` (architecture + weights), optionally an optimizer and metadata, to HDF5.
-
-    The write is crash-safe: the file is written under a temporary name in the same directory,
-    fsync'ed and renamed onto ``path``, so a crash at any moment leaves either the previous file
-    or the new one, never a partial file.  The temporary file of a process killed mid-save
-    (``.<name>.<host>.<pid>.<random>.tmp``) is removed by the next save of the same path.
-
-    Parameters
-    ----------
-    model : nbconv.nn.Module
-        Every layer must be registered with :func:`nbconv.nn.register` (all built-in layers
-        are); all floating parameters and buffers must share one dtype (float32 or float64).
-    path : str or os.PathLike
-        The target file; replaced atomically if it exists.
-    optimizer : nbconv.optim.Optimizer or dict, optional
-        An optimizer (its ``state_dict()`` is stored) or such a state dict, to resume training
-        with :func:`load_state`.
-    metadata : dict, optional
-        str keys; values are JSON data (numbers, strings, bools, None, lists, str-keyed dicts)
-        or top-level NumPy arrays/scalars (e.g. normalisation ``mean``/``std``).  Returned
-        unchanged by :func:`load_state` (tuples come back as lists, NumPy scalars nested in
-        lists or dicts as Python numbers).
-
-    Raises
-    ------
-    TypeError
-        When a layer is not registered, or a metadata value (named in the message) or an
-        optimizer hyperparameter is not serialisable.  Nothing is written then.
-    ValueError
-        On mixed float dtypes or state-dict keys that cannot be HDF5 paths.
-
-    Examples
-    --------
-    >>> import os, tempfile, numpy as np, nbconv as nc, nbconv.nn, nbconv.io
-    >>> net = nc.nn.Sequential(nc.nn.Conv2d(1, 2, 3), nc.nn.Flatten(), nc.nn.Linear(8, 3))
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     path = os.path.join(d, "net.h5")
-    ...     nc.io.save(net, path, metadata={"epoch": 3, "mean": np.array([0.5])})
-    ...     net2 = nc.io.load(path)
-    ...     _, opt_state, meta = nc.io.load_state(path)
-    >>> all(np.array_equal(a, net2.state_dict()[k]) for k, a in net.state_dict().items())
-    True
-    >>> meta["epoch"], meta["mean"], opt_state
-    (3, array([0.5]), None)
-    """
-    from ..nn.config import to_config
-
-    _module_check(model, "save")
-    state = model.state_dict()
-    _check_state(state)
-    dtype = _model_dtype(state, strict=True)
-    architecture = json.dumps(to_config(model))
-    opt = _prepare_optimizer(optimizer)
-    meta = _prepare_metadata(metadata)
-
-    def write(f):
-        _root_attrs(f, "model", dtype)
-        _set_json(f, "architecture", architecture)
-        _write_weights(f, state)
-        if opt is not None:
-            kind, hyper, step, arrays = opt
-            g = f.create_group("optimizer")
-            _set_str(g, "type", kind)
-            _set_json(g, "hyper", hyper)
-            g.attrs["step"] = np.int64(step)
-            s = g.create_group("state")
-            for k, arr in arrays.items():
-                _write_array(s, k, arr)
-        if meta is not None:
-            keys, values, arrays = meta
-            g = f.create_group("metadata")
-            _set_json(g, "keys", json.dumps(keys))
-            _set_json(g, "values", values)
-            for k, (arr, is_scalar) in arrays.items():
-                ds = _write_array(g, k, arr)
-                if is_scalar:
-                    ds.attrs["numpy_scalar"] = True
-
-    _atomic_write(path, write)
 
 
 def save_weights(model, path) -> None:
@@ -703,88 +621,6 @@ def _read_validated(r: _Reader, model, float_dtype=None) -> dict:
         arr = r.read_array(datasets[key])
         out[key] = arr.astype(_array_of(m, name).dtype) if float_dtype is None else arr
     return out
-
-
-def _read_model(r: _Reader):
-    from ..nn.config import from_config
-    from ..nn.module import placeholders
-
-    if r.kind != "model" or "architecture" not in r.f.attrs:
-        r.fail("a weights-only file (no 'architecture'); build the model and call "
-               "model.load_weights(path) instead")
-    if r.dtype not in _FLOAT_DTYPES:
-        r.fail(f"unsupported model dtype {r.dtype!r} (expected one of {list(_FLOAT_DTYPES)})")
-    cfg = r.attr_json(r.f, "architecture")
-    try:
-        # parameters as zero-memory stand-ins: an architecture asking for huge layers cannot
-        # make load allocate anything before its sizes are checked against the datasets
-        with placeholders():
-            model = from_config(cfg)
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
-        r.fail(f"cannot rebuild the architecture ({_why(e)})")
-    state = _read_validated(r, model, float_dtype=r.dtype)
-    for key, (m, name) in _model_arrays(model).items():  # the file's arrays replace the stand-ins
-        arr = np.array(state[key], order="C")  # a writeable copy of our own
-        if name in m._params:
-            m._params[name].data, m._params[name].grad = arr, np.zeros_like(arr)
-        else:
-            m._buffers[name] = arr
-    return model
-
-
-def load(path):
-    """Rebuild a model saved by :func:`save` from the file alone.
-
-    The architecture is rebuilt from its JSON description (only registered layer classes; no
-    code from the file is executed), converted to the stored dtype, and every weight is checked
-    for name, shape and dtype before it is loaded.  The model comes back in training mode, like
-    a freshly constructed one; call ``model.eval()`` for inference.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-
-    Returns
-    -------
-    model : nbconv.nn.Module
-
-    Raises
-    ------
-    FileNotFoundError
-        When ``path`` does not exist.
-    FormatError
-        On anything else that keeps the file from loading: not HDF5, truncated, a checksum
-        mismatch, a foreign or weights-only file, an unsupported ``format_version``, a bad
-        architecture, missing/unexpected/misshaped weights.
-    """
-    with _Reader(path) as r:
-        return _guard(r.path, lambda: _read_model(r))
-
-
-def load_state(path):
-    """Everything :func:`save` wrote: ``(model, optimizer_state, metadata)``.
-
-    Returns
-    -------
-    model : nbconv.nn.Module
-        As :func:`load` returns it.
-    optimizer_state : dict or None
-        Exactly what ``optimizer.state_dict()`` returned at save time (``None`` if no optimizer
-        was saved); ``opt.load_state_dict(optimizer_state)`` resumes training (it checks the
-        state's shapes against its parameters).
-    metadata : dict
-        The saved metadata (``{}`` if none), in its original key order.
-
-    Raises
-    ------
-    FileNotFoundError, FormatError
-        As :func:`load`.
-    """
-    with _Reader(path) as r:
-        def read():
-            return _read_model(r), r.read_optimizer(), r.read_metadata()
-
-        return _guard(r.path, read)
 
 
 def load_weights(model, path) -> None:

@@ -2,8 +2,9 @@
 
 Each helper keeps the NumPy expression it replaces for ``numpy.ndarray`` arguments (one
 ``type(a) is ndarray`` test is all it adds on the host) and otherwise calls its device half in
-:mod:`nbconv.functional._device`, which launches a small ``@cuda.jit`` kernel: gradients
-accumulate on the device, with no copies through the host.
+the device room (:mod:`nbconv.cuda.arrays`, reached through :data:`nbconv._dispatch.device`), which
+launches a small ``@cuda.jit`` kernel: gradients accumulate on the device, with no copies
+through the host.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numba
 import numpy as np
 
 from .. import _config
-from ..functional._device import is_device_array
+from .._dispatch import device, is_device_array
 
 __all__ = ["accumulate", "zero_", "copy", "add", "zeros", "reshape", "concat", "split",
            "increment", "host_copy", "assign", "astype", "empty_like", "zeros_like",
@@ -21,18 +22,12 @@ __all__ = ["accumulate", "zero_", "copy", "add", "zeros", "reshape", "concat", "
 _ndarray = np.ndarray
 
 
-def _dev():
-    from ..functional import _device
-
-    return _device
-
-
 def accumulate(grad, g, op="backward", names=("grad", "g")):
     """``grad += g`` in place (parameter gradients)."""
     if type(grad) is _ndarray:
         grad += g
     else:
-        _dev().iadd(grad, g, op, names)
+        device.iadd(grad, g, op, names)
 
 
 def zero_(a):
@@ -45,13 +40,13 @@ def zero_(a):
         else:
             a[...] = 0
     else:
-        _dev().zero_(a)
+        device.zero_(a)
 
 
 def copy(a, op="copy", name="x"):
     """A copy of ``a`` (``numpy.array(a, copy=True)`` on the host)."""
     if is_device_array(a):
-        return _dev().copy(a, op, name)
+        return device.copy(a, op, name)
     return np.array(a, copy=True)
 
 
@@ -59,13 +54,13 @@ def add(a, b, op="add", names=("a", "b")):
     """``a + b`` as a new array."""
     if type(a) is _ndarray and type(b) is _ndarray:
         return a + b
-    return _dev().add(a, b, op, names)
+    return device.add(a, b, op, names)
 
 
 def zeros(shape, dtype, like):
     """Zeros on the side (host or device) where ``like`` lives."""
     if is_device_array(like):
-        return _dev().zeros(shape, dtype)
+        return device.zeros(shape, dtype)
     return np.zeros(shape, dtype)
 
 
@@ -73,27 +68,27 @@ def empty_like(a):
     """``numpy.empty_like(a)`` on either side."""
     if type(a) is _ndarray:
         return np.empty_like(a)
-    return _dev().empty_like(a)
+    return device.empty_like(a)
 
 
 def zeros_like(a):
     """``numpy.zeros_like(a)`` on either side."""
     if type(a) is _ndarray:
         return np.zeros_like(a)
-    return _dev().zeros(a.shape, a.dtype)
+    return device.zeros(a.shape, a.dtype)
 
 
 def astype(a, dtype):
     """``a.astype(dtype)`` (a copy) on either side."""
     if type(a) is _ndarray:
         return a.astype(dtype)
-    return _dev().astype(a, dtype)
+    return device.astype(a, dtype)
 
 
 def reshape(a, shape, op="reshape", name="x"):
     """``a.reshape(shape)`` (``shape`` without -1 on the device)."""
     if is_device_array(a):
-        return _dev().reshape(a, shape, op, name)
+        return device.reshape(a, shape, op, name)
     return np.asarray(a).reshape(shape)
 
 
@@ -101,14 +96,14 @@ def concat(xs, axis, op="Concat"):
     """``numpy.concatenate(xs, axis)``; on the device if any input is there (then all must
     be)."""
     if any(is_device_array(x) for x in xs):
-        return _dev().concat(xs, axis, op)
+        return device.concat(xs, axis, op)
     return np.concatenate(xs, axis=axis)
 
 
 def split(a, sizes, axis, op="Concat.backward", name="dy"):
     """Split ``a`` along ``axis`` into contiguous pieces of the given sizes."""
     if is_device_array(a):
-        return tuple(_dev().split(a, sizes, axis, op, name))
+        return tuple(device.split(a, sizes, axis, op, name))
     cuts = np.cumsum(sizes)[:-1]
     return tuple(np.ascontiguousarray(p) for p in np.split(a, cuts, axis=axis))
 
@@ -118,15 +113,13 @@ def increment(a, v=1):
     if type(a) is _ndarray:
         a[...] += v
     else:
-        _dev().increment(a, v)
+        device.increment(a, v)
 
 
 def host_copy(a):
     """A host ``numpy.ndarray`` copy of ``a`` (device arrays are copied to the host)."""
     if is_device_array(a):
-        from ..cuda import to_host
-
-        return to_host(a)
+        return device.to_host(a)
     return np.array(a, copy=True)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._shapes import check_int
+from .._checks import check_int
 from . import _arrays
 from .module import Module
 

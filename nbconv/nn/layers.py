@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from .. import functional as F
-from .._shapes import (
+from .._checks import (
     check_bool,
     check_int,
     check_padding_mode,
@@ -26,6 +26,7 @@ from .._shapes import (
     pair,
     single,
 )
+from .._checks.pool import adaptive_size
 from ..functional import conv as _conv
 from ..functional import pool as _pool
 from ..functional.linear import _linear_backward_into
@@ -332,7 +333,7 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size):
         super().__init__()
-        _pool._adaptive_size("AdaptiveAvgPool2d", output_size, (1, 1))  # validate
+        adaptive_size("AdaptiveAvgPool2d", output_size, (1, 1))  # validate
         self._config = dict(output_size=_plain(output_size))
         self._shapes = None
 

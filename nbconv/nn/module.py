@@ -7,77 +7,25 @@ gradients into ``Parameter.grad``.  There is no global autograd tape.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
-import threading
 
 import numpy as np
 
 from . import _arrays
+from .modes import (  # noqa: F401  (re-exported: nbconv.nn.module.no_grad and friends)
+    _rng,
+    building_placeholders,
+    default_rng,
+    is_grad_enabled,
+    manual_seed,
+    no_grad,
+    placeholder,
+    placeholders,
+)
+from .summary import summary
 
 __all__ = ["Module", "Parameter", "no_grad", "is_grad_enabled", "manual_seed", "default_rng"]
-
-_state = threading.local()
-_rng = [np.random.default_rng()]
-
-
-def is_grad_enabled() -> bool:
-    """False inside ``with nbconv.no_grad():``."""
-    return getattr(_state, "grad", True)
-
-
-@contextlib.contextmanager
-def no_grad():
-    """Context manager: layers run forward without caching anything for backward.
-
-    >>> import nbconv as nc
-    >>> with nc.no_grad():
-    ...     nc.nn.is_grad_enabled()
-    False
-    """
-    before = is_grad_enabled()
-    _state.grad = False
-    try:
-        yield
-    finally:
-        _state.grad = before
-
-
-def building_placeholders() -> bool:
-    """True inside :func:`placeholders`."""
-    return getattr(_state, "placeholders", False)
-
-
-@contextlib.contextmanager
-def placeholders():
-    """Context manager: layers built inside get read-only, zero-stride stand-ins of the right
-    shape and dtype for their parameters and buffers (:func:`placeholder`): no memory and no
-    random draws, whatever sizes their arguments ask for.  ``nbconv.load`` builds a file's
-    architecture this way to check it against the file's datasets before allocating anything,
-    then puts the file's arrays in place."""
-    before = building_placeholders()
-    _state.placeholders = True
-    try:
-        yield
-    finally:
-        _state.placeholders = before
-
-
-def placeholder(shape, dtype) -> np.ndarray:
-    """A read-only array of ``shape`` that takes no memory (every element is one zero)."""
-    return np.broadcast_to(np.zeros((), dtype), shape)
-
-
-def manual_seed(seed: int) -> None:
-    """Seed the generator that layer initialisation and ``Dropout`` draw from (like torch)."""
-    _rng[0] = np.random.default_rng(seed)
-
-
-def default_rng() -> np.random.Generator:
-    """The library-wide generator reseeded by :func:`manual_seed`."""
-    return _rng[0]
-
 
 class Parameter:
     """A trainable array and its gradient.
@@ -327,8 +275,6 @@ class Module:
 
     def summary(self, input_size=None, dtype=np.float32):
         """:func:`nbconv.nn.summary` of this model: layers, output shapes, parameter counts."""
-        from .summary import summary
-
         return summary(self, input_size, dtype=dtype)
 
     def zero_grad(self) -> None:
@@ -336,7 +282,7 @@ class Module:
             _arrays.zero_(p.grad)
 
     def train(self, mode: bool = True) -> Module:
-        from .._shapes import check_bool
+        from .._checks import check_bool
 
         mode = check_bool(f"{type(self).__name__}.train", "mode", mode)
         for _, m in self.named_modules():
@@ -431,15 +377,15 @@ class Module:
 
     def save_weights(self, path) -> None:
         """Write the state dict to an HDF5 file (``nbconv.io`` format, weights only)."""
-        from .. import io
+        from ..io import hdf5
 
-        io.save_weights(self, path)
+        hdf5.save_weights(self, path)
 
     def load_weights(self, path) -> None:
         """Load a state dict written by :meth:`save_weights` or :func:`nbconv.save`."""
-        from .. import io
+        from ..io import hdf5
 
-        io.load_weights(self, path)
+        hdf5.load_weights(self, path)
 
 
 def _recording_init(init):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import Module, no_grad
+from .modes import no_grad
 
 __all__ = ["summary", "Summary"]
 
@@ -68,7 +68,7 @@ def _shape_of(y):
     return tuple(np.shape(y))
 
 
-def summary(model: Module, input_size=None, *, dtype=np.float32) -> Summary:
+def summary(model, input_size=None, *, dtype=np.float32) -> Summary:
     """Layers, output shapes and parameter counts of ``model``, like ``torchinfo.summary``.
 
     With ``input_size`` the model runs once on zeros of that shape, in eval mode and under
@@ -107,7 +107,7 @@ def summary(model: Module, input_size=None, *, dtype=np.float32) -> Summary:
     Params size: 0.10 MiB
     Input size: (1, 1, 28, 28) float32
     """
-    if not isinstance(model, Module):
+    if not all(callable(getattr(model, m, None)) for m in ("named_modules", "parameters")):
         raise TypeError(f"summary: argument 'model' must be an nbconv.nn.Module, got "
                         f"{type(model).__name__}")
     mods = list(model.named_modules())

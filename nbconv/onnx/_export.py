@@ -13,9 +13,9 @@ import secrets
 
 import numpy as np
 
-from .. import __version__
 from .. import nn as _nn
-from .._shapes import conv_padding
+from .._checks import conv_padding
+from .._version import __version__
 from . import _deps
 from . import layers as _ox
 

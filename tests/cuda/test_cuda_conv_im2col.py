@@ -1,4 +1,4 @@
-"""The implicit-GEMM CUDA convolutions (:mod:`nbconv.kernels.cuda.conv2d_im2col`) agree with the
+"""The implicit-GEMM CUDA convolutions (:mod:`nbconv.cuda.kernels.conv2d_im2col`) agree with the
 CPU ops (consistency, see helpers.py), forward and backward.
 
 conftest.py sets tiles of 8x8 in 4-deep slices, 2x2 per thread (16 threads a block), so the
@@ -11,7 +11,8 @@ import pytest
 from helpers import nc, ncu, rng, run_both
 
 from nbconv import _config
-from nbconv.functional import _device
+from nbconv.cuda import _plumbing
+from nbconv.cuda import conv as _device
 
 TILED = "im2col"  # any algorithm but "direct" runs the tiled kernels on the device
 
@@ -76,7 +77,7 @@ def test_other_tile_shape(monkeypatch):
 @pytest.fixture
 def split_k(monkeypatch):
     """Make the weight gradient split its reduction into several chunks."""
-    from nbconv.kernels.cuda import conv2d_im2col as k
+    from nbconv.cuda.kernels import conv2d_im2col as k
 
     monkeypatch.setattr(k, "SPLIT_MIN_K", 8)
     monkeypatch.setattr(k, "SPLIT_TARGET_BLOCKS", 1 << 10)
@@ -118,12 +119,12 @@ def test_conv1d():
 
 
 def test_auto_rule():
-    from nbconv.functional.conv import _geometry
+    from nbconv._checks.conv import geometry as _geometry
 
     def tiled(xs, ws, algorithm="auto", **kw):
         g = _geometry("conv2d", xs, ws, kw.get("stride", 1), kw.get("padding", 0), 1,
                       kw.get("groups", 1), "zeros", "")
-        return _device._tiled(algorithm, _device._Meta(np.empty(ws)), g)
+        return _device._tiled(algorithm, _plumbing._Meta(np.empty(ws)), g)
 
     assert tiled((8, 128, 56, 56), (128, 128, 3, 3), padding=1)  # VGG
     assert tiled((16, 256, 56, 56), (64, 256, 1, 1))  # ResNet bottleneck 1x1
@@ -136,7 +137,7 @@ def test_auto_rule():
 
 
 def test_bad_tiles_raise(monkeypatch):
-    from nbconv.kernels.cuda import conv2d_im2col as k
+    from nbconv.cuda.kernels import conv2d_im2col as k
 
     monkeypatch.setattr(_config, "CUDA_CONV_TILE", (8, 8, 3, 2, 2))
     with pytest.raises(ValueError, match="NBCONV_CUDA_CONV_TILE"):

@@ -10,8 +10,8 @@ With ``NUMBA_ENABLE_CUDASIM=1`` in the environment *before numba is first import
 implementation runs kernels in numba's CUDA simulator (pure Python, no GPU, no toolkit): that is
 how CI tests the CUDA kernels.
 
-This module is imported lazily (by :mod:`nbconv.cuda` functions, :mod:`nbconv.functional._device`
-and :mod:`nbconv.kernels.cuda`), never by ``import nbconv``, so importing nbconv needs neither a
+This module is imported lazily (by :mod:`nbconv.cuda` functions, the device ops
+and :mod:`nbconv.cuda.kernels`), never by ``import nbconv``, so importing nbconv needs neither a
 GPU nor the CUDA toolkit.
 """
 

@@ -1,7 +1,7 @@
 """CUDA twins of the CPU kernels in :mod:`nbconv.kernels`: same module and function names,
-written with ``@cuda.jit`` (numba's CUDA target, imported through :mod:`nbconv._cuda_target`).
+written with ``@cuda.jit`` (numba's CUDA target, imported through :mod:`nbconv.cuda._target`).
 
-These modules are imported lazily by :mod:`nbconv.functional._device`, only when an op receives
+These modules are imported lazily by the device ops (:mod:`nbconv.cuda`), only when an op receives
 CUDA device arrays; ``import nbconv`` never imports them.  Kernels take C-contiguous device arrays
 and Python ints/floats (a typed zero ``zero`` where an accumulator must have the array's dtype),
 write into preallocated outputs and never allocate.  Every launch is 1-D with

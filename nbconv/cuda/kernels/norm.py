@@ -11,7 +11,7 @@ import math
 
 import numba
 
-from ..._cuda_target import cuda
+from .._target import cuda
 from . import MAX_BLOCK
 from ._reduce import block_sum_for
 

@@ -45,7 +45,7 @@ import numba
 import numpy as np
 
 from ... import _config
-from ..._cuda_target import cuda
+from .._target import cuda
 from . import grid
 
 __all__ = [

@@ -8,7 +8,7 @@ use grid-stride loops, so any launch size covers any array.
 
 from __future__ import annotations
 
-from ..._cuda_target import cuda
+from .._target import cuda
 
 __all__ = ["_add_inplace", "_add", "_add_scalar", "_slab_copy"]
 

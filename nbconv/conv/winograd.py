@@ -1,5 +1,5 @@
-"""Winograd F(2x2, 3x3) convolution: the driver called by :func:`nbconv.conv2d`
-(``algorithm="winograd"``; kernels of 2 to 9 taps a side, stride 1, dilation 1, groups 1).
+"""Winograd F(2x2, 3x3) convolution: the driver of ``algorithm="winograd"`` (kernels of 2 to 9
+taps a side, stride 1, dilation 1, groups 1).
 
 A kernel larger than 3x3 is zero-padded to ``3Ph x 3Pw`` and cut into ``Ph*Pw`` 3x3 pieces;
 piece ``(a, b)`` convolves the input shifted by ``(3a, 3b)``.  The pieces' transformed inputs
@@ -15,8 +15,8 @@ The arithmetic is in :mod:`nbconv.kernels.conv2d_winograd`.  Per chunk of tiles:
 3. output transform of ``M`` plus the bias into ``y`` (numba kernel).
 
 Chunks are whole images, or runs of tile rows of one image, such that ``V`` and ``M``
-together stay below ``_CHUNK_BYTES`` (and ``nbconv._config.IM2COL_MAX_BYTES``).  Results
-equal the direct algorithm's to float rounding: the transforms only add, subtract and halve.
+together stay below ``plan.WINOGRAD_CHUNK_BYTES`` (and ``nbconv._config.IM2COL_MAX_BYTES``).
+Results equal the direct algorithm's to float rounding: the transforms only add, subtract and halve.
 """
 
 from __future__ import annotations
@@ -30,18 +30,9 @@ from ..kernels.conv2d_winograd import (
     _conv2d_winograd_input,
     _conv2d_winograd_output,
 )
+from . import direct, plan
 
-__all__: list[str] = []  # private module
-
-#: target size of one chunk's V and M buffers together (never above IM2COL_MAX_BYTES).
-#: Forward ms at 4 / 8 / 16 / 32 MiB, same process: VGG 34.2 / 31.6 / 31.6 / 33.4, ResNet
-#: 22.5 / 20.1 / 22.1 / 24.2, NNlib2 1.78 / 1.31 / 1.37 / 1.38, AlexNet c2 23.8 / 22.9 / 23.8
-#: / 24.0 (PyTorch 44.6, 23.8, 1.59, 21.0)
-_CHUNK_BYTES = 8 * 2**20
-
-def supports(kh, kw, sy, sx, dh, dw, groups) -> bool:
-    """Whether the Winograd kernels cover this geometry."""
-    return (sy, sx, dh, dw, groups) == (1, 1, 1, 1, 1) and 2 <= kh <= 9 and 2 <= kw <= 9
+__all__ = ["conv2d_forward", "conv2d_backward", "try_forward"]
 
 
 def _pieces(kh, kw):
@@ -83,7 +74,7 @@ def filter_transform(w):
 def _chunks(N, th, tw, tile_bytes):
     """``(n0, nb, i0, ni)`` chunks of whole images, or of tile rows of one image, whose
     buffers (``tile_bytes`` per tile) fit the bound (at least one tile row per chunk)."""
-    per_chunk = max(1, min(_CHUNK_BYTES, _config.IM2COL_MAX_BYTES) // tile_bytes)
+    per_chunk = max(1, min(plan.WINOGRAD_CHUNK_BYTES, _config.IM2COL_MAX_BYTES) // tile_bytes)
     if per_chunk >= th * tw:
         nb = min(N, per_chunk // (th * tw))
         return [(n0, min(nb, N - n0), 0, th) for n0 in range(0, N, nb)]
@@ -91,9 +82,10 @@ def _chunks(N, th, tw, tile_bytes):
     return [(n, 1, i0, min(ni, th - i0)) for n in range(N) for i0 in range(0, th, ni)]
 
 
-def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+def try_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     """Winograd forward convolution into the preallocated ``y`` (arguments as for
-    :func:`nbconv.functional._im2col.conv2d_forward`; the geometry must pass :func:`supports`).
+    :func:`nbconv.conv.im2col.conv2d_forward`; the geometry must pass
+    :func:`nbconv._checks.conv.winograd_supports`).
 
     Returns False, with ``y`` partly written, when ``x`` or ``w`` holds an inf or NaN: the
     transforms mix neighbouring values, so such values would reach other outputs than in a
@@ -103,10 +95,10 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     Examples
     --------
     >>> import numpy as np
-    >>> from nbconv.functional._winograd import conv2d_forward
+    >>> from nbconv.conv.winograd import try_forward
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4); w = np.ones((1, 1, 3, 3))
     >>> y = np.empty((1, 1, 2, 2))
-    >>> conv2d_forward(x, w, None, y, 1, 1, 0, 0, 1, 1, 1), y[0, 0]
+    >>> try_forward(x, w, None, y, 1, 1, 0, 0, 1, 1, 1), y[0, 0]
     (True, array([[45., 54.],
            [81., 90.]]))
     """
@@ -134,3 +126,21 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
         matmul(U, V[:, :, :T], M[:, :, :T])
         _conv2d_winograd_output(M, b, y, n0, nb, i0, ni, tw)
     return True
+
+
+def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+    """Winograd, or the direct algorithm when ``x`` or ``w`` holds an inf or NaN (so that
+    non-finite values reach exactly the outputs they reach in a direct convolution)."""
+    if not try_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+        direct.conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups)
+
+
+def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+    """The data gradient of a stride-1 convolution is one too (of ``dy`` with the flipped,
+    transposed kernel): Winograd (direct when ``dy`` or ``w`` is not finite); the weight
+    gradient: the direct algorithm's."""
+    kh, kw = w.shape[2], w.shape[3]
+    if dx is not None and try_forward(dy, direct._flip_transpose(w, 1), None, dx, 1, 1,
+                                      kh - 1 - pt, kw - 1 - pl, 1, 1, 1):
+        dx = None  # done
+    direct.conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups)

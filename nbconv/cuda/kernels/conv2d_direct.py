@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numba
 
-from ..._cuda_target import cuda
+from .._target import cuda
 from . import MAX_BLOCK
 from ._reduce import block_sum_for
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import types
 
-from ..._cuda_target import cuda
+from .._target import cuda
 
 
 def _block_sum_body(sh, v):  # pragma: no cover - compiled

@@ -1,4 +1,4 @@
-"""The im2col + GEMM convolution: drivers called by :func:`nbconv.conv2d` (``algorithm="im2col"``).
+"""The im2col + GEMM convolution: the driver of ``algorithm="im2col"``.
 
 Arguments arrive validated and normalised (C-contiguous arrays of one float dtype, Python ints);
 nothing here checks them.  The work goes in *chunks* so that no temporary buffer is larger than
@@ -13,7 +13,7 @@ bound exceeded, by that one column.
 
 The forward pass with one group and a small weight matrix is *fused* instead: each numba task
 builds the columns of a band of output rows in its own buffer of about
-``_FUSED_COLS_BYTES`` and multiplies them right away with a single-threaded BLAS call on its
+``plan.FUSED_COLS_BYTES`` and multiplies them right away with a single-threaded BLAS call on its
 own thread (``_conv2d_im2col_fused_fwd``).  Otherwise, for each chunk the column matrix
 ``cols`` ``(C*kh*kw, M)`` is written by a numba kernel and the products are single-threaded
 BLAS calls run side by side on numba's threads
@@ -42,24 +42,9 @@ from ..kernels.conv2d_im2col import (
     _conv2d_im2col_phases,
     _conv2d_im2col_scatter_images,
 )
+from . import plan
 
-__all__: list[str] = []  # private module: nothing is re-exported by nbconv.functional
-
-#: target size of one task's column buffer in the fused forward pass (one core's L2; AlexNet
-#: c1 forward with 128 KiB / 256 KiB / 512 KiB / 1 MiB: 15.6 / 12.4 / 12.0 / 12.0 ms)
-_FUSED_COLS_BYTES = 512 * 1024
-#: largest weight matrix for the fused pass: every task's small product re-reads (packs) all
-#: of it, which paid off for AlexNet c1's 93 KiB (forward 18.5 -> 12.0 ms) but not for
-#: AlexNet c2's 1.2 MiB (32 -> 37 ms)
-_FUSED_MAX_WEIGHT_BYTES = 256 * 1024
-#: fewest output pixels per task of the fused pass: smaller products cost more in BLAS's
-#: per-call work than the fusion saves (LeNet c2 has 64 per image)
-_FUSED_MIN_COLS = 256
-#: output rows narrower than this build their columns per (image, channel), see _columns
-_NARROW_ROWS = 16
-#: output planes with fewer pixels than this are multiplied as one GEMM per chunk and copied
-#: into place, instead of one GEMM per image written in place
-_BATCHED_BELOW = 1024
+__all__ = ["conv2d_forward", "conv2d_backward", "im2col", "col2im", "plan_chunks"]
 
 
 def plan_chunks(N, OH, OW, rows, itemsize, max_bytes=None):
@@ -87,7 +72,7 @@ def plan_chunks(N, OH, OW, rows, itemsize, max_bytes=None):
 
     Examples
     --------
-    >>> from nbconv.functional._im2col import plan_chunks
+    >>> from nbconv.conv.im2col import plan_chunks
     >>> plan_chunks(4, 2, 3, rows=10, itemsize=8, max_bytes=1000)
     ('images', [(0, 2, 0, 2, 0, 3), (2, 2, 0, 2, 0, 3)], 12)
     >>> plan_chunks(1, 2, 3, rows=10, itemsize=8, max_bytes=300)[:2]
@@ -118,15 +103,15 @@ def plan_chunks(N, OH, OW, rows, itemsize, max_bytes=None):
 
 
 def fused_band(K, OH, OW, itemsize):
-    """Output rows per task of the fused forward pass: as many as fit ``_FUSED_COLS_BYTES``
+    """Output rows per task of the fused forward pass: as many as fit ``plan.FUSED_COLS_BYTES``
     of columns (``K`` numbers per pixel), and never more than ``IM2COL_MAX_BYTES``; 0 when
     one row does not fit (then the chunked path runs).
 
-    >>> from nbconv.functional._im2col import fused_band
+    >>> from nbconv.conv.im2col import fused_band
     >>> fused_band(363, 55, 55, 4), fused_band(4608, 1024, 1024, 4)
     (6, 0)
     """
-    limit = min(_FUSED_COLS_BYTES, _config.IM2COL_MAX_BYTES)
+    limit = min(plan.FUSED_COLS_BYTES, _config.IM2COL_MAX_BYTES)
     return min(OH, limit // (K * OW * itemsize))
 
 
@@ -164,7 +149,7 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     Examples
     --------
     >>> import numpy as np
-    >>> from nbconv.functional._im2col import conv2d_forward
+    >>> from nbconv.conv.im2col import conv2d_forward
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4); w = np.ones((1, 1, 2, 2))
     >>> y = np.empty((1, 1, 2, 2))
     >>> conv2d_forward(x, w, None, y, 2, 2, 0, 0, 1, 1, 1); y[0, 0]
@@ -181,9 +166,9 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
         if b is not None:
             _conv2d_im2col_fwd_bias(y, b, 0, N, 0, OH, 0, OW)
         return
-    gemm = gemm_for(y.dtype) if groups == 1 and w.nbytes <= _FUSED_MAX_WEIGHT_BYTES else None
+    gemm = gemm_for(y.dtype) if groups == 1 and w.nbytes <= plan.FUSED_MAX_WEIGHT_BYTES else None
     band = fused_band(Cg * kh * kw, OH, OW, y.itemsize)
-    if gemm is not None and band and band * OW >= _FUSED_MIN_COLS:
+    if gemm is not None and band and band * OW >= plan.FUSED_MIN_COLS:
         bias = b if b is not None else np.zeros(F, dtype=y.dtype)
         if sx == 1:
             xph = x[:, :, :, None, :]
@@ -203,7 +188,7 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     w3 = w.reshape(G, Fg, K)
     cols_flat = np.empty(CK * max_cols, dtype)
     P = OH * OW
-    batched = mode == "images" and P < _BATCHED_BELOW
+    batched = mode == "images" and P < plan.BATCHED_BELOW
     ybuf_flat = np.empty(F * max_cols, dtype) if batched else None
     bias = b if b is not None else np.zeros(F, dtype=dtype)
     for n0, nb, r0, nr, j0, nj in chunks:
@@ -234,7 +219,7 @@ def _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, 
     """The column matrix of one chunk: whole narrow images one task per (image, channel),
     other chunks one task per row of the matrix (one long write stream each: for AlexNet
     c2's 27-pixel rows 3.3 vs 4.3 ms a chunk, for LeNet c2's 8-pixel rows 1.2 vs 0.85 ms)."""
-    if mode == "images" and nj < _NARROW_ROWS:
+    if mode == "images" and nj < plan.NARROW_ROWS:
         _conv2d_im2col_cols_images(x, cols, n0, nb, kh, kw, sy, sx, pt, pl, dh, dw, nr, nj)
     else:
         _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
@@ -260,7 +245,7 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
     Examples
     --------
     >>> import numpy as np
-    >>> from nbconv.functional._im2col import conv2d_backward
+    >>> from nbconv.conv.im2col import conv2d_backward
     >>> x = np.arange(9.0).reshape(1, 1, 3, 3); w = np.ones((1, 1, 2, 2))
     >>> dy = np.ones((1, 1, 2, 2)); dx = np.empty_like(x); gw = np.empty_like(w)
     >>> gb = np.empty(1)
@@ -343,7 +328,7 @@ def im2col(x, kh, kw, sy, sx, pt, pl, dh, dw, OH, OW):
     Examples
     --------
     >>> import numpy as np
-    >>> from nbconv.functional._im2col import im2col
+    >>> from nbconv.conv.im2col import im2col
     >>> im2col(np.arange(4.0).reshape(1, 1, 2, 2), 2, 2, 1, 1, 1, 1, 1, 1, 1, 1)[0, :, 0]
     array([0., 0., 0., 0.])
     >>> im2col(np.arange(4.0).reshape(1, 1, 2, 2), 2, 2, 1, 1, 0, 0, 1, 1, 1, 1)[0, :, 0]
@@ -375,7 +360,7 @@ def col2im(cols, x_shape, kh, kw, sy, sx, pt, pl, dh, dw, OH, OW):
     Examples
     --------
     >>> import numpy as np
-    >>> from nbconv.functional._im2col import col2im
+    >>> from nbconv.conv.im2col import col2im
     >>> col2im(np.ones((1, 4, 4)), (1, 1, 3, 3), 2, 2, 1, 1, 0, 0, 1, 1, 2, 2)[0, 0]
     array([[1., 2., 1.],
            [2., 4., 2.],

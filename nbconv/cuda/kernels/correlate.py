@@ -8,7 +8,7 @@ two small index vectors (computed on the host from the mode and boundary; ``-1``
 
 from __future__ import annotations
 
-from ..._cuda_target import cuda
+from .._target import cuda
 
 __all__ = ["_correlate2d_valid_fwd", "_correlate2d_gather_fwd"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..._cuda_target import cuda
+from .._target import cuda
 
 __all__ = ["COPY", "_fill", "_flip2"]
 

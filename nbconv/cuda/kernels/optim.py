@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from ..._cuda_target import cuda
+from .._target import cuda
 
 __all__ = ["_sgd_step", "_adam_step"]
 

@@ -3,7 +3,7 @@
 Every functional op (``nbconv.conv2d``, ``nbconv.max_pool2d``, … and their ``*_backward``)
 accepts CUDA device arrays — numba device arrays, or anything with ``__cuda_array_interface__``
 such as CuPy arrays and PyTorch CUDA tensors (viewed without a copy) — and then returns numba
-device arrays computed by ``@cuda.jit`` kernels (:mod:`nbconv.kernels.cuda`), without copying the
+device arrays computed by ``@cuda.jit`` kernels (:mod:`nbconv.cuda.kernels`), without copying the
 data through the host.  Passing host and device arrays to the same op raises TypeError.
 
 Models: ``nbconv.cuda.to_device(model)`` moves every parameter (``data`` and ``grad``) and every
@@ -22,7 +22,7 @@ GPU support needs numba's CUDA target: ``pip install nbconv[cuda]`` installs NVI
 ``numba-cuda`` package (numba's built-in ``numba.cuda`` also works while it exists).  Importing
 nbconv never imports it.
 
-Tunables (environment, read by :mod:`nbconv._config` and :mod:`nbconv.kernels.cuda`):
+Tunables (environment, read by :mod:`nbconv._config` and :mod:`nbconv.cuda.kernels`):
 ``NBCONV_CUDA_BLOCK`` threads per block of the 1-D launches (default 128),
 ``NBCONV_CUDA_TILE`` edge of the matrix-product tiles (default 16),
 ``NBCONV_CUDA_CONV_TILE`` tiles of the implicit-GEMM convolutions (default ``64,64,8,4,4``).
@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .functional._device import is_device_array
+from .._dispatch import implements, is_device_array, set_loader
 
 __all__ = ["is_available", "is_device_array", "to_device", "to_host", "synchronize"]
 
@@ -71,20 +71,20 @@ def is_available() -> bool:
     """True if CUDA kernels can run here: an NVIDIA GPU with a working driver and numba's CUDA
     target, or numba's simulator (``NUMBA_ENABLE_CUDASIM=1``).  Never raises."""
     try:
-        from . import _cuda_target
+        from . import _target
     except ImportError:
         return False
-    return _cuda_target.is_available()
+    return _target.is_available()
 
 
-def _target():
-    from . import _cuda_target
+def _cuda():
+    from ._target import cuda
 
-    return _cuda_target.cuda
+    return cuda
 
 
 def _is_model(obj) -> bool:
-    from .nn.module import Module
+    from ..nn.module import Module
 
     return isinstance(obj, Module)
 
@@ -95,9 +95,10 @@ def _array_to_device(a):
     a = np.asarray(a)
     if not a.flags.c_contiguous:  # (ascontiguousarray would turn a 0-d array into 1-d)
         a = np.ascontiguousarray(a)
-    return _target().to_device(a)
+    return _cuda().to_device(a)
 
 
+@implements
 def to_device(obj):
     """Copy host data to the current CUDA device.
 
@@ -126,6 +127,7 @@ def to_device(obj):
     return _array_to_device(obj)
 
 
+@implements
 def to_host(obj):
     """Copy device arrays back to host ``numpy.ndarray`` (the inverse of :func:`to_device`).
 
@@ -142,11 +144,19 @@ def to_host(obj):
         return {k: to_host(v) for k, v in obj.items()}
     if is_device_array(obj):
         if not hasattr(obj, "copy_to_host"):
-            obj = _target().as_cuda_array(obj)
+            obj = _cuda().as_cuda_array(obj)
         return obj.copy_to_host()
     return np.asarray(obj)
 
 
 def synchronize() -> None:
     """Wait until every launched kernel has finished (for timing)."""
-    _target().synchronize()
+    _cuda().synchronize()
+
+
+def _load_device_ops() -> None:
+    """Import the device ops, which register themselves in the dispatch table."""
+    from . import activation, arrays, conv, correlate, linear, losses, norm, pool  # noqa: F401
+
+
+set_loader(_load_device_ops)

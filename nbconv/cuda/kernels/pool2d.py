@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from ..._cuda_target import cuda
+from .._target import cuda
 
 __all__ = [
     "_max_pool2d_fwd",

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from ... import _config
-from ..._cuda_target import cuda
+from .._target import cuda
 from . import MAX_BLOCK, grid
 from ._reduce import block_sum_for
 

@@ -1,0 +1,432 @@
+"""The direct algorithm's driver: loop-nest numba kernels, one family per kind of layer.
+
+:func:`conv2d_forward` and :func:`conv2d_backward` take the engine's normalised arguments
+(C-contiguous arrays of one dtype, zero padding ``pt``/``pl`` at the top/left, outputs
+preallocated) and run the family that :mod:`nbconv.conv.plan` names for the shape:
+
+* ``regblock``: filter-vector register blocks (``kernels/conv2d_regblock.py``);
+* ``pixvec`` and ``phases``: pixel-vector register blocks, on the input itself or on its
+  stride phases (``kernels/conv2d_pixvec.py``);
+* ``depthwise``: one plane per task (``kernels/conv2d_depthwise.py``);
+* ``wide``: wide rows on an explicitly padded input (``kernels/conv2d_wide.py``);
+* ``rows``: the general strided row loops (``kernels/conv2d_direct.py``), which are also the
+  exact reference for non-finite values (:mod:`nbconv.conv.exact`).
+
+Here the inputs are padded and laid out as each family's kernels expect (weights transposed or
+rounded up to whole register blocks, term and pixel offsets); the kernels do the arithmetic.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numba
+import numpy as np
+
+from .. import _config
+from ..kernels import conv2d_pixvec as _pixvec
+from ..kernels.activations import _relu_fwd
+from ..kernels.conv2d_depthwise import _conv2d_depthwise_bwd_weight, _conv2d_depthwise_fwd
+from ..kernels.conv2d_direct import (
+    _conv2d_direct_bwd_data,
+    _conv2d_direct_bwd_weight,
+    _conv2d_direct_fwd,
+)
+from ..kernels.conv2d_im2col import _conv2d_im2col_bwd_bias
+from ..kernels.conv2d_regblock import _conv2d_regblock_bwd_weight, _conv2d_regblock_fwd
+from ..kernels.conv2d_wide import FB, _conv2d_wide_bwd_weight, _conv2d_wide_fwd, _pad_planes
+from . import plan
+
+__all__ = ["conv2d_forward", "conv2d_backward"]
+
+
+def _pad_into(src, dst, pt, pl):
+    """``dst`` (A, B, Hp, Wp) = zeros with ``src`` (A, B, H, W) placed at (pt, pl), cropped to
+    fit; both may be strided views.  Large C-contiguous arrays take the threaded one-pass
+    kernel; strided views (the weight gradient's transposed layouts) stay with NumPy, whose
+    strided copies beat numba's non-contiguous loops."""
+    if (dst.size < _config.SERIAL_BELOW or not src.flags.c_contiguous
+            or not dst.flags.c_contiguous):
+        H, W = src.shape[2], src.shape[3]
+        Hp, Wp = dst.shape[2], dst.shape[3]
+        dst[...] = 0
+        r0, r1 = max(pt, 0), min(pt + H, Hp)
+        c0, c1 = max(pl, 0), min(pl + W, Wp)
+        if r1 > r0 and c1 > c0:
+            dst[:, :, r0:r1, c0:c1] = src[:, :, r0 - pt:r1 - pt, c0 - pl:c1 - pl]
+        return
+
+    _pad_planes(src, dst, pt, pl)
+
+
+def _zero_padded(x, pt, pl, Hp, Wp):
+    """``x`` (N, C, H, W) placed at (pt, pl) in zeros of (N, C, Hp, Wp), cropped to fit."""
+    N, C, H, W = x.shape
+    if pt == 0 and pl == 0 and (H, W) == (Hp, Wp):
+        return x
+    out = np.empty((N, C, Hp, Wp), dtype=x.dtype)
+    _pad_into(x, out, pt, pl)
+    return out
+
+
+def _zero_padded_shared(x, pt, pl, Hp, Wp):
+    """Like :func:`_zero_padded`, for the wide-row kernels: when the left padding is at least as
+    wide as the right one, rows are stored with pitch ``Wp - right`` and a wide row reads its
+    missing right padding from the next row's left padding (zeros), with zero rows appended
+    for the last one.  LeNet c2's data gradient: rows of 12 instead of 16 values, a quarter less
+    work.  Falls back to :func:`_zero_padded` otherwise."""
+    N, C, H, W = x.shape
+    rows, pitch = _shared_planes(H, W, pt, pl, Hp, Wp)
+    if pitch == Wp:
+        return _zero_padded(x, pt, pl, Hp, Wp)
+    out = np.empty((N, C, rows, pitch), dtype=x.dtype)
+    _pad_into(x, out, pt, pl)
+    return out
+
+
+def _shared_planes(H, W, pt, pl, Hp, Wp):
+    """``(rows, pitch)`` of :func:`_zero_padded_shared`'s planes (``(Hp, Wp)`` when the
+    padding cannot be shared)."""
+    right = Wp - pl - W
+    if not (0 < right <= pl and pt >= 0 and pt + H <= Hp):
+        return Hp, Wp
+    pitch = Wp - right
+    return Hp + -(-right // pitch), pitch
+
+
+def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False):
+    """Driver of the direct algorithm: ``y[:] = conv(x, w) + b``, or ``relu(conv(x, w) + b)``
+    with ``relu`` (in the register-blocked and pixel-vector kernels' stores; a pass over
+    ``y`` after the others).  The kernel family is the plan's
+    (:func:`nbconv.conv.plan.direct_forward_kernel`)."""
+    if b is None:
+        b = np.zeros(w.shape[0], dtype=x.dtype)
+    F, Cg, kh, kw = w.shape
+    family = plan.direct_forward_kernel(F, Cg * groups, kh, kw, y.shape[2], y.shape[3], sy, sx,
+                                        dh, dw, groups, y.itemsize)
+    if family == "phases":
+        _phase_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu, groups)
+        return
+    if family == "regblock":
+        _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu)
+        return
+    if family == "pixvec":
+        _pixvec_forward(x, w, b, y, pt, pl, dh, dw, relu)
+        return
+    if family == "depthwise":
+        _conv2d_depthwise_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw)
+    elif family == "wide":
+        OH, OW = y.shape[2], y.shape[3]
+        xp = _zero_padded(x, pt, pl, OH + dh * (kh - 1), OW + dw * (kw - 1))
+        wq, bq = _round_up_filters(w, b, groups)
+        _conv2d_wide_fwd(xp, wq, bq, y, dh, dw, groups, numba.get_num_threads())
+    else:
+        _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, numba.get_num_threads())
+    if relu:
+        _relu_in_place(y)
+
+
+def _relu_in_place(y):
+    flat = y.reshape(-1)
+    _relu_fwd(flat, flat)
+
+
+def _regblock_padded(x, OH, OW, kh, kw, sy, sx, pt, pl, dh, dw):
+    """``(xp, Hp, Wp)``: ``x`` zero-padded to exactly the rows and columns the windows of an
+    ``OH x OW`` output read (the register-blocked kernels address it by raw offsets)."""
+    Hp = (OH - 1) * sy + dh * (kh - 1) + 1
+    Wp = (OW - 1) * sx + dw * (kw - 1) + 1
+    return _zero_padded(x, pt, pl, Hp, Wp), Hp, Wp
+
+
+@functools.lru_cache(maxsize=64)
+def _term_offsets(C, kh, kw, dh, dw, rows, pitch):
+    """``off[(c*kh + p)*kw + q] = (c*rows + p*dh)*pitch + q*dw``: where the reduction terms of
+    a window lie from its origin in a padded input of planes ``rows x pitch`` (int64, cached,
+    read-only)."""
+    off = np.add.outer(np.add.outer(np.arange(C) * rows, np.arange(kh) * dh) * pitch,
+                       np.arange(kw) * dw).ravel().astype(np.int64)
+    off.flags.writeable = False
+    return off
+
+
+def _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu=False):
+    """Register-blocked direct forward (groups 1, float32/float64): pads ``x`` explicitly,
+    lays the weights out as (C*kh*kw, filters rounded up to whole vectors) and the term
+    offsets, then runs :func:`nbconv.kernels.conv2d_regblock._conv2d_regblock_fwd`."""
+
+    F, C, kh, kw = w.shape
+    xp, Hp, Wp = _regblock_padded(x, y.shape[2], y.shape[3], kh, kw, sy, sx, pt, pl, dh, dw)
+    nvec, _, Fpad = plan.regblock_vectors(F, y.itemsize)
+    wt = np.zeros((C * kh * kw, Fpad), dtype=y.dtype)
+    wt[:, :F] = w.reshape(F, -1).T
+    _conv2d_regblock_fwd(xp, wt, b, _term_offsets(C, kh, kw, dh, dw, Hp, Wp), y, sy, sx, nvec,
+                         relu)
+
+
+def _regblock_weight_grad(dy, x, gw, sy, sx, pt, pl, dh, dw):
+    """Register-blocked weight gradient (groups 1): ``dy`` with the filters last, the pixels'
+    window origins in the padded input, then
+    :func:`nbconv.kernels.conv2d_regblock._conv2d_regblock_bwd_weight`."""
+
+    N, C = x.shape[:2]
+    F, _, kh, kw = gw.shape
+    OH, OW = dy.shape[2], dy.shape[3]
+    xp, Hp, Wp = _regblock_padded(x, OH, OW, kh, kw, sy, sx, pt, pl, dh, dw)
+    nvec, _, Fpad = plan.regblock_vectors(F, dy.itemsize)
+    dyt = np.empty((N, OH, OW, Fpad), dtype=dy.dtype)
+    if Fpad > F:
+        dyt[..., F:] = 0
+    dyt[..., :F] = dy.transpose(0, 2, 3, 1)
+    _conv2d_regblock_bwd_weight(xp, dyt.reshape(N * OH * OW, Fpad),
+                                _pixel_origins(N, OH, OW, C * Hp * Wp, sy * Wp, sx), gw, kh, kw,
+                                dh, dw, nvec)
+
+
+@functools.lru_cache(maxsize=64)
+def _pixel_origins(N, OH, OW, image, row, col):
+    """``off[(n*OH + i)*OW + j] = n*image + i*row + j*col``: the window origins of every
+    output pixel of a batch in a padded input (int64, cached, read-only)."""
+    off = (np.arange(N)[:, None, None] * image + np.arange(OH)[None, :, None] * row
+           + np.arange(OW)[None, None, :] * col).ravel().astype(np.int64)
+    off.flags.writeable = False
+    return off
+
+
+def _pixvec_forward(x, w, b, y, pt, pl, dh, dw, relu=False):
+    """Stride-1 forward (groups 1, few filters) with pixel-vector register blocks: pads ``x``
+    (sharing left and right padding where it can) in a pass of its own, or leaves that to
+    each task when the images are small and the batch has two per thread; then
+    :func:`_pixvec_run`."""
+    F, C, kh, kw = w.shape
+    N, _, OH, OW = y.shape
+    Hp, Wp = OH + dh * (kh - 1), OW + dw * (kw - 1)
+    rows, pitch = _shared_planes(x.shape[2], x.shape[3], pt, pl, Hp, Wp)
+    padded = (rows, pitch) != x.shape[2:] or pt or pl
+    if padded and not (N >= 2 * numba.get_num_threads()
+                       and C * rows * pitch * y.itemsize <= plan.PIXVEC_STAGE_BYTES):
+        x = _zero_padded_shared(x, pt, pl, Hp, Wp)  # else each task pads its own image
+        pt = pl = 0
+    _pixvec_run(x, pt, pl, rows, pitch, w, b, y, _term_offsets(C, kh, kw, dh, dw, rows, pitch),
+                relu)
+
+
+def _phase_planes(OH, OW, kh, kw, sy, sx, dh, dw):
+    """``(Hq, Wq)``: the rows and columns of the stride-phase planes that an ``OH x OW``
+    output reads (output pixel ``(i, j)``, tap ``(p, q)``: row ``i + p*dh // sy``, column
+    ``j + q*dw // sx`` of phase ``(p*dh % sy, q*dw % sx)``)."""
+    return OH + dh * (kh - 1) // sy, OW + dw * (kw - 1) // sx
+
+
+@functools.lru_cache(maxsize=64)
+def _phase_offsets(C, kh, kw, sy, sx, dh, dw, Hq, Wq):
+    """The term offsets (as :func:`_term_offsets`) of a window in the stride-phase planes of
+    :func:`nbconv.kernels.conv2d_pixvec._stride_phases` (int64, cached, read-only)."""
+    p, q = np.arange(kh) * dh, np.arange(kw) * dw
+    plane = (np.arange(C)[:, None, None] * sy + (p % sy)[None, :, None]) * sx \
+        + (q % sx)[None, None, :]
+    off = ((plane * Hq + (p // sy)[None, :, None]) * Wq
+           + (q // sx)[None, None, :]).ravel().astype(np.int64)
+    off.flags.writeable = False
+    return off
+
+
+def _phase_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu=False, groups=1):
+    """Strided forward with pixel-vector register blocks: splits the zero-padded input into
+    its stride phases (a parallel pass), which makes the layer a stride-1 one over
+    ``C*sy*sx`` planes, then :func:`_pixvec_run` (once per group, on copies of the group's
+    planes and filters: grouped layers on the strided row kernel ran 24-30x PyTorch's time,
+    3x3 stride 2, groups 2, (16, 64 -> 128, 56))."""
+    F, Cg, kh, kw = w.shape
+    N, _, OH, OW = y.shape
+    Hq, Wq = _phase_planes(OH, OW, kh, kw, sy, sx, dh, dw)
+    xq = np.empty((N, Cg * groups * sy * sx, Hq, Wq), dtype=y.dtype)
+    _pixvec._stride_phases(np.ascontiguousarray(x), pt, pl, sy, sx, xq)
+    off = _phase_offsets(Cg, kh, kw, sy, sx, dh, dw, Hq, Wq)
+    if groups == 1:
+        _pixvec_run(xq, 0, 0, Hq, Wq, w, b, y, off, relu)
+        return
+    Fg, planes = F // groups, Cg * sy * sx
+    yg = np.empty((N, Fg, OH, OW), dtype=y.dtype)
+    for g in range(groups):
+        xg = np.ascontiguousarray(xq[:, g * planes:(g + 1) * planes])
+        _pixvec_run(xg, 0, 0, Hq, Wq, w[g * Fg:(g + 1) * Fg], b[g * Fg:(g + 1) * Fg], yg, off,
+                    relu)
+        y[:, g * Fg:(g + 1) * Fg] = yg
+
+
+def _pixvec_run(x, pt, pl, rows, pitch, w, b, y, off, relu):
+    """Lays the filters out in groups of at most six, sizes the tasks and runs
+    :func:`nbconv.kernels.conv2d_pixvec._conv2d_pixvec_fwd` on planes of ``rows x pitch``
+    (``x`` placed at ``(pt, pl)``) with term offsets ``off``."""
+    F = w.shape[0]
+    K = off.shape[0]
+    N, _, OH, OW = y.shape
+    G = -(-F // _pixvec.MAX_FILTERS)
+    NF = -(-F // G)
+    B = _pixvec.block_positions(NF, y.itemsize)
+    wt = np.zeros((G * NF, K), dtype=y.dtype)
+    wt[:F] = w.reshape(F, K)
+    wt = np.ascontiguousarray(wt.reshape(G, NF, K).transpose(0, 2, 1))
+    # tasks of at most plan.PIXVEC_TASK_BYTES of scratch, at least four per thread
+    nblk = -(-((OH - 1) * pitch + OW) // B)
+    per = min(max(1, plan.PIXVEC_TASK_BYTES // (NF * B * y.itemsize)),
+              max(1, N * nblk // (4 * numba.get_num_threads())))
+    _pixvec._conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, per, relu)
+
+
+def _pixvec_weight_grad(dy, x, gw, pt, pl, dh, dw):
+    """Stride-1 weight gradient (groups 1, few filters) as lane-wise dot products along
+    output rows: pads ``x`` (sharing left and right padding where it can), then runs
+    :func:`nbconv.kernels.conv2d_pixvec._conv2d_pixvec_bwd_weight` with one run of images
+    per task (two per thread)."""
+    N, C = x.shape[:2]
+    F, _, kh, kw = gw.shape
+    OH, OW = dy.shape[2], dy.shape[3]
+    xp = _zero_padded_shared(x, pt, pl, OH + dh * (kh - 1), OW + dw * (kw - 1))
+    K = C * kh * kw
+    off = np.zeros(K + _pixvec.TERM_PAD, dtype=np.int64)
+    off[:K] = _term_offsets(C, kh, kw, dh, dw, xp.shape[2], xp.shape[3])
+    tasks = min(N, 2 * numba.get_num_threads())
+    _pixvec._conv2d_pixvec_bwd_weight(xp, dy, off, gw.reshape(F, K), tasks)
+
+
+def _round_up_filters(w, b, groups):
+    """``w``/``b`` with zero filters appended up to a multiple of the wide kernels' block of
+    output channels (groups == 1 only): LeNet's 6 channels then run as two full blocks of 4
+    instead of a full block and a slow partial one (c1 forward 1.3x faster)."""
+
+    F = w.shape[0]
+    if groups != 1 or F % FB == 0 or F == 1:
+        return w, b
+    Fq = F + FB - F % FB
+    wq = np.zeros((Fq,) + w.shape[1:], dtype=w.dtype)
+    wq[:F] = w
+    bq = np.zeros(Fq, dtype=b.dtype)
+    bq[:F] = b
+    return wq, bq
+
+
+def _flip_transpose(w, groups):
+    """(F, Cg, kh, kw) -> (C, Fg, kh, kw) with both kernel axes reversed, per group: the
+    kernel of the data gradient seen as a forward convolution."""
+    F, Cg, kh, kw = w.shape
+    Fg = F // groups
+    t = w.reshape(groups, Fg, Cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    return np.ascontiguousarray(t.reshape(groups * Cg, Fg, kh, kw))
+
+
+def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+    """Driver of the direct algorithm: overwrite ``dx`` (unless None), ``gw`` and ``gb``
+    (unless None), with the kernels the plan names
+    (:func:`nbconv.conv.plan.direct_backward_kernels`).  Where ``x`` or ``w`` holds an inf or
+    NaN the zeros of a spread ``dy`` or of explicit padding make NaN of gradients that never
+    see it; the engine's check of the results then recomputes them with the row loops
+    (:func:`nbconv.conv.exact.exact_backward`)."""
+    N, C, H, W = x.shape
+    F, _, kh, kw = w.shape
+    OH, OW = dy.shape[2], dy.shape[3]
+    kind = plan.direct_backward_kernels(N, C, H, W, F, kh, kw, OH, OW, sy, sx, dh, dw, groups,
+                                        x.itemsize)
+    if kind.spread:
+        spread = np.zeros((N, F, (OH - 1) * sy + 1, (OW - 1) * sx + 1), dtype=dy.dtype)
+        spread[:, :, ::sy, ::sx] = dy
+        dy, sy, sx = spread, 1, 1
+    if dx is not None:
+        _DATA_GRADIENT[kind.data](dy, w, dx, sy, sx, pt, pl, dh, dw, groups)
+    _WEIGHT_GRADIENT[kind.weight](dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups)
+
+# The gradient kernels by family (the plan's names), stride 1 except "rows":
+# data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups), weight(dy, x, gw, gb, sy, sx, ...).
+
+
+def _depthwise_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups):
+    """The data gradient of a plan.depthwise layer with one filter per channel: a plan.depthwise
+    convolution of ``dy`` with the flipped kernel."""
+    kh, kw = w.shape[2], w.shape[3]
+    flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1])
+    _conv2d_depthwise_fwd(dy, flipped, np.zeros(w.shape[0], dtype=dx.dtype), dx, 1, 1,
+                          dh * (kh - 1) - pt, dw * (kw - 1) - pl, dh, dw)
+
+
+def _pixvec_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups):
+    """``dx`` = stride-1 convolution of ``dy``, padded so that the output is (H, W), with the
+    flipped, transposed kernel: C "filters", few enough for the pixel-vector blocks."""
+    kh, kw = w.shape[2], w.shape[3]
+    ekh, ekw = dh * (kh - 1), dw * (kw - 1)
+    _pixvec_forward(dy, _flip_transpose(w, groups), np.zeros(dx.shape[1], dtype=dx.dtype), dx,
+                    ekh - pt, ekw - pl, dh, dw)
+
+
+def _wide_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups):
+    """The data gradient as a wide-row forward pass over the padded ``dy``."""
+    C, H, W = dx.shape[1:]
+    kh, kw = w.shape[2], w.shape[3]
+    ekh, ekw = dh * (kh - 1), dw * (kw - 1)
+    dyp = _zero_padded_shared(dy, ekh - pt, ekw - pl, H + ekh, W + ekw)
+    wq, bq = _round_up_filters(_flip_transpose(w, groups), np.zeros(C, dtype=dx.dtype), groups)
+    _conv2d_wide_fwd(dyp, wq, bq, dx, dh, dw, groups, numba.get_num_threads())
+
+
+def _rows_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups):
+    _conv2d_direct_bwd_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups)
+
+
+def _depthwise_weight(dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+    """One task per channel."""
+    with_bias = gb is not None
+    gbuf = gb if with_bias else np.empty(gw.shape[0], dtype=x.dtype)
+    _conv2d_depthwise_bwd_weight(dy, x, gw, gbuf, with_bias, pt, pl, dh, dw)
+
+
+def _pixvec_weight(dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+    _pixvec_weight_grad(dy, x, gw, pt, pl, dh, dw)
+    if gb is not None:
+        _conv2d_im2col_bwd_bias(dy, gb)
+
+
+def _regblock_weight(dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+    _regblock_weight_grad(dy, x, gw, 1, 1, pt, pl, dh, dw)
+    if gb is not None:
+        _conv2d_im2col_bwd_bias(dy, gb)
+
+
+def _wide_weight(dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+    """The weight gradient on the wide rows: channel-major, batch-long layouts of the padded
+    input and of ``dy``.  (The wide rows multiply dy's zero padding by input values too: an
+    inf in x makes NaN of taps that never see it, which the engine's check recomputes.)"""
+    N, C = x.shape[:2]
+    F, _, kh, kw = gw.shape
+    OH, OW = dy.shape[2], dy.shape[3]
+    ekh, ekw = dh * (kh - 1), dw * (kw - 1)
+    Hp, Wp = OH + ekh, OW + ekw
+    plane = N * Hp * Wp
+    xl = np.empty((C, plane + ekh * Wp + ekw), dtype=x.dtype)
+    xl[:, plane:] = 0
+    _pad_into(x.transpose(1, 0, 2, 3), xl[:, :plane].reshape(C, N, Hp, Wp), pt, pl)
+    # groups == 1: zero filters up to whole blocks of FB keep every task on the unrolled path
+    Fq = F if groups != 1 or F % FB == 0 else F + FB - F % FB
+    dyl = np.empty((Fq, N, Hp, Wp), dtype=dy.dtype)
+    dyl[F:] = 0
+    _pad_into(dy.transpose(1, 0, 2, 3), dyl[:F], 0, 0)
+    gwq = gw if Fq == F else np.empty((Fq,) + gw.shape[1:], dtype=gw.dtype)
+    gbq = np.empty(Fq, dtype=x.dtype) if gb is None or Fq != F else gb
+    # chunks of 4 KiB per dy row: four rows plus the input windows stay in L1
+    _conv2d_wide_bwd_weight(dyl.reshape(Fq, plane), xl, gwq, gbq, gb is not None,
+                            x.dtype.type(0), dh, dw, groups, Wp, 4096 // x.dtype.itemsize)
+    if Fq != F:
+        gw[...] = gwq[:F]
+        if gb is not None:
+            gb[...] = gbq[:F]
+
+
+def _rows_weight(dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+    with_bias = gb is not None
+    gbuf = gb if with_bias else np.empty(gw.shape[0], dtype=x.dtype)
+    _conv2d_direct_bwd_weight(dy, x, gw, gbuf, int(with_bias), sy, sx, pt, pl, dh, dw, groups)
+
+
+_DATA_GRADIENT = {"depthwise": _depthwise_data, "pixvec": _pixvec_data, "wide": _wide_data,
+                  "rows": _rows_data}
+_WEIGHT_GRADIENT = {"depthwise": _depthwise_weight, "pixvec": _pixvec_weight,
+                    "regblock": _regblock_weight, "wide": _wide_weight, "rows": _rows_weight}

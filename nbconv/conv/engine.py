@@ -1,0 +1,165 @@
+"""The convolution engine's entry points: :func:`forward` and :func:`backward` run a validated
+convolution (see :func:`nbconv._checks.conv.geometry`) with the algorithm that
+:mod:`nbconv.conv.plan` picks or the caller named.
+
+Between the public op and the driver they apply what every algorithm shares:
+
+* taps that read only zero padding are trimmed from the kernel (:func:`trim_taps`);
+* non-zero padding modes pad ``x`` explicitly, and the backward pass folds the padded
+  gradient back onto ``x`` (the adjoint of padding);
+* an empty batch gives an empty output (and zero weight gradients) without a driver call;
+* inf and NaN reach exactly the outputs the definition says (:mod:`nbconv.conv.exact`).
+
+The drivers (:mod:`~nbconv.conv.direct`, :mod:`~nbconv.conv.im2col`,
+:mod:`~nbconv.conv.winograd`) share one interface: C-contiguous arrays of one float dtype,
+implicit zero padding on the top/left only (the bottom/right padding is implied by the output
+size), results written into preallocated outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks.conv import NP_PAD_MODE, Geom
+from ..kernels.activations import _relu_fwd
+from . import direct, im2col, plan, winograd
+from .exact import exact_backward, exact_forward, finite_array
+
+__all__ = ["forward", "backward", "trim_taps", "DRIVERS"]
+
+
+#: the driver module of each algorithm: conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw,
+#: groups) and conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups)
+DRIVERS = {"direct": direct, "im2col": im2col, "winograd": winograd}
+
+
+def _pad_input(x, g: Geom):
+    """Explicitly padded ``x`` and the driver's (pt, pl) for the padding mode."""
+    if g.mode == "zeros":
+        return x, g.pt, g.pl
+    xp = np.pad(x, ((0, 0), (0, 0), (g.pt, g.pb), (g.pl, g.pr)), mode=NP_PAD_MODE[g.mode])
+    return np.ascontiguousarray(xp), 0, 0
+
+
+def _fold_padding(dxp, H, W, g: Geom):
+    """Adjoint of ``np.pad(x, ..., mode)``: add each padded pixel's gradient to its source."""
+    np_mode = NP_PAD_MODE[g.mode]
+    # src[i] = index of the input pixel that padded position i copies (the pad of an arange).
+    src_h = np.pad(np.arange(H), (g.pt, g.pb), mode=np_mode)
+    src_w = np.pad(np.arange(W), (g.pl, g.pr), mode=np_mode)
+    t = dxp[:, :, g.pt:g.pt + H, :].copy()
+    for i in [*range(g.pt), *range(g.pt + H, g.pt + H + g.pb)]:
+        t[:, :, src_h[i], :] += dxp[:, :, i, :]
+    dx = t[:, :, :, g.pl:g.pl + W].copy()
+    for j in [*range(g.pl), *range(g.pl + W, g.pl + W + g.pr)]:
+        dx[:, :, :, src_w[j]] += t[:, :, :, j]
+    return dx
+
+
+def _tap_reads_input(n, o, s, p, t) -> bool:
+    """Whether kernel tap ``t`` (dilation 1) reads a real input pixel for some output
+    ``i < o``: ``0 <= i*s - p + t < n``."""
+    a = p - t
+    i = max(0, -(-a // s))  # the first output whose tap lands at or after input index 0
+    return i < o and i * s < a + n
+
+
+def trim_taps(op, weight, g: Geom, H, W, algorithm, auto, backward):
+    """Drop the kernel rows and columns that read only zero padding, whatever the output
+    pixel (small maps: a 3x3 layer on 1x1 maps is a 1x1 layer, nine times less work; resnet18
+    on 32x32 input has three such 512-channel layers).  Exact: with zero padding those taps
+    add no term (SPEC section 2), and their weight gradient is 0.
+
+    Returns ``(weight, g, algorithm, (r0, r1, c0, c1))`` -- the kept tap ranges -- or None when
+    every tap reads the input somewhere (or the padding is not zeros, or the layer dilated).
+    With ``auto`` the algorithm is chosen again for the smaller kernel (NiN's 3x3 384 -> 10
+    layer on 1x1 maps: a 1x1 layer, which im2col runs 4x faster than the 3x3 one's direct).
+    """
+    kh, kw = weight.shape[2], weight.shape[3]
+    if g.mode != "zeros" or g.dh != 1 or g.dw != 1 or kh * kw == 1:
+        return None
+    rows = [t for t in range(kh) if _tap_reads_input(H, g.OH, g.sy, g.pt, t)]
+    cols = [t for t in range(kw) if _tap_reads_input(W, g.OW, g.sx, g.pl, t)]
+    if not rows or not cols or (rows[0], rows[-1], cols[0], cols[-1]) == (0, kh - 1, 0, kw - 1):
+        return None
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    # tap r0 - 1 misses every output, so the new top padding pt - r0 is >= 0 (likewise below)
+    pt, pl = g.pt - r0, g.pl - c0
+    pb = (g.OH - 1) * g.sy + (r1 - r0) - H - pt
+    pr = (g.OW - 1) * g.sx + (c1 - c0) - W - pl
+    g = g._replace(pt=pt, pb=pb, pl=pl, pr=pr)
+    if auto:
+        algorithm = plan.choose_algorithm(op, "auto", weight.shape[1] * g.groups, r1 - r0, c1 - c0,
+                                      g, weight.shape[0], backward=backward)
+    elif algorithm == "winograd" and not plan.winograd_fits(r1 - r0, c1 - c0, g):
+        algorithm = "im2col"
+    return np.ascontiguousarray(weight[:, :, r0:r1, c0:c1]), g, algorithm, (r0, r1, c0, c1)
+
+
+def forward(op, x, weight, bias, g: Geom, algorithm, relu=False, auto=False):
+    """The convolution of validated 4-D arrays of one dtype (then ``y = relu(y)`` with
+    ``relu``) by ``algorithm``; with ``auto`` (``algorithm`` was chosen by the plan) a trimmed
+    kernel is planned again.
+
+    An empty batch gives an empty output without calling a driver.  Non-finite values go
+    through :func:`exact_forward`: inputs holding inf or NaN skip the fast drivers when the
+    inputs are smaller to check than the output (LeNet's first layer: 4.4x fewer values), else
+    a fast result holding inf or NaN is recomputed (ReLU keeps NaN, so the check may follow
+    it).  Winograd always has its result checked: huge finite inputs can overflow in its
+    transforms.
+    """
+    y = np.empty((x.shape[0], weight.shape[0], g.OH, g.OW), dtype=x.dtype)
+    if y.size == 0:
+        return y
+    trimmed = trim_taps(op, weight, g, x.shape[2], x.shape[3], algorithm, auto, False)
+    if trimmed is not None:
+        weight, g, algorithm, _ = trimmed
+    driver = DRIVERS[algorithm]
+    xp, pt, pl = _pad_input(x, g)
+    args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
+    check_inputs = algorithm != "winograd" and x.size + weight.size < y.size
+    relu_done = False
+    if check_inputs and not all(finite_array(a) for a in (x, weight, bias) if a is not None):
+        exact_forward(xp, weight, bias, y, *args)
+    elif algorithm == "direct":
+        driver.conv2d_forward(xp, weight, bias, y, *args, relu=relu)
+        relu_done = relu
+    else:
+        driver.conv2d_forward(xp, weight, bias, y, *args)
+    if not check_inputs and not finite_array(y):
+        exact_forward(xp, weight, bias, y, *args)
+        relu_done = False
+    if relu and not relu_done:
+        flat = y.reshape(-1)
+        _relu_fwd(flat, flat)
+    return y
+
+
+def backward(op, dy, x, weight, g: Geom, want_bias, need_dx, algorithm, auto=False):
+    """``(dx, gw, gb)`` of validated arrays (``dx`` None unless ``need_dx``, ``gb`` None unless
+    ``want_bias``); an empty batch gives an empty ``dx`` and zero weight
+    and bias gradients, non-finite results are recomputed by :func:`exact_backward`."""
+    if x.shape[0] == 0:
+        return (np.empty(x.shape, dtype=x.dtype) if need_dx else None,
+                np.zeros(weight.shape, dtype=x.dtype),
+                np.zeros(weight.shape[0], dtype=x.dtype) if want_bias else None)
+    full_shape = weight.shape
+    trimmed = trim_taps(op, weight, g, x.shape[2], x.shape[3], algorithm, auto, True)
+    if trimmed is not None:
+        weight, g, algorithm, _ = trimmed
+    xp, pt, pl = _pad_input(x, g)
+    dxp = np.empty(xp.shape, dtype=x.dtype) if need_dx else None
+    gw = np.empty(weight.shape, dtype=x.dtype)
+    gb = np.empty(weight.shape[0], dtype=x.dtype) if want_bias else None
+    args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
+    DRIVERS[algorithm].conv2d_backward(dy, xp, weight, dxp, gw, gb, *args)
+    exact_backward(dy, xp, weight, dxp, gw, gb, *args)
+    if trimmed is not None:  # the dropped taps never read the input: zero gradient
+        r0, r1, c0, c1 = trimmed[3]
+        gw_full = np.zeros(full_shape, dtype=x.dtype)
+        gw_full[:, :, r0:r1, c0:c1] = gw
+        gw = gw_full
+    dx = dxp
+    if need_dx and g.mode != "zeros":
+        dx = _fold_padding(dxp, x.shape[2], x.shape[3], g)
+    return dx, gw, gb

@@ -1,0 +1,73 @@
+"""Process-wide modes of the layers: gradient recording (:func:`no_grad`), the default random
+generator (:func:`manual_seed`) and zero-memory placeholders while a model file is checked
+(:func:`placeholders`)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+__all__ = ["no_grad", "is_grad_enabled", "placeholders", "building_placeholders", "placeholder",
+           "manual_seed", "default_rng"]
+
+_state = threading.local()
+_rng = [np.random.default_rng()]
+
+
+def is_grad_enabled() -> bool:
+    """False inside ``with nbconv.no_grad():``."""
+    return getattr(_state, "grad", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Context manager: layers run forward without caching anything for backward.
+
+    >>> import nbconv as nc
+    >>> with nc.no_grad():
+    ...     nc.nn.is_grad_enabled()
+    False
+    """
+    before = is_grad_enabled()
+    _state.grad = False
+    try:
+        yield
+    finally:
+        _state.grad = before
+
+
+def building_placeholders() -> bool:
+    """True inside :func:`placeholders`."""
+    return getattr(_state, "placeholders", False)
+
+
+@contextlib.contextmanager
+def placeholders():
+    """Context manager: layers built inside get read-only, zero-stride stand-ins of the right
+    shape and dtype for their parameters and buffers (:func:`placeholder`): no memory and no
+    random draws, whatever sizes their arguments ask for.  ``nbconv.load`` builds a file's
+    architecture this way to check it against the file's datasets before allocating anything,
+    then puts the file's arrays in place."""
+    before = building_placeholders()
+    _state.placeholders = True
+    try:
+        yield
+    finally:
+        _state.placeholders = before
+
+
+def placeholder(shape, dtype) -> np.ndarray:
+    """A read-only array of ``shape`` that takes no memory (every element is one zero)."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generator that layer initialisation and ``Dropout`` draw from (like torch)."""
+    _rng[0] = np.random.default_rng(seed)
+
+
+def default_rng() -> np.random.Generator:
+    """The library-wide generator reseeded by :func:`manual_seed`."""
+    return _rng[0]
