@@ -6,6 +6,7 @@ killed-save test is in test_io.py."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -422,6 +423,8 @@ def test_auto_rule_docstring_is_the_table_and_its_claims_hold():
     doc = " ".join(nc.conv2d.__doc__.split())
     for i, (text, _, algo) in enumerate(_plan.AUTO_RULES, 1):
         assert f'{i}. {text}: ``"{algo}"``' in doc
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert _plan.auto_rule_text("", code="`") in readme, "regenerate the README's auto list"
     # the issue's case: a stride-1 1x1 forward pass with C=4 runs im2col, as rule 8 says
     assert _auto(4, 8, 1, 1, 0, 16) == "im2col"
     assert _auto(4, 8, 1, 1, 0, 16, backward=True) == "direct"  # rule 10

@@ -159,11 +159,14 @@ AUTO_RULES = (
 )
 
 
-def auto_rule_text(indent: str) -> str:
-    """The ``"auto"`` rows as a numbered list for a docstring."""
+def auto_rule_text(indent: str, code: str = "``") -> str:
+    """The ``"auto"`` rows as a numbered list: for a docstring (``code="``"``, reST) or for
+    the README (``code="`"``, Markdown; tests/test_pytorch_habits.py checks it is there)."""
     lines = []
     for i, (text, _, algo) in enumerate(AUTO_RULES, 1):
-        item = textwrap.wrap(f"{i}. {text}: ``\"{algo}\"``", 88 - len(indent),
+        if code == "`":  # Markdown: C*kh*kw must not turn kh italic
+            text = text.replace("*", "\\*")
+        item = textwrap.wrap(f"{i}. {text}: {code}\"{algo}\"{code}", 88 - len(indent),
                              subsequent_indent="   ", break_on_hyphens=False)
         lines += [indent + line for line in item]
     return "\n".join(lines)
