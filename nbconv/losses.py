@@ -90,7 +90,6 @@ class CrossEntropyLoss(_Loss):
         return self._reduce(-logp[rows, t])
 
     def _forward_device(self, logits, target):
-
         rows, logp, t = device.cross_entropy(logits, target, type(self).__name__)
         self._cache = (logp, t)
         return self._reduce(rows)
@@ -124,7 +123,6 @@ class _Elementwise(_Loss):
         return self._reduce(self._value(diff))
 
     def _forward_device(self, pred, target):
-
         total, diff = device.elementwise_loss(pred, target, self._kind, type(self).__name__)
         self._cache = diff
         return _mean(total, diff.size) if self.reduction == "mean" else total

@@ -576,7 +576,6 @@ def test_against_torch(case, algorithm):
     ((1, 4, 16, 16), (8, 2, 1, 1), 1, 2, "direct"),       # 1x1, grouped
 ])
 def test_auto_rule(shape_x, shape_w, stride, groups, expected):
-
     g = _geometry("conv2d", shape_x, shape_w, stride, 0, 1, groups, "zeros", "test")
     assert _plan.choose_algorithm("conv2d", "auto", shape_x[1], shape_w[2], shape_w[3], g,
                                    shape_w[0]) == expected
@@ -595,7 +594,6 @@ def test_auto_rule(shape_x, shape_w, stride, groups, expected):
     ((1, 16, 14, 14), (32, 16, 1, 1), 1, 1, "direct"),    # 1x1, few channels
 ])
 def test_auto_rule_backward(shape_x, shape_w, stride, groups, expected):
-
     g = _geometry("conv2d", shape_x, shape_w, stride, 0, 1, groups, "zeros", "test")
     assert _plan.choose_algorithm("conv2d_backward", "auto", shape_x[1], shape_w[2],
                                    shape_w[3], g, shape_w[0], backward=True) == expected

@@ -411,7 +411,6 @@ def test_correlate2d_fillvalue_message_is_plain():
 
 # --------------------------------------------------------------------------- the auto rule
 def _auto(C, F, k, s, p, H, groups=1, backward=False):
-
     g = _geometry("t", (1, C, H, H), (F, C // groups, k, k), s, p, 1, groups, "zeros", "")
     return _plan.choose_algorithm("t", "auto", C, k, k, g, F, backward=backward)
 

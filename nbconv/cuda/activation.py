@@ -56,14 +56,12 @@ def relu_backward(dy, x):
 
 @implements
 def leaky_relu(x, negative_slope=0.01):
-
     op = "leaky_relu"
     return _unary("_leaky_relu_fwd", op, x, check_slope(op, negative_slope))
 
 
 @implements
 def leaky_relu_backward(dy, x, negative_slope=0.01):
-
     op = "leaky_relu_backward"
     return _binary("_leaky_relu_bwd", op, dy, x, "x", check_slope(op, negative_slope))
 
@@ -94,7 +92,6 @@ def _as3d(a, axis):
 
 
 def _softmax_fwd(op, x, axis, log):
-
     x = _dev(op, "x", x)
     if x.ndim == 0:
         raise ValueError(f"{op}: argument 'x' must be at least 1-D, got shape ()")
@@ -107,7 +104,6 @@ def _softmax_fwd(op, x, axis, log):
 
 
 def _softmax_bwd(op, dy, y, axis, log):
-
     dy, y = _pair_same_shape(op, dy, y, "y")
     if y.ndim == 0:
         raise ValueError(f"{op}: argument 'y' must be at least 1-D, got shape ()")
@@ -147,7 +143,6 @@ def _copy_same(x):
 
 @implements
 def dropout(x, p=0.5, training=True, rng=None, return_mask=False):
-
     op = "dropout"
     x = _dev(op, "x", x)
     p = check_real(op, "p", p, 0.0, 1.0)

@@ -21,7 +21,6 @@ from ._plumbing import _block, _dev, _empty, _grid, _kernels, _to_dev, _zero, _z
 
 
 def _pad_maps(x_hw, g):
-
     mode = NP_PAD_MODE[g.mode]
     H, W = x_hw
     src_h = np.pad(np.arange(H, dtype=np.int64), (g.pt, g.pb), mode=mode)

@@ -52,7 +52,6 @@ def _astype_c(a, dtype):
 
 
 def _index_vec(start, length, n, boundary):
-
     if boundary == "fill":
         j = np.arange(start, start + length, dtype=np.int64)
         return np.where((j >= 0) & (j < n), j, -1)
@@ -67,7 +66,6 @@ def _flip(a):
 
 
 def _corr_run(op, in1, in2, mode, boundary, fillvalue, conj):
-
     a, b, rt = _corr_inputs(op, in1, in2)
     swapped = swap_needed(op, mode, tuple(a.shape), tuple(b.shape))
     boundary = check_mode_boundary(op, mode, boundary)

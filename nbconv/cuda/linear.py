@@ -15,7 +15,6 @@ def _matmul(a, b, c, ta, tb):
 
 @implements
 def linear(x, weight, bias=None):
-
     op = "linear"
     x = _dev(op, "x", x)
     weight = _dev(op, "weight", weight, x.dtype)
@@ -39,7 +38,6 @@ def linear(x, weight, bias=None):
 
 @implements
 def linear_backward(dy, x, weight, bias=True):
-
     op = "linear_backward"
     x = _dev(op, "x", x)
     weight = _dev(op, "weight", weight, x.dtype)

@@ -23,12 +23,10 @@ from ._plumbing import (
 
 
 def _bn_x(op, name, x, dtype=None):
-
     return check_bn_x(op, name, _dev(op, name, x, dtype))
 
 
 def _channel_vec(op, name, v, x):
-
     return check_channel_vec(op, name, _dev(op, name, v, x.dtype), x.shape[1], x.shape)
 
 

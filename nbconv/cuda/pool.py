@@ -67,7 +67,6 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 
 @implements
 def max_pool2d_backward(dy, indices, input_shape):
-
     op = "max_pool2d_backward"
     dy = _pool_grad(op, dy)
     ind = _as_numba(op, "indices", indices)
@@ -151,7 +150,6 @@ def _adaptive_bwd(dy, shape):
 
 @implements
 def adaptive_avg_pool2d(x, output_size):
-
     op = "adaptive_avg_pool2d"
     x = _pool_input(op, x)
     oh, ow = adaptive_size(op, output_size, x.shape[-2:])
@@ -160,7 +158,6 @@ def adaptive_avg_pool2d(x, output_size):
 
 @implements
 def adaptive_avg_pool2d_backward(dy, input_shape):
-
     op = "adaptive_avg_pool2d_backward"
     dy = _pool_grad(op, dy)
     shape = check_input_shape(op, input_shape, dy)
@@ -179,7 +176,6 @@ def global_avg_pool2d(x, keepdims=True):
 
 @implements
 def global_avg_pool2d_backward(dy, input_shape):
-
     op = "global_avg_pool2d_backward"
     dy = _dev(op, "dy", dy)
     shape = shape_tuple(op, input_shape, (3, 4))

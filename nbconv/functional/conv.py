@@ -85,7 +85,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         a side, larger ones as 3x3 pieces; inputs or weights holding inf/NaN are computed
         directly, so that such values reach exactly the outputs they reach in a direct
         convolution).  ``"auto"`` takes the first of these rules that applies (``C`` input
-        channels, ``F`` filters; "stride 1" on both axes; see :func:`choose_algorithm` for
+        channels, ``F`` filters; "stride 1" on both axes; see :mod:`nbconv.conv.plan` for
         the measurements behind them):
 
 {AUTO_RULE}
