@@ -4,7 +4,9 @@ Every kernel works on arrays whose leading axis is the flattened ``(n, c)`` plan
 inputs ``(P, H, W)``, outputs ``(P, OH, OW)``.  Arguments are already validated by
 ``nbconv.functional.pool``; arrays are C-contiguous float32/float64 (indices int64) and the
 hyperparameters are Python ints.  ``prange`` runs over ``P * rows`` so that both cores work
-even at batch size 1, and every iteration writes only its own output row (no races).
+even at batch size 1, and every iteration writes only its own output row (no races); the
+fast kernels at the end (separable max pooling, grouped scatter, flat global mean) run over
+blocks of whole planes instead, since the maps of CIFAR-sized networks shrink to 2x2 and 1x1.
 
 Hyperparameter names: ``kh, kw`` kernel, ``sy, sx`` stride, ``ph, pw`` padding (top/left;
 the bottom/right padding is implied by the output size), ``dh, dw`` dilation.
@@ -25,6 +27,10 @@ __all__ = [
     "_avg_pool2d_bwd",
     "_adaptive_avg_pool2d_fwd",
     "_adaptive_avg_pool2d_bwd",
+    "_max_pool2d_sep_fwd",
+    "_max_pool2d_bwd_flat",
+    "_global_avg_pool2d_fwd",
+    "_global_avg_pool2d_bwd",
 ]
 
 
