@@ -100,3 +100,20 @@ def test_bench_models_profile_accounts_for_the_step(tmp_path):
                "--profile-steps", "2", "--threads", "1")
     assert "Conv2d+ReLU forward (fused)" in out and "Linear backward" in out
     assert "optimizer step" in out and "the rest" in out and "TOTAL" in out
+
+
+def test_bench_pool_models_quick(tmp_path):
+    js = tmp_path / "pool.json"
+    out = _run("bench_pool_models.py", "--quick", "--models", "googlenet,vgg11", "--threads", "1",
+               "--json", str(js))
+    assert "MaxPool2d(k3 s1 p1) 192x4x4" in out and "AdaptiveAvgPool2d" in out
+    data = json.loads(js.read_text())
+    assert {"benchmark", "machine", "protocol", "models", "results", "summary"} <= set(data)
+    assert data["summary"]["wrong_results"] == []
+    r = data["results"][0]
+    assert {"label", "kind", "batch", "shape", "uses", "train_forward", "backward",
+            "eval_forward"} <= set(r)
+    for part in ("train_forward", "backward", "eval_forward"):
+        assert r[part]["nbconv_ms"] > 0
+        if HAVE_TORCH:
+            assert r[part]["ratio"] > 0 and r["check_ok"]

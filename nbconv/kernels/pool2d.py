@@ -4,7 +4,9 @@ Every kernel works on arrays whose leading axis is the flattened ``(n, c)`` plan
 inputs ``(P, H, W)``, outputs ``(P, OH, OW)``.  Arguments are already validated by
 ``nbconv.functional.pool``; arrays are C-contiguous float32/float64 (indices int64) and the
 hyperparameters are Python ints.  ``prange`` runs over ``P * rows`` so that both cores work
-even at batch size 1, and every iteration writes only its own output row (no races).
+even at batch size 1, and every iteration writes only its own output row (no races); the
+fast kernels at the end (separable max pooling, grouped scatter, flat global mean) run over
+blocks of whole planes instead, since the maps of CIFAR-sized networks shrink to 2x2 and 1x1.
 
 Hyperparameter names: ``kh, kw`` kernel, ``sy, sx`` stride, ``ph, pw`` padding (top/left;
 the bottom/right padding is implied by the output size), ``dh, dw`` dilation.
@@ -25,6 +27,10 @@ __all__ = [
     "_avg_pool2d_bwd",
     "_adaptive_avg_pool2d_fwd",
     "_adaptive_avg_pool2d_bwd",
+    "_max_pool2d_sep_fwd",
+    "_max_pool2d_bwd_flat",
+    "_global_avg_pool2d_fwd",
+    "_global_avg_pool2d_bwd",
 ]
 
 
@@ -331,3 +337,257 @@ def _adaptive_avg_pool2d_bwd(dy, dx):
                 g = dy[p, i, j] / ((he - hs) * (we - ws))
                 for w in range(ws, we):
                     dx[p, h, w] += g
+
+
+# --------------------------------------------------------------------------- separable max pooling
+#
+# Max pooling without dilation as two 1-D passes over each plane: a row pass takes the maximum
+# of the ``kw`` taps of every output column in every input row (values ``rm`` and their flat
+# positions ``ri``, a per-block scratch of shape (H, OW)), a column pass the maximum of ``kh``
+# row-pass results.  A 3x3 window then costs 4 comparisons instead of 8.  Applying PyTorch's
+# sequential rule ``take = v > best or isnan(v)`` in both passes gives exactly the result of
+# applying it in row-major order over the window: without NaN the first row holding the
+# window's maximum wins, and in it the first column; with NaN the last row holding a NaN, and
+# in it the last NaN.  Every window has a real tap (dilation 1 and ``padding <= kernel // 2``,
+# and ceil mode's last window starts inside the input or the left padding), so each pass starts
+# from its first real tap; the inner loops run over contiguous output columns with selects, so
+# LLVM vectorises them.  The slow, explicit reference is :func:`_max_pool2d_fwd` above (and
+# ``tests/reference_pool.py``); ``tests/test_pool_fast.py`` checks the two against it.
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_sep_planes(x, y, idx, want_idx, p0, p1, kh, kw, sy, sx, ph, pw):
+    """Planes ``p0:p1`` of ``x`` (P, H, W) into ``y`` (and, with ``want_idx``, ``idx``),
+    (P, OH, OW): separable max pooling with dilation 1 (serial helper).  The row pass of every
+    input row is made once per plane, into a (H, OW) scratch; the column pass folds the
+    ``kh`` rows of each output row into it."""
+    H, W = x.shape[1], x.shape[2]
+    OH, OW = y.shape[1], y.shape[2]
+    rm = np.empty((H, OW), x.dtype)
+    ri = np.empty((H, OW), np.int64)
+    bm = np.empty(OW, x.dtype)
+    bi = np.empty(OW, np.int64)
+    # output columns whose windows lie inside the input: j0 <= j < j1
+    j0 = min((pw + sx - 1) // sx, OW)
+    j1 = max(min((W + pw - kw) // sx + 1, OW), j0)
+    for p in range(p0, p1):
+        for h in range(H):
+            xr = x[p, h]
+            rmh = rm[h]
+            rih = ri[h]
+            base = h * W
+            for j in range(j0):
+                ws = j * sx - pw
+                we = min(ws + kw, W)
+                ws = max(ws, 0)
+                m = xr[ws]
+                a = ws
+                for w in range(ws + 1, we):
+                    v = xr[w]
+                    take = (v > m) | (v != v)
+                    a = w if take else a
+                    m = v if take else m
+                rmh[j] = m
+                rih[j] = base + a
+            for j in range(j0, j1):
+                rmh[j] = xr[j * sx - pw]
+                rih[j] = base + j * sx - pw
+            for t in range(1, kw):
+                for j in range(j0, j1):
+                    w = j * sx - pw + t
+                    v = xr[w]
+                    m = rmh[j]
+                    take = (v > m) | (v != v)
+                    rih[j] = base + w if take else rih[j]
+                    rmh[j] = v if take else m
+            for j in range(j1, OW):
+                ws = j * sx - pw
+                we = min(ws + kw, W)
+                m = xr[ws]
+                a = ws
+                for w in range(ws + 1, we):
+                    v = xr[w]
+                    take = (v > m) | (v != v)
+                    a = w if take else a
+                    m = v if take else m
+                rmh[j] = m
+                rih[j] = base + a
+        for i in range(OH):
+            hs = i * sy - ph
+            he = min(hs + kh, H)
+            hs = max(hs, 0)
+            for j in range(OW):
+                bm[j] = rm[hs, j]
+                bi[j] = ri[hs, j]
+            for h in range(hs + 1, he):
+                rmh = rm[h]
+                rih = ri[h]
+                for j in range(OW):
+                    v = rmh[j]
+                    m = bm[j]
+                    take = (v > m) | (v != v)
+                    bi[j] = rih[j] if take else bi[j]
+                    bm[j] = v if take else m
+            yr = y[p, i]
+            for j in range(OW):
+                yr[j] = bm[j]
+            if want_idx:
+                ir = idx[p, i]
+                for j in range(OW):
+                    ir[j] = bi[j]
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_whole_planes(x, y, idx, want_idx, p0, p1):
+    """Planes ``p0:p1`` when every window covers its whole (small) plane: each output is the
+    plane's maximum (row-major rule), e.g. 3x3 windows with padding 1 on 2x2 or 1x1 maps."""
+    H, W = x.shape[1], x.shape[2]
+    OH, OW = y.shape[1], y.shape[2]
+    for p in range(p0, p1):
+        xp = x[p]
+        m = xp[0, 0]
+        a = 0
+        for h in range(H):
+            for w in range(W):
+                v = xp[h, w]
+                take = (v > m) | (v != v)
+                a = h * W + w if take else a
+                m = v if take else m
+        for i in range(OH):
+            for j in range(OW):
+                y[p, i, j] = m
+                if want_idx:
+                    idx[p, i, j] = a
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _max_pool2d_sep_fwd(x, y, idx, want_idx, nblocks, mode, kh, kw, sy, sx, ph, pw):
+    """Max pooling without dilation of planes ``x`` (P, H, W) into ``y`` and, with
+    ``want_idx``, ``idx`` (P, OH, OW) (without it ``idx`` is not touched: any int64 array of
+    three dimensions will do).  ``prange`` over ``nblocks`` blocks of whole planes (a plane
+    of these models can be 1x1: per-plane tasks would be all overhead).  ``mode``: 0 the
+    separable passes, 1 every window covers the whole plane."""
+    P = x.shape[0]
+    for b in prange(nblocks):
+        p0 = b * P // nblocks
+        p1 = (b + 1) * P // nblocks
+        if mode == 1:
+            _max_pool2d_whole_planes(x, y, idx, want_idx, p0, p1)
+        else:
+            _max_pool2d_sep_planes(x, y, idx, want_idx, p0, p1, kh, kw, sy, sx, ph, pw)
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_sep_fwd_serial(x, y, idx, want_idx, nblocks, mode, kh, kw, sy, sx, ph, pw):
+    """:func:`_max_pool2d_sep_fwd` on the calling thread (small inputs; ``nblocks`` unused)."""
+    P = x.shape[0]
+    if mode == 1:
+        _max_pool2d_whole_planes(x, y, idx, want_idx, 0, P)
+    else:
+        _max_pool2d_sep_planes(x, y, idx, want_idx, 0, P, kh, kw, sy, sx, ph, pw)
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_bwd_block(dy, idx, y, relu, dx, K, HW, p0, p1):
+    """Planes ``p0:p1`` of :func:`_max_pool2d_bwd_flat`, on the flat (1-D) arrays, in groups
+    of ``q`` planes (about 1024 elements of ``dx``, still in L1 when the scatter comes): one
+    memset of the group's ``dx``, then one scatter loop over the group's ``dy``, so that 1x1
+    or 2x2 planes pay no per-plane loop set-up.  (Summing runs of equal indices in a register
+    before the store was tried: no faster on 1x1/2x2 planes, slower on 4x4.)"""
+    q = max(1, 1024 // HW)
+    for g0 in range(p0, p1, q):
+        g1 = min(g0 + q, p1)
+        for t in range(g0 * HW, g1 * HW):
+            dx[t] = 0
+        base = g0 * HW
+        kk = 0
+        if relu:
+            for k in range(g0 * K, g1 * K):
+                t = idx[k]
+                if t >= 0 and not y[k] <= 0:
+                    dx[base + t] += dy[k]
+                kk += 1
+                if kk == K:
+                    kk = 0
+                    base += HW
+        else:
+            for k in range(g0 * K, g1 * K):
+                t = idx[k]
+                if t >= 0:
+                    dx[base + t] += dy[k]
+                kk += 1
+                if kk == K:
+                    kk = 0
+                    base += HW
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _max_pool2d_bwd_flat(dy, idx, y, relu, dx, K, HW, nblocks):
+    """:func:`_max_pool2d_bwd` on flat arrays: ``dy``, ``idx`` and ``y`` (P*K,), ``dx``
+    (P*HW,) overwritten, ``prange`` over ``nblocks`` blocks of whole planes (an iteration
+    owns its planes: no races).  The same rules: index -1 skipped, with ``relu`` only windows
+    whose maximum ``y`` is not ``<= 0`` pass."""
+    P = dx.shape[0] // HW
+    for b in prange(nblocks):
+        _max_pool2d_bwd_block(dy, idx, y, relu, dx, K, HW, b * P // nblocks,
+                              (b + 1) * P // nblocks)
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_bwd_flat_serial(dy, idx, y, relu, dx, K, HW, nblocks):
+    """:func:`_max_pool2d_bwd_flat` on the calling thread (``nblocks`` unused)."""
+    _max_pool2d_bwd_block(dy, idx, y, relu, dx, K, HW, 0, dx.shape[0] // HW)
+
+
+# --------------------------------------------------------------------------- global average
+
+
+@njit(**_config.JIT_OPTIONS)
+def _global_avg_pool2d_block(x, y, HW, p0, p1):
+    """Planes ``p0:p1`` of :func:`_global_avg_pool2d_fwd`."""
+    if HW == 1:  # s / 1 in float64, rounded back: the value itself (NaN and inf too)
+        for p in range(p0, p1):
+            y[p] = x[p]
+        return
+    for p in range(p0, p1):
+        s = 0.0  # float64 accumulator, as _adaptive_avg_pool2d_fwd
+        for t in range(p * HW, (p + 1) * HW):
+            s += x[t]
+        y[p] = s / HW
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _global_avg_pool2d_fwd(x, y, HW, nblocks):
+    """:func:`_adaptive_avg_pool2d_fwd` to 1x1 on flat arrays: ``x`` (P*HW,), ``y`` (P,);
+    ``prange`` over ``nblocks`` blocks of planes (1x1 maps are common: no per-plane tasks)."""
+    P = y.shape[0]
+    for b in prange(nblocks):
+        _global_avg_pool2d_block(x, y, HW, b * P // nblocks, (b + 1) * P // nblocks)
+
+
+@njit(**_config.JIT_OPTIONS)
+def _global_avg_pool2d_fwd_serial(x, y, HW, nblocks):
+    """:func:`_global_avg_pool2d_fwd` on the calling thread (``nblocks`` unused)."""
+    _global_avg_pool2d_block(x, y, HW, 0, y.shape[0])
+
+
+@njit(**_config.JIT_OPTIONS)
+def _global_avg_pool2d_bwd_block(dy, dx, HW, p0, p1):
+    for p in range(p0, p1):
+        g = dy[p] / HW  # in float64, as _adaptive_avg_pool2d_bwd
+        for t in range(p * HW, (p + 1) * HW):
+            dx[t] = g
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _global_avg_pool2d_bwd(dy, dx, HW, nblocks):
+    """Gradient of :func:`_global_avg_pool2d_fwd`: ``dx`` (P*HW,) = ``dy`` (P,) / HW."""
+    P = dy.shape[0]
+    for b in prange(nblocks):
+        _global_avg_pool2d_bwd_block(dy, dx, HW, b * P // nblocks, (b + 1) * P // nblocks)
+
+
+@njit(**_config.JIT_OPTIONS)
+def _global_avg_pool2d_bwd_serial(dy, dx, HW, nblocks):
+    """:func:`_global_avg_pool2d_bwd` on the calling thread (``nblocks`` unused)."""
+    _global_avg_pool2d_bwd_block(dy, dx, HW, 0, dy.shape[0])
