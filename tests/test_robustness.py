@@ -256,6 +256,8 @@ CONSTRUCTOR_TABLE = [
      "groups"),
     (nn.Conv2d, dict(in_channels=2, out_channels=2, kernel_size=3, padding_mode="wrap"),
      ValueError, "padding_mode"),
+    (nn.Conv2d, dict(in_channels=2, out_channels=2, kernel_size=3, padding_mode=np.zeros(2)),
+     TypeError, "padding_mode"),  # found by hypothesis: an array made `in` ambiguous
     (nn.Conv1d, dict(in_channels=3, out_channels=4, kernel_size=(3, 5)), ValueError,
      "kernel_size"),
     (nn.Conv1d, dict(in_channels=3, out_channels=4, kernel_size=3, stride=(1, 2)), ValueError,

@@ -158,6 +158,11 @@ def check_ndim(op: str, name: str, a: np.ndarray, ndim: int, layout: str) -> Non
 
 
 def check_padding_mode(op: str, padding_mode) -> str:
+    if not isinstance(padding_mode, str):  # (an array would make `in` ambiguous)
+        raise TypeError(
+            f"{op}: argument 'padding_mode' must be a string, one of {PADDING_MODES}, got "
+            f"{type(padding_mode).__name__}"
+        )
     if padding_mode not in PADDING_MODES:
         raise ValueError(
             f"{op}: argument 'padding_mode' must be one of {PADDING_MODES}, got {padding_mode!r}"
