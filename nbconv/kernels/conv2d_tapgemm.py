@@ -95,6 +95,47 @@ def _zero_columns(a, c0, c1):
             row[c] = 0.0
 
 
+@numba.njit(**_config.JIT_OPTIONS)
+def _weights_cf(w, wt, f0, f1, valid):
+    """``wt[t, c, f] = w[f, c, p, q]`` (t = p*kw + q) for filters ``[f0, f1)`` and the taps
+    with ``valid[t]``: each tap's ``W_t.T`` as a row-major (C, F) matrix, the layout BLAS
+    reads fastest (not transposed) in the forward product.  Reads ``w[f]`` in order; the
+    writes of 16 consecutive filters share cache lines that stay in L2."""
+    C = w.shape[1]
+    kw = w.shape[3]
+    for f in range(f0, f1):
+        for c in range(C):
+            for t in range(wt.shape[0]):
+                if valid[t]:
+                    wt[t, c, f] = w[f, c, t // kw, t % kw]
+
+
+@numba.njit(**_config.JIT_OPTIONS)
+def _weights_fc(w, wt, c0, c1, valid):
+    """``wt[t, f, c] = w[f, c, p, q]`` for channels ``[c0, c1)`` and the taps with
+    ``valid[t]``: each tap's ``W_t`` as a row-major (F, C) matrix (the data gradient's
+    operand)."""
+    F = w.shape[0]
+    kw = w.shape[3]
+    for f in range(F):
+        for c in range(c0, c1):
+            for t in range(wt.shape[0]):
+                if valid[t]:
+                    wt[t, f, c] = w[f, c, t // kw, t % kw]
+
+
+@numba.njit(**_config.JIT_OPTIONS)
+def _valid_taps(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw):
+    """``valid[p*kw + q]``: whether tap (p, q) reads the input for some output pixel."""
+    valid = np.zeros(kh * kw, dtype=np.bool_)
+    for p in range(kh):
+        i0, i1, _, _ = _tap_range(OH, H, sy, p * dh - pt)
+        for q in range(kw):
+            j0, j1, _, _ = _tap_range(OW, W, sx, q * dw - pl)
+            valid[p * kw + q] = i1 > i0 and j1 > j0
+    return valid
+
+
 @numba.njit(inline="always")
 def _full_tap(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, on_input):
     """Index ``p*kw + q`` of a tap whose rectangle covers the whole output (``on_input``:
@@ -114,86 +155,88 @@ def _full_tap(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, on_input):
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_tapgemm_fwd(fn, width, xt, wt, yt, H, W, pt, pl, dh, dw, parts):
-    """``yt[i, j, :, :] = sum over valid taps (p, q) of X_(p,q) @ wt[p, q].T``: one BLAS call
+def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, parts):
+    """``yt[i, j, :, :] = sum over valid taps (p, q) of X_(p,q) @ W_(p,q).T``: one BLAS call
     per tap and band row of its rectangle, ``(nj*N, C) @ (C, F_slab)``.
 
-    xt : (sy, sx, Hq, Wq, N, C); wt : (kh, kw, F, C); yt : (OH, OW, N, F), overwritten (no
-    bias); H, W the input size; ``fn``/``width`` the CBLAS gemm and its integer marker.  Task
-    ``s`` of ``parts`` owns filters ``[F*s/parts, F*(s+1)/parts)``."""
+    xt : (sy, sx, Hq, Wq, N, C); w : (F, C, kh, kw); wt : (kh*kw, C, F) scratch (the valid
+    taps' ``W_t.T``, written here); yt : (OH, OW, N, F), overwritten (no bias); H, W the
+    input size; ``fn``/``width`` the CBLAS gemm and its integer marker.  Task ``s`` of
+    ``parts`` owns filters ``[F*s/parts, F*(s+1)/parts)``: its slab of ``wt`` and of ``yt``."""
     sy, sx, Hq, Wq, N, C = xt.shape
-    kh, kw, F = wt.shape[0], wt.shape[1], wt.shape[2]
+    F, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     OH, OW = yt.shape[0], yt.shape[1]
     it = yt.itemsize
     one = yt.dtype.type(1)
     zero = yt.dtype.type(0)
+    valid = _valid_taps(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw)
     full = _full_tap(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, False)
     for s in numba.prange(parts):
         f0 = F * s // parts
         nf = F * (s + 1) // parts - f0
         if nf == 0:
             continue
+        _weights_cf(w, wt, f0, f0 + nf, valid)
         if full < 0:
             _zero_columns(yt.reshape(OH * OW * N, F), f0, f0 + nf)
         for k in range(-1, kh * kw):
             # the full tap first (it overwrites), then every other tap
             t = full if k < 0 else k
-            if t < 0 or (k >= 0 and t == full):
+            if t < 0 or (k >= 0 and t == full) or not valid[t]:
                 continue
             p = t // kw
             q = t - p * kw
             i0, i1, ry, qy = _tap_range(OH, H, sy, p * dh - pt)
             j0, j1, rx, qx = _tap_range(OW, W, sx, q * dw - pl)
-            if i1 <= i0 or j1 <= j0:
-                continue
             ni = i1 - i0
             nj = j1 - j0
             pa = xt.ctypes.data + ((((ry * sx + rx) * Hq + i0 + qy) * Wq + j0 + qx) * N * C) * it
-            pb = wt.ctypes.data + ((t * F + f0) * C) * it
+            pb = wt.ctypes.data + (t * C * F + f0) * it
             pc = yt.ctypes.data + (((i0 * OW + j0) * N) * F + f0) * it
             beta = zero if t == full else one
             if ni == 1 or (nj == Wq and nj == OW):  # one block of rows
-                _cblas_gemm(fn, width, _NO_TRANS, _TRANS, ni * nj * N, nf, C, one, pa, C, pb,
-                            C, beta, pc, F)
+                _cblas_gemm(fn, width, _NO_TRANS, _NO_TRANS, ni * nj * N, nf, C, one, pa, C,
+                            pb, F, beta, pc, F)
             else:
                 for r in range(ni):
-                    _cblas_gemm(fn, width, _NO_TRANS, _TRANS, nj * N, nf, C, one,
-                                pa + r * Wq * N * C * it, C, pb, C, beta,
+                    _cblas_gemm(fn, width, _NO_TRANS, _NO_TRANS, nj * N, nf, C, one,
+                                pa + r * Wq * N * C * it, C, pb, F, beta,
                                 pc + r * OW * N * F * it, F)
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_tapgemm_bwd_data(fn, width, dyt, wt, dxt, H, W, pt, pl, dh, dw, parts):
-    """``dX_(p,q) += dY_rect @ wt[p, q]`` for every valid tap: the adjoint of
+def _conv2d_tapgemm_bwd_data(fn, width, dyt, w, wt, dxt, H, W, pt, pl, dh, dw, parts):
+    """``dX_(p,q) += dY_rect @ W_(p,q)`` for every valid tap: the adjoint of
     :func:`_conv2d_tapgemm_fwd`, one BLAS call per tap and band row, ``(nj*N, F) @
     (F, C_slab)``.
 
-    dyt : (OH, OW, N, F); wt : (kh, kw, F, C); dxt : (sy, sx, Hq, Wq, N, C), overwritten
-    (cells no tap reaches are 0).  Task ``s`` of ``parts`` owns a slab of channels."""
+    dyt : (OH, OW, N, F); w : (F, C, kh, kw); wt : (kh*kw, F, C) scratch (the valid taps'
+    ``W_t``); dxt : (sy, sx, Hq, Wq, N, C), overwritten (cells no tap reaches are 0).  Task
+    ``s`` of ``parts`` owns a slab of channels."""
     sy, sx, Hq, Wq, N, C = dxt.shape
-    kh, kw, F = wt.shape[0], wt.shape[1], wt.shape[2]
+    F, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     OH, OW = dyt.shape[0], dyt.shape[1]
     it = dxt.itemsize
     one = dxt.dtype.type(1)
     zero = dxt.dtype.type(0)
+    valid = _valid_taps(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw)
     full = _full_tap(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, True)
     for s in numba.prange(parts):
         c0 = C * s // parts
         nc = C * (s + 1) // parts - c0
         if nc == 0:
             continue
+        _weights_fc(w, wt, c0, c0 + nc, valid)
         if full < 0:
             _zero_columns(dxt.reshape(sy * sx * Hq * Wq * N, C), c0, c0 + nc)
         for k in range(-1, kh * kw):
             t = full if k < 0 else k
-            if t < 0 or (k >= 0 and t == full):
+            if t < 0 or (k >= 0 and t == full) or not valid[t]:
                 continue
             p = t // kw
             q = t - p * kw
             i0, i1, ry, qy = _tap_range(OH, H, sy, p * dh - pt)
             j0, j1, rx, qx = _tap_range(OW, W, sx, q * dw - pl)
-            if i1 <= i0 or j1 <= j0:
-                continue
             ni = i1 - i0
             nj = j1 - j0
             pa = dyt.ctypes.data + (((i0 * OW + j0) * N) * F) * it
@@ -212,33 +255,32 @@ def _conv2d_tapgemm_bwd_data(fn, width, dyt, wt, dxt, H, W, pt, pl, dh, dw, part
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_tapgemm_bwd_weight(fn, width, dyt, xt, gwt, H, W, pt, pl, dh, dw, parts):
-    """``gwt[p, q] = dY_rect.T @ X_rect`` for every tap, ``(F_slab, nj*N) @ (nj*N, C)`` per
-    band row, summed over the band rows; taps that read only padding get 0.
+def _conv2d_tapgemm_bwd_weight(fn, width, dyt, xt, gwt, gw, H, W, pt, pl, dh, dw, parts):
+    """``gw[:, :, p, q] = dY_rect.T @ X_rect`` for every tap, ``(F_slab, nj*N) @ (nj*N, C)``
+    per band row, summed over the band rows; taps that read only padding get 0.
 
-    dyt : (OH, OW, N, F); xt : (sy, sx, Hq, Wq, N, C); gwt : (kh, kw, F, C), overwritten.
-    Task ``s`` of ``parts`` owns a slab of filters of every tap."""
+    dyt : (OH, OW, N, F); xt : (sy, sx, Hq, Wq, N, C); gwt : (kh*kw, F, C) scratch;
+    gw : (F, C, kh, kw), overwritten.  Task ``s`` of ``parts`` owns a slab of filters of
+    every tap, and copies it from ``gwt`` into ``gw`` (a contiguous block of ``gw``)."""
     sy, sx, Hq, Wq, N, C = xt.shape
-    kh, kw, F = gwt.shape[0], gwt.shape[1], gwt.shape[2]
+    F, kh, kw = gw.shape[0], gw.shape[2], gw.shape[3]
     OH, OW = dyt.shape[0], dyt.shape[1]
     it = gwt.itemsize
     one = gwt.dtype.type(1)
     zero = gwt.dtype.type(0)
+    valid = _valid_taps(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw)
     for s in numba.prange(parts):
         f0 = F * s // parts
         nf = F * (s + 1) // parts - f0
         if nf == 0:
             continue
         for t in range(kh * kw):
+            if not valid[t]:
+                continue
             p = t // kw
             q = t - p * kw
             i0, i1, ry, qy = _tap_range(OH, H, sy, p * dh - pt)
             j0, j1, rx, qx = _tap_range(OW, W, sx, q * dw - pl)
-            if i1 <= i0 or j1 <= j0:
-                g = gwt[p, q]
-                for f in range(f0, f0 + nf):
-                    g[f, :] = 0.0
-                continue
             ni = i1 - i0
             nj = j1 - j0
             pa = dyt.ctypes.data + (((i0 * OW + j0) * N) * F + f0) * it
@@ -252,3 +294,7 @@ def _conv2d_tapgemm_bwd_weight(fn, width, dyt, xt, gwt, H, W, pt, pl, dh, dw, pa
                     _cblas_gemm(fn, width, _TRANS, _NO_TRANS, nf, C, nj * N, one,
                                 pa + r * OW * N * F * it, F, pb + r * Wq * N * C * it, C,
                                 zero if r == 0 else one, pc, C)
+        for f in range(f0, f0 + nf):
+            for c in range(C):
+                for t in range(kh * kw):
+                    gw[f, c, t // kw, t % kw] = gwt[t, f, c] if valid[t] else zero
