@@ -129,7 +129,7 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
         # the valid taps' weights are rearranged inside the kernel, each task its own slab
         # (a NumPy transpose of resnet18's 512 -> 512 3x3 weights took longer than the
         # products on a 1x1 map)
-        wt = np.empty((kh * kw, C, F), dtype=y.dtype)
+        wt = np.empty((kh * kw, F, C), dtype=y.dtype)
         with single_threaded_blas():
             _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, pt, pl, dh, dw,
                                 _parts(F))

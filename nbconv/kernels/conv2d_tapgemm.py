@@ -96,32 +96,21 @@ def _zero_columns(a, c0, c1):
 
 
 @numba.njit(**_config.JIT_OPTIONS)
-def _weights_cf(w, wt, f0, f1, valid):
-    """``wt[t, c, f] = w[f, c, p, q]`` (t = p*kw + q) for filters ``[f0, f1)`` and the taps
-    with ``valid[t]``: each tap's ``W_t.T`` as a row-major (C, F) matrix, the layout BLAS
-    reads fastest (not transposed) in the forward product.  Reads ``w[f]`` in order; the
-    writes of 16 consecutive filters share cache lines that stay in L2."""
-    C = w.shape[1]
+def _weights_fc(w, wt, f0, f1, c0, c1, valid):
+    """``wt[t, f, c] = w[f, c, p, q]`` for filters ``[f0, f1)``, channels ``[c0, c1)`` and
+    the taps with ``valid[t]``: each tap's ``W_t`` as a row-major (F, C) matrix.  Per filter
+    and tap one contiguous run of writes, gathered from ``w[f]`` (in L1): resnet18's
+    512 -> 512 3x3 weights in 1.6 ms on one core, vs 3.4 ms for NumPy's transpose and 9.5
+    ms for the (C, F) layout even in blocks of 16 filters."""
     kw = w.shape[3]
     for f in range(f0, f1):
-        for c in range(C):
-            for t in range(wt.shape[0]):
-                if valid[t]:
-                    wt[t, c, f] = w[f, c, t // kw, t % kw]
-
-
-@numba.njit(**_config.JIT_OPTIONS)
-def _weights_fc(w, wt, c0, c1, valid):
-    """``wt[t, f, c] = w[f, c, p, q]`` for channels ``[c0, c1)`` and the taps with
-    ``valid[t]``: each tap's ``W_t`` as a row-major (F, C) matrix (the data gradient's
-    operand)."""
-    F = w.shape[0]
-    kw = w.shape[3]
-    for f in range(F):
-        for c in range(c0, c1):
-            for t in range(wt.shape[0]):
-                if valid[t]:
-                    wt[t, f, c] = w[f, c, t // kw, t % kw]
+        for t in range(wt.shape[0]):
+            if valid[t]:
+                p = t // kw
+                q = t - p * kw
+                dst = wt[t, f]
+                for c in range(c0, c1):
+                    dst[c] = w[f, c, p, q]
 
 
 @numba.njit(**_config.JIT_OPTIONS)
@@ -159,8 +148,8 @@ def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, parts):
     """``yt[i, j, :, :] = sum over valid taps (p, q) of X_(p,q) @ W_(p,q).T``: one BLAS call
     per tap and band row of its rectangle, ``(nj*N, C) @ (C, F_slab)``.
 
-    xt : (sy, sx, Hq, Wq, N, C); w : (F, C, kh, kw); wt : (kh*kw, C, F) scratch (the valid
-    taps' ``W_t.T``, written here); yt : (OH, OW, N, F), overwritten (no bias); H, W the
+    xt : (sy, sx, Hq, Wq, N, C); w : (F, C, kh, kw); wt : (kh*kw, F, C) scratch (the valid
+    taps' ``W_t``, written here); yt : (OH, OW, N, F), overwritten (no bias); H, W the
     input size; ``fn``/``width`` the CBLAS gemm and its integer marker.  Task ``s`` of
     ``parts`` owns filters ``[F*s/parts, F*(s+1)/parts)``: its slab of ``wt`` and of ``yt``."""
     sy, sx, Hq, Wq, N, C = xt.shape
@@ -176,7 +165,7 @@ def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, parts):
         nf = F * (s + 1) // parts - f0
         if nf == 0:
             continue
-        _weights_cf(w, wt, f0, f0 + nf, valid)
+        _weights_fc(w, wt, f0, f0 + nf, 0, C, valid)
         if full < 0:
             _zero_columns(yt.reshape(OH * OW * N, F), f0, f0 + nf)
         for k in range(-1, kh * kw):
@@ -191,16 +180,16 @@ def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, parts):
             ni = i1 - i0
             nj = j1 - j0
             pa = xt.ctypes.data + ((((ry * sx + rx) * Hq + i0 + qy) * Wq + j0 + qx) * N * C) * it
-            pb = wt.ctypes.data + (t * C * F + f0) * it
+            pb = wt.ctypes.data + ((t * F + f0) * C) * it
             pc = yt.ctypes.data + (((i0 * OW + j0) * N) * F + f0) * it
             beta = zero if t == full else one
             if ni == 1 or (nj == Wq and nj == OW):  # one block of rows
-                _cblas_gemm(fn, width, _NO_TRANS, _NO_TRANS, ni * nj * N, nf, C, one, pa, C,
-                            pb, F, beta, pc, F)
+                _cblas_gemm(fn, width, _NO_TRANS, _TRANS, ni * nj * N, nf, C, one, pa, C,
+                            pb, C, beta, pc, F)
             else:
                 for r in range(ni):
-                    _cblas_gemm(fn, width, _NO_TRANS, _NO_TRANS, nj * N, nf, C, one,
-                                pa + r * Wq * N * C * it, C, pb, F, beta,
+                    _cblas_gemm(fn, width, _NO_TRANS, _TRANS, nj * N, nf, C, one,
+                                pa + r * Wq * N * C * it, C, pb, C, beta,
                                 pc + r * OW * N * F * it, F)
 
 
@@ -226,7 +215,7 @@ def _conv2d_tapgemm_bwd_data(fn, width, dyt, w, wt, dxt, H, W, pt, pl, dh, dw, p
         nc = C * (s + 1) // parts - c0
         if nc == 0:
             continue
-        _weights_fc(w, wt, c0, c0 + nc, valid)
+        _weights_fc(w, wt, 0, F, c0, c0 + nc, valid)
         if full < 0:
             _zero_columns(dxt.reshape(sy * sx * Hq * Wq * N, C), c0, c0 + nc)
         for k in range(-1, kh * kw):
