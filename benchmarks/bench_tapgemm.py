@@ -14,6 +14,9 @@ libraries, the medians of interleaved rounds (``_common.measure_group``):
   bias=True)`` (which trims taps that read only padding first; ``algo`` names its choice);
 * ``torch``: ``F.conv2d`` under ``no_grad`` / ``torch.autograd.grad`` of a graph built once.
 
+Ratios are the medians of per-round ratios (the contenders of a round run back to back), which
+other work on a shared machine disturbs less than a ratio of overall medians.
+
 Every tap-GEMM result is checked once against auto's (max abs error / max abs value).
 
 Usage::
@@ -187,7 +190,7 @@ def main(argv=None):
     ap.add_argument("--passes", default="fwd,bwd", help="fwd, bwd or both")
     ap.add_argument("--min-repeats", type=int, default=5)
     ap.add_argument("--budget", type=float, default=0.3, help="seconds per contender (0.3)")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     a = ap.parse_args(argv)
@@ -214,6 +217,12 @@ def main(argv=None):
                 stats = measure_group(group, min_repeats=a.min_repeats, budget_s=a.budget,
                                       rounds=a.rounds)
                 row[ps] = {n: st["median_s"] * 1e3 for n, st in stats.items()}
+                # ratios per round (contenders measured side by side), then their median:
+                # steadier than a ratio of medians when other work comes and goes
+                rm = {n: np.array(st["round_medians_s"]) for n, st in stats.items()}
+                row[ps]["tap/auto"] = float(np.median(rm["tap"] / rm["auto"]))
+                if "torch" in rm:
+                    row[ps]["tap/torch"] = float(np.median(rm["tap"] / rm["torch"]))
                 row[ps]["algo"] = _auto_algorithm(x, w, s, p, ps == "bwd")
                 row[ps]["err"] = errs[ps]
             results.append(row)
@@ -224,8 +233,9 @@ def main(argv=None):
     print(format_table(_headers(passes), [_cells(r, passes) for r in results]))
     api = api_overhead_us()
     print(f"\nms, medians of {a.rounds} interleaved rounds, float32, {a.threads} threads; "
-          "tap/auto < 1 means tap-GEMM is faster; tap = driver call only (the public API adds "
-          f"about {api:.0f} us of checks); * = tap/auto error above 1e-4")
+          "ratios are medians of per-round ratios; tap/auto < 1 means tap-GEMM is faster; "
+          f"tap = driver call only (the public API adds about {api:.0f} us of checks); "
+          "* = tap/auto error above 1e-4")
     if a.json:
         write_json(a.json, {"machine": info, "api_us": api, "results": results})
 
@@ -243,8 +253,8 @@ def _cells(r, passes):
         d = r[ps]
         t, au, to = d["tap"], d["auto"], d.get("torch")
         flag = "*" if d["err"] > 1e-4 else ""
-        cells += [fmt_num(t) + flag, fmt_num(au), fmt_num(to), fmt_num(t / au),
-                  fmt_num(t / to) if to else "-", d["algo"]]
+        cells += [fmt_num(t) + flag, fmt_num(au), fmt_num(to), fmt_num(d["tap/auto"]),
+                  fmt_num(d["tap/torch"]) if to else "-", d["algo"]]
     return cells
 
 

@@ -3,8 +3,9 @@
 Layouts.  The input is held as *rows of channels*, one row per (pixel, image), split into
 stride phases: ``xt[ry, rx, a, b, n, c] = x[n, c, a*sy + ry, b*sx + rx]``, shape
 ``(sy, sx, ceil(H/sy), ceil(W/sx), N, C)``; the output as ``yt[i, j, n, f]``, shape
-``(OH, OW, N, F)``; the weights as ``wt[p, q, f, c] = w[f, c, p, q]``, one row-major
-``(F, C)`` matrix per tap.  Input pixel ``i*sy - pt + p*dh`` lies in phase
+``(OH, OW, N, F)``; the weights as ``wt[p*kw + q, f, c] = w[f, c, p, q]``, one row-major
+``(F, C)`` matrix per tap, rearranged inside the GEMM kernels (each task its slab, valid
+taps only).  Input pixel ``i*sy - pt + p*dh`` lies in phase
 ``(p*dh - pt) mod sy`` at phase index ``i + floor((p*dh - pt) / sy)``, so for every tap
 (p, q) the output pixels whose input pixel is inside the image form a rectangle
 ``[i0, i1) x [j0, j1)`` and their input pixels the same rectangle shifted inside one phase
@@ -16,6 +17,8 @@ rectangles -- with ``N`` images times the band's pixels as the product's rows, a
 touch a padded tap.  Each ``prange`` task owns a slab of the output's columns (filters for
 the forward pass and the weight gradient, channels for the data gradient) across all taps,
 so no two tasks write the same memory and BLAS runs single-threaded on numba's threads.
+Filter slabs (not row slabs) because on small maps the weights are the larger operand: each
+task then reads only its part of them.
 """
 
 from __future__ import annotations
