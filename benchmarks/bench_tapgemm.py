@@ -23,6 +23,7 @@ Usage::
 
     python benchmarks/bench_tapgemm.py                   # every layer, batches 32 and 128
     python benchmarks/bench_tapgemm.py --batches 32 --models nin --passes fwd
+    python benchmarks/bench_tapgemm.py --layers "resnet18 512->512,nin 96->96"  # rerun rows
     python benchmarks/bench_tapgemm.py --json out.json
 """
 
@@ -90,6 +91,8 @@ LAYERS = [
     ("vgg11", 512, 512, 2, 3, 1, 1),
 ]
 MODELS = ("resnet18", "googlenet", "nin", "vgg11")
+#: a contender whose round medians differ by more than this factor marks its row noisy ("~")
+NOISY = 1.5
 
 
 def layer_name(model, C, F, H, k, s, p):
@@ -188,6 +191,9 @@ def main(argv=None):
     ap.add_argument("--batches", default="32,128", help="comma-separated batch sizes")
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated models")
     ap.add_argument("--passes", default="fwd,bwd", help="fwd, bwd or both")
+    ap.add_argument("--layers", default=None,
+                    help="comma-separated substrings: only layers whose name holds one, e.g. "
+                         "'resnet18 512->512,nin 96->96'")
     ap.add_argument("--min-repeats", type=int, default=5)
     ap.add_argument("--budget", type=float, default=0.3, help="seconds per contender (0.3)")
     ap.add_argument("--rounds", type=int, default=5)
@@ -202,7 +208,9 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     results = []
     for model, C, F, H, k, s, p in LAYERS:
-        if model not in models:
+        name = layer_name(model, C, F, H, k, s, p)
+        if model not in models or (a.layers and not any(v in name
+                                                        for v in a.layers.split(","))):
             continue
         for N in batches:
             OH = (H + 2 * p - k) // s + 1
@@ -211,7 +219,7 @@ def main(argv=None):
             b = rng.standard_normal(F).astype(np.float32)
             dy = rng.standard_normal((N, F, OH, OH)).astype(np.float32)
             fns, errs = contenders(torch, x, w, b, dy, s, p, passes)
-            row = {"layer": layer_name(model, C, F, H, k, s, p), "model": model, "N": N, "C": C,
+            row = {"layer": name, "model": model, "N": N, "C": C,
                    "F": F, "H": H, "k": k, "stride": s, "pad": p}
             for ps, group in fns.items():
                 stats = measure_group(group, min_repeats=a.min_repeats, budget_s=a.budget,
@@ -223,6 +231,7 @@ def main(argv=None):
                 row[ps]["tap/auto"] = float(np.median(rm["tap"] / rm["auto"]))
                 if "torch" in rm:
                     row[ps]["tap/torch"] = float(np.median(rm["tap"] / rm["torch"]))
+                row[ps]["noisy"] = bool(max(v.max() / v.min() for v in rm.values()) > NOISY)
                 row[ps]["algo"] = _auto_algorithm(x, w, s, p, ps == "bwd")
                 row[ps]["err"] = errs[ps]
             results.append(row)
@@ -235,7 +244,7 @@ def main(argv=None):
     print(f"\nms, medians of {a.rounds} interleaved rounds, float32, {a.threads} threads; "
           "ratios are medians of per-round ratios; tap/auto < 1 means tap-GEMM is faster; "
           f"tap = driver call only (the public API adds about {api:.0f} us of checks); "
-          "* = tap/auto error above 1e-4")
+          f"* = tap/auto error above 1e-4; ~ = noisy (round medians differ > {NOISY}x)")
     if a.json:
         write_json(a.json, {"machine": info, "api_us": api, "results": results})
 
@@ -252,7 +261,7 @@ def _cells(r, passes):
     for ps in passes:
         d = r[ps]
         t, au, to = d["tap"], d["auto"], d.get("torch")
-        flag = "*" if d["err"] > 1e-4 else ""
+        flag = ("*" if d["err"] > 1e-4 else "") + ("~" if d["noisy"] else "")
         cells += [fmt_num(t) + flag, fmt_num(au), fmt_num(to), fmt_num(d["tap/auto"]),
                   fmt_num(d["tap/torch"]) if to else "-", d["algo"]]
     return cells
