@@ -30,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -200,12 +201,20 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--table", default=None, metavar="JSON",
+                    help="only print the table of a JSON file written before")
     a = ap.parse_args(argv)
+    passes = a.passes.split(",")
+    if a.table:
+        with open(a.table) as f:
+            saved = json.load(f)
+        print_machine(saved["machine"])
+        print(format_table(_headers(passes), [_cells(r, passes) for r in saved["results"]]))
+        return
     torch = None if a.no_torch else import_torch(a.threads)
     set_threads(a.threads, torch)
     batches = [int(v) for v in a.batches.split(",")]
     models = a.models.split(",")
-    passes = a.passes.split(",")
     rng = np.random.default_rng(0)
     results = []
     for model, C, F, H, k, s, p in LAYERS:
@@ -246,6 +255,7 @@ def main(argv=None):
     print(f"\nms, medians of {a.rounds} interleaved rounds, float32, {a.threads} threads; "
           "ratios are medians of per-round ratios; tap/auto < 1 means tap-GEMM is faster; "
           f"tap = driver call only (the public API adds about {api:.0f} us of checks); "
+          "(min) = ratio of the fastest runs, the steadier figure on a loaded machine; "
           f"* = tap/auto error above 1e-4; ~ = noisy (round medians differ > {NOISY}x)")
     if a.json:
         write_json(a.json, {"machine": info, "api_us": api, "results": results})
@@ -254,7 +264,7 @@ def main(argv=None):
 def _headers(passes):
     h = ["layer", "N"]
     for ps in passes:
-        h += [f"{ps} tap", "auto", "torch", "tap/auto", "tap/torch", "auto algo"]
+        h += [f"{ps} tap", "auto", "torch", "tap/auto", "(min)", "tap/torch", "auto algo"]
     return h
 
 
@@ -265,7 +275,8 @@ def _cells(r, passes):
         t, au, to = d["tap"], d["auto"], d.get("torch")
         flag = ("*" if d["err"] > 1e-4 else "") + ("~" if d["noisy"] else "")
         cells += [fmt_num(t) + flag, fmt_num(au), fmt_num(to), fmt_num(d["tap/auto"]),
-                  fmt_num(d["tap/torch"]) if to else "-", d["algo"]]
+                  fmt_num(d["tap/auto_min"]), fmt_num(d["tap/torch"]) if to else "-",
+                  d["algo"]]
     return cells
 
 
