@@ -1,0 +1,198 @@
+"""The tap-GEMM convolution for small feature maps: one matrix product per kernel tap over
+the whole batch, and no work on padded taps.
+
+On the small maps of CIFAR-sized networks (8x8 down to 1x1 planes, 64-512 channels) im2col
+multiplies one tiny matrix per image and, like Winograd and the direct kernels, spends most
+of its work on taps that read zero padding: a 3x3 pad-1 layer on a 2x2 map has 16 valid
+(pixel, tap) pairs out of 36.  Here, with the input as rows of channels (one row per pixel
+and image, ``(H, W, N, C)``) and ``W_t = w[:, :, p, q]`` for tap ``t = (p, q)``, output
+pixel ``o`` gets ``Y_o (N, F) += X_(o+t) (N, C) @ W_t.T`` for every tap whose input pixel is
+inside the image.  Those output pixels form a rectangle and their inputs the same rectangle
+shifted, so a tap is one product ``(pixels*N, C) @ (C, F)`` of strided blocks (one per band
+row of the rectangle unless it spans whole rows); see
+:mod:`nbconv.kernels.conv2d_tapgemm` for the layouts, the stride phases and how the
+products are spread over numba's threads.
+
+* forward: ``Y_rect += X_rect @ W_t.T`` per tap, then ``y = Y`` in NCHW plus the bias;
+* data gradient: ``dX_rect += dY_rect @ W_t`` per tap;
+* weight gradient: ``dW_t = dY_rect.T @ X_rect`` per tap; bias gradient ``dy.sum((0, 2, 3))``.
+
+The layout changes NCHW <-> rows cost one pass over ``x``/``y`` each, which is little beside
+the products at these sizes.  Arguments arrive validated (C-contiguous float32/float64, zero
+padding given by ``pt``/``pl``, the output size by ``y``); nothing here checks them.  Without
+a CBLAS gemm to call (see :func:`nbconv._blas.gemm_for`) the same products run as
+``np.matmul`` calls on the strided views.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .._blas import gemm_for, single_threaded_blas
+from ..kernels.conv2d_im2col import _conv2d_im2col_bwd_bias
+from ..kernels.conv2d_tapgemm import (
+    _conv2d_tapgemm_bwd_data,
+    _conv2d_tapgemm_bwd_weight,
+    _conv2d_tapgemm_from_rows,
+    _conv2d_tapgemm_fwd,
+    _conv2d_tapgemm_to_rows,
+)
+
+__all__: list[str] = []  # private module: nothing is re-exported by nbconv.functional
+
+#: fewest output columns (filters or channels) per task: narrower products cost BLAS more in
+#: per-call work than the second core gives back
+_MIN_SLAB = 16
+
+
+def supports(kh, kw, sy, sx, dh, dw, groups):
+    """Whether the tap-GEMM driver runs this layer: any kernel, stride and dilation with
+    ``groups == 1`` (zero padding is implied: the caller pads other modes explicitly).
+
+    >>> from nbconv.functional._tapgemm import supports
+    >>> supports(3, 3, 1, 1, 1, 1, 1), supports(3, 3, 2, 2, 1, 1, 1), supports(3, 3, 1, 1, 1, 1, 2)
+    (True, True, False)
+    """
+    return groups == 1 and min(kh, kw, sy, sx, dh, dw) >= 1
+
+
+def _parts(cols):
+    """Tasks for a product with ``cols`` output columns: one per numba thread, at least
+    ``_MIN_SLAB`` columns each."""
+    return max(1, min(numba.get_num_threads(), cols // _MIN_SLAB))
+
+
+def _rows(a, sy, sx):
+    """``a`` (N, C, H, W) as stride-phased rows of channels (sy, sx, ceil(H/sy), ceil(W/sx),
+    N, C); see :mod:`nbconv.kernels.conv2d_tapgemm`."""
+    N, C, H, W = a.shape
+    out = np.empty((sy, sx, -(-H // sy), -(-W // sx), N, C), dtype=a.dtype)
+    _conv2d_tapgemm_to_rows(a, out)
+    return out
+
+
+def _tap_range(o, n, s, off):
+    """Python twin of the kernels' ``_tap_range`` (the fallback path): valid outputs
+    ``[i0, i1)`` reading ``i*s + off`` of a length-``n`` axis, their phase and shift."""
+    r = off % s
+    q = (off - r) // s
+    return max(0, -q), min(o, (n - r + s - 1) // s - q), r, q
+
+
+def _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
+    """For the fallback: ``(p, q, out_slices, in_index)`` of every tap that reads the input."""
+    for p in range(kh):
+        i0, i1, ry, qy = _tap_range(OH, H, sy, p * dh - pt)
+        for q in range(kw):
+            j0, j1, rx, qx = _tap_range(OW, W, sx, q * dw - pl)
+            if i1 > i0 and j1 > j0:
+                yield (p, q, (slice(i0, i1), slice(j0, j1)),
+                       (ry, rx, slice(i0 + qy, i1 + qy), slice(j0 + qx, j1 + qx)))
+
+
+def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+    """Tap-GEMM forward convolution into the preallocated ``y`` (``groups`` must be 1).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W)
+    w : ndarray, shape (F, C, kh, kw)
+    b : ndarray, shape (F,), or None
+    y : ndarray, shape (N, F, OH, OW)
+        Output, fully overwritten: ``y[n,f,i,j] = b[f] + sum_{c,p,q} w[f,c,p,q] *
+        x[n, c, i*sy-pt+p*dh, j*sx-pl+q*dw]`` over the terms inside ``x``.
+    sy, sx, pt, pl, dh, dw, groups : int
+        Stride, top/left zero padding (bottom/right implied by OH/OW), dilation, groups.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nbconv.functional._tapgemm import conv2d_forward
+    >>> x = np.arange(4.0).reshape(1, 1, 2, 2); w = np.ones((1, 1, 3, 3))
+    >>> y = np.empty((1, 1, 2, 2))
+    >>> conv2d_forward(x, w, np.array([10.0]), y, 1, 1, 1, 1, 1, 1, 1); y[0, 0]
+    array([[16., 16.],
+           [16., 16.]])
+    """
+    N, C, H, W = x.shape
+    F, _, kh, kw = w.shape
+    OH, OW = y.shape[2], y.shape[3]
+    xt = _rows(x, sy, sx)
+    yt = np.empty((OH, OW, N, F), dtype=y.dtype)
+    gemm = gemm_for(y.dtype)
+    if gemm is None:
+        yt[...] = 0
+        for p, q, out, inp in _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
+            yt[out] += np.matmul(xt[inp], w[:, :, p, q].T)
+    else:
+        # the valid taps' weights are rearranged inside the kernel, each task its own slab
+        # (a NumPy transpose of resnet18's 512 -> 512 3x3 weights took longer than the
+        # products on a 1x1 map)
+        wt = np.empty((kh * kw, F, C), dtype=y.dtype)
+        with single_threaded_blas():
+            _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, pt, pl, dh, dw,
+                                _parts(F))
+    bias = b if b is not None else np.zeros(1, dtype=y.dtype)
+    _conv2d_tapgemm_from_rows(yt[None, None], y, bias, b is not None)
+
+
+def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+    """Tap-GEMM gradients of ``sum(conv2d_forward(x, w, b) * dy)`` (``groups`` must be 1).
+
+    Parameters
+    ----------
+    dy : ndarray, shape (N, F, OH, OW)
+    x : ndarray, shape (N, C, H, W)
+    w : ndarray, shape (F, C, kh, kw)
+    dx : ndarray, shape (N, C, H, W), or None
+        Overwritten with the input gradient; ``None`` skips it.
+    gw : ndarray, shape (F, C, kh, kw)
+        Overwritten with the weight gradient (0 for taps that read only padding).
+    gb : ndarray, shape (F,), or None
+        Overwritten with the bias gradient ``dy.sum((0, 2, 3))``; ``None`` skips it.
+    sy, sx, pt, pl, dh, dw, groups : int
+        As in :func:`conv2d_forward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nbconv.functional._tapgemm import conv2d_backward
+    >>> x = np.arange(9.0).reshape(1, 1, 3, 3); w = np.ones((1, 1, 2, 2))
+    >>> dy = np.ones((1, 1, 2, 2)); dx = np.empty_like(x); gw = np.empty_like(w)
+    >>> conv2d_backward(dy, x, w, dx, gw, None, 1, 1, 0, 0, 1, 1, 1)
+    >>> dx[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    >>> gw[0, 0]
+    array([[ 8., 12.],
+           [20., 24.]])
+    """
+    N, C, H, W = x.shape
+    F, _, kh, kw = w.shape
+    if gb is not None:
+        _conv2d_im2col_bwd_bias(dy, gb)
+    xt = _rows(x, sy, sx)
+    dyt = _rows(dy, 1, 1)[0, 0]  # (OH, OW, N, F)
+    OH, OW = dyt.shape[0], dyt.shape[1]
+    dxt = np.empty_like(xt) if dx is not None else None
+    gemm = gemm_for(gw.dtype)
+    if gemm is None:
+        gw[...] = 0
+        if dx is not None:
+            dxt[...] = 0
+        for p, q, out, inp in _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
+            gw[:, :, p, q] = dyt[out].reshape(-1, F).T @ xt[inp].reshape(-1, C)
+            if dx is not None:
+                dxt[inp] += np.matmul(dyt[out], w[:, :, p, q])
+    else:
+        scratch = np.empty((kh * kw, F, C), dtype=gw.dtype)  # gw's, then w's taps as (F, C)
+        with single_threaded_blas():
+            _conv2d_tapgemm_bwd_weight(gemm[0], gemm[1], dyt, xt, scratch, gw, H, W, pt, pl,
+                                       dh, dw, _parts(F))
+            if dx is not None:
+                _conv2d_tapgemm_bwd_data(gemm[0], gemm[1], dyt, w, scratch, dxt, H, W, pt,
+                                         pl, dh, dw, _parts(C))
+    if dx is not None:
+        _conv2d_tapgemm_from_rows(dxt, dx, np.zeros(1, dtype=dx.dtype), False)

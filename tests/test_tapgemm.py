@@ -1,0 +1,177 @@
+"""The tap-GEMM convolution driver (``nbconv.functional._tapgemm``) against independent
+references.
+
+Zero padding ``(top, bottom, left, right)`` is applied explicitly with ``np.pad`` and the
+references run unpadded on the result, so asymmetric padding (the bottom/right padding the
+driver only sees through the output size) is covered:
+
+* forward: ``reference_conv.ref_conv2d`` (``scipy.signal.correlate2d`` per channel pair);
+* weight gradient: ``reference_conv.ref_conv2d_weight_grad`` (one einsum per tap);
+* data gradient: ``reference_conv.ref_conv2d_backward_exact`` (a loop over taps, cropped to
+  the unpadded input) and the adjoint identity ``<dy, conv(v)> = <dx, v>`` with the
+  scipy-based forward reference;
+* bias gradient: ``dy.sum((0, 2, 3))``.
+
+Outputs are prefilled with NaN: the driver must overwrite, never accumulate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from closeness import assert_scaled_close
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from reference_conv import ref_conv2d, ref_conv2d_backward_exact, ref_conv2d_weight_grad
+
+import nbconv
+from nbconv.functional import _tapgemm
+
+RTOL = {np.float32: 1e-4, np.float64: 1e-10}
+
+
+def _out(n, k, s, p0, p1, d):
+    return (n + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def _case(dtype, N, C, F, H, W, kh, kw, pads, stride, dilation, seed):
+    """Arrays and references for one layer; None when the output would be empty."""
+    pt, pb, pl, pr = pads
+    (sy, sx), (dh, dw) = stride, dilation
+    OH, OW = _out(H, kh, sy, pt, pb, dh), _out(W, kw, sx, pl, pr, dw)
+    if OH < 1 or OW < 1:
+        return None
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((F, C, kh, kw)).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype)
+    dy = rng.standard_normal((N, F, OH, OW)).astype(dtype)
+    return x, w, b, dy
+
+
+def _xpad(x, pads):
+    pt, pb, pl, pr = pads
+    return np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+
+
+def _check(dtype, N, C, F, H, W, kh, kw, pads, stride, dilation, seed, with_bias=True,
+           need_dx=True, want_bias=True):
+    """Check the driver on one layer; False (nothing checked) when its output is empty."""
+    case = _case(dtype, N, C, F, H, W, kh, kw, pads, stride, dilation, seed)
+    if case is None:
+        return False
+    x, w, b, dy = case
+    pt, _, pl, _ = pads
+    (sy, sx), (dh, dw) = stride, dilation
+    args = (sy, sx, pt, pl, dh, dw, 1)
+    xp = _xpad(x, pads)
+    rtol = RTOL[dtype]
+
+    y = np.full(dy.shape, np.nan, dtype=dtype)
+    _tapgemm.conv2d_forward(x, w, b if with_bias else None, y, *args)
+    want = ref_conv2d(xp, w, b if with_bias else None, stride=stride, dilation=dilation)
+    assert y.dtype == dtype
+    assert_scaled_close(y, want, rtol)
+
+    dx = np.full(x.shape, np.nan, dtype=dtype) if need_dx else None
+    gw = np.full(w.shape, np.nan, dtype=dtype)
+    gb = np.full(F, np.nan, dtype=dtype) if want_bias else None
+    _tapgemm.conv2d_backward(dy, x, w, dx, gw, gb, *args)
+    assert gw.dtype == dtype
+    assert_scaled_close(gw, ref_conv2d_weight_grad(dy, xp, kh, kw, stride, (0, 0), dilation),
+                        rtol)
+    if want_bias:
+        assert gb.dtype == dtype
+        assert_scaled_close(gb, np.asarray(dy, np.float64).sum((0, 2, 3)), rtol)
+    if need_dx:
+        assert dx.dtype == dtype
+        dxp = ref_conv2d_backward_exact(dy, xp, w, stride=stride, dilation=dilation)[0]
+        assert_scaled_close(dx, dxp[:, :, pt:pt + H, pl:pl + W], rtol)
+        # adjoint identity with the scipy-based forward reference
+        v = np.random.default_rng(seed + 1).standard_normal(x.shape)
+        lhs = float(np.sum(np.asarray(dy, np.float64) * ref_conv2d(_xpad(v, pads), w,
+                                                                   stride=stride,
+                                                                   dilation=dilation)))
+        rhs = float(np.sum(np.asarray(dx, np.float64) * v))
+        scale = float(np.sum(np.abs(dx)) * np.max(np.abs(v))) + 1.0
+        assert abs(lhs - rhs) <= 50 * rtol * scale
+    return True
+
+
+@st.composite
+def layers(draw, strides=(1, 2), dilations=(1, 2)):
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    dh, dw = draw(st.sampled_from(dilations)), draw(st.sampled_from(dilations))
+    # padding up to the (dilated) kernel's extent - 1 on each side, independently
+    pads = tuple(draw(st.integers(0, (k - 1) * d)) for k, d in ((kh, dh), (kh, dh),
+                                                                 (kw, dw), (kw, dw)))
+    channels = st.one_of(st.integers(1, 6), st.sampled_from([17, 33, 40]))
+    return dict(
+        dtype=draw(st.sampled_from([np.float32, np.float64])),
+        N=draw(st.integers(1, 3)), C=draw(channels), F=draw(channels),
+        H=draw(st.integers(1, 9)), W=draw(st.integers(1, 9)), kh=kh, kw=kw, pads=pads,
+        stride=(draw(st.sampled_from(strides)), draw(st.sampled_from(strides))),
+        dilation=(dh, dw), seed=draw(st.integers(0, 2**16)),
+        with_bias=draw(st.booleans()), need_dx=draw(st.booleans()),
+        want_bias=draw(st.booleans()))
+
+
+@given(case=layers(strides=(1,), dilations=(1,)))
+@settings(max_examples=60, deadline=None)
+def test_stride1_matches_references(case):
+    assume(_check(**case))
+
+
+@given(case=layers())
+@settings(max_examples=60, deadline=None)
+def test_strided_dilated_matches_references(case):
+    assume(_check(**case))
+
+
+@given(case=layers())
+@settings(max_examples=15, deadline=None)
+def test_numpy_fallback_matches_references(case):
+    """Without a CBLAS gemm the same products run as ``np.matmul`` on strided views."""
+    saved = _tapgemm.gemm_for
+    _tapgemm.gemm_for = lambda dtype: None
+    try:
+        assume(_check(**case))
+    finally:
+        _tapgemm.gemm_for = saved
+
+
+@pytest.mark.parametrize("name, layer", [
+    # (N, C, F, H, W, kh, kw, pads, stride)
+    ("3x3 on a 1x1 map: one valid tap", (2, 5, 4, 1, 1, 3, 3, (1, 1, 1, 1), (1, 1))),
+    ("taps reading only padding", (1, 3, 2, 2, 1, 5, 4, (4, 0, 3, 3), (1, 1))),
+    ("no padding: bands narrower than the map", (2, 3, 5, 7, 6, 3, 2, (0, 0, 0, 0), (1, 1))),
+    ("kernel = input", (3, 4, 2, 5, 3, 5, 3, (0, 0, 0, 0), (1, 1))),
+    ("stride not dividing the input", (2, 3, 4, 8, 7, 3, 3, (1, 0, 1, 1), (2, 3))),
+    ("1x1 stride 2", (3, 6, 5, 8, 8, 1, 1, (0, 0, 0, 0), (2, 2))),
+    ("several slabs per thread count", (4, 40, 48, 4, 4, 3, 3, (1, 1, 1, 1), (1, 1))),
+    ("batch 1", (1, 33, 17, 3, 5, 3, 3, (1, 1, 1, 1), (1, 1))),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_named_edge_cases(name, layer, dtype):
+    N, C, F, H, W, kh, kw, pads, stride = layer
+    assert _check(dtype, N, C, F, H, W, kh, kw, pads, stride, (1, 1), seed=7)
+    assert _check(dtype, N, C, F, H, W, kh, kw, pads, stride, (1, 1), seed=8, with_bias=False,
+                  need_dx=False, want_bias=False)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_thread_counts_agree(threads):
+    """Every thread count gives the references' result (the slabs split filters and
+    channels differently)."""
+    saved = nbconv.get_num_threads()
+    nbconv.set_num_threads(min(threads, nbconv.max_num_threads()))
+    try:
+        assert _check(np.float32, 3, 64, 40, 2, 3, 3, 3, (1, 1, 1, 1), (1, 1), (1, 1), seed=3)
+    finally:
+        nbconv.set_num_threads(saved)
+
+
+def test_supports():
+    assert _tapgemm.supports(3, 3, 1, 1, 1, 1, 1)
+    assert _tapgemm.supports(5, 1, 2, 3, 2, 1, 1)
+    assert not _tapgemm.supports(3, 3, 1, 1, 1, 1, 2)
