@@ -6,7 +6,7 @@ listed in :data:`LAYERS`; GoogLeNet's many 1x1 reductions are represented by a s
 every layer, batch size and pass, float32, on ``--threads`` threads (default 2) for both
 libraries, the medians of interleaved rounds (``_common.measure_group``):
 
-* ``tap``: ``nbconv.functional._tapgemm.conv2d_forward`` / ``conv2d_backward`` (dx, dweight,
+* ``tap``: ``nbconv.conv.tapgemm.conv2d_forward`` / ``conv2d_backward`` (dx, dweight,
   dbias) called directly, outputs allocated per call -- no argument checks, no tap trimming,
   no non-finite check (the public API adds those: ``api_us`` in the JSON is its cost on a 1x1
   problem);
@@ -46,7 +46,7 @@ from _common import (
 )
 
 import nbconv
-from nbconv.functional import _tapgemm
+from nbconv.conv import tapgemm as _tapgemm
 
 #: (model, C, F, H=W, k, stride, pad): the convolutions on maps of 8x8 and smaller
 LAYERS = [
@@ -104,12 +104,13 @@ def _auto_algorithm(x, w, stride, pad, backward):
     """The algorithm "auto" runs (after tap trimming), from nbconv's private rule; "?" when
     the internals have moved."""
     try:
-        from nbconv.functional import conv as _conv
+        from nbconv._checks.conv import geometry
+        from nbconv.conv import engine, plan
 
-        g = _conv._geometry("conv2d", x.shape, w.shape, stride, pad, 1, 1, "zeros", "")
-        algo = _conv._choose_algorithm("conv2d", "auto", x.shape[1], w.shape[2], w.shape[3], g,
-                                       w.shape[0], backward=backward)
-        t = _conv._trim_taps("conv2d", w, g, x.shape[2], x.shape[3], algo, True, backward)
+        g = geometry("conv2d", x.shape, w.shape, stride, pad, 1, 1, "zeros", "")
+        algo = plan.choose_algorithm("conv2d", "auto", x.shape[1], w.shape[2], w.shape[3], g,
+                                     w.shape[0], backward=backward)
+        t = engine.trim_taps("conv2d", w, g, x.shape[2], x.shape[3], algo, True, backward)
         if t is not None:
             return f"{t[2]}@{t[0].shape[2]}x{t[0].shape[3]}"
         return algo

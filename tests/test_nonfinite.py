@@ -71,9 +71,9 @@ def conv_cases(draw):
             padding = 0
     if padding == "same" and mode != "zeros":
         padding = 0  # "same" may ask for more padding than reflect allows
-    algorithm = draw(st.sampled_from(["direct", "im2col", "auto", "winograd"]))
+    algorithm = draw(st.sampled_from(["direct", "im2col", "auto", "winograd", "tapgemm"]))
     winograd_ok = (sy, sx, dh, dw, groups) == (1, 1, 1, 1, 1) and 2 <= min(kh, kw)
-    if algorithm == "winograd" and not winograd_ok:
+    if (algorithm == "winograd" and not winograd_ok) or (algorithm == "tapgemm" and groups > 1):
         algorithm = "direct"
     return dict(N=draw(st.integers(1, 2)), C=cg * groups, F=fg * groups, H=H, W=W, kh=kh,
                 kw=kw, stride=(sy, sx), dilation=(dh, dw), groups=groups, padding=padding,
@@ -239,7 +239,7 @@ def test_dropout_keeps_nan_like_pytorch(p):
     assert np.isnan(y[0])
 
 
-@pytest.mark.parametrize("algorithm", ["direct", "im2col", "winograd", "auto"])
+@pytest.mark.parametrize("algorithm", ["direct", "im2col", "winograd", "tapgemm", "auto"])
 @pytest.mark.parametrize("x_shape, k, stride, padding", [
     ((3, 16, 1, 1), 3, 1, 1),    # resnet18's last stage on 32x32 input: only the centre tap
     ((2, 4, 2, 2), 3, 2, 1),     # strided onto 1x1: a 2x2 corner of the kernel

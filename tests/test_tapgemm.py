@@ -1,4 +1,4 @@
-"""The tap-GEMM convolution driver (``nbconv.functional._tapgemm``) against independent
+"""The tap-GEMM convolution driver (``nbconv.conv.tapgemm``) against independent
 references.
 
 Zero padding ``(top, bottom, left, right)`` is applied explicitly with ``np.pad`` and the
@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from reference_conv import ref_conv2d, ref_conv2d_backward_exact, ref_conv2d_weight_grad
 
 import nbconv
-from nbconv.functional import _tapgemm
+from nbconv.conv import tapgemm as _tapgemm
 
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
 

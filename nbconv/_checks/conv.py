@@ -20,7 +20,7 @@ from . import (
     single,
 )
 
-ALGORITHMS = ("auto", "direct", "im2col", "winograd")
+ALGORITHMS = ("auto", "direct", "im2col", "winograd", "tapgemm")
 
 
 #: numpy.pad mode of each non-zero padding mode (PyTorch semantics).
@@ -202,3 +202,5 @@ def check_algorithm(op, algorithm, kh, kw, g: Geom) -> None:
             f"dilation 1 and groups 1; got kernel {(kh, kw)}, stride {(g.sy, g.sx)}, dilation "
             f"{(g.dh, g.dw)}, groups {g.groups}"
         )
+    if algorithm == "tapgemm" and g.groups != 1:
+        raise ValueError(f"{op}: algorithm 'tapgemm' needs groups 1, got groups {g.groups}")

@@ -11,9 +11,9 @@ Between the public op and the driver they apply what every algorithm shares:
 * inf and NaN reach exactly the outputs the definition says (:mod:`nbconv.conv.exact`).
 
 The drivers (:mod:`~nbconv.conv.direct`, :mod:`~nbconv.conv.im2col`,
-:mod:`~nbconv.conv.winograd`) share one interface: C-contiguous arrays of one float dtype,
-implicit zero padding on the top/left only (the bottom/right padding is implied by the output
-size), results written into preallocated outputs.
+:mod:`~nbconv.conv.winograd`, :mod:`~nbconv.conv.tapgemm`) share one interface: C-contiguous
+arrays of one float dtype, implicit zero padding on the top/left only (the bottom/right padding
+is implied by the output size), results written into preallocated outputs.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from .._checks.conv import NP_PAD_MODE, Geom
 from ..kernels.activations import _relu_fwd
-from . import direct, im2col, plan, winograd
+from . import direct, im2col, plan, tapgemm, winograd
 from .exact import exact_backward, exact_forward, finite_array
 
 __all__ = ["forward", "backward", "trim_taps", "DRIVERS"]
@@ -30,7 +30,7 @@ __all__ = ["forward", "backward", "trim_taps", "DRIVERS"]
 
 #: the driver module of each algorithm: conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw,
 #: groups) and conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups)
-DRIVERS = {"direct": direct, "im2col": im2col, "winograd": winograd}
+DRIVERS = {"direct": direct, "im2col": im2col, "winograd": winograd, "tapgemm": tapgemm}
 
 
 def _pad_input(x, g: Geom):

@@ -88,7 +88,8 @@ def choose_algorithm(op, algorithm, C, kh, kw, g: Geom, F, backward=False) -> st
     if algorithm != "auto":
         return algorithm
     case = Case(C, F, kh, kw, g.groups, g.sy == 1 and g.sx == 1, backward,
-                 min(g.OH, g.OW), winograd_fits(kh, kw, g), g.OH * g.OW)
+                min(g.OH, g.OW), winograd_fits(kh, kw, g), g.OH * g.OW, max(g.sy, g.sx),
+                g.dh > 1 or g.dw > 1)
     for _, applies, algo in AUTO_RULES:
         if applies(case):
             return algo
@@ -111,9 +112,16 @@ class Case(NamedTuple):
     out: int
     winograd: bool
     pixels: int  # of one output plane
+    stride: int  # the larger of the two
+    dilated: bool
+
+    def tapgemm_fits(self) -> bool:
+        """Rows 1-3 of the table below apply only to what tap-GEMM was measured on: groups
+        1, no dilation, strides up to 2, at least 16 input channels."""
+        return self.groups == 1 and not self.dilated and self.stride <= 2 and self.C >= 16
 
     def winograd_wins(self) -> bool:
-        """Rows 2 and 3 of the table below (3x3; 5x5 forward), before the output size."""
+        """Rows 5 and 6 of the table below (3x3; 5x5 forward), before the output size."""
         return self.winograd and (
             ((self.kh, self.kw) == (3, 3) and min(self.C, self.F) >= (48 if self.backward
                                                                        else 32))
@@ -123,7 +131,17 @@ class Case(NamedTuple):
 # The "auto" rule as one table: the first row that applies picks the algorithm.  conv2d's
 # docstring is generated from the texts; tests/test_pytorch_habits.py checks each row's claim.
 AUTO_RULES = (
-    ("the passes of rows 2 and 3 on small outputs: backward passes on outputs smaller than "
+    ("backward passes on output planes of at most 64 pixels (8x8) with groups 1, no "
+     "dilation, strides up to 2 and C >= 16",
+     lambda c: c.tapgemm_fits() and c.backward and c.pixels <= 64, "tapgemm"),
+    ("the same forward passes of kernels larger than 1x1 on outputs of at most 4 pixels, "
+     "or of at most 16 pixels with C >= 32",
+     lambda c: (c.tapgemm_fits() and not c.backward and c.kh * c.kw > 1
+                and (c.pixels <= 4 or (c.pixels <= 16 and c.C >= 32))), "tapgemm"),
+    ("the same forward passes of 1x1 kernels on outputs of at most 9 pixels with C >= 64",
+     lambda c: (c.tapgemm_fits() and not c.backward and c.kh * c.kw == 1 and c.pixels <= 9
+                and c.C >= 64), "tapgemm"),
+    ("the passes of rows 5 and 6 on small outputs: backward passes on outputs smaller than "
      "10x10, forward passes on outputs smaller than 3x3 (3x3 kernels) or 6x6 (5x5 kernels)",
      lambda c: c.winograd_wins() and c.out < (10 if c.backward else 3 if c.kh == 3 else 6),
      "im2col"),
@@ -378,3 +396,8 @@ BATCHED_BELOW = 1024
 #: 22.5 / 20.1 / 22.1 / 24.2, NNlib2 1.78 / 1.31 / 1.37 / 1.38, AlexNet c2 23.8 / 22.9 / 23.8
 #: / 24.0 (PyTorch 44.6, 23.8, 1.59, 21.0)
 WINOGRAD_CHUNK_BYTES = 8 * 2**20
+
+
+#: fewest output columns (filters or channels) per task of a tap-GEMM product: narrower
+#: products cost BLAS more in per-call work than the second core gives back
+TAPGEMM_MIN_SLAB = 16

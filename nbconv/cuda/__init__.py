@@ -30,8 +30,9 @@ Tunables (environment, read by :mod:`nbconv._config` and :mod:`nbconv.cuda.kerne
 Device-specific behaviour:
 
 * ``conv2d``/``conv1d``: ``algorithm="direct"`` runs direct CUDA kernels (a thread per output
-  element); ``"im2col"`` and ``"winograd"`` run implicit-GEMM kernels (shared-memory tiles, no
-  im2col buffer; there are no Winograd kernels on the device); ``"auto"`` takes the GEMM kernels
+  element); ``"im2col"``, ``"tapgemm"`` and ``"winograd"`` run implicit-GEMM kernels
+  (shared-memory tiles, no im2col buffer; there are no Winograd or tap-GEMM kernels on the
+  device); ``"auto"`` takes the GEMM kernels
   where each group has at least 8 input and 8 output channels and ``(C/groups)*kh*kw >= 32``,
   the direct ones for depthwise, narrow and first layers.
 * ``dropout`` draws its mask on the host with the same NumPy ``Generator`` rule as the CPU op

@@ -42,15 +42,15 @@ def _tiled(algorithm, w, g):
     """True where the device convolution runs the implicit-GEMM (tiled) kernels of
     :mod:`nbconv.cuda.kernels.conv2d_im2col` rather than the direct ones.
 
-    ``"direct"`` runs the direct kernels, ``"im2col"`` and ``"winograd"`` (no Winograd
-    kernels on the device) the tiled ones.  The ``"auto"`` rule (from the kernels' shapes, not
-    yet from GPU timings): tiled when every group's GEMM is big enough to fill a tile, i.e.
-    at least 8 filters and 8 input channels per group (the rows of the forward and weight-
-    gradient products, the data gradient's rows and its per-tap reduction) and a reduction
-    ``(C/groups)*kh*kw`` of at least 32 terms.  Depthwise and narrow grouped layers and the
-    first layers of a network (1-3 input channels, LeNet's 6 -> 16) stay on the direct kernels,
-    whose thread-per-output loops waste nothing on such shapes while a 64x64 tile would sit
-    mostly empty.
+    ``"direct"`` runs the direct kernels, ``"im2col"``, ``"tapgemm"`` and ``"winograd"`` (no
+    Winograd or tap-GEMM kernels on the device) the tiled ones. The ``"auto"`` rule (from the
+    kernels' shapes, not yet from GPU timings): tiled when every group's GEMM is big enough to
+    fill a tile, i.e. at least 8 filters and 8 input channels per group (the rows of the forward
+    and weight- gradient products, the data gradient's rows and its per-tap reduction) and a
+    reduction ``(C/groups)*kh*kw`` of at least 32 terms. Depthwise and narrow grouped layers and
+    the first layers of a network (1-3 input channels, LeNet's 6 -> 16) stay on the direct
+    kernels, whose thread-per-output loops waste nothing on such shapes while a 64x64 tile would
+    sit mostly empty.
     """
     if algorithm == "direct" or g.groups > 65535:  # the grid's z axis holds the groups
         return False

@@ -8,10 +8,11 @@ The output size along each axis is PyTorch's::
 where ``p_before``/``p_after`` are the paddings on the two sides of the axis (equal for an int or
 a pair; with ``padding="same"`` the TensorFlow rule below).
 
-Three algorithms compute the same thing up to float rounding: ``"direct"`` (loop-nest numba
+Four algorithms compute the same thing up to float rounding: ``"direct"`` (loop-nest numba
 kernels, :mod:`nbconv.conv.direct`), ``"im2col"`` (patches unfolded into columns, BLAS,
 :mod:`nbconv.conv.im2col`) and ``"winograd"`` (F(2x2, 3x3) on transformed tiles, BLAS,
-:mod:`nbconv.conv.winograd`); ``"auto"`` picks by the table in :mod:`nbconv.conv.plan`.
+:mod:`nbconv.conv.winograd`) and ``"tapgemm"`` (one BLAS product per kernel tap,
+:mod:`nbconv.conv.tapgemm`); ``"auto"`` picks by the table in :mod:`nbconv.conv.plan`.
 Here the arguments are validated (:mod:`nbconv._checks.conv`) and handed to the engine
 (:mod:`nbconv.conv.engine`).
 """
@@ -78,15 +79,16 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         As in PyTorch: ``"reflect"`` mirrors without repeating the edge (``np.pad`` "reflect",
         padding must be < the input size), ``"replicate"`` repeats the edge (``np.pad`` "edge"),
         ``"circular"`` wraps around (``np.pad`` "wrap", padding <= the input size).
-    algorithm : {"auto", "direct", "im2col", "winograd"}
+    algorithm : {"auto", "direct", "im2col", "winograd", "tapgemm"}
         ``"direct"``: numba loop nests; ``"im2col"``: patches unfolded into columns and
         multiplied by BLAS in bounded chunks; ``"winograd"``: Winograd F(2x2, 3x3), 16 BLAS
-        products on transformed tiles (stride 1, dilation 1, groups 1, kernels of 2 to 9 taps
-        a side, larger ones as 3x3 pieces; inputs or weights holding inf/NaN are computed
+        products on transformed tiles (stride 1, dilation 1, groups 1, kernels of 2 to 9 taps a
+        side, larger ones as 3x3 pieces; inputs or weights holding inf/NaN are computed
         directly, so that such values reach exactly the outputs they reach in a direct
-        convolution).  ``"auto"`` takes the first of these rules that applies (``C`` input
-        channels, ``F`` filters; "stride 1" on both axes; see :mod:`nbconv.conv.plan` for
-        the measurements behind them):
+        convolution); ``"tapgemm"``: one BLAS product per kernel tap over the whole batch, only
+        on the taps that read the input (groups 1; small feature maps). ``"auto"`` takes the
+        first of these rules that applies (``C`` input channels, ``F`` filters; "stride 1" on
+        both axes; see :mod:`nbconv.conv.plan` for the measurements behind them):
 
 {AUTO_RULE}
 
@@ -178,7 +180,7 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
         As in :func:`conv2d`.
     bias : bool
         Whether to compute the bias gradient (an array counts as True: "the layer has a bias").
-    algorithm : {"auto", "direct", "im2col", "winograd"}, keyword-only
+    algorithm : {"auto", "direct", "im2col", "winograd", "tapgemm"}, keyword-only
         As in :func:`conv2d`.
     need_dx : bool, keyword-only
         ``False`` skips the data gradient (e.g. for a network's first layer); ``dx`` is then

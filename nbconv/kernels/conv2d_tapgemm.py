@@ -1,4 +1,4 @@
-"""Kernels of the tap-GEMM convolution (driver: ``nbconv.functional._tapgemm``).
+"""Kernels of the tap-GEMM convolution (driver: ``nbconv.conv.tapgemm``).
 
 Layouts.  The input is held as *rows of channels*, one row per (pixel, image), split into
 stride phases: ``xt[ry, rx, a, b, n, c] = x[n, c, a*sy + ry, b*sx + rx]``, shape

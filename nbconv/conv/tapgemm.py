@@ -38,19 +38,16 @@ from ..kernels.conv2d_tapgemm import (
     _conv2d_tapgemm_fwd,
     _conv2d_tapgemm_to_rows,
 )
+from . import plan
 
-__all__: list[str] = []  # private module: nothing is re-exported by nbconv.functional
-
-#: fewest output columns (filters or channels) per task: narrower products cost BLAS more in
-#: per-call work than the second core gives back
-_MIN_SLAB = 16
+__all__ = ["conv2d_forward", "conv2d_backward", "supports"]
 
 
 def supports(kh, kw, sy, sx, dh, dw, groups):
     """Whether the tap-GEMM driver runs this layer: any kernel, stride and dilation with
     ``groups == 1`` (zero padding is implied: the caller pads other modes explicitly).
 
-    >>> from nbconv.functional._tapgemm import supports
+    >>> from nbconv.conv.tapgemm import supports
     >>> supports(3, 3, 1, 1, 1, 1, 1), supports(3, 3, 2, 2, 1, 1, 1), supports(3, 3, 1, 1, 1, 1, 2)
     (True, True, False)
     """
@@ -59,8 +56,8 @@ def supports(kh, kw, sy, sx, dh, dw, groups):
 
 def _parts(cols):
     """Tasks for a product with ``cols`` output columns: one per numba thread, at least
-    ``_MIN_SLAB`` columns each."""
-    return max(1, min(numba.get_num_threads(), cols // _MIN_SLAB))
+    ``plan.TAPGEMM_MIN_SLAB`` columns each."""
+    return max(1, min(numba.get_num_threads(), cols // plan.TAPGEMM_MIN_SLAB))
 
 
 def _rows(a, sy, sx):
@@ -108,7 +105,7 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     Examples
     --------
     >>> import numpy as np
-    >>> from nbconv.functional._tapgemm import conv2d_forward
+    >>> from nbconv.conv.tapgemm import conv2d_forward
     >>> x = np.arange(4.0).reshape(1, 1, 2, 2); w = np.ones((1, 1, 3, 3))
     >>> y = np.empty((1, 1, 2, 2))
     >>> conv2d_forward(x, w, np.array([10.0]), y, 1, 1, 1, 1, 1, 1, 1); y[0, 0]
@@ -157,7 +154,7 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
     Examples
     --------
     >>> import numpy as np
-    >>> from nbconv.functional._tapgemm import conv2d_backward
+    >>> from nbconv.conv.tapgemm import conv2d_backward
     >>> x = np.arange(9.0).reshape(1, 1, 3, 3); w = np.ones((1, 1, 2, 2))
     >>> dy = np.ones((1, 1, 2, 2)); dx = np.empty_like(x); gw = np.empty_like(w)
     >>> conv2d_backward(dy, x, w, dx, gw, None, 1, 1, 0, 0, 1, 1, 1)
