@@ -582,9 +582,10 @@ def test_auto_rule(shape_x, shape_w, stride, groups, expected):
 
 
 @pytest.mark.parametrize("shape_x, shape_w, stride, groups, expected", [
-    ((1, 64, 14, 14), (64, 64, 3, 3), 1, 1, "winograd"),  # 3x3, many channels
-    ((1, 64, 9, 9), (64, 64, 3, 3), 1, 1, "tapgemm"),     # ... on small planes (7x7)
-    ((1, 32, 14, 14), (32, 32, 3, 3), 1, 1, "direct"),    # fewer than 48 channels
+    ((1, 64, 30, 30), (64, 64, 3, 3), 1, 1, "winograd"),  # 3x3, many channels
+    ((1, 64, 14, 14), (64, 64, 3, 3), 1, 1, "tapgemm"),   # ... on small planes (12x12)
+    ((1, 64, 9, 9), (64, 64, 3, 3), 1, 1, "tapgemm"),     # ... and smaller (7x7)
+    ((1, 32, 30, 30), (32, 32, 3, 3), 1, 1, "direct"),    # fewer than 48 channels
     ((1, 64, 27, 27), (192, 64, 5, 5), 1, 1, "im2col"),   # AlexNet c2
     ((1, 3, 32, 32), (64, 3, 7, 7), 2, 1, "im2col"),      # strided: always im2col
     ((1, 3, 32, 32), (16, 3, 3, 3), 2, 1, "im2col"),      # however small

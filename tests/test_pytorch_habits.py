@@ -428,7 +428,8 @@ def test_auto_rule_docstring_is_the_table_and_its_claims_hold():
     assert _auto(4, 8, 1, 1, 0, 16) == "im2col"
     assert _auto(4, 8, 1, 1, 0, 16, backward=True) == "direct"  # rule 14
     assert _auto(512, 512, 3, 1, 1, 7, backward=True) == "tapgemm"  # rule 1 (ResNet's last)
-    assert _auto(512, 512, 3, 1, 1, 14, backward=True) == "winograd"
+    assert _auto(512, 512, 3, 1, 1, 14, backward=True) == "tapgemm"  # rule 1 up to 16x16
+    assert _auto(512, 512, 3, 1, 1, 28, backward=True) == "winograd"
     # the README's benchmark table names the auto choice of each layer: check every row
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"),
                   encoding="utf-8").read()

@@ -158,13 +158,23 @@ def test_winograd_refused_for_conv1d():
 @pytest.mark.parametrize("C, F, backward, expected", [
     (64, 64, False, "winograd"),
     (32, 32, False, "winograd"),
-    (32, 32, True, "direct"),     # the backward pass needs 48 channels
-    (48, 64, True, "winograd"),
+    (32, 32, True, "tapgemm"),    # backward on 14x14: tap-GEMM (16x16 and smaller)
+    (48, 64, True, "tapgemm"),
     (16, 64, False, "direct"),
     (3, 64, False, "direct"),     # VGG's first layer
 ])
 def test_auto_picks_winograd(C, F, backward, expected):
     g = _geometry("conv2d", (1, C, 14, 14), (F, C, 3, 3), 1, 1, 1, 1, "zeros", "test")
+    assert _plan.choose_algorithm("conv2d", "auto", C, 3, 3, g, F, backward=backward) == expected
+
+
+@pytest.mark.parametrize("C, F, expected", [
+    (32, 32, "direct"),     # the backward pass needs 48 channels
+    (48, 64, "winograd"),
+])
+def test_auto_picks_winograd_backward_on_larger_maps(C, F, expected):
+    g = _geometry("conv2d", (1, C, 28, 28), (F, C, 3, 3), 1, 1, 1, 1, "zeros", "test")
+    backward = True
     assert _plan.choose_algorithm("conv2d", "auto", C, 3, 3, g, F, backward=backward) == expected
 
 

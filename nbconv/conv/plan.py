@@ -34,6 +34,20 @@ def choose_algorithm(op, algorithm, C, kh, kw, g: Geom, F, backward=False) -> st
     """The ``"auto"`` rule (see :func:`conv2d`), from benchmarks/bench_conv.py's numbers and
     a sweep of other shapes (2 cores, float32, forward / backward ms).
 
+    * Small feature maps (groups 1, no dilation, strides up to 2, C >= 16): tap-GEMM, one
+      BLAS product per kernel tap over the whole batch that reads only real input
+      (benchmarks/bench_tapgemm.py, the small-map layers of resnet18, googlenet, nin and
+      vgg11 at batch 32 and 128, time tap / previous choice).  Backward passes on planes of
+      up to 8x8: 0.05-0.86 on every layer, mostly 0.25-0.6 (resnet18 128 -> 128 at 4x4
+      0.42; 256 -> 256 at 2x2 0.46 / 0.27 at batch 128; vgg11 256 -> 256 at 8x8 0.69); at
+      14x14 and 16x16, 3x3 kernels with 32-512 channels 0.56-0.86 (ImageNet-sized ResNet's
+      256 -> 256 at 14x14, batch 16: 33 vs 59 ms on Winograd) but 1x1 kernels 1.11.  Forward
+      passes of larger-than-1x1 kernels on up to 2x2 outputs 0.26-0.61, on 4x4 outputs
+      0.57-0.90 against Winograd with C >= 32 (googlenet's 16 -> 32 5x5 at 4x4: 1.16, left
+      out); 3x3 on 8x8 loses to Winograd (1.02-1.34 but 64 -> 64: 0.90-0.96, too close to
+      take).  1x1 forward passes on up to 3x3 outputs 0.31-0.86; at 4x4 and larger the
+      per-image GEMMs win or tie (0.87-1.44).
+
     * 3x3, stride 1, dilation 1, groups 1 with at least 32 input and output channels (48 for
       the backward pass): Winograd F(2x2, 3x3).  VGG 27.3 / 102 vs direct 55.2 / 113, ResNet
       18.8 / 58.7 vs 28.9 / 61.1, 64 -> 64 on 8x8 1.9 / 5.9 vs 5.5 / 9.5; with 32 channels
@@ -131,9 +145,12 @@ class Case(NamedTuple):
 # The "auto" rule as one table: the first row that applies picks the algorithm.  conv2d's
 # docstring is generated from the texts; tests/test_pytorch_habits.py checks each row's claim.
 AUTO_RULES = (
-    ("backward passes on output planes of at most 64 pixels (8x8) with groups 1, no "
-     "dilation, strides up to 2 and C >= 16",
-     lambda c: c.tapgemm_fits() and c.backward and c.pixels <= 64, "tapgemm"),
+    ("backward passes with groups 1, no dilation, strides up to 2 and C >= 16 on output "
+     "planes of at most 64 pixels (8x8), or of at most 256 (16x16) for kernels larger than "
+     "1x1 with C >= 32",
+     lambda c: (c.tapgemm_fits() and c.backward
+                and (c.pixels <= 64 or (c.pixels <= 256 and c.kh * c.kw > 1 and c.C >= 32))),
+     "tapgemm"),
     ("the same forward passes of kernels larger than 1x1 on outputs of at most 4 pixels, "
      "or of at most 16 pixels with C >= 32",
      lambda c: (c.tapgemm_fits() and not c.backward and c.kh * c.kw > 1
