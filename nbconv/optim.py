@@ -40,8 +40,9 @@ class Optimizer:
         self.hyper["lr"] = float(value)
 
     def zero_grad(self) -> None:
+        """Zero the parameters' gradients (lazily: see :attr:`nbconv.nn.Parameter.grad`)."""
         for p in self.params:
-            _arrays.zero_(p.grad)
+            p.zero_grad()
 
     def step(self) -> None:
         """One update of every parameter (weight decay is folded into the fused kernels)."""

@@ -30,7 +30,7 @@ from .._checks.pool import adaptive_size
 from ..functional import conv as _conv
 from ..functional import pool as _pool
 from ..functional.linear import _linear_backward_into
-from ._arrays import accumulate, copy, increment, is_device_array, reshape
+from ._arrays import copy, increment, is_device_array, reshape
 from .init import constant, uniform_fan_in
 from .module import Module, default_rng
 
@@ -139,9 +139,9 @@ class Conv2d(_ConvNd):
             raise _no_cache("Conv2d")
         dx, dw, db = F.conv2d_backward(dy, self._x, self.weight.data, bias=self.bias is not None,
                                        need_dx=need_dx, **self._args())
-        accumulate(self.weight.grad, dw, "Conv2d.backward")
+        self.weight.accumulate_grad(dw, "Conv2d.backward", owned=True)
         if db is not None:
-            accumulate(self.bias.grad, db, "Conv2d.backward")
+            self.bias.accumulate_grad(db, "Conv2d.backward", owned=True)
         return dx
 
 
@@ -162,9 +162,9 @@ class Conv1d(_ConvNd):
             raise _no_cache("Conv1d")
         dx, dw, db = F.conv1d_backward(dy, self._x, self.weight.data, bias=self.bias is not None,
                                        need_dx=need_dx, **self._args())
-        accumulate(self.weight.grad, dw, "Conv1d.backward")
+        self.weight.accumulate_grad(dw, "Conv1d.backward", owned=True)
         if db is not None:
-            accumulate(self.bias.grad, db, "Conv1d.backward")
+            self.bias.accumulate_grad(db, "Conv1d.backward", owned=True)
         return dx
 
 
@@ -197,9 +197,9 @@ class Linear(Module):
                 dy, self._x, self.weight.data, self.weight.grad,
                 None if self.bias is None else self.bias.grad)
         dx, dw, db = F.linear_backward(dy, self._x, self.weight.data, bias=self.bias is not None)
-        accumulate(self.weight.grad, dw, "Linear.backward")
+        self.weight.accumulate_grad(dw, "Linear.backward", owned=True)
         if db is not None:
-            accumulate(self.bias.grad, db, "Linear.backward")
+            self.bias.accumulate_grad(db, "Linear.backward", owned=True)
         return dx
 
 
@@ -548,8 +548,8 @@ class _BatchNorm(Module):
             dy, x, mean, invstd, None if self.weight is None else self.weight.data,
             training=batch_stats)
         if self.weight is not None:
-            accumulate(self.weight.grad, dw, "BatchNorm.backward")
-            accumulate(self.bias.grad, db, "BatchNorm.backward")
+            self.weight.accumulate_grad(dw, "BatchNorm.backward", owned=True)
+            self.bias.accumulate_grad(db, "BatchNorm.backward", owned=True)
         return dx
 
 

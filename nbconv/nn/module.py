@@ -36,20 +36,56 @@ class Parameter:
         The value; optimizers update it in place.  :func:`nbconv.cuda.to_device` replaces it
         (and ``grad``) by a device array.
     grad : ndarray or CUDA device array
-        Same shape, dtype and place as ``data``; layers accumulate into it with ``+=``.
+        Same shape, dtype and place as ``data``; layers accumulate into it
+        (:meth:`accumulate_grad`).  After :meth:`zero_grad` it reads as zeros, but nothing is
+        written until it is read or accumulated into: the first gradient of a step then
+        overwrites it (or becomes it), as PyTorch's ``zero_grad(set_to_none=True)`` saves the
+        zeroing.  So hold ``p.grad`` afresh after each backward pass, not across steps.
     name : str
         The key within the owning layer ("weight", "bias").
     """
 
-    __slots__ = ("data", "grad", "name")
+    __slots__ = ("data", "_grad", "_zero_pending", "name")
 
     def __init__(self, data: np.ndarray, name: str = ""):
+        self._zero_pending = False
         if building_placeholders():  # keep the stand-in as it is (see placeholders())
             self.data = self.grad = data
         else:
             self.data = np.ascontiguousarray(data)
             self.grad = np.zeros_like(self.data)
         self.name = name
+
+    @property
+    def grad(self):
+        if self._zero_pending:  # zero_grad() deferred the zeroing to here
+            self._zero_pending = False
+            _arrays.zero_(self._grad)
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._grad = value
+        self._zero_pending = False
+
+    def zero_grad(self) -> None:
+        """Make the gradient zero, lazily (see ``grad``)."""
+        self._zero_pending = True
+
+    def accumulate_grad(self, g, op: str = "backward", owned: bool = False) -> None:
+        """``grad += g``.  Right after :meth:`zero_grad` this is ``grad = g``: the host array
+        ``g`` itself becomes the gradient when ``owned`` (the caller hands over a fresh
+        array of the gradient's shape and dtype: no copy at all), else it is copied in."""
+        if self._zero_pending and type(self._grad) is np.ndarray and type(g) is np.ndarray:
+            self._zero_pending = False
+            grad = self._grad
+            if (owned and g.shape == grad.shape and g.dtype == grad.dtype
+                    and g.flags.c_contiguous and g.flags.writeable and g.flags.owndata):
+                self._grad = g
+            else:
+                np.copyto(grad, g)  # (broadcasting and casting as ``grad += g``)
+            return
+        _arrays.accumulate(self.grad, g, op, ("grad", "g"))
 
     def __repr__(self) -> str:
         return f"Parameter({self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
@@ -278,8 +314,9 @@ class Module:
         return summary(self, input_size, dtype=dtype)
 
     def zero_grad(self) -> None:
+        """Zero every parameter's gradient (lazily: see :attr:`Parameter.grad`)."""
         for p in self.parameters():
-            _arrays.zero_(p.grad)
+            p.zero_grad()
 
     def train(self, mode: bool = True) -> Module:
         from .._checks import check_bool
