@@ -117,3 +117,14 @@ def test_bench_pool_models_quick(tmp_path):
         assert r[part]["nbconv_ms"] > 0
         if HAVE_TORCH:
             assert r[part]["ratio"] > 0 and r["check_ok"]
+
+
+def test_bench_tapgemm_one_layer(tmp_path):
+    js = tmp_path / "tap.json"
+    out = _run("bench_tapgemm.py", "--models", "resnet18", "--layers", "512->512 1x1",
+               "--batches", "2", "--rounds", "1", "--budget", "0.01", "--min-repeats", "1",
+               "--threads", "1", "--json", str(js))
+    assert "resnet18 512->512 1x1" in out
+    r = json.loads(js.read_text())["results"][0]
+    assert r["fwd"]["algo"] == r["bwd"]["algo"] == "tapgemm@1x1"  # auto takes tap-GEMM here
+    assert r["fwd"]["err"] < 1e-5 and r["bwd"]["err"] < 1e-5  # tap agrees with auto's path
