@@ -77,7 +77,7 @@ def test_conv2d_errors_match_host():
                            ncu.to_device(np.ones((2, 3, 3, 3))))
 
 
-@pytest.mark.parametrize("algorithm", ["winograd", "im2col", "direct"])
+@pytest.mark.parametrize("algorithm", ["winograd", "im2col", "tapgemm", "direct"])
 def test_conv2d_algorithms_on_device(algorithm):
     """Every host algorithm name is accepted on the GPU ("direct": the direct kernels, the
     others the implicit-GEMM ones) and gives the host's result; Winograd's geometry is checked
@@ -90,3 +90,6 @@ def test_conv2d_algorithms_on_device(algorithm):
              algorithm=algorithm)
     with pytest.raises(ValueError, match="algorithm 'winograd' needs"):
         nc.conv2d(ncu.to_device(x), ncu.to_device(w), stride=2, algorithm="winograd")
+    with pytest.raises(ValueError, match="algorithm 'tapgemm' needs groups 1"):
+        nc.conv2d(ncu.to_device(x), ncu.to_device(r.standard_normal((3, 1, 3, 3))), groups=3,
+                  algorithm="tapgemm")
