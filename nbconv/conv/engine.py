@@ -89,8 +89,8 @@ def trim_taps(op, weight, g: Geom, H, W, algorithm, auto, backward):
     pr = (g.OW - 1) * g.sx + (c1 - c0) - W - pl
     g = g._replace(pt=pt, pb=pb, pl=pl, pr=pr)
     if auto:
-        algorithm = plan.choose_algorithm(op, "auto", weight.shape[1] * g.groups, r1 - r0, c1 - c0,
-                                      g, weight.shape[0], backward=backward)
+        algorithm = plan.choose_algorithm(op, "auto", weight.shape[1] * g.groups, r1 - r0,
+                                          c1 - c0, g, weight.shape[0], backward=backward)
     elif algorithm == "winograd" and not plan.winograd_fits(r1 - r0, c1 - c0, g):
         algorithm = "im2col"
     return np.ascontiguousarray(weight[:, :, r0:r1, c0:c1]), g, algorithm, (r0, r1, c0, c1)

@@ -117,9 +117,8 @@ def _conv_bwd(dy, x, w, g, want_bias, need_dx, algorithm="auto"):
 
 
 def _check_algorithm(op, algorithm, w, g):
-    """The host's checks of ``algorithm`` (a known name; Winograd's geometry).  Which kernels
-    run on the GPU is :func:`_tiled`'s choice."""
-
+    """The host's checks of ``algorithm`` (a known name; Winograd's and tap-GEMM's
+    geometry).  Which kernels run on the GPU is :func:`_tiled`'s choice."""
     check_algorithm(op, algorithm, w.shape[2], w.shape[3], g)
 
 
@@ -145,7 +144,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     check_ndim(op, "weight", weight, 4, W_LAYOUT)
     desc = f"x shape {tuple(x.shape)}, weight shape {tuple(weight.shape)}"
     g = geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
-                    desc)
+                 desc)
     bias = _conv_bias(op, bias, x.dtype, weight.shape[0], desc)
     _check_algorithm(op, algorithm, weight, g)
     return _conv_fwd(x, weight, bias, g, algorithm)
@@ -164,7 +163,7 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     desc = (f"dy shape {tuple(dy.shape)}, x shape {tuple(x.shape)}, "
             f"weight shape {tuple(weight.shape)}")
     g = geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
-                    desc)
+                 desc)
     check_dy(op, dy, (x.shape[0], weight.shape[0], g.OH, g.OW), desc)
     _check_algorithm(op, algorithm, weight, g)
     want_bias = _want_bias(bias) if not is_device_array(bias) else True
@@ -191,7 +190,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     s2, p2, d2 = conv1d_args(op, stride, padding, dilation)
     x4, w4 = _as4(x), _as4(weight)
     g = geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
-                    axes=("(height 1)", "L"))
+                 axes=("(height 1)", "L"))
     bias = _conv_bias(op, bias, x.dtype, weight.shape[0], desc)
     _check_algorithm(op, algorithm, w4, g)
     return _as3(_conv_fwd(x4, w4, bias, g, algorithm))
@@ -212,7 +211,7 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     s2, p2, d2 = conv1d_args(op, stride, padding, dilation)
     x4, w4 = _as4(x), _as4(weight)
     g = geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
-                    axes=("(height 1)", "L"))
+                 axes=("(height 1)", "L"))
     check_dy(op, dy, (x.shape[0], weight.shape[0], g.OW), desc)
     _check_algorithm(op, algorithm, w4, g)
     want_bias = _want_bias(bias) if not is_device_array(bias) else True

@@ -149,10 +149,10 @@ def _conv2d_checked(op, x, weight, bias, stride, padding, dilation, groups, padd
     check_ndim(op, "weight", weight, 4, W_LAYOUT)
     desc = f"x shape {tuple(x.shape[unbatched:])}, weight shape {tuple(weight.shape)}"
     g = geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
-                  desc)
+                 desc)
     bias = check_bias(op, bias, x.dtype, weight.shape[0], desc)
     algo = plan.choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
-                              weight.shape[0])
+                                 weight.shape[0])
     y = engine.forward(op, x, weight, bias, g, algo, relu, auto=algorithm == "auto")
     return y[0] if unbatched else y
 
@@ -217,10 +217,10 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     desc = f"dy shape {tuple(dy.shape)}, {desc}, weight shape {tuple(weight.shape)}"
     dy = batched_grad(op, dy, unbatched, 4, "(N, F, OH, OW)")
     g = geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
-                  desc)
+                 desc)
     check_dy(op, dy, (x.shape[0], weight.shape[0], g.OH, g.OW), desc)
     algo = plan.choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
-                              weight.shape[0], backward=True)
+                                 weight.shape[0], backward=True)
     dx, gw, gb = engine.backward(op, dy, x, weight, g, want_bias(bias),
                                        check_bool(op, "need_dx", need_dx), algo,
                                        auto=algorithm == "auto")
