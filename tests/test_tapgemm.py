@@ -175,3 +175,16 @@ def test_supports():
     assert _tapgemm.supports(3, 3, 1, 1, 1, 1, 1)
     assert _tapgemm.supports(5, 1, 2, 3, 2, 1, 1)
     assert not _tapgemm.supports(3, 3, 1, 1, 1, 1, 2)
+
+
+@pytest.mark.parametrize("images_fit", [1, 2])
+def test_batches_beyond_the_buffer_bound_run_in_chunks_of_images(monkeypatch, images_fit):
+    """Row-layout copies are bounded by IM2COL_MAX_BYTES: the batch then runs a few images at
+    a time (the weight gradient summed over the chunks), with the same results."""
+    from nbconv import _config
+
+    N, C, F, H, W = 5, 3, 4, 6, 5
+    per_image = max(C * H * W, F * H * W) * 8
+    monkeypatch.setattr(_config, "IM2COL_MAX_BYTES", images_fit * per_image)
+    assert _tapgemm._images_per_chunk(N, per_image // 8, 8) == images_fit
+    assert _check(np.float64, N, C, F, H, W, 3, 3, (1, 1, 1, 1), (1, 1), (1, 1), seed=11)

@@ -18,10 +18,13 @@ products are spread over numba's threads.
 * weight gradient: ``dW_t = dY_rect.T @ X_rect`` per tap; bias gradient ``dy.sum((0, 2, 3))``.
 
 The layout changes NCHW <-> rows cost one pass over ``x``/``y`` each, which is little beside
-the products at these sizes.  Arguments arrive validated (C-contiguous float32/float64, zero
-padding given by ``pt``/``pl``, the output size by ``y``); nothing here checks them.  Without
-a CBLAS gemm to call (see :func:`nbconv._blas.gemm_for`) the same products run as
-``np.matmul`` calls on the strided views.
+the products at these sizes. A batch whose row copies would exceed
+``nbconv._config.IM2COL_MAX_BYTES`` runs a few images at a time (the weight gradient summed
+over the chunks), so memory stays bounded as for im2col. Arguments arrive validated
+(C-contiguous float32/float64, zero padding given by ``pt``/``pl``, the output size by
+``y``); nothing here checks them. Without a CBLAS gemm to call (see
+:func:`nbconv._blas.gemm_for`) the same products run as ``np.matmul`` calls on the strided
+views.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .. import _config
 from .._blas import gemm_for, single_threaded_blas
 from ..kernels.conv2d_im2col import _conv2d_im2col_bwd_bias
 from ..kernels.conv2d_tapgemm import (
@@ -88,6 +92,66 @@ def _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
                        (ry, rx, slice(i0 + qy, i1 + qy), slice(j0 + qx, j1 + qx)))
 
 
+def _forward_images(x, w, b, y, sy, sx, pt, pl, dh, dw):
+    """:func:`conv2d_forward` on all images of ``x`` at once."""
+    N, C, H, W = x.shape
+    F, _, kh, kw = w.shape
+    OH, OW = y.shape[2], y.shape[3]
+    xt = _rows(x, sy, sx)
+    yt = np.empty((OH, OW, N, F), dtype=y.dtype)
+    gemm = gemm_for(y.dtype)
+    if gemm is None:
+        yt[...] = 0
+        for p, q, out, inp in _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
+            yt[out] += np.matmul(xt[inp], w[:, :, p, q].T)
+    else:
+        # the valid taps' weights are rearranged inside the kernel, each task its own slab
+        # (a NumPy transpose of resnet18's 512 -> 512 3x3 weights took longer than the
+        # products on a 1x1 map)
+        wt = np.empty((kh * kw, F, C), dtype=y.dtype)
+        with single_threaded_blas():
+            _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, pt, pl, dh, dw,
+                                _parts(F))
+    bias = b if b is not None else np.zeros(1, dtype=y.dtype)
+    _conv2d_tapgemm_from_rows(yt[None, None], y, bias, b is not None)
+
+
+def _backward_images(dy, x, w, dx, gw, sy, sx, pt, pl, dh, dw):
+    """:func:`conv2d_backward` (but the bias gradient) on all images at once; ``gw`` is
+    overwritten."""
+    N, C, H, W = x.shape
+    F, _, kh, kw = w.shape
+    xt = _rows(x, sy, sx)
+    dyt = _rows(dy, 1, 1)[0, 0]  # (OH, OW, N, F)
+    OH, OW = dyt.shape[0], dyt.shape[1]
+    dxt = np.empty_like(xt) if dx is not None else None
+    gemm = gemm_for(gw.dtype)
+    if gemm is None:
+        gw[...] = 0
+        if dx is not None:
+            dxt[...] = 0
+        for p, q, out, inp in _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
+            gw[:, :, p, q] = dyt[out].reshape(-1, F).T @ xt[inp].reshape(-1, C)
+            if dx is not None:
+                dxt[inp] += np.matmul(dyt[out], w[:, :, p, q])
+    else:
+        scratch = np.empty((kh * kw, F, C), dtype=gw.dtype)  # gw's, then w's taps as (F, C)
+        with single_threaded_blas():
+            _conv2d_tapgemm_bwd_weight(gemm[0], gemm[1], dyt, xt, scratch, gw, H, W, pt, pl,
+                                       dh, dw, _parts(F))
+            if dx is not None:
+                _conv2d_tapgemm_bwd_data(gemm[0], gemm[1], dyt, w, scratch, dxt, H, W, pt,
+                                         pl, dh, dw, _parts(C))
+    if dx is not None:
+        _conv2d_tapgemm_from_rows(dxt, dx, np.zeros(1, dtype=dx.dtype), False)
+
+
+def _images_per_chunk(N, per_image, itemsize):
+    """Images per call so that no row-layout copy exceeds ``nbconv._config.IM2COL_MAX_BYTES``
+    (read now; at least one image)."""
+    return max(1, min(N, _config.IM2COL_MAX_BYTES // max(1, per_image * itemsize)))
+
+
 def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     """Tap-GEMM forward convolution into the preallocated ``y`` (``groups`` must be 1).
 
@@ -113,25 +177,9 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
            [16., 16.]])
     """
     N, C, H, W = x.shape
-    F, _, kh, kw = w.shape
-    OH, OW = y.shape[2], y.shape[3]
-    xt = _rows(x, sy, sx)
-    yt = np.empty((OH, OW, N, F), dtype=y.dtype)
-    gemm = gemm_for(y.dtype)
-    if gemm is None:
-        yt[...] = 0
-        for p, q, out, inp in _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
-            yt[out] += np.matmul(xt[inp], w[:, :, p, q].T)
-    else:
-        # the valid taps' weights are rearranged inside the kernel, each task its own slab
-        # (a NumPy transpose of resnet18's 512 -> 512 3x3 weights took longer than the
-        # products on a 1x1 map)
-        wt = np.empty((kh * kw, F, C), dtype=y.dtype)
-        with single_threaded_blas():
-            _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, pt, pl, dh, dw,
-                                _parts(F))
-    bias = b if b is not None else np.zeros(1, dtype=y.dtype)
-    _conv2d_tapgemm_from_rows(yt[None, None], y, bias, b is not None)
+    nb = _images_per_chunk(N, max(C * H * W, y[0].size), y.itemsize)
+    for n0 in range(0, N, nb):
+        _forward_images(x[n0:n0 + nb], w, b, y[n0:n0 + nb], sy, sx, pt, pl, dh, dw)
 
 
 def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
@@ -167,29 +215,13 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
            [20., 24.]])
     """
     N, C, H, W = x.shape
-    F, _, kh, kw = w.shape
     if gb is not None:
         _conv2d_im2col_bwd_bias(dy, gb)
-    xt = _rows(x, sy, sx)
-    dyt = _rows(dy, 1, 1)[0, 0]  # (OH, OW, N, F)
-    OH, OW = dyt.shape[0], dyt.shape[1]
-    dxt = np.empty_like(xt) if dx is not None else None
-    gemm = gemm_for(gw.dtype)
-    if gemm is None:
-        gw[...] = 0
-        if dx is not None:
-            dxt[...] = 0
-        for p, q, out, inp in _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
-            gw[:, :, p, q] = dyt[out].reshape(-1, F).T @ xt[inp].reshape(-1, C)
-            if dx is not None:
-                dxt[inp] += np.matmul(dyt[out], w[:, :, p, q])
-    else:
-        scratch = np.empty((kh * kw, F, C), dtype=gw.dtype)  # gw's, then w's taps as (F, C)
-        with single_threaded_blas():
-            _conv2d_tapgemm_bwd_weight(gemm[0], gemm[1], dyt, xt, scratch, gw, H, W, pt, pl,
-                                       dh, dw, _parts(F))
-            if dx is not None:
-                _conv2d_tapgemm_bwd_data(gemm[0], gemm[1], dyt, w, scratch, dxt, H, W, pt,
-                                         pl, dh, dw, _parts(C))
-    if dx is not None:
-        _conv2d_tapgemm_from_rows(dxt, dx, np.zeros(1, dtype=dx.dtype), False)
+    nb = _images_per_chunk(N, max(C * H * W, dy[0].size), gw.itemsize)
+    part = np.empty_like(gw) if nb < N else None
+    for n0 in range(0, N, nb):
+        target = gw if n0 == 0 else part
+        _backward_images(dy[n0:n0 + nb], x[n0:n0 + nb], w,
+                         None if dx is None else dx[n0:n0 + nb], target, sy, sx, pt, pl, dh, dw)
+        if n0:
+            gw += part
