@@ -356,6 +356,26 @@ def _adaptive_avg_pool2d_bwd(dy, dx):
 
 
 @njit(**_config.JIT_OPTIONS)
+def _row_pass_border(xr, rmh, rih, base, j, kw, sx, pw):
+    """The row pass of output column ``j`` whose window crosses the padding of input row
+    ``xr``: the maximum of its real taps into ``rmh[j]``, its flat position into ``rih[j]``
+    (serial helper)."""
+    W = xr.shape[0]
+    ws = j * sx - pw
+    we = min(ws + kw, W)
+    ws = max(ws, 0)
+    m = xr[ws]
+    a = ws
+    for w in range(ws + 1, we):
+        v = xr[w]
+        take = (v > m) | (v != v)
+        a = w if take else a
+        m = v if take else m
+    rmh[j] = m
+    rih[j] = base + a
+
+
+@njit(**_config.JIT_OPTIONS)
 def _max_pool2d_sep_planes(x, y, idx, want_idx, p0, p1, kh, kw, sy, sx, ph, pw):
     """Planes ``p0:p1`` of ``x`` (P, H, W) into ``y`` (and, with ``want_idx``, ``idx``),
     (P, OH, OW): separable max pooling with dilation 1 (serial helper).  The row pass of every
@@ -377,18 +397,7 @@ def _max_pool2d_sep_planes(x, y, idx, want_idx, p0, p1, kh, kw, sy, sx, ph, pw):
             rih = ri[h]
             base = h * W
             for j in range(j0):
-                ws = j * sx - pw
-                we = min(ws + kw, W)
-                ws = max(ws, 0)
-                m = xr[ws]
-                a = ws
-                for w in range(ws + 1, we):
-                    v = xr[w]
-                    take = (v > m) | (v != v)
-                    a = w if take else a
-                    m = v if take else m
-                rmh[j] = m
-                rih[j] = base + a
+                _row_pass_border(xr, rmh, rih, base, j, kw, sx, pw)
             for j in range(j0, j1):
                 rmh[j] = xr[j * sx - pw]
                 rih[j] = base + j * sx - pw
@@ -401,17 +410,7 @@ def _max_pool2d_sep_planes(x, y, idx, want_idx, p0, p1, kh, kw, sy, sx, ph, pw):
                     rih[j] = base + w if take else rih[j]
                     rmh[j] = v if take else m
             for j in range(j1, OW):
-                ws = j * sx - pw
-                we = min(ws + kw, W)
-                m = xr[ws]
-                a = ws
-                for w in range(ws + 1, we):
-                    v = xr[w]
-                    take = (v > m) | (v != v)
-                    a = w if take else a
-                    m = v if take else m
-                rmh[j] = m
-                rih[j] = base + a
+                _row_pass_border(xr, rmh, rih, base, j, kw, sx, pw)
         for i in range(OH):
             hs = i * sy - ph
             he = min(hs + kh, H)
