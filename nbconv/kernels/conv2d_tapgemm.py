@@ -166,6 +166,18 @@ def _full_tap(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, on_input):
     return -1
 
 
+@numba.njit(inline="always")
+def _tap_rect(t, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, Hq, Wq):
+    """The rectangle of tap ``t = p*kw + q``: its first output row ``i0`` and column ``j0``,
+    its ``ni`` rows and ``nj`` columns, and the row-layout cell ``(phase, i0 + qy, j0 + qx)``
+    of the input pixel its first output reads, as a flat index in units of ``N*C``."""
+    p = t // kw
+    q = t - p * kw
+    i0, i1, ry, qy = _tap_range(OH, H, sy, p * dh - pt)
+    j0, j1, rx, qx = _tap_range(OW, W, sx, q * dw - pl)
+    return i0, j0, i1 - i0, j1 - j0, ((ry * sx + rx) * Hq + i0 + qy) * Wq + j0 + qx
+
+
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
 def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, parts):
     """``yt[i, j, :, :] = sum over valid taps (p, q) of X_(p,q) @ W_(p,q).T``: one BLAS call
@@ -196,13 +208,9 @@ def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, parts):
             t = full if k < 0 else k
             if t < 0 or (k >= 0 and t == full) or not valid[t]:
                 continue
-            p = t // kw
-            q = t - p * kw
-            i0, i1, ry, qy = _tap_range(OH, H, sy, p * dh - pt)
-            j0, j1, rx, qx = _tap_range(OW, W, sx, q * dw - pl)
-            ni = i1 - i0
-            nj = j1 - j0
-            pa = xt.ctypes.data + ((((ry * sx + rx) * Hq + i0 + qy) * Wq + j0 + qx) * N * C) * it
+            i0, j0, ni, nj, cell = _tap_rect(t, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, Hq,
+                                             Wq)
+            pa = xt.ctypes.data + (cell * N * C) * it
             pb = wt.ctypes.data + ((t * F + f0) * C) * it
             pc = yt.ctypes.data + (((i0 * OW + j0) * N) * F + f0) * it
             beta = zero if t == full else one
@@ -245,16 +253,11 @@ def _conv2d_tapgemm_bwd_data(fn, width, dyt, w, wt, dxt, H, W, pt, pl, dh, dw, p
             t = full if k < 0 else k
             if t < 0 or (k >= 0 and t == full) or not valid[t]:
                 continue
-            p = t // kw
-            q = t - p * kw
-            i0, i1, ry, qy = _tap_range(OH, H, sy, p * dh - pt)
-            j0, j1, rx, qx = _tap_range(OW, W, sx, q * dw - pl)
-            ni = i1 - i0
-            nj = j1 - j0
+            i0, j0, ni, nj, cell = _tap_rect(t, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, Hq,
+                                             Wq)
             pa = dyt.ctypes.data + (((i0 * OW + j0) * N) * F) * it
             pb = wt.ctypes.data + (t * F * C + c0) * it
-            pc = dxt.ctypes.data + (((((ry * sx + rx) * Hq + i0 + qy) * Wq + j0 + qx) * N) * C
-                                    + c0) * it
+            pc = dxt.ctypes.data + (cell * N * C + c0) * it
             beta = zero if t == full else one
             if ni == 1 or (nj == Wq and nj == OW):
                 _cblas_gemm(fn, width, _NO_TRANS, _NO_TRANS, ni * nj * N, nc, F, one, pa, F,
@@ -289,14 +292,10 @@ def _conv2d_tapgemm_bwd_weight(fn, width, dyt, xt, gwt, gw, H, W, pt, pl, dh, dw
         for t in range(kh * kw):
             if not valid[t]:
                 continue
-            p = t // kw
-            q = t - p * kw
-            i0, i1, ry, qy = _tap_range(OH, H, sy, p * dh - pt)
-            j0, j1, rx, qx = _tap_range(OW, W, sx, q * dw - pl)
-            ni = i1 - i0
-            nj = j1 - j0
+            i0, j0, ni, nj, cell = _tap_rect(t, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, Hq,
+                                             Wq)
             pa = dyt.ctypes.data + (((i0 * OW + j0) * N) * F + f0) * it
-            pb = xt.ctypes.data + ((((ry * sx + rx) * Hq + i0 + qy) * Wq + j0 + qx) * N * C) * it
+            pb = xt.ctypes.data + (cell * N * C) * it
             pc = gwt.ctypes.data + ((t * F + f0) * C) * it
             if ni == 1 or (nj == Wq and nj == OW):
                 _cblas_gemm(fn, width, _TRANS, _NO_TRANS, nf, C, ni * nj * N, one, pa, F, pb,
