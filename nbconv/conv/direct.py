@@ -37,7 +37,7 @@ from ..kernels.conv2d_regblock import _conv2d_regblock_bwd_weight, _conv2d_regbl
 from ..kernels.conv2d_wide import FB, _conv2d_wide_bwd_weight, _conv2d_wide_fwd, _pad_planes
 from . import plan
 
-__all__ = ["conv2d_forward", "conv2d_backward"]
+__all__ = ["conv2d_forward", "conv2d_backward", "relu_in_place"]
 
 
 def _pad_into(src, dst, pt, pl):
@@ -123,10 +123,11 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False):
     else:
         _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, numba.get_num_threads())
     if relu:
-        _relu_in_place(y)
+        relu_in_place(y)
 
 
-def _relu_in_place(y):
+def relu_in_place(y):
+    """``y = max(y, 0)`` in place (NaN kept), for the drivers that cannot fuse the ReLU."""
     flat = y.reshape(-1)
     _relu_fwd(flat, flat)
 

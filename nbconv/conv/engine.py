@@ -21,7 +21,6 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks.conv import NP_PAD_MODE, Geom
-from ..kernels.activations import _relu_fwd
 from . import direct, im2col, plan, tapgemm, winograd
 from .exact import exact_backward, exact_forward, finite_array
 
@@ -130,8 +129,7 @@ def forward(op, x, weight, bias, g: Geom, algorithm, relu=False, auto=False):
         exact_forward(xp, weight, bias, y, *args)
         relu_done = False
     if relu and not relu_done:
-        flat = y.reshape(-1)
-        _relu_fwd(flat, flat)
+        direct.relu_in_place(y)
     return y
 
 
