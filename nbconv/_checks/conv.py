@@ -132,11 +132,13 @@ def want_bias(bias) -> bool:
     return True  # e.g. the bias array itself: "this layer has a bias"
 
 
-def check_bias(op, bias, dtype, F, desc):
+def check_bias(op, bias, dtype, F, desc, as_array=as_float_array):
+    """``bias`` as an array of ``dtype`` and shape ``(F,)``, or None; ``as_array`` converts it
+    (the device ops pass their device-array counterpart of ``as_float_array``)."""
     if bias is None:
         return None
-    bias = as_float_array(op, "bias", bias, dtype=dtype)
-    if bias.shape != (F,):
+    bias = as_array(op, "bias", bias, dtype=dtype)
+    if tuple(bias.shape) != (F,):
         raise ValueError(
             f"{op}: argument 'bias' must have shape ({F},) (one value per output channel), got "
             f"shape {tuple(bias.shape)} ({desc})"

@@ -11,6 +11,7 @@ from .._checks.conv import (
     W_LAYOUT,
     X_LAYOUT,
     check_algorithm,
+    check_bias,
     check_dy,
     conv1d_args,
     geometry,
@@ -122,18 +123,6 @@ def _check_algorithm(op, algorithm, w, g):
     check_algorithm(op, algorithm, w.shape[2], w.shape[3], g)
 
 
-def _conv_bias(op, bias, dtype, F, desc):
-    if bias is None:
-        return None
-    bias = _dev(op, "bias", bias, dtype)
-    if tuple(bias.shape) != (F,):
-        raise ValueError(
-            f"{op}: argument 'bias' must have shape ({F},) (one value per output channel), got "
-            f"shape {tuple(bias.shape)} ({desc})"
-        )
-    return bias
-
-
 @implements
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", algorithm="auto"):
@@ -145,7 +134,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     desc = f"x shape {tuple(x.shape)}, weight shape {tuple(weight.shape)}"
     g = geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
                  desc)
-    bias = _conv_bias(op, bias, x.dtype, weight.shape[0], desc)
+    bias = check_bias(op, bias, x.dtype, weight.shape[0], desc, as_array=_dev)
     _check_algorithm(op, algorithm, weight, g)
     return _conv_fwd(x, weight, bias, g, algorithm)
 
@@ -191,7 +180,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     x4, w4 = _as4(x), _as4(weight)
     g = geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
                  axes=("(height 1)", "L"))
-    bias = _conv_bias(op, bias, x.dtype, weight.shape[0], desc)
+    bias = check_bias(op, bias, x.dtype, weight.shape[0], desc, as_array=_dev)
     _check_algorithm(op, algorithm, w4, g)
     return _as3(_conv_fwd(x4, w4, bias, g, algorithm))
 
