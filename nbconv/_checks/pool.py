@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from . import check_bool, check_int, out_size, pair
+from . import as_float_array, check_bool, check_int, out_size, pair
 
 
 def window_args(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
@@ -114,3 +114,28 @@ def adaptive_size(op: str, output_size, hw) -> tuple[int, int]:
         )
     v = check_int(op, "output_size", output_size, 1)
     return (v, v)
+
+
+def pool_input(op: str, x, as_array=as_float_array):
+    """``x`` as a float array of shape (N, C, H, W) or (C, H, W) with a non-empty plane;
+    ``as_array`` converts it (the device ops pass their device-array counterpart)."""
+    x = as_array(op, "x", x)
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"{op}: argument 'x' must be 4-D (N, C, H, W) or 3-D (C, H, W), "
+            f"got shape {tuple(x.shape)}"
+        )
+    if 0 in x.shape[-2:]:
+        raise ValueError(f"{op}: argument 'x' has an empty spatial size, shape {tuple(x.shape)}")
+    return x
+
+
+def pool_grad(op: str, dy, as_array=as_float_array):
+    """``dy`` as a float array of shape (N, C, OH, OW) or (C, OH, OW)."""
+    dy = as_array(op, "dy", dy)
+    if dy.ndim not in (3, 4):
+        raise ValueError(
+            f"{op}: argument 'dy' must be 4-D (N, C, OH, OW) or 3-D (C, OH, OW), "
+            f"got shape {tuple(dy.shape)}"
+        )
+    return dy

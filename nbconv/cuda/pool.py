@@ -12,33 +12,13 @@ from .._checks.pool import (
     avg_backward_args,
     check_divisor,
     check_input_shape,
+    pool_grad,
+    pool_input,
     shape_tuple,
     window_args,
 )
 from .._dispatch import implements
 from ._plumbing import _as_numba, _copy, _dev, _empty, _grid, _is_c_contiguous, _kernels, _zero
-
-
-def _pool_input(op, x):
-    x = _dev(op, "x", x)
-    if x.ndim not in (3, 4):
-        raise ValueError(
-            f"{op}: argument 'x' must be 4-D (N, C, H, W) or 3-D (C, H, W), "
-            f"got shape {tuple(x.shape)}"
-        )
-    if 0 in x.shape[-2:]:
-        raise ValueError(f"{op}: argument 'x' has an empty spatial size, shape {tuple(x.shape)}")
-    return x
-
-
-def _pool_grad(op, dy):
-    dy = _dev(op, "dy", dy)
-    if dy.ndim not in (3, 4):
-        raise ValueError(
-            f"{op}: argument 'dy' must be 4-D (N, C, OH, OW) or 3-D (C, OH, OW), "
-            f"got shape {tuple(dy.shape)}"
-        )
-    return dy
 
 
 def _planes(a):
@@ -51,7 +31,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
                return_indices=False):
 
     op = "max_pool2d"
-    x = _pool_input(op, x)
+    x = pool_input(op, x, as_array=_dev)
     (oh, ow), (kh, kw), (sy, sx), (ph, pw), (dh, dw) = window_args(
         op, x.shape, kernel_size, stride, padding, dilation, ceil_mode
     )
@@ -68,7 +48,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 @implements
 def max_pool2d_backward(dy, indices, input_shape):
     op = "max_pool2d_backward"
-    dy = _pool_grad(op, dy)
+    dy = pool_grad(op, dy, as_array=_dev)
     ind = _as_numba(op, "indices", indices)
     if np.dtype(ind.dtype).kind not in "iu":
         raise TypeError(
@@ -100,7 +80,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
                divisor_override=None):
 
     op = "avg_pool2d"
-    x = _pool_input(op, x)
+    x = pool_input(op, x, as_array=_dev)
     div = check_divisor(op, divisor_override)
     (oh, ow), (kh, kw), (sy, sx), (ph, pw), _ = window_args(
         op, x.shape, kernel_size, stride, padding, 1, ceil_mode
@@ -119,7 +99,7 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ce
                         count_include_pad=True, divisor_override=None):
 
     op = "avg_pool2d_backward"
-    dy = _pool_grad(op, dy)
+    dy = pool_grad(op, dy, as_array=_dev)
     shape, div, (kh, kw), (sy, sx), (ph, pw) = avg_backward_args(
         op, dy, input_shape, kernel_size, stride, padding, ceil_mode, divisor_override)
     dx = _empty(shape, dy.dtype)
@@ -151,7 +131,7 @@ def _adaptive_bwd(dy, shape):
 @implements
 def adaptive_avg_pool2d(x, output_size):
     op = "adaptive_avg_pool2d"
-    x = _pool_input(op, x)
+    x = pool_input(op, x, as_array=_dev)
     oh, ow = adaptive_size(op, output_size, x.shape[-2:])
     return _adaptive_fwd(x, oh, ow)
 
@@ -159,7 +139,7 @@ def adaptive_avg_pool2d(x, output_size):
 @implements
 def adaptive_avg_pool2d_backward(dy, input_shape):
     op = "adaptive_avg_pool2d_backward"
-    dy = _pool_grad(op, dy)
+    dy = pool_grad(op, dy, as_array=_dev)
     shape = check_input_shape(op, input_shape, dy)
     if 0 in dy.shape[-2:]:
         raise ValueError(f"{op}: argument 'dy' has an empty spatial size {tuple(dy.shape)}")
@@ -169,7 +149,7 @@ def adaptive_avg_pool2d_backward(dy, input_shape):
 @implements
 def global_avg_pool2d(x, keepdims=True):
     op = "global_avg_pool2d"
-    x = _pool_input(op, x)
+    x = pool_input(op, x, as_array=_dev)
     y = _adaptive_fwd(x, 1, 1)
     return y if check_bool(op, "keepdims", keepdims) else y.reshape(*x.shape[:-2])
 

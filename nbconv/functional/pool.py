@@ -23,6 +23,8 @@ from .._checks.pool import (
     avg_backward_args,
     check_divisor,
     check_input_shape,
+    pool_grad,
+    pool_input,
     shape_tuple,
     window_args,
 )
@@ -43,32 +45,9 @@ __all__ = [
 # --------------------------------------------------------------------------- helpers
 
 
-def _as_input(op: str, x) -> np.ndarray:
-    """``x`` as a C-contiguous float array of shape (N, C, H, W) or (C, H, W)."""
-    x = as_float_array(op, "x", x)
-    if x.ndim not in (3, 4):
-        raise ValueError(
-            f"{op}: argument 'x' must be 4-D (N, C, H, W) or 3-D (C, H, W), "
-            f"got shape {tuple(x.shape)}"
-        )
-    if 0 in x.shape[-2:]:
-        raise ValueError(f"{op}: argument 'x' has an empty spatial size, shape {tuple(x.shape)}")
-    return x
-
-
 def _planes(a: np.ndarray) -> np.ndarray:
     """View (N, C, H, W) or (C, H, W) as (N*C, H, W)."""
     return a.reshape((-1,) + a.shape[-2:])
-
-
-def _as_grad(op: str, dy) -> np.ndarray:
-    dy = as_float_array(op, "dy", dy)
-    if dy.ndim not in (3, 4):
-        raise ValueError(
-            f"{op}: argument 'dy' must be 4-D (N, C, OH, OW) or 3-D (C, OH, OW), "
-            f"got shape {tuple(dy.shape)}"
-        )
-    return dy
 
 
 # --------------------------------------------------------------------------- max pooling
@@ -119,7 +98,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     ([[5.0, 7.0], [13.0, 15.0]], [[5, 7], [13, 15]])
     """
     op = "max_pool2d"
-    x = _as_input(op, x)
+    x = pool_input(op, x)
     return_indices = check_bool(op, "return_indices", return_indices)
     (oh, ow), (kh, kw), (sy, sx), (ph, pw), (dh, dw) = window_args(
         op, x.shape, kernel_size, stride, padding, dilation, ceil_mode
@@ -219,7 +198,7 @@ def max_pool2d_backward(dy, indices, input_shape):
     [[0.0, 1.0], [0.0, 0.0]]
     """
     op = "max_pool2d_backward"
-    dy = _as_grad(op, dy)
+    dy = pool_grad(op, dy)
     ind = np.asarray(indices)
     if ind.dtype.kind not in "iu":
         raise TypeError(
@@ -327,7 +306,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     [4.0, 7.0, 9.5]
     """
     op = "avg_pool2d"
-    x = _as_input(op, x)
+    x = pool_input(op, x)
     div = check_divisor(op, divisor_override)
     (oh, ow), (kh, kw), (sy, sx), (ph, pw), _ = window_args(
         op, x.shape, kernel_size, stride, padding, 1, ceil_mode
@@ -365,7 +344,7 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ce
     (4.0, (1, 1, 4, 4))
     """
     op = "avg_pool2d_backward"
-    dy = _as_grad(op, dy)
+    dy = pool_grad(op, dy)
     shape, div, (kh, kw), (sy, sx), (ph, pw) = avg_backward_args(
         op, dy, input_shape, kernel_size, stride, padding, ceil_mode, divisor_override)
     dx = np.empty(shape, dtype=dy.dtype)
@@ -402,7 +381,7 @@ def adaptive_avg_pool2d(x, output_size):
     [[4.5, 6.5]]
     """
     op = "adaptive_avg_pool2d"
-    x = _as_input(op, x)
+    x = pool_input(op, x)
     oh, ow = adaptive_size(op, output_size, x.shape[-2:])
     y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
     if (oh, ow) == (1, 1):
@@ -434,7 +413,7 @@ def adaptive_avg_pool2d_backward(dy, input_shape):
     [[0.25, 0.25, 0.25, 0.25], [0.25, 0.25, 0.25, 0.25]]
     """
     op = "adaptive_avg_pool2d_backward"
-    dy = _as_grad(op, dy)
+    dy = pool_grad(op, dy)
     shape = check_input_shape(op, input_shape, dy)
     if 0 in dy.shape[-2:]:
         raise ValueError(f"{op}: argument 'dy' has an empty spatial size {tuple(dy.shape)}")
@@ -468,7 +447,7 @@ def global_avg_pool2d(x, keepdims=True):
     ((1, 2, 1, 1), [[1.5, 5.5]])
     """
     op = "global_avg_pool2d"
-    x = _as_input(op, x)
+    x = pool_input(op, x)
     keepdims = check_bool(op, "keepdims", keepdims)
     y = np.empty(x.shape[:-2] + (1, 1), dtype=x.dtype)
     _global_mean(x, y)
