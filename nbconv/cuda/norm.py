@@ -52,7 +52,6 @@ def _bn3(a):
 @implements
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5, return_stats=False):
-
     op = "batch_norm"
     x = _bn_x(op, "x", x)
     N, C = x.shape[:2]

@@ -29,7 +29,6 @@ def _planes(a):
 @implements
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
-
     op = "max_pool2d"
     x = pool_input(op, x, as_array=_dev)
     (oh, ow), (kh, kw), (sy, sx), (ph, pw), (dh, dw) = window_args(
@@ -78,7 +77,6 @@ def max_pool2d_backward(dy, indices, input_shape):
 @implements
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
-
     op = "avg_pool2d"
     x = pool_input(op, x, as_array=_dev)
     div = check_divisor(op, divisor_override)
@@ -97,7 +95,6 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
 @implements
 def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None):
-
     op = "avg_pool2d_backward"
     dy = pool_grad(op, dy, as_array=_dev)
     shape, div, (kh, kw), (sy, sx), (ph, pw) = avg_backward_args(
