@@ -188,3 +188,32 @@ def test_batches_beyond_the_buffer_bound_run_in_chunks_of_images(monkeypatch, im
     monkeypatch.setattr(_config, "IM2COL_MAX_BYTES", images_fit * per_image)
     assert _tapgemm._images_per_chunk(N, per_image // 8, 8) == images_fit
     assert _check(np.float64, N, C, F, H, W, 3, 3, (1, 1, 1, 1), (1, 1), (1, 1), seed=11)
+
+
+@pytest.mark.parametrize("layer", [
+    # (N, C, F, H, kh, stride, pad): auto picks tap-GEMM after tap trimming, and runs it on the
+    # whole kernel (no trimmed weight copy); the dropped taps' weight gradient must be zero
+    (3, 32, 24, 1, 3, 1, 1),   # resnet18's 512 -> 512 on a 1x1 map, one valid tap
+    (2, 32, 40, 2, 3, 2, 1),   # 256 -> 512 stride 2 on 2x2: 2x2 valid taps of 3x3
+    (2, 16, 8, 2, 5, 1, 2),    # 5x5 on 2x2 with padding 2: only kernel rows/columns 1-3
+])
+def test_auto_on_trimmed_small_maps_matches_references(layer):
+    from nbconv._checks.conv import geometry
+    from nbconv.conv import engine
+
+    N, C, F, H, k, s, p = layer
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((N, C, H, H))
+    w = rng.standard_normal((F, C, k, k))
+    b = rng.standard_normal(F)
+    g = geometry("conv2d", x.shape, w.shape, s, p, 1, 1, "zeros", "")
+    trimmed = engine.trim_taps("conv2d", w, g, H, H, "auto", True, False)
+    assert trimmed is not None and trimmed[0].shape[2:] != (k, k)
+    y = nbconv.conv2d(x, w, b, stride=s, padding=p)
+    assert_scaled_close(y, ref_conv2d(x, w, b, stride=s, padding=p), rtol=1e-10)
+    dy = rng.standard_normal(y.shape)
+    dx, gw, gb = nbconv.conv2d_backward(dy, x, w, stride=s, padding=p)
+    assert_scaled_close(gw, ref_conv2d_weight_grad(dy, x, k, k, (s, s), (p, p)), rtol=1e-10)
+    assert_scaled_close(dx, ref_conv2d_backward_exact(dy, x, w, stride=s, padding=p)[0],
+                        rtol=1e-10)
+    assert_scaled_close(gb, dy.sum((0, 2, 3)), rtol=1e-10)
