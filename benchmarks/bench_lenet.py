@@ -7,7 +7,9 @@ keys are the same).  Before timing, the script checks that both give the same lo
 weights after one training step, so the comparison is apples to apples.
 
 * training step (batch 64, 28x28, float32): forward + CrossEntropyLoss + backward + SGD step
-  (lr 0.01, momentum 0.9); zero_grad included.
+  (lr 0.01, momentum 0.9); zero_grad included.  Neither library computes the gradient with
+  respect to the images: PyTorch's input tensor does not require grad, and nbconv's backward
+  gets ``need_dx=False`` (as ``nbconv.train.fit`` does).
 * inference (batch 256): nbconv ``model.eval()`` + ``nbconv.no_grad()``; PyTorch ``model.eval()``
   + ``torch.inference_mode()``.
 
@@ -70,7 +72,8 @@ class NbconvStep:
         self.opt.zero_grad()
         logits = self.net.forward(x)
         loss = self.crit.forward(logits, t)
-        self.net.backward(self.crit.backward())
+        # the images need no gradient (torch: the input does not require grad)
+        self.net.backward(self.crit.backward(), need_dx=False)
         self.opt.step()
         return loss
 

@@ -6,7 +6,9 @@ logits agree to float32 rounding, and one training step's loss and parameter gra
 in float64 (dropout layers held in eval mode for that check only, since the two libraries draw
 different masks; batch norm runs on batch statistics).
 
-* training step: zero_grad + forward + CrossEntropyLoss + backward + SGD(lr=0.01, momentum=0.9);
+* training step: zero_grad + forward + CrossEntropyLoss + backward + SGD(lr=0.01, momentum=0.9),
+  no gradient with respect to the images in either library (PyTorch's input does not require
+  grad; nbconv's backward gets ``need_dx=False``, as ``nbconv.train.fit`` does);
 * inference: eval mode, ``nbconv.no_grad()`` / ``torch.inference_mode()``.
 
 CIFAR-sized input (3x32x32, 10 classes) at batch 32 and 128; lenet5 on MNIST-sized input

@@ -197,8 +197,9 @@ def test_pixvec_non_finite_values_stay_in_their_outputs():
 
 
 def test_direct_algorithm_uses_pixvec(monkeypatch):
-    """Stride-1 layers of groups 1 with fewer than 16 filters take the pixel-vector blocks,
-    forward and for the data gradient of fewer than 16 input channels (LeNet's layers)."""
+    """Stride-1 layers of groups 1 with fewer than 16 filters, or with a reduction of at most
+    PIXVEC_MAX_TERMS terms (first layers), take the pixel-vector blocks, forward and for the
+    data gradient of fewer than 16 input channels (LeNet's layers)."""
     calls = count_calls(monkeypatch, _direct, "_pixvec_forward")
     rng = np.random.default_rng(2)
     x, w = rng.standard_normal((2, 1, 12, 12)), rng.standard_normal((6, 1, 5, 5))
@@ -206,10 +207,14 @@ def test_direct_algorithm_uses_pixvec(monkeypatch):
     assert len(calls) == 1
     _close(y, ref_conv2d(x, w), np.float64)
     nc.conv2d(x, w, stride=2, algorithm="direct")           # strided: the stride phases
-    nc.conv2d(x, np.ones((16, 1, 5, 5)), algorithm="direct")  # 16 filters: register blocks
+    x6 = rng.standard_normal((2, 6, 12, 12))
+    nc.conv2d(x6, np.ones((16, 6, 5, 5)), algorithm="direct")  # 16 filters, 150 terms: regblock
     assert len(calls) == 1
-    nc.conv2d_backward(np.ones((2, 16, 8, 8)), x, np.ones((16, 1, 5, 5)), algorithm="direct")
-    assert len(calls) == 2   # the data gradient has one "filter" per input channel
+    y = nc.conv2d(x, w[[0, 1, 2, 3, 4, 5] * 3], algorithm="direct")  # 18 filters, 25 terms
+    assert len(calls) == 2
+    _close(y, ref_conv2d(x, w[[0, 1, 2, 3, 4, 5] * 3]), np.float64)
+    nc.conv2d_backward(np.ones((2, 16, 8, 8)), x6, np.ones((16, 6, 5, 5)), algorithm="direct")
+    assert len(calls) == 3   # the data gradient has one "filter" per input channel
 
 
 @pytest.mark.parametrize("C, F, padding", [(1, 6, 0), (6, 16, 0), (3, 4, 2)])

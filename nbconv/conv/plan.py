@@ -289,6 +289,28 @@ def pixvec_fits(F, C, Hp, Wp, kh, kw, groups, itemsize, weight_grad=False) -> bo
             and C * Hp * Wp * itemsize <= PIXVEC_MAX_IMAGE_BYTES)
 
 
+#: longest reduction (``C*kh*kw`` terms) for which the forward pass and the weight gradient
+#: take the pixel-vector blocks whatever the number of filters: with few terms the register
+#: blocks' per-block work (accumulators filled and stored one value at a time, filters apart
+#: in ``y``) outweighs their arithmetic, and the wide rows read every plane once per filter
+#: block.  First layers on 3x32x32 input at batch 32 (regblock / wide / pixvec ms): forward
+#: 3 -> 64 3x3 4.13 / 1.16 / 1.15, 3 -> 192 5x5 13.7 / 7.0 / 7.7, 8 -> 64 3x3 on 16x16 0.97 /
+#: 0.83 / 0.68; weight gradient (wide / pixvec) 3 -> 64 3x3 2.42 / 1.24 (batch 128: 14.6 /
+#: 4.7), 3 -> 30 5x5 1.72 / 1.17, 3 -> 192 5x5 14.1 / 7.0, 4 -> 64 3x3 2.82 / 1.49, 8 -> 64
+#: 3x3 on 16x16 1.25 / 0.87.  Past it the register blocks win or tie (LeNet c2, 150 terms:
+#: forward 0.20 vs 0.24 ms; 16 -> 64 3x3, 144 terms: 1.49 vs 1.52) and the wide rows too
+#: (6 -> 32 5x5 weight gradient 0.91 vs 1.00).
+PIXVEC_MAX_TERMS = 75
+
+
+def pixvec_few_terms(C, Hp, Wp, kh, kw, groups, itemsize) -> bool:
+    """Whether a stride-1 forward pass or weight gradient takes the pixel-vector blocks for
+    its short reduction (:data:`PIXVEC_MAX_TERMS`), any number of filters; the image bound
+    of :func:`pixvec_fits` applies."""
+    return (groups == 1 and kh * kw > 1 and C * kh * kw <= PIXVEC_MAX_TERMS
+            and C * Hp * Wp * itemsize <= PIXVEC_MAX_IMAGE_BYTES)
+
+
 def depthwise(C, Cg, groups) -> bool:
     """One input channel per filter (``groups == C > 1``, ``Cg = C // groups == 1``): the
     plane-in-L1 kernels."""
@@ -305,10 +327,11 @@ def direct_forward_kernel(F, C, kh, kw, OH, OW, sy, sx, dh, dw, groups, itemsize
     * ``"phases"``: pixel-vector blocks over the input's stride phases -- strided layers
       with groups 1 that the register blocks do not take (:func:`strided_regblock`), and
       strided grouped layers (not depthwise, not 1x1);
+    * ``"pixvec"``: pixel-vector blocks for stride-1 layers with a short reduction
+      (:func:`pixvec_few_terms`: first layers);
     * ``"regblock"``: filter-vector register blocks, groups-1 layers that fit
       (:func:`regblock_fits`);
-    * ``"pixvec"``: pixel-vector blocks for stride-1 layers with few filters
-      (:func:`pixvec_fits`);
+    * ``"pixvec"`` also for the other stride-1 layers with few filters (:func:`pixvec_fits`);
     * ``"depthwise"``: one plane per task (:func:`depthwise`);
     * ``"wide"``: wide rows on an explicitly padded input, the other stride-1 layers;
     * ``"rows"``: the general strided row loops, the rest.
@@ -320,10 +343,12 @@ def direct_forward_kernel(F, C, kh, kw, OH, OW, sy, sx, dh, dw, groups, itemsize
         return "phases"
     if not stride1 and groups > 1 and not dwise and (kh, kw) != (1, 1):
         return "phases"
+    Hp, Wp = OH + dh * (kh - 1), OW + dw * (kw - 1)
+    if stride1 and pixvec_few_terms(C, Hp, Wp, kh, kw, groups, itemsize):
+        return "pixvec"
     if groups == 1 and regblock_fits(F, C, kh, kw, itemsize):
         return "regblock"
-    if stride1 and pixvec_fits(F, C, OH + dh * (kh - 1), OW + dw * (kw - 1), kh, kw, groups,
-                               itemsize):
+    if stride1 and pixvec_fits(F, C, Hp, Wp, kh, kw, groups, itemsize):
         return "pixvec"
     if dwise:
         return "depthwise"
@@ -349,9 +374,10 @@ def direct_backward_kernels(N, C, H, W, F, kh, kw, OH, OW, sy, sx, dh, dw, group
     stride 2, (16, 16 -> 64, 56): 147 -> 19 ms), up to a stride area of
     :data:`SPREAD_MAX_STRIDE_AREA`.  Stride-1 depthwise layers take the plane kernels (the
     data gradient too when every channel has one filter); other stride-1 layers the
-    pixel-vector blocks where few channels receive the data gradient or few filters the
-    weight gradient, the register blocks for the weight gradient where they fit
-    (:func:`regblock_dw_fits`), else the wide rows; the rest the row loops.
+    pixel-vector blocks where few channels receive the data gradient or few filters (or,
+    unspread, few terms: :func:`pixvec_few_terms`) the weight gradient, the register blocks
+    for the weight gradient where they fit (:func:`regblock_dw_fits`), else the wide rows;
+    the rest the row loops.
     """
     spread = (sy > 1 or sx > 1) and sy * sx <= SPREAD_MAX_STRIDE_AREA
     if spread:
@@ -362,7 +388,9 @@ def direct_backward_kernels(N, C, H, W, F, kh, kw, OH, OW, sy, sx, dh, dw, group
     if depthwise(C, C // groups, groups):
         return DirectBackward(spread, "depthwise" if F == C else "wide", "depthwise")
     data = "pixvec" if pixvec_fits(C, F, H + ekh, W + ekw, kh, kw, groups, itemsize) else "wide"
-    if pixvec_fits(F, C, OH + ekh, OW + ekw, kh, kw, groups, itemsize, weight_grad=True):
+    if (pixvec_fits(F, C, OH + ekh, OW + ekw, kh, kw, groups, itemsize, weight_grad=True)
+            or (not spread and pixvec_few_terms(C, OH + ekh, OW + ekw, kh, kw, groups,
+                                                itemsize))):
         weight = "pixvec"
     elif groups == 1 and regblock_dw_fits(N, OH, OW, F, C, kh, itemsize):
         weight = "regblock"
