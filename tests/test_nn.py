@@ -275,6 +275,35 @@ def test_sequential_need_dx_false_skips_only_the_input_gradient():
         np.testing.assert_array_equal(pa.grad, pb.grad)
 
 
+def test_graph_need_dx_false_skips_only_the_input_gradient():
+    """Nodes reading only the graph input skip their input gradient; a node that reads it
+    with another value (the residual Add) still runs; parameter gradients are unchanged."""
+    def build():
+        g = nn.Graph()
+        g.add("conv", nn.Conv2d(2, 2, 3, padding=1), "input")
+        g.add("conv2", nn.Conv2d(2, 2, 1), "input")
+        g.add("sum", nn.Add(), "input", "conv")
+        g.add("cat", nn.Concat(), "sum", "conv2")
+        return g
+
+    nc.manual_seed(0)
+    a, b = build(), build()
+    b.load_state_dict(a.state_dict())
+    x = np.random.default_rng(0).standard_normal((2, 2, 5, 5)).astype(np.float32)
+    dy = np.random.default_rng(1).standard_normal((2, 4, 5, 5)).astype(np.float32)
+    a.forward(x)
+    b.forward(x)
+    assert a.backward(dy).shape == x.shape
+    calls = []
+    for m in (b._children["conv"], b._children["conv2"]):
+        m.backward = (lambda f: lambda g, need_dx=True: calls.append(need_dx) or f(g, need_dx))(
+            m.backward)
+    assert b.backward(dy, need_dx=False) is None
+    assert calls == [False, False]
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(pa.grad, pb.grad)
+
+
 def _unfused_backward(net, dy):
     """The layers' own backward passes one by one, last to first (no fusion)."""
     for m in reversed(list(net)):

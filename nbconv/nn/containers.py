@@ -255,6 +255,7 @@ class Graph(Module):
 
     INPUT = "input"
     _record_config = False  # described by to_config itself
+    _supports_need_dx = True
 
     def __init__(self, output: str | None = None):
         super().__init__()
@@ -304,11 +305,18 @@ class Graph(Module):
             values[name] = module.forward(*[values[i] for i in ins])
         return values[self._output_name()]
 
-    def backward(self, dy):
+    def backward(self, dy, need_dx=True):
+        """Backward through the nodes in reverse order; ``need_dx=False`` lets the nodes that
+        read only the graph input skip their input gradient when they can (convolutions),
+        and then returns None (``fit`` does this)."""
         grads = {self._output_name(): dy}
         for name, module, ins in reversed(self.nodes):
             g = grads.pop(name, None)
             if g is None:  # the node does not reach the output
+                continue
+            if (not need_dx and ins == (self.INPUT,)
+                    and getattr(module, "_supports_need_dx", False)):
+                module.backward(g, need_dx=False)
                 continue
             dxs = module.backward(g)
             if len(ins) == 1:
@@ -317,6 +325,8 @@ class Graph(Module):
                 # A fresh array on fan-in: never modify a gradient another node handed us.
                 grads[src] = (d if src not in grads
                               else _arrays.add(grads[src], d, "Graph.backward", ("dy", "dy")))
+        if not need_dx:
+            return None
         g = grads.get(self.INPUT)
         if g is not None:
             return g
