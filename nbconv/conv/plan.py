@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numba
 
 from .._checks.conv import Geom, check_algorithm, winograd_supports
+from ..kernels._ir import lanes as vector_lanes
 
 # --------------------------------------------------------------------------- the algorithm
 
@@ -219,7 +220,7 @@ REGBLOCK_MAX_WEIGHT_BYTES = 128 * 1024
 def regblock_vectors(F, itemsize):
     """``(nvec, block, Fpad)`` of the register-blocked kernels: filter vectors per block (one
     for up to a vector's lanes, else two), filters per block, filters rounded up to blocks."""
-    lanes = 8 if itemsize == 4 else 4
+    lanes = vector_lanes(itemsize)
     nvec = 1 if F <= lanes else 2
     block = nvec * lanes
     return nvec, block, -(-F // block) * block

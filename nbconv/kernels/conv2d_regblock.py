@@ -1,14 +1,15 @@
 """Register-blocked direct convolution: the accumulators of a block of outputs stay in vector
 registers for the whole reduction.
 
-A block is ``NP`` neighbouring output pixels of one row times ``NV`` vectors of filters (8
-float32 or 4 float64 lanes each).  For every term ``r = (c, p, q)`` of the reduction the
-block loads ``NV`` weight vectors once and, for each pixel, broadcasts one input value and
-does ``NV`` fused multiply-adds: ``NP*NV`` FMAs for ``NV + NP`` loads, and no accumulator
-traffic at all until the block is done.  numba cannot keep an array in registers, so the
-inner loop is written in LLVM IR (:func:`_fma_block`, an ``@intrinsic`` whose accumulators
-are SSA values); everything around it is plain numba.  LeNet c2's forward pass: 0.46 ms on the
-wide-row kernel, 0.14 ms here, PyTorch 0.29 ms.
+A block is ``NP`` neighbouring output pixels of one row times ``NV`` vectors of filters (of
+the machine's width, :data:`._ir.VECTOR_BYTES`: 16 float32 lanes with AVX-512, else 8).
+For every term ``r = (c, p, q)`` of the reduction the block loads ``NV`` weight vectors
+once and, for each pixel, broadcasts one input value and does ``NV`` fused multiply-adds:
+``NP*NV`` FMAs for ``NV + NP`` loads, and no accumulator traffic at all until the block is
+done.  numba cannot keep an array in registers, so the inner loop is written in LLVM IR
+(:func:`_fma_block`, an ``@intrinsic`` whose accumulators are SSA values); everything around
+it is plain numba.  LeNet c2's forward pass: 0.46 ms on the wide-row kernel, 0.14 ms here,
+PyTorch 0.29 ms.
 
 The input is explicitly zero-padded; ``off[r] = (c*Hp + p*dh)*Wp + q*dw`` are the offsets of
 the reduction terms from a pixel's window origin, and the weights are laid out ``(K, Fpad)``
@@ -23,7 +24,7 @@ from numba.core import types
 from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
-from ._ir import VectorIR, float_type_ok
+from ._ir import LANES32, LANES64, VectorIR, float_type_ok
 
 __all__ = ["_conv2d_regblock_fwd", "_conv2d_regblock_bwd_weight", "NP"]
 
@@ -35,8 +36,8 @@ NP = 4
 def _fma_block(typingctx, x_addr, xstep, off_addr, K, w_addr, wstride, acc_addr, nvec, npix,
                zero):
     """``acc[pi, v*L:(v+1)*L] += sum_r x[off[r] + pi*xstep] * w[r*wstride + v*L : ...]`` for
-    ``pi < npix``, ``v < nvec`` (literals), ``L`` lanes of ``zero``'s float type (8 float32,
-    4 float64); addresses as integers, ``acc`` (npix, nvec*L) contiguous."""
+    ``pi < npix``, ``v < nvec`` (literals), ``L`` native lanes of ``zero``'s float type;
+    addresses as integers, ``acc`` (npix, nvec*L) contiguous."""
     if not (isinstance(nvec, types.IntegerLiteral) and isinstance(npix, types.IntegerLiteral)
             and float_type_ok(zero)):
         return None
@@ -100,7 +101,7 @@ def _conv2d_regblock_fwd(xp, wt, b, off, y, sy, sx, nvec, relu):
     K, Fpad = wt.shape
     F, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     zero = y.dtype.type(0)
-    lanes = 8 if y.itemsize == 4 else 4
+    lanes = LANES32 if y.itemsize == 4 else LANES64
     FBK = nvec * lanes
     nfb = Fpad // FBK
     it = y.itemsize
@@ -143,7 +144,7 @@ def _conv2d_regblock_bwd_weight(xp, dyt, off, gw, kh, kw, dh, dw, nvec):
     R, Fpad = dyt.shape
     F = gw.shape[0]
     zero = gw.dtype.type(0)
-    lanes = 8 if gw.itemsize == 4 else 4
+    lanes = LANES32 if gw.itemsize == 4 else LANES64
     FBK = nvec * lanes
     nfb = Fpad // FBK
     it = gw.itemsize
