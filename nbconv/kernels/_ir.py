@@ -22,12 +22,13 @@ def _native_vector_bytes() -> int:
     return 64 if "+avx512f" in (features or "").split(",") else 32
 
 
-#: bytes of one vector of the register-blocked kernels: 64 (16 float32 lanes) with AVX-512,
-#: 32 (8 lanes) without.  Fixed at import from the same CPU description that numba compiles
-#: (and keys its cache) for, so cached kernels and the drivers' block sizes always agree.
-#: With AVX-512 (2 cores, float32, ms, 32 -> 64 bytes): LeNet c2 forward on the register
-#: blocks 0.20 -> 0.17, 16 -> 32 3x3 on 16x16 at batch 32 0.80 -> 0.57, 3 -> 30 5x5 at batch
-#: 128 5.4 -> 3.3.
+#: bytes of one vector of the filter-vector register blocks (:mod:`.conv2d_regblock`): 64 (16
+#: float32 lanes) with AVX-512, 32 (8 lanes) without; the pixel-vector blocks keep 8 lanes
+#: (:data:`.conv2d_pixvec.LANES32`).  Fixed at import from the same CPU description that
+#: numba compiles (and keys its cache) for, so cached kernels and the drivers' block sizes
+#: always agree.  With AVX-512 (2 cores, float32, ms, 32 -> 64 bytes): LeNet c2 forward 0.20
+#: -> 0.18 at batch 64, 0.72 -> 0.57 at batch 256; 16 -> 32 3x3 on 16x16 at batch 32 0.79 ->
+#: 0.53.
 VECTOR_BYTES = _native_vector_bytes()
 LANES32 = VECTOR_BYTES // 4
 LANES64 = VECTOR_BYTES // 8

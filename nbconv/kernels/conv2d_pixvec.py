@@ -34,7 +34,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
-from ._ir import LANES32, LANES64, VectorIR, float_type_ok
+from ._ir import VectorIR, float_type_ok
 from ._memory import copy_bytes, zero_bytes
 
 __all__ = ["_conv2d_pixvec_fwd", "_conv2d_pixvec_bwd_weight", "_stride_phases", "MAX_FILTERS",
@@ -53,16 +53,21 @@ _PIXEL_VECTORS = (6, 4, 3, 3, 2, 2)
 #: most; six filters by two terms spilled to the stack and ran 2x slower)
 MAX_GRAD_FILTERS = 4
 _TERMS = (8, 4, 3, 2)
-#: float32 lanes of the weight gradient's vectors: AVX2's on every machine (float64: 4)
-_GRAD_LANES32 = 8
+#: float32 lanes of the pixel vectors (float64: half as many): AVX2's 8 on every machine.
+#: AVX-512's 16 made blocks twice as long, which the narrow planes of strided first layers
+#: (stride phases) waste: 3 -> 96 11x11 stride 4 on 32x32 at batch 32 0.78 -> 1.23 ms,
+#: resnet18's 7x7 stride-2 stem 1.14 -> 1.76 ms (stride-1 first layers gained: 3 -> 30 5x5
+#: at batch 128 3.5 -> 2.8 ms); the weight gradient's rows shorter than a vector would take
+#: plain loops more often (8- to 15-column rows).
+LANES32 = 8
 #: entries of zeros the weight gradient's term offsets need after the real ones
 TERM_PAD = max(_TERMS) - 1
 
 
 def block_positions(nf: int, itemsize: int) -> int:
-    """Output positions of one block for ``nf`` filters (whole native vectors,
-    :data:`._ir.VECTOR_BYTES`)."""
-    return _PIXEL_VECTORS[nf - 1] * (LANES32 if itemsize == 4 else LANES64)
+    """Output positions of one block for ``nf`` filters (whole vectors of :data:`LANES32`
+    float32 or half as many float64 lanes)."""
+    return _PIXEL_VECTORS[nf - 1] * (LANES32 if itemsize == 4 else LANES32 // 2)
 
 
 @intrinsic
@@ -77,7 +82,7 @@ def _fma_pixels(typingctx, x_addr, off_addr, K, w_addr, acc_addr, acc_stride, nf
     sig = types.void(x_addr, off_addr, K, w_addr, acc_addr, acc_stride, nf, zero)
 
     def codegen(context, builder, signature, args):
-        v = VectorIR(context, builder, zero)
+        v = VectorIR(context, builder, zero, LANES32 if zero == types.float32 else LANES32 // 2)
         k, astr = v.int64(args[2]), v.int64(args[5])
         xp, op, wp, ap = v.reals(args[0]), v.ints(args[1]), v.reals(args[3]), v.reals(args[4])
         const, lanes = v.const, v.lanes
@@ -162,7 +167,7 @@ def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task, r
     G, K, NF = wt.shape
     zero = y.dtype.type(0)
     it = y.itemsize
-    B = _PIXEL_VECTORS[NF - 1] * (LANES32 if it == 4 else LANES64)
+    B = _PIXEL_VECTORS[NF - 1] * (LANES32 if it == 4 else LANES32 // 2)
     L = (OH - 1) * pitch + OW
     nblk = -(-L // B)
     per = nblk if staged else min(blocks_per_task, nblk)
@@ -284,9 +289,7 @@ def _dot_rows(typingctx, dy_addr, dy_fstride, x_addr, pitch, off_addr, rows, nve
                      acc_fstride, nf, zero)
 
     def codegen(context, builder, signature, args):
-        # 8 float32 lanes on every machine (_GRAD_LANES32): rows shorter than a vector take
-        # plain loops, which AVX-512's 16 lanes would make common (8- to 15-column rows)
-        v = VectorIR(context, builder, zero, _GRAD_LANES32 if zero == types.float32 else 4)
+        v = VectorIR(context, builder, zero, LANES32 if zero == types.float32 else LANES32 // 2)
         dfs, pit, nrows, nv, ow_, afs = (v.int64(args[i]) for i in (1, 3, 5, 6, 7, 9))
         dp, xp, op, ap = v.reals(args[0]), v.reals(args[2]), v.ints(args[4]), v.reals(args[8])
         const, lanes = v.const, v.lanes
@@ -366,7 +369,7 @@ def _conv2d_pixvec_bwd_weight(xp, dy, off, gw, tasks):
     Kp = off.size
     it = gw.itemsize
     zero = gw.dtype.type(0)
-    lanes = _GRAD_LANES32 if it == 4 else 4
+    lanes = LANES32 if it == 4 else LANES32 // 2
     nvec = OW // lanes
     G = -(-F // MAX_GRAD_FILTERS)
     NF = -(-F // G)
