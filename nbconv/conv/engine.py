@@ -70,8 +70,8 @@ def trim_taps(op, weight, g: Geom, H, W, algorithm, auto, backward):
     add no term (SPEC section 2), and their weight gradient is 0.
 
     Returns ``(weight, g, algorithm, (r0, r1, c0, c1))`` -- a view of the kept taps' weights
-    and their ranges -- or None when
-    every tap reads the input somewhere (or the padding is not zeros, or the layer dilated).
+    and their ranges -- or None when every tap reads the input somewhere (or the padding is
+    not zeros, or the layer dilated).
     With ``auto`` the algorithm is chosen again for the smaller kernel (NiN's 3x3 384 -> 10
     layer on 1x1 maps: a 1x1 layer, which im2col runs 4x faster than the 3x3 one's direct).
     """

@@ -285,9 +285,14 @@ def pixvec_fits(F, C, Hp, Wp, kh, kw, groups, itemsize, weight_grad=False) -> bo
     filters (8 for the weight gradient), a kernel larger than 1x1 and a padded input image
     ``C x Hp x Wp`` small enough for L2.  For the data gradient ``F`` is the layer's input
     channels and the image is the padded ``dy``."""
-    return (groups == 1 and kh * kw > 1
-            and F < PIXVEC_BELOW_FILTERS and (F <= PIXVEC_GRAD_MAX_FILTERS or not weight_grad)
-            and C * Hp * Wp * itemsize <= PIXVEC_MAX_IMAGE_BYTES)
+    return (F < PIXVEC_BELOW_FILTERS and (F <= PIXVEC_GRAD_MAX_FILTERS or not weight_grad)
+            and _pixvec_takes(C, Hp, Wp, kh, kw, groups, itemsize))
+
+
+def _pixvec_takes(C, Hp, Wp, kh, kw, groups, itemsize) -> bool:
+    """What every pixel-vector layer needs: groups 1, a kernel larger than 1x1 and a padded
+    input image ``C x Hp x Wp`` within :data:`PIXVEC_MAX_IMAGE_BYTES`."""
+    return groups == 1 and kh * kw > 1 and C * Hp * Wp * itemsize <= PIXVEC_MAX_IMAGE_BYTES
 
 
 #: longest reduction (``C*kh*kw`` terms) for which the forward pass and the weight gradient
@@ -308,8 +313,7 @@ def pixvec_few_terms(C, Hp, Wp, kh, kw, groups, itemsize) -> bool:
     """Whether a stride-1 forward pass or weight gradient takes the pixel-vector blocks for
     its short reduction (:data:`PIXVEC_MAX_TERMS`), any number of filters; the image bound
     of :func:`pixvec_fits` applies."""
-    return (groups == 1 and kh * kw > 1 and C * kh * kw <= PIXVEC_MAX_TERMS
-            and C * Hp * Wp * itemsize <= PIXVEC_MAX_IMAGE_BYTES)
+    return C * kh * kw <= PIXVEC_MAX_TERMS and _pixvec_takes(C, Hp, Wp, kh, kw, groups, itemsize)
 
 
 def depthwise(C, Cg, groups) -> bool:

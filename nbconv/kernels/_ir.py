@@ -45,15 +45,15 @@ def float_type_ok(zero) -> bool:
 
 
 class VectorIR:
-    """Helpers bound to one codegen call: ``lanes`` (native, :func:`lanes`, unless given),
-    the vector type ``vec`` and constructors for the handful of instructions the kernels
-    use."""
+    """Helpers bound to one codegen call: ``lanes`` (of ``vector_bytes``-byte vectors, the
+    native :data:`VECTOR_BYTES` unless given), the vector type ``vec`` and constructors for
+    the handful of instructions the kernels use."""
 
-    def __init__(self, context, builder, zero, lanes=None):
+    def __init__(self, context, builder, zero, vector_bytes=VECTOR_BYTES):
         self.builder = builder
         self.real = context.get_value_type(zero)
         single = zero == types.float32
-        self.lanes = lanes or (LANES32 if single else LANES64)
+        self.lanes = vector_bytes // (4 if single else 8)
         self.vec = ir.VectorType(self.real, self.lanes)
         self.i64 = ir.IntType(64)
         self._fma = cgutils.get_or_insert_function(

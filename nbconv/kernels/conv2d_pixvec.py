@@ -53,21 +53,23 @@ _PIXEL_VECTORS = (6, 4, 3, 3, 2, 2)
 #: most; six filters by two terms spilled to the stack and ran 2x slower)
 MAX_GRAD_FILTERS = 4
 _TERMS = (8, 4, 3, 2)
-#: float32 lanes of the pixel vectors (float64: half as many): AVX2's 8 on every machine.
-#: AVX-512's 16 made blocks twice as long, which the narrow planes of strided first layers
+#: bytes of the pixel vectors: AVX2's 32 (8 float32 lanes) on every machine.
+#: AVX-512's 64 made blocks twice as long, which the narrow planes of strided first layers
 #: (stride phases) waste: 3 -> 96 11x11 stride 4 on 32x32 at batch 32 0.78 -> 1.23 ms,
 #: resnet18's 7x7 stride-2 stem 1.14 -> 1.76 ms (stride-1 first layers gained: 3 -> 30 5x5
 #: at batch 128 3.5 -> 2.8 ms); the weight gradient's rows shorter than a vector would take
 #: plain loops more often (8- to 15-column rows).
-LANES32 = 8
+VECTOR_BYTES = 32
+LANES32 = VECTOR_BYTES // 4
+LANES64 = VECTOR_BYTES // 8
 #: entries of zeros the weight gradient's term offsets need after the real ones
 TERM_PAD = max(_TERMS) - 1
 
 
 def block_positions(nf: int, itemsize: int) -> int:
-    """Output positions of one block for ``nf`` filters (whole vectors of :data:`LANES32`
-    float32 or half as many float64 lanes)."""
-    return _PIXEL_VECTORS[nf - 1] * (LANES32 if itemsize == 4 else LANES32 // 2)
+    """Output positions of one block for ``nf`` filters (whole vectors of
+    :data:`VECTOR_BYTES`)."""
+    return _PIXEL_VECTORS[nf - 1] * (LANES32 if itemsize == 4 else LANES64)
 
 
 @intrinsic
@@ -82,7 +84,7 @@ def _fma_pixels(typingctx, x_addr, off_addr, K, w_addr, acc_addr, acc_stride, nf
     sig = types.void(x_addr, off_addr, K, w_addr, acc_addr, acc_stride, nf, zero)
 
     def codegen(context, builder, signature, args):
-        v = VectorIR(context, builder, zero, LANES32 if zero == types.float32 else LANES32 // 2)
+        v = VectorIR(context, builder, zero, VECTOR_BYTES)
         k, astr = v.int64(args[2]), v.int64(args[5])
         xp, op, wp, ap = v.reals(args[0]), v.ints(args[1]), v.reals(args[3]), v.reals(args[4])
         const, lanes = v.const, v.lanes
@@ -167,7 +169,7 @@ def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task, r
     G, K, NF = wt.shape
     zero = y.dtype.type(0)
     it = y.itemsize
-    B = _PIXEL_VECTORS[NF - 1] * (LANES32 if it == 4 else LANES32 // 2)
+    B = _PIXEL_VECTORS[NF - 1] * (LANES32 if it == 4 else LANES64)
     L = (OH - 1) * pitch + OW
     nblk = -(-L // B)
     per = nblk if staged else min(blocks_per_task, nblk)
@@ -289,7 +291,7 @@ def _dot_rows(typingctx, dy_addr, dy_fstride, x_addr, pitch, off_addr, rows, nve
                      acc_fstride, nf, zero)
 
     def codegen(context, builder, signature, args):
-        v = VectorIR(context, builder, zero, LANES32 if zero == types.float32 else LANES32 // 2)
+        v = VectorIR(context, builder, zero, VECTOR_BYTES)
         dfs, pit, nrows, nv, ow_, afs = (v.int64(args[i]) for i in (1, 3, 5, 6, 7, 9))
         dp, xp, op, ap = v.reals(args[0]), v.reals(args[2]), v.ints(args[4]), v.reals(args[8])
         const, lanes = v.const, v.lanes
@@ -369,7 +371,7 @@ def _conv2d_pixvec_bwd_weight(xp, dy, off, gw, tasks):
     Kp = off.size
     it = gw.itemsize
     zero = gw.dtype.type(0)
-    lanes = LANES32 if it == 4 else LANES32 // 2
+    lanes = LANES32 if it == 4 else LANES64
     nvec = OW // lanes
     G = -(-F // MAX_GRAD_FILTERS)
     NF = -(-F // G)
