@@ -45,9 +45,15 @@ def choose_algorithm(op, algorithm, C, kh, kw, g: Geom, F, backward=False) -> st
       256 -> 256 at 14x14, batch 16: 33 vs 59 ms on Winograd) but 1x1 kernels 1.11.  Forward
       passes of larger-than-1x1 kernels on up to 2x2 outputs 0.26-0.61, on 4x4 outputs
       0.57-0.90 against Winograd with C >= 32 (googlenet's 16 -> 32 5x5 at 4x4: 1.16, left
-      out); 3x3 on 8x8 loses to Winograd (1.02-1.34 but 64 -> 64: 0.90-0.96, too close to
-      take).  1x1 forward passes on up to 3x3 outputs 0.31-0.86; at 4x4 and larger the
-      per-image GEMMs win or tie (0.87-1.44).
+      out).  On 8x8 outputs, since the products are cut into slabs of rows (see
+      :func:`tapgemm_row_slabs`), it beats Winograd up to 96 channels: 3x3 32 -> 32 0.31 vs
+      0.57 ms, 64 -> 64 0.81 vs 1.25 (4.2 -> 2.8 at batch 128), 96 -> 96 1.48 vs 1.67; 5x5
+      64 -> 64 1.67 vs 3.15; 3x3 stride 2 64 -> 128 from 16x16 1.64 vs im2col 2.27; but 128
+      -> 256 4.86 vs 4.42 and 256 -> 256 9.45 vs 8.11 (and 3x3 on 16x16 ties at 64
+      channels).  1x1 forward passes on up to 3x3 outputs 0.31-0.86; at 4x4 and larger the
+      per-image GEMMs win or tie (0.87-1.44), except at stride 2 on 4x4 outputs, which
+      im2col must gather first (64 -> 128 0.16 vs 0.21 ms, 1.13 vs 1.30 for 128 -> 256 at
+      batch 128; on 8x8 outputs 0.55 vs 0.42).
 
     * 3x3, stride 1, dilation 1, groups 1 with at least 32 input and output channels (48 for
       the backward pass): Winograd F(2x2, 3x3).  VGG 27.3 / 102 vs direct 55.2 / 113, ResNet
@@ -153,12 +159,14 @@ AUTO_RULES = (
                 and (c.pixels <= 64 or (c.pixels <= 256 and c.kh * c.kw > 1 and c.C >= 32))),
      "tapgemm"),
     ("the same forward passes of kernels larger than 1x1 on outputs of at most 4 pixels, "
-     "or of at most 16 pixels with C >= 32",
+     "of at most 16 pixels with C >= 32, or of at most 64 pixels (8x8) with C <= 96",
      lambda c: (c.tapgemm_fits() and not c.backward and c.kh * c.kw > 1
-                and (c.pixels <= 4 or (c.pixels <= 16 and c.C >= 32))), "tapgemm"),
-    ("the same forward passes of 1x1 kernels on outputs of at most 9 pixels with C >= 64",
-     lambda c: (c.tapgemm_fits() and not c.backward and c.kh * c.kw == 1 and c.pixels <= 9
-                and c.C >= 64), "tapgemm"),
+                and (c.pixels <= 4 or (c.pixels <= 16 and c.C >= 32)
+                     or (c.pixels <= 64 and c.C <= 96))), "tapgemm"),
+    ("the same forward passes of 1x1 kernels on outputs of at most 9 pixels with C >= 64, "
+     "or of at most 16 pixels with C >= 64 at stride 2",
+     lambda c: (c.tapgemm_fits() and not c.backward and c.kh * c.kw == 1 and c.C >= 64
+                and (c.pixels <= 9 or (c.pixels <= 16 and not c.stride1))), "tapgemm"),
     ("the passes of rows 5 and 6 on small outputs: backward passes on outputs smaller than "
      "10x10, forward passes on outputs smaller than 3x3 (3x3 kernels) or 6x6 (5x5 kernels)",
      lambda c: c.winograd_wins() and c.out < (10 if c.backward else 3 if c.kh == 3 else 6),
@@ -451,3 +459,23 @@ WINOGRAD_CHUNK_BYTES = 8 * 2**20
 #: fewest output columns (filters or channels) per task of a tap-GEMM product: narrower
 #: products cost BLAS more in per-call work than the second core gives back
 TAPGEMM_MIN_SLAB = 16
+
+
+def tapgemm_row_slabs(plane_rows, rows, cols, threads, weight_grad=False) -> bool:
+    """Whether the tap-GEMM products of a pass are cut into slabs of output rows (``rows``,
+    over ``plane_rows`` rows of pixels) rather than of the ``cols`` columns (filters or
+    channels): with several threads and at least two rows of pixels, when the rows outnumber
+    the columns; for the weight gradient, which then sums each slab's (F, C) products apart,
+    when ``cols = F*C`` is at most 8 times the rows.
+
+    Column slabs of 32-64 filters made the concurrent BLAS calls each pack the whole input
+    block, and two threads ran no faster than one.  Forward / data-and-weight-gradient ms,
+    2 threads, batch 32 unless said, column -> row slabs (PyTorch forward): 64 -> 64 3x3 on
+    8x8 1.40 -> 0.79 / 1.88 -> 1.48 (0.55); 32 -> 32 on 16x16 1.50 -> 1.04 (0.56); 128 -> 128
+    on 8x8 3.50 -> 2.46 (1.92); on 4x4 batch 128 2.87 -> 2.00 (1.80); 64 -> 128 3x3 stride 2
+    on 8x8 0.68 -> 0.49 (0.32); but 256 -> 256 on 2x2 (128 rows) 0.68 -> 0.77.  Weight
+    gradient alone: 64 -> 64 on 8x8 0.83 -> 0.65, at batch 128 4.29 -> 3.05; 128 -> 128 on
+    4x4 0.60 -> 0.63 (a tie; 2.30 -> 2.00 at batch 128); 256 -> 256 on 2x2 0.63 -> 0.75."""
+    if threads < 2 or plane_rows < 2:
+        return False
+    return cols <= 8 * rows if weight_grad else rows > cols

@@ -64,6 +64,16 @@ def _parts(cols):
     return max(1, min(numba.get_num_threads(), cols // plan.TAPGEMM_MIN_SLAB))
 
 
+def _split(plane_rows, cols, by_rows):
+    """``(row_parts, column_parts)``: slabs of ``plane_rows`` rows of pixels when ``by_rows``
+    (see :func:`plan.tapgemm_row_slabs`), else of ``cols`` columns, one per thread."""
+    if not by_rows:
+        return 1, _parts(cols)
+    rparts = min(numba.get_num_threads(), plane_rows)
+    return rparts, max(1, min(numba.get_num_threads() // rparts,
+                              cols // plan.TAPGEMM_MIN_SLAB))
+
+
 def _rows(a, sy, sx):
     """``a`` (N, C, H, W) as stride-phased rows of channels (sy, sx, ceil(H/sy), ceil(W/sx),
     N, C); see :mod:`nbconv.kernels.conv2d_tapgemm`."""
@@ -110,8 +120,9 @@ def _forward_images(x, w, b, y, sy, sx, pt, pl, dh, dw):
         # products on a 1x1 map)
         wt = np.empty((kh * kw, F, C), dtype=y.dtype)
         with single_threaded_blas():
+            by_rows = plan.tapgemm_row_slabs(OH, OH * OW * N, F, numba.get_num_threads())
             _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, pt, pl, dh, dw,
-                                _parts(F))
+                                *_split(OH, F, by_rows))
     bias = b if b is not None else np.zeros(1, dtype=y.dtype)
     _conv2d_tapgemm_from_rows(yt[None, None], y, bias, b is not None)
 
@@ -135,13 +146,19 @@ def _backward_images(dy, x, w, dx, gw, sy, sx, pt, pl, dh, dw):
             if dx is not None:
                 dxt[inp] += np.matmul(dyt[out], w[:, :, p, q])
     else:
-        scratch = np.empty((kh * kw, F, C), dtype=gw.dtype)  # gw's, then w's taps as (F, C)
+        threads = numba.get_num_threads()
+        rparts, fparts = _split(OH, F, plan.tapgemm_row_slabs(OH, OH * OW * N, F * C, threads,
+                                                              weight_grad=True))
+        # gw's taps as (F, C), one set per row slab; then w's taps
+        scratch = np.empty((rparts, kh * kw, F, C), dtype=gw.dtype)
         with single_threaded_blas():
             _conv2d_tapgemm_bwd_weight(gemm[0], gemm[1], dyt, xt, scratch, gw, H, W, pt, pl,
-                                       dh, dw, _parts(F))
+                                       dh, dw, rparts, fparts)
             if dx is not None:
-                _conv2d_tapgemm_bwd_data(gemm[0], gemm[1], dyt, w, scratch, dxt, H, W, pt,
-                                         pl, dh, dw, _parts(C))
+                Hq = xt.shape[2]
+                by_rows = plan.tapgemm_row_slabs(Hq, H * W * N, C, threads)
+                _conv2d_tapgemm_bwd_data(gemm[0], gemm[1], dyt, w, scratch[0], dxt, H, W, pt,
+                                         pl, dh, dw, *_split(Hq, C, by_rows))
     if dx is not None:
         _conv2d_tapgemm_from_rows(dxt, dx, np.zeros(1, dtype=dx.dtype), False)
 

@@ -118,19 +118,24 @@ def _weights_fc(w, wt, f0, f1, c0, c1, valid):
 
 @numba.njit(**_config.JIT_OPTIONS)
 def _scatter_weights(gwt, gw, f0, f1, valid):
-    """``gw[f, c, p, q] = gwt[t, f, c]`` (0 for taps without ``valid[t]``) for filters
-    ``[f0, f1)``: the inverse of :func:`_weights_fc`, one row ``gw[f]`` (in L1) at a time
-    (indexing ``gw`` by four indices per element was 4x slower)."""
-    K = gwt.shape[0]
-    C = gwt.shape[2]
+    """``gw[f, c, p, q] = sum over r of gwt[r, t, f, c]`` (0 for taps without ``valid[t]``)
+    for filters ``[f0, f1)``: the inverse of :func:`_weights_fc` (summing the partial sums of
+    ``R`` row slabs), one row ``gw[f]`` (in L1) at a time (indexing ``gw`` by four indices
+    per element was 4x slower).  gwt : (R, kh*kw, F, C)."""
+    R, K = gwt.shape[0], gwt.shape[1]
+    C = gwt.shape[3]
     g2 = gw.reshape(gw.shape[0], C * K)
     for f in range(f0, f1):
         row = g2[f]
         for t in range(K):
             if valid[t]:
-                src = gwt[t, f]
+                src = gwt[0, t, f]
                 for c in range(C):
                     row[c * K + t] = src[c]
+                for r in range(1, R):
+                    src = gwt[r, t, f]
+                    for c in range(C):
+                        row[c * K + t] += src[c]
             else:
                 for c in range(C):
                     row[c * K + t] = 0.0
@@ -169,24 +174,43 @@ def _full_tap(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, on_input):
 @numba.njit(inline="always")
 def _tap_rect(t, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, Hq, Wq):
     """The rectangle of tap ``t = p*kw + q``: its first output row ``i0`` and column ``j0``,
-    its ``ni`` rows and ``nj`` columns, and the row-layout cell ``(phase, i0 + qy, j0 + qx)``
-    of the input pixel its first output reads, as a flat index in units of ``N*C``."""
+    its ``ni`` rows and ``nj`` columns, the row-layout cell ``(phase, i0 + qy, j0 + qx)``
+    of the input pixel its first output reads, as a flat index in units of ``N*C``, and that
+    pixel's row ``i0 + qy`` within its phase plane."""
     p = t // kw
     q = t - p * kw
     i0, i1, ry, qy = _tap_range(OH, H, sy, p * dh - pt)
     j0, j1, rx, qx = _tap_range(OW, W, sx, q * dw - pl)
-    return i0, j0, i1 - i0, j1 - j0, ((ry * sx + rx) * Hq + i0 + qy) * Wq + j0 + qx
+    return i0, j0, i1 - i0, j1 - j0, ((ry * sx + rx) * Hq + i0 + qy) * Wq + j0 + qx, i0 + qy
+
+
+@numba.njit(inline="always")
+def _slab(n, s, parts):
+    """``[n*s/parts, n*(s+1)/parts)``: part ``s`` of ``parts`` of ``range(n)``."""
+    return n * s // parts, n * (s + 1) // parts
+
+
+@numba.njit(inline="always")
+def _rows_in(first, count, r0, r1):
+    """The part ``[a, b)`` of rows ``[first, first + count)`` inside ``[r0, r1)`` (empty
+    when ``b <= a``)."""
+    return max(first, r0), min(first + count, r1)
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, parts):
+def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, rparts, fparts):
     """``yt[i, j, :, :] = sum over valid taps (p, q) of X_(p,q) @ W_(p,q).T``: one BLAS call
     per tap and band row of its rectangle, ``(nj*N, C) @ (C, F_slab)``.
 
     xt : (sy, sx, Hq, Wq, N, C); w : (F, C, kh, kw); wt : (kh*kw, F, C) scratch (the valid
     taps' ``W_t``, written here); yt : (OH, OW, N, F), overwritten (no bias); H, W the
-    input size; ``fn``/``width`` the CBLAS gemm and its integer marker.  Task ``s`` of
-    ``parts`` owns filters ``[F*s/parts, F*(s+1)/parts)``: its slab of ``wt`` and of ``yt``."""
+    input size; ``fn``/``width`` the CBLAS gemm and its integer marker.  Task ``(r, s)``
+    owns output rows ``[OH*r/rparts, OH*(r+1)/rparts)`` and filters ``[F*s/fparts,
+    F*(s+1)/fparts)``: its block of ``yt``.  Filter slabs alone (``rparts == 1``) suit small
+    maps, where the weights are the larger operand (each task rearranges and reads only its
+    part of them); row slabs suit larger maps with few filters, where slabs of 32 or 64
+    filters made each concurrent BLAS call pack the whole input block and ran no faster on
+    two threads than on one (64 -> 64 3x3 on 8x8)."""
     sy, sx, Hq, Wq, N, C = xt.shape
     F, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     OH, OW = yt.shape[0], yt.shape[1]
@@ -195,44 +219,56 @@ def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, parts):
     zero = yt.dtype.type(0)
     valid = _valid_taps(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw)
     full = _full_tap(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, False)
-    for s in numba.prange(parts):
-        f0 = F * s // parts
-        nf = F * (s + 1) // parts - f0
-        if nf == 0:
+    if rparts > 1:  # every row slab reads every filter's weights: rearrange them first
+        for s in numba.prange(rparts * fparts):
+            f0, f1 = _slab(F, s, rparts * fparts)
+            _weights_fc(w, wt, f0, f1, 0, C, valid)
+    rows = yt.reshape(OH * OW * N, F)
+    for task in numba.prange(rparts * fparts):
+        r0, r1 = _slab(OH, task // fparts, rparts)
+        f0, f1 = _slab(F, task % fparts, fparts)
+        nf = f1 - f0
+        if nf == 0 or r1 == r0:
             continue
-        _weights_fc(w, wt, f0, f0 + nf, 0, C, valid)
+        if rparts == 1:
+            _weights_fc(w, wt, f0, f1, 0, C, valid)
         if full < 0:
-            _zero_columns(yt.reshape(OH * OW * N, F), f0, f0 + nf)
+            _zero_columns(rows[r0 * OW * N:r1 * OW * N], f0, f1)
         for k in range(-1, kh * kw):
             # the full tap first (it overwrites), then every other tap
             t = full if k < 0 else k
             if t < 0 or (k >= 0 and t == full) or not valid[t]:
                 continue
-            i0, j0, ni, nj, cell = _tap_rect(t, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, Hq,
-                                             Wq)
-            pa = xt.ctypes.data + (cell * N * C) * it
+            i0, j0, ni, nj, cell, _ = _tap_rect(t, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw,
+                                                Hq, Wq)
+            a, b = _rows_in(i0, ni, r0, r1)
+            if b <= a:
+                continue
+            pa = xt.ctypes.data + ((cell + (a - i0) * Wq) * N * C) * it
             pb = wt.ctypes.data + ((t * F + f0) * C) * it
-            pc = yt.ctypes.data + (((i0 * OW + j0) * N) * F + f0) * it
+            pc = yt.ctypes.data + (((a * OW + j0) * N) * F + f0) * it
             beta = zero if t == full else one
-            if ni == 1 or (nj == Wq and nj == OW):  # one block of rows
-                _cblas_gemm(fn, width, _NO_TRANS, _TRANS, ni * nj * N, nf, C, one, pa, C,
+            if b - a == 1 or (nj == Wq and nj == OW):  # one block of rows
+                _cblas_gemm(fn, width, _NO_TRANS, _TRANS, (b - a) * nj * N, nf, C, one, pa, C,
                             pb, C, beta, pc, F)
             else:
-                for r in range(ni):
+                for r in range(b - a):
                     _cblas_gemm(fn, width, _NO_TRANS, _TRANS, nj * N, nf, C, one,
                                 pa + r * Wq * N * C * it, C, pb, C, beta,
                                 pc + r * OW * N * F * it, F)
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_tapgemm_bwd_data(fn, width, dyt, w, wt, dxt, H, W, pt, pl, dh, dw, parts):
+def _conv2d_tapgemm_bwd_data(fn, width, dyt, w, wt, dxt, H, W, pt, pl, dh, dw, rparts,
+                             cparts):
     """``dX_(p,q) += dY_rect @ W_(p,q)`` for every valid tap: the adjoint of
     :func:`_conv2d_tapgemm_fwd`, one BLAS call per tap and band row, ``(nj*N, F) @
     (F, C_slab)``.
 
     dyt : (OH, OW, N, F); w : (F, C, kh, kw); wt : (kh*kw, F, C) scratch (the valid taps'
     ``W_t``); dxt : (sy, sx, Hq, Wq, N, C), overwritten (cells no tap reaches are 0).  Task
-    ``s`` of ``parts`` owns a slab of channels."""
+    ``(r, s)`` owns rows ``[Hq*r/rparts, Hq*(r+1)/rparts)`` of every stride phase and
+    channels ``[C*s/cparts, C*(s+1)/cparts)``, as in the forward kernel."""
     sy, sx, Hq, Wq, N, C = dxt.shape
     F, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     OH, OW = dyt.shape[0], dyt.shape[1]
@@ -241,42 +277,56 @@ def _conv2d_tapgemm_bwd_data(fn, width, dyt, w, wt, dxt, H, W, pt, pl, dh, dw, p
     zero = dxt.dtype.type(0)
     valid = _valid_taps(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw)
     full = _full_tap(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, True)
-    for s in numba.prange(parts):
-        c0 = C * s // parts
-        nc = C * (s + 1) // parts - c0
-        if nc == 0:
+    if rparts > 1:
+        for s in numba.prange(rparts * cparts):
+            f0, f1 = _slab(F, s, rparts * cparts)
+            _weights_fc(w, wt, f0, f1, 0, C, valid)
+    planes = dxt.reshape(sy * sx, Hq * Wq * N, C)
+    for task in numba.prange(rparts * cparts):
+        r0, r1 = _slab(Hq, task // cparts, rparts)
+        c0, c1 = _slab(C, task % cparts, cparts)
+        nc = c1 - c0
+        if nc == 0 or r1 == r0:
             continue
-        _weights_fc(w, wt, 0, F, c0, c0 + nc, valid)
+        if rparts == 1:
+            _weights_fc(w, wt, 0, F, c0, c1, valid)
         if full < 0:
-            _zero_columns(dxt.reshape(sy * sx * Hq * Wq * N, C), c0, c0 + nc)
+            for ph in range(sy * sx):
+                _zero_columns(planes[ph, r0 * Wq * N:r1 * Wq * N], c0, c1)
         for k in range(-1, kh * kw):
             t = full if k < 0 else k
             if t < 0 or (k >= 0 and t == full) or not valid[t]:
                 continue
-            i0, j0, ni, nj, cell = _tap_rect(t, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, Hq,
-                                             Wq)
-            pa = dyt.ctypes.data + (((i0 * OW + j0) * N) * F) * it
+            i0, j0, ni, nj, cell, first = _tap_rect(t, kw, OH, OW, H, W, sy, sx, pt, pl, dh,
+                                                    dw, Hq, Wq)
+            a, b = _rows_in(first, ni, r0, r1)
+            if b <= a:
+                continue
+            pa = dyt.ctypes.data + ((((i0 + a - first) * OW + j0) * N) * F) * it
             pb = wt.ctypes.data + (t * F * C + c0) * it
-            pc = dxt.ctypes.data + (cell * N * C + c0) * it
+            pc = dxt.ctypes.data + ((cell + (a - first) * Wq) * N * C + c0) * it
             beta = zero if t == full else one
-            if ni == 1 or (nj == Wq and nj == OW):
-                _cblas_gemm(fn, width, _NO_TRANS, _NO_TRANS, ni * nj * N, nc, F, one, pa, F,
-                            pb, C, beta, pc, C)
+            if b - a == 1 or (nj == Wq and nj == OW):
+                _cblas_gemm(fn, width, _NO_TRANS, _NO_TRANS, (b - a) * nj * N, nc, F, one, pa,
+                            F, pb, C, beta, pc, C)
             else:
-                for r in range(ni):
+                for r in range(b - a):
                     _cblas_gemm(fn, width, _NO_TRANS, _NO_TRANS, nj * N, nc, F, one,
                                 pa + r * OW * N * F * it, F, pb, C, beta,
                                 pc + r * Wq * N * C * it, C)
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_tapgemm_bwd_weight(fn, width, dyt, xt, gwt, gw, H, W, pt, pl, dh, dw, parts):
+def _conv2d_tapgemm_bwd_weight(fn, width, dyt, xt, gwt, gw, H, W, pt, pl, dh, dw, rparts,
+                               fparts):
     """``gw[:, :, p, q] = dY_rect.T @ X_rect`` for every tap, ``(F_slab, nj*N) @ (nj*N, C)``
     per band row, summed over the band rows; taps that read only padding get 0.
 
-    dyt : (OH, OW, N, F); xt : (sy, sx, Hq, Wq, N, C); gwt : (kh*kw, F, C) scratch;
-    gw : (F, C, kh, kw), overwritten.  Task ``s`` of ``parts`` owns a slab of filters of
-    every tap, and copies it from ``gwt`` into ``gw`` (a contiguous block of ``gw``)."""
+    dyt : (OH, OW, N, F); xt : (sy, sx, Hq, Wq, N, C); gwt : (rparts, kh*kw, F, C) scratch;
+    gw : (F, C, kh, kw), overwritten.  Task ``(r, s)`` sums over output rows ``[OH*r/rparts,
+    OH*(r+1)/rparts)`` into ``gwt[r]`` for filters ``[F*s/fparts, F*(s+1)/fparts)``; then
+    the row slabs' sums are added up, one slab of filters per task, into ``gw`` (a
+    contiguous block of it per slab)."""
     sy, sx, Hq, Wq, N, C = xt.shape
     F, kh, kw = gw.shape[0], gw.shape[2], gw.shape[3]
     OH, OW = dyt.shape[0], dyt.shape[1]
@@ -284,25 +334,36 @@ def _conv2d_tapgemm_bwd_weight(fn, width, dyt, xt, gwt, gw, H, W, pt, pl, dh, dw
     one = gwt.dtype.type(1)
     zero = gwt.dtype.type(0)
     valid = _valid_taps(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw)
-    for s in numba.prange(parts):
-        f0 = F * s // parts
-        nf = F * (s + 1) // parts - f0
+    for task in numba.prange(rparts * fparts):
+        rs = task // fparts
+        r0, r1 = _slab(OH, rs, rparts)
+        f0, f1 = _slab(F, task % fparts, fparts)
+        nf = f1 - f0
         if nf == 0:
             continue
         for t in range(kh * kw):
             if not valid[t]:
                 continue
-            i0, j0, ni, nj, cell = _tap_rect(t, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, Hq,
-                                             Wq)
-            pa = dyt.ctypes.data + (((i0 * OW + j0) * N) * F + f0) * it
-            pb = xt.ctypes.data + (cell * N * C) * it
-            pc = gwt.ctypes.data + ((t * F + f0) * C) * it
-            if ni == 1 or (nj == Wq and nj == OW):
-                _cblas_gemm(fn, width, _TRANS, _NO_TRANS, nf, C, ni * nj * N, one, pa, F, pb,
-                            C, zero, pc, C)
+            i0, j0, ni, nj, cell, _ = _tap_rect(t, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw,
+                                                Hq, Wq)
+            a, b = _rows_in(i0, ni, r0, r1)
+            if b <= a:  # no row of this slab: its share of the sum is 0
+                gwt[rs, t, f0:f1] = 0.0
+                continue
+            pa = dyt.ctypes.data + (((a * OW + j0) * N) * F + f0) * it
+            pb = xt.ctypes.data + ((cell + (a - i0) * Wq) * N * C) * it
+            pc = gwt.ctypes.data + (((rs * kh * kw + t) * F + f0) * C) * it
+            if b - a == 1 or (nj == Wq and nj == OW):
+                _cblas_gemm(fn, width, _TRANS, _NO_TRANS, nf, C, (b - a) * nj * N, one, pa, F,
+                            pb, C, zero, pc, C)
             else:
-                for r in range(ni):
+                for r in range(b - a):
                     _cblas_gemm(fn, width, _TRANS, _NO_TRANS, nf, C, nj * N, one,
                                 pa + r * OW * N * F * it, F, pb + r * Wq * N * C * it, C,
                                 zero if r == 0 else one, pc, C)
-        _scatter_weights(gwt, gw, f0, f0 + nf, valid)
+        if rparts == 1:
+            _scatter_weights(gwt, gw, f0, f1, valid)
+    if rparts > 1:
+        for s in numba.prange(rparts * fparts):
+            f0, f1 = _slab(F, s, rparts * fparts)
+            _scatter_weights(gwt, gw, f0, f1, valid)
