@@ -50,10 +50,13 @@ def choose_algorithm(op, algorithm, C, kh, kw, g: Geom, F, backward=False) -> st
       0.57 ms, 64 -> 64 0.81 vs 1.25 (4.2 -> 2.8 at batch 128), 96 -> 96 1.48 vs 1.67; 5x5
       64 -> 64 1.67 vs 3.15; 3x3 stride 2 64 -> 128 from 16x16 1.64 vs im2col 2.27; but 128
       -> 256 4.86 vs 4.42 and 256 -> 256 9.45 vs 8.11 (and 3x3 on 16x16 ties at 64
-      channels).  1x1 forward passes on up to 3x3 outputs 0.31-0.86; at 4x4 and larger the
-      per-image GEMMs win or tie (0.87-1.44), except at stride 2 on 4x4 outputs, which
-      im2col must gather first (64 -> 128 0.16 vs 0.21 ms, 1.13 vs 1.30 for 128 -> 256 at
-      batch 128; on 8x8 outputs 0.55 vs 0.42).
+      channels).  1x1 forward passes, tap-GEMM / im2col at batch 32 (128): 0.62-0.88 on up
+      to 6x6 outputs with at least 64 channels and filters (NiN's 96 -> 96 on 6x6 0.82
+      (0.88), 256 -> 256 on 3x3 0.68 (0.57), 384 -> 384 on 2x2 0.75 (0.75); GoogLeNet's 832
+      -> 256 on 1x1 0.62, 192 -> 64 on 4x4 0.81 (1.02)) but 1.03-1.21 with 16-32 filters and
+      at 8x8 0.88 (1.17); at stride 2 on 4x4 outputs, which im2col must gather first, 64 ->
+      128 0.16 vs 0.21 ms, 1.13 vs 1.30 for 128 -> 256 at batch 128 (on 8x8 outputs 0.55 vs
+      0.42).
 
     * 3x3, stride 1, dilation 1, groups 1 with at least 32 input and output channels (48 for
       the backward pass): Winograd F(2x2, 3x3).  VGG 27.3 / 102 vs direct 55.2 / 113, ResNet
@@ -163,10 +166,11 @@ AUTO_RULES = (
      lambda c: (c.tapgemm_fits() and not c.backward and c.kh * c.kw > 1
                 and (c.pixels <= 4 or (c.pixels <= 16 and c.C >= 32)
                      or (c.pixels <= 64 and c.C <= 96))), "tapgemm"),
-    ("the same forward passes of 1x1 kernels on outputs of at most 9 pixels with C >= 64, "
-     "or of at most 16 pixels with C >= 64 at stride 2",
+    ("the same forward passes of 1x1 kernels with C >= 64 on outputs of at most 9 pixels, "
+     "of at most 16 pixels at stride 2, or of at most 36 pixels (6x6) with F >= 64",
      lambda c: (c.tapgemm_fits() and not c.backward and c.kh * c.kw == 1 and c.C >= 64
-                and (c.pixels <= 9 or (c.pixels <= 16 and not c.stride1))), "tapgemm"),
+                and (c.pixels <= 9 or (c.pixels <= 16 and not c.stride1)
+                     or (c.pixels <= 36 and c.F >= 64))), "tapgemm"),
     ("the passes of rows 5 and 6 on small outputs: backward passes on outputs smaller than "
      "10x10, forward passes on outputs smaller than 3x3 (3x3 kernels) or 6x6 (5x5 kernels)",
      lambda c: c.winograd_wins() and c.out < (10 if c.backward else 3 if c.kh == 3 else 6),
