@@ -236,3 +236,25 @@ def test_auto_on_trimmed_small_maps_matches_references(layer):
     assert_scaled_close(dx, ref_conv2d_backward_exact(dy, x, w, stride=s, padding=p)[0],
                         rtol=1e-10)
     assert_scaled_close(gb, dy.sum((0, 2, 3)), rtol=1e-10)
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2)])
+def test_fused_relu_matches_the_reference_and_keeps_nan(stride):
+    """``relu=True`` applies ``max(v, 0)`` in the pass that writes ``y``, keeping NaN (as
+    ``nbconv.relu`` does); through ``nn.Conv2d`` + ``ReLU`` the engine fuses it."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 20, 5, 6))
+    w = rng.standard_normal((24, 20, 3, 3))
+    b = rng.standard_normal(24)
+    x[1, 3, 2, 2] = np.nan
+    want = ref_conv2d(_xpad(x, (1, 1, 1, 1)), w, b, stride=stride)
+    want = np.where(np.isnan(want), np.nan, np.maximum(want, 0))
+    assert np.isnan(want).any() and (want == 0).any()
+    y = np.full(want.shape, -7.0)
+    _tapgemm.conv2d_forward(x, w, b, y, *stride, 1, 1, 1, 1, 1, relu=True)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    assert_scaled_close(np.nan_to_num(y), np.nan_to_num(want), RTOL[np.float64])
+    from nbconv.functional import conv as _conv
+    y2 = _conv._conv2d_relu(x, w, b, stride=stride, padding=1, algorithm="tapgemm")
+    np.testing.assert_array_equal(np.isnan(y2), np.isnan(want))
+    assert_scaled_close(np.nan_to_num(y2), np.nan_to_num(want), RTOL[np.float64])

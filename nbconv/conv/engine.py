@@ -134,7 +134,7 @@ def forward(op, x, weight, bias, g: Geom, algorithm, relu=False, auto=False):
     relu_done = False
     if check_inputs and not all(finite_array(a) for a in (x, weight, bias) if a is not None):
         exact_forward(xp, weight, bias, y, *args)
-    elif algorithm == "direct":
+    elif algorithm in ("direct", "tapgemm"):  # these fuse the ReLU
         driver.conv2d_forward(xp, weight, bias, y, *args, relu=relu)
         relu_done = relu
     else:

@@ -102,7 +102,7 @@ def _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
                        (ry, rx, slice(i0 + qy, i1 + qy), slice(j0 + qx, j1 + qx)))
 
 
-def _forward_images(x, w, b, y, sy, sx, pt, pl, dh, dw):
+def _forward_images(x, w, b, y, sy, sx, pt, pl, dh, dw, relu):
     """:func:`conv2d_forward` on all images of ``x`` at once."""
     N, C, H, W = x.shape
     F, _, kh, kw = w.shape
@@ -118,13 +118,15 @@ def _forward_images(x, w, b, y, sy, sx, pt, pl, dh, dw):
         # the valid taps' weights are rearranged inside the kernel, each task its own slab
         # (a NumPy transpose of resnet18's 512 -> 512 3x3 weights took longer than the
         # products on a 1x1 map)
-        wt = np.empty((kh * kw, F, C), dtype=y.dtype)
+        # (a 1x1 kernel's weights are already its one (F, C) matrix)
+        one_tap = kh * kw == 1
+        wt = w.reshape(1, F, C) if one_tap else np.empty((kh * kw, F, C), dtype=y.dtype)
         with single_threaded_blas():
             by_rows = plan.tapgemm_row_slabs(OH, OH * OW * N, F, numba.get_num_threads())
             _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, pt, pl, dh, dw,
-                                *_split(OH, F, by_rows))
+                                *_split(OH, F, by_rows), not one_tap)
     bias = b if b is not None else np.zeros(1, dtype=y.dtype)
-    _conv2d_tapgemm_from_rows(yt[None, None], y, bias, b is not None)
+    _conv2d_tapgemm_from_rows(yt[None, None], y, bias, b is not None, relu)
 
 
 def _backward_images(dy, x, w, dx, gw, sy, sx, pt, pl, dh, dw):
@@ -157,8 +159,11 @@ def _backward_images(dy, x, w, dx, gw, sy, sx, pt, pl, dh, dw):
             if dx is not None:
                 Hq = xt.shape[2]
                 by_rows = plan.tapgemm_row_slabs(Hq, H * W * N, C, threads)
-                _conv2d_tapgemm_bwd_data(gemm[0], gemm[1], dyt, w, scratch[0], dxt, H, W, pt,
-                                         pl, dh, dw, *_split(Hq, C, by_rows))
+                one_tap = kh * kw == 1
+                _conv2d_tapgemm_bwd_data(gemm[0], gemm[1], dyt, w,
+                                         w.reshape(1, F, C) if one_tap else scratch[0], dxt,
+                                         H, W, pt, pl, dh, dw, *_split(Hq, C, by_rows),
+                                         not one_tap)
     if dx is not None:
         _conv2d_tapgemm_from_rows(dxt, dx, np.zeros(1, dtype=dx.dtype), False)
 
@@ -169,8 +174,9 @@ def _images_per_chunk(N, per_image, itemsize):
     return max(1, min(N, _config.IM2COL_MAX_BYTES // max(1, per_image * itemsize)))
 
 
-def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
-    """Tap-GEMM forward convolution into the preallocated ``y`` (``groups`` must be 1).
+def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False):
+    """Tap-GEMM forward convolution into the preallocated ``y`` (``groups`` must be 1), then
+    ``y = max(y, 0)`` (NaN kept) with ``relu``, in the same pass that writes ``y``.
 
     Parameters
     ----------
@@ -196,7 +202,7 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     N, C, H, W = x.shape
     nb = _images_per_chunk(N, max(C * H * W, y[0].size), y.itemsize)
     for n0 in range(0, N, nb):
-        _forward_images(x[n0:n0 + nb], w, b, y[n0:n0 + nb], sy, sx, pt, pl, dh, dw)
+        _forward_images(x[n0:n0 + nb], w, b, y[n0:n0 + nb], sy, sx, pt, pl, dh, dw, relu)
 
 
 def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):

@@ -66,14 +66,16 @@ def _conv2d_tapgemm_to_rows(x, xt):
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_tapgemm_from_rows(xt, x, b, has_bias):
+def _conv2d_tapgemm_from_rows(xt, x, b, has_bias, relu=False):
     """Inverse of :func:`_conv2d_tapgemm_to_rows`, plus ``b[c]`` on every value when
-    ``has_bias``: ``x[n, c, h, w] = xt[h % sy, w % sx, h // sy, w // sx, n, c] (+ b[c])``.
+    ``has_bias``, then ``max(v, 0)`` (NaN kept) with ``relu``: ``x[n, c, h, w] = xt[h % sy,
+    w % sx, h // sy, w // sx, n, c] (+ b[c])``.
 
     xt : (sy, sx, Hq, Wq, N, C); x : (N, C, H, W), overwritten; b : (C,) (any length when
     not ``has_bias``).  One task per (image, row)."""
     N, C, H, W = x.shape
     sy, sx = xt.shape[0], xt.shape[1]
+    zero = x.dtype.type(0)
     for task in numba.prange(N * H):
         n = task // H
         h = task - n * H
@@ -81,12 +83,10 @@ def _conv2d_tapgemm_from_rows(xt, x, b, has_bias):
         a = h // sy
         for w in range(W):
             src = xt[ry, w % sx, a, w // sx, n]
-            if has_bias:
-                for c in range(C):
-                    x[n, c, h, w] = src[c] + b[c]
-            else:
-                for c in range(C):
-                    x[n, c, h, w] = src[c]
+            for c in range(C):
+                v = src[c] + b[c] if has_bias else src[c]
+                # "not (v <= 0)" keeps NaN, as nbconv.relu does
+                x[n, c, h, w] = v if not relu or not (v <= 0) else zero
 
 
 @numba.njit(**_config.JIT_OPTIONS)
@@ -198,12 +198,14 @@ def _rows_in(first, count, r0, r1):
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, rparts, fparts):
+def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, rparts, fparts,
+                        rearrange=True):
     """``yt[i, j, :, :] = sum over valid taps (p, q) of X_(p,q) @ W_(p,q).T``: one BLAS call
     per tap and band row of its rectangle, ``(nj*N, C) @ (C, F_slab)``.
 
     xt : (sy, sx, Hq, Wq, N, C); w : (F, C, kh, kw); wt : (kh*kw, F, C) scratch (the valid
-    taps' ``W_t``, written here); yt : (OH, OW, N, F), overwritten (no bias); H, W the
+    taps' ``W_t``, written here unless not ``rearrange``: a 1x1 kernel's ``w`` is its own
+    ``W_t``, passed as ``wt``); yt : (OH, OW, N, F), overwritten (no bias); H, W the
     input size; ``fn``/``width`` the CBLAS gemm and its integer marker.  Task ``(r, s)``
     owns output rows ``[OH*r/rparts, OH*(r+1)/rparts)`` and filters ``[F*s/fparts,
     F*(s+1)/fparts)``: its block of ``yt``.  Filter slabs alone (``rparts == 1``) suit small
@@ -219,7 +221,7 @@ def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, rparts, 
     zero = yt.dtype.type(0)
     valid = _valid_taps(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw)
     full = _full_tap(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, False)
-    if rparts > 1:  # every row slab reads every filter's weights: rearrange them first
+    if rparts > 1 and rearrange:  # every row slab reads every filter's weights: first
         for s in numba.prange(rparts * fparts):
             f0, f1 = _slab(F, s, rparts * fparts)
             _weights_fc(w, wt, f0, f1, 0, C, valid)
@@ -230,7 +232,7 @@ def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, rparts, 
         nf = f1 - f0
         if nf == 0 or r1 == r0:
             continue
-        if rparts == 1:
+        if rparts == 1 and rearrange:
             _weights_fc(w, wt, f0, f1, 0, C, valid)
         if full < 0:
             _zero_columns(rows[r0 * OW * N:r1 * OW * N], f0, f1)
@@ -260,13 +262,13 @@ def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, rparts, 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
 def _conv2d_tapgemm_bwd_data(fn, width, dyt, w, wt, dxt, H, W, pt, pl, dh, dw, rparts,
-                             cparts):
+                             cparts, rearrange=True):
     """``dX_(p,q) += dY_rect @ W_(p,q)`` for every valid tap: the adjoint of
     :func:`_conv2d_tapgemm_fwd`, one BLAS call per tap and band row, ``(nj*N, F) @
     (F, C_slab)``.
 
     dyt : (OH, OW, N, F); w : (F, C, kh, kw); wt : (kh*kw, F, C) scratch (the valid taps'
-    ``W_t``); dxt : (sy, sx, Hq, Wq, N, C), overwritten (cells no tap reaches are 0).  Task
+    ``W_t``, written here unless not ``rearrange``, as in the forward kernel); dxt : (sy, sx, Hq, Wq, N, C), overwritten (cells no tap reaches are 0).  Task
     ``(r, s)`` owns rows ``[Hq*r/rparts, Hq*(r+1)/rparts)`` of every stride phase and
     channels ``[C*s/cparts, C*(s+1)/cparts)``, as in the forward kernel."""
     sy, sx, Hq, Wq, N, C = dxt.shape
@@ -277,7 +279,7 @@ def _conv2d_tapgemm_bwd_data(fn, width, dyt, w, wt, dxt, H, W, pt, pl, dh, dw, r
     zero = dxt.dtype.type(0)
     valid = _valid_taps(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw)
     full = _full_tap(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw, True)
-    if rparts > 1:
+    if rparts > 1 and rearrange:
         for s in numba.prange(rparts * cparts):
             f0, f1 = _slab(F, s, rparts * cparts)
             _weights_fc(w, wt, f0, f1, 0, C, valid)
@@ -288,7 +290,7 @@ def _conv2d_tapgemm_bwd_data(fn, width, dyt, w, wt, dxt, H, W, pt, pl, dh, dw, r
         nc = c1 - c0
         if nc == 0 or r1 == r0:
             continue
-        if rparts == 1:
+        if rparts == 1 and rearrange:
             _weights_fc(w, wt, 0, F, c0, c1, valid)
         if full < 0:
             for ph in range(sy * sx):
