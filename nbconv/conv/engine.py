@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks.conv import NP_PAD_MODE, Geom
+from ..kernels.norm import _batch_norm_fwd
 from . import direct, im2col, plan, tapgemm, winograd
 from .exact import exact_backward, exact_forward, finite_array
 
@@ -109,17 +110,19 @@ def _apply_trim(weight, g, algorithm, trimmed):
     return np.ascontiguousarray(trimmed[0]), trimmed[1], trimmed[2], trimmed[3]
 
 
-def forward(op, x, weight, bias, g: Geom, algorithm, relu=False, auto=False):
+def forward(op, x, weight, bias, g: Geom, algorithm, relu=False, auto=False, scale=None):
     """The convolution of validated 4-D arrays of one dtype (then ``y = relu(y)`` with
     ``relu``) by ``algorithm``; with ``auto`` (``algorithm`` was chosen by the plan) a trimmed
-    kernel is planned again.
+    kernel is planned again.  With ``scale`` (F,) float64, ``y = conv(x, weight) * scale[f] +
+    bias[f]`` (an inference batch norm folded in; ``bias`` then float64 too, or None).
 
     An empty batch gives an empty output without calling a driver.  Non-finite values go
     through :func:`exact_forward`: inputs holding inf or NaN skip the fast drivers when the
     inputs are smaller to check than the output (LeNet's first layer: 4.4x fewer values), else
     a fast result holding inf or NaN is recomputed (ReLU keeps NaN, so the check may follow
     it).  Winograd always has its result checked: huge finite inputs can overflow in its
-    transforms.
+    transforms.  Tap-GEMM and the direct kernels apply the ReLU in the pass that writes ``y``,
+    tap-GEMM the scale too; otherwise they are one more pass (:func:`_epilogue`).
     """
     y = np.empty((x.shape[0], weight.shape[0], g.OH, g.OW), dtype=x.dtype)
     if y.size == 0:
@@ -131,20 +134,37 @@ def forward(op, x, weight, bias, g: Geom, algorithm, relu=False, auto=False):
     xp, pt, pl = _pad_input(x, g)
     args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
     check_inputs = algorithm != "winograd" and x.size + weight.size < y.size
-    relu_done = False
+    conv_bias = bias if scale is None else None  # with a scale the shift comes after it
+    done = False  # whether the scale, shift and ReLU are applied
     if check_inputs and not all(finite_array(a) for a in (x, weight, bias) if a is not None):
-        exact_forward(xp, weight, bias, y, *args)
-    elif algorithm in ("direct", "tapgemm"):  # these fuse the ReLU
+        exact_forward(xp, weight, conv_bias, y, *args)
+    elif algorithm == "tapgemm":
+        driver.conv2d_forward(xp, weight, bias, y, *args, relu=relu, scale=scale)
+        done = True
+    elif algorithm == "direct" and scale is None:
         driver.conv2d_forward(xp, weight, bias, y, *args, relu=relu)
-        relu_done = relu
+        done = True
     else:
-        driver.conv2d_forward(xp, weight, bias, y, *args)
+        driver.conv2d_forward(xp, weight, conv_bias, y, *args)
     if not check_inputs and not finite_array(y):
-        exact_forward(xp, weight, bias, y, *args)
-        relu_done = False
-    if relu and not relu_done:
-        direct.relu_in_place(y)
+        exact_forward(xp, weight, conv_bias, y, *args)
+        done = False
+    if not done:
+        _epilogue(y, scale, None if scale is None else bias, relu)
     return y
+
+
+def _epilogue(y, scale, shift, relu):
+    """``y = y * scale[f] + shift[f]`` (when ``scale`` is given; in float64, rounded once, as
+    tap-GEMM does: the batch norm's own kernel), then ``relu``, in place."""
+    if scale is not None:
+        F = y.shape[1]
+        y3 = y.reshape(y.shape[0], F, -1)
+        _batch_norm_fwd(y3, np.zeros(F), np.ascontiguousarray(scale, np.float64),
+                        np.zeros(F) if shift is None else np.ascontiguousarray(shift, np.float64),
+                        y3)
+    if relu:
+        direct.relu_in_place(y)
 
 
 def backward(op, dy, x, weight, g: Geom, want_bias, need_dx, algorithm, auto=False):

@@ -102,7 +102,7 @@ def _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
                        (ry, rx, slice(i0 + qy, i1 + qy), slice(j0 + qx, j1 + qx)))
 
 
-def _forward_images(x, w, b, y, sy, sx, pt, pl, dh, dw, relu):
+def _forward_images(x, w, b, y, sy, sx, pt, pl, dh, dw, relu, scale):
     """:func:`conv2d_forward` on all images of ``x`` at once."""
     N, C, H, W = x.shape
     F, _, kh, kw = w.shape
@@ -126,7 +126,7 @@ def _forward_images(x, w, b, y, sy, sx, pt, pl, dh, dw, relu):
             _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, pt, pl, dh, dw,
                                 *_split(OH, F, by_rows), not one_tap)
     bias = b if b is not None else np.zeros(1, dtype=y.dtype)
-    _conv2d_tapgemm_from_rows(yt[None, None], y, bias, b is not None, relu)
+    _conv2d_tapgemm_from_rows(yt[None, None], y, bias, b is not None, relu, scale)
 
 
 def _backward_images(dy, x, w, dx, gw, sy, sx, pt, pl, dh, dw):
@@ -174,9 +174,11 @@ def _images_per_chunk(N, per_image, itemsize):
     return max(1, min(N, _config.IM2COL_MAX_BYTES // max(1, per_image * itemsize)))
 
 
-def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False):
-    """Tap-GEMM forward convolution into the preallocated ``y`` (``groups`` must be 1), then
-    ``y = max(y, 0)`` (NaN kept) with ``relu``, in the same pass that writes ``y``.
+def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False, scale=None):
+    """Tap-GEMM forward convolution into the preallocated ``y`` (``groups`` must be 1); in
+    the pass that writes ``y``, each filter's output times ``scale[f]`` (when given: an
+    inference batch norm folded in), plus ``b[f]``, then ``max(y, 0)`` (NaN kept) with
+    ``relu``.
 
     Parameters
     ----------
@@ -188,6 +190,9 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False):
         x[n, c, i*sy-pt+p*dh, j*sx-pl+q*dw]`` over the terms inside ``x``.
     sy, sx, pt, pl, dh, dw, groups : int
         Stride, top/left zero padding (bottom/right implied by OH/OW), dilation, groups.
+    relu : bool
+    scale : ndarray, shape (F,), float64, or None
+        Multiplies the sum before ``b`` is added.
 
     Examples
     --------
@@ -202,7 +207,8 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False):
     N, C, H, W = x.shape
     nb = _images_per_chunk(N, max(C * H * W, y[0].size), y.itemsize)
     for n0 in range(0, N, nb):
-        _forward_images(x[n0:n0 + nb], w, b, y[n0:n0 + nb], sy, sx, pt, pl, dh, dw, relu)
+        _forward_images(x[n0:n0 + nb], w, b, y[n0:n0 + nb], sy, sx, pt, pl, dh, dw, relu,
+                        scale)
 
 
 def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):

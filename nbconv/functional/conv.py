@@ -141,8 +141,18 @@ def _conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
                            padding_mode, algorithm, relu=True)
 
 
+def _conv2d_scaled(x, weight, scale, shift, stride=1, padding=0, dilation=1, groups=1,
+                   padding_mode="zeros", algorithm="auto"):
+    """``conv2d(x, weight) * scale[f] + shift[f]`` on host arrays: an inference batch norm
+    (``scale``/``shift`` float64, shape (F,), from its running statistics) folded into the
+    convolution, in the pass that writes the output where the algorithm allows
+    (``Conv2d`` followed by ``BatchNorm2d`` in eval mode under ``no_grad``)."""
+    return _conv2d_checked("conv2d", x, weight, shift, stride, padding, dilation, groups,
+                           padding_mode, algorithm, scale=scale)
+
+
 def _conv2d_checked(op, x, weight, bias, stride, padding, dilation, groups, padding_mode,
-                    algorithm, relu=False):
+                    algorithm, relu=False, scale=None):
     x = as_float_array(op, "x", x)
     x, unbatched = batched(op, x, 4, X_LAYOUTS)
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
@@ -150,10 +160,12 @@ def _conv2d_checked(op, x, weight, bias, stride, padding, dilation, groups, padd
     desc = f"x shape {tuple(x.shape[unbatched:])}, weight shape {tuple(weight.shape)}"
     g = geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
                  desc)
-    bias = check_bias(op, bias, x.dtype, weight.shape[0], desc)
+    if scale is None:
+        bias = check_bias(op, bias, x.dtype, weight.shape[0], desc)
     algo = plan.choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
                                  weight.shape[0])
-    y = engine.forward(op, x, weight, bias, g, algo, relu, auto=algorithm == "auto")
+    y = engine.forward(op, x, weight, bias, g, algo, relu, auto=algorithm == "auto",
+                       scale=scale)
     return y[0] if unbatched else y
 
 

@@ -66,13 +66,14 @@ def _conv2d_tapgemm_to_rows(x, xt):
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_tapgemm_from_rows(xt, x, b, has_bias, relu=False):
-    """Inverse of :func:`_conv2d_tapgemm_to_rows`, plus ``b[c]`` on every value when
-    ``has_bias``, then ``max(v, 0)`` (NaN kept) with ``relu``: ``x[n, c, h, w] = xt[h % sy,
-    w % sx, h // sy, w // sx, n, c] (+ b[c])``.
+def _conv2d_tapgemm_from_rows(xt, x, b, has_bias, relu=False, scale=None):
+    """Inverse of :func:`_conv2d_tapgemm_to_rows`, then per channel ``v * scale[c]`` (when
+    ``scale`` is given), ``+ b[c]`` (when ``has_bias``) and ``max(v, 0)`` (NaN kept) with
+    ``relu``: ``x[n, c, h, w] = xt[h % sy, w % sx, h // sy, w // sx, n, c] (* scale[c])
+    (+ b[c])``.
 
     xt : (sy, sx, Hq, Wq, N, C); x : (N, C, H, W), overwritten; b : (C,) (any length when
-    not ``has_bias``).  One task per (image, row)."""
+    not ``has_bias``); scale : (C,) float64, or None.  One task per (image, row)."""
     N, C, H, W = x.shape
     sy, sx = xt.shape[0], xt.shape[1]
     zero = x.dtype.type(0)
@@ -84,7 +85,11 @@ def _conv2d_tapgemm_from_rows(xt, x, b, has_bias, relu=False):
         for w in range(W):
             src = xt[ry, w % sx, a, w // sx, n]
             for c in range(C):
-                v = src[c] + b[c] if has_bias else src[c]
+                v = src[c]
+                if scale is not None:
+                    v = v * scale[c]
+                if has_bias:
+                    v = v + b[c]
                 # "not (v <= 0)" keeps NaN, as nbconv.relu does
                 x[n, c, h, w] = v if not relu or not (v <= 0) else zero
 
@@ -268,8 +273,8 @@ def _conv2d_tapgemm_bwd_data(fn, width, dyt, w, wt, dxt, H, W, pt, pl, dh, dw, r
     (F, C_slab)``.
 
     dyt : (OH, OW, N, F); w : (F, C, kh, kw); wt : (kh*kw, F, C) scratch (the valid taps'
-    ``W_t``, written here unless not ``rearrange``, as in the forward kernel); dxt : (sy, sx, Hq, Wq, N, C), overwritten (cells no tap reaches are 0).  Task
-    ``(r, s)`` owns rows ``[Hq*r/rparts, Hq*(r+1)/rparts)`` of every stride phase and
+    ``W_t``, written here unless not ``rearrange``, as in the forward kernel); dxt : (sy, sx,
+    Hq, Wq, N, C), overwritten (cells no tap reaches are 0).  Task ``(r, s)`` owns rows ``[Hq*r/rparts, Hq*(r+1)/rparts)`` of every stride phase and
     channels ``[C*s/cparts, C*(s+1)/cparts)``, as in the forward kernel."""
     sy, sx, Hq, Wq, N, C = dxt.shape
     F, kh, kw = w.shape[0], w.shape[2], w.shape[3]

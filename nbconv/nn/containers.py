@@ -6,6 +6,8 @@ arithmetic goes through :mod:`._arrays` (NumPy on the host, small kernels on the
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from .._checks import check_int
@@ -301,9 +303,26 @@ class Graph(Module):
     def forward(self, x):
         self._in_shape = tuple(np.shape(x))
         values = {self.INPUT: x}
-        for name, module, ins in self.nodes:
-            values[name] = module.forward(*[values[i] for i in ins])
-        return values[self._output_name()]
+        nodes = self.nodes
+        out = self._output_name()
+        readers = Counter(i for _, _, ins in nodes for i in ins)
+        k = 0
+        while k < len(nodes):
+            name, module, ins = nodes[k]
+            args = [values[i] for i in ins]
+            if k + 1 < len(nodes) and len(args) == 1:
+                # a node whose only reader is the next node may take it along in a single
+                # pass, as in Sequential (convolution and ReLU or inference batch norm)
+                nxt, after, after_ins = nodes[k + 1]
+                if after_ins == (name,) and readers[name] == 1 and name != out:
+                    fused = module._forward_through(after, args[0])
+                    if fused is not None:
+                        values[nxt] = fused
+                        k += 2
+                        continue
+            values[name] = module.forward(*args)
+            k += 1
+        return values[out]
 
     def backward(self, dy, need_dx=True):
         """Backward through the nodes in reverse order; ``need_dx=False`` lets the nodes that

@@ -123,15 +123,32 @@ class Conv2d(_ConvNd):
         return y
 
     def _forward_through(self, after, x):
-        """``after.forward(self.forward(x))`` with the ReLU in the convolution's store when
-        ``after`` is a ReLU and everything is on the host (saves the ReLU's pass); the ReLU
-        keeps the output for its backward pass (``relu(v) <= 0`` exactly when ``v <= 0``)."""
-        if (type(after) is not ReLU or type(x) is not np.ndarray
-                or type(self.weight.data) is not np.ndarray):
+        """``after.forward(self.forward(x))`` in one pass, everything on the host:
+
+        * ``after`` a ReLU: the ReLU in the convolution's store (saves the ReLU's pass); the
+          ReLU keeps the output for its backward pass (``relu(v) <= 0`` exactly when ``v <=
+          0``);
+        * ``after`` a BatchNorm2d normalising with its running statistics (eval mode), under
+          ``no_grad``: the normalisation folded into the convolution's store as a scale and
+          shift per filter (inference, where nothing is kept for a backward pass)."""
+        if type(x) is not np.ndarray or type(self.weight.data) is not np.ndarray:
             return None
-        y = self._forward_with(_conv._conv2d_relu, x)
-        after._saved = y if self._keep() else None
-        return y
+        if type(after) is ReLU:
+            y = self._forward_with(_conv._conv2d_relu, x)
+            after._saved = y if self._keep() else None
+            return y
+        if type(after) is BatchNorm2d and not self._keep() and x.ndim == 4:
+            affine = after._inference_affine(self.weight.data.shape[0])
+            if affine is None:
+                return None
+            scale, shift = affine
+            if self.bias is not None:  # BN(conv + b) = conv * scale + (b * scale + shift)
+                shift = shift + scale * self.bias.data
+            y = _conv._conv2d_scaled(x, self.weight.data, scale, shift, **self._args())
+            self._x = None
+            after._cache = None
+            return y
+        return None
 
     def backward(self, dy, need_dx=True):
         """``need_dx=False`` skips the input gradient (returns None): the first layer."""
@@ -539,6 +556,27 @@ class _BatchNorm(Module):
             training=batch_stats, momentum=cfg["momentum"], eps=cfg["eps"], return_stats=True)
         self._cache = (x, mean, invstd, batch_stats) if self._keep() else None
         return y
+
+    def _inference_affine(self, channels):
+        """``(scale, shift)`` float64 (C,) with ``forward(v) == v * scale + shift`` per
+        channel when this layer normalises with its running statistics (eval mode, tracked
+        statistics) of ``channels`` channels, all on the host; None otherwise (then
+        ``forward`` runs, and raises what it raises)."""
+        cfg = self._config
+        if self.training or not cfg["track_running_stats"] or channels != cfg["num_features"]:
+            return None
+        mean, var = self._buffers["running_mean"], self._buffers["running_var"]
+        arrays = [mean, var] + ([self.weight.data, self.bias.data] if cfg["affine"] else [])
+        if any(type(a) is not np.ndarray for a in arrays):
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = 1.0 / np.sqrt(var.astype(np.float64) + cfg["eps"])
+            if cfg["affine"]:
+                scale = scale * self.weight.data
+            shift = -mean * scale
+            if cfg["affine"]:
+                shift = shift + self.bias.data
+        return scale, shift
 
     def backward(self, dy):
         if self._cache is None:
