@@ -274,8 +274,9 @@ def _conv2d_tapgemm_bwd_data(fn, width, dyt, w, wt, dxt, H, W, pt, pl, dh, dw, r
 
     dyt : (OH, OW, N, F); w : (F, C, kh, kw); wt : (kh*kw, F, C) scratch (the valid taps'
     ``W_t``, written here unless not ``rearrange``, as in the forward kernel); dxt : (sy, sx,
-    Hq, Wq, N, C), overwritten (cells no tap reaches are 0).  Task ``(r, s)`` owns rows ``[Hq*r/rparts, Hq*(r+1)/rparts)`` of every stride phase and
-    channels ``[C*s/cparts, C*(s+1)/cparts)``, as in the forward kernel."""
+    Hq, Wq, N, C), overwritten (cells no tap reaches are 0).  Task ``(r, s)`` owns rows
+    ``[Hq*r/rparts, Hq*(r+1)/rparts)`` of every stride phase and channels ``[C*s/cparts,
+    C*(s+1)/cparts)``, as in the forward kernel."""
     sy, sx, Hq, Wq, N, C = dxt.shape
     F, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     OH, OW = dyt.shape[0], dyt.shape[1]
