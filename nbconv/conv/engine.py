@@ -158,11 +158,10 @@ def _epilogue(y, scale, shift, relu):
     """``y = y * scale[f] + shift[f]`` (when ``scale`` is given; in float64, rounded once, as
     tap-GEMM does: the batch norm's own kernel), then ``relu``, in place."""
     if scale is not None:
-        F = y.shape[1]
-        y3 = y.reshape(y.shape[0], F, -1)
-        _batch_norm_fwd(y3, np.zeros(F), np.ascontiguousarray(scale, np.float64),
-                        np.zeros(F) if shift is None else np.ascontiguousarray(shift, np.float64),
-                        y3)
+        zeros = np.zeros(y.shape[1])  # the mean it subtracts; the shift when none is given
+        y3 = y.reshape(y.shape[0], y.shape[1], -1)
+        _batch_norm_fwd(y3, zeros, np.ascontiguousarray(scale, np.float64),
+                        zeros if shift is None else np.ascontiguousarray(shift, np.float64), y3)
     if relu:
         direct.relu_in_place(y)
 

@@ -69,9 +69,9 @@ def _split(plane_rows, cols, by_rows):
     (see :func:`plan.tapgemm_row_slabs`), else of ``cols`` columns, one per thread."""
     if not by_rows:
         return 1, _parts(cols)
-    rparts = min(numba.get_num_threads(), plane_rows)
-    return rparts, max(1, min(numba.get_num_threads() // rparts,
-                              cols // plan.TAPGEMM_MIN_SLAB))
+    threads = numba.get_num_threads()
+    rparts = min(threads, plane_rows)
+    return rparts, max(1, min(threads // rparts, cols // plan.TAPGEMM_MIN_SLAB))
 
 
 def _rows(a, sy, sx):
@@ -115,10 +115,10 @@ def _forward_images(x, w, b, y, sy, sx, pt, pl, dh, dw, relu, scale):
         for p, q, out, inp in _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
             yt[out] += np.matmul(xt[inp], w[:, :, p, q].T)
     else:
-        # the valid taps' weights are rearranged inside the kernel, each task its own slab
-        # (a NumPy transpose of resnet18's 512 -> 512 3x3 weights took longer than the
-        # products on a 1x1 map)
-        # (a 1x1 kernel's weights are already its one (F, C) matrix)
+        # the valid taps' weights are rearranged inside the kernel, in slabs of filters
+        # spread over the tasks (a NumPy transpose of resnet18's 512 -> 512 3x3 weights took
+        # longer than the products on a 1x1 map); a 1x1 kernel's weights are already its
+        # one (F, C) matrix
         one_tap = kh * kw == 1
         wt = w.reshape(1, F, C) if one_tap else np.empty((kh * kw, F, C), dtype=y.dtype)
         with single_threaded_blas():
