@@ -105,6 +105,21 @@ def _cpu_flags() -> list[str]:
     return []
 
 
+def _blas_info() -> dict | None:
+    """NumPy's BLAS as threadpoolctl sees it: library, version and the kernels it chose
+    (OpenBLAS's "architecture": ``OPENBLAS_CORETYPE`` forces it; nbconv's products use it)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas" and "numpy" in str(lib.get("filepath")):
+            return {"library": lib.get("internal_api"), "version": lib.get("version"),
+                    "architecture": lib.get("architecture"),
+                    "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+    return None
+
+
 def machine_info(torch=None) -> dict:
     """CPU, cores, load, thread settings and library versions (JSON-ready)."""
     import numba
@@ -138,6 +153,7 @@ def machine_info(torch=None) -> dict:
         "numba_threading_layer": layer,
         "torch": None,
         "torch_threads": None,
+        "blas": _blas_info(),
     }
     try:
         import scipy
@@ -159,6 +175,12 @@ def print_machine(info: dict) -> None:
           f"{info['numba_threading_layer']}), torch {info['torch_threads']}")
     print(f"versions: python {info['python']}, numpy {info['numpy']}, numba {info['numba']}, "
           f"scipy {info['scipy']}, torch {info['torch']}, nbconv {info['nbconv']}")
+    blas = info.get("blas")
+    if blas:
+        forced = (f", forced by OPENBLAS_CORETYPE={blas['OPENBLAS_CORETYPE']}"
+                  if blas["OPENBLAS_CORETYPE"] else "")
+        print(f"blas    : NumPy's {blas['library']} {blas['version']}, "
+              f"{blas['architecture']} kernels{forced}")
     if load is not None and load[0] > (info["usable_cores"] or 1):
         print(f"WARNING : 1-minute load average {load[0]} exceeds the core count: other work "
               "shares the machine. Multi-threaded timings (both libraries) then stall at thread "

@@ -33,7 +33,9 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
-from .kernels.gemm import _NO_TRANS, _TRANS, _gemm_tasks
+from . import _config
+from .kernels._ir import VECTOR_BYTES
+from .kernels.gemm import _NO_TRANS, _TRANS, VECTOR_GEMM, _gemm_tasks
 
 __all__ = ["matmul", "SMALL_MACS"]
 
@@ -98,8 +100,67 @@ def _gemm_functions() -> dict:
                 continue
             _gemm = {k: ctypes.cast(f, ctypes.c_void_p).value for k, f in found.items()}
             _gemm_int = int_type
+            if _config.GEMM == "vector":
+                _gemm = {k: VECTOR_GEMM for k in _gemm}
+            elif use_vector_gemm(blas_core(dll), VECTOR_BYTES, _config.GEMM):
+                _gemm = {k: -f for k, f in _gemm.items()}  # each product chooses
             return _gemm
     return _gemm
+
+
+#: OpenBLAS cores whose float kernels use AVX-512
+_AVX512_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+_CORENAME_SYMBOLS = ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                     "openblas_get_corename64_", "openblas_get_corename")
+
+
+def blas_core(dll) -> str | None:
+    """The kernels an OpenBLAS library chose when it was loaded (``"Haswell"``,
+    ``"SkylakeX"``, ...; ``OPENBLAS_CORETYPE`` forces them), or None for another BLAS."""
+    for symbol in _CORENAME_SYMBOLS:
+        fn = getattr(dll, symbol, None)
+        if fn is not None:
+            fn.restype = ctypes.c_char_p
+            name = fn()
+            return name.decode() if name else None
+    return None
+
+
+def use_vector_gemm(core: str | None, vector_bytes: int, setting: str) -> bool:
+    """Whether nbconv's own product (:mod:`nbconv.kernels.gemm_vector`) replaces BLAS's.
+
+    Parameters
+    ----------
+    core : str or None
+        :func:`blas_core` of NumPy's BLAS (None: not OpenBLAS, e.g. MKL: BLAS is kept).
+    vector_bytes : int
+        The vector width numba compiles for (:data:`nbconv.kernels._ir.VECTOR_BYTES`).
+    setting : str
+        ``NBCONV_GEMM``: ``"auto"`` (the vector product where numba has AVX-512 and
+        OpenBLAS runs narrower kernels, as with ``OPENBLAS_CORETYPE=Haswell`` on an AVX-512
+        CPU), ``"blas"`` or ``"vector"``.
+    """
+    if setting != "auto":
+        return setting == "vector"
+    return vector_bytes == 64 and core is not None and core.lower() not in _AVX512_CORES
+
+
+def gemm_description() -> str:
+    """Which product nbconv's GEMMs run, in words (for benchmark reports)."""
+    gemm = _gemm_functions()
+    if not gemm:
+        return "numpy.matmul (no CBLAS gemm found)"
+    libs = _blas_controllers()
+    name = f"{libs[0].internal_api} {libs[0].version}" if libs else "BLAS"
+    core = getattr(libs[0], "architecture", None) if libs else None
+    blas = f"{name} ({core} kernels)" if core else name
+    fn = next(iter(gemm.values()))
+    if fn == VECTOR_GEMM:
+        return f"nbconv's {VECTOR_BYTES * 8}-bit vector GEMM for every product (NBCONV_GEMM)"
+    if fn < 0:
+        return (f"nbconv's {VECTOR_BYTES * 8}-bit vector GEMM where it is faster, else NumPy's "
+                f"{blas}")
+    return f"NumPy's {blas}"
 
 
 def _operand(x):

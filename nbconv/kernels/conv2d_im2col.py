@@ -1,5 +1,6 @@
 """Kernels of the im2col + GEMM convolution (the GEMMs themselves are BLAS calls in
-``nbconv.conv.im2col``).
+``nbconv.conv.im2col``, or nbconv's vector product, :mod:`.gemm_vector`, where that is chosen;
+the fused forward kernel calls it itself).
 
 All kernels work on one *chunk* of the output: images ``n0 .. n0+nb``, output rows
 ``r0 .. r0+nr`` and output columns ``j0 .. j0+nj`` (a chunk is either a run of whole images, or a

@@ -16,7 +16,8 @@ The GEMM kernels therefore call BLAS once per (tap, band row) -- once per tap fo
 rectangles -- with ``N`` images times the band's pixels as the product's rows, and never
 touch a padded tap.  Each ``prange`` task owns a slab of the output's columns (filters for
 the forward pass and the weight gradient, channels for the data gradient) across all taps,
-so no two tasks write the same memory and BLAS runs single-threaded on numba's threads.
+so no two tasks write the same memory and BLAS runs single-threaded on numba's threads
+(``fn`` may also name nbconv's own vector product, :data:`.gemm.VECTOR_GEMM`).
 Filter slabs (not row slabs) because on small maps the weights are the larger operand: each
 task then reads only its part of them.
 """

@@ -2,7 +2,9 @@
 (see :mod:`nbconv._blas` for why, and for how the function's address is found).
 
 ``cblas_?gemm`` is reached through its address, passed in as an integer: the compiled code
-stays valid across processes (numba's on-disk cache), whichever BLAS library is loaded.
+stays valid across processes (numba's on-disk cache), whichever BLAS library is loaded.  The
+address :data:`VECTOR_GEMM` (0) stands for nbconv's own product on the machine's vectors
+(:mod:`.gemm_vector`), which :mod:`nbconv._blas` chooses where BLAS's kernels are narrower.
 """
 
 from __future__ import annotations
@@ -13,16 +15,22 @@ from numba.core import types
 from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
+from .gemm_vector import _NO_TRANS, _TRANS, _vector_gemm, itemsize, orientation  # noqa: F401
 
 __all__: list[str] = []
 
+#: the "address" of nbconv's own product (:func:`.gemm_vector._vector_gemm`) for every
+#: product; a negative address ``-fn`` stands for "nbconv's own product where it is faster
+#: (:func:`.gemm_vector.orientation`), else the ``cblas_?gemm`` at ``fn``"
+VECTOR_GEMM = 0
+
 # CBLAS constants (row-major storage; op(A) = A or A^T)
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_ROW_MAJOR = 101  # (the transpose codes come with the vector product)
 
 
 @intrinsic
-def _cblas_gemm(typingctx, fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c,
-                ldc):
+def _cblas_at(typingctx, fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+              ldc):
     """Call ``cblas_?gemm`` at address ``fn`` in row-major order.
 
     ``a``, ``b``, ``c`` are addresses; ``transa``/``transb`` CBLAS codes; the integers are
@@ -56,6 +64,24 @@ def _cblas_gemm(typingctx, fn, width, transa, transb, m, n, k, alpha, a, lda, b,
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@numba.njit(**JIT_OPTIONS)
+def _cblas_gemm(fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """``C = alpha * op(A) @ op(B) + beta * C`` with CBLAS's row-major arguments: the
+    ``cblas_?gemm`` at address ``fn``, or nbconv's own product (:data:`VECTOR_GEMM`; a negative
+    ``fn``: where it is the faster one)."""
+    if fn < 0:
+        how = orientation(transa, transb, m, n, k, itemsize(alpha))
+        if how:
+            _vector_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, how)
+        else:
+            _cblas_at(-fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                      ldc)
+    elif fn == VECTOR_GEMM:
+        _vector_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0)
+    else:
+        _cblas_at(fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
