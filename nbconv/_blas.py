@@ -145,6 +145,13 @@ def use_vector_gemm(core: str | None, vector_bytes: int, setting: str) -> bool:
     return vector_bytes == 64 and core is not None and core.lower() not in _AVX512_CORES
 
 
+def vector_gemm_offered(dtype) -> bool:
+    """Whether nbconv's products of ``dtype`` may run on its own vector product (chosen by
+    :func:`use_vector_gemm` or ``NBCONV_GEMM=vector``): layouts made for it pay only then."""
+    fn = _gemm_functions().get(np.dtype(dtype))
+    return fn is not None and fn <= VECTOR_GEMM
+
+
 def gemm_description() -> str:
     """Which product nbconv's GEMMs run, in words (for benchmark reports)."""
     gemm = _gemm_functions()
