@@ -34,7 +34,7 @@ def rows_layout(monkeypatch):
     ((3, 3, 32, 32), (64, 3, 11, 11), 4, 2, 1, True),    # AlexNet's, padded
     ((2, 3, 19, 17), (16, 3, 7, 7), (3, 2), (1, 3), 1, False),  # odd sizes, no bias
     ((2, 8, 20, 20), (32, 8, 5, 5), 3, 2, 2, True),      # dilated
-    ((5, 16, 6, 6), (48, 16, 3, 3), 1, 1, 1, True),      # stride 1, padding on all sides
+    ((5, 15, 6, 6), (48, 15, 3, 3), 1, 1, 1, True),      # stride 1, padding on all sides
 ])
 def test_rows_match_the_reference(rows_layout, dtype, x_shape, w_shape, stride, padding,
                                   dilation, bias):
@@ -94,3 +94,5 @@ def test_the_rule():
     assert not plan.im2row_forward(3, 96, 5, 5, 36, True)      # 75 terms
     assert not plan.im2row_forward(3, 100, 11, 11, 36, True)   # 100 filters
     assert not plan.im2row_forward(3, 64, 7, 7, 256, True)     # 16x16 outputs
+    assert not plan.im2row_forward(16, 64, 3, 3, 64, True)     # not a first layer
+    assert not plan.im2row_forward(192, 16, 1, 1, 16, True)    # 1x1

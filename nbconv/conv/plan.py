@@ -196,7 +196,7 @@ AUTO_RULES = (
     ("where nbconv's vector product runs the matrix products (NBCONV_GEMM): strided "
      "forward passes of groups-1 first layers (C < 16) with C*kh*kw >= 128 and a multiple of "
      "16 filters on outputs of at most 64 pixels (8x8), which im2col runs on rows",
-     lambda c: (c.vector and not c.backward and not c.stride1 and c.groups == 1 and c.C < 16
+     lambda c: (c.vector and not c.backward and not c.stride1 and c.groups == 1
                 and im2row_forward(c.C, c.F, c.kh, c.kw, c.pixels, True)), "im2col"),
     ("other stride-1 kernels larger than 1x1, and strided forward passes of groups-1 kernels "
      "larger than 1x1 with C*kh*kw >= 16",
@@ -483,14 +483,16 @@ IM2ROW_MAX_PIXELS = 64
 def im2row_forward(C, F, kh, kw, pixels, vector) -> bool:
     """Whether im2col's forward pass (groups 1) builds rows (pixels x terms, see
     :mod:`nbconv.kernels.conv2d_im2row`) instead of columns: where nbconv's vector product
-    runs the products (``vector``), the reduction is long enough for it, the filters fill its
-    vectors (a multiple of 16) and the output planes are small: the rows are gathered value by
-    value, which large planes pay for.  Batch 32, 2 threads, ms, auto before / rows / PyTorch:
-    NiN's 3 -> 96 11x11 stride 4 to 6x6 0.69 / 0.41 / 0.28, AlexNet's 3 -> 64 to 7x7 0.72 /
-    0.39 / 0.23; but resnet18's 3 -> 64 7x7 stride 2 to 16x16 1.08 / 1.65, a 64 -> 64 3x3 on
-    8x8 0.69 (tap-GEMM) / 1.18 and 64 -> 128 on 32x32 17 / 48."""
-    return (vector and C * kh * kw >= IM2ROW_MIN_TERMS and F % 16 == 0
-            and pixels <= IM2ROW_MAX_PIXELS)
+    runs the products (``vector``), for first layers (fewer than 16 channels, a kernel larger
+    than 1x1) whose reduction is long enough for it, whose filters fill its vectors (a
+    multiple of 16) and whose output planes are small: the rows are gathered value by value,
+    which large planes and many channels pay for.  Batch 32, 2 threads, ms, auto before /
+    rows / PyTorch: NiN's 3 -> 96 11x11 stride 4 to 6x6 0.69 / 0.41 / 0.28, AlexNet's 3 -> 64
+    to 7x7 0.72 / 0.39 / 0.23; but resnet18's 3 -> 64 7x7 stride 2 to 16x16 1.08 / 1.65, a 64
+    -> 64 3x3 on 8x8 0.69 (tap-GEMM) / 1.18, 64 -> 128 on 32x32 17 / 48, GoogLeNet's 192 ->
+    16 1x1 on 4x4 0.23 (tap-GEMM) / 0.45."""
+    return (vector and C < 16 and kh * kw > 1 and C * kh * kw >= IM2ROW_MIN_TERMS
+            and F % 16 == 0 and pixels <= IM2ROW_MAX_PIXELS)
 
 
 def tapgemm_row_slabs(plane_rows, rows, cols, threads, weight_grad=False) -> bool:
