@@ -107,6 +107,10 @@ def test_orientation_rule():
     forward product as written; weight gradients (A transposed), short reductions, few rows
     and columns that leave lanes idle go to BLAS."""
     assert orientation(_NO_TRANS, _TRANS, 32, 4096, 25088, 4) == 2
+    # at batch 128 the images (re-read per block of 32 weights) and the weights both
+    # overflow the cache, as written or transposed: BLAS
+    assert orientation(_NO_TRANS, _TRANS, 128, 2048, 9216, 4) == 0
+    assert orientation(_NO_TRANS, _NO_TRANS, 128, 4608, 4096, 4) == 0
     assert orientation(_NO_TRANS, _NO_TRANS, 1152, 96, 363, 4) == 1
     assert orientation(_NO_TRANS, _TRANS, 1152, 256, 256, 4) == 1
     assert orientation(_TRANS, _NO_TRANS, 256, 256, 1152, 4) == 0   # A transposed

@@ -117,14 +117,26 @@ def _cost(m, n, k, pack_a, nb):
     return work + 32 * packed + 4 * reread
 
 
+#: bytes of either operand beyond which a product with several column blocks goes to BLAS
+#: (see :func:`_takes`)
+CACHED_OPERAND_BYTES = 8 << 20
+
+
 @numba.njit(**JIT_OPTIONS)
-def _takes(rows, cols, k, nb):
+def _takes(rows, cols, k, nb, itemsize):
     """Whether the vector product beats BLAS on ``rows`` unpacked rows of op(A) against
     ``cols`` packed columns: 128+ rows and 128+ terms with 90% of the lanes filled, or 192+
-    rows and 256+ terms with 75%."""
+    rows and 256+ terms with 75%; and either one block of columns or both operands within
+    :data:`CACHED_OPERAND_BYTES`.  op(A) is read again for every block of columns, from the
+    cache only while streaming op(B) through does not evict it: a linear layer 9216 -> 4096
+    at batch 128 ran at 0.73-0.77x BLAS's speed (x re-read from memory for each of 64 column
+    blocks), at batch 32 (transposed: one column block of images) at 1.8-1.9x."""
     filled = cols / _padded(cols, nb)
-    return (rows >= 128 and k >= 128 and filled >= 0.9) or (rows >= 192 and k >= 256
-                                                            and filled >= 0.75)
+    shape_ok = (rows >= 128 and k >= 128 and filled >= 0.9) or (
+        rows >= 192 and k >= 256 and filled >= 0.75)
+    cached = cols <= nb or (rows * k * itemsize <= CACHED_OPERAND_BYTES
+                            and k * cols * itemsize <= CACHED_OPERAND_BYTES)
+    return shape_ok and cached
 
 
 @numba.njit(**JIT_OPTIONS)
@@ -141,9 +153,9 @@ def orientation(ta, tb, m, n, k, itemsize):
     Transposed, op(B).T is the one to read unpacked (stored without the transpose when ``tb``
     is a transpose)."""
     nb = NV * (LANES32 if itemsize == 4 else LANES64)
-    if ta == _NO_TRANS and _takes(m, n, k, nb):
+    if ta == _NO_TRANS and _takes(m, n, k, nb, itemsize):
         return 1
-    if tb == _TRANS and _takes(n, m, k, nb):
+    if tb == _TRANS and _takes(n, m, k, nb, itemsize):
         return 2
     return 0
 
