@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
     from nbconv import _blas
-    from nbconv.kernels.gemm import VECTOR_GEMM
+    from nbconv.kernels.gemm import VECTOR_ALWAYS
     from nbconv.kernels.gemm_vector import orientation
 
     info = machine_info()
@@ -73,7 +73,8 @@ def main(argv=None) -> int:
     if not blas:
         print("no CBLAS gemm found in NumPy's BLAS: nothing to compare")
         return 0
-    sgemm = abs(blas[np.dtype(np.float32)])
+    sgemm = _blas.blas_gemm[np.dtype(np.float32)]
+    vector = _blas.vector_descriptor(sgemm, np.float32, VECTOR_ALWAYS)
     width = _blas._gemm_int(0)
     print(f"nbconv's products here: {_blas.gemm_description()}")
     run = _looped()
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
             rate = {}
             operands = (ta, tb, m, n, k, a.ctypes.data, lda, b.ctypes.data, ldb,
                         c.ctypes.data, n, reps)
-            for name, fn in (("vector", VECTOR_GEMM), ("blas", sgemm)):
+            for name, fn in (("vector", vector), ("blas", sgemm)):
                 t = _best(lambda fn=fn, o=operands: run(fn, width, *o), runs)
                 rate[name] = 2 * m * n * k * reps / t / 1e9
             rule = int(orientation(ta, tb, m, n, k, 4))

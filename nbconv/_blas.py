@@ -35,7 +35,14 @@ import numpy as np
 
 from . import _config
 from .kernels._ir import VECTOR_BYTES
-from .kernels.gemm import _NO_TRANS, _TRANS, VECTOR_GEMM, _gemm_tasks
+from .kernels.gemm import (
+    _NO_TRANS,
+    _TRANS,
+    VECTOR_ALWAYS,
+    VECTOR_WHERE_FASTER,
+    _gemm_tasks,
+)
+from .kernels.gemm_vector import vector_address
 
 __all__ = ["matmul", "SMALL_MACS"]
 
@@ -44,7 +51,10 @@ __all__ = ["matmul", "SMALL_MACS"]
 SMALL_MACS = 1 << 23
 
 _controllers = None
-_gemm = None  # {np.dtype: address of cblas_?gemm}, and the integer type of its arguments
+# {np.dtype: address of cblas_?gemm, or minus a descriptor's}, and the width of its integers
+_gemm = None
+#: {np.dtype: address of NumPy's cblas_?gemm} (found by :func:`_gemm_functions`)
+blas_gemm: dict = {}
 _gemm_int = np.int32
 # products in flight and the BLAS thread counts to restore when the last one ends: two Python
 # threads saving and restoring on their own could leave BLAS single-threaded for good
@@ -100,10 +110,10 @@ def _gemm_functions() -> dict:
                 continue
             _gemm = {k: ctypes.cast(f, ctypes.c_void_p).value for k, f in found.items()}
             _gemm_int = int_type
-            if _config.GEMM == "vector":
-                _gemm = {k: VECTOR_GEMM for k in _gemm}
-            elif use_vector_gemm(blas_core(dll), VECTOR_BYTES, _config.GEMM):
-                _gemm = {k: -f for k, f in _gemm.items()}  # each product chooses
+            blas_gemm.update(_gemm)
+            if use_vector_gemm(blas_core(dll), VECTOR_BYTES, _config.GEMM):
+                mode = VECTOR_ALWAYS if _config.GEMM == "vector" else VECTOR_WHERE_FASTER
+                _gemm = {k: vector_descriptor(f, k, mode) for k, f in _gemm.items()}
             return _gemm
     return _gemm
 
@@ -145,11 +155,24 @@ def use_vector_gemm(core: str | None, vector_bytes: int, setting: str) -> bool:
     return vector_bytes == 64 and core is not None and core.lower() not in _AVX512_CORES
 
 
+#: the gemm descriptors handed to the kernels (kept alive here: the kernels read them by
+#: address; see :mod:`nbconv.kernels.gemm`)
+_descriptors: list = []
+
+
+def vector_descriptor(blas_address: int, dtype, mode: int) -> int:
+    """The ``fn`` that sends a kernel's products of ``dtype`` to nbconv's vector product
+    (``mode``: where it is faster, or always) and the rest to the BLAS at ``blas_address``."""
+    d = np.array([blas_address, vector_address(dtype), mode], dtype=np.int64)
+    _descriptors.append(d)
+    return -d.ctypes.data
+
+
 def vector_gemm_offered(dtype) -> bool:
     """Whether nbconv's products of ``dtype`` may run on its own vector product (chosen by
     :func:`use_vector_gemm` or ``NBCONV_GEMM=vector``): layouts made for it pay only then."""
     fn = _gemm_functions().get(np.dtype(dtype))
-    return fn is not None and fn <= VECTOR_GEMM
+    return fn is not None and fn < 0
 
 
 def gemm_description() -> str:
@@ -161,10 +184,9 @@ def gemm_description() -> str:
     name = f"{libs[0].internal_api} {libs[0].version}" if libs else "BLAS"
     core = getattr(libs[0], "architecture", None) if libs else None
     blas = f"{name} ({core} kernels)" if core else name
-    fn = next(iter(gemm.values()))
-    if fn == VECTOR_GEMM:
+    if _config.GEMM == "vector":
         return f"nbconv's {VECTOR_BYTES * 8}-bit vector GEMM for every product (NBCONV_GEMM)"
-    if fn < 0:
+    if next(iter(gemm.values())) < 0:
         return (f"nbconv's {VECTOR_BYTES * 8}-bit vector GEMM where it is faster, else NumPy's "
                 f"{blas}")
     return f"NumPy's {blas}"

@@ -11,7 +11,7 @@ import pytest
 import nbconv as nc
 from nbconv import _blas
 from nbconv.kernels import gemm_vector
-from nbconv.kernels.gemm import VECTOR_GEMM
+from nbconv.kernels.gemm import VECTOR_ALWAYS, VECTOR_WHERE_FASTER
 from nbconv.kernels.gemm_vector import _NO_TRANS, _TRANS, _vector_gemm, orientation
 
 CODE = {False: _NO_TRANS, True: _TRANS}
@@ -150,14 +150,11 @@ def test_bad_gemm_setting_names_the_variable():
 def vector_products(request, monkeypatch):
     """nbconv's products through the vector GEMM: for every product, or where the rule
     takes it (BLAS elsewhere), whatever this machine's BLAS would choose."""
-    blas = _blas._gemm_functions()
-    if not blas:
+    if not _blas._gemm_functions():
         pytest.skip("no CBLAS gemm found in NumPy's BLAS")
-    addresses = {k: abs(v) for k, v in blas.items()}
-    if request.param == "vector":
-        monkeypatch.setattr(_blas, "_gemm", {k: VECTOR_GEMM for k in blas})
-    else:
-        monkeypatch.setattr(_blas, "_gemm", {k: -v for k, v in addresses.items()})
+    mode = VECTOR_ALWAYS if request.param == "vector" else VECTOR_WHERE_FASTER
+    monkeypatch.setattr(_blas, "_gemm", {k: _blas.vector_descriptor(f, k, mode)
+                                         for k, f in _blas.blas_gemm.items()})
     monkeypatch.setattr(_blas, "SMALL_MACS", 0)
 
 

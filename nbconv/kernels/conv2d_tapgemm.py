@@ -17,7 +17,8 @@ rectangles -- with ``N`` images times the band's pixels as the product's rows, a
 touch a padded tap.  Each ``prange`` task owns a slab of the output's columns (filters for
 the forward pass and the weight gradient, channels for the data gradient) across all taps,
 so no two tasks write the same memory and BLAS runs single-threaded on numba's threads
-(``fn`` may also name nbconv's own vector product, :data:`.gemm.VECTOR_GEMM`).
+(``fn`` may also be a descriptor that sends products to nbconv's own vector product, see
+:mod:`.gemm`).
 Filter slabs (not row slabs) because on small maps the weights are the larger operand: each
 task then reads only its part of them.
 """

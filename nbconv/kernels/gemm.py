@@ -1,47 +1,63 @@
 """A BLAS ``gemm`` called from numba kernels, so that matrix products run on numba's threads
 (see :mod:`nbconv._blas` for why, and for how the function's address is found).
 
-``cblas_?gemm`` is reached through its address, passed in as an integer: the compiled code
-stays valid across processes (numba's on-disk cache), whichever BLAS library is loaded.  The
-address :data:`VECTOR_GEMM` (0) stands for nbconv's own product on the machine's vectors
-(:mod:`.gemm_vector`), which :mod:`nbconv._blas` chooses where BLAS's kernels are narrower.
+``cblas_?gemm`` is reached through its address, passed in as an integer ``fn``: the compiled
+code stays valid across processes (numba's on-disk cache), whichever BLAS library is loaded.
+A negative ``fn`` is minus the address of a *descriptor*, three int64 ``(BLAS address, address
+of nbconv's vector product for the dtype, mode)``: mode 1 runs each product on the vector
+product where :func:`.gemm_vector.orientation` says it is the faster one, else on BLAS; mode
+2 runs every product on it (``NBCONV_GEMM=vector``).  The vector product is a C function
+(:func:`.gemm_vector.vector_sgemm`), compiled once, not into every kernel.
 """
 
 from __future__ import annotations
 
 import numba
+import numpy as np
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
-from .gemm_vector import _NO_TRANS, _TRANS, _vector_gemm, itemsize, orientation  # noqa: F401
+from .gemm_vector import _NO_TRANS, _TRANS, VECTOR_ORDER, itemsize, orientation  # noqa: F401
 
 __all__: list[str] = []
 
-#: the "address" of nbconv's own product (:func:`.gemm_vector._vector_gemm`) for every
-#: product; a negative address ``-fn`` stands for "nbconv's own product where it is faster
-#: (:func:`.gemm_vector.orientation`), else the ``cblas_?gemm`` at ``fn``"
-VECTOR_GEMM = 0
+#: the descriptor's modes (see the module docstring)
+VECTOR_WHERE_FASTER, VECTOR_ALWAYS = 1, 2
 
 # CBLAS constants (row-major storage; op(A) = A or A^T)
 _ROW_MAJOR = 101  # (the transpose codes come with the vector product)
 
 
 @intrinsic
-def _cblas_at(typingctx, fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c,
-              ldc):
-    """Call ``cblas_?gemm`` at address ``fn`` in row-major order.
+def _descriptor(typingctx, addr):
+    """The three int64 at address ``addr`` (a gemm descriptor), as an array."""
+    if not isinstance(addr, types.Integer):
+        return None
+    sig = types.CPointer(types.int64)(addr)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+    return sig, codegen
+
+
+@intrinsic
+def _cblas_at(typingctx, fn, width, order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta,
+              c, ldc):
+    """Call the ``cblas_?gemm`` at address ``fn`` (``order``: CBLAS's layout code).
 
     ``a``, ``b``, ``c`` are addresses; ``transa``/``transb`` CBLAS codes; the integers are
     passed at the width of ``width`` (a zero of the library's integer type);
     ``alpha``/``beta`` are of the matrices' float type."""
     if alpha not in (types.float32, types.float64) or beta != alpha:
         return None
-    sig = types.void(fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    sig = types.void(fn, width, order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                     ldc)
 
     def codegen(context, builder, signature, args):
-        fn_, _, ta, tb, m_, n_, k_, al, pa, lda_, pb, ldb_, be, pc, ldc_ = args
+        fn_, _, order_, ta, tb, m_, n_, k_, al, pa, lda_, pb, ldb_, be, pc, ldc_ = args
         i32 = ir.IntType(32)
         blas_int = context.get_value_type(width)
         real = context.get_value_type(alpha)
@@ -57,7 +73,7 @@ def _cblas_at(typingctx, fn, width, transa, transb, m, n, k, alpha, a, lda, b, l
                                                blas_int])
         func = builder.inttoptr(fn_, fnty.as_pointer())
         ints = [as_int(v, blas_int) for v in (m_, n_, k_, lda_, ldb_, ldc_)]
-        builder.call(func, [ir.Constant(i32, _ROW_MAJOR), as_int(ta, i32), as_int(tb, i32),
+        builder.call(func, [as_int(order_, i32), as_int(ta, i32), as_int(tb, i32),
                             ints[0], ints[1], ints[2], al, builder.inttoptr(pa, ptr), ints[3],
                             builder.inttoptr(pb, ptr), ints[4], be, builder.inttoptr(pc, ptr),
                             ints[5]])
@@ -69,19 +85,20 @@ def _cblas_at(typingctx, fn, width, transa, transb, m, n, k, alpha, a, lda, b, l
 @numba.njit(**JIT_OPTIONS)
 def _cblas_gemm(fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     """``C = alpha * op(A) @ op(B) + beta * C`` with CBLAS's row-major arguments: the
-    ``cblas_?gemm`` at address ``fn``, or nbconv's own product (:data:`VECTOR_GEMM`; a negative
-    ``fn``: where it is the faster one)."""
-    if fn < 0:
-        how = orientation(transa, transb, m, n, k, itemsize(alpha))
-        if how:
-            _vector_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, how)
-        else:
-            _cblas_at(-fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c,
-                      ldc)
-    elif fn == VECTOR_GEMM:
-        _vector_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, 0)
+    ``cblas_?gemm`` at address ``fn``, or as the descriptor at ``-fn`` says (see the module
+    docstring)."""
+    if fn > 0:
+        _cblas_at(fn, width, _ROW_MAJOR, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta,
+                  c, ldc)
+        return
+    d = _descriptor(-fn)
+    how = 0 if d[2] == VECTOR_ALWAYS else orientation(transa, transb, m, n, k, itemsize(alpha))
+    if d[2] == VECTOR_ALWAYS or how:
+        _cblas_at(d[1], np.int64(0), VECTOR_ORDER + how, transa, transb, m, n, k, alpha, a,
+                  lda, b, ldb, beta, c, ldc)
     else:
-        _cblas_at(fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        _cblas_at(d[0], width, _ROW_MAJOR, transa, transb, m, n, k, alpha, a, lda, b, ldb,
+                  beta, c, ldc)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
