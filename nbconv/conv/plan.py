@@ -196,8 +196,8 @@ AUTO_RULES = (
     ("where nbconv's vector product runs the matrix products (NBCONV_GEMM): strided "
      "forward passes of groups-1 first layers (C < 16) with C*kh*kw >= 128 and a multiple of "
      "16 filters on outputs of at most 64 pixels (8x8), which im2col runs on rows",
-     lambda c: (c.vector and not c.backward and not c.stride1 and c.groups == 1
-                and im2row_forward(c.C, c.F, c.kh, c.kw, c.pixels, True)), "im2col"),
+     lambda c: (not c.backward and not c.stride1 and c.groups == 1
+                and im2row_forward(c.C, c.F, c.kh, c.kw, c.pixels, c.vector)), "im2col"),
     ("other stride-1 kernels larger than 1x1, and strided forward passes of groups-1 kernels "
      "larger than 1x1 with C*kh*kw >= 16",
      lambda c: (c.kh * c.kw > 1 and (c.stride1 or (c.groups == 1 and not c.backward

@@ -7,7 +7,7 @@ A negative ``fn`` is minus the address of a *descriptor*, three int64 ``(BLAS ad
 of nbconv's vector product for the dtype, mode)``: mode 1 runs each product on the vector
 product where :func:`.gemm_vector.orientation` says it is the faster one, else on BLAS; mode
 2 runs every product on it (``NBCONV_GEMM=vector``).  The vector product is a C function
-(:func:`.gemm_vector.vector_sgemm`), compiled once, not into every kernel.
+(:func:`.gemm_vector.vector_address`), compiled once, not into every kernel.
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ from numba.core import types
 from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
-from .gemm_vector import _NO_TRANS, _TRANS, VECTOR_ORDER, itemsize, orientation  # noqa: F401
+from .gemm_vector import (  # noqa: F401 - the transpose codes are re-exported
+    _NO_TRANS,
+    _TRANS,
+    VECTOR_ORDER,
+    _pointer,
+    itemsize,
+    orientation,
+)
 
 __all__: list[str] = []
 
@@ -28,19 +35,6 @@ VECTOR_WHERE_FASTER, VECTOR_ALWAYS = 1, 2
 
 # CBLAS constants (row-major storage; op(A) = A or A^T)
 _ROW_MAJOR = 101  # (the transpose codes come with the vector product)
-
-
-@intrinsic
-def _descriptor(typingctx, addr):
-    """The three int64 at address ``addr`` (a gemm descriptor), as an array."""
-    if not isinstance(addr, types.Integer):
-        return None
-    sig = types.CPointer(types.int64)(addr)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
-
-    return sig, codegen
 
 
 @intrinsic
@@ -91,7 +85,7 @@ def _cblas_gemm(fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta,
         _cblas_at(fn, width, _ROW_MAJOR, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta,
                   c, ldc)
         return
-    d = _descriptor(-fn)
+    d = _pointer(-fn, np.int64(0))  # the descriptor
     how = 0 if d[2] == VECTOR_ALWAYS else orientation(transa, transb, m, n, k, itemsize(alpha))
     if d[2] == VECTOR_ALWAYS or how:
         _cblas_at(d[1], np.int64(0), VECTOR_ORDER + how, transa, transb, m, n, k, alpha, a,

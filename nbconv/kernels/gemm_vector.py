@@ -60,8 +60,9 @@ def _itemsize_overload(x):
 
 @intrinsic
 def _pointer(typingctx, addr, zero):
-    """The integer ``addr`` as a pointer to ``zero``'s float type (for ``numba.carray``)."""
-    if not isinstance(addr, types.Integer) or zero not in (types.float32, types.float64):
+    """The integer ``addr`` as a pointer to ``zero``'s number type (for indexing or
+    ``numba.carray``)."""
+    if not isinstance(addr, types.Integer) or not isinstance(zero, types.Number):
         return None
     sig = types.CPointer(zero)(addr, zero)
 
@@ -250,7 +251,7 @@ def _vector_gemm(ta, tb, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, how):
                 c[at] = v if beta == zero else v + beta * c[at]
 
 
-#: ``order`` argument of :func:`vector_sgemm` / :func:`vector_dgemm`: this plus ``how`` (see
+#: ``order`` argument of the C function at :func:`vector_address`: this plus ``how`` (see
 #: :func:`_vector_gemm`) instead of CBLAS's row-major code
 VECTOR_ORDER = 1000
 
