@@ -20,7 +20,8 @@ import functools
 
 import numpy as np
 
-__all__ = ["dispatch", "implements", "is_device_array", "set_loader", "device"]
+__all__ = ["dispatch", "implements", "is_device_array", "set_loader", "device", "set_recorder",
+           "is_recorded", "record"]
 
 _ndarray = np.ndarray
 
@@ -37,6 +38,30 @@ def is_device_array(a) -> bool:
 _HOST_TYPES = frozenset(
     {_ndarray, int, float, bool, str, tuple, list, dict, type(None), np.float32, np.float64}
 )
+
+#: types whose presence among the arguments routes a call to the recorder (recorded arrays
+#: and parameters; :mod:`nbconv.recording` registers them), and the recorder itself
+_RECORDED: set = set()
+_recorder = None
+
+
+def set_recorder(types, recorder) -> None:
+    """Route calls with an argument of one of ``types`` to ``recorder(name, fn, args, kwargs)``
+    (the recording room registers itself here, so the ops never import it)."""
+    global _recorder
+    _RECORDED.update(types)
+    _recorder = recorder
+
+
+def is_recorded(a) -> bool:
+    """Whether ``a`` is a recorded array or a parameter (see :func:`set_recorder`)."""
+    return type(a) in _RECORDED
+
+
+def record(name, fn, args, kwargs):
+    """Run ``fn(*args, **kwargs)`` through the recorder (it unwraps and records)."""
+    return _recorder(name, fn, args, kwargs)
+
 
 #: device implementations by name, filled by the device ops when the loader imports them
 _IMPL: dict = {}
@@ -82,21 +107,31 @@ device = _Device()
 
 
 def dispatch(fn):
-    """Route ``fn(...)`` to the device implementation of the same name when any argument is a
-    device array; otherwise call ``fn`` (a few attribute checks of overhead on the host)."""
+    """Route ``fn(...)`` to the recorder when an argument is a recorded array or a parameter,
+    to the device implementation of the same name when one is a device array; otherwise call
+    ``fn`` (a set lookup per argument of overhead on the host)."""
     name = fn.__name__
 
     host = _HOST_TYPES
+    recorded = _RECORDED
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         for a in args:
-            if type(a) not in host and is_device_array(a):
-                return implementation(name)(*args, **kwargs)
+            t = type(a)
+            if t not in host:
+                if t in recorded:
+                    return _recorder(name, wrapper, args, kwargs)
+                if is_device_array(a):
+                    return implementation(name)(*args, **kwargs)
         if kwargs:
             for a in kwargs.values():
-                if type(a) not in host and is_device_array(a):
-                    return implementation(name)(*args, **kwargs)
+                t = type(a)
+                if t not in host:
+                    if t in recorded:
+                        return _recorder(name, wrapper, args, kwargs)
+                    if is_device_array(a):
+                        return implementation(name)(*args, **kwargs)
         return fn(*args, **kwargs)
 
     wrapper.__wrapped_host__ = fn

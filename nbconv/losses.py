@@ -1,4 +1,11 @@
-"""Loss functions: ``loss = crit.forward(pred, target)`` (a float), ``dpred = crit.backward()``.
+"""Loss functions, in two forms.
+
+* PyTorch's: ``loss = crit(pred, target)`` is a :class:`~nbconv.recording.LossValue`, a
+  float with ``.item()`` and ``.backward()``, which walks back through the recorded forward
+  pass that made ``pred`` (each call of ``crit`` keeps its own context, so ``crit(a, y) +
+  crit(b, y)`` backpropagates both).
+* The explicit one: ``loss = crit.forward(pred, target)`` (a plain float), then ``dpred =
+  crit.backward()``, the gradient of the last ``forward`` with respect to ``pred``.
 
 With CUDA device arrays (both arguments on the device; a host argument next to a device one
 raises TypeError naming it) the loss is computed by kernels, only a short vector of partial
@@ -12,6 +19,8 @@ import numpy as np
 from . import functional as F
 from ._checks import as_float_array
 from ._dispatch import device, is_device_array
+from .recording import LossValue, Node, Unfollowed, is_recording, origin
+from .recording.graph import needs_grad
 
 __all__ = ["CrossEntropyLoss", "MSELoss", "L1Loss"]
 
@@ -31,8 +40,36 @@ class _Loss:
         self.reduction = reduction
         self._cache = None
 
-    def __call__(self, pred, target):
-        return self.forward(pred, target)
+    def __call__(self, pred, target) -> LossValue:
+        """The loss as a float that can ``backward()`` (see the module docstring)."""
+        name = type(self).__name__
+        (pv, pp), (tv, tp) = origin(pred), origin(target)
+        value = self.forward(pv, tv)
+        if not is_recording():
+            return LossValue(value)
+        for p in (pp, tp):
+            if type(p) is Unfollowed:
+                raise p.error(name)
+        tp = tp if self._target_differentiable else None
+        if pp is None and tp is None:
+            return LossValue(value)
+        cache = self._cache
+
+        def backward(g):
+            before, self._cache = self._cache, cache
+            try:
+                d = self._grad()
+            finally:
+                self._cache = before
+            if float(g) != 1.0:
+                d = d * float(g)
+            return (d if needs_grad(pp) else None,
+                    -d if tp is not None and needs_grad(tp) else None)
+
+        return LossValue(value, Node(name, (pp, tp), backward))
+
+    #: whether a recorded target gets a gradient (regression losses: it is -d pred)
+    _target_differentiable = False
 
     def _reduce(self, per_element: np.ndarray) -> float:
         total = float(np.sum(per_element, dtype=np.float64))
@@ -108,6 +145,7 @@ class CrossEntropyLoss(_Loss):
 class _Elementwise(_Loss):
     #: what the loss sums over ``pred - target``: "square" or "abs" (the device kernels' kind)
     _kind = "square"
+    _target_differentiable = True
 
     def forward(self, pred, target):
         name = type(self).__name__

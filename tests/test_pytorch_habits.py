@@ -129,7 +129,7 @@ def test_model_file_errors_name_what_to_do(tmp_path):
         nn.register(type("Conv2d", (nn.Module,), {}))
 
 
-def test_missing_backward_and_early_assignment_say_what_to_do():
+def test_missing_backward_is_recorded_and_early_assignment_says_what_to_do():
     class NoBackward(nn.Module):
         def __init__(self):
             super().__init__()
@@ -139,12 +139,11 @@ def test_missing_backward_and_early_assignment_say_what_to_do():
             return self.fc(x)
 
     m = NoBackward()
+    dy = np.array([[1.0, -2.0]], np.float32)
     m(np.ones((1, 2), np.float32))
-    with pytest.raises(NotImplementedError) as e:
-        m.backward(np.ones((1, 2), np.float32))
-    text = str(e.value)
-    assert "NoBackward.backward(self, dy)" in text and "Sequential" in text
-    assert "autograd" in text
+    # no backward written: the forward was recorded, and backward walks it (dx = dy @ W)
+    np.testing.assert_allclose(m.backward(dy), dy @ m.fc.weight.data, rtol=1e-6)
+    np.testing.assert_allclose(m.fc.weight.grad, dy.T @ np.ones((1, 2)), rtol=1e-6)
 
     class TooEarly(nn.Module):
         def __init__(self):

@@ -11,6 +11,7 @@ from . import correlate as _correlate
 from . import linear as _linear
 from . import norm as _norm
 from . import pool as _pool
+from . import shape as _shape
 from .._checks import conv_output_size
 
 # Star imports after the module imports: ``nbconv.functional.linear`` is the function.
@@ -20,6 +21,7 @@ from .correlate import *  # noqa: F403
 from .linear import *  # noqa: F403
 from .norm import *  # noqa: F403
 from .pool import *  # noqa: F403
+from .shape import *  # noqa: F403
 
 __all__ = (
     _activation.__all__
@@ -28,5 +30,6 @@ __all__ = (
     + _linear.__all__
     + _norm.__all__
     + _pool.__all__
+    + _shape.__all__
     + ["conv_output_size"]
 )

@@ -1,6 +1,6 @@
-"""Process-wide modes of the layers: gradient recording (:func:`no_grad`), the default random
-generator (:func:`manual_seed`) and zero-memory placeholders while a model file is checked
-(:func:`placeholders`)."""
+"""Process-wide modes of the layers: gradient recording (:func:`no_grad`, which lives with the
+recording in :mod:`nbconv.recording.state`), the default random generator (:func:`manual_seed`)
+and zero-memory placeholders while a model file is checked (:func:`placeholders`)."""
 
 from __future__ import annotations
 
@@ -9,33 +9,13 @@ import threading
 
 import numpy as np
 
-__all__ = ["no_grad", "is_grad_enabled", "placeholders", "building_placeholders", "placeholder",
-           "manual_seed", "default_rng"]
+from ..recording.state import enable_grad, is_grad_enabled, no_grad
+
+__all__ = ["no_grad", "enable_grad", "is_grad_enabled", "placeholders", "building_placeholders",
+           "placeholder", "manual_seed", "default_rng"]
 
 _state = threading.local()
 _rng = [np.random.default_rng()]
-
-
-def is_grad_enabled() -> bool:
-    """False inside ``with nbconv.no_grad():``."""
-    return getattr(_state, "grad", True)
-
-
-@contextlib.contextmanager
-def no_grad():
-    """Context manager: layers run forward without caching anything for backward.
-
-    >>> import nbconv as nc
-    >>> with nc.no_grad():
-    ...     nc.nn.is_grad_enabled()
-    False
-    """
-    before = is_grad_enabled()
-    _state.grad = False
-    try:
-        yield
-    finally:
-        _state.grad = before
 
 
 def building_placeholders() -> bool:

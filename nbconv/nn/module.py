@@ -1,8 +1,11 @@
 """The layer base class: parameters, modes, state dicts, architecture descriptions.
 
-Manual backprop (DLFS/Chainer style): ``forward`` keeps what ``backward`` needs (only in training
-mode and outside :func:`no_grad`), ``backward(dy)`` returns ``dx`` and *accumulates* parameter
-gradients into ``Parameter.grad``.  There is no global autograd tape.
+Manual backprop (DLFS/Chainer style): ``forward`` keeps what ``backward`` needs (only outside
+:func:`no_grad`), ``backward(dy)`` returns ``dx`` and *accumulates* parameter gradients into
+``Parameter.grad``.  A subclass without a hand-written ``backward`` has its forward recorded
+as it runs (:mod:`nbconv.nn._recorded`, :mod:`nbconv.recording`): each call of a module or
+op inside becomes a record with its own context, and ``loss.backward()`` or
+``module.backward(dy)`` walks them back.
 """
 
 from __future__ import annotations
@@ -11,12 +14,16 @@ import functools
 import inspect
 
 import numpy as np
+from numpy.lib.mixins import NDArrayOperatorsMixin
 
-from . import _arrays
+from .. import recording
+from ..recording.array import _function, _ufunc
+from . import _arrays, _recorded
 from .modes import (  # noqa: F401  (re-exported: nbconv.nn.module.no_grad and friends)
     _rng,
     building_placeholders,
     default_rng,
+    enable_grad,
     is_grad_enabled,
     manual_seed,
     no_grad,
@@ -25,9 +32,11 @@ from .modes import (  # noqa: F401  (re-exported: nbconv.nn.module.no_grad and f
 )
 from .summary import summary
 
-__all__ = ["Module", "Parameter", "no_grad", "is_grad_enabled", "manual_seed", "default_rng"]
+__all__ = ["Module", "Parameter", "no_grad", "enable_grad", "is_grad_enabled", "manual_seed",
+           "default_rng"]
 
-class Parameter:
+
+class Parameter(NDArrayOperatorsMixin):
     """A trainable array and its gradient.
 
     Attributes
@@ -43,6 +52,11 @@ class Parameter:
         zeroing.  So hold ``p.grad`` afresh after each backward pass, not across steps.
     name : str
         The key within the owning layer ("weight", "bias").
+
+    Inside a recorded forward pass a parameter can be used as an array: ``x * self.scale``,
+    ``nc.linear(x, self.fc.weight)`` (weight tying) and the other recorded ops send its
+    gradient to ``grad``.  ``p.data`` is the plain array, out of the gradient (PyTorch's
+    ``.data``).
     """
 
     __slots__ = ("data", "_grad", "_zero_pending", "name")
@@ -90,6 +104,31 @@ class Parameter:
     def __repr__(self) -> str:
         return f"Parameter({self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
 
+    # -- as an array in a recorded forward pass ----------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.data.shape)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.data, dtype=dtype)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return _ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return _function(func, args, kwargs)
+
+
+recording.register_leaf_type(Parameter)
+
 
 class Module:
     """Base class of every layer and container.
@@ -100,9 +139,12 @@ class Module:
     and :meth:`state_dict`.  Buffers (non-trained state such as batch norm's running
     statistics) are registered with :meth:`register_buffer`.
 
-    There is no autograd: a subclass implements ``forward(x) -> y`` *and* ``backward(dy) ->
-    dx`` (see the README's "Custom modules"), or is built from ``Sequential``/``Graph``, whose
-    backward passes run by themselves.  Built-in layers record their constructor arguments in
+    A subclass implements ``forward``; its ``backward`` is optional.  Without one, the
+    forward pass is recorded as it runs (each module call and op on a recorded array is one
+    record with its own context; see the README's "PyTorch-style models"), and
+    ``loss.backward()`` or ``module.backward(dy)`` walks the records back, calling each one's
+    hand-written backward.  With one, it is used for every call of the module (each call's
+    context is kept apart).  Built-in layers record their constructor arguments in
     ``self._config`` so that model files can rebuild them; for any other subclass the
     arguments of its constructor call are recorded there automatically (a constructor that
     sets ``self._config`` itself keeps its own).
@@ -120,6 +162,12 @@ class Module:
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__ and getattr(cls, "_record_config", True):
             cls.__init__ = _recording_init(cls.__init__)
+        # every forward and backward records, or keeps its contexts apart (nn._recorded)
+        for name, wrap in (("forward", _recorded.wrap_forward),
+                           ("backward", _recorded.wrap_backward)):
+            fn = cls.__dict__.get(name)
+            if callable(fn) and not hasattr(fn, "__nbconv_raw__"):
+                setattr(cls, name, wrap(cls, fn))
 
     # -- registration -------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -213,16 +261,15 @@ class Module:
     def forward(self, x):
         raise NotImplementedError(
             f"{type(self).__name__}.forward is not defined: a Module subclass implements "
-            "forward(self, x) -> y (and backward(self, dy) -> dx)")
+            "forward(self, x) -> y (its backward is recorded as it runs, or written by hand)")
 
-    def backward(self, dy):
-        raise NotImplementedError(
-            f"{type(self).__name__}.backward is not defined. nbconv has no autograd: write "
-            f"{type(self).__name__}.backward(self, dy) that returns dx by calling the "
-            "backward of each layer its forward used, in reverse order (each accumulates its "
-            "parameters' gradients; check it with nbconv.testing.gradcheck), or build the "
-            "model from nn.Sequential / nn.Graph, whose backward runs by itself.  See the "
-            "README section 'Custom modules'.")
+    backward = _recorded.recorded_backward
+
+    @property
+    def _supports_need_dx(self) -> bool:
+        """Whether ``backward(dy, need_dx=False)`` skips the input gradient (the recorded
+        backward does; layers that can say so themselves)."""
+        return _recorded.uses_recorded_backward(type(self))
 
     def _forward_through(self, after, x):
         """``after.forward(self.forward(x))`` as one fused pass, for ``Sequential``; None (the
@@ -234,8 +281,8 @@ class Module:
         (the default) when this layer fuses nothing with ``before``."""
         return None
 
-    def __call__(self, *args):
-        return self.forward(*args)
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
 
     def _keep(self) -> bool:
         """Whether forward should cache what backward needs."""
@@ -423,6 +470,10 @@ class Module:
         from ..io import hdf5
 
         hdf5.load_weights(self, path)
+
+
+Module.backward = _recorded.wrap_backward(Module, Module.backward)
+_recorded.BASE = Module
 
 
 def _recording_init(init):

@@ -1,0 +1,245 @@
+"""How nbconv's functional ops are recorded: each op's forward on the plain values, and a
+record whose backward is the op's own ``*_backward`` (the kernels nbconv has; nothing is
+differentiated numerically).
+
+:func:`record_op` is what :mod:`nbconv._dispatch` calls when an argument of a public op is a
+recorded array or a parameter.  A rule has the op's signature (after ``fn``, the op itself),
+so arguments bind as in the op; ops without a rule (``correlate2d``, the ``*_backward``
+functions) compute on plain values and their float results are treated as unrecorded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _dispatch
+from .. import functional as F
+from .array import (
+    _LEAF_TYPES,
+    TrackedArray,
+    _differentiable,
+    _unfollowed,
+    _untracked_result,
+    detach,
+    origin,
+    wrap,
+)
+from .graph import Node, needs_grad
+from .state import state
+
+__all__ = ["record_op"]
+
+
+def _cast(g, like):
+    """``g`` in the dtype of the operand it is the gradient of (None stays None)."""
+    if g is None:
+        return None
+    dtype = np.result_type(like)
+    return g if g.dtype == dtype else g.astype(dtype)
+
+
+def _finish(name, y, parents, backward):
+    """``y`` recorded with ``backward`` when an input needs a gradient."""
+    unf = _unfollowed(parents)
+    if unf is not None:
+        return _untracked_result(y, unf.what, name)
+    if not any(map(_differentiable, parents)):
+        return y
+    return wrap(y, Node(name, tuple(parents), backward))
+
+
+# --------------------------------------------------------------------------- activations
+
+def _relu(fn, x):
+    xv, px = origin(x)
+    return _finish("relu", fn(xv), (px,), lambda g: (F.relu_backward(g, xv),))
+
+
+def _leaky_relu(fn, x, negative_slope=0.01):
+    xv, px = origin(x)
+    return _finish("leaky_relu", fn(xv, negative_slope), (px,),
+                   lambda g: (F.leaky_relu_backward(g, xv, negative_slope),))
+
+
+def _sigmoid(fn, x):
+    xv, px = origin(x)
+    y = fn(xv)
+    return _finish("sigmoid", y, (px,), lambda g: (F.sigmoid_backward(g, y),))
+
+
+def _tanh(fn, x):
+    xv, px = origin(x)
+    y = fn(xv)
+    return _finish("tanh", y, (px,), lambda g: (F.tanh_backward(g, y),))
+
+
+def _softmax(fn, x, axis=-1):
+    xv, px = origin(x)
+    y = fn(xv, axis)
+    return _finish("softmax", y, (px,), lambda g: (F.softmax_backward(g, y, axis),))
+
+
+def _log_softmax(fn, x, axis=-1):
+    xv, px = origin(x)
+    y = fn(xv, axis)
+    return _finish("log_softmax", y, (px,), lambda g: (F.log_softmax_backward(g, y, axis),))
+
+
+def _dropout(fn, x, p=0.5, training=True, rng=None, return_mask=False):
+    xv, px = origin(x)
+    y, mask = fn(xv, p, training, rng, return_mask=True)
+    out = _finish("dropout", y, (px,), lambda g: (F.dropout_backward(g, mask),))
+    return (out, mask) if return_mask else out
+
+
+# --------------------------------------------------------------------------- conv, linear
+
+def _conv(name, backward_op):
+    def rule(fn, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+             padding_mode="zeros", **kwargs):
+        (xv, px), (wv, pw), (bv, pb) = origin(x), origin(weight), origin(bias)
+        geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                        padding_mode=padding_mode)
+        y = fn(xv, wv, bv, **geometry, **kwargs)
+
+        def backward(g):
+            dx, dw, db = backward_op(g, xv, wv, bias=bv is not None,
+                                     need_dx=needs_grad(px), **geometry)
+            return dx, _cast(dw, wv), None if bv is None else _cast(db, bv)
+
+        return _finish(name, y, (px, pw, pb), backward)
+
+    return rule
+
+
+def _linear(fn, x, weight, bias=None):
+    (xv, px), (wv, pw), (bv, pb) = origin(x), origin(weight), origin(bias)
+    y = fn(xv, wv, bv)
+
+    def backward(g):
+        dx, dw, db = F.linear_backward(g, xv, wv, bias=bv is not None)
+        return dx, _cast(dw, wv), None if bv is None else _cast(db, bv)
+
+    return _finish("linear", y, (px, pw, pb), backward)
+
+
+# --------------------------------------------------------------------------- pooling
+
+def _max_pool2d(fn, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                return_indices=False):
+    xv, px = origin(x)
+    y, idx = fn(xv, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+    shape = np.shape(xv)
+    out = _finish("max_pool2d", y, (px,), lambda g: (F.max_pool2d_backward(g, idx, shape),))
+    return (out, idx) if return_indices else out
+
+
+def _avg_pool2d(fn, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                count_include_pad=True, divisor_override=None):
+    xv, px = origin(x)
+    args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    y = fn(xv, *args)
+    shape = np.shape(xv)
+    return _finish("avg_pool2d", y, (px,),
+                   lambda g: (F.avg_pool2d_backward(g, shape, *args),))
+
+
+def _adaptive_avg_pool2d(fn, x, output_size):
+    xv, px = origin(x)
+    y = fn(xv, output_size)
+    shape = np.shape(xv)
+    return _finish("adaptive_avg_pool2d", y, (px,),
+                   lambda g: (F.adaptive_avg_pool2d_backward(g, shape),))
+
+
+def _global_avg_pool2d(fn, x, keepdims=True):
+    xv, px = origin(x)
+    y = fn(xv, keepdims)
+    shape = np.shape(xv)
+    return _finish("global_avg_pool2d", y, (px,),
+                   lambda g: (F.global_avg_pool2d_backward(g, shape),))
+
+
+# --------------------------------------------------------------------------- normalisation
+
+def _batch_norm(fn, x, running_mean, running_var, weight=None, bias=None, training=False,
+                momentum=0.1, eps=1e-5, return_stats=False):
+    (xv, px), (wv, pw), (bv, pb) = origin(x), origin(weight), origin(bias)
+    y, mean, invstd = fn(xv, detach(running_mean), detach(running_var), wv, bv, training,
+                         momentum, eps, return_stats=True)
+
+    def backward(g):
+        dx, dw, db = F.batch_norm_backward(g, xv, mean, invstd, wv, training)
+        return dx, None if wv is None else _cast(dw, wv), None if bv is None else _cast(db, bv)
+
+    out = _finish("batch_norm", y, (px, pw, pb), backward)
+    return (out, mean, invstd) if return_stats else out
+
+
+def _local_response_norm(fn, x, size, alpha=1e-4, beta=0.75, k=1.0):
+    xv, px = origin(x)
+    return _finish("local_response_norm", fn(xv, size, alpha, beta, k), (px,),
+                   lambda g: (F.local_response_norm_backward(g, xv, size, alpha, beta, k),))
+
+
+# --------------------------------------------------------------------------- shapes
+
+def _cat(fn, tensors, dim=0):
+    values, parents = zip(*(origin(t) for t in tensors))
+    y = fn(list(values), dim)
+    d = dim % y.ndim
+    cuts = np.cumsum([np.shape(v)[d] for v in values])[:-1]
+
+    def backward(g):
+        return tuple(None if p is None else _cast(np.ascontiguousarray(piece), v)
+                     for p, v, piece in zip(parents, values, np.split(g, cuts, axis=d)))
+
+    return _finish("cat", y, parents, backward)
+
+
+def _flatten(fn, x, start_dim=0, end_dim=-1):
+    xv, px = origin(x)
+    shape = np.shape(xv)
+    return _finish("flatten", fn(xv, start_dim, end_dim), (px,),
+                   lambda g: (np.reshape(g, shape),))
+
+
+_RULES = {
+    "relu": _relu, "leaky_relu": _leaky_relu, "sigmoid": _sigmoid, "tanh": _tanh,
+    "softmax": _softmax, "log_softmax": _log_softmax, "dropout": _dropout,
+    "conv2d": _conv("conv2d", F.conv2d_backward), "conv1d": _conv("conv1d", F.conv1d_backward),
+    "linear": _linear, "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d,
+    "adaptive_avg_pool2d": _adaptive_avg_pool2d, "global_avg_pool2d": _global_avg_pool2d,
+    "batch_norm": _batch_norm, "local_response_norm": _local_response_norm,
+    "cat": _cat, "flatten": _flatten,
+}
+
+
+def _plain(a):
+    if isinstance(a, (list, tuple)):
+        return type(a)(_plain(b) for b in a)
+    return detach(a)
+
+
+def record_op(name, fn, args, kwargs):
+    """Call op ``name`` (``fn``) whose arguments hold recorded arrays or parameters."""
+    rule = _RULES.get(name)
+    if rule is not None and state.grad and state.record:
+        return rule(fn, *args, **kwargs)
+    plain_args = [_plain(a) for a in args]
+    plain_kwargs = {k: _plain(v) for k, v in kwargs.items()}
+    result = fn(*plain_args, **plain_kwargs)
+    if not (state.grad and state.record):
+        return result
+    parents = [origin(a)[1] for a in list(args) + list(kwargs.values())]
+    unf = _unfollowed(parents)
+    if unf is None and not any(map(_differentiable, parents)):
+        return result
+    what = unf.what if unf is not None else f"nc.{name} (it has no recorded backward)"
+    return _untracked_result(result, what, f"nc.{name}")
+
+
+def install(leaf_types=()) -> None:
+    """Make the public ops route recorded arguments here."""
+    _LEAF_TYPES.update(leaf_types)
+    _dispatch.set_recorder({TrackedArray, *_LEAF_TYPES}, record_op)
