@@ -186,7 +186,7 @@ def _recorded_call(self, raw, args, kwargs):
                            and v.dtype.kind == "f" else v for v in y)
         return y  # a device array or a non-array: not recorded
     parents = tuple(parents)
-    node = Node(name, parents, _ModuleBackward(self, capture(self), parents))
+    node = Node(name, parents, _ModuleBackward(self, capture(self), parents), self)
     d["_record"] = node
     return wrap(y, node)
 

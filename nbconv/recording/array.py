@@ -216,12 +216,13 @@ def _ufunc(ufunc, method, inputs, kwargs):
     backward = rule(values, need) if rule is not None else None
     if backward is None:
         return _untracked_result(result, name, name)
-    return wrap(result, Node(name, parents, backward))
+    constants = tuple(None if p is not None else v for v, p in zip(values, parents))
+    return wrap(result, Node(name, parents, backward, {"constants": constants}))
 
 
 # --------------------------------------------------------------------------- shape ops
 
-def _record1(x, name, compute, backward):
+def _record1(x, name, compute, backward, info=None):
     """Record a one-input op: ``compute(value)`` forward, ``backward(g) -> dx``."""
     value, parent = origin(x)
     result = compute(value)
@@ -231,13 +232,16 @@ def _record1(x, name, compute, backward):
         return _untracked_result(result, parent.what, name)
     if parent is None:
         return result
-    return wrap(result, Node(name, (parent,), lambda g: (backward(g),)))
+    return wrap(result, Node(name, (parent,), lambda g: (backward(g),),
+                             {} if info is None else info))
 
 
 def _reshape(x, shape, order="C", name="reshape"):
     in_shape = np.shape(origin(x)[0])
+    out_shape = np.empty(in_shape, bool).reshape(shape, order=order).shape
     return _record1(x, name, lambda v: np.reshape(v, shape, order=order),
-                    lambda g: np.reshape(g, in_shape, order=order))
+                    lambda g: np.reshape(g, in_shape, order=order),
+                    {"shape": out_shape, "order": order})
 
 
 def _transpose(x, axes=None, name="transpose"):
@@ -245,7 +249,7 @@ def _transpose(x, axes=None, name="transpose"):
     axes = tuple(range(nd))[::-1] if axes is None else tuple(a % nd for a in axes)
     inverse = tuple(np.argsort(axes))
     return _record1(x, name, lambda v: np.transpose(v, axes),
-                    lambda g: np.ascontiguousarray(np.transpose(g, inverse)))
+                    lambda g: np.ascontiguousarray(np.transpose(g, inverse)), {"axes": axes})
 
 
 def _sum(x, name, axis=None, dtype=None, keepdims=False, where=True, initial=np._NoValue,
@@ -275,7 +279,8 @@ def _sum(x, name, axis=None, dtype=None, keepdims=False, where=True, initial=np.
             g = g / max(count, 1)
         return np.ascontiguousarray(np.broadcast_to(g, shape), dtype=in_dtype)
 
-    return wrap(result, Node(name, (parent,), lambda g: (backward(g),)))
+    return wrap(result, Node(name, (parent,), lambda g: (backward(g),),
+                             {"axes": axes, "keepdims": keepdims, "mean": mean}))
 
 
 def _concatenate(arrays, axis=0, name="np.concatenate", stack=False, **kwargs):
@@ -307,7 +312,7 @@ def _concatenate(arrays, axis=0, name="np.concatenate", stack=False, **kwargs):
                      np.ascontiguousarray(np.squeeze(piece, ax) if stack else piece, dtype=dt)
                      for p, piece, dt in zip(parents, pieces, dtypes))
 
-    return wrap(result, Node(name, tuple(parents), backward))
+    return wrap(result, Node(name, tuple(parents), backward, {"axis": ax, "stack": stack}))
 
 
 def _basic_index(key) -> bool:
@@ -330,7 +335,7 @@ def _getitem(x, key):
             np.add.at(dx, key, g)  # an index repeated gets the sum of its gradients
         return dx
 
-    return _record1(x, "getitem", lambda v: v[key], backward)
+    return _record1(x, "getitem", lambda v: v[key], backward, {"key": key})
 
 
 def _astype(x, dtype, **kwargs):
@@ -340,7 +345,7 @@ def _astype(x, dtype, **kwargs):
     if result_dtype.kind != "f":
         return value.astype(dtype, **kwargs)  # integer or bool values carry no gradient
     return _record1(x, f"astype({result_dtype.name})", lambda v: v.astype(dtype, **kwargs),
-                    lambda g: np.asarray(g).astype(src))
+                    lambda g: np.asarray(g).astype(src), {"dtype": result_dtype})
 
 
 def _squeeze_shape(shape, axis):

@@ -38,15 +38,19 @@ class Node:
         ``accumulate_grad``) or None (a constant: no gradient is sent there).
     backward : callable
         ``backward(dy) -> tuple`` of one gradient per parent (None where there is none).
+    info : object, optional
+        What a reader of the graph needs to redo the call (the ONNX export traces with it):
+        the module of a module call, else a dict of the op's non-array arguments.
     """
 
-    __slots__ = ("name", "parents", "backward", "seq", "__weakref__")
+    __slots__ = ("name", "parents", "backward", "seq", "info", "__weakref__")
 
-    def __init__(self, name: str, parents: tuple, backward):
+    def __init__(self, name: str, parents: tuple, backward, info=None):
         self.name = name
         self.parents = parents
         self.backward = backward
         self.seq = _next_seq()
+        self.info = info
 
     @property
     def consumed(self) -> bool:

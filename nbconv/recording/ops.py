@@ -38,14 +38,15 @@ def _cast(g, like):
     return g if g.dtype == dtype else g.astype(dtype)
 
 
-def _finish(name, y, parents, backward):
-    """``y`` recorded with ``backward`` when an input needs a gradient."""
+def _finish(name, y, parents, backward, **info):
+    """``y`` recorded with ``backward`` when an input needs a gradient; ``info`` holds the
+    op's non-array arguments (for readers of the graph)."""
     unf = _unfollowed(parents)
     if unf is not None:
         return _untracked_result(y, unf.what, name)
     if not any(map(_differentiable, parents)):
         return y
-    return wrap(y, Node(name, tuple(parents), backward))
+    return wrap(y, Node(name, tuple(parents), backward, info))
 
 
 # --------------------------------------------------------------------------- activations
@@ -58,7 +59,8 @@ def _relu(fn, x):
 def _leaky_relu(fn, x, negative_slope=0.01):
     xv, px = origin(x)
     return _finish("leaky_relu", fn(xv, negative_slope), (px,),
-                   lambda g: (F.leaky_relu_backward(g, xv, negative_slope),))
+                   lambda g: (F.leaky_relu_backward(g, xv, negative_slope),),
+                   negative_slope=negative_slope)
 
 
 def _sigmoid(fn, x):
@@ -76,19 +78,21 @@ def _tanh(fn, x):
 def _softmax(fn, x, axis=-1):
     xv, px = origin(x)
     y = fn(xv, axis)
-    return _finish("softmax", y, (px,), lambda g: (F.softmax_backward(g, y, axis),))
+    return _finish("softmax", y, (px,), lambda g: (F.softmax_backward(g, y, axis),), axis=axis)
 
 
 def _log_softmax(fn, x, axis=-1):
     xv, px = origin(x)
     y = fn(xv, axis)
-    return _finish("log_softmax", y, (px,), lambda g: (F.log_softmax_backward(g, y, axis),))
+    return _finish("log_softmax", y, (px,), lambda g: (F.log_softmax_backward(g, y, axis),),
+                   axis=axis)
 
 
 def _dropout(fn, x, p=0.5, training=True, rng=None, return_mask=False):
     xv, px = origin(x)
     y, mask = fn(xv, p, training, rng, return_mask=True)
-    out = _finish("dropout", y, (px,), lambda g: (F.dropout_backward(g, mask),))
+    out = _finish("dropout", y, (px,), lambda g: (F.dropout_backward(g, mask),), p=p,
+                  training=training)
     return (out, mask) if return_mask else out
 
 
@@ -107,7 +111,7 @@ def _conv(name, backward_op):
                                      need_dx=needs_grad(px), **geometry)
             return dx, _cast(dw, wv), None if bv is None else _cast(db, bv)
 
-        return _finish(name, y, (px, pw, pb), backward)
+        return _finish(name, y, (px, pw, pb), backward, **geometry, **kwargs)
 
     return rule
 
@@ -130,7 +134,9 @@ def _max_pool2d(fn, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mod
     xv, px = origin(x)
     y, idx = fn(xv, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
     shape = np.shape(xv)
-    out = _finish("max_pool2d", y, (px,), lambda g: (F.max_pool2d_backward(g, idx, shape),))
+    out = _finish("max_pool2d", y, (px,), lambda g: (F.max_pool2d_backward(g, idx, shape),),
+                  kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                  ceil_mode=ceil_mode)
     return (out, idx) if return_indices else out
 
 
@@ -141,7 +147,9 @@ def _avg_pool2d(fn, x, kernel_size, stride=None, padding=0, ceil_mode=False,
     y = fn(xv, *args)
     shape = np.shape(xv)
     return _finish("avg_pool2d", y, (px,),
-                   lambda g: (F.avg_pool2d_backward(g, shape, *args),))
+                   lambda g: (F.avg_pool2d_backward(g, shape, *args),),
+                   **dict(zip(("kernel_size", "stride", "padding", "ceil_mode",
+                               "count_include_pad", "divisor_override"), args)))
 
 
 def _adaptive_avg_pool2d(fn, x, output_size):
@@ -149,7 +157,7 @@ def _adaptive_avg_pool2d(fn, x, output_size):
     y = fn(xv, output_size)
     shape = np.shape(xv)
     return _finish("adaptive_avg_pool2d", y, (px,),
-                   lambda g: (F.adaptive_avg_pool2d_backward(g, shape),))
+                   lambda g: (F.adaptive_avg_pool2d_backward(g, shape),), output_size=output_size)
 
 
 def _global_avg_pool2d(fn, x, keepdims=True):
@@ -157,7 +165,7 @@ def _global_avg_pool2d(fn, x, keepdims=True):
     y = fn(xv, keepdims)
     shape = np.shape(xv)
     return _finish("global_avg_pool2d", y, (px,),
-                   lambda g: (F.global_avg_pool2d_backward(g, shape),))
+                   lambda g: (F.global_avg_pool2d_backward(g, shape),), keepdims=keepdims)
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -172,14 +180,16 @@ def _batch_norm(fn, x, running_mean, running_var, weight=None, bias=None, traini
         dx, dw, db = F.batch_norm_backward(g, xv, mean, invstd, wv, training)
         return dx, None if wv is None else _cast(dw, wv), None if bv is None else _cast(db, bv)
 
-    out = _finish("batch_norm", y, (px, pw, pb), backward)
+    out = _finish("batch_norm", y, (px, pw, pb), backward, running_mean=running_mean,
+                  running_var=running_var, training=training, momentum=momentum, eps=eps)
     return (out, mean, invstd) if return_stats else out
 
 
 def _local_response_norm(fn, x, size, alpha=1e-4, beta=0.75, k=1.0):
     xv, px = origin(x)
     return _finish("local_response_norm", fn(xv, size, alpha, beta, k), (px,),
-                   lambda g: (F.local_response_norm_backward(g, xv, size, alpha, beta, k),))
+                   lambda g: (F.local_response_norm_backward(g, xv, size, alpha, beta, k),),
+                   size=size, alpha=alpha, beta=beta, k=k)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -194,14 +204,14 @@ def _cat(fn, tensors, dim=0):
         return tuple(None if p is None else _cast(np.ascontiguousarray(piece), v)
                      for p, v, piece in zip(parents, values, np.split(g, cuts, axis=d)))
 
-    return _finish("cat", y, parents, backward)
+    return _finish("cat", y, parents, backward, dim=d)
 
 
 def _flatten(fn, x, start_dim=0, end_dim=-1):
     xv, px = origin(x)
     shape = np.shape(xv)
     return _finish("flatten", fn(xv, start_dim, end_dim), (px,),
-                   lambda g: (np.reshape(g, shape),))
+                   lambda g: (np.reshape(g, shape),), start_dim=start_dim, end_dim=end_dim)
 
 
 _RULES = {
