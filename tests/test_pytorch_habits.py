@@ -6,6 +6,8 @@ killed-save test is in test_io.py."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +129,38 @@ def test_model_file_errors_name_what_to_do(tmp_path):
     assert not (tmp_path / "a.h5").exists()
     with pytest.raises(ValueError, match="built-in"):
         nn.register(type("Conv2d", (nn.Module,), {}))
+
+
+def test_loading_an_unregistered_class_names_the_module_to_import(tmp_path):
+    # a class registered in the saving process only: the loading process is told where it is
+    path = tmp_path / "block.h5"
+    nc.save(LeNetLike(num_classes=3), path)
+    code = f"import nbconv as nc; nc.load({str(path)!r})"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "'LeNetLike' is not registered" in proc.stderr
+    assert f"import the module that defines it ({__name__})" in proc.stderr
+
+
+def test_sequential_with_a_reused_layer_keeps_each_use_apart():
+    relu = nn.ReLU()  # one module instance at two places, as PyTorch code often does
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 1, 9, 8))
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), relu, nn.Conv2d(3, 2, 3), relu).astype(np.float64)
+    assert gradcheck(net, x)
+    twin = tnn.Sequential(tnn.Conv2d(1, 3, 3), tnn.ReLU(), tnn.Conv2d(3, 2, 3), tnn.ReLU())
+    twin = twin.double()
+    net.load_state_dict({k: v.detach().numpy() for k, v in twin.state_dict().items()})
+    net.zero_grad()
+    dy = rng.standard_normal(net(x).shape)
+    dx = net.backward(dy)
+    xt = torch.tensor(x, requires_grad=True)
+    twin(xt).backward(torch.tensor(dy))
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for k, p in net.named_parameters():
+        np.testing.assert_allclose(p.grad, dict(twin.named_parameters())[k].grad.numpy(),
+                                   rtol=1e-10, atol=1e-12)
 
 
 def test_missing_backward_is_recorded_and_early_assignment_says_what_to_do():

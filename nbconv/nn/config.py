@@ -79,7 +79,10 @@ def to_config(module: Module) -> dict:
             f"({', '.join(f'{k}={v!r:.60}' for k, v in bad.items())}); a model file can "
             "record only numbers, strings, bools, None, lists and dicts: pass such values, or "
             "set self._config in the constructor to arguments that rebuild the layer") from None
-    return {"type": name, "config": config}
+    desc = {"type": name, "config": config}
+    if type(module).__module__.split(".")[0] != "nbconv":
+        desc["module"] = type(module).__module__  # where a loading process finds the class
+    return desc
 
 
 def _is_json(value) -> bool:
@@ -110,6 +113,18 @@ def from_config(cfg: dict) -> Module:
                 g.add(node["name"], from_config(node["module"]), *node["inputs"])
             return g
         if kind not in _REGISTRY:
+            where = cfg.get("module")
+            if where == "__main__":
+                raise ValueError(
+                    f"from_config: layer class {kind!r} is not registered in this process; "
+                    "it was defined in the script that saved the file (__main__): define it "
+                    "here too (decorated with @nbconv.nn.register), or move it to a module "
+                    "that both scripts import")
+            if isinstance(where, str):
+                raise ValueError(
+                    f"from_config: layer class {kind!r} is not registered in this process: "
+                    f"import the module that defines it ({where}) first, so that its "
+                    "@nbconv.nn.register runs, then load again")
             raise ValueError(f"from_config: unknown layer type {kind!r}")
         return _REGISTRY[kind](**cfg.get("config", {}))
     except (KeyError, TypeError) as e:

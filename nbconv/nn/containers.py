@@ -22,7 +22,9 @@ class Sequential(Module):
 
     On host arrays two neighbours may run as one pass: ``Conv2d`` then ``ReLU`` (the ReLU in
     the convolution's store) and, backward, ``ReLU`` then ``MaxPool2d`` (one masked
-    scatter).  The results are bitwise those of the layers one by one.
+    scatter).  The results are bitwise those of the layers one by one.  A layer instance may
+    appear several times (``Sequential(conv1, relu, conv2, relu)``): each use keeps its own
+    context for the backward pass.
 
     Parameters
     ----------
@@ -66,10 +68,14 @@ class Sequential(Module):
 
     def forward(self, x):
         layers = list(self._children.values())
+        repeated = _repeated(layers)
         i = 0
         while i < len(layers):
-            # a layer may take the next one along in a single pass (convolution and ReLU)
-            fused = layers[i]._forward_through(layers[i + 1], x) if i + 1 < len(layers) else None
+            # a layer may take the next one along in a single pass (convolution and ReLU);
+            # a layer used twice in the chain runs alone, so that each use keeps its context
+            fused = (layers[i]._forward_through(layers[i + 1], x)
+                     if i + 1 < len(layers) and not (repeated and {layers[i], layers[i + 1]}
+                                                     & repeated) else None)
             if fused is None:
                 x = layers[i].forward(x)
                 i += 1
@@ -82,10 +88,13 @@ class Sequential(Module):
         """Backward through every layer; ``need_dx=False`` lets the first layer skip its input
         gradient when it can (convolutions), and then returns None (``fit`` does this)."""
         layers = list(self._children.values())
+        repeated = _repeated(layers)
         i = len(layers) - 1
         while i > 0:
             # a layer may take the one before it along in a single pass (max-pool after ReLU)
-            fused = layers[i]._backward_through(layers[i - 1], dy) if i > 1 else None
+            fused = (layers[i]._backward_through(layers[i - 1], dy)
+                     if i > 1 and not (repeated and {layers[i], layers[i - 1]} & repeated)
+                     else None)
             if fused is None:
                 dy = layers[i].backward(dy)
                 i -= 1
@@ -97,6 +106,16 @@ class Sequential(Module):
         if not need_dx and getattr(layers[0], "_supports_need_dx", False):
             return layers[0].backward(dy, need_dx=False)
         return layers[0].backward(dy)
+
+
+def _repeated(layers) -> set:
+    """The layers that appear more than once in ``layers`` (empty almost always)."""
+    if len(set(map(id, layers))) == len(layers):
+        return set()
+    seen, twice = set(), set()
+    for m in layers:
+        (twice if m in seen else seen).add(m)
+    return twice
 
 
 class Identity(Module):
