@@ -17,7 +17,7 @@ import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from .. import recording
-from ..recording.array import _function, _ufunc
+from ..recording.array import _function, _transpose, _ufunc
 from . import _arrays, _recorded
 from .modes import (  # noqa: F401  (re-exported: nbconv.nn.module.no_grad and friends)
     _rng,
@@ -116,6 +116,11 @@ class Parameter(NDArrayOperatorsMixin):
     @property
     def ndim(self) -> int:
         return len(self.data.shape)
+
+    @property
+    def T(self):
+        """The transpose, recorded (``x @ self.weight.T``)."""
+        return _transpose(self, None, "T")
 
     def __array__(self, dtype=None, copy=None):
         return np.asarray(self.data, dtype=dtype)
