@@ -141,3 +141,15 @@ def test_bench_gemm_vector_quick(tmp_path):
     assert "rule takes" in out and data["shapes"]
     for row in data["shapes"]:
         assert row["vector_gflops"] > 0 and row["blas_gflops"] > 0 and row["rule"] in (0, 1, 2)
+
+
+def test_bench_recording_quick(tmp_path):
+    js = tmp_path / "recording.json"
+    out = _run("bench_recording.py", "--quick", "--threads", "1", "--batch", "8",
+               "--json", str(js))
+    assert "same gradients check" in out and "-> OK" in out
+    data = json.loads(js.read_text())
+    assert data["gradient_check_rel_err"] <= 1e-5
+    forms = {"sequential, raw", "sequential", "pystyle"} | ({"torch"} if HAVE_TORCH else set())
+    assert set(data["results"]) == forms
+    assert all(r["median_s"] > 0 for r in data["results"].values())

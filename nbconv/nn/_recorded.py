@@ -36,6 +36,8 @@ __all__ = ["wrap_forward", "wrap_backward", "recorded_backward", "uses_recorded_
 
 #: ``Module`` (set by nbconv.nn.module once the class exists)
 BASE = None
+#: the per-call attributes this module sets on a Module (left out of copies and pickles)
+TRANSIENT = frozenset({"_zone", "_record", "_recorded_call", "_fresh"})
 _covered: dict = {}
 
 

@@ -174,6 +174,10 @@ class Module:
             if callable(fn) and not hasattr(fn, "__nbconv_raw__"):
                 setattr(cls, name, wrap(cls, fn))
 
+    def __getstate__(self):
+        """Copies and pickles leave out the records of the last forward pass."""
+        return {k: v for k, v in self.__dict__.items() if k not in _recorded.TRANSIENT}
+
     # -- registration -------------------------------------------------------------------
     def __setattr__(self, name, value):
         d = self.__dict__
