@@ -188,7 +188,8 @@ def _ufunc(ufunc, method, inputs, kwargs):
     out = kwargs.get("out")
     values, parents = zip(*(origin(a) for a in inputs)) if inputs else ((), ())
     if out is not None:
-        if any(type(o) is TrackedArray or type(o) in _LEAF_TYPES for o in out):
+        if any((type(o) is TrackedArray and o._node is not None) or type(o) in _LEAF_TYPES
+               for o in out):
             raise TypeError(
                 f"{name}(..., out=...): writing into a recorded array (or a parameter) in "
                 "place is not recorded and would change values that a backward pass needs; "
@@ -441,7 +442,10 @@ def _function(func, args, kwargs):
 
 class TrackedArray(np.ndarray):
     """A ``numpy.ndarray`` made by a recorded call; ``backward`` sends a gradient back
-    through the records that made it.  See the module docstring for what is recorded."""
+    through the records that made it.  See the module docstring for what is recorded.
+
+    Its methods keep NumPy's signatures (``x.flatten()``, ``x.sum(axis=1)``), not PyTorch's,
+    so that a ``forward`` runs the same on the plain arrays of ``nc.no_grad()``."""
 
     _node = None  # Node, Unfollowed (computed by something unrecorded) or None (a constant)
 
@@ -528,7 +532,7 @@ class TrackedArray(np.ndarray):
         return _getitem(self, key)
 
     def __setitem__(self, key, value):
-        if _differentiable(self._node) or is_tracked(value):
+        if self._node is not None or is_tracked(value):
             raise TypeError(
                 "assigning into a recorded array is not recorded (and would change values "
                 "that its backward pass may need); build the array with nc.cat / "
@@ -536,25 +540,23 @@ class TrackedArray(np.ndarray):
         super().__setitem__(key, value)
 
     def fill(self, value):
-        if _differentiable(self._node):
+        if self._node is not None:
             raise TypeError("fill on a recorded array is not recorded; use a plain array "
                             "(np.full) or np.asarray(x) under nc.no_grad()")
         super().fill(value)
 
     # ``a += b`` rebinds ``a`` to a new recorded array (see the module docstring).
     def __iadd__(self, other):
-        return np.add(self, other) if _differentiable(self._node) else super().__iadd__(other)
+        return np.add(self, other) if self._node is not None else super().__iadd__(other)
 
     def __isub__(self, other):
-        return (np.subtract(self, other) if _differentiable(self._node)
-                else super().__isub__(other))
+        return np.subtract(self, other) if self._node is not None else super().__isub__(other)
 
     def __imul__(self, other):
-        return (np.multiply(self, other) if _differentiable(self._node)
-                else super().__imul__(other))
+        return np.multiply(self, other) if self._node is not None else super().__imul__(other)
 
     def __itruediv__(self, other):
-        return (np.true_divide(self, other) if _differentiable(self._node)
+        return (np.true_divide(self, other) if self._node is not None
                 else super().__itruediv__(other))
 
     # -- gradients ---------------------------------------------------------------------
