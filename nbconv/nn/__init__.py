@@ -10,11 +10,19 @@ from ..losses import CrossEntropyLoss, L1Loss, MSELoss
 from .containers import Add, Concat, Graph, Identity, ModuleList, Sequential
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layers
-from .module import Module, Parameter, default_rng, is_grad_enabled, manual_seed, no_grad
+from .module import (
+    Module,
+    Parameter,
+    default_rng,
+    enable_grad,
+    is_grad_enabled,
+    manual_seed,
+    no_grad,
+)
 from .summary import summary
 
 __all__ = _layers + [
     "Add", "Concat", "Graph", "Identity", "ModuleList", "Sequential", "Module", "Parameter",
-    "no_grad", "is_grad_enabled", "manual_seed", "default_rng", "register", "to_config",
-    "from_config", "summary", "CrossEntropyLoss", "MSELoss", "L1Loss",
+    "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "default_rng", "register",
+    "to_config", "from_config", "summary", "CrossEntropyLoss", "MSELoss", "L1Loss",
 ]
