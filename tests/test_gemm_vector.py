@@ -3,6 +3,7 @@ chooses it, and whole layers run through it."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -12,7 +13,8 @@ import nbconv as nc
 from nbconv import _blas
 from nbconv.kernels import gemm_vector
 from nbconv.kernels.gemm import VECTOR_ALWAYS, VECTOR_WHERE_FASTER
-from nbconv.kernels.gemm_vector import _NO_TRANS, _TRANS, _vector_gemm, orientation
+from nbconv.kernels.gemm_vector import _NO_TRANS, _TRANS, _vector_gemm
+from nbconv.kernels.gemm_vector import orientation as _orientation
 
 CODE = {False: _NO_TRANS, True: _TRANS}
 
@@ -105,7 +107,9 @@ def test_orientation_rule():
     """Where the vector product is taken (the measured rule): a fully connected layer's
     forward product (few images x many weights, weights transposed) transposed; a large
     forward product as written; weight gradients (A transposed), short reductions, few rows
-    and columns that leave lanes idle go to BLAS."""
+    and columns that leave lanes idle go to BLAS.  For AVX-512's 64-byte vectors, whatever
+    this host has."""
+    orientation = functools.partial(_orientation, vector_bytes=64)
     assert orientation(_NO_TRANS, _TRANS, 32, 4096, 25088, 4) == 2
     # at batch 128 the images (re-read per block of 32 weights) and the weights both
     # overflow the cache, as written or transposed: BLAS
@@ -120,6 +124,20 @@ def test_orientation_rule():
     assert orientation(_NO_TRANS, _NO_TRANS, 1152, 48, 1152, 4) == 1  # 48 of 64, many rows
     assert orientation(_NO_TRANS, _NO_TRANS, 160, 48, 1152, 4) == 0   # ... not enough rows
     assert orientation(_NO_TRANS, _NO_TRANS, 160, 46, 1152, 8) == 1   # 46 of 48 (float64)
+
+
+def test_orientation_rule_counts_the_lanes_of_either_vector_width():
+    """The rule for AVX2's 32-byte vectors too: a block of 2 vectors holds 16 float32 (8
+    float64) columns, so 40 columns fill 40 of 48 lanes (83%: taken with many rows and a
+    long reduction) where AVX-512's blocks of 32 fill 40 of 64 (62%: BLAS); 20 columns fill
+    20 of 32 on either (BLAS)."""
+    args = (_NO_TRANS, _NO_TRANS, 1152)
+    assert _orientation(*args, 40, 1152, 4, vector_bytes=32) == 1
+    assert _orientation(*args, 40, 1152, 4, vector_bytes=64) == 0
+    assert _orientation(*args, 20, 1152, 4, vector_bytes=32) == 0
+    assert _orientation(*args, 20, 1152, 4, vector_bytes=64) == 0
+    assert _orientation(*args, 15, 256, 8, vector_bytes=32) == 1  # 15 of 16 (float64)
+    assert _orientation(_TRANS, _NO_TRANS, 256, 256, 1152, 4, vector_bytes=32) == 0  # A^T
 
 
 @pytest.mark.parametrize("core, vector_bytes, setting, want", [

@@ -142,9 +142,11 @@ def _takes(rows, cols, k, nb, itemsize):
 
 
 @numba.njit(**JIT_OPTIONS)
-def orientation(ta, tb, m, n, k, itemsize):
+def orientation(ta, tb, m, n, k, itemsize, vector_bytes=LANES32 * 4):
     """How :func:`_vector_gemm` beats single-threaded OpenBLAS on Haswell kernels for this
-    product: 1 as written, 2 transposed, 0 not (BLAS then runs it).
+    product: 1 as written, 2 transposed, 0 not (BLAS then runs it).  A pure function of the
+    shape and the vector width (``vector_bytes``: 64 for AVX-512, 32 for AVX2; this host's by
+    default), so the rule can be checked for either instruction set on any host.
 
     Measured on a Zen 5 core over m in {16, 64, 200, 1152}, n in {10, 32, 48, 96, 256}, k in
     {64, 256, 1152} and the three transpose cases (``benchmarks/bench_gemm_vector.py``): the
@@ -154,7 +156,7 @@ def orientation(ta, tb, m, n, k, itemsize):
     transposed A (weight gradients: 0.4-1.3x) packing A does; BLAS wins or ties elsewhere.
     Transposed, op(B).T is the one to read unpacked (stored without the transpose when ``tb``
     is a transpose)."""
-    nb = NV * (LANES32 if itemsize == 4 else LANES64)
+    nb = NV * (vector_bytes // itemsize)
     if ta == _NO_TRANS and _takes(m, n, k, nb, itemsize):
         return 1
     if tb == _TRANS and _takes(n, m, k, nb, itemsize):
