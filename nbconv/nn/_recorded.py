@@ -28,7 +28,16 @@ import functools
 
 import numpy as np
 
-from ..recording import Node, SecondBackwardError, Unfollowed, origin, run_backward, state, wrap
+from ..recording import (
+    Node,
+    SecondBackwardError,
+    TrackedArray,
+    Unfollowed,
+    origin,
+    run_backward,
+    state,
+    wrap,
+)
 from ..recording.graph import Boundary, needs_grad
 
 __all__ = ["wrap_forward", "wrap_backward", "recorded_backward", "uses_recorded_backward",
@@ -63,6 +72,18 @@ def _has_own_backward(cls, defining) -> bool:
     if covered is None:
         owner = _backward_owner(cls)
         covered = owner is not BASE and owner is not None and issubclass(owner, defining)
+        _covered[key] = covered
+    return covered
+
+
+def _forward_covered(cls) -> bool:
+    """Whether the ``forward`` that instances of ``cls`` run is covered by their
+    ``backward`` (else their backward walks the recorded forward)."""
+    key = (cls, None)
+    covered = _covered.get(key)
+    if covered is None:
+        owner = next((k for k in cls.__mro__ if "forward" in k.__dict__), None)
+        covered = owner is not None and _has_own_backward(cls, owner)
         _covered[key] = covered
     return covered
 
@@ -179,6 +200,8 @@ def _recorded_call(self, raw, args, kwargs):
     d = self.__dict__
     d["_fresh"] = True
     d["_zone"] = zone
+    if type(y) is TrackedArray:  # made by a transparent sub-module: covered by this record
+        y = y.view(np.ndarray)
     if type(y) is not np.ndarray:
         if isinstance(y, (tuple, list)) and any(isinstance(v, np.ndarray) for v in y):
             what = (f"{name}, which returns several arrays and has a hand-written backward "
@@ -284,6 +307,9 @@ def wrap_backward(defining, raw):
         stack = st.backwarding
         if stack and stack[-1] is self:  # super().backward(...)
             return raw(self, *args, **kwargs)
+        if raw is not recorded_backward and not _forward_covered(type(self)):
+            # a subclass that overrides forward only: its forward was recorded
+            return BASE.backward(self, *args, **kwargs)
         cursor = st.cursor
         d = self.__dict__
         if cursor is None:  # outermost: called by the user, by fit, or by a record

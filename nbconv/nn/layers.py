@@ -131,7 +131,8 @@ class Conv2d(_ConvNd):
         * ``after`` a BatchNorm2d normalising with its running statistics (eval mode), under
           ``no_grad``: the normalisation folded into the convolution's store as a scale and
           shift per filter (inference, where nothing is kept for a backward pass)."""
-        if type(x) is not np.ndarray or type(self.weight.data) is not np.ndarray:
+        if (type(x) is not np.ndarray or type(self.weight.data) is not np.ndarray
+                or type(self).forward is not Conv2d.forward):  # a subclass's own forward runs
             return None
         if type(after) is ReLU:
             y = self._forward_with(_conv._conv2d_relu, x)
@@ -311,7 +312,7 @@ class MaxPool2d(Module):
         where the ReLU's input was); None when the pair cannot be fused (``Sequential`` then
         runs the two backward passes).  Saves the ReLU's pass over the unpooled gradient."""
         if (type(before) is not ReLU or before._saved is None or self._cache is None
-                or not self._host_grad(dy)):
+                or not self._host_grad(dy) or type(self).backward is not MaxPool2d.backward):
             return None
         idx, shape, y = self._cache
         if tuple(np.shape(before._saved)) != shape or type(y) is not np.ndarray:
