@@ -525,9 +525,12 @@ def test_malformed_files_raise_format_error(tmp_path):
 
 
 def test_export_errors_keep_the_previous_file(tmp_path):
-    class Custom(nn.Module):
+    class Custom(nn.Module):  # a hand-written backward: not traced, no ONNX form
         def forward(self, x):
             return x
+
+        def backward(self, dy):
+            return dy
 
     path = tmp_path / "m.onnx"
     nbconv.onnx.export(nn.Sequential(nn.ReLU()), path, (1, 3))

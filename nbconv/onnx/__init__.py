@@ -1,11 +1,11 @@
 """ONNX in and out: run models trained elsewhere, ship models trained here.
 
-:func:`export` writes an nbconv ``Sequential``/``Graph`` as an ONNX file (checked with
-``onnx.checker``; onnxruntime runs it); :func:`load` imports an ONNX CNN -- for example one
-written by ``torch.onnx.export`` -- as a trainable :class:`nbconv.nn.Graph`.  Loading parses
-the file as data and runs nothing from it; a malformed file raises
-:class:`nbconv.io.FormatError`, an operator nbconv lacks :class:`UnsupportedOpError` naming
-the node and its op type.
+:func:`export` writes an nbconv ``Sequential``/``Graph``, or a PyTorch-style module whose
+forward pass it traces, as an ONNX file (checked with ``onnx.checker``; onnxruntime runs
+it); :func:`load` imports an ONNX CNN -- for example one written by ``torch.onnx.export`` --
+as a trainable :class:`nbconv.nn.Graph`.  Loading parses the file as data and runs nothing
+from it; a malformed file raises :class:`nbconv.io.FormatError`, an operator nbconv lacks
+:class:`UnsupportedOpError` naming the node and its op type.
 
 onnx (and onnxruntime, for running exported files) is the optional extra ``onnx``
 (``pip install 'nbconv[onnx]'``); it is imported only when :func:`export` or :func:`load` is

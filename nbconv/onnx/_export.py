@@ -3,7 +3,8 @@
 The model runs once on zeros of ``input_shape`` (eval mode, no gradient caching) while every
 layer writes its ONNX nodes: the traced shapes fix what ONNX cannot say without them (an
 adaptive pool's windows, a reflect-padded "same" convolution's pads).  The batch axis stays
-symbolic (``"N"``) in the file.
+symbolic (``"N"``) in the file.  A PyTorch-style module (a forward pass without a
+hand-written backward) is first traced into a ``Graph`` by :mod:`nbconv.onnx._trace`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from .. import nn as _nn
 from .._checks import conv_padding
 from .._version import __version__
-from . import _deps
+from . import _deps, _trace
 from . import layers as _ox
 
 __all__ = ["export", "adaptive_matrix", "DEFAULT_OPSET", "MIN_OPSET"]
@@ -304,6 +305,29 @@ def _matmul(b, m, path, xs, vs, y):
     return b.node("MatMul", [xs[0], c] if m._config["side"] == "right" else [c, xs[0]], path)
 
 
+def _traced_op(b, m, path, xs, vs, y):
+    cfg = m._config
+    op = cfg["op"]
+    if op == "Transpose":
+        return b.node("Transpose", xs, path, perm=list(cfg["perm"]))
+    if op not in ("ReduceSum", "ReduceMean"):
+        return b.node(op, xs, path)
+    axes = b.ints(f"{path}.axes", cfg["axes"])
+    keep = int(cfg["keepdims"])
+    if op == "ReduceSum":
+        return b.node("ReduceSum", [xs[0], axes], path, keepdims=keep)
+    total = b.node("ReduceSum", [xs[0], axes], f"{path}.sum", keepdims=keep)
+    if 0 not in cfg["axes"]:  # the count is fixed by the traced sizes
+        count = b.const(f"{path}.count", np.prod([vs[0].shape[a] for a in cfg["axes"]]))
+    else:  # the batch axis is open in the file: count the values it holds at run time
+        sizes = b.node("Gather", [b.node("Shape", xs[:1], f"{path}.shape"), axes],
+                       f"{path}.sizes", axis=0)
+        n = b.node("ReduceProd", [sizes], f"{path}.n", keepdims=0)
+        count = b.node("Cast", [n], f"{path}.count",
+                       to=b.onnx.helper.np_dtype_to_tensor_dtype(b.dtype))
+    return b.node("Div", [total, count], path)
+
+
 _WRITERS = {
     _nn.Conv2d: _conv, _nn.Conv1d: _conv, _nn.MaxPool2d: _maxpool, _nn.AvgPool2d: _avgpool,
     _nn.AdaptiveAvgPool2d: _adaptive, _nn.GlobalAvgPool2d: _gap, _nn.Linear: _linear,
@@ -313,7 +337,7 @@ _WRITERS = {
     _nn.LocalResponseNorm: _lrn, _nn.Concat: _concat, _nn.Add: _add,
     _ox.Clip: _clip, _ox.LogSoftmax: _log_softmax, _ox.Pad: _pad, _ox.Slice: _slice,
     _ox.Reshape: _reshape, _ox.Squeeze: _squeeze, _ox.Unsqueeze: _unsqueeze,
-    _ox.MatMul: _matmul, _ox.Arithmetic: _arithmetic,
+    _ox.MatMul: _matmul, _ox.Arithmetic: _arithmetic, _trace.TracedOp: _traced_op,
 }
 
 
@@ -328,7 +352,14 @@ def _writer(m):
 
 def _emit(b, module, path, ins):
     """Write ``module``'s nodes; ``ins`` are (ONNX name, traced value) pairs.  Returns the
-    output's pair."""
+    output's pair.  A module whose forward is recorded op by op (a PyTorch-style subclass)
+    is traced into a ``Graph`` first (:mod:`nbconv.onnx._trace`)."""
+    if _trace.is_traceable(module):
+        if len(ins) != 1:
+            raise ValueError(f"export: layer {path or '(the model)'!r} of type "
+                             f"{type(module).__name__} takes {len(ins)} inputs; a traced "
+                             "module must take one")
+        return _emit(b, _trace.trace(module, ins[0][1]), path, ins)
     if isinstance(module, _nn.Sequential):
         cur = ins[0]
         for name, child in module._children.items():
@@ -336,15 +367,18 @@ def _emit(b, module, path, ins):
         return cur
     if isinstance(module, _nn.Graph):
         env = {module.INPUT: ins[0]}
+        paths = getattr(module, "_onnx_paths", {})  # a traced graph: the modules' paths
         for name, child, srcs in module.nodes:
-            env[name] = _emit(b, child, f"{path}.{name}" if path else name,
+            name_in_file = paths.get(name, name)
+            env[name] = _emit(b, child, f"{path}.{name_in_file}" if path else name_in_file,
                               [env[s] for s in srcs])
         return env[module._output_name()]
     write = _writer(module)
     if write is None:
         raise ValueError(f"export: layer {path or '(the model)'!r} of type "
                          f"{type(module).__name__} has no ONNX counterpart; supported: "
-                         f"{sorted(c.__name__ for c in _WRITERS)}, Sequential, Graph")
+                         f"{sorted(c.__name__ for c in _WRITERS)}, Sequential, Graph, and "
+                         "Module subclasses without a hand-written backward (traced)")
     values = [v for _, v in ins]
     y = module.forward(*values)
     return write(b, module, path or type(module).__name__.lower(), [n for n, _ in ins],
@@ -424,6 +458,10 @@ def export(model, path, input_shape, opset=None, *, dynamic_batch=True):
         axes), Flatten, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, Dropout (the identity at
         inference), BatchNorm1d/2d (running statistics), LocalResponseNorm (odd sizes),
         Concat, Add, and the layers of :mod:`nbconv.onnx.layers`.
+
+        Or a PyTorch-style ``Module`` subclass whose ``forward`` has no hand-written
+        ``backward`` (anywhere in the model, e.g. the blocks of a ``Sequential``): its
+        forward pass is recorded once on zeros and rebuilt as a ``Graph`` (see Notes).
     path : str or os.PathLike
         Written atomically (temporary file, fsync, rename): an existing file is replaced
         whole or not at all.
@@ -447,6 +485,8 @@ def export(model, path, input_shape, opset=None, *, dynamic_batch=True):
     ValueError
         For a layer with no ONNX form, naming it (its path in the model) and its type, or an
         invalid ``input_shape``/``opset``; also when the model cannot run on ``input_shape``.
+        For a traced forward pass: an operation with no ONNX form (naming it and what to
+        do), several outputs, or a path that depends on the input's values.
 
     Notes
     -----
@@ -458,6 +498,19 @@ def export(model, path, input_shape, opset=None, *, dynamic_batch=True):
     which onnxruntime follows and ONNX's shape inference does not.  Initialiser names
     are the state-dict keys (``"0.weight"``, ``"1.0.bn1.running_mean"``).  Float64 models
     export as DOUBLE tensors.
+
+    A traced forward pass (a subclass without ``backward``) becomes one graph node per
+    module call -- a module called several times (one ``ReLU``, one pool) is written once
+    per call -- and per operation: ``nc.relu``/``nc.sigmoid``/``nc.tanh``/``nc.softmax``/
+    ``nc.log_softmax``, the functional pools, ``nc.conv2d``/``nc.linear``/``nc.batch_norm``
+    with parameter weights, ``a + b`` and ``out += identity`` (``Add``), ``-``, ``*``, ``/``,
+    ``@`` (with a constant operand, such as ``0.5 * x`` or a parameter, or between two
+    computed arrays), ``nc.cat``/``np.concatenate``/``np.stack``, ``reshape(N, -1)`` and
+    ``nc.flatten`` (``Flatten``), other reshapes, transposes, basic slicing (``x[:, :16]``),
+    ``sum`` and ``mean``.  Sizes are those of the traced input, the batch axis kept open.
+    The graph is checked against the model on a random input before anything is written,
+    so that a forward pass whose path depends on its input's values (an ``if`` on them)
+    raises rather than giving a file that computes something else.
     """
     onnx = _deps.onnx()
     if not isinstance(model, _nn.Module):
