@@ -541,8 +541,11 @@ class sync_batch_norm:
         self.world = world or init()
 
     def __enter__(self):
+        from .nn import _recorded
+
         for layer in self.layers:
-            layer.forward = _sync_forward(layer, self.world)
+            # recorded like the layer's own forward (inside a PyTorch-style model too)
+            layer.forward = _recorded.instance_forward(layer, _sync_forward(layer, self.world))
             layer.backward = _sync_backward(layer, self.world)
         return self
 

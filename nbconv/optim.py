@@ -48,6 +48,8 @@ class Optimizer:
         """One update of every parameter (weight decay is folded into the fused kernels)."""
         self.step_count += 1
         for p, st in zip(self.params, self.state):
+            if not getattr(p, "requires_grad", True):
+                continue  # frozen
             if type(p.data) is np.ndarray:
                 if not (p.data.flags.c_contiguous and p.grad.flags.c_contiguous):
                     # the kernels update flat views in place

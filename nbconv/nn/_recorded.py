@@ -25,6 +25,7 @@ module has parameters (their gradients would be added twice).
 from __future__ import annotations
 
 import functools
+import types
 
 import numpy as np
 
@@ -40,8 +41,8 @@ from ..recording import (
 )
 from ..recording.graph import Boundary, needs_grad
 
-__all__ = ["wrap_forward", "wrap_backward", "recorded_backward", "uses_recorded_backward",
-           "capture", "restore"]
+__all__ = ["wrap_forward", "wrap_backward", "instance_forward", "recorded_backward",
+           "uses_recorded_backward", "capture", "restore"]
 
 #: ``Module`` (set by nbconv.nn.module once the class exists)
 BASE = None
@@ -140,13 +141,22 @@ def _name(module) -> str:
     return type(module).__name__
 
 
+def instance_forward(module, fn):
+    """``fn(*inputs)`` as the forward of this one ``module`` (set as ``module.forward``),
+    recorded as the class's own forward is: its ``backward`` (the class's, or one also set
+    on the instance) covers it."""
+    owner = _backward_owner(type(module))
+    return types.MethodType(wrap_forward(owner, lambda _self, *a, **k: fn(*a, **k)), module)
+
+
 def wrap_forward(defining, raw):
     """``raw`` (a ``forward`` defined in class ``defining``) with recording around it."""
 
     @functools.wraps(raw)
     def forward(self, *args, **kwargs):
         st = state
-        if not st.grad:
+        if not st.grad:  # nothing kept: a later backward must not find an older forward
+            self.__dict__.pop("_recorded_call", None)
             return raw(self, *args, **kwargs)
         own = _has_own_backward(type(self), defining)
         stack = st.forwarding

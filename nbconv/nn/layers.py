@@ -632,8 +632,9 @@ def _host_grads(x, *params) -> bool:
     them in place."""
     if type(x) is not np.ndarray or x.dtype not in _FLOATS:
         return False
-    return all(p is None or (type(p.grad) is np.ndarray and p.grad.dtype == x.dtype
-                             and p.grad.flags.c_contiguous and p.grad.flags.writeable)
+    return all(p is None or (p.requires_grad and type(p.grad) is np.ndarray
+                             and p.grad.dtype == x.dtype and p.grad.flags.c_contiguous
+                             and p.grad.flags.writeable)
                for p in params)
 
 

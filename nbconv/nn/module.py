@@ -52,6 +52,9 @@ class Parameter(NDArrayOperatorsMixin):
         zeroing.  So hold ``p.grad`` afresh after each backward pass, not across steps.
     name : str
         The key within the owning layer ("weight", "bias").
+    requires_grad : bool
+        False freezes the parameter (as in PyTorch): no gradient is added to ``grad`` and
+        optimizers leave it unchanged.
 
     Inside a recorded forward pass a parameter can be used as an array: ``x * self.scale``,
     ``nc.linear(x, self.fc.weight)`` (weight tying) and the other recorded ops send its
@@ -59,10 +62,11 @@ class Parameter(NDArrayOperatorsMixin):
     ``.data``).
     """
 
-    __slots__ = ("data", "_grad", "_zero_pending", "name")
+    __slots__ = ("data", "_grad", "_zero_pending", "name", "requires_grad")
 
-    def __init__(self, data: np.ndarray, name: str = ""):
+    def __init__(self, data: np.ndarray, name: str = "", requires_grad: bool = True):
         self._zero_pending = False
+        self.requires_grad = bool(requires_grad)
         if building_placeholders():  # keep the stand-in as it is (see placeholders())
             self.data = self.grad = data
         else:
@@ -90,6 +94,8 @@ class Parameter(NDArrayOperatorsMixin):
         """``grad += g``.  Right after :meth:`zero_grad` this is ``grad = g``: the host array
         ``g`` itself becomes the gradient when ``owned`` (the caller hands over a fresh
         array of the gradient's shape and dtype: no copy at all), else it is copied in."""
+        if not self.requires_grad:
+            return
         if self._zero_pending and type(self._grad) is np.ndarray and type(g) is np.ndarray:
             self._zero_pending = False
             grad = self._grad

@@ -70,6 +70,12 @@ class LossValue(float):
     def __repr__(self) -> str:
         return f"LossValue({float(self)!r})"
 
+    def __str__(self) -> str:  # print(loss), f"{loss}": the number, as a float prints
+        return float.__repr__(self)
+
+    def __format__(self, spec: str) -> str:
+        return float.__format__(float(self), spec)
+
     def __reduce__(self):  # pickles and copies as the plain float
         return (float, (float(self),))
 
