@@ -30,14 +30,50 @@ def problem(n, seed=0):
     return x, y
 
 
+_RECORDED = {}
+
+
+def recorded_class(bn):
+    """The network ``bn`` (``bn=True``) or the same without its batch norm, written
+    PyTorch-style: a ``forward`` and no ``backward`` (recorded as it runs).  Layers are built
+    in the order of ``bn``'s, so that a seed gives the same initial weights (keys
+    ``conv.weight``, ...)."""
+    if bn not in _RECORDED:
+        import nbconv as nc
+        from nbconv import nn
+
+        class Recorded(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(1, 4, 3)
+                if bn:
+                    self.bn = nn.BatchNorm2d(4)
+                self.pool = nn.MaxPool2d(2)
+                self.fc = nn.Linear(4 * 13 * 13, 3)
+
+            def forward(self, x):
+                x = self.conv(x)
+                if bn:
+                    x = self.bn(x)
+                x = self.pool(nc.relu(x))
+                return self.fc(x.reshape(x.shape[0], -1))
+
+        Recorded.__name__ = Recorded.__qualname__ = "RecordedBN" if bn else "Recorded"
+        _RECORDED[bn] = nn.register(Recorded)
+    return _RECORDED[bn]
+
+
 def build(kind, seed):
-    """``lenet`` (nbconv.models.lenet5, ReLU) or ``bn`` (conv, batch norm, ReLU, pool, fc)."""
+    """``lenet`` (nbconv.models.lenet5, ReLU), ``bn`` (conv, batch norm, ReLU, pool, fc), or
+    ``recorded``/``recorded_bn``: PyTorch-style subclasses (see :func:`recorded_class`)."""
     import nbconv as nc
     from nbconv import models, nn
 
     nc.manual_seed(seed)
     if kind == "lenet":
         return models.lenet5(num_classes=3, activation="relu")
+    if kind in ("recorded", "recorded_bn"):
+        return recorded_class(kind == "recorded_bn")()
     return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Flatten(), nn.Linear(4 * 13 * 13, 3))
 
@@ -61,7 +97,7 @@ def optimizer(model):
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("out")
-    p.add_argument("--model", default="lenet", choices=["lenet", "bn"])
+    p.add_argument("--model", default="lenet", choices=["lenet", "bn", "recorded", "recorded_bn"])
     p.add_argument("--n", type=int, default=22)
     p.add_argument("--batch", type=int, default=4, help="per rank")
     p.add_argument("--epochs", type=int, default=2)
