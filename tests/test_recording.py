@@ -747,9 +747,6 @@ def test_loss_value_behaves_as_a_float():
     assert -loss == -value and 1 - loss == 1 - value
 
 
-@pytest.mark.xfail(strict=True, reason="bug: str(loss), f'{loss}' and print(loss) show "
-                   "'LossValue(1.66...)', not the float (LossValue defines __repr__ only, "
-                   "and float's str falls back to it)")
 def test_loss_value_prints_as_a_float():
     model, x, y = _small()
     loss = losses.CrossEntropyLoss()(model(x), y)
@@ -1157,10 +1154,6 @@ def test_model_backward_without_a_recorded_forward_raises():
         model.backward(np.ones((4, 3)))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: after a forward pass inside nc.no_grad(), "
-                   "model.backward(dy) of a PyTorch-style model silently walks the records "
-                   "of an *earlier* forward pass (another input) instead of raising as the "
-                   "built-in layers do")
 def test_model_backward_after_a_no_grad_forward_does_not_use_an_older_forward():
     model, x1, _ = _small()
     x2 = _rng(12).standard_normal(x1.shape)
@@ -1200,10 +1193,6 @@ class ConvBN(nn.Module):
         return self.fc(x.reshape(x.shape[0], -1))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: nbconv.distributed.sync_batch_norm replaces the "
-                   "batch-norm layers' forward on the instance, which bypasses recording: "
-                   "inside a PyTorch-style model their output is a plain array, so every "
-                   "layer before them silently gets no gradient")
 def test_sync_batch_norm_in_a_recorded_model_keeps_the_gradients():
     from nbconv import distributed
 
@@ -1373,8 +1362,6 @@ def test_a_model_deep_copied_after_a_forward_pass_is_independent():
         np.testing.assert_array_equal(g, _grads(model)[k], err_msg=k)
 
 
-@pytest.mark.xfail(strict=True, reason="SPEC section 1: 'Parameter.requires_grad = False "
-                   "freezes'; Parameter has no requires_grad (its __slots__ refuse it)")
 def test_a_frozen_parameter_is_not_trained():
     model, x, y = _small()
     model.conv.weight.requires_grad = False
@@ -1493,9 +1480,6 @@ def test_distributed_fit_of_a_recorded_model_with_batch_norm_equals_its_sequenti
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=k)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: sync_batch_norm bypasses recording (see "
-                   "test_sync_batch_norm_in_a_recorded_model_keeps_the_gradients): the conv "
-                   "before the batch norm of a PyTorch-style model is never trained")
 def test_distributed_fit_of_a_recorded_model_with_synchronised_batch_norm(tmp_path):
     td = _mpi()
     proc, _ = td._launch(2, tmp_path, "--model", "recorded_bn", "--sync-bn", "--n", 22,
