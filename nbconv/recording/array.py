@@ -4,7 +4,8 @@ It *is* a ``numpy.ndarray`` (a subclass), so every NumPy function reads it; what
 array adds is ``_node``, the :class:`~nbconv.recording.graph.Node` that made it, and the
 operations that keep that link:
 
-* ``+ - * /`` and unary ``-`` (with broadcasting), ``sum``/``mean``, ``reshape``/
+* ``+ - * / ** @`` and unary ``-`` (with broadcasting), ``np.exp``/``log``/``sqrt``/
+  ``abs``/``square``/``tanh``, ``sum``/``mean``, ``reshape``/
   ``flatten``/``ravel``/``squeeze``, ``transpose``/``.T``, ``copy``, ``astype`` between float
   dtypes, indexing (``x[:, :16]``), ``np.concatenate``/``np.stack``, and nbconv's functional
   ops (:mod:`nbconv.recording.ops`) are recorded with their backward;
@@ -175,10 +176,32 @@ def _rule_matmul(v, need):
                       _unbroadcast(np.swapaxes(a, -1, -2) @ g, b) if need[1] else None)
 
 
+def _rule_power(v, need):
+    a, b = v
+    if need[1]:
+        return None  # a recorded exponent: not recorded
+    return lambda g: (_unbroadcast(g * b * np.power(a, b - 1), a),)
+
+
+def _elementwise(derivative):
+    """A rule for a one-operand ufunc whose derivative is ``derivative(x, y)``."""
+    def rule(v, need):
+        (a,) = v
+        return lambda g, y: (_unbroadcast(g * derivative(a, y), a),)
+    rule.uses_output = True
+    return rule
+
+
 _UFUNC_RULES = {
     np.add: _rule_add, np.subtract: _rule_subtract, np.multiply: _rule_multiply,
     np.true_divide: _rule_divide, np.negative: _rule_negative, np.positive: _rule_positive,
-    np.matmul: _rule_matmul,
+    np.matmul: _rule_matmul, np.power: _rule_power,
+    np.square: _elementwise(lambda x, y: 2 * x),
+    np.exp: _elementwise(lambda x, y: y),
+    np.log: _elementwise(lambda x, y: 1 / x),
+    np.sqrt: _elementwise(lambda x, y: 0.5 / y),
+    np.abs: _elementwise(lambda x, y: np.sign(x)),  # 0 at 0, as PyTorch
+    np.tanh: _elementwise(lambda x, y: 1 - y * y),
 }
 
 
@@ -217,6 +240,9 @@ def _ufunc(ufunc, method, inputs, kwargs):
     backward = rule(values, need) if rule is not None else None
     if backward is None:
         return _untracked_result(result, name, name)
+    if getattr(rule, "uses_output", False):
+        y, by = np.asarray(result), backward
+        backward = lambda g: by(g, y)  # noqa: E731
     constants = tuple(None if p is not None else v for v, p in zip(values, parents))
     return wrap(result, Node(name, parents, backward, {"constants": constants}))
 

@@ -75,8 +75,9 @@ class Unfollowed:
             f"{where}: this array was computed from a recorded array by {self.what}, which "
             "nbconv does not record, so no gradient can flow back through it. Use nbconv's "
             "ops (nc.relu, nc.sigmoid, nc.tanh, nc.softmax, nc.log_softmax, nc.cat, "
-            "nc.flatten, the layers of nbconv.nn) and +, -, *, /, reshape, transpose, "
-            "slicing, np.concatenate, np.stack, sum and mean on recorded arrays; or compute "
+            "nc.flatten, the layers of nbconv.nn) and +, -, *, /, **, @, np.exp, np.log, "
+            "np.sqrt, np.abs, reshape, transpose, slicing, np.concatenate, np.stack, sum and "
+            "mean on recorded arrays; or compute "
             "it from np.asarray(x) (a plain array, out of the gradient) under nc.no_grad()")
 
 
