@@ -11,6 +11,15 @@ different masks; batch norm runs on batch statistics).
   grad; nbconv's backward gets ``need_dx=False``, as ``nbconv.train.fit`` does);
 * inference: eval mode, ``nbconv.no_grad()`` / ``torch.inference_mode()``.
 
+``resnet18_pystyle`` and ``googlenet_pystyle`` (``pystyle_models.py``) are the same two networks
+written as PyTorch-style ``nn.Module`` subclasses without ``backward``, whose forward pass nbconv
+records as it runs.  Selecting one times it in the same measurement rounds as its builder's
+model and PyTorch (the builder's row is printed too), with the builder's weights, after checking
+in float64 that one training step gives the same loss and parameter gradients.  Its training step
+is ``loss = crit(net(x), y); loss.backward(); opt.step()`` (after ``opt.zero_grad()``), its
+inference ``net(x)`` under ``nbconv.no_grad()``.  A second table gives its speed over the
+builder's (SPEC target >= 0.97: within 3%).
+
 CIFAR-sized input (3x32x32, 10 classes) at batch 32 and 128; lenet5 on MNIST-sized input
 (1x28x28) at batch 64 and 256.  Both libraries on the same threads (2 by default), torch
 imported first, contenders interleaved in rounds, medians of the per-round medians with the
@@ -23,7 +32,7 @@ rest (containers, Python bookkeeping).
 
 Usage::
 
-    python benchmarks/bench_models.py [--quick] [--models resnet18,vgg11] [--batch 32]
+    python benchmarks/bench_models.py [--quick] [--models resnet18,resnet18_pystyle] [--batch 32]
                                       [--threads 2] [--json PATH] [--png PATH] [--profile]
 """
 
@@ -47,12 +56,16 @@ from _common import (
     write_json,
 )
 from bench_lenet import LR, MOMENTUM, NbconvStep, contenders  # the same training step
+from pystyle_models import PYSTYLE, copy_builder_weights
 from torch_twin import torch_twin, twin_parameters
 
 import nbconv
 from nbconv import models
 
 TARGETS = {"train": 1.0, "inference": 1.25, "lenet5_train": 1.5}
+#: a PyTorch-style subclass's images/s over its builder's (SPEC: within 3%)
+PYSTYLE_TARGET = 0.97
+PYSTYLE_SUFFIX = "_pystyle"
 #: name -> (builder, input shape (C, H, W), default batch sizes)
 MODELS = {
     "lenet5": (lambda: models.lenet5(activation="relu"), (1, 28, 28), (64, 256)),
@@ -68,6 +81,76 @@ if hasattr(models, "zfnet"):
     MODELS["zfnet"] = (lambda: models.zfnet(in_channels=3), (3, 32, 32), (32, 128))
 if hasattr(models, "seed_net"):
     MODELS["seed_net"] = (models.seed_net, (1, 28, 28), (64, 256))
+#: the names --models accepts: the builders, and "<builder>_pystyle" for those in PYSTYLE
+CHOICES = [*MODELS, *(f"{n}{PYSTYLE_SUFFIX}" for n in PYSTYLE if n in MODELS)]
+
+
+def build_pystyle(name, net):
+    """The PyTorch-style form of builder ``name`` (pystyle_models.py) with ``net``'s weights."""
+    kwargs = {"in_channels": MODELS[name][1][0]}
+    pnet = PYSTYLE[name](**kwargs)
+    copy_builder_weights(net, pnet)
+    return pnet
+
+
+class PystyleStep:
+    """The PyTorch way: ``loss = crit(net(x), y); loss.backward(); opt.step()``."""
+
+    def __init__(self, net):
+        self.net = net
+        self.crit = nbconv.losses.CrossEntropyLoss()
+        self.opt = nbconv.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
+
+    def __call__(self, x, t):
+        self.opt.zero_grad()
+        loss = self.crit(self.net(x), t)
+        loss.backward()
+        self.opt.step()
+        return loss.item()
+
+
+def pystyle_contender(task, pnet, x, t, xi):
+    """The PyTorch-style model's training step on (x, t) or inference on xi."""
+    if task == "train":
+        pnet.train()
+        step = PystyleStep(pnet)
+        return lambda: step(x, t)
+    pnet.eval()
+
+    def infer():
+        with nbconv.no_grad():
+            return pnet(xi)
+
+    return infer
+
+
+def check_pystyle(net, pnet, x, t) -> dict:
+    """The PyTorch-style form against its builder (same weights): eval logits in float32, and
+    one training step's loss and every parameter gradient in float64 (recorded backward
+    against the builder's explicit one)."""
+    for m in (net, pnet):
+        m.eval()
+    with nbconv.no_grad():
+        logits = _rel_err(pnet(x), net.forward(x))
+    crit = nbconv.losses.CrossEntropyLoss()
+    x64 = x.astype(np.float64)
+    for m in (net, pnet):
+        m.astype(np.float64)
+        m.train()
+        m.zero_grad()
+    loss = crit.forward(net.forward(x64), t)
+    net.backward(crit.backward(), need_dx=False)
+    ploss = crit(pnet(x64), t)
+    ploss.backward()
+    ploss = ploss.item()
+    pairs = list(zip(net.parameters(), pnet.parameters()))
+    grads = max(_rel_err(q.grad, p.grad) for p, q in pairs)
+    for m in (net, pnet):
+        m.astype(np.float32)
+        m.zero_grad()
+    ok = logits <= 1e-5 and abs(loss - ploss) <= 1e-12 * max(1.0, abs(loss)) and grads <= 1e-10
+    return {"logits_rel_err": logits, "loss": ploss, "builder_loss": loss,
+            "grads_max_rel_err_float64": grads, "parameters": len(pairs), "ok": bool(ok)}
 
 
 def _dropouts_eval(net, tnet):
@@ -131,8 +214,11 @@ def _leaves(net):
     return [(name, m) for name, m in net.named_modules() if not m._children]
 
 
-def profile_step(net, x, t, steps: int) -> dict:
-    """Median seconds per training step spent in each layer type's forward and backward."""
+def profile_step(net, x, t, steps: int, step_cls=NbconvStep) -> dict:
+    """Median seconds per training step spent in each layer type's forward and backward
+    (``step_cls``: :class:`NbconvStep`, or :class:`PystyleStep` for a PyTorch-style model,
+    whose loss is then timed as its ``forward`` and its recorded backward walk falls in "the
+    rest")."""
     acc = defaultdict(list)
     current = defaultdict(float)
 
@@ -166,7 +252,7 @@ def profile_step(net, x, t, steps: int) -> dict:
         for attr, pass_ in (("_forward_through", "forward"), ("_backward_through", "backward")):
             setattr(m, attr, timed_pair(kind, pass_, getattr(m, attr)))
             patched.append((m, attr))
-    step = NbconvStep(net)
+    step = step_cls(net)
     step.crit.forward = timed("loss", step.crit.forward)
     step.crit.backward = timed("loss", step.crit.backward)
     step.opt.step = timed("optimizer step", step.opt.step)
@@ -264,7 +350,10 @@ def peak_memory(name, batch, steps=3) -> dict:
 # --------------------------------------------------------------------------- timing
 
 
-def time_model(name, batch_train, batch_infer, torch, timing, rng) -> dict:
+def time_model(name, batch_train, batch_infer, torch, timing, rng,
+               pystyle: bool = False) -> list[dict]:
+    """``[builder's result]``, or with ``pystyle`` ``[builder's, PyTorch-style form's]``: the
+    PyTorch-style form is timed in the same rounds as the builder and PyTorch."""
     build, shape, _ = MODELS[name]
     nbconv.manual_seed(0)
     net = build()
@@ -273,12 +362,23 @@ def time_model(name, batch_train, batch_infer, torch, timing, rng) -> dict:
     x = rng.standard_normal((batch_train, *shape), dtype=np.float32)
     t = rng.integers(0, 10, batch_train)
     xi = rng.standard_normal((batch_infer, *shape), dtype=np.float32)
+    pnet = pout = None
+    if pystyle:
+        pnet = build_pystyle(name, net)
+        pout = {"model": f"{name}{PYSTYLE_SUFFIX}", "builder": name, "form": "pystyle",
+                "input": list(shape),
+                "parameters": sum(p.data.size for p in pnet.parameters()),
+                "check_vs_builder": check_pystyle(net, pnet, x[:2], t[:2])}
     tnet = None
     if torch is not None:
         tnet = torch_twin(net, torch)
         out["check"] = check_same(net, tnet, torch, x, t)
     for task, batch in (("train", batch_train), ("inference", batch_infer)):
         fns = contenders(task, net, tnet, torch, x, t, xi)
+        if pnet is not None:  # timed between the builder and PyTorch, in the same rounds
+            fns = {"nbconv": fns["nbconv"],
+                   "pystyle": pystyle_contender(task, pnet, x, t, xi),
+                   **{k: f for k, f in fns.items() if k != "nbconv"}}
         first = {}
         for k, f in fns.items():
             t0 = time.perf_counter()
@@ -288,17 +388,41 @@ def time_model(name, batch_train, batch_infer, torch, timing, rng) -> dict:
         for k, st in res.items():
             st["images_per_s"] = batch / st["median_s"]
             st["first_call_s"] = first[k]
-        if "torch" in res:
-            rounds = [tt / nn_ for nn_, tt in zip(res["nbconv"]["round_medians_s"],
-                                                  res["torch"]["round_medians_s"])]
-            res["speed_ratio"] = res["nbconv"]["images_per_s"] / res["torch"]["images_per_s"]
-            res["round_speed_ratios"] = rounds
-        out[task] = {"batch": batch, **res}
-    return out
+        pres = res.pop("pystyle", None)
+        out[task] = {"batch": batch, **res, **_vs_torch(res["nbconv"], res.get("torch"))}
+        if pres is not None:
+            pout[task] = {"batch": batch, "nbconv": pres, "builder": res["nbconv"],
+                          **({"torch": res["torch"]} if "torch" in res else {}),
+                          **_vs_torch(pres, res.get("torch")),
+                          **_vs_builder(pres, res["nbconv"])}
+    return [out] if pout is None else [out, pout]
+
+
+def _round_ratios(fast, slow) -> list[float]:
+    """Per-round speed ratios of ``fast`` over ``slow`` (their timing stats)."""
+    return [s / f for f, s in zip(fast["round_medians_s"], slow["round_medians_s"])]
+
+
+def _vs_torch(st, tst) -> dict:
+    if tst is None:
+        return {}
+    return {"speed_ratio": st["images_per_s"] / tst["images_per_s"],
+            "round_speed_ratios": _round_ratios(st, tst)}
+
+
+def _vs_builder(st, bst) -> dict:
+    ratio = st["images_per_s"] / bst["images_per_s"]
+    return {"speed_ratio_vs_builder": ratio,
+            "round_speed_ratios_vs_builder": _round_ratios(st, bst),
+            "target_vs_builder": PYSTYLE_TARGET, "meets_target_vs_builder": ratio >= PYSTYLE_TARGET}
 
 
 def _target(name, task):
     return TARGETS["lenet5_train"] if (name, task) == ("lenet5", "train") else TARGETS[task]
+
+
+def _label(r) -> str:
+    return f"{r['builder']} (pystyle)" if r.get("form") == "pystyle" else r["model"]
 
 
 def print_table(results) -> None:
@@ -306,11 +430,11 @@ def print_table(results) -> None:
     for r in results:
         for task in ("train", "inference"):
             s = r[task]
-            row = [r["model"], task, s["batch"], fmt_num(s["nbconv"]["median_s"] * 1e3),
+            row = [_label(r), task, s["batch"], fmt_num(s["nbconv"]["median_s"] * 1e3),
                    fmt_num(s["nbconv"]["images_per_s"], 0)]
             if "torch" in s:
                 ratios = s["round_speed_ratios"]
-                target = _target(r["model"], task)
+                target = _target(r.get("builder", r["model"]), task)
                 row += [fmt_num(s["torch"]["median_s"] * 1e3),
                         fmt_num(s["torch"]["images_per_s"], 0), fmt_num(s["speed_ratio"]),
                         f"{fmt_num(min(ratios))}-{fmt_num(max(ratios))}", f">= {target}",
@@ -323,6 +447,25 @@ def print_table(results) -> None:
           "the spread of the per-round ratios")
     print(format_table(headers, rows))
     print()
+    rows = []
+    for r in results:
+        if r.get("form") != "pystyle":
+            continue
+        for task in ("train", "inference"):
+            s = r[task]
+            ratios = s["round_speed_ratios_vs_builder"]
+            rows.append([r["builder"], task, s["batch"], fmt_num(s["builder"]["median_s"] * 1e3),
+                         fmt_num(s["nbconv"]["median_s"] * 1e3),
+                         fmt_num(s["speed_ratio_vs_builder"], 3),
+                         f"{fmt_num(min(ratios), 3)}-{fmt_num(max(ratios), 3)}",
+                         f">= {PYSTYLE_TARGET}",
+                         "yes" if s["meets_target_vs_builder"] else "NO"])
+    if rows:
+        print("PyTorch-style subclass (recorded forward, loss.backward()) against the same model "
+              "as Sequential/Graph; ratio = subclass images/s / Sequential-Graph images/s")
+        print(format_table(["model", "task", "batch", "Seq/Graph ms", "subclass ms", "ratio",
+                            "rounds", "target", "ok"], rows))
+        print()
 
 
 def plot(results, path) -> None:
@@ -334,7 +477,7 @@ def plot(results, path) -> None:
     except ImportError:
         print("matplotlib not installed: no chart")
         return
-    rows = [(f"{r['model']} b{r[task]['batch']}", task, r[task]["speed_ratio"])
+    rows = [(f"{_label(r)} b{r[task]['batch']}", task, r[task]["speed_ratio"])
             for r in results for task in ("train", "inference") if "speed_ratio" in r[task]]
     if not rows:
         return
@@ -361,8 +504,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="CI smoke run: batch 8 (lenet5 16), tiny time budget, one round")
-    ap.add_argument("--models", default=",".join(MODELS),
-                    help=f"comma-separated subset of {','.join(MODELS)}")
+    ap.add_argument("--models", default=",".join(CHOICES),
+                    help=f"comma-separated subset of {','.join(CHOICES)} (a *{PYSTYLE_SUFFIX} "
+                         "name also times its builder's model, in the same rounds)")
     ap.add_argument("--batch", default=None,
                     help="batch sizes, comma-separated, for training and inference alike "
                          "(default 32,128; lenet5 64,256)")
@@ -383,9 +527,14 @@ def main(argv=None) -> int:
                     help="chart of the speed ratios ('' skips it)")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
-    unknown = [n for n in names if n not in MODELS]
+    unknown = [n for n in names if n not in CHOICES]
     if unknown:
-        ap.error(f"--models: unknown {unknown}; choose from {list(MODELS)}")
+        ap.error(f"--models: unknown {unknown}; choose from {CHOICES}")
+    # builders in order of first mention, each with or without its PyTorch-style form
+    with_pystyle: dict[str, bool] = {}
+    for n in names:
+        base = n.removesuffix(PYSTYLE_SUFFIX)
+        with_pystyle[base] = with_pystyle.get(base, False) or n != base
     timing = {
         "min_repeats": args.min_repeats or (2 if args.quick else 5),
         "budget_s": args.budget if args.budget is not None else (0.02 if args.quick else 2.0),
@@ -397,7 +546,7 @@ def main(argv=None) -> int:
     print_machine(machine_info(torch))
     rng = np.random.default_rng(0)
     results = []
-    for name in names:
+    for name, pystyle in with_pystyle.items():
         _, shape, defaults = MODELS[name]
         if args.batch:
             batches = [int(b) for b in args.batch.split(",")]
@@ -411,10 +560,22 @@ def main(argv=None) -> int:
                 net = MODELS[name][0]()
                 x = rng.standard_normal((b, *shape), dtype=np.float32)
                 t = rng.integers(0, 10, b)
-                print_profile(name, b, profile_step(net, x, t, args.profile_steps))
+                if name in names:
+                    print_profile(name, b, profile_step(net, x, t, args.profile_steps))
+                if pystyle:
+                    print_profile(f"{name} (pystyle)", b,
+                                  profile_step(build_pystyle(name, net), x, t,
+                                               args.profile_steps, PystyleStep))
                 continue
             t0 = time.perf_counter()
-            r = time_model(name, b, b, torch, timing, rng)
+            r, *pr = time_model(name, b, b, torch, timing, rng, pystyle)
+            for p in pr:
+                c = p["check_vs_builder"]
+                print(f"{name} (pystyle) b{b}: same-model check against the builder: logits rel "
+                      f"err {c['logits_rel_err']:.1e}, loss {c['loss']:.6f} vs "
+                      f"{c['builder_loss']:.6f}, float64 gradients rel err "
+                      f"{c['grads_max_rel_err_float64']:.1e} -> "
+                      f"{'OK' if c['ok'] else 'MISMATCH'}", flush=True)
             if "check" in r:
                 c = r["check"]
                 print(f"{name} b{b}: same-model check logits rel err {c['logits_rel_err']:.1e}, "
@@ -427,7 +588,7 @@ def main(argv=None) -> int:
                       f"{mem['nbconv']['peak_mib']:.0f} MiB, PyTorch "
                       f"{mem['torch']['peak_mib']:.0f} MiB (ratio {mem['ratio']:.2f})",
                       flush=True)
-            results.append(r)
+            results += [r, *pr]
     if args.profile:
         return 0
     print()
@@ -437,12 +598,17 @@ def main(argv=None) -> int:
                             "statistic": "median of per-round medians",
                             "train": "zero_grad + forward + CrossEntropyLoss + backward + "
                                      f"SGD(lr={LR}, momentum={MOMENTUM})",
-                            "inference": "eval; nbconv.no_grad() / torch.inference_mode()"},
-               "targets": TARGETS, "quick": args.quick, "results": results}
+                            "inference": "eval; nbconv.no_grad() / torch.inference_mode()",
+                            "pystyle_train": "opt.zero_grad(); loss = crit(net(x), y); "
+                                             "loss.backward(); opt.step()",
+                            "pystyle_inference": "eval; net(x) under nbconv.no_grad()"},
+               "targets": {**TARGETS, "pystyle_vs_builder": PYSTYLE_TARGET},
+               "quick": args.quick, "results": results}
     write_json(args.json, payload)
     if args.png:
         plot(results, args.png)
-    bad = [r["model"] for r in results if "check" in r and not r["check"]["ok"]]
+    bad = [r["model"] for r in results if "check" in r and not r["check"]["ok"]
+           or "check_vs_builder" in r and not r["check_vs_builder"]["ok"]]
     if bad:
         print(f"MODELS DISAGREE ({bad}): those comparisons are not apples to apples")
         return 1

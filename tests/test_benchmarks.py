@@ -82,17 +82,30 @@ def test_bench_correlate_quick(tmp_path):
 @pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed: the twin check needs it")
 def test_bench_models_quick_proves_the_twins_equal(tmp_path):
     """The PyTorch twins of lenet5 and resnet18 (a Graph with batch norm and residual adds)
-    agree with nbconv before anything is timed; the script exits 1 if they do not."""
+    agree with nbconv before anything is timed, and so does resnet18's PyTorch-style form with
+    its builder; the script exits 1 if they do not."""
     js = tmp_path / "models.json"
-    out = _run("bench_models.py", "--quick", "--models", "lenet5,resnet18", "--threads", "1",
-               "--json", str(js), "--png", "")
-    assert out.count("-> OK") == 2, out
+    out = _run("bench_models.py", "--quick", "--models", "lenet5,resnet18_pystyle",
+               "--threads", "1", "--json", str(js), "--png", "")
+    assert out.count("-> OK") == 3, out
+    assert "resnet18 (pystyle)" in out and "Seq/Graph ms" in out
     data = json.loads(js.read_text())
-    assert [r["model"] for r in data["results"]] == ["lenet5", "resnet18"]
-    for r in data["results"]:
+    assert [r["model"] for r in data["results"]] == ["lenet5", "resnet18", "resnet18_pystyle"]
+    assert data["targets"]["pystyle_vs_builder"] == 0.97
+    for r in data["results"][:2]:
         assert r["check"]["ok"] and r["check"]["grads_max_rel_err_float64"] < 1e-8
         for task in ("train", "inference"):
             assert r[task]["speed_ratio"] > 0 and r[task]["nbconv"]["images_per_s"] > 0
+    p = data["results"][2]
+    assert p["builder"] == "resnet18" and p["form"] == "pystyle"
+    assert p["check_vs_builder"]["ok"] and p["parameters"] == data["results"][1]["parameters"]
+    for task in ("train", "inference"):
+        s = p[task]
+        assert s["nbconv"]["images_per_s"] > 0 and s["speed_ratio"] > 0
+        assert s["builder"] == data["results"][1][task]["nbconv"]  # the same measurement
+        assert s["speed_ratio_vs_builder"] == pytest.approx(
+            s["nbconv"]["images_per_s"] / s["builder"]["images_per_s"])
+        assert isinstance(s["meets_target_vs_builder"], bool)
 
 
 def test_bench_models_profile_accounts_for_the_step(tmp_path):
