@@ -7,12 +7,7 @@ built-in layers (one record each), the blocks are classes whose ``forward`` call
 functional ops -- ``nc.relu(self.bn1(self.conv1(x)))``, ``out += identity``,
 ``np.concatenate([...], axis=1)`` -- and the top-level model calls them in order.
 
-The stages of blocks are ``nn.ModuleList`` looped over in ``forward``, not ``nn.Sequential``
-as in d2l and torchvision: a ``Sequential`` (or any module with a hand-written ``backward``)
-holding a module without one, called inside a recorded forward pass, returns its last
-block's recorded array instead of becoming a record, so the gradient stops at the container's
-input and the layers before it silently get none (nbconv at fbb8433; see
-``tests/test_pystyle_models.py``).  Same
+The stages of blocks are ``nn.Sequential`` of those classes, as in d2l and torchvision.  Same
 layers, same order, same parameter and buffer shapes as the builders, so that
 :func:`copy_builder_weights` makes the two forms the same network (the state-dict keys differ
 at the top level: ``layer1.0.conv1.weight`` here for the builder's ``1.0.conv1.weight``).
@@ -77,17 +72,14 @@ class ResNet18(nn.Module):
         stages = []
         for out, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
             out = _ch(out, width_mult)
-            stages.append(nn.ModuleList([BasicBlock(c, out, stride), BasicBlock(out, out)]))
+            stages.append(nn.Sequential(BasicBlock(c, out, stride), BasicBlock(out, out)))
             c = out
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(c, num_classes)
 
     def forward(self, x):
-        x = self.stem(x)
-        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
-            for block in stage:
-                x = block(x)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
         return self.fc(nc.flatten(self.avgpool(x), 1))
 
 
@@ -145,17 +137,14 @@ class GoogLeNet(nn.Module):
                 blocks.append(Inception(c, c1, (c2a, c2b), (c3a, c3b), c4))
                 c = c1 + c2b + c3b + c4
             stages.append(blocks)
-        self.b3 = nn.ModuleList([*stages[0], nn.MaxPool2d(3, 2, padding=1)])
-        self.b4 = nn.ModuleList([*stages[1], nn.MaxPool2d(3, 2, padding=1)])
-        self.b5 = nn.ModuleList(stages[2])
+        self.b3 = nn.Sequential(*stages[0], nn.MaxPool2d(3, 2, padding=1))
+        self.b4 = nn.Sequential(*stages[1], nn.MaxPool2d(3, 2, padding=1))
+        self.b5 = nn.Sequential(*stages[2])
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(c, num_classes)
 
     def forward(self, x):
-        x = self.b2(self.b1(x))
-        for stage in (self.b3, self.b4, self.b5):
-            for m in stage:
-                x = m(x)
+        x = self.b5(self.b4(self.b3(self.b2(self.b1(x)))))
         return self.fc(nc.flatten(self.avgpool(x), 1))
 
 

@@ -116,10 +116,6 @@ class _Top(nn.Module):  # no backward: recorded
         return self.stage(self.stem(x))
 
 
-@pytest.mark.xfail(strict=True, reason="nbconv fbb8433: a Sequential holding a module without "
-                   "backward, called in a recorded forward, returns the block's recorded array "
-                   "instead of becoming a record; the gradient stops at its input (why "
-                   "pystyle_models.py loops over ModuleLists)")
 def test_sequential_of_recorded_blocks_inside_a_recorded_forward():
     top = _Top()
     x = np.random.default_rng(0).standard_normal((1, 2, 4, 4), dtype=np.float32)
