@@ -93,12 +93,15 @@ def _forward_covered(cls) -> bool:
 
 def capture(module) -> list:
     """The state of ``module`` and its sub-modules (a copy of each one's attributes)."""
-    mods = [module]
-    i = 0
-    while i < len(mods):
-        mods.extend(mods[i].__dict__.get("_children", {}).values())
-        i += 1
-    return [(m, m.__dict__.copy()) for m in mods]
+    out, todo = [], [module]
+    while todo:
+        m = todo.pop()
+        d = m.__dict__
+        out.append((m, d.copy()))
+        children = d.get("_children")
+        if children:
+            todo.extend(children.values())
+    return out
 
 
 def restore(snapshot) -> None:
@@ -118,10 +121,15 @@ class _Zone:
         self.stacks = {}
 
     def enter(self, module) -> None:
-        if module in self.seen:  # its state is still the previous call's: keep it
-            self.stacks.setdefault(module, []).append(capture(module))
+        if module in self.seen:
+            self.keep(module)
         else:
             self.seen.add(module)
+
+    def keep(self, module) -> None:
+        """Save the context of ``module``'s previous call (its state still is) before it
+        runs again."""
+        self.stacks.setdefault(module, []).append(capture(module))
 
     def cursor(self) -> dict:
         """The contexts to hand back, last call first, for one explicit backward pass."""
@@ -151,6 +159,7 @@ def instance_forward(module, fn):
 
 def wrap_forward(defining, raw):
     """``raw`` (a ``forward`` defined in class ``defining``) with recording around it."""
+    own_backward = {}  # type -> whether its backward covers this forward (_has_own_backward)
 
     @functools.wraps(raw)
     def forward(self, *args, **kwargs):
@@ -158,7 +167,10 @@ def wrap_forward(defining, raw):
         if not st.grad:  # nothing kept: a later backward must not find an older forward
             self.__dict__.pop("_recorded_call", None)
             return raw(self, *args, **kwargs)
-        own = _has_own_backward(type(self), defining)
+        cls = type(self)
+        own = own_backward.get(cls)
+        if own is None:
+            own = own_backward[cls] = _has_own_backward(cls, defining)
         stack = st.forwarding
         if stack and stack[-1] is self and (not own or not st.record):
             return raw(self, *args, **kwargs)  # super().forward(...) inside this forward
@@ -166,11 +178,21 @@ def wrap_forward(defining, raw):
             return _transparent_call(self, raw, args, kwargs)
         if st.record:
             return _recorded_call(self, raw, args, kwargs)
-        st.zone.enter(self)
+        # inside an explicit zone: run as written, keeping a reused module's earlier context
+        seen = st.zone.seen
+        if self in seen:
+            st.zone.keep(self)
+        else:
+            seen.add(self)
+        for a in args:
+            if type(a) is not np.ndarray:
+                args = [_plain(a) for a in args]
+                break
+        if kwargs:
+            kwargs = {k: _plain(v) for k, v in kwargs.items()}
         stack.append(self)
         try:
-            y = raw(self, *[_plain(a) for a in args],
-                    **{k: _plain(v) for k, v in kwargs.items()})
+            y = raw(self, *args, **kwargs)
         finally:
             stack.pop()
         self.__dict__["_fresh"] = True
@@ -317,7 +339,10 @@ def wrap_backward(defining, raw):
         stack = st.backwarding
         if stack and stack[-1] is self:  # super().backward(...)
             return raw(self, *args, **kwargs)
-        if raw is not recorded_backward and not _forward_covered(type(self)):
+        covered = _covered.get((type(self), None))
+        if covered is None:
+            covered = _forward_covered(type(self))
+        if raw is not recorded_backward and not covered:
             # a subclass that overrides forward only: its forward was recorded
             return BASE.backward(self, *args, **kwargs)
         cursor = st.cursor
