@@ -89,6 +89,21 @@ def _forward_covered(cls) -> bool:
     return covered
 
 
+def _holds_recorded(container) -> bool:
+    """Whether a container whose backward only calls its children's (``Sequential``,
+    ``Graph``) holds a module whose forward is recorded op by op.  Called with recording on,
+    such a container is recorded op by op too, so that the whole forward is one graph
+    walked once (rather than one backward walk per block, inside the container's)."""
+    for child in container.__dict__["_children"].values():
+        cls = type(child)
+        covered = _covered.get((cls, None))
+        if covered is None:
+            covered = _forward_covered(cls)
+        if not covered or (cls._backward_from_children and _holds_recorded(child)):
+            return True
+    return False
+
+
 # --------------------------------------------------------------------------- snapshots
 
 def capture(module) -> list:
@@ -174,6 +189,8 @@ def wrap_forward(defining, raw):
         stack = st.forwarding
         if stack and stack[-1] is self and (not own or not st.record):
             return raw(self, *args, **kwargs)  # super().forward(...) inside this forward
+        if own and st.record and cls._backward_from_children and _holds_recorded(self):
+            own = False  # a container of PyTorch-style blocks: one recorded graph
         if not own:
             return _transparent_call(self, raw, args, kwargs)
         if st.record:
@@ -195,7 +212,10 @@ def wrap_forward(defining, raw):
             y = raw(self, *args, **kwargs)
         finally:
             stack.pop()
-        self.__dict__["_fresh"] = True
+        d = self.__dict__
+        d["_fresh"] = True
+        if "_recorded_call" in d:  # (a container's earlier call may have been recorded)
+            del d["_recorded_call"]
         return y
 
     forward.__nbconv_raw__ = raw
@@ -232,6 +252,7 @@ def _recorded_call(self, raw, args, kwargs):
     d = self.__dict__
     d["_fresh"] = True
     d["_zone"] = zone
+    d.pop("_recorded_call", None)
     if type(y) is TrackedArray:  # made by a transparent sub-module: covered by this record
         y = y.view(np.ndarray)
     if type(y) is not np.ndarray:
@@ -342,8 +363,9 @@ def wrap_backward(defining, raw):
         covered = _covered.get((type(self), None))
         if covered is None:
             covered = _forward_covered(type(self))
-        if raw is not recorded_backward and not covered:
-            # a subclass that overrides forward only: its forward was recorded
+        if raw is not recorded_backward and (not covered or "_recorded_call" in self.__dict__):
+            # a subclass that overrides forward only, or a container of PyTorch-style blocks:
+            # its forward was recorded
             return BASE.backward(self, *args, **kwargs)
         cursor = st.cursor
         d = self.__dict__

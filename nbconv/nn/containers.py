@@ -45,6 +45,7 @@ class Sequential(Module):
     """
 
     _record_config = False  # described by to_config itself
+    _backward_from_children = True
 
     def __init__(self, *layers):
         super().__init__()
@@ -276,6 +277,7 @@ class Graph(Module):
 
     INPUT = "input"
     _record_config = False  # described by to_config itself
+    _backward_from_children = True
     _supports_need_dx = True
 
     def __init__(self, output: str | None = None):

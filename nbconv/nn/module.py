@@ -280,6 +280,10 @@ class Module:
 
     backward = _recorded.recorded_backward
 
+    #: a container whose backward only calls its children's (Sequential, Graph): recorded op
+    #: by op when it holds a module that is (see nn._recorded._holds_recorded)
+    _backward_from_children = False
+
     @property
     def _supports_need_dx(self) -> bool:
         """Whether ``backward(dy, need_dx=False)`` skips the input gradient (the recorded

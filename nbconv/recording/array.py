@@ -33,6 +33,7 @@ from .state import state
 __all__ = ["TrackedArray", "origin", "wrap", "register_leaf_type", "is_tracked", "detach"]
 
 _ndarray = np.ndarray
+_view = np.ndarray.view  # ndarray's own (TrackedArray.view is recorded)
 #: classes of leaf parameters (nbconv.nn.Parameter registers itself): ``.data``, accumulate_grad
 _LEAF_TYPES: set = set()
 
@@ -53,7 +54,7 @@ def origin(a):
     constant (parent None)."""
     t = type(a)
     if t is TrackedArray:
-        return a.view(_ndarray), a._node
+        return _view(a, _ndarray), a._node
     if t in _LEAF_TYPES:
         return a.data, a
     node = getattr(a, "_loss_node", None) if isinstance(a, float) else None
