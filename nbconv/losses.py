@@ -19,7 +19,7 @@ import numpy as np
 from . import functional as F
 from ._checks import as_float_array
 from ._dispatch import device, is_device_array
-from .recording import LossValue, Node, Unfollowed, is_recording, origin
+from .recording import LossValue, Node, Unfollowed, detach, is_recording, origin
 from .recording.graph import needs_grad
 
 __all__ = ["CrossEntropyLoss", "MSELoss", "L1Loss"]
@@ -107,6 +107,7 @@ class CrossEntropyLoss(_Loss):
 
     def forward(self, logits, target):
         """logits (N, C) float, target (N,) ints in [0, C) -> float."""
+        logits, target = detach(logits), detach(target)  # the explicit form records nothing
         if is_device_array(logits) or is_device_array(target):
             return self._forward_device(logits, target)
         logits = as_float_array("CrossEntropyLoss", "logits", logits)
@@ -149,6 +150,7 @@ class _Elementwise(_Loss):
 
     def forward(self, pred, target):
         name = type(self).__name__
+        pred, target = detach(pred), detach(target)  # the explicit form records nothing
         if is_device_array(pred) or is_device_array(target):
             return self._forward_device(pred, target)
         pred = as_float_array(name, "pred", pred)

@@ -162,7 +162,7 @@ def test_bench_recording_quick(tmp_path):
                "--json", str(js))
     assert "same gradients check" in out and "-> OK" in out
     data = json.loads(js.read_text())
-    assert data["gradient_check_rel_err"] <= 1e-5
-    forms = {"sequential, raw", "sequential", "pystyle"} | ({"torch"} if HAVE_TORCH else set())
+    assert data["gradient_check_rel_err"] <= 1e-10
+    forms = {"declared, raw", "declared", "pystyle"} | ({"torch"} if HAVE_TORCH else set())
     assert set(data["results"]) == forms
     assert all(r["median_s"] > 0 for r in data["results"].values())
