@@ -87,7 +87,10 @@ def implementation(name: str):
         if _loader is None:  # pragma: no cover - nbconv/__init__ imports nbconv.cuda
             raise RuntimeError("nbconv: device arrays need nbconv.cuda (import nbconv.cuda)")
         _loader()
-        fn = _IMPL[name]
+        fn = _IMPL.get(name)
+        if fn is None:
+            raise TypeError(f"{name}: CUDA device arrays are not supported by this op yet; "
+                            "copy them to the host with nbconv.cuda.to_host first")
     return fn
 
 
