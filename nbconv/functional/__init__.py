@@ -10,6 +10,7 @@ from . import conv as _conv
 from . import correlate as _correlate
 from . import linear as _linear
 from . import norm as _norm
+from . import norms as _norms
 from . import pool as _pool
 from . import shape as _shape
 from .._checks import conv_output_size
@@ -20,6 +21,7 @@ from .conv import *  # noqa: F403
 from .correlate import *  # noqa: F403
 from .linear import *  # noqa: F403
 from .norm import *  # noqa: F403
+from .norms import *  # noqa: F403
 from .pool import *  # noqa: F403
 from .shape import *  # noqa: F403
 
@@ -29,6 +31,7 @@ __all__ = (
     + _correlate.__all__
     + _linear.__all__
     + _norm.__all__
+    + _norms.__all__
     + _pool.__all__
     + _shape.__all__
     + ["conv_output_size"]
