@@ -87,6 +87,12 @@ def _fused(rows: int, size: int) -> bool:
     return size < _config.SERIAL_BELOW or rows >= _ROWS_PER_THREAD * _config.get_num_threads()
 
 
+def _chunks(items: int) -> int:
+    """How many pieces a parallel kernel cuts ``items`` into: several per thread, so that a
+    thread slowed by other work on a shared machine does not hold up the others."""
+    return max(1, min(items, 8 * _config.get_num_threads()))
+
+
 def _rstd(var: np.ndarray, eps: float) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return 1.0 / np.sqrt(var + eps)
@@ -99,7 +105,7 @@ def _split_moments(x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nb = -(-M // _k.BLOCK)
     bmean = np.empty((R, nb))
     bm2 = np.empty((R, nb))
-    _k._block_moments(x2, nb, bmean, bm2)
+    _k._block_moments(x2, nb, bmean, bm2, _chunks(R * nb))
     cnt = np.full(nb, float(_k.BLOCK))
     cnt[-1] = M - (nb - 1) * _k.BLOCK
     with np.errstate(invalid="ignore", over="ignore"):
@@ -118,19 +124,20 @@ def _grouped_forward(x2, y2, G, cg, S, w, b, eps):
         return mean, var
     if _fused(R, x2.size):
         kernel = _k._grouped_fwd_serial if x2.size < _config.SERIAL_BELOW else _k._grouped_fwd
-        kernel(x2, y2, G, cg, S, w, b, eps, mean, var)
+        kernel(x2, y2, G, cg, S, w, b, eps, mean, var, _chunks(R))
         return mean, var
     mean, var = _split_moments(x2)
     N, C = R // G, G * cg
     _k._plane_apply(x2.reshape(N * C, S), np.repeat(mean, cg),
                     np.repeat(_rstd(var, eps), cg) * np.tile(w, N), np.tile(b, N),
-                    y2.reshape(N * C, S))
+                    y2.reshape(N * C, S), _chunks(N * C * -(-S // _k.BLOCK)))
     return mean, var
 
 
 def _grouped_backward(dy2, x2, G, cg, S, w, mean, rstd, training, sums):
     """``dx`` (shape of ``x2``) and the per-channel sums ``s1 = sum(dy)``, ``s2 = sum(dy * (x -
-    mean))`` (float64 (N, C), zero unless ``sums``) for rows (N*G, cg*S); see
+    mean))`` (float64 (N, C); left zero by the split schedule unless ``sums``) for rows
+    (N*G, cg*S); see
     :func:`nbconv.kernels.norms._grouped_bwd`."""
     R, M = x2.shape
     N, C = R // G, G * cg
@@ -142,15 +149,15 @@ def _grouped_backward(dy2, x2, G, cg, S, w, mean, rstd, training, sums):
         return dx2, s1, s2
     if _fused(R, x2.size):
         kernel = _k._grouped_bwd_serial if x2.size < _config.SERIAL_BELOW else _k._grouped_bwd
-        kernel(dy2, x2, G, cg, S, w, mean, rstd, int(training), int(sums), dx2, s1, s2)
+        kernel(dy2, x2, G, cg, S, w, mean, rstd, int(training), dx2, s1, s2, _chunks(R))
         return dx2, s1, s2
     P = N * C
     mp = np.repeat(mean, cg)
+    nb = -(-S // _k.BLOCK)
     if sums:
-        nb = -(-S // _k.BLOCK)
         b1 = np.empty((P, nb))
         b2 = np.empty((P, nb))
-        _k._block_sums(dy2.reshape(P, S), x2.reshape(P, S), mp, nb, b1, b2)
+        _k._block_sums(dy2.reshape(P, S), x2.reshape(P, S), mp, nb, b1, b2, _chunks(P * nb))
         s1 = b1.sum(axis=1).reshape(N, C)
         s2 = b2.sum(axis=1).reshape(N, C)
     k = np.repeat(rstd, cg) * np.tile(w, N)
@@ -162,7 +169,7 @@ def _grouped_backward(dy2, x2, G, cg, S, w, mean, rstd, training, sums):
     else:
         c2 = c3 = np.zeros(P)
     _k._plane_bwd_apply(dy2.reshape(P, S), x2.reshape(P, S), mp, k, c2, c3,
-                        dx2.reshape(P, S))
+                        dx2.reshape(P, S), _chunks(P * nb))
     return dx2, s1, s2
 
 
@@ -400,7 +407,7 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
             kernel = (_k._plane_apply_serial if y.size < _config.SERIAL_BELOW
                       else _k._plane_apply)
             kernel(x.reshape(N * C, S), mean, rstd * np.tile(w, N), np.tile(b, N),
-                   y.reshape(N * C, S))
+                   y.reshape(N * C, S), _chunks(N * C * -(-S // _k.BLOCK)))
     if return_stats:
         return y, mean.reshape(N, C).astype(x.dtype), rstd.reshape(N, C).astype(x.dtype)
     return y
@@ -469,15 +476,15 @@ def instance_norm_backward(dy, x, mean, rstd, weight=None, use_input_stats=True,
 # --------------------------------------------------------------------------- layer norm
 
 
-def _trailing_vec64(op: str, name: str, v, shape: tuple, x: np.ndarray):
-    """A weight or bias of shape ``normalized_shape`` in ``x``'s dtype, as flat float64."""
+def _trailing_vec(op: str, name: str, v, shape: tuple, x: np.ndarray):
+    """A weight or bias of shape ``normalized_shape``, flat, C-contiguous, in ``x``'s dtype."""
     if v is None:
         return None
     v = as_float_array(op, name, v, dtype=x.dtype)
     if tuple(v.shape) != shape:
         raise ValueError(f"{op}: argument '{name}' must have shape {shape} (normalized_shape), "
                          f"got {tuple(v.shape)}")
-    return v.astype(np.float64).ravel()
+    return v.ravel()
 
 
 def _layer_args(op, x, normalized_shape_, name="x", dtype=None):
@@ -527,8 +534,8 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, return_sta
     """
     op = "layer_norm"
     x, shape, R, M = _layer_args(op, x, normalized_shape)
-    w = _trailing_vec64(op, "weight", weight, shape, x)
-    b = _trailing_vec64(op, "bias", bias, shape, x)
+    w = _trailing_vec(op, "weight", weight, shape, x)
+    b = _trailing_vec(op, "bias", bias, shape, x)
     eps = check_eps(op, eps)
     return_stats = check_bool(op, "return_stats", return_stats)
     y = np.empty_like(x)
@@ -536,15 +543,15 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, return_sta
     var = np.full(R, np.nan)
     if y.size:
         x2, y2 = x.reshape(R, M), y.reshape(R, M)
-        w = np.ones(M) if w is None else w
-        b = np.zeros(M) if b is None else b
+        w = np.ones(M, x.dtype) if w is None else w
+        b = np.zeros(M, x.dtype) if b is None else b
         if _fused(R, x.size):
             kernel = (_k._layer_fwd_serial if x.size < _config.SERIAL_BELOW
                       else _k._layer_fwd)
-            kernel(x2, y2, w, b, eps, mean, var)
+            kernel(x2, y2, w, b, eps, mean, var, _chunks(R))
         else:
             mean, var = _split_moments(x2)
-            _k._layer_apply(x2, mean, _rstd(var, eps), w, b, y2)
+            _k._layer_apply(x2, mean, _rstd(var, eps), w, b, y2, _chunks(R * -(-M // _k.BLOCK)))
     if return_stats:
         lead = x.shape[:x.ndim - len(shape)]
         return y, mean.reshape(lead).astype(x.dtype), _rstd(var, eps).reshape(lead).astype(
@@ -597,9 +604,9 @@ def layer_norm_backward(dy, x, normalized_shape, mean, rstd, weight=None, affine
     lead = x.shape[:x.ndim - len(shape)]
     mean = _stats64(op, "mean", mean, lead, x)
     rstd = _stats64(op, "rstd", rstd, lead, x)
-    w = _trailing_vec64(op, "weight", weight, shape, x)
+    w = _trailing_vec(op, "weight", weight, shape, x)
     affine = _affine_flag(op, affine, weight)
-    w = np.ones(M) if w is None else w
+    w = np.ones(M, x.dtype) if w is None else w
     dx = np.empty_like(x)
     dg = np.zeros(M)
     db = np.zeros(M)
@@ -618,7 +625,7 @@ def layer_norm_backward(dy, x, normalized_shape, mean, rstd, weight=None, affine
             nb = -(-M // _k.BLOCK)
             sa = np.empty((R, nb))
             sb = np.empty((R, nb))
-            _k._layer_row_sums(dy2, x2, w, mean, nb, sa, sb)
+            _k._layer_row_sums(dy2, x2, w, mean, nb, sa, sb, _chunks(R * nb))
             _k._layer_bwd_cols(dy2, x2, w, mean, rstd, sa.sum(axis=1), sb.sum(axis=1),
                                int(affine), dx2, dg, db)
     if not affine:
