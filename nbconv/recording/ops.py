@@ -192,6 +192,46 @@ def _local_response_norm(fn, x, size, alpha=1e-4, beta=0.75, k=1.0):
                    size=size, alpha=alpha, beta=beta, k=k)
 
 
+def _norm_grads(backward_op, g, xv, wv, bv, *args):
+    """``backward_op``'s gradients for the parents (x, weight, bias): the affine ones only
+    where the op had a weight or a bias."""
+    dx, dw, db = backward_op(g, xv, *args, affine=wv is not None or bv is not None)
+    return dx, None if wv is None else _cast(dw, wv), None if bv is None else _cast(db, bv)
+
+
+def _group_norm(fn, x, num_groups, weight=None, bias=None, eps=1e-5, return_stats=False):
+    (xv, px), (wv, pw), (bv, pb) = origin(x), origin(weight), origin(bias)
+    y, mean, rstd = fn(xv, num_groups, wv, bv, eps, return_stats=True)
+    out = _finish("group_norm", y, (px, pw, pb),
+                  lambda g: _norm_grads(F.group_norm_backward, g, xv, wv, bv, num_groups, mean,
+                                        rstd, wv),
+                  num_groups=num_groups, eps=eps)
+    return (out, mean, rstd) if return_stats else out
+
+
+def _instance_norm(fn, x, running_mean=None, running_var=None, weight=None, bias=None,
+                   use_input_stats=True, momentum=0.1, eps=1e-5, return_stats=False):
+    (xv, px), (wv, pw), (bv, pb) = origin(x), origin(weight), origin(bias)
+    y, mean, rstd = fn(xv, detach(running_mean), detach(running_var), wv, bv, use_input_stats,
+                       momentum, eps, return_stats=True)
+    out = _finish("instance_norm", y, (px, pw, pb),
+                  lambda g: _norm_grads(F.instance_norm_backward, g, xv, wv, bv, mean, rstd,
+                                        wv, use_input_stats),
+                  running_mean=running_mean, running_var=running_var,
+                  use_input_stats=use_input_stats, momentum=momentum, eps=eps)
+    return (out, mean, rstd) if return_stats else out
+
+
+def _layer_norm(fn, x, normalized_shape, weight=None, bias=None, eps=1e-5, return_stats=False):
+    (xv, px), (wv, pw), (bv, pb) = origin(x), origin(weight), origin(bias)
+    y, mean, rstd = fn(xv, normalized_shape, wv, bv, eps, return_stats=True)
+    out = _finish("layer_norm", y, (px, pw, pb),
+                  lambda g: _norm_grads(F.layer_norm_backward, g, xv, wv, bv, normalized_shape,
+                                        mean, rstd, wv),
+                  normalized_shape=normalized_shape, eps=eps)
+    return (out, mean, rstd) if return_stats else out
+
+
 # --------------------------------------------------------------------------- shapes
 
 def _cat(fn, tensors, dim=0):
@@ -223,6 +263,7 @@ _RULES = {
     "batch_norm": _batch_norm, "local_response_norm": _local_response_norm,
     "cat": _cat, "flatten": _flatten,
 }
+_RULES.update(group_norm=_group_norm, instance_norm=_instance_norm, layer_norm=_layer_norm)
 
 
 def _plain(a):
