@@ -46,10 +46,10 @@ _RUN = dict(_OPTS, inline="always")
 
 #: values per chunk of the two-pass moments (4-8 KiB: the second pass reads L1).
 _CHUNK = 1024
-#: values per parallel block of the split kernels.
+#: values per parallel block of the split kernels (their argument ``bl``).
 BLOCK = 16384
 #: columns per parallel block of layer norm's split backward pass (its weight-gradient sums,
-#: 2 x 16 KiB, stay in L1 while the rows stream past).
+#: 2 x 8 KiB, stay in L1 while the rows stream past).
 COL_BLOCK = 1024
 
 
@@ -253,98 +253,99 @@ def _grouped_bwd_serial(dy, x, G, cg, S, w, mean, rstd, training, dx, s1, s2, nc
 
 # --------------------------------------------------------------------------- split schedule
 #
-# The work items of these kernels are (row, block of BLOCK values) pairs, numbered ``t = row *
+# The work items of these kernels are (row, block of ``bl`` values) pairs, numbered ``t = row *
 # nb + block``; a parallel kernel hands each of its ``nch`` iterations a contiguous range of
 # items, which a serial helper runs (the helpers' loops are not written in the ``prange`` body,
 # where numba vectorised them worse).
 
 
 @numba.njit(**_OPTS)
-def _block_moments_items(x, nb, t0, t1, bmean, bm2):
+def _block_moments_items(x, bl, nb, t0, t1, bmean, bm2):
     M = x.shape[1]
     for t in range(t0, t1):
         r = t // nb
         j = t % nb
-        lo = j * BLOCK
-        m, m2 = _moments(x[r], lo, min(M, lo + BLOCK))
+        lo = j * bl
+        m, m2 = _moments(x[r], lo, min(M, lo + bl))
         bmean[r, j] = m
         bm2[r, j] = m2
 
 
 @numba.njit(parallel=True, **_OPTS)
-def _block_moments(x, nb, bmean, bm2, nch):
-    """Mean and sum of squared deviations of each block of :data:`BLOCK` values of each row of
-    ``x`` (R, M) into ``bmean``/``bm2`` (R, nb), ``nb = ceil(M / BLOCK)``."""
+def _block_moments(x, bl, nb, bmean, bm2, nch):
+    """Mean and sum of squared deviations of each block of ``bl`` values of each row of
+    ``x`` (R, M) into ``bmean``/``bm2`` (R, nb), ``nb = ceil(M / bl)``."""
     n = x.shape[0] * nb
     for c in numba.prange(nch):
-        _block_moments_items(x, nb, c * n // nch, (c + 1) * n // nch, bmean, bm2)
+        _block_moments_items(x, bl, nb, c * n // nch, (c + 1) * n // nch, bmean, bm2)
 
 
 @numba.njit(**_OPTS)
-def _block_sums_items(dy, x, mean, nb, t0, t1, s1, s2):
+def _block_sums_items(dy, x, mean, bl, nb, t0, t1, s1, s2):
     S = x.shape[1]
     for t in range(t0, t1):
         p = t // nb
         j = t % nb
-        lo = j * BLOCK
-        hi = min(S, lo + BLOCK)
+        lo = j * bl
+        hi = min(S, lo + bl)
         t1_, t2_ = _run_sums(dy[p, lo:hi], x[p, lo:hi], mean[p])
         s1[p, j] = t1_
         s2[p, j] = t2_
 
 
 @numba.njit(parallel=True, **_OPTS)
-def _block_sums(dy, x, mean, nb, s1, s2, nch):
-    """Per block of :data:`BLOCK` values of each row of ``dy``/``x`` (P, S): ``s1 = sum(dy)``
+def _block_sums(dy, x, mean, bl, nb, s1, s2, nch):
+    """Per block of ``bl`` values of each row of ``dy``/``x`` (P, S): ``s1 = sum(dy)``
     and ``s2 = sum(dy * (x - mean[p]))`` into (P, nb)."""
     n = x.shape[0] * nb
     for c in numba.prange(nch):
-        _block_sums_items(dy, x, mean, nb, c * n // nch, (c + 1) * n // nch, s1, s2)
+        _block_sums_items(dy, x, mean, bl, nb, c * n // nch, (c + 1) * n // nch, s1, s2)
 
 
 @numba.njit(**_OPTS)
-def _plane_apply_items(x, m, a, b, y, nb, t0, t1):
+def _plane_apply_items(x, m, a, b, y, bl, nb, t0, t1):
     S = x.shape[1]
     for t in range(t0, t1):
         p = t // nb
-        lo = (t % nb) * BLOCK
-        hi = min(S, lo + BLOCK)
+        lo = (t % nb) * bl
+        hi = min(S, lo + bl)
         _run_affine(x[p, lo:hi], y[p, lo:hi], m[p], a[p], b[p])
 
 
 @numba.njit(parallel=True, **_OPTS)
-def _plane_apply(x, m, a, b, y, nch):
+def _plane_apply(x, m, a, b, y, bl, nch):
     """``y = (x - m[p]) * a[p] + b[p]`` for planes ``x``/``y`` (P, S)."""
-    nb = (x.shape[1] + BLOCK - 1) // BLOCK
+    nb = (x.shape[1] + bl - 1) // bl
     n = x.shape[0] * nb
     for c in numba.prange(nch):
-        _plane_apply_items(x, m, a, b, y, nb, c * n // nch, (c + 1) * n // nch)
+        _plane_apply_items(x, m, a, b, y, bl, nb, c * n // nch, (c + 1) * n // nch)
 
 
 @numba.njit(**_OPTS)
-def _plane_apply_serial(x, m, a, b, y, nch):
+def _plane_apply_serial(x, m, a, b, y, bl, nch):
     """:func:`_plane_apply` on the calling thread (small inputs; ``nch`` is ignored)."""
-    nb = (x.shape[1] + BLOCK - 1) // BLOCK
-    _plane_apply_items(x, m, a, b, y, nb, 0, x.shape[0] * nb)
+    nb = (x.shape[1] + bl - 1) // bl
+    _plane_apply_items(x, m, a, b, y, bl, nb, 0, x.shape[0] * nb)
 
 
 @numba.njit(**_OPTS)
-def _plane_bwd_apply_items(dy, x, m, k, c2, c3, dx, nb, t0, t1):
+def _plane_bwd_apply_items(dy, x, m, k, c2, c3, dx, bl, nb, t0, t1):
     S = x.shape[1]
     for t in range(t0, t1):
         p = t // nb
-        lo = (t % nb) * BLOCK
-        hi = min(S, lo + BLOCK)
+        lo = (t % nb) * bl
+        hi = min(S, lo + bl)
         _run_bwd(dy[p, lo:hi], x[p, lo:hi], dx[p, lo:hi], k[p], c2[p], m[p], c3[p])
 
 
 @numba.njit(parallel=True, **_OPTS)
-def _plane_bwd_apply(dy, x, m, k, c2, c3, dx, nch):
+def _plane_bwd_apply(dy, x, m, k, c2, c3, dx, bl, nch):
     """``dx = k[p] * dy + c2[p] * (x - m[p]) + c3[p]`` for planes (P, S)."""
-    nb = (x.shape[1] + BLOCK - 1) // BLOCK
+    nb = (x.shape[1] + bl - 1) // bl
     n = x.shape[0] * nb
     for c in numba.prange(nch):
-        _plane_bwd_apply_items(dy, x, m, k, c2, c3, dx, nb, c * n // nch, (c + 1) * n // nch)
+        _plane_bwd_apply_items(dy, x, m, k, c2, c3, dx, bl, nb, c * n // nch,
+                               (c + 1) * n // nch)
 
 
 # --------------------------------------------------------------------------- layer norm
@@ -380,23 +381,23 @@ def _layer_fwd_serial(x, y, w, b, eps, mean, var, nch):
 
 
 @numba.njit(**_OPTS)
-def _layer_apply_items(x, mean, rstd, w, b, y, nb, t0, t1):
+def _layer_apply_items(x, mean, rstd, w, b, y, bl, nb, t0, t1):
     M = x.shape[1]
     for t in range(t0, t1):
         r = t // nb
-        lo = (t % nb) * BLOCK
-        hi = min(M, lo + BLOCK)
+        lo = (t % nb) * bl
+        hi = min(M, lo + bl)
         _run_layer_affine(x[r, lo:hi], y[r, lo:hi], mean[r], rstd[r], w[lo:hi], b[lo:hi])
 
 
 @numba.njit(parallel=True, **_OPTS)
-def _layer_apply(x, mean, rstd, w, b, y, nch):
+def _layer_apply(x, mean, rstd, w, b, y, bl, nch):
     """``y = (x - mean[r]) * rstd[r] * w[j] + b[j]`` for ``x`` (R, M) over (row, block) items
     (the split schedule: statistics from :func:`_block_moments`)."""
-    nb = (x.shape[1] + BLOCK - 1) // BLOCK
+    nb = (x.shape[1] + bl - 1) // bl
     n = x.shape[0] * nb
     for c in numba.prange(nch):
-        _layer_apply_items(x, mean, rstd, w, b, y, nb, c * n // nch, (c + 1) * n // nch)
+        _layer_apply_items(x, mean, rstd, w, b, y, bl, nb, c * n // nch, (c + 1) * n // nch)
 
 
 # The variants with and without weight gradients are separate functions: one row loop that
@@ -455,24 +456,25 @@ def _layer_bwd_serial(dy, x, w, mean, rstd, wgrad, dx, pg, pb):
 
 
 @numba.njit(**_OPTS)
-def _layer_row_sums_items(dy, x, w, mean, nb, t0, t1, sa, sb):
+def _layer_row_sums_items(dy, x, w, mean, bl, nb, t0, t1, sa, sb):
     M = x.shape[1]
     for t in range(t0, t1):
         r = t // nb
-        lo = (t % nb) * BLOCK
-        hi = min(M, lo + BLOCK)
+        lo = (t % nb) * bl
+        hi = min(M, lo + bl)
         t1_, t2_ = _run_layer_sums(dy[r, lo:hi], x[r, lo:hi], w[lo:hi], mean[r])
         sa[r, t % nb] = t1_
         sb[r, t % nb] = t2_
 
 
 @numba.njit(parallel=True, **_OPTS)
-def _layer_row_sums(dy, x, w, mean, nb, sa, sb, nch):
-    """Per block of :data:`BLOCK` columns of each row: ``sa = sum(w dy)`` and ``sb = sum(w dy
+def _layer_row_sums(dy, x, w, mean, bl, nb, sa, sb, nch):
+    """Per block of ``bl`` columns of each row: ``sa = sum(w dy)`` and ``sb = sum(w dy
     (x - mean[r]))`` into (R, nb) (the split schedule of the backward pass)."""
     n = x.shape[0] * nb
     for c in numba.prange(nch):
-        _layer_row_sums_items(dy, x, w, mean, nb, c * n // nch, (c + 1) * n // nch, sa, sb)
+        _layer_row_sums_items(dy, x, w, mean, bl, nb, c * n // nch, (c + 1) * n // nch, sa,
+                              sb)
 
 
 @numba.njit(**_OPTS)
@@ -495,15 +497,15 @@ def _layer_bwd_cols_block_wgrad(dy, x, w, mean, rstd, A, B, dx, dg, db, lo, hi):
 
 
 @numba.njit(parallel=True, **_OPTS)
-def _layer_bwd_cols(dy, x, w, mean, rstd, A, B, wgrad, dx, dg, db):
-    """The split schedule's second pass: for each block of :data:`COL_BLOCK` columns (owning
+def _layer_bwd_cols(dy, x, w, mean, rstd, A, B, wgrad, dx, dg, db, bl):
+    """The split schedule's second pass: for each block of ``bl`` columns (owning
     them), every row's ``dx`` from its sums ``A``/``B`` (R,), and with ``wgrad`` the columns'
     ``dg = sum_r dy (x - mean) rstd`` and ``db = sum_r dy`` (float64 (M,), zero on entry)."""
     M = x.shape[1]
-    nb = (M + COL_BLOCK - 1) // COL_BLOCK
+    nb = (M + bl - 1) // bl
     for t in numba.prange(nb):
-        lo = t * COL_BLOCK
-        hi = min(M, lo + COL_BLOCK)
+        lo = t * bl
+        hi = min(M, lo + bl)
         if wgrad:
             _layer_bwd_cols_block_wgrad(dy, x, w, mean, rstd, A, B, dx, dg, db, lo, hi)
         else:

@@ -198,7 +198,7 @@ class InstanceNorm1d(_InstanceNorm):
     --------
     >>> import numpy as np, nbconv as nc
     >>> y = nc.nn.InstanceNorm1d(2)(np.array([[1.0, 3.0], [0.0, 4.0]]))   # unbatched (C, L)
-    >>> y.round(3).tolist()
+    >>> np.asarray(y).round(3).tolist()
     [[-1.0, 1.0], [-1.0, 1.0]]
     """
 
