@@ -544,6 +544,22 @@ def test_float32_is_close_to_float64():
         np.testing.assert_allclose(fn(x.astype(np.float32)), fn(x), atol=2e-4)
 
 
+def test_float32_gradients_of_long_rows_are_close_to_float64(schedule):
+    """Rows longer than ``_LONG_ROW`` accumulate layer norm's weight gradients per chunk of
+    rows in float32."""
+    rng = np.random.default_rng(22)
+    M = _norms._LONG_ROW + 5
+    x = rng.standard_normal((3, M)) * 2 + 50
+    dy, w = rng.standard_normal((3, M)), rng.standard_normal(M)
+    ref = nc.layer_norm_backward(dy, x, M, *nc.layer_norm(x, M, w, return_stats=True)[1:], w)
+    x32, dy32, w32 = x.astype(np.float32), dy.astype(np.float32), w.astype(np.float32)
+    got = nc.layer_norm_backward(dy32, x32, M, *nc.layer_norm(x32, M, w32,
+                                                              return_stats=True)[1:], w32)
+    for a, b in zip(got, ref):
+        assert a.dtype == np.float32
+        _close(a, b, 1e-4)
+
+
 def test_non_contiguous_and_read_only_inputs_give_the_same_result():
     rng = np.random.default_rng(15)
     x = rng.standard_normal((3, 4, 5, 6))

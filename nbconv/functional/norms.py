@@ -44,6 +44,9 @@ __all__ = [
 #: rows per thread from which a whole row is one parallel iteration (statistics and output
 #: while the row is in cache); with fewer rows the work is split into blocks of each row.
 _ROWS_PER_THREAD = 4
+#: row length from which layer norm's backward pass accumulates the weight gradients of a
+#: chunk of rows in the input's dtype rather than float64 (rows this long are few per chunk)
+_LONG_ROW = 8192
 
 
 # --------------------------------------------------------------------------- helpers
@@ -618,12 +621,15 @@ def layer_norm_backward(dy, x, normalized_shape, mean, rstd, weight=None, affine
         if _fused(R, x.size):
             serial = x.size < _config.SERIAL_BELOW
             T = 1 if serial else min(R, _config.get_num_threads())
-            pg = np.zeros((T, M if affine else 0))
-            pb = np.zeros((T, M if affine else 0))
+            # float64 partials while they are small; long rows sum their few rows per chunk
+            # in the input's dtype, so that a row, its weights and the partials share L2
+            part = np.float64 if M <= _LONG_ROW else x.dtype
+            pg = np.zeros((T, M if affine else 0), part)
+            pb = np.zeros((T, M if affine else 0), part)
             kernel = _k._layer_bwd_serial if serial else _k._layer_bwd
             kernel(dy2, x2, w, mean, rstd, int(affine), dx2, pg, pb)
             if affine:
-                dg, db = pg.sum(axis=0), pb.sum(axis=0)
+                dg, db = pg.sum(axis=0, dtype=np.float64), pb.sum(axis=0, dtype=np.float64)
         else:
             nb = -(-M // _k.BLOCK)
             sa = np.empty((R, nb))
