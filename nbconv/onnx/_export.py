@@ -341,6 +341,59 @@ _WRITERS = {
 }
 
 
+def _groupnorm(b, m, path, xs, vs, y):
+    """PyTorch's exporters' form, valid at every opset nbconv writes: Reshape to (N, G, -1),
+    InstanceNormalization (statistics per group), Reshape back, then the per-channel affine
+    as Mul and Add."""
+    cfg = m._config
+    G, C = cfg["num_groups"], cfg["num_channels"]
+    x = xs[0]
+    grouped = b.node("Reshape", [x, b.ints(f"{path}.groups", [0, G, -1])], f"{path}.group")
+    normed = b.node("InstanceNormalization",
+                    [grouped, b.const(f"{path}.ones", np.ones(G)),
+                     b.const(f"{path}.zeros", np.zeros(G))], f"{path}.norm",
+                    epsilon=cfg["eps"])
+    # back to the traced shape with the batch copied (0): shape inference keeps every size
+    out = b.node("Reshape", [normed, b.ints(f"{path}.shape", [0] + list(vs[0].shape[1:]))],
+                 path if m.weight is None else f"{path}.ungroup")
+    if m.weight is None:
+        return out
+    per_channel = (C,) + (1,) * (vs[0].ndim - 2)
+    out = b.node("Mul", [out, b.const(f"{path}.weight", m.weight.data.reshape(per_channel))],
+                 f"{path}.scale")
+    return b.node("Add", [out, b.const(f"{path}.bias", m.bias.data.reshape(per_channel))],
+                  path)
+
+
+def _instancenorm(b, m, path, xs, vs, y):
+    """InstanceNormalization; with tracked running statistics (which the exported, eval-mode
+    layer normalises with) the per-channel affine of BatchNormalization."""
+    cfg = m._config
+    c = vs[0].shape[1]
+    scale = m.weight.data if m.weight is not None else np.ones(c)
+    shift = m.bias.data if m.bias is not None else np.zeros(c)
+    ins = [xs[0], b.const(f"{path}.weight", scale), b.const(f"{path}.bias", shift)]
+    if cfg["track_running_stats"]:
+        ins += [b.const(f"{path}.running_mean", m._buffers["running_mean"]),
+                b.const(f"{path}.running_var", m._buffers["running_var"])]
+        return b.node("BatchNormalization", ins, path, epsilon=cfg["eps"])
+    return b.node("InstanceNormalization", ins, path, epsilon=cfg["eps"])
+
+
+def _layernorm(b, m, path, xs, vs, y):
+    b.need_opset = max(b.need_opset, 17)  # LayerNormalization is new in opset 17
+    shape = tuple(m.normalized_shape)
+    scale = m.weight.data if m.weight is not None else np.ones(shape)
+    ins = [xs[0], b.const(f"{path}.weight", scale)]
+    if m.bias is not None:
+        ins.append(b.const(f"{path}.bias", m.bias.data))
+    return b.node("LayerNormalization", ins, path, axis=-len(shape), epsilon=m._config["eps"])
+
+
+_WRITERS.update({_nn.GroupNorm: _groupnorm, _nn.InstanceNorm1d: _instancenorm,
+                 _nn.InstanceNorm2d: _instancenorm, _nn.LayerNorm: _layernorm})
+
+
 def _writer(m):
     for cls in type(m).__mro__:
         if cls in _WRITERS:
@@ -420,7 +473,8 @@ def _opset(onnx, opset, needed: int) -> int:
                          f"onnx {onnx.__version__}), got {opset}")
     if opset < needed:
         raise ValueError(f"export: the model needs opset >= {needed} (circular padding is "
-                         f"ONNX Pad mode 'wrap', new in opset 19), got opset={opset}")
+                         f"ONNX Pad mode 'wrap', new in opset 19; LayerNorm is "
+                         f"LayerNormalization, new in opset 17), got opset={opset}")
     return int(opset)
 
 
@@ -457,7 +511,10 @@ def export(model, path, input_shape, opset=None, *, dynamic_batch=True):
         GlobalAvgPool2d, Linear (``Gemm``; ``MatMul`` + ``Add`` on inputs of more than two
         axes), Flatten, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, Dropout (the identity at
         inference), BatchNorm1d/2d (running statistics), LocalResponseNorm (odd sizes),
-        Concat, Add, and the layers of :mod:`nbconv.onnx.layers`.
+        GroupNorm (PyTorch's Reshape/InstanceNormalization/Reshape/Mul/Add),
+        InstanceNorm1d/2d (InstanceNormalization; BatchNormalization with tracked running
+        statistics), LayerNorm (LayerNormalization, opset >= 17), Concat, Add, and the
+        layers of :mod:`nbconv.onnx.layers`.
 
         Or a PyTorch-style ``Module`` subclass whose ``forward`` has no hand-written
         ``backward`` (anywhere in the model, e.g. the blocks of a ``Sequential``): its

@@ -20,7 +20,7 @@ from .. import nn as _nn
 from ..io import FormatError
 from . import _deps
 from . import layers as _ox
-from ._patterns import TORCH_LRN, fuse_torch_lrn
+from ._patterns import GROUP_NORM, TORCH_LRN, fuse_group_norm, fuse_torch_lrn
 
 __all__ = ["load", "UnsupportedOpError"]
 
@@ -84,7 +84,9 @@ class _Importer:
         self.output = g.output[0].name
         self._prefold()
         self.node_list = fuse_torch_lrn(onnx, g, self.consts)
-        self.synthetic = {id(n) for n in self.node_list if n.op_type == TORCH_LRN}
+        self.node_list = fuse_group_norm(onnx, self.node_list, [o.name for o in g.output],
+                                         self.consts, self.shapes)
+        self.synthetic = {id(n) for n in self.node_list if n.op_type in (TORCH_LRN, GROUP_NORM)}
         self.uses = Counter(v for n in self.node_list for v in n.input if v)
         self.uses[self.output] += 1
         self.env = {self.input: _nn.Graph.INPUT}  # ONNX value -> nbconv node
@@ -113,7 +115,9 @@ class _Importer:
         """Value name -> tuple of int (None where symbolic), from ONNX shape inference."""
         onnx = self.onnx
         try:
-            inferred = onnx.shape_inference.infer_shapes(model)
+            # data propagation: sizes computed by Shape nodes (PyTorch's GroupNorm chain
+            # reshapes to Shape(x)) stay known downstream
+            inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
         except Exception:  # shapes are a help, not a requirement
             inferred = model
         g = inferred.graph
@@ -188,7 +192,7 @@ class _Importer:
             attrs = self.attrs(node)
             convert = _CONVERTERS.get(node.op_type)
             if id(node) in self.synthetic:
-                convert = _torch_lrn
+                convert = _torch_lrn if node.op_type == TORCH_LRN else _fused_group_norm
             if node.op_type in _FOLDERS and (node.op_type == "Shape" or all(
                     not v or v in self.consts for v in node.input)):
                 convert = _FOLDERS[node.op_type]
@@ -599,6 +603,98 @@ def _slice(im, node, attrs):
     im.emit(_ox.Slice(starts, ends, axes, steps), im.source(node.input[0]))
 
 
+def _norm_eps(attrs) -> float:
+    return float(attrs.get("epsilon", 1e-5))
+
+
+def _channels(im, value: str) -> int:
+    shape = im.shapes.get(value)
+    if shape is None or len(shape) < 2 or shape[1] is None:
+        raise im.fail(f"the channel count of its input {value!r} is unknown (ONNX shape "
+                      "inference)")
+    return int(shape[1])
+
+
+def _instancenorm(im, node, attrs):
+    scale, shift = (im.needs_const(v, what) for v, what in zip(node.input[1:3], ("scale", "B")))
+    c = scale.size
+    rank = im.rank(node.input[0])
+    # (N, C, L) and (N, C, H, W): the instance-norm layers; any other rank: GroupNorm(C, C),
+    # the same normalisation
+    if rank in (3, 4):
+        cls = _nn.InstanceNorm2d if rank == 4 else _nn.InstanceNorm1d
+        layer = cls(c, eps=_norm_eps(attrs), affine=True, dtype=im.dtype)
+    else:
+        layer = _nn.GroupNorm(c, c, eps=_norm_eps(attrs), dtype=im.dtype)
+    _set(layer.weight, scale)
+    _set(layer.bias, shift)
+    im.emit(layer, im.source(node.input[0]))
+
+
+def _group_norm_layer(im, G, C, eps, weight, bias):
+    if C % G:
+        raise im.fail(f"num_groups={G} does not divide the {C} channels of its input")
+    layer = _nn.GroupNorm(G, C, eps=eps, affine=weight is not None or bias is not None,
+                          dtype=im.dtype)
+    if layer.weight is not None:
+        _set(layer.weight, np.broadcast_to(np.ones(1) if weight is None else weight, (C,)))
+        _set(layer.bias, np.broadcast_to(np.zeros(1) if bias is None else bias, (C,)))
+    return layer
+
+
+def _groupnorm(im, node, attrs):
+    G = int(attrs["num_groups"])
+    C = _channels(im, node.input[0])
+    # (opset 21's per-channel scale and bias: onnx.checker refuses the deprecated opset-18
+    # operator, which scaled per group)
+    scale, shift = (im.needs_const(v, what).reshape(-1) for v, what in
+                    zip(node.input[1:3], ("scale", "bias")))
+    if scale.size != C or shift.size != C:
+        raise im.fail(f"scale and bias of {scale.size} and {shift.size} values for {C} "
+                      f"channels in {G} groups")
+    im.emit(_group_norm_layer(im, G, C, _norm_eps(attrs), scale, shift),
+            im.source(node.input[0]))
+
+
+def _fused_group_norm(im, node, attrs):
+    """PyTorch's GroupNorm chain, recognised by :func:`._patterns.fuse_group_norm`."""
+    C = _channels(im, node.input[0])
+    weight = im.consts[node.input[1]].reshape(-1) if node.input[1] else None
+    bias = im.consts[node.input[2]].reshape(-1) if node.input[2] else None
+    im.emit(_group_norm_layer(im, int(attrs["num_groups"]), C, _norm_eps(attrs), weight, bias),
+            im.source(node.input[0]))
+
+
+def _layernorm(im, node, attrs):
+    scale = im.needs_const(node.input[1], "scale")
+    bias = (im.needs_const(node.input[2], "B") if len(node.input) > 2 and node.input[2]
+            else None)
+    axis = int(attrs.get("axis", -1))
+    rank = im.rank(node.input[0])
+    if rank is None:
+        raise im.fail(f"the rank of its input {node.input[0]!r} is unknown (ONNX shape "
+                      "inference)")
+    if not -rank <= axis < rank or axis % rank == 0:
+        raise im.fail(f"axis {axis} is not supported for an input of {rank} axes (the "
+                      "normalised axes must follow the batch axis)")
+    ns = im.shapes[node.input[0]][axis % rank:]
+    if any(d is None for d in ns) and scale.ndim == len(ns):
+        ns = scale.shape  # sizes unknown to shape inference: a full-size scale gives them
+    if any(d is None for d in ns):
+        raise im.fail(f"the normalised axes {ns} of its input must have static sizes")
+
+    def full(v):  # broadcastable to normalized_shape, leading ones allowed
+        while v.ndim > len(ns) and v.shape[0] == 1:
+            v = v[0]
+        return np.broadcast_to(v, ns)
+
+    layer = _nn.LayerNorm(list(ns), eps=_norm_eps(attrs), bias=bias is not None, dtype=im.dtype)
+    _set(layer.weight, full(scale))
+    if bias is not None:
+        _set(layer.bias, full(bias))
+    im.emit(layer, im.source(node.input[0]))
+
+
 _CONVERTERS = {
     "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "Add": _add, "Sum": _add,
     "Sub": _arithmetic, "Mul": _arithmetic, "Div": _arithmetic,
@@ -612,6 +708,8 @@ _CONVERTERS = {
     "Concat": _concat, "Identity": _identity, "Reshape": _reshape, "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze, "Pad": _pad, "Slice": _slice,
 }
+_CONVERTERS.update(InstanceNormalization=_instancenorm, GroupNormalization=_groupnorm,
+                   LayerNormalization=_layernorm)
 
 
 # -- constant folding of small shape computations --------------------------------------------
@@ -763,7 +861,9 @@ def load(path) -> _nn.Graph:
     Supported operators: Conv (1-D/2-D, groups, dilation, pads, auto_pad), Gemm, MatMul (a
     constant operand), Add/Sum, Sub/Mul/Div with a constant operand, Relu, LeakyRelu,
     Sigmoid, Tanh, Softmax, LogSoftmax, Clip (ReLU6), Dropout, BatchNormalization, LRN (odd
-    sizes) and the node chains PyTorch writes for ``LocalResponseNorm`` (any size), MaxPool,
+    sizes) and the node chains PyTorch writes for ``LocalResponseNorm`` (any size),
+    InstanceNormalization, GroupNormalization (opset 21) and the node chain PyTorch writes
+    for ``GroupNorm``, LayerNormalization, MaxPool,
     AveragePool, GlobalAveragePool, ReduceMean over H and W, Flatten (axis 1), Reshape,
     Squeeze, Unsqueeze, Slice, Pad, Concat, Identity, and computations on constants or
     static shapes (Constant, Shape, Gather, Unsqueeze, Concat, Cast, Slice, Transpose,

@@ -6,13 +6,23 @@ nodes (the TorchScript one adds an ``If`` around a ``Squeeze``).  :func:`fuse_to
 finds that chain, backwards from its ``Div``, and replaces it by one ``TorchLRN`` node (a
 private op type the importer turns into :class:`nbconv.nn.LocalResponseNorm`, PyTorch's own
 window placement); the nodes that only fed it are dropped.
+
+``torch.nn.GroupNorm`` has no ONNX operator below opset 18 (and ``GroupNormalization``-18
+scales per group, not per channel): both exporters, and :func:`nbconv.onnx.export`, write it
+as ``Reshape`` to (N, G, -1), ``InstanceNormalization`` with unit scale, ``Reshape`` back,
+then ``Mul``/``Add`` by per-channel constants.  :func:`fuse_group_norm` finds that chain,
+forwards from its ``InstanceNormalization``, and replaces it by one ``nbconv.GroupNorm`` node
+(turned into :class:`nbconv.nn.GroupNorm`, whose weight and bias stay trainable).
 """
 
 from __future__ import annotations
 
-__all__ = ["fuse_torch_lrn", "TORCH_LRN"]
+import numpy as np
+
+__all__ = ["fuse_torch_lrn", "TORCH_LRN", "fuse_group_norm", "GROUP_NORM"]
 
 TORCH_LRN = "nbconv.TorchLRN"
+GROUP_NORM = "nbconv.GroupNorm"
 _PASS_THROUGH = ("Reshape", "Squeeze", "Unsqueeze", "Identity", "If")
 
 
@@ -135,3 +145,102 @@ def fuse_torch_lrn(onnx, graph, consts: dict) -> list:
             return kept
         out = kept
 
+
+
+def _per_channel(value, C: int, rank: int) -> bool:
+    """Whether ``value`` broadcasts against (N, C, *spatial) as one number per channel."""
+    if value is None or value.ndim > rank:
+        return False
+    target = (C,) + (1,) * (rank - 2)
+    try:
+        return np.broadcast_shapes(value.shape, target) == target
+    except ValueError:
+        return False
+
+
+def _match_group_norm(inorm, producer, consumers, consts, shapes):
+    """(x, G, weight value name, bias value name, matched nodes, last node) for a group-norm
+    chain around ``inorm``, else None."""
+    def sole(value, op):
+        users = consumers.get(value, [])
+        if len(users) != 1 or users[0] is None or users[0].op_type != op:
+            return None
+        return users[0]
+
+    if len(inorm.input) < 3 or len(consumers.get(inorm.input[0], [])) != 1:
+        return None
+    r1 = producer.get(inorm.input[0])
+    if r1 is None or r1.op_type != "Reshape" or len(r1.input) < 2:
+        return None
+    x = r1.input[0]
+    xs = shapes.get(x)
+    target = consts.get(r1.input[1])
+    if xs is None or len(xs) < 2 or xs[1] is None or target is None or target.size != 3:
+        return None
+    t0, G, last = (int(v) for v in target.reshape(-1))
+    C, rank = xs[1], len(xs)
+    if last != -1 or G < 1 or C % G or t0 not in (0, xs[0]):
+        return None
+    scale, shift = consts.get(inorm.input[1]), consts.get(inorm.input[2])
+    if (scale is None or shift is None or scale.size != G or shift.size != G
+            or np.any(scale != 1) or np.any(shift != 0)):
+        return None
+    r2 = sole(inorm.output[0], "Reshape")
+    if r2 is None or len(r2.input) < 2:
+        return None
+    back, shape_node = r2.input[1], producer.get(r2.input[1])
+    if shape_node is not None and shape_node.op_type == "Shape":  # Reshape(., Shape(x))
+        if shape_node.input[0] != x or len(shape_node.attribute):
+            return None
+    elif back in consts:  # the traced shape written out (the dynamo exporter)
+        want = consts[back].reshape(-1).tolist()
+        if len(want) != rank or want[1:] != list(xs[1:]) or want[0] not in (0, xs[0]):
+            return None
+    else:
+        return None
+    chain, end, weight, bias = [r1, inorm, r2], r2, "", ""
+    mul = sole(r2.output[0], "Mul")
+    if mul is not None:
+        other = mul.input[1] if mul.input[0] == r2.output[0] else mul.input[0]
+        if _per_channel(consts.get(other), C, rank):
+            chain.append(mul)
+            end, weight = mul, other
+            add = sole(mul.output[0], "Add")
+            if add is not None:
+                other = add.input[1] if add.input[0] == mul.output[0] else add.input[0]
+                if _per_channel(consts.get(other), C, rank):
+                    chain.append(add)
+                    end, bias = add, other
+    return x, G, weight, bias, chain, end
+
+
+def fuse_group_norm(onnx, nodes: list, outputs, consts: dict, shapes: dict) -> list:
+    """``nodes`` with every group-norm chain replaced by one ``GROUP_NORM`` node (inputs: x,
+    then the names of the constant weight and bias, "" where the chain has none);
+    ``outputs`` are the graph's output names, ``shapes`` the inferred shapes."""
+    producer = {o: n for n in nodes for o in n.output}
+    consumers: dict = {}
+    for n in nodes:
+        for i in set(n.input):
+            consumers.setdefault(i, []).append(n)
+    for o in outputs:
+        consumers.setdefault(o, []).append(None)  # the graph reads it
+    replaced, removed = {}, set()
+    for n in nodes:
+        if n.op_type != "InstanceNormalization":
+            continue
+        m = _match_group_norm(n, producer, consumers, consts, shapes)
+        if m is None:
+            continue
+        x, G, weight, bias, chain, end = m
+        eps = next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5)
+        replaced[id(end)] = onnx.helper.make_node(
+            GROUP_NORM, [x, weight, bias], [end.output[0]], name=end.name or "group_norm",
+            num_groups=G, epsilon=eps)
+        removed |= {id(c) for c in chain}
+    if not replaced:
+        return nodes
+    out = [replaced.get(id(n), n) for n in nodes if id(n) in replaced or id(n) not in removed]
+    needed = {i for n in out for i in n.input} | set(outputs)
+    # the Shape nodes that only sized the removed Reshapes
+    return [n for n in out if n.op_type != "Shape" or any(o in needed for o in n.output)]
