@@ -166,3 +166,19 @@ def test_bench_recording_quick(tmp_path):
     forms = {"declared, raw", "declared", "pystyle"} | ({"torch"} if HAVE_TORCH else set())
     assert set(data["results"]) == forms
     assert all(r["median_s"] > 0 for r in data["results"].values())
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="bench_norms.py reports ratios to PyTorch")
+def test_bench_norms_quick(tmp_path):
+    js = tmp_path / "norms.json"
+    out = _run("bench_norms.py", "--quick", "--threads", "1", "--json", str(js))
+    assert "GroupNorm(32, 256)" in out and "ratio" in out
+    data = json.loads(js.read_text())
+    assert data["benchmark"] == "norms" and data["quick"] is True
+    assert data["machine"]["nbconv_threads"] == 1 and data["machine"]["load_average"]
+    assert set(data["results"]) == {"GroupNorm(32, 256)", "LayerNorm((256, 16, 16))",
+                                    "InstanceNorm2d(64)"}
+    for r in data["results"].values():
+        assert r["matches_torch"] is True and r["in_target"] is True
+        for part in ("step", "forward"):
+            assert r[part]["nbconv_ms"] > 0 and r[part]["torch_ms"] > 0 and r[part]["ratio"] > 0
