@@ -11,8 +11,8 @@ Statistics are float64 and numerically sound in one sweep over memory: each chun
 from L1), and chunks are merged with Chan, Golub and LeVeque's pairwise formula.  Per-row and
 per-channel results, coefficients and sums are float64 arrays, so one signature per input dtype
 serves every call (layer norm's elementwise weight and bias are in the input's dtype, so that
-a row, its output and its weights stay in L2); elementwise passes compute in float64 (an
-exact ``x - mean`` for float32).
+a row, its output and its weights stay in L2); the elementwise passes compute in the input's
+dtype with coefficients rounded from float64.
 
 Two schedules, chosen by the caller:
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.extending import overload
 
 from .._config import JIT_OPTIONS
 
@@ -53,9 +54,27 @@ BLOCK = 16384
 COL_BLOCK = 1024
 
 
+def _like(a, v):
+    """``v`` as a scalar of ``a``'s dtype (jitted code only)."""
+    raise NotImplementedError("_like is compiled by numba")
+
+
+@overload(_like, inline="always")
+def _like_impl(a, v):
+    dtype = a.dtype
+
+    def impl(a, v):
+        return dtype(v)
+
+    return impl
+
+
 # Loops over contiguous runs live in small helpers that take the run as a slice and loop
 # from 0: written inline with offset bounds (``range(lo, hi)``) the same loops were not
-# vectorised (the moments of 2M float32 values: 2.5 ms against 0.2 ms).
+# vectorised (the moments of 2M float32 values: 2.5 ms against 0.2 ms).  Sums accumulate in
+# float64; the elementwise passes compute in the input's dtype, their float64 coefficients
+# rounded to it once per run (float64 arithmetic on float32 data was the bottleneck of layer
+# norm's backward pass: half the vector width, and conversions both ways).
 
 
 @numba.njit(**_RUN)
@@ -100,8 +119,9 @@ def _moments(v, lo, hi):
 @numba.njit(**_RUN)
 def _run_affine(x, y, m, a, b):
     """``y = (x - m) * a + b`` over a run."""
+    m_, a_, b_ = _like(x, m), _like(x, a), _like(x, b)
     for i in range(x.size):
-        y[i] = (x[i] - m) * a + b
+        y[i] = (x[i] - m_) * a_ + b_
 
 
 @numba.njit(**_RUN)
@@ -119,15 +139,17 @@ def _run_sums(dy, x, m):
 @numba.njit(**_RUN)
 def _run_bwd(dy, x, dx, k, c2, m, c3):
     """``dx = k * dy + c2 * (x - m) + c3`` over a run."""
+    k_, c2_, m_, c3_ = _like(x, k), _like(x, c2), _like(x, m), _like(x, c3)
     for i in range(x.size):
-        dx[i] = k * dy[i] + c2 * (x[i] - m) + c3
+        dx[i] = k_ * dy[i] + c2_ * (x[i] - m_) + c3_
 
 
 @numba.njit(**_RUN)
 def _run_layer_affine(x, y, m, rs, w, b):
     """``y = (x - m) * rs * w + b`` over a run (``w``, ``b`` runs of the same length)."""
+    m_, rs_ = _like(x, m), _like(x, rs)
     for i in range(x.size):
-        y[i] = (x[i] - m) * rs * w[i] + b[i]
+        y[i] = (x[i] - m_) * rs_ * w[i] + b[i]
 
 
 @numba.njit(**_RUN)
@@ -145,19 +167,20 @@ def _run_layer_sums(dy, x, w, m):
 @numba.njit(**_RUN)
 def _run_layer_bwd(dy, x, w, dx, rs, c2, m, c3):
     """``dx = rs * w * dy + c2 * (x - m) + c3`` over a run."""
+    rs_, c2_, m_, c3_ = _like(x, rs), _like(x, c2), _like(x, m), _like(x, c3)
     for i in range(x.size):
-        dx[i] = rs * w[i] * dy[i] + c2 * (x[i] - m) + c3
+        dx[i] = rs_ * w[i] * dy[i] + c2_ * (x[i] - m_) + c3_
 
 
 @numba.njit(**_RUN)
-def _run_layer_bwd_wgrad(dy, x, w, dx, rs, c2, m, c3, pg, pb):
-    """:func:`_run_layer_bwd`, adding ``dy * (x - m) * rs`` to ``pg`` and ``dy`` to ``pb`` in
-    the same sweep."""
+def _run_layer_wgrad(dy, x, m, rs, pg, pb):
+    """``pg += dy * (x - m) * rs`` and ``pb += dy`` over a run.  (A loop of its own: joined
+    with :func:`_run_layer_bwd`'s, its three outputs and three inputs needed more run-time
+    overlap checks than LLVM allows a vectorised loop, and it ran scalar.)"""
+    m_, rs_ = _like(x, m), _like(x, rs)
     for i in range(x.size):
         g = dy[i]
-        d = x[i] - m
-        dx[i] = rs * w[i] * g + c2 * d + c3
-        pg[i] += g * d * rs
+        pg[i] += g * (x[i] - m_) * rs_
         pb[i] += g
 
 
@@ -424,8 +447,8 @@ def _layer_bwd_rows_wgrad(dy, x, w, mean, rstd, lo, hi, dx, pg, pb):
         m = mean[r]
         rs = rstd[r]
         A, B = _run_layer_sums(dy[r], x[r], w, m)
-        _run_layer_bwd_wgrad(dy[r], x[r], w, dx[r], rs, -B * rs * rs * rs / M, m, -A * rs / M,
-                             pg, pb)
+        _run_layer_bwd(dy[r], x[r], w, dx[r], rs, -B * rs * rs * rs / M, m, -A * rs / M)
+        _run_layer_wgrad(dy[r], x[r], m, rs, pg, pb)
 
 
 @numba.njit(parallel=True, **_OPTS)
@@ -491,9 +514,9 @@ def _layer_bwd_cols_block_wgrad(dy, x, w, mean, rstd, A, B, dx, dg, db, lo, hi):
     R, M = x.shape
     for r in range(R):
         rs = rstd[r]
-        _run_layer_bwd_wgrad(dy[r, lo:hi], x[r, lo:hi], w[lo:hi], dx[r, lo:hi], rs,
-                             -B[r] * rs * rs * rs / M, mean[r], -A[r] * rs / M, dg[lo:hi],
-                             db[lo:hi])
+        _run_layer_bwd(dy[r, lo:hi], x[r, lo:hi], w[lo:hi], dx[r, lo:hi], rs,
+                       -B[r] * rs * rs * rs / M, mean[r], -A[r] * rs / M)
+        _run_layer_wgrad(dy[r, lo:hi], x[r, lo:hi], mean[r], rs, dg[lo:hi], db[lo:hi])
 
 
 @numba.njit(parallel=True, **_OPTS)
