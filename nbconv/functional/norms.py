@@ -97,6 +97,8 @@ def _chunks(items: int) -> int:
 
 
 def _rstd(var: np.ndarray, eps: float) -> np.ndarray:
+    if eps > 0:  # var >= 0 or NaN: nothing to warn about (and errstate costs microseconds)
+        return 1.0 / np.sqrt(var + eps)
     with np.errstate(divide="ignore", invalid="ignore"):
         return 1.0 / np.sqrt(var + eps)
 
@@ -122,13 +124,15 @@ def _grouped_forward(x2, y2, G, cg, S, w, b, eps):
     """Normalise rows ``x2`` (N*G, cg*S) into ``y2`` with per-channel ``w``/``b`` (float64
     (C,)); returns the rows' mean and biased variance (float64 (N*G,))."""
     R, M = x2.shape
-    mean = np.full(R, np.nan)  # no values, no statistics
-    var = np.full(R, np.nan)
-    if y2.size == 0:
+    if y2.size == 0:  # no values, no statistics
+        return np.full(R, np.nan), np.full(R, np.nan)
+    if x2.size < _config.SERIAL_BELOW:
+        mean, var = np.empty(R), np.empty(R)
+        _k._grouped_fwd_serial(x2, y2, G, cg, S, w, b, eps, mean, var, 1)
         return mean, var
     if _fused(R, x2.size):
-        kernel = _k._grouped_fwd_serial if x2.size < _config.SERIAL_BELOW else _k._grouped_fwd
-        kernel(x2, y2, G, cg, S, w, b, eps, mean, var, _chunks(R))
+        mean, var = np.empty(R), np.empty(R)
+        _k._grouped_fwd(x2, y2, G, cg, S, w, b, eps, mean, var, _chunks(R))
         return mean, var
     mean, var = _split_moments(x2)
     N, C = R // G, G * cg
@@ -151,9 +155,12 @@ def _grouped_backward(dy2, x2, G, cg, S, w, mean, rstd, training, sums):
     s2 = np.zeros((N, C))
     if dx2.size == 0:
         return dx2, s1, s2
+    if x2.size < _config.SERIAL_BELOW:
+        _k._grouped_bwd_serial(dy2, x2, G, cg, S, w, mean, rstd, int(training), dx2, s1, s2, 1)
+        return dx2, s1, s2
     if _fused(R, x2.size):
-        kernel = _k._grouped_bwd_serial if x2.size < _config.SERIAL_BELOW else _k._grouped_bwd
-        kernel(dy2, x2, G, cg, S, w, mean, rstd, int(training), dx2, s1, s2, _chunks(R))
+        _k._grouped_bwd(dy2, x2, G, cg, S, w, mean, rstd, int(training), dx2, s1, s2,
+                        _chunks(R))
         return dx2, s1, s2
     P = N * C
     mp = np.repeat(mean, cg)
@@ -409,10 +416,11 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
         mean = np.tile(rm, N)
         rstd = np.tile(rs, N)
         if y.size:
-            kernel = (_k._plane_apply_serial if y.size < _config.SERIAL_BELOW
-                      else _k._plane_apply)
+            serial = y.size < _config.SERIAL_BELOW
+            kernel = _k._plane_apply_serial if serial else _k._plane_apply
             kernel(x.reshape(N * C, S), mean, rstd * np.tile(w, N), np.tile(b, N),
-                   y.reshape(N * C, S), _k.BLOCK, _chunks(N * C * -(-S // _k.BLOCK)))
+                   y.reshape(N * C, S), _k.BLOCK,
+                   1 if serial else _chunks(N * C * -(-S // _k.BLOCK)))
     if return_stats:
         return y, mean.reshape(N, C).astype(x.dtype), rstd.reshape(N, C).astype(x.dtype)
     return y
@@ -544,16 +552,16 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, return_sta
     eps = check_eps(op, eps)
     return_stats = check_bool(op, "return_stats", return_stats)
     y = np.empty_like(x)
-    mean = np.full(R, np.nan)
-    var = np.full(R, np.nan)
+    mean = np.full(R, np.nan) if y.size == 0 else np.empty(R)  # (no values, no statistics)
+    var = np.full(R, np.nan) if y.size == 0 else np.empty(R)
     if y.size:
         x2, y2 = x.reshape(R, M), y.reshape(R, M)
         w = np.ones(M, x.dtype) if w is None else w
         b = np.zeros(M, x.dtype) if b is None else b
-        if _fused(R, x.size):
-            kernel = (_k._layer_fwd_serial if x.size < _config.SERIAL_BELOW
-                      else _k._layer_fwd)
-            kernel(x2, y2, w, b, eps, mean, var, _chunks(R))
+        if x.size < _config.SERIAL_BELOW:
+            _k._layer_fwd_serial(x2, y2, w, b, eps, mean, var, 1)
+        elif _fused(R, x.size):
+            _k._layer_fwd(x2, y2, w, b, eps, mean, var, _chunks(R))
         else:
             mean, var = _split_moments(x2)
             _k._layer_apply(x2, mean, _rstd(var, eps), w, b, y2, _k.BLOCK,
@@ -614,23 +622,25 @@ def layer_norm_backward(dy, x, normalized_shape, mean, rstd, weight=None, affine
     affine = _affine_flag(op, affine, weight)
     w = np.ones(M, x.dtype) if w is None else w
     dx = np.empty_like(x)
-    dg = np.zeros(M)
-    db = np.zeros(M)
+    dg = db = np.zeros(M)
     if dx.size:
         dy2, x2, dx2 = dy.reshape(R, M), x.reshape(R, M), dx.reshape(R, M)
-        if _fused(R, x.size):
-            serial = x.size < _config.SERIAL_BELOW
-            T = 1 if serial else min(R, _config.get_num_threads())
+        width = M if affine else 0
+        if x.size < _config.SERIAL_BELOW:
+            pg, pb = np.zeros((1, width)), np.zeros((1, width))
+            _k._layer_bwd_serial(dy2, x2, w, mean, rstd, int(affine), dx2, pg, pb)
+            dg, db = pg[0], pb[0]
+        elif _fused(R, x.size):
+            T = min(R, _config.get_num_threads())
             # float64 partials while they are small; long rows sum their few rows per chunk
             # in the input's dtype, so that a row, its weights and the partials share L2
             part = np.float64 if M <= _LONG_ROW else x.dtype
-            pg = np.zeros((T, M if affine else 0), part)
-            pb = np.zeros((T, M if affine else 0), part)
-            kernel = _k._layer_bwd_serial if serial else _k._layer_bwd
-            kernel(dy2, x2, w, mean, rstd, int(affine), dx2, pg, pb)
+            pg, pb = np.zeros((T, width), part), np.zeros((T, width), part)
+            _k._layer_bwd(dy2, x2, w, mean, rstd, int(affine), dx2, pg, pb)
             if affine:
                 dg, db = pg.sum(axis=0, dtype=np.float64), pb.sum(axis=0, dtype=np.float64)
         else:
+            dg, db = np.zeros(M), np.zeros(M)
             nb = -(-M // _k.BLOCK)
             sa = np.empty((R, nb))
             sb = np.empty((R, nb))
