@@ -637,8 +637,8 @@ def layer_norm_backward(dy, x, normalized_shape, mean, rstd, weight=None, affine
             part = np.float64 if M <= _LONG_ROW else x.dtype
             pg, pb = np.zeros((T, width), part), np.zeros((T, width), part)
             _k._layer_bwd(dy2, x2, w, mean, rstd, int(affine), dx2, pg, pb)
-            if affine:
-                dg, db = pg.sum(axis=0, dtype=np.float64), pb.sum(axis=0, dtype=np.float64)
+            if affine:  # (a sum of T rows: in the partials' dtype, a fraction of the time)
+                dg, db = pg.sum(axis=0), pb.sum(axis=0)
         else:
             dg, db = np.zeros(M), np.zeros(M)
             nb = -(-M // _k.BLOCK)
@@ -649,4 +649,5 @@ def layer_norm_backward(dy, x, normalized_shape, mean, rstd, weight=None, affine
                                int(affine), dx2, dg, db, _k.COL_BLOCK)
     if not affine:
         return dx, None, None
-    return dx, dg.reshape(shape).astype(x.dtype), db.reshape(shape).astype(x.dtype)
+    return (dx, dg.reshape(shape).astype(x.dtype, copy=False),
+            db.reshape(shape).astype(x.dtype, copy=False))

@@ -47,6 +47,8 @@ _RUN = dict(_OPTS, inline="always")
 
 #: values per chunk of the two-pass moments (4-8 KiB: the second pass reads L1).
 _CHUNK = 1024
+#: values per tile of layer norm's backward sweeps over a row (16-32 KiB of each array).
+_TILE = 4096
 #: values per parallel block of the split kernels (their argument ``bl``).
 BLOCK = 16384
 #: columns per parallel block of layer norm's split backward pass (its weight-gradient sums,
@@ -447,8 +449,13 @@ def _layer_bwd_rows_wgrad(dy, x, w, mean, rstd, lo, hi, dx, pg, pb):
         m = mean[r]
         rs = rstd[r]
         A, B = _run_layer_sums(dy[r], x[r], w, m)
-        _run_layer_bwd(dy[r], x[r], w, dx[r], rs, -B * rs * rs * rs / M, m, -A * rs / M)
-        _run_layer_wgrad(dy[r], x[r], m, rs, pg, pb)
+        c2 = -B * rs * rs * rs / M
+        c3 = -A * rs / M
+        # in tiles, so that the weight-gradient sweep rereads the tile from L1
+        for j in range(0, M, _TILE):
+            k = min(M, j + _TILE)
+            _run_layer_bwd(dy[r, j:k], x[r, j:k], w[j:k], dx[r, j:k], rs, c2, m, c3)
+            _run_layer_wgrad(dy[r, j:k], x[r, j:k], m, rs, pg[j:k], pb[j:k])
 
 
 @numba.njit(parallel=True, **_OPTS)
