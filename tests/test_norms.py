@@ -172,7 +172,7 @@ def test_instance_norm_running_statistics_published_formula():
 
 LN_CASES = [((2, 6, 5, 3), (6, 5, 3)), ((2, 6, 5, 3), (5, 3)), ((2, 6, 5, 3), 3),
             ((3, 7), (7,)), ((7,), 7), ((2, 3, 4), (2, 3, 4)), ((5, 3, 100), (100,)),
-            ((2, 1, 3000), (1, 3000))]
+            ((2, 1, 3000), (1, 3000)), ((3, 2, 2500), (2, 2500))]  # (rows over one tile)
 
 
 @pytest.mark.parametrize("shape,ns", LN_CASES)
