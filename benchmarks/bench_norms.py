@@ -3,7 +3,7 @@
 The cases of issue 27 (float32): ``GroupNorm(32, 256)`` and ``LayerNorm((256, 16, 16))`` (the
 image form of PyTorch's documentation, ``[C, H, W]``) on (32, 256, 16, 16), ``InstanceNorm2d(64)``
 on (32, 64, 32, 32); plus, for information, ``LayerNorm(256)`` over the channels of a
-channels-last (32, 16, 16, 256) tensor (a ConvNeXt block's form: 16-Ki short rows) and
+channels-last (32, 16, 16, 256) tensor (a ConvNeXt block's form: 8192 rows of 256) and
 ``InstanceNorm2d(64, affine=True)``.  Target: nbconv no slower than PyTorch (time ratio <= 1)
 on the issue's three cases.
 

@@ -442,8 +442,8 @@ def _layer_bwd_rows(dy, x, w, mean, rstd, lo, hi, dx):
 
 @numba.njit(**_OPTS)
 def _layer_bwd_rows_wgrad_short(dy, x, w, mean, rstd, lo, hi, dx, pg, pb):
-    """:func:`_layer_bwd_rows_wgrad` for rows of at most :data:`_TILE` values (one tile:
-    without the tile loop, whose slicing cost a third of the time on rows of 16)."""
+    """:func:`_layer_bwd_rows_wgrad` for rows of at most :data:`_TILE` values."""
+    # (one tile: without the tile loop, whose slicing cost a third of the time on rows of 16)
     M = x.shape[1]
     for r in range(lo, hi):
         m = mean[r]
