@@ -10,6 +10,8 @@ from ..losses import CrossEntropyLoss, L1Loss, MSELoss
 from .containers import Add, Concat, Graph, Identity, ModuleList, Sequential
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layers
+from .pooling import *  # noqa: F403
+from .pooling import __all__ as _pooling
 from .module import (
     Module,
     Parameter,
@@ -21,7 +23,7 @@ from .module import (
 )
 from .summary import summary
 
-__all__ = _layers + [
+__all__ = _layers + _pooling + [
     "Add", "Concat", "Graph", "Identity", "ModuleList", "Sequential", "Module", "Parameter",
     "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "default_rng", "register",
     "to_config", "from_config", "summary", "CrossEntropyLoss", "MSELoss", "L1Loss",
