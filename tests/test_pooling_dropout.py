@@ -996,14 +996,14 @@ def test_functional_ops_record_inside_a_module():
     ]
     for op, shape in ops:
         class Wrap(nn.Module):
-            def __init__(self):
+            def __init__(self, shape):
                 super().__init__()
                 self.scale = nn.Parameter(np.full(shape[1:2] + (1,) * (len(shape) - 2), 1.5))
 
             def forward(self, x, op=op):
                 return op(x * self.scale) * 2.0
 
-        m = Wrap()
+        m = Wrap(shape)
         x = _distinct(shape, seed=5)
         out = m(x)
         assert getattr(out, "recorded_by", None) is not None
