@@ -1008,3 +1008,20 @@ def test_functional_ops_record_inside_a_module():
         out = m(x)
         assert getattr(out, "recorded_by", None) is not None
         assert gradcheck(m, x)
+
+
+@given(pool1d_cases(), st.booleans())
+def test_max_pool1d_kernel_equals_max_pool2d_on_the_image_view(case, nan):
+    """The 1-D kernel against the 2-D op on (N, C, 1, L) (nbconv with itself: the 2-D op is
+    checked against an explicit-loop reference in test_pool.py; this runs without torch)."""
+    x, k, s, p, d, ceil_mode, layout = case
+    if nan:
+        x = x.copy()
+        x.ravel()[:: max(1, x.size // 3)] = np.nan
+    y, ind = nc.max_pool1d(_layout(x, layout), k, s, p, d, ceil_mode, return_indices=True)
+    image = x.reshape(x.shape[:-1] + (1, x.shape[-1]))
+    y2, i2 = nc.max_pool2d(image, (1, k), None if s is None else (1, s), (0, p), (1, d),
+                           ceil_mode, return_indices=True)
+    np.testing.assert_array_equal(y, y2.reshape(y.shape))
+    np.testing.assert_array_equal(ind, i2.reshape(y.shape))
+    np.testing.assert_array_equal(nc.max_pool1d(x, k, s, p, d, ceil_mode), y)

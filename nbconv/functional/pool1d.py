@@ -2,7 +2,8 @@
 
 Semantics follow PyTorch (``torch.nn.functional.max_pool1d`` and friends).  An ``(N, C, L)``
 input is pooled as the ``(N, C, 1, L)`` image by the 2-D kernels (:mod:`nbconv.functional.pool`,
-:mod:`nbconv.functional.adaptive_pool`), so every rule of the 2-D ops holds along ``L``:
+:mod:`nbconv.functional.adaptive_pool`; max pooling's forward pass has a 1-D kernel of its own,
+:mod:`nbconv.kernels.pool1d`), so every rule of the 2-D ops holds along ``L``:
 
 * ``kernel_size``, ``stride``, ``padding``, ``dilation`` are ints (or 1-tuples);
   ``stride=None`` means ``kernel_size``; ``padding <= kernel_size // 2``.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _dispatch
+from .. import _config, _dispatch
 from .._checks import check_bool
 from .._checks.pool1d import (
     adaptive_size_1d,
@@ -27,6 +28,7 @@ from .._checks.pool1d import (
     pool1d_input,
     window_args_1d,
 )
+from ..kernels import pool1d as _k
 from . import adaptive_pool as _adaptive
 from . import pool as _pool
 
@@ -40,6 +42,9 @@ __all__ = [
     "adaptive_max_pool1d",
     "adaptive_max_pool1d_backward",
 ]
+
+#: most blocks of whole rows one kernel call splits its rows into
+_BLOCKS = 64
 
 
 def _image(a: np.ndarray) -> np.ndarray:
@@ -107,12 +112,17 @@ def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     op = "max_pool1d"
     x = pool1d_input(op, x)
     want = check_bool(op, "return_indices", return_indices)
-    _, k, s, p, d = window_args_1d(op, x.shape, kernel_size, stride, padding, dilation,
-                                   ceil_mode)
-    out = _pool.max_pool2d(_image(x), (1, k), (1, s), (0, p), (1, d), bool(ceil_mode), want)
-    if want:
-        return _seq(out[0]), _seq(out[1])
-    return _seq(out)
+    ol, k, s, p, d = window_args_1d(op, x.shape, kernel_size, stride, padding, dilation,
+                                    ceil_mode)
+    y = np.empty(x.shape[:-1] + (ol,), dtype=x.dtype)
+    idx = np.empty(y.shape, dtype=np.int64) if want else None
+    rows = x.reshape(-1, x.shape[-1])
+    # its own kernel rather than the 2-D one on an (N, C, 1, L) view: the taps sweep whole
+    # rows of windows (vectorised), where the 2-D kernels pay per window for the row loop
+    kernel = _k._max_pool1d_fwd_serial if x.size < _config.SERIAL_BELOW else _k._max_pool1d_fwd
+    kernel(rows, y.reshape(-1, ol), idx.reshape(-1, ol) if want else np.empty((1, 1), np.int64),
+           want, max(1, min(rows.shape[0], _BLOCKS)), k, s, p, d)
+    return (y, idx) if want else y
 
 
 @_dispatch.dispatch
