@@ -503,6 +503,10 @@ _BAD = [
      ValueError, "'input_shape'"),
     (lambda: nc.max_pool1d_backward(np.ones((1, 2, 3)), np.zeros((1, 2, 3), int), "abc"),
      TypeError, "'input_shape'"),
+    (lambda: nc.max_pool1d_backward(np.ones((1, 2, 3)), np.zeros((1, 2, 3), int), (1, 2, 0)),
+     ValueError, "'input_shape' must have non-negative sizes and L >= 1"),
+    (lambda: nc.adaptive_max_pool1d_backward(np.ones((2, 3)), np.zeros((2, 3), int), (2, 2.5)),
+     TypeError, "adaptive_max_pool1d_backward: argument 'input_shape'"),
     (lambda: nc.avg_pool1d_backward(np.ones((1, 2, 4)), (1, 2, 6), 2), ValueError,
      "avg_pool1d_backward: argument 'dy' has length 4"),
     (lambda: nc.adaptive_avg_pool1d_backward(np.ones((1, 2, 0)), (1, 2, 6)), ValueError,
@@ -1025,3 +1029,31 @@ def test_max_pool1d_kernel_equals_max_pool2d_on_the_image_view(case, nan):
     np.testing.assert_array_equal(y, y2.reshape(y.shape))
     np.testing.assert_array_equal(ind, i2.reshape(y.shape))
     np.testing.assert_array_equal(nc.max_pool1d(x, k, s, p, d, ceil_mode), y)
+
+
+def test_indices_inside_a_recorded_forward():
+    """The functional op with return_indices records; a layer returning (y, indices) cannot be
+    followed by the recording (a module with several outputs) and says so."""
+
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8, dtype=F64)
+
+        def forward(self, x):
+            y, _ = nc.max_pool1d(self.fc(x).reshape(2, 1, 8), 2, return_indices=True)
+            return y.reshape(2, -1)
+
+    class Layer(Functional):
+        def __init__(self):
+            super().__init__()
+            self.pool = nn.MaxPool1d(2, return_indices=True)
+
+        def forward(self, x):
+            y, _ = self.pool(self.fc(x).reshape(2, 1, 8))
+            return y.reshape(2, -1)
+
+    x = _rng(27).standard_normal((2, 8))
+    assert gradcheck(Functional(), x)
+    with pytest.raises(TypeError, match="MaxPool1d, which returns several arrays"):
+        nn.MSELoss()(Layer()(x), np.zeros((2, 4))).backward()

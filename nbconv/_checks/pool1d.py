@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import as_float_array, check_bool, out_size, single
-from .pool import shape_tuple
+from . import _is_int, as_float_array, check_bool, out_size, single
 
 __all__ = ["window_args_1d", "pool1d_input", "pool1d_grad", "input_shape_1d",
            "adaptive_size_1d", "check_indices", "channel_mask_shape"]
@@ -65,16 +64,21 @@ def input_shape_1d(op: str, input_shape, dy: np.ndarray) -> tuple:
     try:
         shape = tuple(input_shape)
     except TypeError:
+        shape = None
+    if isinstance(input_shape, str) or shape is None or not all(_is_int(v) for v in shape):
         raise TypeError(
             f"{op}: argument 'input_shape' must be a tuple of ints, got {input_shape!r}"
-        ) from None
+        )
+    shape = tuple(int(v) for v in shape)
     if len(shape) != dy.ndim:
         raise ValueError(
             f"{op}: argument 'input_shape' {shape} must have {dy.ndim} entries like dy shape "
             f"{tuple(dy.shape)} ((N, C, L) or (C, L))"
         )
-    # the 2-D rule (H, W >= 1) read as (C or 1, L): only L must be positive
-    shape = shape_tuple(op, (1,) + shape, (dy.ndim + 1,))[1:]
+    if min(shape) < 0 or shape[-1] < 1:
+        raise ValueError(
+            f"{op}: argument 'input_shape' must have non-negative sizes and L >= 1, got {shape}"
+        )
     if shape[:-1] != tuple(dy.shape[:-1]):
         raise ValueError(
             f"{op}: argument 'input_shape' {shape} does not match dy shape {tuple(dy.shape)} "

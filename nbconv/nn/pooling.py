@@ -8,6 +8,11 @@ arguments in the constructor (a bad value fails there, naming it), records them 
 gradients are on, and its ``backward(dy)`` returns ``dx``.  The max pools send the gradient to
 the argmax their forward pass recorded.  These layers run on host arrays (their ops have no
 CUDA twin; a device array raises TypeError).
+
+A max pool built with ``return_indices=True`` returns ``(y, indices)``; its backward works in
+the explicit form (``layer.backward(dy)``), but a recorded (PyTorch-style) forward does not
+follow a module with several outputs and raises where a gradient would pass through it: there,
+call the functional op (``nc.max_pool1d(x, ..., return_indices=True)``), which records.
 """
 
 from __future__ import annotations
@@ -98,8 +103,7 @@ class MaxPool1d(_MaxPool1dBase):
     ``OL = floor((L + 2*padding - dilation*(kernel_size-1) - 1) / stride) + 1`` (ceil with
     ``ceil_mode``); ``stride`` defaults to ``kernel_size``; ``padding <= kernel_size // 2``.
     With ``return_indices=True`` the forward pass returns ``(y, indices)`` (PyTorch's
-    positions, for the explicit form; a recorded forward cannot follow a module with several
-    outputs).  Backward sends ``dy`` to the first maximum of each window.
+    positions).  Backward sends ``dy`` to the first maximum of each window.
 
     Examples
     --------
