@@ -20,9 +20,11 @@ from .module import (
     no_grad,
 )
 from .summary import summary
+from . import init, utils
 
 __all__ = _layers + [
     "Add", "Concat", "Graph", "Identity", "ModuleList", "Sequential", "Module", "Parameter",
     "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "default_rng", "register",
     "to_config", "from_config", "summary", "CrossEntropyLoss", "MSELoss", "L1Loss",
+    "init", "utils",
 ]

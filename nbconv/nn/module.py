@@ -123,6 +123,10 @@ class Parameter(NDArrayOperatorsMixin):
     def ndim(self) -> int:
         return len(self.data.shape)
 
+    def numel(self) -> int:
+        """The number of elements (PyTorch's ``numel()``)."""
+        return int(np.prod(self.data.shape, dtype=np.int64))
+
     @property
     def T(self):
         """The transpose, recorded (``x @ self.weight.T``)."""
