@@ -143,7 +143,8 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm, foreach=None)
         t = g.dtype.type
         # in the norm's precision, as PyTorch's tensor arithmetic
         coef = np.minimum(t(max_norm) / (t(total_norm) + t(1e-6)), t(1.0))
-        np.multiply(g, coef, out=g)
+        with np.errstate(invalid="ignore"):  # inf * 0 -> NaN, as in PyTorch
+            np.multiply(g, coef, out=g)
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,

@@ -94,9 +94,9 @@ class Optimizer:
         Parameters
         ----------
         param_group : dict
-            ``"params"``: a Parameter or an iterable of them (not a set: its order is not
-            defined); the other entries override :attr:`defaults` for this group (keys that
-            are no hyperparameter of this optimizer are kept as they are, as in PyTorch).
+            ``"params"``: a Parameter or an iterable of them; the other entries override
+            :attr:`defaults` for this group (keys that are no hyperparameter of this optimizer
+            are kept as they are, as in PyTorch).
 
         Raises
         ------
@@ -113,9 +113,6 @@ class Optimizer:
         params = param_group["params"]
         if isinstance(params, Parameter):
             params = [params]
-        elif isinstance(params, (set, frozenset)):
-            raise TypeError(f"{op}: 'params' must be an ordered iterable of Parameters (a list),"
-                            " not a set")
         params = _parameter_list(op, params, allow_empty=True)
         known = {id(p) for p in self.params}
         seen = set()
