@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nbconv import optim
 from nbconv.nn import Parameter
@@ -273,3 +275,63 @@ def test_sequential_state_dict_refuses_malformed_and_keeps_state():
     with pytest.raises(ValueError, match="T_max"):
         s.load_state_dict(bad)
     assert s.state_dict() == good
+
+
+# --------------------------------------------------------------------------- hypothesis sweep
+
+_SPEC = st.one_of(
+    st.builds(lambda n, g: ("StepLR", dict(step_size=n, gamma=g), None),
+              st.integers(1, 6), st.floats(0.05, 1.0)),
+    st.builds(lambda ms, g: ("MultiStepLR", dict(milestones=ms, gamma=g), None),
+              st.lists(st.integers(0, 25), max_size=5), st.floats(0.05, 1.0)),
+    st.builds(lambda g: ("ExponentialLR", dict(gamma=g), None), st.floats(0.5, 1.0)),
+    st.builds(lambda t, lo: ("CosineAnnealingLR", dict(T_max=t, eta_min=lo), None),
+              st.integers(1, 9), st.floats(0.0, 0.05)),
+    st.builds(lambda s, e, n: ("LinearLR", dict(start_factor=s, end_factor=e, total_iters=n),
+                               None),
+              st.floats(0.01, 1.0), st.floats(0.0, 1.0), st.integers(1, 8)),
+)
+
+
+@given(first=_SPEC, second=_SPEC, milestone=st.integers(0, 12),
+       sequential=st.booleans(), steps=st.integers(1, 25))
+def test_random_schedules_match_torch(first, second, milestone, sequential, steps):
+    torch = pytest.importorskip("torch")
+    spec = (("SequentialLR", dict(milestones=[milestone]), [first, second]) if sequential
+            else first)
+    o, t = _ours(lr=0.1, momentum=0.9), _theirs(torch, lr=0.1, momentum=0.9)
+    so, s_t = _make(ls, o, spec), _make(torch.optim.lr_scheduler, t, spec)
+    for _ in range(steps):
+        np.testing.assert_allclose(so.get_last_lr(), s_t.get_last_lr(), rtol=1e-12,
+                                   atol=1e-15)
+        o.step()
+        t.step()
+        so.step()
+        s_t.step()
+
+
+@given(max_lr=st.floats(1e-3, 1.0), total=st.integers(2, 40), pct=st.floats(0.05, 0.95),
+       strategy=st.sampled_from(["cos", "linear"]), three=st.booleans(),
+       div=st.floats(1.5, 50.0), final=st.floats(1.0, 1e4))
+def test_random_onecycle_matches_torch(max_lr, total, pct, strategy, three, div, final):
+    torch = pytest.importorskip("torch")
+    kw = dict(max_lr=max_lr, total_steps=total, pct_start=pct, anneal_strategy=strategy,
+              three_phase=three, div_factor=div, final_div_factor=final)
+    o, t = _ours(lr=0.1, momentum=0.9), _theirs(torch, lr=0.1, momentum=0.9)
+    try:
+        s_t = torch.optim.lr_scheduler.OneCycleLR(t, **kw)
+    except ZeroDivisionError:  # torch divides by a phase of no steps; nbconv starts it at 0
+        return
+    so = ls.OneCycleLR(o, **kw)
+    for _ in range(total):
+        np.testing.assert_allclose(so.get_last_lr(), s_t.get_last_lr(), rtol=1e-12,
+                                   atol=1e-15)
+        np.testing.assert_allclose([g["momentum"] for g in o.param_groups],
+                                   [g["momentum"] for g in t.param_groups], rtol=1e-12)
+        o.step()
+        t.step()
+        so.step()
+        try:
+            s_t.step()
+        except ZeroDivisionError:
+            return

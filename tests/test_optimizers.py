@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import nbconv as nc
 from nbconv import nn, optim
@@ -90,8 +92,8 @@ def test_float32_stays_float32_and_follows_torch(name, kw):
     torch = pytest.importorskip("torch")
     ps, ts, o, _ = _run_both(torch, lambda p: getattr(optim, name)(p, **kw),
                              lambda p: getattr(torch.optim, name)(p, **kw), dtype=np.float32)
-    for p, tp, st in zip(ps, ts, o.state):
-        assert p.data.dtype == np.float32 and all(v.dtype == np.float32 for v in st.values())
+    for p, tp, state in zip(ps, ts, o.state):
+        assert p.data.dtype == np.float32 and all(v.dtype == np.float32 for v in state.values())
         np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=2e-5, atol=2e-6)
 
 
@@ -372,3 +374,26 @@ def test_nonfinite_gradients_propagate():
         p[0].grad[...] = [np.nan, np.inf, 1.0]
         make(p).step()
         assert np.isnan(p[0].data[0]) and np.isfinite(p[0].data[2])
+
+
+# --------------------------------------------------------------------------- hypothesis sweep
+
+
+@given(name=st.sampled_from(["SGD", "Adam", "AdamW", "RMSprop"]),
+       lr=st.floats(1e-4, 0.5), momentum=st.floats(0.0, 0.99), wd=st.floats(0.0, 0.3),
+       flag=st.booleans(), beta1=st.floats(0.0, 0.99), alpha=st.floats(0.0, 0.999),
+       steps=st.integers(1, 12), seed=st.integers(0, 2**16))
+def test_random_hyperparameters_match_torch(name, lr, momentum, wd, flag, beta1, alpha, steps,
+                                            seed):
+    torch = pytest.importorskip("torch")
+    if name == "SGD":
+        kw = dict(lr=lr, momentum=momentum, weight_decay=wd, nesterov=flag and momentum > 0)
+    elif name == "RMSprop":
+        kw = dict(lr=lr, momentum=momentum, weight_decay=wd, centered=flag, alpha=alpha)
+    else:
+        kw = dict(lr=lr, betas=(beta1, 0.999), weight_decay=wd, amsgrad=flag)
+    ps, ts, _, _ = _run_both(torch, lambda p: getattr(optim, name)(p, **kw),
+                             lambda p: getattr(torch.optim, name)(p, **kw), steps=steps,
+                             seed=seed)
+    for p, tp in zip(ps, ts):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-12)
