@@ -51,6 +51,15 @@ SPECS = {
                                            div_factor=10.0, final_div_factor=100.0), None),
     "onecycle_nomom": ("OneCycleLR", dict(max_lr=1.0, total_steps=25, cycle_momentum=False),
                        None),
+    "constant": ("ConstantLR", dict(factor=0.25, total_iters=4), None),
+    "constant_default": ("ConstantLR", {}, None),
+    "poly": ("PolynomialLR", dict(total_iters=7, power=2.0), None),
+    "poly_default": ("PolynomialLR", {}, None),
+    "restarts": ("CosineAnnealingWarmRestarts", dict(T_0=4, eta_min=0.01), None),
+    "restarts_mult": ("CosineAnnealingWarmRestarts", dict(T_0=2, T_mult=2), None),
+    "warmup_restarts": ("SequentialLR", dict(milestones=[2]),
+                        [("ConstantLR", dict(factor=0.1, total_iters=2), None),
+                         ("CosineAnnealingWarmRestarts", dict(T_0=3, T_mult=2), None)]),
     "warmup_cosine": ("SequentialLR", dict(milestones=[3]),
                       [("LinearLR", dict(start_factor=0.1, total_iters=3), None),
                        ("CosineAnnealingLR", dict(T_max=8, eta_min=0.001), None)]),
@@ -126,7 +135,8 @@ def test_reduce_on_plateau_matches_torch(kw):
 
 
 @pytest.mark.parametrize("key", ["step", "multistep", "cosine", "onecycle", "warmup_cosine",
-                                 "three_stages", "linear"])
+                                 "three_stages", "linear", "restarts_mult", "poly",
+                                 "warmup_restarts"])
 def test_state_dict_resume_matches_uninterrupted(key):
     def run(steps, o, s):
         out = []
@@ -183,6 +193,23 @@ def test_initial_lr_recorded_and_last_epoch_resume():
         np.testing.assert_allclose(so.get_last_lr(), st.get_last_lr(), rtol=1e-13)
 
 
+@pytest.mark.parametrize("T_mult", [1, 2, 3])
+def test_warm_restarts_with_fractional_epochs_match_torch(T_mult):
+    torch = pytest.importorskip("torch")
+    o, t = _ours(lr=0.1), _theirs(torch, lr=0.1)
+    so = ls.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=T_mult, eta_min=1e-3)
+    st = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(t, T_0=3, T_mult=T_mult,
+                                                              eta_min=1e-3)
+    for epoch in range(12):
+        for i in range(5):
+            o.step()
+            t.step()
+            so.step(epoch + i / 5)
+            st.step(epoch + i / 5)
+            np.testing.assert_allclose(so.get_last_lr(), st.get_last_lr(), rtol=1e-12)
+            assert so.T_i == st.T_i
+
+
 def test_onecycle_refuses_steps_past_total():
     o = _ours(lr=0.1, momentum=0.9)
     s = ls.OneCycleLR(o, max_lr=1.0, total_steps=3)
@@ -226,6 +253,13 @@ def test_onecycle_refuses_steps_past_total():
     (lambda o: ls.ReduceLROnPlateau(o, min_lr=[0.1]), ValueError, "argument 'min_lr'"),
     (lambda o: ls.ReduceLROnPlateau(o, patience=-1), ValueError, "argument 'patience'"),
     (lambda o: ls.ReduceLROnPlateau(o).step("low"), TypeError, "argument 'metrics'"),
+    (lambda o: ls.ConstantLR(o, factor=0), ValueError, "argument 'factor'"),
+    (lambda o: ls.PolynomialLR(o, total_iters=0), ValueError, "argument 'total_iters'"),
+    (lambda o: ls.CosineAnnealingWarmRestarts(o, T_0=0), ValueError, "argument 'T_0'"),
+    (lambda o: ls.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=1.5), TypeError,
+     "argument 'T_mult'"),
+    (lambda o: ls.CosineAnnealingWarmRestarts(o, T_0=2).step(-1), ValueError,
+     "argument 'epoch'"),
 ])
 def test_bad_arguments_name_themselves(make, exc, match):
     with pytest.raises(exc, match=match):
@@ -290,6 +324,13 @@ _SPEC = st.one_of(
     st.builds(lambda s, e, n: ("LinearLR", dict(start_factor=s, end_factor=e, total_iters=n),
                                None),
               st.floats(0.01, 1.0), st.floats(0.0, 1.0), st.integers(1, 8)),
+    st.builds(lambda f, n: ("ConstantLR", dict(factor=f, total_iters=n), None),
+              st.floats(0.01, 1.0), st.integers(0, 8)),
+    st.builds(lambda n, p: ("PolynomialLR", dict(total_iters=n, power=p), None),
+              st.integers(1, 10), st.floats(0.1, 3.0)),
+    st.builds(lambda t, m, lo: ("CosineAnnealingWarmRestarts", dict(T_0=t, T_mult=m,
+                                                                    eta_min=lo), None),
+              st.integers(1, 6), st.integers(1, 3), st.floats(0.0, 0.05)),
 )
 
 

@@ -36,7 +36,8 @@ from .._checks import check_bool, check_int, check_real
 from .optimizers import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
-           "LinearLR", "OneCycleLR", "SequentialLR", "ReduceLROnPlateau"]
+           "LinearLR", "OneCycleLR", "SequentialLR", "ReduceLROnPlateau", "ConstantLR",
+           "PolynomialLR", "CosineAnnealingWarmRestarts"]
 
 
 def _check_optimizer(op: str, optimizer) -> None:
@@ -422,6 +423,171 @@ class LinearLR(LRScheduler):
     def _closed(self):
         s, f, n = self.start_factor, self.end_factor, self.total_iters
         return [b * (s + (f - s) * min(n, self.last_epoch) / n) for b in self.base_lrs]
+
+
+class ConstantLR(LRScheduler):
+    """Multiply the learning rate by ``factor`` for the first ``total_iters`` epochs.
+
+    Parameters
+    ----------
+    optimizer : nbconv.optim.Optimizer
+    factor : float, default 1/3
+        In (0, 1].
+    total_iters : int, default 5
+    last_epoch : int, default -1
+
+    Examples
+    --------
+    >>> import nbconv as nc
+    >>> opt = nc.optim.SGD(nc.nn.Linear(2, 2).parameters(), lr=1.0)
+    >>> sched = nc.optim.lr_scheduler.ConstantLR(opt, factor=0.5, total_iters=2)
+    >>> out = []
+    >>> for _ in range(4):
+    ...     out.append(sched.get_last_lr()[0]); opt.step(); sched.step()
+    >>> out
+    [0.5, 0.5, 1.0, 1.0]
+    """
+
+    _saved = {"factor": "real", "total_iters": "int"}
+
+    def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
+        self.factor = check_real("ConstantLR", "factor", factor, 0.0, 1.0, low_open=True)
+        self.total_iters = check_int("ConstantLR", "total_iters", total_iters, 0)
+        super().__init__(optimizer, last_epoch)
+
+    def _check_state(self, op, v):
+        check_real(op, "factor", v["factor"], 0.0, 1.0, low_open=True)
+
+    def _chained(self):
+        if self.last_epoch == 0:
+            return [lr * self.factor for lr in self._lrs()]
+        if self.last_epoch != self.total_iters:
+            return self._lrs()
+        return [lr * (1.0 / self.factor) for lr in self._lrs()]
+
+    def _closed(self):
+        f = self.factor + (self.last_epoch >= self.total_iters) * (1 - self.factor)
+        return [b * f for b in self.base_lrs]
+
+
+class PolynomialLR(LRScheduler):
+    """Decay the learning rate as ``(1 - t/total_iters)**power`` to 0 at ``total_iters``.
+
+    Parameters
+    ----------
+    optimizer : nbconv.optim.Optimizer
+    total_iters : int, default 5
+        >= 1.
+    power : float, default 1.0
+    last_epoch : int, default -1
+
+    Examples
+    --------
+    >>> import nbconv as nc
+    >>> opt = nc.optim.SGD(nc.nn.Linear(2, 2).parameters(), lr=1.0)
+    >>> sched = nc.optim.lr_scheduler.PolynomialLR(opt, total_iters=4, power=2.0)
+    >>> out = []
+    >>> for _ in range(6):
+    ...     out.append(sched.get_last_lr()[0]); opt.step(); sched.step()
+    >>> out
+    [1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]
+    """
+
+    _saved = {"total_iters": "int", "power": "real"}
+
+    def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
+        self.total_iters = check_int("PolynomialLR", "total_iters", total_iters, 1)
+        self.power = check_real("PolynomialLR", "power", power)
+        super().__init__(optimizer, last_epoch)
+
+    def _check_state(self, op, v):
+        check_int(op, "total_iters", v["total_iters"], 1)
+
+    def _chained(self):
+        e, n = self.last_epoch, self.total_iters
+        if self._is_initial or e > n:
+            return self._lrs()
+        decay = ((1.0 - e / n) / (1.0 - (e - 1) / n)) ** self.power
+        return [lr * decay for lr in self._lrs()]
+
+    def _closed(self):
+        n = self.total_iters
+        return [b * (1.0 - min(n, self.last_epoch) / n) ** self.power for b in self.base_lrs]
+
+
+class CosineAnnealingWarmRestarts(LRScheduler):
+    """Cosine annealing with warm restarts (SGDR): the cosine from the initial learning rate
+    to ``eta_min`` restarts after ``T_0`` epochs, each period ``T_mult`` times longer.
+
+    ``step(epoch)`` also takes a fractional epoch (``epoch + i / iters`` after batch ``i``),
+    as in PyTorch.
+
+    Parameters
+    ----------
+    optimizer : nbconv.optim.Optimizer
+    T_0 : int
+        The first period, >= 1.
+    T_mult : int, default 1
+        >= 1.
+    eta_min : float, default 0
+    last_epoch : int, default -1
+
+    Examples
+    --------
+    >>> import nbconv as nc
+    >>> opt = nc.optim.SGD(nc.nn.Linear(2, 2).parameters(), lr=1.0)
+    >>> sched = nc.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=2)
+    >>> out = []
+    >>> for _ in range(5):
+    ...     out.append(round(sched.get_last_lr()[0], 6)); opt.step(); sched.step()
+    >>> out
+    [1.0, 0.5, 1.0, 0.5, 1.0]
+    """
+
+    _saved = {"T_0": "int", "T_i": "int", "T_mult": "int", "eta_min": "real", "T_cur": "real"}
+
+    def __init__(self, optimizer, T_0, T_mult=1, eta_min=0.0, last_epoch=-1):
+        op = "CosineAnnealingWarmRestarts"
+        self.T_0 = self.T_i = check_int(op, "T_0", T_0, 1)
+        self.T_mult = check_int(op, "T_mult", T_mult, 1)
+        self.eta_min = check_real(op, "eta_min", eta_min)
+        self.T_cur = check_int(op, "last_epoch", last_epoch, -1)
+        super().__init__(optimizer, last_epoch)
+
+    def _check_state(self, op, v):
+        for k in ("T_0", "T_i", "T_mult"):
+            check_int(op, k, v[k], 1)
+
+    def step(self, epoch=None) -> None:
+        """Advance one epoch, or go to ``epoch`` (a float >= 0 for a point within one)."""
+        op = "CosineAnnealingWarmRestarts.step"
+        if epoch is None and self.last_epoch < 0:
+            epoch = 0
+        if epoch is None:
+            epoch = self.last_epoch + 1
+            self.T_cur = self.T_cur + 1
+            if self.T_cur >= self.T_i:
+                self.T_cur = self.T_cur % self.T_i
+                self.T_i = self.T_i * self.T_mult
+        else:
+            epoch = check_real(op, "epoch", epoch, 0.0)
+            if epoch >= self.T_0:
+                if self.T_mult == 1:
+                    self.T_cur = epoch % self.T_0
+                else:
+                    n = int(math.log(epoch / self.T_0 * (self.T_mult - 1) + 1, self.T_mult))
+                    self.T_cur = epoch - self.T_0 * (self.T_mult**n - 1) / (self.T_mult - 1)
+                    self.T_i = self.T_0 * self.T_mult**n
+            else:
+                self.T_i = self.T_0
+                self.T_cur = epoch
+        self._step_count += 1
+        self.last_epoch = math.floor(epoch)
+        self._apply(self._chained())
+
+    def _chained(self):
+        c = 1 + math.cos(math.pi * self.T_cur / self.T_i)
+        return [self.eta_min + (b - self.eta_min) * c / 2 for b in self.base_lrs]
 
 
 class OneCycleLR(LRScheduler):
