@@ -13,7 +13,8 @@
 
 A float ``target`` that was itself recorded (computed by a model: MSE between two outputs,
 the soft labels of a teacher) gets its gradient too, as in PyTorch: every loss here with a
-float target has one (see each class).  Integer class labels carry no gradient.
+float target has one (see each class).  Integer class labels carry no gradient.  ``weight``
+and ``pos_weight`` are constants, copied when the loss is made (no gradient).
 
 ``reduction`` is ``"mean"`` (PyTorch's default: the weighted mean for the class-label
 losses with ``weight``), ``"sum"`` or ``"none"``; the mean over an empty batch is NaN, as
@@ -29,6 +30,8 @@ The other losses and options run on host arrays only and raise TypeError for dev
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -49,10 +52,15 @@ class _LabelError(ValueError, IndexError):
     IndexError as PyTorch's "Target 5 is out of bounds"."""
 
 
+#: where IEEE results are PyTorch's too (log(0) = -inf, 0 * inf = NaN): no NumPy warnings
+_quiet = np.errstate(invalid="ignore", divide="ignore", over="ignore")
+
+
 def _divide(total: float, n: float) -> float:
     """``total / n`` with IEEE rules: NaN for the mean of an empty batch (PyTorch's)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(np.float64(total) / np.float64(n))
+    if n:
+        return total / n
+    return float("nan") if total == 0 or total != total else math.copysign(math.inf, total)
 
 
 def _as_constant(op: str, name: str, v, ndim: int | None = None):
@@ -190,8 +198,7 @@ class _Loss:
                 g = _divide(g, denom)
         if on_device:
             return self._grads_device(ctx, g, need_target)
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            return self._grads(ctx, g, need_pred, need_target)
+        return self._grads(ctx, g, need_pred, need_target)
 
     # -- PyTorch's form ----------------------------------------------------------------
     def __call__(self, pred, target):
@@ -253,12 +260,17 @@ def _cast(g, dtype):
 def _check_labels(op, t, C, ignore_index):
     """Raise :class:`_LabelError` unless every label not equal to ``ignore_index`` is in
     ``[0, C)``; return the mask of the kept labels (None when all are kept)."""
+    if t.size == 0:
+        return None
+    lo, hi = t.min(), t.max()
+    if 0 <= lo and hi < C and not lo <= ignore_index <= hi:
+        return None  # the common case: every label valid, none ignored (no mask to build)
     keep = t != ignore_index
-    kept = t[keep] if not keep.all() else t
+    kept = t[keep]
     if kept.size and (kept.min() < 0 or kept.max() >= C):
         raise _LabelError(f"{op}: argument 'target' has labels outside [0, {C}): min "
                           f"{kept.min()}, max {kept.max()} (ignore_index={ignore_index})")
-    return None if kept is t else keep
+    return None if kept.size == t.size else keep
 
 
 def _class_terms(op, scores, t, weight, ignore_index, smoothing):
@@ -303,6 +315,39 @@ def _class_grad_picked(d, g, ts, keep, a):
     if keep is not None:
         coef = np.where(keep, coef, 0)
     d[np.arange(d.shape[0]), ts] -= coef.astype(d.dtype, copy=False)
+
+
+def _label_grad(logp, terms, g):
+    """d(loss)/d(logits) of :func:`_class_terms` on log-softmax rows ``logp`` (M, C), for the
+    upstream gradient ``g`` of each row (a number or an array); shape (M, C)."""
+    ts, keep, a, b = terms
+    if a is None and b is None and keep is None and np.ndim(g) == 0:
+        # the common case: softmax minus one-hot, times the scalar upstream gradient
+        d = np.exp(logp)
+        d[np.arange(logp.shape[0]), ts] -= 1
+        if g != 1.0:
+            d *= g
+        return d
+    return _label_grad_general(logp, terms, g)
+
+
+@_quiet
+def _label_grad_general(logp, terms, g):
+    ts, keep, a, b = terms
+    M = logp.shape[0]
+    g = _row_grad(g, M, logp.dtype)
+    if a is None and b is None and keep is None:
+        s = g  # the target coefficients sum to 1 on every row
+    else:
+        s = g * ((np.ones(M, logp.dtype) if a is None else a) + (0 if b is None else np.sum(b)))
+        if keep is not None:  # after the product: g is inf where the kept weights sum to 0
+            s = np.where(keep, s, 0)
+    d = np.exp(logp) * s[:, None]
+    _class_grad_picked(d, g, ts, keep, a)
+    if b is not None:
+        gb = g if keep is None else np.where(keep, g, 0)
+        d -= gb[:, None] * b[None, :]
+    return d
 
 
 class CrossEntropyLoss(_Loss):
@@ -417,35 +462,20 @@ class CrossEntropyLoss(_Loss):
 
     def _grads(self, ctx, g, need_pred, need_target):
         kind, logp, terms, shape = ctx
+        if kind == "labels":
+            return (_unrows(_label_grad(logp, terms, g), shape) if need_pred else None), None
         M = logp.shape[0]
         g = _row_grad(g, M, logp.dtype)
+        coef, w, e = terms
         d = dt = None
-        if kind == "labels":
-            ts, keep, a, b = terms
-            if need_pred:
-                if a is None and b is None and keep is None:
-                    s = g  # the target coefficients sum to 1 on every row
-                else:
-                    s = g * ((np.ones(M, logp.dtype) if a is None else a)
-                             + (0 if b is None else np.sum(b)))
-                    if keep is not None:  # after the product: g may be inf (0 / 0 weights)
-                        s = np.where(keep, s, 0)
-                d = np.exp(logp) * s[:, None]
-                _class_grad_picked(d, g, ts, keep, a)
-                if b is not None:
-                    gb = g if keep is None else np.where(keep, g, 0)
-                    d -= gb[:, None] * b[None, :]
-                d = _unrows(d, shape)
-        else:
-            coef, w, e = terms
-            if need_pred:
-                d = np.exp(logp) * (g * np.sum(coef, axis=1))[:, None] - g[:, None] * coef
-                d = _unrows(d, shape)
-            if need_target:
-                dt = -(1.0 - e) * g[:, None] * logp
-                if w is not None:
-                    dt = dt * w
-                dt = _unrows(dt, shape)
+        if need_pred:
+            d = _unrows(np.exp(logp) * (g * np.sum(coef, axis=1))[:, None] - g[:, None] * coef,
+                        shape)
+        if need_target:
+            dt = -(1.0 - e) * g[:, None] * logp
+            if w is not None:
+                dt = dt * w
+            dt = _unrows(dt, shape)
         return d, dt
 
     # -- the device path (integer labels, no weight or smoothing) -------------------------
@@ -535,6 +565,7 @@ class NLLLoss(_Loss):
                                          self.ignore_index, 0.0)
         return per.reshape(label_shape), denom, (terms, x.shape, x.dtype)
 
+    @_quiet
     def _grads(self, ctx, g, need_pred, need_target):
         (ts, keep, a, _), shape, dtype = ctx
         if not need_pred:
@@ -561,8 +592,7 @@ class _Pointwise(_Loss):
         if x.shape != t.shape:
             raise ValueError(f"{op}: arguments '{self._pred_name}' {x.shape} and 'target' "
                              f"{t.shape} must have the same shape")
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            per, ctx = self._values(x, t)
+        per, ctx = self._values(x, t)
         # np.asarray: arithmetic on 0-d arrays gives NumPy scalars
         return np.asarray(per, x.dtype), self._denominator(x), (ctx, x.dtype)
 
@@ -771,6 +801,7 @@ class BCELoss(_Pointwise):
             info["weight"] = self.weight.tolist()
         return info
 
+    @_quiet
     def _values(self, x, t):
         op = type(self).__name__
         if x.size and not np.all((x >= 0) & (x <= 1)):
@@ -786,6 +817,7 @@ class BCELoss(_Pointwise):
             per = per * w
         return per, (x, t, w)
 
+    @_quiet
     def _point_grads(self, ctx, g, need_pred, need_target):
         x, t, w = ctx
         d = dt = None
@@ -844,6 +876,7 @@ class BCEWithLogitsLoss(_Pointwise):
                 info[k] = getattr(self, k).tolist()
         return info
 
+    @_quiet
     def _values(self, x, t):
         op = type(self).__name__
         w = _broadcast_constant(op, "weight", self.weight, x.shape, x.dtype)
@@ -854,6 +887,7 @@ class BCEWithLogitsLoss(_Pointwise):
             per = per * w
         return per, (x, t, w, pw, ls)
 
+    @_quiet
     def _point_grads(self, ctx, g, need_pred, need_target):
         x, t, w, pw, ls = ctx
         d = dt = None
@@ -913,6 +947,7 @@ class KLDivLoss(_Pointwise):
             return float(x.shape[0]) if x.ndim else 1.0
         return float(x.size)
 
+    @_quiet
     def _values(self, x, t):
         if self.log_target:
             et = np.exp(t)
@@ -920,6 +955,7 @@ class KLDivLoss(_Pointwise):
         xlogy = np.where(t == 0, x.dtype.type(0), t * np.log(t))
         return xlogy - t * x, (x, t, None)
 
+    @_quiet
     def _point_grads(self, ctx, g, need_pred, need_target):
         x, t, et = ctx
         d = dt = None
