@@ -32,6 +32,7 @@ The other losses and options run on host arrays only and raise TypeError for dev
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -121,6 +122,17 @@ def _row_grad(g, m: int, dtype):
     return np.asarray(g, dtype).reshape(m)
 
 
+class _Saved(NamedTuple):
+    """What a forward pass keeps for its backward pass."""
+
+    on_device: bool
+    ctx: object  # the loss's own context (see _Loss)
+    shape: tuple  # of the per-element losses
+    dtype: np.dtype
+    denom: float  # of the mean
+    reduction: str
+
+
 class _Loss:
     """What every loss shares: reductions, the two forms, the recorded node.
 
@@ -151,7 +163,7 @@ class _Loss:
         if is_device_array(pred) or is_device_array(target):
             return self._forward_device(pred, target)
         per, denom, ctx = self._compute(pred, target)
-        self._cache = (False, ctx, per.shape, per.dtype, denom, self.reduction)
+        self._cache = _Saved(False, ctx, per.shape, per.dtype, denom, self.reduction)
         if self.reduction == "none":
             return per
         total = float(np.sum(per, dtype=np.float64))
@@ -172,33 +184,35 @@ class _Loss:
         """
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        saved = self._cache
         if gradient is None:
             gradient = 1.0
-        elif self._cache[5] == "none" and np.ndim(gradient):
+        elif saved.reduction == "none" and np.ndim(gradient):
             g = np.asarray(detach(gradient))
-            if g.shape != self._cache[2]:
+            if g.shape != saved.shape:
                 raise ValueError(f"{type(self).__name__}.backward: argument 'gradient' has "
-                                 f"shape {g.shape}, the losses have shape {self._cache[2]}")
+                                 f"shape {g.shape}, the losses have shape {saved.shape}")
         elif np.ndim(gradient):
             raise ValueError(f"{type(self).__name__}.backward: argument 'gradient' must be a "
-                             f"number for reduction={self._cache[5]!r}, got shape "
+                             f"number for reduction={saved.reduction!r}, got shape "
                              f"{np.shape(gradient)}")
         return self._backward_from(self._cache, gradient, True, False)[0]
 
-    def _backward_from(self, cache, g, need_pred, need_target):
-        on_device, ctx, shape, dtype, denom, reduction = cache
-        if reduction == "none":
+    def _backward_from(self, saved: _Saved, g, need_pred, need_target):
+        """``(dpred, dtarget)`` of the forward pass ``saved`` for the upstream gradient
+        ``g`` of its result (a number, or an array of the per-element losses' shape)."""
+        if saved.reduction == "none":
             if np.ndim(g) == 0:
-                g = np.full(shape, float(g), dtype)
+                g = np.full(saved.shape, float(g), saved.dtype)
             else:
-                g = np.asarray(detach(g), dtype)
+                g = np.asarray(detach(g), saved.dtype)
         else:
             g = float(detach(g))
-            if reduction != "sum":
-                g = _divide(g, denom)
-        if on_device:
-            return self._grads_device(ctx, g, need_target)
-        return self._grads(ctx, g, need_pred, need_target)
+            if saved.reduction != "sum":
+                g = _divide(g, saved.denom)
+        if saved.on_device:
+            return self._grads_device(saved.ctx, g, need_target)
+        return self._grads(saved.ctx, g, need_pred, need_target)
 
     # -- PyTorch's form ----------------------------------------------------------------
     def __call__(self, pred, target):
@@ -215,7 +229,7 @@ class _Loss:
                 raise p.error(name)
         if pp is None and tp is None:
             return value if none else LossValue(value)
-        cache = self._cache
+        saved = self._cache
         # the gradients come in the dtype of what they are the gradients of
         p_dtype = np.result_type(pv) if pp is not None else None
         t_dtype = np.result_type(tv) if tp is not None else None
@@ -223,7 +237,7 @@ class _Loss:
         def backward(g):
             need_p = needs_grad(pp)
             need_t = needs_grad(tp)
-            dp, dt = self._backward_from(cache, g, need_p, need_t)
+            dp, dt = self._backward_from(saved, g, need_p, need_t)
             return (_cast(dp, p_dtype) if need_p else None,
                     _cast(dt, t_dtype) if need_t else None)
 
@@ -495,7 +509,7 @@ class CrossEntropyLoss(_Loss):
                             "host arrays only; use nbconv.cuda.to_host for this loss")
         rows, logp, t = device.cross_entropy(logits, target, op)
         n = rows.size
-        self._cache = (True, (logp, t), (n,), logp.dtype, float(n), self.reduction)
+        self._cache = _Saved(True, (logp, t), (n,), logp.dtype, float(n), self.reduction)
         total = float(np.sum(rows, dtype=np.float64))
         return _divide(total, n) if self.reduction == "mean" else total
 
@@ -626,7 +640,7 @@ class _Difference(_Pointwise):
         self._check_device_reduction()
         total, diff = device.elementwise_loss(pred, target, self._kind, type(self).__name__)
         n = diff.size
-        self._cache = (True, diff, tuple(diff.shape), diff.dtype, float(n), self.reduction)
+        self._cache = _Saved(True, diff, tuple(diff.shape), diff.dtype, float(n), self.reduction)
         return _divide(total, n) if self.reduction == "mean" else total
 
     def _grads_device(self, diff, g, need_target):
