@@ -70,7 +70,7 @@ class Parameter(NDArrayOperatorsMixin):
         if building_placeholders():  # keep the stand-in as it is (see placeholders())
             self.data = self.grad = data
         else:
-            self.data = np.ascontiguousarray(data)
+            self.data = np.asarray(data, order="C")  # (ascontiguousarray makes 0-d 1-d)
             self.grad = np.zeros_like(self.data)
         self.name = name
 
