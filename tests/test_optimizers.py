@@ -399,3 +399,21 @@ def test_random_hyperparameters_match_torch(name, lr, momentum, wd, flag, beta1,
                              seed=seed)
     for p, tp in zip(ps, ts):
         np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop"])
+def test_zero_d_parameter_matches_torch(name):
+    """A learnable scalar (a 0-d Parameter, as PyTorch's)."""
+    torch = pytest.importorskip("torch")
+    p = Parameter(np.array(0.7), "scale")
+    assert p.shape == () and p.numel() == 1
+    tp = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    kw = {"lr": 0.05, "momentum": 0.9} if name in ("SGD", "RMSprop") else {"lr": 0.05}
+    o, t = getattr(optim, name)([p], **kw), getattr(torch.optim, name)([tp], **kw)
+    for g in np.random.default_rng(0).standard_normal(10):
+        p.grad[...] = g
+        tp.grad = torch.tensor(g)
+        o.step()
+        t.step()
+    assert p.data.shape == () and all(v.shape == () for v in o.state[0].values())
+    np.testing.assert_allclose(p.data, tp.item(), rtol=1e-12)
