@@ -110,6 +110,10 @@ class Parameter(NDArrayOperatorsMixin):
     def __repr__(self) -> str:
         return f"Parameter({self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
 
+    # A parameter is hashable by identity (sets and dict keys of parameters, as PyTorch's);
+    # ==, like every operator here, is NumPy's elementwise one.
+    __hash__ = object.__hash__
+
     # -- as an array in a recorded forward pass ----------------------------------------
     @property
     def shape(self) -> tuple:
