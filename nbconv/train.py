@@ -233,6 +233,10 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
     epochs = int(epochs)
     if epochs < 0:
         raise ValueError(f"fit: argument 'epochs' must be >= 0, got {epochs}")
+    if getattr(loss, "reduction", "mean") not in ("mean", "sum", "batchmean"):
+        raise ValueError(f"fit: argument 'loss' must reduce to one number per batch; "
+                         f"{type(loss).__name__}(reduction={loss.reduction!r}) gives one per "
+                         "element: use reduction='mean' or 'sum'")
     sched = _check_scheduler(scheduler, scheduler_interval, optimizer)
     device = _on_device(model, "fit")
     world = _world(distributed)
