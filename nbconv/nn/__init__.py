@@ -2,11 +2,12 @@
 
 Every layer has ``forward``/``backward``/``parameters``/``train``/``eval``/``state_dict``/
 ``load_state_dict`` and PyTorch's default initialisation.  The losses are re-exported here
-(``nn.CrossEntropyLoss``, ``nn.MSELoss``, ``nn.L1Loss``) as in PyTorch.
+(``nn.CrossEntropyLoss``, ``nn.MSELoss``, ``nn.BCEWithLogitsLoss``, ...) as in PyTorch.
 """
 
 from .config import from_config, register, to_config
-from ..losses import CrossEntropyLoss, L1Loss, MSELoss
+from ..losses import *  # noqa: F403
+from ..losses import __all__ as _losses
 from .containers import Add, Concat, Graph, Identity, ModuleList, Sequential
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layers
@@ -22,9 +23,12 @@ from .module import (
     no_grad,
 )
 from .summary import summary
+from . import init, utils
 
 __all__ = _layers + _pooling + [
     "Add", "Concat", "Graph", "Identity", "ModuleList", "Sequential", "Module", "Parameter",
     "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "default_rng", "register",
     "to_config", "from_config", "summary", "CrossEntropyLoss", "MSELoss", "L1Loss",
+    "init", "utils",
 ]
+__all__ += [name for name in _losses if name not in __all__]
