@@ -498,3 +498,25 @@ def test_readme_training_snippet_runs_without_fashion_mnist(tmp_path, monkeypatc
     assert len(scope["x"]) == len(nc.data.load_digits("train")[0])  # the fallback was taken
     assert (tmp_path / "lenet5.h5").exists() and (tmp_path / "curves.png").exists()
     assert type(nc.load(tmp_path / "lenet5.h5")).__name__ == "Sequential"
+
+
+def test_maxpool2d_takes_torch_arguments_in_torch_order():
+    # torch.nn.MaxPool2d(kernel_size, stride, padding, dilation, return_indices, ceil_mode)
+    x = np.random.default_rng(0).standard_normal((2, 3, 7, 7))
+    ours = nn.MaxPool2d(3, 2, 1, 1, True, True)
+    theirs = tnn.MaxPool2d(3, 2, 1, 1, True, True)
+    y, idx = ours(x)
+    ty, tidx = theirs(torch.tensor(x))
+    np.testing.assert_array_equal(y, ty.numpy())
+    np.testing.assert_array_equal(idx, tidx.numpy())
+
+
+def test_dropout_backward_after_a_no_grad_training_forward_raises():
+    drop = nn.Dropout(0.5, rng=0)
+    with nc.no_grad():
+        drop(np.ones((4, 4)))
+    with pytest.raises(RuntimeError, match="without a cached forward pass"):
+        drop.backward(np.ones((4, 4)))
+    drop.eval()
+    drop(np.ones((4, 4)))
+    np.testing.assert_array_equal(drop.backward(np.full((4, 4), 2.0)), np.full((4, 4), 2.0))

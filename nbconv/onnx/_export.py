@@ -131,6 +131,7 @@ def _note_ceil(b, cfg, x, y) -> None:
 
 
 def _maxpool(b, m, path, xs, vs, y):
+    _no_indices(m, path)
     _note_ceil(b, m._config, vs[0], y)
     return b.node("MaxPool", xs, path, dilations=list(_tuple(m._config["dilation"], 2)),
                   **_pool_attrs(m._config))

@@ -456,7 +456,7 @@ _FUNCTIONAL = {
     "softmax": _activation(lambda i: _nn.Softmax(dim=i["axis"])),
     "log_softmax": _activation(lambda i: _ox.LogSoftmax(dim=i["axis"])),
     "max_pool2d": _activation(lambda i: _nn.MaxPool2d(
-        i["kernel_size"], i["stride"], i["padding"], i["dilation"], i["ceil_mode"])),
+        i["kernel_size"], i["stride"], i["padding"], i["dilation"], ceil_mode=i["ceil_mode"])),
     "adaptive_avg_pool2d": _activation(lambda i: _nn.AdaptiveAvgPool2d(i["output_size"])),
     "global_avg_pool2d": _activation(lambda i: _nn.GlobalAvgPool2d(i["keepdims"])),
     "local_response_norm": _activation(lambda i: _nn.LocalResponseNorm(
