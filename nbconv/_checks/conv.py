@@ -83,7 +83,7 @@ def geometry(op, x_shape, w_shape, stride, padding, dilation, groups, padding_mo
         )
     if Cg != C // groups:
         nhwc = ("; nbconv's layout is NCHW and 'x' looks like NHWC (channels last): pass "
-                "x.transpose(0, 3, 1, 2)" if len(x_shape) == 4 and x_shape[-1] == Cg * groups
+                "x.transpose(0, 3, 1, 2)" if len(x_shape) == 4 and tuple(x_shape)[3] == Cg * groups
                 else "")
         raise ValueError(
             f"{op}: argument 'weight' has {Cg} input channels per group but 'x' has "
