@@ -19,16 +19,19 @@ __all__ = ["fit", "evaluate", "History", "plot_history"]
 
 class History(dict):
     """Per-epoch records: ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ``seconds``,
-    ``images_per_s`` (lists, one entry per finished epoch; accuracies are None when the loss
-    is not a classification loss)."""
+    ``images_per_s``, ``lr`` (lists, one entry per finished epoch; accuracies are None when the
+    loss is not a classification loss; ``lr`` is the first parameter group's learning rate at
+    the start of the epoch, None in epochs recorded by an older nbconv)."""
 
-    KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s")
+    KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s", "lr")
 
     def __init__(self, data=None):
         super().__init__({k: [] for k in self.KEYS})
         if data:
             for k in self.KEYS:
                 self[k] = list(data.get(k, []))
+            n = len(self["loss"])
+            self["lr"] = [None] * (n - len(self["lr"])) + self["lr"]
 
     @property
     def epochs(self) -> int:
@@ -144,7 +147,7 @@ def _set_rng_state(text: str) -> None:
 
 def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks=(),
         checkpoint=None, resume=None, plot=None, progress=True, metadata=None,
-        distributed=False, sync_batch_norm=False):
+        distributed=False, sync_batch_norm=False, scheduler=None, scheduler_interval="epoch"):
     """Train ``model`` for ``epochs`` epochs and return the :class:`History`.
 
     Parameters
@@ -169,13 +172,15 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
         ``cb(epoch, history)`` after every epoch (``epoch`` counts from 1); returning ``False``
         stops training.
     checkpoint : str or path, optional
-        HDF5 model file written (crash-safe) after every epoch, with the optimizer state, the
-        history, the epoch and the random-generator state for an exact resume.
+        HDF5 model file written (crash-safe) after every epoch, with the optimizer state
+        (parameter groups and learning rates included), the scheduler's state, the history,
+        the epoch and the random-generator state for an exact resume.
     resume : str or path, optional
-        A checkpoint written by ``fit``: weights, optimizer state, history and generator state
-        are restored (onto the device for a device model) and training continues after its
-        last epoch; with the same seeds the final weights are bit-identical to an
-        uninterrupted run.
+        A checkpoint written by ``fit``: weights, optimizer and scheduler state, history and
+        generator state are restored (onto the device for a device model) and training
+        continues after its last epoch; with the same seeds the final weights are
+        bit-identical to an uninterrupted run.  Build the optimizer and the scheduler as for
+        the first run before resuming.
     plot : str or path, optional
         Training-curve PNG (loss and accuracy per epoch) rewritten after every epoch.
     progress : bool
@@ -197,6 +202,13 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
         With ``distributed``: batch-norm layers normalise with the global batch's statistics
         (:class:`nbconv.distributed.sync_batch_norm`) instead of their rank's, whose running
         statistics are otherwise averaged over the ranks after every epoch.
+    scheduler : nbconv.optim.lr_scheduler scheduler, optional
+        Built on ``optimizer``; stepped after every epoch (after the validation) or after
+        every ``optimizer.step()``, as ``scheduler_interval`` says.  A ``ReduceLROnPlateau``
+        is stepped with the epoch's validation loss (the training loss without
+        ``val_loader``).  Its state is saved in ``checkpoint`` and restored by ``resume``.
+    scheduler_interval : {"epoch", "batch"}, default "epoch"
+        ``"batch"`` for schedules counted in optimizer steps (``OneCycleLR``).
 
     Returns
     -------
@@ -209,20 +221,28 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
     ------
     ValueError
         ``epochs`` < 0, or a ``model`` with parameters both on the host and on the device,
-        or ``distributed`` with a device model.
+        or ``distributed`` with a device model; a ``scheduler`` of another optimizer, a bad
+        ``scheduler_interval``, ``ReduceLROnPlateau`` per batch; ``resume`` with a
+        ``scheduler`` from a checkpoint saved without one (or with another kind).
     TypeError
-        ``distributed`` with a ``train_loader`` that is not a ``DataLoader``.
+        ``distributed`` with a ``train_loader`` that is not a ``DataLoader``; a ``scheduler``
+        that is not an nbconv scheduler.
     ImportError
         ``distributed`` without mpi4py or an MPI library.
     """
     epochs = int(epochs)
     if epochs < 0:
         raise ValueError(f"fit: argument 'epochs' must be >= 0, got {epochs}")
+    if getattr(loss, "reduction", "mean") not in ("mean", "sum", "batchmean"):
+        raise ValueError(f"fit: argument 'loss' must reduce to one number per batch; "
+                         f"{type(loss).__name__}(reduction={loss.reduction!r}) gives one per "
+                         "element: use reduction='mean' or 'sum'")
+    sched = _check_scheduler(scheduler, scheduler_interval, optimizer)
     device = _on_device(model, "fit")
     world = _world(distributed)
     if world is None:
         return _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks,
-                    checkpoint, resume, plot, progress, metadata, device, None, False)
+                    checkpoint, resume, plot, progress, metadata, device, None, False, sched)
     if device:
         raise ValueError("fit: distributed=True trains host models only; move the model back "
                          "with nbconv.cuda.to_host(model)")
@@ -242,10 +262,47 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
         with (dist.sync_batch_norm(model, world) if sync_batch_norm else nullcontext()):
             return _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks,
                         checkpoint, resume, plot, progress, metadata, False, world,
-                        bool(sync_batch_norm))
+                        bool(sync_batch_norm), sched)
     except BaseException as e:  # any failure on one rank must end all ranks
         world.abort_on_error(e)
         raise
+
+
+def _check_scheduler(scheduler, interval, optimizer):
+    """``(scheduler, per_batch, needs_metric)`` or None, after checking the arguments."""
+    if interval not in ("epoch", "batch"):
+        raise ValueError(f"fit: argument 'scheduler_interval' must be 'epoch' or 'batch', got "
+                         f"{interval!r}")
+    if scheduler is None:
+        return None
+    from .optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
+    if not isinstance(scheduler, LRScheduler):
+        raise TypeError(f"fit: argument 'scheduler' must be an nbconv.optim.lr_scheduler "
+                        f"scheduler, got {type(scheduler).__name__}")
+    if scheduler.optimizer is not optimizer:
+        raise ValueError("fit: argument 'scheduler' was built on another optimizer than "
+                         "'optimizer'")
+    plateau = isinstance(scheduler, ReduceLROnPlateau)
+    if plateau and interval == "batch":
+        raise ValueError("fit: ReduceLROnPlateau steps on an epoch's metric; use "
+                         "scheduler_interval='epoch'")
+    return scheduler, interval == "batch", plateau
+
+
+def _restore_scheduler(sched, meta):
+    """Load the scheduler state of checkpoint metadata ``meta`` into ``sched``."""
+    scheduler = sched[0]
+    saved = meta.get("scheduler") if meta else None
+    name = type(scheduler).__name__
+    if not isinstance(saved, dict) or "state" not in saved:
+        raise ValueError(f"fit: argument 'resume' names a checkpoint without scheduler state, "
+                         f"but a {name} was given (resume without scheduler=, or from a "
+                         "checkpoint written with one)")
+    if saved.get("type") != name:
+        raise ValueError(f"fit: the checkpoint holds the state of a {saved.get('type')!r}, "
+                         f"but a {name} was given")
+    scheduler.load_state_dict(saved["state"])
 
 
 def _world(distributed):
@@ -302,7 +359,7 @@ def _set_rank_rngs(world, meta):
 
 
 def _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks, checkpoint,
-         resume, plot, progress, metadata, device, world, synced_bn):
+         resume, plot, progress, metadata, device, world, synced_bn, sched=None):
     from . import io
 
     history = History()
@@ -313,6 +370,8 @@ def _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks, ch
         model.load_state_dict(state)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
+        if sched is not None:
+            _restore_scheduler(sched, meta)
         recorded = json.loads(meta.get("history", "{}"))
         history = History(recorded)
         start = int(meta.get("epoch", history.epochs))
@@ -338,6 +397,7 @@ def _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks, ch
         comm0 = reduce_grads.seconds if reduce_grads is not None else 0.0
         seen = correct = 0
         loss_sum = 0.0
+        lr = optimizer.param_groups[0].get("lr") if hasattr(optimizer, "param_groups") else None
         bar = _progress(train_loader, epoch, epochs, progress and main)
         for xb, yb in bar:
             if device:
@@ -357,6 +417,8 @@ def _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks, ch
             if reduce_grads is not None:
                 reduce_grads()
             optimizer.step()
+            if sched is not None and sched[1]:
+                sched[0].step()
             if world is not None and not len(xb):
                 continue
             if device:
@@ -385,6 +447,7 @@ def _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks, ch
         history["accuracy"].append(correct / max(seen, 1) if classify else None)
         history["seconds"].append(seconds)
         history["images_per_s"].append(seen / seconds if seconds > 0 else None)
+        history["lr"].append(None if lr is None else float(lr))
         if val_loader is not None:
             sums = _evaluate_sums(model, val_loader, loss)
             if world is not None and hasattr(val_loader, "global_n"):
@@ -394,11 +457,19 @@ def _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks, ch
             vl = va = None
         history["val_loss"].append(vl)
         history["val_accuracy"].append(va)
+        if sched is not None and not sched[1]:
+            if sched[2]:  # ReduceLROnPlateau
+                sched[0].step(vl if vl is not None else history["loss"][-1])
+            else:
+                sched[0].step()
         # every rank takes part, also where only rank 0 was given a checkpoint path
         states = world.gather(_rng_state()) if world is not None else None
         if checkpoint is not None and main:
             meta = dict(metadata or {})
             meta.update(epoch=epoch + 1, history=json.dumps(history), rng_state=_rng_state())
+            if sched is not None:
+                meta["scheduler"] = {"type": type(sched[0]).__name__,
+                                     "state": sched[0].state_dict()}
             if world is not None:
                 meta.update(rng_states=json.dumps(states), world_size=world.size,
                             global_batch_size=train_loader.global_batch_size)

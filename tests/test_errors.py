@@ -103,3 +103,19 @@ def test_bad_input_raises_clear_error(call, exc, needles):
     for needle in needles:
         assert needle in msg, f"{needle!r} missing from error message: {msg}"
     assert not isinstance(info.value, IndexError)
+
+
+def test_unbatched_x_with_batched_dy_names_both():
+    x = np.ones((3, 6, 6), np.float32)
+    w = np.ones((2, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"'dy'.*unbatched argument 'x' of shape \(3, 6, 6\)"):
+        nc.conv2d_backward(np.ones((1, 2, 4, 4), np.float32), x, w)
+
+
+def test_a_channels_last_input_is_recognised_in_the_message():
+    w = np.ones((2, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"looks like NHWC.*transpose\(0, 3, 1, 2\)"):
+        nc.conv2d(np.ones((1, 6, 6, 3), np.float32), w)
+    with pytest.raises(ValueError) as e:  # a plain channel mismatch says nothing of NHWC
+        nc.conv2d(np.ones((1, 4, 6, 6), np.float32), w)
+    assert "NHWC" not in str(e.value)

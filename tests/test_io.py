@@ -214,7 +214,8 @@ def test_optimizer_state_dict_accepted_and_absent(tmp_path):
     _fake_steps(model, opt, 1, seed=0)
     nio.save(model, tmp_path / "a.h5", optimizer=opt.state_dict())
     _, state, meta = nio.load_state(tmp_path / "a.h5")
-    assert state == {"type": "SGD", "hyper": opt.hyper, "step": 1, "state": {}}
+    assert state == {"type": "SGD", "hyper": opt.hyper, "step": 1, "state": {},
+                     "param_groups": opt.state_dict()["param_groups"]}
     assert meta == {}
     nio.save(model, tmp_path / "b.h5")
     _, state, meta = nio.load_state(tmp_path / "b.h5")

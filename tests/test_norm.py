@@ -399,3 +399,19 @@ def test_lrn_validation():
     with pytest.raises(ValueError, match=r"local_response_norm_backward: argument 'dy' has shape"):
         nc.local_response_norm_backward(np.ones((2, 3, 5)), np.ones((2, 3, 4)), 2)
     assert nc.local_response_norm(np.ones((2, 3, 4), np.int16), 2).dtype == np.float32
+
+
+@pytest.mark.parametrize("momentum", [-1.2, 1.5, 0.0, 1.0])
+def test_batch_norm_takes_any_finite_momentum_like_torch(momentum):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((4, 3, 5))
+    rm, rv = np.full(3, 0.5), np.full(3, 2.0)
+    trm, trv = torch.tensor(rm), torch.tensor(rv)
+    y = nc.batch_norm(x, rm, rv, training=True, momentum=momentum)
+    ty = torch.nn.functional.batch_norm(torch.tensor(x), trm, trv, training=True,
+                                        momentum=momentum)
+    np.testing.assert_allclose(y, ty.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rm, trm.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rv, trv.numpy(), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="argument 'momentum' must be a finite number"):
+        nc.batch_norm(x, rm, rv, training=True, momentum=float("inf"))

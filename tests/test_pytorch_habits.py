@@ -498,3 +498,66 @@ def test_readme_training_snippet_runs_without_fashion_mnist(tmp_path, monkeypatc
     assert len(scope["x"]) == len(nc.data.load_digits("train")[0])  # the fallback was taken
     assert (tmp_path / "lenet5.h5").exists() and (tmp_path / "curves.png").exists()
     assert type(nc.load(tmp_path / "lenet5.h5")).__name__ == "Sequential"
+
+
+def test_maxpool2d_takes_torch_arguments_in_torch_order():
+    # torch.nn.MaxPool2d(kernel_size, stride, padding, dilation, return_indices, ceil_mode)
+    x = np.random.default_rng(0).standard_normal((2, 3, 7, 7))
+    ours = nn.MaxPool2d(3, 2, 1, 1, True, True)
+    theirs = tnn.MaxPool2d(3, 2, 1, 1, True, True)
+    y, idx = ours(x)
+    ty, tidx = theirs(torch.tensor(x))
+    np.testing.assert_array_equal(y, ty.numpy())
+    np.testing.assert_array_equal(idx, tidx.numpy())
+
+
+def test_dropout_backward_after_a_no_grad_training_forward_raises():
+    drop = nn.Dropout(0.5, rng=0)
+    with nc.no_grad():
+        drop(np.ones((4, 4)))
+    with pytest.raises(RuntimeError, match="without a cached forward pass"):
+        drop.backward(np.ones((4, 4)))
+    drop.eval()
+    drop(np.ones((4, 4)))
+    np.testing.assert_array_equal(drop.backward(np.full((4, 4), 2.0)), np.full((4, 4), 2.0))
+
+
+def test_sequential_slicing_append_extend_insert_follow_torch():
+    ours = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    theirs = tnn.Sequential(tnn.Linear(2, 3), tnn.ReLU(), tnn.Linear(3, 1))
+    assert type(ours[1:3]) is nn.Sequential
+    assert list(ours[1:3]._children) == list(theirs[1:3]._modules) == ["1", "2"]
+    for seq, lib in ((ours, nn), (theirs, tnn)):
+        seq.append(lib.ReLU())
+        seq.insert(-1, lib.Identity())
+        seq.insert(0, lib.Identity())
+        seq.extend([lib.Tanh()])
+    assert [type(m).__name__ for m in ours] == [type(m).__name__ for m in theirs]
+    assert list(ours._children) == list(theirs._modules)
+    with pytest.raises(IndexError, match="index"):
+        ours.insert(99, nn.ReLU())
+
+
+def test_no_grad_and_enable_grad_decorate_with_or_without_parentheses():
+    @nc.no_grad
+    def bare():
+        return nc.nn.is_grad_enabled()
+
+    @nc.no_grad()
+    def called():
+        return nc.nn.is_grad_enabled()
+
+    @nc.enable_grad
+    def back_on():
+        return nc.nn.is_grad_enabled()
+
+    assert bare() is False and called() is False and nc.nn.is_grad_enabled() is True
+    with nc.no_grad():
+        assert back_on() is True and nc.nn.is_grad_enabled() is False
+    with pytest.raises(TypeError, match="function to decorate"):
+        nc.no_grad(3)
+
+
+def test_a_one_input_add_is_refused():
+    with pytest.raises(ValueError, match="at least 2 inputs"):
+        nn.Add()(np.ones(3))

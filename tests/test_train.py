@@ -115,3 +115,13 @@ def test_host_fit_never_loads_the_cuda_target():
     assert type(hist["loss"][0]) is float and hist["val_accuracy"][0] is not None
     if not already:
         assert "nbconv.cuda._target" not in sys.modules
+
+
+def test_fit_refuses_a_loss_without_reduction():
+    from nbconv import models
+
+    model = models.lenet5()
+    loader = data.DataLoader(np.zeros((4, 1, 28, 28), np.float32), np.zeros(4, np.int64), 2)
+    with pytest.raises(ValueError, match=r"reduction='none'"):
+        nc.train.fit(model, nc.losses.CrossEntropyLoss(reduction="none"),
+                     optim.SGD(model.parameters(), lr=0.1), loader, 1, progress=False)

@@ -82,9 +82,12 @@ def geometry(op, x_shape, w_shape, stride, padding, dilation, groups, padding_mo
             f"'weight' ({desc})"
         )
     if Cg != C // groups:
+        nhwc = ("; nbconv's layout is NCHW and 'x' looks like NHWC (channels last): pass "
+                "x.transpose(0, 3, 1, 2)" if len(x_shape) == 4 and tuple(x_shape)[3] == Cg * groups
+                else "")
         raise ValueError(
             f"{op}: argument 'weight' has {Cg} input channels per group but 'x' has "
-            f"{C} channels / groups={groups} = {C // groups} ({desc})"
+            f"{C} channels / groups={groups} = {C // groups} ({desc}){nhwc}"
         )
     try:
         pt, pb, pl, pr = conv_padding(op, padding, (H, W), (kh, kw), (sy, sx), (dh, dw))
@@ -163,10 +166,13 @@ def batched(op, x, ndim, layout):
     return x, False
 
 
-def batched_grad(op, dy, unbatched, ndim, layout):
-    """``dy`` with the batch axis that :func:`batched` gave ``x`` (dy must match x)."""
+def batched_grad(op, dy, unbatched, ndim, layout, x_shape=None):
+    """``dy`` with the batch axis that :func:`batched` gave ``x`` (dy must match x;
+    ``x_shape``, x's shape as given, goes into the message)."""
     if unbatched:
-        check_ndim(op, "dy", dy, ndim - 1, f"({layout[len('(N, '):]} like the unbatched x")
+        x_was = "" if x_shape is None else f" of shape {tuple(x_shape)}"
+        check_ndim(op, "dy", dy, ndim - 1,
+                   f"({layout[len('(N, '):]} like the unbatched argument 'x'{x_was}")
         return dy[None]
     check_ndim(op, "dy", dy, ndim, layout)
     return dy

@@ -38,12 +38,13 @@ def check_running(op: str, name: str, v, C: int, x_shape):
 
 
 def bn_hyper(op: str, momentum, eps, training) -> tuple[float, float, bool]:
-    """``momentum`` and ``eps`` of batch norm as floats in range and ``training`` as a bool
-    (shared with the device version)."""
+    """``momentum`` (any finite real, as PyTorch's functional op computes with it) and
+    ``eps`` (>= 0) of batch norm as floats and ``training`` as a bool (shared with the device
+    version)."""
     if momentum is None:
         raise ValueError(
             f"{op}: argument 'momentum' is None (cumulative moving average), which is not "
             "supported; pass a float"
         )
-    return (check_real(op, "momentum", momentum, 0.0, 1.0), check_real(op, "eps", eps, 0.0),
+    return (check_real(op, "momentum", momentum), check_real(op, "eps", eps, 0.0),
             check_bool(op, "training", training))

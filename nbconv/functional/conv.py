@@ -222,12 +222,13 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     op = "conv2d_backward"
     x = as_float_array(op, "x", x)
     desc = f"x shape {tuple(x.shape)}"
+    x_shape = x.shape
     x, unbatched = batched(op, x, 4, X_LAYOUTS)
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
     check_ndim(op, "weight", weight, 4, W_LAYOUT)
     dy = as_float_array(op, "dy", dy, dtype=x.dtype)
     desc = f"dy shape {tuple(dy.shape)}, {desc}, weight shape {tuple(weight.shape)}"
-    dy = batched_grad(op, dy, unbatched, 4, "(N, F, OH, OW)")
+    dy = batched_grad(op, dy, unbatched, 4, "(N, F, OH, OW)", x_shape)
     g = geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
                  desc)
     check_dy(op, dy, (x.shape[0], weight.shape[0], g.OH, g.OW), desc)
@@ -331,12 +332,13 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     op = "conv1d_backward"
     x = as_float_array(op, "x", x)
     desc = f"x shape {tuple(x.shape)}"
+    x_shape = x.shape
     x, unbatched = batched(op, x, 3, "(N, C, L) or unbatched (C, L)")
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
     check_ndim(op, "weight", weight, 3, "(F, C // groups, k)")
     dy = as_float_array(op, "dy", dy, dtype=x.dtype)
     desc = f"dy shape {tuple(dy.shape)}, {desc}, weight shape {tuple(weight.shape)}"
-    dy = batched_grad(op, dy, unbatched, 3, "(N, F, OL)")
+    dy = batched_grad(op, dy, unbatched, 3, "(N, F, OL)", x_shape)
     s2, p2, d2 = conv1d_args(op, stride, padding, dilation)
     x4, w4 = x[:, :, None, :], weight[:, :, None, :]
     g = geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,

@@ -27,9 +27,12 @@ Group ``weights/``
     attribute ``scalar = True``; readers reshape it back to ``()``.
 
 Group ``optimizer/`` (optional)
-    Attributes ``type`` (class name), ``hyper`` (JSON object of hyperparameters) and ``step``
-    (int); group ``optimizer/state/`` holds one fletcher32 dataset per entry of
-    ``Optimizer.state_dict()["state"]``, named by its key (``"0.momentum_buffer"``).
+    Attributes ``type`` (class name), ``hyper`` (JSON object of hyperparameters), ``step``
+    (int) and ``param_groups`` (JSON list of ``Optimizer.state_dict()["param_groups"]``: each
+    group's hyperparameters and parameter indices; files written before parameter groups lack
+    it, and their ``hyper`` applies to every group); group ``optimizer/state/`` holds one
+    fletcher32 dataset per entry of ``Optimizer.state_dict()["state"]``, named by its key
+    (``"0.momentum_buffer"``; Adam's 0-d ``"0.step"`` as a scalar dataset).
 
 Group ``metadata/`` (optional)
     Attribute ``keys``: JSON list of the keys in their original order.  Attribute ``values``:
@@ -219,6 +222,7 @@ def _prepare_optimizer(optimizer):
                         "state_dict() (a dict with 'type', 'hyper', 'step', 'state')")
     try:
         hyper = json.dumps(state["hyper"])
+        groups = json.dumps(state["param_groups"]) if "param_groups" in state else None
     except (TypeError, ValueError) as e:
         raise TypeError(f"save: optimizer hyperparameters are not JSON-serialisable: {e}") from e
     arrays = {}
@@ -229,7 +233,7 @@ def _prepare_optimizer(optimizer):
         if arr.dtype.kind not in _ARRAY_KINDS:
             raise TypeError(f"save: optimizer state {k!r} has unsupported dtype {arr.dtype}")
         arrays[k] = arr
-    return str(state["type"]), hyper, int(state["step"]), arrays
+    return str(state["type"]), hyper, int(state["step"]), arrays, groups
 
 
 def _fsync_dir(directory: str) -> None:
@@ -535,6 +539,11 @@ class _Reader:
                "step": self.attr_int(g, "step"), "state": {}}
         if not isinstance(out["hyper"], dict):
             self.fail("optimizer attribute 'hyper' is not a JSON object")
+        if "param_groups" in g.attrs:  # absent in files written before parameter groups
+            groups = self.attr_json(g, "param_groups")
+            if not isinstance(groups, list) or not all(isinstance(x, dict) for x in groups):
+                self.fail("optimizer attribute 'param_groups' is not a JSON list of objects")
+            out["param_groups"] = groups
         if "state" in g:
             for k, ds in g["state"].items():
                 out["state"][k] = self.read_array(ds)

@@ -81,10 +81,12 @@ def save(model, path, optimizer=None, metadata=None) -> None:
         hdf5._set_json(f, "architecture", architecture)
         hdf5._write_weights(f, state)
         if opt is not None:
-            kind, hyper, step, arrays = opt
+            kind, hyper, step, arrays, groups = opt
             g = f.create_group("optimizer")
             hdf5._set_str(g, "type", kind)
             hdf5._set_json(g, "hyper", hyper)
+            if groups is not None:
+                hdf5._set_json(g, "param_groups", groups)
             g.attrs["step"] = np.int64(step)
             s = g.create_group("state")
             for k, arr in arrays.items():

@@ -2,16 +2,19 @@
 
 Every layer has ``forward``/``backward``/``parameters``/``train``/``eval``/``state_dict``/
 ``load_state_dict`` and PyTorch's default initialisation.  The losses are re-exported here
-(``nn.CrossEntropyLoss``, ``nn.MSELoss``, ``nn.L1Loss``) as in PyTorch.
+(``nn.CrossEntropyLoss``, ``nn.MSELoss``, ``nn.BCEWithLogitsLoss``, ...) as in PyTorch.
 """
 
 from .config import from_config, register, to_config
-from ..losses import CrossEntropyLoss, L1Loss, MSELoss
+from ..losses import *  # noqa: F403
+from ..losses import __all__ as _losses
 from .containers import Add, Concat, Graph, Identity, ModuleList, Sequential
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layers
 from .norms import *  # noqa: F403
 from .norms import __all__ as _norms
+from .pooling import *  # noqa: F403
+from .pooling import __all__ as _pooling
 from .module import (
     Module,
     Parameter,
@@ -22,9 +25,12 @@ from .module import (
     no_grad,
 )
 from .summary import summary
+from . import init, utils
 
-__all__ = _layers + _norms + [
+__all__ = _layers + _pooling + _norms + [
     "Add", "Concat", "Graph", "Identity", "ModuleList", "Sequential", "Module", "Parameter",
     "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "default_rng", "register",
     "to_config", "from_config", "summary", "CrossEntropyLoss", "MSELoss", "L1Loss",
+    "init", "utils",
 ]
+__all__ += [name for name in _losses if name not in __all__]

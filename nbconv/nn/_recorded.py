@@ -258,8 +258,10 @@ def _recorded_call(self, raw, args, kwargs):
     if type(y) is not np.ndarray:
         if isinstance(y, (tuple, list)) and any(isinstance(v, np.ndarray) for v in y):
             what = (f"{name}, which returns several arrays and has a hand-written backward "
-                    "(nbconv records modules with one output; remove its backward so that "
-                    "its forward is recorded)")
+                    "(nbconv records a module call with one output: for a built-in layer use "
+                    "its functional op, e.g. nc.max_pool2d(x, ..., return_indices=True), which "
+                    "is recorded; for your own module, remove its backward so that its forward "
+                    "is recorded)")
             return type(y)(wrap(v, Unfollowed(what)) if isinstance(v, np.ndarray)
                            and v.dtype.kind == "f" else v for v in y)
         return y  # a device array or a non-array: not recorded

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from . import containers, layers, norms
+from . import containers, layers, norms, pooling
 from .module import Module
 
 _REGISTRY: dict[str, type] = {}
@@ -50,6 +50,8 @@ def register(cls: type) -> type:
 
 for _name in layers.__all__:
     register(getattr(layers, _name))
+for _name in pooling.__all__:
+    register(getattr(pooling, _name))
 for _name in norms.__all__:
     register(getattr(norms, _name))
 for _cls in (containers.Concat, containers.Add, containers.Identity):

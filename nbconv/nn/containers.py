@@ -62,10 +62,40 @@ class Sequential(Module):
         return len(self._children)
 
     def __getitem__(self, i):
+        """A layer by position; a slice is a ``Sequential`` of those layers (same names)."""
+        if isinstance(i, slice):
+            return Sequential(dict(list(self._children.items())[i]))
         return list(self._children.values())[i]
 
     def __iter__(self):
         return iter(self._children.values())
+
+    def append(self, module) -> Sequential:
+        """Add ``module`` at the end (named by its position), as ``torch.nn.Sequential``."""
+        self._child(str(len(self._children)), module)
+        return self
+
+    def extend(self, modules) -> Sequential:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module) -> Sequential:
+        """Insert ``module`` before position ``index``; the layers are renumbered."""
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.insert: argument 'module' must be a Module, got "
+                            f"{type(module).__name__}")
+        n = len(self._children)
+        index = check_int("Sequential.insert", "index", index)
+        if not -n <= index <= n:
+            raise IndexError(f"Sequential.insert: argument 'index'={index} is out of range for "
+                             f"{n} layers")
+        layers = list(self._children.values())
+        layers.insert(index + n if index < 0 else index, module)
+        self._children.clear()
+        for i, m in enumerate(layers):
+            self._children[str(i)] = m
+        return self
 
     def forward(self, x):
         layers = list(self._children.values())
@@ -233,6 +263,9 @@ class Add(Module):
         self._n = 0
 
     def forward(self, *xs):
+        if len(xs) < 2:
+            raise ValueError(f"Add: expected at least 2 inputs, got {len(xs)} (a sum of one "
+                             "array is that array: use nn.Identity)")
         self._n = len(xs)
         shapes = {tuple(np.shape(x)) for x in xs}
         if len(shapes) != 1:

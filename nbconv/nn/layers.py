@@ -274,23 +274,34 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class MaxPool2d(Module):
-    """Max pooling as ``torch.nn.MaxPool2d``; backward routes to the recorded argmax."""
+    """Max pooling as ``torch.nn.MaxPool2d`` (same arguments in the same order); backward
+    routes to the recorded argmax.  With ``return_indices=True`` the forward pass returns
+    ``(y, indices)`` (flat ``h * W + w`` per plane, as PyTorch's)."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
+                 ceil_mode=False):
         super().__init__()
         _pool_hyper("MaxPool2d", kernel_size, stride, padding, dilation)
         self._config = dict(kernel_size=_plain(kernel_size), stride=_plain(stride),
                             padding=_plain(padding), dilation=_plain(dilation),
+                            return_indices=check_bool("MaxPool2d", "return_indices",
+                                                      return_indices),
                             ceil_mode=check_bool("MaxPool2d", "ceil_mode", ceil_mode))
         self._cache = None
 
+    def _pool_args(self) -> dict:
+        c = self._config
+        return dict(kernel_size=c["kernel_size"], stride=c["stride"], padding=c["padding"],
+                    dilation=c["dilation"], ceil_mode=c["ceil_mode"])
+
     def forward(self, x):
+        indices = self._config["return_indices"]
         if not self._keep():  # inference: the argmax is not needed
             self._cache = None
-            return F.max_pool2d(x, **self._config)
-        y, idx = F.max_pool2d(x, return_indices=True, **self._config)
+            return F.max_pool2d(x, return_indices=indices, **self._pool_args())
+        y, idx = F.max_pool2d(x, return_indices=True, **self._pool_args())
         self._cache = (idx, tuple(np.shape(x)), y)
-        return y
+        return (y, idx) if indices else y
 
     def backward(self, dy):
         if self._cache is None:
@@ -492,11 +503,11 @@ class Dropout(Module):
         super().__init__()
         self._config = dict(p=check_real("Dropout", "p", p, 0.0, 1.0))
         self._rng = np.random.default_rng(rng) if rng is not None else None
-        self._mask = None
+        self._mask = "identity"
 
     def forward(self, x):
         if not self.training or self._config["p"] == 0.0:
-            self._mask = None
+            self._mask = "identity"  # nothing dropped: backward passes dy on
             return copy(x, "Dropout.forward", "x")
         rng = self._rng if self._rng is not None else default_rng()
         y, mask = F.dropout(x, self._config["p"], training=True, rng=rng, return_mask=True)
@@ -504,9 +515,12 @@ class Dropout(Module):
         return y
 
     def backward(self, dy):
-        if self._mask is None:
+        mask = self._mask
+        if mask is None:
+            raise _no_cache("Dropout")
+        if type(mask) is str:
             return copy(dy, "Dropout.backward", "dy")
-        return F.dropout_backward(dy, self._mask)
+        return F.dropout_backward(dy, mask)
 
 
 class _BatchNorm(Module):

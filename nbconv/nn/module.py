@@ -70,7 +70,7 @@ class Parameter(NDArrayOperatorsMixin):
         if building_placeholders():  # keep the stand-in as it is (see placeholders())
             self.data = self.grad = data
         else:
-            self.data = np.ascontiguousarray(data)
+            self.data = np.asarray(data, order="C")  # (ascontiguousarray makes 0-d 1-d)
             self.grad = np.zeros_like(self.data)
         self.name = name
 
@@ -110,6 +110,10 @@ class Parameter(NDArrayOperatorsMixin):
     def __repr__(self) -> str:
         return f"Parameter({self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
 
+    # A parameter is hashable by identity (sets and dict keys of parameters, as PyTorch's);
+    # ==, like every operator here, is NumPy's elementwise one.
+    __hash__ = object.__hash__
+
     # -- as an array in a recorded forward pass ----------------------------------------
     @property
     def shape(self) -> tuple:
@@ -122,6 +126,10 @@ class Parameter(NDArrayOperatorsMixin):
     @property
     def ndim(self) -> int:
         return len(self.data.shape)
+
+    def numel(self) -> int:
+        """The number of elements (PyTorch's ``numel()``)."""
+        return int(np.prod(self.data.shape, dtype=np.int64))
 
     @property
     def T(self):

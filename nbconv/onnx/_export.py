@@ -131,6 +131,7 @@ def _note_ceil(b, cfg, x, y) -> None:
 
 
 def _maxpool(b, m, path, xs, vs, y):
+    _no_indices(m, path)
     _note_ceil(b, m._config, vs[0], y)
     return b.node("MaxPool", xs, path, dilations=list(_tuple(m._config["dilation"], 2)),
                   **_pool_attrs(m._config))
@@ -341,6 +342,84 @@ _WRITERS = {
 }
 
 
+# -- the layers of nbconv.nn.pooling: 1-D pooling, adaptive/global max pooling, channel dropout
+def _pool1d_attrs(cfg) -> dict:
+    k = _tuple(cfg["kernel_size"], 1)
+    s = k if cfg["stride"] is None else _tuple(cfg["stride"], 1)
+    p = _tuple(cfg["padding"], 1)
+    return dict(kernel_shape=list(k), strides=list(s), pads=list(p) * 2,
+                ceil_mode=int(cfg["ceil_mode"]))
+
+
+def _note_ceil_1d(b, attrs, d, x, y) -> None:
+    """:func:`_note_ceil` along L."""
+    if attrs["ceil_mode"]:
+        (k,), (s,), p = attrs["kernel_shape"], attrs["strides"], attrs["pads"][0]
+        if y.shape[-1] != -(-(x.shape[-1] + 2 * p - d * (k - 1) - 1) // s) + 1:
+            b.shapes_disagree = True
+
+
+def _no_indices(m, path) -> None:
+    if m._config.get("return_indices"):
+        raise ValueError(f"export: layer {path!r} ({type(m).__name__}) has return_indices=True:"
+                         " ONNX MaxPool's Indices count over the whole tensor, not PyTorch's "
+                         "positions per plane; export it with return_indices=False")
+
+
+def _maxpool1d(b, m, path, xs, vs, y):
+    _no_indices(m, path)
+    attrs = _pool1d_attrs(m._config)
+    d = _tuple(m._config["dilation"], 1)
+    _note_ceil_1d(b, attrs, d[0], vs[0], y)
+    return b.node("MaxPool", xs, path, dilations=list(d), **attrs)
+
+
+def _avgpool1d(b, m, path, xs, vs, y):
+    attrs = _pool1d_attrs(m._config)
+    _note_ceil_1d(b, attrs, 1, vs[0], y)
+    return b.node("AveragePool", xs, path, count_include_pad=int(m._config["count_include_pad"]),
+                  **attrs)
+
+
+def _adaptive_avg1d(b, m, path, xs, vs, y):
+    n, out = vs[0].shape[-1], y.shape[-1]
+    if out == 1:
+        return b.node("GlobalAveragePool", xs, path)
+    if n % out == 0:
+        return b.node("AveragePool", xs, path, kernel_shape=[n // out], strides=[n // out])
+    # overlapping or unequal windows: a product with the averaging matrix along L
+    return b.node("MatMul", [xs[0], b.const(f"{path}.pool", adaptive_matrix(n, out).T)], path)
+
+
+def _adaptive_max(b, m, path, xs, vs, y):
+    _no_indices(m, path)
+    nd = 1 if isinstance(m, _nn.AdaptiveMaxPool1d) else 2
+    ins, outs = vs[0].shape[-nd:], y.shape[-nd:]
+    if all(o == 1 for o in outs):
+        return b.node("GlobalMaxPool", xs, path)
+    if all(n % o == 0 for n, o in zip(ins, outs)):
+        k = [n // o for n, o in zip(ins, outs)]  # the windows tile the input
+        return b.node("MaxPool", xs, path, kernel_shape=k, strides=k)
+    raise ValueError(f"export: layer {path!r} ({type(m).__name__}) pools {tuple(ins)} to "
+                     f"{tuple(outs)}: ONNX has no adaptive max pooling, and windows that "
+                     "overlap or differ in size are no MaxPool; export it with an input size "
+                     "that the output size divides")
+
+
+def _gmp(b, m, path, xs, vs, y):
+    out = b.node("GlobalMaxPool", xs, path)
+    if not m._config["keepdims"]:
+        out = b.node("Flatten", [out], f"{path}.flatten", axis=1)
+    return out
+
+
+_WRITERS.update({
+    _nn.MaxPool1d: _maxpool1d, _nn.AvgPool1d: _avgpool1d, _nn.AdaptiveAvgPool1d: _adaptive_avg1d,
+    _nn.AdaptiveMaxPool1d: _adaptive_max, _nn.AdaptiveMaxPool2d: _adaptive_max,
+    _nn.GlobalMaxPool2d: _gmp, _nn.Dropout1d: _dropout, _nn.Dropout2d: _dropout,
+})
+
+
 def _groupnorm(b, m, path, xs, vs, y):
     """PyTorch's exporters' form, valid at every opset nbconv writes: Reshape to (N, G, -1),
     InstanceNormalization (statistics per group), Reshape back, then the per-channel affine
@@ -511,10 +590,13 @@ def export(model, path, input_shape, opset=None, *, dynamic_batch=True):
         GlobalAvgPool2d, Linear (``Gemm``; ``MatMul`` + ``Add`` on inputs of more than two
         axes), Flatten, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, Dropout (the identity at
         inference), BatchNorm1d/2d (running statistics), LocalResponseNorm (odd sizes),
+        Concat, Add, and the layers of :mod:`nbconv.onnx.layers`; MaxPool1d/AvgPool1d,
+        AdaptiveAvgPool1d (as its 2-D form), GlobalMaxPool2d (``GlobalMaxPool``),
+        AdaptiveMaxPool1d/2d (``GlobalMaxPool``, or ``MaxPool`` when the windows tile the
+        input: ONNX has no adaptive max pooling), Dropout1d/Dropout2d (the identity);
         GroupNorm (PyTorch's Reshape/InstanceNormalization/Reshape/Mul/Add),
         InstanceNorm1d/2d (InstanceNormalization; BatchNormalization with tracked running
-        statistics), LayerNorm (LayerNormalization, opset >= 17), Concat, Add, and the
-        layers of :mod:`nbconv.onnx.layers`.
+        statistics), LayerNorm (LayerNormalization, opset >= 17).
 
         Or a PyTorch-style ``Module`` subclass whose ``forward`` has no hand-written
         ``backward`` (anywhere in the model, e.g. the blocks of a ``Sequential``): its

@@ -476,35 +476,54 @@ def _torch_lrn(im, node, attrs):
 
 def _pool_args(im, attrs):
     k = list(attrs["kernel_shape"])
-    if len(k) != 2:
-        raise im.fail(f"only 2-D pooling is supported, got kernel_shape {k}")
+    nd = len(k)
+    if nd not in (1, 2):
+        raise im.fail(f"only 1-D and 2-D pooling is supported, got kernel_shape {k}")
     auto = attrs.get("auto_pad", "NOTSET")
     if auto not in ("NOTSET", "VALID"):
         raise im.fail(f"auto_pad {auto!r} is not supported for pooling")
-    pads = [0] * 4 if auto == "VALID" else list(attrs.get("pads", [0] * 4))
-    if pads[:2] != pads[2:]:
+    pads = [0] * 2 * nd if auto == "VALID" else list(attrs.get("pads", [0] * 2 * nd))
+    if pads[:nd] != pads[nd:]:
         raise im.fail(f"asymmetric pads {pads} are not supported for pooling")
-    return dict(kernel_size=tuple(k), stride=tuple(attrs.get("strides", [1, 1])),
-                padding=tuple(pads[:2]), ceil_mode=bool(attrs.get("ceil_mode", 0)))
+    return dict(kernel_size=tuple(k), stride=tuple(attrs.get("strides", [1] * nd)),
+                padding=tuple(pads[:nd]), ceil_mode=bool(attrs.get("ceil_mode", 0)))
 
 
 def _maxpool(im, node, attrs):
     args = _pool_args(im, attrs)
-    im.emit(_nn.MaxPool2d(dilation=tuple(attrs.get("dilations", [1, 1])), **args),
+    nd = len(args["kernel_size"])
+    cls = _nn.MaxPool1d if nd == 1 else _nn.MaxPool2d
+    im.emit(cls(dilation=tuple(attrs.get("dilations", [1] * nd)), **args),
             im.source(node.input[0]))
 
 
 def _avgpool(im, node, attrs):
-    if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+    if any(d != 1 for d in attrs.get("dilations", [])):
         raise im.fail("dilated average pooling is not supported")
-    im.emit(_nn.AvgPool2d(count_include_pad=bool(attrs.get("count_include_pad", 0)),
-                          **_pool_args(im, attrs)), im.source(node.input[0]))
+    args = _pool_args(im, attrs)
+    cls = _nn.AvgPool1d if len(args["kernel_size"]) == 1 else _nn.AvgPool2d
+    im.emit(cls(count_include_pad=bool(attrs.get("count_include_pad", 0)), **args),
+            im.source(node.input[0]))
 
 
 def _gap(im, node, attrs):
-    if im.rank(node.input[0]) not in (4, None):
-        raise im.fail("only 4-D (N, C, H, W) inputs are supported")
+    rank = im.rank(node.input[0])
+    if rank == 3:  # (N, C, L)
+        im.emit(_nn.AdaptiveAvgPool1d(1), im.source(node.input[0]))
+        return
+    if rank not in (4, None):
+        raise im.fail("only 3-D (N, C, L) and 4-D (N, C, H, W) inputs are supported")
     im.emit(_nn.GlobalAvgPool2d(), im.source(node.input[0]))
+
+
+def _gmp(im, node, attrs):
+    rank = im.rank(node.input[0])
+    if rank == 3:  # (N, C, L)
+        im.emit(_nn.AdaptiveMaxPool1d(1), im.source(node.input[0]))
+        return
+    if rank not in (4, None):
+        raise im.fail("only 3-D (N, C, L) and 4-D (N, C, H, W) inputs are supported")
+    im.emit(_nn.GlobalMaxPool2d(), im.source(node.input[0]))
 
 
 def _reduce_mean(im, node, attrs):
@@ -704,6 +723,7 @@ _CONVERTERS = {
     "Softmax": _softmax, "LogSoftmax": _softmax, "Clip": _clip, "Dropout": _dropout,
     "BatchNormalization": _batchnorm, "LRN": _lrn, "MaxPool": _maxpool,
     "AveragePool": _avgpool, "GlobalAveragePool": _gap, "ReduceMean": _reduce_mean,
+    "GlobalMaxPool": _gmp,
     "Flatten": _flatten,
     "Concat": _concat, "Identity": _identity, "Reshape": _reshape, "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze, "Pad": _pad, "Slice": _slice,
@@ -870,6 +890,8 @@ def load(path) -> _nn.Graph:
     ConstantOfShape, arithmetic), as ``x.view(x.size(0), -1)`` and the TorchScript
     exporter's padding write them. A Reshape target whose first size is the file's static
     batch size keeps the batch size of the actual input instead.
+    MaxPool and AveragePool are also read in 1-D (``MaxPool1d``, ``AvgPool1d``), and
+    GlobalMaxPool as ``GlobalMaxPool2d`` (``AdaptiveMaxPool1d(1)`` on (N, C, L) inputs).
 
     Raises
     ------

@@ -456,7 +456,7 @@ _FUNCTIONAL = {
     "softmax": _activation(lambda i: _nn.Softmax(dim=i["axis"])),
     "log_softmax": _activation(lambda i: _ox.LogSoftmax(dim=i["axis"])),
     "max_pool2d": _activation(lambda i: _nn.MaxPool2d(
-        i["kernel_size"], i["stride"], i["padding"], i["dilation"], i["ceil_mode"])),
+        i["kernel_size"], i["stride"], i["padding"], i["dilation"], ceil_mode=i["ceil_mode"])),
     "adaptive_avg_pool2d": _activation(lambda i: _nn.AdaptiveAvgPool2d(i["output_size"])),
     "global_avg_pool2d": _activation(lambda i: _nn.GlobalAvgPool2d(i["keepdims"])),
     "local_response_norm": _activation(lambda i: _nn.LocalResponseNorm(
@@ -475,6 +475,19 @@ def _avg_pool(t, node, info):
 
 
 _FUNCTIONAL["avg_pool2d"] = _avg_pool
+
+# the ops of nbconv.functional.pool1d / adaptive_pool / channel_dropout, as nbconv.nn.pooling
+_FUNCTIONAL.update({
+    "max_pool1d": _activation(lambda i: _nn.MaxPool1d(
+        i["kernel_size"], i["stride"], i["padding"], i["dilation"], ceil_mode=i["ceil_mode"])),
+    "avg_pool1d": _activation(lambda i: _nn.AvgPool1d(
+        i["kernel_size"], i["stride"], i["padding"], i["ceil_mode"], i["count_include_pad"])),
+    "adaptive_avg_pool1d": _activation(lambda i: _nn.AdaptiveAvgPool1d(i["output_size"])),
+    "adaptive_max_pool1d": _activation(lambda i: _nn.AdaptiveMaxPool1d(i["output_size"])),
+    "adaptive_max_pool2d": _activation(lambda i: _nn.AdaptiveMaxPool2d(i["output_size"])),
+    "global_max_pool2d": _activation(lambda i: _nn.GlobalMaxPool2d(i["keepdims"])),
+    "dropout1d": _Tracer.dropout, "dropout2d": _Tracer.dropout,
+})
 
 
 def _handler(name: str, info: dict):

@@ -27,20 +27,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import Node, SecondBackwardError, Unfollowed, run_backward
+from .graph import Node, Unfollowed, run_backward
 from .state import state
 
-__all__ = ["TrackedArray", "origin", "wrap", "register_leaf_type", "is_tracked", "detach"]
+__all__ = ["TrackedArray", "origin", "wrap", "is_tracked", "detach"]
 
 _ndarray = np.ndarray
 _view = np.ndarray.view  # ndarray's own (TrackedArray.view is recorded)
-#: classes of leaf parameters (nbconv.nn.Parameter registers itself): ``.data``, accumulate_grad
+#: classes of leaf parameters (``.data``, ``accumulate_grad``; nbconv.nn.Parameter registers
+#: itself through nbconv.recording.register_leaf_type)
 _LEAF_TYPES: set = set()
-
-
-def register_leaf_type(cls) -> None:
-    """Let objects of ``cls`` (``.data`` and ``accumulate_grad``) be recorded as leaves."""
-    _LEAF_TYPES.add(cls)
 
 
 def _in_forward() -> bool:
@@ -633,6 +629,3 @@ class TrackedArray(np.ndarray):
             if g.dtype != self.dtype:
                 g = g.astype(self.dtype)
         run_backward([(node, g)], retain_graph=retain_graph)
-
-
-__all__ += ["SecondBackwardError"]

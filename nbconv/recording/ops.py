@@ -266,6 +266,80 @@ _RULES = {
 _RULES.update(group_norm=_group_norm, instance_norm=_instance_norm, layer_norm=_layer_norm)
 
 
+# --------------------------------------------------------------------------- 1-D, adaptive and
+# global max pooling, channel dropout
+
+def _max_pool1d(fn, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                return_indices=False):
+    xv, px = origin(x)
+    y, idx = fn(xv, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+    shape = np.shape(xv)
+    out = _finish("max_pool1d", y, (px,), lambda g: (F.max_pool1d_backward(g, idx, shape),),
+                  kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                  ceil_mode=ceil_mode)
+    return (out, idx) if return_indices else out
+
+
+def _avg_pool1d(fn, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                count_include_pad=True):
+    xv, px = origin(x)
+    args = (kernel_size, stride, padding, ceil_mode, count_include_pad)
+    shape = np.shape(xv)
+    return _finish("avg_pool1d", fn(xv, *args), (px,),
+                   lambda g: (F.avg_pool1d_backward(g, shape, *args),),
+                   **dict(zip(("kernel_size", "stride", "padding", "ceil_mode",
+                               "count_include_pad"), args)))
+
+
+def _adaptive_avg_pool1d(fn, x, output_size):
+    xv, px = origin(x)
+    shape = np.shape(xv)
+    return _finish("adaptive_avg_pool1d", fn(xv, output_size), (px,),
+                   lambda g: (F.adaptive_avg_pool1d_backward(g, shape),), output_size=output_size)
+
+
+def _adaptive_max(name, backward_op):
+    def rule(fn, x, output_size, return_indices=False):
+        xv, px = origin(x)
+        y, idx = fn(xv, output_size, return_indices=True)
+        shape = np.shape(xv)
+        out = _finish(name, y, (px,), lambda g: (backward_op(g, idx, shape),),
+                      output_size=output_size)
+        return (out, idx) if return_indices else out
+
+    return rule
+
+
+def _global_max_pool2d(fn, x, keepdims=True, return_indices=False):
+    xv, px = origin(x)
+    y, idx = fn(xv, keepdims, return_indices=True)
+    shape = np.shape(xv)
+    out = _finish("global_max_pool2d", y, (px,),
+                  lambda g: (F.global_max_pool2d_backward(g, idx, shape),), keepdims=keepdims)
+    return (out, idx) if return_indices else out
+
+
+def _channel_dropout(name, backward_op):
+    def rule(fn, x, p=0.5, training=True, rng=None, return_mask=False):
+        xv, px = origin(x)
+        y, mask = fn(xv, p, training, rng, return_mask=True)
+        out = _finish(name, y, (px,), lambda g: (backward_op(g, mask),), p=p, training=training)
+        return (out, mask) if return_mask else out
+
+    return rule
+
+
+_RULES.update({
+    "max_pool1d": _max_pool1d, "avg_pool1d": _avg_pool1d,
+    "adaptive_avg_pool1d": _adaptive_avg_pool1d,
+    "adaptive_max_pool1d": _adaptive_max("adaptive_max_pool1d", F.adaptive_max_pool1d_backward),
+    "adaptive_max_pool2d": _adaptive_max("adaptive_max_pool2d", F.adaptive_max_pool2d_backward),
+    "global_max_pool2d": _global_max_pool2d,
+    "dropout1d": _channel_dropout("dropout1d", F.dropout1d_backward),
+    "dropout2d": _channel_dropout("dropout2d", F.dropout2d_backward),
+})
+
+
 def _plain(a):
     if isinstance(a, (list, tuple)):
         return type(a)(_plain(b) for b in a)

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import threading
 
 __all__ = ["state", "no_grad", "enable_grad", "is_grad_enabled", "is_recording"]
@@ -45,31 +45,60 @@ def is_recording() -> bool:
     return state.grad and state.record
 
 
-@contextlib.contextmanager
-def no_grad():
-    """Context manager: nothing is recorded, and layers keep nothing for a backward pass.
+class _GradMode:
+    """Sets gradient mode inside a ``with`` block, or around every call of a function it
+    decorates (``@nc.no_grad`` and ``@nc.no_grad()`` alike, as PyTorch's)."""
 
-    Recorded arrays used inside give plain arrays.
+    _enabled = False
+
+    def __new__(cls, func=None):
+        if func is None:
+            return super().__new__(cls)
+        if not callable(func):
+            raise TypeError(f"{cls.__name__}: expected a function to decorate (or no "
+                            f"argument), got {type(func).__name__}")
+        return cls()(func)
+
+    def __enter__(self):
+        self._before = state.grad
+        state.grad = self._enabled
+        return None
+
+    def __exit__(self, *exc):
+        state.grad = self._before
+        return False
+
+    def __call__(self, func):
+        mode = type(self)
+
+        @functools.wraps(func)
+        def in_mode(*args, **kwargs):
+            with mode():
+                return func(*args, **kwargs)
+
+        return in_mode
+
+
+class no_grad(_GradMode):
+    """Context manager (or decorator): nothing is recorded, and layers keep nothing for a
+    backward pass.  Recorded arrays used inside give plain arrays.
 
     >>> import nbconv as nc
     >>> with nc.no_grad():
     ...     nc.nn.is_grad_enabled()
     False
+    >>> @nc.no_grad
+    ... def predict():
+    ...     return nc.nn.is_grad_enabled()
+    >>> predict(), nc.nn.is_grad_enabled()
+    (False, True)
     """
-    before = state.grad
-    state.grad = False
-    try:
-        yield
-    finally:
-        state.grad = before
+
+    _enabled = False
 
 
-@contextlib.contextmanager
-def enable_grad():
-    """Context manager: gradients on again (inside :func:`no_grad`), as ``torch.enable_grad``."""
-    before = state.grad
-    state.grad = True
-    try:
-        yield
-    finally:
-        state.grad = before
+class enable_grad(_GradMode):
+    """Context manager (or decorator): gradients on again (inside :func:`no_grad`), as
+    ``torch.enable_grad``."""
+
+    _enabled = True
