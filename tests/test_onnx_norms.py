@@ -233,3 +233,35 @@ def test_torch_exported_norm_layers_load_and_agree(exporter, tmp_path):
     grads = {k: p.grad for k, p in g.named_parameters()}
     gn = next(k for k in grads if k.endswith("weight") and grads[k].shape == (8,))
     assert np.abs(grads[gn]).sum() > 0  # the group norm's weight is a trained parameter
+
+
+def test_functional_norms_in_a_pytorch_style_forward_export(tmp_path):
+    """``nc.group_norm``/``instance_norm``/``layer_norm`` called in a recorded forward are
+    rebuilt as the layers (affine from parameters, running statistics from the call)."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 6, 3)
+            self.gw = nn.Parameter(np.linspace(0.5, 1.5, 6, dtype=np.float32))
+            self.gb = nn.Parameter(np.linspace(-1, 1, 6, dtype=np.float32))
+            self.lw = nn.Parameter(np.linspace(0.5, 1.5, 4 * 5, dtype=np.float32).reshape(4, 5))
+            self.rm = np.linspace(-0.5, 0.5, 6).astype(np.float32)
+            self.rv = np.linspace(0.5, 2.0, 6).astype(np.float32)
+
+        def forward(self, x):
+            h = nbconv.group_norm(self.conv(x), 3, self.gw, self.gb)
+            h = nbconv.instance_norm(nbconv.relu(h), bias=self.gb) + nbconv.instance_norm(
+                h, self.rm, self.rv, self.gw, None, use_input_stats=False, eps=1e-3)
+            return nbconv.layer_norm(h, (4, 5), self.lw, eps=1e-4)
+
+    nbconv.manual_seed(0)
+    model = Net().eval()
+    shape = (2, 2, 6, 7)
+    path = nbconv.onnx.export(model, tmp_path / "f.onnx", shape)
+    x = _rng(9).standard_normal(shape).astype(np.float32)
+    with nbconv.no_grad():
+        want = model(x)
+    assert_scaled_close(_run_ort(path, x), want, 2e-5)
+    ops = [n.op_type for n in onnx.load(path).graph.node]
+    assert {"InstanceNormalization", "BatchNormalization", "LayerNormalization"} <= set(ops)

@@ -490,6 +490,74 @@ _FUNCTIONAL.update({
 })
 
 
+# the ops of nbconv.functional.norms, as the layers of nbconv.nn.norms
+def _norm_affine(t, node, shape, dtype):
+    """(weight, bias, affine) of a normalisation record: fixed arrays of ``shape`` (ones and
+    zeros for an absent one), and whether it had either."""
+    out = []
+    for i, label in ((1, "weight"), (2, "bias")):
+        v = t.operand(node, i)
+        if v is not None and not v.const:
+            raise t.fail(node, f"has a {label} computed from the model's input",
+                         "export writes fixed weights only")
+        out.append(None if v is None else np.asarray(v.value, dtype).reshape(shape))
+    w, b = out
+    affine = w is not None or b is not None
+    return (np.ones(shape, dtype) if w is None else w,
+            np.zeros(shape, dtype) if b is None else b, affine)
+
+
+def _channels_of(t, node):
+    x = t.operand(node, 0)
+    if x is None:
+        raise t.fail(node, "reads a plain array whose value the record does not keep")
+    return np.shape(x.value), np.asarray(x.value).dtype
+
+
+def _group_norm(t, node, info):
+    shape, dtype = _channels_of(t, node)
+    w, b, affine = _norm_affine(t, node, (shape[1],), dtype)
+    layer = _nn.GroupNorm(info["num_groups"], shape[1], eps=info["eps"], affine=affine,
+                          dtype=dtype)
+    if affine:
+        _set(layer, w, b)
+    return t.one(node, layer)
+
+
+def _instance_norm(t, node, info):
+    shape, dtype = _channels_of(t, node)
+    w, b, affine = _norm_affine(t, node, (shape[1],), dtype)
+    if not info["use_input_stats"]:  # the running statistics: batch norm's inference form
+        if info["running_mean"] is None or info["running_var"] is None:
+            raise t.fail(node, "has use_input_stats=False without running statistics")
+        cls = _nn.BatchNorm2d if len(shape) == 4 else _nn.BatchNorm1d
+        layer = cls(shape[1], eps=info["eps"], dtype=dtype)
+        layer._buffers["running_mean"] = np.asarray(info["running_mean"], dtype)
+        layer._buffers["running_var"] = np.asarray(info["running_var"], dtype)
+    elif len(shape) in (3, 4):
+        cls = _nn.InstanceNorm2d if len(shape) == 4 else _nn.InstanceNorm1d
+        layer = cls(shape[1], eps=info["eps"], affine=True, dtype=dtype)
+    else:  # any other rank: the same normalisation
+        layer = _nn.GroupNorm(shape[1], shape[1], eps=info["eps"], dtype=dtype)
+    _set(layer, w, b)
+    return t.one(node, layer)
+
+
+def _layer_norm(t, node, info):
+    ns = info["normalized_shape"]
+    ns = (ns,) if isinstance(ns, (int, np.integer)) else tuple(ns)
+    _, dtype = _channels_of(t, node)
+    w, b, affine = _norm_affine(t, node, ns, dtype)
+    layer = _nn.LayerNorm(ns, eps=info["eps"], elementwise_affine=affine, dtype=dtype)
+    if affine:
+        _set(layer, w, b)
+    return t.one(node, layer)
+
+
+_FUNCTIONAL.update({"group_norm": _group_norm, "instance_norm": _instance_norm,
+                    "layer_norm": _layer_norm})
+
+
 def _handler(name: str, info: dict):
     """The method that rebuilds a record called ``name`` with ``info``, or None."""
     if name in _FUNCTIONAL and (name != "flatten" or "start_dim" in info):
