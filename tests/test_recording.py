@@ -1525,3 +1525,10 @@ def test_recorded_numpy_elementwise_ops_match_pytorch():
     _assert_rel(np.asarray(out), t.detach().numpy(), 1e-12, "output")
     _assert_rel(model.fc.weight.grad, w.grad.numpy(), 1e-10, "fc.weight grad")
     _assert_rel(model.fc.bias.grad, b.grad.numpy(), 1e-10, "fc.bias grad")
+
+
+def test_rounding_a_recorded_array_gives_a_constant():
+    out = nn.ReLU()(np.array([[1.2345, -3.0]]))
+    for r in (out.round(2), np.round(out, 2), np.around(out, 2)):
+        assert type(r) is np.ndarray
+        np.testing.assert_array_equal(r, [[1.23, 0.0]])

@@ -435,8 +435,10 @@ def _plain_args(args):
     return [plain(a) for a in args], parents
 
 
-#: functions whose result does not depend on the values (only shapes): constants
-_SHAPE_ONLY_FUNCTIONS = {np.zeros_like, np.ones_like, np.empty_like, np.full_like}
+#: functions whose result carries no gradient: only shapes matter (``zeros_like``), or the
+#: derivative is zero wherever it exists (rounding, as PyTorch's): constants
+_SHAPE_ONLY_FUNCTIONS = {np.zeros_like, np.ones_like, np.empty_like, np.full_like, np.round,
+                         np.around, np.fix}
 #: ufuncs whose derivative is zero wherever it exists (PyTorch's rule): constants
 _STEP_UFUNCS = {np.sign, np.floor, np.ceil, np.trunc, np.rint}
 
@@ -538,6 +540,11 @@ class TrackedArray(np.ndarray):
             return np.asarray(self).view(*args, **kwargs)
         raise TypeError("view(dtype) of a recorded array reinterprets its bytes, which has "
                         "no gradient; use astype (recorded) or np.asarray(x).view(...)")
+
+    def round(self, decimals=0, out=None):
+        """Rounded values, a constant (zero gradient, as PyTorch's ``round``)."""
+        _no_out(out, "round")
+        return np.round(self.view(_ndarray), decimals)
 
     def sum(self, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
         _no_out(out, "sum")
