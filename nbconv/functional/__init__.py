@@ -6,6 +6,7 @@ live in this package.
 """
 
 from . import activation as _activation
+from . import activation_ext as _activation_ext
 from . import conv as _conv
 from . import correlate as _correlate
 from . import linear as _linear
@@ -16,6 +17,7 @@ from .._checks import conv_output_size
 
 # Star imports after the module imports: ``nbconv.functional.linear`` is the function.
 from .activation import *  # noqa: F403
+from .activation_ext import *  # noqa: F403
 from .conv import *  # noqa: F403
 from .correlate import *  # noqa: F403
 from .linear import *  # noqa: F403
@@ -25,6 +27,7 @@ from .shape import *  # noqa: F403
 
 __all__ = (
     _activation.__all__
+    + _activation_ext.__all__
     + _conv.__all__
     + _correlate.__all__
     + _linear.__all__
