@@ -37,7 +37,8 @@ from numba.extending import intrinsic, overload
 from .._config import CACHE
 from .._config import FASTMATH as _FASTMATH
 
-__all__ = ["FASTMATH", "JIT_OPTIONS", "exp", "expm1", "tanh", "log1p_unit", "ndtr", "npdf"]
+__all__ = ["FASTMATH", "JIT_OPTIONS", "exp", "expm1", "tanh", "log1p_unit", "ndtr", "npdf",
+           "ndtr_npdf"]
 
 #: fast-math flags of the functions here and of the kernels that call them
 FASTMATH: frozenset = frozenset(_FASTMATH - {"reassoc"})
@@ -83,6 +84,25 @@ def _ldexp(typingctx, p, nf):
 
 
 @intrinsic
+def _scale2(typingctx, p, nf):
+    """``p * 2**nf`` for an integral float ``nf`` that is a normal exponent (one product)."""
+    if p not in (types.float32, types.float64) or nf != p:
+        return None
+    sig = p(p, nf)
+
+    def codegen(context, builder, signature, args):
+        pv, nv = args
+        single = signature.args[0] == types.float32
+        ity = ir.IntType(32 if single else 64)
+        bias, shift = (127, 23) if single else (1023, 52)
+        bits = builder.shl(builder.add(builder.fptosi(nv, ity), ir.Constant(ity, bias)),
+                           ir.Constant(ity, shift))
+        return builder.fmul(pv, builder.bitcast(bits, pv.type))
+
+    return sig, codegen
+
+
+@intrinsic
 def _head12(typingctx, a):
     """float32 ``a`` with the low 12 of its 24 significand bits cleared: its square is exact."""
     if a != types.float32:
@@ -122,20 +142,18 @@ _M3, _M4, _M5 = _f32(0.008333298), _f32(0.0013933644), _f32(0.00019899276)
 _L0, _L1, _L2 = _f32(0.33333334), _f32(0.19999851), _f32(0.14296292)
 _L3, _L4 = _f32(0.1085166), _f32(0.11619515)
 
-# erf(a) / a as a polynomial in a**2 on a in [0, 0.5], degree 4
-_R0, _R1, _R2 = _f32(1.1283791065216064), _f32(-0.37612608075141907), _f32(0.1128283441066742)
-_R3, _R4 = _f32(-0.026757944375276566), _f32(0.004719505552202463)
-#: where erf's polynomial hands over to erfc's, in x (a = x / sqrt 2 = 0.5: below it 1 - erf(a)
-#: cancels less than 2x)
-_NDTR_SPLIT = _f32(0.7071067811865476)
-# log(erfc(a) * exp(a**2) / t) as a polynomial in t = 2 / (2 + a) on a in [0.5, 12], degree 8
-_C0, _C1, _C2 = _f32(-1.2654591798782349), _f32(0.9986738562583923), _f32(0.3886811137199402)
-_C3, _C4, _C5 = _f32(0.00830284133553505), _f32(0.14732016623020172), _f32(-0.5344026684761047)
-_C6, _C7, _C8 = _f32(0.1483018398284912), _f32(0.22330310940742493), _f32(-0.11497855931520462)
+# The Mills ratio m(u) = Phi(-u) / phi(u) (Phi, phi: the standard normal CDF and density) as
+# t P(t - tm), t = 1 / (1 + 0.35 u), on u in [0, 17], P of degree 8 (relative error 3e-7 in
+# float32 arithmetic): then Phi(-u) = phi(u) m(u), and the density is had along the way
+_MILLS_P, _MILLS_TM = _f32(0.35), _f32(0.5719424486160278)
+_Q0, _Q1, _Q2 = _f32(0.7004022598266602), _f32(0.9651880860328674), _f32(0.7503259181976318)
+_Q3, _Q4, _Q5 = _f32(0.13985784351825714), _f32(-0.24613599479198456), _f32(-0.08702144026756287)
+_Q6, _Q7, _Q8 = _f32(0.13450893759727478), _f32(0.026700496673583984), _f32(-0.07259713113307953)
 #: Phi(-x) and the density are 0 in float32 beyond it (a clamp that keeps inf away from the
 #: bit tricks)
 _NDTR_TOP = _f32(17.0)
-_SQRT1_2 = _f32(0.7071067811865476)
+#: the smallest normal float32 is exp(-87.34); the density's exponential stops there
+_EXP_NORMAL = _f32(-87.33)
 _INV_SQRT_2PI = _f32(0.3989422804014327)
 
 
@@ -193,38 +211,53 @@ def _log1p_unit_f32(w):
 
 
 @_inner
-def _ndtr_tail_f32(u):
-    """Phi(-u) = erfc(a) / 2 with a = u / sqrt 2, for u in [sqrt(2) / 2, 17] (a NaN
-    propagates): ``t exp(-u**2 / 2 + C(t)) / 2``, with ``u**2`` split into an exact square
-    and a small rest so that the exponent is never rounded (``u / sqrt 2`` is rounded, and its
-    square would be off by ``u**2`` float32 units in the last place)."""
-    a = u * _SQRT1_2
-    t = _TWO / (_TWO + a)
-    c = (((((((_C8 * t + _C7) * t + _C6) * t + _C5) * t + _C4) * t + _C3) * t + _C2) * t
-         + _C1) * t + _C0
+def _exp_neg2_f32(hi, lo):
+    """``exp(hi + lo)`` for a sum in [-inf, 0] (NaN gives 0: the callers propagate it by other
+    means), 0 below the smallest normal number: a lighter :func:`_exp2_f32` for the normal
+    density."""
+    x = hi + lo
+    inside = x > _EXP_NORMAL
+    xc = x if inside else _EXP_NORMAL
+    nf = np.floor(xc * _LOG2E + _HALF)
+    r = ((hi - nf * _LN2_HI) + lo) - nf * _LN2_LO
+    p = ((((((_E7 * r + _E6) * r + _E5) * r + _E4) * r + _E3) * r + _E2) * r + _E1) * r + _E0
+    y = _scale2(p, nf)
+    return y if inside else _f32(0.0)
+
+
+@_inner
+def _normal_f32(x):
+    """``(Phi(-|x|), phi(x))``: the density from ``exp(-x**2 / 2)``, with ``x**2`` split into
+    an exact square and a small rest so that the exponent is never rounded, and the tail
+    through the Mills ratio.  NaN gives NaN for the first and 0 for the second."""
+    u = np.abs(x)
+    u = _NDTR_TOP if u > _NDTR_TOP else u
+    t = _ONE / (_ONE + _MILLS_P * u)
+    s = t - _MILLS_TM
+    q = (((((((_Q8 * s + _Q7) * s + _Q6) * s + _Q5) * s + _Q4) * s + _Q3) * s + _Q2) * s
+         + _Q1) * s + _Q0
     uh = _head12(u)
-    return _HALF * t * _exp2_f32(-_HALF * (uh * uh), c - _HALF * ((u - uh) * (u + uh)))
+    e = _exp_neg2_f32(-_HALF * (uh * uh), -_HALF * ((u - uh) * (u + uh)))
+    pdf = _INV_SQRT_2PI * e
+    return pdf * (t * q), pdf
 
 
 @_inner
 def _ndtr_f32(x):
-    u = np.abs(x)
-    u = _NDTR_TOP if u > _NDTR_TOP else u
-    a = u * _SQRT1_2
-    v = a * a
-    erf_small = a * ((((_R4 * v + _R3) * v + _R2) * v + _R1) * v + _R0)
-    tail = _ndtr_tail_f32(_NDTR_SPLIT if u < _NDTR_SPLIT else u)
-    # Phi(x) = (1 + erf(x / sqrt 2)) / 2; lower = Phi(-|x|)
-    lower = _HALF - _HALF * erf_small if u < _NDTR_SPLIT else tail
+    lower, _ = _normal_f32(x)
     return lower if x < _f32(0.0) else _ONE - lower
 
 
 @_inner
 def _npdf_f32(x):
-    u = np.abs(x)
-    u = _NDTR_TOP if u > _NDTR_TOP else u
-    uh = _head12(u)
-    return _INV_SQRT_2PI * _exp2_f32(-_HALF * (uh * uh), -_HALF * ((u - uh) * (u + uh)))
+    _, pdf = _normal_f32(x)
+    return pdf if x == x else x
+
+
+@_inner
+def _ndtr_npdf_f32(x):
+    lower, pdf = _normal_f32(x)
+    return (lower if x < _f32(0.0) else _ONE - lower), pdf
 
 
 # --------------------------------------------------------------------------- float64 kernels
@@ -263,6 +296,11 @@ def _npdf_f64(x):
     return _INV_SQRT_2PI_64 * math.exp(-0.5 * x * x)
 
 
+@_inner
+def _ndtr_npdf_f64(x):
+    return _ndtr_f64(x), _npdf_f64(x)
+
+
 # --------------------------------------------------------------------------- the public names
 
 
@@ -297,6 +335,11 @@ def npdf(x):
     return _INV_SQRT_2PI_64 * math.exp(-0.5 * x * x)
 
 
+def ndtr_npdf(x):
+    """``(ndtr(x), npdf(x))``, sharing the exponential (GELU's gradient needs both)."""
+    return ndtr(x), npdf(x)
+
+
 def _register(public, f32, f64):
     @overload(public, jit_options={"fastmath": set(FASTMATH), "error_model": "numpy"},
               inline="always")
@@ -314,5 +357,6 @@ for _public, _single, _double in (
     (log1p_unit, _log1p_unit_f32, _log1p_unit_f64),
     (ndtr, _ndtr_f32, _ndtr_f64),
     (npdf, _npdf_f32, _npdf_f64),
+    (ndtr_npdf, _ndtr_npdf_f32, _ndtr_npdf_f64),
 ):
     _register(_public, _single, _double)

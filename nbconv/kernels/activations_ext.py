@@ -35,10 +35,6 @@ _ZERO, _HALF, _ONE, _TWO = np.float32(0.0), np.float32(0.5), np.float32(1.0), np
 _THREE, _SIX = np.float32(3.0), np.float32(6.0)
 
 
-def _chunks(n):
-    return (n + _CHUNK - 1) // _CHUNK
-
-
 # --------------------------------------------------------------------------- ELU, SELU, CELU
 # y = x * scale for x > 0, alpha * scale * expm1(x * input_scale) otherwise (PyTorch's elu with
 # negcoef = alpha * scale, poscoef = scale, negiptcoef = input_scale)
@@ -55,7 +51,7 @@ def _elu_fwd_chunk(x, y, negcoef, poscoef, negiptcoef):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _elu_fwd(x, y, negcoef, poscoef, negiptcoef):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _elu_fwd_chunk(x[lo:hi], y[lo:hi], negcoef, poscoef, negiptcoef)
 
@@ -73,7 +69,7 @@ def _elu_bwd_chunk(dy, x, dx, negcoef, poscoef, negiptcoef):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _elu_bwd(dy, x, dx, negcoef, poscoef, negiptcoef):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _elu_bwd_chunk(dy[lo:hi], x[lo:hi], dx[lo:hi], negcoef, poscoef, negiptcoef)
 
@@ -92,7 +88,7 @@ def _gelu_fwd_chunk(x, y):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _gelu_fwd(x, y):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _gelu_fwd_chunk(x[lo:hi], y[lo:hi])
 
@@ -101,13 +97,14 @@ def _gelu_fwd(x, y):
 def _gelu_bwd_chunk(dy, x, dx):
     for i in range(x.size):
         v = x[i]
-        dx[i] = dy[i] * (_vm.ndtr(v) + v * _vm.npdf(v))
+        cdf, pdf = _vm.ndtr_npdf(v)
+        dx[i] = dy[i] * (cdf + v * pdf)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _gelu_bwd(dy, x, dx):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _gelu_bwd_chunk(dy[lo:hi], x[lo:hi], dx[lo:hi])
 
@@ -128,7 +125,7 @@ def _gelu_tanh_fwd_chunk(x, y, k, kappa):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _gelu_tanh_fwd(x, y, k, kappa):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _gelu_tanh_fwd_chunk(x[lo:hi], y[lo:hi], k, kappa)
 
@@ -148,7 +145,7 @@ def _gelu_tanh_bwd_chunk(dy, x, dx, k, kappa):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _gelu_tanh_bwd(dy, x, dx, k, kappa):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _gelu_tanh_bwd_chunk(dy[lo:hi], x[lo:hi], dx[lo:hi], k, kappa)
 
@@ -170,7 +167,7 @@ def _silu_fwd_chunk(x, y):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _silu_fwd(x, y):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _silu_fwd_chunk(x[lo:hi], y[lo:hi])
 
@@ -190,7 +187,7 @@ def _silu_bwd_chunk(dy, x, dx):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _silu_bwd(dy, x, dx):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _silu_bwd_chunk(dy[lo:hi], x[lo:hi], dx[lo:hi])
 
@@ -214,7 +211,7 @@ def _mish_fwd_chunk(x, y):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _mish_fwd(x, y):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _mish_fwd_chunk(x[lo:hi], y[lo:hi])
 
@@ -237,7 +234,7 @@ def _mish_bwd_chunk(dy, x, dx):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _mish_bwd(dy, x, dx):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _mish_bwd_chunk(dy[lo:hi], x[lo:hi], dx[lo:hi])
 
@@ -260,7 +257,7 @@ def _hardswish_fwd_chunk(x, y):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _hardswish_fwd(x, y):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _hardswish_fwd_chunk(x[lo:hi], y[lo:hi])
 
@@ -278,7 +275,7 @@ def _hardswish_bwd_chunk(dy, x, dx):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _hardswish_bwd(dy, x, dx):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _hardswish_bwd_chunk(dy[lo:hi], x[lo:hi], dx[lo:hi])
 
@@ -300,7 +297,7 @@ def _hardsigmoid_fwd_chunk(x, y):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _hardsigmoid_fwd(x, y):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _hardsigmoid_fwd_chunk(x[lo:hi], y[lo:hi])
 
@@ -316,7 +313,7 @@ def _hardsigmoid_bwd_chunk(dy, x, dx):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _hardsigmoid_bwd(dy, x, dx):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _hardsigmoid_bwd_chunk(dy[lo:hi], x[lo:hi], dx[lo:hi])
 
@@ -337,7 +334,7 @@ def _relu6_fwd_chunk(x, y):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _relu6_fwd(x, y):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _relu6_fwd_chunk(x[lo:hi], y[lo:hi])
 
@@ -352,7 +349,7 @@ def _relu6_bwd_chunk(dy, x, dx):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _relu6_bwd(dy, x, dx):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _relu6_bwd_chunk(dy[lo:hi], x[lo:hi], dx[lo:hi])
 
@@ -375,7 +372,7 @@ def _softplus_fwd_chunk(x, y, beta, threshold):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _softplus_fwd(x, y, beta, threshold):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _softplus_fwd_chunk(x[lo:hi], y[lo:hi], beta, threshold)
 
@@ -394,7 +391,7 @@ def _softplus_bwd_chunk(dy, x, dx, beta, threshold):
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _softplus_bwd(dy, x, dx, beta, threshold):
     n = x.size
-    for ch in numba.prange(_chunks(n)):
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
         lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
         _softplus_bwd_chunk(dy[lo:hi], x[lo:hi], dx[lo:hi], beta, threshold)
 
