@@ -7,6 +7,8 @@ Every layer has ``forward``/``backward``/``parameters``/``train``/``eval``/``sta
 
 from .config import from_config, register, to_config
 from ..losses import CrossEntropyLoss, L1Loss, MSELoss
+from .activations import *  # noqa: F403
+from .activations import __all__ as _activations
 from .containers import Add, Concat, Graph, Identity, ModuleList, Sequential
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layers
@@ -21,7 +23,7 @@ from .module import (
 )
 from .summary import summary
 
-__all__ = _layers + [
+__all__ = _layers + _activations + [
     "Add", "Concat", "Graph", "Identity", "ModuleList", "Sequential", "Module", "Parameter",
     "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "default_rng", "register",
     "to_config", "from_config", "summary", "CrossEntropyLoss", "MSELoss", "L1Loss",

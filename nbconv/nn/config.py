@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from . import containers, layers
+from . import activations, containers, layers
 from .module import Module
 
 _REGISTRY: dict[str, type] = {}
@@ -50,6 +50,8 @@ def register(cls: type) -> type:
 
 for _name in layers.__all__:
     register(getattr(layers, _name))
+for _name in activations.__all__:
+    register(getattr(activations, _name))
 for _cls in (containers.Concat, containers.Add, containers.Identity):
     register(_cls)
 
