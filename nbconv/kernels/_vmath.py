@@ -37,8 +37,8 @@ from numba.extending import intrinsic, overload
 from .._config import CACHE
 from .._config import FASTMATH as _FASTMATH
 
-__all__ = ["FASTMATH", "JIT_OPTIONS", "exp", "expm1", "tanh", "log1p_unit", "ndtr", "npdf",
-           "ndtr_npdf"]
+__all__ = ["FASTMATH", "JIT_OPTIONS", "exp", "expm1", "tanh", "tanh_parts", "log1p_unit",
+           "ndtr", "npdf", "ndtr_npdf"]
 
 #: fast-math flags of the functions here and of the kernels that call them
 FASTMATH: frozenset = frozenset(_FASTMATH - {"reassoc"})
@@ -179,7 +179,8 @@ def _exp_f32(x):
 
 
 @_inner
-def _expm1_f32(x):
+def _expm1_exp_f32(x):
+    """``(expm1(x), exp(x))`` from one range reduction."""
     xc = _EXP_LO if x < _EXP_LO else x
     xc = _EXP_HI if xc > _EXP_HI else xc
     xc = xc if xc == xc else _f32(0.0)
@@ -189,18 +190,30 @@ def _expm1_f32(x):
     # 2**n * (em + 1) - 1: for small n as s*em + (s - 1), exact around 0 (n == 0 gives em);
     # for large n without forming 2**n alone (2**128 overflows where the result does not)
     s = _ldexp(_ONE, nf)
+    e = _ldexp(em + _ONE, nf)
     small = s * em + (s - _ONE)
-    large = _ldexp(em + _ONE, nf) - _ONE
-    y = small if nf < _f32(100.0) else large
-    return y if x == x else x
+    y = small if nf < _f32(100.0) else e - _ONE
+    return (y if x == x else x), (e if x == x else x)
+
+
+@_inner
+def _expm1_f32(x):
+    return _expm1_exp_f32(x)[0]
+
+
+@_inner
+def _tanh_parts_f32(x):
+    a = np.abs(x)
+    # from e**(-2|x|) in (0, 1]: no overflow for any x, and 1 - |tanh| without cancellation
+    em1, e = _expm1_exp_f32(-_TWO * a)
+    r = _ONE / (_ONE + e)
+    t = -em1 * r
+    return (t if x >= _f32(0.0) else -t), _TWO * e * r  # (NaN takes -t and stays NaN)
 
 
 @_inner
 def _tanh_f32(x):
-    a = np.abs(x)
-    e = _expm1_f32(-_TWO * a)  # in (-1, 0]: no overflow for any x
-    t = -e / (_TWO + e)
-    return t if x >= _f32(0.0) else -t  # (NaN takes the second branch and stays NaN)
+    return _tanh_parts_f32(x)[0]
 
 
 @_inner
@@ -282,6 +295,12 @@ def _tanh_f64(x):
 
 
 @_inner
+def _tanh_parts_f64(x):
+    e = math.exp(-2.0 * abs(x))
+    return math.tanh(x), 2.0 * e / (1.0 + e)
+
+
+@_inner
 def _log1p_unit_f64(w):
     return math.log1p(w)
 
@@ -319,6 +338,13 @@ def tanh(x):
     return math.tanh(x)
 
 
+def tanh_parts(x):
+    """``(tanh(x), 1 - |tanh(x)|)``, the second accurate where ``tanh`` rounds to +-1 (the
+    derivative ``1 - tanh**2`` is ``d (2 - d)`` with ``d`` the second)."""
+    t = math.tanh(x)
+    return t, 1.0 - abs(t)
+
+
 def log1p_unit(w):
     """``log(1 + w)`` for ``w`` in [0, 1] (NaN propagates)."""
     return math.log1p(w)
@@ -354,6 +380,7 @@ for _public, _single, _double in (
     (exp, _exp_f32, _exp_f64),
     (expm1, _expm1_f32, _expm1_f64),
     (tanh, _tanh_f32, _tanh_f64),
+    (tanh_parts, _tanh_parts_f32, _tanh_parts_f64),
     (log1p_unit, _log1p_unit_f32, _log1p_unit_f64),
     (ndtr, _ndtr_f32, _ndtr_f64),
     (npdf, _npdf_f32, _npdf_f64),

@@ -110,16 +110,19 @@ def _gelu_bwd(dy, x, dx):
 
 
 # --------------------------------------------------------------------------- GELU, tanh form
-# y = x (1 + tanh(k (x + 0.044715 x**3))) / 2, k = sqrt(2 / pi); ``k`` and ``kappa`` come in
-# the arrays' dtype
+# y = x (1 + tanh(u)) / 2, u = k (x + 0.044715 x**3), k = sqrt(2 / pi) (``k`` and ``kappa`` in
+# the arrays' dtype).  With d = 1 - |tanh(u)| (from the exponential, not by cancellation):
+# 1 + tanh(u) = d for u < 0 and 2 - d otherwise, 1 - tanh(u)**2 = d (2 - d); PyTorch's
+# ``1 + t`` and ``1 - t*t`` lose every digit in float32 once |t| rounds to 1.
 
 
 @numba.njit(**JIT_OPTIONS)
 def _gelu_tanh_fwd_chunk(x, y, k, kappa):
     for i in range(x.size):
         v = x[i]
-        t = _vm.tanh(k * (v + kappa * (v * v * v)))
-        y[i] = (v * _HALF) * (_ONE + t)
+        u = k * (v + kappa * (v * v * v))
+        t, d = _vm.tanh_parts(u)
+        y[i] = (v * _HALF) * (d if u < _ZERO else _TWO - d)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
@@ -136,10 +139,12 @@ def _gelu_tanh_bwd_chunk(dy, x, dx, k, kappa):
     for i in range(x.size):
         v = x[i]
         v2 = v * v
-        t = _vm.tanh(k * (v + kappa * (v2 * v)))
-        # PyTorch's order: (1 + t) / 2 + (x / 2) (1 - t**2) k (1 + 3 kappa x**2)
-        left = (v * _HALF) * ((_ONE - t * t) * (k * (_ONE + three_kappa * v2)))
-        dx[i] = dy[i] * ((_ONE + t) * _HALF + left)
+        u = k * (v + kappa * (v2 * v))
+        t, d = _vm.tanh_parts(u)
+        one_plus_t = d if u < _ZERO else _TWO - d
+        # PyTorch's (1 + t) / 2 + (x / 2) (1 - t**2) k (1 + 3 kappa x**2)
+        right = (v * _HALF) * ((d * (_TWO - d)) * (k * (_ONE + three_kappa * v2)))
+        dx[i] = dy[i] * (one_plus_t * _HALF + right)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
