@@ -10,11 +10,12 @@ the gradient checks, and PyTorch's float64 kernels agree with it to rounding).
 
 Each function below is called from ``@njit`` code with a float32 or float64 scalar and returns
 the same type.  Accuracy of the float32 versions against float64 over dense grids (checked by
-``tests/test_activations_ext.py``): ``exp`` and ``expm1`` within 2 ulp, ``tanh``, ``log1p_unit``
-and ``npdf`` within 3, ``ndtr`` within 7 ulp over the whole line (its lower tail comes from
-``erfc``, where PyTorch's float32 ``1 + erf(x)`` has no correct digit left below x = -6).  NaN
-propagates; ``exp(-inf) == 0``, ``exp(inf) == inf``, overflow gives inf and underflow 0 (or a
-subnormal), as in the C library; the sign of a zero result is not kept (``nsz``).
+``tests/test_activations_ext.py``): ``exp`` and ``expm1`` within 2 ulp, ``tanh`` and ``npdf``
+within 3, ``log1p_unit`` within 4, ``ndtr`` within 7 ulp over the whole line (its lower tail
+comes from the Mills ratio, where PyTorch's float32 ``1 + erf(x)`` has no correct digit left
+below x = -6).  NaN propagates; ``exp(-inf) == 0``, ``exp(inf) == inf``, overflow gives inf and
+underflow 0 (or a subnormal), as in the C library; the sign of a zero result is not kept
+(``nsz``).
 
 The polynomial coefficients were fitted here by least squares on Chebyshev nodes (in float64,
 then rounded to float32) to the functions named in each comment.
