@@ -147,8 +147,8 @@ def prelu(x, weight):
     --------
     >>> import numpy as np, nbconv as nc
     >>> nc.prelu(np.array([[-2.0, 3.0], [-1.0, -4.0]]), np.array([0.5, 0.25]))
-    array([[-1.  ,  3.  ],
-           [-0.5 , -1.  ]])
+    array([[-1. ,  3. ],
+           [-0.5, -1. ]])
     """
     x, x3, w = _prelu_views("prelu", x, weight)
     y = np.empty_like(x)
@@ -404,7 +404,7 @@ def gelu_backward(dy, x, approximate="none"):
     --------
     >>> import numpy as np, nbconv as nc
     >>> nc.gelu_backward(np.ones(2), np.array([0.0, 1.0])).round(6)
-    array([0.5     , 1.082964])
+    array([0.5     , 1.083315])
     """
     op = "gelu_backward"
     if check_approximate(op, approximate) == "tanh":
@@ -500,7 +500,7 @@ def mish_backward(dy, x):
     --------
     >>> import numpy as np, nbconv as nc
     >>> nc.mish_backward(np.ones(2), np.array([0.0, 1.0])).round(6)
-    array([0.6     , 1.049002])
+    array([0.6     , 1.049036])
     """
     return _binary(_k._mish_bwd, "mish_backward", dy, x)
 
