@@ -694,3 +694,158 @@ def test_bench_activations_quick(tmp_path):
         assert r["nbconv_ms"] > 0
         if data["machine"]["torch"]:
             assert r["check_ok"] and r["ratio"] > 0
+
+
+# --------------------------------------------------------------------------- ONNX
+
+
+def _onnx():
+    onnx = pytest.importorskip("onnx", reason="onnx not installed: pip install 'nbconv[onnx]'")
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    return onnx, ort
+
+
+def _ort_run(ort, path, x):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def _all_activations():
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.PReLU(4, init=0.2), nn.ELU(alpha=0.5), nn.SELU(),
+        nn.CELU(alpha=1.5), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.Mish(),
+        nn.Hardswish(), nn.Hardsigmoid(), nn.ReLU6(), nn.Softplus(), nn.Softplus(beta=2.0),
+        nn.Flatten(), nn.Linear(4 * 5 * 5, 3), nn.PReLU())
+
+
+def _scaled_close(a, b, rtol):
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, float(np.abs(b).max())))
+
+
+def test_onnx_export_runs_in_onnxruntime_and_loads_back(tmp_path):
+    onnx, ort = _onnx()
+    nc.manual_seed(3)
+    model = _all_activations().eval()
+    model[1].weight.data[:] = [0.1, -0.3, 0.25, 0.6]
+    model[16].weight.data[:] = [-0.2]
+    rng = np.random.default_rng(30)
+    x = 2 * rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    path = nc.onnx.export(model, tmp_path / "acts.onnx", x.shape)
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto, full_check=True)
+    ops = [n.op_type for n in proto.graph.node]
+    assert {"PRelu", "Elu", "Selu", "Celu", "Gelu", "Sigmoid", "Mish", "HardSwish",
+            "HardSigmoid", "Clip", "Softplus"} <= set(ops)
+    assert proto.opset_import[0].version == 20  # Gelu
+    with nc.no_grad():
+        want = model(x)
+    _scaled_close(_run := _ort_run(ort, path, x), want, 2e-5)
+    assert _run.shape == want.shape
+
+    g = nc.onnx.load(path)
+    kinds = [type(m).__name__ for _, m, _ in g.nodes]
+    for name in ("PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Hardswish",
+                 "Hardsigmoid", "ReLU6", "Softplus"):
+        assert name in kinds, (name, kinds)
+    assert kinds.count("PReLU") == 2 and kinds.count("GELU") == 2
+    dy = rng.standard_normal(want.shape).astype(np.float32)
+    for m in (model, g):
+        m.zero_grad()
+    y0, y1 = model.forward(x), g.forward(x)
+    _scaled_close(y1, y0, 1e-6)
+    dx0, dx1 = model.backward(dy), g.backward(dy)
+    _scaled_close(dx1, dx0, 1e-5)
+    for p in g.parameters():  # its twin: the parameter holding the same values
+        (q,) = [q for q in model.parameters()
+                if q.data.shape == p.data.shape and np.array_equal(q.data, p.data)]
+        _scaled_close(p.grad, q.grad, 1e-5)
+
+
+def test_onnx_opsets_and_refusals(tmp_path):
+    onnx, _ = _onnx()
+    model = nn.Sequential(nn.Conv2d(1, 2, 1), nn.GELU())
+    with pytest.raises(ValueError, match="opset >= 20"):
+        nc.onnx.export(model, tmp_path / "g.onnx", (1, 1, 3, 3), opset=17)
+    path = nc.onnx.export(nn.Sequential(nn.Conv2d(1, 2, 1), nn.Mish()), tmp_path / "m.onnx",
+                          (1, 1, 3, 3))
+    assert onnx.load(path).opset_import[0].version == 18 or \
+        onnx.load(path).opset_import[0].version >= nc.onnx.DEFAULT_OPSET
+
+    h = onnx.helper
+
+    def one(op, shape=(1, 3, 2, 2), inits=(), **attrs):
+        x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(shape))
+        y = h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, list(shape))
+        node = h.make_node(op, ["x"] + [i.name for i in inits], ["y"], name="n", **attrs)
+        p = tmp_path / f"{op}.onnx"
+        onnx.save(h.make_model(h.make_graph([node], "g", [x], [y], initializer=list(inits)),
+                               opset_imports=[h.make_opsetid("", 20)]), p)
+        return p
+
+    slope = onnx.numpy_helper.from_array(np.ones(2, np.float32), "slope")  # along the last axis
+    with pytest.raises(nc.onnx.UnsupportedOpError, match="one per channel"):
+        nc.onnx.load(one("PRelu", inits=[slope]))
+    with pytest.raises(nc.onnx.UnsupportedOpError, match="alpha=0.2"):
+        nc.onnx.load(one("HardSigmoid"))  # ONNX's default slope, not PyTorch's 1/6
+    with pytest.raises(nc.onnx.UnsupportedOpError, match="gamma=3.0"):
+        nc.onnx.load(one("Selu", gamma=3.0))
+    g = nc.onnx.load(one("Elu", alpha=0.3))
+    assert [type(m).__name__ for _, m, _ in g.nodes] == ["ELU"]
+    assert g.nodes[0][1]._config["alpha"] == pytest.approx(0.3)
+
+
+def test_onnx_export_of_a_pytorch_style_module(tmp_path):
+    _, ort = _onnx()
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 3, padding=1)
+
+        def forward(self, x):
+            h = nc.gelu(self.conv(x), approximate="tanh")
+            h = nc.elu(h, alpha=0.4) + nc.silu(h) + nc.mish(h) + nc.celu(h, 2.0)
+            h = nc.hardswish(h) + nc.hardsigmoid(h) + nc.relu6(h) + nc.selu(h)
+            return nc.softplus(h) + nc.gelu(h)
+
+    nc.manual_seed(4)
+    model = Net()
+    x = np.random.default_rng(31).standard_normal((2, 2, 4, 4)).astype(np.float32)
+    path = nc.onnx.export(model, tmp_path / "py.onnx", x.shape)
+    with nc.no_grad():
+        want = model(x)
+    _scaled_close(_ort_run(ort, path, x), want, 2e-5)
+
+
+def test_onnx_files_from_pytorch_load_and_agree(tmp_path):
+    onnx, _ = _onnx()
+    torch = _torch()
+    import warnings
+
+    tnn = torch.nn
+    torch.manual_seed(5)
+    twin = tnn.Sequential(
+        tnn.Conv2d(2, 4, 3, padding=1), tnn.PReLU(4), tnn.ELU(0.5), tnn.SELU(), tnn.CELU(1.5),
+        tnn.GELU(), tnn.GELU(approximate="tanh"), tnn.SiLU(), tnn.Mish(), tnn.Hardswish(),
+        tnn.Hardsigmoid(), tnn.ReLU6(), tnn.Softplus(), tnn.Softplus(beta=2.0), tnn.Flatten(),
+        tnn.Linear(4 * 5 * 5, 3), tnn.PReLU()).eval()
+    x = 2 * np.random.default_rng(32).standard_normal((2, 2, 5, 5)).astype(np.float32)
+    path = tmp_path / "torch.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(twin, (torch.tensor(x),), str(path), dynamo=False, opset_version=20,
+                          input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+    g = nc.onnx.load(path)
+    kinds = [type(m).__name__ for _, m, _ in g.nodes]
+    for name in ("PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Hardswish",
+                 "Hardsigmoid", "ReLU6", "Softplus"):
+        assert name in kinds, (name, kinds)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = twin(tx)
+    dy = np.random.default_rng(33).standard_normal(ty.shape).astype(np.float32)
+    ty.backward(torch.tensor(dy))
+    g.train()
+    y = g.forward(x)
+    _scaled_close(y, ty.detach().numpy(), 2e-5)
+    _scaled_close(g.backward(dy), tx.grad.numpy(), 2e-5)
