@@ -518,7 +518,10 @@ def export(model, path, input_shape, opset=None, *, dynamic_batch=True):
         GlobalAvgPool2d, Linear (``Gemm``; ``MatMul`` + ``Add`` on inputs of more than two
         axes), Flatten, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, Dropout (the identity at
         inference), BatchNorm1d/2d (running statistics), LocalResponseNorm (odd sizes),
-        Concat, Add, and the layers of :mod:`nbconv.onnx.layers`.
+        Concat, Add, the layers of :mod:`nbconv.onnx.layers`, and PReLU, ELU, SELU, CELU,
+        GELU (``Gelu``, opset 20), SiLU (``Sigmoid`` and ``Mul``), Mish (opset 18),
+        Hardswish (opset 14), Hardsigmoid, ReLU6 (``Clip``), Softplus (``beta`` as ``Mul``
+        and ``Div``; ONNX's has no linear region, within ``exp(-threshold)`` of PyTorch's).
 
         Or a PyTorch-style ``Module`` subclass whose ``forward`` has no hand-written
         ``backward`` (anywhere in the model, e.g. the blocks of a ``Sequential``): its

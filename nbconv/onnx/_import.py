@@ -846,7 +846,10 @@ def load(path) -> _nn.Graph:
 
     Supported operators: Conv (1-D/2-D, groups, dilation, pads, auto_pad), Gemm, MatMul (a
     constant operand), Add/Sum, Sub/Mul/Div with a constant operand, Relu, LeakyRelu,
-    Sigmoid, Tanh, Softmax, LogSoftmax, Clip (ReLU6), Dropout, BatchNormalization, LRN (odd
+    Sigmoid, Tanh, Softmax, LogSoftmax, Clip (ReLU6), PRelu (one slope or one per channel),
+    Elu, Selu and HardSigmoid (PyTorch's constants), Celu, Gelu, Mish, HardSwish, Softplus,
+    ``x * Sigmoid(x)`` and ``x * Tanh(Softplus(x))`` (PyTorch's SiLU and Mish, as layers of
+    those names), Dropout, BatchNormalization, LRN (odd
     sizes) and the node chains PyTorch writes for ``LocalResponseNorm`` (any size), MaxPool,
     AveragePool, GlobalAveragePool, ReduceMean over H and W, Flatten (axis 1), Reshape,
     Squeeze, Unsqueeze, Slice, Pad, Concat, Identity, and computations on constants or
