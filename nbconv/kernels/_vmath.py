@@ -38,8 +38,8 @@ from numba.extending import intrinsic, overload
 from .._config import CACHE
 from .._config import FASTMATH as _FASTMATH
 
-__all__ = ["FASTMATH", "JIT_OPTIONS", "exp", "expm1", "tanh", "tanh_parts", "log1p_unit",
-           "ndtr", "npdf", "ndtr_npdf"]
+__all__ = ["FASTMATH", "JIT_OPTIONS", "exp", "exp_neg", "expm1", "tanh", "tanh_parts",
+           "log1p_unit", "ndtr", "npdf", "ndtr_npdf"]
 
 #: fast-math flags of the functions here and of the kernels that call them
 FASTMATH: frozenset = frozenset(_FASTMATH - {"reassoc"})
@@ -240,6 +240,12 @@ def _exp_neg2_f32(hi, lo):
 
 
 @_inner
+def _exp_neg_f32(x):
+    y = _exp_neg2_f32(x, _f32(0.0))
+    return y if x == x else x
+
+
+@_inner
 def _normal_f32(x):
     """``(Phi(-|x|), phi(x))``: the density from ``exp(-x**2 / 2)``, with ``x**2`` split into
     an exact square and a small rest so that the exponent is never rounded, and the tail
@@ -286,6 +292,11 @@ def _exp_f64(x):
 
 
 @_inner
+def _exp_neg_f64(x):
+    return math.exp(x)
+
+
+@_inner
 def _expm1_f64(x):
     return math.expm1(x)
 
@@ -326,6 +337,12 @@ def _ndtr_npdf_f64(x):
 
 def exp(x):
     """``e**x``."""
+    return math.exp(x)
+
+
+def exp_neg(x):
+    """``e**x`` for ``x <= 0`` (positive ``x`` gives garbage), lighter than :func:`exp`: 0
+    where the result would be subnormal (``x < -87.3`` in float32)."""
     return math.exp(x)
 
 
@@ -379,6 +396,7 @@ def _register(public, f32, f64):
 
 for _public, _single, _double in (
     (exp, _exp_f32, _exp_f64),
+    (exp_neg, _exp_neg_f32, _exp_neg_f64),
     (expm1, _expm1_f32, _expm1_f64),
     (tanh, _tanh_f32, _tanh_f64),
     (tanh_parts, _tanh_parts_f32, _tanh_parts_f64),

@@ -31,6 +31,11 @@ _CHUNK = 4096
 
 # Constants as float32: numba types a bare ``3`` as int64 and ``0.5`` as float64, either of
 # which would promote float32 arithmetic to float64; these are exact in both dtypes.
+#
+# A zeroed gradient is written as ``copysign(0, g)`` rather than ``0``: LLVM turns
+# ``dy[i] if c else 0`` into a masked load from memory, which AMD's Zen 4 runs slowly (ReLU6's
+# backward pass over 4M float32 values: 1.2 ms against 0.9 with the copysign, PyTorch's 1.0);
+# the sign of a zero is not kept anyway (``nsz``).
 _ZERO, _HALF, _ONE, _TWO = np.float32(0.0), np.float32(0.5), np.float32(1.0), np.float32(2.0)
 _THREE, _SIX = np.float32(3.0), np.float32(6.0)
 
@@ -163,7 +168,7 @@ def _gelu_tanh_bwd(dy, x, dx, k, kappa):
 def _silu_fwd_chunk(x, y):
     for i in range(x.size):
         v = x[i]
-        e = _vm.exp(-np.abs(v))
+        e = _vm.exp_neg(-np.abs(v))
         r = _ONE / (_ONE + e)
         s = r if v >= _ZERO else e * r
         y[i] = v * s
@@ -181,7 +186,7 @@ def _silu_fwd(x, y):
 def _silu_bwd_chunk(dy, x, dx):
     for i in range(x.size):
         v = x[i]
-        e = _vm.exp(-np.abs(v))
+        e = _vm.exp_neg(-np.abs(v))
         r = _ONE / (_ONE + e)
         s = r if v >= _ZERO else e * r  # sigmoid(x)
         c = e * r if v >= _ZERO else r  # 1 - sigmoid(x), without cancellation
@@ -312,7 +317,7 @@ def _hardsigmoid_bwd_chunk(dy, x, dx):
     for i in range(x.size):
         v = x[i]
         inside = dy[i] / _SIX
-        dx[i] = inside if (v > -_THREE) & (v < _THREE) else _ZERO
+        dx[i] = inside if (v > -_THREE) & (v < _THREE) else np.copysign(_ZERO, inside)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
@@ -348,7 +353,8 @@ def _relu6_fwd(x, y):
 def _relu6_bwd_chunk(dy, x, dx):
     for i in range(x.size):
         v = x[i]
-        dx[i] = dy[i] if (v > _ZERO) & (v < _SIX) else _ZERO
+        g = dy[i]
+        dx[i] = g if (v > _ZERO) & (v < _SIX) else np.copysign(_ZERO, g)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
@@ -370,7 +376,7 @@ def _softplus_fwd_chunk(x, y, beta, threshold):
         v = x[i]
         z = v * beta
         pos = z if z > _ZERO else _ZERO
-        soft = (pos + _vm.log1p_unit(_vm.exp(-np.abs(z)))) / beta
+        soft = (pos + _vm.log1p_unit(_vm.exp_neg(-np.abs(z)))) / beta
         y[i] = v if z > threshold else soft
 
 
@@ -387,7 +393,7 @@ def _softplus_bwd_chunk(dy, x, dx, beta, threshold):
     for i in range(x.size):
         g = dy[i]
         z = x[i] * beta
-        e = _vm.exp(-np.abs(z))
+        e = _vm.exp_neg(-np.abs(z))
         r = _ONE / (_ONE + e)
         s = r if z >= _ZERO else e * r  # sigmoid(z)
         dx[i] = g if z > threshold else g * s
