@@ -117,6 +117,29 @@ def test_forward_and_gradient_match_the_references(case, shape, dtype, seed):
     np.testing.assert_array_equal(dy, dy_before)  # dy is never modified
 
 
+@given(op=st.sampled_from(["elu", "celu", "softplus", "gelu"]),
+       a=st.floats(-3, 3).filter(lambda v: abs(v) > 0.05), t=st.floats(-5, 30),
+       approx=st.sampled_from(["none", "tanh"]), seed=st.integers(0, 2**32 - 1),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_hyperparameter_sweep_matches_the_references(op, a, t, approx, seed, dtype):
+    kw = {"elu": {"alpha": a}, "celu": {"alpha": a}, "softplus": {"beta": a, "threshold": t},
+          "gelu": {"approximate": approx}}[op]
+    rng = np.random.default_rng(seed)
+    x = _sample(rng, (3, 17), dtype)
+    if op == "softplus":  # off the linear region's edge, where float32 rounding decides
+        x = np.where(np.abs(x * a - t) < 1e-3 * max(1.0, abs(t)), x + 0.01, x).astype(dtype)
+        kw["threshold"] = float(dtype(t))  # (PyTorch and nbconv compare in the input's dtype)
+    if op == "celu" and a < 0:
+        # exp(x / alpha) grows without bound for x < 0: its float32 argument's rounding
+        # (|x / alpha| float32 ulps, PyTorch's too) must stay within the tolerance
+        x = np.maximum(x, -10 * abs(a)).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    fwd, bwd = getattr(nc, op), getattr(nc, f"{op}_backward")
+    _assert_close(fwd(x, **kw), getattr(R, f"{op}_ref")(x, **kw), dtype, f"{op} {kw}")
+    _assert_close(bwd(dy, x, **kw), getattr(R, f"{op}_grad_ref")(dy, x, **kw), dtype,
+                  f"{op}_backward {kw}")
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kinks_and_wide_ranges_match_the_references(case, dtype):
