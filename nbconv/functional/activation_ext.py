@@ -359,8 +359,9 @@ def gelu(x, approximate="none"):
     """Gaussian error linear unit: ``x * Phi(x)``, Phi the standard normal CDF.
 
     ``approximate="tanh"`` gives ``x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x**3)))``
-    (PyTorch's two forms).  The exact form computes Phi from ``erfc`` in the lower tail, so
-    that ``gelu(-10)`` is ``-7.6e-23`` rather than ``1 + erf`` cancelled to 0.
+    (PyTorch's two forms).  The exact form computes Phi without cancellation in the lower
+    tail, so that ``gelu(-10)`` is ``-7.6e-23`` rather than ``1 + erf`` cancelled to 0, and
+    ``gelu(inf)`` is inf in both dtypes (PyTorch's float32 gives NaN there, its float64 inf).
 
     Parameters
     ----------
