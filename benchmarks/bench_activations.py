@@ -108,6 +108,7 @@ def time_op(name, x, dy, w, torch, args) -> dict:
         row["min_ratio"] = row["nbconv_min_ms"] / row["torch_min_ms"]
         row["fwd_ratio"] = row["nbconv_fwd_ms"] / row["torch_fwd_ms"]
         row["meets_target"] = row["ratio"] <= 1.0
+        row["meets_target_min"] = row["min_ratio"] <= 1.0
     return row
 
 
@@ -161,9 +162,14 @@ def main(argv=None) -> int:
     print_table(rows, torch is not None)
     print(f"load average before {info['load_average']}, after {info['load_average_after']}")
     if torch is not None:
-        slower = [r["op"] for r in rows if not r["meets_target"]]
-        print("target (ratio <= 1.0): " + ("met by all" if not slower
-                                           else f"missed by {', '.join(slower)}"))
+        for what, key in (("medians", "meets_target"), ("fastest runs", "meets_target_min")):
+            slower = [r["op"] for r in rows if not r[key]]
+            print(f"target (ratio <= 1.0), {what}: "
+                  + ("met by all" if not slower else f"missed by {', '.join(slower)}"))
+        if info["load_average"] and info["load_average"][0] > (info["usable_cores"] or 1):
+            print("(a loaded machine: a call whose thread is descheduled at a barrier takes a "
+                  "scheduler slice, 8 or 16 ms here; the ratio of the fastest runs is the "
+                  "steadier figure)")
     _common.write_json(args.json, {
         "benchmark": "activations", "machine": info, "quick": args.quick,
         "shape": list(shape), "dtype": "float32", "threads": args.threads,
