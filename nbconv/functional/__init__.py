@@ -8,6 +8,7 @@ live in this package.
 from . import activation as _activation
 from . import adaptive_pool as _adaptive_pool
 from . import channel_dropout as _channel_dropout
+from . import activation_ext as _activation_ext
 from . import conv as _conv
 from . import correlate as _correlate
 from . import linear as _linear
@@ -22,6 +23,7 @@ from .._checks import conv_output_size
 from .activation import *  # noqa: F403
 from .adaptive_pool import *  # noqa: F403
 from .channel_dropout import *  # noqa: F403
+from .activation_ext import *  # noqa: F403
 from .conv import *  # noqa: F403
 from .correlate import *  # noqa: F403
 from .linear import *  # noqa: F403
@@ -33,6 +35,7 @@ from .shape import *  # noqa: F403
 
 __all__ = (
     _activation.__all__
+    + _activation_ext.__all__
     + _conv.__all__
     + _correlate.__all__
     + _linear.__all__

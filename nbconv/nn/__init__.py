@@ -8,6 +8,8 @@ Every layer has ``forward``/``backward``/``parameters``/``train``/``eval``/``sta
 from .config import from_config, register, to_config
 from ..losses import *  # noqa: F403
 from ..losses import __all__ as _losses
+from .activations import *  # noqa: F403
+from .activations import __all__ as _activations
 from .containers import Add, Concat, Graph, Identity, ModuleList, Sequential
 from .layers import *  # noqa: F403
 from .layers import __all__ as _layers
@@ -27,7 +29,7 @@ from .module import (
 from .summary import summary
 from . import init, utils
 
-__all__ = _layers + _pooling + _norms + [
+__all__ = _layers + _pooling + _norms + _activations + [
     "Add", "Concat", "Graph", "Identity", "ModuleList", "Sequential", "Module", "Parameter",
     "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "default_rng", "register",
     "to_config", "from_config", "summary", "CrossEntropyLoss", "MSELoss", "L1Loss",

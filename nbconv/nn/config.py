@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from . import containers, layers, norms, pooling
+from . import activations, containers, layers, norms, pooling
 from .module import Module
 
 _REGISTRY: dict[str, type] = {}
@@ -54,6 +54,8 @@ for _name in pooling.__all__:
     register(getattr(pooling, _name))
 for _name in norms.__all__:
     register(getattr(norms, _name))
+for _name in activations.__all__:
+    register(getattr(activations, _name))
 for _cls in (containers.Concat, containers.Add, containers.Identity):
     register(_cls)
 

@@ -329,6 +329,64 @@ def _traced_op(b, m, path, xs, vs, y):
     return b.node("Div", [total, count], path)
 
 
+# -- issue 27's activations ------------------------------------------------------------------
+def _needs(b, opset: int) -> None:
+    b.need_opset = max(b.need_opset, opset)
+
+
+def _prelu(b, m, path, xs, vs, y):
+    w = m.weight.data
+    nd = vs[0].ndim
+    # ONNX broadcasts the slope from the last axis: one per channel is (C, 1, ..., 1)
+    shape = (w.size,) + (1,) * (nd - 2) if w.size > 1 and nd >= 2 else (w.size,)
+    return b.node("PRelu", [xs[0], b.const(f"{path}.weight", w.reshape(shape))], path)
+
+
+def _with_opset(op, opset, **attrs):
+    def write(b, m, path, xs, vs, y):
+        _needs(b, opset)
+        return b.node(op, xs, path, **{k: (v(m) if callable(v) else v)
+                                       for k, v in attrs.items()})
+    return write
+
+
+def _silu(b, m, path, xs, vs, y):
+    # no ONNX operator before Swish (opset 24): x * Sigmoid(x), which the importer fuses back
+    return b.node("Mul", [xs[0], b.node("Sigmoid", xs, f"{path}.sigmoid")], path)
+
+
+def _relu6(b, m, path, xs, vs, y):
+    return b.node("Clip", [xs[0], b.const(f"{path}.min", 0.0), b.const(f"{path}.max", 6.0)],
+                  path)
+
+
+def _softplus(b, m, path, xs, vs, y):
+    # ONNX Softplus is log(1 + exp(x)), without beta or a linear region: beyond PyTorch's
+    # threshold (20 by default) the two differ by less than exp(-threshold)
+    beta = m._config["beta"]
+    if beta == 1.0:
+        return b.node("Softplus", xs, path)
+    z = b.node("Mul", [xs[0], b.const(f"{path}.beta", beta)], f"{path}.scaled")
+    sp = b.node("Softplus", [z], f"{path}.softplus")
+    return b.node("Div", [sp, b.const(f"{path}.beta_", beta)], path)
+
+
+def _register_activations():
+    from ..functional.activation_ext import SELU_ALPHA, SELU_SCALE
+
+    _WRITERS.update({
+        _nn.PReLU: _prelu,
+        _nn.ELU: _with_opset("Elu", MIN_OPSET, alpha=lambda m: m._config["alpha"]),
+        _nn.SELU: _with_opset("Selu", MIN_OPSET, alpha=SELU_ALPHA, gamma=SELU_SCALE),
+        _nn.CELU: _with_opset("Celu", MIN_OPSET, alpha=lambda m: m._config["alpha"]),
+        _nn.GELU: _with_opset("Gelu", 20, approximate=lambda m: m._config["approximate"]),
+        _nn.SiLU: _silu, _nn.Mish: _with_opset("Mish", 18),
+        _nn.Hardswish: _with_opset("HardSwish", 14),
+        _nn.Hardsigmoid: _with_opset("HardSigmoid", MIN_OPSET, alpha=1.0 / 6.0, beta=0.5),
+        _nn.ReLU6: _relu6, _nn.Softplus: _softplus,
+    })
+
+
 _WRITERS = {
     _nn.Conv2d: _conv, _nn.Conv1d: _conv, _nn.MaxPool2d: _maxpool, _nn.AvgPool2d: _avgpool,
     _nn.AdaptiveAvgPool2d: _adaptive, _nn.GlobalAvgPool2d: _gap, _nn.Linear: _linear,
@@ -340,6 +398,8 @@ _WRITERS = {
     _ox.Reshape: _reshape, _ox.Squeeze: _squeeze, _ox.Unsqueeze: _unsqueeze,
     _ox.MatMul: _matmul, _ox.Arithmetic: _arithmetic, _trace.TracedOp: _traced_op,
 }
+
+_register_activations()
 
 
 # -- the layers of nbconv.nn.pooling: 1-D pooling, adaptive/global max pooling, channel dropout
@@ -551,9 +611,10 @@ def _opset(onnx, opset, needed: int) -> int:
         raise ValueError(f"export: argument 'opset' must be in [{MIN_OPSET}, {top}] (this "
                          f"onnx {onnx.__version__}), got {opset}")
     if opset < needed:
-        raise ValueError(f"export: the model needs opset >= {needed} (circular padding is "
-                         f"ONNX Pad mode 'wrap', new in opset 19; LayerNorm is "
-                         f"LayerNormalization, new in opset 17), got opset={opset}")
+        raise ValueError(f"export: the model needs opset >= {needed} (an operator it uses is "
+                         "newer: circular padding is ONNX Pad mode 'wrap', new in opset 19; "
+                         "LayerNorm is LayerNormalization, new in 17; HardSwish is new in 14, "
+                         f"Mish in 18, Gelu in 20), got opset={opset}")
     return int(opset)
 
 
@@ -596,7 +657,10 @@ def export(model, path, input_shape, opset=None, *, dynamic_batch=True):
         input: ONNX has no adaptive max pooling), Dropout1d/Dropout2d (the identity);
         GroupNorm (PyTorch's Reshape/InstanceNormalization/Reshape/Mul/Add),
         InstanceNorm1d/2d (InstanceNormalization; BatchNormalization with tracked running
-        statistics), LayerNorm (LayerNormalization, opset >= 17).
+        statistics), LayerNorm (LayerNormalization, opset >= 17); PReLU, ELU, SELU, CELU,
+        GELU (``Gelu``, opset 20), SiLU (``Sigmoid`` and ``Mul``), Mish (opset 18),
+        Hardswish (opset 14), Hardsigmoid, ReLU6 (``Clip``), Softplus (``beta`` as ``Mul``
+        and ``Div``; ONNX's has no linear region, within ``exp(-threshold)`` of PyTorch's).
 
         Or a PyTorch-style ``Module`` subclass whose ``forward`` has no hand-written
         ``backward`` (anywhere in the model, e.g. the blocks of a ``Sequential``): its

@@ -423,7 +423,8 @@ def _clip(im, node, attrs):
         hi = _scalar(im, node.input[2] if len(node.input) > 2 else "", "max")
     lo = None if lo is None or lo <= -3.4e38 else lo
     hi = None if hi is None or hi >= 3.4e38 else hi
-    layer = _nn.ReLU() if lo == 0.0 and hi is None else _ox.Clip(lo, hi)
+    layer = (_nn.ReLU() if lo == 0.0 and hi is None
+             else _nn.ReLU6() if (lo, hi) == (0.0, 6.0) else _ox.Clip(lo, hi))
     im.emit(layer, im.source(node.input[0]))
 
 
@@ -732,6 +733,89 @@ _CONVERTERS.update(InstanceNormalization=_instancenorm, GroupNormalization=_grou
                    LayerNormalization=_layernorm)
 
 
+# -- issue 27's activations ------------------------------------------------------------------
+def _prelu(im, node, attrs):
+    slope = np.asarray(im.needs_const(node.input[1], "slope"))
+    rank = im.rank(node.input[0])
+    dims = list(slope.shape)
+    while dims and dims[0] == 1:
+        dims.pop(0)
+    if slope.size == 1:
+        n = 1
+    elif rank is not None and rank >= 2 and len(dims) == rank - 1 and all(
+            d == 1 for d in dims[1:]):
+        n = dims[0]  # one slope per channel, (C, 1, ..., 1)
+    else:
+        raise im.fail(f"a slope of shape {slope.shape} on a rank-{rank} input is not one slope "
+                      "or one per channel (axis 1), which is what nbconv's PReLU has")
+    layer = _nn.PReLU(n, dtype=im.dtype)
+    _set(layer.weight, slope.reshape(-1))
+    im.emit(layer, im.source(node.input[0]))
+
+
+def _fixed(what, **expected):
+    """A converter for an activation whose ONNX attributes must have PyTorch's values."""
+    def convert(im, node, attrs):
+        for k, (default, want) in expected.items():
+            got = float(attrs.get(k, default))
+            if abs(got - want) > 1e-6 * abs(want):
+                raise im.fail(f"{k}={got} is not supported: nbconv's {what.__name__} has "
+                              f"PyTorch's {k}={want!r}")
+        im.emit(what(), im.source(node.input[0]))
+    return convert
+
+
+def _gelu(im, node, attrs):
+    im.emit(_nn.GELU(approximate=attrs.get("approximate", "none")), im.source(node.input[0]))
+
+
+def _mul(im, node, attrs):
+    """PyTorch's exports of SiLU, ``x * Sigmoid(x)``, and of Mish, ``x * Tanh(Softplus(x))``
+    (ONNX's Mul of two computed tensors), become one SiLU or Mish layer; anything else is the
+    arithmetic converter's."""
+    a, b = node.input[0], node.input[1]
+    for x, s in ((a, b), (b, a)):
+        src = im.env.get(x)
+        if src is None:
+            continue
+        prev = im.sole_producer(s, _nn.Sigmoid)
+        if prev is not None and im.nodes[prev][1] == [src]:
+            im.nodes[prev][0] = _nn.SiLU()
+            im.env[node.output[0]] = prev
+            return
+        prev = im.sole_producer(s, _nn.Tanh)
+        inner = None if prev is None else im.nodes[prev][1][0]
+        softplus = next((v for v, n in im.env.items() if n == inner), None)
+        if softplus is not None and im.sole_producer(softplus, _nn.Softplus) == inner \
+                and im.nodes[inner][1] == [src]:
+            im.nodes[prev] = [_nn.Mish(), [src]]
+            im.nodes[inner][0] = None  # (skipped when the graph is built)
+            im.env[node.output[0]] = prev
+            return
+    _multiply(im, node, attrs)
+
+
+def _register_activations():
+    from ..functional.activation_ext import SELU_ALPHA, SELU_SCALE
+
+    _CONVERTERS.update({
+        "PRelu": _prelu,
+        "Elu": _simple(lambda a: _nn.ELU(alpha=float(a.get("alpha", 1.0)))),
+        "Selu": _fixed(_nn.SELU, alpha=(1.67326319217681884765625, SELU_ALPHA),
+                       gamma=(1.05070102214813232421875, SELU_SCALE)),
+        "Celu": _simple(lambda a: _nn.CELU(alpha=float(a.get("alpha", 1.0)))),
+        "Gelu": _gelu, "Mish": _simple(lambda a: _nn.Mish()),
+        "HardSwish": _simple(lambda a: _nn.Hardswish()),
+        "HardSigmoid": _fixed(_nn.Hardsigmoid, alpha=(0.2, 1.0 / 6.0), beta=(0.5, 0.5)),
+        "Softplus": _simple(lambda a: _nn.Softplus()),
+        "Mul": _mul,
+    })
+
+
+_multiply = _CONVERTERS["Mul"]
+_register_activations()
+
+
 # -- constant folding of small shape computations --------------------------------------------
 def _fold_constant(im, node, attrs):
     if "value" in attrs:
@@ -880,10 +964,12 @@ def load(path) -> _nn.Graph:
 
     Supported operators: Conv (1-D/2-D, groups, dilation, pads, auto_pad), Gemm, MatMul (a
     constant operand), Add/Sum, Sub/Mul/Div with a constant operand, Relu, LeakyRelu,
-    Sigmoid, Tanh, Softmax, LogSoftmax, Clip (ReLU6), Dropout, BatchNormalization, LRN (odd
-    sizes) and the node chains PyTorch writes for ``LocalResponseNorm`` (any size),
-    InstanceNormalization, GroupNormalization (opset 21) and the node chain PyTorch writes
-    for ``GroupNorm``, LayerNormalization, MaxPool,
+    Sigmoid, Tanh, Softmax, LogSoftmax, Clip (ReLU6), PRelu (one slope or one per channel),
+    Elu, Selu and HardSigmoid (PyTorch's constants), Celu, Gelu, Mish, HardSwish, Softplus,
+    ``x * Sigmoid(x)`` and ``x * Tanh(Softplus(x))`` (PyTorch's SiLU and Mish, as layers of
+    those names), Dropout, BatchNormalization, LRN (odd sizes) and the node chains PyTorch
+    writes for ``LocalResponseNorm`` (any size), InstanceNormalization, GroupNormalization
+    (opset 21) and the node chain PyTorch writes for ``GroupNorm``, LayerNormalization, MaxPool,
     AveragePool, GlobalAveragePool, ReduceMean over H and W, Flatten (axis 1), Reshape,
     Squeeze, Unsqueeze, Slice, Pad, Concat, Identity, and computations on constants or
     static shapes (Constant, Shape, Gather, Unsqueeze, Concat, Cast, Slice, Transpose,

@@ -557,6 +557,19 @@ def _layer_norm(t, node, info):
 _FUNCTIONAL.update({"group_norm": _group_norm, "instance_norm": _instance_norm,
                     "layer_norm": _layer_norm})
 
+_FUNCTIONAL.update({
+    "elu": _activation(lambda i: _nn.ELU(i["alpha"])),
+    "selu": _activation(lambda i: _nn.SELU()),
+    "celu": _activation(lambda i: _nn.CELU(i["alpha"])),
+    "gelu": _activation(lambda i: _nn.GELU(i["approximate"])),
+    "silu": _activation(lambda i: _nn.SiLU()),
+    "mish": _activation(lambda i: _nn.Mish()),
+    "hardswish": _activation(lambda i: _nn.Hardswish()),
+    "hardsigmoid": _activation(lambda i: _nn.Hardsigmoid()),
+    "relu6": _activation(lambda i: _nn.ReLU6()),
+    "softplus": _activation(lambda i: _nn.Softplus(i["beta"], i["threshold"])),
+})
+
 
 def _handler(name: str, info: dict):
     """The method that rebuilds a record called ``name`` with ``info``, or None."""

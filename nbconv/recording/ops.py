@@ -10,6 +10,8 @@ functions) compute on plain values and their float results are treated as unreco
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from .. import _dispatch
@@ -339,6 +341,40 @@ _RULES.update({
     "dropout2d": _channel_dropout("dropout2d", F.dropout2d_backward),
 })
 
+
+# --------------------------------------------------------------------------- issue 27 activations
+
+def _elementwise(name):
+    """The rule of the elementwise op ``name(x, **hyper)`` whose backward is
+    ``name_backward(dy, x, **hyper)``; ``info`` holds the hyperparameters (defaults filled)."""
+    op, backward = getattr(F, name), getattr(F, f"{name}_backward")
+    sig = inspect.signature(op)
+
+    def rule(fn, x, *args, **kwargs):
+        xv, px = origin(x)
+        bound = sig.bind(xv, *args, **kwargs)
+        bound.apply_defaults()
+        hyper = dict(list(bound.arguments.items())[1:])
+        return _finish(name, fn(xv, **hyper), (px,), lambda g: (backward(g, xv, **hyper),),
+                       **hyper)
+
+    return rule
+
+
+def _prelu(fn, x, weight):
+    (xv, px), (wv, pw) = origin(x), origin(weight)
+
+    def backward(g):
+        dx, dw = F.prelu_backward(g, xv, wv)
+        return dx, _cast(dw, wv)
+
+    return _finish("prelu", fn(xv, wv), (px, pw), backward)
+
+
+_RULES.update({name: _elementwise(name) for name in (
+    "elu", "selu", "celu", "gelu", "silu", "mish", "hardswish", "hardsigmoid", "relu6",
+    "softplus")})
+_RULES["prelu"] = _prelu
 
 def _plain(a):
     if isinstance(a, (list, tuple)):
