@@ -1,7 +1,8 @@
 """Tools for people who write their own layers: a finite-difference gradient checker.
 
-nbconv has no autograd, so a custom ``Module`` (or functional op) carries a hand-written
-backward pass; :func:`gradcheck` tells whether it is right.
+Every backward in nbconv is written by hand: a layer's, a functional op's, or the walk of a
+PyTorch-style module's recorded forward over them.  :func:`gradcheck` tells whether one is
+right, for any module (with or without its own ``backward``) or function.
 """
 
 from __future__ import annotations
