@@ -1,0 +1,247 @@
+"""ONNX's own backend node tests, run through :func:`nbconv.onnx.load`, for the CNN operators.
+
+The ``onnx`` package ships the generators of its backend conformance tests
+(``onnx.backend.test.case.node``): each builds a one-node model with inputs and the expected
+outputs computed by ONNX's reference code.  Nothing is downloaded.  A case is in scope when its
+node's operator is one nbconv's importer claims (its converter table) or one of the CNN
+operators issue 27 names (so that their refusals are counted until they are supported).
+
+Every case ends in exactly one of
+
+* **pass** -- loads and computes ONNX's expected output (float32 to 1e-5, float64 to 1e-10,
+  relative to the largest expected magnitude);
+* **refused** -- ``load`` raises :class:`nbconv.onnx.UnsupportedOpError` naming the node and
+  its op type (nbconv's documented behaviour for an operator or attribute it lacks);
+* **wrong** -- loads, runs, and disagrees with ONNX;
+* **error** -- anything else: another exception at load, or an exception at run (the importer
+  must never accept at load what then fails at run).
+
+The tests assert zero wrong and zero error, and that every case in
+``onnx_node_passing.txt`` still passes (the pass count may grow, never shrink).  Regenerate
+that file after lifting a refusal with ``python tests/test_onnx_node_conformance.py --update``
+(it also prints the counts and the refusal reasons by op).
+
+Adapting a node test to nbconv: nbconv imports graphs with one computed input (the rest are
+weights), so the second and later graph inputs of a case become initializers holding the
+case's values (counted as *multi-input*), and only the first output is kept and compared
+(counted as *multi-output*: LayerNormalization's mean, Dropout's mask).
+
+A few generators write their expected values by hand, rounded to 4 decimals
+(``averagepool_2d_ceil_last_window_starts_on_pad``); a result that misses the tight
+tolerance passes only if it is within the case's own tolerance of ONNX's values *and* within
+the tight tolerance of onnxruntime's, an independent implementation.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import os
+import pathlib
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="onnx not installed: pip install 'nbconv[onnx]'")
+ort = pytest.importorskip("onnxruntime",
+                          reason="onnxruntime not installed: pip install 'nbconv[onnx]'")
+
+import nbconv  # noqa: E402
+import nbconv.onnx  # noqa: E402
+from nbconv.onnx import UnsupportedOpError  # noqa: E402
+
+PASSING_FILE = pathlib.Path(__file__).with_name("onnx_node_passing.txt")
+
+# The CNN operators issue 27 asks about; the importer's own table is added at run time, so an
+# operator that gains a converter is in scope without editing this list.
+CNN_OPS = frozenset({
+    "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+    "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
+    "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Gelu", "Sigmoid", "HardSigmoid",
+    "HardSwish", "Tanh", "Softmax", "LogSoftmax", "Softplus", "Mish", "Clip", "Gemm", "MatMul",
+    "Flatten", "Reshape", "Concat", "Add", "Sum", "Mul", "Dropout", "LRN", "Pad", "ReduceMean",
+    "Identity",
+})
+
+# Known wrong results or loads-then-fails, as {case name: reason}; each is a strict xfail so
+# that a fix shows up.  Empty: none are known.
+KNOWN_BAD: dict[str, str] = {}
+
+
+def _scope_ops() -> frozenset:
+    from nbconv.onnx import _import
+    return CNN_OPS | frozenset(_import._CONVERTERS)
+
+
+Case = collections.namedtuple("Case", "name op model data_sets rtol atol multi_input multi_output")
+
+
+@functools.lru_cache(maxsize=1)
+def node_cases() -> tuple:
+    """The in-scope node test cases, adapted to one computed input and one output."""
+    from onnx.backend.test.case import node as generators
+
+    with warnings.catch_warnings():  # some generators divide by zero on purpose
+        warnings.simplefilter("ignore")
+        cases = generators.collect_testcases()
+    ops, out = _scope_ops(), []
+    for c in cases:
+        if "_expanded" in c.name:  # the function-body twins test other operators
+            continue
+        g = c.model.graph
+        if len(g.node) != 1 or g.node[0].op_type not in ops:
+            continue
+        model = onnx.ModelProto()
+        model.CopyFrom(c.model)
+        names = [v.name for v in model.graph.input]
+        for ins, _ in c.data_sets[:1]:
+            for name, value in list(zip(names, ins))[1:]:
+                model.graph.initializer.append(
+                    onnx.numpy_helper.from_array(np.asarray(value), name))
+        multi_output = len(model.graph.output) > 1
+        del model.graph.output[1:]
+        # the initializers hold the first data set's weights: later sets must share them
+        sets = [(ins[0], outs[0]) for ins, outs in c.data_sets
+                if all(np.array_equal(a, b) for a, b in zip(ins[1:], c.data_sets[0][0][1:]))]
+        out.append(Case(c.name, g.node[0].op_type, model.SerializeToString(), sets, c.rtol,
+                        c.atol, len(names) > 1, multi_output))
+    return tuple(out)
+
+
+def _close(got, want, rtol: float, atol: float) -> bool:
+    return got.shape == want.shape and bool(np.allclose(got, want, rtol=rtol, atol=atol,
+                                                        equal_nan=True))
+
+
+def _tight(got, want) -> bool:
+    rtol = 1e-10 if want.dtype == np.float64 else 1e-5
+    scale = max(1.0, float(np.max(np.abs(want[np.isfinite(want)]), initial=0.0)))
+    return _close(got, want, rtol, rtol * scale)
+
+
+def outcome(case: Case, folder: str) -> tuple[str, str]:
+    """(``"pass"`` / ``"refused"`` / ``"wrong"`` / ``"error"``, detail) for one case."""
+    path = os.path.join(folder, case.name + ".onnx")
+    with open(path, "wb") as f:
+        f.write(case.model)
+    try:
+        g = nbconv.onnx.load(path)
+    except UnsupportedOpError as e:
+        if e.op_type not in (case.op, "-") or not e.node:
+            return "error", f"a refusal naming node {e.node!r}, op {e.op_type!r}: {e}"
+        return "refused", e.reason
+    except Exception as e:  # noqa: BLE001 -- any other exception is what this test reports
+        return "error", f"load raised {type(e).__name__}: {e}"
+    for x, want in case.data_sets:
+        want = np.asarray(want)
+        try:
+            got = np.asarray(g(np.asarray(x)))
+        except Exception as e:  # noqa: BLE001
+            return "error", f"loaded, then the run raised {type(e).__name__}: {e}"
+        if got.dtype != want.dtype:
+            return "wrong", f"dtype {got.dtype}, expected {want.dtype}"
+        if _tight(got, want):
+            continue
+        if _close(got, want, case.rtol, case.atol):
+            session = ort.InferenceSession(case.model, providers=["CPUExecutionProvider"])
+            ref = session.run(None, {session.get_inputs()[0].name: np.asarray(x)})[0]
+            if _tight(got, ref):
+                continue
+        err = np.max(np.abs(got - want)) if got.shape == want.shape else "-"
+        return "wrong", f"shape {got.shape} vs {want.shape}, max abs error {err}"
+    return "pass", ""
+
+
+@functools.lru_cache(maxsize=1)
+def outcomes() -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        return {c.name: outcome(c, folder) for c in node_cases()}
+
+
+def report() -> str:
+    res, cases = outcomes(), node_cases()
+    counts = collections.Counter(kind for kind, _ in res.values())
+    lines = [f"ONNX node tests in scope: {len(cases)} ({sum(c.multi_input for c in cases)} "
+             f"multi-input, {sum(c.multi_output for c in cases)} multi-output); "
+             + ", ".join(f"{k} {counts[k]}" for k in ("pass", "refused", "wrong", "error"))]
+    by_op = collections.defaultdict(list)
+    for c in cases:
+        kind, detail = res[c.name]
+        if kind != "pass":
+            by_op[(kind, c.op)].append(f"{c.name}: {detail}")
+    for (kind, op), items in sorted(by_op.items()):
+        lines.append(f"  {kind} {op} ({len(items)})")
+        lines += [f"    {s[:200]}" for s in items]
+    return "\n".join(lines)
+
+
+def _passing_names() -> list[str]:
+    return [s.strip() for s in PASSING_FILE.read_text().splitlines()
+            if s.strip() and not s.startswith("#")]
+
+
+# -- the tests --------------------------------------------------------------------------------
+def test_scope_is_found():
+    names = {c.name for c in node_cases()}
+    ops = {c.op for c in node_cases()}
+    # a guard against a collector that silently finds nothing (renamed generators)
+    assert len(names) >= 200, len(names)
+    assert {"Conv", "MaxPool", "AveragePool", "BatchNormalization", "Gemm", "Relu"} <= ops
+
+
+def test_passing_cases_still_pass():
+    res = outcomes()
+    print("\n" + report())
+    lost = {n: res.get(n, ("missing", "no longer generated")) for n in _passing_names()}
+    lost = {n: r for n, r in lost.items() if r[0] != "pass"}
+    assert not lost, f"{len(lost)} ONNX node tests no longer pass: {lost}"
+
+
+@pytest.mark.parametrize("kind", ["wrong", "error"])
+def test_no_wrong_results_or_crashes(kind):
+    bad = {n: d for n, (k, d) in outcomes().items() if k == kind and n not in KNOWN_BAD}
+    assert not bad, f"{len(bad)} ONNX node tests end in '{kind}': {bad}"
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(reason=r, strict=True)) for n, r in KNOWN_BAD.items()
+] or [pytest.param(None, marks=pytest.mark.skip(reason="no known wrong results"))])
+def test_known_bad(name):
+    # strict xfail: a known-bad case that now passes (or is refused) must leave KNOWN_BAD
+    kind, detail = outcomes().get(name, ("missing", "no longer generated"))
+    assert kind not in ("wrong", "error"), detail
+
+
+def test_refusals_name_the_node_and_op(tmp_path):
+    """A refusal is the documented error: UnsupportedOpError naming the node and op type."""
+    refused = [c for c in node_cases() if outcomes()[c.name][0] == "refused"]
+    assert refused
+    for case in refused[:5]:
+        path = tmp_path / (case.name + ".onnx")
+        path.write_bytes(case.model)
+        with pytest.raises(UnsupportedOpError) as info:
+            nbconv.onnx.load(path)
+        e = info.value
+        assert isinstance(e, ValueError) and isinstance(e, NotImplementedError)
+        assert repr(e.node) in str(e) and repr(e.op_type) in str(e) and e.reason in str(e)
+
+
+def _update() -> None:
+    res = outcomes()
+    names = sorted(n for n, (k, _) in res.items() if k == "pass")
+    PASSING_FILE.write_text(
+        "# ONNX backend node tests that nbconv.onnx.load passes (tests/"
+        "test_onnx_node_conformance.py);\n# regenerate with python tests/"
+        "test_onnx_node_conformance.py --update\n" + "\n".join(names) + "\n")
+    print(report())
+    print(f"wrote {len(names)} names to {PASSING_FILE}")
+
+
+if __name__ == "__main__":
+    if "--update" in sys.argv:
+        _update()
+    else:
+        print(report())
