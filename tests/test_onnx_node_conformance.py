@@ -76,13 +76,67 @@ def _scope_ops() -> frozenset:
     return CNN_OPS | frozenset(_import._CONVERTERS)
 
 
-Case = collections.namedtuple("Case", "name op model data_sets rtol atol multi_input multi_output")
+Case = collections.namedtuple(
+    "Case", "name op ops model data_sets rtol atol multi_input multi_output")
+
+# the folders of ``onnx/backend/test/data`` that ship model files with their data (the node
+# tests' folder is generated, not shipped, in current onnx wheels)
+SHIPPED = ("pytorch-operator", "pytorch-converted", "simple")
+
+
+def _adapt(name, model, data_sets, rtol, atol) -> Case:
+    """One computed input (the rest become initializers) and one output."""
+    model_copy = onnx.ModelProto()
+    model_copy.CopyFrom(model)
+    model = model_copy
+    inits = {t.name for t in model.graph.initializer}
+    names = [v.name for v in model.graph.input if v.name not in inits]
+    first = data_sets[0][0]
+    for value_name, value in list(zip(names, first))[1:]:
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value),
+                                                                    value_name))
+    multi_output = len(model.graph.output) > 1
+    del model.graph.output[1:]
+    # the initializers hold the first data set's weights: later sets must share them
+    sets = [(ins[0], outs[0]) for ins, outs in data_sets
+            if all(np.array_equal(a, b) for a, b in zip(ins[1:], first[1:]))]
+    ops = frozenset(n.op_type for n in model.graph.node)
+    op = model.graph.node[0].op_type if len(model.graph.node) == 1 else "+".join(sorted(ops))
+    return Case(name, op, ops, model.SerializeToString(), sets, rtol, atol, len(names) > 1,
+                multi_output)
+
+
+def _shipped_cases(ops) -> list:
+    from onnx import numpy_helper
+
+    root = pathlib.Path(onnx.__file__).parent / "backend" / "test" / "data"
+    out = []
+    for kind in SHIPPED:
+        for folder in sorted((root / kind).glob("*/")):
+            if not (folder / "model.onnx").exists():
+                continue
+            model = onnx.load(str(folder / "model.onnx"))
+            if not {n.op_type for n in model.graph.node} <= ops:
+                continue
+            data_sets = []
+            for d in sorted(folder.glob("test_data_set_*")):
+                ins = [numpy_helper.to_array(onnx.load_tensor(str(f)))
+                       for f in sorted(d.glob("input_*.pb"))]
+                outs = [numpy_helper.to_array(onnx.load_tensor(str(f)))
+                        for f in sorted(d.glob("output_*.pb"))]
+                data_sets.append((ins, outs))
+            if data_sets:
+                out.append(_adapt(f"{kind}/{folder.name}", model, data_sets, 1e-3, 1e-7))
+    return out
 
 
 @functools.lru_cache(maxsize=1)
 def node_cases() -> tuple:
-    """The in-scope node test cases, adapted to one computed input and one output."""
+    """The in-scope test cases, adapted to one computed input and one output: ONNX's node
+    tests (generated), then the model files ONNX ships with their data."""
     from onnx.backend.test.case import node as generators
+
+    from nbconv.onnx import _import
 
     with warnings.catch_warnings():  # some generators divide by zero on purpose
         warnings.simplefilter("ignore")
@@ -92,22 +146,10 @@ def node_cases() -> tuple:
         if "_expanded" in c.name:  # the function-body twins test other operators
             continue
         g = c.model.graph
-        if len(g.node) != 1 or g.node[0].op_type not in ops:
-            continue
-        model = onnx.ModelProto()
-        model.CopyFrom(c.model)
-        names = [v.name for v in model.graph.input]
-        for ins, _ in c.data_sets[:1]:
-            for name, value in list(zip(names, ins))[1:]:
-                model.graph.initializer.append(
-                    onnx.numpy_helper.from_array(np.asarray(value), name))
-        multi_output = len(model.graph.output) > 1
-        del model.graph.output[1:]
-        # the initializers hold the first data set's weights: later sets must share them
-        sets = [(ins[0], outs[0]) for ins, outs in c.data_sets
-                if all(np.array_equal(a, b) for a, b in zip(ins[1:], c.data_sets[0][0][1:]))]
-        out.append(Case(c.name, g.node[0].op_type, model.SerializeToString(), sets, c.rtol,
-                        c.atol, len(names) > 1, multi_output))
+        if len(g.node) == 1 and g.node[0].op_type in ops:
+            out.append(_adapt(c.name, c.model, c.data_sets, c.rtol, c.atol))
+    # shipped models may also hold the importer's constant folds (Constant, Transpose, ...)
+    out += _shipped_cases(ops | frozenset(_import._FOLDERS))
     return tuple(out)
 
 
@@ -124,13 +166,13 @@ def _tight(got, want) -> bool:
 
 def outcome(case: Case, folder: str) -> tuple[str, str]:
     """(``"pass"`` / ``"refused"`` / ``"wrong"`` / ``"error"``, detail) for one case."""
-    path = os.path.join(folder, case.name + ".onnx")
+    path = os.path.join(folder, case.name.replace("/", "__") + ".onnx")
     with open(path, "wb") as f:
         f.write(case.model)
     try:
         g = nbconv.onnx.load(path)
     except UnsupportedOpError as e:
-        if e.op_type not in (case.op, "-") or not e.node:
+        if e.op_type not in case.ops | {"-"} or not e.node:
             return "error", f"a refusal naming node {e.node!r}, op {e.op_type!r}: {e}"
         return "refused", e.reason
     except Exception as e:  # noqa: BLE001 -- any other exception is what this test reports
@@ -164,13 +206,16 @@ def outcomes() -> dict:
 def report() -> str:
     res, cases = outcomes(), node_cases()
     counts = collections.Counter(kind for kind, _ in res.values())
-    lines = [f"ONNX node tests in scope: {len(cases)} ({sum(c.multi_input for c in cases)} "
+    shipped = sum("/" in c.name for c in cases)
+    lines = [f"ONNX backend tests in scope: {len(cases)} ({len(cases) - shipped} generated node "
+             f"tests, {shipped} shipped models; {sum(c.multi_input for c in cases)} "
              f"multi-input, {sum(c.multi_output for c in cases)} multi-output); "
              + ", ".join(f"{k} {counts[k]}" for k in ("pass", "refused", "wrong", "error"))]
     by_op = collections.defaultdict(list)
     for c in cases:
         kind, detail = res[c.name]
         if kind != "pass":
+            kind += " (shipped model)" if "/" in c.name else ""
             by_op[(kind, c.op)].append(f"{c.name}: {detail}")
     for (kind, op), items in sorted(by_op.items()):
         lines.append(f"  {kind} {op} ({len(items)})")
@@ -185,10 +230,12 @@ def _passing_names() -> list[str]:
 
 # -- the tests --------------------------------------------------------------------------------
 def test_scope_is_found():
-    names = {c.name for c in node_cases()}
+    names = [c.name for c in node_cases()]
     ops = {c.op for c in node_cases()}
-    # a guard against a collector that silently finds nothing (renamed generators)
-    assert len(names) >= 200, len(names)
+    assert len(set(names)) == len(names)
+    # a guard against a collector that silently finds nothing (renamed generators or folders)
+    assert len(names) >= 250, len(names)
+    assert sum("/" in n for n in names) >= 50
     assert {"Conv", "MaxPool", "AveragePool", "BatchNormalization", "Gemm", "Relu"} <= ops
 
 
@@ -220,13 +267,34 @@ def test_refusals_name_the_node_and_op(tmp_path):
     refused = [c for c in node_cases() if outcomes()[c.name][0] == "refused"]
     assert refused
     for case in refused[:5]:
-        path = tmp_path / (case.name + ".onnx")
+        path = tmp_path / (case.name.replace("/", "__") + ".onnx")
         path.write_bytes(case.model)
         with pytest.raises(UnsupportedOpError) as info:
             nbconv.onnx.load(path)
         e = info.value
         assert isinstance(e, ValueError) and isinstance(e, NotImplementedError)
         assert repr(e.node) in str(e) and repr(e.op_type) in str(e) and e.reason in str(e)
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 3, 4)])
+def test_flatten_of_a_vector_runs_forward_and_backward(tmp_path, shape):
+    """ONNX's Flatten(axis=1) of a rank-1 input is (N, 1) (``test_operator_view``); the
+    importer once built nbconv's Flatten for it, which raised at run time."""
+    from onnx import TensorProto, helper
+
+    want_shape = (shape[0], int(np.prod(shape[1:])))
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["y"], axis=1)], "flatten",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, want_shape)])
+    path = tmp_path / "flatten.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    g = nbconv.onnx.load(path).train()
+    x = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    y = g(x)
+    np.testing.assert_array_equal(y, x.reshape(want_shape))
+    dy = np.arange(y.size, dtype=np.float64).reshape(y.shape) - 1.5
+    np.testing.assert_array_equal(g.backward(dy), dy.reshape(shape))
 
 
 def _update() -> None:
