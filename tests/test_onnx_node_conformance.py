@@ -26,6 +26,12 @@ weights), so the second and later graph inputs of a case become initializers hol
 case's values (counted as *multi-input*), and only the first output is kept and compared
 (counted as *multi-output*: LayerNormalization's mean, Dropout's mask).
 
+Float64: ONNX's node tests are all float32, so every case that passes is run again as a
+*float64 twin* (FLOAT tensors of the model made DOUBLE) against ONNX's reference evaluator
+(``onnx.reference``) run in float64, to 1e-10.  Where the reference itself holds a float32
+constant (an attribute's float32 default, or a constant in the operator's ONNX function body)
+it is only float32-accurate, and those operators (``F32_CONSTANT_OPS``) are compared to 1e-7.
+
 A few generators write their expected values by hand, rounded to 4 decimals
 (``averagepool_2d_ceil_last_window_starts_on_pad``); a result that misses the tight
 tolerance passes only if it is within the case's own tolerance of ONNX's values *and* within
@@ -69,6 +75,16 @@ CNN_OPS = frozenset({
 # Known wrong results or loads-then-fails, as {case name: reason}; each is a strict xfail so
 # that a fix shows up.  Empty: none are known.
 KNOWN_BAD: dict[str, str] = {}
+
+
+# Operators whose float64 reference (onnx.reference) is only float32-accurate: why, per op.
+F32_CONSTANT_OPS = {
+    "Gelu": "its ONNX function body's constants (sqrt(2/pi), 0.044715, 1/sqrt(2)) are float32",
+    "GroupNormalization": "its ONNX function body casts the float32 epsilon",
+    "HardSwish": "its ONNX function body's alpha 1/6 is a float32",
+    "LeakyRelu": "the default alpha is float32(0.01); nbconv's is PyTorch's 0.01",
+    "Selu": "the default alpha and gamma are float32; nbconv's are PyTorch's float64 constants",
+}
 
 
 def _scope_ops() -> frozenset:
@@ -203,6 +219,70 @@ def outcomes() -> dict:
         return {c.name: outcome(c, folder) for c in node_cases()}
 
 
+def _float64_model(model_bytes: bytes):
+    """The model with its FLOAT graph values and initializers made DOUBLE."""
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.ModelProto()
+    model.ParseFromString(model_bytes)
+    g = model.graph
+    for v in list(g.input) + list(g.output) + list(g.value_info):
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
+            v.type.tensor_type.elem_type = TensorProto.DOUBLE
+    for t in g.initializer:
+        if t.data_type == TensorProto.FLOAT:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64),
+                                               t.name))
+    return model
+
+
+def twin_outcome(case: Case, folder: str) -> tuple[str, str]:
+    """The float64 twin of a passing float32 case: ``"pass"``, ``"no reference"`` (ONNX's
+    reference evaluator cannot run it in float64), ``"wrong"`` or ``"error"``."""
+    from onnx.reference import ReferenceEvaluator
+
+    model = _float64_model(case.model)
+    sets = []
+    for x, _ in case.data_sets:
+        x = np.asarray(x, dtype=np.float64)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                want = ReferenceEvaluator(model).run(None, {model.graph.input[0].name: x})[0]
+        except Exception as e:  # noqa: BLE001
+            return "no reference", f"{type(e).__name__}: {e}"
+        if np.asarray(want).dtype != np.float64:
+            return "no reference", f"the reference computes {np.asarray(want).dtype}"
+        sets.append((x, np.asarray(want)))
+    path = os.path.join(folder, case.name.replace("/", "__") + ".f64.onnx")
+    onnx.save(model, path)
+    try:
+        g = nbconv.onnx.load(path)
+    except Exception as e:  # noqa: BLE001 -- the float32 model loads, so must this one
+        return "error", f"load raised {type(e).__name__}: {e}"
+    for x, want in sets:
+        try:
+            got = np.asarray(g(x))
+        except Exception as e:  # noqa: BLE001
+            return "error", f"loaded, then the run raised {type(e).__name__}: {e}"
+        if got.dtype != np.float64:
+            return "wrong", f"dtype {got.dtype}, expected float64"
+        scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
+        rtol = 1e-7 if case.ops & set(F32_CONSTANT_OPS) else 1e-10
+        if not _close(got, want, rtol, rtol * scale):
+            err = np.max(np.abs(got - want)) / scale if got.shape == want.shape else "-"
+            return "wrong", f"shape {got.shape} vs {want.shape}, scaled error {err}"
+    return "pass", ""
+
+
+@functools.lru_cache(maxsize=1)
+def twin_outcomes() -> dict:
+    res = outcomes()
+    with tempfile.TemporaryDirectory() as folder:
+        return {c.name: twin_outcome(c, folder) for c in node_cases()
+                if res[c.name][0] == "pass" and np.asarray(c.data_sets[0][0]).dtype == np.float32}
+
+
 def report() -> str:
     res, cases = outcomes(), node_cases()
     counts = collections.Counter(kind for kind, _ in res.values())
@@ -211,12 +291,19 @@ def report() -> str:
              f"tests, {shipped} shipped models; {sum(c.multi_input for c in cases)} "
              f"multi-input, {sum(c.multi_output for c in cases)} multi-output); "
              + ", ".join(f"{k} {counts[k]}" for k in ("pass", "refused", "wrong", "error"))]
+    twins = collections.Counter(kind for kind, _ in twin_outcomes().values())
+    lines.append(f"float64 twins of the passing float32 cases: {sum(twins.values())}; "
+                 + ", ".join(f"{k} {twins[k]}" for k in ("pass", "no reference", "wrong",
+                                                          "error")))
     by_op = collections.defaultdict(list)
     for c in cases:
         kind, detail = res[c.name]
         if kind != "pass":
             kind += " (shipped model)" if "/" in c.name else ""
             by_op[(kind, c.op)].append(f"{c.name}: {detail}")
+    for name, (kind, detail) in twin_outcomes().items():
+        if kind != "pass":
+            by_op[(kind + " (float64 twin)", "")].append(f"{name}: {detail}")
     for (kind, op), items in sorted(by_op.items()):
         lines.append(f"  {kind} {op} ({len(items)})")
         lines += [f"    {s[:200]}" for s in items]
@@ -251,6 +338,13 @@ def test_passing_cases_still_pass():
 def test_no_wrong_results_or_crashes(kind):
     bad = {n: d for n, (k, d) in outcomes().items() if k == kind and n not in KNOWN_BAD}
     assert not bad, f"{len(bad)} ONNX node tests end in '{kind}': {bad}"
+
+
+def test_float64_twins():
+    twins = twin_outcomes()
+    assert sum(k == "pass" for k, _ in twins.values()) >= 150
+    bad = {n: r for n, r in twins.items() if r[0] in ("wrong", "error")}
+    assert not bad, f"{len(bad)} float64 twins of passing ONNX node tests fail: {bad}"
 
 
 @pytest.mark.parametrize("name", [
