@@ -291,6 +291,11 @@ def report() -> str:
              f"tests, {shipped} shipped models; {sum(c.multi_input for c in cases)} "
              f"multi-input, {sum(c.multi_output for c in cases)} multi-output); "
              + ", ".join(f"{k} {counts[k]}" for k in ("pass", "refused", "wrong", "error"))]
+    for multi in (False, True):
+        part = collections.Counter(res[c.name][0] for c in cases if c.multi_input == multi)
+        lines.append(f"  {'multi' if multi else 'single'}-input graphs: "
+                     + ", ".join(f"{k} {part[k]}" for k in ("pass", "refused", "wrong",
+                                                             "error")))
     twins = collections.Counter(kind for kind, _ in twin_outcomes().values())
     lines.append(f"float64 twins of the passing float32 cases: {sum(twins.values())}; "
                  + ", ".join(f"{k} {twins[k]}" for k in ("pass", "no reference", "wrong",
