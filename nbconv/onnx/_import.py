@@ -548,6 +548,9 @@ def _flatten(im, node, attrs):
     if axis != 1:
         raise im.fail(f"Flatten with axis={attrs.get('axis', 1)} is not supported (only 1: "
                       "keep the batch axis, flatten the rest)")
+    if rank == 1:  # (N,) -> (N, 1): nothing after the batch axis to flatten (torch's x.view(1, -1))
+        im.emit(_ox.Unsqueeze([1]), im.source(node.input[0]))
+        return
     im.emit(_nn.Flatten(), im.source(node.input[0]))
 
 
