@@ -139,7 +139,8 @@ def _csr(table, n, linear):
     o = len(i0)
     pos = np.arange(o, dtype=np.int64)
     if linear:
-        tgt, src, wt = np.concatenate([i0, i1]), np.concatenate([pos, pos]), np.concatenate([l0, l1])
+        tgt, src = np.concatenate([i0, i1]), np.concatenate([pos, pos])
+        wt = np.concatenate([l0, l1])
     else:
         tgt, src, wt = i0, pos, l0
     order = np.lexsort((src, tgt))
@@ -296,8 +297,8 @@ def _shape3(op, input_shape):
     except TypeError:
         raise TypeError(f"{op}: argument 'input_shape' must be a tuple of ints, "
                         f"got {input_shape!r}") from None
-    if not all(isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
-               for v in shape):
+    if not all(isinstance(v, (numbers.Integral, np.integer))
+               and not isinstance(v, (bool, np.bool_)) for v in shape):
         raise TypeError(f"{op}: argument 'input_shape' must be a tuple of ints, got {shape!r}")
     shape = tuple(int(v) for v in shape)
     if len(shape) != 3:
