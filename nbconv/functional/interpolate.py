@@ -66,8 +66,8 @@ def _resolve(op, in_sizes, size, scale_factor, mode, align_corners, recompute_sc
     if recompute_scale_factor is not None:
         recompute_scale_factor = check_bool(op, "recompute_scale_factor", recompute_scale_factor)
     if (size is None) == (scale_factor is None):
-        raise ValueError(f"{op}: exactly one of 'size' and 'scale_factor' must be given, got "
-                         f"size={size!r}, scale_factor={scale_factor!r}")
+        raise ValueError(f"{op}: argument 'size' or argument 'scale_factor' must be given, one "
+                         f"and not both; got size={size!r}, scale_factor={scale_factor!r}")
     if size is not None:
         if recompute_scale_factor:
             raise ValueError(f"{op}: argument 'recompute_scale_factor' is not meaningful with "
