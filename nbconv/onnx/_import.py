@@ -783,7 +783,10 @@ def _resize(im, node, attrs):
                       "(N, C, H, W))")
     mode, ac = _resize_mode(im, attrs, rank)
     if scales is not None:
-        sc = [float(v) for v in given]
+        # the shortest decimal that gives each float32 factor (1.1, not 1.100000023841858):
+        # what the writer of the file meant, and what PyTorch's exporter was given
+        sc = [float(str(np.float32(v))) if given.dtype == np.float32 else float(v)
+              for v in given]
         if sc[0] != 1.0 or sc[1] != 1.0:
             raise im.fail(f"scales {sc} resize the batch or channel axis")
         if min(sc[2:]) <= 0:
