@@ -1063,8 +1063,10 @@ def load(path) -> _nn.Graph:
     writes for ``LocalResponseNorm`` (any size), InstanceNormalization, GroupNormalization
     (opset 21) and the node chain PyTorch writes for ``GroupNorm``, LayerNormalization, MaxPool,
     AveragePool, GlobalAveragePool, ReduceMean over H and W, Flatten (axis 1), Reshape,
-    Squeeze, Unsqueeze, Slice, Pad, Concat, Identity, and computations on constants or
-    static shapes (Constant, Shape, Gather, Unsqueeze, Concat, Cast, Slice, Transpose,
+    Squeeze, Unsqueeze, Slice, Pad, Concat, Identity, Resize (as ``nn.Upsample``: PyTorch's
+    nearest, nearest-exact and (bi)linear sampling, constant scales or sizes), and
+    computations on constants or static shapes (Constant, Shape, Gather, Unsqueeze, Concat,
+    Cast, Slice, Transpose,
     ConstantOfShape, arithmetic), as ``x.view(x.size(0), -1)`` and the TorchScript
     exporter's padding write them. A Reshape target whose first size is the file's static
     batch size keeps the batch size of the actual input instead.
