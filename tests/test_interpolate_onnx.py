@@ -153,3 +153,49 @@ def test_torch_exported_upsample_loads(tmp_path):
         with torch.no_grad():
             want = model(x).numpy()
         np.testing.assert_allclose(g(x.numpy()), want, rtol=1e-5, atol=1e-5)
+
+
+def _resize_node_cases():
+    """ONNX's own Resize node tests, generated from the installed onnx package (importing the
+    generator module records its cases with inputs and outputs)."""
+    import importlib
+    import warnings
+
+    from onnx.backend.test.case import node as cases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        importlib.import_module(f"{cases.__name__}.resize")
+    return [c for c in cases._NodeTestCases if c.name.startswith("test_resize_")]
+
+
+def test_onnx_resize_node_tests(tmp_path):
+    """Every Resize node test either loads and agrees with ONNX's expected output, or is
+    refused at load (never accepted and then wrong or failing at run)."""
+    passed, refused = [], []
+    for case in _resize_node_cases():
+        path = tmp_path / f"{case.name}.onnx"
+        ((inputs, outputs),) = case.data_sets
+        # the cases feed roi/scales/sizes as graph inputs; nbconv imports one-input graphs,
+        # so they become initializers holding the same data
+        model = onnx.ModelProto()
+        model.CopyFrom(case.model)
+        g_in = list(model.graph.input)
+        for v, data in zip(g_in[1:], inputs[1:]):
+            model.graph.initializer.append(onnx.numpy_helper.from_array(data, v.name))
+        del model.graph.input[1:]
+        onnx.save(model, str(path))
+        try:
+            g = nbconv.onnx.load(path)
+        except (nbconv.onnx.UnsupportedOpError, ValueError) as e:
+            refused.append((case.name, str(e)[:80]))
+            continue
+        with nbconv.no_grad():
+            got = g(inputs[0])
+        assert got.shape == outputs[0].shape, case.name
+        np.testing.assert_allclose(got, outputs[0], rtol=1e-5, atol=1e-5, err_msg=case.name)
+        passed.append(case.name)
+    # the linear ones that sample as PyTorch does; ONNX's default nearest (half_pixel,
+    # round_prefer_floor), cubic, antialias, axes and tf_crop_and_resize are refused
+    assert {"test_resize_upsample_scales_linear", "test_resize_downsample_scales_linear",
+            "test_resize_upsample_scales_linear_align_corners"} <= set(passed), refused

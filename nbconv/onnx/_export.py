@@ -551,7 +551,9 @@ def _upsample(b, m, path, xs, vs, y):
     mode, sf = cfg["mode"], cfg["scale_factor"]
     ins_, outs = vs[0].shape[2:], y.shape[2:]
     attrs = _resize_attrs(mode, cfg.get("align_corners"))
-    if sf is not None and not cfg.get("recompute_scale_factor"):
+    # with align_corners PyTorch places the samples by the sizes alone, and Resize's
+    # align_corners with scales divides by the unrounded ``in * scale``: write sizes
+    if sf is not None and not cfg.get("recompute_scale_factor") and not cfg.get("align_corners"):
         sfs = [float(v) for v in (sf if isinstance(sf, (list, tuple)) else [sf] * len(ins_))]
         # PyTorch copies an axis whose size does not change, and its legacy nearest rule halves
         # the index of an axis that doubles, whatever the factor: Resize does that with the

@@ -800,6 +800,9 @@ def _resize(im, node, attrs):
             if n is None and not clean:
                 raise im.fail(f"scale {s} on an axis of unknown size: nbconv cannot tell "
                               "whether it samples as Resize does")
+            if ac and (n * s != int(n * s) if n is not None else s != int(s)):
+                raise im.fail(f"scale {s} with align_corners on an axis of size {n}: Resize "
+                              "divides by the unrounded output size, PyTorch by the rounded one")
             if n is not None:
                 o = int(np.floor(n * s))
                 if o < 1 or (o == n and s != 1.0) or (mode == "nearest" and o == 2 * n
