@@ -477,3 +477,49 @@ def test_recorded_forward_matches_torch():
 def test_recorded_forward_by_finite_differences():
     nc.manual_seed(2)
     assert gradcheck(_Decoder(), _rng(22).standard_normal((2, 2, 4, 3)), rtol=1e-5)
+
+
+def test_serial_and_threaded_paths_agree(monkeypatch):
+    from nbconv import _config
+
+    x = _rng(23).standard_normal((2, 3, 5, 7))
+    dy = _rng(24).standard_normal((2, 3, 9, 4))
+    for mode, ac in (("nearest", None), ("bilinear", False), ("bilinear", True)):
+        res = []
+        for threshold in (0, 1 << 62):
+            monkeypatch.setattr(_config, "SERIAL_BELOW", threshold)
+            res.append((nc.interpolate(x, (9, 4), mode=mode, align_corners=ac),
+                        nc.interpolate_backward(dy, x.shape, (9, 4), mode=mode,
+                                                align_corners=ac)))
+        for a, b in zip(*res):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_hypothesis_sweep_matches_torch():
+    torch = pytest.importorskip("torch")
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    modes = st.sampled_from([("nearest", None), ("nearest-exact", None), ("bilinear", False),
+                             ("bilinear", True)])
+    sizes = st.tuples(st.integers(1, 9), st.integers(1, 9))
+
+    @settings(max_examples=60, deadline=None)
+    @given(hw=sizes, out=sizes, mode=modes, scale=st.one_of(
+        st.none(), st.floats(0.3, 3.5, allow_nan=False)), seed=st.integers(0, 99))
+    def check(hw, out, mode, scale, seed):
+        x = _rng(seed).standard_normal((2, 2) + hw)
+        kw = dict(size=out) if scale is None else dict(scale_factor=scale)
+        if scale is not None and min(math.floor(n * scale) for n in hw) < 1:
+            return
+        t = torch.tensor(x, requires_grad=True)
+        ty = torch.nn.functional.interpolate(t, mode=mode[0], align_corners=mode[1], **kw)
+        dy = _rng(seed + 1).standard_normal(tuple(ty.shape))
+        ty.backward(torch.from_numpy(dy))
+        np.testing.assert_allclose(nc.interpolate(x, mode=mode[0], align_corners=mode[1], **kw),
+                                   ty.detach().numpy(), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(
+            nc.interpolate_backward(dy, x.shape, mode=mode[0], align_corners=mode[1], **kw),
+            t.grad.numpy(), rtol=1e-12, atol=1e-13)
+
+    check()
