@@ -199,3 +199,26 @@ def test_onnx_resize_node_tests(tmp_path):
     # round_prefer_floor), cubic, antialias, axes and tf_crop_and_resize are refused
     assert {"test_resize_upsample_scales_linear", "test_resize_downsample_scales_linear",
             "test_resize_upsample_scales_linear_align_corners"} <= set(passed), refused
+
+
+def test_traced_functional_interpolate_exports(tmp_path):
+    """``nc.interpolate`` inside a PyTorch-style forward is written as Resize."""
+
+    class Decoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 3, padding=1)
+
+        def forward(self, x):
+            h = nbconv.interpolate(self.conv(x), scale_factor=2, mode="bilinear")
+            return nbconv.interpolate(h, size=(5, 7), mode="bilinear", align_corners=True)
+
+    nbconv.manual_seed(0)
+    model = Decoder()
+    path = nbconv.onnx.export(model, tmp_path / "d.onnx", (2, 2, 4, 3))
+    assert [n.op_type for n in onnx.load(path).graph.node].count("Resize") == 2
+    x = _rng(8).standard_normal((3, 2, 4, 3)).astype(np.float32)
+    with nbconv.no_grad():
+        want = model(x)
+    np.testing.assert_allclose(_run_ort(path, x), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(nbconv.onnx.load(path)(x), want, rtol=1e-5, atol=1e-6)
