@@ -306,7 +306,10 @@ def test_nan_and_inf_match_torch():
     for mode, ac, kw in (("nearest", None, dict(scale_factor=2)),
                          ("nearest", None, dict(size=(3, 7))),
                          ("bilinear", False, dict(size=(9, 11))),
-                         ("bilinear", True, dict(size=(7, 9)))):
+                         ("bilinear", True, dict(size=(7, 9))),
+                         ("bilinear", False, dict(size=(4, 11))),  # H kept: copied
+                         ("bilinear", True, dict(size=(9, 5))),
+                         ("bilinear", False, dict(scale_factor=1.1))):
         t = torch.tensor(x, requires_grad=True)
         ty = torch.nn.functional.interpolate(t, mode=mode, align_corners=ac, **kw)
         np.testing.assert_allclose(nc.interpolate(x, mode=mode, align_corners=ac, **kw),
@@ -523,3 +526,16 @@ def test_hypothesis_sweep_matches_torch():
             t.grad.numpy(), rtol=1e-12, atol=1e-13)
 
     check()
+
+
+def test_nan_and_inf_1d_match_torch():
+    torch = pytest.importorskip("torch")
+    x = np.array([[[1.0, -np.inf, 2.0, np.inf, 4.0, np.nan, 5.0]]])
+    for mode, ac, kw in (("linear", False, dict(size=7)), ("linear", True, dict(size=7)),
+                         ("linear", False, dict(size=15)), ("linear", True, dict(size=13)),
+                         ("linear", False, dict(scale_factor=0.6)),
+                         ("nearest", None, dict(scale_factor=1.5))):
+        want = torch.nn.functional.interpolate(torch.from_numpy(x), mode=mode,
+                                               align_corners=ac, **kw).numpy()
+        np.testing.assert_allclose(nc.interpolate(x, mode=mode, align_corners=ac, **kw), want,
+                                   rtol=1e-12, equal_nan=True, err_msg=f"{mode} {ac} {kw}")

@@ -104,12 +104,14 @@ def _nearest_table(n, o, scale, exact, dt):
 def _linear_table(n, o, scale, align_corners, dt):
     """``(i0, i1, l0, l1)``: the two source indices and weights of each output position."""
     i = np.arange(o, dtype=np.float64)
+    if o == n:
+        # PyTorch copies an axis whose size does not change (whatever the scale factor or
+        # align_corners say), as ``1 * x[i] + 0 * x[i]``: an inf there gives NaN, and only there
+        i0 = np.arange(o, dtype=np.int64)
+        return i0, i0, np.ones(o, dt), np.zeros(o, dt)
     if align_corners:
         r = dt.type(n - 1) / dt.type(o - 1) if o > 1 else dt.type(0)
         src = (r * i).astype(dt)
-    elif o == n:
-        # PyTorch copies an axis whose size does not change, whatever the scale factor says
-        src = i.astype(dt)
     else:
         # PyTorch evaluates ``r * (i + 0.5) - 0.5`` in double, then rounds to the op's type
         src = np.maximum(np.float64(_ratio(n, o, scale, dt)) * (i + 0.5) - 0.5, 0.0).astype(dt)
