@@ -33,7 +33,8 @@ def _tol(dtype):
 # --------------------------------------------------------------------------- loop reference
 
 def _src_nearest(i, n, o, sf, exact):
-    """PyTorch's nearest source index (legacy rule: copy when o == n, halve when o == 2n)."""
+    """PyTorch's 2-D nearest source index (legacy rule: copy when o == n, halve when
+    o == 2n)."""
     if not exact and o == n:
         return i
     if not exact and o == 2 * n:
@@ -171,7 +172,8 @@ def test_sweep_of_sizes_matches_torch():
                                      ("linear", False), ("linear", True)])
 @pytest.mark.parametrize("kw", [dict(size=11), dict(size=3), dict(size=(7,)),
                                 dict(scale_factor=2), dict(scale_factor=0.6),
-                                dict(scale_factor=2.5)])
+                                dict(scale_factor=2.5), dict(scale_factor=1.1),
+                                dict(scale_factor=2.1)])
 def test_1d_matches_torch(mode, ac, kw):
     torch = pytest.importorskip("torch")
     x = _rng(5).standard_normal((2, 3, 7))
@@ -181,9 +183,37 @@ def test_1d_matches_torch(mode, ac, kw):
     ty.backward(torch.from_numpy(dy))
     np.testing.assert_allclose(nc.interpolate(x, mode=mode, align_corners=ac, **kw),
                                ty.detach().numpy(), rtol=1e-12, atol=1e-13)
+    want = t.grad.numpy()
+    if mode == "nearest" and "scale_factor" in kw:
+        # PyTorch's 1-D nearest backward copies (o == n) or halves (o == 2n) the index where
+        # its forward pass does not (scale factors 1.1 and 2.1 here): the reference is the
+        # adjoint of PyTorch's forward, the source index of each output read from it
+        src = torch.nn.functional.interpolate(
+            torch.arange(7, dtype=torch.float64).reshape(1, 1, 7), **kw).numpy()[0, 0]
+        want = np.zeros_like(x)
+        for j, i in enumerate(src.astype(int)):
+            want[..., i] += dy[..., j]
     np.testing.assert_allclose(nc.interpolate_backward(dy, x.shape, mode=mode,
                                                        align_corners=ac, **kw),
-                               t.grad.numpy(), rtol=1e-12, atol=1e-13)
+                               want, rtol=1e-12, atol=1e-13)
+
+
+def test_pytorch_1d_nearest_backward_disagrees_with_its_forward():
+    """The case above, shown: PyTorch's gradient is not the adjoint of its own 1-D forward
+    (n = 3, scale 1.1: forward reads [0, 0, 1], backward sends to [0, 1, 2]); nbconv's is."""
+    torch = pytest.importorskip("torch")
+    t = torch.tensor([[[1.0, 2.0, 3.0]]], dtype=torch.float64, requires_grad=True)
+    y = torch.nn.functional.interpolate(t, scale_factor=1.1)
+    y.backward(torch.tensor([[[1.0, 10.0, 100.0]]], dtype=torch.float64))
+    assert y.detach().numpy().tolist() == [[[1.0, 1.0, 2.0]]]
+    if t.grad.numpy().tolist() != [[[1.0, 10.0, 100.0]]]:
+        pytest.skip("PyTorch's 1-D nearest backward now agrees with its forward")
+    assert nc.interpolate(t.detach().numpy(), scale_factor=1.1).tolist() == [[[1.0, 1.0, 2.0]]]
+    dx = nc.interpolate_backward(np.array([[[1.0, 10.0, 100.0]]]), (1, 1, 3), scale_factor=1.1)
+    assert dx.tolist() == [[[11.0, 100.0, 0.0]]]
+    for s in (1.1, 2.1):
+        assert gradcheck(lambda a: nc.interpolate(a, scale_factor=s), _rng(25).random((2, 2, 3)),
+                         lambda dy, a: nc.interpolate_backward(dy, a.shape, scale_factor=s))
 
 
 def test_recompute_scale_factor_matches_torch():

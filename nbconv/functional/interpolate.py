@@ -7,12 +7,16 @@ batched 1-D data, not an unbatched image.  The output size is ``size``, or
 length ``n`` and output length ``o``, with ``r = 1 / scale_factor`` when a scale factor is given
 (and ``recompute_scale_factor`` is not True), else ``r = n / o``:
 
-* ``"nearest"``: output ``i`` reads ``min(floor(i * r), n - 1)``;
+* ``"nearest"``: output ``i`` reads ``min(floor(i * r), n - 1)``; on 4-D inputs an axis
+  whose size is kept (``o == n``) is copied and one that doubles reads ``i // 2``, whatever
+  the scale factor (PyTorch's 2-D kernel; its 1-D one does not);
 * ``"nearest-exact"``: ``min(floor((i + 0.5) * r), n - 1)``;
 * ``"linear"``/``"bilinear"``: the source coordinate is ``s = i * (n - 1) / (o - 1)`` with
   ``align_corners=True`` (0 when ``o == 1``), else ``s = max((i + 0.5) * r - 0.5, 0)``; the
   output mixes ``floor(s)`` and the next index (clamped to ``n - 1``) with weights
-  ``1 - f`` and ``f``, ``f = s - floor(s)``; bilinear is this along H and along W.
+  ``1 - f`` and ``f``, ``f = s - floor(s)``; bilinear is this along H and along W.  An axis
+  whose size is kept is copied, as ``1 * x[i] + 0 * x[i]`` (so an inf there gives NaN, as in
+  PyTorch).
 
 The index tables are built here in NumPy (O(OH + OW)); the kernels in
 :mod:`nbconv.kernels.interpolate` run over rows of the ``(n, c)`` planes.
@@ -89,11 +93,11 @@ def _ratio(n, o, scale, dt):
     return dt.type(scale) if scale is not None else dt.type(n) / dt.type(o)
 
 
-def _nearest_table(n, o, scale, exact, dt):
+def _nearest_table(n, o, scale, exact, dt, legacy):
     """Source index of each output position along an axis of input length ``n``."""
-    if not exact and o in (n, 2 * n):
-        # PyTorch's legacy nearest rule copies (o == n) or halves (o == 2n) the index whatever
-        # the scale factor says
+    if legacy and not exact and o in (n, 2 * n):
+        # PyTorch's 2-D nearest kernel copies (o == n) or halves (o == 2n) the index whatever
+        # the scale factor says (its 1-D kernel does not)
         return np.arange(o, dtype=np.int64) // (o // n)
     r = _ratio(n, o, scale, dt)
     i = np.arange(o, dtype=dt)
@@ -129,7 +133,7 @@ def _tables(in_sizes, out, scales, mode, align_corners, dt):
         if mode in _LINEAR:
             res.append(_linear_table(n, o, s, align_corners, dt))
         else:
-            i0 = _nearest_table(n, o, s, mode == "nearest-exact", dt)
+            i0 = _nearest_table(n, o, s, mode == "nearest-exact", dt, len(out) == 2)
             res.append((i0, i0, np.ones(o, dt), np.zeros(o, dt)))
     return res
 
