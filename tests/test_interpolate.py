@@ -212,8 +212,10 @@ def test_pytorch_1d_nearest_backward_disagrees_with_its_forward():
     dx = nc.interpolate_backward(np.array([[[1.0, 10.0, 100.0]]]), (1, 1, 3), scale_factor=1.1)
     assert dx.tolist() == [[[11.0, 100.0, 0.0]]]
     for s in (1.1, 2.1):
-        assert gradcheck(lambda a: nc.interpolate(a, scale_factor=s), _rng(25).random((2, 2, 3)),
-                         lambda dy, a: nc.interpolate_backward(dy, a.shape, scale_factor=s))
+        assert gradcheck(lambda a, s=s: nc.interpolate(a, scale_factor=s),
+                         _rng(25).random((2, 2, 3)),
+                         lambda dy, a, s=s: nc.interpolate_backward(dy, a.shape,
+                                                                    scale_factor=s))
 
 
 def test_recompute_scale_factor_matches_torch():
