@@ -11,6 +11,7 @@ from . import channel_dropout as _channel_dropout
 from . import activation_ext as _activation_ext
 from . import conv as _conv
 from . import correlate as _correlate
+from . import interpolate as _interpolate
 from . import linear as _linear
 from . import norm as _norm
 from . import norms as _norms
@@ -26,6 +27,7 @@ from .channel_dropout import *  # noqa: F403
 from .activation_ext import *  # noqa: F403
 from .conv import *  # noqa: F403
 from .correlate import *  # noqa: F403
+from .interpolate import *  # noqa: F403
 from .linear import *  # noqa: F403
 from .norm import *  # noqa: F403
 from .norms import *  # noqa: F403
@@ -46,5 +48,6 @@ __all__ = (
     + _adaptive_pool.__all__
     + _channel_dropout.__all__
     + _pool1d.__all__
+    + _interpolate.__all__
     + ["conv_output_size"]
 )

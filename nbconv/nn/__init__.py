@@ -17,6 +17,8 @@ from .norms import *  # noqa: F403
 from .norms import __all__ as _norms
 from .pooling import *  # noqa: F403
 from .pooling import __all__ as _pooling
+from .upsample import *  # noqa: F403
+from .upsample import __all__ as _upsample
 from .module import (
     Module,
     Parameter,
@@ -29,7 +31,7 @@ from .module import (
 from .summary import summary
 from . import init, utils
 
-__all__ = _layers + _pooling + _norms + _activations + [
+__all__ = _layers + _pooling + _norms + _activations + _upsample + [
     "Add", "Concat", "Graph", "Identity", "ModuleList", "Sequential", "Module", "Parameter",
     "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "default_rng", "register",
     "to_config", "from_config", "summary", "CrossEntropyLoss", "MSELoss", "L1Loss",

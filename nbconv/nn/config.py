@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from . import activations, containers, layers, norms, pooling
+from . import activations, containers, layers, norms, pooling, upsample
 from .module import Module
 
 _REGISTRY: dict[str, type] = {}
@@ -56,6 +56,8 @@ for _name in norms.__all__:
     register(getattr(norms, _name))
 for _name in activations.__all__:
     register(getattr(activations, _name))
+for _name in upsample.__all__:
+    register(getattr(upsample, _name))
 for _cls in (containers.Concat, containers.Add, containers.Identity):
     register(_cls)
 

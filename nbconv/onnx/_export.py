@@ -533,6 +533,45 @@ _WRITERS.update({_nn.GroupNorm: _groupnorm, _nn.InstanceNorm1d: _instancenorm,
                  _nn.InstanceNorm2d: _instancenorm, _nn.LayerNorm: _layernorm})
 
 
+# -- nn.Upsample (and its fixed-mode forms) as Resize ------------------------------------------
+def _resize_attrs(mode: str, align_corners) -> dict:
+    """Resize attributes that place the samples where PyTorch's ``interpolate`` does."""
+    if mode == "nearest":  # floor(i / scale)
+        return dict(mode="nearest", coordinate_transformation_mode="asymmetric",
+                    nearest_mode="floor")
+    if mode == "nearest-exact":  # floor((i + 0.5) / scale) = round half up of the centre
+        return dict(mode="nearest", coordinate_transformation_mode="half_pixel",
+                    nearest_mode="round_prefer_ceil")
+    return dict(mode="linear", coordinate_transformation_mode="align_corners"
+                if align_corners else "half_pixel")
+
+
+def _upsample(b, m, path, xs, vs, y):
+    cfg = m._args()
+    mode, sf = cfg["mode"], cfg["scale_factor"]
+    ins_, outs = vs[0].shape[2:], y.shape[2:]
+    attrs = _resize_attrs(mode, cfg.get("align_corners"))
+    # with align_corners PyTorch places the samples by the sizes alone, and Resize's
+    # align_corners with scales divides by the unrounded ``in * scale``: write sizes
+    if sf is not None and not cfg.get("recompute_scale_factor") and not cfg.get("align_corners"):
+        sfs = [float(v) for v in (sf if isinstance(sf, (list, tuple)) else [sf] * len(ins_))]
+        # PyTorch copies an axis whose size does not change, and its legacy nearest rule halves
+        # the index of an axis that doubles, whatever the factor: Resize does that with the
+        # factors 1 and 2
+        eff = [1.0 if o == n else 2.0 if mode == "nearest" and o == 2 * n else s
+               for n, o, s in zip(ins_, outs, sfs)]
+        scales = b.const(f"{path}.scales", [1.0, 1.0] + eff, np.float32)
+        return b.node("Resize", [xs[0], "", scales], path, **attrs)
+    # explicit sizes: (N, C) read from the input when the graph runs, the spatial ones fixed
+    nc_ = b.node("Slice", [b.node("Shape", xs[:1], f"{path}.shape"), b.ints(f"{path}.s0", [0]),
+                           b.ints(f"{path}.s1", [2])], f"{path}.nc")
+    sizes = b.node("Concat", [nc_, b.ints(f"{path}.hw", list(outs))], f"{path}.sizes", axis=0)
+    return b.node("Resize", [xs[0], "", "", sizes], path, **attrs)
+
+
+_WRITERS[_nn.Upsample] = _upsample
+
+
 def _writer(m):
     for cls in type(m).__mro__:
         if cls in _WRITERS:

@@ -736,6 +736,101 @@ _CONVERTERS.update(InstanceNormalization=_instancenorm, GroupNormalization=_grou
                    LayerNormalization=_layernorm)
 
 
+def _resize_mode(im, attrs, rank):
+    """The ``interpolate`` mode (and align_corners) that samples where this Resize does."""
+    mode = attrs.get("mode", "nearest")
+    ctm = attrs.get("coordinate_transformation_mode", "half_pixel")
+    near = attrs.get("nearest_mode", "round_prefer_floor")
+    for key, default in (("antialias", 0), ("exclude_outside", 0)):
+        if int(attrs.get(key, default)) != default:
+            raise im.fail(f"{key}={attrs[key]} is not supported")
+    if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise im.fail(f"keep_aspect_ratio_policy={attrs['keep_aspect_ratio_policy']!r} is not "
+                      "supported (only 'stretch')")
+    if "axes" in attrs:
+        raise im.fail("the 'axes' attribute is not supported (give scales or sizes for all "
+                      "axes)")
+    if mode == "nearest" and ctm == "asymmetric" and near == "floor":
+        return "nearest", None
+    if mode == "nearest" and ctm == "half_pixel" and near == "round_prefer_ceil":
+        return "nearest-exact", None
+    if mode == "linear" and ctm in ("half_pixel", "align_corners") and rank in (3, 4):
+        return ("linear" if rank == 3 else "bilinear"), ctm == "align_corners"
+    raise im.fail(f"mode={mode!r} with coordinate_transformation_mode={ctm!r} and "
+                  f"nearest_mode={near!r} is not supported; nbconv imports PyTorch's nearest "
+                  "(asymmetric, floor), nearest-exact (half_pixel, round_prefer_ceil) and "
+                  "(bi)linear (half_pixel or align_corners) on 3-D and 4-D inputs")
+
+
+def _resize(im, node, attrs):
+    x = node.input[0]
+    scales = im.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    sizes = im.const(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    for i, what in ((2, "scales"), (3, "sizes")):
+        if len(node.input) > i and node.input[i] and im.const(node.input[i]) is None:
+            raise im.fail(f"its {what} ({node.input[i]!r}) must be a constant (or computed "
+                          "from the input's shape)")
+    if scales is not None and scales.size == 0:
+        scales = None
+    if sizes is not None and sizes.size == 0:
+        sizes = None
+    if (scales is None) == (sizes is None):
+        raise im.fail("exactly one of scales and sizes must be given")
+    given = np.asarray(scales if scales is not None else sizes).reshape(-1)
+    rank, shape = im.rank(x), im.shapes.get(x)
+    if rank is not None and rank != given.size:
+        raise im.fail(f"{given.size} scales/sizes for a rank-{rank} input")
+    rank = given.size
+    if rank not in (3, 4):
+        raise im.fail(f"a rank-{rank} input is not supported (nbconv resizes (N, C, L) and "
+                      "(N, C, H, W))")
+    mode, ac = _resize_mode(im, attrs, rank)
+    if scales is not None:
+        # the shortest decimal that gives each float32 factor (1.1, not 1.100000023841858):
+        # what the writer of the file meant, and what PyTorch's exporter was given
+        sc = [float(str(np.float32(v))) if given.dtype == np.float32 else float(v)
+              for v in given]
+        if sc[0] != 1.0 or sc[1] != 1.0:
+            raise im.fail(f"scales {sc} resize the batch or channel axis")
+        if min(sc[2:]) <= 0:
+            raise im.fail(f"scales {sc} must be positive")
+        spatial = None if shape is None else shape[2:]
+        # PyTorch (and nbconv) copy an axis whose size does not change and halve the nearest
+        # index of an axis that doubles, whatever the factor; Resize uses the factor
+        for j, s in enumerate(sc[2:]):
+            n = None if spatial is None else spatial[j]
+            clean = s == 1.0 or (s >= 1 and s == int(s)) or (s < 1 and (1 / s) == int(1 / s))
+            if n is None and not clean:
+                raise im.fail(f"scale {s} on an axis of unknown size: nbconv cannot tell "
+                              "whether it samples as Resize does")
+            if ac and (n * s != int(n * s) if n is not None else s != int(s)):
+                raise im.fail(f"scale {s} with align_corners on an axis of size {n}: Resize "
+                              "divides by the unrounded output size, PyTorch by the rounded one")
+            if n is not None:
+                o = int(np.floor(n * s))
+                if o < 1 or (o == n and s != 1.0) or (mode == "nearest" and o == 2 * n
+                                                       and s != 2.0):
+                    raise im.fail(f"scale {s} on an axis of size {n} gives output size {o}, "
+                                  "where nbconv's (PyTorch's) sampling differs from Resize's")
+        layer = _nn.Upsample(scale_factor=sc[2:], mode=mode, align_corners=ac)
+    else:
+        sz = [int(v) for v in given]
+        if shape is None:
+            raise im.fail("the input's shape is unknown (ONNX shape inference): nbconv cannot "
+                          "check that sizes keep its batch and channel axes")
+        for j in (0, 1):
+            if sz[j] != _BATCH and shape[j] is not None and sz[j] != shape[j]:
+                raise im.fail(f"sizes {sz} resize the batch or channel axis of an input of "
+                              f"shape {shape}")
+        if min(sz[2:]) < 1:
+            raise im.fail(f"sizes {sz} must be positive")
+        layer = _nn.Upsample(size=sz[2:], mode=mode, align_corners=ac)
+    im.emit(layer, im.source(x))
+
+
+_CONVERTERS["Resize"] = _resize
+
+
 # -- issue 27's activations ------------------------------------------------------------------
 def _prelu(im, node, attrs):
     slope = np.asarray(im.needs_const(node.input[1], "slope"))
@@ -974,8 +1069,10 @@ def load(path) -> _nn.Graph:
     writes for ``LocalResponseNorm`` (any size), InstanceNormalization, GroupNormalization
     (opset 21) and the node chain PyTorch writes for ``GroupNorm``, LayerNormalization, MaxPool,
     AveragePool, GlobalAveragePool, ReduceMean over H and W, Flatten (axis 1), Reshape,
-    Squeeze, Unsqueeze, Slice, Pad, Concat, Identity, and computations on constants or
-    static shapes (Constant, Shape, Gather, Unsqueeze, Concat, Cast, Slice, Transpose,
+    Squeeze, Unsqueeze, Slice, Pad, Concat, Identity, Resize (as ``nn.Upsample``: PyTorch's
+    nearest, nearest-exact and (bi)linear sampling, constant scales or sizes), and
+    computations on constants or static shapes (Constant, Shape, Gather, Unsqueeze, Concat,
+    Cast, Slice, Transpose,
     ConstantOfShape, arithmetic), as ``x.view(x.size(0), -1)`` and the TorchScript
     exporter's padding write them. A Reshape target whose first size is the file's static
     batch size keeps the batch size of the actual input instead.

@@ -489,6 +489,9 @@ _FUNCTIONAL.update({
     "dropout1d": _Tracer.dropout, "dropout2d": _Tracer.dropout,
 })
 
+# nc.interpolate, as nn.Upsample (its recording rule keeps all the arguments in ``info``)
+_FUNCTIONAL["interpolate"] = _activation(lambda i: _nn.Upsample(**i))
+
 
 # the ops of nbconv.functional.norms, as the layers of nbconv.nn.norms
 def _norm_affine(t, node, shape, dtype):

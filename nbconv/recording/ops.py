@@ -376,6 +376,19 @@ _RULES.update({name: _elementwise(name) for name in (
     "softplus")})
 _RULES["prelu"] = _prelu
 
+
+def _interpolate(fn, x, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                 recompute_scale_factor=None):
+    xv, px = origin(x)
+    hyper = dict(size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners,
+                 recompute_scale_factor=recompute_scale_factor)
+    shape = np.shape(xv)
+    return _finish("interpolate", fn(xv, **hyper), (px,),
+                   lambda g: (F.interpolate_backward(g, shape, **hyper),), **hyper)
+
+
+_RULES["interpolate"] = _interpolate
+
 def _plain(a):
     if isinstance(a, (list, tuple)):
         return type(a)(_plain(b) for b in a)
