@@ -51,16 +51,17 @@ TRANSIENT = frozenset({"_zone", "_record", "_recorded_call", "_fresh"})
 _covered: dict = {}
 
 
-def _backward_owner(cls):
+def defining_class(cls, method: str):
+    """The class in ``cls``'s MRO that defines ``method`` (None if none does)."""
     for k in cls.__mro__:
-        if "backward" in k.__dict__:
+        if method in k.__dict__:
             return k
     return None
 
 
 def uses_recorded_backward(cls) -> bool:
     """Whether instances of ``cls`` use the default backward (walk their recorded forward)."""
-    return _backward_owner(cls) is BASE
+    return defining_class(cls, "backward") is BASE
 
 
 def _has_own_backward(cls, defining) -> bool:
@@ -71,7 +72,7 @@ def _has_own_backward(cls, defining) -> bool:
     key = (cls, defining)
     covered = _covered.get(key)
     if covered is None:
-        owner = _backward_owner(cls)
+        owner = defining_class(cls, "backward")
         covered = owner is not BASE and owner is not None and issubclass(owner, defining)
         _covered[key] = covered
     return covered
@@ -83,7 +84,7 @@ def _forward_covered(cls) -> bool:
     key = (cls, None)
     covered = _covered.get(key)
     if covered is None:
-        owner = next((k for k in cls.__mro__ if "forward" in k.__dict__), None)
+        owner = defining_class(cls, "forward")
         covered = owner is not None and _has_own_backward(cls, owner)
         _covered[key] = covered
     return covered
@@ -168,7 +169,7 @@ def instance_forward(module, fn):
     """``fn(*inputs)`` as the forward of this one ``module`` (set as ``module.forward``),
     recorded as the class's own forward is: its ``backward`` (the class's, or one also set
     on the instance) covers it."""
-    owner = _backward_owner(type(module))
+    owner = defining_class(type(module), "backward")
     return types.MethodType(wrap_forward(owner, lambda _self, *a, **k: fn(*a, **k)), module)
 
 

@@ -30,18 +30,11 @@ __all__ = ["trace", "is_traceable", "TracedOp"]
 _BIG = 2**63 - 1  # an open end of an ONNX Slice (clamped to the axis)
 
 
-def _forward_class(cls):
-    for k in cls.__mro__:
-        if "forward" in k.__dict__:
-            return k
-    return None
-
-
 def is_traceable(module) -> bool:
     """Whether ``module``'s forward pass is recorded op by op (no hand-written ``backward``
     covers it), so that :func:`trace` can turn it into a graph."""
     cls = type(module)
-    defining = _forward_class(cls)
+    defining = _recorded.defining_class(cls, "forward")
     return (defining is not None and defining is not _nn.Module
             and not _recorded._has_own_backward(cls, defining))
 
@@ -209,7 +202,7 @@ class _Tracer:
             # a subclass that overrides only forward: the record is its super().forward,
             # the forward of the class whose backward covers it
             layer = copy.copy(m)
-            layer.__class__ = _recorded._backward_owner(type(m))
+            layer.__class__ = _recorded.defining_class(type(m), "backward")
         elif id(m) in self.used:
             # the same module called again: a second handle on its parameters (a shallow
             # copy: the graph holds each instance once, the weights stay shared)
