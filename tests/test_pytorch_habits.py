@@ -561,3 +561,24 @@ def test_no_grad_and_enable_grad_decorate_with_or_without_parentheses():
 def test_a_one_input_add_is_refused():
     with pytest.raises(ValueError, match="at least 2 inputs"):
         nn.Add()(np.ones(3))
+
+
+def test_a_layer_error_says_which_sub_module_raised_it():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(4, 3)
+            self.block = nn.Sequential(nn.Linear(3, 2), nn.Linear(5, 1))
+
+        def forward(self, x):
+            return self.block(self.fc1(x))
+
+    with pytest.raises(ValueError, match="in_features=4") as e:
+        Net()(np.ones((2, 5), np.float32))
+    assert e.value.__notes__ == ["(in Net.fc1, a Linear)"]
+    with pytest.raises(ValueError, match="in_features=5") as e:
+        Net()(np.ones((2, 4), np.float32))
+    assert e.value.__notes__ == ["(in Net.block.1, a Linear)"]
+    with pytest.raises(ValueError) as e:  # called on its own: the message is enough
+        nn.Linear(4, 3)(np.ones((2, 5), np.float32))
+    assert not getattr(e.value, "__notes__", [])

@@ -211,6 +211,9 @@ def wrap_forward(defining, raw):
         stack.append(self)
         try:
             y = raw(self, *args, **kwargs)
+        except (ValueError, TypeError) as e:
+            _note_where(e, stack)
+            raise
         finally:
             stack.pop()
         d = self.__dict__
@@ -221,6 +224,25 @@ def wrap_forward(defining, raw):
 
     forward.__nbconv_raw__ = raw
     return forward
+
+
+def _note_where(error, stack) -> None:
+    """Add to ``error`` (once, where it is raised) the dotted path of the sub-module whose
+    forward raised it, e.g. ``Net.fc1 (Linear)``: the op's own message names only the op."""
+    if getattr(error, "_nbconv_where", False) or not hasattr(error, "add_note"):
+        return
+    error._nbconv_where = True
+    names = []
+    for parent, child in zip(reversed(stack[:-1]), reversed(stack[1:])):
+        name = next((k for k, m in parent.__dict__.get("_children", {}).items()
+                     if m is child), None)
+        if name is None:
+            break
+        names.append(name)
+    if names:
+        root = stack[len(stack) - 1 - len(names)]
+        error.add_note(f"(in {type(root).__name__}.{'.'.join(reversed(names))}, a "
+                       f"{type(stack[-1]).__name__})")
 
 
 def _recorded_call(self, raw, args, kwargs):
@@ -247,6 +269,9 @@ def _recorded_call(self, raw, args, kwargs):
     st.forwarding.append(self)
     try:
         y = raw(self, *values, **kvalues)
+    except (ValueError, TypeError) as e:
+        _note_where(e, st.forwarding)
+        raise
     finally:
         st.forwarding.pop()
         st.record, st.zone = record_before, zone_before
@@ -329,6 +354,9 @@ def _transparent_call(self, raw, args, kwargs):
     st.forwarding.append(self)
     try:
         y = raw(self, *args, **kwargs)
+    except (ValueError, TypeError) as e:
+        _note_where(e, st.forwarding)
+        raise
     finally:
         st.forwarding.pop()
         st.record, st.zone = record_before, zone
