@@ -285,9 +285,13 @@ def test_layer_norm_sweep_matches_pytorch(shape, data, seed):
         x, w, b, dy)
     y, mean, rstd = nc.layer_norm(x, ns, w, b, return_stats=True)
     dx, dw, db = nc.layer_norm_backward(dy, x, ns, mean, rstd, w)
-    _close(y, ry, 1e-9)
+    # a sample whose values nearly agree leaves x - mean to rounding (see _cancellation_floor)
+    spread = np.ptp(x.reshape(-1, int(np.prod(ns))), axis=1).min()
+    floor = _cancellation_floor(x, 1e-5) if spread < 1e-9 * np.abs(x).max() else 0.0
+    _close(y, ry, 1e-9, floor)
     if int(np.prod(ns)) > 1:  # one value per sample: dx and dweight are rounding noise
-        _close(dx, rdx, 1e-9)
+        _close(dx, rdx, 1e-9, floor * float(np.abs(w).max()) * float(np.abs(dy).max())
+               / np.sqrt(1e-5))
         _close(dw, rdw, 1e-9)
     _close(db, rdb, 1e-9)
 
