@@ -27,6 +27,21 @@ def _inplace(op: str, inplace) -> bool:
     return check_bool(op, "inplace", inplace)
 
 
+class _Unary(_Elementwise):
+    """An activation without hyperparameters: ``_op(x)`` forward, ``_op_backward(dy, x)``
+    backward (``inplace`` accepted, see the module docstring)."""
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self._config = dict(inplace=_inplace(type(self).__name__, inplace))
+
+    def _fwd(self, x):
+        return self._op(x)
+
+    def _bwd(self, dy, x):
+        return self._op_backward(dy, x)
+
+
 class PReLU(Module):
     """Parametric ReLU, ``x`` where ``x > 0`` and ``weight * x`` elsewhere, as
     ``torch.nn.PReLU``: one learnable slope, or one per channel (axis 1 of the input).
@@ -100,7 +115,7 @@ class ELU(_Elementwise):
         return F.elu_backward(dy, x, self._config["alpha"])
 
 
-class SELU(_Elementwise):
+class SELU(_Unary):
     """``scale * elu(x, alpha)`` with the self-normalising constants, as ``torch.nn.SELU``.
 
     Parameters
@@ -115,15 +130,8 @@ class SELU(_Elementwise):
     [0.         2.10140197]
     """
 
-    def __init__(self, inplace=False):
-        super().__init__()
-        self._config = dict(inplace=_inplace("SELU", inplace))
-
-    def _fwd(self, x):
-        return F.selu(x)
-
-    def _bwd(self, dy, x):
-        return F.selu_backward(dy, x)
+    _op = staticmethod(F.selu)
+    _op_backward = staticmethod(F.selu_backward)
 
 
 class CELU(_Elementwise):
@@ -185,7 +193,7 @@ class GELU(_Elementwise):
         return F.gelu_backward(dy, x, self._config["approximate"])
 
 
-class SiLU(_Elementwise):
+class SiLU(_Unary):
     """``x * sigmoid(x)`` (swish), as ``torch.nn.SiLU``.
 
     Parameters
@@ -200,18 +208,11 @@ class SiLU(_Elementwise):
     [0.         0.73105858]
     """
 
-    def __init__(self, inplace=False):
-        super().__init__()
-        self._config = dict(inplace=_inplace("SiLU", inplace))
-
-    def _fwd(self, x):
-        return F.silu(x)
-
-    def _bwd(self, dy, x):
-        return F.silu_backward(dy, x)
+    _op = staticmethod(F.silu)
+    _op_backward = staticmethod(F.silu_backward)
 
 
-class Mish(_Elementwise):
+class Mish(_Unary):
     """``x * tanh(softplus(x))``, as ``torch.nn.Mish``.
 
     Parameters
@@ -226,18 +227,11 @@ class Mish(_Elementwise):
     [0.         0.86509839]
     """
 
-    def __init__(self, inplace=False):
-        super().__init__()
-        self._config = dict(inplace=_inplace("Mish", inplace))
-
-    def _fwd(self, x):
-        return F.mish(x)
-
-    def _bwd(self, dy, x):
-        return F.mish_backward(dy, x)
+    _op = staticmethod(F.mish)
+    _op_backward = staticmethod(F.mish_backward)
 
 
-class Hardswish(_Elementwise):
+class Hardswish(_Unary):
     """``x * min(max(x + 3, 0), 6) / 6`` (MobileNetV3), as ``torch.nn.Hardswish``.
 
     Parameters
@@ -252,18 +246,11 @@ class Hardswish(_Elementwise):
     [-0.     1.125  4.   ]
     """
 
-    def __init__(self, inplace=False):
-        super().__init__()
-        self._config = dict(inplace=_inplace("Hardswish", inplace))
-
-    def _fwd(self, x):
-        return F.hardswish(x)
-
-    def _bwd(self, dy, x):
-        return F.hardswish_backward(dy, x)
+    _op = staticmethod(F.hardswish)
+    _op_backward = staticmethod(F.hardswish_backward)
 
 
-class Hardsigmoid(_Elementwise):
+class Hardsigmoid(_Unary):
     """``min(max(x + 3, 0), 6) / 6``, as ``torch.nn.Hardsigmoid``.
 
     Parameters
@@ -278,18 +265,11 @@ class Hardsigmoid(_Elementwise):
     [0.   0.75 1.  ]
     """
 
-    def __init__(self, inplace=False):
-        super().__init__()
-        self._config = dict(inplace=_inplace("Hardsigmoid", inplace))
-
-    def _fwd(self, x):
-        return F.hardsigmoid(x)
-
-    def _bwd(self, dy, x):
-        return F.hardsigmoid_backward(dy, x)
+    _op = staticmethod(F.hardsigmoid)
+    _op_backward = staticmethod(F.hardsigmoid_backward)
 
 
-class ReLU6(_Elementwise):
+class ReLU6(_Unary):
     """``min(max(x, 0), 6)``, as ``torch.nn.ReLU6``.
 
     Parameters
@@ -304,15 +284,8 @@ class ReLU6(_Elementwise):
     [0. 3. 6.]
     """
 
-    def __init__(self, inplace=False):
-        super().__init__()
-        self._config = dict(inplace=_inplace("ReLU6", inplace))
-
-    def _fwd(self, x):
-        return F.relu6(x)
-
-    def _bwd(self, dy, x):
-        return F.relu6_backward(dy, x)
+    _op = staticmethod(F.relu6)
+    _op_backward = staticmethod(F.relu6_backward)
 
 
 class Softplus(_Elementwise):
