@@ -93,12 +93,13 @@ def _ratio(n, o, scale, dt):
     return dt.type(scale) if scale is not None else dt.type(n) / dt.type(o)
 
 
-def _nearest_table(n, o, scale, exact, dt, legacy):
+def _nearest_table(n, o, scale, exact, legacy):
     """Source index of each output position along an axis of input length ``n``."""
     if legacy and not exact and o in (n, 2 * n):
         # PyTorch's 2-D nearest kernel copies (o == n) or halves (o == 2n) the index whatever
         # the scale factor says (its 1-D kernel does not)
         return np.arange(o, dtype=np.int64) // (o // n)
+    dt = np.dtype(np.float32)  # PyTorch's nearest index is float arithmetic for every dtype
     r = _ratio(n, o, scale, dt)
     i = np.arange(o, dtype=dt)
     src = np.floor((i + dt.type(0.5)) * r if exact else i * r)
@@ -133,7 +134,7 @@ def _tables(in_sizes, out, scales, mode, align_corners, dt):
         if mode in _LINEAR:
             res.append(_linear_table(n, o, s, align_corners, dt))
         else:
-            i0 = _nearest_table(n, o, s, mode == "nearest-exact", dt, len(out) == 2)
+            i0 = _nearest_table(n, o, s, mode == "nearest-exact", len(out) == 2)
             res.append((i0, i0, np.ones(o, dt), np.zeros(o, dt)))
     return res
 
