@@ -33,16 +33,7 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
-from . import _config
-from .kernels._ir import VECTOR_BYTES
-from .kernels.gemm import (
-    _NO_TRANS,
-    _TRANS,
-    VECTOR_ALWAYS,
-    VECTOR_WHERE_FASTER,
-    _gemm_tasks,
-)
-from .kernels.gemm_vector import vector_address
+from .kernels.gemm import _NO_TRANS, _TRANS, _gemm_tasks
 
 __all__ = ["matmul", "SMALL_MACS"]
 
@@ -51,10 +42,8 @@ __all__ = ["matmul", "SMALL_MACS"]
 SMALL_MACS = 1 << 23
 
 _controllers = None
-# {np.dtype: address of cblas_?gemm, or minus a descriptor's}, and the width of its integers
+# {np.dtype: address of cblas_?gemm}, and the width of its integers
 _gemm = None
-#: {np.dtype: address of NumPy's cblas_?gemm} (found by :func:`_gemm_functions`)
-blas_gemm: dict = {}
 _gemm_int = np.int32
 # products in flight and the BLAS thread counts to restore when the last one ends: two Python
 # threads saving and restoring on their own could leave BLAS single-threaded for good
@@ -110,69 +99,8 @@ def _gemm_functions() -> dict:
                 continue
             _gemm = {k: ctypes.cast(f, ctypes.c_void_p).value for k, f in found.items()}
             _gemm_int = int_type
-            blas_gemm.update(_gemm)
-            if use_vector_gemm(blas_core(dll), VECTOR_BYTES, _config.GEMM):
-                mode = VECTOR_ALWAYS if _config.GEMM == "vector" else VECTOR_WHERE_FASTER
-                _gemm = {k: vector_descriptor(f, k, mode) for k, f in _gemm.items()}
             return _gemm
     return _gemm
-
-
-#: OpenBLAS cores whose float kernels use AVX-512
-_AVX512_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
-_CORENAME_SYMBOLS = ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
-                     "openblas_get_corename64_", "openblas_get_corename")
-
-
-def blas_core(dll) -> str | None:
-    """The kernels an OpenBLAS library chose when it was loaded (``"Haswell"``,
-    ``"SkylakeX"``, ...; ``OPENBLAS_CORETYPE`` forces them), or None for another BLAS."""
-    for symbol in _CORENAME_SYMBOLS:
-        fn = getattr(dll, symbol, None)
-        if fn is not None:
-            fn.restype = ctypes.c_char_p
-            name = fn()
-            return name.decode() if name else None
-    return None
-
-
-def use_vector_gemm(core: str | None, vector_bytes: int, setting: str) -> bool:
-    """Whether nbconv's own product (:mod:`nbconv.kernels.gemm_vector`) replaces BLAS's.
-
-    Parameters
-    ----------
-    core : str or None
-        :func:`blas_core` of NumPy's BLAS (None: not OpenBLAS, e.g. MKL: BLAS is kept).
-    vector_bytes : int
-        The vector width numba compiles for (:data:`nbconv.kernels._ir.VECTOR_BYTES`).
-    setting : str
-        ``NBCONV_GEMM``: ``"auto"`` (the vector product where numba has AVX-512 and
-        OpenBLAS runs narrower kernels, as with ``OPENBLAS_CORETYPE=Haswell`` on an AVX-512
-        CPU), ``"blas"`` or ``"vector"``.
-    """
-    if setting != "auto":
-        return setting == "vector"
-    return vector_bytes == 64 and core is not None and core.lower() not in _AVX512_CORES
-
-
-#: the gemm descriptors handed to the kernels (kept alive here: the kernels read them by
-#: address; see :mod:`nbconv.kernels.gemm`)
-_descriptors: list = []
-
-
-def vector_descriptor(blas_address: int, dtype, mode: int) -> int:
-    """The ``fn`` that sends a kernel's products of ``dtype`` to nbconv's vector product
-    (``mode``: where it is faster, or always) and the rest to the BLAS at ``blas_address``."""
-    d = np.array([blas_address, vector_address(dtype), mode], dtype=np.int64)
-    _descriptors.append(d)
-    return -d.ctypes.data
-
-
-def vector_gemm_offered(dtype) -> bool:
-    """Whether nbconv's products of ``dtype`` may run on its own vector product (chosen by
-    :func:`use_vector_gemm` or ``NBCONV_GEMM=vector``): layouts made for it pay only then."""
-    fn = _gemm_functions().get(np.dtype(dtype))
-    return fn is not None and fn < 0
 
 
 def gemm_description() -> str:
@@ -184,11 +112,6 @@ def gemm_description() -> str:
     name = f"{libs[0].internal_api} {libs[0].version}" if libs else "BLAS"
     core = getattr(libs[0], "architecture", None) if libs else None
     blas = f"{name} ({core} kernels)" if core else name
-    if _config.GEMM == "vector":
-        return f"nbconv's {VECTOR_BYTES * 8}-bit vector GEMM for every product (NBCONV_GEMM)"
-    if next(iter(gemm.values())) < 0:
-        return (f"nbconv's {VECTOR_BYTES * 8}-bit vector GEMM where it is faster, else NumPy's "
-                f"{blas}")
     return f"NumPy's {blas}"
 
 

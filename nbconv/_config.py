@@ -11,11 +11,6 @@ behaviour of the whole library:
 ``NBCONV_IM2COL_MAX_BYTES``
     Upper bound of one im2col buffer in bytes (default 16 MiB; SPEC's ceiling is 64 MiB);
     im2col works in chunks below it.
-``NBCONV_GEMM``
-    ``"auto"`` (default), ``"blas"`` or ``"vector"``: which product nbconv's large matrix
-    products run, NumPy's BLAS or nbconv's own on the machine's vectors
-    (:mod:`nbconv.kernels.gemm_vector`); ``auto`` takes the vector product where numba
-    compiles for AVX-512 and NumPy's OpenBLAS runs narrower kernels (``OPENBLAS_CORETYPE``).
 ``NBCONV_SERIAL_BELOW``
     Element count below which memory-bound kernels skip the thread pool (default 2**18).
 ``NBCONV_CUDA_BLOCK``
@@ -109,12 +104,6 @@ COMPILE_NOTICE: bool = os.environ.get("NBCONV_COMPILE_NOTICE", "1") != "0"
 #: let LLVM vectorise reductions and use FMA; results differ from strict IEEE order only by
 #: rounding.
 FASTMATH: frozenset = frozenset({"nsz", "arcp", "contract", "reassoc"})
-
-#: the product of nbconv's large matrix products: "auto", "blas" or "vector" (see the module
-#: docstring and :func:`nbconv._blas.use_vector_gemm`)
-GEMM: str = os.environ.get("NBCONV_GEMM", "auto").strip().lower()
-if GEMM not in ("auto", "blas", "vector"):
-    raise ValueError(f"NBCONV_GEMM must be 'auto', 'blas' or 'vector', got {GEMM!r}")
 
 #: memory-bound kernels (ReLU, max pooling, ...) on fewer elements than this run on the calling
 #: thread: waking numba's sleeping threads costs about 12 µs, as much as one core's pass over

@@ -143,19 +143,6 @@ def test_bench_tapgemm_one_layer(tmp_path):
     assert r["fwd"]["err"] < 1e-5 and r["bwd"]["err"] < 1e-5  # tap agrees with auto's path
 
 
-def test_bench_gemm_vector_quick(tmp_path):
-    js = tmp_path / "gemm.json"
-    out = _run("bench_gemm_vector.py", "--quick", "--json", str(js))
-    if "nothing to compare" in out:  # a BLAS without CBLAS gemm: no JSON either
-        assert not js.exists()
-        return
-    data = json.loads(js.read_text())
-    assert data["benchmark"] == "gemm_vector" and data["quick"] is True
-    assert "rule takes" in out and data["shapes"]
-    for row in data["shapes"]:
-        assert row["vector_gflops"] > 0 and row["blas_gflops"] > 0 and row["rule"] in (0, 1, 2)
-
-
 def test_bench_recording_quick(tmp_path):
     js = tmp_path / "recording.json"
     out = _run("bench_recording.py", "--quick", "--threads", "1", "--batch", "8",

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _config
-from .._blas import gemm_for, matmul, single_threaded_blas, vector_gemm_offered
+from .._blas import gemm_for, matmul, single_threaded_blas
 from ..kernels.conv2d_im2col import (
     _conv2d_im2col_bwd_bias,
     _conv2d_im2col_bwd_gather_dy,
@@ -42,8 +42,6 @@ from ..kernels.conv2d_im2col import (
     _conv2d_im2col_phases,
     _conv2d_im2col_scatter_images,
 )
-from ..kernels.conv2d_im2row import _conv2d_im2row
-from ..kernels.conv2d_tapgemm import _conv2d_tapgemm_from_rows
 from . import plan
 
 __all__ = ["conv2d_forward", "conv2d_backward", "im2col", "col2im", "plan_chunks"]
@@ -161,9 +159,6 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     N, C, H, W = x.shape
     F, Cg, kh, kw = w.shape
     OH, OW = y.shape[2], y.shape[3]
-    if groups == 1 and plan.im2row_forward(C, F, kh, kw, OH * OW, vector_gemm_offered(y.dtype)):
-        _forward_rows(x, w, b, y, sy, sx, pt, pl, dh, dw)
-        return
     if (kh, kw, sy, sx, pt, pl, groups) == (1, 1, 1, 1, 0, 0, 1) and (OH, OW) == (H, W):
         # A pointwise convolution is one matrix product per image, y[n] = W @ x[n]: no
         # columns to build (1x1 at (16, 256, 56, 56) -> 64: 30 -> 14 ms).
@@ -218,32 +213,6 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
             matmul(w3, cols3[:, :, i * P_chunk:(i + 1) * P_chunk], out)
         if b is not None:
             _conv2d_im2col_fwd_bias(y, b, n0, nb, r0, nr, j0, nj)
-
-
-def _forward_rows(x, w, b, y, sy, sx, pt, pl, dh, dw):
-    """The forward pass (groups 1) on the im2row layout (:mod:`nbconv.kernels.conv2d_im2row`):
-    per chunk of images, one product ``rows (OH*OW*nb, K) @ W.T (K, F)``, written into ``y``
-    with the bias by tap-GEMM's output pass.  Chunks of whole images keep the rows below
-    ``IM2COL_MAX_BYTES`` (one image at least)."""
-    N = x.shape[0]
-    F = w.shape[0]
-    kh, kw = w.shape[2], w.shape[3]
-    OH, OW = y.shape[2], y.shape[3]
-    K = w[0].size
-    per_image = OH * OW * K * y.itemsize
-    nb = max(1, min(N, _config.IM2COL_MAX_BYTES // max(per_image, 1)))
-    rows_flat = np.empty(OH * OW * nb * K, dtype=y.dtype)
-    out_flat = np.empty(OH * OW * nb * F, dtype=y.dtype)
-    w2t = w.reshape(F, K).T
-    bias = b if b is not None else np.zeros(1, dtype=y.dtype)
-    for n0 in range(0, N, nb):
-        m = min(nb, N - n0)
-        rows = rows_flat[:OH * OW * m * K].reshape(OH * OW * m, K)
-        out = out_flat[:OH * OW * m * F].reshape(OH * OW * m, F)
-        _conv2d_im2row(x, rows, n0, m, kh, kw, sy, sx, pt, pl, dh, dw, OH, OW)
-        matmul(rows, w2t, out)
-        _conv2d_tapgemm_from_rows(out.reshape(1, 1, OH, OW, m, F), y[n0:n0 + m], bias,
-                                  b is not None)
 
 
 def _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw):

@@ -19,9 +19,7 @@ import textwrap
 from typing import NamedTuple
 
 import numba
-import numpy as np
 
-from .._blas import vector_gemm_offered
 from .._checks.conv import Geom, check_algorithm, winograd_supports
 from ..kernels._ir import lanes as vector_lanes
 
@@ -115,7 +113,7 @@ def choose_algorithm(op, algorithm, C, kh, kw, g: Geom, F, backward=False) -> st
         return algorithm
     case = Case(C, F, kh, kw, g.groups, g.sy == 1 and g.sx == 1, backward,
                 min(g.OH, g.OW), winograd_fits(kh, kw, g), g.OH * g.OW, max(g.sy, g.sx),
-                g.dh > 1 or g.dw > 1, vector_gemm_offered(np.float32))
+                g.dh > 1 or g.dw > 1)
     for _, applies, algo in AUTO_RULES:
         if applies(case):
             return algo
@@ -140,7 +138,6 @@ class Case(NamedTuple):
     pixels: int  # of one output plane
     stride: int  # the larger of the two
     dilated: bool
-    vector: bool = False  # nbconv's vector product is on offer (nbconv._blas)
 
     def tapgemm_fits(self) -> bool:
         """Rows 1-3 of the table below apply only to what tap-GEMM was measured on: groups
@@ -193,11 +190,6 @@ AUTO_RULES = (
      "forward pass with C*kh*kw >= 16",
      lambda c: (c.kh * c.kw > 1 and c.groups == 1 and c.C >= 64 and c.F >= 128
                 and (c.stride1 or (not c.backward and c.C * c.kh * c.kw >= 16))), "im2col"),
-    ("where nbconv's vector product runs the matrix products (NBCONV_GEMM): strided "
-     "forward passes of groups-1 first layers (C < 16) with C*kh*kw >= 128 and a multiple of "
-     "16 filters on outputs of at most 64 pixels (8x8), which im2col runs on rows",
-     lambda c: (not c.backward and not c.stride1 and c.groups == 1
-                and im2row_forward(c.C, c.F, c.kh, c.kw, c.pixels, c.vector)), "im2col"),
     ("other stride-1 kernels larger than 1x1, and strided forward passes of groups-1 kernels "
      "larger than 1x1 with C*kh*kw >= 16",
      lambda c: (c.kh * c.kw > 1 and (c.stride1 or (c.groups == 1 and not c.backward
@@ -471,28 +463,6 @@ WINOGRAD_CHUNK_BYTES = 8 * 2**20
 #: fewest output columns (filters or channels) per task of a tap-GEMM product: narrower
 #: products cost BLAS more in per-call work than the second core gives back
 TAPGEMM_MIN_SLAB = 16
-
-
-#: im2col's forward pass builds rows instead of columns (where nbconv's vector product is on
-#: offer) for reductions of at least this many terms (C*kh*kw) ...
-IM2ROW_MIN_TERMS = 128
-#: ... on output planes of at most this many pixels
-IM2ROW_MAX_PIXELS = 64
-
-
-def im2row_forward(C, F, kh, kw, pixels, vector) -> bool:
-    """Whether im2col's forward pass (groups 1) builds rows (pixels x terms, see
-    :mod:`nbconv.kernels.conv2d_im2row`) instead of columns: where nbconv's vector product
-    runs the products (``vector``), for first layers (fewer than 16 channels, a kernel larger
-    than 1x1) whose reduction is long enough for it, whose filters fill its vectors (a
-    multiple of 16) and whose output planes are small: the rows are gathered value by value,
-    which large planes and many channels pay for.  Batch 32, 2 threads, ms, auto before /
-    rows / PyTorch: NiN's 3 -> 96 11x11 stride 4 to 6x6 0.69 / 0.41 / 0.28, AlexNet's 3 -> 64
-    to 7x7 0.72 / 0.39 / 0.23; but resnet18's 3 -> 64 7x7 stride 2 to 16x16 1.08 / 1.65, a 64
-    -> 64 3x3 on 8x8 0.69 (tap-GEMM) / 1.18, 64 -> 128 on 32x32 17 / 48, GoogLeNet's 192 ->
-    16 1x1 on 4x4 0.23 (tap-GEMM) / 0.45."""
-    return (vector and C < 16 and kh * kw > 1 and C * kh * kw >= IM2ROW_MIN_TERMS
-            and F % 16 == 0 and pixels <= IM2ROW_MAX_PIXELS)
 
 
 def tapgemm_row_slabs(plane_rows, rows, cols, threads, weight_grad=False) -> bool:

@@ -3,38 +3,22 @@
 
 ``cblas_?gemm`` is reached through its address, passed in as an integer ``fn``: the compiled
 code stays valid across processes (numba's on-disk cache), whichever BLAS library is loaded.
-A negative ``fn`` is minus the address of a *descriptor*, three int64 ``(BLAS address, address
-of nbconv's vector product for the dtype, mode)``: mode 1 runs each product on the vector
-product where :func:`.gemm_vector.orientation` says it is the faster one, else on BLAS; mode
-2 runs every product on it (``NBCONV_GEMM=vector``).  The vector product is a C function
-(:func:`.gemm_vector.vector_address`), compiled once, not into every kernel.
 """
 
 from __future__ import annotations
 
 import numba
-import numpy as np
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
-from .gemm_vector import (  # noqa: F401 - the transpose codes are re-exported
-    _NO_TRANS,
-    _TRANS,
-    VECTOR_ORDER,
-    _pointer,
-    itemsize,
-    orientation,
-)
 
 __all__: list[str] = []
 
-#: the descriptor's modes (see the module docstring)
-VECTOR_WHERE_FASTER, VECTOR_ALWAYS = 1, 2
-
-# CBLAS constants (row-major storage; op(A) = A or A^T)
-_ROW_MAJOR = 101  # (the transpose codes come with the vector product)
+# CBLAS constants: row-major storage; op(A) = A or A^T
+_ROW_MAJOR = 101
+_NO_TRANS, _TRANS = 111, 112
 
 
 @intrinsic
@@ -78,21 +62,10 @@ def _cblas_at(typingctx, fn, width, order, transa, transb, m, n, k, alpha, a, ld
 
 @numba.njit(**JIT_OPTIONS)
 def _cblas_gemm(fn, width, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    """``C = alpha * op(A) @ op(B) + beta * C`` with CBLAS's row-major arguments: the
-    ``cblas_?gemm`` at address ``fn``, or as the descriptor at ``-fn`` says (see the module
-    docstring)."""
-    if fn > 0:
-        _cblas_at(fn, width, _ROW_MAJOR, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta,
-                  c, ldc)
-        return
-    d = _pointer(-fn, np.int64(0))  # the descriptor
-    how = 0 if d[2] == VECTOR_ALWAYS else orientation(transa, transb, m, n, k, itemsize(alpha))
-    if d[2] == VECTOR_ALWAYS or how:
-        _cblas_at(d[1], np.int64(0), VECTOR_ORDER + how, transa, transb, m, n, k, alpha, a,
-                  lda, b, ldb, beta, c, ldc)
-    else:
-        _cblas_at(d[0], width, _ROW_MAJOR, transa, transb, m, n, k, alpha, a, lda, b, ldb,
-                  beta, c, ldc)
+    """``C = alpha * op(A) @ op(B) + beta * C`` with CBLAS's row-major arguments, by the
+    ``cblas_?gemm`` at address ``fn``."""
+    _cblas_at(fn, width, _ROW_MAJOR, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+              ldc)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
