@@ -101,18 +101,19 @@ def layer_name(model, C, F, H, k, s, p):
 
 
 def _auto_algorithm(x, w, stride, pad, backward):
-    """The algorithm "auto" runs (after tap trimming), from nbconv's private rule; "?" when
-    the internals have moved."""
+    """The algorithm "auto" runs, from the layer's plan (``nbconv.conv.explain``), with the
+    kernel size left after tap trimming; "?" when the internals have moved."""
     try:
         from nbconv._checks.conv import geometry
-        from nbconv.conv import engine, plan
+        from nbconv.conv import convplan, explain
 
+        plans = explain(x.shape, w.shape, stride=stride, padding=pad, dtype=x.dtype)
+        algo = (plans.backward if backward else plans.forward).algorithm
         g = geometry("conv2d", x.shape, w.shape, stride, pad, 1, 1, "zeros", "")
-        algo = plan.choose_algorithm("conv2d", "auto", x.shape[1], w.shape[2], w.shape[3], g,
-                                     w.shape[0], backward=backward)
-        t = engine.trim_taps("conv2d", w, g, x.shape[2], x.shape[3], algo, True, backward)
+        t = convplan.trim_taps(w.shape[2], w.shape[3], g, x.shape[2], x.shape[3])
         if t is not None:
-            return f"{t[2]}@{t[0].shape[2]}x{t[0].shape[3]}"
+            r0, r1, c0, c1 = t[0]
+            return f"{algo}@{r1 - r0}x{c1 - c0}"
         return algo
     except Exception:  # noqa: BLE001 - a benchmark label only
         return "?"

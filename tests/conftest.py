@@ -11,3 +11,17 @@ settings.register_profile(
     "thorough", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("NBCONV_HYPOTHESIS_PROFILE", "ci"))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_conv_plans():
+    """Each test starts with no cached convolution plans: tests patch the thresholds of
+    nbconv.conv.plan, and a plan cached by another test would hide the patch."""
+    from nbconv.conv import convplan
+
+    convplan.clear_cache()
+    yield
+    convplan.clear_cache()

@@ -20,7 +20,9 @@ from reference_im2col import (
 )
 from spying import count_calls
 
+import nbconv as nc
 import nbconv._config as _config
+from nbconv._blas import gemm_for
 from nbconv.conv import im2col as _im2col
 from nbconv.conv import plan as _plan
 from nbconv.conv.im2col import col2im, conv2d_backward, conv2d_forward, im2col, plan_chunks
@@ -72,8 +74,13 @@ def _random_problem(g, dtype, seed, bias=True):
 
 
 def _forward(x, w, b, g):
+    """The driver on the path the rules give this layer (read now: tests patch them)."""
     y = np.full((x.shape[0], w.shape[0], g["OH"], g["OW"]), np.nan, x.dtype)
-    conv2d_forward(x, w, b, y, *_geo_args(g), g["groups"])
+    N, C, H, W = x.shape
+    path = _plan.im2col_forward_path(N, C, H, W, w.shape[0], g["kh"], g["kw"], g["OH"],
+                                     g["OW"], g["sy"], g["sx"], g["pt"], g["pl"], g["groups"],
+                                     x.itemsize, gemm_for(x.dtype) is not None)
+    conv2d_forward(x, w, b, y, *_geo_args(g), g["groups"], (path,))
     return y
 
 
@@ -437,24 +444,32 @@ def test_fused_forward_matches_reference_and_chunked_path(band_bytes, g, dtype, 
 
 
 def test_fused_band_respects_the_bounds(monkeypatch):
-    assert _im2col.fused_band(10, 7, 5, 4) == 7  # everything fits: one band per image
+    assert _plan.fused_band(10, 7, 5, 4) == 7  # everything fits: one band per image
     monkeypatch.setattr(_plan, "FUSED_COLS_BYTES", 10 * 5 * 4 * 3)
-    assert _im2col.fused_band(10, 7, 5, 4) == 3
+    assert _plan.fused_band(10, 7, 5, 4) == 3
     monkeypatch.setattr(_config, "IM2COL_MAX_BYTES", 10 * 5 * 4 * 2)
-    assert _im2col.fused_band(10, 7, 5, 4) == 2
+    assert _plan.fused_band(10, 7, 5, 4) == 2
     monkeypatch.setattr(_config, "IM2COL_MAX_BYTES", 10 * 5 * 4 - 1)
-    assert _im2col.fused_band(10, 7, 5, 4) == 0  # one row does not fit: chunked pass
+    assert _plan.fused_band(10, 7, 5, 4) == 0  # one row does not fit: chunked pass
 
 
-def test_fused_forward_uses_the_fused_kernel(monkeypatch):
-    """The fused kernel really runs for groups 1 (and not for groups 2)."""
+def test_fused_forward_is_planned_for_groups_1_only(monkeypatch):
+    """The plan takes the fused path for groups 1 (and not for groups 2), and the engine runs
+    the fused kernel exactly when the plan says so."""
+    from nbconv.conv import explain
+
     calls = count_calls(monkeypatch, _im2col, "_conv2d_im2col_fused_fwd")
-    for groups, expected in ((1, 1), (2, 1)):
-        # 20 x 20 outputs: a band holds >= _FUSED_MIN_COLS pixels
+    for groups, path, expected in ((1, "fused", 1), (2, "columns", 1)):
+        # 20 x 20 outputs: a band holds >= FUSED_MIN_COLS pixels
         g = dict(CHUNK_GEO, groups=groups, H=20, W=20, OH=20, OW=20)
         x, w, b, _ = _random_problem(g, np.float64, 3)
-        _forward(x, w, b, g)
+        plan = explain(x.shape, w.shape, padding=1, groups=groups, algorithm="im2col",
+                       dtype=np.float64).forward
+        assert plan.kernels == (path,)
+        y = nc.conv2d(x, w, b, padding=1, groups=groups, algorithm="im2col")
         assert len(calls) == expected
+        ref = conv2d_ref(x, w, b, 1, 1, 1, 1, 1, 1, groups, 20, 20)
+        _close(y, ref, np.float64, f"{path} forward")
 
 
 @pytest.mark.parametrize("stride, dilation", [(2, 1), (3, 1), (4, 2), ((2, 3), (1, 2))])
@@ -472,7 +487,7 @@ def test_fused_forward_strided_phases(stride, dilation, W):
     OH = (11 + 2 * pt - dh * 2 - 1) // sy + 1
     OW = (W + 2 * pl - dw * 3 - 1) // sx + 1
     y = np.empty((2, 5, OH, OW))
-    conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, 1)
+    conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, 1, ("fused",))
     ref = conv2d_ref(x, w, b, sy, sx, pt, pl, dh, dw, 1, OH, OW)
     _close(y, ref, np.float64, "strided fused forward")
 

@@ -271,13 +271,12 @@ def test_taps_that_only_read_padding_are_dropped_exactly(algorithm, x_shape, k, 
 
 def test_trim_keeps_exactly_the_taps_that_read_the_input():
     from nbconv._checks.conv import geometry as _geometry
-    from nbconv.conv.engine import trim_taps as _trim_taps
+    from nbconv.conv.convplan import trim_taps as _trim_taps
 
     def kept(x_shape, w_shape, stride, padding):
         g = _geometry("t", x_shape, w_shape, stride, padding, 1, 1, "zeros", "")
-        t = _trim_taps("t", np.zeros(w_shape), g, x_shape[2], x_shape[3], "im2col", True,
-                       False)
-        return None if t is None else (t[0].shape[2:], t[3])
+        t = _trim_taps(w_shape[2], w_shape[3], g, x_shape[2], x_shape[3])
+        return None if t is None else ((t[0][1] - t[0][0], t[0][3] - t[0][2]), t[0])
 
     assert kept((1, 1, 1, 1), (1, 1, 3, 3), 1, 1) == ((1, 1), (1, 2, 1, 2))
     assert kept((1, 1, 2, 2), (1, 1, 3, 3), 2, 1) == ((2, 2), (1, 3, 1, 3))

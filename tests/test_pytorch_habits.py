@@ -453,15 +453,16 @@ def test_auto_rule_docstring_is_the_table_and_its_claims_hold():
 
 
     doc = " ".join(nc.conv2d.__doc__.split())
-    for i, (text, _, algo) in enumerate(_plan.AUTO_RULES, 1):
-        assert f'{i}. {text}: ``"{algo}"``' in doc
+    for rule in _plan.AUTO_RULES:
+        text = rule.text.replace("`Case.small_maps`", "``Case.small_maps``")
+        assert f'* ``{rule.name}``: {text}: ``"{rule.algorithm}"``' in doc
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert _plan.auto_rule_text("", code="`") in readme, "regenerate the README's auto list"
-    # the case: a stride-1 1x1 forward pass with C=4 runs im2col, as rule 13 says
+    # the case: a stride-1 1x1 forward pass with C=4 runs im2col (strided-or-pointwise)
     assert _auto(4, 8, 1, 1, 0, 16) == "im2col"
-    assert _auto(4, 8, 1, 1, 0, 16, backward=True) == "direct"  # rule 15
-    assert _auto(512, 512, 3, 1, 1, 7, backward=True) == "tapgemm"  # rule 1 (ResNet's last)
-    assert _auto(512, 512, 3, 1, 1, 14, backward=True) == "tapgemm"  # rule 1 up to 16x16
+    assert _auto(4, 8, 1, 1, 0, 16, backward=True) == "direct"  # pointwise-else
+    assert _auto(512, 512, 3, 1, 1, 7, backward=True) == "tapgemm"  # small-maps (ResNet's last)
+    assert _auto(512, 512, 3, 1, 1, 14, backward=True) == "tapgemm"  # small-maps up to 16x16
     assert _auto(512, 512, 3, 1, 1, 28, backward=True) == "winograd"
     # the README's benchmark table names the auto choice of each layer: check every row
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"),

@@ -137,12 +137,11 @@ def test_lenet_like_backward_uses_regblock_weight_gradient(monkeypatch):
 
 def test_regblock_dispatch_rules(monkeypatch):
     """Which layers take the register-blocked kernels (each rule from a measurement)."""
-    monkeypatch.setattr(_plan.numba, "get_num_threads", lambda: 2)
     assert _plan.regblock_fits(16, 6, 5, 5, 4)          # LeNet c2 forward
     assert _plan.regblock_fits(64, 3, 11, 11, 4)        # AlexNet c1 forward (93 KiB)
     assert not _plan.regblock_fits(6, 1, 5, 5, 4)       # LeNet c1: too few filters
     assert not _plan.regblock_fits(128, 128, 3, 3, 4)   # VGG: weights beyond L2
     assert not _plan.regblock_fits(64, 256, 1, 1, 4)    # 1x1: a plain GEMM
-    assert _plan.regblock_dw_fits(64, 8, 8, 16, 6, 5, 4)           # LeNet c2 weight gradient
-    assert not _plan.regblock_dw_fits(64, 24, 24, 6, 1, 5, 4)      # LeNet c1: 5 tasks
-    assert not _plan.regblock_dw_fits(1, 28, 28, 128, 128, 3, 4)   # NNlib3: dy traffic
+    assert _plan.regblock_dw_fits(64, 8, 8, 16, 6, 5, 4, 2)         # LeNet c2 weight gradient
+    assert not _plan.regblock_dw_fits(64, 24, 24, 6, 1, 5, 4, 2)    # LeNet c1: 5 tasks
+    assert not _plan.regblock_dw_fits(1, 28, 28, 128, 128, 3, 4, 2)  # NNlib3: dy traffic

@@ -210,15 +210,15 @@ def test_batches_beyond_the_buffer_bound_run_in_chunks_of_images(monkeypatch, im
 
 
 @pytest.mark.parametrize("layer", [
-    # (N, C, F, H, kh, stride, pad): auto picks tap-GEMM after tap trimming, and runs it on the
-    # whole kernel (no trimmed weight copy); the dropped taps' weight gradient must be zero
+    # (N, C, F, H, kh, stride, pad): auto picks tap-GEMM for the backward pass after tap
+    # trimming, and runs it on the whole kernel; the dropped taps' weight gradient must be zero
     (3, 32, 24, 1, 3, 1, 1),   # resnet18's 512 -> 512 on a 1x1 map, one valid tap
     (2, 32, 40, 2, 3, 2, 1),   # 256 -> 512 stride 2 on 2x2: 2x2 valid taps of 3x3
     (2, 16, 8, 2, 5, 1, 2),    # 5x5 on 2x2 with padding 2: only kernel rows/columns 1-3
 ])
 def test_auto_on_trimmed_small_maps_matches_references(layer):
     from nbconv._checks.conv import geometry
-    from nbconv.conv import engine
+    from nbconv.conv import convplan, explain
 
     N, C, F, H, k, s, p = layer
     rng = np.random.default_rng(5)
@@ -226,8 +226,13 @@ def test_auto_on_trimmed_small_maps_matches_references(layer):
     w = rng.standard_normal((F, C, k, k))
     b = rng.standard_normal(F)
     g = geometry("conv2d", x.shape, w.shape, s, p, 1, 1, "zeros", "")
-    trimmed = engine.trim_taps("conv2d", w, g, H, H, "auto", True, False)
-    assert trimmed is not None and trimmed[0].shape[2:] != (k, k)
+    trimmed = convplan.trim_taps(k, k, g, H, H)
+    assert trimmed is not None and trimmed[0] != (0, k, 0, k)
+    plans = explain(x.shape, w.shape, stride=s, padding=p, dtype=x.dtype)
+    assert plans.backward.algorithm == "tapgemm"
+    for plan in plans.forward, plans.backward:
+        # tap-GEMM runs the whole kernel (no trimmed weight copy); the others the kept taps
+        assert plan.taps == (None if plan.algorithm == "tapgemm" else trimmed[0])
     y = nbconv.conv2d(x, w, b, stride=s, padding=p)
     assert_scaled_close(y, ref_conv2d(x, w, b, stride=s, padding=p), rtol=1e-10)
     dy = rng.standard_normal(y.shape)

@@ -94,16 +94,15 @@ def _shared_planes(H, W, pt, pl, Hp, Wp):
     return Hp + -(-right // pitch), pitch
 
 
-def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False):
+def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels, relu=False):
     """Driver of the direct algorithm: ``y[:] = conv(x, w) + b``, or ``relu(conv(x, w) + b)``
     with ``relu`` (in the register-blocked and pixel-vector kernels' stores; a pass over
-    ``y`` after the others).  The kernel family is the plan's
+    ``y`` after the others), by the plan's kernel family ``kernels[0]``
     (:func:`nbconv.conv.plan.direct_forward_kernel`)."""
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
     F, Cg, kh, kw = w.shape
-    family = plan.direct_forward_kernel(F, Cg * groups, kh, kw, y.shape[2], y.shape[3], sy, sx,
-                                        dh, dw, groups, y.itemsize)
+    family = kernels[0]
     if family == "phases":
         _phase_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu, groups)
         return
@@ -317,32 +316,41 @@ def _flip_transpose(w, groups):
     return np.ascontiguousarray(t.reshape(groups * Cg, Fg, kh, kw))
 
 
-def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernels, spread):
     """Driver of the direct algorithm: overwrite ``dx`` (unless None), ``gw`` and ``gb``
-    (unless None), with the kernels the plan names
-    (:func:`nbconv.conv.plan.direct_backward_kernels`).  Where ``x`` or ``w`` holds an inf or
-    NaN the zeros of a spread ``dy`` or of explicit padding make NaN of gradients that never
-    see it; the engine's check of the results then recomputes them with the row loops
-    (:func:`nbconv.conv.exact.exact_backward`)."""
-    N, C, H, W = x.shape
-    F, _, kh, kw = w.shape
-    OH, OW = dy.shape[2], dy.shape[3]
-    kind = plan.direct_backward_kernels(N, C, H, W, F, kh, kw, OH, OW, sy, sx, dh, dw, groups,
-                                        x.itemsize)
-    if kind.spread:
-        spread = np.zeros((N, F, (OH - 1) * sy + 1, (OW - 1) * sx + 1), dtype=dy.dtype)
-        spread[:, :, ::sy, ::sx] = dy
-        dy, sy, sx = spread, 1, 1
+    (unless None), with the plan's kernel families ``kernels = (data, weight)``, on ``dy``
+    spread to stride 1 first when ``spread`` (:func:`nbconv.conv.plan.direct_backward_kernels`).
+    Where ``x`` or ``w`` holds an inf or NaN the zeros of a spread ``dy`` or of explicit
+    padding make NaN of gradients that never see it; the engine's check of the results then
+    recomputes them with the row loops (:func:`nbconv.conv.exact.exact_backward`)."""
+    if spread:
+        dy, sy, sx = spread_dy(dy, sy, sx), 1, 1
     if dx is not None:
-        _DATA_GRADIENT[kind.data](dy, w, dx, sy, sx, pt, pl, dh, dw, groups)
-    _WEIGHT_GRADIENT[kind.weight](dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups)
+        _DATA_GRADIENT[kernels[0]](dy, w, dx, sy, sx, pt, pl, dh, dw, groups)
+    weight_gradient(kernels[1], dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups)
+
+
+def spread_dy(dy, sy, sx):
+    """``dy`` with ``sy - 1`` zero rows and ``sx - 1`` zero columns between its own: the
+    output gradient of the stride-1 layer whose gradients are the strided layer's."""
+    N, F, OH, OW = dy.shape
+    spread = np.zeros((N, F, (OH - 1) * sy + 1, (OW - 1) * sx + 1), dtype=dy.dtype)
+    spread[:, :, ::sy, ::sx] = dy
+    return spread
+
+
+def weight_gradient(family, dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+    """Overwrite ``gw`` (and ``gb`` unless None) by the weight-gradient kernels of
+    ``family``: ``"depthwise"``, ``"pixvec"``, ``"regblock"`` and ``"wide"`` at stride 1,
+    ``"rows"`` at any stride."""
+    _WEIGHT_GRADIENT[family](dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups)
 
 # The gradient kernels by family (the plan's names), stride 1 except "rows":
 # data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups), weight(dy, x, gw, gb, sy, sx, ...).
 
 
 def _depthwise_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups):
-    """The data gradient of a plan.depthwise layer with one filter per channel: a plan.depthwise
+    """The data gradient of a depthwise layer with one filter per channel: a depthwise
     convolution of ``dy`` with the flipped kernel."""
     kh, kw = w.shape[2], w.shape[3]
     flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1])

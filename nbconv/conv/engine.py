@@ -1,19 +1,22 @@
 """The convolution engine's entry points: :func:`forward` and :func:`backward` run a validated
-convolution (see :func:`nbconv._checks.conv.geometry`) with the algorithm that
-:mod:`nbconv.conv.plan` picks or the caller named.
+convolution (see :func:`nbconv._checks.conv.geometry`) by its :class:`~.convplan.ConvPlan`
+(made once per shape by :mod:`nbconv.conv.convplan` from the rules of :mod:`nbconv.conv.plan`).
 
-Between the public op and the driver they apply what every algorithm shares:
+Between the public op and the driver they apply what every algorithm shares, once:
 
-* taps that read only zero padding are trimmed from the kernel (:func:`trim_taps`);
+* the plan's kept taps (those that read only zero padding are dropped from the kernel);
 * non-zero padding modes pad ``x`` explicitly, and the backward pass folds the padded
   gradient back onto ``x`` (the adjoint of padding);
 * an empty batch gives an empty output (and zero weight gradients) without a driver call;
-* inf and NaN reach exactly the outputs the definition says (:mod:`nbconv.conv.exact`).
+* inf and NaN reach exactly the outputs the definition says (:mod:`nbconv.conv.exact`):
+  results holding them are recomputed, and a driver that cannot follow non-finite inputs
+  (Winograd's transforms mix neighbouring values) leaves NaN for that recomputation.
 
 The drivers (:mod:`~nbconv.conv.direct`, :mod:`~nbconv.conv.im2col`,
 :mod:`~nbconv.conv.winograd`, :mod:`~nbconv.conv.tapgemm`) share one interface: C-contiguous
 arrays of one float dtype, implicit zero padding on the top/left only (the bottom/right padding
-is implied by the output size), results written into preallocated outputs.
+is implied by the output size), results written into preallocated outputs, and the plan's
+kernel families.
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ import numpy as np
 
 from .._checks.conv import NP_PAD_MODE, Geom
 from ..kernels.norm import _batch_norm_fwd
-from . import direct, im2col, plan, tapgemm, winograd
+from . import direct, im2col, tapgemm, winograd
+from .convplan import ConvPlan, backward_plan, forward_plan
 from .exact import exact_backward, exact_forward, finite_array
 
-__all__ = ["forward", "backward", "trim_taps", "DRIVERS"]
+__all__ = ["forward", "backward", "DRIVERS"]
 
 
 #: the driver module of each algorithm: conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw,
-#: groups) and conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups)
+#: groups, kernels) and conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups,
+#: kernels, spread)
 DRIVERS = {"direct": direct, "im2col": im2col, "winograd": winograd, "tapgemm": tapgemm}
 
 
@@ -56,80 +61,34 @@ def _fold_padding(dxp, H, W, g: Geom):
     return dx
 
 
-def _tap_reads_input(n, o, s, p, t) -> bool:
-    """Whether kernel tap ``t`` (dilation 1) reads a real input pixel for some output
-    ``i < o``: ``0 <= i*s - p + t < n``."""
-    a = p - t
-    i = max(0, -(-a // s))  # the first output whose tap lands at or after input index 0
-    return i < o and i * s < a + n
+def _kept(weight, p: ConvPlan):
+    """The weights of the plan's kept taps, C-contiguous (``weight`` itself when all)."""
+    if p.taps is None:
+        return weight
+    r0, r1, c0, c1 = p.taps
+    return np.ascontiguousarray(weight[:, :, r0:r1, c0:c1])
 
 
-def trim_taps(op, weight, g: Geom, H, W, algorithm, auto, backward):
-    """Drop the kernel rows and columns that read only zero padding, whatever the output
-    pixel (small maps: a 3x3 layer on 1x1 maps is a 1x1 layer, nine times less work; resnet18
-    on 32x32 input has three such 512-channel layers).  Exact: with zero padding those taps
-    add no term (SPEC section 2), and their weight gradient is 0.
-
-    Returns ``(weight, g, algorithm, (r0, r1, c0, c1))`` -- a view of the kept taps' weights
-    and their ranges -- or None when every tap reads the input somewhere (or the padding is
-    not zeros, or the layer dilated).
-    With ``auto`` the algorithm is chosen again for the smaller kernel (NiN's 3x3 384 -> 10
-    layer on 1x1 maps: a 1x1 layer, which im2col runs 4x faster than the 3x3 one's direct).
-    """
-    kh, kw = weight.shape[2], weight.shape[3]
-    if g.mode != "zeros" or g.dh != 1 or g.dw != 1 or kh * kw == 1:
-        return None
-    rows = [t for t in range(kh) if _tap_reads_input(H, g.OH, g.sy, g.pt, t)]
-    cols = [t for t in range(kw) if _tap_reads_input(W, g.OW, g.sx, g.pl, t)]
-    if not rows or not cols or (rows[0], rows[-1], cols[0], cols[-1]) == (0, kh - 1, 0, kw - 1):
-        return None
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    # tap r0 - 1 misses every output, so the new top padding pt - r0 is >= 0 (likewise below)
-    pt, pl = g.pt - r0, g.pl - c0
-    pb = (g.OH - 1) * g.sy + (r1 - r0) - H - pt
-    pr = (g.OW - 1) * g.sx + (c1 - c0) - W - pl
-    g = g._replace(pt=pt, pb=pb, pl=pl, pr=pr)
-    if auto:
-        algorithm = plan.choose_algorithm(op, "auto", weight.shape[1] * g.groups, r1 - r0,
-                                          c1 - c0, g, weight.shape[0], backward=backward)
-    elif algorithm == "winograd" and not plan.winograd_fits(r1 - r0, c1 - c0, g):
-        algorithm = "im2col"
-    return weight[:, :, r0:r1, c0:c1], g, algorithm, (r0, r1, c0, c1)
-
-
-def _apply_trim(weight, g, algorithm, trimmed):
-    """``(weight, g, algorithm, kept)`` to run: the trimmed layer (its weights copied to
-    C order, ``kept`` its tap ranges), except that tap-GEMM runs the whole layer (``kept``
-    None): it skips the taps that read only padding by itself, and copying the weights cost
-    more than its products (resnet18's 256 -> 512 3x3 stride 2 on 2x2 maps, batch 32: 1.5 of
-    2.1 ms)."""
-    if trimmed is None:
-        return weight, g, algorithm, None
-    if trimmed[2] == "tapgemm":
-        return weight, g, "tapgemm", None
-    return np.ascontiguousarray(trimmed[0]), trimmed[1], trimmed[2], trimmed[3]
-
-
-def forward(op, x, weight, bias, g: Geom, algorithm, relu=False, auto=False, scale=None):
+def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=None):
     """The convolution of validated 4-D arrays of one dtype (then ``y = relu(y)`` with
-    ``relu``) by ``algorithm``; with ``auto`` (``algorithm`` was chosen by the plan) a trimmed
-    kernel is planned again.  With ``scale`` (F,) float64, ``y = conv(x, weight) * scale[f] +
-    bias[f]`` (an inference batch norm folded in; ``bias`` then float64 too, or None).
+    ``relu``) by the plan of ``algorithm`` (``"auto"`` or a named one) for these shapes.  With
+    ``scale`` (F,) float64, ``y = conv(x, weight) * scale[f] + bias[f]`` (an inference batch
+    norm folded in; ``bias`` then float64 too, or None).
 
     An empty batch gives an empty output without calling a driver.  Non-finite values go
     through :func:`exact_forward`: inputs holding inf or NaN skip the fast drivers when the
     inputs are smaller to check than the output (LeNet's first layer: 4.4x fewer values), else
     a fast result holding inf or NaN is recomputed (ReLU keeps NaN, so the check may follow
     it).  Winograd always has its result checked: huge finite inputs can overflow in its
-    transforms.  Tap-GEMM and the direct kernels apply the ReLU in the pass that writes ``y``,
-    tap-GEMM the scale too; otherwise they are one more pass (:func:`_epilogue`).
+    transforms, and it leaves NaN where its inputs are not finite.  Tap-GEMM and the direct
+    kernels apply the ReLU in the pass that writes ``y``, tap-GEMM the scale too; otherwise
+    they are one more pass (:func:`_epilogue`).
     """
     y = np.empty((x.shape[0], weight.shape[0], g.OH, g.OW), dtype=x.dtype)
     if y.size == 0:
         return y
-    weight, g, algorithm, _ = _apply_trim(
-        weight, g, algorithm, trim_taps(op, weight, g, x.shape[2], x.shape[3], algorithm, auto,
-                                        False))
+    p = forward_plan(op, x.shape, weight.shape, g, x.dtype, algorithm)
+    weight, g, algorithm = _kept(weight, p), p.geometry, p.algorithm
     driver = DRIVERS[algorithm]
     xp, pt, pl = _pad_input(x, g)
     args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
@@ -139,13 +98,13 @@ def forward(op, x, weight, bias, g: Geom, algorithm, relu=False, auto=False, sca
     if check_inputs and not all(finite_array(a) for a in (x, weight, bias) if a is not None):
         exact_forward(xp, weight, conv_bias, y, *args)
     elif algorithm == "tapgemm":
-        driver.conv2d_forward(xp, weight, bias, y, *args, relu=relu, scale=scale)
+        driver.conv2d_forward(xp, weight, bias, y, *args, p.kernels, relu=relu, scale=scale)
         done = True
     elif algorithm == "direct" and scale is None:
-        driver.conv2d_forward(xp, weight, bias, y, *args, relu=relu)
+        driver.conv2d_forward(xp, weight, bias, y, *args, p.kernels, relu=relu)
         done = True
     else:
-        driver.conv2d_forward(xp, weight, conv_bias, y, *args)
+        driver.conv2d_forward(xp, weight, conv_bias, y, *args, p.kernels)
     if not check_inputs and not finite_array(y):
         exact_forward(xp, weight, conv_bias, y, *args)
         done = False
@@ -166,24 +125,25 @@ def _epilogue(y, scale, shift, relu):
         direct.relu_in_place(y)
 
 
-def backward(op, dy, x, weight, g: Geom, want_bias, need_dx, algorithm, auto=False):
+def backward(op, dy, x, weight, g: Geom, want_bias, need_dx, algorithm="auto"):
     """``(dx, gw, gb)`` of validated arrays (``dx`` None unless ``need_dx``, ``gb`` None unless
-    ``want_bias``); an empty batch gives an empty ``dx`` and zero weight
-    and bias gradients, non-finite results are recomputed by :func:`exact_backward`."""
+    ``want_bias``) by the backward plan of ``algorithm`` for these shapes; an empty batch
+    gives an empty ``dx`` and zero weight and bias gradients, non-finite results are
+    recomputed by :func:`exact_backward`."""
     if x.shape[0] == 0:
         return (np.empty(x.shape, dtype=x.dtype) if need_dx else None,
                 np.zeros(weight.shape, dtype=x.dtype),
                 np.zeros(weight.shape[0], dtype=x.dtype) if want_bias else None)
     full_shape = weight.shape
-    weight, g, algorithm, kept = _apply_trim(
-        weight, g, algorithm, trim_taps(op, weight, g, x.shape[2], x.shape[3], algorithm, auto,
-                                        True))
+    p = backward_plan(op, x.shape, weight.shape, g, x.dtype, algorithm)
+    weight, g, kept = _kept(weight, p), p.geometry, p.taps
     xp, pt, pl = _pad_input(x, g)
     dxp = np.empty(xp.shape, dtype=x.dtype) if need_dx else None
     gw = np.empty(weight.shape, dtype=x.dtype)
     gb = np.empty(weight.shape[0], dtype=x.dtype) if want_bias else None
     args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
-    DRIVERS[algorithm].conv2d_backward(dy, xp, weight, dxp, gw, gb, *args)
+    DRIVERS[p.algorithm].conv2d_backward(dy, xp, weight, dxp, gw, gb, *args, p.kernels,
+                                         p.spread)
     exact_backward(dy, xp, weight, dxp, gw, gb, *args)
     if kept is not None:  # the dropped taps never read the input: zero gradient
         r0, r1, c0, c1 = kept

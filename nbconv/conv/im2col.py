@@ -102,19 +102,6 @@ def plan_chunks(N, OH, OW, rows, itemsize, max_bytes=None):
     return "pixels", chunks, nj
 
 
-def fused_band(K, OH, OW, itemsize):
-    """Output rows per task of the fused forward pass: as many as fit ``plan.FUSED_COLS_BYTES``
-    of columns (``K`` numbers per pixel), and never more than ``IM2COL_MAX_BYTES``; 0 when
-    one row does not fit (then the chunked path runs).
-
-    >>> from nbconv.conv.im2col import fused_band
-    >>> fused_band(363, 55, 55, 4), fused_band(4608, 1024, 1024, 4)
-    (6, 0)
-    """
-    limit = min(plan.FUSED_COLS_BYTES, _config.IM2COL_MAX_BYTES)
-    return min(OH, limit // (K * OW * itemsize))
-
-
 def _buffer(flat, rows, m):
     """A C-contiguous ``(rows, m)`` view of the first ``rows*m`` numbers of ``flat``."""
     return flat[: rows * m].reshape(rows, m)
@@ -131,7 +118,7 @@ def _pixel_view(a, G, n, r0, nr, j0, nj):
     return a[n].reshape(G, F // G, OH * OW)[:, :, start : start + nr * nj]
 
 
-def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("columns",)):
     """im2col + GEMM forward convolution into the preallocated ``y``.
 
     Parameters
@@ -145,6 +132,10 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
         j*sx-pl+q*dw]`` with zeros outside the input (``g`` the group of ``f``).
     sy, sx, pt, pl, dh, dw, groups : int
         Stride, top/left zero padding (bottom/right implied by OH/OW), dilation, groups.
+    kernels : tuple of str
+        The plan's path (:func:`nbconv.conv.plan.im2col_forward_path`): ``("pointwise",)``
+        (stride-1 1x1 without padding only), ``("fused",)`` (groups 1 with a CBLAS gemm
+        only) or ``("columns",)`` (any layer).
 
     Examples
     --------
@@ -159,16 +150,17 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     N, C, H, W = x.shape
     F, Cg, kh, kw = w.shape
     OH, OW = y.shape[2], y.shape[3]
-    if (kh, kw, sy, sx, pt, pl, groups) == (1, 1, 1, 1, 0, 0, 1) and (OH, OW) == (H, W):
+    path = kernels[0]
+    if path == "pointwise":
         # A pointwise convolution is one matrix product per image, y[n] = W @ x[n]: no
-        # columns to build (1x1 at (16, 256, 56, 56) -> 64: 30 -> 14 ms).
+        # columns to build.
         matmul(w.reshape(1, F, C), x.reshape(N, C, H * W), y.reshape(N, F, H * W))
         if b is not None:
             _conv2d_im2col_fwd_bias(y, b, 0, N, 0, OH, 0, OW)
         return
-    gemm = gemm_for(y.dtype) if groups == 1 and w.nbytes <= plan.FUSED_MAX_WEIGHT_BYTES else None
-    band = fused_band(Cg * kh * kw, OH, OW, y.itemsize)
-    if gemm is not None and band and band * OW >= plan.FUSED_MIN_COLS:
+    if path == "fused":
+        gemm = gemm_for(y.dtype)
+        band = plan.fused_band(Cg * kh * kw, OH, OW, y.itemsize)
         bias = b if b is not None else np.zeros(F, dtype=y.dtype)
         if sx == 1:
             xph = x[:, :, :, None, :]
@@ -225,7 +217,9 @@ def _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, 
         _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
 
 
-def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernels=("im2col",
+                                                                                 "im2col"),
+                    spread=False):
     """im2col + GEMM gradients of ``sum(conv2d_forward(x, w, b) * dy)``.
 
     Parameters

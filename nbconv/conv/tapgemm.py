@@ -174,7 +174,8 @@ def _images_per_chunk(N, per_image, itemsize):
     return max(1, min(N, _config.IM2COL_MAX_BYTES // max(1, per_image * itemsize)))
 
 
-def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False, scale=None):
+def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("tapgemm",), relu=False,
+                   scale=None):
     """Tap-GEMM forward convolution into the preallocated ``y`` (``groups`` must be 1); in
     the pass that writes ``y``, each filter's output times ``scale[f]`` (when given: an
     inference batch norm folded in), plus ``b[f]``, then ``max(y, 0)`` (NaN kept) with
@@ -190,6 +191,8 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False, scale
         x[n, c, i*sy-pt+p*dh, j*sx-pl+q*dw]`` over the terms inside ``x``.
     sy, sx, pt, pl, dh, dw, groups : int
         Stride, top/left zero padding (bottom/right implied by OH/OW), dilation, groups.
+    kernels : tuple of str
+        The plan's (one family: ``("tapgemm",)``).
     relu : bool
     scale : ndarray, shape (F,), float64, or None
         Multiplies the sum before ``b`` is added.
@@ -211,7 +214,8 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, relu=False, scale
                         scale)
 
 
-def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups,
+                    kernels=("tapgemm", "tapgemm"), spread=False):
     """Tap-GEMM gradients of ``sum(conv2d_forward(x, w, b) * dy)`` (``groups`` must be 1).
 
     Parameters
@@ -227,6 +231,8 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
         Overwritten with the bias gradient ``dy.sum((0, 2, 3))``; ``None`` skips it.
     sy, sx, pt, pl, dh, dw, groups : int
         As in :func:`conv2d_forward`.
+    kernels, spread
+        The plan's (one family, no spreading).
 
     Examples
     --------

@@ -82,6 +82,13 @@ def _chunks(N, th, tw, tile_bytes):
     return [(n, 1, i0, min(ni, th - i0)) for n in range(N) for i0 in range(0, th, ni)]
 
 
+def winograd_chunks(N, C, F, kh, kw, OH, OW, itemsize):
+    """The chunks ``(n0, nb, i0, ni)`` (images, tile rows) of a forward pass, sized by
+    ``plan.WINOGRAD_CHUNK_BYTES`` for its transformed tiles."""
+    Ph, Pw = _pieces(kh, kw)
+    return _chunks(N, -(-OH // 2), -(-OW // 2), 16 * (Ph * Pw * C + F) * itemsize)
+
+
 def try_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     """Winograd forward convolution into the preallocated ``y`` (arguments as for
     :func:`nbconv.conv.im2col.conv2d_forward`; the geometry must pass
@@ -109,11 +116,11 @@ def try_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     Ph, Pw = _pieces(kh, kw)
     PC = Ph * Pw * C
     OH, OW = y.shape[2], y.shape[3]
-    th, tw = -(-OH // 2), -(-OW // 2)
+    tw = -(-OW // 2)
     U = filter_transform(w)
     if b is None:
         b = np.zeros(F, dtype=y.dtype)
-    chunks = _chunks(N, th, tw, 16 * (PC + F) * y.itemsize)
+    chunks = winograd_chunks(N, C, F, kh, kw, OH, OW, y.itemsize)
     max_tiles = max(nb * ni for _, nb, _, ni in chunks) * tw
     V = _planes(PC, max_tiles, y.dtype)
     M = _planes(F, max_tiles, y.dtype)
@@ -128,19 +135,21 @@ def try_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     return True
 
 
-def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
-    """Winograd, or the direct algorithm when ``x`` or ``w`` holds an inf or NaN (so that
-    non-finite values reach exactly the outputs they reach in a direct convolution)."""
+def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("winograd",)):
+    """Winograd forward convolution; ``y`` all NaN when ``x`` or ``w`` holds an inf or NaN,
+    for the engine to recompute by the definition (:mod:`nbconv.conv.exact`), so that
+    non-finite values reach exactly the outputs they reach in a direct convolution."""
     if not try_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
-        direct.conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups)
+        y.fill(np.nan)
 
 
-def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernels, spread=False):
     """The data gradient of a stride-1 convolution is one too (of ``dy`` with the flipped,
-    transposed kernel): Winograd (direct when ``dy`` or ``w`` is not finite); the weight
-    gradient: the direct algorithm's."""
+    transposed kernel): Winograd (``dx`` all NaN when ``dy`` or ``w`` is not finite, for the
+    engine to recompute); the weight gradient by the direct kernels of the plan's family
+    ``kernels[1]``."""
     kh, kw = w.shape[2], w.shape[3]
-    if dx is not None and try_forward(dy, direct._flip_transpose(w, 1), None, dx, 1, 1,
-                                      kh - 1 - pt, kw - 1 - pl, 1, 1, 1):
-        dx = None  # done
-    direct.conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups)
+    if dx is not None and not try_forward(dy, direct._flip_transpose(w, 1), None, dx, 1, 1,
+                                          kh - 1 - pt, kw - 1 - pl, 1, 1, 1):
+        dx.fill(np.nan)
+    direct.weight_gradient(kernels[1], dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups)

@@ -162,10 +162,7 @@ def _conv2d_checked(op, x, weight, bias, stride, padding, dilation, groups, padd
                  desc)
     if scale is None:
         bias = check_bias(op, bias, x.dtype, weight.shape[0], desc)
-    algo = plan.choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
-                                 weight.shape[0])
-    y = engine.forward(op, x, weight, bias, g, algo, relu, auto=algorithm == "auto",
-                       scale=scale)
+    y = engine.forward(op, x, weight, bias, g, algorithm, relu, scale=scale)
     return y[0] if unbatched else y
 
 
@@ -232,11 +229,8 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     g = geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
                  desc)
     check_dy(op, dy, (x.shape[0], weight.shape[0], g.OH, g.OW), desc)
-    algo = plan.choose_algorithm(op, algorithm, x.shape[1], weight.shape[2], weight.shape[3], g,
-                                 weight.shape[0], backward=True)
     dx, gw, gb = engine.backward(op, dy, x, weight, g, want_bias(bias),
-                                       check_bool(op, "need_dx", need_dx), algo,
-                                       auto=algorithm == "auto")
+                                 check_bool(op, "need_dx", need_dx), algorithm)
     return (dx[0] if unbatched and dx is not None else dx), gw, gb
 
 
@@ -291,8 +285,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     g = geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
                   axes=("(height 1)", "L"))
     bias = check_bias(op, bias, x.dtype, weight.shape[0], desc)
-    algo = plan.choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g, weight.shape[0])
-    y = engine.forward(op, x4, w4, bias, g, algo, auto=algorithm == "auto")[:, :, 0, :]
+    y = engine.forward(op, x4, w4, bias, g, algorithm)[:, :, 0, :]
     return y[0] if unbatched else y
 
 
@@ -344,10 +337,8 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     g = geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
                   axes=("(height 1)", "L"))
     check_dy(op, dy, (x.shape[0], weight.shape[0], g.OW), desc)
-    algo = plan.choose_algorithm(op, algorithm, x.shape[1], 1, weight.shape[2], g, weight.shape[0])
     dx, gw, gb = engine.backward(op, dy[:, :, None, :], x4, w4, g, want_bias(bias),
-                                       check_bool(op, "need_dx", need_dx), algo,
-                                       auto=algorithm == "auto")
+                                 check_bool(op, "need_dx", need_dx), algorithm)
     if dx is not None:
         dx = dx[0, :, 0, :] if unbatched else dx[:, :, 0, :]
     return dx, gw[:, :, 0, :], gb
