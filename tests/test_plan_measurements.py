@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from nbconv.conv import plan as _plan
+
 CSV = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "conv_plan_measurements.csv"
 
 COLUMNS = ["rule", "file", "symbol", "pass", "layer", "batch", "measure", "values", "unit",
@@ -20,10 +22,7 @@ FILES |= {f"nbconv/kernels/conv2d_{m}.py" for m in ("depthwise", "direct", "im2c
 FILES |= {"nbconv/_blas.py"}
 
 #: the names of the "auto" rules (hyphenated; constants and functions are identifiers)
-AUTO_RULES = {"small-maps", "winograd-small-output", "winograd-3x3", "winograd-5x5-forward",
-              "depthwise", "tiny-backward", "many-channels", "direct-kernels",
-              "grouped-strided-few-terms", "strided-or-pointwise",
-              "pointwise-backward-many-channels", "pointwise-backward-few-channels"}
+AUTO_RULES = {rule.name for rule in _plan.AUTO_RULES}
 
 PASSES = {"forward", "backward", "data-gradient", "weight-gradient", "both", "n/a"}
 
