@@ -493,7 +493,7 @@ def test_fused_forward_strided_phases(stride, dilation, W):
 
 
 def test_phase_split():
-    from nbconv.kernels.conv2d_im2col import _conv2d_im2col_phases
+    from nbconv.kernels.conv.im2col import _conv2d_im2col_phases
 
     x = np.arange(2 * 7, dtype=np.float64).reshape(1, 1, 2, 7)
     xph = np.full((1, 1, 2, 3, 3), -1.0)

@@ -1,4 +1,4 @@
-"""Pixel-vector register blocks (``nbconv/kernels/conv2d_pixvec.py``) against the independent
+"""Pixel-vector register blocks (``nbconv/kernels/conv/pixel_vectors.py``) against the independent
 reference ``reference_conv.ref_conv2d`` (scipy.signal.correlate2d per channel pair), through
 the driver that the direct algorithm uses, and as the data gradient of layers with few input
 channels (finite differences)."""
@@ -62,7 +62,7 @@ def test_pixvec_matches_reference(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw, 
 def test_stride_phases_match_slicing(N, C, H, W, sy, sx, pt, pl, Hq, Wq, seed):
     """Phase ``(a, b)`` of a channel is ``x_padded[a::sy, b::sx]``, cropped or zero-extended
     to the planes asked for."""
-    from nbconv.kernels.conv2d_pixvec import _stride_phases
+    from nbconv.kernels.conv.pixel_vectors import _stride_phases
 
     x = np.random.default_rng(seed).standard_normal((N, C, H, W))
     big = np.zeros((N, C, pt + Hq * sy + H, pl + Wq * sx + W))

@@ -1,4 +1,4 @@
-"""Register-blocked direct convolution (``nbconv/kernels/conv2d_regblock.py``) against the
+"""Register-blocked direct convolution (``nbconv/kernels/conv/register_blocks.py``) against the
 independent reference ``reference_conv.ref_conv2d`` (scipy.signal.correlate2d per channel
 pair), through the driver that the direct algorithm uses."""
 

@@ -4,12 +4,12 @@
 (C-contiguous arrays of one dtype, zero padding ``pt``/``pl`` at the top/left, outputs
 preallocated) and run the family that :mod:`nbconv.conv.plan` names for the shape:
 
-* ``regblock``: filter-vector register blocks (``kernels/conv2d_regblock.py``);
+* ``regblock``: filter-vector register blocks (``kernels/conv/register_blocks.py``);
 * ``pixvec`` and ``phases``: pixel-vector register blocks, on the input itself or on its
-  stride phases (``kernels/conv2d_pixvec.py``);
-* ``depthwise``: one plane per task (``kernels/conv2d_depthwise.py``);
-* ``wide``: wide rows on an explicitly padded input (``kernels/conv2d_wide.py``);
-* ``rows``: the general strided row loops (``kernels/conv2d_direct.py``), which are also the
+  stride phases (``kernels/conv/pixel_vectors.py``);
+* ``depthwise``: one plane per task (``kernels/conv/depthwise.py``);
+* ``wide``: wide rows on an explicitly padded input (``kernels/conv/wide.py``);
+* ``rows``: the general strided row loops (``kernels/conv/rows.py``), which are also the
   exact reference for non-finite values (:mod:`nbconv.conv.exact`).
 
 Here the inputs are padded and laid out as each family's kernels expect (weights transposed or
@@ -24,17 +24,17 @@ import numba
 import numpy as np
 
 from .. import _config
-from ..kernels import conv2d_pixvec as _pixvec
 from ..kernels.activations import _relu_fwd
-from ..kernels.conv2d_depthwise import _conv2d_depthwise_bwd_weight, _conv2d_depthwise_fwd
-from ..kernels.conv2d_direct import (
+from ..kernels.conv import pixel_vectors as _pixvec
+from ..kernels.conv.depthwise import _conv2d_depthwise_bwd_weight, _conv2d_depthwise_fwd
+from ..kernels.conv.im2col import _conv2d_im2col_bwd_bias
+from ..kernels.conv.register_blocks import _conv2d_regblock_bwd_weight, _conv2d_regblock_fwd
+from ..kernels.conv.rows import (
     _conv2d_direct_bwd_data,
     _conv2d_direct_bwd_weight,
     _conv2d_direct_fwd,
 )
-from ..kernels.conv2d_im2col import _conv2d_im2col_bwd_bias
-from ..kernels.conv2d_regblock import _conv2d_regblock_bwd_weight, _conv2d_regblock_fwd
-from ..kernels.conv2d_wide import FB, _conv2d_wide_bwd_weight, _conv2d_wide_fwd, _pad_planes
+from ..kernels.conv.wide import FB, _conv2d_wide_bwd_weight, _conv2d_wide_fwd, _pad_planes
 from . import plan
 
 __all__ = ["conv2d_forward", "conv2d_backward", "relu_in_place"]
@@ -153,7 +153,7 @@ def _term_offsets(C, kh, kw, dh, dw, rows, pitch):
 def _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu=False):
     """Register-blocked direct forward (groups 1, float32/float64): pads ``x`` explicitly,
     lays the weights out as (C*kh*kw, filters rounded up to whole vectors) and the term
-    offsets, then runs :func:`nbconv.kernels.conv2d_regblock._conv2d_regblock_fwd`."""
+    offsets, then runs :func:`nbconv.kernels.conv.register_blocks._conv2d_regblock_fwd`."""
 
     F, C, kh, kw = w.shape
     xp, Hp, Wp = _regblock_padded(x, y.shape[2], y.shape[3], kh, kw, sy, sx, pt, pl, dh, dw)
@@ -167,7 +167,7 @@ def _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu=False):
 def _regblock_weight_grad(dy, x, gw, sy, sx, pt, pl, dh, dw):
     """Register-blocked weight gradient (groups 1): ``dy`` with the filters last, the pixels'
     window origins in the padded input, then
-    :func:`nbconv.kernels.conv2d_regblock._conv2d_regblock_bwd_weight`."""
+    :func:`nbconv.kernels.conv.register_blocks._conv2d_regblock_bwd_weight`."""
 
     N, C = x.shape[:2]
     F, _, kh, kw = gw.shape
@@ -221,7 +221,7 @@ def _phase_planes(OH, OW, kh, kw, sy, sx, dh, dw):
 @functools.lru_cache(maxsize=64)
 def _phase_offsets(C, kh, kw, sy, sx, dh, dw, Hq, Wq):
     """The term offsets (as :func:`_term_offsets`) of a window in the stride-phase planes of
-    :func:`nbconv.kernels.conv2d_pixvec._stride_phases` (int64, cached, read-only)."""
+    :func:`nbconv.kernels.conv.pixel_vectors._stride_phases` (int64, cached, read-only)."""
     p, q = np.arange(kh) * dh, np.arange(kw) * dw
     plane = (np.arange(C)[:, None, None] * sy + (p % sy)[None, :, None]) * sx \
         + (q % sx)[None, None, :]
@@ -257,7 +257,7 @@ def _phase_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu=False, groups=1):
 
 def _pixvec_run(x, pt, pl, rows, pitch, w, b, y, off, relu):
     """Lays the filters out in groups of at most six, sizes the tasks and runs
-    :func:`nbconv.kernels.conv2d_pixvec._conv2d_pixvec_fwd` on planes of ``rows x pitch``
+    :func:`nbconv.kernels.conv.pixel_vectors._conv2d_pixvec_fwd` on planes of ``rows x pitch``
     (``x`` placed at ``(pt, pl)``) with term offsets ``off``."""
     F = w.shape[0]
     K = off.shape[0]
@@ -278,7 +278,7 @@ def _pixvec_run(x, pt, pl, rows, pitch, w, b, y, off, relu):
 def _pixvec_weight_grad(dy, x, gw, pt, pl, dh, dw):
     """Stride-1 weight gradient (groups 1, few filters) as lane-wise dot products along
     output rows: pads ``x`` (sharing left and right padding where it can), then runs
-    :func:`nbconv.kernels.conv2d_pixvec._conv2d_pixvec_bwd_weight` with one run of images
+    :func:`nbconv.kernels.conv.pixel_vectors._conv2d_pixvec_bwd_weight` with one run of images
     per task (two per thread)."""
     N, C = x.shape[:2]
     F, _, kh, kw = gw.shape

@@ -1,5 +1,5 @@
 """Non-finite values by the definition: where a fast driver's result holds inf or NaN, the
-engine recomputes it with the general row loops of :mod:`nbconv.kernels.conv2d_direct`, which
+engine recomputes it with the general row loops of :mod:`nbconv.kernels.conv.rows`, which
 read only the taps that land inside ``x`` (zero padding adds no term, SPEC section 2)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _config
 from ..kernels._finite import _all_finite, _finite_flat
-from ..kernels.conv2d_direct import (
+from ..kernels.conv.rows import (
     _conv2d_direct_bwd_data,
     _conv2d_direct_bwd_weight,
     _conv2d_direct_fwd,
@@ -27,7 +27,7 @@ def finite_array(a) -> bool:
 
 
 def exact_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
-    """``y`` by the row loops of :mod:`nbconv.kernels.conv2d_direct`, which read only the
+    """``y`` by the row loops of :mod:`nbconv.kernels.conv.rows`, which read only the
     taps that land inside ``x`` (the definition of zero padding: padded positions add no
     term).  The fast kernels multiply explicit zeros of the padding (0 * inf is NaN) and
     Winograd's transforms mix neighbouring values, so where their result is not finite it is

@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import _config
 from .._blas import gemm_for, matmul, single_threaded_blas
-from ..kernels.conv2d_im2col import (
+from ..kernels.conv.im2col import (
     _conv2d_im2col_bwd_bias,
     _conv2d_im2col_bwd_gather_dy,
     _conv2d_im2col_col2im,

@@ -10,7 +10,7 @@ pixel ``o`` gets ``Y_o (N, F) += X_(o+t) (N, C) @ W_t.T`` for every tap whose in
 inside the image.  Those output pixels form a rectangle and their inputs the same rectangle
 shifted, so a tap is one product ``(pixels*N, C) @ (C, F)`` of strided blocks (one per band
 row of the rectangle unless it spans whole rows); see
-:mod:`nbconv.kernels.conv2d_tapgemm` for the layouts, the stride phases and how the
+:mod:`nbconv.kernels.conv.tapgemm` for the layouts, the stride phases and how the
 products are spread over numba's threads.
 
 * forward: ``Y_rect += X_rect @ W_t.T`` per tap, then ``y = Y`` in NCHW plus the bias;
@@ -34,8 +34,8 @@ import numpy as np
 
 from .. import _config
 from .._blas import gemm_for, single_threaded_blas
-from ..kernels.conv2d_im2col import _conv2d_im2col_bwd_bias
-from ..kernels.conv2d_tapgemm import (
+from ..kernels.conv.im2col import _conv2d_im2col_bwd_bias
+from ..kernels.conv.tapgemm import (
     _conv2d_tapgemm_bwd_data,
     _conv2d_tapgemm_bwd_weight,
     _conv2d_tapgemm_from_rows,
@@ -76,7 +76,7 @@ def _split(plane_rows, cols, by_rows):
 
 def _rows(a, sy, sx):
     """``a`` (N, C, H, W) as stride-phased rows of channels (sy, sx, ceil(H/sy), ceil(W/sx),
-    N, C); see :mod:`nbconv.kernels.conv2d_tapgemm`."""
+    N, C); see :mod:`nbconv.kernels.conv.tapgemm`."""
     N, C, H, W = a.shape
     out = np.empty((sy, sx, -(-H // sy), -(-W // sx), N, C), dtype=a.dtype)
     _conv2d_tapgemm_to_rows(a, out)

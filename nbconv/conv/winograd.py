@@ -7,7 +7,7 @@ are stacked along the channel axis (``Ph*Pw*C`` rows of ``V[k]``), so each of th
 sums over all pieces at once: a 5x5 kernel costs 16*4 = 64 multiplications per 2x2 outputs
 and channel pair instead of 100.
 
-The arithmetic is in :mod:`nbconv.kernels.conv2d_winograd`.  Per chunk of tiles:
+The arithmetic is in :mod:`nbconv.kernels.conv.winograd`.  Per chunk of tiles:
 
 1. ``V[k] (C, T)`` = input transform of every 4x4 patch (numba kernel);
 2. ``M[k] (F, T) = U[k] (F, C) @ V[k]`` for the 16 positions ``k`` (BLAS on numba's threads,
@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import _config
 from .._blas import matmul
-from ..kernels.conv2d_winograd import (
+from ..kernels.conv.winograd import (
     _conv2d_winograd_filter,
     _conv2d_winograd_input,
     _conv2d_winograd_output,

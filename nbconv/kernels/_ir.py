@@ -1,5 +1,5 @@
 """LLVM IR building blocks shared by the register-blocked kernels' ``@intrinsic`` loops
-(:mod:`.conv2d_regblock`, :mod:`.conv2d_pixvec`): float vectors of the machine's width
+(:mod:`.register_blocks`, :mod:`.pixel_vectors`): float vectors of the machine's width
 (:data:`VECTOR_BYTES`), raw pointers from integer addresses, fused multiply-adds."""
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ def _native_vector_bytes() -> int:
     return 64 if "+avx512f" in (features or "").split(",") else 32
 
 
-#: bytes of one vector of the filter-vector register blocks (:mod:`.conv2d_regblock`): 64 (16
+#: bytes of one vector of the filter-vector register blocks (:mod:`.register_blocks`): 64 (16
 #: float32 lanes) with AVX-512, 32 (8 lanes) without; the pixel-vector blocks keep 8 lanes
-#: (:data:`.conv2d_pixvec.LANES32`).  Fixed at import from the same CPU description that
+#: (:data:`.pixel_vectors.LANES32`).  Fixed at import from the same CPU description that
 #: numba compiles (and keys its cache) for, so cached kernels and the drivers' block sizes
 #: always agree.  With AVX-512 (2 cores, float32, ms, 32 -> 64 bytes): LeNet c2 forward 0.20
 #: -> 0.18 at batch 64, 0.72 -> 0.57 at batch 256; 16 -> 32 3x3 on 16x16 at batch 32 0.79 ->

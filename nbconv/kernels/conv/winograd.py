@@ -23,9 +23,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .._config import JIT_OPTIONS
-from ._finite import _finite
-from .conv2d_wide import _pad_plane
+from ..._config import JIT_OPTIONS
+from .._finite import _finite
+from .wide import _pad_plane
 
 __all__ = ["_conv2d_winograd_filter", "_conv2d_winograd_input", "_conv2d_winograd_output"]
 

@@ -6,7 +6,7 @@ so what matters is touching every input and output value once.  Each task takes 
 (a 56x56 plane and its 58x58 padded copy fit in L1 together), then computes every filter of
 that channel: 3x3 kernels row by row straight into the output, all nine taps in one pass so
 that the sum stays in a register; other kernels on "wide rows" (see
-:mod:`nbconv.kernels.conv2d_wide`: output ``t = i*Wp + j`` reads ``t + p*dh*Wp + q*dw``).
+:mod:`nbconv.kernels.conv.wide`: output ``t = i*Wp + j`` reads ``t + p*dh*Wp + q*dw``).
 No padded copy of the whole batch is ever written (the generic path paid an extra pass over
 the input for it, and the weight gradient two transposed copies).  At (16, 128, 56, 56),
 3x3: forward 5.8 -> 5.2 -> 2.8 ms (the last step: rows straight into the output instead of
@@ -25,8 +25,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .._config import JIT_OPTIONS
-from .conv2d_wide import _pad_plane
+from ..._config import JIT_OPTIONS
+from .wide import _pad_plane
 
 __all__ = ["_conv2d_depthwise_fwd", "_conv2d_depthwise_bwd_weight"]
 

@@ -23,8 +23,8 @@ import numpy as np
 from numba.core import types
 from numba.extending import intrinsic
 
-from .._config import JIT_OPTIONS
-from ._ir import LANES32, LANES64, VectorIR, float_type_ok
+from ..._config import JIT_OPTIONS
+from .._ir import LANES32, LANES64, VectorIR, float_type_ok
 
 __all__ = ["_conv2d_regblock_fwd", "_conv2d_regblock_bwd_weight", "NP"]
 

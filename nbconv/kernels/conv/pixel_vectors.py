@@ -1,15 +1,15 @@
 """Register-blocked stride-1 convolution for few filters: the vectors run along output pixels.
 
-:mod:`.conv2d_regblock` puts filters in the vector lanes, which leaves lanes idle below 16
+:mod:`.register_blocks` puts filters in the vector lanes, which leaves lanes idle below 16
 filters (LeNet c1's 6, or the data gradient of a layer with few input channels, LeNet c1's
 one).  Here a lane is an output pixel instead.  As in the wide-row kernels
-(:mod:`.conv2d_wide`), flatten an explicitly padded plane with its row pitch: output ``t``
+(:mod:`.wide`), flatten an explicitly padded plane with its row pitch: output ``t``
 reads input ``t + off[r]`` for every term ``r = (c, p, q)`` of the reduction,
 ``off[r] = (c*rows + p*dh)*pitch + q*dw``.  So ``NPV`` vectors of consecutive outputs (a
 *block*) need ``NPV`` plain vector loads per term, one broadcast weight per filter and
 ``NPV * NF`` fused multiply-adds, and their accumulators stay in registers for the whole
 reduction (:func:`_fma_pixels`, LLVM IR in a numba ``@intrinsic`` as in
-:mod:`.conv2d_regblock`).  The columns past the output width in each wide row are computed
+:mod:`.register_blocks`).  The columns past the output width in each wide row are computed
 and dropped.
 
 Blocks are whole vectors, so the last one of an image reads up to a block past the image:
@@ -33,9 +33,9 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from .._config import JIT_OPTIONS
-from ._ir import VectorIR, float_type_ok
-from ._memory import copy_bytes, zero_bytes
+from ..._config import JIT_OPTIONS
+from .._ir import VectorIR, float_type_ok
+from .._memory import copy_bytes, zero_bytes
 
 __all__ = ["_conv2d_pixvec_fwd", "_conv2d_pixvec_bwd_weight", "_stride_phases", "MAX_FILTERS",
            "TERM_PAD", "MAX_GRAD_FILTERS", "block_positions"]

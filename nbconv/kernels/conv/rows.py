@@ -30,7 +30,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .. import _config
+from ... import _config
 
 __all__ = ["_conv2d_direct_fwd", "_conv2d_direct_bwd_data", "_conv2d_direct_bwd_weight"]
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .. import _config
-from ._memory import copy_bytes, zero_bytes
-from .conv2d_direct import FB, _fwd_task, _row_bands
+from ... import _config
+from .._memory import copy_bytes, zero_bytes
+from .rows import FB, _fwd_task, _row_bands
 
 __all__ = ["_conv2d_wide_fwd", "_conv2d_wide_bwd_weight"]
 

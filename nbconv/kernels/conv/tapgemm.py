@@ -28,8 +28,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .. import _config
-from .gemm import _NO_TRANS, _TRANS, _cblas_gemm
+from ... import _config
+from ..gemm import _NO_TRANS, _TRANS, _cblas_gemm
 
 __all__: list[str] = []
 
