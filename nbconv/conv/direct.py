@@ -27,14 +27,14 @@ from .. import _config
 from ..kernels.activations import _relu_fwd
 from ..kernels.conv import pixel_vectors as _pixvec
 from ..kernels.conv.depthwise import _conv2d_depthwise_bwd_weight, _conv2d_depthwise_fwd
-from ..kernels.conv.im2col import _conv2d_im2col_bwd_bias
+from ..kernels.conv.layout import FB, _conv2d_im2col_bwd_bias, _pad_planes
 from ..kernels.conv.register_blocks import _conv2d_regblock_bwd_weight, _conv2d_regblock_fwd
 from ..kernels.conv.rows import (
     _conv2d_direct_bwd_data,
     _conv2d_direct_bwd_weight,
     _conv2d_direct_fwd,
 )
-from ..kernels.conv.wide import FB, _conv2d_wide_bwd_weight, _conv2d_wide_fwd, _pad_planes
+from ..kernels.conv.wide import _conv2d_wide_bwd_weight, _conv2d_wide_fwd
 from . import plan
 
 __all__ = ["conv2d_forward", "conv2d_backward", "relu_in_place"]

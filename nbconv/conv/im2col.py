@@ -31,7 +31,6 @@ import numpy as np
 from .. import _config
 from .._blas import gemm_for, matmul, single_threaded_blas
 from ..kernels.conv.im2col import (
-    _conv2d_im2col_bwd_bias,
     _conv2d_im2col_bwd_gather_dy,
     _conv2d_im2col_col2im,
     _conv2d_im2col_col2im_images,
@@ -42,6 +41,7 @@ from ..kernels.conv.im2col import (
     _conv2d_im2col_phases,
     _conv2d_im2col_scatter_images,
 )
+from ..kernels.conv.layout import _conv2d_im2col_bwd_bias
 from . import plan
 
 __all__ = ["conv2d_forward", "conv2d_backward", "im2col", "col2im", "plan_chunks"]

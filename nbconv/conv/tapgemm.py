@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import _config
 from .._blas import gemm_for, single_threaded_blas
-from ..kernels.conv.im2col import _conv2d_im2col_bwd_bias
+from ..kernels.conv.layout import _conv2d_im2col_bwd_bias
 from ..kernels.conv.tapgemm import (
     _conv2d_tapgemm_bwd_data,
     _conv2d_tapgemm_bwd_weight,

@@ -1,12 +1,27 @@
-"""LLVM IR building blocks shared by the register-blocked kernels' ``@intrinsic`` loops
-(:mod:`.register_blocks`, :mod:`.pixel_vectors`): float vectors of the machine's width
-(:data:`VECTOR_BYTES`), raw pointers from integer addresses, fused multiply-adds."""
+"""LLVM IR helpers for the convolution kernels' ``@intrinsic`` functions: their one SIMD and
+raw-memory module (elsewhere only :mod:`.gemm`'s BLAS call and :mod:`._vmath`'s bit tricks
+build IR).
+
+* :class:`VectorIR`: float vectors of the machine's width (:data:`VECTOR_BYTES`), raw
+  pointers from integer addresses, fused multiply-adds and register-resident reduction
+  loops, for the register-blocked convolution kernels
+  (:mod:`nbconv.kernels.conv.register_blocks`, :mod:`nbconv.kernels.conv.pixel_vectors`).
+* :func:`copy_bytes` and :func:`zero_bytes`: ``memcpy`` and ``memset`` on integer
+  addresses.  Padding copies many short rows (LeNet's are 24 values); a numba element loop
+  over such a row becomes a vectorised loop with a runtime alias check and a scalar
+  remainder, whose set-up costs more than the copy, which LLVM's ``memcpy``/``memset``
+  intrinsics do not pay.
+"""
 
 from __future__ import annotations
 
 import numba
 from llvmlite import binding, ir
 from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+__all__ = ["VECTOR_BYTES", "LANES32", "LANES64", "lanes", "float_type_ok", "VectorIR",
+           "copy_bytes", "zero_bytes"]
 
 
 def _native_vector_bytes() -> int:
@@ -141,3 +156,44 @@ class VectorIR:
             phi.add_incoming(n, end)
             final.append(phi)
         return final
+
+
+# ------------------------------------------------------------------ memcpy and memset
+
+
+def _pointer_and_size(builder, addr, nbytes):
+    ptr = builder.inttoptr(addr, ir.IntType(8).as_pointer())
+    if nbytes.type.width < 64:
+        nbytes = builder.sext(nbytes, ir.IntType(64))
+    return ptr, nbytes
+
+
+@intrinsic
+def copy_bytes(typingctx, dst_addr, src_addr, nbytes):
+    """``memcpy(dst, src, nbytes)``; the ranges must not overlap."""
+    if not all(isinstance(a, types.Integer) for a in (dst_addr, src_addr, nbytes)):
+        return None
+    sig = types.void(dst_addr, src_addr, nbytes)
+
+    def codegen(context, builder, signature, args):
+        dst, n = _pointer_and_size(builder, args[0], args[2])
+        src = builder.inttoptr(args[1], ir.IntType(8).as_pointer())
+        cgutils.raw_memcpy(builder, dst, src, n, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def zero_bytes(typingctx, dst_addr, nbytes):
+    """``memset(dst, 0, nbytes)`` (all-zero bytes are 0.0 in IEEE floats)."""
+    if not all(isinstance(a, types.Integer) for a in (dst_addr, nbytes)):
+        return None
+    sig = types.void(dst_addr, nbytes)
+
+    def codegen(context, builder, signature, args):
+        dst, n = _pointer_and_size(builder, args[0], args[1])
+        cgutils.memset(builder, dst, n, 0)
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -26,7 +26,7 @@ import numba
 import numpy as np
 
 from ..._config import JIT_OPTIONS
-from .wide import _pad_plane
+from .layout import _pad_plane
 
 __all__ = ["_conv2d_depthwise_fwd", "_conv2d_depthwise_bwd_weight"]
 

@@ -326,20 +326,3 @@ def _conv2d_im2col_bwd_gather_dy(dy, dyt, n0, nb, r0, nr, j0, nj):
         base = (b * nr + r) * nj
         for jj in range(nj):
             dyt[f, base + jj] = dy[n0 + b, f, r0 + r, j0 + jj]
-
-
-@numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_im2col_bwd_bias(dy, gb):
-    """``gb[f] = sum over n, i, j of dy[n, f, i, j]`` (float64 accumulation)."""
-    N = dy.shape[0]
-    F = dy.shape[1]
-    P = dy.shape[2] * dy.shape[3]
-    d = dy.reshape(N, F, P)
-    for f in numba.prange(F):
-        acc = 0.0
-        for n in range(N):
-            part = 0.0
-            for k in range(P):
-                part += np.float64(d[n, f, k])
-            acc += part
-        gb[f] = acc

@@ -34,8 +34,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from ..._config import JIT_OPTIONS
-from .._ir import VectorIR, float_type_ok
-from .._memory import copy_bytes, zero_bytes
+from .._ir import VectorIR, copy_bytes, float_type_ok, zero_bytes
 
 __all__ = ["_conv2d_pixvec_fwd", "_conv2d_pixvec_bwd_weight", "_stride_phases", "MAX_FILTERS",
            "TERM_PAD", "MAX_GRAD_FILTERS", "block_positions"]

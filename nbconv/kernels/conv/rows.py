@@ -31,6 +31,7 @@ import numba
 import numpy as np
 
 from ... import _config
+from .layout import FB, _fwd_task, _row_bands
 
 __all__ = ["_conv2d_direct_fwd", "_conv2d_direct_bwd_data", "_conv2d_direct_bwd_weight"]
 
@@ -51,34 +52,6 @@ def _col_range(off, sx, W, OW):
             hi = t
     return lo, hi
 
-
-@numba.njit(**_config.JIT_OPTIONS)
-def _row_bands(planes, OH, min_tasks):
-    """Split ``OH`` output rows into ``nbands`` bands of ``band`` rows, just enough that
-    ``planes * nbands`` parallel tasks reach ``min_tasks`` (batch 1 still feeds every thread)."""
-    nbands = 1
-    while planes * nbands < min_tasks and nbands < OH:
-        nbands += 1
-    return nbands, (OH + nbands - 1) // nbands
-
-
-@numba.njit(**_config.JIT_OPTIONS)
-def _fwd_task(t, nbands, band, nfb, groups, Fg, OH):
-    """Forward task ``t`` -> (image n, group g, first channel f0, channel count nf <= FB, rows
-    i0..i1-1): tasks enumerate (image, group, block of FB channels, band of rows)."""
-    bi = t % nbands
-    r = t // nbands
-    fbk = r % nfb
-    r = r // nfb
-    g = r % groups
-    f0 = g * Fg + fbk * FB
-    i0 = bi * band
-    return r // groups, g, f0, min(FB, (g + 1) * Fg - f0), i0, min(OH, i0 + band)
-
-
-#: output channels computed together by the forward kernel: each input row loaded once
-#: feeds FB accumulating output rows (register/L1 blocking).
-FB = 4
 
 
 @numba.njit(**_config.JIT_OPTIONS)

@@ -22,8 +22,7 @@ import numba
 import numpy as np
 
 from ... import _config
-from .._memory import copy_bytes, zero_bytes
-from .rows import FB, _fwd_task, _row_bands
+from .layout import FB, _fwd_task, _row_bands
 
 __all__ = ["_conv2d_wide_fwd", "_conv2d_wide_bwd_weight"]
 
@@ -390,54 +389,3 @@ def _conv2d_wide_bwd_weight(dyl, xl, gw, gb, with_bias, zero, dh, dw, groups, Wp
         if with_bias and cb == 0:
             for f in range(f0, f0 + nf):
                 gb[f] = _row_sum(dyl[f])
-
-
-@numba.njit(**_config.JIT_OPTIONS)
-def _pad_plane(src, dst, pt, pl, r0, r1, c0, c1):
-    """``dst`` (Hp, Wp) = zeros with ``src`` placed at (pt, pl), rows ``r0:r1`` and columns
-    ``c0:c1`` of ``dst`` being the part that overlaps (serial helper).  Rows with unit
-    element strides are cleared and copied with ``memset``/``memcpy`` (short rows: see
-    :mod:`._memory`)."""
-    Wp = dst.shape[1]
-    it = dst.itemsize
-    if src.strides[1] == it and dst.strides[1] == it:
-        da, ds = dst.ctypes.data, dst.strides[0]
-        for i in range(dst.shape[0]):
-            if i < r0 or i >= r1 or c1 <= c0:
-                zero_bytes(da + i * ds, Wp * it)
-                continue
-            zero_bytes(da + i * ds, c0 * it)
-            copy_bytes(da + i * ds + c0 * it,
-                       src.ctypes.data + (i - pt) * src.strides[0] + (c0 - pl) * it,
-                       (c1 - c0) * it)
-            zero_bytes(da + i * ds + c1 * it, (Wp - c1) * it)
-        return
-    for i in range(dst.shape[0]):
-        row = dst[i]
-        if i < r0 or i >= r1:
-            for j in range(Wp):
-                row[j] = 0
-            continue
-        srow = src[i - pt]
-        for j in range(c0):
-            row[j] = 0
-        for j in range(c0, c1):
-            row[j] = srow[j - pl]
-        for j in range(c1, Wp):
-            row[j] = 0
-
-
-@numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _pad_planes(src, dst, pt, pl):
-    """``dst[a, b]`` = zeros with ``src[a, b]`` placed at (pt, pl), cropped to fit, for every
-    plane of ``src`` (A, B, H, W) and ``dst`` (A, B, Hp, Wp), both C-contiguous.  One pass
-    that writes every element once, on all threads; NumPy's ``zeros`` + slice assignment made
-    two single-threaded passes (depthwise 3x3 at (16, 128, 56, 56): 3.4 ms)."""
-    A, B, H, W = src.shape
-    Hp, Wp = dst.shape[2], dst.shape[3]
-    r0, r1 = max(pt, 0), min(pt + H, Hp)
-    c0, c1 = max(pl, 0), min(pl + W, Wp)
-    for t in numba.prange(A * B):
-        a = t // B
-        b = t % B
-        _pad_plane(src[a, b], dst[a, b], pt, pl, r0, r1, c0, c1)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..._config import JIT_OPTIONS
 from .._finite import _finite
-from .wide import _pad_plane
+from .layout import _pad_plane
 
 __all__ = ["_conv2d_winograd_filter", "_conv2d_winograd_input", "_conv2d_winograd_output"]
 
