@@ -1,5 +1,5 @@
 """The convolution engine: everything between :func:`nbconv.conv2d`'s validated arguments and
-the numba kernels of :mod:`nbconv.kernels`.
+the numba kernels of :mod:`nbconv.kernels.conv`.
 
 ``plan``
     The rules: which algorithm (``"auto"``'s named rules) and which kernel family runs a
@@ -12,9 +12,13 @@ the numba kernels of :mod:`nbconv.kernels`.
     kept taps, padding modes, empty batches and the non-finite policy around the driver call.
 ``direct``, ``im2col``, ``winograd``, ``tapgemm``
     One driver per algorithm, all with the same ``conv2d_forward`` / ``conv2d_backward``
-    interface; they lay the data out for the plan's kernels and call them.
+    interface; they lay the data out for the plan's kernels and call them.  ``direct`` runs
+    the plan's kernel family among five modules of :mod:`nbconv.kernels.conv` (``rows``,
+    ``wide``, ``pixel_vectors``, ``register_blocks``, ``depthwise``); each other driver has
+    the kernel module of its own name there.
 ``exact``
-    The row-loop recomputation that makes inf and NaN follow the definition.
+    The recomputation by the row loops (:mod:`nbconv.kernels.conv.rows`) that makes inf and
+    NaN follow the definition.
 
 Nothing here validates user input (:mod:`nbconv._checks.conv` does, for the host and the device
 alike) or knows about devices, layers or files.

@@ -350,8 +350,10 @@ def weight_gradient(family, dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups):
 
 
 def _depthwise_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups):
-    """The data gradient of a depthwise layer with one filter per channel: a depthwise
-    convolution of ``dy`` with the flipped kernel."""
+    """The data gradient of a stride-1 depthwise layer with one filter per channel (a strided
+    layer's ``dy`` arrives spread to stride 1): the depthwise forward kernel on ``dy`` with the
+    flipped kernel, stride 1 and padding ``dh*(kh-1) - pt`` on top, ``dw*(kw-1) - pl`` on the
+    left (negative values crop), which makes the output ``dx``'s (H, W)."""
     kh, kw = w.shape[2], w.shape[3]
     flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1])
     _conv2d_depthwise_fwd(dy, flipped, np.zeros(w.shape[0], dtype=dx.dtype), dx, 1, 1,

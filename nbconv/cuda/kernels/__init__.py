@@ -1,4 +1,6 @@
 """CUDA twins of the CPU kernels in :mod:`nbconv.kernels`: same module and function names,
+except the convolution's (``conv2d_direct`` twins the row loops of
+:mod:`nbconv.kernels.conv.rows`, ``conv2d_im2col`` the im2col algorithm as implicit GEMM),
 written with ``@cuda.jit`` (numba's CUDA target, imported through :mod:`nbconv.cuda._target`).
 
 These modules are imported lazily by the device ops (:mod:`nbconv.cuda`), only when an op receives

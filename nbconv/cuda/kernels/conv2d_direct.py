@@ -1,4 +1,5 @@
-"""CUDA twins of :mod:`nbconv.kernels.conv2d_direct` (same names, same driver semantics).
+"""CUDA twins of the row loops of :mod:`nbconv.kernels.conv.rows` (same names, same driver
+semantics).
 
 Cross-correlation of ``x (N, C, H, W)`` with ``w (F, C // groups, kh, kw)``, stride
 ``(sy, sx)``, dilation ``(dh, dw)``, implicit zero padding ``pt`` (top) / ``pl`` (left); the

@@ -1,5 +1,5 @@
 """CUDA implicit-GEMM convolution: the im2col columns are gathered straight into shared-memory
-tiles and never written to global memory (twins of :mod:`nbconv.kernels.conv2d_im2col`).
+tiles and never written to global memory (twins of :mod:`nbconv.kernels.conv.im2col`).
 
 Cross-correlation of ``x (N, C, H, W)`` with ``w (F, C // G, kh, kw)``, ``G`` groups, stride
 ``(sy, sx)``, dilation ``(dh, dw)``, implicit zero padding ``pt`` (top) / ``pl`` (left); the

@@ -1,4 +1,8 @@
-"""Stride-1 depthwise convolution (one input channel per filter): planes padded in L1.
+"""The depthwise family of the direct algorithm (one input channel per group, ``groups == C``):
+planes padded in L1 -- forward pass at any stride, weight gradient at stride 1.
+
+Run by :mod:`nbconv.conv.direct` for the plan's family ``"depthwise"``; the data gradient of a
+layer with one filter per channel is this forward pass with the flipped kernel.
 
 A depthwise layer does 9 multiply-adds per output pixel (3x3) and is bound by memory traffic,
 so what matters is touching every input and output value once.  Each task takes one
@@ -8,11 +12,10 @@ that channel: 3x3 kernels row by row straight into the output, all nine taps in 
 that the sum stays in a register; other kernels on "wide rows" (see
 :mod:`nbconv.kernels.conv.wide`: output ``t = i*Wp + j`` reads ``t + p*dh*Wp + q*dw``).
 No padded copy of the whole batch is ever written (the generic path paid an extra pass over
-the input for it, and the weight gradient two transposed copies).  At (16, 128, 56, 56),
-3x3: forward 5.8 -> 5.2 -> 2.8 ms (the last step: rows straight into the output instead of
-a scratch copied out through row views taken in the parallel loop, whose reference counts
-both threads updated), backward 19.4 -> 10.4 -> 6.0 ms; a plain copy of the input takes
-2.1-2.5 ms.
+the input for it, and the weight gradient two transposed copies), and the 3x3 rows go straight
+into the output (a scratch copied out through row views taken in the parallel loop made both
+threads update the views' reference counts); the measurements of these steps are in
+``benchmarks/results/conv_plan_measurements.csv``.
 
 Layouts: ``x`` (N, C, H, W), ``w`` (C*m, 1, kh, kw) for a channel multiplier ``m``, ``y``
 (N, C*m, OH, OW); filter ``f`` reads channel ``f // m``.  Implicit zero padding ``pt``/``pl``

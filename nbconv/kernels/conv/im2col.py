@@ -1,6 +1,8 @@
-"""Kernels of the im2col + GEMM convolution (the GEMMs themselves are BLAS calls in
-``nbconv.conv.im2col``, or nbconv's vector product, :mod:`.gemm_vector`, where that is chosen;
-the fused forward kernel calls it itself).
+"""The im2col family: the kernels of the im2col + GEMM convolution, run by
+:mod:`nbconv.conv.im2col` (``algorithm="im2col"``): column matrices and their adjoint
+(col2im), stride phases, bias and ``dy`` layouts.  The GEMMs are BLAS calls in the driver,
+except in the fused forward kernel, which calls ``cblas_?gemm`` itself on each task's band
+(:mod:`nbconv.kernels.gemm`).
 
 All kernels work on one *chunk* of the output: images ``n0 .. n0+nb``, output rows
 ``r0 .. r0+nr`` and output columns ``j0 .. j0+nj`` (a chunk is either a run of whole images, or a

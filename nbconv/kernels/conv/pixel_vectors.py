@@ -1,4 +1,11 @@
-"""Register-blocked stride-1 convolution for few filters: the vectors run along output pixels.
+"""The pixel-vector family of the direct algorithm: register-blocked convolution for few
+filters or short reductions, the vectors running along output pixels -- forward pass and
+weight gradient, groups 1.
+
+Run by :mod:`nbconv.conv.direct` for the plan's families ``"pixvec"`` (stride-1 passes: first
+layers, layers with few filters, data gradients with few input channels) and ``"phases"``
+(strided forward passes, on the input's stride phases: :func:`_stride_phases`; grouped ones
+a group at a time).
 
 :mod:`.register_blocks` puts filters in the vector lanes, which leaves lanes idle below 16
 filters (LeNet c1's 6, or the data gradient of a layer with few input channels, LeNet c1's

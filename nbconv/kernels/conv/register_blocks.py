@@ -1,5 +1,9 @@
-"""Register-blocked direct convolution: the accumulators of a block of outputs stay in vector
-registers for the whole reduction.
+"""The register-block family of the direct algorithm: the accumulators of a block of outputs
+stay in vector registers for the whole reduction, the vectors running along filters -- forward
+pass at any stride and stride-1 weight gradient, groups 1.
+
+Run by :mod:`nbconv.conv.direct` for the plan's family ``"regblock"``: groups-1 layers with at
+least 16 filters whose weights stay in L2.
 
 A block is ``NP`` neighbouring output pixels of one row times ``NV`` vectors of filters (of
 the machine's width, :data:`._ir.VECTOR_BYTES`: 16 float32 lanes with AVX-512, else 8).
@@ -8,8 +12,8 @@ once and, for each pixel, broadcasts one input value and does ``NV`` fused multi
 ``NP*NV`` FMAs for ``NV + NP`` loads, and no accumulator traffic at all until the block is
 done.  numba cannot keep an array in registers, so the inner loop is written in LLVM IR
 (:func:`_fma_block`, an ``@intrinsic`` whose accumulators are SSA values); everything around
-it is plain numba.  LeNet c2's forward pass: 0.46 ms on the wide-row kernel, 0.14 ms here,
-PyTorch 0.29 ms.
+it is plain numba (the comparison with the wide rows and PyTorch on LeNet c2 is in
+``benchmarks/results/conv_plan_measurements.csv``).
 
 The input is explicitly zero-padded; ``off[r] = (c*Hp + p*dh)*Wp + q*dw`` are the offsets of
 the reduction terms from a pixel's window origin, and the weights are laid out ``(K, Fpad)``

@@ -1,4 +1,10 @@
-"""Direct (loop-nest) 2-D convolution kernels: forward, data gradient, weight/bias gradient.
+"""The ``rows`` family of the direct algorithm: the general strided row loops -- forward pass,
+data gradient, weight and bias gradient at any stride, dilation, padding and groups.
+
+Run by :mod:`nbconv.conv.direct` for the plan's family ``"rows"`` (the layers and passes no
+faster family takes), and by :mod:`nbconv.conv.exact` as the exact reference for inf and NaN:
+the loops read only the taps that land inside ``x``, so a non-finite value reaches exactly the
+outputs whose windows hold it.
 
 All kernels implement the driver semantics of ``nbconv.functional.conv``: cross-correlation of
 ``x (N, C, H, W)`` with ``w (F, C // groups, kh, kw)``, stride ``(sy, sx)``, dilation

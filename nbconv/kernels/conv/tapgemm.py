@@ -1,4 +1,5 @@
-"""Kernels of the tap-GEMM convolution (driver: ``nbconv.conv.tapgemm``).
+"""The tap-GEMM family: the kernels of the tap-GEMM convolution for small feature maps, run by
+:mod:`nbconv.conv.tapgemm` (``algorithm="tapgemm"``).
 
 Layouts.  The input is held as *rows of channels*, one row per (pixel, image), split into
 stride phases: ``xt[ry, rx, a, b, n, c] = x[n, c, a*sy + ry, b*sx + rx]``, shape
@@ -17,8 +18,7 @@ rectangles -- with ``N`` images times the band's pixels as the product's rows, a
 touch a padded tap.  Each ``prange`` task owns a slab of the output's columns (filters for
 the forward pass and the weight gradient, channels for the data gradient) across all taps,
 so no two tasks write the same memory and BLAS runs single-threaded on numba's threads
-(``fn`` may also be a descriptor that sends products to nbconv's own vector product, see
-:mod:`.gemm`).
+(``cblas_?gemm`` at address ``fn``, see :mod:`nbconv.kernels.gemm`).
 Filter slabs (not row slabs) because on small maps the weights are the larger operand: each
 task then reads only its part of them.
 """

@@ -1,4 +1,10 @@
-"""Stride-1 direct convolution on "wide" rows: the fast path of the direct algorithm.
+"""The ``wide`` family of the direct algorithm: stride-1 convolution on "wide" rows of an
+explicitly zero-padded input -- forward pass (which is also the data gradient) and weight
+gradient, any dilation and groups.
+
+Run by :mod:`nbconv.conv.direct` for the plan's family ``"wide"``: the stride-1 passes (and
+those of strided layers over a spread ``dy``) that the register-block, pixel-vector and
+depthwise families do not take.
 
 With stride 1, output pixel ``(i, j)`` of a plane reads input pixel ``(i + p*dh, j + q*dw)``
 of the (explicitly zero-padded) input plane of width ``Wp``.  Flatten both planes with the

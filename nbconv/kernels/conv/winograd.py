@@ -1,5 +1,6 @@
-"""Winograd F(2x2, 3x3): 3x3 stride-1 convolution with 16 instead of 36 multiplications per
-2x2 block of outputs (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
+"""The Winograd family: F(2x2, 3x3), 3x3 stride-1 convolution with 16 instead of 36
+multiplications per 2x2 block of outputs (Lavin & Gray, "Fast Algorithms for Convolutional
+Neural Networks", 2015), run by :mod:`nbconv.conv.winograd` (``algorithm="winograd"``).
 Larger kernels are taken as 3x3 pieces (see :mod:`nbconv.conv.winograd`).
 
 Every 2x2 output tile ``Y`` of a plane is computed from the 4x4 input patch ``d`` under it and
