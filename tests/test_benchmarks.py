@@ -1,6 +1,7 @@
 """Smoke tests of the benchmark scripts: they run (tiny sizes, --quick) and write the JSON keys
 that downstream tools read.  No assertion depends on a timing value."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -169,3 +170,20 @@ def test_bench_norms_quick(tmp_path):
         assert r["matches_torch"] is True and r["in_target"] is True
         for part in ("step", "forward"):
             assert r[part]["nbconv_ms"] > 0 and r[part]["torch_ms"] > 0 and r[part]["ratio"] > 0
+
+
+def test_bench_direct_families_quick(tmp_path):
+    """Every family forced on LeNet-5's layers and a strided depthwise layer runs and gives
+    auto's result (the script checks each against ``algorithm="auto"``)."""
+    out_csv = tmp_path / "families.csv"
+    out = _run("bench_direct_families.py", "--quick", "--threads", "1", "--csv", str(out_csv))
+    assert "passes each family wins" in out
+    with out_csv.open() as fh:
+        rows = list(csv.DictReader(fh))
+    layers = {r["layer"] for r in rows}
+    assert any(name.startswith("lenet5") for name in layers) and "dw 3x3 s2" in layers
+    assert {r["pass"] for r in rows} == {"fwd", "data", "weight"}
+    assert {r["family"] for r in rows} == {"rows", "wide", "pixvec", "regblock", "depthwise"}
+    for r in rows:
+        assert float(r["rel_err"]) <= 1e-4, r
+        assert r["auto"] in {"rows", "wide", "pixvec", "regblock", "depthwise"}
