@@ -382,9 +382,10 @@ def write_csv(path, results, info, command):
     path.parent.mkdir(parents=True, exist_ok=True)
     fields = ["layer", "source", "N", "C", "F", "H", "W", "kh", "kw", "stride", "padding",
               "dilation", "groups", "pass", "family", "kernels", "ms", "ms_min", "vs_best", "auto",
-              "rel_err", "machine", "command"]
-    machine = (f"{info['cpu']} ({', '.join(info['cpu_flags'])}), {info['nbconv_threads']} "
-               f"threads, blas {(info.get('blas') or {}).get('architecture')}")
+              "rel_err", "threads", "machine", "command"]
+    machine = (f"{info['cpu']} ({', '.join(info['cpu_flags'])}), {info['cores']} cores, "
+               f"load average {info['load_average']}, OpenBLAS "
+               f"{(info.get('blas') or {}).get('architecture')} kernels")
     with path.open("w", newline="", encoding="utf-8") as fh:
         out = csv.DictWriter(fh, fieldnames=fields)
         out.writeheader()
@@ -396,7 +397,8 @@ def write_csv(path, results, info, command):
                               "ms": f"{v['median']:.4f}", "ms_min": f"{v['min']:.4f}",
                               "vs_best": f"{v['median'] / best:.3f}",
                               "auto": r["auto"], "rel_err": f"{v['err']:.1e}",
-                              "machine": machine, "command": command})
+                              "threads": info["nbconv_threads"], "machine": machine,
+                              "command": command})
     print(f"CSV written to {path}")
 
 
@@ -458,9 +460,12 @@ def main(argv=None):
         print()
         print(summary(results, stat))
     if a.csv:
-        args = " ".join(sys.argv[1:] if argv is None else argv)
+        args = list(sys.argv[1:] if argv is None else argv)
+        if "--csv" in args:  # the output, not how the figures were made
+            del args[args.index("--csv"):args.index("--csv") + 2]
         write_csv(a.csv, results, info,
-                  f"python benchmarks/bench_direct_families.py {args}".strip())
+                  " ".join(["env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python "
+                            "benchmarks/bench_direct_families.py", *args]).strip())
 
 
 def _unique(layers):
