@@ -50,8 +50,9 @@ class ConvPlan:
     algorithm : str
         ``"direct"``, ``"im2col"``, ``"winograd"`` or ``"tapgemm"``.
     rule : str
-        The name of the ``"auto"`` rule that chose the algorithm (``plan.AUTO_RULES``), or
-        ``"requested"`` when the caller named it.
+        The name of the ``"auto"`` rule that chose the algorithm (``plan.AUTO_RULES``),
+        ``"requested"`` when the caller named it, or ``"tuned on this machine; ..."`` when
+        :func:`nbconv.tune` stored a choice for this shape.
     taps : tuple of int or None
         ``(r0, r1, c0, c1)``: the kernel rows ``r0:r1`` and columns ``c0:c1`` the driver runs,
         the others reading only zero padding; None: every tap.
@@ -87,7 +88,8 @@ class ConvPlan:
     threads: int = 1
 
     def __str__(self) -> str:
-        how = "requested" if self.rule == "requested" else f"auto rule {self.rule}"
+        how = (self.rule if self.rule.startswith(("requested", "tuned"))
+               else f"auto rule {self.rule}")
         lines = [f"{self.pass_name:<8} x {self.x_shape}  weight {self.weight_shape}  "
                  f"{self.dtype}  {self.device}",
                  f"  algorithm  {self.algorithm} ({how})"]
@@ -193,30 +195,44 @@ def _cached(pass_name, op, x_shape, weight_shape, g, dtype, algorithm) -> ConvPl
     return found
 
 
+def rules_choice(C, kh, kw, g: Geom, F, H, W, backward) -> plan.AutoRule:
+    """The ``"auto"`` rule that applies to a layer, after tap trimming (the smaller kernel is
+    what runs: NiN's 3x3 layer on 1x1 maps is a 1x1 layer)."""
+    trimmed = trim_taps(kh, kw, g, H, W)
+    if trimmed is not None:
+        (r0, r1, c0, c1), g = trimmed
+        kh, kw = r1 - r0, c1 - c0
+    return plan.auto_rule(plan.case_of(C, kh, kw, g, F, backward))
+
+
 def _make(pass_name, op, x_shape, weight_shape, g, dtype, algorithm, threads) -> ConvPlan:
     backward = pass_name == "backward"
     N, C, H, W = x_shape
     F, Cg, kh, kw = weight_shape
     chosen = plan.choose_algorithm(op, algorithm, C, kh, kw, g, F, backward=backward)
-    rule = "requested" if algorithm != "auto" else None
+    if algorithm == "auto":
+        ruled = rules_choice(C, kh, kw, g, F, H, W, backward)
+        chosen, rule = ruled.algorithm, ruled.name
+        tuned = _tuned(pass_name, x_shape, weight_shape, g, dtype, chosen)
+        if tuned is not None:
+            chosen = tuned
+            rule = f"tuned on this machine; rule {ruled.name} picks {ruled.algorithm}"
+    else:
+        rule = "requested"
     taps = None
     trimmed = trim_taps(kh, kw, g, H, W)
     if trimmed is not None:
         taps, tg = trimmed
         tkh, tkw = taps[1] - taps[0], taps[3] - taps[2]
-        if algorithm == "auto":  # the smaller kernel is planned again
-            chosen = plan.choose_algorithm(op, "auto", C, tkh, tkw, tg, F, backward=backward)
-        elif chosen == "winograd" and not plan.winograd_fits(tkh, tkw, tg):
+        if chosen == "winograd" and not plan.winograd_fits(tkh, tkw, tg):
             chosen = "im2col"
-            rule = "requested; im2col runs the trimmed kernel, which Winograd does not cover"
+            rule += "; im2col runs the trimmed kernel, which Winograd does not cover"
         if chosen == "tapgemm":
             # tap-GEMM skips the taps that read only padding by itself: it runs the whole
             # layer, whose weights need no copy
             taps = None
         else:
             g, kh, kw = tg, tkh, tkw
-    if rule is None:
-        rule = plan.auto_rule(plan.case_of(C, kh, kw, g, F, backward)).name
     itemsize = np.dtype(dtype).itemsize
     kernels, spread = _kernels(chosen, backward, N, C, H, W, F, kh, kw, g, itemsize, threads)
     return ConvPlan(
@@ -225,6 +241,17 @@ def _make(pass_name, op, x_shape, weight_shape, g, dtype, algorithm, threads) ->
         taps=taps, padding="implicit zeros" if g.mode == "zeros" else f"explicit {g.mode}",
         kernels=kernels, spread=spread, gemm=_gemm(chosen, kernels),
         chunks=_chunks(chosen, kernels, N, C, F, kh, kw, g, itemsize), threads=threads)
+
+
+def _tuned(pass_name, x_shape, weight_shape, g, dtype, rule_choice):
+    """The algorithm :func:`nbconv.tune` stored for this pass and shape on this machine
+    (tuning it now with ``NBCONV_AUTOTUNE=1``), or None."""
+    from . import tune
+
+    found = tune.tuned_algorithm(pass_name, x_shape, weight_shape, g, dtype)
+    if found is None and tune.autotune_enabled():
+        found = tune.autotune(pass_name, x_shape, weight_shape, g, dtype, rule_choice)
+    return found
 
 
 def _kernels(algorithm, backward, N, C, H, W, F, kh, kw, g, itemsize, threads):
