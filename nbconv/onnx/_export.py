@@ -480,6 +480,37 @@ _WRITERS.update({
 })
 
 
+def _onnx_pool(op):
+    """The writer of :class:`nbconv.onnx.layers.MaxPool`/``AveragePool``: their attributes
+    are ONNX's."""
+    def write(b, m, path, xs, vs, y):
+        cfg = m._config
+        attrs = dict(kernel_shape=cfg["kernel_shape"], strides=cfg["strides"],
+                     ceil_mode=int(cfg["ceil_mode"]))
+        if cfg["auto_pad"] == "NOTSET":
+            attrs["pads"] = cfg["pads"]
+        else:
+            attrs["auto_pad"] = cfg["auto_pad"]
+        if op == "MaxPool" or any(d != 1 for d in cfg["dilations"]):
+            attrs["dilations"] = cfg["dilations"]
+        if op == "AveragePool":
+            attrs["count_include_pad"] = int(cfg["count_include_pad"])
+            if "dilations" in attrs:
+                _needs(b, 19)  # AveragePool's dilations are new in opset 19
+        if cfg["ceil_mode"]:
+            nd = len(cfg["kernel_shape"])
+            for i, (n, o) in enumerate(zip(vs[0].shape[2:], y.shape[2:])):
+                ek = cfg["dilations"][i] * (cfg["kernel_shape"][i] - 1) + 1
+                span = n + cfg["pads"][i] + cfg["pads"][nd + i] - ek
+                if o != -(-span // cfg["strides"][i]) + 1:  # a dropped last window
+                    b.shapes_disagree = True
+        return b.node(op, xs, path, **attrs)
+    return write
+
+
+_WRITERS.update({_ox.MaxPool: _onnx_pool("MaxPool"), _ox.AveragePool: _onnx_pool("AveragePool")})
+
+
 def _groupnorm(b, m, path, xs, vs, y):
     """PyTorch's exporters' form, valid at every opset nbconv writes: Reshape to (N, G, -1),
     InstanceNormalization (statistics per group), Reshape back, then the per-channel affine
@@ -653,7 +684,8 @@ def _opset(onnx, opset, needed: int) -> int:
         raise ValueError(f"export: the model needs opset >= {needed} (an operator it uses is "
                          "newer: circular padding is ONNX Pad mode 'wrap', new in opset 19; "
                          "LayerNorm is LayerNormalization, new in 17; HardSwish is new in 14, "
-                         f"Mish in 18, Gelu in 20), got opset={opset}")
+                         "Mish in 18, Gelu in 20, dilated AveragePool in 19), got "
+                         f"opset={opset}")
     return int(opset)
 
 

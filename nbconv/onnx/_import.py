@@ -476,22 +476,35 @@ def _torch_lrn(im, node, attrs):
 
 
 def _pool_args(im, attrs):
+    """PyTorch-style pool arguments for this node, or None where only ONNX's pooling layers
+    (:class:`nbconv.onnx.layers.MaxPool`/``AveragePool``) express it."""
     k = list(attrs["kernel_shape"])
     nd = len(k)
     if nd not in (1, 2):
-        raise im.fail(f"only 1-D and 2-D pooling is supported, got kernel_shape {k}")
+        raise im.fail(f"only 1-D and 2-D pooling is supported, got kernel_shape {k} (3-D "
+                      "pooling is outside nbconv's CNN subset)")
     auto = attrs.get("auto_pad", "NOTSET")
     if auto not in ("NOTSET", "VALID"):
-        raise im.fail(f"auto_pad {auto!r} is not supported for pooling")
+        return None
     pads = [0] * 2 * nd if auto == "VALID" else list(attrs.get("pads", [0] * 2 * nd))
-    if pads[:nd] != pads[nd:]:
-        raise im.fail(f"asymmetric pads {pads} are not supported for pooling")
+    if pads[:nd] != pads[nd:] or any(2 * p > n for p, n in zip(pads, k)):
+        return None  # asymmetric, or more than half the kernel: PyTorch's pools refuse
     return dict(kernel_size=tuple(k), stride=tuple(attrs.get("strides", [1] * nd)),
                 padding=tuple(pads[:nd]), ceil_mode=bool(attrs.get("ceil_mode", 0)))
 
 
+def _onnx_pool(im, node, attrs, cls, **extra):
+    """The node as an ONNX pooling layer (its attributes as they are)."""
+    keys = ("kernel_shape", "strides", "pads", "dilations", "ceil_mode", "auto_pad")
+    im.emit(cls(**{k: attrs[k] for k in keys if k in attrs}, **extra),
+            im.source(node.input[0]))
+
+
 def _maxpool(im, node, attrs):
     args = _pool_args(im, attrs)
+    if args is None:
+        _onnx_pool(im, node, attrs, _ox.MaxPool)
+        return
     nd = len(args["kernel_size"])
     cls = _nn.MaxPool1d if nd == 1 else _nn.MaxPool2d
     im.emit(cls(dilation=tuple(attrs.get("dilations", [1] * nd)), **args),
@@ -499,12 +512,13 @@ def _maxpool(im, node, attrs):
 
 
 def _avgpool(im, node, attrs):
-    if any(d != 1 for d in attrs.get("dilations", [])):
-        raise im.fail("dilated average pooling is not supported")
     args = _pool_args(im, attrs)
+    include = bool(attrs.get("count_include_pad", 0))
+    if args is None or any(d != 1 for d in attrs.get("dilations", [])):
+        _onnx_pool(im, node, attrs, _ox.AveragePool, count_include_pad=include)
+        return
     cls = _nn.AvgPool1d if len(args["kernel_size"]) == 1 else _nn.AvgPool2d
-    im.emit(cls(count_include_pad=bool(attrs.get("count_include_pad", 0)), **args),
-            im.source(node.input[0]))
+    im.emit(cls(count_include_pad=include, **args), im.source(node.input[0]))
 
 
 def _gap(im, node, attrs):

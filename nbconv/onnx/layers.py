@@ -3,7 +3,9 @@
 ``Clip`` (PyTorch's ``ReLU6`` is ``Clip(0, 6)``), ``LogSoftmax``, ``Pad`` (a ``Pad`` node that
 cannot be folded into the convolution after it), ``Slice``, ``Reshape``/``Squeeze``/
 ``Unsqueeze`` (ONNX's shape ops), ``MatMul`` (a product with a fixed matrix) and
-``Arithmetic`` (``Add``/``Sub``/``Mul``/``Div`` with a constant).  Each has a hand-written
+``Arithmetic`` (``Add``/``Sub``/``Mul``/``Div`` with a constant), ``MaxPool`` and
+``AveragePool`` (ONNX's pooling where PyTorch's cannot express it: per-side or large pads,
+``auto_pad``, dilated averages).  Each has a hand-written
 backward pass like every nbconv layer and is registered (:func:`nbconv.nn.register`), so a
 graph holding them can be saved with :func:`nbconv.save` and rebuilt by :func:`nbconv.load`.
 They run on host arrays only; none imports onnx.
@@ -16,6 +18,7 @@ They run on host arrays only; none imports onnx.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -25,7 +28,7 @@ from ..nn.config import register
 from ..nn.module import Module
 
 __all__ = ["Clip", "LogSoftmax", "Pad", "Slice", "Reshape", "Squeeze", "Unsqueeze", "MatMul",
-           "Arithmetic"]
+           "Arithmetic", "MaxPool", "AveragePool"]
 
 
 def _host(op: str, x) -> np.ndarray:
@@ -402,3 +405,255 @@ class Arithmetic(Module):
         else:
             dx = -dy * c / (self._x * self._x)
         return np.ascontiguousarray(_unbroadcast(dx, self._x.shape).astype(dy.dtype, copy=False))
+
+
+# -- ONNX pooling beyond PyTorch's: per-side pads, auto_pad, dilated averages ----------------
+_AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+
+
+def _int_list(op: str, name: str, value, n: int, minimum: int) -> list[int]:
+    try:
+        out = [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: argument {name!r} must be a list of ints, got {value!r}") from None
+    if len(out) != n or any(v < minimum for v in out):
+        raise ValueError(f"{op}: argument {name!r} must hold {n} ints >= {minimum}, got {out}")
+    return out
+
+
+class _OnnxPool(Module):
+    """Shared attributes, output-size rule and padding of :class:`MaxPool` and
+    :class:`AveragePool` (ONNX's attribute names and semantics)."""
+
+    _fill = 0.0
+
+    def __init__(self, kernel_shape, strides=None, pads=None, dilations=None, ceil_mode=False,
+                 auto_pad="NOTSET"):
+        super().__init__()
+        op = type(self).__name__
+        try:
+            nd = len(kernel_shape)
+        except TypeError:
+            raise TypeError(f"{op}: argument 'kernel_shape' must be a list of ints, got "
+                            f"{kernel_shape!r}") from None
+        if nd not in (1, 2):
+            raise ValueError(f"{op}: only 1-D and 2-D pooling is supported, got kernel_shape "
+                             f"{list(kernel_shape)}")
+        k = _int_list(op, "kernel_shape", kernel_shape, nd, 1)
+        s = _int_list(op, "strides", [1] * nd if strides is None else strides, nd, 1)
+        d = _int_list(op, "dilations", [1] * nd if dilations is None else dilations, nd, 1)
+        if auto_pad not in _AUTO_PADS:
+            raise ValueError(f"{op}: argument 'auto_pad' must be one of {_AUTO_PADS}, got "
+                             f"{auto_pad!r}")
+        p = _int_list(op, "pads", [0] * 2 * nd if pads is None or auto_pad != "NOTSET"
+                      else pads, 2 * nd, 0)
+        if any(p[i] >= k[i] or p[nd + i] >= k[i] for i in range(nd)):
+            # (ONNX Runtime's rule too) a first or last window would cover padding only
+            raise ValueError(f"{op}: argument 'pads' {p} must be smaller than the kernel "
+                             f"{k} on each side")
+        if auto_pad.startswith("SAME") and (any(v != 1 for v in d) or ceil_mode):
+            # ONNX's reference and ONNX Runtime disagree there (the reference refuses ceil_mode
+            # with auto_pad; they place dilated "same" windows differently)
+            raise ValueError(f"{op}: auto_pad {auto_pad!r} with dilations {d} and ceil_mode="
+                             f"{bool(ceil_mode)} is not supported (only dilation 1, floor mode)")
+        self._config = dict(kernel_shape=k, strides=s, pads=p, dilations=d,
+                            ceil_mode=bool(ceil_mode), auto_pad=auto_pad)
+        self._cache = None
+
+    def plan(self, sizes) -> list[tuple[int, int, int, int]]:
+        """``(out, begin, length, extent)`` per spatial axis of sizes ``sizes``: the output
+        size, the padding before the input, the padded length the windows span, and where the
+        padding given by the attributes ends (windows are clipped there, as ONNX's)."""
+        cfg, op = self._config, type(self).__name__
+        nd = len(cfg["kernel_shape"])
+        out = []
+        for i, n in enumerate(sizes):
+            k, s, d = cfg["kernel_shape"][i], cfg["strides"][i], cfg["dilations"][i]
+            ek = d * (k - 1) + 1
+            if cfg["auto_pad"].startswith("SAME"):
+                o = -(-n // s)
+                total = max(0, (o - 1) * s + ek - n)
+                begin = total // 2 if cfg["auto_pad"] == "SAME_UPPER" else total - total // 2
+                end = total - begin
+            else:
+                begin, end = cfg["pads"][i], cfg["pads"][nd + i]
+                span = n + begin + end - ek
+                if span < 0:
+                    raise ValueError(f"{op}.forward: spatial axis {i} of input x has size {n}, "
+                                     f"smaller than the window ({ek}) with the padding "
+                                     f"{(begin, end)}")
+                o = span // s + 1
+                if cfg["ceil_mode"]:
+                    o = -(-span // s) + 1
+                    if (o - 1) * s >= n + begin:  # the last window must start before the pads
+                        o -= 1
+            out.append((o, begin, (o - 1) * s + ek, n + begin + end))
+        return out
+
+    def _input(self, x) -> np.ndarray:
+        x = _host(f"{type(self).__name__}.forward", x)
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float32)
+        nd = len(self._config["kernel_shape"])
+        if x.ndim != nd + 2 or 0 in x.shape[2:]:
+            raise ValueError(f"{type(self).__name__}.forward: input x must have {nd + 2} axes "
+                             f"(N, C, {'H, W' if nd == 2 else 'L'}) with a non-empty "
+                             f"{'plane' if nd == 2 else 'row'}, got shape {x.shape}")
+        return x
+
+    @staticmethod
+    def _overlap(plan, sizes) -> tuple[tuple, tuple]:
+        """(slices into the padded array, slices into the input) of the input elements that
+        the windows reach."""
+        dst, src = [], []
+        for (_, begin, length, _), n in zip(plan, sizes):
+            m = min(n, length - begin)
+            dst.append(slice(begin, begin + m))
+            src.append(slice(0, m))
+        return (Ellipsis, *dst), (Ellipsis, *src)
+
+    def _padded(self, x, plan) -> np.ndarray:
+        xp = np.full(x.shape[:2] + tuple(p[2] for p in plan), self._fill, x.dtype)
+        dst, src = self._overlap(plan, x.shape[2:])
+        xp[dst] = x[src]
+        return xp
+
+    def _crop(self, dxp, shape, plan) -> np.ndarray:
+        dx = np.zeros(shape, dxp.dtype)
+        dst, src = self._overlap(plan, shape[2:])
+        dx[src] = dxp[dst]
+        return dx
+
+
+@register
+class MaxPool(_OnnxPool):
+    """ONNX ``MaxPool`` where PyTorch's ``MaxPool1d/2d`` cannot express it: pads that differ
+    per side or exceed half the kernel, and ``auto_pad`` ``SAME_UPPER``/``SAME_LOWER``
+    (computed for each input's size, as ONNX's).
+
+    Parameters
+    ----------
+    kernel_shape : list of int
+        One or two window sizes: input (N, C, L) or (N, C, H, W).
+    strides, dilations : list of int, optional
+        One per spatial axis; default 1.
+    pads : list of int, optional
+        ONNX's order ``[begin_0, begin_1, end_0, end_1]``, each smaller than the kernel;
+        ignored unless ``auto_pad`` is ``"NOTSET"``.
+    ceil_mode : bool
+        Output size ``ceil((L + pads - d(k-1) - 1) / s) + 1``, minus one if the last window
+        would start in the end padding (floor without it).
+    auto_pad : {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"}
+        ``SAME_*``: output ``ceil(L / s)``, the odd padding element at the end (UPPER) or
+        the beginning (LOWER), no padding where a stride beyond the kernel would make it
+        negative (TensorFlow's rule; ONNX Runtime raises there); dilation 1 and floor mode
+        only.
+
+    The input is padded with ``-inf`` and pooled without padding by
+    :func:`nbconv.max_pool2d`; the backward pass routes ``dy`` to each window's maximum and
+    crops the padding.  A window covering padding only (possible with dilation) gives
+    ``-inf``.
+
+    >>> import numpy as np
+    >>> from nbconv.onnx.layers import MaxPool
+    >>> MaxPool([2], auto_pad="SAME_UPPER")(np.array([[[1.0, 3.0, 2.0]]])).tolist()
+    [[[3.0, 3.0, 2.0]]]
+    """
+
+    _fill = -np.inf
+
+    def forward(self, x):
+        x = self._input(x)
+        plan = self.plan(x.shape[2:])
+        xp = self._padded(x, plan)
+        cfg = self._config
+        one = len(plan) == 1  # (N, C, L) as the image (N, C, 1, L)
+        img = xp[:, :, None, :] if one else xp
+        y, idx = F.max_pool2d(img, ([1] if one else []) + cfg["kernel_shape"],
+                              ([1] if one else []) + cfg["strides"], 0,
+                              ([1] if one else []) + cfg["dilations"], return_indices=True)
+        self._cache = (idx, img.shape, x.shape, plan) if self._keep() else None
+        return y[:, :, 0, :] if one else y
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise _no_cache("MaxPool")
+        idx, img_shape, shape, plan = self._cache
+        dy = np.asarray(dy)
+        one = len(plan) == 1
+        dxp = F.max_pool2d_backward(dy[:, :, None, :] if one else dy, idx, img_shape)
+        return self._crop(dxp[:, :, 0, :] if one else dxp, shape, plan)
+
+
+@register
+class AveragePool(_OnnxPool):
+    """ONNX ``AveragePool`` where PyTorch's ``AvgPool1d/2d`` cannot express it: pads that
+    differ per side or exceed half the kernel, ``auto_pad`` ``SAME_UPPER``/``SAME_LOWER``,
+    and ``dilations``.
+
+    Parameters
+    ----------
+    kernel_shape, strides, pads, dilations, ceil_mode, auto_pad
+        As :class:`MaxPool`.
+    count_include_pad : bool
+        Divide by the window's taps inside the input and the padding that ``pads`` (or
+        ``auto_pad``) give (True), or inside the input only (False, ONNX's default); taps
+        that ``ceil_mode`` adds beyond the padding never count.
+
+    ``y = sum over the window's taps / count``, the taps summed as strided slices of the
+    zero-padded input (one per kernel position); the backward pass adds ``dy / count`` back
+    through the same slices.  A window with no tap in the input gives NaN when the padding
+    does not count.
+
+    >>> import numpy as np
+    >>> from nbconv.onnx.layers import AveragePool
+    >>> AveragePool([2], auto_pad="SAME_UPPER")(np.array([[[1.0, 3.0, 2.0]]])).tolist()
+    [[[2.0, 2.5, 2.0]]]
+    """
+
+    def __init__(self, kernel_shape, strides=None, pads=None, dilations=None, ceil_mode=False,
+                 auto_pad="NOTSET", count_include_pad=False):
+        super().__init__(kernel_shape, strides, pads, dilations, ceil_mode, auto_pad)
+        self._config["count_include_pad"] = bool(count_include_pad)
+
+    def _taps(self, plan, sizes):
+        """Each kernel position's strided slices of the padded input, and the divisor of
+        every output (shape (OH, OW) or (OL,))."""
+        cfg = self._config
+        per_axis, counts = [], []
+        for (o, begin, _, extent), k, s, d, n in zip(
+                plan, cfg["kernel_shape"], cfg["strides"], cfg["dilations"], sizes):
+            per_axis.append([slice(j * d, j * d + (o - 1) * s + 1, s) for j in range(k)])
+            at = np.arange(o)[:, None] * s + np.arange(k)[None, :] * d  # padded positions
+            inside = (at < extent if cfg["count_include_pad"]
+                      else (at >= begin) & (at < begin + n))
+            counts.append(inside.sum(axis=1))
+        count = counts[0]
+        for c in counts[1:]:
+            count = np.multiply.outer(count, c)
+        return [(Ellipsis, *t) for t in itertools.product(*per_axis)], count
+
+    def forward(self, x):
+        x = self._input(x)
+        plan = self.plan(x.shape[2:])
+        xp = self._padded(x, plan)
+        taps, count = self._taps(plan, x.shape[2:])
+        total = np.zeros(x.shape[:2] + tuple(p[0] for p in plan), x.dtype)
+        for t in taps:
+            total += xp[t]
+        with np.errstate(invalid="ignore", divide="ignore"):  # no tap inside: NaN, as ONNX
+            y = total / count.astype(x.dtype)
+        self._cache = (x.shape, plan, count.astype(x.dtype)) if self._keep() else None
+        return y
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise _no_cache("AveragePool")
+        shape, plan, count = self._cache
+        dy = np.asarray(dy)
+        taps, _ = self._taps(plan, shape[2:])
+        g = dy / count
+        dxp = np.zeros(shape[:2] + tuple(p[2] for p in plan), dy.dtype)
+        for t in taps:
+            dxp[t] += g
+        return self._crop(dxp, shape, plan)

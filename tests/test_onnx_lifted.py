@@ -1,0 +1,258 @@
+"""The ONNX nodes that :func:`nbconv.onnx.load` once refused and now imports (issue 27), and
+the ONNX-only layers of :mod:`nbconv.onnx.layers` that carry them.
+
+Independent references: onnxruntime and ONNX's reference evaluator (``onnx.reference``) run
+the same one-node models; backward passes are checked by float64 finite differences along a
+random direction (``gradcheck.directional_check``).  ONNX's own node tests for these
+operators run in ``test_onnx_node_conformance.py``.  The export -> load round trips compare
+nbconv with itself (the same layer before and after the file; onnxruntime checks the file):
+they show that the file loses nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from closeness import assert_scaled_close
+from gradcheck import directional_check
+from hypothesis import given
+from hypothesis import strategies as st
+
+import nbconv as nc
+from nbconv import nn
+from nbconv.onnx import layers as ox
+
+onnx = pytest.importorskip("onnx", reason="onnx not installed: pip install 'nbconv[onnx]'")
+ort = pytest.importorskip("onnxruntime",
+                          reason="onnxruntime not installed: pip install 'nbconv[onnx]'")
+from onnx import TensorProto, helper  # noqa: E402
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _model(nodes, x_shape, inits=(), opset=19, dtype=TensorProto.FLOAT):
+    """A model with one computed input ``x`` and output ``y``; ``inits`` are (name, array)."""
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", dtype, x_shape)],
+        [helper.make_tensor_value_info("y", dtype, None)],
+        [onnx.numpy_helper.from_array(np.asarray(v), n) for n, v in inits])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return onnx.shape_inference.infer_shapes(model)  # the output's type (load checks it)
+
+
+def _ort(model, x):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def _load(model, tmp_path, name="m.onnx"):
+    path = tmp_path / name
+    onnx.save(model, path)
+    return nc.onnx.load(path)
+
+
+def _check_gradient(module, x, seed=1):
+    """The module's input gradient against finite differences (float64)."""
+    module.train()
+    y = module.forward(x)
+    dy = _rng(seed).standard_normal(np.shape(y))
+    dx = module.backward(dy)
+    assert np.shape(dx) == x.shape
+    directional_check(module.forward, [x], dy, [dx])
+
+
+def _round_trip(model, shape, tmp_path, ops, opset=None, dtype=np.float32):
+    """Export ``model``; onnxruntime must agree with it and the loaded graph must compute the
+    same forward and backward passes (nbconv against itself, through the file)."""
+    model.eval()
+    x = _rng(2).standard_normal(shape).astype(dtype)
+    path = nc.onnx.export(model, tmp_path / "rt.onnx", shape, opset=opset)
+    assert set(ops) <= {n.op_type for n in onnx.load(path).graph.node}
+    with nc.no_grad():
+        want = model(x)
+    assert_scaled_close(_ort(onnx.load(path), x), want, 1e-5 if dtype == np.float32 else 1e-12)
+    g = nc.onnx.load(path).train()
+    model.train()
+    dy = _rng(3).standard_normal(np.shape(want)).astype(dtype)
+    np.testing.assert_array_equal(g.forward(x), model.forward(x))
+    np.testing.assert_array_equal(g.backward(dy), model.backward(dy))
+    nc.save(g, tmp_path / "rt.h5")  # the ONNX-only layers are registered: the graph saves
+    again = nc.load(tmp_path / "rt.h5").eval()
+    with nc.no_grad():
+        np.testing.assert_array_equal(again(x), want)
+    return g
+
+
+# ---------------------------------------------------------------------------------------------
+# a/g. pooling: auto_pad SAME_*, per-side and large pads, dilated averages
+# ---------------------------------------------------------------------------------------------
+@st.composite
+def _pool_case(draw):
+    nd = draw(st.sampled_from([1, 2]))
+    k = [draw(st.integers(1, 4)) for _ in range(nd)]
+    s = [draw(st.integers(1, 3)) for _ in range(nd)]
+    auto = draw(st.sampled_from(["NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]))
+    same = auto.startswith("SAME")
+    d = [1] * nd if same else [draw(st.integers(1, 3)) for _ in range(nd)]
+    pads = [draw(st.integers(0, k[i % nd] - 1)) for i in range(2 * nd)]
+    ceil = False if same else draw(st.booleans())
+    op = draw(st.sampled_from(["MaxPool", "AveragePool"]))
+    include = draw(st.booleans())
+    sizes = []
+    for i in range(nd):  # at least one window fits
+        ek = d[i] * (k[i] - 1) + 1
+        need = ek - (pads[i] + pads[nd + i] if auto == "NOTSET" else 0)
+        sizes.append(draw(st.integers(max(1, need), need + 7)))
+    attrs = dict(kernel_shape=k, strides=s, dilations=d, ceil_mode=int(ceil), auto_pad=auto)
+    if auto == "NOTSET":
+        attrs["pads"] = pads
+    if op == "AveragePool":
+        attrs["count_include_pad"] = int(include)
+    shape = [2, 3] + sizes
+    return op, attrs, shape, draw(st.integers(0, 2**31))
+
+
+def _onnx_pool_loops(op, x, kernel_shape, strides, dilations, ceil_mode, auto_pad, pads=None,
+                     count_include_pad=0):
+    """ONNX's MaxPool/AveragePool by explicit loops over outputs and taps, from the operator
+    specification (ONNX's reference evaluator fails on some of these cases: a negative "same"
+    padding when the stride exceeds the kernel, 1x1 max pools)."""
+    import itertools
+    import math
+
+    nd = len(kernel_shape)
+    sizes, begin, end, out = x.shape[2:], [], [], []
+    for i in range(nd):
+        n, k, s, d = sizes[i], kernel_shape[i], strides[i], dilations[i]
+        if auto_pad.startswith("SAME"):
+            o = math.ceil(n / s)
+            total = max(0, (o - 1) * s + k - n)
+            b = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+            e = total - b
+        else:
+            b, e = (0, 0) if auto_pad == "VALID" else (pads[i], pads[nd + i])
+            span = (n + b + e - d * (k - 1) - 1) / s
+            o = (math.ceil(span) if ceil_mode else math.floor(span)) + 1
+            if ceil_mode and (o - 1) * s >= n + b:
+                o -= 1
+        begin.append(b)
+        end.append(e)
+        out.append(o)
+    y = np.empty(x.shape[:2] + tuple(out))
+    for idx in itertools.product(*[range(o) for o in out]):
+        vals, extent = [], 0
+        for taps in itertools.product(*[range(k) for k in kernel_shape]):
+            pos = [idx[i] * strides[i] - begin[i] + taps[i] * dilations[i] for i in range(nd)]
+            if all(p < sizes[i] + end[i] for i, p in enumerate(pos)):
+                extent += 1
+            if all(0 <= p < sizes[i] for i, p in enumerate(pos)):
+                vals.append(x[(slice(None), slice(None), *pos)])
+        if op == "MaxPool":
+            y[(Ellipsis, *idx)] = np.max(vals, axis=0) if vals else -np.inf
+        else:
+            y[(Ellipsis, *idx)] = np.sum(vals, axis=0) / (extent if count_include_pad
+                                                         else len(vals))
+    return y
+
+
+@given(_pool_case())
+def test_onnx_pooling_layers_agree_with_onnx(case):
+    """Every attribute combination the layers accept: float64 against explicit loops written
+    from ONNX's specification, float32 against onnxruntime."""
+    op, attrs, shape, seed = case
+    cls = ox.MaxPool if op == "MaxPool" else ox.AveragePool
+    x = _rng(seed).standard_normal(shape)
+    got = cls(**attrs)(x)
+    want = _onnx_pool_loops(op, x, **attrs)
+    assert got.shape == want.shape and got.dtype == np.float64
+    assert_scaled_close(got, want, 1e-12)
+    x32 = x.astype(np.float32)
+    got32 = cls(**attrs)(x32)
+    assert got32.dtype == np.float32
+    if attrs["auto_pad"].startswith("SAME") and any(
+            (-(-n // s) - 1) * s + k < n for n, s, k in zip(
+                shape[2:], attrs["strides"], attrs["kernel_shape"])):
+        return  # a stride beyond the kernel: "same" pads < 0, which onnxruntime refuses
+    node = helper.make_node(op, ["x"], ["y"], **attrs)
+    assert_scaled_close(got32, _ort(_model([node], shape), x32), 1e-5)
+
+
+@pytest.mark.parametrize("op, attrs, shape", [
+    ("MaxPool", dict(kernel_shape=[3, 2], strides=[2, 1], auto_pad="SAME_LOWER"), (2, 2, 7, 6)),
+    ("MaxPool", dict(kernel_shape=[3, 3], pads=[2, 0, 1, 2], dilations=[2, 1], ceil_mode=1,
+                     strides=[2, 2]), (1, 2, 8, 7)),
+    ("AveragePool", dict(kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_UPPER"),
+     (2, 2, 7, 6)),
+    ("AveragePool", dict(kernel_shape=[3, 3], pads=[2, 1, 2, 2], dilations=[2, 1],
+                         ceil_mode=1, strides=[2, 3], count_include_pad=1), (1, 2, 9, 7)),
+    ("AveragePool", dict(kernel_shape=[4], pads=[3, 1], dilations=[2], strides=[3]), (2, 3, 11)),
+])
+def test_onnx_pooling_layers_backward_matches_finite_differences(op, attrs, shape):
+    cls = ox.MaxPool if op == "MaxPool" else ox.AveragePool
+    # distinct values: no ties, so the max pool's derivative exists everywhere it is taken
+    x = _rng(4).permutation(np.prod(shape)).reshape(shape) / np.prod(shape) - 0.5
+    _check_gradient(cls(**attrs), x)
+
+
+@pytest.mark.parametrize("attrs, why", [
+    (dict(kernel_shape=[2, 2], pads=[2, 0, 0, 0]), "smaller than the kernel"),
+    (dict(kernel_shape=[3], auto_pad="SAME_UPPER", dilations=[2]), "dilation 1"),
+    (dict(kernel_shape=[3], auto_pad="SAME_LOWER", ceil_mode=1), "floor mode"),
+    (dict(kernel_shape=[2, 2, 2]), "1-D and 2-D"),
+    (dict(kernel_shape=[2], auto_pad="SAME"), "auto_pad"),
+    (dict(kernel_shape=[2], strides=[0]), "strides"),
+])
+def test_onnx_pooling_layers_refuse_what_they_cannot_compute(attrs, why):
+    for cls in (ox.MaxPool, ox.AveragePool):
+        with pytest.raises(ValueError, match=why):
+            cls(**attrs)
+
+
+def test_onnx_pooling_layer_names_a_bad_input():
+    with pytest.raises(ValueError, match=r"AveragePool.forward: input x must have 4 axes"):
+        ox.AveragePool([2, 2])(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="smaller than the window"):
+        ox.MaxPool([3], pads=[1, 0])(np.zeros((1, 1, 1)))
+
+
+@pytest.mark.parametrize("op, attrs, native", [
+    ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"), False),
+    ("MaxPool", dict(kernel_shape=[3, 3], pads=[2, 1, 1, 2]), False),
+    ("MaxPool", dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], ceil_mode=1), True),
+    ("AveragePool", dict(kernel_shape=[2, 2], auto_pad="SAME_LOWER"), False),
+    ("AveragePool", dict(kernel_shape=[3, 3], pads=[2, 2, 2, 2], count_include_pad=1), False),
+    ("AveragePool", dict(kernel_shape=[2, 2], dilations=[2, 2], ceil_mode=1), False),
+    ("AveragePool", dict(kernel_shape=[3], pads=[1, 1]), True),
+])
+def test_pooling_imports_natively_where_pytorch_can(op, attrs, native, tmp_path):
+    """A node that PyTorch's pools express becomes one (MaxPool2d, AvgPool1d, ...); the others
+    the ONNX pooling layers; both compute ONNX's result (onnxruntime)."""
+    shape = (2, 3, 9) if len(attrs["kernel_shape"]) == 1 else (2, 3, 9, 8)
+    model = _model([helper.make_node(op, ["x"], ["y"], **attrs)], shape)
+    g = _load(model, tmp_path)
+    (layer,) = [m for _, m, _ in g.nodes]
+    assert isinstance(layer, (ox.MaxPool, ox.AveragePool)) != native
+    x = _rng(5).standard_normal(shape).astype(np.float32)
+    assert_scaled_close(g(x), _ort(model, x), 1e-6)
+
+
+def test_onnx_pooling_layers_round_trip(tmp_path):
+    g = nn.Graph()
+    g.add("same", ox.MaxPool([3, 2], strides=[2, 2], auto_pad="SAME_LOWER"), "input")
+    g.add("pads", ox.AveragePool([3, 3], pads=[2, 0, 1, 2], ceil_mode=True, strides=[2, 1]),
+          "same")
+    g.add("dil", ox.AveragePool([2, 2], dilations=[2, 1], count_include_pad=True,
+                                pads=[1, 1, 0, 1]), "pads")
+    g.add("max", ox.MaxPool([2, 2], pads=[1, 0, 1, 1], dilations=[1, 2]), "dil")
+    loaded = _round_trip(g, (2, 3, 13, 12), tmp_path, {"MaxPool", "AveragePool"})
+    assert [type(m) for _, m, _ in loaded.nodes] == [type(m) for _, m, _ in g.nodes]
+    with pytest.raises(ValueError, match="opset >= 19"):
+        nc.onnx.export(g, tmp_path / "old.onnx", (2, 3, 13, 12), opset=18)
+
+
+def test_onnx_pooling_layer_1d_round_trip(tmp_path):
+    g = nn.Sequential(ox.MaxPool([3], auto_pad="SAME_UPPER", strides=[2]),
+                      ox.AveragePool([3], pads=[2, 0], strides=[2], ceil_mode=True))
+    _round_trip(g, (2, 3, 11), tmp_path, {"MaxPool", "AveragePool"})
