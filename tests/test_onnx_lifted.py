@@ -118,7 +118,9 @@ def _onnx_pool_loops(op, x, kernel_shape, strides, dilations, ceil_mode, auto_pa
                      count_include_pad=0):
     """ONNX's MaxPool/AveragePool by explicit loops over outputs and taps, from the operator
     specification (ONNX's reference evaluator fails on some of these cases: a negative "same"
-    padding when the stride exceeds the kernel, 1x1 max pools)."""
+    padding when the stride exceeds the kernel, 1x1 max pools).  Returns the output and the
+    mask of the windows that hold no input element (possible with dilation: ``-inf`` for a
+    max, NaN for an average without the padding)."""
     import itertools
     import math
 
@@ -141,6 +143,7 @@ def _onnx_pool_loops(op, x, kernel_shape, strides, dilations, ceil_mode, auto_pa
         end.append(e)
         out.append(o)
     y = np.empty(x.shape[:2] + tuple(out))
+    empty = np.zeros(tuple(out), bool)
     for idx in itertools.product(*[range(o) for o in out]):
         vals, extent = [], 0
         for taps in itertools.product(*[range(k) for k in kernel_shape]):
@@ -149,12 +152,15 @@ def _onnx_pool_loops(op, x, kernel_shape, strides, dilations, ceil_mode, auto_pa
                 extent += 1
             if all(0 <= p < sizes[i] for i, p in enumerate(pos)):
                 vals.append(x[(slice(None), slice(None), *pos)])
+        empty[idx] = not vals
         if op == "MaxPool":
             y[(Ellipsis, *idx)] = np.max(vals, axis=0) if vals else -np.inf
-        else:
+        elif vals or count_include_pad:
             y[(Ellipsis, *idx)] = np.sum(vals, axis=0) / (extent if count_include_pad
                                                          else len(vals))
-    return y
+        else:
+            y[(Ellipsis, *idx)] = np.nan
+    return y, empty
 
 
 @given(_pool_case())
@@ -165,7 +171,7 @@ def test_onnx_pooling_layers_agree_with_onnx(case):
     cls = ox.MaxPool if op == "MaxPool" else ox.AveragePool
     x = _rng(seed).standard_normal(shape)
     got = cls(**attrs)(x)
-    want = _onnx_pool_loops(op, x, **attrs)
+    want, empty = _onnx_pool_loops(op, x, **attrs)
     assert got.shape == want.shape and got.dtype == np.float64
     assert_scaled_close(got, want, 1e-12)
     x32 = x.astype(np.float32)
@@ -176,7 +182,8 @@ def test_onnx_pooling_layers_agree_with_onnx(case):
                 shape[2:], attrs["strides"], attrs["kernel_shape"])):
         return  # a stride beyond the kernel: "same" pads < 0, which onnxruntime refuses
     node = helper.make_node(op, ["x"], ["y"], **attrs)
-    assert_scaled_close(got32, _ort(_model([node], shape), x32), 1e-5)
+    # (onnxruntime fills a window without input elements with the lowest float, or 0)
+    assert_scaled_close(got32[..., ~empty], _ort(_model([node], shape), x32)[..., ~empty], 1e-5)
 
 
 @pytest.mark.parametrize("op, attrs, shape", [
@@ -256,3 +263,101 @@ def test_onnx_pooling_layer_1d_round_trip(tmp_path):
     g = nn.Sequential(ox.MaxPool([3], auto_pad="SAME_UPPER", strides=[2]),
                       ox.AveragePool([3], pads=[2, 0], strides=[2], ceil_mode=True))
     _round_trip(g, (2, 3, 11), tmp_path, {"MaxPool", "AveragePool"})
+
+
+# ---------------------------------------------------------------------------------------------
+# b. Flatten on any axis; c. ReduceMean over any axes
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(5,), (2, 3), (2, 3, 4), (2, 3, 4, 5)])
+def test_flatten_on_every_axis_loads_and_runs(shape, tmp_path):
+    """ONNX Flatten is (prod(shape[:axis]), prod(shape[axis:])) for axis in [-r, r]: every one
+    loads, runs forward and backward, and agrees with onnxruntime; an axis outside the range
+    is refused at load, not at run."""
+    r = len(shape)
+    x = _rng(6).standard_normal(shape)
+    for axis in range(-r, r + 1):
+        model = _model([helper.make_node("Flatten", ["x"], ["y"], axis=axis)], shape,
+                       dtype=TensorProto.DOUBLE, opset=13)
+        g = _load(model, tmp_path, f"f{axis + r}.onnx").train()
+        y = g.forward(x)
+        a = axis + r if axis < 0 else axis
+        np.testing.assert_array_equal(y, x.reshape(int(np.prod(shape[:a])), -1))
+        np.testing.assert_array_equal(_ort(model, x), y)
+        dy = _rng(7).standard_normal(y.shape)
+        np.testing.assert_array_equal(g.backward(dy), dy.reshape(shape))
+    for axis in (-r - 1, r + 1):
+        model = helper.make_model(helper.make_graph(
+            [helper.make_node("Flatten", ["x"], ["y"], axis=axis)], "g",
+            [helper.make_tensor_value_info("x", TensorProto.DOUBLE, shape)],
+            [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [None, None])]),
+            opset_imports=[helper.make_opsetid("", 13)])
+        with pytest.raises(nc.onnx.UnsupportedOpError, match="out of range"):
+            _load(model, tmp_path, "bad.onnx")
+
+
+@pytest.mark.parametrize("axes, keepdims", [
+    ([1], 0), ([0], 1), ([-1, 1], 1), ([0, 2, 3], 0), (None, 1), (None, 0), ([2, 3], 0),
+])
+@pytest.mark.parametrize("opset", [13, 18])
+def test_reduce_mean_over_any_axes(axes, keepdims, opset, tmp_path):
+    shape = (2, 3, 4, 5)
+    x = _rng(8).standard_normal(shape)
+    inits, ins, attrs = [], ["x"], dict(keepdims=keepdims)
+    if axes is not None and opset >= 18:
+        inits, ins = [("axes", np.array(axes, np.int64))], ["x", "axes"]
+    elif axes is not None:
+        attrs["axes"] = axes
+    model = _model([helper.make_node("ReduceMean", ins, ["y"], **attrs)], shape, inits,
+                   opset=opset, dtype=TensorProto.DOUBLE)
+    g = _load(model, tmp_path)
+    want = np.mean(x, axis=None if axes is None else tuple(axes), keepdims=bool(keepdims))
+    assert_scaled_close(g(x), want, 1e-14)
+    assert_scaled_close(_ort(model, x), want, 1e-14)
+    if axes is not None and sorted(a % 4 for a in axes) == [2, 3]:
+        assert isinstance(g.nodes[0][1], nn.GlobalAvgPool2d)  # a global pool stays one
+
+
+def test_reduce_mean_noop_and_bad_axes(tmp_path):
+    shape = (2, 3, 4)
+    x = _rng(9).standard_normal(shape)
+    empty = [("axes", np.zeros(0, np.int64))]
+    node = helper.make_node("ReduceMean", ["x", "axes"], ["y"], noop_with_empty_axes=1)
+    model = _model([node, helper.make_node("Relu", ["y"], ["z"])], shape, empty, opset=18,
+                   dtype=TensorProto.DOUBLE)
+    model.graph.output[0].name = "z"
+    g = _load(model, tmp_path)
+    np.testing.assert_array_equal(g(x), np.maximum(x, 0))
+    for axes in ([3], [1, -2]):
+        model = helper.make_model(helper.make_graph(
+            [helper.make_node("ReduceMean", ["x"], ["y"], axes=axes)], "g",
+            [helper.make_tensor_value_info("x", TensorProto.DOUBLE, shape)],
+            [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [None] * 3)]),
+            opset_imports=[helper.make_opsetid("", 13)])
+        with pytest.raises(nc.onnx.UnsupportedOpError, match=r"axes .* are invalid"):
+            _load(model, tmp_path, "bad.onnx")
+
+
+@pytest.mark.parametrize("layer", [
+    ("flatten_axis0", lambda: ox.FlattenAxis(0)),
+    ("flatten_axis2", lambda: ox.FlattenAxis(2)),
+    ("flatten_axis-1", lambda: ox.FlattenAxis(-1)),
+    ("transpose", lambda: ox.Transpose([2, 0, 1])),
+    ("transpose_reverse", lambda: ox.Transpose()),
+    ("reduce_mean_keep", lambda: ox.ReduceMean([0, -1])),
+    ("reduce_mean_drop", lambda: ox.ReduceMean([1], keepdims=False)),
+    ("reduce_mean_all", lambda: ox.ReduceMean(None, keepdims=False)),
+], ids=lambda p: p[0])
+def test_shape_and_reduce_layers_backward_matches_finite_differences(layer):
+    _check_gradient(layer[1](), _rng(10).standard_normal((2, 4, 5)))
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_shape_and_reduce_layers_round_trip(opset, tmp_path):
+    g = nn.Graph()
+    g.add("t", ox.Transpose([0, 1, 3, 2]), "input")
+    g.add("mean", ox.ReduceMean([1], keepdims=True), "t")
+    g.add("mean2", ox.ReduceMean([-1], keepdims=False), "mean")
+    g.add("flat", ox.FlattenAxis(2), "mean2")
+    loaded = _round_trip(g, (2, 3, 4, 5), tmp_path, {"Transpose", "ReduceMean", "Flatten"},
+                         opset=opset)
+    assert [type(m) for _, m, _ in loaded.nodes] == [type(m) for _, m, _ in g.nodes]

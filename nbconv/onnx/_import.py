@@ -547,25 +547,34 @@ def _reduce_mean(im, node, attrs):
     else:
         axes = im.needs_const(node.input[1], "axes").reshape(-1).tolist() if node.input[1] \
             else None
+    axes = None if axes is None or len(axes) == 0 else [int(a) for a in axes]
+    if axes is None and attrs.get("noop_with_empty_axes", 0):
+        im.alias(node.input[0])  # no axes and noop: the identity
+        return
     rank = im.rank(node.input[0])
-    if rank != 4 or axes is None or sorted(int(a) % 4 for a in axes) != [2, 3]:
-        raise im.fail(f"ReduceMean is supported over the spatial axes (2, 3) of an (N, C, H, W) "
-                      f"input only (a global average pool), got axes {axes} on rank {rank}")
-    im.emit(_nn.GlobalAvgPool2d(keepdims=bool(attrs.get("keepdims", 1))),
-            im.source(node.input[0]))
+    keep = bool(attrs.get("keepdims", 1))
+    if rank is not None and axes is not None:
+        if any(not -rank <= a < rank for a in axes) or len({a % rank for a in axes}) < len(axes):
+            raise im.fail(f"axes {axes} are invalid for an input of rank {rank}")
+        if rank == 4 and sorted(a % 4 for a in axes) == [2, 3]:
+            im.emit(_nn.GlobalAvgPool2d(keepdims=keep), im.source(node.input[0]))
+            return
+    im.emit(_ox.ReduceMean(axes, keepdims=keep), im.source(node.input[0]))
 
 
 def _flatten(im, node, attrs):
     axis, rank = int(attrs.get("axis", 1)), im.rank(node.input[0])
-    if axis < 0 and rank is not None:
+    if rank is not None and not -rank <= axis <= rank:
+        raise im.fail(f"axis {axis} is out of range for an input of rank {rank}")
+    if rank is not None and axis < 0:
         axis += rank
-    if axis != 1:
-        raise im.fail(f"Flatten with axis={attrs.get('axis', 1)} is not supported (only 1: "
-                      "keep the batch axis, flatten the rest)")
-    if rank == 1:  # (N,) -> (N, 1): nothing after the batch axis to flatten (torch's x.view(1, -1))
+    if axis == 1 and rank == 1:
+        # (N,) -> (N, 1): nothing after the batch axis to flatten (torch's x.view(1, -1))
         im.emit(_ox.Unsqueeze([1]), im.source(node.input[0]))
-        return
-    im.emit(_nn.Flatten(), im.source(node.input[0]))
+    elif axis == 1 and rank is not None:
+        im.emit(_nn.Flatten(), im.source(node.input[0]))  # keep the batch axis: PyTorch's
+    else:
+        im.emit(_ox.FlattenAxis(axis), im.source(node.input[0]))
 
 
 def _concat(im, node, attrs):
@@ -745,6 +754,7 @@ _CONVERTERS = {
     "Flatten": _flatten,
     "Concat": _concat, "Identity": _identity, "Reshape": _reshape, "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze, "Pad": _pad, "Slice": _slice,
+    "Transpose": _simple(lambda a: _ox.Transpose(a.get("perm"))),
 }
 _CONVERTERS.update(InstanceNormalization=_instancenorm, GroupNormalization=_groupnorm,
                    LayerNormalization=_layernorm)

@@ -2,13 +2,14 @@
 
 ``Clip`` (PyTorch's ``ReLU6`` is ``Clip(0, 6)``), ``LogSoftmax``, ``Pad`` (a ``Pad`` node that
 cannot be folded into the convolution after it), ``Slice``, ``Reshape``/``Squeeze``/
-``Unsqueeze`` (ONNX's shape ops), ``MatMul`` (a product with a fixed matrix) and
-``Arithmetic`` (``Add``/``Sub``/``Mul``/``Div`` with a constant), ``MaxPool`` and
+``Unsqueeze``/``FlattenAxis``/``Transpose`` (ONNX's shape ops), ``ReduceMean``, ``MatMul`` (a
+product with a fixed matrix), ``Arithmetic`` (``Add``/``Sub``/``Mul``/``Div`` with a
+constant), ``ConcatConstant`` (a ``Concat`` with constant operands), ``MaxPool`` and
 ``AveragePool`` (ONNX's pooling where PyTorch's cannot express it: per-side or large pads,
-``auto_pad``, dilated averages).  Each has a hand-written
-backward pass like every nbconv layer and is registered (:func:`nbconv.nn.register`), so a
-graph holding them can be saved with :func:`nbconv.save` and rebuilt by :func:`nbconv.load`.
-They run on host arrays only; none imports onnx.
+``auto_pad``, dilated averages).  Each has a hand-written backward pass like every nbconv
+layer and is registered (:func:`nbconv.nn.register`), so a graph holding them can be saved
+with :func:`nbconv.save` and rebuilt by :func:`nbconv.load`.  They run on host arrays only;
+none imports onnx.
 
 >>> import numpy as np
 >>> from nbconv.onnx.layers import Reshape
@@ -28,7 +29,8 @@ from ..nn.config import register
 from ..nn.module import Module
 
 __all__ = ["Clip", "LogSoftmax", "Pad", "Slice", "Reshape", "Squeeze", "Unsqueeze", "MatMul",
-           "Arithmetic", "MaxPool", "AveragePool"]
+           "Arithmetic", "MaxPool", "AveragePool", "FlattenAxis", "Transpose", "ReduceMean",
+           "ConcatConstant"]
 
 
 def _host(op: str, x) -> np.ndarray:
@@ -296,6 +298,152 @@ class Unsqueeze(_Reshaping):
         new = _axes("Unsqueeze.forward", self._config["axes"], n)
         it = iter(shape)
         return tuple(1 if i in new else next(it) for i in range(n))
+
+
+@register
+class FlattenAxis(_Reshaping):
+    """ONNX ``Flatten``: ``(prod(shape[:axis]), prod(shape[axis:]))`` for ``axis`` in
+    ``[-r, r]`` of a rank-``r`` input (``axis=0`` gives ``(1, size)``).  PyTorch's
+    ``nn.Flatten`` keeps the axes before its start, so it is ONNX's Flatten only at axis 1."""
+
+    def __init__(self, axis=1):
+        super().__init__()
+        self._config = dict(axis=int(axis))
+
+    def _target(self, shape):
+        axis, r = self._config["axis"], len(shape)
+        if not -r <= axis <= r:
+            raise ValueError(f"FlattenAxis.forward: axis {axis} is out of range for input x of "
+                             f"shape {shape} (expected [{-r}, {r}])")
+        axis += r if axis < 0 else 0
+        return (math.prod(shape[:axis]), math.prod(shape[axis:]))
+
+
+@register
+class Transpose(Module):
+    """``numpy.transpose(x, perm)`` (ONNX ``Transpose``; ``perm=None`` reverses the axes);
+    the backward pass transposes ``dy`` by the inverse permutation."""
+
+    def __init__(self, perm=None):
+        super().__init__()
+        self._config = dict(perm=None if perm is None else [int(p) for p in perm])
+        if perm is not None and sorted(self._config["perm"]) != list(range(len(perm))):
+            raise ValueError(f"Transpose: argument 'perm' must be a permutation of 0..n-1, got "
+                             f"{self._config['perm']}")
+        self._ndim = None
+
+    def forward(self, x):
+        x = _host("Transpose.forward", x)
+        perm = self._config["perm"]
+        if perm is not None and len(perm) != x.ndim:
+            raise ValueError(f"Transpose.forward: 'perm' {perm} does not fit input x of shape "
+                             f"{x.shape}")
+        self._ndim = x.ndim
+        return np.ascontiguousarray(np.transpose(x, perm))
+
+    def backward(self, dy):
+        if self._ndim is None:
+            raise _no_cache("Transpose")
+        perm = self._config["perm"]
+        inverse = None if perm is None else np.argsort(perm)
+        return np.ascontiguousarray(np.transpose(np.asarray(dy), inverse))
+
+
+@register
+class ReduceMean(Module):
+    """Mean over ``axes`` (all when None), keeping them as size 1 with ``keepdims``, as ONNX
+    ``ReduceMean``; the backward pass spreads ``dy / count`` over the reduced axes."""
+
+    def __init__(self, axes=None, keepdims=True):
+        super().__init__()
+        self._config = dict(axes=None if axes is None else [int(a) for a in axes],
+                            keepdims=bool(keepdims))
+        self._shape = None
+
+    def _axes(self, ndim: int) -> tuple:
+        axes = self._config["axes"]
+        return tuple(range(ndim)) if axes is None else tuple(
+            _axes("ReduceMean.forward", axes, ndim))
+
+    def forward(self, x):
+        x = _host("ReduceMean.forward", x)
+        y = np.mean(x, axis=self._axes(x.ndim), keepdims=self._config["keepdims"])
+        self._shape = x.shape
+        return np.asarray(y, dtype=x.dtype)
+
+    def backward(self, dy):
+        if self._shape is None:
+            raise _no_cache("ReduceMean")
+        axes = self._axes(len(self._shape))
+        dy = np.asarray(dy)
+        kept = tuple(1 if i in axes else n for i, n in enumerate(self._shape))
+        count = math.prod(self._shape[a] for a in axes)
+        dx = np.broadcast_to(dy.reshape(kept) / dy.dtype.type(max(count, 1)), self._shape)
+        return np.ascontiguousarray(dx)
+
+
+@register
+class ConcatConstant(Module):
+    """Concatenate computed inputs and fixed constants along ``axis`` (ONNX ``Concat`` with
+    initializer operands).
+
+    Parameters
+    ----------
+    axis : int
+    slots : list of (list of int or None)
+        One entry per operand, in order: ``None`` for the next computed input, or the shape of
+        a constant (held in the buffers ``constant0``, ``constant1``, ... in slot order).
+    dtype : numpy dtype
+
+    The constants are buffers, not trained parameters; the backward pass splits ``dy`` and
+    returns the computed inputs' parts (one array, or a tuple for several inputs).
+    """
+
+    def __init__(self, axis, slots, dtype=np.float32):
+        super().__init__()
+        slots = [None if v is None else [int(n) for n in v] for v in slots]
+        if all(v is None for v in slots) or all(v is not None for v in slots):
+            raise ValueError(f"ConcatConstant: argument 'slots' must mix computed inputs (None) "
+                             f"and constant shapes, got {slots}")
+        self._config = dict(axis=int(axis), slots=slots)
+        k = 0
+        for v in slots:
+            if v is not None:
+                self._buffer(f"constant{k}", np.zeros(v, dtype))
+                k += 1
+        self._sizes = None
+
+    def forward(self, *xs):
+        slots = self._config["slots"]
+        if len(xs) != sum(v is None for v in slots):
+            raise ValueError(f"ConcatConstant.forward: expected {sum(v is None for v in slots)} "
+                             f"inputs, got {len(xs)}")
+        xs = [_host("ConcatConstant.forward", x) for x in xs]
+        it, k, parts = iter(xs), 0, []
+        for v in slots:
+            if v is None:
+                parts.append(next(it))
+            else:
+                parts.append(self._buffers[f"constant{k}"].astype(xs[0].dtype, copy=False))
+                k += 1
+        axis = self._config["axis"]
+        try:
+            y = np.concatenate(parts, axis=axis)
+        except ValueError:
+            raise ValueError(f"ConcatConstant.forward: operands of shapes "
+                             f"{[p.shape for p in parts]} do not concatenate along axis "
+                             f"{axis}") from None
+        self._sizes = [p.shape[axis] for p in parts]
+        return y
+
+    def backward(self, dy):
+        if self._sizes is None:
+            raise _no_cache("ConcatConstant")
+        pieces = np.split(np.asarray(dy), np.cumsum(self._sizes)[:-1],
+                          axis=self._config["axis"])
+        grads = tuple(np.ascontiguousarray(p) for p, v in zip(pieces, self._config["slots"])
+                      if v is None)
+        return grads[0] if len(grads) == 1 else grads
 
 
 @register
