@@ -39,7 +39,12 @@ def _model(nodes, x_shape, inits=(), opset=19, dtype=TensorProto.FLOAT):
         [helper.make_tensor_value_info("y", dtype, None)],
         [onnx.numpy_helper.from_array(np.asarray(v), n) for n, v in inits])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    return onnx.shape_inference.infer_shapes(model)  # the output's type (load checks it)
+    try:
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    except Exception:  # an invalid node (a test of a refusal): any shape of the right rank
+        out = model.graph.output[0].type.tensor_type
+        out.shape.dim.extend([onnx.TensorShapeProto.Dimension() for _ in x_shape])
+    return model
 
 
 def _ort(model, x):
@@ -360,4 +365,88 @@ def test_shape_and_reduce_layers_round_trip(opset, tmp_path):
     g.add("flat", ox.FlattenAxis(2), "mean2")
     loaded = _round_trip(g, (2, 3, 4, 5), tmp_path, {"Transpose", "ReduceMean", "Flatten"},
                          opset=opset)
+    assert [type(m) for _, m, _ in loaded.nodes] == [type(m) for _, m, _ in g.nodes]
+
+
+# ---------------------------------------------------------------------------------------------
+# d. constant operands of Concat, Add, Sum, Mul (broadcast)
+# ---------------------------------------------------------------------------------------------
+def _two_branch(tail, shape, inits, opset=13):
+    """x -> Relu -> a, x -> Sigmoid -> b, then the ``tail`` nodes (reading a, b, constants)."""
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["x"], ["b"])]
+    return _model(nodes + tail, shape, inits, opset=opset, dtype=TensorProto.DOUBLE)
+
+
+def _check_graph(model, x, tmp_path, rtol=1e-12):
+    """The loaded graph against onnxruntime, and its input gradient against finite
+    differences."""
+    g = _load(model, tmp_path)
+    assert_scaled_close(g(x), _ort(model, x), rtol)
+    _check_gradient(g, x)
+    return g
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_concat_with_constant_operands(axis, tmp_path):
+    shape = (2, 3, 4)
+    c_shape = list(shape)
+    c_shape[axis] = 2
+    c1, c2 = _rng(11).standard_normal(c_shape), _rng(12).standard_normal(c_shape)
+    model = _two_branch([helper.make_node("Concat", ["c1", "a", "b", "c2"], ["y"], axis=axis)],
+                        shape, [("c1", c1), ("c2", c2)])
+    g = _check_graph(model, _rng(13).standard_normal(shape), tmp_path)
+    assert any(isinstance(m, ox.ConcatConstant) for _, m, _ in g.nodes)
+    # one computed operand: the layer's backward gives one array
+    model = _model([helper.make_node("Concat", ["x", "c1"], ["y"], axis=axis)], shape,
+                   [("c1", c1)], opset=13, dtype=TensorProto.DOUBLE)
+    _check_graph(model, _rng(14).standard_normal(shape), tmp_path)
+
+
+def test_concat_of_mismatched_constant_is_refused_at_load(tmp_path):
+    model = _model([helper.make_node("Concat", ["x", "c"], ["y"], axis=1)], (2, 3, 4),
+                   [("c", np.zeros((2, 2, 5)))], opset=13, dtype=TensorProto.DOUBLE)
+    with pytest.raises(nc.onnx.UnsupportedOpError, match="do not concatenate"):
+        _load(model, tmp_path)
+
+
+def test_sum_and_add_with_broadcast_constants(tmp_path):
+    shape = (2, 1, 4)
+    c1, c2 = _rng(15).standard_normal((3, 1)), _rng(16).standard_normal((4,))
+    # Sum of two computed tensors and two constants, one of which widens the result
+    model = _two_branch([helper.make_node("Sum", ["a", "c1", "b", "c2"], ["y"])], shape,
+                        [("c1", c1), ("c2", c2)])
+    x = _rng(17).standard_normal(shape)
+    _check_graph(model, x, tmp_path)
+    assert _load(model, tmp_path)(x).shape == (2, 3, 4)
+    for op in ("Add", "Mul", "Sub", "Div"):  # a constant that widens the input
+        for ins in (["x", "c1"], ["c1", "x"]):
+            model = _model([helper.make_node(op, ins, ["y"])], shape, [("c1", c1 + 3.0)],
+                           opset=13, dtype=TensorProto.DOUBLE)
+            _check_graph(model, x, tmp_path)
+
+
+def test_constants_that_do_not_broadcast_are_refused_at_load(tmp_path):
+    for op in ("Add", "Sum", "Mul"):
+        model = _model([helper.make_node(op, ["x", "c"], ["y"])], (2, 3, 4),
+                       [("c", np.ones((2, 5)))], opset=13, dtype=TensorProto.DOUBLE)
+        with pytest.raises(nc.onnx.UnsupportedOpError, match="does not broadcast"):
+            _load(model, tmp_path)
+    model = _two_branch([helper.make_node("Sum", ["a", "c", "b"], ["y"])], (2, 3, 4),
+                        [("c", np.ones((2, 5)))])
+    with pytest.raises(nc.onnx.UnsupportedOpError, match="does not broadcast"):
+        _load(model, tmp_path)
+
+
+def test_concat_constant_and_wide_arithmetic_round_trip(tmp_path):
+    g = nn.Graph()
+    g.add("a", nn.ReLU(), "input")
+    g.add("b", nn.Tanh(), "input")
+    g.add("cat", ox.ConcatConstant(1, [[2, 2, 5], None, [2, 1, 5], None], dtype=np.float32),
+          "a", "b")
+    g.add("wide", ox.Arithmetic("mul", (4, 1, 1, 1), dtype=np.float32), "cat")
+    cat, wide = g.nodes[2][1], g.nodes[3][1]
+    cat._buffers["constant0"][...] = _rng(18).standard_normal((2, 2, 5))
+    cat._buffers["constant1"][...] = _rng(19).standard_normal((2, 1, 5))
+    wide._buffers["constant"][...] = _rng(20).standard_normal((4, 1, 1, 1))
+    loaded = _round_trip(g, (2, 3, 5), tmp_path, {"Concat", "Mul"})
     assert [type(m) for _, m, _ in loaded.nodes] == [type(m) for _, m, _ in g.nodes]

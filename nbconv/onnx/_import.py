@@ -10,6 +10,7 @@ layer (:mod:`._patterns`).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections import Counter
@@ -350,11 +351,12 @@ def _add(im, node, attrs):
         else:
             im.emit(_nn.Add(), *[im.source(v) for v in ins])
         return
-    if node.op_type != "Add" or len(ins) != 2 or len(consts) != 1:
-        raise im.fail("a sum of more than two tensors with constant operands is not "
-                      "supported")
+    computed = [v for v in ins if v not in im.consts]
+    if len(ins) != 2 or len(consts) != 1:
+        _sum_with_constants(im, node, computed, consts)
+        return
     c = im.consts[consts[0]]
-    x = ins[0] if ins[1] == consts[0] else ins[1]
+    x = computed[0]
     prev = im.sole_producer(x, _nn.Linear, _nn.Conv2d, _nn.Conv1d)
     layer = None if prev is None else im.nodes[prev][0]
     if layer is not None and layer.bias is None:
@@ -375,7 +377,48 @@ def _add(im, node, attrs):
             im.nodes[prev][0] = new
             im.env[node.output[0]] = prev
             return
-    _arithmetic(im, node, attrs)
+    _constant_operand(im, "add", c, "right", x, im.source(x))
+
+
+def _sum_with_constants(im, node, computed, consts):
+    """Sum (or Add) of computed tensors and constants: the constants added into one, then
+    ``Add`` of the computed tensors (same shapes) and an ``Arithmetic`` add."""
+    if not computed:
+        raise im.fail("a sum of constants only")  # (folded before the walk)
+    shapes = [im.shapes.get(v) for v in computed]
+    if len(computed) > 1 and None not in shapes and any(
+            not _broadcasts(shapes[0], sh, equal=True) for sh in shapes[1:]):
+        raise im.fail(f"the computed operands have shapes {shapes}; nbconv adds computed "
+                      "tensors of one shape")
+    c = functools.reduce(np.add, [np.asarray(im.consts[v], im.dtype) for v in consts])
+    src = im.source(computed[0])
+    if len(computed) > 1:
+        src = im.add(_nn.Add(), *[im.source(v) for v in computed], suffix="_computed")
+    _constant_operand(im, "add", c, "right", computed[0], src)
+
+
+def _broadcasts(shape, other, equal=False) -> bool:
+    """Whether ``other`` broadcasts against ``shape`` as NumPy does (``equal``: whether the
+    two are the same shape); None (a size unknown to shape inference) matches anything."""
+    if equal and len(shape) != len(other):
+        return False
+    for a, b in zip(reversed(shape), reversed(other)):
+        if a is None or b is None or a == b or (not equal and 1 in (a, b)):
+            continue
+        return False
+    return True
+
+
+def _constant_operand(im, op, c, side, x, src):
+    """``x op c`` (or ``c op x``) as an Arithmetic layer reading node ``src``; refused at load
+    where the known shape of ``x`` does not broadcast with ``c``."""
+    shape = im.shapes.get(x)
+    if shape is not None and not _broadcasts(shape, c.shape):
+        raise im.fail(f"the constant of shape {c.shape} does not broadcast with the input "
+                      f"{x!r} of shape {shape}")
+    layer = _ox.Arithmetic(op, c.shape, side=side, dtype=im.dtype)
+    layer._buffers["constant"][...] = c
+    im.emit(layer, src)
 
 
 def _arithmetic(im, node, attrs):
@@ -385,9 +428,7 @@ def _arithmetic(im, node, attrs):
         raise im.fail(f"{node.op_type} of two computed tensors is not supported (one operand "
                       "must be a constant)")
     c, side, x = (im.consts[b], "right", a) if b in im.consts else (im.consts[a], "left", b)
-    layer = _ox.Arithmetic(node.op_type.lower(), c.shape, side=side, dtype=im.dtype)
-    layer._buffers["constant"][...] = c
-    im.emit(layer, im.source(x))
+    _constant_operand(im, node.op_type.lower(), c, side, x, im.source(x))
 
 
 def _simple(factory):
@@ -578,7 +619,28 @@ def _flatten(im, node, attrs):
 
 
 def _concat(im, node, attrs):
-    im.emit(_nn.Concat(axis=int(attrs["axis"])), *[im.source(v) for v in node.input if v])
+    ins, axis = [v for v in node.input if v], int(attrs["axis"])
+    if not any(v in im.consts for v in ins):
+        im.emit(_nn.Concat(axis=axis), *[im.source(v) for v in ins])
+        return
+    # constant operands (all-constant Concats are folded): checked where the shapes are known,
+    # so that what loads also runs
+    shapes = [im.consts[v].shape if v in im.consts else im.shapes.get(v) for v in ins]
+    if None not in shapes:
+        rank = len(shapes[0])
+        if any(len(sh) != rank for sh in shapes) or not -rank <= axis < rank or any(
+                not _broadcasts(_drop(shapes[0], axis), _drop(sh, axis), equal=True)
+                for sh in shapes[1:]):
+            raise im.fail(f"operands of shapes {shapes} do not concatenate along axis {axis}")
+    layer = _ox.ConcatConstant(axis, [list(im.consts[v].shape) if v in im.consts else None
+                                      for v in ins], dtype=im.dtype)
+    for k, v in enumerate(v for v in ins if v in im.consts):
+        layer._buffers[f"constant{k}"][...] = im.consts[v]
+    im.emit(layer, *[im.source(v) for v in ins if v not in im.consts])
+
+
+def _drop(shape, axis):
+    return tuple(n for i, n in enumerate(shape) if i != axis % len(shape))
 
 
 def _identity(im, node, attrs):

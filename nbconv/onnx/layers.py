@@ -507,7 +507,8 @@ def _unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
 @register
 class Arithmetic(Module):
     """``x op c`` (``side="right"``) or ``c op x`` (``side="left"``) with a fixed constant
-    ``c`` broadcast as NumPy does; ``op`` in ``{"add", "sub", "mul", "div"}``.
+    ``c`` broadcast as NumPy does (the output may be larger than ``x``; the backward pass
+    sums the gradient back to ``x``'s shape); ``op`` in ``{"add", "sub", "mul", "div"}``.
 
     ONNX ``Add``/``Sub``/``Mul``/``Div`` nodes with one constant operand (an input
     normalisation written in a model's ``forward``, a scale) become this layer; the constant
@@ -529,10 +530,11 @@ class Arithmetic(Module):
         x = _host("Arithmetic.forward", x)
         c = self._buffers["constant"].astype(x.dtype, copy=False)
         fn = self._OPS[self._config["op"]]
-        y = fn(x, c) if self._config["side"] == "right" else fn(c, x)
-        if y.shape != x.shape:
-            raise ValueError(f"Arithmetic.forward: the constant of shape {c.shape} would "
-                             f"broadcast input x of shape {x.shape} to {y.shape}")
+        try:
+            y = fn(x, c) if self._config["side"] == "right" else fn(c, x)
+        except ValueError:
+            raise ValueError(f"Arithmetic.forward: the constant of shape {c.shape} does not "
+                             f"broadcast with input x of shape {x.shape}") from None
         self._x = x if self._keep() else None
         return y.astype(x.dtype, copy=False)
 
