@@ -450,3 +450,63 @@ def test_concat_constant_and_wide_arithmetic_round_trip(tmp_path):
     wide._buffers["constant"][...] = _rng(20).standard_normal((4, 1, 1, 1))
     loaded = _round_trip(g, (2, 3, 5), tmp_path, {"Concat", "Mul"})
     assert [type(m) for _, m, _ in loaded.nodes] == [type(m) for _, m, _ in g.nodes]
+
+
+# ---------------------------------------------------------------------------------------------
+# e. Gemm with transA/transB/alpha/beta and any C; MatMul with a 1-D operand
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("c_shape", [None, (), (1,), (4,), (1, 4), (3, 1), (3, 4)])
+@pytest.mark.parametrize("trans_a, trans_b", [(0, 0), (1, 0), (0, 1), (1, 1)])
+@pytest.mark.parametrize("constant", ["B", "A"])
+def test_gemm_attributes_and_bias_shapes(c_shape, trans_a, trans_b, constant, tmp_path):
+    """Y = alpha A' B' + beta C for (M, K, N) = (3, 5, 4), with A or B the computed input."""
+    M, K, N = 3, 5, 4
+    a_shape = (K, M) if trans_a else (M, K)
+    b_shape = (N, K) if trans_b else (K, N)
+    rng = _rng(21)
+    x_shape, const = (a_shape, ("B", rng.standard_normal(b_shape))) if constant == "B" else (
+        b_shape, ("A", rng.standard_normal(a_shape)))
+    inits = [const] + ([] if c_shape is None else [("C", rng.standard_normal(c_shape))])
+    ins = ["x", "B"] if constant == "B" else ["A", "x"]
+    node = helper.make_node("Gemm", ins + ([] if c_shape is None else ["C"]), ["y"],
+                            transA=trans_a, transB=trans_b, alpha=0.75, beta=-1.5)
+    model = _model([node], x_shape, inits, opset=13, dtype=TensorProto.DOUBLE)
+    g = _check_graph(model, rng.standard_normal(x_shape), tmp_path)
+    if constant == "B" and c_shape in (None, (), (1,), (4,), (1, 4)):
+        assert [type(m) for _, m, _ in g.nodes][-1] is nn.Linear  # C is the Linear's bias
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.5])
+def test_gemm_with_a_computed_bias(beta, tmp_path):
+    """PyTorch's addmm export: C is computed (here another Gemm of the input)."""
+    rng = _rng(22)
+    nodes = [helper.make_node("Gemm", ["x", "W1", "b1"], ["c"]),
+             helper.make_node("Gemm", ["x", "W2", "c"], ["y"], beta=beta, transB=1)]
+    model = _model(nodes, (2, 3), [("W1", rng.standard_normal((3, 4))),
+                                   ("b1", rng.standard_normal(4)),
+                                   ("W2", rng.standard_normal((4, 3)))],
+                   opset=13, dtype=TensorProto.DOUBLE)
+    _check_graph(model, rng.standard_normal((2, 3)), tmp_path)
+
+
+def test_gemm_refusals(tmp_path):
+    model = _model([helper.make_node("Gemm", ["x", "x"], ["y"])], (3, 3), opset=13,
+                   dtype=TensorProto.DOUBLE)
+    with pytest.raises(nc.onnx.UnsupportedOpError, match="exactly one of A and B"):
+        _load(model, tmp_path)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("x_shape", [(3,), (2, 3), (2, 4, 3), (1, 2, 4, 3)])
+def test_matmul_with_a_vector(side, x_shape, tmp_path):
+    """numpy.matmul's rule for a 1-D operand: promoted to a matrix, that axis dropped."""
+    rng = _rng(23)
+    if side == "left":
+        x_shape = x_shape[:-2] + (3, 2) if len(x_shape) >= 2 else x_shape
+    v = rng.standard_normal(3)
+    ins = ["x", "v"] if side == "right" else ["v", "x"]
+    model = _model([helper.make_node("MatMul", ins, ["y"])], x_shape, [("v", v)], opset=13,
+                   dtype=TensorProto.DOUBLE)
+    x = rng.standard_normal(x_shape)
+    g = _check_graph(model, x, tmp_path)
+    assert_scaled_close(g(x), np.matmul(x, v) if side == "right" else np.matmul(v, x), 1e-14)

@@ -303,25 +303,78 @@ def _linear_from(im, weight, bias, source):
 
 
 def _gemm(im, node, attrs):
-    if attrs.get("transA", 0):
-        raise im.fail("transA=1 is not supported (the data input must be (N, features))")
-    w = im.needs_const(node.input[1], "B (weight)")
-    if w.ndim != 2:
-        raise im.fail(f"weight B must be 2-D, got shape {w.shape}")
+    """``alpha * A' B' + beta * C`` (``'`` a transpose where transA/transB ask for one): with a
+    constant B, a Linear layer (after a Transpose for transA) whose bias is C where C is one
+    value per output; with a constant A, a product with the fixed matrix on the left; any
+    other C is added after (a constant broadcast, or a computed tensor of the output's
+    shape, scaled by beta)."""
+    a, b = node.input[0], node.input[1]
     alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
-    weight = (w if attrs.get("transB", 0) else w.T) * alpha
-    c = None
-    if len(node.input) > 2 and node.input[2]:
-        c = im.needs_const(node.input[2], "C (bias)")
-        if c.size not in (1, weight.shape[0]) or (c.ndim == 2 and c.shape[0] != 1):
-            raise im.fail(f"bias C of shape {c.shape} is not one value per output "
-                          f"({weight.shape[0]})")
-        c = c * beta
-    _linear_from(im, weight, c, im.source(node.input[0]))
+    ta, tb = bool(attrs.get("transA", 0)), bool(attrs.get("transB", 0))
+    if (a in im.consts) == (b in im.consts):
+        raise im.fail("exactly one of A and B must be a constant (a product of two computed "
+                      "tensors is not supported)")
+    x, trans, const = (a, ta, im.consts[b]) if b in im.consts else (b, tb, im.consts[a])
+    if const.ndim != 2:
+        raise im.fail(f"the constant operand must be 2-D, got shape {const.shape}")
+    if im.rank(x) not in (2, None):
+        raise im.fail(f"the computed operand must be 2-D, got rank {im.rank(x)}")
+    c_name = node.input[2] if len(node.input) > 2 else ""
+    c = im.consts.get(c_name) if c_name else None
+    computed_c = bool(c_name) and c is None
+    src = im.source(x)
+    if trans:
+        src = im.add(_ox.Transpose([1, 0]), src, suffix="_transposed")
+    last = not c_name or beta == 0.0  # (beta 0: C does not count)
+    if x == a:  # x @ B': a fully-connected layer, weight (outputs, features)
+        weight = (const if tb else const.T) * alpha
+        n = weight.shape[0]
+        bias = None
+        if c is not None and not last and c.size in (1, n) and (c.ndim < 2 or c.shape[0] == 1):
+            bias, last = np.broadcast_to(np.asarray(c).reshape(-1) * beta, (n,)), True
+        layer = _nn.Linear(weight.shape[1], n, bias=bias is not None, dtype=im.dtype)
+        _set(layer.weight, weight)
+        if bias is not None:
+            _set(layer.bias, bias)
+    else:  # A' @ x: a fixed matrix on the left
+        m = (const.T if ta else const) * alpha
+        layer = _ox.MatMul(m.shape, side="left", dtype=im.dtype)
+        layer._buffers["matrix"][...] = m
+    if last:
+        im.emit(layer, src)
+        return
+    out = im.add(layer, src, suffix="_product")
+    if not computed_c:
+        _constant_operand(im, "add", np.asarray(c) * beta, "right", node.output[0], out)
+        return
+    shapes = im.shapes.get(c_name), im.shapes.get(node.output[0])
+    if None in shapes or None in shapes[0] or tuple(shapes[0]) != tuple(shapes[1]):
+        raise im.fail(f"a computed C must have the output's static shape; C has shape "
+                      f"{shapes[0]}, the output {shapes[1]}")
+    c_src = im.source(c_name)
+    if beta != 1.0:
+        scale = _ox.Arithmetic("mul", (), dtype=im.dtype)
+        scale._buffers["constant"][...] = beta
+        c_src = im.add(scale, c_src, suffix="_beta")
+    im.emit(_nn.Add(), out, c_src)
 
 
 def _matmul(im, node, attrs):
     a, b = node.input[0], node.input[1]
+    for x, v, side in ((a, b, "right"), (b, a, "left")):
+        if v in im.consts and x not in im.consts and im.consts[v].ndim == 1:
+            # a vector operand: the product with it as a one-column (one-row) matrix, then
+            # that axis dropped, as numpy.matmul does
+            rank = im.rank(x)
+            if rank is None:
+                raise im.fail("a product with a 1-D constant needs the rank of the other "
+                              "operand (unknown to ONNX shape inference)")
+            m = im.consts[v][:, None] if side == "right" else im.consts[v][None, :]
+            layer = _ox.MatMul(m.shape, side=side, dtype=im.dtype)
+            layer._buffers["matrix"][...] = m
+            src = im.add(layer, im.source(x), suffix="_product")
+            im.emit(_ox.Squeeze([-2] if side == "left" and rank >= 2 else [-1]), src)
+            return
     if b in im.consts and a not in im.consts:
         m = im.consts[b]
         # x @ W on (N, F) or (N, L, F) is a fully-connected layer; on an (N, C, H, W) feature
