@@ -510,3 +510,53 @@ def test_matmul_with_a_vector(side, x_shape, tmp_path):
     x = rng.standard_normal(x_shape)
     g = _check_graph(model, x, tmp_path)
     assert_scaled_close(g(x), np.matmul(x, v) if side == "right" else np.matmul(v, x), 1e-14)
+
+
+# ---------------------------------------------------------------------------------------------
+# f. Pad with axes; Clip with min > max
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("axes, pads", [([2], [1, 2]), ([-1, 1], [0, 2, 3, 1]),
+                                        ([3, 2], [2, 1, 0, 1])])
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
+def test_pad_with_axes(axes, pads, mode, tmp_path):
+    shape = (2, 3, 4, 5)
+    inits = [("pads", np.array(pads, np.int64)), ("value", np.array(0.5)),
+             ("axes", np.array(axes, np.int64))]
+    node = helper.make_node("Pad", ["x", "pads", "value" if mode == "constant" else "", "axes"],
+                            ["y"], mode=mode)
+    model = _model([node], shape, inits, opset=18, dtype=TensorProto.DOUBLE)
+    x = _rng(24).standard_normal(shape)
+    g = _check_graph(model, x, tmp_path)
+    full = [(0, 0)] * 4
+    for i, a in enumerate(axes):
+        full[a % 4] = (pads[i], pads[len(axes) + i])
+    kw = {"constant_values": 0.5} if mode == "constant" else {}
+    np.testing.assert_array_equal(g(x), np.pad(x, full, mode=mode, **kw))
+
+
+def test_pad_refuses_pads_that_do_not_fit_at_load(tmp_path):
+    inits = [("pads", np.array([1, 1, 1, 1], np.int64)), ("axes", np.array([0], np.int64))]
+    model = _model([helper.make_node("Pad", ["x", "pads", "", "axes"], ["y"])], (2, 3), inits,
+                   opset=18, dtype=TensorProto.DOUBLE)
+    with pytest.raises(nc.onnx.UnsupportedOpError, match="invalid for an input of rank 2"):
+        _load(model, tmp_path)
+    model = _model([helper.make_node("Pad", ["x", "pads"], ["y"])], (2, 3, 4), inits[:1],
+                   opset=13, dtype=TensorProto.DOUBLE)
+    with pytest.raises(nc.onnx.UnsupportedOpError, match="each of the 3 axes"):
+        _load(model, tmp_path)
+
+
+def test_clip_with_min_above_max_is_max(tmp_path):
+    """ONNX's min(max(x, min), max), torch.clamp's rule: every value is max, gradient 0."""
+    x = np.array([[-3.0, 0.0, 1.2, 1.7, 5.0, np.nan]])
+    model = _model([helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], x.shape,
+                   [("lo", np.array(2.0)), ("hi", np.array(1.0))], opset=13,
+                   dtype=TensorProto.DOUBLE)
+    g = _load(model, tmp_path).train()
+    y = g.forward(x)
+    np.testing.assert_array_equal(y, np.minimum(np.maximum(x, 2.0), 1.0))
+    np.testing.assert_array_equal(y, _ort(model, x))
+    np.testing.assert_array_equal(g.backward(np.ones_like(x)), np.zeros_like(x))
+    torch = pytest.importorskip("torch", reason="torch not installed: the clamp twin skipped")
+    np.testing.assert_array_equal(y, torch.clamp(torch.from_numpy(x), 2.0, 1.0).numpy())
+    _check_gradient(ox.Clip(0.5, -0.5), _rng(25).standard_normal((3, 4)))

@@ -742,13 +742,33 @@ def _pad(im, node, attrs):
         value = _scalar(im, node.input[2] if len(node.input) > 2 else "", "constant_value")
         value = 0.0 if value is None else value
         if len(node.input) > 3 and node.input[3]:
-            raise im.fail("the axes input of Pad is not supported")
+            pads = _pads_on_axes(im, node, pads)
+    rank = im.rank(node.input[0])
+    if len(pads) % 2 or (rank is not None and len(pads) != 2 * rank):
+        raise im.fail(f"pads {pads} do not give a begin and an end for each of the "
+                      f"{rank} axes of its input")
     mode = attrs.get("mode", "constant")
     n = len(pads) // 2
     if any(p < 0 for p in pads):
         raise im.fail(f"negative pads (cropping) {pads} are not supported")
     im.emit(_ox.Pad([[pads[i], pads[i + n]] for i in range(n)], mode=mode, value=value),
             im.source(node.input[0]))
+
+
+def _pads_on_axes(im, node, pads):
+    """Pad's ``axes`` input (opset 18): the pads of those axes spread over all of them."""
+    axes = [int(a) for a in im.needs_const(node.input[3], "axes").reshape(-1)]
+    rank = im.rank(node.input[0])
+    if rank is None:
+        raise im.fail("Pad with axes needs the rank of its input (unknown to ONNX shape "
+                      "inference)")
+    if (any(not -rank <= a < rank for a in axes) or len({a % rank for a in axes}) < len(axes)
+            or len(pads) != 2 * len(axes)):
+        raise im.fail(f"axes {axes} with pads {pads} are invalid for an input of rank {rank}")
+    full = [0] * (2 * rank)
+    for i, a in enumerate(axes):
+        full[a % rank], full[rank + a % rank] = pads[i], pads[len(axes) + i]
+    return full
 
 
 def _slice(im, node, attrs):

@@ -51,15 +51,14 @@ class Clip(Module):
     """``min(max(x, min), max)``; ``Clip(0, 6)`` is PyTorch's ``ReLU6``.
 
     The gradient passes where ``min < x < max`` (PyTorch's ``hardtanh``/``ReLU6`` rule);
-    ``None`` for a bound means unbounded.  NaN propagates.
+    ``None`` for a bound means unbounded.  NaN propagates.  With ``min > max`` every value
+    is ``max`` (ONNX's formula, and ``torch.clamp``'s rule) and the gradient is zero.
     """
 
     def __init__(self, min=None, max=None):  # ONNX's and torch.clamp's names
         super().__init__()
         lo = None if min is None else float(min)
         hi = None if max is None else float(max)
-        if lo is not None and hi is not None and lo > hi:
-            raise ValueError(f"Clip: argument 'min' ({lo}) must not exceed 'max' ({hi})")
         self._config = dict(min=lo, max=hi)
         self._x = None
 
