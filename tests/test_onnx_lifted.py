@@ -560,3 +560,27 @@ def test_clip_with_min_above_max_is_max(tmp_path):
     torch = pytest.importorskip("torch", reason="torch not installed: the clamp twin skipped")
     np.testing.assert_array_equal(y, torch.clamp(torch.from_numpy(x), 2.0, 1.0).numpy())
     _check_gradient(ox.Clip(0.5, -0.5), _rng(25).standard_normal((3, 4)))
+
+
+# ---------------------------------------------------------------------------------------------
+# beyond the list: PRelu-6 per channel, LayerNormalization over the batch axis
+# ---------------------------------------------------------------------------------------------
+def test_prelu_6_has_a_slope_per_channel(tmp_path):
+    """Before opset 7 a PRelu slope of C values is one per channel (PyTorch's exports of
+    PReLU(C) at opset 6); from opset 7 it broadcasts from the last axis, which nbconv's PReLU
+    cannot hold, and is refused."""
+    x = _rng(26).standard_normal((2, 3, 3))
+    slope = np.array([0.1, -0.2, 0.3])
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("PRelu", ["x", "s"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, x.shape),
+         helper.make_tensor_value_info("s", TensorProto.DOUBLE, slope.shape)],  # (IR 3)
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, x.shape)],
+        [onnx.numpy_helper.from_array(slope, "s")]),
+        opset_imports=[helper.make_opsetid("", 6)], ir_version=3)
+    g = _load(model, tmp_path)
+    assert type(g.nodes[0][1]) is nn.PReLU
+    np.testing.assert_array_equal(g(x), np.where(x >= 0, x, slope[:, None] * x))
+    model.opset_import[0].version = 16
+    with pytest.raises(nc.onnx.UnsupportedOpError, match="one per channel"):
+        _load(model, tmp_path, "m16.onnx")

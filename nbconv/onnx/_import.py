@@ -855,9 +855,10 @@ def _layernorm(im, node, attrs):
     if rank is None:
         raise im.fail(f"the rank of its input {node.input[0]!r} is unknown (ONNX shape "
                       "inference)")
-    if not -rank <= axis < rank or axis % rank == 0:
-        raise im.fail(f"axis {axis} is not supported for an input of {rank} axes (the "
-                      "normalised axes must follow the batch axis)")
+    if not -rank <= axis < rank:
+        raise im.fail(f"axis {axis} is out of range for an input of {rank} axes")
+    # (axis 0 normalises the whole tensor, batch included: a LayerNorm over all its axes,
+    # which runs on inputs of the file's static batch size)
     ns = im.shapes[node.input[0]][axis % rank:]
     if any(d is None for d in ns) and scale.ndim == len(ns):
         ns = scale.shape  # sizes unknown to shape inference: a full-size scale gives them
@@ -997,8 +998,12 @@ def _prelu(im, node, attrs):
     dims = list(slope.shape)
     while dims and dims[0] == 1:
         dims.pop(0)
+    shape = im.shapes.get(node.input[0])
+    channels = shape[1] if shape and len(shape) > 1 else None
     if slope.size == 1:
         n = 1
+    elif im.opset < 7 and slope.ndim == 1 and slope.size == channels:
+        n = slope.size  # PRelu-6: a slope per channel (broadcasting came with opset 7)
     elif rank is not None and rank >= 2 and len(dims) == rank - 1 and all(
             d == 1 for d in dims[1:]):
         n = dims[0]  # one slope per channel, (C, 1, ..., 1)
