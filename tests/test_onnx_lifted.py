@@ -584,3 +584,23 @@ def test_prelu_6_has_a_slope_per_channel(tmp_path):
     model.opset_import[0].version = 16
     with pytest.raises(nc.onnx.UnsupportedOpError, match="one per channel"):
         _load(model, tmp_path, "m16.onnx")
+
+
+@pytest.mark.parametrize("op, attrs", [
+    ("HardSigmoid", {}), ("HardSigmoid", dict(alpha=0.5, beta=0.25)),
+    ("HardSigmoid", dict(alpha=1.0 / 6.0)), ("Selu", dict(alpha=2.0, gamma=3.0)),
+    ("Selu", {}),
+])
+def test_activations_with_other_constants(op, attrs, tmp_path):
+    """HardSigmoid and Selu with other constants than PyTorch's compose Arithmetic, Clip and
+    ELU layers; PyTorch's stay nn.Hardsigmoid and nn.SELU."""
+    node = helper.make_node(op, ["x"], ["y"], **attrs)
+    x = _rng(27).uniform(-4, 4, (2, 3, 4))
+    model = _model([node], x.shape, opset=13)  # (onnxruntime runs these in float32 only)
+    assert_scaled_close(_load(model, tmp_path)(x.astype(np.float32)),
+                        _ort(model, x.astype(np.float32)), 1e-6)
+    g = _load(_model([node], x.shape, opset=13, dtype=TensorProto.DOUBLE), tmp_path)
+    _check_gradient(g, x)
+    pytorch = (op == "HardSigmoid" and attrs.get("alpha") == 1.0 / 6.0) or (
+        op == "Selu" and not attrs)
+    assert (len(g.nodes) == 1) == pytorch

@@ -1015,16 +1015,38 @@ def _prelu(im, node, attrs):
     im.emit(layer, im.source(node.input[0]))
 
 
-def _fixed(what, **expected):
-    """A converter for an activation whose ONNX attributes must have PyTorch's values."""
-    def convert(im, node, attrs):
-        for k, (default, want) in expected.items():
-            got = float(attrs.get(k, default))
-            if abs(got - want) > 1e-6 * abs(want):
-                raise im.fail(f"{k}={got} is not supported: nbconv's {what.__name__} has "
-                              f"PyTorch's {k}={want!r}")
-        im.emit(what(), im.source(node.input[0]))
-    return convert
+def _hard_sigmoid(im, node, attrs):
+    """PyTorch's constants: ``nn.Hardsigmoid``; others: ``clip(alpha * x + beta, 0, 1)`` as
+    an Arithmetic multiply and add and a Clip."""
+    # (ONNX attributes are float32: the default alpha is float32(0.2), as ONNX computes it)
+    alpha = float(attrs.get("alpha", np.float32(0.2)))
+    beta = float(attrs.get("beta", 0.5))
+    if abs(alpha - 1.0 / 6.0) <= 1e-6 / 6.0 and beta == 0.5:
+        im.emit(_nn.Hardsigmoid(), im.source(node.input[0]))
+        return
+    src = im.source(node.input[0])
+    for op, c in (("mul", alpha), ("add", beta)):
+        layer = _ox.Arithmetic(op, (), dtype=im.dtype)
+        layer._buffers["constant"][...] = c
+        src = im.add(layer, src, suffix=f"_{op}")
+    im.emit(_ox.Clip(0.0, 1.0), src)
+
+
+def _selu(im, node, attrs):
+    """PyTorch's constants: ``nn.SELU``; others: ``gamma * ELU(x, alpha)``."""
+    from ..functional.activation_ext import SELU_ALPHA, SELU_SCALE
+
+    # (the defaults are ONNX's float32 attributes)
+    alpha = float(attrs.get("alpha", 1.67326319217681884765625))
+    gamma = float(attrs.get("gamma", 1.05070102214813232421875))
+    if abs(alpha - SELU_ALPHA) <= 1e-6 * SELU_ALPHA and abs(gamma - SELU_SCALE) <= \
+            1e-6 * SELU_SCALE:
+        im.emit(_nn.SELU(), im.source(node.input[0]))
+        return
+    src = im.add(_nn.ELU(alpha=alpha), im.source(node.input[0]), suffix="_elu")
+    scale = _ox.Arithmetic("mul", (), dtype=im.dtype)
+    scale._buffers["constant"][...] = gamma
+    im.emit(scale, src)
 
 
 def _gelu(im, node, attrs):
@@ -1058,17 +1080,14 @@ def _mul(im, node, attrs):
 
 
 def _register_activations():
-    from ..functional.activation_ext import SELU_ALPHA, SELU_SCALE
-
     _CONVERTERS.update({
         "PRelu": _prelu,
         "Elu": _simple(lambda a: _nn.ELU(alpha=float(a.get("alpha", 1.0)))),
-        "Selu": _fixed(_nn.SELU, alpha=(1.67326319217681884765625, SELU_ALPHA),
-                       gamma=(1.05070102214813232421875, SELU_SCALE)),
+        "Selu": _selu,
         "Celu": _simple(lambda a: _nn.CELU(alpha=float(a.get("alpha", 1.0)))),
         "Gelu": _gelu, "Mish": _simple(lambda a: _nn.Mish()),
         "HardSwish": _simple(lambda a: _nn.Hardswish()),
-        "HardSigmoid": _fixed(_nn.Hardsigmoid, alpha=(0.2, 1.0 / 6.0), beta=(0.5, 0.5)),
+        "HardSigmoid": _hard_sigmoid,
         "Softplus": _simple(lambda a: _nn.Softplus()),
         "Mul": _mul,
     })
