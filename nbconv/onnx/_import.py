@@ -1243,24 +1243,30 @@ def load(path) -> _nn.Graph:
         batch norm uses the stored statistics, dropout is off); call ``.train()`` to
         fine-tune.  Parameters are float32 for FLOAT files, float64 for DOUBLE.
 
-    Supported operators: Conv (1-D/2-D, groups, dilation, pads, auto_pad), Gemm, MatMul (a
-    constant operand), Add/Sum, Sub/Mul/Div with a constant operand, Relu, LeakyRelu,
-    Sigmoid, Tanh, Softmax, LogSoftmax, Clip (ReLU6), PRelu (one slope or one per channel),
-    Elu, Selu and HardSigmoid (PyTorch's constants), Celu, Gelu, Mish, HardSwish, Softplus,
+    Supported operators: Conv (1-D/2-D, groups, dilation, pads, auto_pad), Gemm (transA,
+    transB, alpha, beta; a constant B as a Linear layer, C its bias where it is one value per
+    output, else added after), MatMul (a constant operand, 1-D included), Add/Sum (any
+    constant operands, broadcast), Sub/Mul/Div with a constant operand (broadcast), Relu,
+    LeakyRelu, Sigmoid, Tanh, Softmax, LogSoftmax, Clip (ReLU6; min > max gives max),
+    PRelu (one slope or one per channel), Elu, Selu and HardSigmoid (PyTorch's constants as
+    ``nn.SELU``/``nn.Hardsigmoid``, others composed), Celu, Gelu, Mish, HardSwish, Softplus,
     ``x * Sigmoid(x)`` and ``x * Tanh(Softplus(x))`` (PyTorch's SiLU and Mish, as layers of
     those names), Dropout, BatchNormalization, LRN (odd sizes) and the node chains PyTorch
     writes for ``LocalResponseNorm`` (any size), InstanceNormalization, GroupNormalization
-    (opset 21) and the node chain PyTorch writes for ``GroupNorm``, LayerNormalization, MaxPool,
-    AveragePool, GlobalAveragePool, ReduceMean over H and W, Flatten (axis 1), Reshape,
-    Squeeze, Unsqueeze, Slice, Pad, Concat, Identity, Resize (as ``nn.Upsample``: PyTorch's
+    (opset 21) and the node chain PyTorch writes for ``GroupNorm``, LayerNormalization (any
+    axis), MaxPool and AveragePool (1-D and 2-D: PyTorch's pools where they express the node,
+    else :class:`nbconv.onnx.layers.MaxPool`/``AveragePool`` for auto_pad ``SAME_*``,
+    per-side or large pads, dilated averages), GlobalAveragePool, GlobalMaxPool
+    (``GlobalMaxPool2d``, ``AdaptiveMaxPool1d(1)`` on (N, C, L) inputs), ReduceMean (any
+    axes), Flatten (any axis), Reshape, Squeeze, Unsqueeze, Transpose, Slice, Pad (``axes``
+    too), Concat (constant operands too), Identity, Resize (as ``nn.Upsample``: PyTorch's
     nearest, nearest-exact and (bi)linear sampling, constant scales or sizes), and
     computations on constants or static shapes (Constant, Shape, Gather, Unsqueeze, Concat,
-    Cast, Slice, Transpose,
-    ConstantOfShape, arithmetic), as ``x.view(x.size(0), -1)`` and the TorchScript
-    exporter's padding write them. A Reshape target whose first size is the file's static
-    batch size keeps the batch size of the actual input instead.
-    MaxPool and AveragePool are also read in 1-D (``MaxPool1d``, ``AvgPool1d``), and
-    GlobalMaxPool as ``GlobalMaxPool2d`` (``AdaptiveMaxPool1d(1)`` on (N, C, L) inputs).
+    Cast, Slice, Transpose, ConstantOfShape, arithmetic), as ``x.view(x.size(0), -1)`` and
+    the TorchScript exporter's padding write them. A Reshape target whose first size is the
+    file's static batch size keeps the batch size of the actual input instead.  Where the
+    input shapes are known (ONNX shape inference), a node that could not run on them is
+    refused at load.
 
     Raises
     ------

@@ -718,10 +718,11 @@ class MaxPool(_OnnxPool):
         cfg = self._config
         one = len(plan) == 1  # (N, C, L) as the image (N, C, 1, L)
         img = xp[:, :, None, :] if one else xp
-        y, idx = F.max_pool2d(img, ([1] if one else []) + cfg["kernel_shape"],
-                              ([1] if one else []) + cfg["strides"], 0,
-                              ([1] if one else []) + cfg["dilations"], return_indices=True)
-        self._cache = (idx, img.shape, x.shape, plan) if self._keep() else None
+        pre = [1] if one else []
+        out = F.max_pool2d(img, pre + cfg["kernel_shape"], pre + cfg["strides"], 0,
+                           pre + cfg["dilations"], return_indices=self._keep())
+        y, self._cache = (out[0], (out[1], img.shape, x.shape, plan)) if self._keep() else (
+            out, None)
         return y[:, :, 0, :] if one else y
 
     def backward(self, dy):
