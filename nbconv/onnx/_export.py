@@ -480,6 +480,79 @@ _WRITERS.update({
 })
 
 
+def _onnx_pool(op):
+    """The writer of :class:`nbconv.onnx.layers.MaxPool`/``AveragePool``: their attributes
+    are ONNX's."""
+    def write(b, m, path, xs, vs, y):
+        cfg = m._config
+        attrs = dict(kernel_shape=cfg["kernel_shape"], strides=cfg["strides"],
+                     ceil_mode=int(cfg["ceil_mode"]))
+        if cfg["auto_pad"] == "NOTSET":
+            attrs["pads"] = cfg["pads"]
+        else:
+            attrs["auto_pad"] = cfg["auto_pad"]
+        if op == "MaxPool" or any(d != 1 for d in cfg["dilations"]):
+            attrs["dilations"] = cfg["dilations"]
+        if op == "AveragePool":
+            attrs["count_include_pad"] = int(cfg["count_include_pad"])
+            if "dilations" in attrs:
+                _needs(b, 19)  # AveragePool's dilations are new in opset 19
+        if cfg["ceil_mode"]:
+            nd = len(cfg["kernel_shape"])
+            for i, (n, o) in enumerate(zip(vs[0].shape[2:], y.shape[2:])):
+                ek = cfg["dilations"][i] * (cfg["kernel_shape"][i] - 1) + 1
+                span = n + cfg["pads"][i] + cfg["pads"][nd + i] - ek
+                if o != -(-span // cfg["strides"][i]) + 1:  # a dropped last window
+                    b.shapes_disagree = True
+        return b.node(op, xs, path, **attrs)
+    return write
+
+
+_WRITERS.update({_ox.MaxPool: _onnx_pool("MaxPool"), _ox.AveragePool: _onnx_pool("AveragePool")})
+
+
+def _flatten_axis(b, m, path, xs, vs, y):
+    return b.node("Flatten", xs, path, axis=m._config["axis"])
+
+
+def _transpose(b, m, path, xs, vs, y):
+    perm = m._config["perm"]
+    return b.node("Transpose", xs, path, **({} if perm is None else {"perm": perm}))
+
+
+def _reduce_mean(b, m, path, xs, vs, y):
+    # the attribute form of opsets 13-17; :func:`_axes_as_inputs` moves it to an input from 18
+    axes = m._config["axes"]
+    return b.node("ReduceMean", xs, path, keepdims=int(m._config["keepdims"]),
+                  **({} if axes is None else {"axes": axes}))
+
+
+def _concat_constant(b, m, path, xs, vs, y):
+    it, k, ins = iter(xs), 0, []
+    for slot in m._config["slots"]:
+        if slot is None:
+            ins.append(next(it))
+        else:
+            ins.append(b.const(f"{path}.constant{k}", m._buffers[f"constant{k}"]))
+            k += 1
+    return b.node("Concat", ins, path, axis=m._config["axis"])
+
+
+_WRITERS.update({_ox.FlattenAxis: _flatten_axis, _ox.Transpose: _transpose,
+                 _ox.ReduceMean: _reduce_mean, _ox.ConcatConstant: _concat_constant})
+
+
+def _axes_as_inputs(b, version: int) -> None:
+    """From opset 18 ReduceMean takes its axes as an input, not an attribute."""
+    if version < 18:
+        return
+    for node in b.nodes:
+        attr = next((a for a in node.attribute if a.name == "axes"), None)
+        if node.op_type == "ReduceMean" and attr is not None:
+            node.input.append(b.ints(f"{node.name}.axes", list(attr.ints)))
+            node.attribute.remove(attr)
+
+
 def _groupnorm(b, m, path, xs, vs, y):
     """PyTorch's exporters' form, valid at every opset nbconv writes: Reshape to (N, G, -1),
     InstanceNormalization (statistics per group), Reshape back, then the per-channel affine
@@ -653,7 +726,8 @@ def _opset(onnx, opset, needed: int) -> int:
         raise ValueError(f"export: the model needs opset >= {needed} (an operator it uses is "
                          "newer: circular padding is ONNX Pad mode 'wrap', new in opset 19; "
                          "LayerNorm is LayerNormalization, new in 17; HardSwish is new in 14, "
-                         f"Mish in 18, Gelu in 20), got opset={opset}")
+                         "Mish in 18, Gelu in 20, dilated AveragePool in 19), got "
+                         f"opset={opset}")
     return int(opset)
 
 
@@ -787,8 +861,9 @@ def export(model, path, input_shape, opset=None, *, dynamic_batch=True):
     if b.shapes_disagree:
         out_shape = [out_shape[0]] + [None] * (len(out_shape) - 1)
     outp = onnx.helper.make_tensor_value_info("output", elem, out_shape)
-    graph = onnx.helper.make_graph(b.nodes, type(model).__name__, [inp], [outp], b.inits)
     version = _opset(onnx, opset, b.need_opset)
+    _axes_as_inputs(b, version)
+    graph = onnx.helper.make_graph(b.nodes, type(model).__name__, [inp], [outp], b.inits)
     opsets = [onnx.helper.make_opsetid("", version)]
     proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="nbconv",
                                    producer_version=__version__)
