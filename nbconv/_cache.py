@@ -14,8 +14,10 @@ functions outside nbconv (the user's own ``cache=True`` functions stay where num
 Folders of other digests beside the one in use are deleted once they have not been used for
 :data:`PRUNE_AFTER_S` seconds (each process marks its folder as used when it first caches there),
 so that switching back and forth between two checkouts keeps both caches while superseded ones
-do not pile up.  Deleting is safe for a process still running an older nbconv: numba keeps the
-kernels it loaded in memory and compiles (and saves again) the ones it had not loaded yet.
+do not pile up.  A folder that a live process uses is kept whatever its age: each process holds
+a shared ``flock`` on the folder's :data:`IN_USE` file until it exits, and the pruning process
+deletes a folder only under an exclusive one (POSIX; elsewhere age alone decides).  A process
+whose folder went anyway keeps the kernels it loaded and compiles the others again.
 
 ``NBCONV_CACHE=0`` disables the cache altogether (:data:`nbconv._config.CACHE`); numba's own
 ``NUMBA_CACHE_LOCATOR_CLASSES`` replaces numba's list of locators, this one included.
@@ -29,6 +31,11 @@ import os
 import shutil
 import threading
 import time
+
+try:
+    import fcntl
+except ImportError:  # Windows: folders are pruned by age alone
+    fcntl = None
 
 from numba.core import caching, config
 
@@ -95,12 +102,51 @@ def _in_package(py_file: str) -> bool:
 _lock = threading.Lock()
 #: digest folders this process has checked, marked as used and pruned beside
 _prepared: set = set()
+#: the open lock files of the digest folders this process uses (held until it exits)
+_held: list = []
+
+#: a file in each digest folder on which every process using the folder holds a shared lock
+IN_USE: str = ".in-use"
+
+
+def _hold(path: str) -> None:
+    """Take a shared lock on ``path``'s :data:`IN_USE` file for the life of this process (POSIX
+    only; best effort: the age of the folder still protects it where locks are unavailable)."""
+    if fcntl is None:
+        return
+    try:
+        f = open(os.path.join(path, IN_USE), "ab")  # noqa: SIM115 - held until the process exits
+    except OSError:
+        return
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:  # a pruning process holds it: the folder is going, numba recreates it
+        f.close()
+        return
+    _held.append(f)
+
+
+def _remove_if_unused(path: str) -> None:
+    """Delete the digest folder ``path`` unless a live process holds its :data:`IN_USE` lock."""
+    if fcntl is None:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    try:
+        f = open(os.path.join(path, IN_USE), "ab")
+    except OSError:
+        return
+    with f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # in use (or no locks on this file system: then kept)
+            return
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _prune_beside(path: str) -> None:
     """Delete the other digests' folders next to ``path`` that have not been used for
-    :data:`PRUNE_AFTER_S` seconds (best effort: a folder another process removes or recreates
-    meanwhile is skipped)."""
+    :data:`PRUNE_AFTER_S` seconds and that no live process holds (best effort: a folder another
+    process removes or recreates meanwhile is skipped)."""
     parent, own = os.path.split(path)
     now = time.time()
     try:
@@ -113,7 +159,7 @@ def _prune_beside(path: str) -> None:
         try:
             if entry.is_dir(follow_symlinks=False) and \
                     now - entry.stat(follow_symlinks=False).st_mtime > PRUNE_AFTER_S:
-                shutil.rmtree(entry.path, ignore_errors=True)
+                _remove_if_unused(entry.path)
         except OSError:
             pass
 
@@ -166,7 +212,10 @@ class NbconvCacheLocator(caching._CacheLocator):
             except OSError:
                 continue  # not writable: the next folder numba would try
             with _lock:
+                if path in _prepared:
+                    return self
                 _prepared.add(path)
+            _hold(path)
             _prune_beside(path)
             return self
         return None

@@ -139,17 +139,27 @@ def test_old_unused_digest_folders_are_pruned(tmp_path):
     own = tmp_path / (_cache.PREFIX + "0" * 16)
     stale = tmp_path / (_cache.PREFIX + "1" * 16)
     recent = tmp_path / (_cache.PREFIX + "2" * 16)
+    busy = tmp_path / (_cache.PREFIX + "3" * 16)  # old, but a live process uses it
     foreign = tmp_path / "usermodule.f-3.py311.nbi"  # numba's files of other functions
-    for folder in (own, stale, recent):
+    for folder in (own, stale, recent, busy):
         folder.mkdir()
         (folder / "k-1.py311.nbi").write_bytes(b"\0")
     foreign.write_bytes(b"\0")
+    held = len(_cache._held)
+    _cache._hold(str(busy))
     old = time.time() - 2 * _cache.PRUNE_AFTER_S
-    for path in (own, stale, foreign):
+    for path in (own, stale, busy, foreign):
         os.utime(path, (old, old))
-    _cache._prune_beside(str(own))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        p.name for p in (own, recent, foreign))
+    try:
+        _cache._prune_beside(str(own))
+    finally:
+        while len(_cache._held) > held:
+            _cache._held.pop().close()
+    kept = [own, recent, foreign] + ([busy] if _cache.fcntl is not None else [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
+    _cache._prune_beside(str(own))  # released: old enough to go now
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (own, recent,
+                                                                                foreign))
 
 
 def test_default_location_and_user_functions(tmp_path):
