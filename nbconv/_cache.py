@@ -102,7 +102,7 @@ def _in_package(py_file: str) -> bool:
 _lock = threading.Lock()
 #: digest folders this process has checked, marked as used and pruned beside
 _prepared: set = set()
-#: the open lock files of the digest folders this process uses (held until it exits)
+#: descriptors of the lock files of the digest folders this process uses (open until it exits)
 _held: list = []
 
 #: a file in each digest folder on which every process using the folder holds a shared lock
@@ -115,15 +115,16 @@ def _hold(path: str) -> None:
     if fcntl is None:
         return
     try:
-        f = open(os.path.join(path, IN_USE), "ab")  # noqa: SIM115 - held until the process exits
+        # a raw descriptor, open until the process exits (a file object would warn at exit)
+        fd = os.open(os.path.join(path, IN_USE), os.O_RDWR | os.O_CREAT, 0o666)
     except OSError:
         return
     try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:  # a pruning process holds it: the folder is going, numba recreates it
-        f.close()
+        os.close(fd)
         return
-    _held.append(f)
+    _held.append(fd)
 
 
 def _remove_if_unused(path: str) -> None:
@@ -132,15 +133,18 @@ def _remove_if_unused(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
         return
     try:
-        f = open(os.path.join(path, IN_USE), "ab")
+        fd = os.open(os.path.join(path, IN_USE), os.O_RDWR | os.O_CREAT, 0o666)
     except OSError:
         return
-    with f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # in use (or no locks on this file system: then kept)
-            return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # in use (or no locks on this file system: then kept)
+        os.close(fd)
+        return
+    try:
         shutil.rmtree(path, ignore_errors=True)
+    finally:
+        os.close(fd)
 
 
 def _prune_beside(path: str) -> None:

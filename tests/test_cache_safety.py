@@ -154,7 +154,7 @@ def test_old_unused_digest_folders_are_pruned(tmp_path):
         _cache._prune_beside(str(own))
     finally:
         while len(_cache._held) > held:
-            _cache._held.pop().close()
+            os.close(_cache._held.pop())
     kept = [own, recent, foreign] + ([busy] if _cache.fcntl is not None else [])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
     _cache._prune_beside(str(own))  # released: old enough to go now
