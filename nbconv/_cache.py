@@ -4,8 +4,8 @@ numba checks a cached kernel against its own source file only, but a kernel's co
 also holds the helpers it calls from other files (``kernels/_vmath.py``, ``kernels/_ir.py``,
 ...): after a helper changed, numba loaded the old kernel and computed the old thing, or crashed.
 Here every nbconv kernel is cached in a folder named after :func:`source_digest` (a hash of
-nbconv's version and of every ``.py`` file of the package) below the folder numba itself would
-use for the kernel's file: ``$NUMBA_CACHE_DIR/<dir>_<hash>/nbconv-<digest>/`` when
+nbconv's version and of every ``.py`` file its kernels are made of) below the folder numba
+itself would use for the kernel's file: ``$NUMBA_CACHE_DIR/<dir>_<hash>/nbconv-<digest>/`` when
 ``NUMBA_CACHE_DIR`` is set, else ``__pycache__/nbconv-<digest>/`` next to the sources when it is
 writable, else numba's user-wide cache folder.  An upgraded install or any edited source file
 gives a new digest, hence an empty folder, and the kernels compile afresh; nothing changes for
@@ -55,8 +55,20 @@ PRUNE_AFTER_S: float = 3600.0
 _CacheImpl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
 
 
+#: what compiled code can hold: the folders of nbconv's kernels and the modules they import
+#: (tests/test_cache_safety.py checks that no kernel imports anything else of nbconv's)
+KERNEL_SOURCES: tuple = ("kernels/", "cuda/kernels/", "_config.py", "_version.py",
+                         "_cache.py", "cuda/_target.py")
+
+
+def kernel_source(rel: str) -> bool:
+    """Whether the package file ``rel`` (``/``-separated) is among :data:`KERNEL_SOURCES`."""
+    return any(rel.startswith(k) if k.endswith("/") else rel == k for k in KERNEL_SOURCES)
+
+
 def source_digest(package_dir: str = PACKAGE_DIR, version: str = __version__) -> str:
-    """Hash of nbconv's version and of every ``.py`` file below ``package_dir``.
+    """Hash of nbconv's version and of every ``.py`` file of its kernels
+    (:data:`KERNEL_SOURCES`) below ``package_dir``.
 
     Parameters
     ----------
@@ -70,7 +82,8 @@ def source_digest(package_dir: str = PACKAGE_DIR, version: str = __version__) ->
     str
         16 hexadecimal digits (64 bits of SHA-256): the files are taken in the order of their
         paths relative to ``package_dir`` (``/``-separated), each as its path, length and bytes,
-        so a renamed, added, removed or edited file changes the digest.
+        so a renamed, added, removed or edited kernel file changes the digest; editing the
+        pure-Python rest of nbconv (layers, plans, files) leaves the compiled kernels valid.
     """
     files = []
     for root, dirs, names in os.walk(package_dir):
@@ -78,7 +91,9 @@ def source_digest(package_dir: str = PACKAGE_DIR, version: str = __version__) ->
         for name in names:
             if name.endswith(".py"):
                 path = os.path.join(root, name)
-                files.append((os.path.relpath(path, package_dir).replace(os.sep, "/"), path))
+                rel = os.path.relpath(path, package_dir).replace(os.sep, "/")
+                if kernel_source(rel):
+                    files.append((rel, path))
     h = hashlib.sha256(version.encode() + b"\0")
     for rel, path in sorted(files):
         with open(path, "rb") as f:

@@ -109,6 +109,10 @@ def test_digest_follows_version_and_every_source_file(tmp_path):
     (pkg / "kernels" / "__pycache__" / "x.nbi").write_bytes(b"\0")
     (pkg / "notes.txt").write_text("not a source")
     assert _cache.source_digest(str(pkg), "1.0") == first
+    # nor the pure-Python rest of the package, which no compiled kernel holds
+    layers = pkg / "nn" / "layers.py"
+    layers.write_text(layers.read_text() + "\n# an edit\n")
+    assert _cache.source_digest(str(pkg), "1.0") == first
 
     text = helper.read_text()
     helper.write_text(text + "\n")
@@ -187,3 +191,38 @@ def test_nbconv_cache_0_writes_nothing(tmp_path):
     code = "import numpy as np, nbconv; print(nbconv.relu(-np.ones(4, np.float32)).sum())"
     assert _run(root, code, NUMBA_CACHE_DIR=str(cache), NBCONV_CACHE="0").stdout.split() == ["0.0"]
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
+
+
+def test_kernels_import_only_what_the_digest_covers():
+    """A kernel file that imported another nbconv module (say a threshold from
+    nbconv.conv.plan) would freeze that module's values into compiled code that the digest
+    does not follow: every nbconv import of a kernel source must be a kernel source too."""
+    import ast
+
+    sources = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if _cache.kernel_source(rel):
+            sources[rel] = path
+    assert any(r.startswith("kernels/") for r in sources)
+    outside = []
+    for rel, path in sources.items():
+        package = rel.split("/")[:-1]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[:len(package) - node.level + 1]
+                module = base + (node.module.split(".") if node.module else [])
+                imported = [module] + [module + [a.name] for a in node.names]
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [
+                    node.module or ""]
+                imported = [m.split(".")[1:] for m in mods if m.split(".")[0] == "nbconv"]
+            else:
+                continue
+            for parts in imported:
+                target = "/".join(parts)
+                files = [f for f in (f"{target}.py", f"{target}/__init__.py")
+                         if (PACKAGE / f).exists()]
+                if files and not any(_cache.kernel_source(f) for f in files):
+                    outside.append(f"{rel} imports {'.'.join(parts)}")
+    assert not outside, outside
