@@ -130,8 +130,9 @@ def main(argv=None) -> float:
 
     t0 = time.perf_counter()
     fit(model, losses.CrossEntropyLoss(), opt, train_loader, args.epochs,
-        val_loader=test_loader, callbacks=[report, schedule], plot=args.plot,
-        progress=not args.no_progress)
+        # with the progress bar, fit prints each epoch's line itself
+        val_loader=test_loader, callbacks=[schedule] + ([report] if args.no_progress else []),
+        plot=args.plot, progress=not args.no_progress)
     metadata = {"dataset": "CIFAR-10", "model": args.model, "mean": mean.tolist(),
                 "std": std.tolist(), "epochs": args.epochs, "optimizer": args.optimizer,
                 "lr": base_lr, "batch_size": args.batch_size, "seed": args.seed,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from ._input_dtype import model_dtype
-
 from .modes import no_grad
 
 __all__ = ["summary", "Summary"]
