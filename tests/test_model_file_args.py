@@ -25,7 +25,8 @@ from nbconv.nn.config import _REGISTRY, file_settable
 _SAMPLES = dict(in_channels=2, out_channels=2, kernel_size=3, in_features=2, out_features=2,
                 output_size=2, num_features=2, size=3, num_groups=1, num_channels=2,
                 normalized_shape=[4], pads=[[0, 0], [0, 0], [1, 1], [1, 1]], starts=[0],
-                ends=[1], shape=[2, 2], axes=[0], op="add")
+                ends=[1], shape=[2, 2], axes=[0], op="add", kernel_shape=[2, 2], axis=1,
+                slots=[None, [1, 1, 2, 2]])
 # layers that need more than their required arguments to be built
 _EXTRA = {"Upsample": dict(scale_factor=2), "UpsamplingNearest2d": dict(scale_factor=2),
           "UpsamplingBilinear2d": dict(scale_factor=2)}
