@@ -116,10 +116,12 @@ def test_device_plans_trim_taps_like_the_host_and_rule_on_the_trimmed_kernel():
     assert untrimmed.taps is None and untrimmed.algorithm == "implicit-gemm"
 
 
-def test_device_explicit_padding_names_the_gather_kernel():
-    p = explain((2, 4, 9, 9), (8, 4, 3, 3), padding=2, padding_mode="circular",
-                device="cuda").forward
+def test_device_explicit_padding_names_the_gather_kernels():
+    plans = explain((2, 4, 9, 9), (8, 4, 3, 3), padding=2, padding_mode="circular",
+                    device="cuda")
+    p = plans.forward
     assert p.padding.startswith("explicit circular") and "_pad_gather" in p.padding
+    assert "_pad_fold" in plans.backward.padding and "_pad_fold" not in p.padding
     assert p.taps is None  # trimming needs zero padding
     assert explain((2, 4, 9, 9), (8, 4, 3, 3), padding=1,
                    device="cuda").forward.padding == "implicit zeros"

@@ -273,8 +273,11 @@ def _make_device(pass_name, op, x_shape, weight_shape, g, dtype, algorithm, thre
         taps, g = trimmed
         kh, kw = taps[1] - taps[0], taps[3] - taps[2]
     chosen, rule = plan.device_algorithm(algorithm, plan.device_case(F, Cg, kh, kw, g))
-    padding = ("implicit zeros" if g.mode == "zeros"
-               else f"explicit {g.mode} (conv2d_direct._pad_gather)")
+    padding = "implicit zeros"
+    if g.mode != "zeros":
+        padding = f"explicit {g.mode} (conv2d_direct._pad_gather" + (
+            ", the gradient folded back by conv2d_direct._pad_fold)"
+            if pass_name == "backward" else ")")
     return ConvPlan(
         pass_name=pass_name, x_shape=tuple(x_shape), weight_shape=tuple(weight_shape),
         dtype=np.dtype(dtype).name, device="cuda", geometry=g, algorithm=chosen, rule=rule,
