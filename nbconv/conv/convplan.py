@@ -5,7 +5,9 @@ layer shape -- the algorithm and the rule that chose it, the taps kept after tri
 that read only zero padding, the padding treatment, the kernel families, the GEMM backend and
 how the batch is cut -- so that the drivers only execute it.  :func:`forward_plan` and
 :func:`backward_plan` build plans and cache them by shape; :func:`explain` shows both plans of
-a layer without running it (printing a plan shows every field):
+a layer without running it (printing a plan shows every field).  Plans of CUDA device arrays
+(``device="cuda"``) come from the device rule (``plan.DEVICE_RULES``) and name the CUDA kernels
+that run; they are pure shape logic too, so ``explain(..., device="cuda")`` needs no GPU:
 
 >>> import nbconv
 >>> plans = nbconv.conv.explain((32, 64, 8, 8), (64, 64, 3, 3), padding=1)
@@ -21,13 +23,16 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .._checks.conv import ALGORITHMS, Geom, geometry
+from .._checks.conv import ALGORITHMS, Geom, check_algorithm, geometry
 from . import plan
 from .im2col import plan_chunks
 from .winograd import winograd_chunks
 
 __all__ = ["ConvPlan", "Explanation", "forward_plan", "backward_plan", "explain",
-           "trim_taps", "clear_cache"]
+           "trim_taps", "clear_cache", "DEVICES"]
+
+#: the devices a plan is made for: host arrays, CUDA device arrays
+DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -44,23 +49,26 @@ class ConvPlan:
     dtype : str
         ``"float32"`` or ``"float64"``.
     device : str
-        ``"cpu"``.
+        ``"cpu"`` (host arrays) or ``"cuda"`` (CUDA device arrays).
     geometry : Geom
         Strides, dilation, groups and padding of the layer the driver runs (after trimming).
     algorithm : str
-        ``"direct"``, ``"im2col"``, ``"winograd"`` or ``"tapgemm"``.
+        On the host ``"direct"``, ``"im2col"``, ``"winograd"`` or ``"tapgemm"``; on the
+        device ``"direct"`` or ``"implicit-gemm"`` (``plan.DEVICE_ALGORITHMS``).
     rule : str
-        The name of the ``"auto"`` rule that chose the algorithm (``plan.AUTO_RULES``),
-        ``"requested"`` when the caller named it, or ``"tuned on this machine; ..."`` when
-        :func:`nbconv.tune` stored a choice for this shape.
+        The name of the ``"auto"`` rule that chose the algorithm (``plan.AUTO_RULES``, on the
+        device ``plan.DEVICE_RULES``), ``"requested"`` when the caller named it, or
+        ``"tuned on this machine; ..."`` when :func:`nbconv.tune` stored a choice for this
+        shape.
     taps : tuple of int or None
         ``(r0, r1, c0, c1)``: the kernel rows ``r0:r1`` and columns ``c0:c1`` the driver runs,
         the others reading only zero padding; None: every tap.
     padding : str
         ``"implicit zeros"`` (the drivers skip the padding) or ``"explicit <mode>"`` (the
-        engine pads ``x`` with numpy.pad first).
+        engine pads ``x`` first: with numpy.pad, on the device with a gather kernel).
     kernels : tuple of str
-        The kernel families: ``(forward,)``, or ``(data gradient, weight gradient)``.
+        The kernel families: ``(forward,)``, or ``(data gradient, weight gradient)``; on the
+        device the CUDA kernels of :mod:`nbconv.cuda.kernels` (``module.function``).
     spread : bool
         Backward passes of the direct kernels: ``dy`` spread to stride 1 first.
     gemm : str
@@ -68,7 +76,7 @@ class ConvPlan:
     chunks : str
         How the batch is cut ("" when it runs whole).
     threads : int
-        The thread count the plan was made for.
+        The host thread count the plan was made for (0 on the device).
     """
 
     pass_name: str
@@ -170,24 +178,34 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def forward_plan(op, x_shape, weight_shape, g: Geom, dtype, algorithm="auto") -> ConvPlan:
+def forward_plan(op, x_shape, weight_shape, g: Geom, dtype, algorithm="auto",
+                 device="cpu") -> ConvPlan:
     """The cached plan of a forward pass (``algorithm`` as given to :func:`nbconv.conv2d`,
-    checked against the geometry; ``op`` names the caller in errors)."""
-    return _cached("forward", op, x_shape, weight_shape, g, dtype, algorithm)
+    checked against the geometry; ``op`` names the caller in errors) on ``device``
+    (``"cpu"`` or ``"cuda"``)."""
+    if device == "cpu":
+        return _cached("forward", op, x_shape, weight_shape, g, dtype, algorithm)
+    return _cached("forward", op, x_shape, weight_shape, g, dtype, algorithm, device=device)
 
 
-def backward_plan(op, x_shape, weight_shape, g: Geom, dtype, algorithm="auto") -> ConvPlan:
+def backward_plan(op, x_shape, weight_shape, g: Geom, dtype, algorithm="auto",
+                  device="cpu") -> ConvPlan:
     """The cached plan of a backward pass (both gradients; see :func:`forward_plan`)."""
-    return _cached("backward", op, x_shape, weight_shape, g, dtype, algorithm)
+    if device == "cpu":
+        return _cached("backward", op, x_shape, weight_shape, g, dtype, algorithm)
+    return _cached("backward", op, x_shape, weight_shape, g, dtype, algorithm, device=device)
 
 
-def _cached(pass_name, op, x_shape, weight_shape, g, dtype, algorithm) -> ConvPlan:
-    threads = numba.get_num_threads()
+def _cached(pass_name, op, x_shape, weight_shape, g, dtype, algorithm,
+            device="cpu") -> ConvPlan:
+    # device plans do not depend on the host's thread count
+    threads = numba.get_num_threads() if device == "cpu" else 0
     key = (pass_name, tuple(x_shape), tuple(weight_shape), g, np.dtype(dtype).name, algorithm,
-           threads)
+           threads, device)
     found = _cache.get(key)
     if found is None:
-        found = _make(pass_name, op, *key[1:])
+        make = _make if device == "cpu" else _make_device
+        found = make(pass_name, op, *key[1:-1])
         with _cache_lock:
             if len(_cache) >= _CACHE_MAX:
                 _cache.clear()
@@ -241,6 +259,30 @@ def _make(pass_name, op, x_shape, weight_shape, g, dtype, algorithm, threads) ->
         taps=taps, padding="implicit zeros" if g.mode == "zeros" else f"explicit {g.mode}",
         kernels=kernels, spread=spread, gemm=_gemm(chosen, kernels),
         chunks=_chunks(chosen, kernels, N, C, F, kh, kw, g, itemsize), threads=threads)
+
+
+def _make_device(pass_name, op, x_shape, weight_shape, g, dtype, algorithm, threads) -> ConvPlan:
+    """The plan of a pass on CUDA device arrays: the taps trimmed as on the host, then the
+    device rule (``plan.DEVICE_RULES``) on the kernel that runs, for both passes alike."""
+    N, C, H, W = x_shape
+    F, Cg, kh, kw = weight_shape
+    check_algorithm(op, algorithm, kh, kw, g)
+    taps = None
+    trimmed = trim_taps(kh, kw, g, H, W)
+    if trimmed is not None:
+        taps, g = trimmed
+        kh, kw = taps[1] - taps[0], taps[3] - taps[2]
+    chosen, rule = plan.device_algorithm(algorithm, plan.device_case(F, Cg, kh, kw, g))
+    padding = "implicit zeros"
+    if g.mode != "zeros":
+        padding = f"explicit {g.mode} (conv2d_direct._pad_gather" + (
+            ", the gradient folded back by conv2d_direct._pad_fold)"
+            if pass_name == "backward" else ")")
+    return ConvPlan(
+        pass_name=pass_name, x_shape=tuple(x_shape), weight_shape=tuple(weight_shape),
+        dtype=np.dtype(dtype).name, device="cuda", geometry=g, algorithm=chosen, rule=rule,
+        taps=taps, padding=padding,
+        kernels=plan.device_kernels(chosen, pass_name == "backward"), threads=threads)
 
 
 def _tuned(pass_name, x_shape, weight_shape, g, dtype, rule_choice):
@@ -304,7 +346,8 @@ def _chunks(algorithm, kernels, N, C, F, kh, kw, g, itemsize) -> str:
 
 
 def explain(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
-            padding_mode="zeros", algorithm="auto", dtype="float32") -> Explanation:
+            padding_mode="zeros", algorithm="auto", dtype="float32", *,
+            device="cpu") -> Explanation:
     """The plans :func:`nbconv.conv2d` and :func:`nbconv.conv2d_backward` run for a layer,
     without running it.
 
@@ -317,6 +360,11 @@ def explain(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
     stride, padding, dilation, groups, padding_mode, algorithm
         As in :func:`nbconv.conv2d`.
     dtype : {"float32", "float64"}
+    device : {"cpu", "cuda"}
+        The plans for host arrays, or for CUDA device arrays (``algorithm="direct"`` then
+        runs the direct CUDA kernels, ``"im2col"``, ``"winograd"`` and ``"tapgemm"`` the
+        implicit-GEMM ones, ``"auto"`` the device rule).  No GPU is needed: plans are
+        computed from shapes alone.
 
     Returns
     -------
@@ -326,7 +374,8 @@ def explain(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
     Raises
     ------
     ValueError
-        Shapes or arguments that :func:`nbconv.conv2d` would refuse.
+        Shapes or arguments that :func:`nbconv.conv2d` would refuse, or an unknown
+        ``device``.
     TypeError
         A dtype other than float32/float64, or non-integer shapes.
     """
@@ -344,11 +393,13 @@ def explain(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
     if algorithm not in ALGORITHMS:
         raise ValueError(f"{op}: argument 'algorithm' must be one of {ALGORITHMS}, "
                          f"got {algorithm!r}")
+    if device not in DEVICES:
+        raise ValueError(f"{op}: argument 'device' must be one of {DEVICES}, got {device!r}")
     desc = f"x shape {x_shape}, weight shape {weight_shape}"
     g = geometry(op, x_shape, weight_shape, stride, padding, dilation, groups, padding_mode,
                  desc)
-    return Explanation(forward_plan(op, x_shape, weight_shape, g, dt, algorithm),
-                       backward_plan(op, x_shape, weight_shape, g, dt, algorithm))
+    return Explanation(forward_plan(op, x_shape, weight_shape, g, dt, algorithm, device),
+                       backward_plan(op, x_shape, weight_shape, g, dt, algorithm, device))
 
 
 def _shape(op, name, shape, ranks) -> tuple:

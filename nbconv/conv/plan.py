@@ -523,3 +523,116 @@ def tapgemm_row_slabs(plane_rows, rows, cols, threads, weight_grad=False) -> boo
     if threads < 2 or plane_rows < 2:
         return False
     return cols <= 8 * rows if weight_grad else rows > cols
+
+
+# ------------------------------------------------------------------------------- the CUDA device
+# Device plans (``device="cuda"``) run one of two algorithms: ``"implicit-gemm"``, the kernels of
+# nbconv.cuda.kernels.conv2d_im2col (the im2col columns gathered into shared-memory tiles, never
+# written out), or ``"direct"``, those of nbconv.cuda.kernels.conv2d_direct (a thread per output
+# or input element, a block per weight element).  Their thresholds come from the kernels' tile
+# shapes, not yet from GPU timings.
+
+#: the algorithms of device plans
+DEVICE_ALGORITHMS = ("direct", "implicit-gemm")
+
+#: the device algorithm that runs each host name of ``algorithm``: there are no Winograd or
+#: tap-GEMM kernels on the device, and every GEMM-based name takes the implicit-GEMM kernels
+DEVICE_ALGORITHM_OF = {"direct": "direct", "im2col": "implicit-gemm",
+                       "winograd": "implicit-gemm", "tapgemm": "implicit-gemm"}
+
+#: most groups the implicit-GEMM kernels take: the grid's z axis (at most 65535 blocks) holds
+#: one group each
+DEVICE_MAX_GROUPS = 65535
+
+#: fewest filters and input channels per group for the implicit-GEMM kernels: fewer leave most
+#: rows of a tile empty (the forward and weight-gradient rows are filters, the data
+#: gradient's rows are channels and its reduction runs over filters)
+DEVICE_MIN_GROUP_CHANNELS = 8
+
+#: fewest terms ``(C/groups)*kh*kw`` of an output's sum for the implicit-GEMM kernels: shorter
+#: reductions spend more on staging tiles than on multiplying them
+DEVICE_MIN_TERMS = 32
+
+
+class DeviceCase(NamedTuple):
+    """What the device rule looks at (after tap trimming): filters ``F``, input channels per
+    group ``Cg``, the kernel and the groups."""
+
+    F: int
+    Cg: int
+    kh: int
+    kw: int
+    groups: int
+
+    def grid_holds_groups(self) -> bool:
+        """At most :data:`DEVICE_MAX_GROUPS` groups: the implicit-GEMM grid can launch it."""
+        return self.groups <= DEVICE_MAX_GROUPS
+
+    def fills_tiles(self) -> bool:
+        """Every group's products fill a tile: at least :data:`DEVICE_MIN_GROUP_CHANNELS`
+        filters and input channels per group and :data:`DEVICE_MIN_TERMS` terms
+        ``(C/groups)*kh*kw``."""
+        return (min(self.F // self.groups, self.Cg) >= DEVICE_MIN_GROUP_CHANNELS
+                and self.Cg * self.kh * self.kw >= DEVICE_MIN_TERMS)
+
+
+# The device's "auto" rule: exactly one of these applies to any layer (tests/test_device_plan.py
+# checks it over a grid of shapes); both passes of a layer take the same one.
+DEVICE_RULES = (
+    AutoRule("device-tiled",
+             "at most 65535 groups, at least 8 filters and 8 input channels per group and "
+             "(C/groups)*kh*kw >= 32: every group's products fill the shared-memory tiles",
+             lambda c: c.grid_holds_groups() and c.fills_tiles(), "implicit-gemm"),
+    AutoRule("device-direct",
+             "more than 65535 groups (the implicit-GEMM grid cannot hold them), or fewer than "
+             "8 filters or 8 input channels per group, or (C/groups)*kh*kw < 32: depthwise, "
+             "narrow grouped and first layers, whose tiles would sit mostly empty",
+             lambda c: not c.grid_holds_groups() or not c.fills_tiles(), "direct"),
+)
+
+
+def device_case(F, Cg, kh, kw, g: Geom) -> DeviceCase:
+    """The :class:`DeviceCase` of a layer of ``F`` filters, ``Cg`` input channels per group and
+    a ``kh x kw`` kernel (the one that runs, after trimming) in geometry ``g``."""
+    return DeviceCase(F, Cg, kh, kw, g.groups)
+
+
+def device_rule(case: DeviceCase) -> AutoRule:
+    """The one rule of :data:`DEVICE_RULES` that applies to ``case``."""
+    found = [rule for rule in DEVICE_RULES if rule.applies(case)]
+    if len(found) != 1:
+        raise AssertionError(f"{len(found)} device rules apply to {case}: "
+                             f"{[r.name for r in found]}")
+    return found[0]
+
+
+def device_algorithm(algorithm, case: DeviceCase) -> tuple[str, str]:
+    """``(device algorithm, rule)`` for the ``algorithm`` argument (already checked):
+    ``"auto"`` takes the pick of :data:`DEVICE_RULES` (the rule is its name); a host name runs
+    :data:`DEVICE_ALGORITHM_OF` it (rule ``"requested"``), except that more than
+    :data:`DEVICE_MAX_GROUPS` groups always run on the direct kernels."""
+    if algorithm == "auto":
+        rule = device_rule(case)
+        return rule.algorithm, rule.name
+    chosen = DEVICE_ALGORITHM_OF[algorithm]
+    if chosen == "implicit-gemm" and not case.grid_holds_groups():
+        return "direct", (f"requested {algorithm}; the direct kernels run more than "
+                          f"{DEVICE_MAX_GROUPS} groups, which the implicit-GEMM grid cannot "
+                          "hold")
+    return chosen, "requested"
+
+
+#: the CUDA kernels of each device algorithm (in nbconv.cuda.kernels): forward, then the data
+#: and the weight (and bias) gradients
+DEVICE_KERNELS = {
+    "direct": ("conv2d_direct._conv2d_direct_fwd", "conv2d_direct._conv2d_direct_bwd_data",
+               "conv2d_direct._conv2d_direct_bwd_weight"),
+    "implicit-gemm": ("conv2d_im2col._conv2d_im2col_fwd", "conv2d_im2col._conv2d_im2col_bwd_data",
+                      "conv2d_im2col._conv2d_im2col_bwd_weight"),
+}
+
+
+def device_kernels(algorithm, backward) -> tuple:
+    """The kernels a device plan runs: ``(forward,)`` or ``(data gradient, weight gradient)``."""
+    kernels = DEVICE_KERNELS[algorithm]
+    return kernels[1:] if backward else kernels[:1]
