@@ -9,8 +9,10 @@ layer of a given shape -- the one place where the thresholds behind those choice
 * :func:`direct_forward_kernel` and :func:`direct_backward_kernels` pick the family of direct
   kernels (register blocks, pixel vectors, stride phases, depthwise planes, wide rows, the
   general row loops); :func:`im2col_forward_path` im2col's way through a forward pass.
-* The last section holds the drivers' tuning constants (buffer and task sizes), each with
-  its reason.  The drivers read them at call time, so tests may patch them here.
+* A section holds the drivers' tuning constants (buffer and task sizes), each with its
+  reason.  The drivers read them at call time, so tests may patch them here.
+* :data:`DEVICE_RULES`, the last section, picks the CUDA kernels (direct or implicit GEMM) of
+  a layer on the device, again as named rules exactly one of which applies.
 
 The measurements behind the thresholds (from an AVX2-only AMD EPYC, 2 cores, float32) are in
 ``benchmarks/results/conv_plan_measurements.csv``, under each rule's or constant's name.
