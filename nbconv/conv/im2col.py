@@ -225,12 +225,12 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
     Parameters
     ----------
     dy : ndarray, shape (N, F, OH, OW)
-    x : ndarray, shape (N, C, H, W)
+    x : ndarray, shape (N, C, H, W), or None (only with ``gw`` None)
     w : ndarray, shape (F, C // groups, kh, kw)
     dx : ndarray, shape (N, C, H, W), or None
         Overwritten with the input gradient; ``None`` skips it (and its col2im work).
-    gw : ndarray, shape (F, C // groups, kh, kw)
-        Overwritten with the weight gradient.
+    gw : ndarray, shape (F, C // groups, kh, kw), or None
+        Overwritten with the weight gradient; ``None`` skips it (and the columns of ``x``).
     gb : ndarray, shape (F,), or None
         Overwritten with the bias gradient ``dy.sum((0, 2, 3))``; ``None`` skips it.
     sy, sx, pt, pl, dh, dw, groups : int
@@ -252,7 +252,7 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
     (array([[ 8., 12.],
            [20., 24.]]), array([4.]))
     """
-    N, C, H, W = x.shape
+    N, C, H, W = (dx if gw is None else x).shape
     F, Cg, kh, kw = w.shape
     OH, OW = dy.shape[2], dy.shape[3]
     G = groups
@@ -264,16 +264,13 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
         _conv2d_im2col_bwd_bias(dy, gb)
     mode, chunks, max_cols = plan_chunks(N, OH, OW, max(CK, F), dtype.itemsize)
     w3t = w.reshape(G, Fg, K).transpose(0, 2, 1)
-    gw3 = gw.reshape(G, Fg, K)
-    cols_flat = np.empty(CK * max_cols, dtype)
+    gw3 = gw.reshape(G, Fg, K) if gw is not None else None
+    cols_flat = np.empty(CK * max_cols, dtype) if gw is not None else None
     dcols_flat = np.empty(CK * max_cols, dtype) if dx is not None else None
     dyt_flat = None
     last_n = -1
     for k, (n0, nb, r0, nr, j0, nj) in enumerate(chunks):
         M = nb * nr * nj
-        cols = _buffer(cols_flat, CK, M)
-        _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
-        cols3t = cols.reshape(G, K, M).transpose(0, 2, 1)
         if nb == 1:
             dyt3 = _pixel_view(dy, G, n0, r0, nr, j0, nj)
         else:
@@ -282,8 +279,11 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
             dyt = _buffer(dyt_flat, F, M)
             _conv2d_im2col_bwd_gather_dy(dy, dyt, n0, nb, r0, nr, j0, nj)
             dyt3 = dyt.reshape(G, Fg, M)
-        # weight gradient: sum over chunks of dy_chunk @ cols_chunk.T, per group
-        matmul(dyt3, cols3t, gw3, accumulate=k > 0)
+        if gw is not None:
+            cols = _buffer(cols_flat, CK, M)
+            _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
+            # weight gradient: sum over chunks of dy_chunk @ cols_chunk.T, per group
+            matmul(dyt3, cols.reshape(G, K, M).transpose(0, 2, 1), gw3, accumulate=k > 0)
         if dx is None:
             continue
         dcols = _buffer(dcols_flat, CK, M)
