@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .. import _dispatch
 from .._checks import as_float_array, check_bool, check_ndim, single
-from .._checks.conv import batched, batched_grad, check_bias, check_dy, want_bias
+from .._checks.conv import batched, batched_grad, check_bias, want_bias
 from .._checks.conv_transpose import transpose_geometry
 from ..conv import engine
 
@@ -113,6 +113,12 @@ def _forward(op, x, weight, bias, g, y_shape, algorithm):
     return y
 
 
+def _check_dy(op, dy, expected, desc):
+    if tuple(dy.shape) != tuple(expected):
+        raise ValueError(f"{op}: argument 'dy' has shape {tuple(dy.shape)} but the transposed "
+                         f"convolution's output has shape {tuple(expected)} ({desc})")
+
+
 def _backward(op, dy, x, weight, g, with_bias, need_dx, algorithm):
     """``(dx, dweight, dbias)``: the convolution's forward pass of ``dy`` and its weight
     gradient with ``x`` in the place of the output gradient and ``dy`` in that of the input."""
@@ -178,7 +184,7 @@ def conv_transpose2d_backward(dy, x, weight, stride=1, padding=0, output_padding
     dy = batched_grad(op, dy, unbatched, 4, "(N, C_out, H_out, W_out)", x_shape)
     g, y_shape = transpose_geometry(op, x.shape, weight.shape, stride, padding, output_padding,
                                     groups, dilation, desc)
-    check_dy(op, dy, y_shape, desc)
+    _check_dy(op, dy, y_shape, desc)
     dx, gw, gb = _backward(op, dy, x, weight, g, want_bias(bias),
                            check_bool(op, "need_dx", need_dx), algorithm)
     return (dx[0] if unbatched and dx is not None else dx), gw, gb
@@ -283,7 +289,7 @@ def conv_transpose1d_backward(dy, x, weight, stride=1, padding=0, output_padding
     x4, w4 = x[:, :, None, :], weight[:, :, None, :]
     g, y_shape = transpose_geometry(op, x4.shape, w4.shape, s2, p2, o2, groups, d2, desc,
                                     axes=("(height 1)", "L"))
-    check_dy(op, dy, (y_shape[0], y_shape[1], y_shape[3]), desc)
+    _check_dy(op, dy, (y_shape[0], y_shape[1], y_shape[3]), desc)
     dx, gw, gb = _backward(op, dy[:, :, None, :], x4, w4, g,
                            want_bias(bias), check_bool(op, "need_dx", need_dx), algorithm)
     if dx is not None:
