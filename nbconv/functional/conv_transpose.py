@@ -126,7 +126,8 @@ def _backward(op, dy, x, weight, g, with_bias, need_dx, algorithm):
     _, gw, _ = engine.backward(op, x, dy, weight, g, False, False, algorithm)
     gb = None
     if with_bias:
-        gb = dy.reshape(dy.shape[0], dy.shape[1], -1).sum(axis=2).sum(axis=0)
+        N, C, H, W = dy.shape
+        gb = dy.reshape(N, C, H * W).sum(axis=(0, 2))
     return dx, gw, gb
 
 
