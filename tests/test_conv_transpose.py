@@ -74,6 +74,9 @@ CASES = [
     (4, 4, 3, 4, 3, 1, 1, 0, 4, 1),
     (3, 3, 4, 4, 1, 3, 1, 2, 1, 1),
     (2, 4, 3, 3, 4, 2, 1, 0, 2, (2, 1)),
+    # output_padding > padding (allowed by a larger dilation): rows the convolution leaves
+    (2, 3, 1, 3, 1, 1, 0, 1, 1, 2),
+    (3, 3, 3, 2, 2, 2, 1, 2, 1, 3),
 ]
 
 
@@ -606,3 +609,65 @@ def test_onnx_import_refuses_what_it_cannot_run(tmp_path):
     path = _convtranspose_file(tmp_path, [1, 2, 4, 4, 4], np.ones((2, 3, 3, 3, 3), np.float32))
     with pytest.raises(nc.onnx.UnsupportedOpError, match="3-D"):
         nc.onnx.load(path)
+
+
+# --------------------------------------------------------------------------- patch layers
+
+@pytest.mark.parametrize("shape, k, groups", [
+    ((2, 4, 9, 7), (2, 2), 1),    # rows and columns past the last window
+    ((3, 6, 8, 9), (2, 3), 2),
+    ((2, 3, 12, 12), (4, 4), 1),  # a ViT-like patch embedding
+    ((1, 4, 5, 5), (1, 1), 2),
+])
+def test_patch_layers_match_torch(shape, k, groups):
+    """Kernel = stride, no padding: im2col's columns are a rearrangement
+    (``nbconv.kernels.patches``), for conv2d's passes and the transposed convolution."""
+    torch = _torch()
+    tF = torch.nn.functional
+    rng = _rng(30)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((6, shape[1] // groups, *k))
+    b = rng.standard_normal(6)
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    yt = tF.conv2d(xt, wt, torch.from_numpy(b), k, 0, 1, groups)
+    dy = rng.standard_normal(tuple(yt.shape))
+    yt.backward(torch.from_numpy(dy))
+    y = nc.conv2d(x, w, b, k, groups=groups, algorithm="im2col")
+    dx, dw, _ = nc.conv2d_backward(dy, x, w, k, groups=groups, algorithm="im2col")
+    _close(y, yt.detach().numpy())
+    _close(dx, xt.grad.numpy())
+    _close(dw, wt.grad.numpy())
+    # the transposed convolution of y back to x's size (output_padding fills the rest)
+    wt2 = rng.standard_normal((6, shape[1] // groups, *k))
+    op = tuple(n - o * kk for n, o, kk in zip(shape[2:], y.shape[2:], k))
+    if all(o < kk for o, kk in zip(op, k)):
+        want = tF.conv_transpose2d(torch.from_numpy(y), torch.from_numpy(wt2), None, k, 0, op,
+                                   groups)
+        _close(nc.conv_transpose2d(y, wt2, None, k, 0, op, groups, algorithm="im2col"),
+               want.numpy())
+
+
+def test_benchmark_script_runs(tmp_path):
+    """benchmarks/bench_conv_transpose.py --quick, on this checkout's nbconv."""
+    _torch()
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    out = tmp_path / "convt.json"
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_conv_transpose.py"),
+                           "--quick", "--threads", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=root, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "machine :" in proc.stdout and "ratio" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "conv_transpose" and data["quick"] is True
+    assert data["machine"]["nbconv_threads"] == 1
+    assert len(data["results"]) == 2
+    for r in data["results"].values():
+        assert r["matches_torch"] is True
+        assert r["step"]["nbconv_ms"] > 0 and r["step"]["torch_ms"] > 0

@@ -6,8 +6,9 @@ convolution whose data gradient the transposed convolution is.
 convolution with the same weight ``(C_in, C_out // groups, kh, kw)`` (``C_in`` filters) maps
 ``(N, C_out, H_out, W_out)`` back to ``(N, C_in, H, W)``.  ``output_padding`` adds rows and
 columns at the bottom and right of the transposed convolution's output, which that
-convolution does not read: its bottom/right padding is ``padding - output_padding`` (negative
-when ``output_padding > padding``, where the convolution simply never reaches the last rows).
+convolution does not read: its bottom/right padding is ``padding - output_padding``, or 0 when
+that is negative (the convolution then leaves the last rows unread, as any convolution whose
+stride does not divide its input).
 """
 
 from __future__ import annotations
@@ -75,5 +76,5 @@ def transpose_geometry(op, x_shape, w_shape, stride, padding, output_padding, gr
                 f"stride {s} - 2 * padding {p} + dilation {d} * (kernel {k} - 1) + "
                 f"output_padding {o} + 1 ({desc})")
         out.append(size)
-    g = Geom(sy, sx, dh, dw, groups, ph, ph - oph, pw, pw - opw, "zeros", H, W)
+    g = Geom(sy, sx, dh, dw, groups, ph, max(ph - oph, 0), pw, max(pw - opw, 0), "zeros", H, W)
     return g, (N, Fg * groups, out[0], out[1])

@@ -42,6 +42,7 @@ from ..kernels.conv2d_im2col import (
     _conv2d_im2col_phases,
     _conv2d_im2col_scatter_images,
 )
+from ..kernels.patches import _patches_depth_to_space, _patches_space_to_depth
 from . import plan
 
 __all__ = ["conv2d_forward", "conv2d_backward", "im2col", "col2im", "plan_chunks"]
@@ -207,11 +208,20 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("columns
             _conv2d_im2col_fwd_bias(y, b, n0, nb, r0, nr, j0, nj)
 
 
+def patches(kh, kw, sy, sx, pt, pl, dh, dw) -> bool:
+    """Whether the windows tile the input without overlap or padding (kernel = stride, no
+    padding, no dilation): then the columns are a rearrangement of the input
+    (:mod:`nbconv.kernels.patches`)."""
+    return (kh, kw, pt, pl) == (sy, sx, 0, 0) and (dh == 1 or kh == 1) and (dw == 1 or kw == 1)
+
+
 def _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw):
     """The column matrix of one chunk: whole narrow images one task per (image, channel),
     other chunks one task per row of the matrix (one long write stream each: for AlexNet
     c2's 27-pixel rows 3.3 vs 4.3 ms a chunk, for LeNet c2's 8-pixel rows 1.2 vs 0.85 ms)."""
-    if mode == "images" and nj < plan.NARROW_ROWS:
+    if mode == "images" and patches(kh, kw, sy, sx, pt, pl, dh, dw):
+        _patches_space_to_depth(x, cols, n0, nb, kh, kw, nr, nj)
+    elif mode == "images" and nj < plan.NARROW_ROWS:
         _conv2d_im2col_cols_images(x, cols, n0, nb, kh, kw, sy, sx, pt, pl, dh, dw, nr, nj)
     else:
         _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
@@ -269,26 +279,36 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
     dcols_flat = np.empty(CK * max_cols, dtype) if dx is not None else None
     dyt_flat = None
     last_n = -1
+    # as in the forward pass, large images are multiplied one by one on dy's own pixels
+    # rather than gathered into one product per chunk
+    per_image = OH * OW >= plan.BATCHED_BELOW
     for k, (n0, nb, r0, nr, j0, nj) in enumerate(chunks):
         M = nb * nr * nj
-        if nb == 1:
-            dyt3 = _pixel_view(dy, G, n0, r0, nr, j0, nj)
+        m = nr * nj
+        if nb == 1 or per_image:
+            # (dy's pixels of image i, their first column in the chunk's matrices)
+            parts = [(_pixel_view(dy, G, n0 + i, r0, nr, j0, nj), i * m) for i in range(nb)]
         else:
             if dyt_flat is None:
                 dyt_flat = np.empty(F * max_cols, dtype)
             dyt = _buffer(dyt_flat, F, M)
             _conv2d_im2col_bwd_gather_dy(dy, dyt, n0, nb, r0, nr, j0, nj)
-            dyt3 = dyt.reshape(G, Fg, M)
+            parts, m = [(dyt.reshape(G, Fg, M), 0)], M
         if gw is not None:
             cols = _buffer(cols_flat, CK, M)
             _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
             # weight gradient: sum over chunks of dy_chunk @ cols_chunk.T, per group
-            matmul(dyt3, cols.reshape(G, K, M).transpose(0, 2, 1), gw3, accumulate=k > 0)
+            for t, (dyt3, a) in enumerate(parts):
+                matmul(dyt3, cols[:, a:a + m].reshape(G, K, m).transpose(0, 2, 1), gw3,
+                       accumulate=k > 0 or t > 0)
         if dx is None:
             continue
         dcols = _buffer(dcols_flat, CK, M)
-        matmul(w3t, dyt3, dcols.reshape(G, K, M))
-        if mode == "images":
+        for dyt3, a in parts:
+            matmul(w3t, dyt3, dcols[:, a:a + m].reshape(G, K, m))
+        if mode == "images" and patches(kh, kw, sy, sx, pt, pl, dh, dw):
+            _patches_depth_to_space(dcols, dx, n0, nb, kh, kw, OH, OW)
+        elif mode == "images":
             _conv2d_im2col_col2im_images(dcols, dx, n0, nb, kh, kw, sy, sx, pt, pl, dh, dw,
                                          OH, OW)
         else:
