@@ -201,7 +201,10 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("columns
         # BLAS writes straight into y, one GEMM per image reading its block of columns.  This
         # beat one GEMM for the chunk plus a scatter pass into y for larger images.
         P_chunk = nr * nj
-        for i in range(nb):
+        if G == 1 and nb > 1:  # one batched call: one parallel region for the chunk
+            matmul(w3, cols.reshape(CK, nb, P_chunk).transpose(1, 0, 2),
+                   y[n0:n0 + nb].reshape(nb, F, P_chunk))
+        for i in range(nb if G > 1 or nb == 1 else 0):
             out = _pixel_view(y, G, n0 + i, r0, nr, j0, nj)
             matmul(w3, cols3[:, :, i * P_chunk:(i + 1) * P_chunk], out)
         if b is not None:
@@ -304,6 +307,10 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
         if dx is None:
             continue
         dcols = _buffer(dcols_flat, CK, M)
+        if G == 1 and len(parts) > 1:  # the images in one batched call
+            matmul(w3t, dy[n0:n0 + nb].reshape(nb, F, m),
+                   dcols.reshape(CK, nb, m).transpose(1, 0, 2))
+            parts = []
         for dyt3, a in parts:
             matmul(w3t, dyt3, dcols[:, a:a + m].reshape(G, K, m))
         if mode == "images" and patches(kh, kw, sy, sx, pt, pl, dh, dw):
