@@ -304,7 +304,7 @@ def _kernels(algorithm, backward, N, C, H, W, F, kh, kw, g, itemsize, threads):
         return (plan.im2col_forward_path(N, C, Hp, Wp, F, kh, kw, g.OH, g.OW, g.sy, g.sx,
                                          g.pt if g.mode == "zeros" else 0,
                                          g.pl if g.mode == "zeros" else 0, g.groups,
-                                         itemsize, blas),), False
+                                         itemsize, blas, g.dh, g.dw),), False
     if algorithm in ("im2col", "tapgemm"):
         return ((algorithm,) * (2 if backward else 1)), False
     if algorithm == "winograd" and not backward:

@@ -32,12 +32,14 @@ from . import direct, im2col, tapgemm, winograd
 from .convplan import ConvPlan, backward_plan, forward_plan
 from .exact import exact_backward, exact_forward, finite_array
 
-__all__ = ["forward", "backward", "DRIVERS", "device_forward", "device_backward"]
+__all__ = ["forward", "backward", "data_gradient", "DRIVERS", "device_forward",
+           "device_backward"]
 
 
 #: the driver module of each algorithm: conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw,
 #: groups, kernels) and conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups,
-#: kernels, spread)
+#: kernels, spread), where dx None skips the data gradient and gw None the weight (and bias)
+#: gradient, x then None too
 DRIVERS = {"direct": direct, "im2col": im2col, "winograd": winograd, "tapgemm": tapgemm}
 
 
@@ -157,6 +159,26 @@ def backward(op, dy, x, weight, g: Geom, want_bias, need_dx, algorithm="auto"):
     if need_dx and g.mode != "zeros":
         dx = _fold_padding(dxp, x.shape[2], x.shape[3], g)
     return dx, gw, gb
+
+
+def data_gradient(op, dy, weight, g: Geom, x_shape, algorithm="auto"):
+    """``dx`` alone, of shape ``x_shape``, for validated ``dy`` and ``weight``: the backward
+    plan's data gradient without the weight gradient (no ``x`` is needed), which is the
+    forward pass of the transposed convolution.  An empty batch gives an empty ``dx``;
+    non-finite results are recomputed by :func:`exact_backward`."""
+    if x_shape[0] == 0:
+        return np.empty(x_shape, dtype=dy.dtype)
+    p = backward_plan(op, x_shape, weight.shape, g, dy.dtype, algorithm)
+    weight, g = _kept(weight, p), p.geometry
+    N, C, H, W = x_shape
+    explicit = g.mode != "zeros"
+    dxp = np.empty((N, C, H + g.pt + g.pb, W + g.pl + g.pr) if explicit else x_shape,
+                   dtype=dy.dtype)
+    args = (g.sy, g.sx, 0 if explicit else g.pt, 0 if explicit else g.pl, g.dh, g.dw, g.groups)
+    DRIVERS[p.algorithm].conv2d_backward(dy, None, weight, dxp, None, None, *args, p.kernels,
+                                         p.spread)
+    exact_backward(dy, None, weight, dxp, None, None, *args)
+    return _fold_padding(dxp, H, W, g) if explicit else dxp
 
 
 # ------------------------------------------------------------------------- CUDA device arrays

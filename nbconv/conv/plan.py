@@ -441,14 +441,18 @@ def direct_backward_kernels(N, C, H, W, F, kh, kw, OH, OW, sy, sx, dh, dw, group
 
 
 def im2col_forward_path(N, C, H, W, F, kh, kw, OH, OW, sy, sx, pt, pl, groups, itemsize,
-                        blas) -> str:
+                        blas, dh=1, dw=1) -> str:
     """How im2col runs a forward pass: ``"pointwise"`` (a stride-1 1x1 layer without padding
     is one product per image, no columns), ``"fused"`` (groups 1, a weight matrix within
     :data:`FUSED_MAX_WEIGHT_BYTES` and bands of at least :data:`FUSED_MIN_COLS` pixels: each
     task builds its band's columns and multiplies them on its own thread; needs a CBLAS gemm,
-    ``blas``) or ``"columns"`` (chunks of columns, then the products)."""
+    ``blas``) or ``"columns"`` (chunks of columns, then the products).  Patch layers (kernel
+    = stride, no padding or dilation) take ``"columns"``: their columns are one fast
+    rearrangement of the input (:mod:`nbconv.kernels.patches`)."""
     if (kh, kw, sy, sx, pt, pl, groups) == (1, 1, 1, 1, 0, 0, 1) and (OH, OW) == (H, W):
         return "pointwise"
+    if (kh, kw, pt, pl) == (sy, sx, 0, 0) and (dh == 1 or kh == 1) and (dw == 1 or kw == 1):
+        return "columns"
     band = fused_band(C // groups * kh * kw, OH, OW, itemsize)
     if (blas and groups == 1 and F * C * kh * kw * itemsize <= FUSED_MAX_WEIGHT_BYTES
             and band and band * OW >= FUSED_MIN_COLS):

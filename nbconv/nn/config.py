@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 
-from . import activations, containers, layers, norms, pooling, upsample
+from . import activations, containers, conv_transpose, layers, norms, pooling, upsample
 from .module import Module
 
 _REGISTRY: dict[str, type] = {}
@@ -59,6 +59,8 @@ for _name in activations.__all__:
     register(getattr(activations, _name))
 for _name in upsample.__all__:
     register(getattr(upsample, _name))
+for _name in conv_transpose.__all__:
+    register(getattr(conv_transpose, _name))
 for _cls in (containers.Concat, containers.Add, containers.Identity):
     register(_cls)
 

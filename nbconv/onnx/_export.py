@@ -99,6 +99,23 @@ def _conv(b, m, path, xs, vs, y):
     return b.node("Conv", ins, path, **attrs)
 
 
+def _conv_transpose(b, m, path, xs, vs, y):
+    """``nn.ConvTranspose2d``/``1d`` as ConvTranspose: the same padding at both ends, and
+    the output padding of the traced call (``forward``'s ``output_size`` may have set it)."""
+    w = m.weight.data
+    nd = w.ndim - 2
+    k, pads = w.shape[2:], _tuple(m.padding, nd)
+    stride, dil = _tuple(m.stride, nd), _tuple(m.dilation, nd)
+    out_pad = [o - ((n - 1) * s - 2 * p + d * (kk - 1) + 1) for o, n, s, p, d, kk in
+               zip(y.shape[-nd:], vs[0].shape[-nd:], stride, pads, dil, k)]
+    attrs = dict(kernel_shape=list(k), strides=list(stride), dilations=list(dil),
+                 group=int(m.groups), pads=list(pads) * 2, output_padding=out_pad)
+    ins = [xs[0], b.const(f"{path}.weight", w)]
+    if m.bias is not None:
+        ins.append(b.const(f"{path}.bias", m.bias.data))
+    return b.node("ConvTranspose", ins, path, **attrs)
+
+
 def _conv_pads(m, in_sizes, k, stride, dil) -> list[tuple[int, int]]:
     """(before, after) per spatial axis, as nbconv pads (``"same"`` from the traced size)."""
     nd = len(k)
@@ -388,7 +405,8 @@ def _register_activations():
 
 
 _WRITERS = {
-    _nn.Conv2d: _conv, _nn.Conv1d: _conv, _nn.MaxPool2d: _maxpool, _nn.AvgPool2d: _avgpool,
+    _nn.Conv2d: _conv, _nn.Conv1d: _conv, _nn.ConvTranspose2d: _conv_transpose,
+    _nn.ConvTranspose1d: _conv_transpose, _nn.MaxPool2d: _maxpool, _nn.AvgPool2d: _avgpool,
     _nn.AdaptiveAvgPool2d: _adaptive, _nn.GlobalAvgPool2d: _gap, _nn.Linear: _linear,
     _nn.Flatten: _flatten, _nn.ReLU: _simple("Relu"), _nn.LeakyReLU: _leaky,
     _nn.Sigmoid: _simple("Sigmoid"), _nn.Tanh: _simple("Tanh"), _nn.Softmax: _softmax,

@@ -294,6 +294,72 @@ def _conv(im, node, attrs):
     im.emit(conv, src)
 
 
+def _conv_transpose(im, node, attrs):
+    """ConvTranspose as ``nn.ConvTranspose2d``/``1d``: ONNX's pads (begin, end) and
+    output_padding are nbconv's ``padding = begin`` and ``output_padding = output_padding +
+    begin - end`` (a Slice crops the end where that is negative); ``output_shape`` and
+    ``auto_pad`` SAME_* set the pads from the input size (ONNX's reference rule, the larger
+    half first unless SAME_UPPER)."""
+    w = im.needs_const(node.input[1], "weight")
+    b = im.const(node.input[2]) if len(node.input) > 2 else None
+    if len(node.input) > 2 and node.input[2] and b is None:
+        raise im.fail(f"its bias ({node.input[2]!r}) must be a constant initializer")
+    nd = w.ndim - 2
+    if nd not in (1, 2):
+        raise im.fail(f"{nd}-D transposed convolutions are not supported (weight shape "
+                      f"{w.shape})")
+    k = tuple(w.shape[2:])
+    if tuple(attrs.get("kernel_shape", k)) != k:
+        raise im.fail(f"kernel_shape {attrs['kernel_shape']} does not match the weight "
+                      f"shape {w.shape}")
+    stride = tuple(attrs.get("strides", [1] * nd))
+    dil = tuple(attrs.get("dilations", [1] * nd))
+    groups = int(attrs.get("group", 1))
+    out_pad = list(attrs.get("output_padding", [0] * nd))
+    pads = list(attrs.get("pads", [0] * 2 * nd))
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        raise im.fail(f"unknown auto_pad {auto!r}")
+    if auto == "VALID":
+        pads = [0] * 2 * nd
+    shape = list(attrs.get("output_shape", []))[-nd:]
+    if shape or auto.startswith("SAME"):
+        size = im.shapes.get(node.input[0])
+        if size is None or len(size) != nd + 2 or None in size[2:]:
+            raise im.fail("output_shape and auto_pad SAME_* need the input's spatial size, "
+                          "which shape inference did not give")
+        size = size[2:]
+        shape = shape or [n * s for n, s in zip(size, stride)]
+        total = [s * (n - 1) + o + d * (kk - 1) + 1 - t
+                 for n, s, o, d, kk, t in zip(size, stride, out_pad, dil, k, shape)]
+        first = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
+        pads = first + [t - f for t, f in zip(total, first)]
+    begin, end = pads[:nd], pads[nd:]
+    extra = [o + bg - e for o, bg, e in zip(out_pad, begin, end)]
+    # a larger end padding (SAME_UPPER's odd pixel) crops the end: a Slice after the layer
+    crop = [(2 + i, e) for i, e in enumerate(extra) if e < 0]
+    extra = [max(e, 0) for e in extra]
+    if min(begin) < 0 or any(e >= s and e >= d for e, s, d in zip(extra, stride, dil)):
+        raise im.fail(f"pads {pads} with output_padding {out_pad} are not supported: nbconv "
+                      "pads both ends alike and adds output_padding (smaller than the stride "
+                      "or the dilation) at the end")
+    cls = _nn.ConvTranspose2d if nd == 2 else _nn.ConvTranspose1d
+    one = (lambda t: tuple(t)) if nd == 2 else (lambda t: t[0])
+    layer = cls(w.shape[0], w.shape[1] * groups, one(k), stride=one(stride),
+                padding=one(begin), output_padding=one(extra), groups=groups,
+                bias=b is not None, dilation=one(dil), dtype=im.dtype)
+    _set(layer.weight, w)
+    if b is not None:
+        _set(layer.bias, b)
+    if not crop:
+        im.emit(layer, im.source(node.input[0]))
+        return
+    name = im.add(layer, im.source(node.input[0]))
+    axes, ends = [a for a, _ in crop], [e for _, e in crop]
+    im.env[node.output[0]] = im.add(_ox.Slice([0] * len(axes), ends, axes), name,
+                                    suffix="_crop")
+
+
 def _linear_from(im, weight, bias, source):
     lin = _nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=im.dtype)
     _set(lin.weight, weight)
@@ -892,6 +958,7 @@ _CONVERTERS = {
     "Unsqueeze": _unsqueeze, "Pad": _pad, "Slice": _slice,
     "Transpose": _simple(lambda a: _ox.Transpose(a.get("perm"))),
 }
+_CONVERTERS["ConvTranspose"] = _conv_transpose
 _CONVERTERS.update(InstanceNormalization=_instancenorm, GroupNormalization=_groupnorm,
                    LayerNormalization=_layernorm)
 
