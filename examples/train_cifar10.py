@@ -6,7 +6,9 @@ The seeds' CIFAR-10 experiment::
     python examples/train_cifar10.py --data-dir ~/data --model simple --epochs 5
 
 ``--data-dir`` is the folder holding ``cifar-10-batches-bin`` (the binary version of CIFAR-10,
-``cifar-10-binary.tar.gz`` unpacked) or that folder itself.  Without the data set the script
+``cifar-10-binary.tar.gz`` unpacked) or that folder itself; the python version
+(``cifar-10-batches-py``, pickles) is read only with ``--allow-pickle``, since unpickling a file
+can run code, and is otherwise refused.  Without the data set the script
 says where it looked and exits with status 2: it never trains on stand-in data presented as
 CIFAR.  Training uses random crops (4 pixels of zero padding) and horizontal flips, then
 normalises with the per-channel mean and std of the training set (stored in the model file's
@@ -64,6 +66,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
     p.add_argument("--out", default="cifar10.h5", help="model file to write")
     p.add_argument("--plot", default="cifar10.png", help="training-curve PNG to write")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="read the python version (cifar-10-batches-py) when it is the only "
+                        "one: unpickling can run code, use it only for files you trust")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "train_size", "test_size"):
@@ -81,10 +86,15 @@ def load(args):
                          "the binary version); nothing was trained\n")
         raise SystemExit(2)
     try:
-        train = data.load_cifar10(args.data_dir, "train")
-        test = data.load_cifar10(args.data_dir, "test")
-    except (FileNotFoundError, ValueError) as e:
+        train = data.load_cifar10(args.data_dir, "train", allow_pickle=args.allow_pickle)
+        test = data.load_cifar10(args.data_dir, "test", allow_pickle=args.allow_pickle)
+    except FileNotFoundError as e:
         sys.stderr.write(f"CIFAR-10 not found: {e}; nothing was trained\n")
+        raise SystemExit(2) from None
+    except ValueError as e:  # the pickles without --allow-pickle, or a malformed batch file
+        hint = ("; --allow-pickle reads them if you trust the files"
+                if "allow_pickle" in str(e) and not args.allow_pickle else "")
+        sys.stderr.write(f"CIFAR-10 refused: {e}{hint}; nothing was trained\n")
         raise SystemExit(2) from None
     (xt, yt), (xv, yv) = train, test
     return (xt[:args.train_size], yt[:args.train_size]), (xv[:args.test_size],
@@ -130,8 +140,9 @@ def main(argv=None) -> float:
 
     t0 = time.perf_counter()
     fit(model, losses.CrossEntropyLoss(), opt, train_loader, args.epochs,
-        val_loader=test_loader, callbacks=[report, schedule], plot=args.plot,
-        progress=not args.no_progress)
+        # with the progress bar, fit prints each epoch's line itself
+        val_loader=test_loader, callbacks=[schedule] + ([report] if args.no_progress else []),
+        plot=args.plot, progress=not args.no_progress)
     metadata = {"dataset": "CIFAR-10", "model": args.model, "mean": mean.tolist(),
                 "std": std.tolist(), "epochs": args.epochs, "optimizer": args.optimizer,
                 "lr": base_lr, "batch_size": args.batch_size, "seed": args.seed,

@@ -211,7 +211,9 @@ def main(argv=None) -> float | None:
                 "preprocessing": "x / 255, then (x - mean) / std"}
     t0 = time.perf_counter()
     fit(model, crit, opt, train_loader, args.epochs, val_loader=test_loader,
-        callbacks=[report, schedule], plot=args.plot, progress=not args.no_progress,
+        # with the progress bar, fit prints each epoch's line itself
+        callbacks=[schedule] + ([report] if args.no_progress else []), plot=args.plot,
+        progress=not args.no_progress,
         checkpoint=args.checkpoint, resume=args.resume, metadata=metadata,
         distributed=world if world is not None else False)
     if not main_rank:

@@ -16,8 +16,9 @@ from ._version import __version__
 from . import _compile_notice, functional
 from ._config import get_num_threads, max_num_threads, set_num_threads
 from .functional import *  # noqa: F403
-from . import cuda, data, io, losses, models, nn, optim, recording, train
+from . import conv, cuda, data, io, losses, models, nn, optim, recording, train
 from .io import load, load_state, save
+from .conv.tune import tune
 from . import onnx  # imports no onnx; registers the layers an imported ONNX graph may hold
 from .nn import enable_grad, manual_seed, no_grad
 
@@ -27,4 +28,5 @@ __all__ = functional.__all__ + [
     "functional", "set_num_threads", "get_num_threads", "max_num_threads", "cuda",
     "data", "io", "losses", "models", "nn", "optim", "recording", "train",
     "save", "load", "load_state", "manual_seed", "no_grad", "enable_grad", "__version__",
+    "tune", "conv",
 ]

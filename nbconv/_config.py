@@ -4,7 +4,11 @@ Kernels read their decorator flags from here, so that a single environment varia
 behaviour of the whole library:
 
 ``NBCONV_CACHE``
-    ``"0"`` disables numba's on-disk cache (default: enabled).
+    ``"0"`` disables numba's on-disk cache (default: enabled).  The cache lives where numba puts
+    it (``NUMBA_CACHE_DIR`` when set, else ``__pycache__`` next to the sources), in a folder
+    ``nbconv-<digest>`` whose name hashes nbconv's version and every ``.py`` file of the
+    package, so that an upgrade or an edited helper never loads a stale kernel; superseded
+    folders are deleted after an hour unused (:mod:`nbconv._cache`).
 ``NBCONV_COMPILE_NOTICE``
     ``"0"`` silences the one-line notice on stderr when nbconv's kernels are compiled (the
     first run with an empty cache); default: shown.
@@ -35,6 +39,8 @@ import os
 import sys
 
 import numba
+
+from . import _cache
 
 #: numba's threading layer: OpenMP first (then TBB, then workqueue).  When nbconv is the first
 #: to load OpenMP its idle threads are told to sleep (``OMP_WAIT_POLICY=PASSIVE``) instead of
@@ -94,8 +100,12 @@ def _tune_malloc() -> bool:
 #: True when :func:`_tune_malloc` changed glibc's thresholds at import.
 MALLOC_TUNED: bool = _tune_malloc()
 
-#: numba's on-disk cache for every kernel (``cache=True``).
+#: numba's on-disk cache for every kernel (``cache=True``), in a folder named after a hash of
+#: nbconv's version and sources (:mod:`nbconv._cache`): a kernel compiled by another version of
+#: any nbconv file, its helpers' included, is never loaded.
 CACHE: bool = os.environ.get("NBCONV_CACHE", "1") != "0"
+if CACHE:
+    _cache.install()
 
 #: print one line on stderr when the first nbconv kernel of the process is compiled
 COMPILE_NOTICE: bool = os.environ.get("NBCONV_COMPILE_NOTICE", "1") != "0"

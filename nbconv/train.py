@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from contextlib import nullcontext
 
@@ -184,7 +185,10 @@ def fit(model, loss, optimizer, train_loader, epochs, val_loader=None, callbacks
     plot : str or path, optional
         Training-curve PNG (loss and accuracy per epoch) rewritten after every epoch.
     progress : bool
-        Show a tqdm progress bar with the running loss and accuracy.
+        Show a tqdm progress bar (on stderr, on rank 0) with the running loss and accuracy
+        during each epoch, and print one line per epoch on stdout with its figures, e.g.
+        ``epoch 3/10  loss 0.4120  acc 0.8710  val_loss 0.4550  val_acc 0.8620  12.3 s  950
+        img/s`` (``acc`` for a classification loss, ``val_*`` with ``val_loader``).
     metadata : dict, optional
         Extra JSON-able values stored in every checkpoint (e.g. normalisation ``mean``/``std``).
     distributed : bool or nbconv.distributed.World, default False
@@ -457,6 +461,8 @@ def _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks, ch
             vl = va = None
         history["val_loss"].append(vl)
         history["val_accuracy"].append(va)
+        if progress and main:  # the bar is cleared: one line per epoch stays on screen
+            _say(_epoch_line(epoch + 1, epochs, history))
         if sched is not None and not sched[1]:
             if sched[2]:  # ReduceLROnPlateau
                 sched[0].step(vl if vl is not None else history["loss"][-1])
@@ -482,6 +488,32 @@ def _fit(model, loss, optimizer, train_loader, epochs, val_loader, callbacks, ch
         if stop:
             break
     return history
+
+
+def _epoch_line(epoch, epochs, history) -> str:
+    """``epoch 3/10  loss 0.4120  acc 0.8710  val_loss 0.4550  val_acc 0.8620  12.3 s  950
+    img/s``: the figures of the epoch just finished (those it has)."""
+    parts = [f"epoch {epoch}/{epochs}"]
+    for key, label in (("loss", "loss"), ("accuracy", "acc"), ("val_loss", "val_loss"),
+                       ("val_accuracy", "val_acc")):
+        v = history[key][-1]
+        if v is not None:
+            parts.append(f"{label} {v:.4f}")
+    parts.append(f"{history['seconds'][-1]:.1f} s")
+    if history["images_per_s"][-1] is not None:
+        parts.append(f"{history['images_per_s'][-1]:.0f} img/s")
+    return "  ".join(parts)
+
+
+def _say(line: str) -> None:
+    """Print ``line`` on stdout, above any progress bar still shown (the user's own)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        print(line, flush=True)
+        return
+    tqdm.write(line, file=sys.stdout)
+    sys.stdout.flush()
 
 
 def _progress(loader, epoch, epochs, enabled):

@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 from hypothesis import HealthCheck, settings
 
@@ -11,6 +12,11 @@ settings.register_profile(
     "thorough", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("NBCONV_HYPOTHESIS_PROFILE", "ci"))
+
+# The tests see the "auto" rules, never a developer's tuned choices (nbconv.tune's file beside
+# the kernel cache) or autotuning; tests of tuning point NBCONV_TUNE_DIR elsewhere themselves.
+os.environ["NBCONV_TUNE_DIR"] = tempfile.mkdtemp(prefix="nbconv-tests-tune-")
+os.environ.pop("NBCONV_AUTOTUNE", None)
 
 
 import pytest  # noqa: E402

@@ -808,10 +808,12 @@ def test_onnx_opsets_and_refusals(tmp_path):
     slope = onnx.numpy_helper.from_array(np.ones(2, np.float32), "slope")  # along the last axis
     with pytest.raises(nc.onnx.UnsupportedOpError, match="one per channel"):
         nc.onnx.load(one("PRelu", inits=[slope]))
-    with pytest.raises(nc.onnx.UnsupportedOpError, match="alpha=0.2"):
-        nc.onnx.load(one("HardSigmoid"))  # ONNX's default slope, not PyTorch's 1/6
-    with pytest.raises(nc.onnx.UnsupportedOpError, match="gamma=3.0"):
-        nc.onnx.load(one("Selu", gamma=3.0))
+    # other constants than PyTorch's (ONNX's default slope 0.2, not 1/6): composed layers
+    x = np.linspace(-4, 4, 12, dtype=np.float32).reshape(1, 3, 2, 2)
+    np.testing.assert_allclose(nc.onnx.load(one("HardSigmoid"))(x),
+                               np.clip(np.float32(0.2) * x + 0.5, 0, 1), rtol=1e-6)
+    np.testing.assert_allclose(nc.onnx.load(one("Selu", gamma=3.0))(x), 3.0 * np.where(
+        x > 0, x, np.float32(1.67326319217681884765625) * np.expm1(x)), rtol=1e-6)
     g = nc.onnx.load(one("Elu", alpha=0.3))
     assert [type(m).__name__ for _, m, _ in g.nodes] == ["ELU"]
     assert g.nodes[0][1]._config["alpha"] == pytest.approx(0.3)

@@ -375,6 +375,26 @@ def test_load_cifar10_malformed_pickle(tmp_path):
         nd.load_cifar10(tmp_path, "test", allow_pickle=True)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "foreign class"])
+def test_load_cifar10_broken_pickle_is_a_value_error(tmp_path, damage):
+    """As the docstring promises: a truncated or corrupted pickle is a ValueError naming the
+    file, never pickle's own EOFError/UnpicklingError."""
+    write_cifar_py(tmp_path)
+    path = tmp_path / "test_batch"
+    whole = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(whole[:len(whole) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x80\x04not a pickle at all")
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:  # a global that does not exist: unpickling looks it up and fails
+        path.write_bytes(b"cno_such_module_nbconv\nThing\n.")
+    with pytest.raises(ValueError, match=r"test_batch.*(truncated or corrupted)"):
+        nd.load_cifar10(tmp_path, "test", allow_pickle=True)
+    nd.load_cifar10(tmp_path, "train", allow_pickle=True)  # the intact batches still load
+
+
 # --------------------------------------------------------------------------------------------
 # DataLoader
 

@@ -1,5 +1,7 @@
 """Layers, containers and losses: float64 finite-difference checks of every backward pass."""
 
+import re
+
 import numpy as np
 import pytest
 from gradcheck import directional_check
@@ -393,3 +395,27 @@ def test_sequential_fuses_conv_and_relu(C, F, stride, monkeypatch):
     np.testing.assert_array_equal(dx_fused, dx_plain)
     for g, p in zip(grads_fused, net.parameters()):
         np.testing.assert_array_equal(g, p.grad)
+
+
+def test_graph_repr_shows_the_wiring():
+    """Each node is printed with the nodes it reads; parsing the printout gives back the
+    graph's edges (also for a node spanning several lines and a graph nested in another)."""
+    g = nn.Graph(output="cat")
+    g.add("conv2", nn.Conv2d(2, 2, 3, padding=1), "input")
+    g.add("skip", nn.Identity(), "input")
+    g.add("add1", nn.Add(), "conv2", "skip")
+    g.add("branch", nn.Sequential(nn.Conv2d(2, 3, 1), nn.ReLU()), "add1")
+    g.add("cat", nn.Concat(axis=1), "add1", "branch")
+    g.add("unused", nn.ReLU(), "cat")
+    outer = nn.Sequential(g, nn.Flatten())
+    for text, indent in ((repr(g), "  "), (repr(outer), "    ")):
+        wiring = {}
+        for line in text.splitlines():
+            m = re.fullmatch(rf"{indent}\((\w+)\): (\w+)\(.*\) <- (.+)", line) or \
+                re.fullmatch(rf"{indent}\((\w+)\): (\w+)\( <- (.+)", line)
+            if m:
+                wiring[m[1]] = (m[2], tuple(m[3].split(", ")))
+        assert wiring == {n: (type(m).__name__, ins) for n, m, ins in g.nodes}, text
+        assert f"{indent}output <- cat" in text.splitlines()
+    assert "(add1): Add() <- conv2, skip" in repr(g)
+    assert repr(nn.Graph()) == "Graph()"

@@ -175,10 +175,21 @@ def test_layer_normalization_operator_loads(axis, scale_shape, bias, tmp_path):
         assert_scaled_close(g(x), _run_ort(path, x), 2e-5)
 
 
-def test_layer_normalization_over_the_batch_axis_is_refused(tmp_path):
-    path = _onnx_model(tmp_path, "LayerNormalization", 17, {"s": np.ones((2, 3))},
+def test_layer_normalization_over_the_batch_axis(tmp_path):
+    """axis 0 normalises the whole tensor: a LayerNorm over all its axes (the file's static
+    batch size); an axis out of range is refused."""
+    rng = _rng(7)
+    path = _onnx_model(tmp_path, "LayerNormalization", 17,
+                       {"s": rng.uniform(0.5, 2, (2, 3)), "b": rng.normal(0, 1, (2, 3))},
                        dict(axis=0), (2, 3))
-    with pytest.raises(nbconv.onnx.UnsupportedOpError, match="axis"):
+    g = nbconv.onnx.load(path)
+    assert _layer_types(g) == ["LayerNorm"]
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    with nbconv.no_grad():
+        assert_scaled_close(g(x), _run_ort(path, x), 2e-5)
+    path = _onnx_model(tmp_path, "LayerNormalization", 17, {"s": np.ones((2, 3))},
+                       dict(axis=-3), (2, 3))
+    with pytest.raises(nbconv.onnx.UnsupportedOpError, match="axis -3 is out of range"):
         nbconv.onnx.load(path)
 
 

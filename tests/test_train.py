@@ -1,5 +1,6 @@
 """fit(): history, checkpoints, bit-identical resume, the training-curve PNG; evaluate()."""
 
+import re
 import sys
 
 import numpy as np
@@ -125,3 +126,48 @@ def test_fit_refuses_a_loss_without_reduction():
     with pytest.raises(ValueError, match=r"reduction='none'"):
         nc.train.fit(model, nc.losses.CrossEntropyLoss(reduction="none"),
                      optim.SGD(model.parameters(), lr=0.1), loader, 1, progress=False)
+
+
+def _fit_printing(capsys, progress, val=True, loss=None, epochs=3):
+    x, y = _problem()
+    model = _model(0)
+    loss = loss or losses.CrossEntropyLoss()
+    hist = fit(model, loss, optim.SGD(model.parameters(), lr=0.05),
+               data.DataLoader(x, y, 16, seed=0), epochs,
+               val_loader=data.DataLoader(x, y, 32, shuffle=False) if val else None,
+               progress=progress)
+    return hist, capsys.readouterr()
+
+
+def test_progress_leaves_one_line_per_epoch(capsys):
+    """The bars are cleared (leave=False), but every epoch's figures stay on stdout."""
+    hist, out = _fit_printing(capsys, True)
+    lines = out.out.splitlines()
+    assert len(lines) == 3, out.out
+    pattern = (r"epoch (\d)/3  loss (\S+)  acc (\S+)  val_loss (\S+)  val_acc (\S+)  "
+               r"(\S+) s  (\d+) img/s")
+    for e, line in enumerate(lines):
+        m = re.fullmatch(pattern, line)
+        assert m, line
+        assert int(m[1]) == e + 1
+        for i, key in enumerate(("loss", "accuracy", "val_loss", "val_accuracy"), start=2):
+            assert float(m[i]) == pytest.approx(hist[key][e], abs=5e-5)
+        assert float(m[6]) == pytest.approx(hist["seconds"][e], abs=0.05)
+    assert "epoch 1/3" in out.err  # the bar's description, on stderr
+
+
+def test_progress_line_without_validation_or_accuracy(capsys):
+    _, out = _fit_printing(capsys, True, val=False, epochs=1)
+    assert re.fullmatch(r"epoch 1/1  loss \S+  acc \S+  \S+ s  \d+ img/s\n",
+                                      out.out), out.out
+    x, y = _problem()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 1))
+    fit(model, losses.MSELoss(), optim.SGD(model.parameters(), lr=0.01),
+        data.DataLoader(x, y[:, None].astype(np.float32), 32, seed=0), 1, progress=True)
+    line = capsys.readouterr().out
+    assert "acc" not in line and line.startswith("epoch 1/1  loss "), line
+
+
+def test_no_progress_prints_nothing(capsys):
+    _, out = _fit_printing(capsys, False, epochs=2)
+    assert out.out == "" and "epoch" not in out.err  # no bar (a compile notice may show)

@@ -1,6 +1,8 @@
 """examples/train_cifar10.py end to end on a tiny CIFAR-10 binary folder the test writes, and
 its refusal to run without the data set."""
 
+import os
+import pickle
 import re
 import subprocess
 import sys
@@ -27,9 +29,23 @@ def _write_cifar_bin(folder: Path, per_batch: int) -> None:
         (folder / f"{name}.bin").write_bytes(records.tobytes())
 
 
+def _write_cifar_py(folder: Path, per_batch: int) -> None:
+    """The python version (``cifar-10-batches-py``): pickled dicts of the same records."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
+        labels = rng.integers(0, 10, per_batch)
+        pixels = rng.integers(0, 256, (per_batch, 3072)).astype(np.uint8)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"labels": labels.tolist(), b"data": pixels}, f)
+
+
 def _run(*args, cwd):
+    # this checkout's nbconv, not whichever one is installed
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, env=env)
 
 
 def test_train_cifar10_end_to_end(tmp_path):
@@ -64,3 +80,31 @@ def test_train_cifar10_without_data_says_so(tmp_path):
         assert "CIFAR-10 not" in out.stderr and "nothing was trained" in out.stderr
         assert "test accuracy" not in out.stdout
     assert not list(tmp_path.glob("*.h5"))
+
+
+def test_train_cifar10_pickles_refused_then_allowed(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_cifar_py(folder, per_batch=8)
+    out = _run("--data-dir", tmp_path, "--no-progress", cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "CIFAR-10 refused" in out.stderr and "not found" not in out.stderr
+    assert "--allow-pickle" in out.stderr and "nothing was trained" in out.stderr
+    model = tmp_path / "p.h5"
+    out = _run("--data-dir", tmp_path, "--allow-pickle", "--model", "simple", "--epochs", "1",
+               "--batch-size", "20", "--out", model, "--plot", tmp_path / "p.png",
+               "--no-progress", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "40 training and 8 test" in out.stdout
+    assert re.fullmatch(r"test accuracy: \d\.\d{4}", out.stdout.strip().splitlines()[-1])
+    assert model.is_file()
+
+
+def test_train_cifar10_truncated_pickle(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_cifar_py(folder, per_batch=8)
+    batch = folder / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:100])
+    out = _run("--data-dir", tmp_path, "--allow-pickle", "--no-progress", cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "CIFAR-10 refused" in out.stderr and "data_batch_3" in out.stderr
+    assert "truncated or corrupted" in out.stderr and "Traceback" not in out.stderr

@@ -21,7 +21,9 @@ the numba kernels of :mod:`nbconv.kernels.conv`.
     NaN follow the definition.
 
 Nothing here validates user input (:mod:`nbconv._checks.conv` does, for the host and the device
-alike) or knows about devices, layers or files.
+alike) or knows about layers or files.  Device arrays take the same engine and plans
+(``device="cuda"``) with the device's driver table, :mod:`nbconv.cuda.conv_drivers`, imported
+only when a device array arrives.
 """
 
 from .convplan import ConvPlan, explain

@@ -5,7 +5,9 @@ layer shape -- the algorithm and the rule that chose it, the taps kept after tri
 that read only zero padding, the padding treatment, the kernel families, the GEMM backend and
 how the batch is cut -- so that the drivers only execute it.  :func:`forward_plan` and
 :func:`backward_plan` build plans and cache them by shape; :func:`explain` shows both plans of
-a layer without running it (printing a plan shows every field):
+a layer without running it (printing a plan shows every field).  Plans of CUDA device arrays
+(``device="cuda"``) come from the device rule (``plan.DEVICE_RULES``) and name the CUDA kernels
+that run; they are pure shape logic too, so ``explain(..., device="cuda")`` needs no GPU:
 
 >>> import nbconv
 >>> plans = nbconv.conv.explain((32, 64, 8, 8), (64, 64, 3, 3), padding=1)
@@ -21,13 +23,16 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .._checks.conv import ALGORITHMS, Geom, geometry
+from .._checks.conv import ALGORITHMS, Geom, check_algorithm, geometry
 from . import plan
 from .im2col import plan_chunks
 from .winograd import winograd_chunks
 
 __all__ = ["ConvPlan", "Explanation", "forward_plan", "backward_plan", "explain",
-           "trim_taps", "clear_cache"]
+           "trim_taps", "clear_cache", "DEVICES"]
+
+#: the devices a plan is made for: host arrays, CUDA device arrays
+DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -44,22 +49,26 @@ class ConvPlan:
     dtype : str
         ``"float32"`` or ``"float64"``.
     device : str
-        ``"cpu"``.
+        ``"cpu"`` (host arrays) or ``"cuda"`` (CUDA device arrays).
     geometry : Geom
         Strides, dilation, groups and padding of the layer the driver runs (after trimming).
     algorithm : str
-        ``"direct"``, ``"im2col"``, ``"winograd"`` or ``"tapgemm"``.
+        On the host ``"direct"``, ``"im2col"``, ``"winograd"`` or ``"tapgemm"``; on the
+        device ``"direct"`` or ``"implicit-gemm"`` (``plan.DEVICE_ALGORITHMS``).
     rule : str
-        The name of the ``"auto"`` rule that chose the algorithm (``plan.AUTO_RULES``), or
-        ``"requested"`` when the caller named it.
+        The name of the ``"auto"`` rule that chose the algorithm (``plan.AUTO_RULES``, on the
+        device ``plan.DEVICE_RULES``), ``"requested"`` when the caller named it, or
+        ``"tuned on this machine; ..."`` when :func:`nbconv.tune` stored a choice for this
+        shape.
     taps : tuple of int or None
         ``(r0, r1, c0, c1)``: the kernel rows ``r0:r1`` and columns ``c0:c1`` the driver runs,
         the others reading only zero padding; None: every tap.
     padding : str
         ``"implicit zeros"`` (the drivers skip the padding) or ``"explicit <mode>"`` (the
-        engine pads ``x`` with numpy.pad first).
+        engine pads ``x`` first: with numpy.pad, on the device with a gather kernel).
     kernels : tuple of str
-        The kernel families: ``(forward,)``, or ``(data gradient, weight gradient)``.
+        The kernel families: ``(forward,)``, or ``(data gradient, weight gradient)``; on the
+        device the CUDA kernels of :mod:`nbconv.cuda.kernels` (``module.function``).
     spread : bool
         Backward passes of the direct kernels: ``dy`` spread to stride 1 first.
     gemm : str
@@ -67,7 +76,7 @@ class ConvPlan:
     chunks : str
         How the batch is cut ("" when it runs whole).
     threads : int
-        The thread count the plan was made for.
+        The host thread count the plan was made for (0 on the device).
     """
 
     pass_name: str
@@ -87,7 +96,8 @@ class ConvPlan:
     threads: int = 1
 
     def __str__(self) -> str:
-        how = "requested" if self.rule == "requested" else f"auto rule {self.rule}"
+        how = (self.rule if self.rule.startswith(("requested", "tuned"))
+               else f"auto rule {self.rule}")
         lines = [f"{self.pass_name:<8} x {self.x_shape}  weight {self.weight_shape}  "
                  f"{self.dtype}  {self.device}",
                  f"  algorithm  {self.algorithm} ({how})"]
@@ -168,24 +178,34 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def forward_plan(op, x_shape, weight_shape, g: Geom, dtype, algorithm="auto") -> ConvPlan:
+def forward_plan(op, x_shape, weight_shape, g: Geom, dtype, algorithm="auto",
+                 device="cpu") -> ConvPlan:
     """The cached plan of a forward pass (``algorithm`` as given to :func:`nbconv.conv2d`,
-    checked against the geometry; ``op`` names the caller in errors)."""
-    return _cached("forward", op, x_shape, weight_shape, g, dtype, algorithm)
+    checked against the geometry; ``op`` names the caller in errors) on ``device``
+    (``"cpu"`` or ``"cuda"``)."""
+    if device == "cpu":
+        return _cached("forward", op, x_shape, weight_shape, g, dtype, algorithm)
+    return _cached("forward", op, x_shape, weight_shape, g, dtype, algorithm, device=device)
 
 
-def backward_plan(op, x_shape, weight_shape, g: Geom, dtype, algorithm="auto") -> ConvPlan:
+def backward_plan(op, x_shape, weight_shape, g: Geom, dtype, algorithm="auto",
+                  device="cpu") -> ConvPlan:
     """The cached plan of a backward pass (both gradients; see :func:`forward_plan`)."""
-    return _cached("backward", op, x_shape, weight_shape, g, dtype, algorithm)
+    if device == "cpu":
+        return _cached("backward", op, x_shape, weight_shape, g, dtype, algorithm)
+    return _cached("backward", op, x_shape, weight_shape, g, dtype, algorithm, device=device)
 
 
-def _cached(pass_name, op, x_shape, weight_shape, g, dtype, algorithm) -> ConvPlan:
-    threads = numba.get_num_threads()
+def _cached(pass_name, op, x_shape, weight_shape, g, dtype, algorithm,
+            device="cpu") -> ConvPlan:
+    # device plans do not depend on the host's thread count
+    threads = numba.get_num_threads() if device == "cpu" else 0
     key = (pass_name, tuple(x_shape), tuple(weight_shape), g, np.dtype(dtype).name, algorithm,
-           threads)
+           threads, device)
     found = _cache.get(key)
     if found is None:
-        found = _make(pass_name, op, *key[1:])
+        make = _make if device == "cpu" else _make_device
+        found = make(pass_name, op, *key[1:-1])
         with _cache_lock:
             if len(_cache) >= _CACHE_MAX:
                 _cache.clear()
@@ -193,30 +213,44 @@ def _cached(pass_name, op, x_shape, weight_shape, g, dtype, algorithm) -> ConvPl
     return found
 
 
+def rules_choice(C, kh, kw, g: Geom, F, H, W, backward) -> plan.AutoRule:
+    """The ``"auto"`` rule that applies to a layer, after tap trimming (the smaller kernel is
+    what runs: NiN's 3x3 layer on 1x1 maps is a 1x1 layer)."""
+    trimmed = trim_taps(kh, kw, g, H, W)
+    if trimmed is not None:
+        (r0, r1, c0, c1), g = trimmed
+        kh, kw = r1 - r0, c1 - c0
+    return plan.auto_rule(plan.case_of(C, kh, kw, g, F, backward))
+
+
 def _make(pass_name, op, x_shape, weight_shape, g, dtype, algorithm, threads) -> ConvPlan:
     backward = pass_name == "backward"
     N, C, H, W = x_shape
     F, Cg, kh, kw = weight_shape
     chosen = plan.choose_algorithm(op, algorithm, C, kh, kw, g, F, backward=backward)
-    rule = "requested" if algorithm != "auto" else None
+    if algorithm == "auto":
+        ruled = rules_choice(C, kh, kw, g, F, H, W, backward)
+        chosen, rule = ruled.algorithm, ruled.name
+        tuned = _tuned(pass_name, x_shape, weight_shape, g, dtype, chosen)
+        if tuned is not None:
+            chosen = tuned
+            rule = f"tuned on this machine; rule {ruled.name} picks {ruled.algorithm}"
+    else:
+        rule = "requested"
     taps = None
     trimmed = trim_taps(kh, kw, g, H, W)
     if trimmed is not None:
         taps, tg = trimmed
         tkh, tkw = taps[1] - taps[0], taps[3] - taps[2]
-        if algorithm == "auto":  # the smaller kernel is planned again
-            chosen = plan.choose_algorithm(op, "auto", C, tkh, tkw, tg, F, backward=backward)
-        elif chosen == "winograd" and not plan.winograd_fits(tkh, tkw, tg):
+        if chosen == "winograd" and not plan.winograd_fits(tkh, tkw, tg):
             chosen = "im2col"
-            rule = "requested; im2col runs the trimmed kernel, which Winograd does not cover"
+            rule += "; im2col runs the trimmed kernel, which Winograd does not cover"
         if chosen == "tapgemm":
             # tap-GEMM skips the taps that read only padding by itself: it runs the whole
             # layer, whose weights need no copy
             taps = None
         else:
             g, kh, kw = tg, tkh, tkw
-    if rule is None:
-        rule = plan.auto_rule(plan.case_of(C, kh, kw, g, F, backward)).name
     itemsize = np.dtype(dtype).itemsize
     kernels, spread = _kernels(chosen, backward, N, C, H, W, F, kh, kw, g, itemsize, threads)
     return ConvPlan(
@@ -227,6 +261,41 @@ def _make(pass_name, op, x_shape, weight_shape, g, dtype, algorithm, threads) ->
         chunks=_chunks(chosen, kernels, N, C, F, kh, kw, g, itemsize), threads=threads)
 
 
+def _make_device(pass_name, op, x_shape, weight_shape, g, dtype, algorithm, threads) -> ConvPlan:
+    """The plan of a pass on CUDA device arrays: the taps trimmed as on the host, then the
+    device rule (``plan.DEVICE_RULES``) on the kernel that runs, for both passes alike."""
+    N, C, H, W = x_shape
+    F, Cg, kh, kw = weight_shape
+    check_algorithm(op, algorithm, kh, kw, g)
+    taps = None
+    trimmed = trim_taps(kh, kw, g, H, W)
+    if trimmed is not None:
+        taps, g = trimmed
+        kh, kw = taps[1] - taps[0], taps[3] - taps[2]
+    chosen, rule = plan.device_algorithm(algorithm, plan.device_case(F, Cg, kh, kw, g))
+    padding = "implicit zeros"
+    if g.mode != "zeros":
+        padding = f"explicit {g.mode} (conv2d_direct._pad_gather" + (
+            ", the gradient folded back by conv2d_direct._pad_fold)"
+            if pass_name == "backward" else ")")
+    return ConvPlan(
+        pass_name=pass_name, x_shape=tuple(x_shape), weight_shape=tuple(weight_shape),
+        dtype=np.dtype(dtype).name, device="cuda", geometry=g, algorithm=chosen, rule=rule,
+        taps=taps, padding=padding,
+        kernels=plan.device_kernels(chosen, pass_name == "backward"), threads=threads)
+
+
+def _tuned(pass_name, x_shape, weight_shape, g, dtype, rule_choice):
+    """The algorithm :func:`nbconv.tune` stored for this pass and shape on this machine
+    (tuning it now with ``NBCONV_AUTOTUNE=1``), or None."""
+    from . import tune
+
+    found = tune.tuned_algorithm(pass_name, x_shape, weight_shape, g, dtype)
+    if found is None and tune.autotune_enabled():
+        found = tune.autotune(pass_name, x_shape, weight_shape, g, dtype, rule_choice)
+    return found
+
+
 def _kernels(algorithm, backward, N, C, H, W, F, kh, kw, g, itemsize, threads):
     """``(kernels, spread)`` of a pass: the families the drivers run."""
     Hp, Wp = H + g.pt + g.pb, W + g.pl + g.pr  # the driver's input, padded when explicit
@@ -235,7 +304,7 @@ def _kernels(algorithm, backward, N, C, H, W, F, kh, kw, g, itemsize, threads):
         return (plan.im2col_forward_path(N, C, Hp, Wp, F, kh, kw, g.OH, g.OW, g.sy, g.sx,
                                          g.pt if g.mode == "zeros" else 0,
                                          g.pl if g.mode == "zeros" else 0, g.groups,
-                                         itemsize, blas),), False
+                                         itemsize, blas, g.dh, g.dw),), False
     if algorithm in ("im2col", "tapgemm"):
         return ((algorithm,) * (2 if backward else 1)), False
     if algorithm == "winograd" and not backward:
@@ -277,7 +346,8 @@ def _chunks(algorithm, kernels, N, C, F, kh, kw, g, itemsize) -> str:
 
 
 def explain(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
-            padding_mode="zeros", algorithm="auto", dtype="float32") -> Explanation:
+            padding_mode="zeros", algorithm="auto", dtype="float32", *,
+            device="cpu") -> Explanation:
     """The plans :func:`nbconv.conv2d` and :func:`nbconv.conv2d_backward` run for a layer,
     without running it.
 
@@ -290,6 +360,11 @@ def explain(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
     stride, padding, dilation, groups, padding_mode, algorithm
         As in :func:`nbconv.conv2d`.
     dtype : {"float32", "float64"}
+    device : {"cpu", "cuda"}
+        The plans for host arrays, or for CUDA device arrays (``algorithm="direct"`` then
+        runs the direct CUDA kernels, ``"im2col"``, ``"winograd"`` and ``"tapgemm"`` the
+        implicit-GEMM ones, ``"auto"`` the device rule).  No GPU is needed: plans are
+        computed from shapes alone.
 
     Returns
     -------
@@ -299,7 +374,8 @@ def explain(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
     Raises
     ------
     ValueError
-        Shapes or arguments that :func:`nbconv.conv2d` would refuse.
+        Shapes or arguments that :func:`nbconv.conv2d` would refuse, or an unknown
+        ``device``.
     TypeError
         A dtype other than float32/float64, or non-integer shapes.
     """
@@ -317,11 +393,13 @@ def explain(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
     if algorithm not in ALGORITHMS:
         raise ValueError(f"{op}: argument 'algorithm' must be one of {ALGORITHMS}, "
                          f"got {algorithm!r}")
+    if device not in DEVICES:
+        raise ValueError(f"{op}: argument 'device' must be one of {DEVICES}, got {device!r}")
     desc = f"x shape {x_shape}, weight shape {weight_shape}"
     g = geometry(op, x_shape, weight_shape, stride, padding, dilation, groups, padding_mode,
                  desc)
-    return Explanation(forward_plan(op, x_shape, weight_shape, g, dt, algorithm),
-                       backward_plan(op, x_shape, weight_shape, g, dt, algorithm))
+    return Explanation(forward_plan(op, x_shape, weight_shape, g, dt, algorithm, device),
+                       backward_plan(op, x_shape, weight_shape, g, dt, algorithm, device))
 
 
 def _shape(op, name, shape, ranks) -> tuple:

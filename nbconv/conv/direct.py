@@ -317,9 +317,10 @@ def _flip_transpose(w, groups):
 
 
 def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernels, spread):
-    """Driver of the direct algorithm: overwrite ``dx`` (unless None), ``gw`` and ``gb``
-    (unless None), with the plan's kernel families ``kernels = (data, weight)``, on ``dy``
-    spread to stride 1 first when ``spread`` (:func:`nbconv.conv.plan.direct_backward_kernels`).
+    """Driver of the direct algorithm: overwrite ``dx`` (unless None), ``gw`` (unless None;
+    ``x`` may then be None) and ``gb`` (unless None), with the plan's kernel families
+    ``kernels = (data, weight)``, on ``dy`` spread to stride 1 first when ``spread``
+    (:func:`nbconv.conv.plan.direct_backward_kernels`).
     Where ``x`` or ``w`` holds an inf or NaN the zeros of a spread ``dy`` or of explicit
     padding make NaN of gradients that never see it; the engine's check of the results then
     recomputes them with the row loops (:func:`nbconv.conv.exact.exact_backward`)."""
@@ -327,7 +328,8 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
         dy, sy, sx = spread_dy(dy, sy, sx), 1, 1
     if dx is not None:
         _DATA_GRADIENT[kernels[0]](dy, w, dx, sy, sx, pt, pl, dh, dw, groups)
-    weight_gradient(kernels[1], dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups)
+    if gw is not None:
+        weight_gradient(kernels[1], dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups)
 
 
 def spread_dy(dy, sy, sx):

@@ -17,6 +17,9 @@ The drivers (:mod:`~nbconv.conv.direct`, :mod:`~nbconv.conv.im2col`,
 arrays of one float dtype, implicit zero padding on the top/left only (the bottom/right padding
 is implied by the output size), results written into preallocated outputs, and the plan's
 kernel families.
+
+CUDA device arrays take :func:`device_forward` and :func:`device_backward`: the same stages on
+the device plan and the device's driver table (:mod:`nbconv.cuda.conv_drivers`).
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ from . import direct, im2col, tapgemm, winograd
 from .convplan import ConvPlan, backward_plan, forward_plan
 from .exact import exact_backward, exact_forward, finite_array
 
-__all__ = ["forward", "backward", "DRIVERS"]
+__all__ = ["forward", "backward", "data_gradient", "DRIVERS", "device_forward",
+           "device_backward"]
 
 
 #: the driver module of each algorithm: conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw,
 #: groups, kernels) and conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups,
-#: kernels, spread)
+#: kernels, spread), where dx None skips the data gradient and gw None the weight (and bias)
+#: gradient, x then None too
 DRIVERS = {"direct": direct, "im2col": im2col, "winograd": winograd, "tapgemm": tapgemm}
 
 
@@ -153,4 +158,93 @@ def backward(op, dy, x, weight, g: Geom, want_bias, need_dx, algorithm="auto"):
     dx = dxp
     if need_dx and g.mode != "zeros":
         dx = _fold_padding(dxp, x.shape[2], x.shape[3], g)
+    return dx, gw, gb
+
+
+def data_gradient(op, dy, weight, g: Geom, x_shape, algorithm="auto"):
+    """``dx`` alone, of shape ``x_shape``, for validated ``dy`` and ``weight``: the backward
+    plan's data gradient without the weight gradient (no ``x`` is needed), which is the
+    forward pass of the transposed convolution.  An empty batch gives an empty ``dx``;
+    non-finite results are recomputed by :func:`exact_backward`."""
+    if x_shape[0] == 0:
+        return np.empty(x_shape, dtype=dy.dtype)
+    p = backward_plan(op, x_shape, weight.shape, g, dy.dtype, algorithm)
+    weight, g = _kept(weight, p), p.geometry
+    N, C, H, W = x_shape
+    explicit = g.mode != "zeros"
+    dxp = np.empty((N, C, H + g.pt + g.pb, W + g.pl + g.pr) if explicit else x_shape,
+                   dtype=dy.dtype)
+    args = (g.sy, g.sx, 0 if explicit else g.pt, 0 if explicit else g.pl, g.dh, g.dw, g.groups)
+    DRIVERS[p.algorithm].conv2d_backward(dy, None, weight, dxp, None, None, *args, p.kernels,
+                                         p.spread)
+    exact_backward(dy, None, weight, dxp, None, None, *args)
+    return _fold_padding(dxp, H, W, g) if explicit else dxp
+
+
+# ------------------------------------------------------------------------- CUDA device arrays
+
+
+def _device():
+    """The device's driver table and stage mechanisms (:mod:`nbconv.cuda.conv_drivers`),
+    imported on first use: ``import nbconv`` never imports numba's CUDA target."""
+    from ..cuda import conv_drivers
+
+    return conv_drivers
+
+
+def device_forward(op, x, weight, bias, g: Geom, algorithm="auto"):
+    """:func:`forward` for validated CUDA device arrays (``bias`` (F,) or None): the same
+    stages on the device plan (``device="cuda"``) and the device's drivers, the result a
+    device array.
+
+    An empty batch gives an empty output without a driver call; the plan's kept taps are
+    copied on the device; a non-zero padding mode pads ``x`` on the device first.  Non-finite
+    values: the direct kernels read only the taps inside ``x``, so inf and NaN follow the
+    definition as they are; the implicit-GEMM kernels multiply the zeros of the padding, so the
+    direct kernel recomputes the outputs they left non-finite -- elementwise, on the device,
+    without copying anything to the host.
+    """
+    dev = _device()
+    y = dev.empty((x.shape[0], weight.shape[0], g.OH, g.OW), x.dtype)
+    if y.size == 0:
+        return y
+    p = forward_plan(op, x.shape, weight.shape, g, x.dtype, algorithm, device="cuda")
+    weight, g = dev.take_taps(weight, p.taps), p.geometry
+    xp, pt, pl = dev.pad_input(x, g)
+    args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
+    driver = dev.DRIVERS[p.algorithm]
+    driver.conv2d_forward(xp, weight, bias, y, *args)
+    if not driver.EXACT:
+        dev.exact_forward(xp, weight, bias, y, *args)
+    return y
+
+
+def device_backward(op, dy, x, weight, g: Geom, want_bias, need_dx, algorithm="auto"):
+    """:func:`backward` for validated CUDA device arrays: ``(dx, gw, gb)`` as device arrays
+    (``dx`` None unless ``need_dx``, ``gb`` None unless ``want_bias``) by the device plan, with
+    the stages of :func:`device_forward`: an empty batch gives an empty ``dx`` and zero weight
+    and bias gradients, the dropped taps a zero weight gradient, a non-zero padding mode folds
+    the padded gradient back onto ``x``, and non-finite gradients of the implicit-GEMM kernels
+    are recomputed by the direct ones."""
+    dev = _device()
+    F, dt = weight.shape[0], x.dtype
+    if x.shape[0] == 0:
+        return (dev.empty(x.shape, dt) if need_dx else None, dev.zeros(weight.shape, dt),
+                dev.zeros((F,), dt) if want_bias else None)
+    full_shape = weight.shape
+    p = backward_plan(op, x.shape, weight.shape, g, dt, algorithm, device="cuda")
+    weight, g = dev.take_taps(weight, p.taps), p.geometry
+    xp, pt, pl = dev.pad_input(x, g)
+    dxp = dev.empty(xp.shape, dt) if need_dx else None
+    gw = dev.empty(weight.shape, dt)
+    gb = dev.empty((F,), dt) if want_bias else None
+    args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
+    driver = dev.DRIVERS[p.algorithm]
+    driver.conv2d_backward(dy, xp, weight, dxp, gw, gb, *args)
+    if not driver.EXACT:
+        dev.exact_backward(dy, xp, weight, dxp, gw, *args)
+    gw = dev.put_taps(gw, full_shape, p.taps)
+    dx = dxp
+    if need_dx and g.mode != "zeros":
+        dx = dev.fold_padding(dxp, x.shape, g)
     return dx, gw, gb

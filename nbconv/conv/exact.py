@@ -40,10 +40,11 @@ def exact_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
 def exact_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups):
     """The gradients the fast kernels left non-finite, recomputed by the row loops (see
     :func:`exact_forward`): ``dx`` gathers only the taps that read ``x``, ``gw`` sums only
-    products of ``dy`` with input values (never with zero padding)."""
+    products of ``dy`` with input values (never with zero padding).  ``dx`` or ``gw`` None:
+    that gradient was not asked for (``x`` may then be None too)."""
     if dx is not None and not finite_array(dx):
         _conv2d_direct_bwd_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups)
-    if not finite_array(gw):
+    if gw is not None and not finite_array(gw):
         gbuf = gb if gb is not None else np.empty(w.shape[0], dtype=x.dtype)
         _conv2d_direct_bwd_weight(dy, x, gw, gbuf, int(gb is not None), sy, sx, pt, pl, dh,
                                   dw, groups)

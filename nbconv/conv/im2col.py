@@ -42,6 +42,7 @@ from ..kernels.conv.im2col import (
     _conv2d_im2col_scatter_images,
 )
 from ..kernels.conv.layout import _conv2d_im2col_bwd_bias
+from ..kernels.patches import _patches_depth_to_space, _patches_space_to_depth
 from . import plan
 
 __all__ = ["conv2d_forward", "conv2d_backward", "im2col", "col2im", "plan_chunks"]
@@ -200,18 +201,30 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("columns
         # BLAS writes straight into y, one GEMM per image reading its block of columns.  This
         # beat one GEMM for the chunk plus a scatter pass into y for larger images.
         P_chunk = nr * nj
-        for i in range(nb):
+        if G == 1 and nb > 1:  # one batched call: one parallel region for the chunk
+            matmul(w3, cols.reshape(CK, nb, P_chunk).transpose(1, 0, 2),
+                   y[n0:n0 + nb].reshape(nb, F, P_chunk))
+        for i in range(nb if G > 1 or nb == 1 else 0):
             out = _pixel_view(y, G, n0 + i, r0, nr, j0, nj)
             matmul(w3, cols3[:, :, i * P_chunk:(i + 1) * P_chunk], out)
         if b is not None:
             _conv2d_im2col_fwd_bias(y, b, n0, nb, r0, nr, j0, nj)
 
 
+def patches(kh, kw, sy, sx, pt, pl, dh, dw) -> bool:
+    """Whether the windows tile the input without overlap or padding (kernel = stride, no
+    padding, no dilation): then the columns are a rearrangement of the input
+    (:mod:`nbconv.kernels.patches`)."""
+    return (kh, kw, pt, pl) == (sy, sx, 0, 0) and (dh == 1 or kh == 1) and (dw == 1 or kw == 1)
+
+
 def _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw):
     """The column matrix of one chunk: whole narrow images one task per (image, channel),
     other chunks one task per row of the matrix (one long write stream each: for AlexNet
     c2's 27-pixel rows 3.3 vs 4.3 ms a chunk, for LeNet c2's 8-pixel rows 1.2 vs 0.85 ms)."""
-    if mode == "images" and nj < plan.NARROW_ROWS:
+    if mode == "images" and patches(kh, kw, sy, sx, pt, pl, dh, dw):
+        _patches_space_to_depth(x, cols, n0, nb, kh, kw, nr, nj)
+    elif mode == "images" and nj < plan.NARROW_ROWS:
         _conv2d_im2col_cols_images(x, cols, n0, nb, kh, kw, sy, sx, pt, pl, dh, dw, nr, nj)
     else:
         _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
@@ -225,12 +238,12 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
     Parameters
     ----------
     dy : ndarray, shape (N, F, OH, OW)
-    x : ndarray, shape (N, C, H, W)
+    x : ndarray, shape (N, C, H, W), or None (only with ``gw`` None)
     w : ndarray, shape (F, C // groups, kh, kw)
     dx : ndarray, shape (N, C, H, W), or None
         Overwritten with the input gradient; ``None`` skips it (and its col2im work).
-    gw : ndarray, shape (F, C // groups, kh, kw)
-        Overwritten with the weight gradient.
+    gw : ndarray, shape (F, C // groups, kh, kw), or None
+        Overwritten with the weight gradient; ``None`` skips it (and the columns of ``x``).
     gb : ndarray, shape (F,), or None
         Overwritten with the bias gradient ``dy.sum((0, 2, 3))``; ``None`` skips it.
     sy, sx, pt, pl, dh, dw, groups : int
@@ -252,7 +265,7 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
     (array([[ 8., 12.],
            [20., 24.]]), array([4.]))
     """
-    N, C, H, W = x.shape
+    N, C, H, W = (dx if gw is None else x).shape
     F, Cg, kh, kw = w.shape
     OH, OW = dy.shape[2], dy.shape[3]
     G = groups
@@ -264,31 +277,45 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
         _conv2d_im2col_bwd_bias(dy, gb)
     mode, chunks, max_cols = plan_chunks(N, OH, OW, max(CK, F), dtype.itemsize)
     w3t = w.reshape(G, Fg, K).transpose(0, 2, 1)
-    gw3 = gw.reshape(G, Fg, K)
-    cols_flat = np.empty(CK * max_cols, dtype)
+    gw3 = gw.reshape(G, Fg, K) if gw is not None else None
+    cols_flat = np.empty(CK * max_cols, dtype) if gw is not None else None
     dcols_flat = np.empty(CK * max_cols, dtype) if dx is not None else None
     dyt_flat = None
     last_n = -1
+    # as in the forward pass, large images are multiplied one by one on dy's own pixels
+    # rather than gathered into one product per chunk
+    per_image = OH * OW >= plan.BATCHED_BELOW
     for k, (n0, nb, r0, nr, j0, nj) in enumerate(chunks):
         M = nb * nr * nj
-        cols = _buffer(cols_flat, CK, M)
-        _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
-        cols3t = cols.reshape(G, K, M).transpose(0, 2, 1)
-        if nb == 1:
-            dyt3 = _pixel_view(dy, G, n0, r0, nr, j0, nj)
+        m = nr * nj
+        if nb == 1 or per_image:
+            # (dy's pixels of image i, their first column in the chunk's matrices)
+            parts = [(_pixel_view(dy, G, n0 + i, r0, nr, j0, nj), i * m) for i in range(nb)]
         else:
             if dyt_flat is None:
                 dyt_flat = np.empty(F * max_cols, dtype)
             dyt = _buffer(dyt_flat, F, M)
             _conv2d_im2col_bwd_gather_dy(dy, dyt, n0, nb, r0, nr, j0, nj)
-            dyt3 = dyt.reshape(G, Fg, M)
-        # weight gradient: sum over chunks of dy_chunk @ cols_chunk.T, per group
-        matmul(dyt3, cols3t, gw3, accumulate=k > 0)
+            parts, m = [(dyt.reshape(G, Fg, M), 0)], M
+        if gw is not None:
+            cols = _buffer(cols_flat, CK, M)
+            _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
+            # weight gradient: sum over chunks of dy_chunk @ cols_chunk.T, per group
+            for t, (dyt3, a) in enumerate(parts):
+                matmul(dyt3, cols[:, a:a + m].reshape(G, K, m).transpose(0, 2, 1), gw3,
+                       accumulate=k > 0 or t > 0)
         if dx is None:
             continue
         dcols = _buffer(dcols_flat, CK, M)
-        matmul(w3t, dyt3, dcols.reshape(G, K, M))
-        if mode == "images":
+        if G == 1 and len(parts) > 1:  # the images in one batched call
+            matmul(w3t, dy[n0:n0 + nb].reshape(nb, F, m),
+                   dcols.reshape(CK, nb, m).transpose(1, 0, 2))
+            parts = []
+        for dyt3, a in parts:
+            matmul(w3t, dyt3, dcols[:, a:a + m].reshape(G, K, m))
+        if mode == "images" and patches(kh, kw, sy, sx, pt, pl, dh, dw):
+            _patches_depth_to_space(dcols, dx, n0, nb, kh, kw, OH, OW)
+        elif mode == "images":
             _conv2d_im2col_col2im_images(dcols, dx, n0, nb, kh, kw, sy, sx, pt, pl, dh, dw,
                                          OH, OW)
         else:

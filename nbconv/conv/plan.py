@@ -9,8 +9,10 @@ layer of a given shape -- the one place where the thresholds behind those choice
 * :func:`direct_forward_kernel` and :func:`direct_backward_kernels` pick the family of direct
   kernels (register blocks, pixel vectors, stride phases, depthwise planes, wide rows, the
   general row loops); :func:`im2col_forward_path` im2col's way through a forward pass.
-* The last section holds the drivers' tuning constants (buffer and task sizes), each with
-  its reason.  The drivers read them at call time, so tests may patch them here.
+* A section holds the drivers' tuning constants (buffer and task sizes), each with its
+  reason.  The drivers read them at call time, so tests may patch them here.
+* :data:`DEVICE_RULES`, the last section, picks the CUDA kernels (direct or implicit GEMM) of
+  a layer on the device, again as named rules exactly one of which applies.
 
 The measurements behind the thresholds (from an AVX2-only AMD EPYC, 2 cores, float32) are in
 ``benchmarks/results/conv_plan_measurements.csv``, under each rule's or constant's name.
@@ -439,14 +441,18 @@ def direct_backward_kernels(N, C, H, W, F, kh, kw, OH, OW, sy, sx, dh, dw, group
 
 
 def im2col_forward_path(N, C, H, W, F, kh, kw, OH, OW, sy, sx, pt, pl, groups, itemsize,
-                        blas) -> str:
+                        blas, dh=1, dw=1) -> str:
     """How im2col runs a forward pass: ``"pointwise"`` (a stride-1 1x1 layer without padding
     is one product per image, no columns), ``"fused"`` (groups 1, a weight matrix within
     :data:`FUSED_MAX_WEIGHT_BYTES` and bands of at least :data:`FUSED_MIN_COLS` pixels: each
     task builds its band's columns and multiplies them on its own thread; needs a CBLAS gemm,
-    ``blas``) or ``"columns"`` (chunks of columns, then the products)."""
+    ``blas``) or ``"columns"`` (chunks of columns, then the products).  Patch layers (kernel
+    = stride, no padding or dilation) take ``"columns"``: their columns are one fast
+    rearrangement of the input (:mod:`nbconv.kernels.patches`)."""
     if (kh, kw, sy, sx, pt, pl, groups) == (1, 1, 1, 1, 0, 0, 1) and (OH, OW) == (H, W):
         return "pointwise"
+    if (kh, kw, pt, pl) == (sy, sx, 0, 0) and (dh == 1 or kh == 1) and (dw == 1 or kw == 1):
+        return "columns"
     band = fused_band(C // groups * kh * kw, OH, OW, itemsize)
     if (blas and groups == 1 and F * C * kh * kw * itemsize <= FUSED_MAX_WEIGHT_BYTES
             and band and band * OW >= FUSED_MIN_COLS):
@@ -523,3 +529,116 @@ def tapgemm_row_slabs(plane_rows, rows, cols, threads, weight_grad=False) -> boo
     if threads < 2 or plane_rows < 2:
         return False
     return cols <= 8 * rows if weight_grad else rows > cols
+
+
+# ------------------------------------------------------------------------------- the CUDA device
+# Device plans (``device="cuda"``) run one of two algorithms: ``"implicit-gemm"``, the kernels of
+# nbconv.cuda.kernels.conv2d_im2col (the im2col columns gathered into shared-memory tiles, never
+# written out), or ``"direct"``, those of nbconv.cuda.kernels.conv2d_direct (a thread per output
+# or input element, a block per weight element).  Their thresholds come from the kernels' tile
+# shapes, not yet from GPU timings.
+
+#: the algorithms of device plans
+DEVICE_ALGORITHMS = ("direct", "implicit-gemm")
+
+#: the device algorithm that runs each host name of ``algorithm``: there are no Winograd or
+#: tap-GEMM kernels on the device, and every GEMM-based name takes the implicit-GEMM kernels
+DEVICE_ALGORITHM_OF = {"direct": "direct", "im2col": "implicit-gemm",
+                       "winograd": "implicit-gemm", "tapgemm": "implicit-gemm"}
+
+#: most groups the implicit-GEMM kernels take: the grid's z axis (at most 65535 blocks) holds
+#: one group each
+DEVICE_MAX_GROUPS = 65535
+
+#: fewest filters and input channels per group for the implicit-GEMM kernels: fewer leave most
+#: rows of a tile empty (the forward and weight-gradient rows are filters, the data
+#: gradient's rows are channels and its reduction runs over filters)
+DEVICE_MIN_GROUP_CHANNELS = 8
+
+#: fewest terms ``(C/groups)*kh*kw`` of an output's sum for the implicit-GEMM kernels: shorter
+#: reductions spend more on staging tiles than on multiplying them
+DEVICE_MIN_TERMS = 32
+
+
+class DeviceCase(NamedTuple):
+    """What the device rule looks at (after tap trimming): filters ``F``, input channels per
+    group ``Cg``, the kernel and the groups."""
+
+    F: int
+    Cg: int
+    kh: int
+    kw: int
+    groups: int
+
+    def grid_holds_groups(self) -> bool:
+        """At most :data:`DEVICE_MAX_GROUPS` groups: the implicit-GEMM grid can launch it."""
+        return self.groups <= DEVICE_MAX_GROUPS
+
+    def fills_tiles(self) -> bool:
+        """Every group's products fill a tile: at least :data:`DEVICE_MIN_GROUP_CHANNELS`
+        filters and input channels per group and :data:`DEVICE_MIN_TERMS` terms
+        ``(C/groups)*kh*kw``."""
+        return (min(self.F // self.groups, self.Cg) >= DEVICE_MIN_GROUP_CHANNELS
+                and self.Cg * self.kh * self.kw >= DEVICE_MIN_TERMS)
+
+
+# The device's "auto" rule: exactly one of these applies to any layer (tests/test_device_plan.py
+# checks it over a grid of shapes); both passes of a layer take the same one.
+DEVICE_RULES = (
+    AutoRule("device-tiled",
+             "at most 65535 groups, at least 8 filters and 8 input channels per group and "
+             "(C/groups)*kh*kw >= 32: every group's products fill the shared-memory tiles",
+             lambda c: c.grid_holds_groups() and c.fills_tiles(), "implicit-gemm"),
+    AutoRule("device-direct",
+             "more than 65535 groups (the implicit-GEMM grid cannot hold them), or fewer than "
+             "8 filters or 8 input channels per group, or (C/groups)*kh*kw < 32: depthwise, "
+             "narrow grouped and first layers, whose tiles would sit mostly empty",
+             lambda c: not c.grid_holds_groups() or not c.fills_tiles(), "direct"),
+)
+
+
+def device_case(F, Cg, kh, kw, g: Geom) -> DeviceCase:
+    """The :class:`DeviceCase` of a layer of ``F`` filters, ``Cg`` input channels per group and
+    a ``kh x kw`` kernel (the one that runs, after trimming) in geometry ``g``."""
+    return DeviceCase(F, Cg, kh, kw, g.groups)
+
+
+def device_rule(case: DeviceCase) -> AutoRule:
+    """The one rule of :data:`DEVICE_RULES` that applies to ``case``."""
+    found = [rule for rule in DEVICE_RULES if rule.applies(case)]
+    if len(found) != 1:
+        raise AssertionError(f"{len(found)} device rules apply to {case}: "
+                             f"{[r.name for r in found]}")
+    return found[0]
+
+
+def device_algorithm(algorithm, case: DeviceCase) -> tuple[str, str]:
+    """``(device algorithm, rule)`` for the ``algorithm`` argument (already checked):
+    ``"auto"`` takes the pick of :data:`DEVICE_RULES` (the rule is its name); a host name runs
+    :data:`DEVICE_ALGORITHM_OF` it (rule ``"requested"``), except that more than
+    :data:`DEVICE_MAX_GROUPS` groups always run on the direct kernels."""
+    if algorithm == "auto":
+        rule = device_rule(case)
+        return rule.algorithm, rule.name
+    chosen = DEVICE_ALGORITHM_OF[algorithm]
+    if chosen == "implicit-gemm" and not case.grid_holds_groups():
+        return "direct", (f"requested {algorithm}; the direct kernels run more than "
+                          f"{DEVICE_MAX_GROUPS} groups, which the implicit-GEMM grid cannot "
+                          "hold")
+    return chosen, "requested"
+
+
+#: the CUDA kernels of each device algorithm (in nbconv.cuda.kernels): forward, then the data
+#: and the weight (and bias) gradients
+DEVICE_KERNELS = {
+    "direct": ("conv2d_direct._conv2d_direct_fwd", "conv2d_direct._conv2d_direct_bwd_data",
+               "conv2d_direct._conv2d_direct_bwd_weight"),
+    "implicit-gemm": ("conv2d_im2col._conv2d_im2col_fwd", "conv2d_im2col._conv2d_im2col_bwd_data",
+                      "conv2d_im2col._conv2d_im2col_bwd_weight"),
+}
+
+
+def device_kernels(algorithm, backward) -> tuple:
+    """The kernels a device plan runs: ``(forward,)`` or ``(data gradient, weight gradient)``."""
+    kernels = DEVICE_KERNELS[algorithm]
+    return kernels[1:] if backward else kernels[:1]

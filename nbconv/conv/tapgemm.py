@@ -131,20 +131,23 @@ def _forward_images(x, w, b, y, sy, sx, pt, pl, dh, dw, relu, scale):
 
 def _backward_images(dy, x, w, dx, gw, sy, sx, pt, pl, dh, dw):
     """:func:`conv2d_backward` (but the bias gradient) on all images at once; ``gw`` is
-    overwritten."""
-    N, C, H, W = x.shape
+    overwritten unless None (then ``x`` may be None)."""
+    N, C, H, W = (dx if gw is None else x).shape
     F, _, kh, kw = w.shape
-    xt = _rows(x, sy, sx)
+    xt = _rows(x, sy, sx) if gw is not None else None
     dyt = _rows(dy, 1, 1)[0, 0]  # (OH, OW, N, F)
     OH, OW = dyt.shape[0], dyt.shape[1]
-    dxt = np.empty_like(xt) if dx is not None else None
-    gemm = gemm_for(gw.dtype)
+    rows_shape = (sy, sx, -(-H // sy), -(-W // sx), N, C)  # that of _rows(x, sy, sx)
+    dxt = np.empty(rows_shape, dtype=dy.dtype) if dx is not None else None
+    gemm = gemm_for(dy.dtype)
     if gemm is None:
-        gw[...] = 0
+        if gw is not None:
+            gw[...] = 0
         if dx is not None:
             dxt[...] = 0
         for p, q, out, inp in _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
-            gw[:, :, p, q] = dyt[out].reshape(-1, F).T @ xt[inp].reshape(-1, C)
+            if gw is not None:
+                gw[:, :, p, q] = dyt[out].reshape(-1, F).T @ xt[inp].reshape(-1, C)
             if dx is not None:
                 dxt[inp] += np.matmul(dyt[out], w[:, :, p, q])
     else:
@@ -152,12 +155,13 @@ def _backward_images(dy, x, w, dx, gw, sy, sx, pt, pl, dh, dw):
         rparts, fparts = _split(OH, F, plan.tapgemm_row_slabs(OH, OH * OW * N, F * C, threads,
                                                               weight_grad=True))
         # gw's taps as (F, C), one set per row slab; then w's taps
-        scratch = np.empty((rparts, kh * kw, F, C), dtype=gw.dtype)
+        scratch = np.empty((rparts if gw is not None else 1, kh * kw, F, C), dtype=dy.dtype)
         with single_threaded_blas():
-            _conv2d_tapgemm_bwd_weight(gemm[0], gemm[1], dyt, xt, scratch, gw, H, W, pt, pl,
-                                       dh, dw, rparts, fparts)
+            if gw is not None:
+                _conv2d_tapgemm_bwd_weight(gemm[0], gemm[1], dyt, xt, scratch, gw, H, W, pt,
+                                           pl, dh, dw, rparts, fparts)
             if dx is not None:
-                Hq = xt.shape[2]
+                Hq = dxt.shape[2]
                 by_rows = plan.tapgemm_row_slabs(Hq, H * W * N, C, threads)
                 one_tap = kh * kw == 1
                 _conv2d_tapgemm_bwd_data(gemm[0], gemm[1], dyt, w,
@@ -221,12 +225,13 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups,
     Parameters
     ----------
     dy : ndarray, shape (N, F, OH, OW)
-    x : ndarray, shape (N, C, H, W)
+    x : ndarray, shape (N, C, H, W), or None (only with ``gw`` None)
     w : ndarray, shape (F, C, kh, kw)
     dx : ndarray, shape (N, C, H, W), or None
         Overwritten with the input gradient; ``None`` skips it.
-    gw : ndarray, shape (F, C, kh, kw)
-        Overwritten with the weight gradient (0 for taps that read only padding).
+    gw : ndarray, shape (F, C, kh, kw), or None
+        Overwritten with the weight gradient (0 for taps that read only padding); ``None``
+        skips it.
     gb : ndarray, shape (F,), or None
         Overwritten with the bias gradient ``dy.sum((0, 2, 3))``; ``None`` skips it.
     sy, sx, pt, pl, dh, dw, groups : int
@@ -249,14 +254,14 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups,
     array([[ 8., 12.],
            [20., 24.]])
     """
-    N, C, H, W = x.shape
+    N, C, H, W = (dx if gw is None else x).shape
     if gb is not None:
         _conv2d_im2col_bwd_bias(dy, gb)
-    nb = _images_per_chunk(N, max(C * H * W, dy[0].size), gw.itemsize)
-    part = np.empty_like(gw) if nb < N else None
+    nb = _images_per_chunk(N, max(C * H * W, dy[0].size), dy.itemsize)
+    part = np.empty_like(gw) if nb < N and gw is not None else None
     for n0 in range(0, N, nb):
         target = gw if n0 == 0 else part
-        _backward_images(dy[n0:n0 + nb], x[n0:n0 + nb], w,
+        _backward_images(dy[n0:n0 + nb], None if x is None else x[n0:n0 + nb], w,
                          None if dx is None else dx[n0:n0 + nb], target, sy, sx, pt, pl, dh, dw)
-        if n0:
+        if n0 and gw is not None:
             gw += part

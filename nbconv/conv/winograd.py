@@ -152,4 +152,5 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
     if dx is not None and not try_forward(dy, direct._flip_transpose(w, 1), None, dx, 1, 1,
                                           kh - 1 - pt, kw - 1 - pl, 1, 1, 1):
         dx.fill(np.nan)
-    direct.weight_gradient(kernels[1], dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups)
+    if gw is not None:  # None: the data gradient alone (x may be None)
+        direct.weight_gradient(kernels[1], dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups)

@@ -29,12 +29,16 @@ Tunables (environment, read by :mod:`nbconv._config` and :mod:`nbconv.cuda.kerne
 
 Device-specific behaviour:
 
-* ``conv2d``/``conv1d``: ``algorithm="direct"`` runs direct CUDA kernels (a thread per output
-  element); ``"im2col"``, ``"tapgemm"`` and ``"winograd"`` run implicit-GEMM kernels
-  (shared-memory tiles, no im2col buffer; there are no Winograd or tap-GEMM kernels on the
-  device); ``"auto"`` takes the GEMM kernels
-  where each group has at least 8 input and 8 output channels and ``(C/groups)*kh*kw >= 32``,
-  the direct ones for depthwise, narrow and first layers.
+* ``conv2d``/``conv1d`` run through the host's convolution engine with a device plan
+  (``nbconv.conv.explain(..., device="cuda")`` shows it, no GPU needed) and the device
+  drivers of :mod:`nbconv.cuda.conv_drivers`: ``algorithm="direct"`` runs direct CUDA
+  kernels (a thread per output element); ``"im2col"``, ``"tapgemm"`` and ``"winograd"`` run
+  implicit-GEMM kernels (shared-memory tiles, no im2col buffer; there are no Winograd or
+  tap-GEMM kernels on the device); ``"auto"`` applies ``nbconv.conv.plan.DEVICE_RULES``:
+  the GEMM kernels (rule ``device-tiled``) where each group has at least 8 input and 8
+  output channels and ``(C/groups)*kh*kw >= 32``, the direct ones (``device-direct``) for
+  depthwise, narrow and first layers and past 65535 groups.  Padding modes, trimmed taps,
+  empty batches and inf/NaN behave as on the host.
 * ``dropout`` draws its mask on the host with the same NumPy ``Generator`` rule as the CPU op
   (the same seed gives the same mask on both) and copies the mask to the device.
 * ``max_pool2d_backward`` ignores out-of-range ``indices`` instead of raising.

@@ -53,8 +53,14 @@ def _read_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="bytes")  # only reached with allow_pickle=True
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")  # only reached with allow_pickle=True
+    except (OSError, MemoryError):
+        raise
+    except Exception as e:  # truncated or corrupted: EOFError, UnpicklingError, ...
+        raise ValueError(f"load_cifar10: {path} is not a readable CIFAR-10 pickle (truncated "
+                         f"or corrupted: {type(e).__name__}: {e})") from e
     if not isinstance(d, dict):
         raise ValueError(f"load_cifar10: {path} does not hold a dict (got {type(d).__name__})")
     d = {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
@@ -99,7 +105,8 @@ def load_cifar10(root, split: str = "train",
     ------
     ValueError
         Bad ``split``; a ``.bin`` file whose size is not a multiple of 3073 bytes; a label
-        > 9; only pickled batches present and ``allow_pickle`` is False; a malformed pickle.
+        > 9; only pickled batches present and ``allow_pickle`` is False; a malformed,
+        truncated or corrupted pickle.
     FileNotFoundError
         Neither version found, or a batch of the split is missing (the message lists it).
     """

@@ -10,6 +10,7 @@ from . import adaptive_pool as _adaptive_pool
 from . import channel_dropout as _channel_dropout
 from . import activation_ext as _activation_ext
 from . import conv as _conv
+from . import conv_transpose as _conv_transpose
 from . import correlate as _correlate
 from . import interpolate as _interpolate
 from . import linear as _linear
@@ -26,6 +27,7 @@ from .adaptive_pool import *  # noqa: F403
 from .channel_dropout import *  # noqa: F403
 from .activation_ext import *  # noqa: F403
 from .conv import *  # noqa: F403
+from .conv_transpose import *  # noqa: F403
 from .correlate import *  # noqa: F403
 from .interpolate import *  # noqa: F403
 from .linear import *  # noqa: F403
@@ -39,6 +41,7 @@ __all__ = (
     _activation.__all__
     + _activation_ext.__all__
     + _conv.__all__
+    + _conv_transpose.__all__
     + _correlate.__all__
     + _linear.__all__
     + _norm.__all__

@@ -77,8 +77,11 @@ _FLOAT_DTYPES = ("float32", "float64")
 _ARRAY_KINDS = "biufc"  # bool, signed/unsigned int, float, complex
 
 
-class FormatError(Exception):
+class FormatError(ValueError):
     """A file that is not a valid nbconv model file (foreign, truncated, corrupted, mismatched).
+
+    A ``ValueError`` (as :class:`nbconv.data.IDXFormatError` is): the file's content is the bad
+    value.
 
     Attributes
     ----------

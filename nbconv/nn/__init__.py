@@ -19,6 +19,8 @@ from .pooling import *  # noqa: F403
 from .pooling import __all__ as _pooling
 from .upsample import *  # noqa: F403
 from .upsample import __all__ as _upsample
+from .conv_transpose import *  # noqa: F403
+from .conv_transpose import __all__ as _conv_transpose
 from .module import (
     Module,
     Parameter,
@@ -31,7 +33,7 @@ from .module import (
 from .summary import summary
 from . import init, utils
 
-__all__ = _layers + _pooling + _norms + _activations + _upsample + [
+__all__ = _layers + _conv_transpose + _pooling + _norms + _activations + _upsample + [
     "Add", "Concat", "Graph", "Identity", "ModuleList", "Sequential", "Module", "Parameter",
     "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "default_rng", "register",
     "to_config", "from_config", "summary", "CrossEntropyLoss", "MSELoss", "L1Loss",

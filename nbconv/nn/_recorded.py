@@ -25,6 +25,7 @@ module has parameters (their gradients would be added twice).
 from __future__ import annotations
 
 import functools
+import threading
 import types
 
 import numpy as np
@@ -40,6 +41,7 @@ from ..recording import (
     wrap,
 )
 from ..recording.graph import Boundary, needs_grad
+from ._input_dtype import cast_inputs
 
 __all__ = ["wrap_forward", "wrap_backward", "instance_forward", "recorded_backward",
            "uses_recorded_backward", "capture", "restore"]
@@ -179,6 +181,8 @@ def wrap_forward(defining, raw):
 
     @functools.wraps(raw)
     def forward(self, *args, **kwargs):
+        if not _entry.inside:
+            return _enter(forward, self, args, kwargs)
         st = state
         if not st.grad:  # nothing kept: a later backward must not find an older forward
             self.__dict__.pop("_recorded_call", None)
@@ -224,6 +228,24 @@ def wrap_forward(defining, raw):
 
     forward.__nbconv_raw__ = raw
     return forward
+
+
+class _Entry(threading.local):
+    inside = False  # whether a module's forward is running (in this thread)
+
+
+_entry = _Entry()
+
+
+def _enter(forward, module, args, kwargs):
+    """The outermost module call (what the user calls): its inputs are cast to the model's
+    dtype once here (:mod:`nbconv.nn._input_dtype`), not in every layer."""
+    args = cast_inputs(module, args)
+    _entry.inside = True
+    try:
+        return forward(module, *args, **kwargs)
+    finally:
+        _entry.inside = False
 
 
 def _note_where(error, stack) -> None:

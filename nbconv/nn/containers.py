@@ -341,6 +341,23 @@ class Graph(Module):
         self._inputs[name] = tuple(inputs)
         return name
 
+    def __repr__(self) -> str:
+        """The nodes with their wiring, one per line: ``(sum): Add() <- input, conv`` (a node
+        spanning several lines has its inputs on its first line), and the output node when
+        it is not the last one."""
+        if not self._inputs:
+            return "Graph()"
+        lines = ["Graph("]
+        for name, module, ins in self.nodes:
+            head, *rest = repr(module).split("\n")
+            lines.append(f"  ({name}): {head} <- {', '.join(ins)}")
+            lines.extend(f"  {line}" for line in rest)
+        last = list(self._inputs)[-1]
+        if self.output is not None and self.output != last:
+            lines.append(f"  output <- {self.output}")
+        lines.append(")")
+        return "\n".join(lines)
+
     @property
     def nodes(self) -> list[tuple[str, Module, tuple[str, ...]]]:
         """``(name, module, inputs)`` in topological order."""

@@ -444,6 +444,20 @@ def constant(shape, value, dtype) -> np.ndarray:
     return np.full(shape, value, dtype)
 
 
+def as_generator(op: str, rng) -> np.random.Generator | None:
+    """A layer's ``rng`` argument as a Generator: None stays None (the library generator is
+    used at draw time), an int is a seed, a Generator is used as is; anything else (a model
+    file's stray JSON value, say) is a TypeError naming ``op`` and the argument."""
+    if rng is None or isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (numbers.Integral, np.integer)) and not isinstance(rng, (bool, np.bool_)):
+        if rng < 0:
+            raise ValueError(f"{op}: argument 'rng' must be a non-negative seed, got {rng}")
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"{op}: argument 'rng' must be None, an int seed or a "
+                    f"numpy.random.Generator, got {rng!r:.60} ({type(rng).__name__})")
+
+
 def uniform_fan_in(shape, fan_in: int, dtype, rng=None) -> np.ndarray:
     """Draw ``shape`` from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in ``dtype``.
 
@@ -456,6 +470,8 @@ def uniform_fan_in(shape, fan_in: int, dtype, rng=None) -> np.ndarray:
     rng : numpy.random.Generator, optional
         Defaults to the library generator seeded by :func:`nbconv.manual_seed`.
     """
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        rng = as_generator("uniform_fan_in", rng)
     if building_placeholders():
         return placeholder(shape, dtype)
     rng = default_rng() if rng is None else rng

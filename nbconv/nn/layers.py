@@ -31,7 +31,7 @@ from ..functional import conv as _conv
 from ..functional import pool as _pool
 from ..functional.linear import _linear_backward_into
 from ._arrays import copy, increment, is_device_array, reshape
-from .init import constant, uniform_fan_in
+from .init import as_generator, constant, uniform_fan_in
 from .module import Module, default_rng
 
 __all__ = [
@@ -84,6 +84,7 @@ class _ConvNd(Module):
         groups = check_int(op, "groups", groups, 1)
         bias = check_bool(op, "bias", bias)
         check_padding_mode(op, padding_mode)
+        rng = as_generator(op, rng)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"{op}: argument 'groups'={groups} must divide both in_channels={in_channels} "
@@ -194,6 +195,7 @@ class Linear(Module):
         in_features = check_int("Linear", "in_features", in_features, 1)
         out_features = check_int("Linear", "out_features", out_features, 1)
         bias = check_bool("Linear", "bias", bias)
+        rng = as_generator("Linear", rng)
         self._config = dict(in_features=in_features, out_features=out_features, bias=bias)
         self.weight = self._param(
             "weight", uniform_fan_in((out_features, in_features), in_features, dtype, rng))
@@ -502,7 +504,7 @@ class Dropout(Module):
     def __init__(self, p=0.5, rng=None):
         super().__init__()
         self._config = dict(p=check_real("Dropout", "p", p, 0.0, 1.0))
-        self._rng = np.random.default_rng(rng) if rng is not None else None
+        self._rng = as_generator("Dropout", rng)
         self._mask = "identity"
 
     def forward(self, x):

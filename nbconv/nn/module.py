@@ -167,6 +167,12 @@ class Module:
     ``self._config`` so that model files can rebuild them; for any other subclass the
     arguments of its constructor call are recorded there automatically (a constructor that
     sets ``self._config`` itself keeps its own).
+
+    A model computes in its parameters' dtype: where the outermost module call is entered
+    (``model(x)`` or ``model.forward(x)``), a floating positional input of another dtype, or
+    an integer first input (uint8 images), is cast to that dtype once, with a ``UserWarning``
+    naming both dtypes (PyTorch raises instead).  A module without parameters or floating
+    buffers keeps its input's dtype.
     """
 
     def __init__(self):
@@ -383,7 +389,7 @@ class Module:
         fn(self)
         return self
 
-    def summary(self, input_size=None, dtype=np.float32):
+    def summary(self, input_size=None, dtype=None):
         """:func:`nbconv.nn.summary` of this model: layers, output shapes, parameter counts."""
         return summary(self, input_size, dtype=dtype)
 

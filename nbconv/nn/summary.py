@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._input_dtype import model_dtype
 from .modes import no_grad
 
 __all__ = ["summary", "Summary"]
@@ -68,7 +69,7 @@ def _shape_of(y):
     return tuple(np.shape(y))
 
 
-def summary(model, input_size=None, *, dtype=np.float32) -> Summary:
+def summary(model, input_size=None, *, dtype=None) -> Summary:
     """Layers, output shapes and parameter counts of ``model``, like ``torchinfo.summary``.
 
     With ``input_size`` the model runs once on zeros of that shape, in eval mode and under
@@ -81,8 +82,9 @@ def summary(model, input_size=None, *, dtype=np.float32) -> Summary:
     model : nbconv.nn.Module
     input_size : tuple of int, optional
         The input's shape including the batch axis, e.g. ``(1, 1, 28, 28)``.
-    dtype : float32 or float64
-        Of the zeros fed to the model.
+    dtype : float32 or float64, optional
+        Of the zeros fed to the model; by default the model's own (float32 for a model
+        without parameters).
 
     Returns
     -------
@@ -120,6 +122,9 @@ def summary(model, input_size=None, *, dtype=np.float32) -> Summary:
                             f"{input_size!r}") from None
         if any(s < 0 for s in size):
             raise ValueError(f"summary: argument 'input_size' {size} has a negative size")
+        if dtype is None:
+            dtype = model_dtype(model)
+            dtype = np.float32 if dtype is None else dtype
         _run(mods, model, np.zeros(size, dtype), shapes)
     rows = []
     for name, m in mods:

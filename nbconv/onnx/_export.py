@@ -99,6 +99,23 @@ def _conv(b, m, path, xs, vs, y):
     return b.node("Conv", ins, path, **attrs)
 
 
+def _conv_transpose(b, m, path, xs, vs, y):
+    """``nn.ConvTranspose2d``/``1d`` as ConvTranspose: the same padding at both ends, and
+    the output padding of the traced call (``forward``'s ``output_size`` may have set it)."""
+    w = m.weight.data
+    nd = w.ndim - 2
+    k, pads = w.shape[2:], _tuple(m.padding, nd)
+    stride, dil = _tuple(m.stride, nd), _tuple(m.dilation, nd)
+    out_pad = [o - ((n - 1) * s - 2 * p + d * (kk - 1) + 1) for o, n, s, p, d, kk in
+               zip(y.shape[-nd:], vs[0].shape[-nd:], stride, pads, dil, k)]
+    attrs = dict(kernel_shape=list(k), strides=list(stride), dilations=list(dil),
+                 group=int(m.groups), pads=list(pads) * 2, output_padding=out_pad)
+    ins = [xs[0], b.const(f"{path}.weight", w)]
+    if m.bias is not None:
+        ins.append(b.const(f"{path}.bias", m.bias.data))
+    return b.node("ConvTranspose", ins, path, **attrs)
+
+
 def _conv_pads(m, in_sizes, k, stride, dil) -> list[tuple[int, int]]:
     """(before, after) per spatial axis, as nbconv pads (``"same"`` from the traced size)."""
     nd = len(k)
@@ -388,7 +405,8 @@ def _register_activations():
 
 
 _WRITERS = {
-    _nn.Conv2d: _conv, _nn.Conv1d: _conv, _nn.MaxPool2d: _maxpool, _nn.AvgPool2d: _avgpool,
+    _nn.Conv2d: _conv, _nn.Conv1d: _conv, _nn.ConvTranspose2d: _conv_transpose,
+    _nn.ConvTranspose1d: _conv_transpose, _nn.MaxPool2d: _maxpool, _nn.AvgPool2d: _avgpool,
     _nn.AdaptiveAvgPool2d: _adaptive, _nn.GlobalAvgPool2d: _gap, _nn.Linear: _linear,
     _nn.Flatten: _flatten, _nn.ReLU: _simple("Relu"), _nn.LeakyReLU: _leaky,
     _nn.Sigmoid: _simple("Sigmoid"), _nn.Tanh: _simple("Tanh"), _nn.Softmax: _softmax,
@@ -478,6 +496,79 @@ _WRITERS.update({
     _nn.AdaptiveMaxPool1d: _adaptive_max, _nn.AdaptiveMaxPool2d: _adaptive_max,
     _nn.GlobalMaxPool2d: _gmp, _nn.Dropout1d: _dropout, _nn.Dropout2d: _dropout,
 })
+
+
+def _onnx_pool(op):
+    """The writer of :class:`nbconv.onnx.layers.MaxPool`/``AveragePool``: their attributes
+    are ONNX's."""
+    def write(b, m, path, xs, vs, y):
+        cfg = m._config
+        attrs = dict(kernel_shape=cfg["kernel_shape"], strides=cfg["strides"],
+                     ceil_mode=int(cfg["ceil_mode"]))
+        if cfg["auto_pad"] == "NOTSET":
+            attrs["pads"] = cfg["pads"]
+        else:
+            attrs["auto_pad"] = cfg["auto_pad"]
+        if op == "MaxPool" or any(d != 1 for d in cfg["dilations"]):
+            attrs["dilations"] = cfg["dilations"]
+        if op == "AveragePool":
+            attrs["count_include_pad"] = int(cfg["count_include_pad"])
+            if "dilations" in attrs:
+                _needs(b, 19)  # AveragePool's dilations are new in opset 19
+        if cfg["ceil_mode"]:
+            nd = len(cfg["kernel_shape"])
+            for i, (n, o) in enumerate(zip(vs[0].shape[2:], y.shape[2:])):
+                ek = cfg["dilations"][i] * (cfg["kernel_shape"][i] - 1) + 1
+                span = n + cfg["pads"][i] + cfg["pads"][nd + i] - ek
+                if o != -(-span // cfg["strides"][i]) + 1:  # a dropped last window
+                    b.shapes_disagree = True
+        return b.node(op, xs, path, **attrs)
+    return write
+
+
+_WRITERS.update({_ox.MaxPool: _onnx_pool("MaxPool"), _ox.AveragePool: _onnx_pool("AveragePool")})
+
+
+def _flatten_axis(b, m, path, xs, vs, y):
+    return b.node("Flatten", xs, path, axis=m._config["axis"])
+
+
+def _transpose(b, m, path, xs, vs, y):
+    perm = m._config["perm"]
+    return b.node("Transpose", xs, path, **({} if perm is None else {"perm": perm}))
+
+
+def _reduce_mean(b, m, path, xs, vs, y):
+    # the attribute form of opsets 13-17; :func:`_axes_as_inputs` moves it to an input from 18
+    axes = m._config["axes"]
+    return b.node("ReduceMean", xs, path, keepdims=int(m._config["keepdims"]),
+                  **({} if axes is None else {"axes": axes}))
+
+
+def _concat_constant(b, m, path, xs, vs, y):
+    it, k, ins = iter(xs), 0, []
+    for slot in m._config["slots"]:
+        if slot is None:
+            ins.append(next(it))
+        else:
+            ins.append(b.const(f"{path}.constant{k}", m._buffers[f"constant{k}"]))
+            k += 1
+    return b.node("Concat", ins, path, axis=m._config["axis"])
+
+
+_WRITERS.update({_ox.FlattenAxis: _flatten_axis, _ox.Transpose: _transpose,
+                 _ox.ReduceMean: _reduce_mean, _ox.ConcatConstant: _concat_constant})
+
+
+def _axes_as_inputs(b, version: int) -> None:
+    """From opset 18 ReduceMean takes its axes as an input, not an attribute."""
+    if version < 18:
+        return
+    for node in b.nodes:
+        attr = next((a for a in node.attribute if a.name == "axes"), None)
+        if node.op_type == "ReduceMean" and attr is not None:
+            node.input.append(b.ints(f"{node.name}.axes", list(attr.ints)))
+            node.attribute.remove(attr)
 
 
 def _groupnorm(b, m, path, xs, vs, y):
@@ -653,7 +744,8 @@ def _opset(onnx, opset, needed: int) -> int:
         raise ValueError(f"export: the model needs opset >= {needed} (an operator it uses is "
                          "newer: circular padding is ONNX Pad mode 'wrap', new in opset 19; "
                          "LayerNorm is LayerNormalization, new in 17; HardSwish is new in 14, "
-                         f"Mish in 18, Gelu in 20), got opset={opset}")
+                         "Mish in 18, Gelu in 20, dilated AveragePool in 19), got "
+                         f"opset={opset}")
     return int(opset)
 
 
@@ -787,8 +879,9 @@ def export(model, path, input_shape, opset=None, *, dynamic_batch=True):
     if b.shapes_disagree:
         out_shape = [out_shape[0]] + [None] * (len(out_shape) - 1)
     outp = onnx.helper.make_tensor_value_info("output", elem, out_shape)
-    graph = onnx.helper.make_graph(b.nodes, type(model).__name__, [inp], [outp], b.inits)
     version = _opset(onnx, opset, b.need_opset)
+    _axes_as_inputs(b, version)
+    graph = onnx.helper.make_graph(b.nodes, type(model).__name__, [inp], [outp], b.inits)
     opsets = [onnx.helper.make_opsetid("", version)]
     proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="nbconv",
                                    producer_version=__version__)

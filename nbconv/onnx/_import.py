@@ -10,6 +10,7 @@ layer (:mod:`._patterns`).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections import Counter
@@ -293,6 +294,72 @@ def _conv(im, node, attrs):
     im.emit(conv, src)
 
 
+def _conv_transpose(im, node, attrs):
+    """ConvTranspose as ``nn.ConvTranspose2d``/``1d``: ONNX's pads (begin, end) and
+    output_padding are nbconv's ``padding = begin`` and ``output_padding = output_padding +
+    begin - end`` (a Slice crops the end where that is negative); ``output_shape`` and
+    ``auto_pad`` SAME_* set the pads from the input size (ONNX's reference rule, the larger
+    half first unless SAME_UPPER)."""
+    w = im.needs_const(node.input[1], "weight")
+    b = im.const(node.input[2]) if len(node.input) > 2 else None
+    if len(node.input) > 2 and node.input[2] and b is None:
+        raise im.fail(f"its bias ({node.input[2]!r}) must be a constant initializer")
+    nd = w.ndim - 2
+    if nd not in (1, 2):
+        raise im.fail(f"{nd}-D transposed convolutions are not supported (weight shape "
+                      f"{w.shape})")
+    k = tuple(w.shape[2:])
+    if tuple(attrs.get("kernel_shape", k)) != k:
+        raise im.fail(f"kernel_shape {attrs['kernel_shape']} does not match the weight "
+                      f"shape {w.shape}")
+    stride = tuple(attrs.get("strides", [1] * nd))
+    dil = tuple(attrs.get("dilations", [1] * nd))
+    groups = int(attrs.get("group", 1))
+    out_pad = list(attrs.get("output_padding", [0] * nd))
+    pads = list(attrs.get("pads", [0] * 2 * nd))
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        raise im.fail(f"unknown auto_pad {auto!r}")
+    if auto == "VALID":
+        pads = [0] * 2 * nd
+    shape = list(attrs.get("output_shape", []))[-nd:]
+    if shape or auto.startswith("SAME"):
+        size = im.shapes.get(node.input[0])
+        if size is None or len(size) != nd + 2 or None in size[2:]:
+            raise im.fail("output_shape and auto_pad SAME_* need the input's spatial size, "
+                          "which shape inference did not give")
+        size = size[2:]
+        shape = shape or [n * s for n, s in zip(size, stride)]
+        total = [s * (n - 1) + o + d * (kk - 1) + 1 - t
+                 for n, s, o, d, kk, t in zip(size, stride, out_pad, dil, k, shape)]
+        first = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
+        pads = first + [t - f for t, f in zip(total, first)]
+    begin, end = pads[:nd], pads[nd:]
+    extra = [o + bg - e for o, bg, e in zip(out_pad, begin, end)]
+    # a larger end padding (SAME_UPPER's odd pixel) crops the end: a Slice after the layer
+    crop = [(2 + i, e) for i, e in enumerate(extra) if e < 0]
+    extra = [max(e, 0) for e in extra]
+    if min(begin) < 0 or any(e >= s and e >= d for e, s, d in zip(extra, stride, dil)):
+        raise im.fail(f"pads {pads} with output_padding {out_pad} are not supported: nbconv "
+                      "pads both ends alike and adds output_padding (smaller than the stride "
+                      "or the dilation) at the end")
+    cls = _nn.ConvTranspose2d if nd == 2 else _nn.ConvTranspose1d
+    one = (lambda t: tuple(t)) if nd == 2 else (lambda t: t[0])
+    layer = cls(w.shape[0], w.shape[1] * groups, one(k), stride=one(stride),
+                padding=one(begin), output_padding=one(extra), groups=groups,
+                bias=b is not None, dilation=one(dil), dtype=im.dtype)
+    _set(layer.weight, w)
+    if b is not None:
+        _set(layer.bias, b)
+    if not crop:
+        im.emit(layer, im.source(node.input[0]))
+        return
+    name = im.add(layer, im.source(node.input[0]))
+    axes, ends = [a for a, _ in crop], [e for _, e in crop]
+    im.env[node.output[0]] = im.add(_ox.Slice([0] * len(axes), ends, axes), name,
+                                    suffix="_crop")
+
+
 def _linear_from(im, weight, bias, source):
     lin = _nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=im.dtype)
     _set(lin.weight, weight)
@@ -302,25 +369,78 @@ def _linear_from(im, weight, bias, source):
 
 
 def _gemm(im, node, attrs):
-    if attrs.get("transA", 0):
-        raise im.fail("transA=1 is not supported (the data input must be (N, features))")
-    w = im.needs_const(node.input[1], "B (weight)")
-    if w.ndim != 2:
-        raise im.fail(f"weight B must be 2-D, got shape {w.shape}")
+    """``alpha * A' B' + beta * C`` (``'`` a transpose where transA/transB ask for one): with a
+    constant B, a Linear layer (after a Transpose for transA) whose bias is C where C is one
+    value per output; with a constant A, a product with the fixed matrix on the left; any
+    other C is added after (a constant broadcast, or a computed tensor of the output's
+    shape, scaled by beta)."""
+    a, b = node.input[0], node.input[1]
     alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
-    weight = (w if attrs.get("transB", 0) else w.T) * alpha
-    c = None
-    if len(node.input) > 2 and node.input[2]:
-        c = im.needs_const(node.input[2], "C (bias)")
-        if c.size not in (1, weight.shape[0]) or (c.ndim == 2 and c.shape[0] != 1):
-            raise im.fail(f"bias C of shape {c.shape} is not one value per output "
-                          f"({weight.shape[0]})")
-        c = c * beta
-    _linear_from(im, weight, c, im.source(node.input[0]))
+    ta, tb = bool(attrs.get("transA", 0)), bool(attrs.get("transB", 0))
+    if (a in im.consts) == (b in im.consts):
+        raise im.fail("exactly one of A and B must be a constant (a product of two computed "
+                      "tensors is not supported)")
+    x, trans, const = (a, ta, im.consts[b]) if b in im.consts else (b, tb, im.consts[a])
+    if const.ndim != 2:
+        raise im.fail(f"the constant operand must be 2-D, got shape {const.shape}")
+    if im.rank(x) not in (2, None):
+        raise im.fail(f"the computed operand must be 2-D, got rank {im.rank(x)}")
+    c_name = node.input[2] if len(node.input) > 2 else ""
+    c = im.consts.get(c_name) if c_name else None
+    computed_c = bool(c_name) and c is None
+    src = im.source(x)
+    if trans:
+        src = im.add(_ox.Transpose([1, 0]), src, suffix="_transposed")
+    last = not c_name or beta == 0.0  # (beta 0: C does not count)
+    if x == a:  # x @ B': a fully-connected layer, weight (outputs, features)
+        weight = (const if tb else const.T) * alpha
+        n = weight.shape[0]
+        bias = None
+        if c is not None and not last and c.size in (1, n) and (c.ndim < 2 or c.shape[0] == 1):
+            bias, last = np.broadcast_to(np.asarray(c).reshape(-1) * beta, (n,)), True
+        layer = _nn.Linear(weight.shape[1], n, bias=bias is not None, dtype=im.dtype)
+        _set(layer.weight, weight)
+        if bias is not None:
+            _set(layer.bias, bias)
+    else:  # A' @ x: a fixed matrix on the left
+        m = (const.T if ta else const) * alpha
+        layer = _ox.MatMul(m.shape, side="left", dtype=im.dtype)
+        layer._buffers["matrix"][...] = m
+    if last:
+        im.emit(layer, src)
+        return
+    out = im.add(layer, src, suffix="_product")
+    if not computed_c:
+        _constant_operand(im, "add", np.asarray(c) * beta, "right", node.output[0], out)
+        return
+    shapes = im.shapes.get(c_name), im.shapes.get(node.output[0])
+    if None in shapes or None in shapes[0] or tuple(shapes[0]) != tuple(shapes[1]):
+        raise im.fail(f"a computed C must have the output's static shape; C has shape "
+                      f"{shapes[0]}, the output {shapes[1]}")
+    c_src = im.source(c_name)
+    if beta != 1.0:
+        scale = _ox.Arithmetic("mul", (), dtype=im.dtype)
+        scale._buffers["constant"][...] = beta
+        c_src = im.add(scale, c_src, suffix="_beta")
+    im.emit(_nn.Add(), out, c_src)
 
 
 def _matmul(im, node, attrs):
     a, b = node.input[0], node.input[1]
+    for x, v, side in ((a, b, "right"), (b, a, "left")):
+        if v in im.consts and x not in im.consts and im.consts[v].ndim == 1:
+            # a vector operand: the product with it as a one-column (one-row) matrix, then
+            # that axis dropped, as numpy.matmul does
+            rank = im.rank(x)
+            if rank is None:
+                raise im.fail("a product with a 1-D constant needs the rank of the other "
+                              "operand (unknown to ONNX shape inference)")
+            m = im.consts[v][:, None] if side == "right" else im.consts[v][None, :]
+            layer = _ox.MatMul(m.shape, side=side, dtype=im.dtype)
+            layer._buffers["matrix"][...] = m
+            src = im.add(layer, im.source(x), suffix="_product")
+            im.emit(_ox.Squeeze([-2] if side == "left" and rank >= 2 else [-1]), src)
+            return
     if b in im.consts and a not in im.consts:
         m = im.consts[b]
         # x @ W on (N, F) or (N, L, F) is a fully-connected layer; on an (N, C, H, W) feature
@@ -350,11 +470,12 @@ def _add(im, node, attrs):
         else:
             im.emit(_nn.Add(), *[im.source(v) for v in ins])
         return
-    if node.op_type != "Add" or len(ins) != 2 or len(consts) != 1:
-        raise im.fail("a sum of more than two tensors with constant operands is not "
-                      "supported")
+    computed = [v for v in ins if v not in im.consts]
+    if len(ins) != 2 or len(consts) != 1:
+        _sum_with_constants(im, node, computed, consts)
+        return
     c = im.consts[consts[0]]
-    x = ins[0] if ins[1] == consts[0] else ins[1]
+    x = computed[0]
     prev = im.sole_producer(x, _nn.Linear, _nn.Conv2d, _nn.Conv1d)
     layer = None if prev is None else im.nodes[prev][0]
     if layer is not None and layer.bias is None:
@@ -375,7 +496,48 @@ def _add(im, node, attrs):
             im.nodes[prev][0] = new
             im.env[node.output[0]] = prev
             return
-    _arithmetic(im, node, attrs)
+    _constant_operand(im, "add", c, "right", x, im.source(x))
+
+
+def _sum_with_constants(im, node, computed, consts):
+    """Sum (or Add) of computed tensors and constants: the constants added into one, then
+    ``Add`` of the computed tensors (same shapes) and an ``Arithmetic`` add."""
+    if not computed:
+        raise im.fail("a sum of constants only")  # (folded before the walk)
+    shapes = [im.shapes.get(v) for v in computed]
+    if len(computed) > 1 and None not in shapes and any(
+            not _broadcasts(shapes[0], sh, equal=True) for sh in shapes[1:]):
+        raise im.fail(f"the computed operands have shapes {shapes}; nbconv adds computed "
+                      "tensors of one shape")
+    c = functools.reduce(np.add, [np.asarray(im.consts[v], im.dtype) for v in consts])
+    src = im.source(computed[0])
+    if len(computed) > 1:
+        src = im.add(_nn.Add(), *[im.source(v) for v in computed], suffix="_computed")
+    _constant_operand(im, "add", c, "right", computed[0], src)
+
+
+def _broadcasts(shape, other, equal=False) -> bool:
+    """Whether ``other`` broadcasts against ``shape`` as NumPy does (``equal``: whether the
+    two are the same shape); None (a size unknown to shape inference) matches anything."""
+    if equal and len(shape) != len(other):
+        return False
+    for a, b in zip(reversed(shape), reversed(other)):
+        if a is None or b is None or a == b or (not equal and 1 in (a, b)):
+            continue
+        return False
+    return True
+
+
+def _constant_operand(im, op, c, side, x, src):
+    """``x op c`` (or ``c op x``) as an Arithmetic layer reading node ``src``; refused at load
+    where the known shape of ``x`` does not broadcast with ``c``."""
+    shape = im.shapes.get(x)
+    if shape is not None and not _broadcasts(shape, c.shape):
+        raise im.fail(f"the constant of shape {c.shape} does not broadcast with the input "
+                      f"{x!r} of shape {shape}")
+    layer = _ox.Arithmetic(op, c.shape, side=side, dtype=im.dtype)
+    layer._buffers["constant"][...] = c
+    im.emit(layer, src)
 
 
 def _arithmetic(im, node, attrs):
@@ -385,9 +547,7 @@ def _arithmetic(im, node, attrs):
         raise im.fail(f"{node.op_type} of two computed tensors is not supported (one operand "
                       "must be a constant)")
     c, side, x = (im.consts[b], "right", a) if b in im.consts else (im.consts[a], "left", b)
-    layer = _ox.Arithmetic(node.op_type.lower(), c.shape, side=side, dtype=im.dtype)
-    layer._buffers["constant"][...] = c
-    im.emit(layer, im.source(x))
+    _constant_operand(im, node.op_type.lower(), c, side, x, im.source(x))
 
 
 def _simple(factory):
@@ -476,22 +636,35 @@ def _torch_lrn(im, node, attrs):
 
 
 def _pool_args(im, attrs):
+    """PyTorch-style pool arguments for this node, or None where only ONNX's pooling layers
+    (:class:`nbconv.onnx.layers.MaxPool`/``AveragePool``) express it."""
     k = list(attrs["kernel_shape"])
     nd = len(k)
     if nd not in (1, 2):
-        raise im.fail(f"only 1-D and 2-D pooling is supported, got kernel_shape {k}")
+        raise im.fail(f"only 1-D and 2-D pooling is supported, got kernel_shape {k} (3-D "
+                      "pooling is outside nbconv's CNN subset)")
     auto = attrs.get("auto_pad", "NOTSET")
     if auto not in ("NOTSET", "VALID"):
-        raise im.fail(f"auto_pad {auto!r} is not supported for pooling")
+        return None
     pads = [0] * 2 * nd if auto == "VALID" else list(attrs.get("pads", [0] * 2 * nd))
-    if pads[:nd] != pads[nd:]:
-        raise im.fail(f"asymmetric pads {pads} are not supported for pooling")
+    if pads[:nd] != pads[nd:] or any(2 * p > n for p, n in zip(pads, k)):
+        return None  # asymmetric, or more than half the kernel: PyTorch's pools refuse
     return dict(kernel_size=tuple(k), stride=tuple(attrs.get("strides", [1] * nd)),
                 padding=tuple(pads[:nd]), ceil_mode=bool(attrs.get("ceil_mode", 0)))
 
 
+def _onnx_pool(im, node, attrs, cls, **extra):
+    """The node as an ONNX pooling layer (its attributes as they are)."""
+    keys = ("kernel_shape", "strides", "pads", "dilations", "ceil_mode", "auto_pad")
+    im.emit(cls(**{k: attrs[k] for k in keys if k in attrs}, **extra),
+            im.source(node.input[0]))
+
+
 def _maxpool(im, node, attrs):
     args = _pool_args(im, attrs)
+    if args is None:
+        _onnx_pool(im, node, attrs, _ox.MaxPool)
+        return
     nd = len(args["kernel_size"])
     cls = _nn.MaxPool1d if nd == 1 else _nn.MaxPool2d
     im.emit(cls(dilation=tuple(attrs.get("dilations", [1] * nd)), **args),
@@ -499,12 +672,13 @@ def _maxpool(im, node, attrs):
 
 
 def _avgpool(im, node, attrs):
-    if any(d != 1 for d in attrs.get("dilations", [])):
-        raise im.fail("dilated average pooling is not supported")
     args = _pool_args(im, attrs)
+    include = bool(attrs.get("count_include_pad", 0))
+    if args is None or any(d != 1 for d in attrs.get("dilations", [])):
+        _onnx_pool(im, node, attrs, _ox.AveragePool, count_include_pad=include)
+        return
     cls = _nn.AvgPool1d if len(args["kernel_size"]) == 1 else _nn.AvgPool2d
-    im.emit(cls(count_include_pad=bool(attrs.get("count_include_pad", 0)), **args),
-            im.source(node.input[0]))
+    im.emit(cls(count_include_pad=include, **args), im.source(node.input[0]))
 
 
 def _gap(im, node, attrs):
@@ -533,29 +707,59 @@ def _reduce_mean(im, node, attrs):
     else:
         axes = im.needs_const(node.input[1], "axes").reshape(-1).tolist() if node.input[1] \
             else None
+    axes = None if axes is None or len(axes) == 0 else [int(a) for a in axes]
+    if axes is None and attrs.get("noop_with_empty_axes", 0):
+        im.alias(node.input[0])  # no axes and noop: the identity
+        return
     rank = im.rank(node.input[0])
-    if rank != 4 or axes is None or sorted(int(a) % 4 for a in axes) != [2, 3]:
-        raise im.fail(f"ReduceMean is supported over the spatial axes (2, 3) of an (N, C, H, W) "
-                      f"input only (a global average pool), got axes {axes} on rank {rank}")
-    im.emit(_nn.GlobalAvgPool2d(keepdims=bool(attrs.get("keepdims", 1))),
-            im.source(node.input[0]))
+    keep = bool(attrs.get("keepdims", 1))
+    if rank is not None and axes is not None:
+        if any(not -rank <= a < rank for a in axes) or len({a % rank for a in axes}) < len(axes):
+            raise im.fail(f"axes {axes} are invalid for an input of rank {rank}")
+        if rank == 4 and sorted(a % 4 for a in axes) == [2, 3]:
+            im.emit(_nn.GlobalAvgPool2d(keepdims=keep), im.source(node.input[0]))
+            return
+    im.emit(_ox.ReduceMean(axes, keepdims=keep), im.source(node.input[0]))
 
 
 def _flatten(im, node, attrs):
     axis, rank = int(attrs.get("axis", 1)), im.rank(node.input[0])
-    if axis < 0 and rank is not None:
+    if rank is not None and not -rank <= axis <= rank:
+        raise im.fail(f"axis {axis} is out of range for an input of rank {rank}")
+    if rank is not None and axis < 0:
         axis += rank
-    if axis != 1:
-        raise im.fail(f"Flatten with axis={attrs.get('axis', 1)} is not supported (only 1: "
-                      "keep the batch axis, flatten the rest)")
-    if rank == 1:  # (N,) -> (N, 1): nothing after the batch axis to flatten (torch's x.view(1, -1))
+    if axis == 1 and rank == 1:
+        # (N,) -> (N, 1): nothing after the batch axis to flatten (torch's x.view(1, -1))
         im.emit(_ox.Unsqueeze([1]), im.source(node.input[0]))
-        return
-    im.emit(_nn.Flatten(), im.source(node.input[0]))
+    elif axis == 1 and rank is not None:
+        im.emit(_nn.Flatten(), im.source(node.input[0]))  # keep the batch axis: PyTorch's
+    else:
+        im.emit(_ox.FlattenAxis(axis), im.source(node.input[0]))
 
 
 def _concat(im, node, attrs):
-    im.emit(_nn.Concat(axis=int(attrs["axis"])), *[im.source(v) for v in node.input if v])
+    ins, axis = [v for v in node.input if v], int(attrs["axis"])
+    if not any(v in im.consts for v in ins):
+        im.emit(_nn.Concat(axis=axis), *[im.source(v) for v in ins])
+        return
+    # constant operands (all-constant Concats are folded): checked where the shapes are known,
+    # so that what loads also runs
+    shapes = [im.consts[v].shape if v in im.consts else im.shapes.get(v) for v in ins]
+    if None not in shapes:
+        rank = len(shapes[0])
+        if any(len(sh) != rank for sh in shapes) or not -rank <= axis < rank or any(
+                not _broadcasts(_drop(shapes[0], axis), _drop(sh, axis), equal=True)
+                for sh in shapes[1:]):
+            raise im.fail(f"operands of shapes {shapes} do not concatenate along axis {axis}")
+    layer = _ox.ConcatConstant(axis, [list(im.consts[v].shape) if v in im.consts else None
+                                      for v in ins], dtype=im.dtype)
+    for k, v in enumerate(v for v in ins if v in im.consts):
+        layer._buffers[f"constant{k}"][...] = im.consts[v]
+    im.emit(layer, *[im.source(v) for v in ins if v not in im.consts])
+
+
+def _drop(shape, axis):
+    return tuple(n for i, n in enumerate(shape) if i != axis % len(shape))
 
 
 def _identity(im, node, attrs):
@@ -604,13 +808,33 @@ def _pad(im, node, attrs):
         value = _scalar(im, node.input[2] if len(node.input) > 2 else "", "constant_value")
         value = 0.0 if value is None else value
         if len(node.input) > 3 and node.input[3]:
-            raise im.fail("the axes input of Pad is not supported")
+            pads = _pads_on_axes(im, node, pads)
+    rank = im.rank(node.input[0])
+    if len(pads) % 2 or (rank is not None and len(pads) != 2 * rank):
+        raise im.fail(f"pads {pads} do not give a begin and an end for each of the "
+                      f"{rank} axes of its input")
     mode = attrs.get("mode", "constant")
     n = len(pads) // 2
     if any(p < 0 for p in pads):
         raise im.fail(f"negative pads (cropping) {pads} are not supported")
     im.emit(_ox.Pad([[pads[i], pads[i + n]] for i in range(n)], mode=mode, value=value),
             im.source(node.input[0]))
+
+
+def _pads_on_axes(im, node, pads):
+    """Pad's ``axes`` input (opset 18): the pads of those axes spread over all of them."""
+    axes = [int(a) for a in im.needs_const(node.input[3], "axes").reshape(-1)]
+    rank = im.rank(node.input[0])
+    if rank is None:
+        raise im.fail("Pad with axes needs the rank of its input (unknown to ONNX shape "
+                      "inference)")
+    if (any(not -rank <= a < rank for a in axes) or len({a % rank for a in axes}) < len(axes)
+            or len(pads) != 2 * len(axes)):
+        raise im.fail(f"axes {axes} with pads {pads} are invalid for an input of rank {rank}")
+    full = [0] * (2 * rank)
+    for i, a in enumerate(axes):
+        full[a % rank], full[rank + a % rank] = pads[i], pads[len(axes) + i]
+    return full
 
 
 def _slice(im, node, attrs):
@@ -697,9 +921,10 @@ def _layernorm(im, node, attrs):
     if rank is None:
         raise im.fail(f"the rank of its input {node.input[0]!r} is unknown (ONNX shape "
                       "inference)")
-    if not -rank <= axis < rank or axis % rank == 0:
-        raise im.fail(f"axis {axis} is not supported for an input of {rank} axes (the "
-                      "normalised axes must follow the batch axis)")
+    if not -rank <= axis < rank:
+        raise im.fail(f"axis {axis} is out of range for an input of {rank} axes")
+    # (axis 0 normalises the whole tensor, batch included: a LayerNorm over all its axes,
+    # which runs on inputs of the file's static batch size)
     ns = im.shapes[node.input[0]][axis % rank:]
     if any(d is None for d in ns) and scale.ndim == len(ns):
         ns = scale.shape  # sizes unknown to shape inference: a full-size scale gives them
@@ -731,7 +956,9 @@ _CONVERTERS = {
     "Flatten": _flatten,
     "Concat": _concat, "Identity": _identity, "Reshape": _reshape, "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze, "Pad": _pad, "Slice": _slice,
+    "Transpose": _simple(lambda a: _ox.Transpose(a.get("perm"))),
 }
+_CONVERTERS["ConvTranspose"] = _conv_transpose
 _CONVERTERS.update(InstanceNormalization=_instancenorm, GroupNormalization=_groupnorm,
                    LayerNormalization=_layernorm)
 
@@ -838,8 +1065,12 @@ def _prelu(im, node, attrs):
     dims = list(slope.shape)
     while dims and dims[0] == 1:
         dims.pop(0)
+    shape = im.shapes.get(node.input[0])
+    channels = shape[1] if shape and len(shape) > 1 else None
     if slope.size == 1:
         n = 1
+    elif im.opset < 7 and slope.ndim == 1 and slope.size == channels:
+        n = slope.size  # PRelu-6: a slope per channel (broadcasting came with opset 7)
     elif rank is not None and rank >= 2 and len(dims) == rank - 1 and all(
             d == 1 for d in dims[1:]):
         n = dims[0]  # one slope per channel, (C, 1, ..., 1)
@@ -851,16 +1082,38 @@ def _prelu(im, node, attrs):
     im.emit(layer, im.source(node.input[0]))
 
 
-def _fixed(what, **expected):
-    """A converter for an activation whose ONNX attributes must have PyTorch's values."""
-    def convert(im, node, attrs):
-        for k, (default, want) in expected.items():
-            got = float(attrs.get(k, default))
-            if abs(got - want) > 1e-6 * abs(want):
-                raise im.fail(f"{k}={got} is not supported: nbconv's {what.__name__} has "
-                              f"PyTorch's {k}={want!r}")
-        im.emit(what(), im.source(node.input[0]))
-    return convert
+def _hard_sigmoid(im, node, attrs):
+    """PyTorch's constants: ``nn.Hardsigmoid``; others: ``clip(alpha * x + beta, 0, 1)`` as
+    an Arithmetic multiply and add and a Clip."""
+    # (ONNX attributes are float32: the default alpha is float32(0.2), as ONNX computes it)
+    alpha = float(attrs.get("alpha", np.float32(0.2)))
+    beta = float(attrs.get("beta", 0.5))
+    if abs(alpha - 1.0 / 6.0) <= 1e-6 / 6.0 and beta == 0.5:
+        im.emit(_nn.Hardsigmoid(), im.source(node.input[0]))
+        return
+    src = im.source(node.input[0])
+    for op, c in (("mul", alpha), ("add", beta)):
+        layer = _ox.Arithmetic(op, (), dtype=im.dtype)
+        layer._buffers["constant"][...] = c
+        src = im.add(layer, src, suffix=f"_{op}")
+    im.emit(_ox.Clip(0.0, 1.0), src)
+
+
+def _selu(im, node, attrs):
+    """PyTorch's constants: ``nn.SELU``; others: ``gamma * ELU(x, alpha)``."""
+    from ..functional.activation_ext import SELU_ALPHA, SELU_SCALE
+
+    # (the defaults are ONNX's float32 attributes)
+    alpha = float(attrs.get("alpha", 1.67326319217681884765625))
+    gamma = float(attrs.get("gamma", 1.05070102214813232421875))
+    if abs(alpha - SELU_ALPHA) <= 1e-6 * SELU_ALPHA and abs(gamma - SELU_SCALE) <= \
+            1e-6 * SELU_SCALE:
+        im.emit(_nn.SELU(), im.source(node.input[0]))
+        return
+    src = im.add(_nn.ELU(alpha=alpha), im.source(node.input[0]), suffix="_elu")
+    scale = _ox.Arithmetic("mul", (), dtype=im.dtype)
+    scale._buffers["constant"][...] = gamma
+    im.emit(scale, src)
 
 
 def _gelu(im, node, attrs):
@@ -894,17 +1147,14 @@ def _mul(im, node, attrs):
 
 
 def _register_activations():
-    from ..functional.activation_ext import SELU_ALPHA, SELU_SCALE
-
     _CONVERTERS.update({
         "PRelu": _prelu,
         "Elu": _simple(lambda a: _nn.ELU(alpha=float(a.get("alpha", 1.0)))),
-        "Selu": _fixed(_nn.SELU, alpha=(1.67326319217681884765625, SELU_ALPHA),
-                       gamma=(1.05070102214813232421875, SELU_SCALE)),
+        "Selu": _selu,
         "Celu": _simple(lambda a: _nn.CELU(alpha=float(a.get("alpha", 1.0)))),
         "Gelu": _gelu, "Mish": _simple(lambda a: _nn.Mish()),
         "HardSwish": _simple(lambda a: _nn.Hardswish()),
-        "HardSigmoid": _fixed(_nn.Hardsigmoid, alpha=(0.2, 1.0 / 6.0), beta=(0.5, 0.5)),
+        "HardSigmoid": _hard_sigmoid,
         "Softplus": _simple(lambda a: _nn.Softplus()),
         "Mul": _mul,
     })
@@ -1060,24 +1310,30 @@ def load(path) -> _nn.Graph:
         batch norm uses the stored statistics, dropout is off); call ``.train()`` to
         fine-tune.  Parameters are float32 for FLOAT files, float64 for DOUBLE.
 
-    Supported operators: Conv (1-D/2-D, groups, dilation, pads, auto_pad), Gemm, MatMul (a
-    constant operand), Add/Sum, Sub/Mul/Div with a constant operand, Relu, LeakyRelu,
-    Sigmoid, Tanh, Softmax, LogSoftmax, Clip (ReLU6), PRelu (one slope or one per channel),
-    Elu, Selu and HardSigmoid (PyTorch's constants), Celu, Gelu, Mish, HardSwish, Softplus,
+    Supported operators: Conv (1-D/2-D, groups, dilation, pads, auto_pad), Gemm (transA,
+    transB, alpha, beta; a constant B as a Linear layer, C its bias where it is one value per
+    output, else added after), MatMul (a constant operand, 1-D included), Add/Sum (any
+    constant operands, broadcast), Sub/Mul/Div with a constant operand (broadcast), Relu,
+    LeakyRelu, Sigmoid, Tanh, Softmax, LogSoftmax, Clip (ReLU6; min > max gives max),
+    PRelu (one slope or one per channel), Elu, Selu and HardSigmoid (PyTorch's constants as
+    ``nn.SELU``/``nn.Hardsigmoid``, others composed), Celu, Gelu, Mish, HardSwish, Softplus,
     ``x * Sigmoid(x)`` and ``x * Tanh(Softplus(x))`` (PyTorch's SiLU and Mish, as layers of
     those names), Dropout, BatchNormalization, LRN (odd sizes) and the node chains PyTorch
     writes for ``LocalResponseNorm`` (any size), InstanceNormalization, GroupNormalization
-    (opset 21) and the node chain PyTorch writes for ``GroupNorm``, LayerNormalization, MaxPool,
-    AveragePool, GlobalAveragePool, ReduceMean over H and W, Flatten (axis 1), Reshape,
-    Squeeze, Unsqueeze, Slice, Pad, Concat, Identity, Resize (as ``nn.Upsample``: PyTorch's
+    (opset 21) and the node chain PyTorch writes for ``GroupNorm``, LayerNormalization (any
+    axis), MaxPool and AveragePool (1-D and 2-D: PyTorch's pools where they express the node,
+    else :class:`nbconv.onnx.layers.MaxPool`/``AveragePool`` for auto_pad ``SAME_*``,
+    per-side or large pads, dilated averages), GlobalAveragePool, GlobalMaxPool
+    (``GlobalMaxPool2d``, ``AdaptiveMaxPool1d(1)`` on (N, C, L) inputs), ReduceMean (any
+    axes), Flatten (any axis), Reshape, Squeeze, Unsqueeze, Transpose, Slice, Pad (``axes``
+    too), Concat (constant operands too), Identity, Resize (as ``nn.Upsample``: PyTorch's
     nearest, nearest-exact and (bi)linear sampling, constant scales or sizes), and
     computations on constants or static shapes (Constant, Shape, Gather, Unsqueeze, Concat,
-    Cast, Slice, Transpose,
-    ConstantOfShape, arithmetic), as ``x.view(x.size(0), -1)`` and the TorchScript
-    exporter's padding write them. A Reshape target whose first size is the file's static
-    batch size keeps the batch size of the actual input instead.
-    MaxPool and AveragePool are also read in 1-D (``MaxPool1d``, ``AvgPool1d``), and
-    GlobalMaxPool as ``GlobalMaxPool2d`` (``AdaptiveMaxPool1d(1)`` on (N, C, L) inputs).
+    Cast, Slice, Transpose, ConstantOfShape, arithmetic), as ``x.view(x.size(0), -1)`` and
+    the TorchScript exporter's padding write them. A Reshape target whose first size is the
+    file's static batch size keeps the batch size of the actual input instead.  Where the
+    input shapes are known (ONNX shape inference), a node that could not run on them is
+    refused at load.
 
     Raises
     ------

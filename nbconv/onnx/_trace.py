@@ -460,6 +460,20 @@ _FUNCTIONAL = {
 }
 
 
+def _conv_transpose(t, node, info):
+    w, b = t.weights(node, node.name)
+    cls = _nn.ConvTranspose2d if node.name == "conv_transpose2d" else _nn.ConvTranspose1d
+    groups = info["groups"]
+    layer = cls(w.shape[0], w.shape[1] * groups, w.shape[2:], stride=info["stride"],
+                padding=info["padding"], output_padding=info["output_padding"], groups=groups,
+                bias=b is not None, dilation=info["dilation"], dtype=w.dtype)
+    _set(layer, w, b)
+    return t.one(node, layer)
+
+
+_FUNCTIONAL.update(conv_transpose2d=_conv_transpose, conv_transpose1d=_conv_transpose)
+
+
 def _avg_pool(t, node, info):
     if info["divisor_override"] is not None:
         raise t.fail(node, "has a divisor_override", "ONNX AveragePool has none")

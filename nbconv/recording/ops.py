@@ -118,6 +118,24 @@ def _conv(name, backward_op):
     return rule
 
 
+def _conv_transpose(name, backward_op):
+    def rule(fn, x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+             dilation=1, **kwargs):
+        (xv, px), (wv, pw), (bv, pb) = origin(x), origin(weight), origin(bias)
+        geometry = dict(stride=stride, padding=padding, output_padding=output_padding,
+                        groups=groups, dilation=dilation)
+        y = fn(xv, wv, bv, **geometry, **kwargs)
+
+        def backward(g):
+            dx, dw, db = backward_op(g, xv, wv, bias=bv is not None,
+                                     need_dx=needs_grad(px), **geometry)
+            return dx, _cast(dw, wv), None if bv is None else _cast(db, bv)
+
+        return _finish(name, y, (px, pw, pb), backward, **geometry, **kwargs)
+
+    return rule
+
+
 def _linear(fn, x, weight, bias=None):
     (xv, px), (wv, pw), (bv, pb) = origin(x), origin(weight), origin(bias)
     y = fn(xv, wv, bv)
@@ -266,6 +284,8 @@ _RULES = {
     "cat": _cat, "flatten": _flatten,
 }
 _RULES.update(group_norm=_group_norm, instance_norm=_instance_norm, layer_norm=_layer_norm)
+_RULES.update(conv_transpose2d=_conv_transpose("conv_transpose2d", F.conv_transpose2d_backward),
+              conv_transpose1d=_conv_transpose("conv_transpose1d", F.conv_transpose1d_backward))
 
 
 # --------------------------------------------------------------------------- 1-D, adaptive and

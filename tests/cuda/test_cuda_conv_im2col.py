@@ -11,8 +11,8 @@ import pytest
 from helpers import nc, ncu, rng, run_both
 
 from nbconv import _config
-from nbconv.cuda import _plumbing
-from nbconv.cuda import conv as _device
+from nbconv.conv import explain
+from nbconv.cuda import conv_drivers
 
 TILED = "im2col"  # any algorithm but "direct" runs the tiled kernels on the device
 
@@ -55,14 +55,25 @@ def test_float32_no_bias_no_dx():
     assert dx is None and db is None and gw.dtype == np.float32
 
 
-def test_auto_picks_the_tiled_kernels_for_wide_layers(monkeypatch):
+def test_auto_runs_the_tiled_kernels_for_wide_layers(monkeypatch):
+    """The device plan of a wide layer is the implicit GEMM, and the engine runs that plan's
+    driver (the rule's thresholds: tests/test_device_plan.py)."""
     x, w, b = _data((1, 8, 4, 4), (8, 8, 2, 2), np.float32, 10)
-    calls = []
-    real = _device._tiled
-    monkeypatch.setattr(_device, "_tiled", lambda *a: calls.append(real(*a)) or calls[-1])
+    plans = explain(x.shape, w.shape, dtype=np.float32, device="cuda")
+    assert {plans.forward.algorithm, plans.backward.algorithm} == {"implicit-gemm"}
+    calls, real = [], conv_drivers.DRIVERS["implicit-gemm"]
+
+    class Spy:
+        EXACT = real.EXACT
+
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(real, name)
+
+    monkeypatch.setitem(conv_drivers.DRIVERS, "implicit-gemm", Spy())
     (y,), _ = run_both("conv2d", x, w, b)
     run_both("conv2d_backward", rng(11).standard_normal(y.shape).astype(np.float32), x, w)
-    assert calls == [True, True]
+    assert calls == ["conv2d_forward", "conv2d_backward"]
 
 
 def test_other_tile_shape(monkeypatch):
@@ -116,24 +127,6 @@ def test_conv1d():
     (y,), _ = run_both("conv1d", x, w, padding=2, dilation=2, algorithm=TILED)
     run_both("conv1d_backward", r.standard_normal(y.shape), x, w, padding=2, dilation=2,
              algorithm=TILED)
-
-
-def test_auto_rule():
-    from nbconv._checks.conv import geometry as _geometry
-
-    def tiled(xs, ws, algorithm="auto", **kw):
-        g = _geometry("conv2d", xs, ws, kw.get("stride", 1), kw.get("padding", 0), 1,
-                      kw.get("groups", 1), "zeros", "")
-        return _device._tiled(algorithm, _plumbing._Meta(np.empty(ws)), g)
-
-    assert tiled((8, 128, 56, 56), (128, 128, 3, 3), padding=1)  # VGG
-    assert tiled((16, 256, 56, 56), (64, 256, 1, 1))  # ResNet bottleneck 1x1
-    assert tiled((8, 64, 27, 27), (192, 64, 5, 5), padding=2)  # AlexNet c2
-    assert not tiled((8, 3, 224, 224), (64, 3, 3, 3), padding=1)  # 3 input channels
-    assert not tiled((8, 6, 14, 14), (16, 6, 5, 5))  # LeNet c3
-    assert not tiled((8, 64, 56, 56), (64, 1, 3, 3), padding=1, groups=64)  # depthwise
-    assert tiled((8, 3, 9, 9), (4, 3, 3, 3), algorithm="winograd")
-    assert not tiled((8, 128, 56, 56), (128, 128, 3, 3), algorithm="direct")
 
 
 def test_bad_tiles_raise(monkeypatch):

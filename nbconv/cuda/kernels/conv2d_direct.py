@@ -12,9 +12,17 @@ bottom/right padding is implied by the output size.
   striding over ``(n, i, j)`` and a fixed-order shared-memory tree reduction (deterministic).
 
 Consecutive threads take consecutive output columns, so global loads and stores coalesce.
+
+Every kernel reads only the taps that land inside ``x`` (zero padding adds no term, SPEC
+section 2), so inf and NaN reach exactly the outputs the definition says.  With
+``only_nonfinite`` set a kernel recomputes only the elements of its output that already hold
+inf or NaN: the engine's recomputation after the implicit-GEMM kernels, which multiply the
+zeros of the padding (0 * inf is NaN).
 """
 
 from __future__ import annotations
+
+import math
 
 import numba
 
@@ -34,8 +42,10 @@ _block_sum = block_sum_for(globals())  # this module's own copy: see _reduce
 
 
 @cuda.jit
-def _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):  # pragma: no cover
-    """``y[:] = conv(x, w) + b``; ``b`` is an (F,) array (zeros when the op has no bias)."""
+def _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups,
+                       only_nonfinite):  # pragma: no cover
+    """``y[:] = conv(x, w) + b``; ``b`` is an (F,) array (zeros when the op has no bias);
+    with ``only_nonfinite`` only where ``y`` holds inf or NaN."""
     t = cuda.grid(1)
     N, C, H, W = x.shape
     F, Cg, kh, kw = w.shape
@@ -49,6 +59,8 @@ def _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):  # pragma: n
     r = r // OH
     f = r % F
     n = r // F
+    if only_nonfinite and math.isfinite(y[n, f, i, j]):
+        return
     c0 = (f // (F // groups)) * Cg
     acc = b[f]
     for cl in range(Cg):
@@ -63,8 +75,10 @@ def _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):  # pragma: n
 
 
 @cuda.jit
-def _conv2d_direct_bwd_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups, zero):  # pragma: no cover
-    """``dx[:] = conv_transpose(dy, w)`` as a gather; ``zero`` is 0 in ``dx``'s dtype."""
+def _conv2d_direct_bwd_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups, zero,
+                            only_nonfinite):  # pragma: no cover
+    """``dx[:] = conv_transpose(dy, w)`` as a gather; ``zero`` is 0 in ``dx``'s dtype; with
+    ``only_nonfinite`` only where ``dx`` holds inf or NaN."""
     t = cuda.grid(1)
     N, C, H, W = dx.shape
     F, Cg, kh, kw = w.shape
@@ -78,6 +92,8 @@ def _conv2d_direct_bwd_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups, zero):  #
     r = r // H
     c = r % C
     n = r // C
+    if only_nonfinite and math.isfinite(dx[n, c, h, ww]):
+        return
     Fg = F // groups
     g = c // Cg
     cl = c - g * Cg
@@ -101,9 +117,10 @@ def _conv2d_direct_bwd_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups, zero):  #
 
 
 @cuda.jit
-def _conv2d_direct_bwd_weight(dy, x, gw, gb, with_bias, sy, sx, pt, pl, dh, dw,
-                              groups):  # pragma: no cover
-    """``gw[:] = d<y, dy>/dw``; if ``with_bias`` also ``gb[f] = sum(dy[:, f])``.
+def _conv2d_direct_bwd_weight(dy, x, gw, gb, with_bias, sy, sx, pt, pl, dh, dw, groups,
+                              only_nonfinite):  # pragma: no cover
+    """``gw[:] = d<y, dy>/dw``; if ``with_bias`` also ``gb[f] = sum(dy[:, f])``; with
+    ``only_nonfinite`` only the weight elements that hold inf or NaN.
 
     Launch with ``F*Cg*kh*kw (+ F if with_bias)`` blocks: block ``k`` reduces weight element
     ``k`` (row-major), the blocks after them the bias elements.  ``gb`` must be an (F,) array
@@ -128,6 +145,10 @@ def _conv2d_direct_bwd_weight(dy, x, gw, gb, with_bias, sy, sx, pt, pl, dh, dw,
         r = r // kh
         cl = r % Cg
         f = r // Cg
+        # the whole block reads the same element before any thread writes it (after the
+        # reduction's barriers), so all its threads leave together
+        if only_nonfinite and math.isfinite(gw[f, cl, p, q]):
+            return
         c = (f // Fg) * Cg + cl
         for e in range(tid, total, bd):
             j = e % OW

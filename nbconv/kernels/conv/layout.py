@@ -59,7 +59,7 @@ def _pad_plane(src, dst, pt, pl, r0, r1, c0, c1):
     """``dst`` (Hp, Wp) = zeros with ``src`` placed at (pt, pl), rows ``r0:r1`` and columns
     ``c0:c1`` of ``dst`` being the part that overlaps (serial helper).  Rows with unit
     element strides are cleared and copied with ``memset``/``memcpy`` (short rows: see
-    :mod:`._memory`)."""
+    :mod:`nbconv.kernels._ir`)."""
     Wp = dst.shape[1]
     it = dst.itemsize
     if src.strides[1] == it and dst.strides[1] == it:
