@@ -104,14 +104,14 @@ def _backward_kernels(*args, **kwargs):
     return _FORCE["bwd"] or _REAL["bwd"](*args, **kwargs)
 
 
-def _forward_plan(op, x_shape, weight_shape, g, dtype, algorithm="auto"):
+def _forward_plan(op, x_shape, weight_shape, g, *args, **kwargs):
     _SEEN.setdefault((tuple(x_shape), tuple(weight_shape), g), op)
-    return _PIN["forward"] or _REAL["forward"](op, x_shape, weight_shape, g, dtype, algorithm)
+    return _PIN["forward"] or _REAL["forward"](op, x_shape, weight_shape, g, *args, **kwargs)
 
 
-def _backward_plan(op, x_shape, weight_shape, g, dtype, algorithm="auto"):
-    return _PIN["backward"] or _REAL["backward"](op, x_shape, weight_shape, g, dtype,
-                                                 algorithm)
+def _backward_plan(op, x_shape, weight_shape, g, *args, **kwargs):
+    return _PIN["backward"] or _REAL["backward"](op, x_shape, weight_shape, g, *args,
+                                                 **kwargs)
 
 
 def install():
