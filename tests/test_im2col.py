@@ -530,3 +530,22 @@ def test_both_column_kernels_for_whole_images(monkeypatch, narrow):
     rdx, rgw, rgb = conv2d_backward_ref(dy, x, w, *_geo_args(g), g["groups"])
     _close(dx, rdx, np.float64, "dx")
     _close(gw, rgw, np.float64, "dweight")
+
+
+@pytest.mark.parametrize("H, W", [(3, 5), (4, 4), (5, 2)])
+def test_patch_layers_with_bottom_right_padding(H, W):
+    """Kernel = stride with TensorFlow's "same" padding puts the padding at the bottom/right
+    only: the windows past the edge read zeros, which the patch rearrangement must not be
+    used for (it read past the input)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 4, H, W))
+    w = rng.standard_normal((5, 4, 2, 2))
+    dy_shape = (3, 5, -(-H // 2), -(-W // 2))
+    y = nc.conv2d(x, w, stride=2, padding="same", algorithm="im2col")
+    pad = ((0, 0), (0, 0), (0, 2 * dy_shape[2] - H), (0, 2 * dy_shape[3] - W))
+    want = conv2d_ref(np.pad(x, pad), w, None, 2, 2, 0, 0, 1, 1, 1, *dy_shape[2:])
+    _close(y, want, np.float64, "patch forward with padding")
+    dy = rng.standard_normal(dy_shape)
+    dx, _, _ = nc.conv2d_backward(dy, x, w, stride=2, padding="same", algorithm="im2col")
+    dx_ref, _, _ = nc.conv2d_backward(dy, x, w, stride=2, padding="same", algorithm="direct")
+    _close(dx, dx_ref, np.float64, "patch backward with padding")

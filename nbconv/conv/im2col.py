@@ -211,18 +211,21 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("columns
             _conv2d_im2col_fwd_bias(y, b, n0, nb, r0, nr, j0, nj)
 
 
-def patches(kh, kw, sy, sx, pt, pl, dh, dw) -> bool:
+def patches(kh, kw, sy, sx, pt, pl, dh, dw, H, W, OH, OW) -> bool:
     """Whether the windows tile the input without overlap or padding (kernel = stride, no
-    padding, no dilation): then the columns are a rearrangement of the input
-    (:mod:`nbconv.kernels.patches`)."""
-    return (kh, kw, pt, pl) == (sy, sx, 0, 0) and (dh == 1 or kh == 1) and (dw == 1 or kw == 1)
+    padding on any side, no dilation): then the columns are a rearrangement of the input
+    (:mod:`nbconv.kernels.patches`).  Windows that reach past the bottom or right edge read
+    implicit zero padding, which the rearrangement does not know."""
+    return ((kh, kw, pt, pl) == (sy, sx, 0, 0) and (dh == 1 or kh == 1) and (dw == 1 or kw == 1)
+            and OH * kh <= H and OW * kw <= W)
 
 
 def _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw):
     """The column matrix of one chunk: whole narrow images one task per (image, channel),
     other chunks one task per row of the matrix (one long write stream each: for AlexNet
     c2's 27-pixel rows 3.3 vs 4.3 ms a chunk, for LeNet c2's 8-pixel rows 1.2 vs 0.85 ms)."""
-    if mode == "images" and patches(kh, kw, sy, sx, pt, pl, dh, dw):
+    if mode == "images" and patches(kh, kw, sy, sx, pt, pl, dh, dw, x.shape[2], x.shape[3], nr,
+                                    nj):
         _patches_space_to_depth(x, cols, n0, nb, kh, kw, nr, nj)
     elif mode == "images" and nj < plan.NARROW_ROWS:
         _conv2d_im2col_cols_images(x, cols, n0, nb, kh, kw, sy, sx, pt, pl, dh, dw, nr, nj)
@@ -313,7 +316,8 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
             parts = []
         for dyt3, a in parts:
             matmul(w3t, dyt3, dcols[:, a:a + m].reshape(G, K, m))
-        if mode == "images" and patches(kh, kw, sy, sx, pt, pl, dh, dw):
+        if mode == "images" and patches(kh, kw, sy, sx, pt, pl, dh, dw, dx.shape[2],
+                                        dx.shape[3], OH, OW):
             _patches_depth_to_space(dcols, dx, n0, nb, kh, kw, OH, OW)
         elif mode == "images":
             _conv2d_im2col_col2im_images(dcols, dx, n0, nb, kh, kw, sy, sx, pt, pl, dh, dw,

@@ -451,7 +451,8 @@ def im2col_forward_path(N, C, H, W, F, kh, kw, OH, OW, sy, sx, pt, pl, groups, i
     rearrangement of the input (:mod:`nbconv.kernels.patches`)."""
     if (kh, kw, sy, sx, pt, pl, groups) == (1, 1, 1, 1, 0, 0, 1) and (OH, OW) == (H, W):
         return "pointwise"
-    if (kh, kw, pt, pl) == (sy, sx, 0, 0) and (dh == 1 or kh == 1) and (dw == 1 or kw == 1):
+    if ((kh, kw, pt, pl) == (sy, sx, 0, 0) and (dh == 1 or kh == 1) and (dw == 1 or kw == 1)
+            and OH * kh <= H and OW * kw <= W):
         return "columns"
     band = fused_band(C // groups * kh * kw, OH, OW, itemsize)
     if (blas and groups == 1 and F * C * kh * kw * itemsize <= FUSED_MAX_WEIGHT_BYTES

@@ -14,6 +14,9 @@ import warnings
 
 import numpy as np
 
+from .._dispatch import is_device_array
+from ._arrays import astype
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 __all__ = ["model_dtype", "cast_inputs"]
@@ -42,7 +45,8 @@ def model_dtype(module):
 
 
 def cast_inputs(module, args: tuple) -> tuple:
-    """``args`` with every host-array input of another dtype than ``module``'s cast to it.
+    """``args`` with every array input (host or device) of another dtype than ``module``'s
+    cast to it.
 
     Floating arrays (float16, float64) anywhere among the positional arguments are cast, and
     an integer or unsigned first argument (the data: uint8 images); later integer arguments
@@ -51,25 +55,25 @@ def cast_inputs(module, args: tuple) -> tuple:
     dtype = None
     out = None
     for i, a in enumerate(args):
-        if type(a) is not np.ndarray:
+        if type(a) is not np.ndarray and not is_device_array(a):
             continue
-        kind = a.dtype.kind
+        kind = np.dtype(a.dtype).kind
         if not (kind == "f" or (i == 0 and kind in "iu")):
             continue
         if dtype is None:
             dtype = model_dtype(module)
             if dtype is None:
                 return args
-        if a.dtype == dtype:
+        if np.dtype(a.dtype) == dtype:
             continue
         if out is None:
             out = list(args)
             warnings.warn(
-                f"{type(module).__name__}: input {i} is {a.dtype.name} but the model's "
+                f"{type(module).__name__}: input {i} is {np.dtype(a.dtype).name} but the model's "
                 f"parameters are {dtype.name}; it is cast to {dtype.name} for this call (cast "
                 f"it yourself, x.astype(np.{dtype.name}), to silence this warning)",
                 UserWarning, stacklevel=_caller_level())
-        out[i] = a.astype(dtype)
+        out[i] = astype(a, dtype)
     return args if out is None else tuple(out)
 
 
