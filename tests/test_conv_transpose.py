@@ -621,7 +621,7 @@ def test_onnx_import_refuses_what_it_cannot_run(tmp_path):
 ])
 def test_patch_layers_match_torch(shape, k, groups):
     """Kernel = stride, no padding: im2col's columns are a rearrangement
-    (``nbconv.kernels.patches``), for conv2d's passes and the transposed convolution."""
+    (``nbconv.kernels.conv.patches``), for conv2d's passes and the transposed convolution."""
     torch = _torch()
     tF = torch.nn.functional
     rng = _rng(30)

@@ -42,7 +42,7 @@ from ..kernels.conv.im2col import (
     _conv2d_im2col_scatter_images,
 )
 from ..kernels.conv.layout import _conv2d_im2col_bwd_bias
-from ..kernels.patches import _patches_depth_to_space, _patches_space_to_depth
+from ..kernels.conv.patches import _patches_depth_to_space, _patches_space_to_depth
 from . import plan
 
 __all__ = ["conv2d_forward", "conv2d_backward", "im2col", "col2im", "plan_chunks"]
@@ -214,7 +214,7 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("columns
 def patches(kh, kw, sy, sx, pt, pl, dh, dw, H, W, OH, OW) -> bool:
     """Whether the windows tile the input without overlap or padding (kernel = stride, no
     padding on any side, no dilation): then the columns are a rearrangement of the input
-    (:mod:`nbconv.kernels.patches`).  Windows that reach past the bottom or right edge read
+    (:mod:`nbconv.kernels.conv.patches`).  Windows that reach past the bottom or right edge read
     implicit zero padding, which the rearrangement does not know."""
     return ((kh, kw, pt, pl) == (sy, sx, 0, 0) and (dh == 1 or kh == 1) and (dw == 1 or kw == 1)
             and OH * kh <= H and OW * kw <= W)

@@ -448,7 +448,7 @@ def im2col_forward_path(N, C, H, W, F, kh, kw, OH, OW, sy, sx, pt, pl, groups, i
     task builds its band's columns and multiplies them on its own thread; needs a CBLAS gemm,
     ``blas``) or ``"columns"`` (chunks of columns, then the products).  Patch layers (kernel
     = stride, no padding or dilation) take ``"columns"``: their columns are one fast
-    rearrangement of the input (:mod:`nbconv.kernels.patches`)."""
+    rearrangement of the input (:mod:`nbconv.kernels.conv.patches`)."""
     if (kh, kw, sy, sx, pt, pl, groups) == (1, 1, 1, 1, 0, 0, 1) and (OH, OW) == (H, W):
         return "pointwise"
     if ((kh, kw, pt, pl) == (sy, sx, 0, 0) and (dh == 1 or kh == 1) and (dw == 1 or kw == 1)

@@ -2,12 +2,12 @@
 (a ViT's patch embedding, a U-Net's 2x2 stride-2 up-convolution seen from its output).
 
 Their windows tile the input without overlap, so the column matrix of im2col
-(:mod:`.conv2d_im2col`) is a plain rearrangement of the input -- *space to depth* -- and
+(:mod:`.im2col`) is a plain rearrangement of the input -- *space to depth* -- and
 col2im its inverse, *depth to space*, with no sum and no padding.  These kernels do that in
 one pass each, reading and writing whole rows (the general kernels gather and add every
 entry at a stride).
 
-Layout as in :mod:`.conv2d_im2col`, for a chunk of whole images ``n0 .. n0+nb`` with an
+Layout as in :mod:`.im2col`, for a chunk of whole images ``n0 .. n0+nb`` with an
 ``OH x OW`` output: row ``(c*kh + p)*kw + q`` of the column matrix holds tap ``(p, q)`` of
 channel ``c``, column ``b*OH*OW + i*OW + j`` output pixel ``(n0+b, i, j)``, and it reads
 ``x[n0+b, c, i*kh + p, j*kw + q]``.  Rows and columns of ``x`` past ``OH*kh`` and ``OW*kw`` are
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numba
 
-from .. import _config
+from ... import _config
 
 __all__: list[str] = []
 
