@@ -39,7 +39,7 @@ aim), lenet5's batch-1 latency <= onnxruntime's, and >= 1.5x PyTorch's images/s 
 Usage::
 
     python benchmarks/bench_inference.py [--models lenet5,resnet18] [--batches 1,32,128]
-                                         [--threads 1,2] [--rounds 3] [--budget 1.0]
+                                         [--threads 1,2] [--rounds 3] [--budget 1.5]
                                          [--json PATH] [--png PATH]
 """
 
