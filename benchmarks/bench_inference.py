@@ -66,6 +66,8 @@ LIBS = {"nbconv": "nbconv", "compiled": "compiled", "onnxruntime": "ort", "torch
 CHECK_RTOL = 1e-4
 #: a block's untimed call is skipped when the previous median exceeds this (seconds)
 SLOW_S = 0.05
+#: per-round medians further apart than this factor mark a timing noisy
+NOISY = 1.5
 #: images/s over onnxruntime's at batch 32 and 128 (issue 28's floor); 1.0 at batch 32 is the aim
 ORT_FLOOR = {"lenet5": 1.0, "alexnet": 1.0, "vgg11": 1.0, "nin": 0.8, "googlenet": 0.8,
              "resnet18": 0.8}
@@ -279,6 +281,7 @@ def measure_row(workers: dict, name: str, prep: dict, batch: int, threads: int, 
                   pooled_median_s=statistics.median(times), min_s=min(times), repeats=len(times))
         st["ms"] = st["median_s"] * 1e3
         st["images_per_s"] = batch / st["median_s"]
+        st["noisy"] = max(st["round_medians_s"]) > NOISY * min(st["round_medians_s"])
     row["idle_cpu"] = {"cpu_s": sum(b["idle_cpu_s"] for b in idle),
                        "blocks_wall_s": sum(b["wall_s"] for b in idle)}
     add_ratios(row, judged)
@@ -345,7 +348,8 @@ def print_tables(rows, libs, compiled_note) -> None:
         line = [r["model"], r["batch"], r["threads"]]
         for lib in libs:
             st = r["libraries"].get(lib)
-            line += ([_fmt(st["ms"], 3), _fmt(st["images_per_s"], 0)] if st
+            line += ([_fmt(st["ms"], 3) + (" *" if st["noisy"] else ""),
+                      _fmt(st["images_per_s"], 0)] if st
                      else ["error" if lib in r["errors"] else "-", "-"])
         table.append(line + [_check_cell(r)])
     print("inference, float32, ms per batch (median of per-round medians) and images/s; "
@@ -353,6 +357,9 @@ def print_tables(rows, libs, compiled_note) -> None:
     if compiled_note:
         print(compiled_note)
     print(format_table(headers, table, align="lrr" + "r" * 2 * len(libs) + "l"))
+    if any(st["noisy"] for r in rows for st in r["libraries"].values()):
+        print(f"* noisy: its per-round medians differ by more than {NOISY}x (other work on the "
+              "machine?); see the per-round values in the JSON")
     print()
     judged = "compiled" if "compiled" in libs else "nbconv"
     headers = ["model", "batch", "thr"]
