@@ -2,7 +2,7 @@
 
 Every library runs in a worker process of its own, which imports that library alone (the
 PyTorch worker imports nbconv too, after torch, to build its twin): two thread pools in one
-process stall each other, and onnxruntime's spinning pool made the old in-process
+process stall each other, and sharing its process with onnxruntime's pool made the old
 ``bench_onnx.py`` report nbconv up to 16x too slow (issue 28).  The script re-invokes itself
 with ``--worker LIB``; the parent writes each model's weights (``.npz``), the file
 ``nbconv.onnx.export`` makes of it (``.onnx``) and each input (``.npz``) to a temporary folder,
@@ -14,7 +14,7 @@ and the workers write their outputs back there.  Contenders:
 * ``onnxruntime``: ``InferenceSession`` on the exported file, CPU provider, default graph
   optimisations, ``intra_op_num_threads`` = threads, ``inter_op_num_threads`` = 1, sequential,
   spinning off (``session.intra_op.allow_spinning`` = ``session.inter_op.allow_spinning`` =
-  ``"0"``);
+  ``"0"``; ``--ort-spinning`` turns it on);
 * ``torch``: the PyTorch twin of the model (``torch_twin.py``, the same weights) in eval mode
   under ``torch.inference_mode()``, ``torch.set_num_threads(threads)``; when torch is installed.
 
@@ -218,59 +218,8 @@ def measure_row(workers: dict, name: str, prep: dict, batch: int, threads: int, 
     """Load, check and time every library on one (model, batch, threads)."""
     row = {"model": name, "input": prep["shape"], "batch": batch, "threads": threads,
            "libraries": {}, "errors": {}}
-    spec = {"model": name, "weights": prep["weights"], "onnx": prep["onnx"],
-            "input": prep["inputs"][batch]}
-    outs = {}
-    for lib, w in workers.items():
-        out_path = folder / f"{name}_b{batch}_t{threads}_{lib}.npy"
-        try:
-            res = w.call("load", **spec, output=str(out_path))
-        except WorkerError as e:
-            row["errors"][lib] = str(e)
-            progress(f"{tag} {lib}: FAILED to load: {e}")
-            continue
-        row["libraries"][lib] = res
-        outs[lib] = np.load(out_path)
-        progress(f"{tag} {lib}: loaded (setup {res['setup_s']:.2f} s, first call "
-                 f"{res['first_call_s'] * 1e3:.1f} ms)")
-    ref = outs.get("nbconv")
-    for lib, out in outs.items():
-        if lib != "nbconv" and ref is not None:
-            err = rel_err(out, ref)
-            row["libraries"][lib].update(rel_err=err, check_ok=err <= CHECK_RTOL)
-    names = list(row["libraries"])
-    per_block = -(-timing["min_repeats"] // timing["rounds"])
-    block_budget = timing["budget_s"] / timing["rounds"]
-    idle = []
-    for r in range(timing["rounds"]):
-        order = names[r % len(names):] + names[:r % len(names)] if names else []
-        for lib in order:
-            st = row["libraries"][lib]
-            if lib in row["errors"]:
-                continue
-            time.sleep(timing["settle_s"])
-            last = st["round_medians_s"][-1] if st.get("round_medians_s") else st["first_call_s"]
-            others = {k: w for k, w in workers.items() if k != lib}
-            before = {k: w.cpu_s() for k, w in others.items()}
-            parent0, t0 = time.process_time(), time.perf_counter()
-            try:
-                times = workers[lib].call("time", calls=per_block, budget_s=block_budget,
-                                          warm=last <= SLOW_S)["times"]
-            except WorkerError as e:
-                row["errors"][lib] = str(e)
-                progress(f"{tag} {lib}: FAILED while timing: {e}")
-                continue
-            wall = time.perf_counter() - t0
-            used = time.process_time() - parent0
-            for k, w in others.items():
-                after = w.cpu_s()
-                if before[k] is not None and after is not None:
-                    used += after - before[k]
-            idle.append({"lib": lib, "wall_s": wall, "idle_cpu_s": used})
-            st.setdefault("times_s", []).extend(times)
-            st.setdefault("round_medians_s", []).append(statistics.median(times))
-            progress(f"{tag} round {r + 1}/{timing['rounds']} {lib}: "
-                     f"{statistics.median(times) * 1e3:.3f} ms (median of {len(times)})")
+    load_and_check(row, workers, prep, folder, tag)
+    idle = time_rounds(row, workers, timing, tag)
     for lib in list(row["libraries"]):
         st = row["libraries"][lib]
         if lib in row["errors"] or not st.get("round_medians_s"):
@@ -286,6 +235,70 @@ def measure_row(workers: dict, name: str, prep: dict, batch: int, threads: int, 
                        "blocks_wall_s": sum(b["wall_s"] for b in idle)}
     add_ratios(row, judged)
     return row
+
+
+def load_and_check(row, workers, prep, folder, tag) -> None:
+    """Every worker builds the row's model and runs it once, one after the other; each output
+    is compared with nbconv plain's."""
+    name, batch = row["model"], row["batch"]
+    spec = {"model": name, "weights": prep["weights"], "onnx": prep["onnx"],
+            "input": prep["inputs"][batch]}
+    outs = {}
+    for lib, w in workers.items():
+        out_path = folder / f"{name}_b{batch}_t{row['threads']}_{lib}.npy"
+        try:
+            res = w.call("load", **spec, output=str(out_path))
+        except WorkerError as e:
+            row["errors"][lib] = str(e)
+            progress(f"{tag} {lib}: FAILED to load: {e}")
+            continue
+        row["libraries"][lib] = res
+        outs[lib] = np.load(out_path)
+        progress(f"{tag} {lib}: loaded (setup {res['setup_s']:.2f} s, first call "
+                 f"{res['first_call_s'] * 1e3:.1f} ms)")
+    ref = outs.get("nbconv")
+    for lib, out in outs.items():
+        if lib != "nbconv" and ref is not None:
+            err = rel_err(out, ref)
+            row["libraries"][lib].update(rel_err=err, check_ok=err <= CHECK_RTOL)
+
+
+def time_rounds(row, workers, timing, tag) -> list[dict]:
+    """The timed turns of the loaded libraries, rounds with the order rotating; adds
+    ``round_medians_s`` and ``times_s`` to each library's entry.  Returns, per turn, its wall
+    time and the CPU time the waiting processes (the parent, the other workers) used in it."""
+    names = list(row["libraries"])
+    per_block = -(-timing["min_repeats"] // timing["rounds"])
+    block_budget = timing["budget_s"] / timing["rounds"]
+    idle = []
+    for r in range(timing["rounds"]):
+        for lib in names[r % len(names):] + names[:r % len(names)]:
+            if lib in row["errors"]:
+                continue
+            st = row["libraries"][lib]
+            time.sleep(timing["settle_s"])
+            last = st["round_medians_s"][-1] if st.get("round_medians_s") else st["first_call_s"]
+            others = [w for k, w in workers.items() if k != lib]
+            before = [w.cpu_s() for w in others]
+            parent0, t0 = time.process_time(), time.perf_counter()
+            try:
+                times = workers[lib].call("time", calls=per_block, budget_s=block_budget,
+                                          warm=last <= SLOW_S)["times"]
+            except WorkerError as e:
+                row["errors"][lib] = str(e)
+                progress(f"{tag} {lib}: FAILED while timing: {e}")
+                continue
+            wall = time.perf_counter() - t0
+            used = time.process_time() - parent0
+            for w, b in zip(others, before):
+                a = w.cpu_s()
+                used += a - b if a is not None and b is not None else 0.0
+            idle.append({"lib": lib, "wall_s": wall, "idle_cpu_s": used})
+            st.setdefault("times_s", []).extend(times)
+            st.setdefault("round_medians_s", []).append(statistics.median(times))
+            progress(f"{tag} round {r + 1}/{timing['rounds']} {lib}: "
+                     f"{statistics.median(times) * 1e3:.3f} ms (median of {len(times)})")
+    return idle
 
 
 def _ratio(row, fast, slow) -> dict | None:

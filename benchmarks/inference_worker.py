@@ -64,7 +64,7 @@ def _threadpools() -> list[dict]:
 class _Runner:
     """What a worker runs: ``load`` prepares ``self.fn`` (one inference on the loaded input)."""
 
-    def __init__(self, lib: str, threads: int, ort_spinning: bool = False):
+    def __init__(self, lib: str, threads: int):
         self.lib, self.threads, self.fn = lib, threads, None
 
     def info(self) -> dict:
@@ -78,6 +78,9 @@ class _Runner:
                 "env": {k: os.environ.get(k) for k in UNSET_ENV}}
 
     def load(self, spec: dict) -> dict:
+        """Build the contender for ``spec``; ``setup_s`` is the build time (for ``compiled``,
+        the planning), ``first_call_s`` the first call's (compilation of kernels included)."""
+        self.fn = None  # the previous model goes before the next one is built
         x = np.load(spec["input"])["x"]
         t0 = time.perf_counter()
         self.fn = self.prepare(spec, x)
@@ -159,7 +162,7 @@ class _OrtRunner(_Runner):
 class _TorchRunner(_Runner):
     def __init__(self, lib, threads, **options):
         super().__init__(lib, threads)
-        import torch  # before nbconv, whose numba threads would otherwise load their own OpenMP
+        import torch  # before nbconv, as in bench_models.py (the other order slowed PyTorch)
 
         self.torch = torch
         torch.set_num_threads(threads)
