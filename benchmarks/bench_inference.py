@@ -534,6 +534,10 @@ def main(argv=None) -> int:
 
     import nbconv
 
+    top = nbconv.max_num_threads()
+    if max(threads_list) > top:
+        ap.error(f"--threads {args.threads}: at most {top} (NUMBA_NUM_THREADS={top}); set "
+                 "NUMBA_NUM_THREADS to allow more")
     libs = ["nbconv"]
     compiled_note = None
     if args.no_compiled:

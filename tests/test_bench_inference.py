@@ -90,6 +90,8 @@ def test_rejects_bad_arguments(tmp_path):
     assert proc.returncode == 2 and "--models: unknown ['nope']" in proc.stderr
     proc = _run("--models", "lenet5", "--batches", "0,32", "--json", str(js))
     assert proc.returncode == 2 and "--batches: expected positive integers" in proc.stderr
+    proc = _run("--models", "lenet5", "--threads", "1,9999", "--json", str(js))
+    assert proc.returncode == 2 and "--threads 1,9999: at most" in proc.stderr
     assert not js.exists()
 
 
