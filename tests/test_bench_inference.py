@@ -112,7 +112,10 @@ def test_verdicts_follow_the_issue_targets():
     assert row["ratios"]["compiled/onnxruntime"]["ratio"] == pytest.approx(16 / 18)
     assert row["ratios"]["nbconv/torch"]["ratio"] == pytest.approx(40 / 30)
     assert row["targets"]["met"] == {"vs_ort": True, "vs_ort_aim": False, "vs_torch": True}
-    assert row["check_ok"]
+    assert not any(row["targets"]["noisy"].values()) and row["check_ok"]
+    row["libraries"]["torch"]["noisy"] = True  # the PyTorch verdict rests on a noisy time
+    bi.add_ratios(row, "compiled")
+    assert row["targets"]["noisy"] == {"vs_ort": False, "vs_ort_aim": False, "vs_torch": True}
     # vgg11 at batch 128: floor 1.0, no aim; judged on plain nbconv when there is no compile
     row = _row("vgg11", 128, {"nbconv": 100.0, "onnxruntime": 95.0})
     bi.add_ratios(row, "nbconv")
