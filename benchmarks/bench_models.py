@@ -58,29 +58,14 @@ from _common import (
 from bench_lenet import LR, MOMENTUM, NbconvStep, contenders  # the same training step
 from pystyle_models import PYSTYLE, copy_builder_weights
 from torch_twin import torch_twin, twin_parameters
+from zoo import MODELS
 
 import nbconv
-from nbconv import models
 
 TARGETS = {"train": 1.0, "inference": 1.25, "lenet5_train": 1.5}
 #: a PyTorch-style subclass's images/s over its builder's (SPEC: within 3%)
 PYSTYLE_TARGET = 0.97
 PYSTYLE_SUFFIX = "_pystyle"
-#: name -> (builder, input shape (C, H, W), default batch sizes)
-MODELS = {
-    "lenet5": (lambda: models.lenet5(activation="relu"), (1, 28, 28), (64, 256)),
-    "simple_convnet": (lambda: models.simple_convnet(input_dim=(3, 32, 32)), (3, 32, 32),
-                       (32, 128)),
-    "alexnet": (lambda: models.alexnet(in_channels=3), (3, 32, 32), (32, 128)),
-    "vgg11": (lambda: models.vgg11(in_channels=3), (3, 32, 32), (32, 128)),
-    "nin": (lambda: models.nin(in_channels=3), (3, 32, 32), (32, 128)),
-    "googlenet": (lambda: models.googlenet(in_channels=3), (3, 32, 32), (32, 128)),
-    "resnet18": (lambda: models.resnet18(in_channels=3), (3, 32, 32), (32, 128)),
-}
-if hasattr(models, "zfnet"):
-    MODELS["zfnet"] = (lambda: models.zfnet(in_channels=3), (3, 32, 32), (32, 128))
-if hasattr(models, "seed_net"):
-    MODELS["seed_net"] = (models.seed_net, (1, 28, 28), (64, 256))
 #: the names --models accepts: the builders, and "<builder>_pystyle" for those in PYSTYLE
 CHOICES = [*MODELS, *(f"{n}{PYSTYLE_SUFFIX}" for n in PYSTYLE if n in MODELS)]
 

@@ -584,21 +584,3 @@ def test_float64_model_round_trip(tmp_path):
     assert y.dtype == np.float64
     with nbconv.no_grad():
         np.testing.assert_allclose(y, model(x), rtol=1e-12, atol=1e-12)
-
-
-def test_bench_onnx_quick(tmp_path):
-    import json
-
-    js = tmp_path / "onnx.json"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_onnx.py"), "--quick",
-                           "--models", "lenet5,resnet18", "--threads", "1", "--json", str(js)],
-                          capture_output=True, text=True, timeout=300, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "speed ratio" in proc.stdout
-    data = json.loads(js.read_text())
-    assert data["benchmark"] == "onnx" and data["summary"]["wrong_results"] == []
-    assert set(data["results"]) == {"lenet5", "resnet18"}
-    for r in data["results"].values():
-        assert r["check_ok"] and r["max_rel_err"] <= 1e-4
-        assert r["nbconv"]["ms"] > 0 and r["onnxruntime"]["ms"] > 0 and r["speed_ratio"] > 0
