@@ -96,6 +96,18 @@ def relu(x):
     return _unary(_k._relu_fwd, "relu", x)
 
 
+def _relu_into(x, y):
+    """``y = relu(x)`` for C-contiguous host arrays of one float dtype and shape (``y`` may be
+    ``x``): the unchecked core of :func:`relu`, for a planned network (:mod:`nbconv.inference`)."""
+    _sized(_k._relu_fwd, x.size)(x.reshape(-1), y.reshape(-1))
+
+
+def _add_relu_into(a, b, y):
+    """``y = relu(a + b)`` in one pass, for C-contiguous host arrays of one float dtype and
+    shape (``y`` may be ``a`` or ``b``): a residual sum and its ReLU (:mod:`nbconv.inference`)."""
+    _sized(_k._add_relu_fwd, a.size)(a.reshape(-1), b.reshape(-1), y.reshape(-1))
+
+
 @_dispatch.dispatch
 def relu_backward(dy, x):
     """Gradient of :func:`relu`: ``dy`` where ``x > 0``, 0 elsewhere (0 at ``x == 0``).
