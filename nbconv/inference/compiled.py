@@ -37,8 +37,9 @@ def compile(model, input_shape, *, algorithm="auto"):
 
     The model is put in eval mode (inference).  The compiled model follows later changes made
     through nbconv (optimizer steps, ``load_state_dict``, ``nn.init``, assigning a parameter's
-    ``data``, adding layers, ``astype``): it plans again at its next call.  Calling it while
-    the model is in training mode (``model.train()`` after compiling) raises ``RuntimeError``.
+    ``data``, adding layers, ``astype``, ``eval``): it traces and plans again at its next call
+    (layers added in training mode are put in eval mode).  Calling it while the model is in
+    training mode (``model.train()`` after compiling) raises ``RuntimeError``.
     Writing into a parameter's array directly (``p.data[...] = v``) is not seen by the folded
     layers: call :meth:`CompiledModel.refresh` after doing that.
 
@@ -125,14 +126,12 @@ class CompiledModel:
 
     def _follow(self) -> None:
         """Called when some model state changed since the plans were made."""
-        training = [name or type(m).__name__ for name, m in self.model.named_modules()
-                    if m.training]
-        if training:
+        if self.model.training:
             raise RuntimeError(
-                f"compiled model: the model is in training mode (model.train() was called "
-                f"after nbconv.compile; first in training mode: {training[0]!r}); a compiled "
-                "model runs inference only: call model.eval() to use it again")
-        self.refresh()
+                f"compiled model: the model ({type(self.model).__name__}) is in training mode "
+                "(model.train() was called after nbconv.compile); a compiled model runs "
+                "inference only: call model.eval() to use it again")
+        self.refresh()  # (puts layers added since in eval mode too)
 
     def _plan(self, n: int) -> Plan:
         plan = self._plans.get(n)

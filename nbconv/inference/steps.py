@@ -189,6 +189,8 @@ def _conv_geometry(step, x_shape):
 def describe(step, x_shapes, dtype, algorithm) -> str:
     """What runs the step: the convolution's algorithm and kernels, or the op."""
     if step.kind == "conv" and len(x_shapes[0]) == 4:
+        if x_shapes[0][0] == 0:
+            return "conv2d (empty batch: no kernel)"
         g = _conv_geometry(step, x_shapes[0])
         p = forward_plan("conv2d", tuple(x_shapes[0]), step.weight.shape, g, dtype, algorithm)
         return f"conv2d {p.algorithm}"
