@@ -353,3 +353,28 @@ def test_compiled_call_allocates_less_than_plain_forward():
     plain = _peak(lambda a: _plain(model, a), x)
     compiled = _peak(cm, x)
     assert compiled < plain / 2, (compiled, plain)
+
+
+def test_input_is_never_written():
+    model = nn.Sequential(nn.ReLU(), nn.Sigmoid(), nn.Flatten(), nn.Linear(12, 3), nn.Tanh())
+    cm = nc.compile(model, (2, 3, 2, 2))
+    x = RNG.standard_normal((2, 3, 2, 2), dtype=np.float32)
+    kept = x.copy()
+    _close(cm(x), _plain(model, x))
+    np.testing.assert_array_equal(x, kept)
+    assert "in place" in cm.explain()  # the sigmoid writes over the ReLU's buffer, not over x
+
+
+def test_leaky_relu_tanh_avgpool_and_concat_graph():
+    g = nn.Graph()
+    g.add("a", nn.Conv2d(2, 3, 3, padding=1), "input")
+    g.add("b", nn.LeakyReLU(0.2), "a")
+    g.add("c", nn.AvgPool2d(3, 1, padding=1, count_include_pad=False), "input")
+    g.add("d", nn.Concat(axis=1), "b", "c", "input")
+    g.add("e", nn.Tanh(), "d")
+    g.add("f", nn.GlobalAvgPool2d(keepdims=False), "e")
+    cm = nc.compile(g, (3, 2, 5, 6))
+    assert "opaque" not in cm.explain() and ".forward" not in cm.explain()
+    for n in (3, 1):
+        x = RNG.standard_normal((n, 2, 5, 6), dtype=np.float32)
+        _close(cm(x), _plain(g, x))

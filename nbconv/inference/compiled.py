@@ -7,6 +7,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .._blas import single_threaded_blas
 from .._checks.conv import ALGORITHMS
 from .._dispatch import is_device_array
 from ..nn import modes
@@ -172,6 +173,10 @@ class CompiledModel:
         vals[0] = x
         if plan.opaque:
             with modes.no_grad():
+                for run in plan.runs:
+                    run(vals)
+        elif plan.blas_held:
+            with single_threaded_blas():  # once per call, not once per product
                 for run in plan.runs:
                     run(vals)
         else:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .memory import plan_memory
-from .steps import ELEMENTWISE, build, build_fresh, describe, fast, output_kind
+from .steps import ELEMENTWISE, build, build_fresh, describe, fast, output_kind, uses_blas
 
 __all__ = ["Plan"]
 
@@ -41,7 +41,13 @@ class Plan:
         vals = [None] * (max([s.output for s in steps], default=0) + 1)
         for v, a in buffers.items():
             vals[v] = a
-        runs, rows = [], []
+        #: whether the call keeps BLAS single-threaded around all steps (saving the switch
+        #: per product) rather than per product: with two products or more and no module
+        #: of the user's, whose own products may want BLAS's threads
+        self.blas_held = (all(k != "fresh" for k in kinds.values()) and sum(
+            uses_blas(s, [shapes[i] for i in s.inputs], dtype, algorithm)
+            for s in steps if kinds[s.output] == "buffer") >= 2)
+        runs, rows, run_rows = [], [], []
         fixed = set(buffers) | {0}  # values that are always C-contiguous arrays
         for s in steps:
             ins = [shapes[i] for i in s.inputs]
@@ -53,12 +59,13 @@ class Plan:
                 runs.append(build_fresh(s, dtype))
                 fixed.add(v)
             elif kinds[v] == "buffer":
-                for i in s.inputs:
-                    if i not in fixed:  # an opaque module's result: the kernels take C order
-                        runs.append(_contiguous(i))
-                runs.append(build(s, ins, vals[v], algorithm, dtype))
+                run = build(s, ins, vals[v], algorithm, dtype, self.blas_held)
+                loose = [i for i in s.inputs if i not in fixed]
+                # an opaque module's result: the kernels take C order
+                runs.append(_contiguous(loose, run) if loose else run)
             else:
                 runs.append(build_fresh(s, dtype))
+            run_rows += [len(rows)] * (len(runs) - len(run_rows))
             where = {"buffer": "buf", "view": "view of", "fresh": "own array"}[kinds[v]]
             if kinds[v] == "buffer":
                 where = (f"buf {layout.slot[v]}" + (" (in place)" if v in layout.inplace
@@ -71,6 +78,7 @@ class Plan:
             rows.append((s.name or type(s.module).__name__, describe(s, ins, dtype, algorithm),
                          ", ".join(s.fused), shapes[v], where))
         self.runs, self.vals, self.out, self.rows = runs, vals, out, rows
+        self.run_rows = run_rows  # the row of each run (a view of a buffer has no run)
         #: whether a module's own forward runs (then under no_grad)
         self.opaque = any(kinds[s.output] == "fresh" for s in steps)
         self.nbytes = layout.nbytes
@@ -78,9 +86,11 @@ class Plan:
         self.out_shape = shapes[out]
 
 
-def _contiguous(i):
+def _contiguous(loose, step):
     def run(vals):
-        vals[i] = np.ascontiguousarray(vals[i])
+        for i in loose:
+            vals[i] = np.ascontiguousarray(vals[i])
+        step(vals)
     return run
 
 

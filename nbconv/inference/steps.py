@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._blas import SMALL_MACS
 from .._checks.conv import geometry
 from .._checks.pool import window_args
 from ..conv import engine
 from ..conv.convplan import forward_plan
 from ..functional import conv as _conv
-from ..functional.activation import _add_relu_into, _relu_into
+from ..functional.activation import _add_relu_into, _relu_into, _unary_into
 from ..functional.linear import _linear_into
 from ..functional.pool import (
     _adaptive_avg_pool2d_into,
@@ -28,10 +29,10 @@ __all__ = ["output_kind", "ELEMENTWISE", "build", "describe"]
 
 #: the kinds whose output goes in a planned buffer when their inputs are plain 4-D (2-D for
 #: linear) arrays of the model's dtype
-_BUFFERED = {"conv", "linear", "relu", "maxpool", "avgpool", "adaptive_avg", "global_avg",
-             "add", "concat"}
+_BUFFERED = {"conv", "linear", "relu", "sigmoid", "tanh", "leaky_relu", "maxpool", "avgpool",
+             "adaptive_avg", "global_avg", "add", "concat"}
 #: the kinds that may write over their first input
-ELEMENTWISE = {"relu", "add"}
+ELEMENTWISE = {"relu", "sigmoid", "tanh", "leaky_relu", "add"}
 _SPATIAL = {"conv", "maxpool", "avgpool", "adaptive_avg", "global_avg"}
 
 
@@ -55,8 +56,20 @@ def output_kind(step, is_fast: bool) -> str:
     return "buffer" if is_fast else "fresh"
 
 
-def build(step, x_shapes, y, algorithm, dtype):
-    """The closure ``run(vals)`` of a fast step, ``y`` its output buffer."""
+def uses_blas(step, x_shapes, dtype, algorithm) -> bool:
+    """Whether the fast ``step`` calls BLAS (a linear layer, a convolution by a GEMM)."""
+    if step.kind == "linear":
+        return True
+    if step.kind == "conv" and x_shapes[0][0]:
+        g = _conv_geometry(step, x_shapes[0])
+        p = forward_plan("conv2d", tuple(x_shapes[0]), step.weight.shape, g, dtype, algorithm)
+        return p.algorithm != "direct"
+    return False
+
+
+def build(step, x_shapes, y, algorithm, dtype, blas_held=False):
+    """The closure ``run(vals)`` of a fast step, ``y`` its output buffer; ``blas_held``: the
+    caller keeps BLAS single-threaded around the whole network."""
     i = step.inputs
     kind, m = step.kind, step.module
     if kind == "conv":
@@ -73,14 +86,31 @@ def build(step, x_shapes, y, algorithm, dtype):
         rows = int(np.prod(x_shapes[0][:-1]))
         y2 = y.reshape(rows, w.shape[0])
         i0 = i[0]
+        if blas_held and 0 < y2.size * in_f <= SMALL_MACS:
+            # a product too small for threads: NumPy's, without the thread bookkeeping of
+            # _blas.matmul (LeNet at batch 1: 5.3 -> 2 us a layer)
+            wt = w.T
 
-        def run(vals):
-            _linear_into(vals[i0].reshape(rows, in_f), w, b, y2, relu)
+            def run(vals):
+                np.matmul(vals[i0].reshape(rows, in_f), wt, out=y2)
+                if b is not None:
+                    np.add(y2, b, out=y2)
+                if relu:
+                    np.maximum(y2, 0, out=y2)
+        else:
+            def run(vals):
+                _linear_into(vals[i0].reshape(rows, in_f), w, b, y2, relu)
     elif kind == "relu":
         i0 = i[0]
 
         def run(vals):
             _relu_into(vals[i0], y)
+    elif kind in ("sigmoid", "tanh", "leaky_relu"):
+        args = (m._config["negative_slope"],) if kind == "leaky_relu" else ()
+        i0 = i[0]
+
+        def run(vals):
+            _unary_into(kind, vals[i0], y, *args)
     elif kind == "maxpool":
         c = m._config
         _, k, s, p, d = window_args("max_pool2d", x_shapes[0], c["kernel_size"], c["stride"],

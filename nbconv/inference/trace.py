@@ -22,6 +22,9 @@ KINDS = {
     layers.Conv2d: "conv",
     layers.Linear: "linear",
     layers.ReLU: "relu",
+    layers.Sigmoid: "sigmoid",
+    layers.Tanh: "tanh",
+    layers.LeakyReLU: "leaky_relu",
     layers.MaxPool2d: "maxpool",
     layers.AvgPool2d: "avgpool",
     layers.AdaptiveAvgPool2d: "adaptive_avg",
@@ -44,8 +47,9 @@ class Step:
     name : str
         The module's dotted path in the model ("" for the model itself).
     kind : str
-        "conv", "linear", "relu", "maxpool", "avgpool", "adaptive_avg", "global_avg",
-        "flatten", "identity", "batchnorm", "add", "concat" or "opaque".
+        "conv", "linear", "relu", "sigmoid", "tanh", "leaky_relu", "maxpool", "avgpool",
+        "adaptive_avg", "global_avg", "flatten", "identity", "batchnorm", "add", "concat" or
+        "opaque".
     module : Module
     inputs : list of int
         The values it reads.
