@@ -378,3 +378,22 @@ def test_leaky_relu_tanh_avgpool_and_concat_graph():
     for n in (3, 1):
         x = RNG.standard_normal((n, 2, 5, 6), dtype=np.float32)
         _close(cm(x), _plain(g, x))
+
+
+def test_calls_do_not_move_the_state_counter():
+    """Neither the plain forward nor a compiled call counts as a change of the model (else
+    alternating them would trace the model again at every call)."""
+    from nbconv.nn import modes
+
+    model = nn.Sequential(_randomise_bn(models.resnet18(width_mult=0.125)), FirstChannels())
+    cm = nc.compile(model, (2, 1, 28, 28))
+    x = RNG.standard_normal((2, 1, 28, 28), dtype=np.float32)
+    cm(x)
+    v = modes.state_version()
+    plan = cm._plan(2)
+    for _ in range(2):
+        model.eval()  # already in eval mode: no change
+        with nc.no_grad():
+            model(x)
+        cm(x)
+    assert modes.state_version() == v and cm._plan(2) is plan

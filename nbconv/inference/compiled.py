@@ -183,7 +183,9 @@ class CompiledModel:
             for run in plan.runs:
                 run(vals)
         y = vals[plan.out]
-        vals[0] = None  # do not keep the caller's array alive
+        vals[0] = None  # keep neither the caller's array nor opaque results alive
+        for v in plan.transient:
+            vals[v] = None
         return y.copy() if isinstance(y, np.ndarray) else y
 
     forward = __call__

@@ -81,6 +81,9 @@ class Plan:
         self.run_rows = run_rows  # the row of each run (a view of a buffer has no run)
         #: whether a module's own forward runs (then under no_grad)
         self.opaque = any(kinds[s.output] == "fresh" for s in steps)
+        #: the values that calls store (dropped after each call, not kept alive)
+        self.transient = [s.output for s in steps
+                          if kinds[s.output] == "fresh" or vals[s.output] is None]
         self.nbytes = layout.nbytes
         self.nslots = len(layout.slots)
         self.out_shape = shapes[out]

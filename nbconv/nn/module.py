@@ -419,9 +419,12 @@ class Module:
         from .._checks import check_bool
 
         mode = check_bool(f"{type(self).__name__}.train", "mode", mode)
+        changed = False
         for _, m in self.named_modules():
+            changed = changed or m.training != mode
             m.training = mode
-        bump_state_version()
+        if changed:
+            bump_state_version()
         return self
 
     def eval(self) -> Module:
