@@ -30,5 +30,5 @@ __all__ = functional.__all__ + [
     "functional", "set_num_threads", "get_num_threads", "max_num_threads", "cuda",
     "data", "io", "losses", "models", "nn", "optim", "recording", "train",
     "save", "load", "load_state", "manual_seed", "no_grad", "enable_grad", "__version__",
-    "tune", "conv", "inference", "compile", "CompiledModel",
-]
+    "tune", "conv", "inference", "CompiledModel",
+]  # (not "compile": ``from nbconv import *`` must not hide Python's builtin compile)
