@@ -21,6 +21,8 @@ from .io import load, load_state, save
 from .conv.tune import tune
 from . import onnx  # imports no onnx; registers the layers an imported ONNX graph may hold
 from .nn import enable_grad, manual_seed, no_grad
+from . import inference
+from .inference import CompiledModel, compile  # noqa: A004  (nbconv.compile, as torch.compile)
 
 _compile_notice.install()
 
@@ -28,5 +30,5 @@ __all__ = functional.__all__ + [
     "functional", "set_num_threads", "get_num_threads", "max_num_threads", "cuda",
     "data", "io", "losses", "models", "nn", "optim", "recording", "train",
     "save", "load", "load_state", "manual_seed", "no_grad", "enable_grad", "__version__",
-    "tune", "conv",
-]
+    "tune", "conv", "inference", "CompiledModel",
+]  # (not "compile": ``from nbconv import *`` must not hide Python's builtin compile)

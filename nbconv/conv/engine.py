@@ -74,7 +74,7 @@ def _kept(weight, p: ConvPlan):
     return np.ascontiguousarray(weight[:, :, r0:r1, c0:c1])
 
 
-def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=None):
+def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=None, out=None):
     """The convolution of validated 4-D arrays of one dtype (then ``y = relu(y)`` with
     ``relu``) by the plan of ``algorithm`` (``"auto"`` or a named one) for these shapes.  With
     ``scale`` (F,) float64, ``y = conv(x, weight) * scale[f] + bias[f]`` (an inference batch
@@ -88,8 +88,11 @@ def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=No
     transforms, and it leaves NaN where its inputs are not finite.  Tap-GEMM and the direct
     kernels apply the ReLU in the pass that writes ``y``, tap-GEMM the scale too; otherwise
     they are one more pass (:func:`_epilogue`).
+
+    ``out``, a C-contiguous (N, F, OH, OW) array of ``x``'s dtype, receives the result in
+    place of a fresh array (a planned network's buffer, :mod:`nbconv.inference`).
     """
-    y = np.empty((x.shape[0], weight.shape[0], g.OH, g.OW), dtype=x.dtype)
+    y = np.empty((x.shape[0], weight.shape[0], g.OH, g.OW), dtype=x.dtype) if out is None else out
     if y.size == 0:
         return y
     p = forward_plan(op, x.shape, weight.shape, g, x.dtype, algorithm)

@@ -96,6 +96,30 @@ def relu(x):
     return _unary(_k._relu_fwd, "relu", x)
 
 
+def _relu_into(x, y):
+    """``y = relu(x)`` for C-contiguous host arrays of one float dtype and shape (``y`` may be
+    ``x``): the unchecked core of :func:`relu`, for a planned network (:mod:`nbconv.inference`)."""
+    _sized(_k._relu_fwd, x.size)(x.reshape(-1), y.reshape(-1))
+
+
+def _unary_into(name, x, y, *args):
+    """``y = name(x, *args)`` for ``name`` in "relu", "sigmoid", "tanh", "leaky_relu" (its
+    checked arguments), C-contiguous host arrays of one float dtype and shape (``y`` may be
+    ``x``): the unchecked core of those ops, for a planned network.  Below 8192 elements
+    sigmoid and tanh run serially too (waking the threads cost more than the exponentials:
+    LeNet's 3456-element map took 9 us serially, 19 us on two threads)."""
+    kernel = _UNARY[name]
+    if x.size < _config.SERIAL_BELOW // 32:
+        kernel = _SERIAL_UNARY.get(kernel, kernel)
+    _sized(kernel, x.size)(x.reshape(-1), y.reshape(-1), *args)
+
+
+def _add_relu_into(a, b, y):
+    """``y = relu(a + b)`` in one pass, for C-contiguous host arrays of one float dtype and
+    shape (``y`` may be ``a`` or ``b``): a residual sum and its ReLU (:mod:`nbconv.inference`)."""
+    _sized(_k._add_relu_fwd, a.size)(a.reshape(-1), b.reshape(-1), y.reshape(-1))
+
+
 @_dispatch.dispatch
 def relu_backward(dy, x):
     """Gradient of :func:`relu`: ``dy`` where ``x > 0``, 0 elsewhere (0 at ``x == 0``).
@@ -479,3 +503,8 @@ def dropout_backward(dy, mask):
     array([0., 2., 2.])
     """
     return _binary(_k._mul_fwd, "dropout_backward", dy, mask, "mask")
+
+
+_UNARY = {"relu": _k._relu_fwd, "sigmoid": _k._sigmoid_fwd, "tanh": _k._tanh_fwd,
+          "leaky_relu": _k._leaky_relu_fwd}
+_SERIAL_UNARY = {_k._sigmoid_fwd: _k._sigmoid_fwd_chunk, _k._tanh_fwd: _k._tanh_fwd_chunk}

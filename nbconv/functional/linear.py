@@ -62,7 +62,14 @@ def linear(x, weight, bias=None):
             )
     x2 = x.reshape(math.prod(x.shape[:-1]), in_f)  # -1 is ambiguous when in_f == 0
     y2 = np.empty((x2.shape[0], out_f), dtype=x.dtype)
-    if in_f == 0:
+    return _linear_into(x2, weight, bias, y2).reshape(x.shape[:-1] + (out_f,))
+
+
+def _linear_into(x2, weight, bias, y2, relu=False):
+    """``y2 = x2 @ weight.T + bias`` (then ``relu`` in place when asked) for checked host
+    arrays of one dtype: ``x2`` (M, in_features), ``y2`` (M, out_features) C-contiguous, the
+    planned network's buffer (:mod:`nbconv.inference`) or :func:`linear`'s.  Returns ``y2``."""
+    if weight.shape[1] == 0:
         y2.fill(0)
     else:
         matmul(x2, weight.T, y2)
@@ -71,7 +78,9 @@ def linear(x, weight, bias=None):
             np.add(y2, bias, out=y2)  # waking the threads would cost more than the sum
         else:
             _k._linear_bias_fwd(y2, bias)
-    return y2.reshape(x.shape[:-1] + (out_f,))
+    if relu:
+        np.maximum(y2, 0, out=y2)  # (NaN stays NaN, as in relu)
+    return y2
 
 
 @_dispatch.dispatch

@@ -104,6 +104,14 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         op, x.shape, kernel_size, stride, padding, dilation, ceil_mode
     )
     y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
+    return _max_pool2d_into(x, y, return_indices, (kh, kw), (sy, sx), (ph, pw), (dh, dw))
+
+
+def _max_pool2d_into(x, y, return_indices, k, s, p, d):
+    """:func:`max_pool2d` of checked C-contiguous host ``x`` into ``y`` (its output shape and
+    dtype) with normalised window pairs; returns ``y`` or ``(y, indices)``.  A planned
+    network (:mod:`nbconv.inference`) calls it with its own buffer as ``y``."""
+    (kh, kw), (sy, sx), (ph, pw), (dh, dw) = k, s, p, d
     H, W = x.shape[-2], x.shape[-1]
     serial = x.size < _config.SERIAL_BELOW
     if ((kh, kw, sy, sx, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1)
@@ -312,8 +320,15 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
         op, x.shape, kernel_size, stride, padding, 1, ceil_mode
     )
     y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
-    _k._avg_pool2d_fwd(_planes(x), _planes(y), kh, kw, sy, sx, ph, pw,
-                       int(check_bool(op, "count_include_pad", count_include_pad)), div)
+    return _avg_pool2d_into(x, y, (kh, kw), (sy, sx), (ph, pw),
+                            int(check_bool(op, "count_include_pad", count_include_pad)), div)
+
+
+def _avg_pool2d_into(x, y, k, s, p, include_pad, div):
+    """:func:`avg_pool2d` of checked C-contiguous host ``x`` into ``y`` (its output shape and
+    dtype); ``include_pad`` 0 or 1, ``div`` the checked divisor (0: none).  Returns ``y``."""
+    (kh, kw), (sy, sx), (ph, pw) = k, s, p
+    _k._avg_pool2d_fwd(_planes(x), _planes(y), kh, kw, sy, sx, ph, pw, include_pad, div)
     return y
 
 
@@ -384,7 +399,13 @@ def adaptive_avg_pool2d(x, output_size):
     x = pool_input(op, x)
     oh, ow = adaptive_size(op, output_size, x.shape[-2:])
     y = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
-    if (oh, ow) == (1, 1):
+    return _adaptive_avg_pool2d_into(x, y)
+
+
+def _adaptive_avg_pool2d_into(x, y):
+    """:func:`adaptive_avg_pool2d` of checked C-contiguous host ``x`` into ``y``, whose
+    spatial size is the output size (a planned network's buffer).  Returns ``y``."""
+    if y.shape[-2:] == (1, 1):
         _global_mean(x, y)
     else:
         _k._adaptive_avg_pool2d_fwd(_planes(x), _planes(y))

@@ -165,6 +165,23 @@ def _mul_fwd(a, b, out):
         _mul_chunk(a[lo:hi], b[lo:hi], out[lo:hi])
 
 
+@numba.njit(**JIT_OPTIONS)
+def _add_relu_chunk(a, b, y):
+    for i in range(a.size):
+        v = a[i] + b[i]
+        y[i] = v if not (v <= 0) else 0
+
+
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def _add_relu_fwd(a, b, y):
+    """``y = relu(a + b)`` elementwise in one pass (a residual sum and its ReLU); ``y`` may be
+    ``a`` or ``b``."""
+    n = a.size
+    for ch in numba.prange((n + _CHUNK - 1) // _CHUNK):
+        lo, hi = ch * _CHUNK, min(n, (ch + 1) * _CHUNK)
+        _add_relu_chunk(a[lo:hi], b[lo:hi], y[lo:hi])
+
+
 #: the serial chunk function of each memory-bound elementwise kernel: below
 #: ``_config.SERIAL_BELOW`` elements the caller runs it directly instead of waking the threads
 #: (sigmoid and tanh compute an exponential per element and keep their threads).
@@ -176,6 +193,7 @@ SERIAL_TWIN = {
     _sigmoid_bwd: _sigmoid_bwd_chunk,
     _tanh_bwd: _tanh_bwd_chunk,
     _mul_fwd: _mul_chunk,
+    _add_relu_fwd: _add_relu_chunk,
 }
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from .._checks import check_int
 from . import _arrays
+from .modes import bump_state_version
 from .module import Module
 
 __all__ = ["Sequential", "Graph", "Concat", "Add", "Identity", "ModuleList"]
@@ -95,6 +96,7 @@ class Sequential(Module):
         self._children.clear()
         for i, m in enumerate(layers):
             self._children[str(i)] = m
+        bump_state_version()
         return self
 
     def forward(self, x):
@@ -192,9 +194,11 @@ class ModuleList(Module):
         self._children.clear()
         for i, m in enumerate(modules):
             self._children[str(i)] = self._check(m)
+        bump_state_version()
 
     def append(self, module: Module) -> ModuleList:
         self._children[str(len(self._children))] = self._check(module)
+        bump_state_version()
         return self
 
     def extend(self, modules) -> ModuleList:

@@ -31,6 +31,7 @@ import numbers
 import numpy as np
 
 from .._checks import check_real
+from .modes import bump_state_version
 from .module import Parameter, building_placeholders, default_rng, placeholder
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "zeros_",
@@ -119,6 +120,7 @@ def _target(op: str, tensor) -> np.ndarray | None:
     if not arr.flags.writeable:
         raise ValueError(f"{op}: argument 'tensor' is read-only (shape {arr.shape}); it is "
                          "filled in place")
+    bump_state_version()  # compiled models holding a copy of it must look again
     return arr
 
 

@@ -12,10 +12,26 @@ import numpy as np
 from ..recording.state import enable_grad, is_grad_enabled, no_grad
 
 __all__ = ["no_grad", "enable_grad", "is_grad_enabled", "placeholders", "building_placeholders",
-           "placeholder", "manual_seed", "default_rng"]
+           "placeholder", "manual_seed", "default_rng", "state_version", "bump_state_version"]
 
 _state = threading.local()
 _rng = [np.random.default_rng()]
+
+#: a process-wide counter that every nbconv call changing a model's parameters, buffers, modes
+#: or structure moves on (optimizer steps, load_state_dict, train/eval, assignments, nn.init):
+#: a planned network (:func:`nbconv.compile`) compares it with one integer per call
+_version = [0]
+
+
+def state_version() -> int:
+    """The current value of the model-state counter (see :func:`bump_state_version`)."""
+    return _version[0]
+
+
+def bump_state_version() -> None:
+    """Say that some model's parameters, buffers, mode or structure changed (so that compiled
+    models check theirs before the next call)."""
+    _version[0] += 1
 
 
 def building_placeholders() -> bool:

@@ -22,6 +22,7 @@ from . import _arrays, _recorded
 from .modes import (  # noqa: F401  (re-exported: nbconv.nn.module.no_grad and friends)
     _rng,
     building_placeholders,
+    bump_state_version,
     default_rng,
     enable_grad,
     is_grad_enabled,
@@ -62,7 +63,7 @@ class Parameter(NDArrayOperatorsMixin):
     ``.data``).
     """
 
-    __slots__ = ("data", "_grad", "_zero_pending", "name", "requires_grad")
+    __slots__ = ("_data", "_grad", "_zero_pending", "name", "requires_grad")
 
     def __init__(self, data: np.ndarray, name: str = "", requires_grad: bool = True):
         self._zero_pending = False
@@ -73,6 +74,15 @@ class Parameter(NDArrayOperatorsMixin):
             self.data = np.asarray(data, order="C")  # (ascontiguousarray makes 0-d 1-d)
             self.grad = np.zeros_like(self.data)
         self.name = name
+
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self._data = value
+        bump_state_version()  # a compiled model holding the old array must see the new one
 
     @property
     def grad(self):
@@ -210,6 +220,9 @@ class Module:
             object.__setattr__(self, name, value)
             return
         children, buffers = d["_children"], d["_buffers"]
+        if (isinstance(value, (Parameter, Module)) or name in buffers or name in params
+                or name in children):
+            bump_state_version()  # a parameter, buffer or sub-module changes
         if isinstance(value, Parameter):
             children.pop(name, None)
             buffers.pop(name, None)
@@ -245,6 +258,7 @@ class Module:
         d = self.__dict__
         for registry in ("_params", "_children", "_buffers"):
             if name in d.get(registry, ()):
+                bump_state_version()
                 del d[registry][name]
                 d.pop(name, None)
                 return
@@ -274,16 +288,19 @@ class Module:
     def _param(self, name: str, data: np.ndarray) -> Parameter:
         p = Parameter(data, name)
         self._params[name] = p
+        bump_state_version()
         return p
 
     def _buffer(self, name: str, data: np.ndarray) -> np.ndarray:
         self._buffers[name] = data
+        bump_state_version()
         return data
 
     def _child(self, name: str, module: Module) -> Module:
         if not isinstance(module, Module):
             raise TypeError(f"{type(self).__name__}: child {name!r} is not a Module: {module!r}")
         self._children[name] = module
+        bump_state_version()
         return module
 
     # -- computation --------------------------------------------------------------------
@@ -402,8 +419,12 @@ class Module:
         from .._checks import check_bool
 
         mode = check_bool(f"{type(self).__name__}.train", "mode", mode)
+        changed = False
         for _, m in self.named_modules():
+            changed = changed or m.training != mode
             m.training = mode
+        if changed:
+            bump_state_version()
         return self
 
     def eval(self) -> Module:
@@ -454,6 +475,7 @@ class Module:
                     f"the model expects {tuple(np.shape(target))}"
                 )
             _arrays.assign(target, value)
+        bump_state_version()
 
     def astype(self, dtype) -> Module:
         """Convert every parameter and floating buffer to ``dtype`` (float32 or float64)."""
@@ -465,6 +487,7 @@ class Module:
             for k, b in m._buffers.items():
                 if b.dtype.kind == "f":
                     m._buffers[k] = _arrays.astype(b, dtype)
+        bump_state_version()
         return self
 
     def _apply(self, fn) -> Module:
@@ -476,6 +499,7 @@ class Module:
                 p.grad = fn(p.grad)
             for k, b in m._buffers.items():
                 m._buffers[k] = fn(b)
+        bump_state_version()
         return self
 
     # -- description --------------------------------------------------------------------

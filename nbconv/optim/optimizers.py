@@ -25,6 +25,7 @@ from .._checks import check_bool, check_int, check_real
 from .._dispatch import device
 from ..kernels import optim as _k
 from ..nn import _arrays
+from ..nn.modes import bump_state_version
 from ..nn.module import Module, Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop"]
@@ -139,6 +140,7 @@ class Optimizer:
 
     def step(self) -> None:
         """One update of every parameter that does not have ``requires_grad = False``."""
+        bump_state_version()  # compiled models (nbconv.compile) holding copies look again
         self.step_count += 1
         i = 0
         for group in self.param_groups:

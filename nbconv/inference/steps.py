@@ -1,0 +1,229 @@
+"""Each step as a prebuilt closure: arguments checked and bound once, kernels called directly.
+
+A closure ``run(vals)`` reads its inputs from the list ``vals`` (value id -> array) and
+writes its planned buffer (bound when it was built), or stores a fresh array in ``vals``.
+Everything the functional ops check on each call (shapes, dtypes, window arguments,
+convolution geometry) is checked here once, when the step is built for an input shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._blas import SMALL_MACS
+from .._checks.conv import geometry
+from .._checks.pool import window_args
+from ..conv import engine
+from ..conv.convplan import forward_plan
+from ..functional import conv as _conv
+from ..functional.activation import _add_relu_into, _relu_into, _unary_into
+from ..functional.linear import _linear_into
+from ..functional.pool import (
+    _adaptive_avg_pool2d_into,
+    _avg_pool2d_into,
+    _global_mean,
+    _max_pool2d_into,
+)
+
+__all__ = ["output_kind", "ELEMENTWISE", "build", "describe"]
+
+#: the kinds whose output goes in a planned buffer when their inputs are plain 4-D (2-D for
+#: linear) arrays of the model's dtype
+_BUFFERED = {"conv", "linear", "relu", "sigmoid", "tanh", "leaky_relu", "maxpool", "avgpool",
+             "adaptive_avg", "global_avg", "add", "concat"}
+#: the kinds that may write over their first input
+ELEMENTWISE = {"relu", "sigmoid", "tanh", "leaky_relu", "add"}
+_SPATIAL = {"conv", "maxpool", "avgpool", "adaptive_avg", "global_avg"}
+
+
+def fast(step, in_shapes, in_dtypes, dtype) -> bool:
+    """Whether ``step`` runs on planned buffers for these input shapes and dtypes (else its
+    module, or the functional op, is called with fresh results)."""
+    if step.kind not in _BUFFERED or any(d != dtype for d in in_dtypes):
+        return False
+    if step.kind in _SPATIAL:
+        return len(in_shapes[0]) == 4
+    if step.kind == "add":
+        return len(set(in_shapes)) == 1
+    if step.kind == "concat":
+        return len({len(s) for s in in_shapes}) == 1
+    return True
+
+
+def output_kind(step, is_fast: bool) -> str:
+    if step.kind == "flatten":
+        return "view"
+    return "buffer" if is_fast else "fresh"
+
+
+def uses_blas(step, x_shapes, dtype, algorithm) -> bool:
+    """Whether the fast ``step`` calls BLAS (a linear layer, a convolution by a GEMM)."""
+    if step.kind == "linear":
+        return True
+    if step.kind == "conv" and x_shapes[0][0]:
+        g = _conv_geometry(step, x_shapes[0])
+        p = forward_plan("conv2d", tuple(x_shapes[0]), step.weight.shape, g, dtype, algorithm)
+        return p.algorithm != "direct"
+    return False
+
+
+def build(step, x_shapes, y, algorithm, dtype, blas_held=False):
+    """The closure ``run(vals)`` of a fast step, ``y`` its output buffer; ``blas_held``: the
+    caller keeps BLAS single-threaded around the whole network."""
+    i = step.inputs
+    kind, m = step.kind, step.module
+    if kind == "conv":
+        w, b, relu = step.weight, step.bias, step.relu
+        g = _conv_geometry(step, x_shapes[0])
+        fwd = engine.forward
+        i0 = i[0]
+
+        def run(vals):
+            fwd("conv2d", vals[i0], w, b, g, algorithm, relu, None, y)
+    elif kind == "linear":
+        w, b, relu = step.weight, step.bias, step.relu
+        in_f = w.shape[1]
+        rows = int(np.prod(x_shapes[0][:-1]))
+        y2 = y.reshape(rows, w.shape[0])
+        i0 = i[0]
+        if blas_held and 0 < y2.size * in_f <= SMALL_MACS:
+            # a product too small for threads: NumPy's, without the thread bookkeeping of
+            # _blas.matmul (LeNet at batch 1: 5.3 -> 2 us a layer)
+            wt = w.T
+
+            def run(vals):
+                np.matmul(vals[i0].reshape(rows, in_f), wt, out=y2)
+                if b is not None:
+                    np.add(y2, b, out=y2)
+                if relu:
+                    np.maximum(y2, 0, out=y2)
+        else:
+            def run(vals):
+                _linear_into(vals[i0].reshape(rows, in_f), w, b, y2, relu)
+    elif kind == "relu":
+        i0 = i[0]
+
+        def run(vals):
+            _relu_into(vals[i0], y)
+    elif kind in ("sigmoid", "tanh", "leaky_relu"):
+        args = (m._config["negative_slope"],) if kind == "leaky_relu" else ()
+        i0 = i[0]
+
+        def run(vals):
+            _unary_into(kind, vals[i0], y, *args)
+    elif kind == "maxpool":
+        c = m._config
+        _, k, s, p, d = window_args("max_pool2d", x_shapes[0], c["kernel_size"], c["stride"],
+                                    c["padding"], c["dilation"], c["ceil_mode"])
+        i0 = i[0]
+
+        def run(vals):
+            _max_pool2d_into(vals[i0], y, False, k, s, p, d)
+    elif kind == "avgpool":
+        c = m._config
+        _, k, s, p, _ = window_args("avg_pool2d", x_shapes[0], c["kernel_size"], c["stride"],
+                                    c["padding"], 1, c["ceil_mode"])
+        include = int(c["count_include_pad"])
+        i0 = i[0]
+
+        def run(vals):
+            _avg_pool2d_into(vals[i0], y, k, s, p, include, 0)
+    elif kind == "adaptive_avg":
+        i0 = i[0]
+
+        def run(vals):
+            _adaptive_avg_pool2d_into(vals[i0], y)
+    elif kind == "global_avg":
+        i0 = i[0]
+
+        def run(vals):
+            _global_mean(vals[i0], y)
+    elif kind == "add":
+        run = _add(i, y, step.relu)
+    elif kind == "concat":
+        axis = m._config["axis"]
+        ins = tuple(i)
+
+        def run(vals):
+            np.concatenate([vals[k] for k in ins], axis=axis, out=y)
+    else:  # pragma: no cover - fast() admits only the kinds above
+        raise AssertionError(kind)
+    return run
+
+
+def _add(ins, y, relu):
+    if relu and len(ins) == 2:
+        a, b = ins
+
+        def run(vals):
+            _add_relu_into(vals[a], vals[b], y)
+        return run
+    first, rest = ins[0], tuple(ins[1:])
+
+    def run(vals):
+        np.add(vals[first], vals[rest[0]], out=y)
+        for k in rest[1:]:
+            np.add(y, vals[k], out=y)
+        if relu:
+            _relu_into(y, y)
+    return run
+
+
+def build_fresh(step, dtype):
+    """The closure of a step that allocates its own result: a module called as it is, or a
+    convolution / linear layer with fusions whose input is not what the kernels take."""
+    i, o, m = tuple(step.inputs), step.output, step.module
+    if step.kind in ("conv", "linear") and (step.fused or step.weight is not m.weight.data):
+        w, b, relu = step.weight, step.bias, step.relu
+
+        if step.kind == "conv":
+            def call(x):
+                return _conv._conv2d_checked("conv2d", x, w, b, m.stride, m.padding, m.dilation,
+                                             m.groups, m.padding_mode, "auto", relu=relu)
+        else:
+            from ..functional.linear import linear
+
+            def call(x):
+                y = linear(x, w, b)
+                return np.maximum(y, 0, out=y) if relu else y
+
+        def run(vals):
+            vals[o] = call(vals[i[0]])
+        return run
+    if step.kind == "flatten":
+        flat = m._flat_shape
+        i0 = i[0]
+
+        def run(vals):
+            x = vals[i0]
+            vals[o] = x.reshape(flat(tuple(x.shape)))
+        return run
+    if step.relu:  # a residual sum with its ReLU, on arrays the kernels do not take
+        def run(vals):
+            y = m(*[vals[k] for k in i])
+            vals[o] = np.maximum(y, 0, out=y)
+        return run
+
+    def run(vals):
+        vals[o] = m(*[vals[k] for k in i])
+    return run
+
+
+def _conv_geometry(step, x_shape):
+    m, w = step.module, step.weight
+    desc = f"x shape {tuple(x_shape)}, weight shape {tuple(w.shape)}"
+    return geometry("conv2d", tuple(x_shape), w.shape, m.stride, m.padding, m.dilation,
+                    m.groups, m.padding_mode, desc)
+
+
+def describe(step, x_shapes, dtype, algorithm) -> str:
+    """What runs the step: the convolution's algorithm and kernels, or the op."""
+    if step.kind == "conv" and len(x_shapes[0]) == 4:
+        if x_shapes[0][0] == 0:
+            return "conv2d (empty batch: no kernel)"
+        g = _conv_geometry(step, x_shapes[0])
+        p = forward_plan("conv2d", tuple(x_shapes[0]), step.weight.shape, g, dtype, algorithm)
+        return f"conv2d {p.algorithm}"
+    if step.kind == "opaque":
+        return f"{type(step.module).__name__}.forward"
+    return step.kind
