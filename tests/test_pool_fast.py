@@ -1,9 +1,11 @@
 """The fast max-pooling paths against the explicit-loop references (reference_pool).
 
-``max_pool2d`` without dilation runs the separable kernel
+``max_pool2d`` without dilation runs, when the argmax is wanted, the separable kernel
 (``nbconv.kernels.pool2d._max_pool2d_sep_fwd``: a row pass, then a column pass, over blocks
 of whole planes; a plane maximum when every window covers the whole plane) at stride 1 and on
-narrow planes, and the backward pass on planes of fewer than 16 elements the grouped scatter
+narrow planes; without the argmax (inference) the values-only kernel
+``_max_pool2d_values_fwd`` (a tap at a time over whole output rows) or the plane maximum; and
+the backward pass on planes of fewer than 16 elements the grouped scatter
 ``_max_pool2d_bwd_flat``; the separable kernel is also called directly on every case (so it
 stays checked on the shapes the dispatch sends elsewhere).  These tests sweep the shapes those
 kernels take -- N, C, H, W non-square and down to 1, kernel, stride, padding, ceil mode --
@@ -98,7 +100,8 @@ def test_separable_max_pool2d_matches_reference(serial_below, case):
 
 def _check_kernel_directly(x, k, s, p, ceil_mode):
     """Mode 0 (separable passes) of both variants on any dilation-free case, mode 1 (plane
-    maximum) where every window covers the whole plane, with and without the argmax."""
+    maximum) where every window covers the whole plane, with and without the argmax; the
+    values-only kernel on every case."""
     from nbconv.functional.pool import _separable_mode
     from nbconv.kernels import pool2d as K
 
@@ -116,6 +119,10 @@ def _check_kernel_directly(x, k, s, p, ceil_mode):
                     np.testing.assert_array_equal(idx, want_idx.reshape(y.shape))
                 else:
                     assert (idx == -7).all()
+    for kernel in (K._max_pool2d_values_fwd, K._max_pool2d_values_fwd_serial):
+        y = np.full((xp.shape[0],) + want_y.shape[-2:], 7.0, x.dtype)
+        kernel(xp, y, min(xp.shape[0], 3), *k, *s, *p)
+        np.testing.assert_array_equal(y, want_y.reshape(y.shape))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -127,6 +127,13 @@ def _max_pool2d_into(x, y, return_indices, k, s, p, d):
         serial = x.size < _config.SERIAL_BELOW // 4
         kernel = _k._max_pool2d_2x2_fwd_serial if serial else _k._max_pool2d_2x2_fwd
         kernel(_planes(x), _planes(y), _planes(idx))
+    elif (not return_indices and (dh, dw) == (1, 1)
+          and _separable_mode(x.shape, y.shape, kh, kw, sy, sx, ph, pw) != 1):
+        # inference: the maxima alone, a tap at a time over whole output rows (vectorised)
+        xp = _planes(x)
+        kernel = (_k._max_pool2d_values_fwd_serial if serial
+                  else _k._max_pool2d_values_fwd)
+        kernel(xp, _planes(y), min(xp.shape[0], _POOL_BLOCKS), kh, kw, sy, sx, ph, pw)
     elif (dh, dw) == (1, 1) and (mode := _separable_mode(x.shape, y.shape, kh, kw, sy, sx,
                                                           ph, pw)) is not None:
         # separable row and column passes, or a plane maximum, over blocks of whole planes

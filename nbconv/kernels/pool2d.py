@@ -28,6 +28,8 @@ __all__ = [
     "_adaptive_avg_pool2d_fwd",
     "_adaptive_avg_pool2d_bwd",
     "_max_pool2d_sep_fwd",
+    "_max_pool2d_values_fwd",
+    "_max_pool2d_values_fwd_serial",
     "_max_pool2d_bwd_flat",
     "_global_avg_pool2d_fwd",
     "_global_avg_pool2d_bwd",
@@ -590,3 +592,57 @@ def _global_avg_pool2d_bwd(dy, dx, HW, nblocks):
 def _global_avg_pool2d_bwd_serial(dy, dx, HW, nblocks):
     """:func:`_global_avg_pool2d_bwd` on the calling thread (``nblocks`` unused)."""
     _global_avg_pool2d_bwd_block(dy, dx, HW, 0, dy.shape[0])
+
+
+# ------------------------------------------------------------------ max pooling without the argmax
+#
+# Inference needs only the maxima.  Each output row is then a running maximum over the window's
+# taps taken one tap at a time for the whole row: ``y[j] = max(y[j], x[h, j*sx - pw + q])``.
+# The loop over ``j`` carries no dependency (the per-window kernels above chain every tap of a
+# window through one select), so LLVM vectorises it.  The select ``take = v > m or v != v``
+# is PyTorch's rule: the value is the window's maximum, NaN when it holds one.  With dilation 1
+# and ``padding <= kernel // 2`` every window holds a real tap, so ``-inf`` as the start is
+# never the result unless the window's values are all ``-inf``.
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_values_planes(x, y, p0, p1, kh, kw, sy, sx, ph, pw):
+    """Planes ``p0:p1`` of ``x`` (P, H, W) max-pooled into ``y`` (P, OH, OW), dilation 1
+    (serial helper)."""
+    H, W = x.shape[1], x.shape[2]
+    OH, OW = y.shape[1], y.shape[2]
+    ninf = -np.inf
+    for p in range(p0, p1):
+        for i in range(OH):
+            yr = y[p, i]
+            for j in range(OW):
+                yr[j] = ninf
+            hs = max(i * sy - ph, 0)
+            he = min(i * sy - ph + kh, H)
+            for h in range(hs, he):
+                xr = x[p, h]
+                for q in range(kw):
+                    # output columns whose tap q lies inside the row: 0 <= j*sx - pw + q < W
+                    off = q - pw
+                    j0 = 0 if off >= 0 else (-off + sx - 1) // sx
+                    j1 = min(OW, (W - 1 - off) // sx + 1) if W - 1 - off >= 0 else 0
+                    for j in range(j0, j1):
+                        v = xr[j * sx + off]
+                        m = yr[j]
+                        yr[j] = v if (v > m) | (v != v) else m
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _max_pool2d_values_fwd(x, y, nblocks, kh, kw, sy, sx, ph, pw):
+    """Max pooling of planes ``x`` (P, H, W) into ``y`` (P, OH, OW) without the argmax,
+    dilation 1; ``prange`` over ``nblocks`` blocks of whole planes."""
+    P = x.shape[0]
+    for b in prange(nblocks):
+        _max_pool2d_values_planes(x, y, b * P // nblocks, (b + 1) * P // nblocks,
+                                  kh, kw, sy, sx, ph, pw)
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_values_fwd_serial(x, y, nblocks, kh, kw, sy, sx, ph, pw):
+    """:func:`_max_pool2d_values_fwd` on the calling thread (``nblocks`` unused)."""
+    _max_pool2d_values_planes(x, y, 0, x.shape[0], kh, kw, sy, sx, ph, pw)
