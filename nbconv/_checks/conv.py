@@ -147,7 +147,7 @@ def hyper(op, stride, padding, dilation, groups, padding_mode, desc=None) -> Hyp
     return Hyper(sy, sx, dh, dw, groups, pads, padding_mode)
 
 
-def _same(n, k, s, d):
+def same_padding(n, k, s, d):
     """TensorFlow's "same" padding of one axis: output ``ceil(n / s)``, the total padding
     ``max((out - 1)*s + d*(k - 1) + 1 - n, 0)`` with the odd pixel after."""
     total = max((math.ceil(n / s) - 1) * s + d * (k - 1) + 1 - n, 0)
@@ -192,7 +192,7 @@ def shaped(op, x_shape, w_shape, h: Hyper, desc, axes=("H", "W")) -> Geom:
             f"{C} channels / groups={groups} = {C // groups} ({desc}){nhwc}"
         )
     if pads == "same":
-        pads = (*_same(H, kh, sy, dh), *_same(W, kw, sx, dw))
+        pads = (*same_padding(H, kh, sy, dh), *same_padding(W, kw, sx, dw))
     pt, pb, pl, pr = pads
     if padding_mode != "zeros":
         for name, n, p in ((axes[0], H, (pt, pb)), (axes[1], W, (pl, pr))):
