@@ -23,6 +23,7 @@ from spying import count_calls
 import nbconv as nc
 import nbconv._config as _config
 from nbconv._blas import gemm_for
+from nbconv._checks.conv import Geom
 from nbconv.conv import im2col as _im2col
 from nbconv.conv import plan as _plan
 from nbconv.conv.im2col import col2im, conv2d_backward, conv2d_forward, im2col, plan_chunks
@@ -64,6 +65,15 @@ def _geo_args(g):
     return (g["sy"], g["sx"], g["pt"], g["pl"], g["dh"], g["dw"])
 
 
+def _geom(g):
+    """The drivers' geometry object of a drawn layer (the bottom/right padding that gives its
+    output size)."""
+    pb = (g["OH"] - 1) * g["sy"] + g["dh"] * (g["kh"] - 1) + 1 - g["H"] - g["pt"]
+    pr = (g["OW"] - 1) * g["sx"] + g["dw"] * (g["kw"] - 1) + 1 - g["W"] - g["pl"]
+    return Geom(g["sy"], g["sx"], g["dh"], g["dw"], g["groups"], g["pt"], pb, g["pl"], pr,
+                "zeros", g["OH"], g["OW"])
+
+
 def _random_problem(g, dtype, seed, bias=True):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((g["N"], g["C"], g["H"], g["W"])).astype(dtype)
@@ -80,7 +90,7 @@ def _forward(x, w, b, g):
     path = _plan.im2col_forward_path(N, C, H, W, w.shape[0], g["kh"], g["kw"], g["OH"],
                                      g["OW"], g["sy"], g["sx"], g["pt"], g["pl"], g["groups"],
                                      x.itemsize, gemm_for(x.dtype) is not None)
-    conv2d_forward(x, w, b, y, *_geo_args(g), g["groups"], (path,))
+    conv2d_forward(x, w, b, y, _geom(g), (path,))
     return y
 
 
@@ -88,7 +98,7 @@ def _backward(dy, x, w, g, want_dx=True, want_gb=True):
     dx = np.full(x.shape, np.nan, x.dtype) if want_dx else None
     gw = np.full(w.shape, np.nan, x.dtype)
     gb = np.full(w.shape[0], np.nan, x.dtype) if want_gb else None
-    conv2d_backward(dy, x, w, dx, gw, gb, *_geo_args(g), g["groups"])
+    conv2d_backward(dy, x, w, dx, gw, gb, _geom(g))
     return dx, gw, gb
 
 
@@ -361,12 +371,12 @@ def test_chunking_peak_memory_is_bounded(monkeypatch):
     bound = _bound_for(g, 8, 2 * g["OW"])  # row chunks of 2 rows
     assert bound * 50 < full_cols
     monkeypatch.setattr(_config, "IM2COL_MAX_BYTES", bound)
-    conv2d_forward(x, w, b, y, *_geo_args(g), g["groups"])  # compile outside the trace
-    conv2d_backward(dy, x, w, dx, gw, gb, *_geo_args(g), g["groups"])
+    conv2d_forward(x, w, b, y, _geom(g))  # compile outside the trace
+    conv2d_backward(dy, x, w, dx, gw, gb, _geom(g))
     tracemalloc.start()
     try:
-        conv2d_forward(x, w, b, y, *_geo_args(g), g["groups"])
-        conv2d_backward(dy, x, w, dx, gw, gb, *_geo_args(g), g["groups"])
+        conv2d_forward(x, w, b, y, _geom(g))
+        conv2d_backward(dy, x, w, dx, gw, gb, _geom(g))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -487,7 +497,8 @@ def test_fused_forward_strided_phases(stride, dilation, W):
     OH = (11 + 2 * pt - dh * 2 - 1) // sy + 1
     OW = (W + 2 * pl - dw * 3 - 1) // sx + 1
     y = np.empty((2, 5, OH, OW))
-    conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, 1, ("fused",))
+    geom = Geom(sy, sx, dh, dw, 1, pt, pt, pl, pl, "zeros", OH, OW)
+    conv2d_forward(x, w, b, y, geom, ("fused",))
     ref = conv2d_ref(x, w, b, sy, sx, pt, pl, dh, dw, 1, OH, OW)
     _close(y, ref, np.float64, "strided fused forward")
 

@@ -25,7 +25,7 @@ RTOL = {np.float32: 2e-5, np.float64: 1e-12}
 def _run(x, w, b, padding=0, dilation=1):
     g = _geometry("conv2d", x.shape, w.shape, 1, padding, dilation, 1, "zeros", "test")
     y = np.full((x.shape[0], w.shape[0], g.OH, g.OW), np.nan, dtype=x.dtype)
-    _direct._pixvec_forward(x, w, b, y, g.pt, g.pl, g.dh, g.dw)
+    _direct._pixvec_forward(x, w, b, y, g)
     return y
 
 
@@ -78,7 +78,7 @@ def _run_strided(x, w, b, stride, padding=0, dilation=1):
     g = _geometry("conv2d", x.shape, w.shape, stride, padding, dilation, 1, "zeros",
                         "test")
     y = np.full((x.shape[0], w.shape[0], g.OH, g.OW), np.nan, dtype=x.dtype)
-    _direct._phase_forward(x, w, b, y, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw)
+    _direct._phase_forward(x, w, b, y, g)
     return y
 
 
@@ -108,7 +108,7 @@ def test_stride_phase_forward_grouped(groups, C, F, relu):
     g = _geometry("conv2d", x.shape, w.shape, (2, 3), (1, 2), (2, 1), groups, "zeros",
                         "test")
     y = np.full((3, F, g.OH, g.OW), np.nan)
-    _direct._phase_forward(x, w, b, y, 2, 3, g.pt, g.pl, 2, 1, relu, groups)
+    _direct._phase_forward(x, w, b, y, g, relu)
     want = ref_conv2d(x, w, b, **kw)
     _close(y, np.maximum(want, 0) if relu else want, np.float64)
     _close(nc.conv2d(x, w, b, algorithm="direct", **kw), want, np.float64)
@@ -237,6 +237,7 @@ _GUARD_PAGE_SCRIPT = """
 import ctypes, mmap, sys
 import numpy as np
 from nbconv.conv import direct as _direct
+from nbconv._checks.conv import Geom
 sys.path.insert(0, {tests!r})
 from reference_conv import ref_conv2d, ref_conv2d_weight_grad
 
@@ -256,7 +257,7 @@ x[...] = np.random.default_rng(0).standard_normal(shape)
 for F in (1, 4, 6):
     w = np.random.default_rng(F).standard_normal((F, 3, 3, 3)).astype(dtype)
     y = np.empty((2, F, 7, 11), dtype=dtype)
-    _direct._pixvec_forward(x, w, np.zeros(F, dtype), y, 0, 0, 1, 1)
+    _direct._pixvec_forward(x, w, np.zeros(F, dtype), y, Geom.of(x.shape, w.shape))
     np.testing.assert_allclose(y, ref_conv2d(x, w), rtol=1e-4, atol=1e-4)
 print("ok")
 """
@@ -291,7 +292,7 @@ def test_pixvec_weight_gradient(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw, se
                         "test")
     dy = rng.standard_normal((N, F, g.OH, g.OW)).astype(dtype)
     gw = np.full((F, C, kh, kw), np.nan, dtype=dtype)
-    _direct._pixvec_weight_grad(dy, x, gw, g.pt, g.pl, g.dh, g.dw)
+    _direct._pixvec_weight_grad(dy, x, gw, g)
     _close(gw, ref_conv2d_weight_grad(dy, x, kh, kw, padding=(ph, pw), dilation=(dh, dw)), dtype)
 
 

@@ -24,7 +24,7 @@ def _run(x, w, b, **kw):
     g = _geometry("conv2d", x.shape, w.shape, kw.get("stride", 1), kw.get("padding", 0),
                         kw.get("dilation", 1), 1, "zeros", "test")
     y = np.full((x.shape[0], w.shape[0], g.OH, g.OW), np.nan, dtype=x.dtype)
-    _direct._regblock_forward(x, w, b, y, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw)
+    _direct._regblock_forward(x, w, b, y, g)
     return y
 
 
@@ -114,7 +114,7 @@ def test_regblock_weight_gradient(dtype, N, C, F, H, W, kh, kw, sy, sx, dh, dw, 
                         "test")
     dy = rng.standard_normal((N, F, g.OH, g.OW)).astype(dtype)
     gw = np.full(w.shape, np.nan, dtype=dtype)
-    _direct._regblock_weight_grad(dy, x, gw, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw)
+    _direct._regblock_weight_grad(dy, x, gw, g)
     _close(gw, ref_conv2d_weight_grad(dy, x, kh, kw, (sy, sx), (ph, pw), (dh, dw)), dtype)
 
 

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from reference_conv import ref_conv2d, ref_conv2d_backward_exact, ref_conv2d_weight_grad
 
 import nbconv
+from nbconv._checks.conv import Geom
 from nbconv.conv import tapgemm as _tapgemm
 
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
@@ -63,7 +64,7 @@ def _check(dtype, N, C, F, H, W, kh, kw, pads, stride, dilation, seed, with_bias
     x, w, b, dy = case
     pt, _, pl, _ = pads
     (sy, sx), (dh, dw) = stride, dilation
-    args = (sy, sx, pt, pl, dh, dw, 1)
+    args = (Geom(sy, sx, dh, dw, 1, *pads, "zeros", *dy.shape[2:]),)
     xp = _xpad(x, pads)
     rtol = RTOL[dtype]
 
@@ -256,7 +257,7 @@ def test_fused_relu_matches_the_reference_and_keeps_nan(stride):
     want = np.where(np.isnan(want), np.nan, np.maximum(want, 0))
     assert np.isnan(want).any() and (want == 0).any()
     y = np.full(want.shape, -7.0)
-    _tapgemm.conv2d_forward(x, w, b, y, *stride, 1, 1, 1, 1, 1, relu=True)
+    _tapgemm.conv2d_forward(x, w, b, y, Geom.of(x.shape, w.shape, stride, 1), relu=True)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
     assert_scaled_close(np.nan_to_num(y), np.nan_to_num(want), RTOL[np.float64])
     from nbconv.functional import conv as _conv

@@ -252,12 +252,11 @@ def conv_padding(op: str, padding, in_hw, k_hw, stride, dilation) -> tuple[int, 
         if padding == "valid":
             return (0, 0, 0, 0)
         if padding == "same":
-            pads = []
-            for n, k, s, d in zip(in_hw, k_hw, stride, dilation):
-                o = math.ceil(n / s)
-                total = max((o - 1) * s + d * (k - 1) + 1 - n, 0)
-                pads += [total // 2, total - total // 2]
-            return tuple(pads)
+            # the rule's one definition is in .conv (imported here: .conv imports this module)
+            from .conv import same_padding
+
+            return tuple(p for args in zip(in_hw, k_hw, stride, dilation)
+                         for p in same_padding(*args))
         raise ValueError(
             f"{op}: argument 'padding' must be an int, a pair, 'same' or 'valid', got {padding!r}"
         )

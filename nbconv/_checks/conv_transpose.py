@@ -13,8 +13,40 @@ stride does not divide its input).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from . import check_int, pair
 from .conv import Geom
+
+
+class TransposeHyper(NamedTuple):
+    """A transposed convolution's hyperparameters, validated before the shapes are known
+    (what its layer validates once)."""
+
+    sy: int
+    sx: int
+    dh: int
+    dw: int
+    groups: int
+    ph: int
+    pw: int
+    oph: int
+    opw: int
+
+
+def transpose_hyper(op, stride, padding, output_padding, groups, dilation,
+                    desc=None) -> TransposeHyper:
+    """Validate and normalise the hyperparameters of :func:`nbconv.conv_transpose2d`
+    (``desc``, the user's shapes, goes into the messages when given)."""
+    try:
+        groups = check_int(op, "groups", groups, 1)
+        sy, sx = pair(op, "stride", stride, 1)
+        dh, dw = pair(op, "dilation", dilation, 1)
+        ph, pw = pair(op, "padding", padding, 0)
+        oph, opw = pair(op, "output_padding", output_padding, 0)
+    except ValueError as e:
+        raise ValueError(f"{e}" + ("" if desc is None else f" ({desc})")) from None
+    return TransposeHyper(sy, sx, dh, dw, groups, ph, pw, oph, opw)
 
 
 def transpose_geometry(op, x_shape, w_shape, stride, padding, output_padding, groups, dilation,
@@ -39,14 +71,14 @@ def transpose_geometry(op, x_shape, w_shape, stride, padding, output_padding, gr
     TypeError
         Non-integer hyperparameters.
     """
-    try:
-        groups = check_int(op, "groups", groups, 1)
-        sy, sx = pair(op, "stride", stride, 1)
-        dh, dw = pair(op, "dilation", dilation, 1)
-        ph, pw = pair(op, "padding", padding, 0)
-        oph, opw = pair(op, "output_padding", output_padding, 0)
-    except ValueError as e:
-        raise ValueError(f"{e} ({desc})") from None
+    th = transpose_hyper(op, stride, padding, output_padding, groups, dilation, desc)
+    return transpose_shaped(op, x_shape, w_shape, th, desc, axes)
+
+
+def transpose_shaped(op, x_shape, w_shape, th: TransposeHyper, desc, axes=("H", "W")):
+    """``(g, y_shape)`` of :func:`transpose_geometry` from validated hyperparameters ``th``:
+    the checks that depend on the shapes."""
+    sy, sx, dh, dw, groups, ph, pw, oph, opw = th
     N, C, H, W = x_shape
     Cw, Fg, kh, kw = w_shape
     if C == 0 or H == 0 or W == 0:

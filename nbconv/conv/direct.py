@@ -1,8 +1,9 @@
 """The direct algorithm's driver: loop-nest numba kernels, one family per kind of layer.
 
 :func:`conv2d_forward` and :func:`conv2d_backward` take the engine's normalised arguments
-(C-contiguous arrays of one dtype, zero padding ``pt``/``pl`` at the top/left, outputs
-preallocated) and run the family that :mod:`nbconv.conv.plan` names for the shape:
+(C-contiguous arrays of one dtype, outputs preallocated, the layer's
+:class:`~nbconv._checks.conv.Geom` with zero padding) and run the family that
+:mod:`nbconv.conv.plan` names for the shape:
 
 * ``regblock``: filter-vector register blocks (``kernels/conv/register_blocks.py``);
 * ``pixvec`` and ``phases``: pixel-vector register blocks, on the input itself or on its
@@ -24,6 +25,7 @@ import numba
 import numpy as np
 
 from .. import _config
+from .._checks.conv import Geom
 from ..kernels.activations import _relu_fwd
 from ..kernels.conv import pixel_vectors as _pixvec
 from ..kernels.conv.depthwise import _conv2d_depthwise_bwd_weight, _conv2d_depthwise_fwd
@@ -94,33 +96,34 @@ def _shared_planes(H, W, pt, pl, Hp, Wp):
     return Hp + -(-right // pitch), pitch
 
 
-def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels, relu=False):
+def conv2d_forward(x, w, b, y, g: Geom, kernels, relu=False):
     """Driver of the direct algorithm: ``y[:] = conv(x, w) + b``, or ``relu(conv(x, w) + b)``
     with ``relu`` (in the register-blocked and pixel-vector kernels' stores; a pass over
-    ``y`` after the others), by the plan's kernel family ``kernels[0]``
-    (:func:`nbconv.conv.plan.direct_forward_kernel`)."""
+    ``y`` after the others), in geometry ``g`` (zero padding), by the plan's kernel family
+    ``kernels[0]`` (:func:`nbconv.conv.plan.direct_forward_kernel`)."""
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
     F, Cg, kh, kw = w.shape
     family = kernels[0]
     if family == "phases":
-        _phase_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu, groups)
+        _phase_forward(x, w, b, y, g, relu)
         return
     if family == "regblock":
-        _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu)
+        _regblock_forward(x, w, b, y, g, relu)
         return
     if family == "pixvec":
-        _pixvec_forward(x, w, b, y, pt, pl, dh, dw, relu)
+        _pixvec_forward(x, w, b, y, g, relu)
         return
     if family == "depthwise":
-        _conv2d_depthwise_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw)
+        _conv2d_depthwise_fwd(x, w, b, y, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw)
     elif family == "wide":
         OH, OW = y.shape[2], y.shape[3]
-        xp = _zero_padded(x, pt, pl, OH + dh * (kh - 1), OW + dw * (kw - 1))
-        wq, bq = _round_up_filters(w, b, groups)
-        _conv2d_wide_fwd(xp, wq, bq, y, dh, dw, groups, numba.get_num_threads())
+        xp = _zero_padded(x, g.pt, g.pl, OH + g.dh * (kh - 1), OW + g.dw * (kw - 1))
+        wq, bq = _round_up_filters(w, b, g.groups)
+        _conv2d_wide_fwd(xp, wq, bq, y, g.dh, g.dw, g.groups, numba.get_num_threads())
     else:
-        _conv2d_direct_fwd(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, numba.get_num_threads())
+        _conv2d_direct_fwd(x, w, b, y, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw, g.groups,
+                           numba.get_num_threads())
     if relu:
         relu_in_place(y)
 
@@ -131,12 +134,12 @@ def relu_in_place(y):
     _relu_fwd(flat, flat)
 
 
-def _regblock_padded(x, OH, OW, kh, kw, sy, sx, pt, pl, dh, dw):
+def _regblock_padded(x, OH, OW, kh, kw, g: Geom):
     """``(xp, Hp, Wp)``: ``x`` zero-padded to exactly the rows and columns the windows of an
     ``OH x OW`` output read (the register-blocked kernels address it by raw offsets)."""
-    Hp = (OH - 1) * sy + dh * (kh - 1) + 1
-    Wp = (OW - 1) * sx + dw * (kw - 1) + 1
-    return _zero_padded(x, pt, pl, Hp, Wp), Hp, Wp
+    Hp = (OH - 1) * g.sy + g.dh * (kh - 1) + 1
+    Wp = (OW - 1) * g.sx + g.dw * (kw - 1) + 1
+    return _zero_padded(x, g.pt, g.pl, Hp, Wp), Hp, Wp
 
 
 @functools.lru_cache(maxsize=64)
@@ -150,21 +153,21 @@ def _term_offsets(C, kh, kw, dh, dw, rows, pitch):
     return off
 
 
-def _regblock_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu=False):
+def _regblock_forward(x, w, b, y, g: Geom, relu=False):
     """Register-blocked direct forward (groups 1, float32/float64): pads ``x`` explicitly,
     lays the weights out as (C*kh*kw, filters rounded up to whole vectors) and the term
     offsets, then runs :func:`nbconv.kernels.conv.register_blocks._conv2d_regblock_fwd`."""
 
     F, C, kh, kw = w.shape
-    xp, Hp, Wp = _regblock_padded(x, y.shape[2], y.shape[3], kh, kw, sy, sx, pt, pl, dh, dw)
+    xp, Hp, Wp = _regblock_padded(x, y.shape[2], y.shape[3], kh, kw, g)
     nvec, _, Fpad = plan.regblock_vectors(F, y.itemsize)
     wt = np.zeros((C * kh * kw, Fpad), dtype=y.dtype)
     wt[:, :F] = w.reshape(F, -1).T
-    _conv2d_regblock_fwd(xp, wt, b, _term_offsets(C, kh, kw, dh, dw, Hp, Wp), y, sy, sx, nvec,
-                         relu)
+    _conv2d_regblock_fwd(xp, wt, b, _term_offsets(C, kh, kw, g.dh, g.dw, Hp, Wp), y, g.sy, g.sx,
+                         nvec, relu)
 
 
-def _regblock_weight_grad(dy, x, gw, sy, sx, pt, pl, dh, dw):
+def _regblock_weight_grad(dy, x, gw, g: Geom):
     """Register-blocked weight gradient (groups 1): ``dy`` with the filters last, the pixels'
     window origins in the padded input, then
     :func:`nbconv.kernels.conv.register_blocks._conv2d_regblock_bwd_weight`."""
@@ -172,15 +175,15 @@ def _regblock_weight_grad(dy, x, gw, sy, sx, pt, pl, dh, dw):
     N, C = x.shape[:2]
     F, _, kh, kw = gw.shape
     OH, OW = dy.shape[2], dy.shape[3]
-    xp, Hp, Wp = _regblock_padded(x, OH, OW, kh, kw, sy, sx, pt, pl, dh, dw)
+    xp, Hp, Wp = _regblock_padded(x, OH, OW, kh, kw, g)
     nvec, _, Fpad = plan.regblock_vectors(F, dy.itemsize)
     dyt = np.empty((N, OH, OW, Fpad), dtype=dy.dtype)
     if Fpad > F:
         dyt[..., F:] = 0
     dyt[..., :F] = dy.transpose(0, 2, 3, 1)
     _conv2d_regblock_bwd_weight(xp, dyt.reshape(N * OH * OW, Fpad),
-                                _pixel_origins(N, OH, OW, C * Hp * Wp, sy * Wp, sx), gw, kh, kw,
-                                dh, dw, nvec)
+                                _pixel_origins(N, OH, OW, C * Hp * Wp, g.sy * Wp, g.sx), gw, kh,
+                                kw, g.dh, g.dw, nvec)
 
 
 @functools.lru_cache(maxsize=64)
@@ -193,29 +196,30 @@ def _pixel_origins(N, OH, OW, image, row, col):
     return off
 
 
-def _pixvec_forward(x, w, b, y, pt, pl, dh, dw, relu=False):
+def _pixvec_forward(x, w, b, y, g: Geom, relu=False):
     """Stride-1 forward (groups 1, few filters) with pixel-vector register blocks: pads ``x``
     (sharing left and right padding where it can) in a pass of its own, or leaves that to
     each task when the images are small and the batch has two per thread; then
     :func:`_pixvec_run`."""
     F, C, kh, kw = w.shape
     N, _, OH, OW = y.shape
-    Hp, Wp = OH + dh * (kh - 1), OW + dw * (kw - 1)
+    pt, pl = g.pt, g.pl
+    Hp, Wp = OH + g.dh * (kh - 1), OW + g.dw * (kw - 1)
     rows, pitch = _shared_planes(x.shape[2], x.shape[3], pt, pl, Hp, Wp)
     padded = (rows, pitch) != x.shape[2:] or pt or pl
     if padded and not (N >= 2 * numba.get_num_threads()
                        and C * rows * pitch * y.itemsize <= plan.PIXVEC_STAGE_BYTES):
         x = _zero_padded_shared(x, pt, pl, Hp, Wp)  # else each task pads its own image
         pt = pl = 0
-    _pixvec_run(x, pt, pl, rows, pitch, w, b, y, _term_offsets(C, kh, kw, dh, dw, rows, pitch),
-                relu)
+    _pixvec_run(x, pt, pl, rows, pitch, w, b, y,
+                _term_offsets(C, kh, kw, g.dh, g.dw, rows, pitch), relu)
 
 
-def _phase_planes(OH, OW, kh, kw, sy, sx, dh, dw):
+def _phase_planes(OH, OW, kh, kw, g: Geom):
     """``(Hq, Wq)``: the rows and columns of the stride-phase planes that an ``OH x OW``
     output reads (output pixel ``(i, j)``, tap ``(p, q)``: row ``i + p*dh // sy``, column
     ``j + q*dw // sx`` of phase ``(p*dh % sy, q*dw % sx)``)."""
-    return OH + dh * (kh - 1) // sy, OW + dw * (kw - 1) // sx
+    return OH + g.dh * (kh - 1) // g.sy, OW + g.dw * (kw - 1) // g.sx
 
 
 @functools.lru_cache(maxsize=64)
@@ -231,7 +235,7 @@ def _phase_offsets(C, kh, kw, sy, sx, dh, dw, Hq, Wq):
     return off
 
 
-def _phase_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu=False, groups=1):
+def _phase_forward(x, w, b, y, g: Geom, relu=False):
     """Strided forward with pixel-vector register blocks: splits the zero-padded input into
     its stride phases (a parallel pass), which makes the layer a stride-1 one over
     ``C*sy*sx`` planes, then :func:`_pixvec_run` (once per group, on copies of the group's
@@ -239,20 +243,21 @@ def _phase_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, relu=False, groups=1):
     3x3 stride 2, groups 2, (16, 64 -> 128, 56))."""
     F, Cg, kh, kw = w.shape
     N, _, OH, OW = y.shape
-    Hq, Wq = _phase_planes(OH, OW, kh, kw, sy, sx, dh, dw)
+    groups, sy, sx = g.groups, g.sy, g.sx
+    Hq, Wq = _phase_planes(OH, OW, kh, kw, g)
     xq = np.empty((N, Cg * groups * sy * sx, Hq, Wq), dtype=y.dtype)
-    _pixvec._stride_phases(np.ascontiguousarray(x), pt, pl, sy, sx, xq)
-    off = _phase_offsets(Cg, kh, kw, sy, sx, dh, dw, Hq, Wq)
+    _pixvec._stride_phases(np.ascontiguousarray(x), g.pt, g.pl, sy, sx, xq)
+    off = _phase_offsets(Cg, kh, kw, sy, sx, g.dh, g.dw, Hq, Wq)
     if groups == 1:
         _pixvec_run(xq, 0, 0, Hq, Wq, w, b, y, off, relu)
         return
     Fg, planes = F // groups, Cg * sy * sx
     yg = np.empty((N, Fg, OH, OW), dtype=y.dtype)
-    for g in range(groups):
-        xg = np.ascontiguousarray(xq[:, g * planes:(g + 1) * planes])
-        _pixvec_run(xg, 0, 0, Hq, Wq, w[g * Fg:(g + 1) * Fg], b[g * Fg:(g + 1) * Fg], yg, off,
+    for k in range(groups):
+        xg = np.ascontiguousarray(xq[:, k * planes:(k + 1) * planes])
+        _pixvec_run(xg, 0, 0, Hq, Wq, w[k * Fg:(k + 1) * Fg], b[k * Fg:(k + 1) * Fg], yg, off,
                     relu)
-        y[:, g * Fg:(g + 1) * Fg] = yg
+        y[:, k * Fg:(k + 1) * Fg] = yg
 
 
 def _pixvec_run(x, pt, pl, rows, pitch, w, b, y, off, relu):
@@ -275,7 +280,7 @@ def _pixvec_run(x, pt, pl, rows, pitch, w, b, y, off, relu):
     _pixvec._conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, per, relu)
 
 
-def _pixvec_weight_grad(dy, x, gw, pt, pl, dh, dw):
+def _pixvec_weight_grad(dy, x, gw, g: Geom):
     """Stride-1 weight gradient (groups 1, few filters) as lane-wise dot products along
     output rows: pads ``x`` (sharing left and right padding where it can), then runs
     :func:`nbconv.kernels.conv.pixel_vectors._conv2d_pixvec_bwd_weight` with one run of images
@@ -283,10 +288,10 @@ def _pixvec_weight_grad(dy, x, gw, pt, pl, dh, dw):
     N, C = x.shape[:2]
     F, _, kh, kw = gw.shape
     OH, OW = dy.shape[2], dy.shape[3]
-    xp = _zero_padded_shared(x, pt, pl, OH + dh * (kh - 1), OW + dw * (kw - 1))
+    xp = _zero_padded_shared(x, g.pt, g.pl, OH + g.dh * (kh - 1), OW + g.dw * (kw - 1))
     K = C * kh * kw
     off = np.zeros(K + _pixvec.TERM_PAD, dtype=np.int64)
-    off[:K] = _term_offsets(C, kh, kw, dh, dw, xp.shape[2], xp.shape[3])
+    off[:K] = _term_offsets(C, kh, kw, g.dh, g.dw, xp.shape[2], xp.shape[3])
     tasks = min(N, 2 * numba.get_num_threads())
     _pixvec._conv2d_pixvec_bwd_weight(xp, dy, off, gw.reshape(F, K), tasks)
 
@@ -316,7 +321,7 @@ def _flip_transpose(w, groups):
     return np.ascontiguousarray(t.reshape(groups * Cg, Fg, kh, kw))
 
 
-def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernels, spread):
+def conv2d_backward(dy, x, w, dx, gw, gb, g: Geom, kernels, spread):
     """Driver of the direct algorithm: overwrite ``dx`` (unless None), ``gw`` (unless None;
     ``x`` may then be None) and ``gb`` (unless None), with the plan's kernel families
     ``kernels = (data, weight)``, on ``dy`` spread to stride 1 first when ``spread``
@@ -325,11 +330,12 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
     padding make NaN of gradients that never see it; the engine's check of the results then
     recomputes them with the row loops (:func:`nbconv.conv.exact.exact_backward`)."""
     if spread:
-        dy, sy, sx = spread_dy(dy, sy, sx), 1, 1
+        H, W = (dx if x is None else x).shape[2:]
+        dy, g = spread_dy(dy, g.sy, g.sx), g.spread(w.shape[2], w.shape[3], H, W)
     if dx is not None:
-        _DATA_GRADIENT[kernels[0]](dy, w, dx, sy, sx, pt, pl, dh, dw, groups)
+        _DATA_GRADIENT[kernels[0]](dy, w, dx, g)
     if gw is not None:
-        weight_gradient(kernels[1], dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups)
+        weight_gradient(kernels[1], dy, x, gw, gb, g)
 
 
 def spread_dy(dy, sy, sx):
@@ -341,82 +347,83 @@ def spread_dy(dy, sy, sx):
     return spread
 
 
-def weight_gradient(family, dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+def weight_gradient(family, dy, x, gw, gb, g: Geom):
     """Overwrite ``gw`` (and ``gb`` unless None) by the weight-gradient kernels of
     ``family``: ``"depthwise"``, ``"pixvec"``, ``"regblock"`` and ``"wide"`` at stride 1,
     ``"rows"`` at any stride."""
-    _WEIGHT_GRADIENT[family](dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups)
+    _WEIGHT_GRADIENT[family](dy, x, gw, gb, g)
 
 # The gradient kernels by family (the plan's names), stride 1 except "rows":
-# data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups), weight(dy, x, gw, gb, sy, sx, ...).
+# data(dy, w, dx, g), weight(dy, x, gw, gb, g).
 
 
-def _depthwise_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups):
+def _depthwise_data(dy, w, dx, g: Geom):
     """The data gradient of a stride-1 depthwise layer with one filter per channel (a strided
     layer's ``dy`` arrives spread to stride 1): the depthwise forward kernel on ``dy`` with the
     flipped kernel, stride 1 and padding ``dh*(kh-1) - pt`` on top, ``dw*(kw-1) - pl`` on the
     left (negative values crop), which makes the output ``dx``'s (H, W)."""
-    kh, kw = w.shape[2], w.shape[3]
+    t = g.data_gradient(w.shape[2], w.shape[3], dx.shape[2], dx.shape[3])
     flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1])
     _conv2d_depthwise_fwd(dy, flipped, np.zeros(w.shape[0], dtype=dx.dtype), dx, 1, 1,
-                          dh * (kh - 1) - pt, dw * (kw - 1) - pl, dh, dw)
+                          t.pt, t.pl, t.dh, t.dw)
 
 
-def _pixvec_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups):
+def _pixvec_data(dy, w, dx, g: Geom):
     """``dx`` = stride-1 convolution of ``dy``, padded so that the output is (H, W), with the
     flipped, transposed kernel: C "filters", few enough for the pixel-vector blocks."""
-    kh, kw = w.shape[2], w.shape[3]
-    ekh, ekw = dh * (kh - 1), dw * (kw - 1)
-    _pixvec_forward(dy, _flip_transpose(w, groups), np.zeros(dx.shape[1], dtype=dx.dtype), dx,
-                    ekh - pt, ekw - pl, dh, dw)
+    t = g.data_gradient(w.shape[2], w.shape[3], dx.shape[2], dx.shape[3])
+    _pixvec_forward(dy, _flip_transpose(w, g.groups), np.zeros(dx.shape[1], dtype=dx.dtype), dx,
+                    t)
 
 
-def _wide_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups):
+def _wide_data(dy, w, dx, g: Geom):
     """The data gradient as a wide-row forward pass over the padded ``dy``."""
     C, H, W = dx.shape[1:]
     kh, kw = w.shape[2], w.shape[3]
-    ekh, ekw = dh * (kh - 1), dw * (kw - 1)
-    dyp = _zero_padded_shared(dy, ekh - pt, ekw - pl, H + ekh, W + ekw)
-    wq, bq = _round_up_filters(_flip_transpose(w, groups), np.zeros(C, dtype=dx.dtype), groups)
-    _conv2d_wide_fwd(dyp, wq, bq, dx, dh, dw, groups, numba.get_num_threads())
+    t = g.data_gradient(kh, kw, H, W)
+    dyp = _zero_padded_shared(dy, t.pt, t.pl, H + t.dh * (kh - 1), W + t.dw * (kw - 1))
+    wq, bq = _round_up_filters(_flip_transpose(w, g.groups), np.zeros(C, dtype=dx.dtype),
+                               g.groups)
+    _conv2d_wide_fwd(dyp, wq, bq, dx, t.dh, t.dw, t.groups, numba.get_num_threads())
 
 
-def _rows_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups):
-    _conv2d_direct_bwd_data(dy, w, dx, sy, sx, pt, pl, dh, dw, groups)
+def _rows_data(dy, w, dx, g: Geom):
+    _conv2d_direct_bwd_data(dy, w, dx, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw, g.groups)
 
 
-def _depthwise_weight(dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+def _depthwise_weight(dy, x, gw, gb, g: Geom):
     """One task per channel."""
     with_bias = gb is not None
     gbuf = gb if with_bias else np.empty(gw.shape[0], dtype=x.dtype)
-    _conv2d_depthwise_bwd_weight(dy, x, gw, gbuf, with_bias, pt, pl, dh, dw)
+    _conv2d_depthwise_bwd_weight(dy, x, gw, gbuf, with_bias, g.pt, g.pl, g.dh, g.dw)
 
 
-def _pixvec_weight(dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups):
-    _pixvec_weight_grad(dy, x, gw, pt, pl, dh, dw)
+def _pixvec_weight(dy, x, gw, gb, g: Geom):
+    _pixvec_weight_grad(dy, x, gw, g)
     if gb is not None:
         _conv2d_im2col_bwd_bias(dy, gb)
 
 
-def _regblock_weight(dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups):
-    _regblock_weight_grad(dy, x, gw, 1, 1, pt, pl, dh, dw)
+def _regblock_weight(dy, x, gw, gb, g: Geom):
+    _regblock_weight_grad(dy, x, gw, g)
     if gb is not None:
         _conv2d_im2col_bwd_bias(dy, gb)
 
 
-def _wide_weight(dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+def _wide_weight(dy, x, gw, gb, g: Geom):
     """The weight gradient on the wide rows: channel-major, batch-long layouts of the padded
     input and of ``dy``.  (The wide rows multiply dy's zero padding by input values too: an
     inf in x makes NaN of taps that never see it, which the engine's check recomputes.)"""
     N, C = x.shape[:2]
     F, _, kh, kw = gw.shape
     OH, OW = dy.shape[2], dy.shape[3]
+    dh, dw, groups = g.dh, g.dw, g.groups
     ekh, ekw = dh * (kh - 1), dw * (kw - 1)
     Hp, Wp = OH + ekh, OW + ekw
     plane = N * Hp * Wp
     xl = np.empty((C, plane + ekh * Wp + ekw), dtype=x.dtype)
     xl[:, plane:] = 0
-    _pad_into(x.transpose(1, 0, 2, 3), xl[:, :plane].reshape(C, N, Hp, Wp), pt, pl)
+    _pad_into(x.transpose(1, 0, 2, 3), xl[:, :plane].reshape(C, N, Hp, Wp), g.pt, g.pl)
     # groups == 1: zero filters up to whole blocks of FB keep every task on the unrolled path
     Fq = F if groups != 1 or F % FB == 0 else F + FB - F % FB
     dyl = np.empty((Fq, N, Hp, Wp), dtype=dy.dtype)
@@ -433,10 +440,11 @@ def _wide_weight(dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups):
             gb[...] = gbq[:F]
 
 
-def _rows_weight(dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups):
+def _rows_weight(dy, x, gw, gb, g: Geom):
     with_bias = gb is not None
     gbuf = gb if with_bias else np.empty(gw.shape[0], dtype=x.dtype)
-    _conv2d_direct_bwd_weight(dy, x, gw, gbuf, int(with_bias), sy, sx, pt, pl, dh, dw, groups)
+    _conv2d_direct_bwd_weight(dy, x, gw, gbuf, int(with_bias), g.sy, g.sx, g.pt, g.pl, g.dh,
+                              g.dw, g.groups)
 
 
 _DATA_GRADIENT = {"depthwise": _depthwise_data, "pixvec": _pixvec_data, "wide": _wide_data,

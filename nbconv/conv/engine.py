@@ -5,8 +5,9 @@ convolution (see :func:`nbconv._checks.conv.geometry`) by its :class:`~.convplan
 Between the public op and the driver they apply what every algorithm shares, once:
 
 * the plan's kept taps (those that read only zero padding are dropped from the kernel);
-* non-zero padding modes pad ``x`` explicitly, and the backward pass folds the padded
-  gradient back onto ``x`` (the adjoint of padding);
+* the padding stage (:func:`_padded`, the one place for host and device arrays alike):
+  non-zero padding modes pad ``x`` explicitly, and the backward pass folds the padded
+  gradient back onto ``x`` (the adjoint of padding); the drivers see zero padding only;
 * an empty batch gives an empty output (and zero weight gradients) without a driver call;
 * inf and NaN reach exactly the outputs the definition says (:mod:`nbconv.conv.exact`):
   results holding them are recomputed, and a driver that cannot follow non-finite inputs
@@ -14,9 +15,10 @@ Between the public op and the driver they apply what every algorithm shares, onc
 
 The drivers (:mod:`~nbconv.conv.direct`, :mod:`~nbconv.conv.im2col`,
 :mod:`~nbconv.conv.winograd`, :mod:`~nbconv.conv.tapgemm`) share one interface: C-contiguous
-arrays of one float dtype, implicit zero padding on the top/left only (the bottom/right padding
-is implied by the output size), results written into preallocated outputs, and the plan's
-kernel families.
+arrays of one float dtype, the geometry as one :class:`~nbconv._checks.conv.Geom` (implicit
+zero padding, of which they read the top/left: the bottom/right is implied by the output
+size; ints only where they call the numba kernels), results written into preallocated
+outputs, and the plan's kernel families.
 
 CUDA device arrays take :func:`device_forward` and :func:`device_backward`: the same stages on
 the device plan and the device's driver table (:mod:`nbconv.cuda.conv_drivers`).
@@ -30,29 +32,65 @@ from .._checks.conv import NP_PAD_MODE, Geom
 from ..kernels.norm import _batch_norm_fwd
 from . import direct, im2col, tapgemm, winograd
 from .convplan import ConvPlan, backward_plan, forward_plan
-from .exact import exact_backward, exact_forward, finite_array
+from .exact import exact_backward, exact_forward, finite
 
 __all__ = ["forward", "backward", "data_gradient", "DRIVERS", "device_forward",
            "device_backward"]
 
 
-#: the driver module of each algorithm: conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw,
-#: groups, kernels) and conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups,
-#: kernels, spread), where dx None skips the data gradient and gw None the weight (and bias)
-#: gradient, x then None too
+#: the driver module of each algorithm: conv2d_forward(x, w, b, y, g, kernels) and
+#: conv2d_backward(dy, x, w, dx, gw, gb, g, kernels, spread), ``g`` the plan's
+#: :class:`~nbconv._checks.conv.Geom` after the padding stage, where dx None skips the data
+#: gradient and gw None the weight (and bias) gradient, x then None too
 DRIVERS = {"direct": direct, "im2col": im2col, "winograd": winograd, "tapgemm": tapgemm}
 
 
-def _pad_input(x, g: Geom):
-    """Explicitly padded ``x`` and the driver's (pt, pl) for the padding mode."""
+# ------------------------------------------------------------------------ the padding stage
+
+
+def _padded(x, g: Geom, pad):
+    """The padding stage, the one place a padding mode is applied (host and device, every
+    pass): ``(x, g)`` as the drivers take them.  Zero padding stays implicit (``x`` and ``g``
+    as they are); another mode pads ``x`` explicitly with ``pad(x, g)`` and leaves the
+    drivers a geometry without padding."""
     if g.mode == "zeros":
-        return x, g.pt, g.pl
+        return x, g
+    return pad(x, g), _driver_geometry(g)
+
+
+def _driver_geometry(g: Geom) -> Geom:
+    """The geometry the drivers run after :func:`_padded`: ``g`` for zero padding; for another
+    mode the same layer on the explicitly padded input (no padding, the same output size)."""
+    if g.mode == "zeros":
+        return g
+    return g._replace(pt=0, pb=0, pl=0, pr=0, mode="zeros")
+
+
+def _padded_shape(x_shape, g: Geom):
+    """The shape of ``x`` after :func:`_padded`."""
+    if g.mode == "zeros":
+        return tuple(x_shape)
+    N, C, H, W = x_shape
+    return N, C, H + g.pt + g.pb, W + g.pl + g.pr
+
+
+def _unpadded(dxp, x_shape, g: Geom, fold):
+    """The adjoint of :func:`_padded`: the gradient of the padded input folded back onto
+    ``x`` of ``x_shape`` by ``fold(dxp, x_shape, g)`` (``dxp`` itself for zero padding)."""
+    if dxp is None or g.mode == "zeros":
+        return dxp
+    return fold(dxp, x_shape, g)
+
+
+def _np_pad(x, g: Geom):
+    """``x`` padded explicitly on the host (numpy.pad in the mode's numpy name)."""
     xp = np.pad(x, ((0, 0), (0, 0), (g.pt, g.pb), (g.pl, g.pr)), mode=NP_PAD_MODE[g.mode])
-    return np.ascontiguousarray(xp), 0, 0
+    return np.ascontiguousarray(xp)
 
 
-def _fold_padding(dxp, H, W, g: Geom):
-    """Adjoint of ``np.pad(x, ..., mode)``: add each padded pixel's gradient to its source."""
+def _np_fold(dxp, x_shape, g: Geom):
+    """Adjoint of :func:`_np_pad`: add each padded pixel's gradient to its source."""
+    H, W = x_shape[2], x_shape[3]
     np_mode = NP_PAD_MODE[g.mode]
     # src[i] = index of the input pixel that padded position i copies (the pad of an arange).
     src_h = np.pad(np.arange(H), (g.pt, g.pb), mode=np_mode)
@@ -64,6 +102,9 @@ def _fold_padding(dxp, H, W, g: Geom):
     for j in [*range(g.pl), *range(g.pl + W, g.pl + W + g.pr)]:
         dx[:, :, :, src_w[j]] += t[:, :, :, j]
     return dx
+
+
+# ------------------------------------------------------------------------------- host arrays
 
 
 def _kept(weight, p: ConvPlan):
@@ -96,25 +137,24 @@ def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=No
     if y.size == 0:
         return y
     p = forward_plan(op, x.shape, weight.shape, g, x.dtype, algorithm)
-    weight, g, algorithm = _kept(weight, p), p.geometry, p.algorithm
+    weight, algorithm = _kept(weight, p), p.algorithm
     driver = DRIVERS[algorithm]
-    xp, pt, pl = _pad_input(x, g)
-    args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
+    xp, g = _padded(x, p.geometry, _np_pad)
     check_inputs = algorithm != "winograd" and x.size + weight.size < y.size
     conv_bias = bias if scale is None else None  # with a scale the shift comes after it
     done = False  # whether the scale, shift and ReLU are applied
-    if check_inputs and not all(finite_array(a) for a in (x, weight, bias) if a is not None):
-        exact_forward(xp, weight, conv_bias, y, *args)
+    if check_inputs and not finite(x, weight, bias):
+        exact_forward(xp, weight, conv_bias, y, g)
     elif algorithm == "tapgemm":
-        driver.conv2d_forward(xp, weight, bias, y, *args, p.kernels, relu=relu, scale=scale)
+        driver.conv2d_forward(xp, weight, bias, y, g, p.kernels, relu=relu, scale=scale)
         done = True
     elif algorithm == "direct" and scale is None:
-        driver.conv2d_forward(xp, weight, bias, y, *args, p.kernels, relu=relu)
+        driver.conv2d_forward(xp, weight, bias, y, g, p.kernels, relu=relu)
         done = True
     else:
-        driver.conv2d_forward(xp, weight, conv_bias, y, *args, p.kernels)
-    if not check_inputs and not finite_array(y):
-        exact_forward(xp, weight, conv_bias, y, *args)
+        driver.conv2d_forward(xp, weight, conv_bias, y, g, p.kernels)
+    if not check_inputs and not finite(y):
+        exact_forward(xp, weight, conv_bias, y, g)
         done = False
     if not done:
         _epilogue(y, scale, None if scale is None else bias, relu)
@@ -144,24 +184,19 @@ def backward(op, dy, x, weight, g: Geom, want_bias, need_dx, algorithm="auto"):
                 np.zeros(weight.shape[0], dtype=x.dtype) if want_bias else None)
     full_shape = weight.shape
     p = backward_plan(op, x.shape, weight.shape, g, x.dtype, algorithm)
-    weight, g, kept = _kept(weight, p), p.geometry, p.taps
-    xp, pt, pl = _pad_input(x, g)
+    weight, kept = _kept(weight, p), p.taps
+    xp, g = _padded(x, p.geometry, _np_pad)
     dxp = np.empty(xp.shape, dtype=x.dtype) if need_dx else None
     gw = np.empty(weight.shape, dtype=x.dtype)
     gb = np.empty(weight.shape[0], dtype=x.dtype) if want_bias else None
-    args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
-    DRIVERS[p.algorithm].conv2d_backward(dy, xp, weight, dxp, gw, gb, *args, p.kernels,
-                                         p.spread)
-    exact_backward(dy, xp, weight, dxp, gw, gb, *args)
+    DRIVERS[p.algorithm].conv2d_backward(dy, xp, weight, dxp, gw, gb, g, p.kernels, p.spread)
+    exact_backward(dy, xp, weight, dxp, gw, gb, g)
     if kept is not None:  # the dropped taps never read the input: zero gradient
         r0, r1, c0, c1 = kept
         gw_full = np.zeros(full_shape, dtype=x.dtype)
         gw_full[:, :, r0:r1, c0:c1] = gw
         gw = gw_full
-    dx = dxp
-    if need_dx and g.mode != "zeros":
-        dx = _fold_padding(dxp, x.shape[2], x.shape[3], g)
-    return dx, gw, gb
+    return _unpadded(dxp, x.shape, p.geometry, _np_fold), gw, gb
 
 
 def data_gradient(op, dy, weight, g: Geom, x_shape, algorithm="auto"):
@@ -172,16 +207,13 @@ def data_gradient(op, dy, weight, g: Geom, x_shape, algorithm="auto"):
     if x_shape[0] == 0:
         return np.empty(x_shape, dtype=dy.dtype)
     p = backward_plan(op, x_shape, weight.shape, g, dy.dtype, algorithm)
-    weight, g = _kept(weight, p), p.geometry
-    N, C, H, W = x_shape
-    explicit = g.mode != "zeros"
-    dxp = np.empty((N, C, H + g.pt + g.pb, W + g.pl + g.pr) if explicit else x_shape,
-                   dtype=dy.dtype)
-    args = (g.sy, g.sx, 0 if explicit else g.pt, 0 if explicit else g.pl, g.dh, g.dw, g.groups)
-    DRIVERS[p.algorithm].conv2d_backward(dy, None, weight, dxp, None, None, *args, p.kernels,
+    weight = _kept(weight, p)
+    dxp = np.empty(_padded_shape(x_shape, p.geometry), dtype=dy.dtype)
+    g = _driver_geometry(p.geometry)
+    DRIVERS[p.algorithm].conv2d_backward(dy, None, weight, dxp, None, None, g, p.kernels,
                                          p.spread)
-    exact_backward(dy, None, weight, dxp, None, None, *args)
-    return _fold_padding(dxp, H, W, g) if explicit else dxp
+    exact_backward(dy, None, weight, dxp, None, None, g)
+    return _unpadded(dxp, x_shape, p.geometry, _np_fold)
 
 
 # ------------------------------------------------------------------------- CUDA device arrays
@@ -212,13 +244,12 @@ def device_forward(op, x, weight, bias, g: Geom, algorithm="auto"):
     if y.size == 0:
         return y
     p = forward_plan(op, x.shape, weight.shape, g, x.dtype, algorithm, device="cuda")
-    weight, g = dev.take_taps(weight, p.taps), p.geometry
-    xp, pt, pl = dev.pad_input(x, g)
-    args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
+    weight = dev.take_taps(weight, p.taps)
+    xp, g = _padded(x, p.geometry, dev.pad_input)
     driver = dev.DRIVERS[p.algorithm]
-    driver.conv2d_forward(xp, weight, bias, y, *args)
+    driver.conv2d_forward(xp, weight, bias, y, g)
     if not driver.EXACT:
-        dev.exact_forward(xp, weight, bias, y, *args)
+        dev.exact_forward(xp, weight, bias, y, g)
     return y
 
 
@@ -236,18 +267,14 @@ def device_backward(op, dy, x, weight, g: Geom, want_bias, need_dx, algorithm="a
                 dev.zeros((F,), dt) if want_bias else None)
     full_shape = weight.shape
     p = backward_plan(op, x.shape, weight.shape, g, dt, algorithm, device="cuda")
-    weight, g = dev.take_taps(weight, p.taps), p.geometry
-    xp, pt, pl = dev.pad_input(x, g)
+    weight = dev.take_taps(weight, p.taps)
+    xp, g = _padded(x, p.geometry, dev.pad_input)
     dxp = dev.empty(xp.shape, dt) if need_dx else None
     gw = dev.empty(weight.shape, dt)
     gb = dev.empty((F,), dt) if want_bias else None
-    args = (g.sy, g.sx, pt, pl, g.dh, g.dw, g.groups)
     driver = dev.DRIVERS[p.algorithm]
-    driver.conv2d_backward(dy, xp, weight, dxp, gw, gb, *args)
+    driver.conv2d_backward(dy, xp, weight, dxp, gw, gb, g)
     if not driver.EXACT:
-        dev.exact_backward(dy, xp, weight, dxp, gw, *args)
+        dev.exact_backward(dy, xp, weight, dxp, gw, g)
     gw = dev.put_taps(gw, full_shape, p.taps)
-    dx = dxp
-    if need_dx and g.mode != "zeros":
-        dx = dev.fold_padding(dxp, x.shape, g)
-    return dx, gw, gb
+    return _unpadded(dxp, x.shape, p.geometry, dev.fold_padding), gw, gb

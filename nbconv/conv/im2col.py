@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import _config
 from .._blas import gemm_for, matmul, single_threaded_blas
+from .._checks.conv import Geom
 from ..kernels.conv.im2col import (
     _conv2d_im2col_bwd_gather_dy,
     _conv2d_im2col_col2im,
@@ -119,7 +120,7 @@ def _pixel_view(a, G, n, r0, nr, j0, nj):
     return a[n].reshape(G, F // G, OH * OW)[:, :, start : start + nr * nj]
 
 
-def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("columns",)):
+def conv2d_forward(x, w, b, y, g: Geom, kernels=("columns",)):
     """im2col + GEMM forward convolution into the preallocated ``y``.
 
     Parameters
@@ -129,9 +130,9 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("columns
     b : ndarray, shape (F,), or None
     y : ndarray, shape (N, F, OH, OW)
         Output, fully overwritten:
-        ``y[n,f,i,j] = b[f] + sum_{c,p,q} w[f,c,p,q] * x[n, g*C/groups + c, i*sy-pt+p*dh,
-        j*sx-pl+q*dw]`` with zeros outside the input (``g`` the group of ``f``).
-    sy, sx, pt, pl, dh, dw, groups : int
+        ``y[n,f,i,j] = b[f] + sum_{c,p,q} w[f,c,p,q] * x[n, k*C/groups + c, i*sy-pt+p*dh,
+        j*sx-pl+q*dw]`` with zeros outside the input (``k`` the group of ``f``).
+    g : Geom
         Stride, top/left zero padding (bottom/right implied by OH/OW), dilation, groups.
     kernels : tuple of str
         The plan's path (:func:`nbconv.conv.plan.im2col_forward_path`): ``("pointwise",)``
@@ -141,10 +142,11 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("columns
     Examples
     --------
     >>> import numpy as np
+    >>> from nbconv._checks.conv import Geom
     >>> from nbconv.conv.im2col import conv2d_forward
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4); w = np.ones((1, 1, 2, 2))
     >>> y = np.empty((1, 1, 2, 2))
-    >>> conv2d_forward(x, w, None, y, 2, 2, 0, 0, 1, 1, 1); y[0, 0]
+    >>> conv2d_forward(x, w, None, y, Geom.of(x.shape, w.shape, stride=2)); y[0, 0]
     array([[10., 18.],
            [42., 50.]])
     """
@@ -163,6 +165,7 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("columns
         gemm = gemm_for(y.dtype)
         band = plan.fused_band(Cg * kh * kw, OH, OW, y.itemsize)
         bias = b if b is not None else np.zeros(F, dtype=y.dtype)
+        sx = g.sx
         if sx == 1:
             xph = x[:, :, :, None, :]
         else:
@@ -170,9 +173,9 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("columns
             _conv2d_im2col_phases(x, xph)
         with single_threaded_blas():
             _conv2d_im2col_fused_fwd(xph, W, w.reshape(F, -1), bias, y, gemm[0], gemm[1], kh,
-                                     kw, sy, sx, pt, pl, dh, dw, band)
+                                     kw, g.sy, sx, g.pt, g.pl, g.dh, g.dw, band)
         return
-    G = groups
+    G = g.groups
     Fg = F // G
     K = Cg * kh * kw
     CK = C * kh * kw
@@ -187,7 +190,7 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("columns
     for n0, nb, r0, nr, j0, nj in chunks:
         M = nb * nr * nj
         cols = _buffer(cols_flat, CK, M)
-        _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
+        _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, g)
         cols3 = cols.reshape(G, K, M)
         if batched:
             # small images: one GEMM for the chunk, then each image's block into y with the
@@ -211,31 +214,30 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("columns
             _conv2d_im2col_fwd_bias(y, b, n0, nb, r0, nr, j0, nj)
 
 
-def patches(kh, kw, sy, sx, pt, pl, dh, dw, H, W, OH, OW) -> bool:
-    """Whether the windows tile the input without overlap or padding (kernel = stride, no
-    padding on any side, no dilation): then the columns are a rearrangement of the input
-    (:mod:`nbconv.kernels.conv.patches`).  Windows that reach past the bottom or right edge read
-    implicit zero padding, which the rearrangement does not know."""
-    return ((kh, kw, pt, pl) == (sy, sx, 0, 0) and (dh == 1 or kh == 1) and (dw == 1 or kw == 1)
-            and OH * kh <= H and OW * kw <= W)
+def patches(kh, kw, g: Geom, H, W) -> bool:
+    """Whether the windows tile the ``H x W`` input without overlap or padding (kernel =
+    stride, no padding on any side, no dilation): then the columns are a rearrangement of the
+    input (:mod:`nbconv.kernels.conv.patches`).  Windows that reach past the bottom or right
+    edge read implicit zero padding, which the rearrangement does not know."""
+    return ((kh, kw, g.pt, g.pl) == (g.sy, g.sx, 0, 0) and (g.dh == 1 or kh == 1)
+            and (g.dw == 1 or kw == 1) and g.OH * kh <= H and g.OW * kw <= W)
 
 
-def _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw):
+def _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, g: Geom):
     """The column matrix of one chunk: whole narrow images one task per (image, channel),
     other chunks one task per row of the matrix (one long write stream each: for AlexNet
     c2's 27-pixel rows 3.3 vs 4.3 ms a chunk, for LeNet c2's 8-pixel rows 1.2 vs 0.85 ms)."""
-    if mode == "images" and patches(kh, kw, sy, sx, pt, pl, dh, dw, x.shape[2], x.shape[3], nr,
-                                    nj):
+    if mode == "images" and patches(kh, kw, g, x.shape[2], x.shape[3]):
         _patches_space_to_depth(x, cols, n0, nb, kh, kw, nr, nj)
     elif mode == "images" and nj < plan.NARROW_ROWS:
-        _conv2d_im2col_cols_images(x, cols, n0, nb, kh, kw, sy, sx, pt, pl, dh, dw, nr, nj)
+        _conv2d_im2col_cols_images(x, cols, n0, nb, kh, kw, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw,
+                                   nr, nj)
     else:
-        _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
+        _conv2d_im2col_cols(x, cols, n0, nb, r0, nr, j0, nj, kh, kw, g.sy, g.sx, g.pt, g.pl,
+                            g.dh, g.dw)
 
 
-def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernels=("im2col",
-                                                                                 "im2col"),
-                    spread=False):
+def conv2d_backward(dy, x, w, dx, gw, gb, g: Geom, kernels=("im2col", "im2col"), spread=False):
     """im2col + GEMM gradients of ``sum(conv2d_forward(x, w, b) * dy)``.
 
     Parameters
@@ -249,17 +251,18 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
         Overwritten with the weight gradient; ``None`` skips it (and the columns of ``x``).
     gb : ndarray, shape (F,), or None
         Overwritten with the bias gradient ``dy.sum((0, 2, 3))``; ``None`` skips it.
-    sy, sx, pt, pl, dh, dw, groups : int
+    g : Geom
         As in :func:`conv2d_forward`.
 
     Examples
     --------
     >>> import numpy as np
+    >>> from nbconv._checks.conv import Geom
     >>> from nbconv.conv.im2col import conv2d_backward
     >>> x = np.arange(9.0).reshape(1, 1, 3, 3); w = np.ones((1, 1, 2, 2))
     >>> dy = np.ones((1, 1, 2, 2)); dx = np.empty_like(x); gw = np.empty_like(w)
     >>> gb = np.empty(1)
-    >>> conv2d_backward(dy, x, w, dx, gw, gb, 1, 1, 0, 0, 1, 1, 1)
+    >>> conv2d_backward(dy, x, w, dx, gw, gb, Geom.of(x.shape, w.shape))
     >>> dx[0, 0]
     array([[1., 2., 1.],
            [2., 4., 2.],
@@ -271,7 +274,7 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
     N, C, H, W = (dx if gw is None else x).shape
     F, Cg, kh, kw = w.shape
     OH, OW = dy.shape[2], dy.shape[3]
-    G = groups
+    G = g.groups
     Fg = F // G
     K = Cg * kh * kw
     CK = C * kh * kw
@@ -302,7 +305,7 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
             parts, m = [(dyt.reshape(G, Fg, M), 0)], M
         if gw is not None:
             cols = _buffer(cols_flat, CK, M)
-            _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw)
+            _columns(x, cols, mode, n0, nb, r0, nr, j0, nj, kh, kw, g)
             # weight gradient: sum over chunks of dy_chunk @ cols_chunk.T, per group
             for t, (dyt3, a) in enumerate(parts):
                 matmul(dyt3, cols[:, a:a + m].reshape(G, K, m).transpose(0, 2, 1), gw3,
@@ -316,22 +319,20 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernel
             parts = []
         for dyt3, a in parts:
             matmul(w3t, dyt3, dcols[:, a:a + m].reshape(G, K, m))
-        if mode == "images" and patches(kh, kw, sy, sx, pt, pl, dh, dw, dx.shape[2],
-                                        dx.shape[3], OH, OW):
+        if mode == "images" and patches(kh, kw, g, dx.shape[2], dx.shape[3]):
             _patches_depth_to_space(dcols, dx, n0, nb, kh, kw, OH, OW)
         elif mode == "images":
-            _conv2d_im2col_col2im_images(dcols, dx, n0, nb, kh, kw, sy, sx, pt, pl, dh, dw,
-                                         OH, OW)
+            _conv2d_im2col_col2im_images(dcols, dx, n0, nb, kh, kw, g.sy, g.sx, g.pt, g.pl, g.dh,
+                                         g.dw, OH, OW)
         else:
             if n0 != last_n:
                 dx[n0] = 0.0
                 last_n = n0
             # input rows this chunk's output rows read from
-            iy0 = min(max(r0 * sy - pt, 0), H)
-            iy1 = min(max((r0 + nr - 1) * sy - pt + (kh - 1) * dh + 1, iy0), H)
-            _conv2d_im2col_col2im(
-                dcols, dx, n0, nb, r0, nr, j0, nj, kh, kw, sy, sx, pt, pl, dh, dw, iy0, iy1, 0
-            )
+            iy0 = min(max(r0 * g.sy - g.pt, 0), H)
+            iy1 = min(max((r0 + nr - 1) * g.sy - g.pt + (kh - 1) * g.dh + 1, iy0), H)
+            _conv2d_im2col_col2im(dcols, dx, n0, nb, r0, nr, j0, nj, kh, kw, g.sy, g.sx, g.pt,
+                                  g.pl, g.dh, g.dw, iy0, iy1, 0)
 
 
 def im2col(x, kh, kw, sy, sx, pt, pl, dh, dw, OH, OW):

@@ -21,8 +21,8 @@ The layout changes NCHW <-> rows cost one pass over ``x``/``y`` each, which is l
 the products at these sizes. A batch whose row copies would exceed
 ``nbconv._config.IM2COL_MAX_BYTES`` runs a few images at a time (the weight gradient summed
 over the chunks), so memory stays bounded as for im2col. Arguments arrive validated
-(C-contiguous float32/float64, zero padding given by ``pt``/``pl``, the output size by
-``y``); nothing here checks them. Without a CBLAS gemm to call (see
+(C-contiguous float32/float64, the zero padding given by the geometry's ``pt``/``pl``, the
+output size by ``y``); nothing here checks them. Without a CBLAS gemm to call (see
 :func:`nbconv._blas.gemm_for`) the same products run as ``np.matmul`` calls on the strided
 views.
 """
@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import _config
 from .._blas import gemm_for, single_threaded_blas
+from .._checks.conv import Geom
 from ..kernels.conv.layout import _conv2d_im2col_bwd_bias
 from ..kernels.conv.tapgemm import (
     _conv2d_tapgemm_bwd_data,
@@ -91,28 +92,28 @@ def _tap_range(o, n, s, off):
     return max(0, -q), min(o, (n - r + s - 1) // s - q), r, q
 
 
-def _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
+def _rects(OH, OW, kh, kw, H, W, g: Geom):
     """For the fallback: ``(p, q, out_slices, in_index)`` of every tap that reads the input."""
     for p in range(kh):
-        i0, i1, ry, qy = _tap_range(OH, H, sy, p * dh - pt)
+        i0, i1, ry, qy = _tap_range(OH, H, g.sy, p * g.dh - g.pt)
         for q in range(kw):
-            j0, j1, rx, qx = _tap_range(OW, W, sx, q * dw - pl)
+            j0, j1, rx, qx = _tap_range(OW, W, g.sx, q * g.dw - g.pl)
             if i1 > i0 and j1 > j0:
                 yield (p, q, (slice(i0, i1), slice(j0, j1)),
                        (ry, rx, slice(i0 + qy, i1 + qy), slice(j0 + qx, j1 + qx)))
 
 
-def _forward_images(x, w, b, y, sy, sx, pt, pl, dh, dw, relu, scale):
+def _forward_images(x, w, b, y, g: Geom, relu, scale):
     """:func:`conv2d_forward` on all images of ``x`` at once."""
     N, C, H, W = x.shape
     F, _, kh, kw = w.shape
     OH, OW = y.shape[2], y.shape[3]
-    xt = _rows(x, sy, sx)
+    xt = _rows(x, g.sy, g.sx)
     yt = np.empty((OH, OW, N, F), dtype=y.dtype)
     gemm = gemm_for(y.dtype)
     if gemm is None:
         yt[...] = 0
-        for p, q, out, inp in _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
+        for p, q, out, inp in _rects(OH, OW, kh, kw, H, W, g):
             yt[out] += np.matmul(xt[inp], w[:, :, p, q].T)
     else:
         # the valid taps' weights are rearranged inside the kernel, in slabs of filters
@@ -123,17 +124,18 @@ def _forward_images(x, w, b, y, sy, sx, pt, pl, dh, dw, relu, scale):
         wt = w.reshape(1, F, C) if one_tap else np.empty((kh * kw, F, C), dtype=y.dtype)
         with single_threaded_blas():
             by_rows = plan.tapgemm_row_slabs(OH, OH * OW * N, F, numba.get_num_threads())
-            _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, pt, pl, dh, dw,
+            _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, g.pt, g.pl, g.dh, g.dw,
                                 *_split(OH, F, by_rows), not one_tap)
     bias = b if b is not None else np.zeros(1, dtype=y.dtype)
     _conv2d_tapgemm_from_rows(yt[None, None], y, bias, b is not None, relu, scale)
 
 
-def _backward_images(dy, x, w, dx, gw, sy, sx, pt, pl, dh, dw):
+def _backward_images(dy, x, w, dx, gw, g: Geom):
     """:func:`conv2d_backward` (but the bias gradient) on all images at once; ``gw`` is
     overwritten unless None (then ``x`` may be None)."""
     N, C, H, W = (dx if gw is None else x).shape
     F, _, kh, kw = w.shape
+    sy, sx = g.sy, g.sx
     xt = _rows(x, sy, sx) if gw is not None else None
     dyt = _rows(dy, 1, 1)[0, 0]  # (OH, OW, N, F)
     OH, OW = dyt.shape[0], dyt.shape[1]
@@ -145,7 +147,7 @@ def _backward_images(dy, x, w, dx, gw, sy, sx, pt, pl, dh, dw):
             gw[...] = 0
         if dx is not None:
             dxt[...] = 0
-        for p, q, out, inp in _rects(OH, OW, kh, kw, H, W, sy, sx, pt, pl, dh, dw):
+        for p, q, out, inp in _rects(OH, OW, kh, kw, H, W, g):
             if gw is not None:
                 gw[:, :, p, q] = dyt[out].reshape(-1, F).T @ xt[inp].reshape(-1, C)
             if dx is not None:
@@ -158,16 +160,16 @@ def _backward_images(dy, x, w, dx, gw, sy, sx, pt, pl, dh, dw):
         scratch = np.empty((rparts if gw is not None else 1, kh * kw, F, C), dtype=dy.dtype)
         with single_threaded_blas():
             if gw is not None:
-                _conv2d_tapgemm_bwd_weight(gemm[0], gemm[1], dyt, xt, scratch, gw, H, W, pt,
-                                           pl, dh, dw, rparts, fparts)
+                _conv2d_tapgemm_bwd_weight(gemm[0], gemm[1], dyt, xt, scratch, gw, H, W, g.pt,
+                                           g.pl, g.dh, g.dw, rparts, fparts)
             if dx is not None:
                 Hq = dxt.shape[2]
                 by_rows = plan.tapgemm_row_slabs(Hq, H * W * N, C, threads)
                 one_tap = kh * kw == 1
                 _conv2d_tapgemm_bwd_data(gemm[0], gemm[1], dyt, w,
                                          w.reshape(1, F, C) if one_tap else scratch[0], dxt,
-                                         H, W, pt, pl, dh, dw, *_split(Hq, C, by_rows),
-                                         not one_tap)
+                                         H, W, g.pt, g.pl, g.dh, g.dw,
+                                         *_split(Hq, C, by_rows), not one_tap)
     if dx is not None:
         _conv2d_tapgemm_from_rows(dxt, dx, np.zeros(1, dtype=dx.dtype), False)
 
@@ -178,8 +180,7 @@ def _images_per_chunk(N, per_image, itemsize):
     return max(1, min(N, _config.IM2COL_MAX_BYTES // max(1, per_image * itemsize)))
 
 
-def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("tapgemm",), relu=False,
-                   scale=None):
+def conv2d_forward(x, w, b, y, g: Geom, kernels=("tapgemm",), relu=False, scale=None):
     """Tap-GEMM forward convolution into the preallocated ``y`` (``groups`` must be 1); in
     the pass that writes ``y``, each filter's output times ``scale[f]`` (when given: an
     inference batch norm folded in), plus ``b[f]``, then ``max(y, 0)`` (NaN kept) with
@@ -193,7 +194,7 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("tapgemm
     y : ndarray, shape (N, F, OH, OW)
         Output, fully overwritten: ``y[n,f,i,j] = b[f] + sum_{c,p,q} w[f,c,p,q] *
         x[n, c, i*sy-pt+p*dh, j*sx-pl+q*dw]`` over the terms inside ``x``.
-    sy, sx, pt, pl, dh, dw, groups : int
+    g : Geom
         Stride, top/left zero padding (bottom/right implied by OH/OW), dilation, groups.
     kernels : tuple of str
         The plan's (one family: ``("tapgemm",)``).
@@ -204,22 +205,23 @@ def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("tapgemm
     Examples
     --------
     >>> import numpy as np
+    >>> from nbconv._checks.conv import Geom
     >>> from nbconv.conv.tapgemm import conv2d_forward
     >>> x = np.arange(4.0).reshape(1, 1, 2, 2); w = np.ones((1, 1, 3, 3))
     >>> y = np.empty((1, 1, 2, 2))
-    >>> conv2d_forward(x, w, np.array([10.0]), y, 1, 1, 1, 1, 1, 1, 1); y[0, 0]
+    >>> conv2d_forward(x, w, np.array([10.0]), y, Geom.of(x.shape, w.shape, padding=1))
+    >>> y[0, 0]
     array([[16., 16.],
            [16., 16.]])
     """
     N, C, H, W = x.shape
     nb = _images_per_chunk(N, max(C * H * W, y[0].size), y.itemsize)
     for n0 in range(0, N, nb):
-        _forward_images(x[n0:n0 + nb], w, b, y[n0:n0 + nb], sy, sx, pt, pl, dh, dw, relu,
-                        scale)
+        _forward_images(x[n0:n0 + nb], w, b, y[n0:n0 + nb], g, relu, scale)
 
 
-def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups,
-                    kernels=("tapgemm", "tapgemm"), spread=False):
+def conv2d_backward(dy, x, w, dx, gw, gb, g: Geom, kernels=("tapgemm", "tapgemm"),
+                    spread=False):
     """Tap-GEMM gradients of ``sum(conv2d_forward(x, w, b) * dy)`` (``groups`` must be 1).
 
     Parameters
@@ -234,7 +236,7 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups,
         skips it.
     gb : ndarray, shape (F,), or None
         Overwritten with the bias gradient ``dy.sum((0, 2, 3))``; ``None`` skips it.
-    sy, sx, pt, pl, dh, dw, groups : int
+    g : Geom
         As in :func:`conv2d_forward`.
     kernels, spread
         The plan's (one family, no spreading).
@@ -242,10 +244,11 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups,
     Examples
     --------
     >>> import numpy as np
+    >>> from nbconv._checks.conv import Geom
     >>> from nbconv.conv.tapgemm import conv2d_backward
     >>> x = np.arange(9.0).reshape(1, 1, 3, 3); w = np.ones((1, 1, 2, 2))
     >>> dy = np.ones((1, 1, 2, 2)); dx = np.empty_like(x); gw = np.empty_like(w)
-    >>> conv2d_backward(dy, x, w, dx, gw, None, 1, 1, 0, 0, 1, 1, 1)
+    >>> conv2d_backward(dy, x, w, dx, gw, None, Geom.of(x.shape, w.shape))
     >>> dx[0, 0]
     array([[1., 2., 1.],
            [2., 4., 2.],
@@ -262,6 +265,6 @@ def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups,
     for n0 in range(0, N, nb):
         target = gw if n0 == 0 else part
         _backward_images(dy[n0:n0 + nb], None if x is None else x[n0:n0 + nb], w,
-                         None if dx is None else dx[n0:n0 + nb], target, sy, sx, pt, pl, dh, dw)
+                         None if dx is None else dx[n0:n0 + nb], target, g)
         if n0 and gw is not None:
             gw += part

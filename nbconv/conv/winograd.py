@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import _config
 from .._blas import matmul
+from .._checks.conv import Geom
 from ..kernels.conv.winograd import (
     _conv2d_winograd_filter,
     _conv2d_winograd_input,
@@ -89,7 +90,7 @@ def winograd_chunks(N, C, F, kh, kw, OH, OW, itemsize):
     return _chunks(N, -(-OH // 2), -(-OW // 2), 16 * (Ph * Pw * C + F) * itemsize)
 
 
-def try_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+def try_forward(x, w, b, y, g: Geom):
     """Winograd forward convolution into the preallocated ``y`` (arguments as for
     :func:`nbconv.conv.im2col.conv2d_forward`; the geometry must pass
     :func:`nbconv._checks.conv.winograd_supports`).
@@ -102,10 +103,11 @@ def try_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     Examples
     --------
     >>> import numpy as np
+    >>> from nbconv._checks.conv import Geom
     >>> from nbconv.conv.winograd import try_forward
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4); w = np.ones((1, 1, 3, 3))
     >>> y = np.empty((1, 1, 2, 2))
-    >>> try_forward(x, w, None, y, 1, 1, 0, 0, 1, 1, 1), y[0, 0]
+    >>> try_forward(x, w, None, y, Geom.of(x.shape, w.shape)), y[0, 0]
     (True, array([[45., 54.],
            [81., 90.]]))
     """
@@ -127,7 +129,7 @@ def try_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     bad = np.empty(max(nb for _, nb, _, _ in chunks) * C, dtype=np.uint8)
     for n0, nb, i0, ni in chunks:
         T = nb * ni * tw
-        _conv2d_winograd_input(x, V, n0, nb, i0, ni, tw, pt, pl, Ph, Pw, bad)
+        _conv2d_winograd_input(x, V, n0, nb, i0, ni, tw, g.pt, g.pl, Ph, Pw, bad)
         if bad[:nb * C].any():
             return False
         matmul(U, V[:, :, :T], M[:, :, :T])
@@ -135,22 +137,22 @@ def try_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
     return True
 
 
-def conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups, kernels=("winograd",)):
+def conv2d_forward(x, w, b, y, g: Geom, kernels=("winograd",)):
     """Winograd forward convolution; ``y`` all NaN when ``x`` or ``w`` holds an inf or NaN,
     for the engine to recompute by the definition (:mod:`nbconv.conv.exact`), so that
     non-finite values reach exactly the outputs they reach in a direct convolution."""
-    if not try_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups):
+    if not try_forward(x, w, b, y, g):
         y.fill(np.nan)
 
 
-def conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups, kernels, spread=False):
+def conv2d_backward(dy, x, w, dx, gw, gb, g: Geom, kernels, spread=False):
     """The data gradient of a stride-1 convolution is one too (of ``dy`` with the flipped,
     transposed kernel): Winograd (``dx`` all NaN when ``dy`` or ``w`` is not finite, for the
     engine to recompute); the weight gradient by the direct kernels of the plan's family
     ``kernels[1]``."""
-    kh, kw = w.shape[2], w.shape[3]
-    if dx is not None and not try_forward(dy, direct._flip_transpose(w, 1), None, dx, 1, 1,
-                                          kh - 1 - pt, kw - 1 - pl, 1, 1, 1):
+    if dx is not None and not try_forward(
+            dy, direct._flip_transpose(w, 1), None, dx,
+            g.data_gradient(w.shape[2], w.shape[3], dx.shape[2], dx.shape[3])):
         dx.fill(np.nan)
     if gw is not None:  # None: the data gradient alone (x may be None)
-        direct.weight_gradient(kernels[1], dy, x, gw, gb, sy, sx, pt, pl, dh, dw, groups)
+        direct.weight_gradient(kernels[1], dy, x, gw, gb, g)

@@ -19,8 +19,8 @@ __all__ = ["DRIVERS", "empty", "zeros", "pad_input", "fold_padding", "take_taps"
            "exact_forward", "exact_backward"]
 
 #: the device driver of each device algorithm (``plan.DEVICE_ALGORITHMS``):
-#: conv2d_forward(x, w, b, y, sy, sx, pt, pl, dh, dw, groups),
-#: conv2d_backward(dy, x, w, dx, gw, gb, sy, sx, pt, pl, dh, dw, groups) and EXACT (whether
+#: conv2d_forward(x, w, b, y, g), conv2d_backward(dy, x, w, dx, gw, gb, g) (``g`` the
+#: :class:`~nbconv._checks.conv.Geom` after the engine's padding stage) and EXACT (whether
 #: inf and NaN follow the definition without the engine's recomputation)
 DRIVERS = {"direct": conv_direct, "implicit-gemm": conv_implicit_gemm}
 
@@ -40,15 +40,13 @@ def _pad_maps(H, W, g: Geom):
 
 
 def pad_input(x, g: Geom):
-    """``x`` padded explicitly for a non-zero padding mode (a gather kernel) and the driver's
-    ``(pt, pl)``; ``x`` itself and the implicit padding for zeros."""
-    if g.mode == "zeros":
-        return x, g.pt, g.pl
+    """``x`` padded explicitly for the non-zero padding mode of ``g`` (a gather kernel): the
+    device mechanism of the engine's padding stage (:func:`nbconv.conv.engine._padded`)."""
     N, C, H, W = x.shape
     src_h, src_w = _pad_maps(H, W, g)
     xp = _empty((N, C, H + g.pt + g.pb, W + g.pl + g.pr), x.dtype)
     _kernels("conv2d_direct")._pad_gather[_grid(xp.size)](x, src_h, src_w, xp)
-    return xp, 0, 0
+    return xp
 
 
 def fold_padding(dxp, x_shape, g: Geom):

@@ -14,24 +14,16 @@ kernels, :mod:`nbconv.conv.direct`), ``"im2col"`` (patches unfolded into columns
 :mod:`nbconv.conv.winograd`) and ``"tapgemm"`` (one BLAS product per kernel tap,
 :mod:`nbconv.conv.tapgemm`); ``"auto"`` picks by the table in :mod:`nbconv.conv.plan`.
 Here the arguments are validated (:mod:`nbconv._checks.conv`) and handed to the engine
-(:mod:`nbconv.conv.engine`).
+(:mod:`nbconv.conv.engine`).  The layers (``nn.Conv2d``, ``nn.Conv1d``) validate their
+hyperparameters once, when they are built, and call the internal entries ``_conv2d_layer``
+and the like, which check only what depends on the arrays.
 """
 
 from __future__ import annotations
 
 from .. import _dispatch
-from .._checks import as_float_array, check_bool, check_ndim
-from .._checks.conv import (
-    W_LAYOUT,
-    X_LAYOUTS,
-    batched,
-    batched_grad,
-    check_bias,
-    check_dy,
-    conv1d_args,
-    geometry,
-    want_bias,
-)
+from .._checks import check_bool
+from .._checks.conv import backward_call, conv_call, want_bias
 from ..conv import engine, plan
 
 __all__ = ["conv2d", "conv2d_backward", "conv1d", "conv1d_backward"]
@@ -126,42 +118,46 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     ...           groups=3, padding=1, padding_mode="reflect").shape
     (2, 6, 7, 9)
     """
-    return _conv2d_checked("conv2d", x, weight, bias, stride, padding, dilation, groups,
-                           padding_mode, algorithm)
+    return _conv2d_checked(x, weight, bias, (stride, padding, dilation, groups, padding_mode),
+                           algorithm)
 
 
 conv2d.__doc__ = conv2d.__doc__.replace("{AUTO_RULE}", plan.auto_rule_text(" " * 8))
 
 
+def _conv2d_layer(x, weight, bias, *, hyper):
+    """:func:`conv2d` on host arrays for ``nn.Conv2d``, whose ``hyper``
+    (:class:`~nbconv._checks.conv.Hyper`) it validated when it was built: the geometry is not
+    validated again."""
+    return _conv2d_checked(x, weight, bias, hyper, "auto")
+
+
 def _conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                 padding_mode="zeros", algorithm="auto"):
+                 padding_mode="zeros", algorithm="auto", *, hyper=None):
     """``relu(conv2d(...))`` on host arrays, the ReLU fused into the store of the direct
-    kernels where they can (``Conv2d`` followed by ``ReLU`` in a ``Sequential``)."""
-    return _conv2d_checked("conv2d", x, weight, bias, stride, padding, dilation, groups,
-                           padding_mode, algorithm, relu=True)
+    kernels where they can (``Conv2d`` followed by ``ReLU`` in a ``Sequential``; the layer
+    passes its validated ``hyper`` instead of the hyperparameters)."""
+    return _conv2d_checked(x, weight, bias, hyper or (stride, padding, dilation, groups,
+                                                      padding_mode), algorithm, relu=True)
 
 
 def _conv2d_scaled(x, weight, scale, shift, stride=1, padding=0, dilation=1, groups=1,
-                   padding_mode="zeros", algorithm="auto"):
+                   padding_mode="zeros", algorithm="auto", *, hyper=None):
     """``conv2d(x, weight) * scale[f] + shift[f]`` on host arrays: an inference batch norm
     (``scale``/``shift`` float64, shape (F,), from its running statistics) folded into the
     convolution, in the pass that writes the output where the algorithm allows
-    (``Conv2d`` followed by ``BatchNorm2d`` in eval mode under ``no_grad``)."""
-    return _conv2d_checked("conv2d", x, weight, shift, stride, padding, dilation, groups,
-                           padding_mode, algorithm, scale=scale)
+    (``Conv2d`` followed by ``BatchNorm2d`` in eval mode under ``no_grad``; ``hyper`` as for
+    :func:`_conv2d_relu`)."""
+    return _conv2d_checked(x, weight, shift, hyper or (stride, padding, dilation, groups,
+                                                       padding_mode), algorithm, scale=scale)
 
 
-def _conv2d_checked(op, x, weight, bias, stride, padding, dilation, groups, padding_mode,
-                    algorithm, relu=False, scale=None):
-    x = as_float_array(op, "x", x)
-    x, unbatched = batched(op, x, 4, X_LAYOUTS)
-    weight = as_float_array(op, "weight", weight, dtype=x.dtype)
-    check_ndim(op, "weight", weight, 4, W_LAYOUT)
-    desc = f"x shape {tuple(x.shape[unbatched:])}, weight shape {tuple(weight.shape)}"
-    g = geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
-                 desc)
-    if scale is None:
-        bias = check_bias(op, bias, x.dtype, weight.shape[0], desc)
+def _conv2d_checked(x, weight, bias, hyper, algorithm, relu=False, scale=None):
+    """The checks of :func:`nbconv._checks.conv.conv_call` (``hyper`` validated already, or
+    the raw hyperparameters), then the engine."""
+    op = "conv2d"
+    x, weight, bias, unbatched, g = conv_call(op, x, weight, bias, hyper,
+                                              with_bias=scale is None)
     y = engine.forward(op, x, weight, bias, g, algorithm, relu, scale=scale)
     return y[0] if unbatched else y
 
@@ -216,21 +212,26 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
            [ 6., 12., 12.,  6.],
            [ 3.,  6.,  6.,  3.]])
     """
-    op = "conv2d_backward"
-    x = as_float_array(op, "x", x)
-    desc = f"x shape {tuple(x.shape)}"
-    x_shape = x.shape
-    x, unbatched = batched(op, x, 4, X_LAYOUTS)
-    weight = as_float_array(op, "weight", weight, dtype=x.dtype)
-    check_ndim(op, "weight", weight, 4, W_LAYOUT)
-    dy = as_float_array(op, "dy", dy, dtype=x.dtype)
-    desc = f"dy shape {tuple(dy.shape)}, {desc}, weight shape {tuple(weight.shape)}"
-    dy = batched_grad(op, dy, unbatched, 4, "(N, F, OH, OW)", x_shape)
-    g = geometry(op, x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,
-                 desc)
-    check_dy(op, dy, (x.shape[0], weight.shape[0], g.OH, g.OW), desc)
+    return _backward_checked(dy, x, weight, (stride, padding, dilation, groups, padding_mode),
+                             bias, need_dx, algorithm)
+
+
+def _conv2d_backward_layer(dy, x, weight, *, hyper, bias, need_dx):
+    """:func:`conv2d_backward` on host arrays for ``nn.Conv2d`` (``hyper`` validated when the
+    layer was built, see :func:`_conv2d_layer`)."""
+    return _backward_checked(dy, x, weight, hyper, bias, need_dx, "auto")
+
+
+def _backward_checked(dy, x, weight, hyper, bias, need_dx, algorithm, nd=2):
+    """The checks of :func:`nbconv._checks.conv.backward_call`, then the engine; ``nd=1``:
+    the 1-D op."""
+    op = "conv2d_backward" if nd == 2 else "conv1d_backward"
+    dy, x, weight, unbatched, g = backward_call(op, dy, x, weight, hyper, nd)
     dx, gw, gb = engine.backward(op, dy, x, weight, g, want_bias(bias),
                                  check_bool(op, "need_dx", need_dx), algorithm)
+    if nd == 1:
+        dx = None if dx is None else dx[:, :, 0, :]
+        gw = gw[:, :, 0, :]
     return (dx[0] if unbatched and dx is not None else dx), gw, gb
 
 
@@ -273,18 +274,19 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     ...           padding="same").shape
     (2, 8, 5)
     """
+    return _conv1d_checked(x, weight, bias, (stride, padding, dilation, groups, padding_mode),
+                           algorithm)
+
+
+def _conv1d_layer(x, weight, bias, *, hyper):
+    """:func:`conv1d` on host arrays for ``nn.Conv1d`` (``hyper`` validated when the layer was
+    built, see :func:`_conv2d_layer`)."""
+    return _conv1d_checked(x, weight, bias, hyper, "auto")
+
+
+def _conv1d_checked(x, weight, bias, hyper, algorithm):
     op = "conv1d"
-    x = as_float_array(op, "x", x)
-    desc = f"x shape {tuple(x.shape)}"
-    x, unbatched = batched(op, x, 3, "(N, C, L) or unbatched (C, L)")
-    weight = as_float_array(op, "weight", weight, dtype=x.dtype)
-    check_ndim(op, "weight", weight, 3, "(F, C // groups, k)")
-    desc = f"{desc}, weight shape {tuple(weight.shape)}"
-    s2, p2, d2 = conv1d_args(op, stride, padding, dilation)
-    x4, w4 = x[:, :, None, :], weight[:, :, None, :]
-    g = geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
-                  axes=("(height 1)", "L"))
-    bias = check_bias(op, bias, x.dtype, weight.shape[0], desc)
+    x4, w4, bias, unbatched, g = conv_call(op, x, weight, bias, hyper, nd=1)
     y = engine.forward(op, x4, w4, bias, g, algorithm)[:, :, 0, :]
     return y[0] if unbatched else y
 
@@ -322,23 +324,10 @@ def conv1d_backward(dy, x, weight, stride=1, padding=0, dilation=1, groups=1,
     >>> dx, dw, db
     (array([[[ 1.,  0.,  0.,  0., -1.]]]), array([[[ 6., 10.]]]), array([4.]))
     """
-    op = "conv1d_backward"
-    x = as_float_array(op, "x", x)
-    desc = f"x shape {tuple(x.shape)}"
-    x_shape = x.shape
-    x, unbatched = batched(op, x, 3, "(N, C, L) or unbatched (C, L)")
-    weight = as_float_array(op, "weight", weight, dtype=x.dtype)
-    check_ndim(op, "weight", weight, 3, "(F, C // groups, k)")
-    dy = as_float_array(op, "dy", dy, dtype=x.dtype)
-    desc = f"dy shape {tuple(dy.shape)}, {desc}, weight shape {tuple(weight.shape)}"
-    dy = batched_grad(op, dy, unbatched, 3, "(N, F, OL)", x_shape)
-    s2, p2, d2 = conv1d_args(op, stride, padding, dilation)
-    x4, w4 = x[:, :, None, :], weight[:, :, None, :]
-    g = geometry(op, x4.shape, w4.shape, s2, p2, d2, groups, padding_mode, desc,
-                  axes=("(height 1)", "L"))
-    check_dy(op, dy, (x.shape[0], weight.shape[0], g.OW), desc)
-    dx, gw, gb = engine.backward(op, dy[:, :, None, :], x4, w4, g, want_bias(bias),
-                                 check_bool(op, "need_dx", need_dx), algorithm)
-    if dx is not None:
-        dx = dx[0, :, 0, :] if unbatched else dx[:, :, 0, :]
-    return dx, gw[:, :, 0, :], gb
+    return _backward_checked(dy, x, weight, (stride, padding, dilation, groups, padding_mode),
+                             bias, need_dx, algorithm, nd=1)
+
+
+def _conv1d_backward_layer(dy, x, weight, *, hyper, bias, need_dx):
+    """:func:`conv1d_backward` on host arrays for ``nn.Conv1d`` (see :func:`_conv2d_layer`)."""
+    return _backward_checked(dy, x, weight, hyper, bias, need_dx, "auto", nd=1)

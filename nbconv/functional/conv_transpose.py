@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from .. import _dispatch
 from .._checks import as_float_array, check_bool, check_ndim, single
-from .._checks.conv import batched, batched_grad, check_bias, want_bias
-from .._checks.conv_transpose import transpose_geometry
+from .._checks.conv import AXES, AXES_1D, batched, batched_grad, check_bias, want_bias
+from .._checks.conv_transpose import TransposeHyper, transpose_hyper, transpose_shaped
 from ..conv import engine
 
 __all__ = ["conv_transpose2d", "conv_transpose2d_backward", "conv_transpose1d",
@@ -93,16 +93,52 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     ...                     stride=2, padding=1, output_padding=1).shape
     (2, 3, 9, 9)
     """
-    op = "conv_transpose2d"
+    return _checked(x, weight, bias, (stride, padding, output_padding, groups, dilation),
+                    algorithm)
+
+
+def _conv_transpose2d_layer(x, weight, bias, *, hyper):
+    """:func:`conv_transpose2d` on host arrays for ``nn.ConvTranspose2d``, whose ``hyper``
+    (:class:`~nbconv._checks.conv_transpose.TransposeHyper`) it validated when it was built:
+    the geometry is not validated again."""
+    return _checked(x, weight, bias, hyper, "auto")
+
+
+def _conv_transpose1d_layer(x, weight, bias, *, hyper):
+    """:func:`conv_transpose1d` for ``nn.ConvTranspose1d`` (``hyper`` of the images of height
+    1 it runs on; see :func:`_conv_transpose2d_layer`)."""
+    return _checked(x, weight, bias, hyper, "auto", nd=1)
+
+
+def _hyper_of(op, hyper, nd, desc):
+    """``hyper`` itself when validated already, else the raw hyperparameters validated (the
+    1-D ones as those of images of height 1)."""
+    if isinstance(hyper, TransposeHyper):
+        return hyper
+    stride, padding, output_padding, groups, dilation = hyper
+    if nd == 1:
+        stride, padding, output_padding, dilation = _args_1d(op, stride, padding,
+                                                             output_padding, dilation)
+    return transpose_hyper(op, stride, padding, output_padding, groups, dilation, desc)
+
+
+def _checked(x, weight, bias, hyper, algorithm, nd=2):
+    """The checks of the transposed convolution (``hyper`` validated or raw; ``nd=1``: the
+    1-D op, on images of height 1), then the engine."""
+    op = "conv_transpose2d" if nd == 2 else "conv_transpose1d"
     x = as_float_array(op, "x", x)
-    x, unbatched = batched(op, x, 4, _X2)
+    x, unbatched = batched(op, x, nd + 2, _X2 if nd == 2 else _X1)
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
-    check_ndim(op, "weight", weight, 4, _W2)
+    check_ndim(op, "weight", weight, nd + 2, _W2 if nd == 2 else _W1)
     desc = f"x shape {tuple(x.shape[unbatched:])}, weight shape {tuple(weight.shape)}"
-    g, y_shape = transpose_geometry(op, x.shape, weight.shape, stride, padding, output_padding,
-                                    groups, dilation, desc)
+    if nd == 1:
+        x, weight = x[:, :, None, :], weight[:, :, None, :]
+    g, y_shape = transpose_shaped(op, x.shape, weight.shape, _hyper_of(op, hyper, nd, desc),
+                                  desc, AXES if nd == 2 else AXES_1D)
     bias = check_bias(op, bias, x.dtype, y_shape[1], desc)
     y = _forward(op, x, weight, bias, g, y_shape, algorithm)
+    if nd == 1:
+        y = y[:, :, 0, :]
     return y[0] if unbatched else y
 
 
@@ -173,21 +209,49 @@ def conv_transpose2d_backward(dy, x, weight, stride=1, padding=0, output_padding
            [4., 4.]]), array([[10., 10.],
            [10., 10.]]), array([16.]))
     """
-    op = "conv_transpose2d_backward"
+    return _backward_checked(dy, x, weight, (stride, padding, output_padding, groups, dilation),
+                             bias, need_dx, algorithm)
+
+
+def _conv_transpose2d_backward_layer(dy, x, weight, *, hyper, bias, need_dx):
+    """:func:`conv_transpose2d_backward` on host arrays for ``nn.ConvTranspose2d`` (see
+    :func:`_conv_transpose2d_layer`)."""
+    return _backward_checked(dy, x, weight, hyper, bias, need_dx, "auto")
+
+
+def _conv_transpose1d_backward_layer(dy, x, weight, *, hyper, bias, need_dx):
+    """:func:`conv_transpose1d_backward` on host arrays for ``nn.ConvTranspose1d``."""
+    return _backward_checked(dy, x, weight, hyper, bias, need_dx, "auto", nd=1)
+
+
+def _backward_checked(dy, x, weight, hyper, bias, need_dx, algorithm, nd=2):
+    """The checks of the transposed convolution's backward pass (as :func:`_checked`), then
+    :func:`_backward`."""
+    op = "conv_transpose2d_backward" if nd == 2 else "conv_transpose1d_backward"
     x = as_float_array(op, "x", x)
     x_shape = x.shape
-    x, unbatched = batched(op, x, 4, _X2)
+    x, unbatched = batched(op, x, nd + 2, _X2 if nd == 2 else _X1)
     weight = as_float_array(op, "weight", weight, dtype=x.dtype)
-    check_ndim(op, "weight", weight, 4, _W2)
+    check_ndim(op, "weight", weight, nd + 2, _W2 if nd == 2 else _W1)
     dy = as_float_array(op, "dy", dy, dtype=x.dtype)
     desc = (f"dy shape {tuple(dy.shape)}, x shape {tuple(x_shape)}, weight shape "
             f"{tuple(weight.shape)}")
-    dy = batched_grad(op, dy, unbatched, 4, "(N, C_out, H_out, W_out)", x_shape)
-    g, y_shape = transpose_geometry(op, x.shape, weight.shape, stride, padding, output_padding,
-                                    groups, dilation, desc)
-    _check_dy(op, dy, y_shape, desc)
+    dy = batched_grad(op, dy, unbatched, nd + 2,
+                      "(N, C_out, H_out, W_out)" if nd == 2 else "(N, C_out, L_out)", x_shape)
+    if nd == 1:
+        x, weight = x[:, :, None, :], weight[:, :, None, :]
+    g, y_shape = transpose_shaped(op, x.shape, weight.shape, _hyper_of(op, hyper, nd, desc),
+                                  desc, AXES if nd == 2 else AXES_1D)
+    if nd == 1:
+        _check_dy(op, dy, (y_shape[0], y_shape[1], y_shape[3]), desc)
+        dy = dy[:, :, None, :]
+    else:
+        _check_dy(op, dy, y_shape, desc)
     dx, gw, gb = _backward(op, dy, x, weight, g, want_bias(bias),
                            check_bool(op, "need_dx", need_dx), algorithm)
+    if nd == 1:
+        dx = None if dx is None else dx[:, :, 0, :]
+        gw = gw[:, :, 0, :]
     return (dx[0] if unbatched and dx is not None else dx), gw, gb
 
 
@@ -228,19 +292,8 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     >>> nc.conv_transpose1d(np.array([[[1.0, 2.0, 3.0]]]), np.array([[[1.0, 10.0]]]))
     array([[[ 1., 12., 23., 30.]]])
     """
-    op = "conv_transpose1d"
-    x = as_float_array(op, "x", x)
-    x, unbatched = batched(op, x, 3, _X1)
-    weight = as_float_array(op, "weight", weight, dtype=x.dtype)
-    check_ndim(op, "weight", weight, 3, _W1)
-    desc = f"x shape {tuple(x.shape[unbatched:])}, weight shape {tuple(weight.shape)}"
-    s2, p2, o2, d2 = _args_1d(op, stride, padding, output_padding, dilation)
-    x4, w4 = x[:, :, None, :], weight[:, :, None, :]
-    g, y_shape = transpose_geometry(op, x4.shape, w4.shape, s2, p2, o2, groups, d2, desc,
-                                    axes=("(height 1)", "L"))
-    bias = check_bias(op, bias, x.dtype, y_shape[1], desc)
-    y = _forward(op, x4, w4, bias, g, y_shape, algorithm)[:, :, 0, :]
-    return y[0] if unbatched else y
+    return _checked(x, weight, bias, (stride, padding, output_padding, groups, dilation),
+                    algorithm, nd=1)
 
 
 @_dispatch.dispatch
@@ -276,23 +329,5 @@ def conv_transpose1d_backward(dy, x, weight, stride=1, padding=0, output_padding
     >>> dx, dw, db
     (array([[[11., 11., 11.]]]), array([[[6., 6.]]]), array([4.]))
     """
-    op = "conv_transpose1d_backward"
-    x = as_float_array(op, "x", x)
-    x_shape = x.shape
-    x, unbatched = batched(op, x, 3, _X1)
-    weight = as_float_array(op, "weight", weight, dtype=x.dtype)
-    check_ndim(op, "weight", weight, 3, _W1)
-    dy = as_float_array(op, "dy", dy, dtype=x.dtype)
-    desc = (f"dy shape {tuple(dy.shape)}, x shape {tuple(x_shape)}, weight shape "
-            f"{tuple(weight.shape)}")
-    dy = batched_grad(op, dy, unbatched, 3, "(N, C_out, L_out)", x_shape)
-    s2, p2, o2, d2 = _args_1d(op, stride, padding, output_padding, dilation)
-    x4, w4 = x[:, :, None, :], weight[:, :, None, :]
-    g, y_shape = transpose_geometry(op, x4.shape, w4.shape, s2, p2, o2, groups, d2, desc,
-                                    axes=("(height 1)", "L"))
-    _check_dy(op, dy, (y_shape[0], y_shape[1], y_shape[3]), desc)
-    dx, gw, gb = _backward(op, dy[:, :, None, :], x4, w4, g,
-                           want_bias(bias), check_bool(op, "need_dx", need_dx), algorithm)
-    if dx is not None:
-        dx = dx[0, :, 0, :] if unbatched else dx[:, :, 0, :]
-    return dx, gw[:, :, 0, :], gb
+    return _backward_checked(dy, x, weight, (stride, padding, output_padding, groups, dilation),
+                             bias, need_dx, algorithm, nd=1)

@@ -12,6 +12,8 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import check_bool, check_int, pair, single
+from .._checks.conv_transpose import transpose_hyper
+from ..functional import conv_transpose as _ct
 from .init import uniform_fan_in
 from .layers import _no_cache, _plain, _window_hyper
 from .module import Module
@@ -57,6 +59,8 @@ class _ConvTransposeNd(Module):
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
         self.groups, self.dilation, self.padding_mode = groups, dilation, padding_mode
         self.kernel_size = ks
+        self._hyper_of = (None, None)  # (the attributes, their TransposeHyper): see _hyper
+        self._hyper(output_padding)
         # PyTorch's kaiming_uniform_(a=sqrt(5)): U(+-1/sqrt(fan_in)) with the fan-in it reads
         # from the weight's second axis, C_out // groups
         fan_in = out_channels // groups * int(np.prod(ks))
@@ -70,6 +74,32 @@ class _ConvTransposeNd(Module):
     def _args(self, output_padding):
         return dict(stride=self.stride, padding=self.padding, output_padding=output_padding,
                     groups=self.groups, dilation=self.dilation)
+
+    def _hyper(self, output_padding):
+        """The hyperparameters with ``output_padding`` (the layer's own, or the one an
+        ``output_size`` picked), validated once as a
+        :class:`~nbconv._checks.conv_transpose.TransposeHyper` (again only after an attribute
+        changed) for the functional's internal entries."""
+        key = (self.stride, self.padding, self.groups, self.dilation)
+        seen, h = self._hyper_of
+        if key != seen:
+            op = type(self).__name__
+            s, p, d = self.stride, self.padding, self.dilation
+            if self._ndim == 1:  # the 1-D op runs on images of height 1
+                s, p, d = ((1, single(op, "stride", s, 1)), (0, single(op, "padding", p, 0)),
+                           (1, single(op, "dilation", d, 1)))
+            h = transpose_hyper(op, s, p, 0, self.groups, d)
+            self._hyper_of = (key, h)
+        norm = pair if self._ndim == 2 else (lambda o, n, v, m: (0, single(o, n, v, m)))
+        oph, opw = norm(type(self).__name__, "output_padding", output_padding, 0)
+        return h._replace(oph=oph, opw=opw)
+
+    def _host(self, *arrays):
+        """Whether ``arrays`` and the parameters are host arrays: the internal entries then
+        run (others go through the public op, which dispatches device and recorded arrays)."""
+        return (all(type(a) is np.ndarray for a in arrays)
+                and type(self.weight.data) is np.ndarray
+                and (self.bias is None or type(self.bias.data) is np.ndarray))
 
     def _output_padding(self, x, output_size):
         """``output_padding`` itself, or the one that gives ``output_size`` (PyTorch's rule:
@@ -104,7 +134,10 @@ class _ConvTransposeNd(Module):
         optionally with N and C first) picks the output padding, as PyTorch's."""
         op = self._output_padding(x, output_size)
         b = None if self.bias is None else self.bias.data
-        y = self._fn(x, self.weight.data, b, **self._args(op))
+        if self._host(x):
+            y = self._fn_layer(x, self.weight.data, b, hyper=self._hyper(op))
+        else:
+            y = self._fn(x, self.weight.data, b, **self._args(op))
         keep = self._keep()
         self._x, self._op = (x, op) if keep else (None, None)
         return y
@@ -114,9 +147,14 @@ class _ConvTransposeNd(Module):
         name = type(self).__name__
         if self._x is None:
             raise _no_cache(name)
-        dx, dw, db = self._fn_backward(dy, self._x, self.weight.data,
-                                       bias=self.bias is not None, need_dx=need_dx,
-                                       **self._args(self._op))
+        bias = self.bias is not None
+        if self._host(dy, self._x):
+            dx, dw, db = self._fn_backward_layer(dy, self._x, self.weight.data,
+                                                 hyper=self._hyper(self._op), bias=bias,
+                                                 need_dx=need_dx)
+        else:
+            dx, dw, db = self._fn_backward(dy, self._x, self.weight.data, bias=bias,
+                                           need_dx=need_dx, **self._args(self._op))
         self.weight.accumulate_grad(dw, f"{name}.backward", owned=True)
         if db is not None:
             self.bias.accumulate_grad(db, f"{name}.backward", owned=True)
@@ -159,6 +197,8 @@ class ConvTranspose2d(_ConvTransposeNd):
 
     _fn = staticmethod(F.conv_transpose2d)
     _fn_backward = staticmethod(F.conv_transpose2d_backward)
+    _fn_layer = staticmethod(_ct._conv_transpose2d_layer)
+    _fn_backward_layer = staticmethod(_ct._conv_transpose2d_backward_layer)
 
 
 class ConvTranspose1d(_ConvTransposeNd):
@@ -177,3 +217,5 @@ class ConvTranspose1d(_ConvTransposeNd):
     _ndim = 1
     _fn = staticmethod(F.conv_transpose1d)
     _fn_backward = staticmethod(F.conv_transpose1d_backward)
+    _fn_layer = staticmethod(_ct._conv_transpose1d_layer)
+    _fn_backward_layer = staticmethod(_ct._conv_transpose1d_backward_layer)

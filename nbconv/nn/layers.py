@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from .. import _dispatch
 from .. import functional as F
 from .._checks import (
     check_bool,
@@ -26,6 +27,7 @@ from .._checks import (
     pair,
     single,
 )
+from .._checks.conv import conv1d_args, hyper
 from .._checks.pool import adaptive_size
 from ..functional import conv as _conv
 from ..functional import pool as _pool
@@ -96,6 +98,8 @@ class _ConvNd(Module):
                             groups=int(groups), bias=bool(bias), padding_mode=padding_mode)
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.groups, self.padding_mode = groups, padding_mode
+        self._hyper_of = (None, None)  # (the attributes, their Hyper): see _hyper
+        self._hyper()
         fan_in = in_channels // groups * int(np.prod(ks))
         wshape = (out_channels, in_channels // groups, *ks)
         self.weight = self._param("weight", uniform_fan_in(wshape, fan_in, dtype, rng))
@@ -107,6 +111,36 @@ class _ConvNd(Module):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
                     groups=self.groups, padding_mode=self.padding_mode)
 
+    def _hyper(self):
+        """The hyperparameters validated once, as a :class:`~nbconv._checks.conv.Hyper` for
+        the functional's internal entries (validated again only after an attribute changed,
+        e.g. ``layer.padding = 2``)."""
+        key = (self.stride, self.padding, self.dilation, self.groups, self.padding_mode)
+        seen, h = self._hyper_of
+        if key != seen:
+            op = type(self).__name__
+            stride, padding, dilation = key[:3]
+            if self._ndim == 1:
+                stride, padding, dilation = conv1d_args(op, stride, padding, dilation)
+            h = hyper(op, stride, padding, dilation, self.groups, self.padding_mode)
+            self._hyper_of = (key, h)
+        return h
+
+    def _call(self, entry, public, *arrays, **kwargs):
+        """``entry(*arrays, weight, ..., hyper=...)``, one of the functional's internal entries
+        (:mod:`nbconv.functional.conv`), when ``arrays`` and the parameters are all host
+        arrays, its device twin (:mod:`nbconv.cuda.conv`) when they are all device arrays;
+        else the public op ``public`` with the hyperparameters, which dispatches anything
+        else (and names the argument that does not match the others)."""
+        w = self.weight.data
+        params = (w,) if self.bias is None else (w, self.bias.data)
+        if all(type(a) is np.ndarray for a in arrays + params):
+            return entry(*arrays, w, **kwargs, hyper=self._hyper())
+        if all(is_device_array(a) for a in arrays + params):
+            return _dispatch.implementation(entry.__name__)(*arrays, w, **kwargs,
+                                                            hyper=self._hyper())
+        return public(*arrays, w, **kwargs, **self._args())
+
 
 class Conv2d(_ConvNd):
     """2-D convolution (cross-correlation) layer; arguments and init as ``torch.nn.Conv2d``.
@@ -115,11 +149,12 @@ class Conv2d(_ConvNd):
     """
 
     def forward(self, x):
-        return self._forward_with(F.conv2d, x)
+        return self._forward_with(_conv._conv2d_layer, x)
 
     def _forward_with(self, conv, x):
+        """``conv``, one of the functional's internal entries (see :meth:`_call`)."""
         b = None if self.bias is None else self.bias.data
-        y = conv(x, self.weight.data, b, **self._args())
+        y = self._call(conv, F.conv2d, x, bias=b)
         self._x = x if self._keep() else None
         return y
 
@@ -146,7 +181,7 @@ class Conv2d(_ConvNd):
             scale, shift = affine
             if self.bias is not None:  # BN(conv + b) = conv * scale + (b * scale + shift)
                 shift = shift + scale * self.bias.data
-            y = _conv._conv2d_scaled(x, self.weight.data, scale, shift, **self._args())
+            y = _conv._conv2d_scaled(x, self.weight.data, scale, shift, hyper=self._hyper())
             self._x = None
             after._cache = None
             return y
@@ -156,8 +191,8 @@ class Conv2d(_ConvNd):
         """``need_dx=False`` skips the input gradient (returns None): the first layer."""
         if self._x is None:
             raise _no_cache("Conv2d")
-        dx, dw, db = F.conv2d_backward(dy, self._x, self.weight.data, bias=self.bias is not None,
-                                       need_dx=need_dx, **self._args())
+        dx, dw, db = self._call(_conv._conv2d_backward_layer, F.conv2d_backward, dy, self._x,
+                                bias=self.bias is not None, need_dx=need_dx)
         self.weight.accumulate_grad(dw, "Conv2d.backward", owned=True)
         if db is not None:
             self.bias.accumulate_grad(db, "Conv2d.backward", owned=True)
@@ -171,7 +206,7 @@ class Conv1d(_ConvNd):
 
     def forward(self, x):
         b = None if self.bias is None else self.bias.data
-        y = F.conv1d(x, self.weight.data, b, **self._args())
+        y = self._call(_conv._conv1d_layer, F.conv1d, x, bias=b)
         self._x = x if self._keep() else None
         return y
 
@@ -179,8 +214,8 @@ class Conv1d(_ConvNd):
         """``need_dx=False`` skips the input gradient (returns None): the first layer."""
         if self._x is None:
             raise _no_cache("Conv1d")
-        dx, dw, db = F.conv1d_backward(dy, self._x, self.weight.data, bias=self.bias is not None,
-                                       need_dx=need_dx, **self._args())
+        dx, dw, db = self._call(_conv._conv1d_backward_layer, F.conv1d_backward, dy, self._x,
+                                bias=self.bias is not None, need_dx=need_dx)
         self.weight.accumulate_grad(dw, "Conv1d.backward", owned=True)
         if db is not None:
             self.bias.accumulate_grad(db, "Conv1d.backward", owned=True)
