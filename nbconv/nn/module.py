@@ -63,7 +63,7 @@ class Parameter(NDArrayOperatorsMixin):
     ``.data``).
     """
 
-    __slots__ = ("_data", "_grad", "_zero_pending", "name", "requires_grad")
+    __slots__ = ("data", "_grad", "_zero_pending", "name", "requires_grad")
 
     def __init__(self, data: np.ndarray, name: str = "", requires_grad: bool = True):
         self._zero_pending = False
@@ -75,14 +75,10 @@ class Parameter(NDArrayOperatorsMixin):
             self.grad = np.zeros_like(self.data)
         self.name = name
 
-    @property
-    def data(self):
-        return self._data
-
-    @data.setter
-    def data(self, value):
-        self._data = value
-        bump_state_version()  # a compiled model holding the old array must see the new one
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name == "data":  # a compiled model holding the old array must see the new one
+            bump_state_version()
 
     @property
     def grad(self):
