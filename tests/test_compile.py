@@ -268,6 +268,25 @@ def test_refresh_after_a_direct_write():
     _close(cm(x), _plain(model, x))
 
 
+@pytest.mark.parametrize("algorithm", ["auto", "tapgemm", "im2col", "direct", "winograd"])
+def test_prepared_weights_follow_refresh(algorithm):
+    """Each algorithm's prepared weights (kept taps on a map smaller than the kernel, tap-GEMM's
+    packed matrices) give the plain forward's result, and refresh() re-reads them."""
+    nc.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 6, 3, padding=1))
+    for shape in [(2, 3, 6, 5), (3, 3, 1, 1)]:
+        x = RNG.standard_normal(shape, dtype=np.float32)
+        cm = nc.compile(model, shape, algorithm=algorithm)
+        with nc.no_grad():
+            want = nc.conv2d(np.maximum(nc.conv2d(x, model[0].weight.data, model[0].bias.data,
+                                                  padding=1), 0),
+                             model[2].weight.data, model[2].bias.data, padding=1)
+        _close(cm(x), want)
+        model[2].weight.data[...] *= -1  # raw NumPy write: the prepared copies do not see it
+        cm.refresh()
+        _close(cm(x), _plain(model, x))
+
+
 # -- arguments ----------------------------------------------------------------------------------
 def test_bad_arguments():
     model = models.lenet5()

@@ -26,6 +26,8 @@ the device plan and the device's driver table (:mod:`nbconv.cuda.conv_drivers`).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .._checks.conv import NP_PAD_MODE, Geom
@@ -34,8 +36,8 @@ from . import direct, im2col, tapgemm, winograd
 from .convplan import ConvPlan, backward_plan, forward_plan
 from .exact import exact_backward, exact_forward, finite
 
-__all__ = ["forward", "backward", "data_gradient", "DRIVERS", "device_forward",
-           "device_backward"]
+__all__ = ["forward", "prepare_forward", "Prepared", "backward", "data_gradient", "DRIVERS",
+           "device_forward", "device_backward"]
 
 
 #: the driver module of each algorithm: conv2d_forward(x, w, b, y, g, kernels) and
@@ -115,7 +117,30 @@ def _kept(weight, p: ConvPlan):
     return np.ascontiguousarray(weight[:, :, r0:r1, c0:c1])
 
 
-def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=None, out=None):
+class Prepared(NamedTuple):
+    """A forward convolution decided once for constant weights (:func:`prepare_forward`)."""
+
+    #: the forward plan for the input shape it was made for
+    plan: ConvPlan
+    #: the weights of the plan's kept taps, C-contiguous
+    weight: np.ndarray
+    #: tap-GEMM's per-tap weight matrices (``tapgemm.pack_weights``), else None
+    packed: np.ndarray | None
+
+
+def prepare_forward(op, x_shape, weight, g: Geom, algorithm="auto") -> Prepared:
+    """The plan of :func:`forward` for inputs of ``x_shape`` and the weights it runs with
+    (kept taps, tap-GEMM's packing), made once: a planned network's weights do not change
+    between calls, and at batch 1 copying them each call took longer than the products.
+    Pass it to :func:`forward` as ``prepared`` with these same ``weight`` values."""
+    p = forward_plan(op, tuple(x_shape), weight.shape, g, weight.dtype, algorithm)
+    kept = np.ascontiguousarray(_kept(weight, p))
+    packed = tapgemm.pack_weights(kept) if p.algorithm == "tapgemm" else None
+    return Prepared(p, kept, packed)
+
+
+def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=None, out=None,
+            prepared: Prepared | None = None):
     """The convolution of validated 4-D arrays of one dtype (then ``y = relu(y)`` with
     ``relu``) by the plan of ``algorithm`` (``"auto"`` or a named one) for these shapes.  With
     ``scale`` (F,) float64, ``y = conv(x, weight) * scale[f] + bias[f]`` (an inference batch
@@ -131,13 +156,19 @@ def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=No
     they are one more pass (:func:`_epilogue`).
 
     ``out``, a C-contiguous (N, F, OH, OW) array of ``x``'s dtype, receives the result in
-    place of a fresh array (a planned network's buffer, :mod:`nbconv.inference`).
+    place of a fresh array (a planned network's buffer, :mod:`nbconv.inference`);
+    ``prepared``, :func:`prepare_forward`'s value for ``x.shape`` and ``weight``, replaces
+    the plan lookup and the per-call copies of the weights.
     """
     y = np.empty((x.shape[0], weight.shape[0], g.OH, g.OW), dtype=x.dtype) if out is None else out
     if y.size == 0:
         return y
-    p = forward_plan(op, x.shape, weight.shape, g, x.dtype, algorithm)
-    weight, algorithm = _kept(weight, p), p.algorithm
+    if prepared is None:
+        p = forward_plan(op, x.shape, weight.shape, g, x.dtype, algorithm)
+        weight, packed = _kept(weight, p), None
+    else:
+        p, weight, packed = prepared
+    algorithm = p.algorithm
     driver = DRIVERS[algorithm]
     xp, g = _padded(x, p.geometry, _np_pad)
     check_inputs = algorithm != "winograd" and x.size + weight.size < y.size
@@ -146,7 +177,8 @@ def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=No
     if check_inputs and not finite(x, weight, bias):
         exact_forward(xp, weight, conv_bias, y, g)
     elif algorithm == "tapgemm":
-        driver.conv2d_forward(xp, weight, bias, y, g, p.kernels, relu=relu, scale=scale)
+        driver.conv2d_forward(xp, weight, bias, y, g, p.kernels, relu=relu, scale=scale,
+                              packed=packed)
         done = True
     elif algorithm == "direct" and scale is None:
         driver.conv2d_forward(xp, weight, bias, y, g, p.kernels, relu=relu)

@@ -45,7 +45,7 @@ from ..kernels.conv.tapgemm import (
 )
 from . import plan
 
-__all__ = ["conv2d_forward", "conv2d_backward", "supports"]
+__all__ = ["conv2d_forward", "conv2d_backward", "supports", "pack_weights"]
 
 
 def supports(kh, kw, sy, sx, dh, dw, groups):
@@ -103,7 +103,15 @@ def _rects(OH, OW, kh, kw, H, W, g: Geom):
                        (ry, rx, slice(i0 + qy, i1 + qy), slice(j0 + qx, j1 + qx)))
 
 
-def _forward_images(x, w, b, y, g: Geom, relu, scale):
+def pack_weights(w):
+    """``w`` (F, C, kh, kw) as the forward kernel's per-tap matrices ``W_t`` (kh*kw, F, C),
+    C-contiguous: what :func:`conv2d_forward` would rearrange at every call, made once (a
+    planned network's constant weights, :mod:`nbconv.inference`)."""
+    F, C, kh, kw = w.shape
+    return np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, F, C)
+
+
+def _forward_images(x, w, b, y, g: Geom, relu, scale, packed=None):
     """:func:`conv2d_forward` on all images of ``x`` at once."""
     N, C, H, W = x.shape
     F, _, kh, kw = w.shape
@@ -121,11 +129,15 @@ def _forward_images(x, w, b, y, g: Geom, relu, scale):
         # longer than the products on a 1x1 map); a 1x1 kernel's weights are already its
         # one (F, C) matrix
         one_tap = kh * kw == 1
-        wt = w.reshape(1, F, C) if one_tap else np.empty((kh * kw, F, C), dtype=y.dtype)
+        if packed is not None:
+            wt, rearrange = packed, False
+        else:
+            wt = w.reshape(1, F, C) if one_tap else np.empty((kh * kw, F, C), dtype=y.dtype)
+            rearrange = not one_tap
         with single_threaded_blas():
             by_rows = plan.tapgemm_row_slabs(OH, OH * OW * N, F, numba.get_num_threads())
             _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, g.pt, g.pl, g.dh, g.dw,
-                                *_split(OH, F, by_rows), not one_tap)
+                                *_split(OH, F, by_rows), rearrange)
     bias = b if b is not None else np.zeros(1, dtype=y.dtype)
     _conv2d_tapgemm_from_rows(yt[None, None], y, bias, b is not None, relu, scale)
 
@@ -180,7 +192,8 @@ def _images_per_chunk(N, per_image, itemsize):
     return max(1, min(N, _config.IM2COL_MAX_BYTES // max(1, per_image * itemsize)))
 
 
-def conv2d_forward(x, w, b, y, g: Geom, kernels=("tapgemm",), relu=False, scale=None):
+def conv2d_forward(x, w, b, y, g: Geom, kernels=("tapgemm",), relu=False, scale=None,
+                   packed=None):
     """Tap-GEMM forward convolution into the preallocated ``y`` (``groups`` must be 1); in
     the pass that writes ``y``, each filter's output times ``scale[f]`` (when given: an
     inference batch norm folded in), plus ``b[f]``, then ``max(y, 0)`` (NaN kept) with
@@ -201,6 +214,8 @@ def conv2d_forward(x, w, b, y, g: Geom, kernels=("tapgemm",), relu=False, scale=
     relu : bool
     scale : ndarray, shape (F,), float64, or None
         Multiplies the sum before ``b`` is added.
+    packed : ndarray, shape (kh*kw, F, C), or None
+        ``pack_weights(w)``, made once by the caller; None rearranges ``w`` in this call.
 
     Examples
     --------
@@ -217,7 +232,7 @@ def conv2d_forward(x, w, b, y, g: Geom, kernels=("tapgemm",), relu=False, scale=
     N, C, H, W = x.shape
     nb = _images_per_chunk(N, max(C * H * W, y[0].size), y.itemsize)
     for n0 in range(0, N, nb):
-        _forward_images(x[n0:n0 + nb], w, b, y[n0:n0 + nb], g, relu, scale)
+        _forward_images(x[n0:n0 + nb], w, b, y[n0:n0 + nb], g, relu, scale, packed)
 
 
 def conv2d_backward(dy, x, w, dx, gw, gb, g: Geom, kernels=("tapgemm", "tapgemm"),

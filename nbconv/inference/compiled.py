@@ -41,8 +41,9 @@ def compile(model, input_shape, *, algorithm="auto"):
     ``data``, adding layers, ``astype``, ``eval``): it traces and plans again at its next call
     (layers added in training mode are put in eval mode).  Calling it while the model is in
     training mode (``model.train()`` after compiling) raises ``RuntimeError``.
-    Writing into a parameter's array directly (``p.data[...] = v``) is not seen by the folded
-    layers: call :meth:`CompiledModel.refresh` after doing that.
+    Writing into a parameter's array directly (``p.data[...] = v``) is not seen (the
+    compiled model holds its own folded and packed copies of the weights): call
+    :meth:`CompiledModel.refresh` after doing that.
 
     Parameters
     ----------

@@ -77,9 +77,12 @@ def build(step, x_shapes, y, algorithm, dtype, blas_held=False):
         g = _conv_geometry(step, x_shapes[0])
         fwd = engine.forward
         i0 = i[0]
+        # the plan and the weights it runs with (kept taps, packing) are made once
+        prepared = (engine.prepare_forward("conv2d", x_shapes[0], w, g, algorithm)
+                    if x_shapes[0][0] > 0 else None)
 
         def run(vals):
-            fwd("conv2d", vals[i0], w, b, g, algorithm, relu, None, y)
+            fwd("conv2d", vals[i0], w, b, g, algorithm, relu, None, y, prepared)
     elif kind == "linear":
         w, b, relu = step.weight, step.bias, step.relu
         in_f = w.shape[1]
