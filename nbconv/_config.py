@@ -27,9 +27,9 @@ behaviour of the whole library:
     thread, 256 threads per block).
 ``NBCONV_MALLOC_TUNING``
     ``"0"`` leaves glibc's allocator as it is (default: tuned at import, see ``MALLOC_TUNED``).
-``NUMBA_THREADING_LAYER``, ``OMP_WAIT_POLICY``
-    numba's and OpenMP's own variables; nbconv prefers numba's OpenMP layer with passive
-    (sleeping) idle threads unless they are set (see ``THREADING_LAYER``).
+``NUMBA_THREADING_LAYER``, ``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``
+    numba's and OpenMP's own variables; nbconv prefers numba's OpenMP layer with idle threads
+    that spin briefly, then sleep, unless they are set (see ``THREADING_LAYER``).
 """
 
 from __future__ import annotations
@@ -43,22 +43,28 @@ import numba
 from . import _cache
 
 #: numba's threading layer: OpenMP first (then TBB, then workqueue).  When nbconv is the first
-#: to load OpenMP its idle threads are told to sleep (``OMP_WAIT_POLICY=PASSIVE``) instead of
-#: spinning: spinning threads fought OpenBLAS's (a LeNet step of 24.5 ms on an idle 2-core
-#: machine, 655 ms on a loaded one).  The runtime reads the variable when it is loaded, so
-#: numba's threads are started here with it set and the variable is removed again.  When
-#: PyTorch was imported first its OpenMP runtime (``libgomp.so.1``, the same soname as the
-#: system's) is already in the process and numba's OpenMP layer shares it, with PyTorch's
-#: settings.  Measured on 2 cores with glibc's allocator tuned (below), LeNet training step at
-#: batch 64 in one process with PyTorch imported first: nbconv 5.2 ms on OpenMP, 7.6 ms on
-#: numba's workqueue layer (whose waiting main thread competes with its workers), PyTorch
-#: 4.6-5.3 ms either way.  Both variables are only defaults: set NUMBA_THREADING_LAYER /
-#: OMP_WAIT_POLICY to override.
+#: to load OpenMP, its idle threads spin only briefly (``GOMP_SPINCOUNT``, below) before they
+#: sleep: spinning for long fought OpenBLAS's threads and other processes (a LeNet step of
+#: 24.5 ms on an idle 2-core machine, 655 ms on a loaded one), while sleeping at once made
+#: every parallel kernel wait for its threads to wake (resnet18 inference at batch 1 on 2
+#: threads, ``nbconv.compile``: 4.1 ms sleeping at once, 1.0 ms with a short spin).  The runtime
+#: reads the variable when it is loaded, so numba's threads are started here with it set and
+#: the variable is removed again.  When PyTorch was imported first its OpenMP runtime
+#: (``libgomp.so.1``, the same soname as the system's) is already in the process and numba's
+#: OpenMP layer shares it, with PyTorch's settings.  Measured on 2 cores with glibc's
+#: allocator tuned (below), LeNet training step at batch 64 in one process with PyTorch
+#: imported first: nbconv 5.2 ms on OpenMP, 7.6 ms on numba's workqueue layer (whose waiting
+#: main thread competes with its workers), PyTorch 4.6-5.3 ms either way.  These are only
+#: defaults: set NUMBA_THREADING_LAYER, OMP_WAIT_POLICY or GOMP_SPINCOUNT to override.
 _OPENMP_TAKEN = "torch" in sys.modules
+#: spins of an idle OpenMP thread before it sleeps (libgomp's default is 300,000; 0 is
+#: ``OMP_WAIT_POLICY=PASSIVE``): short enough that a loaded machine loses little to it
+SPIN_COUNT = 1000
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
-if "OMP_WAIT_POLICY" not in os.environ and not _OPENMP_TAKEN:
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+if ("OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
+        and not _OPENMP_TAKEN):
+    os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     try:
         from numba.np.ufunc import parallel as _parallel
 
@@ -66,7 +72,7 @@ if "OMP_WAIT_POLICY" not in os.environ and not _OPENMP_TAKEN:
     except Exception:  # noqa: BLE001 - a numba without this helper starts threads lazily
         pass
     finally:
-        del os.environ["OMP_WAIT_POLICY"]
+        del os.environ["GOMP_SPINCOUNT"]
 THREADING_LAYER: str = os.environ.get("NUMBA_THREADING_LAYER", "default")
 
 

@@ -53,3 +53,16 @@ def test_threads_start_on_openmp_when_torch_was_imported_first():
         "print(numba.threading_layer())"
     )
     assert _probe({}, code) == "omp"
+
+
+@pytest.mark.parametrize("user_env", [{}, {"GOMP_SPINCOUNT": "5"}, {"OMP_WAIT_POLICY": "passive"}])
+def test_openmp_spin_default_leaves_the_environment_as_it_was(user_env):
+    """nbconv sets GOMP_SPINCOUNT only while it starts numba's threads, and never when the
+    user chose an OpenMP wait policy or spin count."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(user_env)
+    code = ("import os, nbconv._config as c; "
+            "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [user_env.get("GOMP_SPINCOUNT", "None"), user_env.get("OMP_WAIT_POLICY", "None")]
