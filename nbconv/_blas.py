@@ -242,7 +242,10 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
             return out
         return np.matmul(a, b, out=out)
     with single_threaded_blas():
-        large = out.size * a.shape[-1] > SMALL_MACS and numba.get_num_threads() > 1
+        # a matrix-vector product (a batch-1 Linear) is NumPy's GEMV: slabs of a GEMM with
+        # one row each repack the whole weight matrix, which took twice as long on 2 threads
+        large = (out.size * a.shape[-1] > SMALL_MACS and numba.get_num_threads() > 1
+                 and min(out.shape[-2:]) > 1)
         if large and _blas_ready(a, b, out):
             _threaded(a, b, out, 1.0 if accumulate else 0.0)
         elif accumulate:

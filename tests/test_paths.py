@@ -116,6 +116,9 @@ def test_blas_matmul_restores_threads_on_error():
     ((3, 7, 13), (3, 13, 19), False),  # per-group products (im2col with groups)
     ((3, 13, 7), (3, 13, 19), True),   # a transposed view, as im2col's dcols = W.T @ dy
     ((1, 4), (4, 1), False),           # fewer rows and columns than threads
+    ((1, 29), (29, 41), False),        # a matrix-vector product (batch-1 Linear): GEMV
+    ((37, 29), (29, 1), False),        # ... and its other side
+    ((2, 1, 29), (2, 29, 41), False),  # a batch of them
 ])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_blas_matmul_slabs(monkeypatch, shape_a, shape_b, transpose_a, threads):
