@@ -232,6 +232,18 @@ def shaped(op, x_shape, w_shape, h: Hyper, desc, axes=("H", "W")) -> Geom:
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def as_hyper(op, h, nd=2, desc=None) -> Hyper:
+    """``h`` as a validated :class:`Hyper`: ``h`` itself when it is one, else the raw
+    ``(stride, padding, dilation, groups, padding_mode)`` of a ``nd``-D convolution
+    (1 or 2) validated by :func:`hyper`."""
+    if isinstance(h, Hyper):
+        return h
+    stride, padding, dilation, groups, padding_mode = h
+    if nd == 1:
+        stride, padding, dilation = conv1d_args(op, stride, padding, dilation)
+    return hyper(op, stride, padding, dilation, groups, padding_mode, desc)
+
+
 def conv_call(op, x, weight, bias, h, nd=2, with_bias=True):
     """``(x, weight, bias, unbatched, g)``: the arrays as the engine takes them (4-D: a 1-D
     call (``nd=1``) as images of height 1; one float dtype, C-contiguous; ``bias`` (F,) or
@@ -255,11 +267,7 @@ def conv_call(op, x, weight, bias, h, nd=2, with_bias=True):
     desc = f"x shape {tuple(x.shape[unbatched:])}, weight shape {tuple(weight.shape)}"
     if nd == 1:
         x, weight = x[:, :, None, :], weight[:, :, None, :]
-    if not isinstance(h, Hyper):
-        stride, padding, dilation, groups, padding_mode = h
-        if nd == 1:
-            stride, padding, dilation = conv1d_args(op, stride, padding, dilation)
-        h = hyper(op, stride, padding, dilation, groups, padding_mode, desc)
+    h = as_hyper(op, h, nd, desc)
     g = shaped(op, x.shape, weight.shape, h, desc, AXES if nd == 2 else AXES_1D)
     F = weight.shape[0]
     if with_bias and bias is not None and not (
@@ -286,11 +294,7 @@ def backward_call(op, dy, x, weight, h, nd=2):
                       x_shape)
     if nd == 1:
         dy, x, weight = dy[:, :, None, :], x[:, :, None, :], weight[:, :, None, :]
-    if not isinstance(h, Hyper):
-        stride, padding, dilation, groups, padding_mode = h
-        if nd == 1:
-            stride, padding, dilation = conv1d_args(op, stride, padding, dilation)
-        h = hyper(op, stride, padding, dilation, groups, padding_mode, desc)
+    h = as_hyper(op, h, nd, desc)
     g = shaped(op, x.shape, weight.shape, h, desc, AXES if nd == 2 else AXES_1D)
     out = (x.shape[0], weight.shape[0], g.OH, g.OW)
     check_dy(op, dy if nd == 2 else dy[:, :, 0, :], out if nd == 2 else (*out[:2], g.OW), desc)

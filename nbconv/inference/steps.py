@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._blas import SMALL_MACS
-from .._checks.conv import geometry
+from .._checks.conv import shaped
 from .._checks.pool import window_args
 from ..conv import engine
 from ..conv.convplan import forward_plan
@@ -215,8 +215,7 @@ def build_fresh(step, dtype):
 def _conv_geometry(step, x_shape):
     m, w = step.module, step.weight
     desc = f"x shape {tuple(x_shape)}, weight shape {tuple(w.shape)}"
-    return geometry("conv2d", tuple(x_shape), w.shape, m.stride, m.padding, m.dilation,
-                    m.groups, m.padding_mode, desc)
+    return shaped("conv2d", tuple(x_shape), w.shape, m._hyper(), desc)  # validated by m
 
 
 def describe(step, x_shapes, dtype, algorithm) -> str:

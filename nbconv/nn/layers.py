@@ -27,7 +27,7 @@ from .._checks import (
     pair,
     single,
 )
-from .._checks.conv import conv1d_args, hyper
+from .._checks.conv import as_hyper
 from .._checks.pool import adaptive_size
 from ..functional import conv as _conv
 from ..functional import pool as _pool
@@ -118,11 +118,7 @@ class _ConvNd(Module):
         key = (self.stride, self.padding, self.dilation, self.groups, self.padding_mode)
         seen, h = self._hyper_of
         if key != seen:
-            op = type(self).__name__
-            stride, padding, dilation = key[:3]
-            if self._ndim == 1:
-                stride, padding, dilation = conv1d_args(op, stride, padding, dilation)
-            h = hyper(op, stride, padding, dilation, self.groups, self.padding_mode)
+            h = as_hyper(type(self).__name__, key, self._ndim)
             self._hyper_of = (key, h)
         return h
 
