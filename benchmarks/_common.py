@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from _timing import timed_calls
+
 # PyTorch is imported before nbconv (whose import starts numba's OpenMP threads): in one
 # process, importing nbconv first slowed PyTorch's LeNet epoch from about 7.3 s to 9.7 s, which
 # would flatter nbconv's ratios.  Every benchmark script imports this module first.
@@ -195,21 +197,7 @@ def measure(fn, min_repeats: int = 5, budget_s: float = 0.5, warmup: int = 1,
     ``budget_s`` seconds are done (or ``max_repeats``).  Returns median/min/max in seconds."""
     for _ in range(warmup):
         fn()
-    was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        times = []
-        start = time.perf_counter()
-        while len(times) < min_repeats or (
-            time.perf_counter() - start < budget_s and len(times) < max_repeats
-        ):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    finally:
-        if was_enabled:
-            gc.enable()
+    times = timed_calls(fn, min_repeats, budget_s, max_repeats)
     return {
         "median_s": statistics.median(times),
         "min_s": min(times),

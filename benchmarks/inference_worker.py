@@ -16,7 +16,6 @@ A failed request answers ``{"ok": false, "error", "traceback"}`` and the worker 
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import platform
@@ -25,6 +24,7 @@ import time
 import traceback
 
 import numpy as np
+from _timing import timed_calls
 
 #: environment variables the workers run without (build-host workarounds for old OpenBLAS)
 UNSET_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -35,20 +35,7 @@ def _time_block(fn, calls: int, budget_s: float, warm: bool) -> list[float]:
     ``budget_s`` seconds are done, with the garbage collector paused."""
     if warm:
         fn()
-    was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        times = []
-        start = time.perf_counter()
-        while len(times) < calls or time.perf_counter() - start < budget_s:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    finally:
-        if was_enabled:
-            gc.enable()
-    return times
+    return timed_calls(fn, calls, budget_s)
 
 
 def _threadpools() -> list[dict]:
