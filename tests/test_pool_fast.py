@@ -162,6 +162,36 @@ def test_many_planes_threaded_blocks(threads, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, k, s, p", [
+    ((1, 130, 4, 4), 3, 1, 1),     # two full groups of lanes and a partial one
+    ((2, 33, 3, 5), 3, 2, 1),      # fewer planes than lanes
+    ((1, 64, 1, 1), 3, 1, 1),
+    ((1, 3, 33, 35), 3, 2, 1),     # a plane above ACROSS_MAX_PLANE: row by row
+    ((1, 2, 40, 40), (2, 3), (2, 1), (1, 1)),
+])
+def test_values_helpers_across_planes_and_rows(dtype, shape, k, s, p):
+    """Both helpers of the values-only kernel on any plane size (the entry kernels pick one
+    by the plane's size), against the reference, ranges that start inside a group."""
+    from nbconv.kernels import pool2d as K
+
+    def pair(v):
+        return (v, v) if isinstance(v, int) else v
+
+    k, s, p = pair(k), pair(s), pair(p)
+    x = _values(np.random.default_rng(5), shape, dtype, "nonfinite")
+    want = ref_max_pool2d(x, k, s, p, (1, 1), False)[0]
+    xp = x.reshape((-1,) + x.shape[-2:])
+    P = xp.shape[0]
+    for helper in (K._max_pool2d_values_across, K._max_pool2d_values_planes):
+        y = np.full((P,) + want.shape[-2:], 7.0, dtype)
+        helper(xp, y, 0, P // 3, *k, *s, *p)
+        helper(xp, y, P // 3, P, *k, *s, *p)
+        np.testing.assert_array_equal(y, want.reshape(y.shape))
+    # the cases cover both sides of the entry kernels' choice
+    assert (shape[-2] * shape[-1] <= K.ACROSS_MAX_PLANE) == (shape[-1] < 33)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_layer_relu_fused_backward_matches_reference(threads, dtype):
     """``Sequential(ReLU, MaxPool2d)`` backward (one fused pass through the block scatter)
     equals the two references applied in turn, NaN and ties included."""

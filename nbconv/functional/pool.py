@@ -131,9 +131,11 @@ def _max_pool2d_into(x, y, return_indices, k, s, p, d):
           and _separable_mode(x.shape, y.shape, kh, kw, sy, sx, ph, pw) != 1):
         # inference: the maxima alone, a tap at a time over whole output rows (vectorised)
         xp = _planes(x)
+        # nine taps an element: threads pay from a few thousand elements on
+        serial = x.size < _config.SERIAL_BELOW // 32
         kernel = (_k._max_pool2d_values_fwd_serial if serial
                   else _k._max_pool2d_values_fwd)
-        kernel(xp, _planes(y), min(xp.shape[0], _POOL_BLOCKS), kh, kw, sy, sx, ph, pw)
+        kernel(xp, _planes(y), _values_blocks(xp.shape), kh, kw, sy, sx, ph, pw)
     elif (dh, dw) == (1, 1) and (mode := _separable_mode(x.shape, y.shape, kh, kw, sy, sx,
                                                           ph, pw)) is not None:
         # separable row and column passes, or a plane maximum, over blocks of whole planes
@@ -150,6 +152,16 @@ def _max_pool2d_into(x, y, return_indices, k, s, p, d):
 #: most blocks of planes one pooling kernel call splits its planes into (a block is one
 #: ``prange`` task; planes of 1x1 or 2x2 make per-plane tasks all overhead)
 _POOL_BLOCKS = 64
+
+
+def _values_blocks(planes_shape) -> int:
+    """Blocks of planes for :func:`nbconv.kernels.pool2d._max_pool2d_values_fwd`: whole groups
+    of lanes when small planes are pooled across planes (a block of fewer planes than lanes
+    would pool mostly stale lanes), else up to ``_POOL_BLOCKS``."""
+    P, H, W = planes_shape
+    if H * W <= _k.ACROSS_MAX_PLANE:
+        return max(1, min(-(-P // _k.ACROSS_PLANES), _POOL_BLOCKS))
+    return max(1, min(P, _POOL_BLOCKS))
 
 
 def _separable_mode(shape, out_shape, kh, kw, sy, sx, ph, pw):

@@ -632,17 +632,72 @@ def _max_pool2d_values_planes(x, y, p0, p1, kh, kw, sy, sx, ph, pw):
                         yr[j] = v if (v > m) | (v != v) else m
 
 
+#: planes pooled side by side by :func:`_max_pool2d_values_across` (its vector lanes)
+ACROSS_PLANES = 64
+#: the largest input plane (H * W) pooled across planes: its transposed block of
+#: ``ACROSS_PLANES`` planes (256 KiB in float32) stays in the L2 cache
+ACROSS_MAX_PLANE = 1024
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_values_across(x, y, p0, p1, kh, kw, sy, sx, ph, pw):
+    """Planes ``p0:p1`` max-pooled ``ACROSS_PLANES`` at a time, the planes as vector lanes.
+
+    Small maps (4x4 in GoogLeNet's later stages) give the row-wise helper loops of three or
+    four columns; here each group of planes is transposed once into ``t`` (H * W, lanes), every
+    window tap is then one full-width vector maximum, and the maxima go back plane by plane.
+    """
+    H, W = x.shape[1], x.shape[2]
+    OH, OW = y.shape[1], y.shape[2]
+    G = ACROSS_PLANES
+    t = np.empty((H * W, G), x.dtype)
+    acc = np.empty(G, x.dtype)
+    ninf = -np.inf
+    for q0 in range(p0, p1, G):
+        n = min(G, p1 - q0)
+        for g in range(n):
+            for h in range(H):
+                for w in range(W):
+                    t[h * W + w, g] = x[q0 + g, h, w]
+        for i in range(OH):
+            hs = max(i * sy - ph, 0)
+            he = min(i * sy - ph + kh, H)
+            for j in range(OW):
+                ws = max(j * sx - pw, 0)
+                we = min(j * sx - pw + kw, W)
+                for g in range(G):
+                    acc[g] = ninf
+                for h in range(hs, he):
+                    for w in range(ws, we):
+                        tr = t[h * W + w]
+                        for g in range(G):  # lanes past n hold stale values, never stored
+                            v = tr[g]
+                            m = acc[g]
+                            acc[g] = v if (v > m) | (v != v) else m
+                for g in range(n):
+                    y[q0 + g, i, j] = acc[g]
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_values_block(x, y, p0, p1, kh, kw, sy, sx, ph, pw):
+    """Planes ``p0:p1``: across planes when a plane is small, else row by row."""
+    if x.shape[1] * x.shape[2] <= ACROSS_MAX_PLANE:
+        _max_pool2d_values_across(x, y, p0, p1, kh, kw, sy, sx, ph, pw)
+    else:
+        _max_pool2d_values_planes(x, y, p0, p1, kh, kw, sy, sx, ph, pw)
+
+
 @njit(parallel=True, **_config.JIT_OPTIONS)
 def _max_pool2d_values_fwd(x, y, nblocks, kh, kw, sy, sx, ph, pw):
     """Max pooling of planes ``x`` (P, H, W) into ``y`` (P, OH, OW) without the argmax,
     dilation 1; ``prange`` over ``nblocks`` blocks of whole planes."""
     P = x.shape[0]
     for b in prange(nblocks):
-        _max_pool2d_values_planes(x, y, b * P // nblocks, (b + 1) * P // nblocks,
-                                  kh, kw, sy, sx, ph, pw)
+        _max_pool2d_values_block(x, y, b * P // nblocks, (b + 1) * P // nblocks,
+                                 kh, kw, sy, sx, ph, pw)
 
 
 @njit(**_config.JIT_OPTIONS)
 def _max_pool2d_values_fwd_serial(x, y, nblocks, kh, kw, sy, sx, ph, pw):
     """:func:`_max_pool2d_values_fwd` on the calling thread (``nblocks`` unused)."""
-    _max_pool2d_values_planes(x, y, 0, x.shape[0], kh, kw, sy, sx, ph, pw)
+    _max_pool2d_values_block(x, y, 0, x.shape[0], kh, kw, sy, sx, ph, pw)
