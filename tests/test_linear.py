@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 from gradcheck import directional_check
@@ -125,6 +127,26 @@ def test_linear_large_batch_bias_reduction():
     np.testing.assert_allclose(db, dy.astype(np.float64).sum(axis=0), rtol=1e-6, atol=1e-5)
     y = nc.linear(x, w, np.arange(7, dtype=np.float32))
     np.testing.assert_allclose(y, linear_ref(x, w, np.arange(7)), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("lead", [(4,), (2, 3)])
+def test_linear_few_rows_many_outputs(lead):
+    """Few rows and many outputs run as the transposed product; the result is laid out as
+    usual (C-contiguous, rows first) and equals the explicit sum, bias and ReLU included."""
+    F = importlib.import_module("nbconv.functional.linear")  # the module, not the function
+    rng = np.random.default_rng(7)
+    rows = int(np.prod(lead))
+    out_f = F._FEW_ROWS * rows + 5
+    in_f = F.SMALL_MACS // (rows * out_f) + 3  # just past the single-call size
+    x = rng.standard_normal(lead + (in_f,)).astype(np.float32)
+    w = (rng.standard_normal((out_f, in_f)) / np.sqrt(in_f)).astype(np.float32)
+    b = rng.standard_normal(out_f).astype(np.float32)
+    y = nc.linear(x, w, b)
+    assert y.shape == lead + (out_f,) and y.flags.c_contiguous
+    np.testing.assert_allclose(y, linear_ref(x, w, b), rtol=1e-4, atol=1e-4)
+    y2 = F._linear_into(x.reshape(rows, in_f), w, b, np.empty((rows, out_f), np.float32), True)
+    np.testing.assert_allclose(y2, np.maximum(linear_ref(x, w, b), 0).reshape(rows, out_f),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_linear_empty_batch():

@@ -281,6 +281,21 @@ def test_adaptive_avg_pool2d_matches_reference(case):
     np.testing.assert_allclose(dx, ref_adaptive_avg_pool2d_backward(dy, x.shape), **_tol(x.dtype))
 
 
+@pytest.mark.parametrize("shape, out", [
+    ((3, 45, 5, 5), (6, 6)),    # small planes across planes: two full groups and a partial one
+    ((1, 7, 1, 1), (3, 2)),
+    ((1, 3, 33, 35), (5, 4)),   # planes above ACROSS_MAX_PLANE: a task per output row
+])
+def test_adaptive_avg_pool2d_both_kernels(shape, out):
+    from nbconv.kernels import pool2d as K
+
+    x = np.random.default_rng(8).standard_normal(shape).astype(np.float32)
+    np.testing.assert_allclose(nc.adaptive_avg_pool2d(x, out), ref_adaptive_avg_pool2d(x, out),
+                               **_tol(x.dtype))
+    # the cases cover both sides of the choice between the two kernels
+    assert (shape[-2] * shape[-1] <= K.ACROSS_MAX_PLANE) == (shape[-1] < 33)
+
+
 def test_adaptive_avg_pool2d_int_output_size_and_bins():
     x = np.arange(10.0).reshape(1, 1, 1, 10)
     # bins of 10 -> 4: [0,3) [2,5) [5,8) [7,10)

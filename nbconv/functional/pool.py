@@ -155,9 +155,10 @@ _POOL_BLOCKS = 64
 
 
 def _values_blocks(planes_shape) -> int:
-    """Blocks of planes for :func:`nbconv.kernels.pool2d._max_pool2d_values_fwd`: whole groups
-    of lanes when small planes are pooled across planes (a block of fewer planes than lanes
-    would pool mostly stale lanes), else up to ``_POOL_BLOCKS``."""
+    """Blocks of planes for the kernels that take ``nblocks`` (the values-only max pooling,
+    the adaptive average across planes): whole groups of lanes when small planes are pooled
+    across planes (a block of fewer planes than lanes would pool mostly stale lanes), else up
+    to ``_POOL_BLOCKS``."""
     P, H, W = planes_shape
     if H * W <= _k.ACROSS_MAX_PLANE:
         return max(1, min(-(-P // _k.ACROSS_PLANES), _POOL_BLOCKS))
@@ -426,6 +427,9 @@ def _adaptive_avg_pool2d_into(x, y):
     spatial size is the output size (a planned network's buffer).  Returns ``y``."""
     if y.shape[-2:] == (1, 1):
         _global_mean(x, y)
+    elif x.shape[-2] * x.shape[-1] <= _k.ACROSS_MAX_PLANE:
+        xp = _planes(x)
+        _k._adaptive_avg_pool2d_fwd_across(xp, _planes(y), _values_blocks(xp.shape))
     else:
         _k._adaptive_avg_pool2d_fwd(_planes(x), _planes(y))
     return y

@@ -26,6 +26,7 @@ __all__ = [
     "_avg_pool2d_fwd",
     "_avg_pool2d_bwd",
     "_adaptive_avg_pool2d_fwd",
+    "_adaptive_avg_pool2d_fwd_across",
     "_adaptive_avg_pool2d_bwd",
     "_max_pool2d_sep_fwd",
     "_max_pool2d_values_fwd",
@@ -701,3 +702,45 @@ def _max_pool2d_values_fwd(x, y, nblocks, kh, kw, sy, sx, ph, pw):
 def _max_pool2d_values_fwd_serial(x, y, nblocks, kh, kw, sy, sx, ph, pw):
     """:func:`_max_pool2d_values_fwd` on the calling thread (``nblocks`` unused)."""
     _max_pool2d_values_block(x, y, 0, x.shape[0], kh, kw, sy, sx, ph, pw)
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _adaptive_avg_pool2d_fwd_across(x, y, nblocks):
+    """:func:`_adaptive_avg_pool2d_fwd` of small planes, ``prange`` over ``nblocks`` blocks of
+    whole planes pooled across planes (:func:`_adaptive_avg_pool2d_across`)."""
+    P = x.shape[0]
+    for b in prange(nblocks):
+        _adaptive_avg_pool2d_across(x, y, b * P // nblocks, (b + 1) * P // nblocks)
+
+
+@njit(**_config.JIT_OPTIONS)
+def _adaptive_avg_pool2d_across(x, y, p0, p1):
+    """Planes ``p0:p1`` adaptive-average-pooled ``ACROSS_PLANES`` at a time, the planes as
+    vector lanes (see :func:`_max_pool2d_values_across`); float64 sums as in the row kernel."""
+    H, W = x.shape[1], x.shape[2]
+    OH, OW = y.shape[1], y.shape[2]
+    G = ACROSS_PLANES
+    t = np.empty((H * W, G), x.dtype)
+    acc = np.empty(G, np.float64)
+    for q0 in range(p0, p1, G):
+        n = min(G, p1 - q0)
+        for g in range(n):
+            for h in range(H):
+                for w in range(W):
+                    t[h * W + w, g] = x[q0 + g, h, w]
+        for i in range(OH):
+            hs = (i * H) // OH
+            he = ((i + 1) * H + OH - 1) // OH
+            for j in range(OW):
+                ws = (j * W) // OW
+                we = ((j + 1) * W + OW - 1) // OW
+                for g in range(G):
+                    acc[g] = 0.0
+                for h in range(hs, he):
+                    for w in range(ws, we):
+                        tr = t[h * W + w]
+                        for g in range(G):  # lanes past n hold stale values, never stored
+                            acc[g] += tr[g]
+                count = (he - hs) * (we - ws)
+                for g in range(n):
+                    y[q0 + g, i, j] = acc[g] / count
