@@ -191,6 +191,35 @@ def test_thread_counts_agree(threads):
         nbconv.set_num_threads(saved)
 
 
+@pytest.mark.parametrize("rparts, fparts", [(2, 1), (3, 1), (5, 2), (7, 1)])
+@pytest.mark.parametrize("layer", [
+    # N, C, F, H, W, kh, kw, pads, stride
+    (3, 5, 6, 3, 3, 1, 1, (0, 0, 0, 0), (1, 1)),    # one tap, one block of rows
+    (2, 4, 5, 5, 4, 3, 3, (1, 1, 1, 1), (1, 1)),    # bands cut by the slabs
+    (3, 3, 4, 7, 6, 3, 2, (2, 0, 1, 1), (2, 1)),    # strided, asymmetric padding
+    (1, 2, 3, 2, 2, 3, 3, (1, 1, 1, 1), (1, 1)),    # fewer product rows than some slabs
+])
+def test_forward_kernel_any_row_slabs(rparts, fparts, layer):
+    """The forward kernel with slabs of product rows that cut tap rectangles and bands at
+    arbitrary rows (and more slabs than map rows) equals the reference."""
+    from nbconv._blas import gemm_for
+    from nbconv.kernels.conv.tapgemm import _conv2d_tapgemm_fwd
+
+    gemm = gemm_for(np.dtype(np.float64))
+    if gemm is None:
+        pytest.skip("no CBLAS gemm to call: the kernel is not used")
+    N, C, F, H, W, kh, kw, pads, stride = layer
+    x, w, _, _ = _case(np.float64, N, C, F, H, W, kh, kw, pads, stride, (1, 1), seed=11)
+    want = ref_conv2d(_xpad(x, pads), np.asarray(w, np.float64), stride=stride)
+    OH, OW = want.shape[2:]
+    xt = _tapgemm._rows(x, *stride)
+    yt = np.full((OH, OW, N, F), np.nan)
+    wt = _tapgemm.pack_weights(w)
+    _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, pads[0], pads[2], 1, 1,
+                        rparts, fparts, False)
+    np.testing.assert_allclose(yt.transpose(2, 3, 0, 1), want, rtol=1e-10, atol=1e-10)
+
+
 def test_supports():
     assert _tapgemm.supports(3, 3, 1, 1, 1, 1, 1)
     assert _tapgemm.supports(5, 1, 2, 3, 2, 1, 1)

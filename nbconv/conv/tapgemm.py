@@ -135,9 +135,12 @@ def _forward_images(x, w, b, y, g: Geom, relu, scale, packed=None):
             wt = w.reshape(1, F, C) if one_tap else np.empty((kh * kw, F, C), dtype=y.dtype)
             rearrange = not one_tap
         with single_threaded_blas():
-            by_rows = plan.tapgemm_row_slabs(OH, OH * OW * N, F, numba.get_num_threads())
+            threads = numba.get_num_threads()
+            # the forward kernel cuts slabs of product rows: any number of map rows splits
+            by_rows = plan.tapgemm_row_slabs(OH, OH * OW * N, F, threads)
+            parts = (threads, 1) if by_rows else (1, _parts(F))
             _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, g.pt, g.pl, g.dh, g.dw,
-                                *_split(OH, F, by_rows), rearrange)
+                                *parts, rearrange)
     bias = b if b is not None else np.zeros(1, dtype=y.dtype)
     _conv2d_tapgemm_from_rows(yt[None, None], y, bias, b is not None, relu, scale)
 

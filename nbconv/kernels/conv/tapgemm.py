@@ -214,12 +214,14 @@ def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, rparts, 
     taps' ``W_t``, written here unless not ``rearrange``: a 1x1 kernel's ``w`` is its own
     ``W_t``, passed as ``wt``); yt : (OH, OW, N, F), overwritten (no bias); H, W the
     input size; ``fn``/``width`` the CBLAS gemm and its integer marker.  Task ``(r, s)``
-    owns output rows ``[OH*r/rparts, OH*(r+1)/rparts)`` and filters ``[F*s/fparts,
-    F*(s+1)/fparts)``: its block of ``yt``.  Filter slabs alone (``rparts == 1``) suit small
-    maps, where the weights are the larger operand (each task rearranges and reads only its
-    part of them); row slabs suit larger maps with few filters, where slabs of 32 or 64
-    filters made each concurrent BLAS call pack the whole input block and ran no faster on
-    two threads than on one (64 -> 64 3x3 on 8x8)."""
+    owns rows ``[R*r/rparts, R*(r+1)/rparts)`` of ``yt`` seen as ``(R = OH*OW*N, F)`` and
+    filters ``[F*s/fparts, F*(s+1)/fparts)``: its block of ``yt``; each band of a tap's
+    rectangle is cut to those rows.  Filter slabs alone (``rparts == 1``) suit small maps,
+    where the weights are the larger operand (each task rearranges and reads only its part
+    of them); row slabs suit larger maps with few filters, where slabs of 32 or 64 filters
+    made each concurrent BLAS call pack the whole input block and ran no faster on two
+    threads than on one (64 -> 64 3x3 on 8x8).  Slabs of product rows, not of output rows,
+    keep two threads even on maps of three rows."""
     sy, sx, Hq, Wq, N, C = xt.shape
     F, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     OH, OW = yt.shape[0], yt.shape[1]
@@ -234,15 +236,15 @@ def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, rparts, 
             _weights_fc(w, wt, f0, f1, 0, C, valid)
     rows = yt.reshape(OH * OW * N, F)
     for task in numba.prange(rparts * fparts):
-        r0, r1 = _slab(OH, task // fparts, rparts)
+        R0, R1 = _slab(OH * OW * N, task // fparts, rparts)
         f0, f1 = _slab(F, task % fparts, fparts)
         nf = f1 - f0
-        if nf == 0 or r1 == r0:
+        if nf == 0 or R1 == R0:
             continue
         if rparts == 1 and rearrange:
             _weights_fc(w, wt, f0, f1, 0, C, valid)
         if full < 0:
-            _zero_columns(rows[r0 * OW * N:r1 * OW * N], f0, f1)
+            _zero_columns(rows[R0:R1], f0, f1)
         for k in range(-1, kh * kw):
             # the full tap first (it overwrites), then every other tap
             t = full if k < 0 else k
@@ -250,21 +252,22 @@ def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, rparts, 
                 continue
             i0, j0, ni, nj, cell, _ = _tap_rect(t, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw,
                                                 Hq, Wq)
-            a, b = _rows_in(i0, ni, r0, r1)
-            if b <= a:
-                continue
-            pa = xt.ctypes.data + ((cell + (a - i0) * Wq) * N * C) * it
             pb = wt.ctypes.data + ((t * F + f0) * C) * it
-            pc = yt.ctypes.data + (((a * OW + j0) * N) * F + f0) * it
             beta = zero if t == full else one
-            if b - a == 1 or (nj == Wq and nj == OW):  # one block of rows
-                _cblas_gemm(fn, width, _NO_TRANS, _TRANS, (b - a) * nj * N, nf, C, one, pa, C,
-                            pb, C, beta, pc, F)
-            else:
-                for r in range(b - a):
-                    _cblas_gemm(fn, width, _NO_TRANS, _TRANS, nj * N, nf, C, one,
-                                pa + r * Wq * N * C * it, C, pb, C, beta,
-                                pc + r * OW * N * F * it, F)
+            # bands of the rectangle: one block of rows when it spans whole rows of both
+            # layouts, else one band per output row; (output row, input row, count) of each
+            whole = nj == Wq and nj == OW
+            bands = 1 if whole else ni
+            count = ni * nj * N if whole else nj * N
+            for r in range(bands):
+                y0 = ((i0 + r) * OW + j0) * N
+                lo, hi = max(y0, R0), min(y0 + count, R1)
+                if hi <= lo:
+                    continue
+                x0 = (cell + r * Wq) * N + lo - y0
+                _cblas_gemm(fn, width, _NO_TRANS, _TRANS, hi - lo, nf, C, one,
+                            xt.ctypes.data + x0 * C * it, C, pb, C, beta,
+                            yt.ctypes.data + (lo * F + f0) * it, F)
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
