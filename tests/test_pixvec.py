@@ -137,7 +137,8 @@ def test_direct_algorithm_uses_stride_phases(monkeypatch):
     register-blocked kernel takes."""
     calls = count_calls(monkeypatch, _direct, "_phase_forward")
     rng = np.random.default_rng(4)
-    x, w = rng.standard_normal((2, 3, 35, 36)), rng.standard_normal((64, 3, 7, 7))
+    # 5x5: 75 terms, the stride phases' ground on either ISA
+    x, w = rng.standard_normal((2, 3, 35, 36)), rng.standard_normal((64, 3, 5, 5))
     _close(nc.conv2d(x, w, stride=2, padding=3),
            ref_conv2d(x, w, stride=2, padding=3), np.float64)
     assert len(calls) == 1
@@ -148,14 +149,23 @@ def test_direct_algorithm_uses_stride_phases(monkeypatch):
     nc.conv2d(x, np.ones((4, 3, 1, 1)), stride=2, algorithm="direct")
     nc.conv2d(x[:, :, :9, :9], w, stride=2, padding=3, algorithm="direct")  # short rows
     assert len(calls) == 2
-    strided_regblock = _plan.strided_regblock
-    assert not strided_regblock(64, 3, 7, 7, 112, 4)     # NNlib's first layer
-    assert not strided_regblock(64, 3, 11, 11, 55, 4)    # AlexNet c1
-    assert not strided_regblock(64, 16, 3, 3, 28, 4)     # 64 filters, long rows
-    assert not strided_regblock(32, 3, 3, 3, 16, 4)      # 32 filters, 27 terms
-    assert strided_regblock(32, 16, 3, 3, 16, 4)         # 32 filters, 144 terms
-    assert strided_regblock(64, 32, 3, 3, 8, 4)          # short rows
-    assert not strided_regblock(8, 32, 3, 3, 8, 4)       # too few filters for it
+
+
+@pytest.mark.parametrize("lanes", [8, 16])
+def test_strided_regblock_rule_of_each_isa(lanes):
+    """The rule as a function of (shape, ISA): float32 with AVX2's 8 lanes or AVX-512's 16."""
+    def rule(F, C, k, OW):
+        return _plan.strided_regblock(F, C, k, k, OW, 4, lanes=lanes)
+
+    wide = lanes == 16  # 64-byte vectors: long reductions take the blocks at any filter count
+    assert rule(64, 3, 7, 112) == wide      # NNlib's first layer (147 terms)
+    assert rule(64, 3, 7, 16) == wide       # resnet18's CIFAR stem
+    assert rule(64, 16, 3, 28) == wide      # 64 filters, long rows, 144 terms
+    assert not rule(32, 3, 3, 16)           # 32 filters, 27 terms
+    assert not rule(64, 3, 5, 16)           # 75 terms
+    assert rule(32, 16, 3, 16)              # 32 filters, 144 terms
+    assert rule(64, 32, 3, 8)               # short rows
+    assert not rule(8, 32, 3, 8)            # too few filters for it
 
 
 @pytest.mark.parametrize("stage_bytes", [0, 1 << 20])

@@ -283,13 +283,20 @@ def regblock_fits(F, C, kh, kw, itemsize) -> bool:
     return F >= 16 and kh * kw > 1 and C * kh * kw * Fpad * itemsize <= REGBLOCK_MAX_WEIGHT_BYTES
 
 
-def strided_regblock(F, C, kh, kw, OW, itemsize) -> bool:
+def strided_regblock(F, C, kh, kw, OW, itemsize, lanes=None) -> bool:
     """Whether a strided groups-1 layer runs on the register-blocked kernel rather than on
     the stride phases: where it fits (:func:`regblock_fits`) and either the output rows are
-    short (fewer than 16 columns: the phases' wide rows and whole blocks waste more) or there
-    are at most 32 filters with a reduction of at least 128 terms."""
-    return regblock_fits(F, C, kh, kw, itemsize) and (
-        OW < 16 or (F <= 32 and C * kh * kw >= 128))
+    short (fewer than 16 columns: the phases' wide rows and whole blocks waste more) or the
+    reduction has at least 128 terms -- with vectors of 64 bytes (AVX-512) at any number of
+    filters, with narrower ones (AVX2) at most 32 filters.  ``lanes``: the vector lanes of
+    ``itemsize``-byte floats (default: the host's), so the rule of either ISA can be asked
+    on any host."""
+    lanes = vector_lanes(itemsize) if lanes is None else lanes
+    if not regblock_fits(F, C, kh, kw, itemsize):
+        return False
+    if OW < 16:
+        return True
+    return C * kh * kw >= 128 and (F <= 32 or lanes * itemsize >= 64)
 
 
 #: most bytes of the output gradient (filters last) that the register-blocked weight gradient
