@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._blas import single_threaded_blas
 from .._checks.conv import NP_PAD_MODE, Geom
 from ..kernels.norm import _batch_norm_fwd
 from . import direct, im2col, tapgemm, winograd
@@ -126,17 +127,25 @@ class Prepared(NamedTuple):
     weight: np.ndarray
     #: tap-GEMM's per-tap weight matrices (``tapgemm.pack_weights``), else None
     packed: np.ndarray | None
+    #: the driver's forward with its per-call decisions made (``run(x, b, y, relu, scale)``
+    #: on the padding stage's output, BLAS held single-threaded by the caller), else None
+    run: object = None
 
 
 def prepare_forward(op, x_shape, weight, g: Geom, algorithm="auto") -> Prepared:
     """The plan of :func:`forward` for inputs of ``x_shape`` and the weights it runs with
-    (kept taps, tap-GEMM's packing), made once: a planned network's weights do not change
-    between calls, and at batch 1 copying them each call took longer than the products.
-    Pass it to :func:`forward` as ``prepared`` with these same ``weight`` values."""
+    (kept taps, tap-GEMM's packing and its prepared driver), made once: a planned network's
+    weights do not change between calls, and at batch 1 copying them each call took longer
+    than the products.  Pass it to :func:`forward` as ``prepared`` with these same
+    ``weight`` values."""
     p = forward_plan(op, tuple(x_shape), weight.shape, g, weight.dtype, algorithm)
     kept = np.ascontiguousarray(_kept(weight, p))
-    packed = tapgemm.pack_weights(kept) if p.algorithm == "tapgemm" else None
-    return Prepared(p, kept, packed)
+    packed = run = None
+    if p.algorithm == "tapgemm":
+        packed = tapgemm.pack_weights(kept)
+        run = tapgemm.prepare_forward(_padded_shape(x_shape, p.geometry), kept,
+                                      _driver_geometry(p.geometry), packed)
+    return Prepared(p, kept, packed, run)
 
 
 def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=None, out=None,
@@ -165,9 +174,9 @@ def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=No
         return y
     if prepared is None:
         p = forward_plan(op, x.shape, weight.shape, g, x.dtype, algorithm)
-        weight, packed = _kept(weight, p), None
+        weight, packed, run = _kept(weight, p), None, None
     else:
-        p, weight, packed = prepared
+        p, weight, packed, run = prepared
     algorithm = p.algorithm
     driver = DRIVERS[algorithm]
     xp, g = _padded(x, p.geometry, _np_pad)
@@ -177,8 +186,12 @@ def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=No
     if check_inputs and not finite(x, weight, bias):
         exact_forward(xp, weight, conv_bias, y, g)
     elif algorithm == "tapgemm":
-        driver.conv2d_forward(xp, weight, bias, y, g, p.kernels, relu=relu, scale=scale,
-                              packed=packed)
+        if run is not None:
+            with single_threaded_blas():
+                run(xp, bias, y, relu, scale)
+        else:
+            driver.conv2d_forward(xp, weight, bias, y, g, p.kernels, relu=relu, scale=scale,
+                                  packed=packed)
         done = True
     elif algorithm == "direct" and scale is None:
         driver.conv2d_forward(xp, weight, bias, y, g, p.kernels, relu=relu)

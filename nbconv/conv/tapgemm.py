@@ -45,7 +45,7 @@ from ..kernels.conv.tapgemm import (
 )
 from . import plan
 
-__all__ = ["conv2d_forward", "conv2d_backward", "supports", "pack_weights"]
+__all__ = ["conv2d_forward", "conv2d_backward", "supports", "pack_weights", "prepare_forward"]
 
 
 def supports(kh, kw, sy, sx, dh, dw, groups):
@@ -109,6 +109,47 @@ def pack_weights(w):
     planned network's constant weights, :mod:`nbconv.inference`)."""
     F, C, kh, kw = w.shape
     return np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, F, C)
+
+
+def prepare_forward(x_shape, w, g: Geom, packed):
+    """:func:`conv2d_forward` for inputs of ``x_shape`` with everything that depends only on
+    the shapes and the weights decided once: a closure ``run(x, b, y, relu, scale)`` that
+    calls the three kernels and nothing else, or None where the general path is needed (no
+    CBLAS gemm, or a batch run in chunks).  At batch 1 the per-call decisions of
+    :func:`conv2d_forward` took as long as its kernels.
+
+    ``packed`` is :func:`pack_weights` of ``w``; the slabs are sized for the thread count at
+    hand (another count later still computes the same result).  The caller holds BLAS
+    single-threaded around ``run`` (:func:`nbconv._blas.single_threaded_blas`)."""
+    N, C, H, W = x_shape
+    F, _, kh, kw = w.shape
+    OH, OW = g.OH, g.OW
+    gemm = gemm_for(w.dtype)
+    if gemm is None or _images_per_chunk(N, max(C * H * W, F * OH * OW), w.itemsize) < N:
+        return None
+    fn, width = gemm
+    sy, sx, pt, pl, dh, dw = g.sy, g.sx, g.pt, g.pl, g.dh, g.dw
+    xt_shape = (sy, sx, -(-H // sy), -(-W // sx), N, C)
+    yt_shape = (1, 1, OH, OW, N, F)
+    dtype = w.dtype
+    threads = numba.get_num_threads()
+    by_rows = plan.tapgemm_row_slabs(OH, OH * OW * N, F, threads)
+    rparts, fparts = (threads, 1) if by_rows else (1, _parts(F))
+    no_bias = np.zeros(1, dtype=dtype)
+    to_rows, products, from_rows = (_conv2d_tapgemm_to_rows, _conv2d_tapgemm_fwd,
+                                    _conv2d_tapgemm_from_rows)
+
+    def run(x, b, y, relu, scale):
+        # fresh buffers each call: the allocator reuses them, and a planned network keeps
+        # no per-layer scratch alive
+        xt = np.empty(xt_shape, dtype=dtype)
+        yt = np.empty(yt_shape, dtype=dtype)
+        to_rows(x, xt)
+        products(fn, width, xt, w, packed, yt[0, 0], H, W, pt, pl, dh, dw, rparts, fparts,
+                 False)
+        from_rows(yt, y, no_bias if b is None else b, b is not None, relu, scale)
+
+    return run
 
 
 def _forward_images(x, w, b, y, g: Geom, relu, scale, packed=None):
