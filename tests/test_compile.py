@@ -287,6 +287,36 @@ def test_prepared_weights_follow_refresh(algorithm):
         _close(cm(x), _plain(model, x))
 
 
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, family", [
+    ((3, 6, 12, 12), (20, 6, 5, 5), 1, 0, "regblock"),
+    ((2, 3, 20, 21), (24, 3, 3, 3), 2, 1, "regblock"),    # strided, short rows
+    ((2, 3, 11, 13), (6, 3, 5, 5), 1, 2, "pixvec"),        # padded in a pass of its own
+    ((8, 1, 10, 10), (6, 1, 5, 5), 1, 2, "pixvec"),        # padded by each task (8 images)
+    ((5, 2, 9, 9), (4, 2, 3, 3), 1, 0, "pixvec"),          # no padding: read in place
+    ((2, 3, 20, 21), (9, 3, 3, 3), 2, 1, "phases"),        # not prepared: the general path
+])
+@pytest.mark.parametrize("bias, relu", [(True, True), (False, False)])
+def test_prepared_direct_families_equal_the_plain_forward(x_shape, w_shape, stride, padding,
+                                                          family, bias, relu):
+    """``engine.prepare_forward``'s closures of the direct families (weights laid out once)
+    compute what the unprepared forward does, with and without bias and ReLU."""
+    from nbconv._checks.conv import Geom
+    from nbconv.conv import engine
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(x_shape, dtype=np.float32)
+    w = rng.standard_normal(w_shape, dtype=np.float32)
+    b = rng.standard_normal(w_shape[0], dtype=np.float32) if bias else None
+    g = Geom.of(x_shape, w_shape, stride=stride, padding=padding)
+    prepared = engine.prepare_forward("conv2d", x_shape, w, g, "direct")
+    assert prepared.plan.kernels[0] == family
+    assert (prepared.run is None) == (family == "phases")
+    y = np.full((x_shape[0], w_shape[0], g.OH, g.OW), np.nan, np.float32)
+    engine.forward("conv2d", x, w, b, g, "direct", relu, None, y, prepared)
+    want = nc.conv2d(x, w, b, stride=stride, padding=padding)
+    _close(y, np.maximum(want, 0) if relu else want)
+
+
 # -- arguments ----------------------------------------------------------------------------------
 def test_bad_arguments():
     model = models.lenet5()

@@ -39,7 +39,7 @@ from ..kernels.conv.rows import (
 from ..kernels.conv.wide import _conv2d_wide_bwd_weight, _conv2d_wide_fwd
 from . import plan
 
-__all__ = ["conv2d_forward", "conv2d_backward", "relu_in_place"]
+__all__ = ["conv2d_forward", "conv2d_backward", "relu_in_place", "prepare_forward"]
 
 
 def _pad_into(src, dst, pt, pl):
@@ -157,14 +157,44 @@ def _regblock_forward(x, w, b, y, g: Geom, relu=False):
     """Register-blocked direct forward (groups 1, float32/float64): pads ``x`` explicitly,
     lays the weights out as (C*kh*kw, filters rounded up to whole vectors) and the term
     offsets, then runs :func:`nbconv.kernels.conv.register_blocks._conv2d_regblock_fwd`."""
+    _prepared_regblock(w, g)(x, b, y, relu)
 
+
+def _prepared_regblock(w, g: Geom):
+    """:func:`_regblock_forward`'s weight layout and offsets made once: ``run(x, b, y, relu)``
+    (``b`` not None)."""
     F, C, kh, kw = w.shape
-    xp, Hp, Wp = _regblock_padded(x, y.shape[2], y.shape[3], kh, kw, g)
-    nvec, _, Fpad = plan.regblock_vectors(F, y.itemsize)
-    wt = np.zeros((C * kh * kw, Fpad), dtype=y.dtype)
+    OH, OW = g.OH, g.OW
+    Hp = (OH - 1) * g.sy + g.dh * (kh - 1) + 1
+    Wp = (OW - 1) * g.sx + g.dw * (kw - 1) + 1
+    nvec, _, Fpad = plan.regblock_vectors(F, w.itemsize)
+    wt = np.zeros((C * kh * kw, Fpad), dtype=w.dtype)
     wt[:, :F] = w.reshape(F, -1).T
-    _conv2d_regblock_fwd(xp, wt, b, _term_offsets(C, kh, kw, g.dh, g.dw, Hp, Wp), y, g.sy, g.sx,
-                         nvec, relu)
+    off = _term_offsets(C, kh, kw, g.dh, g.dw, Hp, Wp)
+    pt, pl, sy, sx = g.pt, g.pl, g.sy, g.sx
+
+    def run(x, b, y, relu):
+        _conv2d_regblock_fwd(_zero_padded(x, pt, pl, Hp, Wp), wt, b, off, y, sy, sx, nvec, relu)
+
+    return run
+
+
+def prepare_forward(x_shape, w, g: Geom, kernels):
+    """:func:`conv2d_forward` for inputs of ``x_shape`` with the weight layout and the
+    per-call decisions of the register-block and pixel-vector families made once: a closure
+    ``run(x, b, y, relu)`` (``b`` may be None), or None for the other families (then call
+    :func:`conv2d_forward`).  Sized for the thread count at hand; another count later still
+    computes the same result."""
+    family = kernels[0]
+    if g.groups != 1 or family not in ("regblock", "pixvec"):
+        return None
+    zeros = np.zeros(w.shape[0], dtype=w.dtype)
+    inner = _prepared_regblock(w, g) if family == "regblock" else _prepared_pixvec(x_shape, w, g)
+
+    def run(x, b, y, relu):
+        inner(x, zeros if b is None else b, y, relu)
+
+    return run
 
 
 def _regblock_weight_grad(dy, x, gw, g: Geom):
@@ -201,18 +231,32 @@ def _pixvec_forward(x, w, b, y, g: Geom, relu=False):
     (sharing left and right padding where it can) in a pass of its own, or leaves that to
     each task when the images are small and the batch has two per thread; then
     :func:`_pixvec_run`."""
+    _prepared_pixvec(x.shape, w, g)(x, b, y, relu)
+
+
+def _prepared_pixvec(x_shape, w, g: Geom):
+    """:func:`_pixvec_forward`'s decisions, weight layout and offsets made once for inputs of
+    ``x_shape``: ``run(x, b, y, relu)`` (``b`` not None)."""
     F, C, kh, kw = w.shape
-    N, _, OH, OW = y.shape
+    N, _, H, W = x_shape
+    OH, OW = g.OH, g.OW
     pt, pl = g.pt, g.pl
     Hp, Wp = OH + g.dh * (kh - 1), OW + g.dw * (kw - 1)
-    rows, pitch = _shared_planes(x.shape[2], x.shape[3], pt, pl, Hp, Wp)
-    padded = (rows, pitch) != x.shape[2:] or pt or pl
-    if padded and not (N >= 2 * numba.get_num_threads()
-                       and C * rows * pitch * y.itemsize <= plan.PIXVEC_STAGE_BYTES):
-        x = _zero_padded_shared(x, pt, pl, Hp, Wp)  # else each task pads its own image
-        pt = pl = 0
-    _pixvec_run(x, pt, pl, rows, pitch, w, b, y,
-                _term_offsets(C, kh, kw, g.dh, g.dw, rows, pitch), relu)
+    rows, pitch = _shared_planes(H, W, pt, pl, Hp, Wp)
+    padded = (rows, pitch) != (H, W) or pt or pl
+    pad_pass = padded and not (N >= 2 * numba.get_num_threads()
+                               and C * rows * pitch * w.itemsize <= plan.PIXVEC_STAGE_BYTES)
+    kt, kl = (0, 0) if pad_pass else (pt, pl)  # else each task pads its own image
+    off = _term_offsets(C, kh, kw, g.dh, g.dw, rows, pitch)
+    wt, per = _pixvec_layout(w, off.shape[0], N, OH, OW, pitch)
+    kernel = _pixvec._conv2d_pixvec_fwd
+
+    def run(x, b, y, relu):
+        if pad_pass:
+            x = _zero_padded_shared(x, pt, pl, Hp, Wp)
+        kernel(x, kt, kl, rows, pitch, wt, b, off, y, per, relu)
+
+    return run
 
 
 def _phase_planes(OH, OW, kh, kw, g: Geom):
@@ -264,20 +308,26 @@ def _pixvec_run(x, pt, pl, rows, pitch, w, b, y, off, relu):
     """Lays the filters out in groups of at most six, sizes the tasks and runs
     :func:`nbconv.kernels.conv.pixel_vectors._conv2d_pixvec_fwd` on planes of ``rows x pitch``
     (``x`` placed at ``(pt, pl)``) with term offsets ``off``."""
-    F = w.shape[0]
-    K = off.shape[0]
     N, _, OH, OW = y.shape
+    wt, per = _pixvec_layout(w, off.shape[0], N, OH, OW, pitch)
+    _pixvec._conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, per, relu)
+
+
+def _pixvec_layout(w, K, N, OH, OW, pitch):
+    """``(wt, per)`` of the pixel-vector forward kernel: the weights as ``G`` groups of at
+    most six filters (G, K, NF), zeros past ``F``, and the blocks per task (at most
+    ``plan.PIXVEC_TASK_BYTES`` of scratch, at least four tasks per thread)."""
+    F = w.shape[0]
     G = -(-F // _pixvec.MAX_FILTERS)
     NF = -(-F // G)
-    B = _pixvec.block_positions(NF, y.itemsize)
-    wt = np.zeros((G * NF, K), dtype=y.dtype)
+    B = _pixvec.block_positions(NF, w.itemsize)
+    wt = np.zeros((G * NF, K), dtype=w.dtype)
     wt[:F] = w.reshape(F, K)
     wt = np.ascontiguousarray(wt.reshape(G, NF, K).transpose(0, 2, 1))
-    # tasks of at most plan.PIXVEC_TASK_BYTES of scratch, at least four per thread
     nblk = -(-((OH - 1) * pitch + OW) // B)
-    per = min(max(1, plan.PIXVEC_TASK_BYTES // (NF * B * y.itemsize)),
+    per = min(max(1, plan.PIXVEC_TASK_BYTES // (NF * B * w.itemsize)),
               max(1, N * nblk // (4 * numba.get_num_threads())))
-    _pixvec._conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, per, relu)
+    return wt, per
 
 
 def _pixvec_weight_grad(dy, x, gw, g: Geom):

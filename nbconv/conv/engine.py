@@ -127,17 +127,18 @@ class Prepared(NamedTuple):
     weight: np.ndarray
     #: tap-GEMM's per-tap weight matrices (``tapgemm.pack_weights``), else None
     packed: np.ndarray | None
-    #: the driver's forward with its per-call decisions made (``run(x, b, y, relu, scale)``
-    #: on the padding stage's output, BLAS held single-threaded by the caller), else None
+    #: the driver's forward with its per-call decisions made, on the padding stage's output:
+    #: tap-GEMM's ``run(x, b, y, relu, scale)`` (BLAS held single-threaded by the caller),
+    #: the direct register-block or pixel-vector family's ``run(x, b, y, relu)``; else None
     run: object = None
 
 
 def prepare_forward(op, x_shape, weight, g: Geom, algorithm="auto") -> Prepared:
     """The plan of :func:`forward` for inputs of ``x_shape`` and the weights it runs with
-    (kept taps, tap-GEMM's packing and its prepared driver), made once: a planned network's
-    weights do not change between calls, and at batch 1 copying them each call took longer
-    than the products.  Pass it to :func:`forward` as ``prepared`` with these same
-    ``weight`` values."""
+    (kept taps, tap-GEMM's packing, the direct families' weight layouts, and the driver's
+    prepared closure), made once: a planned network's weights do not change between calls,
+    and at batch 1 rearranging them each call took longer than the products.  Pass it to
+    :func:`forward` as ``prepared`` with these same ``weight`` values."""
     p = forward_plan(op, tuple(x_shape), weight.shape, g, weight.dtype, algorithm)
     kept = np.ascontiguousarray(_kept(weight, p))
     packed = run = None
@@ -145,6 +146,9 @@ def prepare_forward(op, x_shape, weight, g: Geom, algorithm="auto") -> Prepared:
         packed = tapgemm.pack_weights(kept)
         run = tapgemm.prepare_forward(_padded_shape(x_shape, p.geometry), kept,
                                       _driver_geometry(p.geometry), packed)
+    elif p.algorithm == "direct":
+        run = direct.prepare_forward(_padded_shape(x_shape, p.geometry), kept,
+                                     _driver_geometry(p.geometry), p.kernels)
     return Prepared(p, kept, packed, run)
 
 
@@ -194,7 +198,10 @@ def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=No
                                   packed=packed)
         done = True
     elif algorithm == "direct" and scale is None:
-        driver.conv2d_forward(xp, weight, bias, y, g, p.kernels, relu=relu)
+        if run is not None:
+            run(xp, bias, y, relu)
+        else:
+            driver.conv2d_forward(xp, weight, bias, y, g, p.kernels, relu=relu)
         done = True
     else:
         driver.conv2d_forward(xp, weight, conv_bias, y, g, p.kernels)
