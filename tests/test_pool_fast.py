@@ -170,8 +170,9 @@ def test_many_planes_threaded_blocks(threads, dtype):
     ((1, 2, 40, 40), (2, 3), (2, 1), (1, 1)),
 ])
 def test_values_helpers_across_planes_and_rows(dtype, shape, k, s, p):
-    """Both helpers of the values-only kernel on any plane size (the entry kernels pick one
-    by the plane's size), against the reference, ranges that start inside a group."""
+    """Both helpers of the values-only kernel and the across-planes helper with the argmax
+    on any plane size (the entry kernels pick by the plane's size), against the reference,
+    ranges that start inside a group."""
     from nbconv.kernels import pool2d as K
 
     def pair(v):
@@ -187,6 +188,14 @@ def test_values_helpers_across_planes_and_rows(dtype, shape, k, s, p):
         helper(xp, y, 0, P // 3, *k, *s, *p)
         helper(xp, y, P // 3, P, *k, *s, *p)
         np.testing.assert_array_equal(y, want.reshape(y.shape))
+    # with the argmax (training), across planes
+    want_idx = ref_max_pool2d(x, k, s, p, (1, 1), False)[1]
+    y = np.full((P,) + want.shape[-2:], 7.0, dtype)
+    idx = np.full(y.shape, -7, np.int64)
+    K._max_pool2d_across_idx(xp, y, idx, 0, P // 3, *k, *s, *p)
+    K._max_pool2d_across_idx(xp, y, idx, P // 3, P, *k, *s, *p)
+    np.testing.assert_array_equal(y, want.reshape(y.shape))
+    np.testing.assert_array_equal(idx, want_idx.reshape(idx.shape))
     # the cases cover both sides of the entry kernels' choice
     assert (shape[-2] * shape[-1] <= K.ACROSS_MAX_PLANE) == (shape[-1] < 33)
 

@@ -127,6 +127,13 @@ def _max_pool2d_into(x, y, return_indices, k, s, p, d):
         serial = x.size < _config.SERIAL_BELOW // 4
         kernel = _k._max_pool2d_2x2_fwd_serial if serial else _k._max_pool2d_2x2_fwd
         kernel(_planes(x), _planes(y), _planes(idx))
+    elif (return_indices and (dh, dw) == (1, 1) and H * W <= _k.ACROSS_MAX_PLANE
+          and _separable_mode(x.shape, y.shape, kh, kw, sy, sx, ph, pw) != 1):
+        # training's small planes: values and argmax pooled 64 planes at a time
+        idx = np.empty(y.shape, dtype=np.int64)
+        xp = _planes(x)
+        _k._max_pool2d_across_fwd(xp, _planes(y), _planes(idx), _values_blocks(xp.shape),
+                                  kh, kw, sy, sx, ph, pw)
     elif (not return_indices and (dh, dw) == (1, 1)
           and _separable_mode(x.shape, y.shape, kh, kw, sy, sx, ph, pw) != 1):
         # inference: the maxima alone, a tap at a time over whole output rows (vectorised)

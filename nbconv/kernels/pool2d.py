@@ -30,6 +30,7 @@ __all__ = [
     "_adaptive_avg_pool2d_bwd",
     "_max_pool2d_sep_fwd",
     "_max_pool2d_values_fwd",
+    "_max_pool2d_across_fwd",
     "_max_pool2d_values_fwd_serial",
     "_max_pool2d_bwd_flat",
     "_global_avg_pool2d_fwd",
@@ -677,6 +678,59 @@ def _max_pool2d_values_across(x, y, p0, p1, kh, kw, sy, sx, ph, pw):
                             acc[g] = v if (v > m) | (v != v) else m
                 for g in range(n):
                     y[q0 + g, i, j] = acc[g]
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _max_pool2d_across_fwd(x, y, idx, nblocks, kh, kw, sy, sx, ph, pw):
+    """:func:`_max_pool2d_fwd` (values and argmax) of small planes (at most
+    ``ACROSS_MAX_PLANE`` elements), dilation 1, every window holding a tap of the input:
+    ``prange`` over ``nblocks`` blocks of whole planes pooled across planes."""
+    P = x.shape[0]
+    for b in prange(nblocks):
+        _max_pool2d_across_idx(x, y, idx, b * P // nblocks, (b + 1) * P // nblocks,
+                               kh, kw, sy, sx, ph, pw)
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_across_idx(x, y, idx, p0, p1, kh, kw, sy, sx, ph, pw):
+    """:func:`_max_pool2d_values_across` with the argmax: ``idx[p, i, j]`` the flat
+    ``h * W + w`` of the maximum, by the rule of :func:`_max_pool2d_fwd` (taps in row-major
+    window order, the first maximal one wins, the last NaN wins over everything)."""
+    H, W = x.shape[1], x.shape[2]
+    OH, OW = y.shape[1], y.shape[2]
+    G = ACROSS_PLANES
+    t = np.empty((H * W, G), x.dtype)
+    acc = np.empty(G, x.dtype)
+    arg = np.empty(G, np.int64)
+    ninf = -np.inf
+    for q0 in range(p0, p1, G):
+        n = min(G, p1 - q0)
+        for g in range(n):
+            for h in range(H):
+                for w in range(W):
+                    t[h * W + w, g] = x[q0 + g, h, w]
+        for i in range(OH):
+            hs = max(i * sy - ph, 0)
+            he = min(i * sy - ph + kh, H)
+            for j in range(OW):
+                ws = max(j * sx - pw, 0)
+                we = min(j * sx - pw + kw, W)
+                first = hs * W + ws if hs < he and ws < we else -1
+                for g in range(G):
+                    acc[g] = ninf
+                    arg[g] = first
+                for h in range(hs, he):
+                    for w in range(ws, we):
+                        tr = t[h * W + w]
+                        k = h * W + w
+                        for g in range(G):  # lanes past n hold stale values, never stored
+                            v = tr[g]
+                            take = (v > acc[g]) | (v != v)
+                            acc[g] = v if take else acc[g]
+                            arg[g] = k if take else arg[g]
+                for g in range(n):
+                    y[q0 + g, i, j] = acc[g]
+                    idx[q0 + g, i, j] = arg[g]
 
 
 @njit(**_config.JIT_OPTIONS)
