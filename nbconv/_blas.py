@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from contextlib import contextmanager
 
 import numba
 import numpy as np
@@ -176,16 +175,29 @@ def _blas_ready(a, b, out) -> bool:
     return all(layouts) and layouts[2][0] == _NO_TRANS
 
 
-@contextmanager
+class _SingleThreadedBlas:
+    """The context of :func:`single_threaded_blas`: stateless (the count of products in
+    flight is module-wide), so one instance serves every ``with``, nested or concurrent; a
+    class rather than a generator, since a planned network's batch-1 call enters it once
+    per call and the generator's machinery took more than the two thread-count switches."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        _single_threaded(_blas_controllers())
+
+    def __exit__(self, *exc):
+        _restore(_blas_controllers())
+        return False
+
+
+_SINGLE_THREADED = _SingleThreadedBlas()
+
+
 def single_threaded_blas():
     """Within the block BLAS runs single-threaded (for kernels that call :func:`gemm_for`'s
     function on numba's threads); nests, and is safe in several Python threads at once."""
-    libs = _blas_controllers()
-    _single_threaded(libs)
-    try:
-        yield
-    finally:
-        _restore(libs)
+    return _SINGLE_THREADED
 
 
 def gemm_for(dtype):
