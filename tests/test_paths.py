@@ -212,6 +212,25 @@ def test_blas_thread_count_survives_concurrent_products(monkeypatch):
     assert _blas._active == 0
 
 
+def test_single_threaded_blas_nests_and_restores_on_errors():
+    """Inside (nested too) BLAS runs one thread; the count comes back after the outermost
+    block, also when the block raises."""
+    libs = _blas._blas_controllers()
+    if not libs:
+        pytest.skip("threadpoolctl finds no BLAS to drive")
+    before = [lib.get_num_threads() for lib in libs]
+    with _blas.single_threaded_blas():
+        with _blas.single_threaded_blas():
+            assert [lib.get_num_threads() for lib in libs] == [1] * len(libs)
+        assert [lib.get_num_threads() for lib in libs] == [1] * len(libs)
+    assert [lib.get_num_threads() for lib in libs] == before
+    with pytest.raises(KeyError):
+        with _blas.single_threaded_blas():
+            raise KeyError("inside")
+    assert [lib.get_num_threads() for lib in libs] == before
+    assert _blas._active == 0
+
+
 def test_blas_matmul_without_threadpoolctl(monkeypatch):
     """No BLAS controller (threadpoolctl missing or unable): a plain np.matmul."""
     monkeypatch.setattr(_blas, "_controllers", [])
