@@ -37,8 +37,8 @@ from . import direct, im2col, tapgemm, winograd
 from .convplan import ConvPlan, backward_plan, forward_plan
 from .exact import exact_backward, exact_forward, finite
 
-__all__ = ["forward", "prepare_forward", "Prepared", "backward", "data_gradient", "DRIVERS",
-           "device_forward", "device_backward"]
+__all__ = ["forward", "prepare_forward", "Prepared", "rows_layouts", "forward_rows", "backward",
+           "data_gradient", "DRIVERS", "device_forward", "device_backward"]
 
 
 #: the driver module of each algorithm: conv2d_forward(x, w, b, y, g, kernels) and
@@ -133,19 +133,44 @@ class Prepared(NamedTuple):
     run: object = None
 
 
-def prepare_forward(op, x_shape, weight, g: Geom, algorithm="auto") -> Prepared:
+def rows_layouts(op, x_shape, weight_shape, g: Geom, dtype, algorithm="auto"):
+    """``(writes, reads)``: whether the prepared forward of this layer can write its result
+    as rows of channels ``(OH, OW, N, F)`` and read its input as ``(H, W, N, C)`` (see
+    :func:`forward_rows`): a tap-GEMM plan with zero padding and a prepared closure; reading
+    needs stride 1 too."""
+    p = forward_plan(op, tuple(x_shape), tuple(weight_shape), g, dtype, algorithm)
+    writes = (p.algorithm == "tapgemm" and g.mode == "zeros" and x_shape[0] > 0
+              and tapgemm.can_prepare(tuple(x_shape), weight_shape, p.geometry, dtype))
+    return writes, writes and (p.geometry.sy, p.geometry.sx) == (1, 1)
+
+
+def forward_rows(x, bias, y, relu, prepared: Prepared, in_rows, out_rows, exact):
+    """A prepared tap-GEMM forward whose input (``in_rows``) or output (``out_rows``) is rows
+    of channels, then :func:`forward`'s policy for non-finite values: a result holding inf
+    or NaN is recomputed by ``exact(x_nchw)`` (:func:`forward` on the NCHW input), so inf
+    and NaN reach exactly the outputs the definition says."""
+    with single_threaded_blas():
+        prepared.run(x, bias, y, relu, None)
+    if not finite(y):
+        yn = exact(np.ascontiguousarray(x.transpose(2, 3, 0, 1)) if in_rows else x)
+        y[...] = yn.transpose(2, 3, 0, 1) if out_rows else yn
+
+
+def prepare_forward(op, x_shape, weight, g: Geom, algorithm="auto", in_rows=False,
+                    out_rows=False) -> Prepared:
     """The plan of :func:`forward` for inputs of ``x_shape`` and the weights it runs with
     (kept taps, tap-GEMM's packing, the direct families' weight layouts, and the driver's
     prepared closure), made once: a planned network's weights do not change between calls,
     and at batch 1 rearranging them each call took longer than the products.  Pass it to
-    :func:`forward` as ``prepared`` with these same ``weight`` values."""
+    :func:`forward` as ``prepared`` with these same ``weight`` values; with ``in_rows`` or
+    ``out_rows`` (where :func:`rows_layouts` allows) to :func:`forward_rows` instead."""
     p = forward_plan(op, tuple(x_shape), weight.shape, g, weight.dtype, algorithm)
     kept = np.ascontiguousarray(_kept(weight, p))
     packed = run = None
     if p.algorithm == "tapgemm":
         packed = tapgemm.pack_weights(kept)
         run = tapgemm.prepare_forward(_padded_shape(x_shape, p.geometry), kept,
-                                      _driver_geometry(p.geometry), packed)
+                                      _driver_geometry(p.geometry), packed, in_rows, out_rows)
     elif p.algorithm == "direct":
         run = direct.prepare_forward(_padded_shape(x_shape, p.geometry), kept,
                                      _driver_geometry(p.geometry), p.kernels)

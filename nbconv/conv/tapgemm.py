@@ -41,11 +41,13 @@ from ..kernels.conv.tapgemm import (
     _conv2d_tapgemm_bwd_weight,
     _conv2d_tapgemm_from_rows,
     _conv2d_tapgemm_fwd,
+    _conv2d_tapgemm_rows_epilogue,
     _conv2d_tapgemm_to_rows,
 )
 from . import plan
 
-__all__ = ["conv2d_forward", "conv2d_backward", "supports", "pack_weights", "prepare_forward"]
+__all__ = ["conv2d_forward", "conv2d_backward", "supports", "pack_weights", "prepare_forward",
+           "can_prepare"]
 
 
 def supports(kh, kw, sy, sx, dh, dw, groups):
@@ -111,12 +113,27 @@ def pack_weights(w):
     return np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, F, C)
 
 
-def prepare_forward(x_shape, w, g: Geom, packed):
+def can_prepare(x_shape, w_shape, g: Geom, dtype) -> bool:
+    """Whether :func:`prepare_forward` makes a closure for this layer (a CBLAS gemm, the
+    batch in one chunk), which may then read and write rows of channels."""
+    N, C, H, W = x_shape
+    F = w_shape[0]
+    return (gemm_for(dtype) is not None and g.groups == 1
+            and _images_per_chunk(N, max(C * H * W, F * g.OH * g.OW), np.dtype(dtype).itemsize)
+            >= N)
+
+
+def prepare_forward(x_shape, w, g: Geom, packed, in_rows=False, out_rows=False):
     """:func:`conv2d_forward` for inputs of ``x_shape`` with everything that depends only on
     the shapes and the weights decided once: a closure ``run(x, b, y, relu, scale)`` that
-    calls the three kernels and nothing else, or None where the general path is needed (no
-    CBLAS gemm, or a batch run in chunks).  At batch 1 the per-call decisions of
-    :func:`conv2d_forward` took as long as its kernels.
+    calls the kernels and nothing else, or None where the general path is needed (see
+    :func:`can_prepare`).  At batch 1 the per-call decisions of :func:`conv2d_forward` took as
+    long as its kernels.
+
+    With ``in_rows`` (stride 1 only) ``x`` is already rows of channels ``(H, W, N, C)``, the
+    kernels' own layout, and is read in place; with ``out_rows`` ``y`` is ``(OH, OW, N, F)``
+    and the result stays in that layout (the epilogue in place).  A planned network chains
+    layers so, without the two layout passes between them.
 
     ``packed`` is :func:`pack_weights` of ``w``; the slabs are sized for the thread count at
     hand (another count later still computes the same result).  The caller holds BLAS
@@ -124,10 +141,11 @@ def prepare_forward(x_shape, w, g: Geom, packed):
     N, C, H, W = x_shape
     F, _, kh, kw = w.shape
     OH, OW = g.OH, g.OW
-    gemm = gemm_for(w.dtype)
-    if gemm is None or _images_per_chunk(N, max(C * H * W, F * OH * OW), w.itemsize) < N:
+    if not can_prepare(x_shape, w.shape, g, w.dtype):
         return None
-    fn, width = gemm
+    if in_rows and (g.sy, g.sx) != (1, 1):
+        raise ValueError("rows of channels as input need stride 1")  # the planner's bug
+    fn, width = gemm_for(w.dtype)
     sy, sx, pt, pl, dh, dw = g.sy, g.sx, g.pt, g.pl, g.dh, g.dw
     xt_shape = (sy, sx, -(-H // sy), -(-W // sx), N, C)
     yt_shape = (1, 1, OH, OW, N, F)
@@ -136,18 +154,25 @@ def prepare_forward(x_shape, w, g: Geom, packed):
     by_rows = plan.tapgemm_row_slabs(OH, OH * OW * N, F, threads)
     rparts, fparts = (threads, 1) if by_rows else (1, _parts(F))
     no_bias = np.zeros(1, dtype=dtype)
-    to_rows, products, from_rows = (_conv2d_tapgemm_to_rows, _conv2d_tapgemm_fwd,
-                                    _conv2d_tapgemm_from_rows)
+    to_rows, products = _conv2d_tapgemm_to_rows, _conv2d_tapgemm_fwd
+    from_rows, epilogue = _conv2d_tapgemm_from_rows, _conv2d_tapgemm_rows_epilogue
 
     def run(x, b, y, relu, scale):
         # fresh buffers each call: the allocator reuses them, and a planned network keeps
         # no per-layer scratch alive
-        xt = np.empty(xt_shape, dtype=dtype)
-        yt = np.empty(yt_shape, dtype=dtype)
-        to_rows(x, xt)
+        if in_rows:
+            xt = x.reshape(xt_shape)
+        else:
+            xt = np.empty(xt_shape, dtype=dtype)
+            to_rows(x, xt)
+        yt = y.reshape(yt_shape) if out_rows else np.empty(yt_shape, dtype=dtype)
         products(fn, width, xt, w, packed, yt[0, 0], H, W, pt, pl, dh, dw, rparts, fparts,
                  False)
-        from_rows(yt, y, no_bias if b is None else b, b is not None, relu, scale)
+        bias = no_bias if b is None else b
+        if out_rows:
+            epilogue(y.reshape(OH * OW * N, F), bias, b is not None, relu, scale)
+        else:
+            from_rows(yt, y, bias, b is not None, relu, scale)
 
     return run
 

@@ -6,8 +6,18 @@ import math
 
 import numpy as np
 
+from .layouts import rows_values
 from .memory import plan_memory
-from .steps import ELEMENTWISE, build, build_fresh, describe, fast, output_kind, uses_blas
+from .steps import (
+    ELEMENTWISE,
+    build,
+    build_fresh,
+    conv_geometry,
+    describe,
+    fast,
+    output_kind,
+    uses_blas,
+)
 
 __all__ = ["Plan"]
 
@@ -37,7 +47,10 @@ class Plan:
         kinds = {s.output: output_kind(s, fasts[id(s)]) for s in steps}
         elementwise = {id(s) for s in steps if s.kind in ELEMENTWISE and fasts[id(s)]}
         layout = plan_memory(steps, out, kinds, shapes, dtypes, elementwise)
-        buffers = layout.arrays(shapes, dtypes)
+        #: the values held as rows of channels (H, W, N, C) between layers
+        self.rows = rows_values(steps, out, shapes, fasts, conv_geometry, algorithm, dtype)
+        stored = {v: _rows_shape(shapes[v]) if v in self.rows else shapes[v] for v in shapes}
+        buffers = layout.arrays(stored, dtypes)
         vals = [None] * (max([s.output for s in steps], default=0) + 1)
         for v, a in buffers.items():
             vals[v] = a
@@ -59,7 +72,8 @@ class Plan:
                 runs.append(build_fresh(s, dtype))
                 fixed.add(v)
             elif kinds[v] == "buffer":
-                run = build(s, ins, vals[v], algorithm, dtype, self.blas_held)
+                run = build(s, ins, vals[v], algorithm, dtype, self.blas_held,
+                            [i in self.rows for i in s.inputs], v in self.rows)
                 loose = [i for i in s.inputs if i not in fixed]
                 # an opaque module's result: the kernels take C order
                 runs.append(_contiguous(loose, run) if loose else run)
@@ -69,7 +83,8 @@ class Plan:
             where = {"buffer": "buf", "view": "view of", "fresh": "own array"}[kinds[v]]
             if kinds[v] == "buffer":
                 where = (f"buf {layout.slot[v]}" + (" (in place)" if v in layout.inplace
-                                                   else ""))
+                                                   else "")
+                         + (" rows" if v in self.rows else ""))
             elif kinds[v] == "view":
                 where = "view of input"
                 for r, slot in layout.slot.items():
@@ -87,6 +102,12 @@ class Plan:
         self.nbytes = layout.nbytes
         self.nslots = len(layout.slots)
         self.out_shape = shapes[out]
+
+
+def _rows_shape(shape):
+    """The stored shape of a value held as rows of channels: (N, C, H, W) -> (H, W, N, C)."""
+    n, c, h, w = shape
+    return h, w, n, c
 
 
 def _contiguous(loose, step):

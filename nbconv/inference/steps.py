@@ -24,8 +24,9 @@ from ..functional.pool import (
     _global_mean,
     _max_pool2d_into,
 )
+from ..kernels.pool2d import _max_pool2d_rows_fwd
 
-__all__ = ["output_kind", "ELEMENTWISE", "build", "describe"]
+__all__ = ["output_kind", "ELEMENTWISE", "build", "describe", "conv_geometry"]
 
 #: the kinds whose output goes in a planned buffer when their inputs are plain 4-D (2-D for
 #: linear) arrays of the model's dtype
@@ -61,20 +62,24 @@ def uses_blas(step, x_shapes, dtype, algorithm) -> bool:
     if step.kind == "linear":
         return True
     if step.kind == "conv" and x_shapes[0][0]:
-        g = _conv_geometry(step, x_shapes[0])
+        g = conv_geometry(step, x_shapes[0])
         p = forward_plan("conv2d", tuple(x_shapes[0]), step.weight.shape, g, dtype, algorithm)
         return p.algorithm != "direct"
     return False
 
 
-def build(step, x_shapes, y, algorithm, dtype, blas_held=False):
+def build(step, x_shapes, y, algorithm, dtype, blas_held=False, in_rows=None, out_rows=False):
     """The closure ``run(vals)`` of a fast step, ``y`` its output buffer; ``blas_held``: the
-    caller keeps BLAS single-threaded around the whole network."""
+    caller keeps BLAS single-threaded around the whole network.  ``in_rows`` (one flag per
+    input) and ``out_rows``: which of its values are rows of channels ``(H, W, N, C)``
+    (:mod:`.layouts`); ``x_shapes`` are NCHW all the same."""
     i = step.inputs
     kind, m = step.kind, step.module
+    if in_rows and any(in_rows) or out_rows:
+        return _build_rows(step, x_shapes, y, algorithm, in_rows or [False] * len(i), out_rows)
     if kind == "conv":
         w, b, relu = step.weight, step.bias, step.relu
-        g = _conv_geometry(step, x_shapes[0])
+        g = conv_geometry(step, x_shapes[0])
         fwd = engine.forward
         i0 = i[0]
         # the plan and the weights it runs with (kept taps, packing) are made once
@@ -154,6 +159,57 @@ def build(step, x_shapes, y, algorithm, dtype, blas_held=False):
     return run
 
 
+def _build_rows(step, x_shapes, y, algorithm, in_rows, out_rows):
+    """The closure of a step that reads or writes rows of channels (see :mod:`.layouts`)."""
+    i = step.inputs
+    kind, m = step.kind, step.module
+    if kind == "conv":
+        w, b, relu = step.weight, step.bias, step.relu
+        g = conv_geometry(step, x_shapes[0])
+        i0, r_in = i[0], in_rows[0]
+        prepared = engine.prepare_forward("conv2d", x_shapes[0], w, g, algorithm, r_in,
+                                          out_rows)
+        fwd_rows, fwd = engine.forward_rows, engine.forward
+
+        def exact(xn):  # the plain forward, for results holding inf or NaN
+            return fwd("conv2d", xn, w, b, g, algorithm, relu)
+
+        def run(vals):
+            fwd_rows(vals[i0], b, y, relu, prepared, r_in, out_rows, exact)
+    elif kind == "maxpool":
+        c = m._config
+        _, k, st, p, _ = window_args("max_pool2d", x_shapes[0], c["kernel_size"], c["stride"],
+                                     c["padding"], c["dilation"], c["ceil_mode"])
+        N, C, H, W = x_shapes[0]
+        y3 = y.reshape(y.shape[0], y.shape[1], N * C)
+        i0 = i[0]
+
+        def run(vals):
+            _max_pool2d_rows_fwd(vals[i0].reshape(H, W, N * C), y3, *k, *st, *p)
+    elif kind == "concat":
+        ins = tuple(i)
+
+        def run(vals):  # channels are the last axis of rows
+            np.concatenate([vals[k] for k in ins], axis=3, out=y)
+    elif kind in ("global_avg", "adaptive_avg"):
+        N, C, H, W = x_shapes[0]
+        y1 = y.reshape(N * C)
+        i0 = i[0]
+
+        def run(vals):  # float64 sums, as the NCHW kernels
+            y1[...] = vals[i0].reshape(H * W, N * C).mean(axis=0, dtype=np.float64)
+    elif kind == "relu":
+        i0 = i[0]
+
+        def run(vals):
+            _relu_into(vals[i0], y)
+    elif kind == "add":
+        run = _add(i, y, step.relu)
+    else:  # pragma: no cover - layouts.rows_values admits only the kinds above
+        raise AssertionError(kind)
+    return run
+
+
 def _add(ins, y, relu):
     if relu and len(ins) == 2:
         a, b = ins
@@ -212,7 +268,8 @@ def build_fresh(step, dtype):
     return run
 
 
-def _conv_geometry(step, x_shape):
+def conv_geometry(step, x_shape):
+    """A convolution step's checked geometry for inputs of ``x_shape``."""
     m, w = step.module, step.weight
     desc = f"x shape {tuple(x_shape)}, weight shape {tuple(w.shape)}"
     return shaped("conv2d", tuple(x_shape), w.shape, m._hyper(), desc)  # validated by m
@@ -223,7 +280,7 @@ def describe(step, x_shapes, dtype, algorithm) -> str:
     if step.kind == "conv" and len(x_shapes[0]) == 4:
         if x_shapes[0][0] == 0:
             return "conv2d (empty batch: no kernel)"
-        g = _conv_geometry(step, x_shapes[0])
+        g = conv_geometry(step, x_shapes[0])
         p = forward_plan("conv2d", tuple(x_shapes[0]), step.weight.shape, g, dtype, algorithm)
         return f"conv2d {p.algorithm}"
     if step.kind == "opaque":

@@ -31,6 +31,7 @@ __all__ = [
     "_max_pool2d_sep_fwd",
     "_max_pool2d_values_fwd",
     "_max_pool2d_across_fwd",
+    "_max_pool2d_rows_fwd",
     "_max_pool2d_values_fwd_serial",
     "_max_pool2d_bwd_flat",
     "_global_avg_pool2d_fwd",
@@ -798,3 +799,40 @@ def _adaptive_avg_pool2d_across(x, y, p0, p1):
                 count = (he - hs) * (we - ws)
                 for g in range(n):
                     y[q0 + g, i, j] = acc[g] / count
+
+
+# ------------------------------------------------------------------ pooling rows of channels
+#
+# A planned network (:mod:`nbconv.inference`) may keep a map as rows of channels, ``(H, W, L)``
+# with ``L = N * C`` lanes contiguous (the tap-GEMM convolution's own layout): every window tap
+# is then one contiguous run of ``L`` values, and pooling needs no transposition at all.
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _max_pool2d_rows_fwd(x, y, kh, kw, sy, sx, ph, pw):
+    """Max pooling without the argmax of ``x`` (H, W, L) into ``y`` (OH, OW, L), dilation 1,
+    every window holding a tap of the input; the rule of :func:`_max_pool2d_values_planes`
+    (NaN wins).  ``prange`` over blocks of lanes."""
+    H, W, L = x.shape
+    OH, OW = y.shape[0], y.shape[1]
+    ninf = -np.inf
+    nblocks = max(1, min(64, L // 256))
+    for blk in prange(nblocks):
+        l0 = blk * L // nblocks
+        l1 = (blk + 1) * L // nblocks
+        for i in range(OH):
+            hs = max(i * sy - ph, 0)
+            he = min(i * sy - ph + kh, H)
+            for j in range(OW):
+                ws = max(j * sx - pw, 0)
+                we = min(j * sx - pw + kw, W)
+                out = y[i, j]
+                for l in range(l0, l1):
+                    out[l] = ninf
+                for h in range(hs, he):
+                    for w in range(ws, we):
+                        src = x[h, w]
+                        for l in range(l0, l1):
+                            v = src[l]
+                            m = out[l]
+                            out[l] = v if (v > m) | (v != v) else m

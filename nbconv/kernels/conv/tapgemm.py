@@ -96,6 +96,29 @@ def _conv2d_tapgemm_from_rows(xt, x, b, has_bias, relu=False, scale=None):
                 x[n, c, h, w] = v if not relu or not (v <= 0) else zero
 
 
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_tapgemm_rows_epilogue(yt, b, has_bias, relu=False, scale=None):
+    """:func:`_conv2d_tapgemm_from_rows`'s per-channel epilogue in place, the result staying
+    in rows of channels (a planned network's next layer reads them as its own rows):
+    ``yt[r, c] = max(yt[r, c] (* scale[c]) (+ b[c]), 0)`` (the parts asked for; NaN kept).
+
+    yt : (R, C) C-contiguous; b : (C,) (any length when not ``has_bias``); scale : (C,)
+    float64, or None.  Tasks of whole rows."""
+    R, C = yt.shape
+    zero = yt.dtype.type(0)
+    tasks = min(R, 64)
+    for task in numba.prange(tasks):
+        for r in range(task * R // tasks, (task + 1) * R // tasks):
+            row = yt[r]
+            for c in range(C):
+                v = row[c]
+                if scale is not None:
+                    v = v * scale[c]
+                if has_bias:
+                    v = v + b[c]
+                row[c] = v if not relu or not (v <= 0) else zero
+
+
 @numba.njit(**_config.JIT_OPTIONS)
 def _zero_columns(a, c0, c1):
     """``a[:, c0:c1] = 0`` for a 2-D ``a`` (a serial helper, so that LLVM vectorises it)."""

@@ -1,0 +1,162 @@
+"""A planned network's maps held as rows of channels ``(H, W, N, C)`` between layers
+(``nbconv.inference.layouts``): which values the planner keeps so, and that the result is the
+plain forward's -- non-finite values included -- against the layer-by-layer NCHW forward and
+an explicit-loop pooling reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from reference_pool import ref_max_pool2d
+
+import nbconv as nc
+from nbconv import nn
+from nbconv.kernels import pool2d as K
+
+RNG = np.random.default_rng(21)
+
+
+def _plain(model, x):
+    model.eval()
+    with nc.no_grad():
+        return model(x)
+
+
+def _close(a, b, rtol=2e-4):
+    assert a.shape == b.shape and a.dtype == b.dtype
+    scale = max(float(np.nanmax(np.abs(b))) if b.size else 1.0, 1e-6)
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * scale)
+
+
+def _inception_like(c=6):
+    """1x1 and 3x3 branches, a 3x3/1 max pool branch, a channel concat, a 3x3/2 max pool,
+    a residual sum with its ReLU, a global average and a classifier."""
+    g = nn.Graph()
+    g.add("stem", nn.Conv2d(3, c, 3, padding=1), "input")
+    g.add("b1", nn.Conv2d(c, c, 1), "stem")
+    g.add("b1r", nn.ReLU(), "b1")
+    g.add("b2a", nn.Conv2d(c, c, 1), "stem")
+    g.add("b2r", nn.ReLU(), "b2a")
+    g.add("b2b", nn.Conv2d(c, c, 3, padding=1), "b2r")
+    g.add("b3a", nn.MaxPool2d(3, 1, padding=1), "stem")
+    g.add("b3b", nn.Conv2d(c, c, 1), "b3a")
+    g.add("cat", nn.Concat(), "b1r", "b2b", "b3b")
+    g.add("pool", nn.MaxPool2d(3, 2, padding=1, ceil_mode=True), "cat")
+    g.add("c2", nn.Conv2d(3 * c, 3 * c, 3, padding=1), "pool")
+    g.add("res", nn.Add(), "pool", "c2")
+    g.add("rr", nn.ReLU(), "res")
+    g.add("gap", nn.AdaptiveAvgPool2d((1, 1)), "rr")
+    g.add("flat", nn.Flatten(), "gap")
+    g.add("fc", nn.Linear(3 * c, 5), "flat")
+    return g
+
+
+def _row_names(cm, n):
+    plan = cm._plan(n)
+    return {row[0] for row in plan.rows if row[4].endswith("rows")}
+
+
+def test_planner_keeps_chains_in_rows_and_the_ends_in_nchw():
+    nc.manual_seed(3)
+    model = _inception_like()
+    cm = nc.compile(model, (2, 3, 9, 9), algorithm="tapgemm")
+    rows = _row_names(cm, 2)
+    # the branches, their concatenation, the pools and the residual sum stay in rows ...
+    assert {"b1", "b2a", "b2b", "b3a", "b3b", "cat", "pool", "c2", "res"} <= rows
+    # ... the stem (read by a max pool and two convolutions: all take rows) too; the global
+    # average writes NCHW for the flatten, and the classifier's values are not maps
+    assert "stem" in rows and not {"gap", "fc"} & rows
+    assert "rows" in cm.explain()
+
+
+def test_rows_network_equals_the_plain_forward():
+    nc.manual_seed(4)
+    model = _inception_like()
+    cm = nc.compile(model, (3, 3, 9, 9), algorithm="tapgemm")
+    for n in (3, 1, 4):
+        x = RNG.standard_normal((n, 3, 9, 9), dtype=np.float32)
+        _close(cm(x), _plain(model, x))
+
+
+def test_rows_network_non_finite_values_as_plain_forward():
+    """inf and NaN entering rows of channels reach exactly the outputs the plain forward
+    gives them (the prepared layers recompute such results in NCHW)."""
+    nc.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(2, 4, 1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
+                          nn.MaxPool2d(3, 1, padding=1), nn.Conv2d(4, 3, 1))
+    cm = nc.compile(model, (2, 2, 6, 6), algorithm="tapgemm")
+    assert {"0", "2", "3"} <= _row_names(cm, 2)
+    x = RNG.standard_normal((2, 2, 6, 6), dtype=np.float32)
+    x[0, 1, 2, 3] = np.nan
+    x[1, 0, 5, 0] = np.inf
+    x[1, 1, 0, 5] = -np.inf
+    y, want = cm(x), _plain(model, x)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(want))
+    assert np.isfinite(want).any() and not np.isfinite(want).all()
+    fin = np.isfinite(want)
+    _close(y[fin], want[fin])
+
+
+def test_readers_that_need_nchw_keep_their_values_nchw():
+    """A strided convolution, the network's result and a module run as it is read NCHW, so
+    the values they read are not rows; a strided convolution may write rows all the same."""
+    nc.manual_seed(6)
+
+    class Doubler(nn.Module):  # a user module: runs as it is, on NCHW
+        def forward(self, x):
+            return 2 * x
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 3, stride=2, padding=1),
+                          nn.Conv2d(4, 4, 1), Doubler(), nn.Conv2d(4, 4, 1))
+    cm = nc.compile(model, (2, 3, 8, 8), algorithm="tapgemm")
+    assert _row_names(cm, 2) == {"1"}  # read by the 1x1 convolution "2" only
+    x = RNG.standard_normal((2, 3, 8, 8), dtype=np.float32)
+    _close(cm(x), _plain(model, x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, k, s, p, ceil_mode", [
+    ((2, 3, 4, 4), 3, 1, 1, False),
+    ((2, 5, 8, 8), 3, 2, 1, False),
+    ((1, 300, 7, 5), 3, 2, 1, True),    # more lanes than one block, partial windows
+    ((3, 2, 6, 9), (2, 3), (2, 1), (1, 1), True),
+    ((1, 1, 1, 1), 3, 1, 1, False),
+])
+def test_max_pool_rows_kernel_matches_reference(dtype, shape, k, s, p, ceil_mode):
+    def pair(v):
+        return (v, v) if isinstance(v, int) else v
+
+    k, s, p = pair(k), pair(s), pair(p)
+    x = RNG.standard_normal(shape).astype(dtype)
+    x.flat[::7] = np.nan
+    x.flat[3::11] = -np.inf
+    want = ref_max_pool2d(x, k, s, p, (1, 1), ceil_mode)[0]
+    N, C, H, W = shape
+    OH, OW = want.shape[2:]
+    xr = np.ascontiguousarray(x.transpose(2, 3, 0, 1)).reshape(H, W, N * C)
+    y = np.full((OH, OW, N * C), 7.0, dtype)
+    K._max_pool2d_rows_fwd(xr, y, *k, *s, *p)
+    np.testing.assert_array_equal(y.reshape(OH, OW, N, C).transpose(2, 3, 0, 1), want)
+
+
+def test_recomputation_of_non_finite_results_from_rows(monkeypatch):
+    """The recomputation a non-finite result triggers (NCHW forward of the layer, the input
+    rearranged from rows and the result back into rows) gives the same network output: forced
+    here on every layer by reporting every result as non-finite."""
+    from nbconv.conv import engine
+
+    nc.manual_seed(7)
+    model = _inception_like()
+    cm = nc.compile(model, (2, 3, 9, 9), algorithm="tapgemm")
+    x = RNG.standard_normal((2, 3, 9, 9), dtype=np.float32)
+    want = _plain(model, x)
+    calls = []
+
+    def never_finite(*arrays):
+        calls.append(len(arrays))
+        return False
+
+    monkeypatch.setattr(engine, "finite", never_finite)
+    _close(cm(x), want)
+    assert len(calls) >= 6  # every convolution of the rows chain recomputed
