@@ -99,8 +99,9 @@ def test_rows_network_non_finite_values_as_plain_forward():
 
 
 def test_readers_that_need_nchw_keep_their_values_nchw():
-    """A strided convolution, the network's result and a module run as it is read NCHW, so
-    the values they read are not rows; a strided convolution may write rows all the same."""
+    """The network's result and a module run as it is read NCHW, so the values they read are
+    not rows; a strided tap-GEMM convolution reads rows (split into its stride phases, odd
+    sizes included) and writes them."""
     nc.manual_seed(6)
 
     class Doubler(nn.Module):  # a user module: runs as it is, on NCHW
@@ -108,11 +109,13 @@ def test_readers_that_need_nchw_keep_their_values_nchw():
             return 2 * x
 
     model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 3, stride=2, padding=1),
-                          nn.Conv2d(4, 4, 1), Doubler(), nn.Conv2d(4, 4, 1))
-    cm = nc.compile(model, (2, 3, 8, 8), algorithm="tapgemm")
-    assert _row_names(cm, 2) == {"1"}  # read by the 1x1 convolution "2" only
-    x = RNG.standard_normal((2, 3, 8, 8), dtype=np.float32)
-    _close(cm(x), _plain(model, x))
+                          nn.Conv2d(4, 4, (2, 3), stride=(3, 2)), Doubler(),
+                          nn.Conv2d(4, 4, 1))
+    cm = nc.compile(model, (2, 3, 11, 9), algorithm="tapgemm")
+    assert _row_names(cm, 2) == {"0", "1"}
+    for n in (2, 3):
+        x = RNG.standard_normal((n, 3, 11, 9), dtype=np.float32)
+        _close(cm(x), _plain(model, x))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -136,12 +136,12 @@ class Prepared(NamedTuple):
 def rows_layouts(op, x_shape, weight_shape, g: Geom, dtype, algorithm="auto"):
     """``(writes, reads)``: whether the prepared forward of this layer can write its result
     as rows of channels ``(OH, OW, N, F)`` and read its input as ``(H, W, N, C)`` (see
-    :func:`forward_rows`): a tap-GEMM plan with zero padding and a prepared closure; reading
-    needs stride 1 too."""
+    :func:`forward_rows`): both where the plan is tap-GEMM with zero padding and a prepared
+    closure."""
     p = forward_plan(op, tuple(x_shape), tuple(weight_shape), g, dtype, algorithm)
-    writes = (p.algorithm == "tapgemm" and g.mode == "zeros" and x_shape[0] > 0
-              and tapgemm.can_prepare(tuple(x_shape), weight_shape, p.geometry, dtype))
-    return writes, writes and (p.geometry.sy, p.geometry.sx) == (1, 1)
+    ok = (p.algorithm == "tapgemm" and g.mode == "zeros" and x_shape[0] > 0
+          and tapgemm.can_prepare(tuple(x_shape), weight_shape, p.geometry, dtype))
+    return ok, ok
 
 
 def forward_rows(x, bias, y, relu, prepared: Prepared, in_rows, out_rows, exact):

@@ -130,10 +130,11 @@ def prepare_forward(x_shape, w, g: Geom, packed, in_rows=False, out_rows=False):
     :func:`can_prepare`).  At batch 1 the per-call decisions of :func:`conv2d_forward` took as
     long as its kernels.
 
-    With ``in_rows`` (stride 1 only) ``x`` is already rows of channels ``(H, W, N, C)``, the
-    kernels' own layout, and is read in place; with ``out_rows`` ``y`` is ``(OH, OW, N, F)``
-    and the result stays in that layout (the epilogue in place).  A planned network chains
-    layers so, without the two layout passes between them.
+    With ``in_rows`` ``x`` is already rows of channels ``(H, W, N, C)``: at stride 1 the
+    kernels' own layout, read in place, else split into its stride phases by block copies
+    (runs of ``N*C`` contiguous numbers); with ``out_rows`` ``y`` is ``(OH, OW, N, F)`` and
+    the result stays in that layout (the epilogue in place).  A planned network chains layers
+    so, without the two layout passes between them.
 
     ``packed`` is :func:`pack_weights` of ``w``; the slabs are sized for the thread count at
     hand (another count later still computes the same result).  The caller holds BLAS
@@ -143,8 +144,6 @@ def prepare_forward(x_shape, w, g: Geom, packed, in_rows=False, out_rows=False):
     OH, OW = g.OH, g.OW
     if not can_prepare(x_shape, w.shape, g, w.dtype):
         return None
-    if in_rows and (g.sy, g.sx) != (1, 1):
-        raise ValueError("rows of channels as input need stride 1")  # the planner's bug
     fn, width = gemm_for(w.dtype)
     sy, sx, pt, pl, dh, dw = g.sy, g.sx, g.pt, g.pl, g.dh, g.dw
     xt_shape = (sy, sx, -(-H // sy), -(-W // sx), N, C)
@@ -160,8 +159,14 @@ def prepare_forward(x_shape, w, g: Geom, packed, in_rows=False, out_rows=False):
     def run(x, b, y, relu, scale):
         # fresh buffers each call: the allocator reuses them, and a planned network keeps
         # no per-layer scratch alive
-        if in_rows:
+        if in_rows and sy == sx == 1:
             xt = x.reshape(xt_shape)
+        elif in_rows:
+            xt = np.empty(xt_shape, dtype=dtype)  # cells past the edge: read by no tap
+            for ry in range(sy):
+                for rx in range(sx):
+                    phase = x[ry::sy, rx::sx]
+                    xt[ry, rx, :phase.shape[0], :phase.shape[1]] = phase
         else:
             xt = np.empty(xt_shape, dtype=dtype)
             to_rows(x, xt)

@@ -8,12 +8,12 @@ every reader can take them:
 
 * producers: a tap-GEMM convolution; a max pooling, ReLU, residual sum or channel
   concatenation whose inputs are all rows (their results are rows too);
-* readers: a tap-GEMM convolution of stride 1 (rows are its input layout), those same
-  elementwise and pooling steps (their own results then in rows), and a global average
-  pooling (which writes NCHW ``(N, C, 1, 1)``).
+* readers: a tap-GEMM convolution (rows are its input layout; a strided one splits them into
+  stride phases by block copies), those same elementwise and pooling steps (their own results
+  then in rows), and a global average pooling (which writes NCHW ``(N, C, 1, 1)``).
 
-Everything else (the network's result, a flatten, a linear layer, a strided convolution, any
-module run as it is) reads NCHW, so a value one of them reads stays NCHW.  The decision is a
+Everything else (the network's result, a flatten, a linear layer, a convolution of another
+algorithm, any module run as it is) reads NCHW, so a value one of them reads stays NCHW.  The decision is a
 fixpoint: dropping a value from rows can drop the values that depended on it.
 """
 
