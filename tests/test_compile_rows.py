@@ -141,6 +141,22 @@ def test_max_pool_rows_kernel_matches_reference(dtype, shape, k, s, p, ceil_mode
     y = np.full((OH, OW, N * C), 7.0, dtype)
     K._max_pool2d_rows_fwd(xr, y, *k, *s, *p)
     np.testing.assert_array_equal(y.reshape(OH, OW, N, C).transpose(2, 3, 0, 1), want)
+    # NCHW planes in, rows out (a map entering rows at its pooling layer)
+    for blocks in (1, 3):
+        y = np.full((OH, OW, N * C), 7.0, dtype)
+        K._max_pool2d_planes_to_rows(x.reshape(N * C, H, W), y, blocks, *k, *s, *p)
+        np.testing.assert_array_equal(y.reshape(OH, OW, N, C).transpose(2, 3, 0, 1), want)
+
+
+def test_nchw_map_enters_rows_at_a_max_pool():
+    nc.manual_seed(8)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.Sigmoid(),
+                          nn.MaxPool2d(3, 2, padding=1), nn.Conv2d(5, 4, 1), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3, padding=1))
+    cm = nc.compile(model, (3, 3, 10, 10), algorithm="tapgemm")
+    assert {"2", "3"} <= _row_names(cm, 3) and "1" not in _row_names(cm, 3)
+    x = RNG.standard_normal((3, 3, 10, 10), dtype=np.float32)
+    _close(cm(x), _plain(model, x))
 
 
 def test_recomputation_of_non_finite_results_from_rows(monkeypatch):

@@ -6,8 +6,10 @@ tap-GEMM layer rearrange it again costs two passes over the map per layer, and N
 of small maps transposes too.  So a value stays in rows when its producer can write rows and
 every reader can take them:
 
-* producers: a tap-GEMM convolution; a max pooling, ReLU, residual sum or channel
-  concatenation whose inputs are all rows (their results are rows too);
+* producers: a tap-GEMM convolution; a ReLU, residual sum or channel concatenation whose
+  inputs are all rows (their results are rows too); a max pooling of rows, or of NCHW maps
+  small enough to pool across planes (the stem's pool of a CIFAR network: its result enters
+  rows there);
 * readers: a tap-GEMM convolution (rows are its input layout; a strided one splits them into
   stride phases by block copies), those same elementwise and pooling steps (their own results
   then in rows), and a global average pooling (which writes NCHW ``(N, C, 1, 1)``).
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..conv import engine
+from ..kernels.pool2d import ACROSS_MAX_PLANE
 
 __all__ = ["rows_values", "ROWS_KINDS"]
 
@@ -83,7 +86,8 @@ def rows_values(steps, out: int, shapes: dict, fasts: dict, conv_geometry, algor
         changed = False
         for v in sorted(rows):
             s = producer[v]
-            ok = v != out and (s.kind not in ROWS_KINDS or all(i in rows for i in s.inputs))
+            ok = v != out and (s.kind not in ROWS_KINDS or all(i in rows for i in s.inputs)
+                               or (s.kind == "maxpool" and _across(shapes[s.inputs[0]])))
             for r in readers[v]:
                 if not ok:
                     break
@@ -92,6 +96,11 @@ def rows_values(steps, out: int, shapes: dict, fasts: dict, conv_geometry, algor
                 rows.discard(v)
                 changed = True
     return rows
+
+
+def _across(shape) -> bool:
+    """Whether an NCHW map's planes are pooled across planes, straight into rows."""
+    return shape[2] * shape[3] <= ACROSS_MAX_PLANE
 
 
 def _plain_window(s) -> bool:

@@ -23,8 +23,9 @@ from ..functional.pool import (
     _avg_pool2d_into,
     _global_mean,
     _max_pool2d_into,
+    _values_blocks,
 )
-from ..kernels.pool2d import _max_pool2d_rows_fwd
+from ..kernels.pool2d import _max_pool2d_planes_to_rows, _max_pool2d_rows_fwd
 
 __all__ = ["output_kind", "ELEMENTWISE", "build", "describe", "conv_geometry"]
 
@@ -183,9 +184,15 @@ def _build_rows(step, x_shapes, y, algorithm, in_rows, out_rows):
         N, C, H, W = x_shapes[0]
         y3 = y.reshape(y.shape[0], y.shape[1], N * C)
         i0 = i[0]
+        if in_rows[0]:
+            def run(vals):
+                _max_pool2d_rows_fwd(vals[i0].reshape(H, W, N * C), y3, *k, *st, *p)
+        else:  # an NCHW map enters rows here
+            blocks = _values_blocks((N * C, H, W))
 
-        def run(vals):
-            _max_pool2d_rows_fwd(vals[i0].reshape(H, W, N * C), y3, *k, *st, *p)
+            def run(vals):
+                _max_pool2d_planes_to_rows(vals[i0].reshape(N * C, H, W), y3, blocks, *k, *st,
+                                           *p)
     elif kind == "concat":
         ins = tuple(i)
 

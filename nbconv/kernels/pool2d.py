@@ -32,6 +32,7 @@ __all__ = [
     "_max_pool2d_values_fwd",
     "_max_pool2d_across_fwd",
     "_max_pool2d_rows_fwd",
+    "_max_pool2d_planes_to_rows",
     "_max_pool2d_values_fwd_serial",
     "_max_pool2d_bwd_flat",
     "_global_avg_pool2d_fwd",
@@ -643,25 +644,34 @@ ACROSS_MAX_PLANE = 1024
 
 
 @njit(**_config.JIT_OPTIONS)
-def _max_pool2d_values_across(x, y, p0, p1, kh, kw, sy, sx, ph, pw):
+def _planes_as_lanes(x, t, q0, n):
+    """``t[h * W + w, g] = x[q0 + g, h, w]`` for ``g < n``: a group of planes (P, H, W)
+    transposed so that each pixel's values across the planes are one contiguous row."""
+    H, W = x.shape[1], x.shape[2]
+    for g in range(n):
+        for h in range(H):
+            for w in range(W):
+                t[h * W + w, g] = x[q0 + g, h, w]
+
+
+@njit(**_config.JIT_OPTIONS)
+def _max_pool2d_values_across(x, y, p0, p1, kh, kw, sy, sx, ph, pw, to_rows=False):
     """Planes ``p0:p1`` max-pooled ``ACROSS_PLANES`` at a time, the planes as vector lanes.
 
     Small maps (4x4 in GoogLeNet's later stages) give the row-wise helper loops of three or
     four columns; here each group of planes is transposed once into ``t`` (H * W, lanes), every
-    window tap is then one full-width vector maximum, and the maxima go back plane by plane.
+    window tap is then one full-width vector maximum, and the maxima go back plane by plane
+    into ``y`` (P, OH, OW) -- or, ``to_rows``, as one contiguous run into ``y`` (OH, OW, P).
     """
     H, W = x.shape[1], x.shape[2]
-    OH, OW = y.shape[1], y.shape[2]
+    OH, OW = (y.shape[0], y.shape[1]) if to_rows else (y.shape[1], y.shape[2])
     G = ACROSS_PLANES
     t = np.empty((H * W, G), x.dtype)
     acc = np.empty(G, x.dtype)
     ninf = -np.inf
     for q0 in range(p0, p1, G):
         n = min(G, p1 - q0)
-        for g in range(n):
-            for h in range(H):
-                for w in range(W):
-                    t[h * W + w, g] = x[q0 + g, h, w]
+        _planes_as_lanes(x, t, q0, n)
         for i in range(OH):
             hs = max(i * sy - ph, 0)
             he = min(i * sy - ph + kh, H)
@@ -677,8 +687,13 @@ def _max_pool2d_values_across(x, y, p0, p1, kh, kw, sy, sx, ph, pw):
                             v = tr[g]
                             m = acc[g]
                             acc[g] = v if (v > m) | (v != v) else m
-                for g in range(n):
-                    y[q0 + g, i, j] = acc[g]
+                if to_rows:
+                    out = y[i, j]
+                    for g in range(n):
+                        out[q0 + g] = acc[g]
+                else:
+                    for g in range(n):
+                        y[q0 + g, i, j] = acc[g]
 
 
 @njit(parallel=True, **_config.JIT_OPTIONS)
@@ -706,10 +721,7 @@ def _max_pool2d_across_idx(x, y, idx, p0, p1, kh, kw, sy, sx, ph, pw):
     ninf = -np.inf
     for q0 in range(p0, p1, G):
         n = min(G, p1 - q0)
-        for g in range(n):
-            for h in range(H):
-                for w in range(W):
-                    t[h * W + w, g] = x[q0 + g, h, w]
+        _planes_as_lanes(x, t, q0, n)
         for i in range(OH):
             hs = max(i * sy - ph, 0)
             he = min(i * sy - ph + kh, H)
@@ -779,10 +791,7 @@ def _adaptive_avg_pool2d_across(x, y, p0, p1):
     acc = np.empty(G, np.float64)
     for q0 in range(p0, p1, G):
         n = min(G, p1 - q0)
-        for g in range(n):
-            for h in range(H):
-                for w in range(W):
-                    t[h * W + w, g] = x[q0 + g, h, w]
+        _planes_as_lanes(x, t, q0, n)
         for i in range(OH):
             hs = (i * H) // OH
             he = ((i + 1) * H + OH - 1) // OH
@@ -836,3 +845,15 @@ def _max_pool2d_rows_fwd(x, y, kh, kw, sy, sx, ph, pw):
                             v = src[l]
                             m = out[l]
                             out[l] = v if (v > m) | (v != v) else m
+
+
+@njit(parallel=True, **_config.JIT_OPTIONS)
+def _max_pool2d_planes_to_rows(x, y, nblocks, kh, kw, sy, sx, ph, pw):
+    """Max pooling without the argmax of planes ``x`` (P, H, W) into rows ``y`` (OH, OW, P),
+    dilation 1: :func:`_max_pool2d_values_across`'s groups of planes, each window's maxima
+    stored as one contiguous run of the output row (a planned network's NCHW map entering
+    rows of channels at a pooling layer).  ``prange`` over ``nblocks`` blocks of planes."""
+    P = x.shape[0]
+    for b in prange(nblocks):
+        _max_pool2d_values_across(x, y, b * P // nblocks, (b + 1) * P // nblocks,
+                                  kh, kw, sy, sx, ph, pw, True)
