@@ -9,23 +9,13 @@ import numpy as np
 import pytest
 from reference_pool import ref_max_pool2d
 
+from test_compile import _close, _plain
+
 import nbconv as nc
 from nbconv import nn
 from nbconv.kernels import pool2d as K
 
 RNG = np.random.default_rng(21)
-
-
-def _plain(model, x):
-    model.eval()
-    with nc.no_grad():
-        return model(x)
-
-
-def _close(a, b, rtol=2e-4):
-    assert a.shape == b.shape and a.dtype == b.dtype
-    scale = max(float(np.nanmax(np.abs(b))) if b.size else 1.0, 1e-6)
-    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * scale)
 
 
 def _inception_like(c=6):

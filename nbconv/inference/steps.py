@@ -33,6 +33,9 @@ __all__ = ["output_kind", "ELEMENTWISE", "build", "describe", "conv_geometry"]
 #: linear) arrays of the model's dtype
 _BUFFERED = {"conv", "linear", "relu", "sigmoid", "tanh", "leaky_relu", "maxpool", "avgpool",
              "adaptive_avg", "global_avg", "add", "concat"}
+#: the kinds whose closure depends on rows of channels (ReLU and residual sums are the same
+#: elementwise pass in either layout)
+_ROWS_SPECIFIC = {"conv", "maxpool", "concat", "global_avg", "adaptive_avg"}
 #: the kinds that may write over their first input
 ELEMENTWISE = {"relu", "sigmoid", "tanh", "leaky_relu", "add"}
 _SPATIAL = {"conv", "maxpool", "avgpool", "adaptive_avg", "global_avg"}
@@ -76,7 +79,7 @@ def build(step, x_shapes, y, algorithm, dtype, blas_held=False, in_rows=None, ou
     (:mod:`.layouts`); ``x_shapes`` are NCHW all the same."""
     i = step.inputs
     kind, m = step.kind, step.module
-    if in_rows and any(in_rows) or out_rows:
+    if kind in _ROWS_SPECIFIC and (in_rows and any(in_rows) or out_rows):
         return _build_rows(step, x_shapes, y, algorithm, in_rows or [False] * len(i), out_rows)
     if kind == "conv":
         w, b, relu = step.weight, step.bias, step.relu
@@ -205,14 +208,7 @@ def _build_rows(step, x_shapes, y, algorithm, in_rows, out_rows):
 
         def run(vals):  # float64 sums, as the NCHW kernels
             y1[...] = vals[i0].reshape(H * W, N * C).mean(axis=0, dtype=np.float64)
-    elif kind == "relu":
-        i0 = i[0]
-
-        def run(vals):
-            _relu_into(vals[i0], y)
-    elif kind == "add":
-        run = _add(i, y, step.relu)
-    else:  # pragma: no cover - layouts.rows_values admits only the kinds above
+    else:  # pragma: no cover - build() sends only _ROWS_SPECIFIC kinds here
         raise AssertionError(kind)
     return run
 

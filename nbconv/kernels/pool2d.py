@@ -609,6 +609,13 @@ def _global_avg_pool2d_bwd_serial(dy, dx, HW, nblocks):
 # never the result unless the window's values are all ``-inf``.
 
 
+@njit(inline="always")
+def _span(i, s, p, k, n):
+    """The input indices ``[start, stop)`` of window ``i`` (stride ``s``, padding ``p``,
+    size ``k``, dilation 1) along an axis of length ``n``."""
+    return max(i * s - p, 0), min(i * s - p + k, n)
+
+
 @njit(**_config.JIT_OPTIONS)
 def _max_pool2d_values_planes(x, y, p0, p1, kh, kw, sy, sx, ph, pw):
     """Planes ``p0:p1`` of ``x`` (P, H, W) max-pooled into ``y`` (P, OH, OW), dilation 1
@@ -621,8 +628,7 @@ def _max_pool2d_values_planes(x, y, p0, p1, kh, kw, sy, sx, ph, pw):
             yr = y[p, i]
             for j in range(OW):
                 yr[j] = ninf
-            hs = max(i * sy - ph, 0)
-            he = min(i * sy - ph + kh, H)
+            hs, he = _span(i, sy, ph, kh, H)
             for h in range(hs, he):
                 xr = x[p, h]
                 for q in range(kw):
@@ -673,11 +679,9 @@ def _max_pool2d_values_across(x, y, p0, p1, kh, kw, sy, sx, ph, pw, to_rows=Fals
         n = min(G, p1 - q0)
         _planes_as_lanes(x, t, q0, n)
         for i in range(OH):
-            hs = max(i * sy - ph, 0)
-            he = min(i * sy - ph + kh, H)
+            hs, he = _span(i, sy, ph, kh, H)
             for j in range(OW):
-                ws = max(j * sx - pw, 0)
-                we = min(j * sx - pw + kw, W)
+                ws, we = _span(j, sx, pw, kw, W)
                 for g in range(G):
                     acc[g] = ninf
                 for h in range(hs, he):
@@ -723,11 +727,9 @@ def _max_pool2d_across_idx(x, y, idx, p0, p1, kh, kw, sy, sx, ph, pw):
         n = min(G, p1 - q0)
         _planes_as_lanes(x, t, q0, n)
         for i in range(OH):
-            hs = max(i * sy - ph, 0)
-            he = min(i * sy - ph + kh, H)
+            hs, he = _span(i, sy, ph, kh, H)
             for j in range(OW):
-                ws = max(j * sx - pw, 0)
-                we = min(j * sx - pw + kw, W)
+                ws, we = _span(j, sx, pw, kw, W)
                 first = hs * W + ws if hs < he and ws < we else -1
                 for g in range(G):
                     acc[g] = ninf
@@ -830,11 +832,9 @@ def _max_pool2d_rows_fwd(x, y, kh, kw, sy, sx, ph, pw):
         l0 = blk * L // nblocks
         l1 = (blk + 1) * L // nblocks
         for i in range(OH):
-            hs = max(i * sy - ph, 0)
-            he = min(i * sy - ph + kh, H)
+            hs, he = _span(i, sy, ph, kh, H)
             for j in range(OW):
-                ws = max(j * sx - pw, 0)
-                we = min(j * sx - pw + kw, W)
+                ws, we = _span(j, sx, pw, kw, W)
                 out = y[i, j]
                 for l in range(l0, l1):
                     out[l] = ninf

@@ -87,13 +87,7 @@ def _conv2d_tapgemm_from_rows(xt, x, b, has_bias, relu=False, scale=None):
         for w in range(W):
             src = xt[ry, w % sx, a, w // sx, n]
             for c in range(C):
-                v = src[c]
-                if scale is not None:
-                    v = v * scale[c]
-                if has_bias:
-                    v = v + b[c]
-                # "not (v <= 0)" keeps NaN, as nbconv.relu does
-                x[n, c, h, w] = v if not relu or not (v <= 0) else zero
+                x[n, c, h, w] = _epilogue(src[c], c, b, has_bias, relu, scale, zero)
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
@@ -111,12 +105,18 @@ def _conv2d_tapgemm_rows_epilogue(yt, b, has_bias, relu=False, scale=None):
         for r in range(task * R // tasks, (task + 1) * R // tasks):
             row = yt[r]
             for c in range(C):
-                v = row[c]
-                if scale is not None:
-                    v = v * scale[c]
-                if has_bias:
-                    v = v + b[c]
-                row[c] = v if not relu or not (v <= 0) else zero
+                row[c] = _epilogue(row[c], c, b, has_bias, relu, scale, zero)
+
+
+@numba.njit(inline="always")
+def _epilogue(v, c, b, has_bias, relu, scale, zero):
+    """Channel ``c``'s ``v (* scale[c]) (+ b[c])``, then ``max(., 0)`` with ``relu`` (the
+    "not (v <= 0)" keeps NaN, as :func:`nbconv.relu` does)."""
+    if scale is not None:
+        v = v * scale[c]
+    if has_bias:
+        v = v + b[c]
+    return v if not relu or not (v <= 0) else zero
 
 
 @numba.njit(**_config.JIT_OPTIONS)
