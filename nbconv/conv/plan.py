@@ -71,8 +71,8 @@ class Case(NamedTuple):
         """Tap-GEMM's ground: groups 1, no dilation, strides up to 2, ``C >= 16``, and small
         output planes -- backward passes up to 8x8 (16x16 for kernels larger than 1x1 with
         ``C >= 32``); forward passes of kernels larger than 1x1 up to 2x2, 4x4 with ``C >= 32``
-        or 8x8 with ``C <= 96``; forward 1x1 passes with ``C >= 64`` up to 3x3, 4x4 at stride
-        2 or 6x6 with ``F >= 64``."""
+        or 8x8 with ``C <= 96``; forward 1x1 passes with ``C >= 64`` up to 4x4, 6x6 with
+        ``F >= 64`` or 8x8 with ``F <= 64``."""
         if not (self.groups == 1 and not self.dilated and self.stride <= 2 and self.C >= 16):
             return False
         if self.backward:
@@ -80,8 +80,8 @@ class Case(NamedTuple):
         if self.taps > 1:
             return (self.pixels <= 4 or (self.pixels <= 16 and self.C >= 32)
                     or (self.pixels <= 64 and self.C <= 96))
-        return self.C >= 64 and (self.pixels <= 9 or (self.pixels <= 16 and not self.stride1)
-                                 or (self.pixels <= 36 and self.F >= 64))
+        return self.C >= 64 and (self.pixels <= 16 or (self.pixels <= 36 and self.F >= 64)
+                                 or (self.pixels <= 64 and self.F <= 64))
 
     def winograd_shape(self) -> bool:
         """Winograd's ground before the output size: it can run the layer, and either a 3x3
@@ -156,7 +156,7 @@ AUTO_RULES = (
              "dilation, strides up to 2, C >= 16; backward passes on up to 8x8 outputs (16x16 "
              "for kernels larger than 1x1 with C >= 32); forward passes of kernels larger than "
              "1x1 on up to 2x2, on 4x4 with C >= 32 or on 8x8 with C <= 96; 1x1 forward passes "
-             "with C >= 64 on up to 3x3, on 4x4 at stride 2 or on 6x6 with F >= 64",
+             "with C >= 64 on up to 4x4, on 6x6 with F >= 64 or on 8x8 with F <= 64",
              Case.small_maps, "tapgemm"),
     AutoRule("winograd-small-output",
              "outside small-maps, 3x3 kernels with stride 1, dilation 1, groups 1 and C, F >= 32 "

@@ -30,9 +30,11 @@ def compile(model, input_shape, *, algorithm="auto"):
     everything is decided once: an inference batch norm after a convolution is folded into the
     convolution's weights and bias; a ReLU after a convolution, a linear layer or a residual
     ``Add`` runs in that step's pass; ``Flatten`` is a view; ``Dropout`` and ``Identity`` are
-    gone; each convolution's plan is chosen; and every intermediate result gets a buffer
-    allocated once per input shape and reused by later layers (once its last reader ran) and by
-    later calls.  A module this does not handle (a subclass with its own ``forward``, any
+    gone; each convolution's plan is chosen and its weights laid out for its kernels; maps
+    between tap-GEMM layers stay rows of channels ``(H, W, N, C)``, those kernels' own layout
+    (pools, sums and concatenations work on them directly: :mod:`nbconv.inference.layouts`);
+    and every intermediate result gets a buffer allocated once per input shape and reused by
+    later layers (once its last reader ran) and by later calls.  A module this does not handle (a subclass with its own ``forward``, any
     other layer) runs as one opaque step: its ``forward`` is called under ``no_grad``.
     :meth:`CompiledModel.explain` lists the steps.
 
