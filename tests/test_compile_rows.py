@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from reference_pool import ref_max_pool2d
-
 from test_compile import _close, _plain
 
 import nbconv as nc

@@ -34,8 +34,9 @@ def compile(model, input_shape, *, algorithm="auto"):
     between tap-GEMM layers stay rows of channels ``(H, W, N, C)``, those kernels' own layout
     (pools, sums and concatenations work on them directly: :mod:`nbconv.inference.layouts`);
     and every intermediate result gets a buffer allocated once per input shape and reused by
-    later layers (once its last reader ran) and by later calls.  A module this does not handle (a subclass with its own ``forward``, any
-    other layer) runs as one opaque step: its ``forward`` is called under ``no_grad``.
+    later layers (once its last reader ran) and by later calls.  A module this does not
+    handle (a subclass with its own ``forward``, any other layer) runs as one opaque step:
+    its ``forward`` is called under ``no_grad``.
     :meth:`CompiledModel.explain` lists the steps.
 
     The model is put in eval mode (inference).  The compiled model follows later changes made

@@ -15,8 +15,9 @@ every reader can take them:
   then in rows), and a global average pooling (which writes NCHW ``(N, C, 1, 1)``).
 
 Everything else (the network's result, a flatten, a linear layer, a convolution of another
-algorithm, any module run as it is) reads NCHW, so a value one of them reads stays NCHW.  The decision is a
-fixpoint: dropping a value from rows can drop the values that depended on it.
+algorithm, any module run as it is) reads NCHW, so a value one of them reads stays NCHW.
+The decision is a fixpoint: dropping a value from rows can drop the values that depended
+on it.
 """
 
 from __future__ import annotations
