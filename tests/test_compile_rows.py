@@ -168,3 +168,46 @@ def test_recomputation_of_non_finite_results_from_rows(monkeypatch):
     monkeypatch.setattr(engine, "finite", never_finite)
     _close(cm(x), want)
     assert len(calls) >= 6  # every convolution of the rows chain recomputed
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding", [
+    ((3, 3, 32, 32), (8, 3, 11, 11), 4, 0),    # NiN's first layer, in small
+    ((2, 3, 32, 32), (5, 3, 11, 11), 4, 1),    # AlexNet's: padding on every side
+    ((2, 1, 19, 23), (4, 1, 7, 5), (5, 4), (3, 2)),  # windows past the right and bottom edge
+    ((1, 2, 9, 9), (3, 2, 3, 3), 4, 4),         # padding wider than some windows reach
+])
+def test_pixel_rows_first_layer_matches_reference(x_shape, w_shape, stride, padding):
+    """The pixel-major im2col of a planned first layer (rows of channels out) against the
+    float64 scipy reference, with bias and ReLU."""
+    from reference_conv import ref_conv2d
+
+    from nbconv._checks.conv import Geom
+    from nbconv.conv import im2col
+
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+    b = rng.standard_normal(w_shape[0])
+    g = Geom.of(x_shape, w_shape, stride=stride, padding=padding)
+    assert im2col.pixel_rows_takes(x_shape, w_shape, g, np.float64)
+    y = np.full((g.OH, g.OW, x_shape[0], w_shape[0]), np.nan)
+    im2col.prepare_pixel_rows(x_shape, w, g)(x, b, y, True, None)
+    want = np.maximum(ref_conv2d(x, w, b, stride=stride, padding=padding), 0)
+    np.testing.assert_allclose(y.transpose(2, 3, 0, 1), want, rtol=1e-10, atol=1e-10)
+
+
+def test_planned_first_layer_of_large_stride_writes_rows():
+    nc.manual_seed(9)
+    # the 3x3 reader on a 5x5 map is tap-GEMM's (small-maps), so it reads rows
+    model = nn.Sequential(nn.Conv2d(3, 16, 11, stride=4), nn.ReLU(),
+                          nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                          nn.MaxPool2d(3, 2, padding=1), nn.Flatten(), nn.Linear(16 * 3 * 3, 5))
+    cm = nc.compile(model, (4, 3, 27, 27))
+    assert "im2col (pixel rows)" in cm.explain() and "0" in _row_names(cm, 4)
+    x = RNG.standard_normal((4, 3, 27, 27), dtype=np.float32)
+    _close(cm(x), _plain(model, x))
+    x[1, 2, 13, 13] = np.nan
+    x[3, 0, 0, 0] = np.inf
+    y, want = cm(x), _plain(model, x)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(want))

@@ -37,8 +37,8 @@ from . import direct, im2col, tapgemm, winograd
 from .convplan import ConvPlan, backward_plan, forward_plan
 from .exact import exact_backward, exact_forward, finite
 
-__all__ = ["forward", "prepare_forward", "Prepared", "rows_layouts", "forward_rows", "backward",
-           "data_gradient", "DRIVERS", "device_forward", "device_backward"]
+__all__ = ["forward", "prepare_forward", "Prepared", "rows_layouts", "forward_rows", "pixel_rows",
+           "backward", "data_gradient", "DRIVERS", "device_forward", "device_backward"]
 
 
 #: the driver module of each algorithm: conv2d_forward(x, w, b, y, g, kernels) and
@@ -137,11 +137,21 @@ def rows_layouts(op, x_shape, weight_shape, g: Geom, dtype, algorithm="auto"):
     """``(writes, reads)``: whether the prepared forward of this layer can write its result
     as rows of channels ``(OH, OW, N, F)`` and read its input as ``(H, W, N, C)`` (see
     :func:`forward_rows`): both where the plan is tap-GEMM with zero padding and a prepared
-    closure."""
+    closure; writing only for a first layer of large stride that the pixel-major im2col runs
+    (:func:`nbconv.conv.im2col.pixel_rows_takes`)."""
     p = forward_plan(op, tuple(x_shape), tuple(weight_shape), g, dtype, algorithm)
+    if pixel_rows(p, x_shape, weight_shape, g, dtype):
+        return True, False  # a first layer: reads the network's NCHW input
     ok = (p.algorithm == "tapgemm" and g.mode == "zeros" and x_shape[0] > 0
           and tapgemm.can_prepare(tuple(x_shape), weight_shape, p.geometry, dtype))
     return ok, ok
+
+
+def pixel_rows(p, x_shape, weight_shape, g: Geom, dtype) -> bool:
+    """Whether a layer writing rows of channels runs as pixel-major columns times the weights
+    (:func:`nbconv.conv.im2col.prepare_pixel_rows`) instead of its plan's direct kernels."""
+    return (p.algorithm == "direct" and g.mode == "zeros"
+            and im2col.pixel_rows_takes(tuple(x_shape), weight_shape, p.geometry, dtype))
 
 
 def forward_rows(x, bias, y, relu, prepared: Prepared, in_rows, out_rows, exact):
@@ -167,7 +177,9 @@ def prepare_forward(op, x_shape, weight, g: Geom, algorithm="auto", in_rows=Fals
     p = forward_plan(op, tuple(x_shape), weight.shape, g, weight.dtype, algorithm)
     kept = np.ascontiguousarray(_kept(weight, p))
     packed = run = None
-    if p.algorithm == "tapgemm":
+    if out_rows and pixel_rows(p, x_shape, kept.shape, g, weight.dtype):
+        run = im2col.prepare_pixel_rows(tuple(x_shape), kept, p.geometry)
+    elif p.algorithm == "tapgemm":
         packed = tapgemm.pack_weights(kept)
         run = tapgemm.prepare_forward(_padded_shape(x_shape, p.geometry), kept,
                                       _driver_geometry(p.geometry), packed, in_rows, out_rows)

@@ -40,13 +40,15 @@ from ..kernels.conv.im2col import (
     _conv2d_im2col_fused_fwd,
     _conv2d_im2col_fwd_bias,
     _conv2d_im2col_phases,
+    _conv2d_im2col_pixel_rows,
     _conv2d_im2col_scatter_images,
 )
-from ..kernels.conv.layout import _conv2d_im2col_bwd_bias
+from ..kernels.conv.layout import _conv2d_im2col_bwd_bias, _conv2d_rows_epilogue
 from ..kernels.conv.patches import _patches_depth_to_space, _patches_space_to_depth
 from . import plan
 
-__all__ = ["conv2d_forward", "conv2d_backward", "im2col", "col2im", "plan_chunks"]
+__all__ = ["conv2d_forward", "conv2d_backward", "im2col", "col2im", "plan_chunks",
+           "pixel_rows_takes", "prepare_pixel_rows"]
 
 
 def plan_chunks(N, OH, OW, rows, itemsize, max_bytes=None):
@@ -212,6 +214,54 @@ def conv2d_forward(x, w, b, y, g: Geom, kernels=("columns",)):
             matmul(w3, cols3[:, :, i * P_chunk:(i + 1) * P_chunk], out)
         if b is not None:
             _conv2d_im2col_fwd_bias(y, b, n0, nb, r0, nr, j0, nj)
+
+
+#: least stride of the layers :func:`prepare_pixel_rows` takes: with windows that overlap
+#: little, building pixel-major columns is one run copy per (channel, kernel row); at stride 2
+#: (ResNet's 7x7 stem) the columns cost as much as the register blocks' whole layer
+PIXEL_ROWS_MIN_STRIDE = 4
+#: most input channels of those layers (first layers: the columns are short runs otherwise)
+PIXEL_ROWS_MAX_CHANNELS = 4
+
+
+def pixel_rows_takes(x_shape, w_shape, g: Geom, dtype) -> bool:
+    """Whether :func:`prepare_pixel_rows` runs this layer in a planned network: a first layer
+    (at most ``PIXEL_ROWS_MAX_CHANNELS`` channels) of stride at least
+    ``PIXEL_ROWS_MIN_STRIDE``, groups 1, no dilation, zero padding, a CBLAS gemm, and
+    columns within ``nbconv._config.IM2COL_MAX_BYTES``."""
+    N, C, H, W = x_shape
+    F, _, kh, kw = w_shape
+    M = N * g.OH * g.OW
+    return (C <= PIXEL_ROWS_MAX_CHANNELS and min(g.sy, g.sx) >= PIXEL_ROWS_MIN_STRIDE
+            and g.groups == 1 and (g.dh, g.dw) == (1, 1) and g.mode == "zeros" and N > 0
+            and gemm_for(dtype) is not None
+            and M * C * kh * kw * np.dtype(dtype).itemsize <= _config.IM2COL_MAX_BYTES)
+
+
+def prepare_pixel_rows(x_shape, w, g: Geom):
+    """A planned first layer (see :func:`pixel_rows_takes`) as pixel-major columns times the
+    weights: ``run(x, b, y, relu, scale)`` writes rows of channels ``y`` (OH, OW, N, F), what
+    the tap-GEMM layers after it read, with the bias, ``scale`` and ReLU of
+    ``kernels.conv.layout._conv2d_rows_epilogue``.  NiN's and AlexNet's 11x11
+    stride-4 first layers on 32x32 inputs: one run copy per (channel, kernel row), then one
+    GEMM, in place of register blocks whose 6-7 pixel rows split into blocks of 4, 1 and 1."""
+    N, C, H, W = x_shape
+    F, _, kh, kw = w.shape
+    OH, OW = g.OH, g.OW
+    K, M = C * kh * kw, OH * OW * N
+    wt = np.ascontiguousarray(w.reshape(F, K).T)
+    no_bias = np.zeros(1, dtype=w.dtype)
+    sy, sx, pt, pl = g.sy, g.sx, g.pt, g.pl
+
+    def run(x, b, y, relu, scale):
+        cols = np.empty((M, K), dtype=w.dtype)
+        _conv2d_im2col_pixel_rows(x, cols, kh, kw, sy, sx, pt, pl, OH, OW)
+        y2 = y.reshape(M, F)
+        matmul(cols, wt, y2)
+        _conv2d_rows_epilogue(y2, no_bias if b is None else b, b is not None, relu,
+                                      scale)
+
+    return run
 
 
 def patches(kh, kw, g: Geom, H, W) -> bool:

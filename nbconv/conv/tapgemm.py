@@ -35,13 +35,12 @@ import numpy as np
 from .. import _config
 from .._blas import gemm_for, single_threaded_blas
 from .._checks.conv import Geom
-from ..kernels.conv.layout import _conv2d_im2col_bwd_bias
+from ..kernels.conv.layout import _conv2d_im2col_bwd_bias, _conv2d_rows_epilogue
 from ..kernels.conv.tapgemm import (
     _conv2d_tapgemm_bwd_data,
     _conv2d_tapgemm_bwd_weight,
     _conv2d_tapgemm_from_rows,
     _conv2d_tapgemm_fwd,
-    _conv2d_tapgemm_rows_epilogue,
     _conv2d_tapgemm_to_rows,
 )
 from . import plan
@@ -154,7 +153,7 @@ def prepare_forward(x_shape, w, g: Geom, packed, in_rows=False, out_rows=False):
     rparts, fparts = (threads, 1) if by_rows else (1, _parts(F))
     no_bias = np.zeros(1, dtype=dtype)
     to_rows, products = _conv2d_tapgemm_to_rows, _conv2d_tapgemm_fwd
-    from_rows, epilogue = _conv2d_tapgemm_from_rows, _conv2d_tapgemm_rows_epilogue
+    from_rows, epilogue = _conv2d_tapgemm_from_rows, _conv2d_rows_epilogue
 
     def run(x, b, y, relu, scale):
         # fresh buffers each call: the allocator reuses them, and a planned network keeps

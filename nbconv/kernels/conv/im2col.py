@@ -328,3 +328,39 @@ def _conv2d_im2col_bwd_gather_dy(dy, dyt, n0, nb, r0, nr, j0, nj):
         base = (b * nr + r) * nj
         for jj in range(nj):
             dyt[f, base + jj] = dy[n0 + b, f, r0 + r, j0 + jj]
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_im2col_pixel_rows(x, cols, kh, kw, sy, sx, pt, pl, OH, OW):
+    """Pixel-major columns, dilation 1: ``cols[(i*OW + j)*N + n, (c*kh + p)*kw + q] =
+    x[n, c, i*sy - pt + p, j*sx - pl + q]`` (0 outside ``x``).
+
+    The transpose of the chunk layout above, with the output pixels in rows-of-channels order
+    ``(i, j, n)``: ``cols @ W.T`` is then the convolution as rows of channels
+    ``(OH, OW, N, F)``, and each (channel, kernel row) of a row of ``cols`` is one run of
+    ``kw`` consecutive input values.  x : (N, C, H, W); cols : (OH*OW*N, C*kh*kw).  One task
+    per output pixel (all images)."""
+    N, C, H, W = x.shape
+    for task in numba.prange(OH * OW):
+        i = task // OW
+        j = task - i * OW
+        q0 = max(0, pl - j * sx)  # the taps inside the image's columns: q0 <= q < q1
+        q1 = min(kw, W + pl - j * sx)
+        for n in range(N):
+            row = cols[task * N + n]
+            for c in range(C):
+                for p in range(kh):
+                    h = i * sy - pt + p
+                    base = (c * kh + p) * kw
+                    if h < 0 or h >= H or q1 <= q0:
+                        for q in range(kw):
+                            row[base + q] = 0.0
+                        continue
+                    for q in range(q0):
+                        row[base + q] = 0.0
+                    xr = x[n, c, h]
+                    w0 = j * sx - pl
+                    for q in range(q0, q1):
+                        row[base + q] = xr[w0 + q]
+                    for q in range(q1, kw):
+                        row[base + q] = 0.0

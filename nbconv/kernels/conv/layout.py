@@ -9,6 +9,9 @@
 * The bias gradient ``gb[f] = sum(dy[:, f])`` of the drivers whose weight-gradient kernels do
   not compute it (:func:`_conv2d_im2col_bwd_bias`: im2col, tap-GEMM, and the direct
   algorithm's pixel-vector and register-block families).
+* The per-channel epilogue of results held as rows of channels (:func:`_epilogue` for one
+  value, :func:`_conv2d_rows_epilogue` in place on rows): tap-GEMM's and the pixel-major
+  im2col's.
 
 Inputs are C-contiguous float32/float64 arrays of one dtype; outputs are overwritten.
 """
@@ -22,7 +25,7 @@ from ... import _config
 from .._ir import copy_bytes, zero_bytes
 
 __all__ = ["FB", "_row_bands", "_fwd_task", "_pad_plane", "_pad_planes",
-           "_conv2d_im2col_bwd_bias"]
+           "_conv2d_im2col_bwd_bias", "_conv2d_rows_epilogue", "_epilogue"]
 
 #: output channels computed together by one forward task of the row families: each input row
 #: (or shifted window of wide rows) loaded once feeds FB accumulating output rows (register/L1
@@ -120,3 +123,33 @@ def _conv2d_im2col_bwd_bias(dy, gb):
                 part += np.float64(d[n, f, k])
             acc += part
         gb[f] = acc
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_rows_epilogue(yt, b, has_bias, relu=False, scale=None):
+    """:func:`nbconv.kernels.conv.tapgemm._conv2d_tapgemm_from_rows`'s per-channel epilogue
+    in place, the result staying in rows of channels (a planned network's next layer reads
+    them as its own rows; tap-GEMM and the pixel-major im2col write them):
+    ``yt[r, c] = max(yt[r, c] (* scale[c]) (+ b[c]), 0)`` (the parts asked for; NaN kept).
+
+    yt : (R, C) C-contiguous; b : (C,) (any length when not ``has_bias``); scale : (C,)
+    float64, or None.  Tasks of whole rows."""
+    R, C = yt.shape
+    zero = yt.dtype.type(0)
+    tasks = min(R, 64)
+    for task in numba.prange(tasks):
+        for r in range(task * R // tasks, (task + 1) * R // tasks):
+            row = yt[r]
+            for c in range(C):
+                row[c] = _epilogue(row[c], c, b, has_bias, relu, scale, zero)
+
+
+@numba.njit(inline="always")
+def _epilogue(v, c, b, has_bias, relu, scale, zero):
+    """Channel ``c``'s ``v (* scale[c]) (+ b[c])``, then ``max(., 0)`` with ``relu`` (the
+    "not (v <= 0)" keeps NaN, as :func:`nbconv.relu` does)."""
+    if scale is not None:
+        v = v * scale[c]
+    if has_bias:
+        v = v + b[c]
+    return v if not relu or not (v <= 0) else zero

@@ -30,6 +30,7 @@ import numpy as np
 
 from ... import _config
 from ..gemm import _NO_TRANS, _TRANS, _cblas_gemm
+from .layout import _epilogue
 
 __all__: list[str] = []
 
@@ -88,35 +89,6 @@ def _conv2d_tapgemm_from_rows(xt, x, b, has_bias, relu=False, scale=None):
             src = xt[ry, w % sx, a, w // sx, n]
             for c in range(C):
                 x[n, c, h, w] = _epilogue(src[c], c, b, has_bias, relu, scale, zero)
-
-
-@numba.njit(parallel=True, **_config.JIT_OPTIONS)
-def _conv2d_tapgemm_rows_epilogue(yt, b, has_bias, relu=False, scale=None):
-    """:func:`_conv2d_tapgemm_from_rows`'s per-channel epilogue in place, the result staying
-    in rows of channels (a planned network's next layer reads them as its own rows):
-    ``yt[r, c] = max(yt[r, c] (* scale[c]) (+ b[c]), 0)`` (the parts asked for; NaN kept).
-
-    yt : (R, C) C-contiguous; b : (C,) (any length when not ``has_bias``); scale : (C,)
-    float64, or None.  Tasks of whole rows."""
-    R, C = yt.shape
-    zero = yt.dtype.type(0)
-    tasks = min(R, 64)
-    for task in numba.prange(tasks):
-        for r in range(task * R // tasks, (task + 1) * R // tasks):
-            row = yt[r]
-            for c in range(C):
-                row[c] = _epilogue(row[c], c, b, has_bias, relu, scale, zero)
-
-
-@numba.njit(inline="always")
-def _epilogue(v, c, b, has_bias, relu, scale, zero):
-    """Channel ``c``'s ``v (* scale[c]) (+ b[c])``, then ``max(., 0)`` with ``relu`` (the
-    "not (v <= 0)" keeps NaN, as :func:`nbconv.relu` does)."""
-    if scale is not None:
-        v = v * scale[c]
-    if has_bias:
-        v = v + b[c]
-    return v if not relu or not (v <= 0) else zero
 
 
 @numba.njit(**_config.JIT_OPTIONS)
