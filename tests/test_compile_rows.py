@@ -211,3 +211,26 @@ def test_planned_first_layer_of_large_stride_writes_rows():
     y, want = cm(x), _plain(model, x)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
     np.testing.assert_array_equal(np.isinf(y), np.isinf(want))
+
+
+def test_register_block_layer_writes_rows():
+    """A direct layer of the register-block family (strided, short rows: that family on
+    either ISA) stores its result as rows of channels for the pool and tap-GEMM layer after it,
+    bias, ReLU and non-finite inputs included."""
+    from nbconv._checks.conv import Geom
+    from nbconv.conv.convplan import forward_plan
+
+    nc.manual_seed(11)
+    model = nn.Sequential(nn.Conv2d(3, 32, 5, stride=2, padding=2), nn.ReLU(),
+                          nn.MaxPool2d(3, 2, padding=1), nn.Conv2d(32, 32, 3, padding=1),
+                          nn.Flatten(), nn.Linear(32 * 5 * 5, 4))
+    g = Geom.of((4, 3, 20, 20), (32, 3, 5, 5), stride=2, padding=2)
+    assert forward_plan("conv2d", (4, 3, 20, 20), (32, 3, 5, 5), g, np.float32,
+                        "auto").kernels[0] == "regblock"
+    cm = nc.compile(model, (4, 3, 20, 20))
+    assert {"0", "2"} <= _row_names(cm, 4)
+    x = RNG.standard_normal((4, 3, 20, 20), dtype=np.float32)
+    _close(cm(x), _plain(model, x))
+    x[2, 1, 7, 7] = np.nan
+    y, want = cm(x), _plain(model, x)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))

@@ -39,7 +39,8 @@ from ..kernels.conv.rows import (
 from ..kernels.conv.wide import _conv2d_wide_bwd_weight, _conv2d_wide_fwd
 from . import plan
 
-__all__ = ["conv2d_forward", "conv2d_backward", "relu_in_place", "prepare_forward"]
+__all__ = ["conv2d_forward", "conv2d_backward", "relu_in_place", "prepare_forward",
+           "writes_rows"]
 
 
 def _pad_into(src, dst, pt, pl):
@@ -160,9 +161,9 @@ def _regblock_forward(x, w, b, y, g: Geom, relu=False):
     _prepared_regblock(w, g)(x, b, y, relu)
 
 
-def _prepared_regblock(w, g: Geom):
+def _prepared_regblock(w, g: Geom, rows=False):
     """:func:`_regblock_forward`'s weight layout and offsets made once: ``run(x, b, y, relu)``
-    (``b`` not None)."""
+    (``b`` not None); with ``rows`` ``y`` is rows of channels (OH, OW, N, F)."""
     F, C, kh, kw = w.shape
     OH, OW = g.OH, g.OW
     Hp = (OH - 1) * g.sy + g.dh * (kh - 1) + 1
@@ -174,22 +175,26 @@ def _prepared_regblock(w, g: Geom):
     pt, pl, sy, sx = g.pt, g.pl, g.sy, g.sx
 
     def run(x, b, y, relu):
-        _conv2d_regblock_fwd(_zero_padded(x, pt, pl, Hp, Wp), wt, b, off, y, sy, sx, nvec, relu)
+        _conv2d_regblock_fwd(_zero_padded(x, pt, pl, Hp, Wp), wt, b, off, y, sy, sx, nvec, relu,
+                             rows)
 
     return run
 
 
-def prepare_forward(x_shape, w, g: Geom, kernels):
+def prepare_forward(x_shape, w, g: Geom, kernels, out_rows=False):
     """:func:`conv2d_forward` for inputs of ``x_shape`` with the weight layout and the
     per-call decisions of the register-block and pixel-vector families made once: a closure
     ``run(x, b, y, relu)`` (``b`` may be None), or None for the other families (then call
-    :func:`conv2d_forward`).  Sized for the thread count at hand; another count later still
-    computes the same result."""
+    :func:`conv2d_forward`).  With ``out_rows`` (register blocks only: see
+    :func:`writes_rows`) ``y`` is rows of channels (OH, OW, N, F).  Sized for the thread
+    count at hand; another count later still computes the same result."""
     family = kernels[0]
-    if g.groups != 1 or family not in ("regblock", "pixvec"):
+    if g.groups != 1 or family not in ("regblock", "pixvec") or (out_rows
+                                                                  and family != "regblock"):
         return None
     zeros = np.zeros(w.shape[0], dtype=w.dtype)
-    inner = _prepared_regblock(w, g) if family == "regblock" else _prepared_pixvec(x_shape, w, g)
+    inner = (_prepared_regblock(w, g, out_rows) if family == "regblock"
+             else _prepared_pixvec(x_shape, w, g))
 
     def run(x, b, y, relu):
         inner(x, zeros if b is None else b, y, relu)
@@ -224,6 +229,12 @@ def _pixel_origins(N, OH, OW, image, row, col):
            + np.arange(OW)[None, None, :] * col).ravel().astype(np.int64)
     off.flags.writeable = False
     return off
+
+
+def writes_rows(g: Geom, kernels) -> bool:
+    """Whether :func:`prepare_forward` can write rows of channels for this plan: the
+    register-block family (groups 1)."""
+    return g.groups == 1 and kernels[0] == "regblock"
 
 
 def _pixvec_forward(x, w, b, y, g: Geom, relu=False):

@@ -138,10 +138,13 @@ def rows_layouts(op, x_shape, weight_shape, g: Geom, dtype, algorithm="auto"):
     as rows of channels ``(OH, OW, N, F)`` and read its input as ``(H, W, N, C)`` (see
     :func:`forward_rows`): both where the plan is tap-GEMM with zero padding and a prepared
     closure; writing only for a first layer of large stride that the pixel-major im2col runs
-    (:func:`nbconv.conv.im2col.pixel_rows_takes`)."""
+    (:func:`nbconv.conv.im2col.pixel_rows_takes`) and for the direct register blocks."""
     p = forward_plan(op, tuple(x_shape), tuple(weight_shape), g, dtype, algorithm)
     if pixel_rows(p, x_shape, weight_shape, g, dtype):
         return True, False  # a first layer: reads the network's NCHW input
+    if p.algorithm == "direct":  # the register blocks store rows as well as NCHW
+        return (g.mode == "zeros" and x_shape[0] > 0
+                and direct.writes_rows(p.geometry, p.kernels)), False
     ok = (p.algorithm == "tapgemm" and g.mode == "zeros" and x_shape[0] > 0
           and tapgemm.can_prepare(tuple(x_shape), weight_shape, p.geometry, dtype))
     return ok, ok
@@ -183,6 +186,13 @@ def prepare_forward(op, x_shape, weight, g: Geom, algorithm="auto", in_rows=Fals
         packed = tapgemm.pack_weights(kept)
         run = tapgemm.prepare_forward(_padded_shape(x_shape, p.geometry), kept,
                                       _driver_geometry(p.geometry), packed, in_rows, out_rows)
+    elif p.algorithm == "direct" and out_rows:
+        rows_run = direct.prepare_forward(tuple(x_shape), kept, p.geometry, p.kernels, True)
+
+        def run(x, b, y, relu, scale):  # forward_rows' signature
+            if scale is not None:  # planned networks fold their batch norms into w and b
+                raise AssertionError("the direct register blocks take no scale")
+            rows_run(x, b, y, relu)
     elif p.algorithm == "direct":
         run = direct.prepare_forward(_padded_shape(x_shape, p.geometry), kept,
                                      _driver_geometry(p.geometry), p.kernels)

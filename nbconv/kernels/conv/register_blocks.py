@@ -91,19 +91,24 @@ def _block(xa, xstep, off, K, wa, wstride, acc, nvec, npix, zero):
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
-def _conv2d_regblock_fwd(xp, wt, b, off, y, sy, sx, nvec, relu):
+def _conv2d_regblock_fwd(xp, wt, b, off, y, sy, sx, nvec, relu, rows=False):
     """``y = conv(xp, w) + b`` (groups 1) with register-blocked accumulators; with ``relu``
     ``y = relu(conv(xp, w) + b)`` (NaN kept, as :func:`nbconv.relu`).
 
     ``xp`` (N, C, Hp, Wp) is the zero-padded input; ``wt`` (K, Fpad) the weights, ``Fpad`` a
     multiple of ``nvec`` vectors; ``off`` (K,) the term offsets (see the module docstring);
-    ``b`` (F,); ``y`` (N, F, OH, OW).  One task per (image, output row, block of filters).
+    ``b`` (F,); ``y`` (N, F, OH, OW), or with ``rows`` rows of channels (OH, OW, N, F) (a
+    planned network's layout between layers: each block's filters are then one contiguous
+    run).  One task per (image, output row, block of filters).
     """
     N = xp.shape[0]
     plane = xp.shape[1] * xp.shape[2] * xp.shape[3]
     Wp = xp.shape[3]
     K, Fpad = wt.shape
-    F, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    if rows:
+        OH, OW, F = y.shape[0], y.shape[1], y.shape[3]
+    else:
+        F, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     zero = y.dtype.type(0)
     lanes = LANES32 if y.itemsize == 4 else LANES64
     FBK = nvec * lanes
@@ -125,9 +130,15 @@ def _conv2d_regblock_fwd(xp, wt, b, off, y, sy, sx, nvec, relu):
                     acc[pi, f] = b[f0 + f] if f0 + f < F else zero
             _block(row + j0 * sx * it, sx, off, K, wa, Fpad, acc, nvec, npix, zero)
             for pi in range(npix):
-                for f in range(min(FBK, F - f0)):
-                    v = acc[pi, f]
-                    y[n, f0 + f, i, j0 + pi] = v if not (relu and v <= 0) else zero
+                if rows:
+                    out = y[i, j0 + pi, n]
+                    for f in range(min(FBK, F - f0)):
+                        v = acc[pi, f]
+                        out[f0 + f] = v if not (relu and v <= 0) else zero
+                else:
+                    for f in range(min(FBK, F - f0)):
+                        v = acc[pi, f]
+                        y[n, f0 + f, i, j0 + pi] = v if not (relu and v <= 0) else zero
             j0 += npix
 
 
