@@ -18,6 +18,7 @@ from nbconv._checks.conv import geometry as _geometry
 from nbconv.conv import direct as _direct
 from nbconv.conv import plan as _plan
 from nbconv.functional import conv as _conv
+from nbconv.kernels.conv import pixel_vectors as _pixvec
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
 
@@ -370,3 +371,43 @@ def test_pixvec_dispatch_rules():
     assert not fits(6, 4, 28, 28, 3, 3, 2, 4)                    # grouped
     assert not fits(3, 64, 226, 226, 3, 3, 1, 4)                 # image beyond L2
     assert not fits(12, 32, 32, 32, 5, 5, 1, 4, weight_grad=True)
+
+
+@pytest.mark.parametrize("native", [32, 64])
+def test_block_shape_of_each_isa(native):
+    """Narrow blocks are AVX2 vectors on every machine; wide ones take the native vectors,
+    which on an AVX2-only machine are the narrow ones."""
+    from nbconv.kernels.conv.pixel_vectors import _block_shape
+    for nf in range(1, _pixvec.MAX_FILTERS + 1):
+        narrow = _block_shape(nf, False, native)
+        assert narrow[0] == _pixvec.VECTOR_BYTES == 32
+        nbytes, npv = _block_shape(nf, True, native)
+        assert nbytes == native
+        assert (nbytes, npv) == narrow if native == 32 else npv * (nf + 1) <= 32
+    host = _pixvec.NATIVE_BYTES
+    assert _pixvec.block_positions(6, 4, True) == np.prod(_block_shape(6, True, host)) // 4
+
+
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("F", [1, 2, 3, 4, 5, 6])
+def test_pixvec_kernel_widths_relu_into_a_channel_slice(wide, F):
+    """Both block widths, the fused ReLU (NaN kept) and an output whose images and channels
+    are strided (a slice of a wider map), against the SciPy reference."""
+    rng = np.random.default_rng(F)
+    N, C, H, W, k = 3, 2, 11, 23, 3
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    x[1, 0, 4, 7] = np.nan
+    w = rng.standard_normal((F, C, k, k)).astype(np.float32)
+    b = rng.standard_normal(F).astype(np.float32)
+    OH, OW = H - k + 1, W - k + 1
+    off = _direct._term_offsets(C, k, k, 1, 1, H, W)
+    wt, per = _direct._pixvec_layout(w, off.shape[0], N, OH, OW, W, wide)
+    big = np.full((N, F + 3, OH, OW), -7.0, dtype=np.float32)
+    y = big[:, 1:1 + F]
+    _pixvec._conv2d_pixvec_fwd(x, 0, 0, H, W, wt, b, off, y, per, True, wide)
+    want = ref_conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64))
+    want = np.where(want <= 0, 0.0, want)  # NaN stays NaN
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_allclose(y[ok], want[ok], rtol=2e-5, atol=2e-5)
+    assert (big[:, 0] == -7).all() and (big[:, 1 + F:] == -7).all()

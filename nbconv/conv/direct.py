@@ -259,13 +259,13 @@ def _prepared_pixvec(x_shape, w, g: Geom):
                                and C * rows * pitch * w.itemsize <= plan.PIXVEC_STAGE_BYTES)
     kt, kl = (0, 0) if pad_pass else (pt, pl)  # else each task pads its own image
     off = _term_offsets(C, kh, kw, g.dh, g.dw, rows, pitch)
-    wt, per = _pixvec_layout(w, off.shape[0], N, OH, OW, pitch)
+    wt, per = _pixvec_layout(w, off.shape[0], N, OH, OW, pitch, wide=True)
     kernel = _pixvec._conv2d_pixvec_fwd
 
     def run(x, b, y, relu):
         if pad_pass:
             x = _zero_padded_shared(x, pt, pl, Hp, Wp)
-        kernel(x, kt, kl, rows, pitch, wt, b, off, y, per, relu)
+        kernel(x, kt, kl, rows, pitch, wt, b, off, y, per, relu, True)
 
     return run
 
@@ -324,14 +324,15 @@ def _pixvec_run(x, pt, pl, rows, pitch, w, b, y, off, relu):
     _pixvec._conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, per, relu)
 
 
-def _pixvec_layout(w, K, N, OH, OW, pitch):
-    """``(wt, per)`` of the pixel-vector forward kernel: the weights as ``G`` groups of at
-    most six filters (G, K, NF), zeros past ``F``, and the blocks per task (at most
-    ``plan.PIXVEC_TASK_BYTES`` of scratch, at least four tasks per thread)."""
+def _pixvec_layout(w, K, N, OH, OW, pitch, wide=False):
+    """``(wt, per)`` of the pixel-vector forward kernel (blocks of native vectors with
+    ``wide``): the weights as ``G`` groups of at most six filters (G, K, NF), zeros past
+    ``F``, and the blocks per task (at most ``plan.PIXVEC_TASK_BYTES`` of scratch, at least
+    four tasks per thread)."""
     F = w.shape[0]
     G = -(-F // _pixvec.MAX_FILTERS)
     NF = -(-F // G)
-    B = _pixvec.block_positions(NF, w.itemsize)
+    B = _pixvec.block_positions(NF, w.itemsize, wide)
     wt = np.zeros((G * NF, K), dtype=w.dtype)
     wt[:F] = w.reshape(F, K)
     wt = np.ascontiguousarray(wt.reshape(G, NF, K).transpose(0, 2, 1))

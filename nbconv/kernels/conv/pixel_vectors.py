@@ -41,6 +41,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from ..._config import JIT_OPTIONS
+from .._ir import VECTOR_BYTES as NATIVE_BYTES
 from .._ir import VectorIR, copy_bytes, float_type_ok, zero_bytes
 
 __all__ = ["_conv2d_pixvec_fwd", "_conv2d_pixvec_bwd_weight", "_stride_phases", "MAX_FILTERS",
@@ -52,6 +53,9 @@ MAX_FILTERS = 6
 #: vectors of pixels per block for 1..MAX_FILTERS filters: about 12 accumulators of AVX2's
 #: 16 registers, the rest for the input vectors and the broadcast weight.
 _PIXEL_VECTORS = (6, 4, 3, 3, 2, 2)
+#: the same for the native vectors of a machine with AVX-512 (:data:`.._ir.VECTOR_BYTES`):
+#: about 24 accumulators of its 32 registers.
+_PIXEL_VECTORS_WIDE = (8, 8, 6, 5, 4, 3)
 
 
 #: weight gradient: most filters per block, and reduction terms per block for 1..4 filters
@@ -59,12 +63,11 @@ _PIXEL_VECTORS = (6, 4, 3, 3, 2, 2)
 #: most; six filters by two terms spilled to the stack and ran 2x slower)
 MAX_GRAD_FILTERS = 4
 _TERMS = (8, 4, 3, 2)
-#: bytes of the pixel vectors: AVX2's 32 (8 float32 lanes) on every machine.
-#: AVX-512's 64 made blocks twice as long, which the narrow planes of strided first layers
-#: (stride phases) waste: 3 -> 96 11x11 stride 4 on 32x32 at batch 32 0.78 -> 1.23 ms,
-#: resnet18's 7x7 stride-2 stem 1.14 -> 1.76 ms (stride-1 first layers gained: 3 -> 30 5x5
-#: at batch 128 3.5 -> 2.8 ms); the weight gradient's rows shorter than a vector would take
-#: plain loops more often (8- to 15-column rows).
+#: bytes of the narrow pixel vectors: AVX2's 32 (8 float32 lanes) on every machine, for the
+#: stride phases and the weight gradient.  AVX-512's 64 make blocks twice as long, which the
+#: narrow planes of strided first layers (stride phases) waste; the weight gradient's rows
+#: shorter than a vector would take plain loops more often (8- to 15-column rows).  Stride-1
+#: forward passes (``wide``) take the machine's native vectors, :data:`.._ir.VECTOR_BYTES`.
 VECTOR_BYTES = 32
 LANES32 = VECTOR_BYTES // 4
 LANES64 = VECTOR_BYTES // 8
@@ -72,25 +75,38 @@ LANES64 = VECTOR_BYTES // 8
 TERM_PAD = max(_TERMS) - 1
 
 
-def block_positions(nf: int, itemsize: int) -> int:
-    """Output positions of one block for ``nf`` filters (whole vectors of
-    :data:`VECTOR_BYTES`)."""
-    return _PIXEL_VECTORS[nf - 1] * (LANES32 if itemsize == 4 else LANES64)
+def _block_shape(nf: int, wide: bool, native: int = NATIVE_BYTES):
+    """``(vector bytes, vectors per block)`` of the forward blocks for ``nf`` filters: the
+    ``native`` vectors (the machine's) with ``wide``, else :data:`VECTOR_BYTES`."""
+    if wide and native > VECTOR_BYTES:
+        return native, _PIXEL_VECTORS_WIDE[nf - 1]
+    return VECTOR_BYTES, _PIXEL_VECTORS[nf - 1]
+
+
+@numba.njit(**JIT_OPTIONS)
+def block_positions(nf, itemsize, wide=False):
+    """Output positions of one forward block for ``nf`` filters (whole vectors: native ones
+    with ``wide``, else of :data:`VECTOR_BYTES`; as :func:`_block_shape`)."""
+    if wide and NATIVE_BYTES > VECTOR_BYTES:
+        return _PIXEL_VECTORS_WIDE[nf - 1] * NATIVE_BYTES // itemsize
+    return _PIXEL_VECTORS[nf - 1] * VECTOR_BYTES // itemsize
 
 
 @intrinsic
-def _fma_pixels(typingctx, x_addr, off_addr, K, w_addr, acc_addr, acc_stride, nf, zero):
+def _fma_pixels(typingctx, x_addr, off_addr, K, w_addr, acc_addr, acc_stride, nf, wide, zero):
     """``acc[f, v*L:(v+1)*L] += sum_r w[r*nf + f] * x[off[r] + v*L : ... + L]`` for
-    ``f < nf`` (a literal) and ``v < NPV`` (from :data:`_PIXEL_VECTORS`), ``L`` lanes of
-    ``zero``'s float type; addresses as integers, ``acc`` rows ``acc_stride`` elements apart."""
-    if not (isinstance(nf, types.IntegerLiteral) and float_type_ok(zero)):
+    ``f < nf`` and ``v < NPV`` (``nf`` and ``wide`` literals; ``L`` lanes and ``NPV`` from
+    :func:`_block_shape`, of ``zero``'s float type); addresses as integers, ``acc`` rows
+    ``acc_stride`` elements apart."""
+    if not (isinstance(nf, types.IntegerLiteral) and isinstance(wide, types.BooleanLiteral)
+            and float_type_ok(zero)):
         return None
     NF = nf.literal_value
-    NPV = _PIXEL_VECTORS[NF - 1]
-    sig = types.void(x_addr, off_addr, K, w_addr, acc_addr, acc_stride, nf, zero)
+    nbytes, NPV = _block_shape(NF, wide.literal_value)
+    sig = types.void(x_addr, off_addr, K, w_addr, acc_addr, acc_stride, nf, wide, zero)
 
     def codegen(context, builder, signature, args):
-        v = VectorIR(context, builder, zero, VECTOR_BYTES)
+        v = VectorIR(context, builder, zero, nbytes)
         k, astr = v.int64(args[2]), v.int64(args[5])
         xp, op, wp, ap = v.reals(args[0]), v.ints(args[1]), v.reals(args[3]), v.reals(args[4])
         const, lanes = v.const, v.lanes
@@ -116,21 +132,36 @@ def _fma_pixels(typingctx, x_addr, off_addr, K, w_addr, acc_addr, acc_stride, nf
 
 
 @numba.njit(**JIT_OPTIONS)
-def _pixels(xa, off, K, wa, aa, acc_stride, nf, zero):
-    """:func:`_fma_pixels` with the literal filter count picked at run time (serial helper)."""
+def _pixels(xa, off, K, wa, aa, acc_stride, nf, wide, zero):
+    """:func:`_fma_pixels` with the literal filter count and width picked at run time
+    (serial helper)."""
     oa = off.ctypes.data
-    if nf == 1:
-        _fma_pixels(xa, oa, K, wa, aa, acc_stride, 1, zero)
-    elif nf == 2:
-        _fma_pixels(xa, oa, K, wa, aa, acc_stride, 2, zero)
-    elif nf == 3:
-        _fma_pixels(xa, oa, K, wa, aa, acc_stride, 3, zero)
-    elif nf == 4:
-        _fma_pixels(xa, oa, K, wa, aa, acc_stride, 4, zero)
-    elif nf == 5:
-        _fma_pixels(xa, oa, K, wa, aa, acc_stride, 5, zero)
+    if wide:
+        if nf == 1:
+            _fma_pixels(xa, oa, K, wa, aa, acc_stride, 1, True, zero)
+        elif nf == 2:
+            _fma_pixels(xa, oa, K, wa, aa, acc_stride, 2, True, zero)
+        elif nf == 3:
+            _fma_pixels(xa, oa, K, wa, aa, acc_stride, 3, True, zero)
+        elif nf == 4:
+            _fma_pixels(xa, oa, K, wa, aa, acc_stride, 4, True, zero)
+        elif nf == 5:
+            _fma_pixels(xa, oa, K, wa, aa, acc_stride, 5, True, zero)
+        else:
+            _fma_pixels(xa, oa, K, wa, aa, acc_stride, 6, True, zero)
     else:
-        _fma_pixels(xa, oa, K, wa, aa, acc_stride, 6, zero)
+        if nf == 1:
+            _fma_pixels(xa, oa, K, wa, aa, acc_stride, 1, False, zero)
+        elif nf == 2:
+            _fma_pixels(xa, oa, K, wa, aa, acc_stride, 2, False, zero)
+        elif nf == 3:
+            _fma_pixels(xa, oa, K, wa, aa, acc_stride, 3, False, zero)
+        elif nf == 4:
+            _fma_pixels(xa, oa, K, wa, aa, acc_stride, 4, False, zero)
+        elif nf == 5:
+            _fma_pixels(xa, oa, K, wa, aa, acc_stride, 5, False, zero)
+        else:
+            _fma_pixels(xa, oa, K, wa, aa, acc_stride, 6, False, zero)
 
 
 @numba.njit(**JIT_OPTIONS)
@@ -154,7 +185,8 @@ def _stage_image(x, n, pt, pl, rows, pitch, xs):
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
-def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task, relu):
+def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task, relu,
+                       wide=False):
     """``y = conv(x, w) + b``, stride 1, groups 1, with pixel-vector register blocks; with
     ``relu`` ``y = relu(conv(x, w) + b)`` (NaN kept, as :func:`nbconv.relu`).
 
@@ -164,9 +196,10 @@ def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task, r
     image into such planes first (then tasks must hold whole images: ``blocks_per_task`` at
     least the blocks of an image).  ``wt`` (G, K, NF) holds the weights of ``G`` groups of
     ``NF`` filters (zeros past ``F``), ``off`` (K,) the term offsets (module docstring),
-    ``b`` (F,), ``y`` (N, F, OH, OW).  One task per (image, run of ``blocks_per_task``
-    blocks); each fills a scratch with the bias, accumulates into it block by block and
-    copies the valid columns out.
+    ``b`` (F,), ``y`` (N, F, OH, OW) with contiguous rows.  Blocks of the machine's native
+    vectors with ``wide`` (see :func:`block_positions`).  One task per (image, run of
+    ``blocks_per_task`` blocks); each fills a scratch with the bias, accumulates into it
+    block by block and copies the valid columns out.
     """
     N, F, OH, OW = y.shape
     C = x.shape[1]
@@ -175,7 +208,7 @@ def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task, r
     G, K, NF = wt.shape
     zero = y.dtype.type(0)
     it = y.itemsize
-    B = _PIXEL_VECTORS[NF - 1] * (LANES32 if it == 4 else LANES64)
+    B = block_positions(NF, it, wide)
     L = (OH - 1) * pitch + OW
     nblk = -(-L // B)
     per = nblk if staged else min(blocks_per_task, nblk)
@@ -205,21 +238,22 @@ def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task, r
             for t in range(t0, t1, B):
                 # "+ 0": the same integer type as xa (uintp and int64 unify to float64)
                 src = xa if t < t_safe else xs.ctypes.data + 0
-                _pixels(src + t * it, off, K, wa, aa + (t - t0) * it, width, NF, zero)
-            # slice copies: 2x faster than element loops here (which LLVM does not vectorise)
+                _pixels(src + t * it, off, K, wa, aa + (t - t0) * it, width, NF, wide, zero)
             for f in range(min(NF, F - g * NF)):
+                if relu:  # on the whole scratch row: one vectorised loop
+                    for t in range(width):
+                        v = acc[f, t]
+                        acc[f, t] = v if not (v <= 0) else zero
                 # rows that overlap [t0, t1) (a row may be longer than the pitch: see
-                # _zero_padded_shared)
+                # _zero_padded_shared); memcpy: numba's slice copies of these short rows
+                # cost more than the block's arithmetic
+                ya = y.ctypes.data + n * y.strides[0] + (g * NF + f) * y.strides[1]
                 for i in range(max(0, (t0 - OW) // pitch + 1), min(OH, -(-t1 // pitch))):
                     j0 = max(t0 - i * pitch, 0)
                     j1 = min(OW, t1 - i * pitch)
-                    s = i * pitch - t0
-                    if j1 > j0 and relu:
-                        for j in range(j0, j1):
-                            v = acc[f, s + j]
-                            y[n, g * NF + f, i, j] = v if not (v <= 0) else zero
-                    elif j1 > j0:
-                        y[n, g * NF + f, i, j0:j1] = acc[f, s + j0:s + j1]
+                    if j1 > j0:
+                        copy_bytes(ya + i * y.strides[2] + j0 * it,
+                                   aa + (f * width + i * pitch - t0 + j0) * it, (j1 - j0) * it)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
