@@ -16,6 +16,7 @@ import nbconv as nc
 from nbconv._checks.conv import geometry as _geometry
 from nbconv.conv import direct as _direct
 from nbconv.conv import plan as _plan
+from nbconv.kernels.conv import register_blocks as _regblock
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
 
@@ -145,3 +146,40 @@ def test_regblock_dispatch_rules(monkeypatch):
     assert _plan.regblock_dw_fits(64, 8, 8, 16, 6, 5, 4, 2)         # LeNet c2 weight gradient
     assert not _plan.regblock_dw_fits(64, 24, 24, 6, 1, 5, 4, 2)    # LeNet c1: 5 tasks
     assert not _plan.regblock_dw_fits(1, 28, 28, 128, 128, 3, 4, 2)  # NNlib3: dy traffic
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kw, sx", _regblock.ROW_TAPS)
+@pytest.mark.parametrize("F", [5, 16, 40])
+def test_row_taps_match_reference(dtype, kw, sx, F):
+    """Every row-tap shape, one and two filter vectors (and a partial one), outputs wider than
+    a block with a remainder, padding and a second kernel row, as plain NCHW and as rows of
+    channels with the fused ReLU; a NaN stays in the outputs whose windows hold it."""
+    assert _regblock.row_taps(kw, sx, 1) > 0
+    N, C, kh = 2, 3, 2
+    W = (2 * _regblock.NP + 3 - 1) * sx + kw - 2  # 2 full blocks and 3 pixels, padding 1
+    x, w, b = random_layer(kw * 10 + sx, dtype, (N, C, 4, W), (F, C, kh, kw))
+    x[1, 2, 1, W // 2] = np.nan
+    kw_ = dict(stride=(1, sx), padding=(0, 1))
+    want = ref_conv2d(x, w, b, **kw_)
+    got = _run(x, w, b, **kw_)
+    assert got.shape[3] == 2 * _regblock.NP + 3
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    _close(np.where(ok, got, 0), np.where(ok, want, 0), dtype)
+    g = _geometry("conv2d", x.shape, w.shape, (1, sx), (0, 1), 1, 1, "zeros", "test")
+    rows = np.full((g.OH, g.OW, N, F), np.nan, dtype=dtype)
+    _direct._prepared_regblock(w, g, rows=True)(x, b, rows, True)
+    relu = np.where(want <= 0, 0, want).transpose(2, 3, 0, 1)
+    np.testing.assert_array_equal(np.isnan(rows), np.isnan(relu))
+    _close(np.where(np.isnan(relu), 0, rows), np.where(np.isnan(relu), 0, relu), dtype)
+
+
+def test_row_taps_codes_and_block_pixels_of_each_isa():
+    """Row taps only for the listed (width, stride) pairs at dilation 1; 8-pixel blocks need
+    AVX-512's 32 registers, AVX2 keeps 4."""
+    for code, (kw, sx) in enumerate(_regblock.ROW_TAPS, start=1):
+        assert _regblock.row_taps(kw, sx, 1) == code
+        assert _regblock.row_taps(kw, sx, 2) == 0
+    assert _regblock.row_taps(4, 1, 1) == 0 and _regblock.row_taps(5, 2, 1) == 0
+    assert _regblock.block_pixels(32) == 4 and _regblock.block_pixels(64) == 8

@@ -28,9 +28,10 @@ from .. import _config
 from .._checks.conv import Geom
 from ..kernels.activations import _relu_fwd
 from ..kernels.conv import pixel_vectors as _pixvec
+from ..kernels.conv import register_blocks as _regblock
 from ..kernels.conv.depthwise import _conv2d_depthwise_bwd_weight, _conv2d_depthwise_fwd
 from ..kernels.conv.layout import FB, _conv2d_im2col_bwd_bias, _pad_planes
-from ..kernels.conv.register_blocks import _conv2d_regblock_bwd_weight, _conv2d_regblock_fwd
+from ..kernels.conv.register_blocks import _conv2d_regblock_bwd_weight
 from ..kernels.conv.rows import (
     _conv2d_direct_bwd_data,
     _conv2d_direct_bwd_weight,
@@ -157,7 +158,8 @@ def _term_offsets(C, kh, kw, dh, dw, rows, pitch):
 def _regblock_forward(x, w, b, y, g: Geom, relu=False):
     """Register-blocked direct forward (groups 1, float32/float64): pads ``x`` explicitly,
     lays the weights out as (C*kh*kw, filters rounded up to whole vectors) and the term
-    offsets, then runs :func:`nbconv.kernels.conv.register_blocks._conv2d_regblock_fwd`."""
+    offsets, then runs :func:`nbconv.kernels.conv.register_blocks._conv2d_regblock_fwd` (row
+    taps where :func:`~nbconv.kernels.conv.register_blocks.row_taps` names the layer)."""
     _prepared_regblock(w, g)(x, b, y, relu)
 
 
@@ -172,11 +174,13 @@ def _prepared_regblock(w, g: Geom, rows=False):
     wt = np.zeros((C * kh * kw, Fpad), dtype=w.dtype)
     wt[:, :F] = w.reshape(F, -1).T
     off = _term_offsets(C, kh, kw, g.dh, g.dw, Hp, Wp)
+    taps = _regblock.row_taps(kw, g.sx, g.dw)
+    roff = _term_offsets(C, kh, 1, g.dh, 1, Hp, Wp)  # each kernel row's first tap
     pt, pl, sy, sx = g.pt, g.pl, g.sy, g.sx
 
     def run(x, b, y, relu):
-        _conv2d_regblock_fwd(_zero_padded(x, pt, pl, Hp, Wp), wt, b, off, y, sy, sx, nvec, relu,
-                             rows)
+        _regblock._conv2d_regblock_fwd(_zero_padded(x, pt, pl, Hp, Wp), wt, b, off, y, sy, sx,
+                                       nvec, relu, rows, roff, taps)
 
     return run
 
