@@ -21,7 +21,8 @@ FILES |= {f"nbconv/kernels/conv2d_{m}.py" for m in ("depthwise", "direct", "im2c
                                                      "regblock", "tapgemm", "wide", "winograd")}
 FILES |= {"nbconv/_blas.py"}
 #: kernel files named since the move to kernels/conv/ (measurements added there later)
-FILES |= {f"nbconv/kernels/conv/{m}.py" for m in ("pixel_vectors", "register_blocks")}
+FILES |= {f"nbconv/kernels/conv/{m}.py" for m in ("pixel_vectors", "register_blocks",
+                                                       "tapgemm")}
 
 #: the names of the "auto" rules (hyphenated; constants and functions are identifiers)
 AUTO_RULES = {rule.name for rule in _plan.AUTO_RULES}

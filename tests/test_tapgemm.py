@@ -293,3 +293,41 @@ def test_fused_relu_matches_the_reference_and_keeps_nan(stride):
     y2 = _conv._conv2d_relu(x, w, b, stride=stride, padding=1, algorithm="tapgemm")
     np.testing.assert_array_equal(np.isnan(y2), np.isnan(want))
     assert_scaled_close(np.nan_to_num(y2), np.nan_to_num(want), RTOL[np.float64])
+
+
+@pytest.mark.parametrize("C", [3, 8, 21])
+@pytest.mark.parametrize("sy, sx", [(1, 1), (2, 2), (2, 3)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_rows_by8_twins_match_the_plain_layout_kernels(C, sy, sx, relu):
+    """The 8-channels-at-a-time twins (for planes a power of two apart) give exactly the
+    layouts of the plain kernels (and of the definition), channel tails and stride phases
+    included; the epilogue (scale, bias, NaN-keeping ReLU) too."""
+    from nbconv.kernels.conv import tapgemm as k
+    rng = np.random.default_rng(C * 10 + sy)
+    N, H, W = 3, 16, 16
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    x[1, C - 1, 3, 5] = np.nan
+    shape = (sy, sx, -(-H // sy), -(-W // sx), N, C)
+    plain = np.zeros(shape, np.float32)
+    by8 = np.zeros(shape, np.float32)
+    k._conv2d_tapgemm_to_rows(x, plain)
+    k._conv2d_tapgemm_to_rows_by8(x, by8)
+    np.testing.assert_array_equal(by8, plain)
+    assert np.array_equal(by8[5 % sy, 5 % sx, 5 // sy, 5 // sx, 0], x[0, :, 5, 5])
+    b = rng.standard_normal(C).astype(np.float32)
+    scale = rng.standard_normal(C)
+    back, back8 = np.empty_like(x), np.empty_like(x)
+    k._conv2d_tapgemm_from_rows(plain, back, b, True, relu, scale)
+    k._conv2d_tapgemm_from_rows_by8(plain, back8, b, True, relu, scale)
+    np.testing.assert_array_equal(back8, back)
+    want = (x.astype(np.float64) * scale[:, None, None] + b[:, None, None]).astype(np.float32)
+    if relu:
+        want = np.where(want <= 0, 0, want)
+    np.testing.assert_allclose(back8, want, rtol=1e-6, atol=1e-6)
+
+
+def test_aliasing_planes_rule():
+    from nbconv.kernels.conv.tapgemm import aliasing_planes
+    assert aliasing_planes(16, 16, 4) and aliasing_planes(32, 32, 4, 4096)
+    assert not aliasing_planes(16, 16, 4, 4096) and aliasing_planes(16, 16, 8, 2048)
+    assert not aliasing_planes(28, 28, 4) and not aliasing_planes(8, 8, 4)

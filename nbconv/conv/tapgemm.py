@@ -40,8 +40,11 @@ from ..kernels.conv.tapgemm import (
     _conv2d_tapgemm_bwd_data,
     _conv2d_tapgemm_bwd_weight,
     _conv2d_tapgemm_from_rows,
+    _conv2d_tapgemm_from_rows_by8,
     _conv2d_tapgemm_fwd,
     _conv2d_tapgemm_to_rows,
+    _conv2d_tapgemm_to_rows_by8,
+    aliasing_planes,
 )
 from . import plan
 
@@ -76,12 +79,27 @@ def _split(plane_rows, cols, by_rows):
     return rparts, max(1, min(threads // rparts, cols // plan.TAPGEMM_MIN_SLAB))
 
 
+def _to_rows_kernel(H, W, itemsize):
+    """The kernel that lays ``H x W`` planes out as rows of channels: 8 channels at a time
+    where the planes are a multiple of 4 KiB apart (:func:`~nbconv.kernels.conv.tapgemm.
+    aliasing_planes`; at 1-2 KiB all channels at once still won)."""
+    return (_conv2d_tapgemm_to_rows_by8 if aliasing_planes(H, W, itemsize, 4096)
+            else _conv2d_tapgemm_to_rows)
+
+
+def _from_rows_kernel(H, W, itemsize):
+    """The kernel that writes rows of channels back as ``H x W`` planes: 8 channels at a
+    time where the planes are a multiple of 1 KiB apart (``aliasing_planes``)."""
+    return (_conv2d_tapgemm_from_rows_by8 if aliasing_planes(H, W, itemsize)
+            else _conv2d_tapgemm_from_rows)
+
+
 def _rows(a, sy, sx):
     """``a`` (N, C, H, W) as stride-phased rows of channels (sy, sx, ceil(H/sy), ceil(W/sx),
     N, C); see :mod:`nbconv.kernels.conv.tapgemm`."""
     N, C, H, W = a.shape
     out = np.empty((sy, sx, -(-H // sy), -(-W // sx), N, C), dtype=a.dtype)
-    _conv2d_tapgemm_to_rows(a, out)
+    _to_rows_kernel(H, W, a.itemsize)(a, out)
     return out
 
 
@@ -152,8 +170,8 @@ def prepare_forward(x_shape, w, g: Geom, packed, in_rows=False, out_rows=False):
     by_rows = plan.tapgemm_row_slabs(OH, OH * OW * N, F, threads)
     rparts, fparts = (threads, 1) if by_rows else (1, _parts(F))
     no_bias = np.zeros(1, dtype=dtype)
-    to_rows, products = _conv2d_tapgemm_to_rows, _conv2d_tapgemm_fwd
-    from_rows, epilogue = _conv2d_tapgemm_from_rows, _conv2d_rows_epilogue
+    to_rows, products = _to_rows_kernel(H, W, dtype.itemsize), _conv2d_tapgemm_fwd
+    from_rows, epilogue = _from_rows_kernel(OH, OW, dtype.itemsize), _conv2d_rows_epilogue
 
     def run(x, b, y, relu, scale):
         # fresh buffers each call: the allocator reuses them, and a planned network keeps
@@ -212,7 +230,7 @@ def _forward_images(x, w, b, y, g: Geom, relu, scale, packed=None):
             _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, g.pt, g.pl, g.dh, g.dw,
                                 *parts, rearrange)
     bias = b if b is not None else np.zeros(1, dtype=y.dtype)
-    _conv2d_tapgemm_from_rows(yt[None, None], y, bias, b is not None, relu, scale)
+    _from_rows_kernel(OH, OW, y.itemsize)(yt[None, None], y, bias, b is not None, relu, scale)
 
 
 def _backward_images(dy, x, w, dx, gw, g: Geom):
@@ -256,7 +274,7 @@ def _backward_images(dy, x, w, dx, gw, g: Geom):
                                          H, W, g.pt, g.pl, g.dh, g.dw,
                                          *_split(Hq, C, by_rows), not one_tap)
     if dx is not None:
-        _conv2d_tapgemm_from_rows(dxt, dx, np.zeros(1, dtype=dx.dtype), False)
+        _from_rows_kernel(H, W, dx.itemsize)(dxt, dx, np.zeros(1, dtype=dx.dtype), False)
 
 
 def _images_per_chunk(N, per_image, itemsize):

@@ -91,6 +91,62 @@ def _conv2d_tapgemm_from_rows(xt, x, b, has_bias, relu=False, scale=None):
                 x[n, c, h, w] = _epilogue(src[c], c, b, has_bias, relu, scale, zero)
 
 
+def aliasing_planes(H, W, itemsize, apart=1024) -> bool:
+    """Whether planes of ``H x W`` values are a multiple of ``apart`` bytes apart.  At 1 KiB
+    their row segments fall in at most 4 of L1's 64 sets (4 KiB: one), whose 8-12 ways
+    cannot hold every channel's line from one pixel to the next, so
+    :func:`_conv2d_tapgemm_to_rows` and :func:`_conv2d_tapgemm_from_rows` re-read them pixel
+    by pixel; the ``_by8`` twins move 8 channels at a time instead, whose lines fit (and cost
+    more elsewhere: short runs)."""
+    return (H * W * itemsize) % apart == 0
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_tapgemm_to_rows_by8(x, xt):
+    """:func:`_conv2d_tapgemm_to_rows` 8 channels at a time (for planes that
+    :func:`aliasing_planes`)."""
+    N, C, H, W = x.shape
+    sy, sx = xt.shape[0], xt.shape[1]
+    for task in numba.prange(N * H):
+        n = task // H
+        h = task - n * H
+        ry = h % sy
+        a = h // sy
+        for c0 in range(0, C - 7, 8):
+            for w in range(W):
+                dst = xt[ry, w % sx, a, w // sx, n]
+                for k in range(8):  # a constant trip count: unrolled
+                    dst[c0 + k] = x[n, c0 + k, h, w]
+        for w in range(W):
+            dst = xt[ry, w % sx, a, w // sx, n]
+            for c in range(C - C % 8, C):
+                dst[c] = x[n, c, h, w]
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_tapgemm_from_rows_by8(xt, x, b, has_bias, relu=False, scale=None):
+    """:func:`_conv2d_tapgemm_from_rows` 8 channels at a time (for planes that
+    :func:`aliasing_planes`)."""
+    N, C, H, W = x.shape
+    sy, sx = xt.shape[0], xt.shape[1]
+    zero = x.dtype.type(0)
+    for task in numba.prange(N * H):
+        n = task // H
+        h = task - n * H
+        ry = h % sy
+        a = h // sy
+        for c0 in range(0, C - 7, 8):
+            for w in range(W):
+                src = xt[ry, w % sx, a, w // sx, n]
+                for k in range(8):  # a constant trip count: unrolled
+                    c = c0 + k
+                    x[n, c, h, w] = _epilogue(src[c], c, b, has_bias, relu, scale, zero)
+        for w in range(W):
+            src = xt[ry, w % sx, a, w // sx, n]
+            for c in range(C - C % 8, C):
+                x[n, c, h, w] = _epilogue(src[c], c, b, has_bias, relu, scale, zero)
+
+
 @numba.njit(**_config.JIT_OPTIONS)
 def _zero_columns(a, c0, c1):
     """``a[:, c0:c1] = 0`` for a 2-D ``a`` (a serial helper, so that LLVM vectorises it)."""
