@@ -179,6 +179,8 @@ def _prepared_regblock(w, g: Geom, rows=False):
     pt, pl, sy, sx = g.pt, g.pl, g.sy, g.sx
 
     def run(x, b, y, relu):
+        if rows and not y.flags.c_contiguous:  # the kernel stores rows by address
+            raise ValueError(f"rows output must be C-contiguous, got strides {y.strides}")
         _regblock._conv2d_regblock_fwd(_zero_padded(x, pt, pl, Hp, Wp), wt, b, off, y, sy, sx,
                                        nvec, relu, rows, roff, taps)
 
