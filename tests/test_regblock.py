@@ -183,3 +183,22 @@ def test_row_taps_codes_and_block_pixels_of_each_isa():
         assert _regblock.row_taps(kw, sx, 2) == 0
     assert _regblock.row_taps(4, 1, 1) == 0 and _regblock.row_taps(5, 2, 1) == 0
     assert _regblock.block_pixels(32) == 4 and _regblock.block_pixels(64) == 8
+
+
+def test_explain_names_the_blocks():
+    """explain() says how the direct families block a layer: register blocks' pixels, filter
+    vectors and row taps; pixel vectors' lanes (native at stride 1, AVX2's on stride
+    phases)."""
+    from nbconv.kernels._ir import VECTOR_BYTES
+    lenet_c2 = str(nc.conv.explain((32, 6, 12, 12), (16, 6, 5, 5)).forward)
+    nvec = 1 if VECTOR_BYTES == 64 else 2
+    assert (f"regblock ({_regblock.NP}-pixel blocks x {nvec} filter vector"
+            f"{'s' if nvec > 1 else ''}, row taps)") in lenet_c2
+    no_taps = str(nc.conv.explain((2, 6, 12, 12), (16, 6, 4, 4)).forward)
+    assert "regblock" in no_taps and "row taps" not in no_taps
+    lenet_c1 = str(nc.conv.explain((32, 1, 28, 28), (6, 1, 5, 5)).forward)
+    assert f"pixvec ({VECTOR_BYTES // 4}-lane pixel vectors)" in lenet_c1
+    phases = str(nc.conv.explain((32, 3, 32, 32), (8, 3, 3, 3), stride=2, padding=1).forward)
+    assert "phases (8-lane pixel vectors on stride phases)" in phases
+    assert "(" not in str(nc.conv.explain((32, 64, 8, 8), (64, 64, 3, 3),
+                                          padding=1).forward).split("kernels")[1].split("\n")[0]

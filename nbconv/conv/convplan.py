@@ -24,7 +24,7 @@ import numba
 import numpy as np
 
 from .._checks.conv import ALGORITHMS, Geom, check_algorithm, geometry
-from . import plan
+from . import direct, plan
 from .im2col import plan_chunks
 from .winograd import winograd_chunks
 
@@ -105,6 +105,10 @@ class ConvPlan:
         kernels = ", ".join(f"{n} {k}".strip() for n, k in zip(names, self.kernels))
         if self.spread:
             kernels += " (dy spread to stride 1)"
+        if self.device == "cpu" and self.pass_name == "forward" and self.algorithm == "direct":
+            note = direct.block_note(self.kernels[0], self.weight_shape, self.geometry,
+                                     np.dtype(self.dtype).itemsize)
+            kernels += f" ({note})" if note else ""
         lines.append(f"  kernels    {kernels}")
         if self.taps is not None:
             r0, r1, c0, c1 = self.taps

@@ -41,7 +41,7 @@ from ..kernels.conv.wide import _conv2d_wide_bwd_weight, _conv2d_wide_fwd
 from . import plan
 
 __all__ = ["conv2d_forward", "conv2d_backward", "relu_in_place", "prepare_forward",
-           "writes_rows"]
+           "writes_rows", "block_note"]
 
 
 def _pad_into(src, dst, pt, pl):
@@ -235,6 +235,21 @@ def _pixel_origins(N, OH, OW, image, row, col):
            + np.arange(OW)[None, None, :] * col).ravel().astype(np.int64)
     off.flags.writeable = False
     return off
+
+
+def block_note(family, weight_shape, g: Geom, itemsize) -> str:
+    """How the forward kernel family ``family`` blocks this layer, for :func:`nbconv.conv.
+    explain`: the register blocks' pixels and filter vectors (and row taps), the pixel-vector
+    blocks' lanes; "" for the other families."""
+    F, _, kh, kw = weight_shape
+    if family == "regblock":
+        nvec = plan.regblock_vectors(F, itemsize)[0]
+        taps = ", row taps" if _regblock.row_taps(kw, g.sx, g.dw) else ""
+        return f"{_regblock.NP}-pixel blocks x {nvec} filter vector{'s' * (nvec > 1)}{taps}"
+    if family in ("pixvec", "phases"):
+        lanes = _pixvec._block_shape(1, family == "pixvec")[0] // itemsize  # phases: narrow
+        return f"{lanes}-lane pixel vectors" + (" on stride phases" if family == "phases" else "")
+    return ""
 
 
 def writes_rows(g: Geom, kernels) -> bool:
