@@ -217,3 +217,51 @@ def test_zero_in_features():
     dx, dw, db = nc.linear_backward(np.ones((3, 2)), np.zeros((3, 0)), np.zeros((2, 0)))
     assert dx.shape == (3, 0) and dw.shape == (2, 0)
     np.testing.assert_array_equal(db, [3.0, 3.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("has_bias", [False, True])
+@pytest.mark.parametrize("relu", [False, True])
+def test_linear_tiny_kernel(dtype, has_bias, relu):
+    """The serial kernel of tiny layers (a planned classifier at batch 1) against NumPy in
+    float64, NaN kept by the ReLU."""
+    from nbconv.kernels.linear import _linear_tiny
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 37)).astype(dtype)
+    x[1, 4] = np.nan
+    w = rng.standard_normal((11, 37)).astype(dtype)
+    b = rng.standard_normal(11).astype(dtype) if has_bias else np.zeros(1, dtype)
+    y = np.full((2, 11), -5.0, dtype)
+    _linear_tiny(x, w, b, has_bias, relu, y)
+    want = x.astype(np.float64) @ w.T.astype(np.float64) + (b if has_bias else 0)
+    if relu:
+        want = np.where(want <= 0, 0, want)
+    assert np.isnan(y[1]).all() and not np.isnan(y[0]).any()
+    np.testing.assert_allclose(y[0], want[0], rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_compiled_lenet_batch_one_takes_the_tiny_paths():
+    """At batch 1 a planned LeNet runs its classifier on the tiny-layer kernel and its 2x2
+    pools on the bound kernel, and still equals the plain forward."""
+    from nbconv.inference import steps
+    model = nc.models.lenet5(activation="relu")
+    model.eval()
+    x = np.random.default_rng(0).standard_normal((1, 1, 28, 28)).astype(np.float32)
+    with nc.no_grad():
+        want = model(x)
+    calls = []
+    real = steps._linear_tiny
+
+    def spy(*a):
+        calls.append(a[1].shape)
+        return real(*a)
+
+    steps._linear_tiny = spy
+    try:
+        cm = nc.compile(model, x.shape)
+        got = cm(x)
+    finally:
+        steps._linear_tiny = real
+    assert calls == [(120, 256), (84, 120), (10, 84)]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -107,20 +107,30 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     return _max_pool2d_into(x, y, return_indices, (kh, kw), (sy, sx), (ph, pw), (dh, dw))
 
 
+def _classic_2x2(x_shape, y_shape, k, s, p, d) -> bool:
+    """Whether a max pooling is the classic 2x2/2 one without partial windows, which a
+    branch-free kernel runs 4.7x faster."""
+    return (tuple(k) + tuple(s) + tuple(p) + tuple(d) == (2, 2, 2, 2, 0, 0, 1, 1)
+            and tuple(y_shape[-2:]) == (x_shape[-2] // 2, x_shape[-1] // 2))
+
+
+def _max_pool2d_2x2_values(x_size):
+    """The kernel of the classic 2x2/2 max pooling without indices for inputs of
+    ``x_size`` values: ``kernel(x_planes, y_planes)`` (serial below a few thousand values:
+    waking the threads would cost more)."""
+    return (_k._max_pool2d_2x2_fwd_noidx_serial if x_size < _config.SERIAL_BELOW
+            else _k._max_pool2d_2x2_fwd_noidx)
+
+
 def _max_pool2d_into(x, y, return_indices, k, s, p, d):
     """:func:`max_pool2d` of checked C-contiguous host ``x`` into ``y`` (its output shape and
     dtype) with normalised window pairs; returns ``y`` or ``(y, indices)``.  A planned
     network (:mod:`nbconv.inference`) calls it with its own buffer as ``y``."""
     (kh, kw), (sy, sx), (ph, pw), (dh, dw) = k, s, p, d
     H, W = x.shape[-2], x.shape[-1]
-    serial = x.size < _config.SERIAL_BELOW
-    if ((kh, kw, sy, sx, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1)
-            and y.shape[-2:] == (H // 2, W // 2)):
-        # the classic 2x2/2 pooling without partial windows: a branch-free kernel, 4.7x faster
+    if _classic_2x2(x.shape, y.shape, k, s, p, d):
         if not return_indices:
-            kernel = (_k._max_pool2d_2x2_fwd_noidx_serial if serial
-                      else _k._max_pool2d_2x2_fwd_noidx)
-            kernel(_planes(x), _planes(y))
+            _max_pool2d_2x2_values(x.size)(_planes(x), _planes(y))
             return y
         idx = np.empty(y.shape, dtype=np.int64)
         # with argmax bookkeeping the work per element is larger: threads pay 4x sooner

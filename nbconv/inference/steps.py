@@ -21,10 +21,14 @@ from ..functional.linear import _linear_into
 from ..functional.pool import (
     _adaptive_avg_pool2d_into,
     _avg_pool2d_into,
+    _classic_2x2,
     _global_mean,
+    _max_pool2d_2x2_values,
     _max_pool2d_into,
+    _planes,
     _values_blocks,
 )
+from ..kernels.linear import _linear_tiny
 from ..kernels.pool2d import _max_pool2d_planes_to_rows, _max_pool2d_rows_fwd
 
 __all__ = ["output_kind", "ELEMENTWISE", "build", "describe", "conv_geometry"]
@@ -40,6 +44,11 @@ _ROWS_SPECIFIC = {"conv", "maxpool", "concat", "global_avg", "adaptive_avg"}
 ELEMENTWISE = {"relu", "sigmoid", "tanh", "leaky_relu", "add"}
 _SPATIAL = {"conv", "maxpool", "avgpool", "adaptive_avg", "global_avg"}
 
+
+#: largest linear layer (multiply-adds) that runs as one serial kernel (:func:`nbconv.kernels.
+#: linear._linear_tiny`) rather than NumPy's product, sum and maximum (LeNet's classifier at
+#: batch 1: 48,000, 10,000 and 840)
+TINY_MACS = 1 << 16
 
 def fast(step, in_shapes, in_dtypes, dtype) -> bool:
     """Whether ``step`` runs on planned buffers for these input shapes and dtypes (else its
@@ -98,7 +107,13 @@ def build(step, x_shapes, y, algorithm, dtype, blas_held=False, in_rows=None, ou
         rows = int(np.prod(x_shapes[0][:-1]))
         y2 = y.reshape(rows, w.shape[0])
         i0 = i[0]
-        if blas_held and 0 < y2.size * in_f <= SMALL_MACS:
+        if 0 < y2.size * in_f <= TINY_MACS:
+            no_bias = np.zeros(1, dtype=y2.dtype)
+
+            def run(vals):
+                _linear_tiny(vals[i0].reshape(rows, in_f), w, no_bias if b is None else b,
+                             b is not None, relu, y2)
+        elif blas_held and 0 < y2.size * in_f <= SMALL_MACS:
             # a product too small for threads: NumPy's, without the thread bookkeeping of
             # _blas.matmul (LeNet at batch 1: 5.3 -> 2 us a layer)
             wt = w.T
@@ -128,9 +143,16 @@ def build(step, x_shapes, y, algorithm, dtype, blas_held=False, in_rows=None, ou
         _, k, s, p, d = window_args("max_pool2d", x_shapes[0], c["kernel_size"], c["stride"],
                                     c["padding"], c["dilation"], c["ceil_mode"])
         i0 = i[0]
+        xs = x_shapes[0]
+        if _classic_2x2(xs, y.shape, k, s, p, d):  # its kernel and views bound once
+            kernel = _max_pool2d_2x2_values(int(np.prod(xs)))
+            planes, yp = (-1, *xs[-2:]), _planes(y)
 
-        def run(vals):
-            _max_pool2d_into(vals[i0], y, False, k, s, p, d)
+            def run(vals):
+                kernel(vals[i0].reshape(planes), yp)
+        else:
+            def run(vals):
+                _max_pool2d_into(vals[i0], y, False, k, s, p, d)
     elif kind == "avgpool":
         c = m._config
         _, k, s, p, _ = window_args("avg_pool2d", x_shapes[0], c["kernel_size"], c["stride"],

@@ -1,4 +1,5 @@
-"""Bias kernels of the fully connected layer (the matrix products are BLAS calls).
+"""Bias kernels of the fully connected layer (the matrix products are BLAS calls), and the
+whole layer for tiny products (:func:`_linear_tiny`).
 
 ``y`` and ``dy`` are C-contiguous ``(M, F)`` arrays: M rows (all leading dimensions flattened),
 F output features.
@@ -41,3 +42,23 @@ def _linear_bias_bwd(dy, db):
         for ch in range(nch):
             s += part[ch, f]
         db[f] = s
+
+
+@numba.njit(**JIT_OPTIONS)
+def _linear_tiny(x, w, b, has_bias, relu, y):
+    """``y = x @ w.T (+ b)``, then ``max(y, 0)`` with ``relu`` (NaN kept), in one serial
+    pass: for products of a few thousand multiply-adds (a classifier at batch 1), where
+    NumPy's three calls (product, sum, maximum) cost more than the arithmetic.
+
+    x : (M, K); w : (F, K); b : (F,) (any length when not ``has_bias``); y : (M, F)."""
+    M, K = x.shape
+    F = w.shape[0]
+    zero = y.dtype.type(0)
+    for m in range(M):
+        for f in range(F):
+            s = zero
+            for k in range(K):
+                s += x[m, k] * w[f, k]
+            if has_bias:
+                s += b[f]
+            y[m, f] = s if not (relu and s <= 0) else zero
