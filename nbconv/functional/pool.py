@@ -116,8 +116,8 @@ def _classic_2x2(x_shape, y_shape, k, s, p, d) -> bool:
 
 def _max_pool2d_2x2_values(x_size):
     """The kernel of the classic 2x2/2 max pooling without indices for inputs of
-    ``x_size`` values: ``kernel(x_planes, y_planes)`` (serial below a few thousand values:
-    waking the threads would cost more)."""
+    ``x_size`` values: ``kernel(x_planes, y_planes)`` (serial below
+    :data:`nbconv._config.SERIAL_BELOW` values: waking the threads would cost more)."""
     return (_k._max_pool2d_2x2_fwd_noidx_serial if x_size < _config.SERIAL_BELOW
             else _k._max_pool2d_2x2_fwd_noidx)
 

@@ -50,6 +50,7 @@ _SPATIAL = {"conv", "maxpool", "avgpool", "adaptive_avg", "global_avg"}
 #: batch 1: 48,000, 10,000 and 840)
 TINY_MACS = 1 << 16
 
+
 def fast(step, in_shapes, in_dtypes, dtype) -> bool:
     """Whether ``step`` runs on planned buffers for these input shapes and dtypes (else its
     module, or the functional op, is called with fresh results)."""

@@ -47,8 +47,8 @@ def _linear_bias_bwd(dy, db):
 @numba.njit(**JIT_OPTIONS)
 def _linear_tiny(x, w, b, has_bias, relu, y):
     """``y = x @ w.T (+ b)``, then ``max(y, 0)`` with ``relu`` (NaN kept), in one serial
-    pass: for products of a few thousand multiply-adds (a classifier at batch 1), where
-    NumPy's three calls (product, sum, maximum) cost more than the arithmetic.
+    pass: for products of up to some ten thousand multiply-adds (a classifier at batch 1),
+    where NumPy's three calls (product, sum, maximum) cost more than the arithmetic.
 
     x : (M, K); w : (F, K); b : (F,) (any length when not ``has_bias``); y : (M, F)."""
     M, K = x.shape
