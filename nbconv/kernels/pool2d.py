@@ -660,6 +660,22 @@ def _planes_as_lanes(x, t, q0, n):
                 t[h * W + w, g] = x[q0 + g, h, w]
 
 
+@njit(inline="always")
+def _window_maxima(src, hs, he, ws, we, l0, n, acc):
+    """``acc[k]`` = the maximum of ``src[h, w, l0 + k]`` over the window ``[hs, he) x
+    [ws, we)`` for ``k < n`` (NaN wins; ``-inf`` for an empty window): one vector maximum a
+    tap, the lanes of ``src`` (H, W, lanes) contiguous (serial helper)."""
+    for k in range(n):
+        acc[k] = -np.inf
+    for h in range(hs, he):
+        for w in range(ws, we):
+            row = src[h, w, l0:l0 + n]
+            for k in range(n):
+                v = row[k]
+                m = acc[k]
+                acc[k] = v if (v > m) | (v != v) else m
+
+
 @njit(**_config.JIT_OPTIONS)
 def _max_pool2d_values_across(x, y, p0, p1, kh, kw, sy, sx, ph, pw, to_rows=False):
     """Planes ``p0:p1`` max-pooled ``ACROSS_PLANES`` at a time, the planes as vector lanes.
@@ -673,8 +689,8 @@ def _max_pool2d_values_across(x, y, p0, p1, kh, kw, sy, sx, ph, pw, to_rows=Fals
     OH, OW = (y.shape[0], y.shape[1]) if to_rows else (y.shape[1], y.shape[2])
     G = ACROSS_PLANES
     t = np.empty((H * W, G), x.dtype)
+    t3 = t.reshape(H, W, G)
     acc = np.empty(G, x.dtype)
-    ninf = -np.inf
     for q0 in range(p0, p1, G):
         n = min(G, p1 - q0)
         _planes_as_lanes(x, t, q0, n)
@@ -682,15 +698,8 @@ def _max_pool2d_values_across(x, y, p0, p1, kh, kw, sy, sx, ph, pw, to_rows=Fals
             hs, he = _span(i, sy, ph, kh, H)
             for j in range(OW):
                 ws, we = _span(j, sx, pw, kw, W)
-                for g in range(G):
-                    acc[g] = ninf
-                for h in range(hs, he):
-                    for w in range(ws, we):
-                        tr = t[h * W + w]
-                        for g in range(G):  # lanes past n hold stale values, never stored
-                            v = tr[g]
-                            m = acc[g]
-                            acc[g] = v if (v > m) | (v != v) else m
+                # all G lanes (a constant count): those past n hold stale values, never stored
+                _window_maxima(t3, hs, he, ws, we, 0, G, acc)
                 if to_rows:
                     out = y[i, j]
                     for g in range(n):
@@ -845,22 +854,13 @@ def _max_pool2d_rows_lanes(x, y, l0, l1, kh, kw, sy, sx, ph, pw):
     OH, OW = y.shape[0], y.shape[1]
     T = ROWS_TILE
     acc = np.empty(T, x.dtype)
-    ninf = -np.inf
     for t0 in range(l0, l1, T):
         n = min(T, l1 - t0)
         for i in range(OH):
             hs, he = _span(i, sy, ph, kh, H)
             for j in range(OW):
                 ws, we = _span(j, sx, pw, kw, W)
-                for lane in range(T):
-                    acc[lane] = ninf
-                for h in range(hs, he):
-                    for w in range(ws, we):
-                        src = x[h, w, t0:t0 + n]
-                        for lane in range(n):
-                            v = src[lane]
-                            m = acc[lane]
-                            acc[lane] = v if (v > m) | (v != v) else m
+                _window_maxima(x, hs, he, ws, we, t0, n, acc)
                 out = y[i, j, t0:t0 + n]
                 for lane in range(n):
                     out[lane] = acc[lane]

@@ -83,13 +83,19 @@ def _block_shape(nf: int, wide: bool, native: int = NATIVE_BYTES):
     return VECTOR_BYTES, _PIXEL_VECTORS[nf - 1]
 
 
+#: bytes of one forward block for 1..MAX_FILTERS filters, narrow and wide: from
+#: :func:`_block_shape`, the one rule that the intrinsic's code and the kernels' block
+#: positions both follow
+_BLOCK_BYTES = tuple(int(np.prod(_block_shape(nf, False))) for nf in range(1, MAX_FILTERS + 1))
+_BLOCK_BYTES_WIDE = tuple(int(np.prod(_block_shape(nf, True)))
+                          for nf in range(1, MAX_FILTERS + 1))
+
+
 @numba.njit(**JIT_OPTIONS)
 def block_positions(nf, itemsize, wide=False):
     """Output positions of one forward block for ``nf`` filters (whole vectors: native ones
-    with ``wide``, else of :data:`VECTOR_BYTES`; as :func:`_block_shape`)."""
-    if wide and NATIVE_BYTES > VECTOR_BYTES:
-        return _PIXEL_VECTORS_WIDE[nf - 1] * NATIVE_BYTES // itemsize
-    return _PIXEL_VECTORS[nf - 1] * VECTOR_BYTES // itemsize
+    with ``wide``, else of :data:`VECTOR_BYTES`)."""
+    return (_BLOCK_BYTES_WIDE if wide else _BLOCK_BYTES)[nf - 1] // itemsize
 
 
 @intrinsic
