@@ -281,3 +281,42 @@ def test_trim_keeps_exactly_the_taps_that_read_the_input():
     assert kept((1, 1, 1, 1), (1, 1, 3, 3), 1, 1) == ((1, 1), (1, 2, 1, 2))
     assert kept((1, 1, 2, 2), (1, 1, 3, 3), 2, 1) == ((2, 2), (1, 3, 1, 3))
     assert kept((1, 1, 8, 8), (1, 1, 3, 3), 1, 1) is None  # every tap reads the input
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("x_shape, w_shape, padding", [
+    ((1, 1, 28, 28), (6, 1, 5, 5), 0),    # LeNet c1: its inputs are checked (pixel vectors)
+    ((1, 6, 12, 12), (16, 6, 5, 5), 0),   # LeNet c2: its output is checked (register blocks)
+    ((2, 3, 9, 9), (16, 3, 3, 3), 1),     # zero padding read by the register blocks
+    ((1, 16, 6, 6), (16, 16, 3, 3), 1),   # padding times an infinite weight: output checked
+])
+@pytest.mark.parametrize("where", ["finite", "x", "weight", "bias"])
+@pytest.mark.parametrize("algorithm", ["direct", "auto"])
+def test_bound_forward_follows_the_policy(x_shape, w_shape, padding, relu, where, algorithm):
+    """``engine.bind_forward`` (a planned network's convolution, its checks decided once)
+    puts inf and NaN where the definition does: in the input, in the constant weights, in
+    the constant bias; ReLU keeps NaN.  The direct families' own path and the generic one
+    (tap-GEMM for the last layer under "auto")."""
+    from nbconv._checks.conv import geometry
+    from nbconv.conv import engine
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    if where == "x":
+        x[0, -1, 3, 4], x[-1, 0, 5, 2] = np.nan, np.inf
+    elif where == "weight":
+        w[1, 0, 2, 2] = -np.inf
+    elif where == "bias":
+        b[2] = np.nan
+    g = geometry("conv2d", x.shape, w.shape, 1, padding, 1, 1, "zeros", "test")
+    call = engine.bind_forward("conv2d", x.shape, w, b, g, algorithm, relu)
+    y = np.full((x_shape[0], w_shape[0], g.OH, g.OW), 7.0, np.float32)
+    for _ in range(2):  # a second call with the same buffer: nothing carried over
+        call(x, y)
+        want = ref_conv2d_exact(x.astype(np.float64), w.astype(np.float64),
+                                b.astype(np.float64), padding=padding)
+        if relu:
+            want = np.where(want <= 0, 0.0, want)
+        assert_same_values(y, want, 1e-4, where)

@@ -23,10 +23,15 @@ from nbconv.kernels.conv import pixel_vectors as _pixvec
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 
-def _run(x, w, b, padding=0, dilation=1):
+def _run(x, w, b, padding=0, dilation=1, serial=None):
+    """The pixel-vector forward; ``serial`` True or False forces the serial twin or the
+    parallel kernel (None: as :func:`nbconv.conv.plan.serial_forward` decides)."""
     g = _geometry("conv2d", x.shape, w.shape, 1, padding, dilation, 1, "zeros", "test")
     y = np.full((x.shape[0], w.shape[0], g.OH, g.OW), np.nan, dtype=x.dtype)
-    _direct._pixvec_forward(x, w, b, y, g)
+    with pytest.MonkeyPatch.context() as mp:
+        if serial is not None:
+            mp.setattr(_plan, "serial_forward", lambda *shape: serial)
+        _direct._pixvec_forward(x, w, b, y, g)
     return y
 
 
@@ -43,17 +48,17 @@ _SMALL_LAYERS = dict(
 )
 
 
-@given(N=st.integers(1, 6), W=st.integers(1, 14), **_SMALL_LAYERS)
+@given(N=st.integers(1, 6), W=st.integers(1, 14), serial=st.booleans(), **_SMALL_LAYERS)
 @settings(max_examples=100, deadline=None)
-def test_pixvec_matches_reference(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw, seed):
+def test_pixvec_matches_reference(dtype, N, C, F, H, W, kh, kw, dh, dw, ph, pw, seed, serial):
     """Every filter count below 16 (one to three groups of 1-6 filters), output rows shorter
     and longer than a block, blocks straddling rows, shared and separate left/right padding,
-    dilations; both dtypes."""
+    dilations; both dtypes; the parallel kernel and its serial twin."""
     if H + 2 * ph < dh * (kh - 1) + 1 or W + 2 * pw < dw * (kw - 1) + 1:
         return
     x, w, b = random_layer(seed, dtype, (N, C, H, W), (F, C, kh, kw))
     kw_ = dict(padding=(ph, pw), dilation=(dh, dw))
-    _close(_run(x, w, b, **kw_), ref_conv2d(x, w, b, **kw_), dtype)
+    _close(_run(x, w, b, serial=serial, **kw_), ref_conv2d(x, w, b, **kw_), dtype)
 
 
 @given(N=st.integers(1, 3), C=st.integers(1, 3), H=st.integers(1, 12), W=st.integers(1, 12),
@@ -184,15 +189,44 @@ def test_pixvec_padding_by_pass_or_by_task(monkeypatch, stage_bytes, padding, di
            ref_conv2d(x, w, b, padding=padding, dilation=dilation), np.float64)
 
 
+@pytest.mark.parametrize("serial", [False, True])
 @pytest.mark.parametrize("blocks", [1, 3])
-def test_pixvec_tasks_split_images(monkeypatch, blocks):
-    """Tasks of a few blocks each (a batch of one large image) cover every output once."""
+def test_pixvec_tasks_split_images(monkeypatch, blocks, serial):
+    """Tasks of a few blocks each (a batch of one large image) cover every output once, in
+    the parallel kernel and in its serial twin."""
     monkeypatch.setattr(_plan, "PIXVEC_TASK_BYTES", blocks * 6 * 16 * 4)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((1, 2, 23, 29)).astype(np.float32)
     w = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)
     b = rng.standard_normal(6).astype(np.float32)
-    _close(_run(x, w, b, padding=1), ref_conv2d(x, w, b, padding=1), np.float32)
+    _close(_run(x, w, b, padding=1, serial=serial), ref_conv2d(x, w, b, padding=1),
+           np.float32)
+
+
+def test_serial_forward_rule():
+    """The direct forward stays on the calling thread for layers of at most SERIAL_MACS
+    multiply-adds or a single thread: LeNet c1 at batch 1 (86,400), not c2 (153,600) on two
+    threads; a pure function of the shape and the thread count."""
+    assert _plan.serial_forward(1, (6, 1, 5, 5), 24, 24, 2)
+    assert not _plan.serial_forward(1, (16, 6, 5, 5), 8, 8, 2)
+    assert _plan.serial_forward(1, (16, 6, 5, 5), 8, 8, 1)
+    assert not _plan.serial_forward(32, (6, 1, 5, 5), 24, 24, 4)
+    limit = _plan.SERIAL_MACS
+    assert _plan.serial_forward(1, (limit, 1, 1, 1), 1, 1, 2)
+    assert not _plan.serial_forward(1, (limit + 1, 1, 1, 1), 1, 1, 2)
+
+
+def test_pixvec_task_sizes_follow_the_work(monkeypatch):
+    """Little work: one task per thread (LeNet c1 at batch 1: 14 blocks, 7 a task on two
+    threads) rather than four a thread of one block; much work: four tasks a thread."""
+    monkeypatch.setattr(_direct.numba, "get_num_threads", lambda: 2)
+    w = np.zeros((6, 1, 5, 5), np.float32)
+    B = _pixvec.block_positions(6, 4, True)
+    nblk = -(-(23 * 28 + 24) // B)
+    _, per = _direct._pixvec_layout(w, 25, 1, 24, 24, 28, wide=True)
+    assert per == -(-nblk // 2)
+    _, per = _direct._pixvec_layout(w, 25, 64, 24, 24, 28, wide=True)
+    assert per == min(_plan.PIXVEC_TASK_BYTES // (6 * B * 4), -(-64 * nblk // 8))
 
 
 def test_pixvec_non_finite_values_stay_in_their_outputs():

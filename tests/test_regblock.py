@@ -21,11 +21,16 @@ from nbconv.kernels.conv import register_blocks as _regblock
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 
-def _run(x, w, b, **kw):
+def _run(x, w, b, serial=None, **kw):
+    """The register-block forward; ``serial`` True or False forces the serial twin or the
+    parallel kernel (None: as :func:`nbconv.conv.plan.serial_forward` decides)."""
     g = _geometry("conv2d", x.shape, w.shape, kw.get("stride", 1), kw.get("padding", 0),
                         kw.get("dilation", 1), 1, "zeros", "test")
     y = np.full((x.shape[0], w.shape[0], g.OH, g.OW), np.nan, dtype=x.dtype)
-    _direct._regblock_forward(x, w, b, y, g)
+    with pytest.MonkeyPatch.context() as mp:
+        if serial is not None:
+            mp.setattr(_plan, "serial_forward", lambda *shape: serial)
+        _direct._regblock_forward(x, w, b, y, g)
     return y
 
 
@@ -39,18 +44,19 @@ def _close(got, want, dtype):
     H=st.integers(1, 12), W=st.integers(1, 12), kh=st.integers(1, 4), kw=st.integers(1, 4),
     sy=st.integers(1, 3), sx=st.integers(1, 3), dh=st.integers(1, 2), dw=st.integers(1, 2),
     ph=st.integers(0, 2), pw=st.integers(0, 2), seed=st.integers(0, 2**16),
+    serial=st.booleans(),
 )
 @settings(max_examples=80, deadline=None)
 def test_regblock_matches_reference(dtype, N, C, F, H, W, kh, kw, sy, sx, dh, dw, ph, pw,
-                                    seed):
+                                    seed, serial):
     """Any filter count (whole and partial vectors of 8 float32 / 4 float64 lanes, one or two
     vectors per block), any output width (blocks of 4 pixels and single-pixel tails),
-    strides, dilations and padding."""
+    strides, dilations and padding; the parallel kernel and its serial twin."""
     if H + 2 * ph < dh * (kh - 1) + 1 or W + 2 * pw < dw * (kw - 1) + 1:
         return
     x, w, b = random_layer(seed, dtype, (N, C, H, W), (F, C, kh, kw))
     kw_ = dict(stride=(sy, sx), padding=(ph, pw), dilation=(dh, dw))
-    y = _run(x, w, b, **kw_)
+    y = _run(x, w, b, serial, **kw_)
     _close(y, ref_conv2d(x, w, b, **kw_), dtype)
 
 
@@ -148,13 +154,16 @@ def test_regblock_dispatch_rules(monkeypatch):
     assert not _plan.regblock_dw_fits(1, 28, 28, 128, 128, 3, 4, 2)  # NNlib3: dy traffic
 
 
+@pytest.mark.parametrize("serial", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kw, sx", _regblock.ROW_TAPS)
 @pytest.mark.parametrize("F", [5, 16, 40])
-def test_row_taps_match_reference(dtype, kw, sx, F):
+def test_row_taps_match_reference(monkeypatch, dtype, kw, sx, F, serial):
     """Every row-tap shape, one and two filter vectors (and a partial one), outputs wider than
     a block with a remainder, padding and a second kernel row, as plain NCHW and as rows of
-    channels with the fused ReLU; a NaN stays in the outputs whose windows hold it."""
+    channels with the fused ReLU; a NaN stays in the outputs whose windows hold it; the
+    parallel kernel and its serial twin."""
+    monkeypatch.setattr(_plan, "serial_forward", lambda *shape: serial)
     assert _regblock.row_taps(kw, sx, 1) > 0
     N, C, kh = 2, 3, 2
     W = (2 * _regblock.NP + 3 - 1) * sx + kw - 2  # 2 full blocks and 3 pixels, padding 1
@@ -169,7 +178,7 @@ def test_row_taps_match_reference(dtype, kw, sx, F):
     _close(np.where(ok, got, 0), np.where(ok, want, 0), dtype)
     g = _geometry("conv2d", x.shape, w.shape, (1, sx), (0, 1), 1, 1, "zeros", "test")
     rows = np.full((g.OH, g.OW, N, F), np.nan, dtype=dtype)
-    _direct._prepared_regblock(w, g, rows=True)(x, b, rows, True)
+    _direct._prepared_regblock(N, w, g, rows=True)(x, b, rows, True)
     relu = np.where(want <= 0, 0, want).transpose(2, 3, 0, 1)
     np.testing.assert_array_equal(np.isnan(rows), np.isnan(relu))
     _close(np.where(np.isnan(relu), 0, rows), np.where(np.isnan(relu), 0, relu), dtype)

@@ -155,17 +155,33 @@ def _term_offsets(C, kh, kw, dh, dw, rows, pitch):
     return off
 
 
+def _forward_kernel(parallel, N, weight_shape, OH, OW):
+    """The forward kernel ``parallel`` or its serial twin (:data:`SERIAL_TWINS`), as
+    :func:`~nbconv.conv.plan.serial_forward` decides for the thread count at hand (another
+    count later still computes the same result)."""
+    if not plan.serial_forward(N, weight_shape, OH, OW, numba.get_num_threads()):
+        return parallel
+    return SERIAL_TWINS[parallel]
+
+
+#: the serial twin of each forward kernel of the register-block and pixel-vector families
+SERIAL_TWINS = {_regblock._conv2d_regblock_fwd: _regblock._conv2d_regblock_fwd_serial,
+                _pixvec._conv2d_pixvec_fwd: _pixvec._conv2d_pixvec_fwd_serial}
+
+
 def _regblock_forward(x, w, b, y, g: Geom, relu=False):
     """Register-blocked direct forward (groups 1, float32/float64): pads ``x`` explicitly,
     lays the weights out as (C*kh*kw, filters rounded up to whole vectors) and the term
     offsets, then runs :func:`nbconv.kernels.conv.register_blocks._conv2d_regblock_fwd` (row
     taps where :func:`~nbconv.kernels.conv.register_blocks.row_taps` names the layer)."""
-    _prepared_regblock(w, g)(x, b, y, relu)
+    _prepared_regblock(x.shape[0], w, g)(x, b, y, relu)
 
 
-def _prepared_regblock(w, g: Geom, rows=False):
-    """:func:`_regblock_forward`'s weight layout and offsets made once: ``run(x, b, y, relu)``
-    (``b`` not None); with ``rows`` ``y`` is rows of channels (OH, OW, N, F)."""
+def _prepared_regblock(N, w, g: Geom, rows=False):
+    """:func:`_regblock_forward`'s weight layout, offsets and kernel (on the calling thread
+    for layers of at most :data:`~nbconv.conv.plan.SERIAL_MACS`) made once for batches of
+    ``N``: ``run(x, b, y, relu)`` (``b`` not None); with ``rows`` ``y`` is rows of channels
+    (OH, OW, N, F)."""
     F, C, kh, kw = w.shape
     OH, OW = g.OH, g.OW
     Hp = (OH - 1) * g.sy + g.dh * (kh - 1) + 1
@@ -177,12 +193,13 @@ def _prepared_regblock(w, g: Geom, rows=False):
     taps = _regblock.row_taps(kw, g.sx, g.dw)
     roff = _term_offsets(C, kh, 1, g.dh, 1, Hp, Wp)  # each kernel row's first tap
     pt, pl, sy, sx = g.pt, g.pl, g.sy, g.sx
+    kernel = _forward_kernel(_regblock._conv2d_regblock_fwd, N, w.shape, OH, OW)
 
     def run(x, b, y, relu):
         if rows and not y.flags.c_contiguous:  # the kernel stores rows by address
             raise ValueError(f"rows output must be C-contiguous, got strides {y.strides}")
-        _regblock._conv2d_regblock_fwd(_zero_padded(x, pt, pl, Hp, Wp), wt, b, off, y, sy, sx,
-                                       nvec, relu, rows, roff, taps)
+        kernel(_zero_padded(x, pt, pl, Hp, Wp), wt, b, off, y, sy, sx, nvec, relu, rows, roff,
+               taps)
 
     return run
 
@@ -199,7 +216,7 @@ def prepare_forward(x_shape, w, g: Geom, kernels, out_rows=False):
                                                                   and family != "regblock"):
         return None
     zeros = np.zeros(w.shape[0], dtype=w.dtype)
-    inner = (_prepared_regblock(w, g, out_rows) if family == "regblock"
+    inner = (_prepared_regblock(x_shape[0], w, g, out_rows) if family == "regblock"
              else _prepared_pixvec(x_shape, w, g))
 
     def run(x, b, y, relu):
@@ -267,8 +284,9 @@ def _pixvec_forward(x, w, b, y, g: Geom, relu=False):
 
 
 def _prepared_pixvec(x_shape, w, g: Geom):
-    """:func:`_pixvec_forward`'s decisions, weight layout and offsets made once for inputs of
-    ``x_shape``: ``run(x, b, y, relu)`` (``b`` not None)."""
+    """:func:`_pixvec_forward`'s decisions, weight layout, offsets and kernel (on the calling
+    thread for layers of at most :data:`~nbconv.conv.plan.SERIAL_MACS`) made once for inputs
+    of ``x_shape``: ``run(x, b, y, relu)`` (``b`` not None)."""
     F, C, kh, kw = w.shape
     N, _, H, W = x_shape
     OH, OW = g.OH, g.OW
@@ -281,7 +299,7 @@ def _prepared_pixvec(x_shape, w, g: Geom):
     kt, kl = (0, 0) if pad_pass else (pt, pl)  # else each task pads its own image
     off = _term_offsets(C, kh, kw, g.dh, g.dw, rows, pitch)
     wt, per = _pixvec_layout(w, off.shape[0], N, OH, OW, pitch, wide=True)
-    kernel = _pixvec._conv2d_pixvec_fwd
+    kernel = _forward_kernel(_pixvec._conv2d_pixvec_fwd, N, w.shape, OH, OW)
 
     def run(x, b, y, relu):
         if pad_pass:
@@ -338,18 +356,21 @@ def _phase_forward(x, w, b, y, g: Geom, relu=False):
 
 def _pixvec_run(x, pt, pl, rows, pitch, w, b, y, off, relu):
     """Lays the filters out in groups of at most six, sizes the tasks and runs
-    :func:`nbconv.kernels.conv.pixel_vectors._conv2d_pixvec_fwd` on planes of ``rows x pitch``
-    (``x`` placed at ``(pt, pl)``) with term offsets ``off``."""
+    :func:`nbconv.kernels.conv.pixel_vectors._conv2d_pixvec_fwd` (or its serial twin: see
+    :func:`~nbconv.conv.plan.serial_forward`) on planes of ``rows x pitch`` (``x`` placed at
+    ``(pt, pl)``) with term offsets ``off``."""
     N, _, OH, OW = y.shape
     wt, per = _pixvec_layout(w, off.shape[0], N, OH, OW, pitch)
-    _pixvec._conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, per, relu)
+    kernel = _forward_kernel(_pixvec._conv2d_pixvec_fwd, N, w.shape, OH, OW)
+    kernel(x, pt, pl, rows, pitch, wt, b, off, y, per, relu)
 
 
 def _pixvec_layout(w, K, N, OH, OW, pitch, wide=False):
     """``(wt, per)`` of the pixel-vector forward kernel (blocks of native vectors with
     ``wide``): the weights as ``G`` groups of at most six filters (G, K, NF), zeros past
-    ``F``, and the blocks per task (at most ``plan.PIXVEC_TASK_BYTES`` of scratch, at least
-    four tasks per thread)."""
+    ``F``, and the blocks per task (at most ``plan.PIXVEC_TASK_BYTES`` of scratch; four tasks
+    per thread, or as many whole rounds of one per thread as hold ``plan.PIXVEC_TASK_MACS``
+    each when there is less work)."""
     F = w.shape[0]
     G = -(-F // _pixvec.MAX_FILTERS)
     NF = -(-F // G)
@@ -358,8 +379,10 @@ def _pixvec_layout(w, K, N, OH, OW, pitch, wide=False):
     wt[:F] = w.reshape(F, K)
     wt = np.ascontiguousarray(wt.reshape(G, NF, K).transpose(0, 2, 1))
     nblk = -(-((OH - 1) * pitch + OW) // B)
+    threads = numba.get_num_threads()
+    rounds = min(4, max(1, N * nblk * K * NF * B * G // (plan.PIXVEC_TASK_MACS * threads)))
     per = min(max(1, plan.PIXVEC_TASK_BYTES // (NF * B * w.itemsize)),
-              max(1, N * nblk // (4 * numba.get_num_threads())))
+              max(1, -(-N * nblk // (rounds * threads))))
     return wt, per
 
 

@@ -35,10 +35,11 @@ from .._checks.conv import NP_PAD_MODE, Geom
 from ..kernels.norm import _batch_norm_fwd
 from . import direct, im2col, tapgemm, winograd
 from .convplan import ConvPlan, backward_plan, forward_plan
-from .exact import exact_backward, exact_forward, finite
+from .exact import exact_backward, exact_forward, finite, finite_array
 
-__all__ = ["forward", "prepare_forward", "Prepared", "rows_layouts", "forward_rows", "pixel_rows",
-           "backward", "data_gradient", "DRIVERS", "device_forward", "device_backward"]
+__all__ = ["forward", "prepare_forward", "bind_forward", "Prepared", "rows_layouts",
+           "forward_rows", "pixel_rows", "backward", "data_gradient", "DRIVERS",
+           "device_forward", "device_backward"]
 
 
 #: the driver module of each algorithm: conv2d_forward(x, w, b, y, g, kernels) and
@@ -131,6 +132,9 @@ class Prepared(NamedTuple):
     #: tap-GEMM's ``run(x, b, y, relu, scale)`` (BLAS held single-threaded by the caller),
     #: the direct register-block or pixel-vector family's ``run(x, b, y, relu)``; else None
     run: object = None
+    #: whether the weights and the bias it was prepared with are all finite (checked once:
+    #: the per-call check of the inputs then reads ``x`` alone)
+    constants_finite: bool = True
 
 
 def rows_layouts(op, x_shape, weight_shape, g: Geom, dtype, algorithm="auto"):
@@ -170,13 +174,14 @@ def forward_rows(x, bias, y, relu, prepared: Prepared, in_rows, out_rows, exact)
 
 
 def prepare_forward(op, x_shape, weight, g: Geom, algorithm="auto", in_rows=False,
-                    out_rows=False) -> Prepared:
+                    out_rows=False, bias=None) -> Prepared:
     """The plan of :func:`forward` for inputs of ``x_shape`` and the weights it runs with
     (kept taps, tap-GEMM's packing, the direct families' weight layouts, and the driver's
     prepared closure), made once: a planned network's weights do not change between calls,
     and at batch 1 rearranging them each call took longer than the products.  Pass it to
-    :func:`forward` as ``prepared`` with these same ``weight`` values; with ``in_rows`` or
-    ``out_rows`` (where :func:`rows_layouts` allows) to :func:`forward_rows` instead."""
+    :func:`forward` as ``prepared`` with these same ``weight`` and ``bias`` values; with
+    ``in_rows`` or ``out_rows`` (where :func:`rows_layouts` allows) to :func:`forward_rows`
+    instead."""
     p = forward_plan(op, tuple(x_shape), weight.shape, g, weight.dtype, algorithm)
     kept = np.ascontiguousarray(_kept(weight, p))
     packed = run = None
@@ -196,7 +201,7 @@ def prepare_forward(op, x_shape, weight, g: Geom, algorithm="auto", in_rows=Fals
     elif p.algorithm == "direct":
         run = direct.prepare_forward(_padded_shape(x_shape, p.geometry), kept,
                                      _driver_geometry(p.geometry), p.kernels)
-    return Prepared(p, kept, packed, run)
+    return Prepared(p, kept, packed, run, finite(kept, bias))
 
 
 def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=None, out=None,
@@ -217,8 +222,8 @@ def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=No
 
     ``out``, a C-contiguous (N, F, OH, OW) array of ``x``'s dtype, receives the result in
     place of a fresh array (a planned network's buffer, :mod:`nbconv.inference`);
-    ``prepared``, :func:`prepare_forward`'s value for ``x.shape`` and ``weight``, replaces
-    the plan lookup and the per-call copies of the weights.
+    ``prepared``, :func:`prepare_forward`'s value for ``x.shape``, ``weight`` and ``bias``,
+    replaces the plan lookup, the per-call copies of the weights and their finiteness check.
     """
     y = np.empty((x.shape[0], weight.shape[0], g.OH, g.OW), dtype=x.dtype) if out is None else out
     if y.size == 0:
@@ -227,14 +232,15 @@ def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=No
         p = forward_plan(op, x.shape, weight.shape, g, x.dtype, algorithm)
         weight, packed, run = _kept(weight, p), None, None
     else:
-        p, weight, packed, run = prepared
+        p, weight, packed, run, _ = prepared
     algorithm = p.algorithm
     driver = DRIVERS[algorithm]
     xp, g = _padded(x, p.geometry, _np_pad)
     check_inputs = algorithm != "winograd" and x.size + weight.size < y.size
     conv_bias = bias if scale is None else None  # with a scale the shift comes after it
     done = False  # whether the scale, shift and ReLU are applied
-    if check_inputs and not finite(x, weight, bias):
+    if check_inputs and not (finite(x, weight, bias) if prepared is None
+                             else prepared.constants_finite and finite(x)):
         exact_forward(xp, weight, conv_bias, y, g)
     elif algorithm == "tapgemm":
         if run is not None:
@@ -258,6 +264,38 @@ def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=No
     if not done:
         _epilogue(y, scale, None if scale is None else bias, relu)
     return y
+
+
+def bind_forward(op, x_shape, weight, bias, g: Geom, algorithm="auto", relu=False):
+    """:func:`forward` for inputs of ``x_shape`` with constant ``weight`` and ``bias``, as a
+    closure ``call(x, y)`` writing ``y`` (C-contiguous, the output's shape), with every
+    decision that does not depend on the values made once: the prepared plan and weights
+    (:func:`prepare_forward`), which finiteness check the call makes, and for the direct
+    register-block and pixel-vector families the driver's closure called straight away (at
+    batch 1 the generic call's Python took as long as the kernel).  The same results and
+    the same inf/NaN policy as :func:`forward`."""
+    prepared = prepare_forward(op, x_shape, weight, g, algorithm, bias=bias)
+    p, kept, _, run, constants_finite = prepared
+    N, _, H, W = x_shape
+    y_size = N * kept.shape[0] * g.OH * g.OW
+    if run is None or p.algorithm != "direct" or p.geometry.mode != "zeros" or y_size == 0:
+        def call(x, y):
+            forward(op, x, weight, bias, g, algorithm, relu, None, y, prepared)
+        return call
+    check_inputs = N * x_shape[1] * H * W + kept.size < y_size  # as forward decides
+    pg = p.geometry
+
+    def call(x, y):
+        if check_inputs and not (constants_finite and finite_array(x)):
+            exact_forward(x, kept, bias, y, pg)
+        else:
+            run(x, bias, y, relu)
+            if check_inputs or finite_array(y):
+                return
+            exact_forward(x, kept, bias, y, pg)
+        if relu:
+            direct.relu_in_place(y)
+    return call
 
 
 def _epilogue(y, scale, shift, relu):

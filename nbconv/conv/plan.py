@@ -488,6 +488,23 @@ def fused_band(K, OH, OW, itemsize):
 #: scratch of one pixel-vector task (its outputs, all filters): stays in L1
 PIXVEC_TASK_BYTES = 32 * 1024
 
+#: largest direct forward (multiply-adds) that runs on the calling thread: waking the
+#: others costs more than they save (LeNet's layers at batch 1)
+SERIAL_MACS = 1 << 17
+
+
+def serial_forward(N, weight_shape, OH, OW, threads) -> bool:
+    """Whether a direct register-block or pixel-vector forward of ``N`` images runs on the
+    calling thread: at most :data:`SERIAL_MACS` multiply-adds, or a single thread of
+    ``threads``, where the parallel kernel only adds the cost of its launch."""
+    F, Cg, kh, kw = weight_shape
+    return threads == 1 or N * F * OH * OW * Cg * kh * kw <= SERIAL_MACS
+
+
+#: fewest multiply-adds worth a pixel-vector task of its own: below it a task's scratch,
+#: bias fill and copy-out cost more than spreading the work gains (LeNet c1 at batch 1)
+PIXVEC_TASK_MACS = 1 << 15
+
 
 #: largest padded image that a pixel-vector task pads itself (in L2) when the batch has two
 #: images per thread; larger ones (or fewer) are padded in a pass of their own first

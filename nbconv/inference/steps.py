@@ -72,9 +72,11 @@ def output_kind(step, is_fast: bool) -> str:
 
 
 def uses_blas(step, x_shapes, dtype, algorithm) -> bool:
-    """Whether the fast ``step`` calls BLAS (a linear layer, a convolution by a GEMM)."""
+    """Whether the fast ``step`` calls BLAS (a linear layer larger than :data:`TINY_MACS`, a
+    convolution by a GEMM)."""
     if step.kind == "linear":
-        return True
+        x_shape = x_shapes[0]
+        return int(np.prod(x_shape[:-1])) * step.weight.shape[0] * x_shape[-1] > TINY_MACS
     if step.kind == "conv" and x_shapes[0][0]:
         g = conv_geometry(step, x_shapes[0])
         p = forward_plan("conv2d", tuple(x_shapes[0]), step.weight.shape, g, dtype, algorithm)
@@ -94,14 +96,15 @@ def build(step, x_shapes, y, algorithm, dtype, blas_held=False, in_rows=None, ou
     if kind == "conv":
         w, b, relu = step.weight, step.bias, step.relu
         g = conv_geometry(step, x_shapes[0])
-        fwd = engine.forward
         i0 = i[0]
-        # the plan and the weights it runs with (kept taps, packing) are made once
-        prepared = (engine.prepare_forward("conv2d", x_shapes[0], w, g, algorithm)
-                    if x_shapes[0][0] > 0 else None)
+        if x_shapes[0][0] == 0:
+            def run(vals):
+                pass  # an empty batch: nothing to compute
+        else:  # the plan, the weights it runs with and the checks it makes, decided once
+            call = engine.bind_forward("conv2d", x_shapes[0], w, b, g, algorithm, relu)
 
-        def run(vals):
-            fwd("conv2d", vals[i0], w, b, g, algorithm, relu, None, y, prepared)
+            def run(vals):
+                call(vals[i0], y)
     elif kind == "linear":
         w, b, relu = step.weight, step.bias, step.relu
         in_f = w.shape[1]
@@ -195,7 +198,7 @@ def _build_rows(step, x_shapes, y, algorithm, in_rows, out_rows):
         g = conv_geometry(step, x_shapes[0])
         i0, r_in = i[0], in_rows[0]
         prepared = engine.prepare_forward("conv2d", x_shapes[0], w, g, algorithm, r_in,
-                                          out_rows)
+                                          out_rows, b)
         fwd_rows, fwd = engine.forward_rows, engine.forward
 
         def exact(xn):  # the plain forward, for results holding inf or NaN

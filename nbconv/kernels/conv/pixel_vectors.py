@@ -44,8 +44,8 @@ from ..._config import JIT_OPTIONS
 from .._ir import VECTOR_BYTES as NATIVE_BYTES
 from .._ir import VectorIR, copy_bytes, float_type_ok, zero_bytes
 
-__all__ = ["_conv2d_pixvec_fwd", "_conv2d_pixvec_bwd_weight", "_stride_phases", "MAX_FILTERS",
-           "TERM_PAD", "MAX_GRAD_FILTERS", "block_positions"]
+__all__ = ["_conv2d_pixvec_fwd", "_conv2d_pixvec_fwd_serial", "_conv2d_pixvec_bwd_weight",
+           "_stride_phases", "MAX_FILTERS", "TERM_PAD", "MAX_GRAD_FILTERS", "block_positions"]
 
 #: most filters in one block (more are split into groups of at most this many)
 MAX_FILTERS = 6
@@ -207,6 +207,44 @@ def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task, r
     ``blocks_per_task`` blocks); each fills a scratch with the bias, accumulates into it
     block by block and copies the valid columns out.
     """
+    tasks, per, nct, reach = _pixvec_fwd_setup(x, pt, pl, rows, pitch, wt, off, y,
+                                               blocks_per_task, wide)
+    for task in numba.prange(tasks):
+        _pixvec_fwd_task(task, x, pt, pl, rows, pitch, wt, b, off, y, per, nct, reach, relu,
+                         wide)
+
+
+@numba.njit(**JIT_OPTIONS)
+def _conv2d_pixvec_fwd_serial(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task, relu,
+                              wide=False):
+    """:func:`_conv2d_pixvec_fwd` on the calling thread (layers too small to be worth waking
+    the others: LeNet's first layer at batch 1)."""
+    tasks, per, nct, reach = _pixvec_fwd_setup(x, pt, pl, rows, pitch, wt, off, y,
+                                               blocks_per_task, wide)
+    for task in range(tasks):
+        _pixvec_fwd_task(task, x, pt, pl, rows, pitch, wt, b, off, y, per, nct, reach, relu,
+                         wide)
+
+
+@numba.njit(**JIT_OPTIONS)
+def _pixvec_fwd_setup(x, pt, pl, rows, pitch, wt, off, y, blocks_per_task, wide):
+    """``(tasks, per, nct, reach)`` of the forward kernels: the task count, blocks per task,
+    tasks per image and the farthest term offset."""
+    N, F, OH, OW = y.shape
+    staged = not (x.shape[2] == rows and x.shape[3] == pitch and pt == 0 and pl == 0)
+    B = block_positions(wt.shape[2], y.itemsize, wide)
+    nblk = -(-((OH - 1) * pitch + OW) // B)
+    per = nblk if staged else min(blocks_per_task, nblk)
+    reach = 0
+    for r in range(off.shape[0]):
+        reach = max(reach, off[r])
+    return N * (-(-nblk // per)), per, -(-nblk // per), reach
+
+
+@numba.njit(**JIT_OPTIONS)
+def _pixvec_fwd_task(task, x, pt, pl, rows, pitch, wt, b, off, y, per, nct, reach, relu,
+                     wide):
+    """Task ``task`` of the forward kernels: ``per`` blocks of one image (serial helper)."""
     N, F, OH, OW = y.shape
     C = x.shape[1]
     plane = C * rows * pitch
@@ -215,51 +253,44 @@ def _conv2d_pixvec_fwd(x, pt, pl, rows, pitch, wt, b, off, y, blocks_per_task, r
     zero = y.dtype.type(0)
     it = y.itemsize
     B = block_positions(NF, it, wide)
-    L = (OH - 1) * pitch + OW
-    nblk = -(-L // B)
-    per = nblk if staged else min(blocks_per_task, nblk)
-    nct = -(-nblk // per)
-    reach = 0  # the farthest term offset
-    for r in range(K):
-        reach = max(reach, off[r])
-    for task in numba.prange(N * nct):
-        n = task // nct
-        t0 = (task - n * nct) * per * B
-        t1 = min(t0 + per * B, nblk * B)
-        width = t1 - t0
-        acc = np.empty((NF, width), dtype=y.dtype)
-        aa = acc.ctypes.data
-        # in place, blocks from t_safe on would read past the batch: they read a padded copy
-        t_safe = t1 if n < N - 1 else min(t1, max(t0, plane - reach - B + 1))
-        if staged:
-            t_safe = t0
-        xa = x.ctypes.data + n * plane * it
-        xs = np.empty(plane + B if t_safe < t1 else 0, dtype=y.dtype)
-        if t_safe < t1:
-            _stage_image(x, n, pt, pl, rows, pitch, xs)
-        for g in range(G):
-            for f in range(NF):
-                acc[f, :] = b[g * NF + f] if g * NF + f < F else zero
-            wa = wt.ctypes.data + g * K * NF * it
-            for t in range(t0, t1, B):
-                # "+ 0": the same integer type as xa (uintp and int64 unify to float64)
-                src = xa if t < t_safe else xs.ctypes.data + 0
-                _pixels(src + t * it, off, K, wa, aa + (t - t0) * it, width, NF, wide, zero)
-            for f in range(min(NF, F - g * NF)):
-                if relu:  # on the whole scratch row: one vectorised loop
-                    for t in range(width):
-                        v = acc[f, t]
-                        acc[f, t] = v if not (v <= 0) else zero
-                # rows that overlap [t0, t1) (a row may be longer than the pitch: see
-                # _zero_padded_shared); memcpy: numba's slice copies of these short rows
-                # cost more than the block's arithmetic
-                ya = y.ctypes.data + n * y.strides[0] + (g * NF + f) * y.strides[1]
-                for i in range(max(0, (t0 - OW) // pitch + 1), min(OH, -(-t1 // pitch))):
-                    j0 = max(t0 - i * pitch, 0)
-                    j1 = min(OW, t1 - i * pitch)
-                    if j1 > j0:
-                        copy_bytes(ya + i * y.strides[2] + j0 * it,
-                                   aa + (f * width + i * pitch - t0 + j0) * it, (j1 - j0) * it)
+    nblk = -(-((OH - 1) * pitch + OW) // B)
+    n = task // nct
+    t0 = (task - n * nct) * per * B
+    t1 = min(t0 + per * B, nblk * B)
+    width = t1 - t0
+    acc = np.empty((NF, width), dtype=y.dtype)
+    aa = acc.ctypes.data
+    # in place, blocks from t_safe on would read past the batch: they read a padded copy
+    t_safe = t1 if n < N - 1 else min(t1, max(t0, plane - reach - B + 1))
+    if staged:
+        t_safe = t0
+    xa = x.ctypes.data + n * plane * it
+    xs = np.empty(plane + B if t_safe < t1 else 0, dtype=y.dtype)
+    if t_safe < t1:
+        _stage_image(x, n, pt, pl, rows, pitch, xs)
+    for g in range(G):
+        for f in range(NF):
+            acc[f, :] = b[g * NF + f] if g * NF + f < F else zero
+        wa = wt.ctypes.data + g * K * NF * it
+        for t in range(t0, t1, B):
+            # "+ 0": the same integer type as xa (uintp and int64 unify to float64)
+            src = xa if t < t_safe else xs.ctypes.data + 0
+            _pixels(src + t * it, off, K, wa, aa + (t - t0) * it, width, NF, wide, zero)
+        for f in range(min(NF, F - g * NF)):
+            if relu:  # on the whole scratch row: one vectorised loop
+                for t in range(width):
+                    v = acc[f, t]
+                    acc[f, t] = v if not (v <= 0) else zero
+            # rows that overlap [t0, t1) (a row may be longer than the pitch: see
+            # _zero_padded_shared); memcpy: numba's slice copies of these short rows
+            # cost more than the block's arithmetic
+            ya = y.ctypes.data + n * y.strides[0] + (g * NF + f) * y.strides[1]
+            for i in range(max(0, (t0 - OW) // pitch + 1), min(OH, -(-t1 // pitch))):
+                j0 = max(t0 - i * pitch, 0)
+                j1 = min(OW, t1 - i * pitch)
+                if j1 > j0:
+                    copy_bytes(ya + i * y.strides[2] + j0 * it,
+                               aa + (f * width + i * pitch - t0 + j0) * it, (j1 - j0) * it)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)

@@ -41,8 +41,8 @@ from numba.extending import intrinsic
 from ..._config import JIT_OPTIONS
 from .._ir import LANES32, LANES64, VECTOR_BYTES, VectorIR, float_type_ok
 
-__all__ = ["_conv2d_regblock_fwd", "_conv2d_regblock_bwd_weight", "NP", "ROW_TAPS",
-           "row_taps", "block_pixels"]
+__all__ = ["_conv2d_regblock_fwd", "_conv2d_regblock_fwd_serial", "_conv2d_regblock_bwd_weight",
+           "NP", "ROW_TAPS", "row_taps", "block_pixels"]
 
 
 def block_pixels(vector_bytes: int) -> int:
@@ -234,66 +234,95 @@ def _conv2d_regblock_fwd(xp, wt, b, off, y, sy, sx, nvec, relu, rows=False, roff
     planned network's layout between layers: each block's filters are then one contiguous
     run).  With a row-tap code ``taps`` (:func:`row_taps`, matching the layer's kernel width
     and ``sx``) the full blocks take row taps, ``roff`` (C*kh,) holding each kernel row's
-    offset ``(c*Hp + p*dh)*Wp``.  One task per (image, output row, block of filters).
+    offset ``(c*Hp + p*dh)*Wp``.  One task per (image, output row, block of filters):
+    :func:`_regblock_fwd_task`.
     """
-    N = xp.shape[0]
+    tasks, bias = _regblock_fwd_setup(xp, wt, b, y, nvec, rows)
+    for task in numba.prange(tasks):
+        _regblock_fwd_task(task, xp, wt, b, bias, off, y, sy, sx, nvec, relu, rows, roff, taps)
+
+
+@numba.njit(**JIT_OPTIONS)
+def _conv2d_regblock_fwd_serial(xp, wt, b, off, y, sy, sx, nvec, relu, rows=False, roff=None,
+                                taps=0):
+    """:func:`_conv2d_regblock_fwd` on the calling thread (layers too small to be worth
+    waking the others: LeNet at batch 1)."""
+    tasks, bias = _regblock_fwd_setup(xp, wt, b, y, nvec, rows)
+    for task in range(tasks):
+        _regblock_fwd_task(task, xp, wt, b, bias, off, y, sy, sx, nvec, relu, rows, roff, taps)
+
+
+@numba.njit(**JIT_OPTIONS)
+def _regblock_fwd_setup(xp, wt, b, y, nvec, rows):
+    """``(tasks, bias)`` of the forward kernels: the task count and the bias as whole
+    filter vectors (zeros past ``F``), which row-tap blocks start from."""
+    F = y.shape[3] if rows else y.shape[1]
+    OH = y.shape[0] if rows else y.shape[2]
+    Fpad = wt.shape[1]
+    lanes = LANES32 if y.itemsize == 4 else LANES64
+    bias = np.zeros(Fpad, dtype=y.dtype)
+    bias[:F] = b
+    return xp.shape[0] * OH * (Fpad // (nvec * lanes)), bias
+
+
+@numba.njit(**JIT_OPTIONS)
+def _regblock_fwd_task(task, xp, wt, b, bias, off, y, sy, sx, nvec, relu, rows, roff, taps):
+    """Task ``task`` of the forward kernels: output row ``i`` of image ``n`` for one block of
+    filters, in blocks of ``NP`` pixels (serial helper)."""
     plane = xp.shape[1] * xp.shape[2] * xp.shape[3]
     Wp = xp.shape[3]
     K, Fpad = wt.shape
     R = 0 if roff is None else roff.shape[0]
     if rows:
-        OH, OW, F = y.shape[0], y.shape[1], y.shape[3]
+        OH, OW, N, F = y.shape[0], y.shape[1], y.shape[2], y.shape[3]
     else:
-        F, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+        N, F, OH, OW = y.shape[0], y.shape[1], y.shape[2], y.shape[3]
     zero = y.dtype.type(0)
     lanes = LANES32 if y.itemsize == 4 else LANES64
     FBK = nvec * lanes
     nfb = Fpad // FBK
     it = y.itemsize
-    bias = np.zeros(Fpad, dtype=y.dtype)  # whole vectors of the bias for the row taps
-    bias[:F] = b
-    for task in numba.prange(N * OH * nfb):
-        n = task // (OH * nfb)
-        rest = task - n * (OH * nfb)
-        i = rest // nfb
-        f0 = (rest - i * nfb) * FBK
-        acc = np.empty((NP, FBK), dtype=y.dtype)
-        wa = wt.ctypes.data + f0 * it
-        ba = bias.ctypes.data + f0 * it
-        row = xp.ctypes.data + (n * plane + i * sy * Wp) * it
-        j0 = 0
-        while j0 < OW:
-            npix = NP if j0 + NP <= OW else 1
-            if taps and npix == NP and rows and f0 + FBK <= F:
-                # whole filter vectors into rows of channels: stored by the block itself
-                out = y.ctypes.data + (((i * OW + j0) * N + n) * F + f0) * it
-                _row_block(row + j0 * sx * it, roff, R, wa, Fpad, ba, out, N * F, relu, nvec,
-                           taps, zero)
-                j0 += npix
-                continue
-            if taps and npix == NP:
-                _row_block(row + j0 * sx * it, roff, R, wa, Fpad, ba, acc.ctypes.data, FBK,
-                           False, nvec, taps, zero)
-            else:
-                for pi in range(npix):
-                    for f in range(FBK):
-                        acc[pi, f] = b[f0 + f] if f0 + f < F else zero
-                _block(row + j0 * sx * it, sx, off, K, wa, Fpad, acc, nvec, npix, zero)
-            if rows:
-                for pi in range(npix):
-                    out = y[i, j0 + pi, n]
-                    for f in range(min(FBK, F - f0)):
-                        v = acc[pi, f]
-                        out[f0 + f] = v if not (relu and v <= 0) else zero
-            else:
-                # filter by filter: a block's pixels are one run of each plane, stored
-                # together (pixel by pixel, planes a power of two apart evicted each other's
-                # lines between the pixels)
-                for f in range(min(FBK, F - f0)):
-                    for pi in range(npix):
-                        v = acc[pi, f]
-                        y[n, f0 + f, i, j0 + pi] = v if not (relu and v <= 0) else zero
+    n = task // (OH * nfb)
+    rest = task - n * (OH * nfb)
+    i = rest // nfb
+    f0 = (rest - i * nfb) * FBK
+    acc = np.empty((NP, FBK), dtype=y.dtype)
+    wa = wt.ctypes.data + f0 * it
+    ba = bias.ctypes.data + f0 * it
+    row = xp.ctypes.data + (n * plane + i * sy * Wp) * it
+    j0 = 0
+    while j0 < OW:
+        npix = NP if j0 + NP <= OW else 1
+        if taps and npix == NP and rows and f0 + FBK <= F:
+            # whole filter vectors into rows of channels: stored by the block itself
+            out = y.ctypes.data + (((i * OW + j0) * N + n) * F + f0) * it
+            _row_block(row + j0 * sx * it, roff, R, wa, Fpad, ba, out, N * F, relu, nvec,
+                       taps, zero)
             j0 += npix
+            continue
+        if taps and npix == NP:
+            _row_block(row + j0 * sx * it, roff, R, wa, Fpad, ba, acc.ctypes.data, FBK,
+                       False, nvec, taps, zero)
+        else:
+            for pi in range(npix):
+                for f in range(FBK):
+                    acc[pi, f] = b[f0 + f] if f0 + f < F else zero
+            _block(row + j0 * sx * it, sx, off, K, wa, Fpad, acc, nvec, npix, zero)
+        if rows:
+            for pi in range(npix):
+                out = y[i, j0 + pi, n]
+                for f in range(min(FBK, F - f0)):
+                    v = acc[pi, f]
+                    out[f0 + f] = v if not (relu and v <= 0) else zero
+        else:
+            # filter by filter: a block's pixels are one run of each plane, stored
+            # together (pixel by pixel, planes a power of two apart evicted each other's
+            # lines between the pixels)
+            for f in range(min(FBK, F - f0)):
+                for pi in range(npix):
+                    v = acc[pi, f]
+                    y[n, f0 + f, i, j0 + pi] = v if not (relu and v <= 0) else zero
+        j0 += npix
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
