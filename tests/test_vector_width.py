@@ -5,7 +5,8 @@ bytes, and the 32-byte (AVX2) build, which other machines get, would go untested
 subprocess compiles for the host's CPU with AVX-512 switched off (numba's
 ``NUMBA_CPU_FEATURES``, its own cache directory) and checks the forward pass, both
 gradients and a strided layer of the pixel-vector and register-blocked families against
-the float64 scipy references.
+the float64 scipy references, and the packed-panel linear kernel against NumPy's float64
+product.
 """
 
 from __future__ import annotations
@@ -51,6 +52,18 @@ for N, C, F, H, k, s, p, family in layers:
     got = nbconv.conv2d_backward(dy, x, w, stride=s, padding=p, algorithm="direct")
     for g, r in zip(got, ref_conv2d_backward_exact(dy, x, w, stride=s, padding=p)):
         assert np.abs(g - r).max() <= 1e-4 * max(1.0, np.abs(r).max()), (N, C, F)
+
+from nbconv.functional.linear import pack_panels
+from nbconv.kernels.linear import PANEL_ROWS, _linear_panels
+assert PANEL_ROWS == 4, PANEL_ROWS
+for dtype in (np.float32, np.float64):  # rows, outputs and terms with remainders
+    x = rng.standard_normal((11, 1030)).astype(dtype)
+    w = rng.standard_normal((70, 1030)).astype(dtype)
+    b = rng.standard_normal(70).astype(dtype)
+    y = np.full((11, 70), np.nan, dtype)
+    _linear_panels(x, pack_panels(w), b, True, False, y)
+    want = x.astype(np.float64) @ w.T.astype(np.float64) + b
+    assert np.abs(y - want).max() <= 1e-4 * np.abs(want).max(), dtype
 print("ok")
 """
 

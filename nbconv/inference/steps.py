@@ -17,7 +17,7 @@ from ..conv import engine
 from ..conv.convplan import forward_plan
 from ..functional import conv as _conv
 from ..functional.activation import _add_relu_into, _relu_into, _unary_into
-from ..functional.linear import _linear_into
+from ..functional.linear import _linear_into, pack_panels, panels_apply
 from ..functional.pool import (
     _adaptive_avg_pool2d_into,
     _avg_pool2d_into,
@@ -28,7 +28,7 @@ from ..functional.pool import (
     _planes,
     _values_blocks,
 )
-from ..kernels.linear import _linear_tiny
+from ..kernels.linear import _linear_panels, _linear_tiny
 from ..kernels.pool2d import _max_pool2d_planes_to_rows, _max_pool2d_rows_fwd
 
 __all__ = ["output_kind", "ELEMENTWISE", "build", "describe", "conv_geometry"]
@@ -71,12 +71,21 @@ def output_kind(step, is_fast: bool) -> str:
     return "buffer" if is_fast else "fresh"
 
 
+def _linear_path(x_shape, weight_shape) -> str:
+    """How a planned linear layer runs: ``"tiny"`` (one serial kernel, at most
+    :data:`TINY_MACS`), ``"panels"`` (weights packed once: :func:`~nbconv.functional.linear.
+    panels_apply`) or ``"blas"``."""
+    rows, (out_f, in_f) = int(np.prod(x_shape[:-1])), weight_shape
+    if 0 < rows * out_f * in_f <= TINY_MACS:
+        return "tiny"
+    return "panels" if panels_apply(rows, out_f) else "blas"
+
+
 def uses_blas(step, x_shapes, dtype, algorithm) -> bool:
-    """Whether the fast ``step`` calls BLAS (a linear layer larger than :data:`TINY_MACS`, a
-    convolution by a GEMM)."""
+    """Whether the fast ``step`` calls BLAS (a linear layer larger than :data:`TINY_MACS` and
+    not on packed panels, a convolution by a GEMM)."""
     if step.kind == "linear":
-        x_shape = x_shapes[0]
-        return int(np.prod(x_shape[:-1])) * step.weight.shape[0] * x_shape[-1] > TINY_MACS
+        return _linear_path(x_shapes[0], step.weight.shape) == "blas"
     if step.kind == "conv" and x_shapes[0][0]:
         g = conv_geometry(step, x_shapes[0])
         p = forward_plan("conv2d", tuple(x_shapes[0]), step.weight.shape, g, dtype, algorithm)
@@ -111,12 +120,18 @@ def build(step, x_shapes, y, algorithm, dtype, blas_held=False, in_rows=None, ou
         rows = int(np.prod(x_shapes[0][:-1]))
         y2 = y.reshape(rows, w.shape[0])
         i0 = i[0]
-        if 0 < y2.size * in_f <= TINY_MACS:
-            no_bias = np.zeros(1, dtype=y2.dtype)
-
+        no_bias = np.zeros(1, dtype=y2.dtype)
+        path = _linear_path(x_shapes[0], w.shape)
+        if path == "tiny":
             def run(vals):
                 _linear_tiny(vals[i0].reshape(rows, in_f), w, no_bias if b is None else b,
                              b is not None, relu, y2)
+        elif path == "panels":
+            panels = pack_panels(w)  # the weights are constant: packed once
+
+            def run(vals):  # (the kernel reads x's rows by address)
+                _linear_panels(np.ascontiguousarray(vals[i0].reshape(rows, in_f)), panels,
+                               no_bias if b is None else b, b is not None, relu, y2)
         elif blas_held and 0 < y2.size * in_f <= SMALL_MACS:
             # a product too small for threads: NumPy's, without the thread bookkeeping of
             # _blas.matmul (LeNet at batch 1: 5.3 -> 2 us a layer)
@@ -316,4 +331,6 @@ def describe(step, x_shapes, dtype, algorithm, out_rows=False) -> str:
         return f"conv2d {p.algorithm}"
     if step.kind == "opaque":
         return f"{type(step.module).__name__}.forward"
+    if step.kind == "linear" and _linear_path(x_shapes[0], step.weight.shape) == "panels":
+        return "linear (packed panels)"
     return step.kind
