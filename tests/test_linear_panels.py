@@ -104,3 +104,26 @@ def test_compiled_classifier_runs_on_panels():
     for n in (32, 1):
         assert cm.explain(n).count("linear (packed panels)") == 1
         _close(cm(x[:n]), want[:n], np.float32)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_compiled_pointwise_convs_run_on_panels(batch):
+    """NiN's 1x1 convolutions between maps held as rows of channels run on packed panels at
+    small batches (``explain`` says so) and give the plain forward's result; a NaN in the
+    input ends where the plain forward puts it."""
+    from nbconv import models
+    model = models.nin(in_channels=3)
+    model.eval()
+    cm = nc.compile(model, (batch, 3, 32, 32))
+    assert cm.explain().count("conv2d 1x1 (packed panels)") >= 4
+    x = np.random.default_rng(2).standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    with nc.no_grad():
+        want = model(x)
+    _close(cm(x), want, np.float32)
+    x[0, 1, 5, 7] = np.nan
+    with nc.no_grad():
+        want = model(x)
+    got = cm(x)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    fin = np.isfinite(want)
+    _close(got[fin], want[fin], np.float32)

@@ -202,12 +202,24 @@ def test_explain_names_the_blocks():
     lenet_c2 = str(nc.conv.explain((32, 6, 12, 12), (16, 6, 5, 5)).forward)
     nvec = 1 if VECTOR_BYTES == 64 else 2
     assert (f"regblock ({_regblock.NP}-pixel blocks x {nvec} filter vector"
-            f"{'s' if nvec > 1 else ''}, row taps)") in lenet_c2
+            f"{'s' if nvec > 1 else ''}, row taps") in lenet_c2
     no_taps = str(nc.conv.explain((2, 6, 12, 12), (16, 6, 4, 4)).forward)
     assert "regblock" in no_taps and "row taps" not in no_taps
     lenet_c1 = str(nc.conv.explain((32, 1, 28, 28), (6, 1, 5, 5)).forward)
-    assert f"pixvec ({VECTOR_BYTES // 4}-lane pixel vectors)" in lenet_c1
+    assert f"pixvec ({VECTOR_BYTES // 4}-lane pixel vectors" in lenet_c1
     phases = str(nc.conv.explain((32, 3, 32, 32), (8, 3, 3, 3), stride=2, padding=1).forward)
-    assert "phases (8-lane pixel vectors on stride phases)" in phases
+    assert "phases (8-lane pixel vectors on stride phases" in phases
     assert "(" not in str(nc.conv.explain((32, 64, 8, 8), (64, 64, 3, 3),
                                           padding=1).forward).split("kernels")[1].split("\n")[0]
+
+
+def test_block_note_says_when_the_kernel_stays_on_the_calling_thread():
+    """LeNet's layers at batch 1 on two threads: c1 (86,400 multiply-adds) on the calling
+    thread, c2 (153,600) not; at batch 32 neither; on one thread both."""
+    c1 = _geometry("conv2d", (1, 1, 28, 28), (6, 1, 5, 5), 1, 0, 1, 1, "zeros", "test")
+    c2 = _geometry("conv2d", (1, 6, 12, 12), (16, 6, 5, 5), 1, 0, 1, 1, "zeros", "test")
+    here = "on the calling thread"
+    assert here in _direct.block_note("pixvec", (6, 1, 5, 5), c1, 4, N=1, threads=2)
+    assert here not in _direct.block_note("regblock", (16, 6, 5, 5), c2, 4, N=1, threads=2)
+    assert here not in _direct.block_note("pixvec", (6, 1, 5, 5), c1, 4, N=32, threads=2)
+    assert here in _direct.block_note("regblock", (16, 6, 5, 5), c2, 4, N=32, threads=1)

@@ -107,7 +107,8 @@ class ConvPlan:
             kernels += " (dy spread to stride 1)"
         if self.device == "cpu" and self.pass_name == "forward" and self.algorithm == "direct":
             note = direct.block_note(self.kernels[0], self.weight_shape, self.geometry,
-                                     np.dtype(self.dtype).itemsize)
+                                     np.dtype(self.dtype).itemsize, self.x_shape[0],
+                                     self.threads)
             kernels += f" ({note})" if note else ""
         lines.append(f"  kernels    {kernels}")
         if self.taps is not None:

@@ -254,18 +254,23 @@ def _pixel_origins(N, OH, OW, image, row, col):
     return off
 
 
-def block_note(family, weight_shape, g: Geom, itemsize) -> str:
-    """How the forward kernel family ``family`` blocks this layer, for :func:`nbconv.conv.
-    explain`: the register blocks' pixels and filter vectors (and row taps), the pixel-vector
-    blocks' lanes; "" for the other families."""
+def block_note(family, weight_shape, g: Geom, itemsize, N=1, threads=1) -> str:
+    """How the forward kernel family ``family`` blocks this layer of ``N`` images, for
+    :func:`nbconv.conv.explain`: the register blocks' pixels and filter vectors (and row
+    taps), the pixel-vector blocks' lanes, and whether the kernel stays on the calling thread
+    (:func:`~nbconv.conv.plan.serial_forward` for ``threads``); "" for the other families."""
     F, _, kh, kw = weight_shape
+    serial = (", on the calling thread" if plan.serial_forward(N, weight_shape, g.OH, g.OW,
+                                                                threads) else "")
     if family == "regblock":
         nvec = plan.regblock_vectors(F, itemsize)[0]
         taps = ", row taps" if _regblock.row_taps(kw, g.sx, g.dw) else ""
-        return f"{_regblock.NP}-pixel blocks x {nvec} filter vector{'s' * (nvec > 1)}{taps}"
+        return (f"{_regblock.NP}-pixel blocks x {nvec} filter vector{'s' * (nvec > 1)}{taps}"
+                + serial)
     if family in ("pixvec", "phases"):
         lanes = _pixvec._block_shape(1, family == "pixvec")[0] // itemsize  # phases: narrow
-        return f"{lanes}-lane pixel vectors" + (" on stride phases" if family == "phases" else "")
+        return (f"{lanes}-lane pixel vectors" + (" on stride phases" if family == "phases"
+                                                 else "") + serial)
     return ""
 
 
