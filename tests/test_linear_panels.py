@@ -13,6 +13,7 @@ from test_linear import linear_ref
 import nbconv as nc
 from nbconv.functional.linear import pack_panels, panels_apply
 from nbconv.kernels import linear as _k
+from nbconv.kernels import panels as _pk
 from nbconv.kernels._ir import lanes
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -32,8 +33,8 @@ def _close(got, want, dtype):
         assert np.abs(got - want).max() <= TOL[dtype] * scale * 10
 
 
-@given(dtype=st.sampled_from([np.float32, np.float64]), M=st.integers(0, 3 * _k.PANEL_ROWS + 1),
-       K=st.sampled_from([0, 1, 7, _k.PANEL_TERMS - 1, _k.PANEL_TERMS + 5]),
+@given(dtype=st.sampled_from([np.float32, np.float64]), M=st.integers(0, 3 * _pk.PANEL_ROWS + 1),
+       K=st.sampled_from([0, 1, 7, _pk.PANEL_TERMS - 1, _pk.PANEL_TERMS + 5]),
        F=st.integers(1, 5 * 16 + 3), bias=st.booleans(), relu=st.booleans(),
        seed=st.integers(0, 2**16))
 @settings(max_examples=60, deadline=None)
@@ -55,7 +56,7 @@ def test_panels_keep_nan_and_inf_where_they_belong():
     """A NaN in a row of ``x`` reaches exactly that row's outputs (and survives the ReLU); an
     infinite weight reaches its output feature in every row."""
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((2 * _k.PANEL_ROWS + 3, 300)).astype(np.float32)
+    x = rng.standard_normal((2 * _pk.PANEL_ROWS + 3, 300)).astype(np.float32)
     w = rng.standard_normal((100, 300)).astype(np.float32)
     x[5, 17] = np.nan
     w[40, 3] = np.inf
@@ -73,7 +74,7 @@ def test_packed_layout():
     """Panel ``p`` holds filters ``p*FB ... p*FB + FB - 1`` as columns, zeros past ``F``."""
     w = np.arange(5 * 3, dtype=np.float64).reshape(5, 3)
     P = pack_panels(w)
-    FB = _k.PANEL_VECTORS * lanes(8)
+    FB = _pk.PANEL_VECTORS * lanes(8)
     assert P.shape == (1, 3, FB) and P.flags.c_contiguous
     np.testing.assert_array_equal(P[0, :, :5], w.T)
     assert not P[0, :, 5:].any()
@@ -82,13 +83,13 @@ def test_packed_layout():
 @pytest.mark.parametrize("vector_bytes, rows_limit", [(64, 256), (32, 64)])
 def test_panel_rule_of_each_isa(vector_bytes, rows_limit):
     """Few rows (a limit per vector width) and at least two panels of outputs."""
-    two_panels = 2 * _k.PANEL_VECTORS * vector_bytes // 4
+    two_panels = 2 * _pk.PANEL_VECTORS * vector_bytes // 4
     assert panels_apply(32, 4096, vector_bytes)
     assert panels_apply(rows_limit, two_panels, vector_bytes)
     assert not panels_apply(rows_limit + 1, 4096, vector_bytes)
     assert not panels_apply(32, two_panels - 1, vector_bytes)
     assert not panels_apply(0, 4096, vector_bytes)
-    assert _k.panel_rows(vector_bytes) == (8 if vector_bytes == 64 else 4)
+    assert _pk.panel_rows(vector_bytes) == (8 if vector_bytes == 64 else 4)
 
 
 def test_compiled_classifier_runs_on_panels():

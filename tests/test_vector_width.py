@@ -54,7 +54,8 @@ for N, C, F, H, k, s, p, family in layers:
         assert np.abs(g - r).max() <= 1e-4 * max(1.0, np.abs(r).max()), (N, C, F)
 
 from nbconv.functional.linear import pack_panels
-from nbconv.kernels.linear import PANEL_ROWS, _linear_panels
+from nbconv.kernels.linear import _linear_panels
+from nbconv.kernels.panels import PANEL_ROWS
 assert PANEL_ROWS == 4, PANEL_ROWS
 for dtype in (np.float32, np.float64):  # rows, outputs and terms with remainders
     x = rng.standard_normal((11, 1030)).astype(dtype)

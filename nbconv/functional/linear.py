@@ -15,6 +15,7 @@ from .._blas import SMALL_MACS, matmul
 from .._checks import as_float_array
 from .._checks.linear import check_linear_backward, check_x_weight
 from ..kernels import linear as _k
+from ..kernels import panels as _panels
 from ..kernels._ir import VECTOR_BYTES, lanes
 
 __all__ = ["linear", "linear_backward"]
@@ -97,19 +98,19 @@ def _linear_into(x2, weight, bias, y2, relu=False):
 
 def panels_apply(rows, out_f, vector_bytes=VECTOR_BYTES) -> bool:
     """Whether a planned network's linear layer of ``rows`` rows and ``out_f`` outputs runs
-    on weights packed once into panels (:func:`nbconv.kernels.linear._linear_panels`) rather
+    on weights packed once into panels (:mod:`nbconv.kernels.panels`) rather
     than BLAS: few rows (at most 256 with AVX-512's vectors of ``vector_bytes`` = 64, 64
     with AVX2's, where its blocks have half the accumulators) and at least two panels of
     outputs to share among threads.  A pure function of the shape and the vector width."""
-    panel = _k.PANEL_VECTORS * vector_bytes // 4  # float32 outputs per panel
+    panel = _panels.PANEL_VECTORS * vector_bytes // 4  # float32 outputs per panel
     return 0 < rows <= (256 if vector_bytes >= 64 else 64) and out_f >= 2 * panel
 
 
 def pack_panels(weight):
-    """``weight`` (F, K) as the panels of :func:`nbconv.kernels.linear._linear_panels`:
-    (ceil(F / FB), K, FB) C-contiguous, ``FB`` filters a panel, zeros past ``F``."""
+    """``weight`` (F, K) as the panels of :mod:`nbconv.kernels.panels`: (ceil(F / FB), K, FB)
+    C-contiguous, ``FB`` outputs a panel, zeros past ``F``."""
     F, K = weight.shape
-    FB = _k.PANEL_VECTORS * lanes(weight.itemsize)
+    FB = _panels.PANEL_VECTORS * lanes(weight.itemsize)
     n = -(-F // FB)
     padded = np.zeros((n * FB, K), dtype=weight.dtype)
     padded[:F] = weight
