@@ -1,6 +1,7 @@
-"""The linear layer on weights packed into panels (``nbconv/kernels/linear.py``'s
-``_linear_panels``, a planned network's classifier at small batches) against an explicit
-float64 sum, the rule that picks it, and a compiled network that runs it."""
+"""Products on weights packed into panels (``nbconv/kernels/panels.py``): the linear kernel
+``_linear_panels`` (a planned network's classifier at small batches) against an explicit
+float64 sum, the rule that picks panels, and compiled networks whose linear and tap-GEMM
+layers run on them (the tap-GEMM kernel itself: ``test_tapgemm.py``)."""
 
 from __future__ import annotations
 
@@ -108,15 +109,15 @@ def test_compiled_classifier_runs_on_panels():
 
 
 @pytest.mark.parametrize("batch", [1, 2])
-def test_compiled_pointwise_convs_run_on_panels(batch):
-    """NiN's 1x1 convolutions between maps held as rows of channels run on packed panels at
-    small batches (``explain`` says so) and give the plain forward's result; a NaN in the
-    input ends where the plain forward puts it."""
+def test_compiled_tapgemm_layers_run_on_panels(batch):
+    """NiN's tap-GEMM layers (1x1 and wider) run on packed panels at small batches
+    (``explain`` says so) and give the plain forward's result; a NaN in the input ends where
+    the plain forward puts it."""
     from nbconv import models
     model = models.nin(in_channels=3)
     model.eval()
     cm = nc.compile(model, (batch, 3, 32, 32))
-    assert cm.explain().count("conv2d 1x1 (packed panels)") >= 4
+    assert cm.explain().count("conv2d tapgemm (packed panels)") >= 4
     x = np.random.default_rng(2).standard_normal((batch, 3, 32, 32)).astype(np.float32)
     with nc.no_grad():
         want = model(x)

@@ -331,3 +331,42 @@ def test_aliasing_planes_rule():
     assert aliasing_planes(16, 16, 4) and aliasing_planes(32, 32, 4, 4096)
     assert not aliasing_planes(16, 16, 4, 4096) and aliasing_planes(16, 16, 8, 2048)
     assert not aliasing_planes(28, 28, 4) and not aliasing_planes(8, 8, 4)
+
+
+@given(dtype=st.sampled_from([np.float32, np.float64]), N=st.integers(1, 3),
+       C=st.integers(1, 20), F=st.integers(1, 100), H=st.integers(1, 7), W=st.integers(1, 7),
+       k=st.integers(1, 3), stride=st.integers(1, 2), pad=st.integers(0, 2),
+       dilation=st.integers(1, 2), in_rows=st.booleans(), out_rows=st.booleans(),
+       bias=st.booleans(), relu=st.booleans(), panels=st.booleans(),
+       seed=st.integers(0, 2**16))
+@settings(max_examples=80, deadline=None)
+def test_prepared_forward_on_panels_or_blas_matches_reference(dtype, N, C, F, H, W, k, stride,
+                                                              pad, dilation, in_rows, out_rows,
+                                                              bias, relu, panels, seed):
+    """A planned network's prepared tap-GEMM layer, its products on packed panels (few output
+    rows, at least two panels of filters) or on BLAS, NCHW or rows of channels in and out,
+    every stride, padding and dilation that reaches the input, with and without bias and
+    ReLU: the float64 SciPy reference."""
+    from nbconv._blas import single_threaded_blas
+    from nbconv.functional.linear import panels_apply
+
+    assume(min(H, W) + 2 * pad >= dilation * (k - 1) + 1)  # a non-empty output
+    g = Geom.of((N, C, H, W), (F, C, k, k), stride=stride, padding=pad, dilation=dilation)
+    assume(not panels or panels_apply(N * g.OH * g.OW, F))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((F, C, k, k)).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype) if bias else None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_tapgemm, "USE_PANELS", panels)
+        assert _tapgemm.uses_panels(x.shape, w.shape, g) == panels
+        run = _tapgemm.prepare_forward(x.shape, w, g, _tapgemm.pack_weights(w), in_rows,
+                                       out_rows)
+    xin = np.ascontiguousarray(x.transpose(2, 3, 0, 1)) if in_rows else x
+    y = np.full((g.OH, g.OW, N, F) if out_rows else (N, F, g.OH, g.OW), np.nan, dtype)
+    with single_threaded_blas():
+        run(xin, b, y, relu, None)
+    want = ref_conv2d(x, w, b, stride=stride, padding=pad, dilation=dilation)
+    if relu:
+        want = np.maximum(want, 0)
+    assert_scaled_close(y.transpose(2, 3, 0, 1) if out_rows else y, want, RTOL[dtype])

@@ -32,15 +32,13 @@ import numpy as np
 
 from .._blas import single_threaded_blas
 from .._checks.conv import NP_PAD_MODE, Geom
-from ..functional.linear import pack_panels, panels_apply
-from ..kernels.linear import _linear_panels
 from ..kernels.norm import _batch_norm_fwd
 from . import direct, im2col, tapgemm, winograd
 from .convplan import ConvPlan, backward_plan, forward_plan
 from .exact import exact_backward, exact_forward, finite, finite_array
 
 __all__ = ["forward", "prepare_forward", "bind_forward", "Prepared", "rows_layouts",
-           "forward_rows", "pixel_rows", "pointwise_panels", "kept_shape", "backward",
+           "forward_rows", "pixel_rows", "panels", "kept_shape", "backward",
            "data_gradient", "DRIVERS", "device_forward", "device_backward"]
 
 
@@ -171,17 +169,13 @@ def pixel_rows(p, x_shape, weight_shape, g: Geom, dtype) -> bool:
             and im2col.pixel_rows_takes(tuple(x_shape), weight_shape, p.geometry, dtype))
 
 
-def pointwise_panels(p, x_shape, kept_shape, in_rows, out_rows) -> bool:
-    """Whether a tap-GEMM layer between two rows-of-channels maps runs as one product on
-    weights packed once into panels (:func:`nbconv.kernels.linear._linear_panels`): a
-    pointwise layer (one kept tap, stride 1, no padding: the rows of ``x`` are those of
-    ``y``) with the few rows :func:`~nbconv.functional.linear.panels_apply` takes.  BLAS
-    packs the weights at every call, which at batch 1 took several times the product."""
-    g = p.geometry
-    N, C, H, W = x_shape
-    return (p.algorithm == "tapgemm" and in_rows and out_rows and g.groups == 1
-            and tuple(kept_shape[2:]) == (1, 1) and g.sy == g.sx == 1 and g.pt == g.pl == 0
-            and (g.OH, g.OW) == (H, W) and panels_apply(N * H * W, kept_shape[0]))
+def panels(p: ConvPlan, x_shape, weight_shape) -> bool:
+    """Whether the prepared forward of this plan runs tap-GEMM's products on weights packed
+    once into panels (:func:`nbconv.conv.tapgemm.uses_panels`) rather than BLAS."""
+    return (p.algorithm == "tapgemm" and p.geometry.mode == "zeros"
+            and tapgemm.can_prepare(tuple(x_shape), kept_shape(weight_shape, p), p.geometry,
+                                    np.dtype(p.dtype))
+            and tapgemm.uses_panels(x_shape, weight_shape, p.geometry))
 
 
 def forward_rows(x, bias, y, relu, prepared: Prepared, in_rows, out_rows, exact):
@@ -210,8 +204,6 @@ def prepare_forward(op, x_shape, weight, g: Geom, algorithm="auto", in_rows=Fals
     packed = run = None
     if out_rows and pixel_rows(p, x_shape, kept.shape, g, weight.dtype):
         run = im2col.prepare_pixel_rows(tuple(x_shape), kept, p.geometry)
-    elif pointwise_panels(p, x_shape, kept.shape, in_rows, out_rows):
-        run = _pointwise_panels_run(x_shape, kept)
     elif p.algorithm == "tapgemm":
         packed = tapgemm.pack_weights(kept)
         run = tapgemm.prepare_forward(_padded_shape(x_shape, p.geometry), kept,
@@ -289,23 +281,6 @@ def forward(op, x, weight, bias, g: Geom, algorithm="auto", relu=False, scale=No
     if not done:
         _epilogue(y, scale, None if scale is None else bias, relu)
     return y
-
-
-def _pointwise_panels_run(x_shape, kept):
-    """The closure ``run(x, b, y, relu, scale)`` of :func:`pointwise_panels`' layers: ``x``
-    rows of channels (H, W, N, C), ``y`` (H, W, N, F)."""
-    N, C, H, W = x_shape
-    F = kept.shape[0]
-    rows = N * H * W
-    panels = pack_panels(kept.reshape(F, C))
-    no_bias = np.zeros(1, dtype=kept.dtype)
-
-    def run(x, b, y, relu, scale):
-        if scale is not None:  # planned networks fold their batch norms into w and b
-            raise AssertionError("the packed panels take no scale")
-        _linear_panels(x.reshape(rows, C), panels, no_bias if b is None else b, b is not None,
-                       relu, y.reshape(rows, F))
-    return run
 
 
 def bind_forward(op, x_shape, weight, bias, g: Geom, algorithm="auto", relu=False):

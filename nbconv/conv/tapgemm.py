@@ -35,8 +35,10 @@ import numpy as np
 from .. import _config
 from .._blas import gemm_for, single_threaded_blas
 from .._checks.conv import Geom
+from ..functional.linear import pack_panels, panels_apply
 from ..kernels.conv.layout import _conv2d_im2col_bwd_bias, _conv2d_rows_epilogue
 from ..kernels.conv.tapgemm import (
+    _conv2d_tap_panels_fwd,
     _conv2d_tapgemm_bwd_data,
     _conv2d_tapgemm_bwd_weight,
     _conv2d_tapgemm_from_rows,
@@ -140,6 +142,56 @@ def can_prepare(x_shape, w_shape, g: Geom, dtype) -> bool:
             >= N)
 
 
+def uses_panels(x_shape, w_shape, g: Geom) -> bool:
+    """Whether :func:`prepare_forward` runs the products on weights packed once into panels
+    (:func:`nbconv.kernels.conv.tapgemm._conv2d_tap_panels_fwd`) instead of BLAS: layers
+    of the few output rows ``N*OH*OW`` that :func:`~nbconv.functional.linear.panels_apply`
+    takes (BLAS packs every tap's weights at every call)."""
+    return USE_PANELS and panels_apply(x_shape[0] * g.OH * g.OW, w_shape[0])
+
+
+#: whether prepared layers may run on packed panels (:func:`uses_panels`)
+USE_PANELS = True
+
+
+def _prepare_panels(x_shape, w, g: Geom, in_rows, out_rows):
+    """:func:`prepare_forward`'s closure on packed panels (:func:`uses_panels`)."""
+    N, C, H, W = x_shape
+    F, _, kh, kw = w.shape
+    OH, OW = g.OH, g.OW
+    sy, sx, pt, pl, dh, dw = g.sy, g.sx, g.pt, g.pl, g.dh, g.dw
+    xt_shape = (sy, sx, -(-H // sy), -(-W // sx), N, C)
+    dtype = w.dtype
+    # the taps' weights (t, c) as the reduction terms of each output
+    panels = pack_panels(np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(F, -1))
+    panels = panels.reshape(panels.shape[0], kh * kw, C, panels.shape[2])
+    no_bias = np.zeros(1, dtype=dtype)
+    to_rows = _to_rows_kernel(H, W, dtype.itemsize)
+    from_rows = _from_rows_kernel(OH, OW, dtype.itemsize)
+
+    def run(x, b, y, relu, scale):
+        if scale is not None:  # planned networks fold their batch norms into w and b
+            raise AssertionError("the packed panels take no scale")
+        if in_rows and sy == sx == 1:
+            xt = x.reshape(xt_shape)
+        else:
+            xt = np.empty(xt_shape, dtype=dtype)  # cells past the edge: read by no tap
+            if in_rows:
+                for ry in range(sy):
+                    for rx in range(sx):
+                        phase = x[ry::sy, rx::sx]
+                        xt[ry, rx, :phase.shape[0], :phase.shape[1]] = phase
+            else:
+                to_rows(x, xt)
+        yt = y if out_rows else np.empty((OH, OW, N, F), dtype=dtype)
+        _conv2d_tap_panels_fwd(xt, panels, no_bias if b is None else b, b is not None, relu,
+                               yt, H, W, pt, pl, dh, dw, kh, kw)
+        if not out_rows:
+            from_rows(yt[None, None], y, no_bias, False, False, None)
+
+    return run
+
+
 def prepare_forward(x_shape, w, g: Geom, packed, in_rows=False, out_rows=False):
     """:func:`conv2d_forward` for inputs of ``x_shape`` with everything that depends only on
     the shapes and the weights decided once: a closure ``run(x, b, y, relu, scale)`` that
@@ -166,6 +218,8 @@ def prepare_forward(x_shape, w, g: Geom, packed, in_rows=False, out_rows=False):
     xt_shape = (sy, sx, -(-H // sy), -(-W // sx), N, C)
     yt_shape = (1, 1, OH, OW, N, F)
     dtype = w.dtype
+    if uses_panels(x_shape, w.shape, g):
+        return _prepare_panels(x_shape, w, g, in_rows, out_rows)
     threads = numba.get_num_threads()
     by_rows = plan.tapgemm_row_slabs(OH, OH * OW * N, F, threads)
     rparts, fparts = (threads, 1) if by_rows else (1, _parts(F))

@@ -91,8 +91,7 @@ class Plan:
                     if s.inputs[0] == r:
                         where = f"view of buf {slot}"
             rows.append((s.name or type(s.module).__name__,
-                         describe(s, ins, dtype, algorithm, v in self.rows,
-                                  bool(s.inputs) and s.inputs[0] in self.rows),
+                         describe(s, ins, dtype, algorithm, v in self.rows),
                          ", ".join(s.fused), shapes[v], where))
         self.runs, self.vals, self.out, self.rows = runs, vals, out, rows
         self.run_rows = run_rows  # the row of each run (a view of a buffer has no run)

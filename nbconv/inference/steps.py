@@ -319,7 +319,7 @@ def conv_geometry(step, x_shape):
     return shaped("conv2d", tuple(x_shape), w.shape, m._hyper(), desc)  # validated by m
 
 
-def describe(step, x_shapes, dtype, algorithm, out_rows=False, in_rows=False) -> str:
+def describe(step, x_shapes, dtype, algorithm, out_rows=False) -> str:
     """What runs the step: the convolution's algorithm and kernels, or the op."""
     if step.kind == "conv" and len(x_shapes[0]) == 4:
         if x_shapes[0][0] == 0:
@@ -328,9 +328,8 @@ def describe(step, x_shapes, dtype, algorithm, out_rows=False, in_rows=False) ->
         p = forward_plan("conv2d", tuple(x_shapes[0]), step.weight.shape, g, dtype, algorithm)
         if out_rows and engine.pixel_rows(p, x_shapes[0], step.weight.shape, g, dtype):
             return "conv2d im2col (pixel rows)"
-        kept = engine.kept_shape(step.weight.shape, p)
-        if engine.pointwise_panels(p, x_shapes[0], kept, in_rows, out_rows):
-            return "conv2d 1x1 (packed panels)"
+        if engine.panels(p, x_shapes[0], step.weight.shape):
+            return "conv2d tapgemm (packed panels)"
         return f"conv2d {p.algorithm}"
     if step.kind == "opaque":
         return f"{type(step.module).__name__}.forward"

@@ -30,6 +30,7 @@ import numpy as np
 
 from ... import _config
 from ..gemm import _NO_TRANS, _TRANS, _cblas_gemm
+from ..panels import PANEL_ROWS, PANEL_TERMS, _panel_block
 from .layout import _epilogue
 
 __all__: list[str] = []
@@ -319,6 +320,59 @@ def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, rparts, 
                 _cblas_gemm(fn, width, _NO_TRANS, _TRANS, hi - lo, nf, C, one,
                             xt.ctypes.data + x0 * C * it, C, pb, C, beta,
                             yt.ctypes.data + (lo * F + f0) * it, F)
+
+
+@numba.njit(parallel=True, **_config.JIT_OPTIONS)
+def _conv2d_tap_panels_fwd(xt, P, b, has_bias, relu, y, H, W, pt, pl, dh, dw, kh, kw):
+    """``y = act(b + sum over valid taps (p, q) of X_(p,q) @ W_(p,q).T)`` on weights packed
+    once into panels (:mod:`nbconv.kernels.panels`): the product of
+    :func:`_conv2d_tapgemm_fwd` without BLAS, for layers of few output rows (a planned
+    network at small batches, where BLAS packing the weights of every tap at every call cost
+    more than the products); ``act`` the ReLU (NaN kept) with ``relu``.
+
+    xt : (sy, sx, Hq, Wq, N, C); P : (ceil(F / FB), kh*kw, C, FB) the panels of the taps'
+    weights (``FB`` outputs a panel, zeros past F); b : (F,) (any length when not
+    ``has_bias``); y : (OH, OW, N, F) rows of channels, C-contiguous, overwritten.  One task
+    per panel: its accumulators for every output row start from the bias and take each
+    valid tap's rectangle band by band (as :func:`_conv2d_tapgemm_fwd`), then are stored
+    once."""
+    sy, sx, Hq, Wq, N, C = xt.shape
+    nfb, _, _, FB = P.shape
+    OH, OW, F = y.shape[0], y.shape[1], y.shape[3]
+    R = OH * OW * N
+    it = y.itemsize
+    zero = y.dtype.type(0)
+    valid = _valid_taps(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw)
+    rows = y.reshape(R, F)
+    for fb in numba.prange(nfb):
+        f0 = fb * FB
+        nf = min(FB, F - f0)
+        acc = np.empty((R, FB), dtype=y.dtype)
+        for m in range(R):
+            for f in range(FB):
+                acc[m, f] = b[f0 + f] if has_bias and f < nf else zero
+        aa = acc.ctypes.data
+        for t in range(kh * kw):
+            if not valid[t]:
+                continue
+            i0, j0, ni, nj, cell, _ = _tap_rect(t, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw,
+                                                Hq, Wq)
+            whole = nj == Wq and nj == OW
+            count = ni * nj * N if whole else nj * N
+            for r in range(1 if whole else ni):
+                y0 = ((i0 + r) * OW + j0) * N
+                x0 = (cell + r * Wq) * N
+                for k0 in range(0, C, PANEL_TERMS):
+                    pa = P.ctypes.data + (((fb * kh * kw + t) * C + k0) * FB) * it
+                    kn = min(PANEL_TERMS, C - k0)
+                    for m0 in range(0, count, PANEL_ROWS):
+                        _panel_block(xt.ctypes.data + ((x0 + m0) * C + k0) * it, C, kn, pa,
+                                     aa + (y0 + m0) * FB * it, min(PANEL_ROWS, count - m0),
+                                     FB * it, it, zero)
+        for m in range(R):
+            for f in range(nf):
+                v = acc[m, f]
+                rows[m, f0 + f] = v if not (relu and v <= 0) else zero
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
