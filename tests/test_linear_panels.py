@@ -81,15 +81,18 @@ def test_packed_layout():
     assert not P[0, :, 5:].any()
 
 
-@pytest.mark.parametrize("vector_bytes, rows_limit", [(64, 256), (32, 64)])
-def test_panel_rule_of_each_isa(vector_bytes, rows_limit):
-    """Few rows (a limit per vector width) and at least two panels of outputs."""
+@pytest.mark.parametrize("vector_bytes, rows_limit, long_limit", [(64, 256, 1024), (32, 64, 64)])
+def test_panel_rule_of_each_isa(vector_bytes, rows_limit, long_limit):
+    """Few rows (a limit per vector width, raised for long reductions with AVX-512) and at
+    least two panels of outputs."""
     two_panels = 2 * _pk.PANEL_VECTORS * vector_bytes // 4
-    assert panels_apply(32, 4096, vector_bytes)
-    assert panels_apply(rows_limit, two_panels, vector_bytes)
-    assert not panels_apply(rows_limit + 1, 4096, vector_bytes)
-    assert not panels_apply(32, two_panels - 1, vector_bytes)
-    assert not panels_apply(0, 4096, vector_bytes)
+    assert panels_apply(32, 4096, 100, vector_bytes)
+    assert panels_apply(rows_limit, two_panels, 511, vector_bytes)
+    assert not panels_apply(rows_limit + 1, 4096, 511, vector_bytes)
+    assert panels_apply(long_limit, 4096, 512, vector_bytes)
+    assert not panels_apply(long_limit + 1, 4096, 512, vector_bytes)
+    assert not panels_apply(32, two_panels - 1, 4096, vector_bytes)
+    assert not panels_apply(0, 4096, 4096, vector_bytes)
     assert _pk.panel_rows(vector_bytes) == (8 if vector_bytes == 64 else 4)
 
 

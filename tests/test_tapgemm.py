@@ -352,7 +352,7 @@ def test_prepared_forward_on_panels_or_blas_matches_reference(dtype, N, C, F, H,
 
     assume(min(H, W) + 2 * pad >= dilation * (k - 1) + 1)  # a non-empty output
     g = Geom.of((N, C, H, W), (F, C, k, k), stride=stride, padding=pad, dilation=dilation)
-    assume(not panels or panels_apply(N * g.OH * g.OW, F))
+    assume(not panels or panels_apply(N * g.OH * g.OW, F, k * k * C))
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     w = rng.standard_normal((F, C, k, k)).astype(dtype)

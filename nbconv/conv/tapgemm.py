@@ -146,8 +146,9 @@ def uses_panels(x_shape, w_shape, g: Geom) -> bool:
     """Whether :func:`prepare_forward` runs the products on weights packed once into panels
     (:func:`nbconv.kernels.conv.tapgemm._conv2d_tap_panels_fwd`) instead of BLAS: layers
     of the few output rows ``N*OH*OW`` that :func:`~nbconv.functional.linear.panels_apply`
-    takes (BLAS packs every tap's weights at every call)."""
-    return USE_PANELS and panels_apply(x_shape[0] * g.OH * g.OW, w_shape[0])
+    takes for ``kh*kw*C`` terms (BLAS packs every tap's weights at every call)."""
+    F, C, kh, kw = w_shape
+    return USE_PANELS and panels_apply(x_shape[0] * g.OH * g.OW, F, kh * kw * C)
 
 
 #: whether prepared layers may run on packed panels (:func:`uses_panels`)

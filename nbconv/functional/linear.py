@@ -96,14 +96,21 @@ def _linear_into(x2, weight, bias, y2, relu=False):
     return y2
 
 
-def panels_apply(rows, out_f, vector_bytes=VECTOR_BYTES) -> bool:
-    """Whether a planned network's linear layer of ``rows`` rows and ``out_f`` outputs runs
-    on weights packed once into panels (:mod:`nbconv.kernels.panels`) rather
-    than BLAS: few rows (at most 256 with AVX-512's vectors of ``vector_bytes`` = 64, 64
-    with AVX2's, where its blocks have half the accumulators) and at least two panels of
-    outputs to share among threads.  A pure function of the shape and the vector width."""
+def panels_apply(rows, out_f, terms, vector_bytes=VECTOR_BYTES) -> bool:
+    """Whether a planned network's product of ``rows`` rows, ``out_f`` outputs and ``terms``
+    reduction terms (a linear layer's input features; a tap-GEMM layer's taps times input
+    channels) runs on weights packed once into panels (:mod:`nbconv.kernels.panels`) rather
+    than BLAS: at least two panels of outputs to share among threads, and few rows.  With
+    AVX-512's vectors (``vector_bytes`` 64): at most 256 rows, or 1024 with 512 terms or
+    more (BLAS's own packing is then the larger cost; fewer terms leave the panels' extra
+    passes over their accumulators the larger one); with AVX2's, where a block has half the
+    accumulators: at most 64 rows.  A pure function of the shape and the vector width."""
     panel = _panels.PANEL_VECTORS * vector_bytes // 4  # float32 outputs per panel
-    return 0 < rows <= (256 if vector_bytes >= 64 else 64) and out_f >= 2 * panel
+    if vector_bytes >= 64:
+        limit = 1024 if terms >= 512 else 256
+    else:
+        limit = 64
+    return 0 < rows <= limit and out_f >= 2 * panel
 
 
 def pack_panels(weight):

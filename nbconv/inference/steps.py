@@ -78,7 +78,7 @@ def _linear_path(x_shape, weight_shape) -> str:
     rows, (out_f, in_f) = int(np.prod(x_shape[:-1])), weight_shape
     if 0 < rows * out_f * in_f <= TINY_MACS:
         return "tiny"
-    return "panels" if panels_apply(rows, out_f) else "blas"
+    return "panels" if panels_apply(rows, out_f, in_f) else "blas"
 
 
 def uses_blas(step, x_shapes, dtype, algorithm) -> bool:
