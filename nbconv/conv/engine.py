@@ -205,7 +205,9 @@ def prepare_forward(op, x_shape, weight, g: Geom, algorithm="auto", in_rows=Fals
     if out_rows and pixel_rows(p, x_shape, kept.shape, g, weight.dtype):
         run = im2col.prepare_pixel_rows(tuple(x_shape), kept, p.geometry)
     elif p.algorithm == "tapgemm":
-        packed = tapgemm.pack_weights(kept)
+        # (layers on packed panels keep those instead)
+        packed = (None if tapgemm.uses_panels(x_shape, kept.shape, _driver_geometry(p.geometry))
+                  else tapgemm.pack_weights(kept))
         run = tapgemm.prepare_forward(_padded_shape(x_shape, p.geometry), kept,
                                       _driver_geometry(p.geometry), packed, in_rows, out_rows)
     elif p.algorithm == "direct" and out_rows:

@@ -163,8 +163,7 @@ def _prepare_panels(x_shape, w, g: Geom, in_rows, out_rows):
     sy, sx, pt, pl, dh, dw = g.sy, g.sx, g.pt, g.pl, g.dh, g.dw
     xt_shape = (sy, sx, -(-H // sy), -(-W // sx), N, C)
     dtype = w.dtype
-    # the taps' weights (t, c) as the reduction terms of each output
-    panels = pack_panels(np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(F, -1))
+    panels = pack_panels(w)  # the taps' weights, tap by tap, as each output's terms
     panels = panels.reshape(panels.shape[0], kh * kw, C, panels.shape[2])
     no_bias = np.zeros(1, dtype=dtype)
     to_rows = _to_rows_kernel(H, W, dtype.itemsize)

@@ -114,14 +114,23 @@ def panels_apply(rows, out_f, terms, vector_bytes=VECTOR_BYTES) -> bool:
 
 
 def pack_panels(weight):
-    """``weight`` (F, K) as the panels of :mod:`nbconv.kernels.panels`: (ceil(F / FB), K, FB)
-    C-contiguous, ``FB`` outputs a panel, zeros past ``F``."""
-    F, K = weight.shape
+    """``weight`` as the panels of :mod:`nbconv.kernels.panels`: (ceil(F / FB), K, FB)
+    C-contiguous, ``FB`` outputs a panel, zeros past ``F``.  ``weight`` is (F, K), or a
+    convolution's (F, C, kh, kw) whose ``K = kh*kw*C`` terms go tap by tap, channels
+    within a tap (tap-GEMM's order).  Packed panel by panel: no full-size temporary copy
+    (a classifier's weights can be hundreds of megabytes)."""
+    F = weight.shape[0]
+    K = math.prod(weight.shape[1:])
     FB = _panels.PANEL_VECTORS * lanes(weight.itemsize)
-    n = -(-F // FB)
-    padded = np.zeros((n * FB, K), dtype=weight.dtype)
-    padded[:F] = weight
-    return np.ascontiguousarray(padded.reshape(n, FB, K).transpose(0, 2, 1))
+    panels = np.zeros((-(-F // FB), K, FB), dtype=weight.dtype)
+    for i, P in enumerate(panels):
+        block = weight[i * FB:(i + 1) * FB]
+        if block.ndim == 4:  # (nf, C, kh, kw) -> (kh, kw, C, nf)
+            block = block.transpose(2, 3, 1, 0)
+        else:
+            block = block.T
+        P[:, :block.shape[-1]] = block.reshape(K, block.shape[-1])
+    return panels
 
 
 @_dispatch.dispatch
