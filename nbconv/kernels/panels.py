@@ -78,9 +78,8 @@ def _fma_panel(typingctx, x_addr, x_stride, K, p_addr, acc_addr, nrows, zero):
 @numba.njit(**JIT_OPTIONS)
 def _panel_block(xa, x_stride, K, pa, aa, nrows, fb_bytes, it, zero):
     """:func:`_fma_panel` for ``nrows`` rows: a full block at once, fewer in blocks of 4, 2
-    and 1 (a single row's two chains of FMAs wait on each other: batch 1 ran at a quarter
-    of the speed) (serial helper; numba types a global as a plain integer, so
-    :data:`PANEL_ROWS`' literal is 0)."""
+    and 1 (row by row, a row's two chains of FMAs would wait on each other) (serial helper;
+    numba types a global as a plain integer, so :data:`PANEL_ROWS`' literal is 0)."""
     if nrows == PANEL_ROWS:
         _fma_panel(xa, x_stride, K, pa, aa, 0, zero)
         return
