@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 from .._config import JIT_OPTIONS
-from .panels import PANEL_ROWS, PANEL_TERMS, _panel_block
+from .panels import PANEL_ROWS, PANEL_TERMS, _panel_block, _panel_start, _panel_store
 
 __all__ = ["_linear_bias_fwd", "_linear_bias_bwd", "_linear_tiny", "_linear_panels"]
 
@@ -83,23 +83,16 @@ def _linear_panels(x, P, b, has_bias, relu, y):
     :data:`PANEL_TERMS` terms at a time for every block of rows, and are stored once."""
     M, K = x.shape
     nfb, _, FB = P.shape
-    F = y.shape[1]
     zero = y.dtype.type(0)
     it = y.itemsize
     for fb in numba.prange(nfb):
         f0 = fb * FB
-        nf = min(FB, F - f0)
         acc = np.empty((M, FB), dtype=y.dtype)
-        for m in range(M):
-            for f in range(FB):
-                acc[m, f] = b[f0 + f] if has_bias and f < nf else zero
+        _panel_start(acc, b, f0, has_bias, zero)
         for k0 in range(0, K, PANEL_TERMS):
             pa = P.ctypes.data + (fb * K + k0) * FB * it
             for m0 in range(0, M, PANEL_ROWS):
                 _panel_block(x.ctypes.data + (m0 * K + k0) * it, K, min(PANEL_TERMS, K - k0), pa,
                              acc.ctypes.data + m0 * FB * it, min(PANEL_ROWS, M - m0), FB * it,
                              it, zero)
-        for m in range(M):
-            for f in range(nf):
-                v = acc[m, f]
-                y[m, f0 + f] = v if not (relu and v <= 0) else zero
+        _panel_store(acc, y, f0, relu, zero)

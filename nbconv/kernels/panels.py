@@ -22,7 +22,7 @@ from .._config import JIT_OPTIONS
 from ._ir import VECTOR_BYTES, VectorIR, float_type_ok
 
 __all__ = ["panel_rows", "PANEL_ROWS", "PANEL_VECTORS", "PANEL_TERMS", "_fma_panel",
-           "_panel_block"]
+           "_panel_block", "_panel_start", "_panel_store"]
 
 
 def panel_rows(vector_bytes: int) -> int:
@@ -93,3 +93,25 @@ def _panel_block(xa, x_stride, K, pa, aa, nrows, fb_bytes, it, zero):
     if nrows - m >= 1:
         _fma_panel(xa + m * x_stride * it, x_stride, K, pa, aa + m * fb_bytes, 1, zero)
 
+
+@numba.njit(**JIT_OPTIONS)
+def _panel_start(acc, b, f0, has_bias, zero):
+    """``acc`` (M, FB), a panel's accumulators for outputs ``f0 ...``, set to the bias (zeros
+    past the last output, or everywhere when not ``has_bias``) (serial helper)."""
+    M, FB = acc.shape
+    nf = min(FB, b.shape[0] - f0) if has_bias else 0
+    for m in range(M):
+        for f in range(FB):
+            acc[m, f] = b[f0 + f] if f < nf else zero
+
+
+@numba.njit(**JIT_OPTIONS)
+def _panel_store(acc, y, f0, relu, zero):
+    """``y[:, f0 + f] = act(acc[:, f])`` for the panel's outputs that exist (``y`` (M, F)),
+    ``act`` the ReLU (NaN kept) with ``relu`` (serial helper)."""
+    M, FB = acc.shape
+    nf = min(FB, y.shape[1] - f0)
+    for m in range(M):
+        for f in range(nf):
+            v = acc[m, f]
+            y[m, f0 + f] = v if not (relu and v <= 0) else zero

@@ -30,7 +30,7 @@ import numpy as np
 
 from ... import _config
 from ..gemm import _NO_TRANS, _TRANS, _cblas_gemm
-from ..panels import PANEL_ROWS, PANEL_TERMS, _panel_block
+from ..panels import PANEL_ROWS, PANEL_TERMS, _panel_block, _panel_start, _panel_store
 from .layout import _epilogue
 
 __all__: list[str] = []
@@ -346,11 +346,8 @@ def _conv2d_tap_panels_fwd(xt, P, b, has_bias, relu, y, H, W, pt, pl, dh, dw, kh
     rows = y.reshape(R, F)
     for fb in numba.prange(nfb):
         f0 = fb * FB
-        nf = min(FB, F - f0)
         acc = np.empty((R, FB), dtype=y.dtype)
-        for m in range(R):
-            for f in range(FB):
-                acc[m, f] = b[f0 + f] if has_bias and f < nf else zero
+        _panel_start(acc, b, f0, has_bias, zero)
         aa = acc.ctypes.data
         for t in range(kh * kw):
             if not valid[t]:
@@ -369,10 +366,7 @@ def _conv2d_tap_panels_fwd(xt, P, b, has_bias, relu, y, H, W, pt, pl, dh, dw, kh
                         _panel_block(xt.ctypes.data + ((x0 + m0) * C + k0) * it, C, kn, pa,
                                      aa + (y0 + m0) * FB * it, min(PANEL_ROWS, count - m0),
                                      FB * it, it, zero)
-        for m in range(R):
-            for f in range(nf):
-                v = acc[m, f]
-                rows[m, f0 + f] = v if not (relu and v <= 0) else zero
+        _panel_store(acc, rows, f0, relu, zero)
 
 
 @numba.njit(parallel=True, **_config.JIT_OPTIONS)
