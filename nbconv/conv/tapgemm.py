@@ -205,8 +205,9 @@ def prepare_forward(x_shape, w, g: Geom, packed, in_rows=False, out_rows=False):
     the result stays in that layout (the epilogue in place).  A planned network chains layers
     so, without the two layout passes between them.
 
-    ``packed`` is :func:`pack_weights` of ``w``; the slabs are sized for the thread count at
-    hand (another count later still computes the same result).  The caller holds BLAS
+    ``packed`` is :func:`pack_weights` of ``w`` (None for layers on packed panels, which
+    pack their own: :func:`uses_panels`); the slabs are sized for the thread count at hand
+    (another count later still computes the same result).  The caller holds BLAS
     single-threaded around ``run`` (:func:`nbconv._blas.single_threaded_blas`)."""
     N, C, H, W = x_shape
     F, _, kh, kw = w.shape
