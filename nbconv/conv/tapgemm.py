@@ -155,6 +155,25 @@ def uses_panels(x_shape, w_shape, g: Geom) -> bool:
 USE_PANELS = True
 
 
+def _input_rows(x, in_rows, xt_shape, to_rows):
+    """``x`` as the prepared kernels read it, rows of channels in stride phases ``xt_shape =
+    (sy, sx, Hq, Wq, N, C)``: ``x`` itself when it is rows already (``in_rows``) at stride 1,
+    else a fresh array (cells past the edge are read by no tap) that rows are split into by
+    block copies, or that ``to_rows`` fills from NCHW."""
+    sy, sx = xt_shape[0], xt_shape[1]
+    if in_rows and sy == sx == 1:
+        return x.reshape(xt_shape)
+    xt = np.empty(xt_shape, dtype=x.dtype)
+    if in_rows:
+        for ry in range(sy):
+            for rx in range(sx):
+                phase = x[ry::sy, rx::sx]
+                xt[ry, rx, :phase.shape[0], :phase.shape[1]] = phase
+    else:
+        to_rows(x, xt)
+    return xt
+
+
 def _prepare_panels(x_shape, w, g: Geom, in_rows, out_rows):
     """:func:`prepare_forward`'s closure on packed panels (:func:`uses_panels`)."""
     N, C, H, W = x_shape
@@ -172,17 +191,7 @@ def _prepare_panels(x_shape, w, g: Geom, in_rows, out_rows):
     def run(x, b, y, relu, scale):
         if scale is not None:  # planned networks fold their batch norms into w and b
             raise AssertionError("the packed panels take no scale")
-        if in_rows and sy == sx == 1:
-            xt = x.reshape(xt_shape)
-        else:
-            xt = np.empty(xt_shape, dtype=dtype)  # cells past the edge: read by no tap
-            if in_rows:
-                for ry in range(sy):
-                    for rx in range(sx):
-                        phase = x[ry::sy, rx::sx]
-                        xt[ry, rx, :phase.shape[0], :phase.shape[1]] = phase
-            else:
-                to_rows(x, xt)
+        xt = _input_rows(x, in_rows, xt_shape, to_rows)
         yt = y if out_rows else np.empty((OH, OW, N, F), dtype=dtype)
         _conv2d_tap_panels_fwd(xt, panels, no_bias if b is None else b, b is not None, relu,
                                yt, H, W, pt, pl, dh, dw, kh, kw)
@@ -214,13 +223,13 @@ def prepare_forward(x_shape, w, g: Geom, packed, in_rows=False, out_rows=False):
     OH, OW = g.OH, g.OW
     if not can_prepare(x_shape, w.shape, g, w.dtype):
         return None
+    if uses_panels(x_shape, w.shape, g):
+        return _prepare_panels(x_shape, w, g, in_rows, out_rows)
     fn, width = gemm_for(w.dtype)
     sy, sx, pt, pl, dh, dw = g.sy, g.sx, g.pt, g.pl, g.dh, g.dw
     xt_shape = (sy, sx, -(-H // sy), -(-W // sx), N, C)
     yt_shape = (1, 1, OH, OW, N, F)
     dtype = w.dtype
-    if uses_panels(x_shape, w.shape, g):
-        return _prepare_panels(x_shape, w, g, in_rows, out_rows)
     threads = numba.get_num_threads()
     by_rows = plan.tapgemm_row_slabs(OH, OH * OW * N, F, threads)
     rparts, fparts = (threads, 1) if by_rows else (1, _parts(F))
@@ -231,17 +240,7 @@ def prepare_forward(x_shape, w, g: Geom, packed, in_rows=False, out_rows=False):
     def run(x, b, y, relu, scale):
         # fresh buffers each call: the allocator reuses them, and a planned network keeps
         # no per-layer scratch alive
-        if in_rows and sy == sx == 1:
-            xt = x.reshape(xt_shape)
-        elif in_rows:
-            xt = np.empty(xt_shape, dtype=dtype)  # cells past the edge: read by no tap
-            for ry in range(sy):
-                for rx in range(sx):
-                    phase = x[ry::sy, rx::sx]
-                    xt[ry, rx, :phase.shape[0], :phase.shape[1]] = phase
-        else:
-            xt = np.empty(xt_shape, dtype=dtype)
-            to_rows(x, xt)
+        xt = _input_rows(x, in_rows, xt_shape, to_rows)
         yt = y.reshape(yt_shape) if out_rows else np.empty(yt_shape, dtype=dtype)
         products(fn, width, xt, w, packed, yt[0, 0], H, W, pt, pl, dh, dw, rparts, fparts,
                  False)
