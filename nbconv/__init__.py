@@ -13,7 +13,7 @@ The NumPy-like functional API lives at the top level (``nbconv.conv2d``, ``nbcon
 
 from ._version import __version__
 
-from . import _compile_notice, functional
+from . import _compile_notice, _compile_options, functional
 from ._config import get_num_threads, max_num_threads, set_num_threads
 from .functional import *  # noqa: F403
 from . import conv, cuda, data, io, losses, models, nn, optim, recording, train
@@ -25,6 +25,7 @@ from . import inference
 from .inference import CompiledModel, compile  # noqa: A004  (nbconv.compile, as torch.compile)
 
 _compile_notice.install()
+_compile_options.install()
 
 __all__ = functional.__all__ + [
     "functional", "set_num_threads", "get_num_threads", "max_num_threads", "cuda",

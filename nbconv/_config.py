@@ -12,6 +12,10 @@ behaviour of the whole library:
 ``NBCONV_COMPILE_NOTICE``
     ``"0"`` silences the one-line notice on stderr when nbconv's kernels are compiled (the
     first run with an empty cache); default: shown.
+``NBCONV_LOOP_UNSWITCH``
+    ``"1"`` lets LLVM unswitch loops non-trivially in nbconv's kernels too (numba's default);
+    default: off while nbconv's kernels compile, which compiles them faster at the same speed
+    (:mod:`nbconv._compile_options`).
 ``NBCONV_IM2COL_MAX_BYTES``
     Upper bound of one im2col buffer in bytes (default 16 MiB; SPEC's ceiling is 64 MiB);
     im2col works in chunks below it.
@@ -115,6 +119,9 @@ if CACHE:
 
 #: print one line on stderr when the first nbconv kernel of the process is compiled
 COMPILE_NOTICE: bool = os.environ.get("NBCONV_COMPILE_NOTICE", "1") != "0"
+
+#: let LLVM unswitch loops non-trivially in nbconv's kernels (off: :mod:`nbconv._compile_options`)
+LOOP_UNSWITCH: bool = os.environ.get("NBCONV_LOOP_UNSWITCH", "0") == "1"
 
 #: fast-math flags that keep NaN/inf semantics: no "nnan", no "ninf".  "reassoc" and "contract"
 #: let LLVM vectorise reductions and use FMA; results differ from strict IEEE order only by
