@@ -304,7 +304,8 @@ def _softmax_fwd(op: str, x, axis, log: int):
     axis = softmax_axis(op, axis, x.ndim, x.shape)
     y = np.empty_like(x)
     if x.size:
-        _k._softmax_fwd(_as3d(x, axis), _as3d(y, axis), log)
+        x3, y3 = _as3d(x, axis), _as3d(y, axis)
+        (_k._softmax_fwd_rows if x3.shape[2] == 1 else _k._softmax_fwd_blocked)(x3, y3, log)
     return y
 
 
@@ -315,7 +316,9 @@ def _softmax_bwd(op: str, dy, y, axis, log: int):
     axis = softmax_axis(op, axis, y.ndim, y.shape)
     dx = np.empty_like(dy)
     if y.size:
-        _k._softmax_bwd(_as3d(dy, axis), _as3d(y, axis), _as3d(dx, axis), log)
+        dy3, y3, dx3 = _as3d(dy, axis), _as3d(y, axis), _as3d(dx, axis)
+        kernel = _k._softmax_bwd_rows if y3.shape[2] == 1 else _k._softmax_bwd_blocked
+        kernel(dy3, y3, dx3, log)
     return dx
 
 

@@ -42,7 +42,12 @@ def _all_finite(xs, chunks):
     """:func:`_finite_flat` of the 1-D ``xs`` in ``chunks`` parallel pieces."""
     n = xs.shape[0]
     chunks = max(1, min(n, chunks))
-    bad = np.zeros(chunks, dtype=np.int64)
+    # np.empty and a plain loop: np.zeros and .sum() would each be a parallel loop of their
+    # own here (one more function to compile, one more wake-up of the threads)
+    bad = np.empty(chunks, dtype=np.int64)
     for c in numba.prange(chunks):
         bad[c] = 0 if _finite_flat(xs[c * n // chunks:(c + 1) * n // chunks]) else 1
-    return bad.sum() == 0
+    for c in range(chunks):
+        if bad[c]:
+            return False
+    return True

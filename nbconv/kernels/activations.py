@@ -197,31 +197,41 @@ SERIAL_TWIN = {
 }
 
 
+# Softmax along the last axis (B == 1: a classifier's logits) and along an inner axis are two
+# kernels, not two branches of one: each ``prange`` compiles as a function of its own, and a
+# training step needs only the first.
+
+
 @numba.njit(parallel=True, **JIT_OPTIONS)
-def _softmax_fwd(x, y, log):
-    """Softmax (``log == 0``) or log-softmax (``log == 1``) of ``x`` (A, n, B) along axis 1."""
+def _softmax_fwd_rows(x, y, log):
+    """Softmax (``log == 0``) or log-softmax (``log == 1``) of ``x`` (A, n, 1) along axis 1."""
+    A, n = x.shape[0], x.shape[1]
+    for a in numba.prange(A):
+        m = -np.inf
+        for j in range(n):
+            v = x[a, j, 0]
+            if v > m:
+                m = v
+        if m == -np.inf:
+            m = 0.0  # all -inf row: exp(-inf) = 0 below, 0/0 = NaN like NumPy/PyTorch
+        s = 0.0
+        for j in range(n):
+            s += np.exp(x[a, j, 0] - m)
+        if log:
+            c = m + np.log(s)
+            for j in range(n):
+                y[a, j, 0] = x[a, j, 0] - c
+        else:
+            r = 1.0 / s
+            for j in range(n):
+                y[a, j, 0] = np.exp(x[a, j, 0] - m) * r
+
+
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def _softmax_fwd_blocked(x, y, log):
+    """:func:`_softmax_fwd_rows` of ``x`` (A, n, B) along axis 1, B > 1: blocks of
+    ``_BLOCK`` columns vectorise the running maximum and sum across columns."""
     A, n, B = x.shape
-    if B == 1:
-        for a in numba.prange(A):
-            m = -np.inf
-            for j in range(n):
-                v = x[a, j, 0]
-                if v > m:
-                    m = v
-            if m == -np.inf:
-                m = 0.0  # all -inf row: exp(-inf) = 0 below, 0/0 = NaN like NumPy/PyTorch
-            s = 0.0
-            for j in range(n):
-                s += np.exp(x[a, j, 0] - m)
-            if log:
-                c = m + np.log(s)
-                for j in range(n):
-                    y[a, j, 0] = x[a, j, 0] - c
-            else:
-                r = 1.0 / s
-                for j in range(n):
-                    y[a, j, 0] = np.exp(x[a, j, 0] - m) * r
-        return
     nb = (B + _BLOCK - 1) // _BLOCK
     for t in numba.prange(A * nb):
         a = t // nb
@@ -256,24 +266,29 @@ def _softmax_fwd(x, y, log):
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
-def _softmax_bwd(dy, y, dx, log):
+def _softmax_bwd_rows(dy, y, dx, log):
     """Gradient of softmax (``log == 0``: ``y * (dy - sum(dy*y))``) or log-softmax
-    (``log == 1``: ``dy - exp(y) * sum(dy)``) along axis 1 of (A, n, B) arrays."""
+    (``log == 1``: ``dy - exp(y) * sum(dy)``) along axis 1 of (A, n, 1) arrays."""
+    A, n = y.shape[0], y.shape[1]
+    for a in numba.prange(A):
+        s = 0.0
+        if log:
+            for j in range(n):
+                s += dy[a, j, 0]
+            for j in range(n):
+                dx[a, j, 0] = dy[a, j, 0] - np.exp(y[a, j, 0]) * s
+        else:
+            for j in range(n):
+                s += dy[a, j, 0] * y[a, j, 0]
+            for j in range(n):
+                dx[a, j, 0] = y[a, j, 0] * (dy[a, j, 0] - s)
+
+
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def _softmax_bwd_blocked(dy, y, dx, log):
+    """:func:`_softmax_bwd_rows` of (A, n, B) arrays, B > 1, in blocks of ``_BLOCK``
+    columns."""
     A, n, B = y.shape
-    if B == 1:
-        for a in numba.prange(A):
-            s = 0.0
-            if log:
-                for j in range(n):
-                    s += dy[a, j, 0]
-                for j in range(n):
-                    dx[a, j, 0] = dy[a, j, 0] - np.exp(y[a, j, 0]) * s
-            else:
-                for j in range(n):
-                    s += dy[a, j, 0] * y[a, j, 0]
-                for j in range(n):
-                    dx[a, j, 0] = y[a, j, 0] * (dy[a, j, 0] - s)
-        return
     nb = (B + _BLOCK - 1) // _BLOCK
     for t in numba.prange(A * nb):
         a = t // nb

@@ -1,4 +1,5 @@
-"""CUDA twins of :mod:`nbconv.kernels.activations` (same names and semantics).
+"""CUDA twins of :mod:`nbconv.kernels.activations` (same names and semantics; one softmax
+kernel for both of the CPU's, ``_softmax_fwd_rows`` and ``_softmax_fwd_blocked``).
 
 Elementwise kernels take flattened C-contiguous device arrays and use a grid-stride loop (any
 launch size covers any array).  Softmax kernels see ``(A, n, B)`` arrays reduced along axis 1,
