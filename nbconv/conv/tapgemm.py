@@ -328,7 +328,9 @@ def _backward_images(dy, x, w, dx, gw, g: Geom):
                                          H, W, g.pt, g.pl, g.dh, g.dw,
                                          *_split(Hq, C, by_rows), not one_tap)
     if dx is not None:
-        _from_rows_kernel(H, W, dx.itemsize)(dxt, dx, np.zeros(1, dtype=dx.dtype), False)
+        # every argument given, as by the forward's call: one compiled signature
+        from_rows = _from_rows_kernel(H, W, dx.itemsize)
+        from_rows(dxt, dx, np.zeros(1, dtype=dx.dtype), False, False, None)
 
 
 def _images_per_chunk(N, per_image, itemsize):

@@ -207,7 +207,7 @@ def _max_pool2d_bwd(dy, idx, y, relu, dx):
     NaN passes); without it ``y`` is not read (any array of ``dy``'s shape will do).
     """
     for p in prange(dy.shape[0]):
-        _max_pool2d_bwd_plane(dy, idx, y, relu, dx, p)
+        _max_pool2d_bwd_plane(dy, idx, y, relu, dx, np.int64(p))  # as the serial twin
 
 
 @njit(**_config.JIT_OPTIONS)

@@ -239,7 +239,10 @@ def _conv2d_regblock_fwd(xp, wt, b, off, y, sy, sx, nvec, relu, rows=False, roff
     """
     tasks, bias = _regblock_fwd_setup(xp, wt, b, y, nvec, rows)
     for task in numba.prange(tasks):
-        _regblock_fwd_task(task, xp, wt, b, bias, off, y, sy, sx, nvec, relu, rows, roff, taps)
+        # int64 as in the serial twin: a prange index is typed int64, then uint64 inside the
+        # parallel loop's function, and each type would compile the helper once more
+        _regblock_fwd_task(np.int64(task), xp, wt, b, bias, off, y, sy, sx, nvec, relu, rows,
+                           roff, taps)
 
 
 @numba.njit(**JIT_OPTIONS)
@@ -301,8 +304,9 @@ def _regblock_fwd_task(task, xp, wt, b, bias, off, y, sy, sx, nvec, relu, rows, 
             j0 += npix
             continue
         if taps and npix == NP:
-            _row_block(row + j0 * sx * it, roff, R, wa, Fpad, ba, acc.ctypes.data, FBK,
-                       False, nvec, taps, zero)
+            # typed as the call above (int64 address, run-time bool): one compiled helper
+            _row_block(row + j0 * sx * it, roff, R, wa, Fpad, ba, np.int64(acc.ctypes.data),
+                       FBK, np.bool_(False), nvec, taps, zero)
         else:
             for pi in range(npix):
                 for f in range(FBK):

@@ -285,7 +285,8 @@ def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, rparts, 
     if rparts > 1 and rearrange:  # every row slab reads every filter's weights: first
         for s in numba.prange(rparts * fparts):
             f0, f1 = _slab(F, s, rparts * fparts)
-            _weights_fc(w, wt, f0, f1, 0, C, valid)
+            # np.int64(0), not 0: each literal argument pattern compiles the helper anew
+            _weights_fc(w, wt, f0, f1, np.int64(0), C, valid)
     rows = yt.reshape(OH * OW * N, F)
     for task in numba.prange(rparts * fparts):
         R0, R1 = _slab(OH * OW * N, task // fparts, rparts)
@@ -294,7 +295,7 @@ def _conv2d_tapgemm_fwd(fn, width, xt, w, wt, yt, H, W, pt, pl, dh, dw, rparts, 
         if nf == 0 or R1 == R0:
             continue
         if rparts == 1 and rearrange:
-            _weights_fc(w, wt, f0, f1, 0, C, valid)
+            _weights_fc(w, wt, f0, f1, np.int64(0), C, valid)
         if full < 0:
             _zero_columns(rows[R0:R1], f0, f1)
         for k in range(-1, kh * kw):
@@ -392,7 +393,7 @@ def _conv2d_tapgemm_bwd_data(fn, width, dyt, w, wt, dxt, H, W, pt, pl, dh, dw, r
     if rparts > 1 and rearrange:
         for s in numba.prange(rparts * cparts):
             f0, f1 = _slab(F, s, rparts * cparts)
-            _weights_fc(w, wt, f0, f1, 0, C, valid)
+            _weights_fc(w, wt, f0, f1, np.int64(0), C, valid)
     planes = dxt.reshape(sy * sx, Hq * Wq * N, C)
     for task in numba.prange(rparts * cparts):
         r0, r1 = _slab(Hq, task // cparts, rparts)
@@ -401,7 +402,7 @@ def _conv2d_tapgemm_bwd_data(fn, width, dyt, w, wt, dxt, H, W, pt, pl, dh, dw, r
         if nc == 0 or r1 == r0:
             continue
         if rparts == 1 and rearrange:
-            _weights_fc(w, wt, 0, F, c0, c1, valid)
+            _weights_fc(w, wt, np.int64(0), F, c0, c1, valid)
         if full < 0:
             for ph in range(sy * sx):
                 _zero_columns(planes[ph, r0 * Wq * N:r1 * Wq * N], c0, c1)
