@@ -3,8 +3,8 @@
 At numba's default level (``-O3``) LLVM unswitches loops non-trivially: a loop whose body
 branches on a value that does not change inside it is copied once per outcome.  Inside a
 ``prange`` kernel, where the helper called from the parallel loop is inlined with its
-arguments loop-invariant, the copies multiply and every later loop pass works on all of them:
-that was most of the compile time of max pooling, tap-GEMM and the register blocks, while the
+arguments loop-invariant, the copies multiply and every later loop pass works on all of
+them: most of a max-pooling kernel's compile time and about a third of tap-GEMM's, while the
 kernels run as fast without it (``benchmarks/results/unswitch.md``).  So, while a function of
 nbconv's is being compiled (numba's ``"numba:compile"`` event, under numba's compiler lock),
 LLVM's ``-unswitch-threshold`` is 1 (no candidate is that cheap, so only trivial unswitching
