@@ -31,18 +31,15 @@ import tempfile
 import time
 
 import numpy as np
+from _timing import timed_calls
 
 MEASURES = ("train", "infer", "compiled", "compiled_b1")
 CALLS = {"train": 7, "infer": 9, "compiled": 15, "compiled_b1": 51}
 
 
 def _median_ms(fn, calls: int) -> float:
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
+    """Median milliseconds of ``calls`` calls (the shared timing loop, GC paused)."""
+    return 1e3 * float(np.median(timed_calls(fn, calls, 0.0)))
 
 
 def _time_model(nbconv, build, shape, batch: int) -> dict:

@@ -19,6 +19,7 @@ import numba
 from numba.core import event
 
 from . import _config
+from ._compile_options import compiles_nbconv
 
 _lock = threading.Lock()
 
@@ -66,11 +67,7 @@ class _FirstCompile(event.Listener):
     shown = False
 
     def on_start(self, ev):
-        if _FirstCompile.shown:
-            return
-        dispatcher = (ev.data or {}).get("dispatcher")
-        module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
-        if not module.startswith("nbconv."):
+        if _FirstCompile.shown or not compiles_nbconv(ev):
             return
         with _lock:
             if _FirstCompile.shown:

@@ -29,7 +29,8 @@ def _set_threshold(value: int) -> None:
     llvm.set_option("nbconv", f"-unswitch-threshold={value}")
 
 
-def _is_nbconv(ev) -> bool:
+def compiles_nbconv(ev) -> bool:
+    """Whether the ``"numba:compile"`` event ``ev`` compiles a function of nbconv's."""
     dispatcher = (ev.data or {}).get("dispatcher")
     module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
     return module.startswith("nbconv.")
@@ -43,7 +44,7 @@ class _NoUnswitching(event.Listener):
         self.depth = 0
 
     def on_start(self, ev):
-        if self.depth or _is_nbconv(ev):
+        if self.depth or compiles_nbconv(ev):
             if self.depth == 0:
                 _set_threshold(NBCONV_THRESHOLD)
             self.depth += 1
