@@ -203,7 +203,7 @@ def test_forward_kernel_any_row_slabs(rparts, fparts, layer):
     """The forward kernel with slabs of product rows that cut tap rectangles and bands at
     arbitrary rows (and more slabs than map rows) equals the reference."""
     from nbconv._blas import gemm_for
-    from nbconv.kernels.conv.tapgemm import _conv2d_tapgemm_fwd
+    from nbconv.kernels.conv.tapgemm import _conv2d_tapgemm_fwd, tap_table
 
     gemm = gemm_for(np.dtype(np.float64))
     if gemm is None:
@@ -215,8 +215,8 @@ def test_forward_kernel_any_row_slabs(rparts, fparts, layer):
     xt = _tapgemm._rows(x, *stride)
     yt = np.full((OH, OW, N, F), np.nan)
     wt = _tapgemm.pack_weights(w)
-    _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, pads[0], pads[2], 1, 1,
-                        rparts, fparts, False)
+    taps, full, _ = tap_table(kh, kw, OH, OW, H, W, *stride, pads[0], pads[2], 1, 1)
+    _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, taps, full, rparts, fparts, False)
     np.testing.assert_allclose(yt.transpose(2, 3, 0, 1), want, rtol=1e-10, atol=1e-10)
 
 
@@ -370,3 +370,44 @@ def test_prepared_forward_on_panels_or_blas_matches_reference(dtype, N, C, F, H,
     if relu:
         want = np.maximum(want, 0)
     assert_scaled_close(y.transpose(2, 3, 0, 1) if out_rows else y, want, RTOL[dtype])
+
+
+@settings(max_examples=300, deadline=None)
+@given(k=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+       size=st.tuples(st.integers(1, 7), st.integers(1, 7)),
+       stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       pad=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+       dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)))
+def test_tap_table_against_enumeration(k, size, stride, pad, dilation):
+    """Every tap's rectangle, input cell and the full taps equal those found by visiting each
+    output pixel and tap (padding on the top/left only, any amount past the bottom/right)."""
+    from nbconv.kernels.conv.tapgemm import tap_table
+
+    (kh, kw), (H, W), (sy, sx), (pt, pl), (dh, dw) = k, size, stride, pad, dilation
+    OH = (H + 2 * pt - dh * (kh - 1) - 1) // sy + 1
+    OW = (W + 2 * pl - dw * (kw - 1) - 1) // sx + 1
+    assume(OH >= 1 and OW >= 1)
+    taps, full_out, full_in = tap_table(kh, kw, OH, OW, H, W, sy, sx, pt, pl, dh, dw)
+    assert taps.shape == (kh * kw, 6) and not taps.flags.writeable
+    Hq, Wq = -(-H // sy), -(-W // sx)
+    covering = []
+    for p in range(kh):
+        for q in range(kw):
+            pixels = [(i, j) for i in range(OH) for j in range(OW)
+                      if 0 <= i * sy + p * dh - pt < H and 0 <= j * sx + q * dw - pl < W]
+            i0, j0, ni, nj, cell, first = taps[p * kw + q].tolist()
+            if not pixels:
+                assert ni == nj == 0
+                continue
+            rows = sorted({i for i, _ in pixels})
+            cols = sorted({j for _, j in pixels})
+            assert (i0, ni, j0, nj) == (rows[0], len(rows), cols[0], len(cols))
+            assert len(pixels) == ni * nj  # a rectangle
+            # the input pixel of the first output, as a cell of the stride-phased layout
+            h, w_ = i0 * sy + p * dh - pt, j0 * sx + q * dw - pl
+            assert cell == (((h % sy) * sx + w_ % sx) * Hq + h // sy) * Wq + w_ // sx
+            assert first == h // sy
+            if ni == OH and nj == OW:
+                covering.append(p * kw + q)
+    assert full_out == (covering[0] if covering else -1)
+    assert full_in == (full_out if (sy, sx, OH, OW) == (1, 1, H, W) else -1)

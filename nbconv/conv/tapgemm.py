@@ -47,6 +47,8 @@ from ..kernels.conv.tapgemm import (
     _conv2d_tapgemm_to_rows,
     _conv2d_tapgemm_to_rows_by8,
     aliasing_planes,
+    tap_range,
+    tap_table,
 )
 from . import plan
 
@@ -105,20 +107,18 @@ def _rows(a, sy, sx):
     return out
 
 
-def _tap_range(o, n, s, off):
-    """Python twin of the kernels' ``_tap_range`` (the fallback path): valid outputs
-    ``[i0, i1)`` reading ``i*s + off`` of a length-``n`` axis, their phase and shift."""
-    r = off % s
-    q = (off - r) // s
-    return max(0, -q), min(o, (n - r + s - 1) // s - q), r, q
+def _taps(kh, kw, OH, OW, H, W, g: Geom):
+    """:func:`~nbconv.kernels.conv.tapgemm.tap_table` of this layer: ``(taps, full_out,
+    full_in)``."""
+    return tap_table(kh, kw, OH, OW, H, W, g.sy, g.sx, g.pt, g.pl, g.dh, g.dw)
 
 
 def _rects(OH, OW, kh, kw, H, W, g: Geom):
     """For the fallback: ``(p, q, out_slices, in_index)`` of every tap that reads the input."""
     for p in range(kh):
-        i0, i1, ry, qy = _tap_range(OH, H, g.sy, p * g.dh - g.pt)
+        i0, i1, ry, qy = tap_range(OH, H, g.sy, p * g.dh - g.pt)
         for q in range(kw):
-            j0, j1, rx, qx = _tap_range(OW, W, g.sx, q * g.dw - g.pl)
+            j0, j1, rx, qx = tap_range(OW, W, g.sx, q * g.dw - g.pl)
             if i1 > i0 and j1 > j0:
                 yield (p, q, (slice(i0, i1), slice(j0, j1)),
                        (ry, rx, slice(i0 + qy, i1 + qy), slice(j0 + qx, j1 + qx)))
@@ -179,8 +179,8 @@ def _prepare_panels(x_shape, w, g: Geom, in_rows, out_rows):
     N, C, H, W = x_shape
     F, _, kh, kw = w.shape
     OH, OW = g.OH, g.OW
-    sy, sx, pt, pl, dh, dw = g.sy, g.sx, g.pt, g.pl, g.dh, g.dw
-    xt_shape = (sy, sx, -(-H // sy), -(-W // sx), N, C)
+    xt_shape = (g.sy, g.sx, -(-H // g.sy), -(-W // g.sx), N, C)
+    taps = _taps(kh, kw, OH, OW, H, W, g)[0]
     dtype = w.dtype
     panels = pack_panels(w)  # the taps' weights, tap by tap, as each output's terms
     panels = panels.reshape(panels.shape[0], kh * kw, C, panels.shape[2])
@@ -194,7 +194,7 @@ def _prepare_panels(x_shape, w, g: Geom, in_rows, out_rows):
         xt = _input_rows(x, in_rows, xt_shape, to_rows)
         yt = y if out_rows else np.empty((OH, OW, N, F), dtype=dtype)
         _conv2d_tap_panels_fwd(xt, panels, no_bias if b is None else b, b is not None, relu,
-                               yt, H, W, pt, pl, dh, dw, kh, kw)
+                               yt, taps)
         if not out_rows:
             from_rows(yt[None, None], y, no_bias, False, False, None)
 
@@ -226,8 +226,9 @@ def prepare_forward(x_shape, w, g: Geom, packed, in_rows=False, out_rows=False):
     if uses_panels(x_shape, w.shape, g):
         return _prepare_panels(x_shape, w, g, in_rows, out_rows)
     fn, width = gemm_for(w.dtype)
-    sy, sx, pt, pl, dh, dw = g.sy, g.sx, g.pt, g.pl, g.dh, g.dw
+    sy, sx = g.sy, g.sx
     xt_shape = (sy, sx, -(-H // sy), -(-W // sx), N, C)
+    taps, full, _ = _taps(kh, kw, OH, OW, H, W, g)
     yt_shape = (1, 1, OH, OW, N, F)
     dtype = w.dtype
     threads = numba.get_num_threads()
@@ -242,8 +243,7 @@ def prepare_forward(x_shape, w, g: Geom, packed, in_rows=False, out_rows=False):
         # no per-layer scratch alive
         xt = _input_rows(x, in_rows, xt_shape, to_rows)
         yt = y.reshape(yt_shape) if out_rows else np.empty(yt_shape, dtype=dtype)
-        products(fn, width, xt, w, packed, yt[0, 0], H, W, pt, pl, dh, dw, rparts, fparts,
-                 False)
+        products(fn, width, xt, w, packed, yt[0, 0], taps, full, rparts, fparts, False)
         bias = no_bias if b is None else b
         if out_rows:
             epilogue(y.reshape(OH * OW * N, F), bias, b is not None, relu, scale)
@@ -281,8 +281,8 @@ def _forward_images(x, w, b, y, g: Geom, relu, scale, packed=None):
             # the forward kernel cuts slabs of product rows: any number of map rows splits
             by_rows = plan.tapgemm_row_slabs(OH, OH * OW * N, F, threads)
             parts = (threads, 1) if by_rows else (1, _parts(F))
-            _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, H, W, g.pt, g.pl, g.dh, g.dw,
-                                *parts, rearrange)
+            taps, full, _ = _taps(kh, kw, OH, OW, H, W, g)
+            _conv2d_tapgemm_fwd(gemm[0], gemm[1], xt, w, wt, yt, taps, full, *parts, rearrange)
     bias = b if b is not None else np.zeros(1, dtype=y.dtype)
     _from_rows_kernel(OH, OW, y.itemsize)(yt[None, None], y, bias, b is not None, relu, scale)
 
@@ -315,18 +315,18 @@ def _backward_images(dy, x, w, dx, gw, g: Geom):
                                                               weight_grad=True))
         # gw's taps as (F, C), one set per row slab; then w's taps
         scratch = np.empty((rparts if gw is not None else 1, kh * kw, F, C), dtype=dy.dtype)
+        taps, _, full = _taps(kh, kw, OH, OW, H, W, g)
         with single_threaded_blas():
             if gw is not None:
-                _conv2d_tapgemm_bwd_weight(gemm[0], gemm[1], dyt, xt, scratch, gw, H, W, g.pt,
-                                           g.pl, g.dh, g.dw, rparts, fparts)
+                _conv2d_tapgemm_bwd_weight(gemm[0], gemm[1], dyt, xt, scratch, gw, taps, rparts,
+                                           fparts)
             if dx is not None:
                 Hq = dxt.shape[2]
                 by_rows = plan.tapgemm_row_slabs(Hq, H * W * N, C, threads)
                 one_tap = kh * kw == 1
                 _conv2d_tapgemm_bwd_data(gemm[0], gemm[1], dyt, w,
                                          w.reshape(1, F, C) if one_tap else scratch[0], dxt,
-                                         H, W, g.pt, g.pl, g.dh, g.dw,
-                                         *_split(Hq, C, by_rows), not one_tap)
+                                         taps, full, *_split(Hq, C, by_rows), not one_tap)
     if dx is not None:
         # every argument given, as by the forward's call: one compiled signature
         from_rows = _from_rows_kernel(H, W, dx.itemsize)
