@@ -23,6 +23,7 @@ from reference_activation import (
     tanh_backward_ref,
     tanh_ref,
 )
+from scipy import special
 
 import nbconv as nc
 
@@ -160,6 +161,39 @@ def test_sigmoid_tanh_stable_for_large_inputs(dtype):
     np.testing.assert_allclose(s, sigmoid_ref(x), rtol=1e-6 if dtype == np.float32 else 1e-14,
                                atol=1e-37)
     assert t[0] == -1.0 and t[-1] == 1.0
+
+
+@pytest.mark.parametrize("size", [5000, 300_000])  # the serial and the threaded kernel
+@pytest.mark.parametrize("name, exact", [("sigmoid", special.expit), ("tanh", np.tanh)])
+def test_float32_sigmoid_tanh_within_3_ulp(name, exact, size):
+    """float32 sigmoid and tanh (a vectorised exponential) against float64 over a dense grid
+    out to the tails, where sigmoid reaches subnormals, plus signed zeros and the limits."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([np.linspace(-110, 25, size // 2), rng.standard_normal(size // 2) * 8,
+                        [-0.0, 0.0, -np.inf, np.inf, 1e-30, -1e-30]]).astype(np.float32)
+    y = getattr(nc, name)(x)
+    want = exact(x.astype(np.float64))
+    ulps = np.abs(y - want) / np.spacing(np.abs(want).astype(np.float32))
+    assert y.dtype == np.float32 and ulps.max() <= 3, (x[ulps.argmax()], ulps.max())
+    if name == "tanh":  # odd: the sign of zero is kept
+        assert np.signbit(y[x == 0]).tolist() == np.signbit(x[x == 0]).tolist()
+
+
+@pytest.mark.parametrize("size", [3456, 300_000])  # the serial and the threaded kernel
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_tanh_in_place_equal_out_of_place(name, dtype, size):
+    """A planned network writes sigmoid and tanh over their input (their kernels then take
+    a loop of their own): the same values as into a fresh array."""
+    from nbconv.functional.activation import _unary_into
+
+    x = (np.random.default_rng(5).standard_normal(size) * 10).astype(dtype)
+    x[:4] = [np.nan, np.inf, -np.inf, -0.0]
+    want = getattr(nc, name)(x)
+    y = x.copy()
+    _unary_into(name, y, y)
+    np.testing.assert_array_equal(y, want)
+    assert np.signbit(y[3]) == np.signbit(want[3])
 
 
 @pytest.mark.parametrize("fn", [nc.relu, nc.sigmoid, nc.tanh, nc.leaky_relu, nc.softmax])

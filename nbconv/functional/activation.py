@@ -52,9 +52,16 @@ def _pair_same_shape(op: str, dy, other, other_name: str):
 
 
 def _sized(kernel, n: int):
-    """``kernel``, or its serial twin when ``n`` elements are too few to wake the threads."""
+    """``kernel``, or its serial twin when ``n`` elements are too few to wake the threads:
+    fewer than ``_config.SERIAL_BELOW`` for the memory-bound kernels, 32 times fewer for
+    sigmoid and tanh, which compute an exponential per element (on two threads the
+    crossover was near 8192 elements)."""
     if n < _config.SERIAL_BELOW:
-        return _k.SERIAL_TWIN.get(kernel, kernel)
+        serial = _k.SERIAL_TWIN.get(kernel)
+        if serial is not None:
+            return serial
+        if n < _config.SERIAL_BELOW // 32:
+            return _SERIAL_UNARY.get(kernel, kernel)
     return kernel
 
 
@@ -105,13 +112,8 @@ def _relu_into(x, y):
 def _unary_into(name, x, y, *args):
     """``y = name(x, *args)`` for ``name`` in "relu", "sigmoid", "tanh", "leaky_relu" (its
     checked arguments), C-contiguous host arrays of one float dtype and shape (``y`` may be
-    ``x``): the unchecked core of those ops, for a planned network.  Below 8192 elements
-    sigmoid and tanh run serially too (waking the threads cost more than the exponentials:
-    LeNet's 3456-element map took 9 us serially, 19 us on two threads)."""
-    kernel = _UNARY[name]
-    if x.size < _config.SERIAL_BELOW // 32:
-        kernel = _SERIAL_UNARY.get(kernel, kernel)
-    _sized(kernel, x.size)(x.reshape(-1), y.reshape(-1), *args)
+    ``x``): the unchecked core of those ops, for a planned network."""
+    _sized(_UNARY[name], x.size)(x.reshape(-1), y.reshape(-1), *args)
 
 
 def _add_relu_into(a, b, y):
@@ -200,7 +202,9 @@ def sigmoid(x):
     """Logistic sigmoid ``1 / (1 + exp(-x))``, computed without overflow.
 
     Only ``exp`` of non-positive numbers is evaluated, so ``sigmoid(-1000)`` is exactly 0,
-    ``sigmoid(1000)`` exactly 1, and no warning is emitted.
+    ``sigmoid(1000)`` exactly 1, and no warning is emitted.  float32 runs an exponential that
+    the compiler vectorises (:mod:`nbconv.kernels._vmath`; results within 3 ulp of the exact
+    value), float64 the C library's.
 
     Parameters
     ----------
@@ -244,7 +248,9 @@ def sigmoid_backward(dy, y):
 
 @_dispatch.dispatch
 def tanh(x):
-    """Hyperbolic tangent elementwise.
+    """Hyperbolic tangent elementwise (float32 by a formula the compiler vectorises,
+    :mod:`nbconv.kernels._vmath`, within 3 ulp of the exact value; float64 by the C
+    library).
 
     Parameters
     ----------

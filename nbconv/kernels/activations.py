@@ -13,6 +13,7 @@ import numba
 import numpy as np
 
 from .._config import JIT_OPTIONS
+from . import _vmath as _vm
 
 #: elements per parallel chunk of the elementwise kernels.
 _CHUNK = 4096
@@ -86,16 +87,34 @@ def _leaky_relu_bwd(dy, x, dx, slope):
         _leaky_relu_bwd_chunk(dy[lo:hi], x[lo:hi], dx[lo:hi], slope)
 
 
-@numba.njit(**JIT_OPTIONS)
+@numba.njit(**_vm.JIT_OPTIONS)
 def _sigmoid_fwd_chunk(x, y):
+    if x.ctypes.data == y.ctypes.data:
+        # in place (a planned network): a loop over one array, which LLVM vectorises; with
+        # two, its overlap check sent the loop to its scalar version, 9x slower
+        _sigmoid_in_place(y)
+    else:
+        _sigmoid_into(x, y)
+
+
+@numba.njit(**_vm.JIT_OPTIONS)
+def _sigmoid_into(x, y):
+    # from e = exp(-|v|) in [0, 1]: no overflow, exact 0/1 limits, one division, and a
+    # float32 exponential that LLVM vectorises (:mod:`._vmath`); NaN stays NaN
+    one = y.dtype.type(1)
     for i in range(x.size):
         v = x[i]
-        # exp of a non-positive number only: no overflow, exact 0/1 limits
-        if v >= 0:
-            y[i] = 1.0 / (1.0 + np.exp(-v))
-        else:
-            e = np.exp(v)  # NaN lands here and stays NaN
-            y[i] = e / (1.0 + e)
+        e = _vm.exp(-np.abs(v))
+        y[i] = (one if v >= 0 else e) / (one + e)
+
+
+@numba.njit(**_vm.JIT_OPTIONS)
+def _sigmoid_in_place(y):
+    one = y.dtype.type(1)  # (one use of _vm.exp per function: numba inlines it once)
+    for i in range(y.size):
+        v = y[i]
+        e = _vm.exp(-np.abs(v))
+        y[i] = (one if v >= 0 else e) / (one + e)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
@@ -121,10 +140,29 @@ def _sigmoid_bwd(dy, y, dx):
         _sigmoid_bwd_chunk(dy[lo:hi], y[lo:hi], dx[lo:hi])
 
 
-@numba.njit(**JIT_OPTIONS)
+@numba.njit(**_vm.JIT_OPTIONS)
 def _tanh_fwd_chunk(x, y):
+    if x.ctypes.data == y.ctypes.data:  # in place: one array (see _sigmoid_fwd_chunk)
+        _tanh_in_place(y)
+    else:
+        _tanh_into(x, y)
+
+
+@numba.njit(**_vm.JIT_OPTIONS)
+def _tanh_into(x, y):
+    # vectorised for float32 (:mod:`._vmath`), which drops the sign of a zero: kept from v
     for i in range(x.size):
-        y[i] = np.tanh(x[i])
+        v = x[i]
+        t = _vm.tanh(v)
+        y[i] = t if t != 0 else v
+
+
+@numba.njit(**_vm.JIT_OPTIONS)
+def _tanh_in_place(y):
+    for i in range(y.size):
+        v = y[i]
+        t = _vm.tanh(v)
+        y[i] = t if t != 0 else v
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
@@ -184,7 +222,8 @@ def _add_relu_fwd(a, b, y):
 
 #: the serial chunk function of each memory-bound elementwise kernel: below
 #: ``_config.SERIAL_BELOW`` elements the caller runs it directly instead of waking the threads
-#: (sigmoid and tanh compute an exponential per element and keep their threads).
+#: (sigmoid and tanh, which compute an exponential per element, from fewer elements:
+#: :func:`nbconv.functional.activation._sized`).
 SERIAL_TWIN = {
     _relu_fwd: _relu_fwd_chunk,
     _relu_bwd: _relu_bwd_chunk,
