@@ -446,3 +446,25 @@ def test_calls_do_not_move_the_state_counter():
             model(x)
         cm(x)
     assert modes.state_version() == v and cm._plan(2) is plan
+
+
+def test_inputs_unlike_the_last_call_take_the_checked_path():
+    """A call whose input matches the last one's (shape, dtype, C order) skips the checks;
+    any other input is checked and planned as usual, whatever came before it."""
+    model = models.lenet5(activation="relu")
+    cm = nc.compile(model, (2, 1, 28, 28))
+    x2 = RNG.standard_normal((2, 1, 28, 28), dtype=np.float32)
+    x3 = RNG.standard_normal((3, 1, 28, 28), dtype=np.float32)
+    for x in (x2, x2, x3, x2, x3, x3):  # batch sizes alternating: one plan each
+        _close(cm(x), _plain(model, x))
+    with pytest.raises(ValueError, match=r"\(3, 1, 27, 28\)"):
+        cm(np.zeros((3, 1, 27, 28), np.float32))
+    xf = np.asfortranarray(x3)
+    _close(cm(xf), _plain(model, x3))
+    with pytest.warns(UserWarning, match="float64"):
+        y = cm(x3.astype(np.float64))
+    assert y.dtype == np.float32
+    _close(y, _plain(model, x3))
+    model[0].weight.data[...] *= -1  # raw write, then refresh(): no plan of before is used
+    cm.refresh()
+    _close(cm(x3), _plain(model, x3))

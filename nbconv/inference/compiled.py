@@ -127,6 +127,7 @@ class CompiledModel:
         steps, out = trace(model)
         self._steps, self._out = fuse(steps, out)
         self._plans.clear()
+        self._last_shape = self._last_plan = None  # (the next call takes the checked path)
         self._version = modes.state_version()
 
     def _follow(self) -> None:
@@ -156,23 +157,12 @@ class CompiledModel:
     def __call__(self, x):
         """Run the planned forward pass on ``x`` (shape ``(N, *input_shape[1:])``, any
         ``N``); returns a fresh array (or the model's own result)."""
-        if modes._version[0] != self._version:
-            self._follow()
-        if type(x) is not np.ndarray:
-            x = _host_input(x)
-        if x.dtype != self.dtype:
-            x = _cast(self.model, x, self.dtype)
-        shape = x.shape
-        if len(shape) != len(self.input_shape) or shape[1:] != self.input_shape[1:]:
-            raise ValueError(
-                f"compiled model: argument 'x' has shape {tuple(shape)} but the model was "
-                f"compiled for input shape {self.input_shape} (any batch size, the other "
-                f"dimensions {self.input_shape[1:]})")
-        if not x.flags.c_contiguous:
-            x = np.ascontiguousarray(x)
-        plan = self._plans.get(shape[0])
-        if plan is None or next(reversed(self._plans)) != shape[0]:
-            plan = self._plan(shape[0])
+        if (modes._version[0] == self._version and type(x) is np.ndarray
+                and x.shape == self._last_shape and x.dtype is self.dtype
+                and x.flags.c_contiguous):
+            plan = self._last_plan  # an input like the last call's: no checks to make
+        else:
+            x, plan = self._input_and_plan(x)
         vals = plan.vals
         vals[0] = x
         if plan.opaque:
@@ -193,6 +183,29 @@ class CompiledModel:
         return y.copy() if isinstance(y, np.ndarray) else y
 
     forward = __call__
+
+    def _input_and_plan(self, x):
+        """``x`` as the kernels take it (host, the model's dtype, C order, checked) and the
+        plan for its batch size; remembered for the next call's quick path."""
+        if modes._version[0] != self._version:
+            self._follow()
+        if type(x) is not np.ndarray:
+            x = _host_input(x)
+        if x.dtype != self.dtype:
+            x = _cast(self.model, x, self.dtype)
+        shape = x.shape
+        if len(shape) != len(self.input_shape) or shape[1:] != self.input_shape[1:]:
+            raise ValueError(
+                f"compiled model: argument 'x' has shape {tuple(shape)} but the model was "
+                f"compiled for input shape {self.input_shape} (any batch size, the other "
+                f"dimensions {self.input_shape[1:]})")
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        plan = self._plans.get(shape[0])
+        if plan is None or next(reversed(self._plans)) != shape[0]:
+            plan = self._plan(shape[0])
+        self._last_shape, self._last_plan = shape, plan
+        return x, plan
 
     # -- description ------------------------------------------------------------------------
     def explain(self, batch: int | None = None) -> str:

@@ -72,8 +72,10 @@ class Plan:
                 runs.append(build_fresh(s, dtype))
                 fixed.add(v)
             elif kinds[v] == "buffer":
+                # the inputs that are planned buffers (the same arrays at every call)
+                planned = [vals[i] if i in fixed and i != 0 else None for i in s.inputs]
                 run = build(s, ins, vals[v], algorithm, dtype, self.blas_held,
-                            [i in self.rows for i in s.inputs], v in self.rows)
+                            [i in self.rows for i in s.inputs], v in self.rows, planned)
                 loose = [i for i in s.inputs if i not in fixed]
                 # an opaque module's result: the kernels take C order
                 runs.append(_contiguous(loose, run) if loose else run)

@@ -93,12 +93,16 @@ def uses_blas(step, x_shapes, dtype, algorithm) -> bool:
     return False
 
 
-def build(step, x_shapes, y, algorithm, dtype, blas_held=False, in_rows=None, out_rows=False):
+def build(step, x_shapes, y, algorithm, dtype, blas_held=False, in_rows=None, out_rows=False,
+          planned=None):
     """The closure ``run(vals)`` of a fast step, ``y`` its output buffer; ``blas_held``: the
     caller keeps BLAS single-threaded around the whole network.  ``in_rows`` (one flag per
     input) and ``out_rows``: which of its values are rows of channels ``(H, W, N, C)``
-    (:mod:`.layouts`); ``x_shapes`` are NCHW all the same."""
+    (:mod:`.layouts`); ``x_shapes`` are NCHW all the same.  ``planned`` (one per input): the
+    input's array where it is a planned buffer, the same at every call (its views are then
+    made once), else None."""
     i = step.inputs
+    x_planned = planned[0] if planned else None
     kind, m = step.kind, step.module
     if kind in _ROWS_SPECIFIC and (in_rows and any(in_rows) or out_rows):
         return _build_rows(step, x_shapes, y, algorithm, in_rows or [False] * len(i), out_rows)
@@ -123,9 +127,8 @@ def build(step, x_shapes, y, algorithm, dtype, blas_held=False, in_rows=None, ou
         no_bias = np.zeros(1, dtype=y2.dtype)
         path = _linear_path(x_shapes[0], w.shape)
         if path == "tiny":
-            def run(vals):
-                _linear_tiny(vals[i0].reshape(rows, in_f), w, no_bias if b is None else b,
-                             b is not None, relu, y2)
+            run = _bound(_linear_tiny, i0, x_planned, (rows, in_f), w,
+                         no_bias if b is None else b, b is not None, relu, y2)
         elif path == "panels":
             panels = pack_panels(w)  # the weights are constant: packed once
 
@@ -167,8 +170,7 @@ def build(step, x_shapes, y, algorithm, dtype, blas_held=False, in_rows=None, ou
             kernel = _max_pool2d_2x2_values(int(np.prod(xs)))
             planes, yp = (-1, *xs[-2:]), _planes(y)
 
-            def run(vals):
-                kernel(vals[i0].reshape(planes), yp)
+            run = _bound(kernel, i0, x_planned, planes, yp)
         else:
             def run(vals):
                 _max_pool2d_into(vals[i0], y, False, k, s, p, d)
@@ -201,6 +203,21 @@ def build(step, x_shapes, y, algorithm, dtype, blas_held=False, in_rows=None, ou
             np.concatenate([vals[k] for k in ins], axis=axis, out=y)
     else:  # pragma: no cover - fast() admits only the kinds above
         raise AssertionError(kind)
+    return run
+
+
+def _bound(kernel, i, x_planned, shape, *args):
+    """``run(vals)`` calling ``kernel(x, *args)``, ``x`` value ``i`` seen as ``shape``: a
+    view made once where the value is a planned buffer (``x_planned``), else at each call
+    (at batch 1 a step's own Python costs as much as a small kernel)."""
+    if x_planned is not None:
+        x = x_planned.reshape(shape)
+
+        def run(vals):
+            kernel(x, *args)
+    else:
+        def run(vals):
+            kernel(vals[i].reshape(shape), *args)
     return run
 
 
