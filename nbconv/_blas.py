@@ -131,25 +131,53 @@ def _operand(x):
     return None
 
 
-def _single_threaded(libs: list) -> None:
+def _switch_functions(controller) -> tuple:
+    """``(get, set)`` of one BLAS library's thread count: OpenBLAS's own C functions where
+    threadpoolctl finds them (its Python layer looks each symbol up again at every call, which
+    made a switch and its restore cost 3 us; a batch-1 network switches once per product),
+    else the controller's methods."""
+    find = getattr(controller, "_get_symbol", None)  # threadpoolctl's, prefixes and suffixes
+    if getattr(controller, "internal_api", None) == "openblas" and find is not None:
+        try:
+            get, set_ = find("openblas_get_num_threads"), find("openblas_set_num_threads")
+        except Exception:  # noqa: BLE001 - another threadpoolctl: its public methods then
+            get = set_ = None
+        if get is not None and set_ is not None:
+            return get, set_
+    return controller.get_num_threads, controller.set_num_threads
+
+
+_switches = None  # (the controllers they were made for, their [(get, set), ...])
+
+
+def _thread_switches() -> list:
+    """:func:`_switch_functions` of each of :func:`_blas_controllers` (made once)."""
+    global _switches
+    libs = _blas_controllers()
+    if _switches is None or _switches[0] is not libs:
+        _switches = (libs, [_switch_functions(c) for c in libs])
+    return _switches[1]
+
+
+def _single_threaded(switches: list) -> None:
     """Enter a product: the first one in flight saves BLAS's thread counts and sets them to 1."""
     global _active, _saved
     with _lock:
         if _active == 0:
-            _saved = [lib.get_num_threads() for lib in libs]
-            for lib in libs:
-                lib.set_num_threads(1)
+            _saved = [get() for get, _ in switches]
+            for _, set_ in switches:
+                set_(1)
         _active += 1
 
 
-def _restore(libs: list) -> None:
+def _restore(switches: list) -> None:
     """Leave a product: the last one in flight restores the saved thread counts."""
     global _active
     with _lock:
         _active -= 1
         if _active == 0:
-            for lib, n in zip(libs, _saved):
-                lib.set_num_threads(n)
+            for (_, set_), n in zip(switches, _saved):
+                set_(n)
 
 
 def _as3(x):
@@ -184,10 +212,10 @@ class _SingleThreadedBlas:
     __slots__ = ()
 
     def __enter__(self):
-        _single_threaded(_blas_controllers())
+        _single_threaded(_thread_switches())
 
     def __exit__(self, *exc):
-        _restore(_blas_controllers())
+        _restore(_thread_switches())
         return False
 
 

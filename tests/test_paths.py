@@ -231,6 +231,40 @@ def test_single_threaded_blas_nests_and_restores_on_errors():
     assert _blas._active == 0
 
 
+def test_thread_switches_reach_the_library(monkeypatch):
+    """The switches are OpenBLAS's own functions where threadpoolctl finds them: what they set
+    is what threadpoolctl then reads.  A controller without that private lookup (another
+    threadpoolctl, another BLAS) is switched through its public methods."""
+    libs = _blas._blas_controllers()
+    if not libs:
+        pytest.skip("threadpoolctl finds no BLAS to drive")
+    lib = libs[0]
+    get, set_ = _blas._switch_functions(lib)
+    before = lib.get_num_threads()
+    try:
+        for n in (1, 2, 1):
+            set_(n)
+            assert lib.get_num_threads() == n and get() == n
+    finally:
+        lib.set_num_threads(before)
+
+    class Public:  # no _get_symbol: the public methods
+        internal_api = "openblas"
+        calls = []
+
+        def get_num_threads(self):
+            return 3
+
+        def set_num_threads(self, n):
+            self.calls.append(n)
+
+    fake = Public()
+    monkeypatch.setattr(_blas, "_controllers", [fake])
+    with _blas.single_threaded_blas():
+        assert fake.calls == [1]
+    assert fake.calls == [1, 3] and _blas._active == 0
+
+
 def test_blas_matmul_without_threadpoolctl(monkeypatch):
     """No BLAS controller (threadpoolctl missing or unable): a plain np.matmul."""
     monkeypatch.setattr(_blas, "_controllers", [])
