@@ -13,7 +13,8 @@ temporary folder:
 The child times, with ``time.perf_counter``, from just before ``import nbconv`` to the end of one
 training step (forward + CrossEntropyLoss + backward + SGD momentum step on a random batch of 64
 28x28 images); the table also shows the subprocess wall time (which adds interpreter start-up).
-The number of cache index files the cold run wrote tells how many kernel functions were compiled.
+The number of cache index files the cold run wrote tells how many kernel functions were compiled;
+numba's compile events give each function's compile time (``--kernels N`` lists the longest).
 
 Usage::
 
@@ -50,6 +51,27 @@ import json
 import numpy as np
 import nbconv
 t_import = time.perf_counter() - t0
+from numba.core import event
+compile_s = {{}}  # function -> [own seconds, seconds with the functions it compiled]
+stack = []
+
+
+class CompileTimes(event.Listener):
+    def on_start(self, ev):
+        stack.append([time.perf_counter(), 0.0])
+
+    def on_end(self, ev):
+        start, inner = stack.pop()
+        took = time.perf_counter() - start
+        f = ev.data["dispatcher"].py_func
+        times = compile_s.setdefault(f.__module__ + "." + f.__qualname__, [0.0, 0.0])
+        times[0] += took - inner
+        times[1] += took
+        if stack:
+            stack[-1][1] += took
+
+
+event.register("numba:compile", CompileTimes())
 nbconv.set_num_threads({threads})
 nbconv.manual_seed(0)
 net = {builder}
@@ -65,8 +87,21 @@ net.backward(crit.backward())
 opt.step()
 t_end = time.perf_counter()
 print("RESULT " + json.dumps({{"import_s": t_import, "step_s": t_end - t1,
-                              "total_s": t_end - t0, "loss": float(loss)}}))
+                              "total_s": t_end - t0, "loss": float(loss),
+                              "compile_s": compile_s}}))
 """
+
+
+def kernel_table(compile_s: dict, top: int) -> str:
+    """The ``top`` functions of the empty-cache run by their own compile time (the time spent
+    compiling the functions they call, which numba compiles first, counted apart)."""
+    own_total = sum(own for own, _ in compile_s.values())
+    ranked = sorted(compile_s.items(), key=lambda kv: -kv[1][0])[:top]
+    rows = [[name.removeprefix("nbconv."), f"{own:.2f}", f"{total:.2f}"]
+            for name, (own, total) in ranked]
+    return (f"compilation in the empty-cache run: {own_total:.1f} s in {len(compile_s)} "
+            f"functions; the {len(rows)} longest, seconds\n"
+            + format_table(["function", "own", "with callees"], rows))
 
 
 def run_child(code: str, cache_dir: str, timeout: float) -> dict:
@@ -97,6 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=None, help="default: the model's")
     ap.add_argument("--timeout", type=float, default=900.0, help="per child, seconds")
     ap.add_argument("--keep-cache", action="store_true", help="do not delete the cache folder")
+    ap.add_argument("--kernels", type=int, default=12,
+                    help="list the functions whose compilation took longest (12; 0: none)")
     ap.add_argument("--json", default=str(RESULTS_DIR / "startup.json"), help="JSON output path")
     args = ap.parse_args(argv)
     warm_runs = args.warm_runs or (1 if args.quick else 3)
@@ -145,6 +182,9 @@ def main(argv=None) -> int:
                         "target", "ok"], rows))
     print(f"\nthe empty-cache run wrote {n_index} cache index files (.nbi, one per compiled "
           f"kernel function) and {n_data} compiled-code files (.nbc)")
+    if args.kernels > 0:
+        print()
+        print(kernel_table(cold["compile_s"], args.kernels))
     print()
     payload = {
         "benchmark": "startup",

@@ -187,3 +187,17 @@ def test_bench_direct_families_quick(tmp_path):
     for r in rows:
         assert float(r["rel_err"]) <= 1e-4, r
         assert r["auto"] in {"rows", "wide", "pixvec", "regblock", "depthwise"}
+
+
+def test_bench_startup_kernel_table_ranks_own_compile_time(monkeypatch):
+    """The startup benchmark's list of the longest compilations: by own time (a kernel's
+    callees compile first and count apart), top N, with the total of own times."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_startup
+
+    times = {"nbconv.kernels.a._outer": [1.0, 5.0], "nbconv.kernels.b._inner": [4.0, 4.0],
+             "nbconv.kernels.c._small": [0.5, 0.5]}
+    text = bench_startup.kernel_table(times, 2)
+    assert "5.5 s in 3 functions" in text
+    lines = [ln.split() for ln in text.splitlines()[3:]]
+    assert lines == [["kernels.b._inner", "4.00", "4.00"], ["kernels.a._outer", "1.00", "5.00"]]
