@@ -196,6 +196,25 @@ def test_sigmoid_tanh_in_place_equal_out_of_place(name, dtype, size):
     assert np.signbit(y[3]) == np.signbit(want[3])
 
 
+@pytest.mark.parametrize("classes", [10, 1000])
+def test_float32_softmax_rows_against_float64(classes):
+    """Softmax and log-softmax of float32 logits along the last axis (a vectorised float32
+    exponential) against SciPy's in float64 on the same values: a few units of rounding."""
+    x = (np.random.default_rng(7).standard_normal((33, classes)) * 20).astype(np.float32)
+    x[0, :3] = [-np.inf, 80.0, 80.0]
+    x64 = x.astype(np.float64)
+    want, want_log = special.softmax(x64, axis=1), special.log_softmax(x64, axis=1)
+    got, got_log = nc.softmax(x, axis=1), nc.log_softmax(x, axis=1)
+    assert got.dtype == got_log.dtype == np.float32
+    big = want > 1e-30  # (relative errors of subnormal results mean nothing)
+    assert np.max(np.abs(got - want)[big] / want[big]) < 1e-6
+    assert np.all(np.abs(got - want)[~big] < 1e-37)
+    finite = np.isfinite(want_log)
+    scale = np.maximum(1, np.abs(want_log[finite]))
+    assert np.max(np.abs(got_log - want_log)[finite] / scale) < 1e-6
+    assert got[0, 0] == 0 and np.isneginf(got_log[0, 0])
+
+
 @pytest.mark.parametrize("fn", [nc.relu, nc.sigmoid, nc.tanh, nc.leaky_relu, nc.softmax])
 def test_integer_input_is_cast_to_float32(fn):
     y = fn(np.array([[-2, 0, 3]], dtype=np.int64))

@@ -38,8 +38,8 @@ from numba.extending import intrinsic, overload
 from .._config import CACHE
 from .._config import FASTMATH as _FASTMATH
 
-__all__ = ["FASTMATH", "JIT_OPTIONS", "exp", "exp_neg", "expm1", "tanh", "tanh_parts",
-           "log1p_unit", "ndtr", "npdf", "ndtr_npdf"]
+__all__ = ["FASTMATH", "JIT_OPTIONS", "exp", "exp_diff", "exp_neg", "expm1", "tanh",
+           "tanh_parts", "log1p_unit", "ndtr", "npdf", "ndtr_npdf"]
 
 #: fast-math flags of the functions here and of the kernels that call them
 FASTMATH: frozenset = frozenset(_FASTMATH - {"reassoc"})
@@ -280,6 +280,17 @@ def _ndtr_npdf_f32(x):
     return (lower if x < _f32(0.0) else _ONE - lower), pdf
 
 
+@_inner
+def _exp_diff_f32(x, m):
+    """``exp(x - m)`` with the difference kept exact as a pair (Knuth's two-sum): rounding
+    ``x - m`` to float32 first would cost ``|x - m|`` units of relative accuracy."""
+    hi = x - m
+    back = hi - x
+    lo = (x - (hi - back)) + (-m - back)
+    # an infinite or NaN difference has no rounding error (and inf - inf would make one NaN)
+    return _exp2_f32(hi, lo if hi - hi == _f32(0.0) else _f32(0.0))
+
+
 # --------------------------------------------------------------------------- float64 kernels
 
 _SQRT1_2_64 = 0.7071067811865476
@@ -382,6 +393,22 @@ def npdf(x):
 def ndtr_npdf(x):
     """``(ndtr(x), npdf(x))``, sharing the exponential (GELU's gradient needs both)."""
     return ndtr(x), npdf(x)
+
+
+def exp_diff(x, m):
+    """``e**(x - m)`` without rounding ``x - m`` first (float32: as an exact pair; a softmax's
+    ``exp(x - max)``); both arguments of one float type."""
+    return math.exp(x - m)
+
+
+@overload(exp_diff, jit_options={"fastmath": set(FASTMATH), "error_model": "numpy"},
+          inline="always")
+def _exp_diff_typed(x, m):
+    if x == m == types.float32:
+        return lambda x, m: _exp_diff_f32(x, m)
+    if x == m == types.float64:
+        return lambda x, m: math.exp(x - m)
+    return None
 
 
 def _register(public, f32, f64):

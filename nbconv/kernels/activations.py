@@ -244,26 +244,44 @@ SERIAL_TWIN = {
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _softmax_fwd_rows(x, y, log):
     """Softmax (``log == 0``) or log-softmax (``log == 1``) of ``x`` (A, n, 1) along axis 1."""
-    A, n = x.shape[0], x.shape[1]
-    for a in numba.prange(A):
-        m = -np.inf
+    for a in numba.prange(x.shape[0]):
+        _softmax_row(x, y, np.int64(a), log)
+
+
+@numba.njit(**_vm.JIT_OPTIONS)
+def _softmax_row(x, y, a, log):
+    """Row ``a`` of :func:`_softmax_fwd_rows` (serial helper): the exponentials written to
+    ``y`` first, in a loop of their own that LLVM vectorises (:mod:`._vmath`; with the sum
+    in it, the loop would need reassociation, which the exponential must not have)."""
+    n = x.shape[1]
+    m = -np.inf
+    for j in range(n):
+        v = x[a, j, 0]
+        if v > m:
+            m = v
+    if m == -np.inf:
+        m = 0.0  # all -inf row: exp(-inf) = 0 below, 0/0 = NaN like NumPy/PyTorch
+    mx = x.dtype.type(m)
+    for j in range(n):
+        y[a, j, 0] = _vm.exp_diff(x[a, j, 0], mx)
+    s = _row_sum(y, a)
+    if log:
+        c = m + np.log(s)
         for j in range(n):
-            v = x[a, j, 0]
-            if v > m:
-                m = v
-        if m == -np.inf:
-            m = 0.0  # all -inf row: exp(-inf) = 0 below, 0/0 = NaN like NumPy/PyTorch
-        s = 0.0
+            y[a, j, 0] = x[a, j, 0] - c
+    else:
+        r = 1.0 / s
         for j in range(n):
-            s += np.exp(x[a, j, 0] - m)
-        if log:
-            c = m + np.log(s)
-            for j in range(n):
-                y[a, j, 0] = x[a, j, 0] - c
-        else:
-            r = 1.0 / s
-            for j in range(n):
-                y[a, j, 0] = np.exp(x[a, j, 0] - m) * r
+            y[a, j, 0] *= r
+
+
+@numba.njit(**JIT_OPTIONS)
+def _row_sum(y, a):
+    """``sum(y[a, :, 0])`` in float64 (serial helper, vectorised: reassociation allowed)."""
+    s = 0.0
+    for j in range(y.shape[1]):
+        s += y[a, j, 0]
+    return s
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
@@ -308,19 +326,25 @@ def _softmax_fwd_blocked(x, y, log):
 def _softmax_bwd_rows(dy, y, dx, log):
     """Gradient of softmax (``log == 0``: ``y * (dy - sum(dy*y))``) or log-softmax
     (``log == 1``: ``dy - exp(y) * sum(dy)``) along axis 1 of (A, n, 1) arrays."""
-    A, n = y.shape[0], y.shape[1]
-    for a in numba.prange(A):
-        s = 0.0
-        if log:
-            for j in range(n):
-                s += dy[a, j, 0]
-            for j in range(n):
-                dx[a, j, 0] = dy[a, j, 0] - np.exp(y[a, j, 0]) * s
-        else:
-            for j in range(n):
-                s += dy[a, j, 0] * y[a, j, 0]
-            for j in range(n):
-                dx[a, j, 0] = y[a, j, 0] * (dy[a, j, 0] - s)
+    for a in numba.prange(y.shape[0]):
+        _softmax_bwd_row(dy, y, dx, np.int64(a), log)
+
+
+@numba.njit(**JIT_OPTIONS)
+def _softmax_bwd_row(dy, y, dx, a, log):
+    """Row ``a`` of :func:`_softmax_bwd_rows` (serial helper)."""
+    n = y.shape[1]
+    s = 0.0
+    if log:
+        for j in range(n):
+            s += dy[a, j, 0]
+        for j in range(n):
+            dx[a, j, 0] = dy[a, j, 0] - np.exp(y[a, j, 0]) * s
+    else:
+        for j in range(n):
+            s += dy[a, j, 0] * y[a, j, 0]
+        for j in range(n):
+            dx[a, j, 0] = y[a, j, 0] * (dy[a, j, 0] - s)
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
