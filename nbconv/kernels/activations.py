@@ -284,10 +284,11 @@ def _row_sum(y, a):
     return s
 
 
-@numba.njit(parallel=True, **JIT_OPTIONS)
+@numba.njit(parallel=True, **_vm.JIT_OPTIONS)
 def _softmax_fwd_blocked(x, y, log):
     """:func:`_softmax_fwd_rows` of ``x`` (A, n, B) along axis 1, B > 1: blocks of
-    ``_BLOCK`` columns vectorise the running maximum and sum across columns."""
+    ``_BLOCK`` columns vectorise the running maximum, the exponentials (:mod:`._vmath`) and the
+    sums across columns."""
     A, n, B = x.shape
     nb = (B + _BLOCK - 1) // _BLOCK
     for t in numba.prange(A * nb):
@@ -295,7 +296,7 @@ def _softmax_fwd_blocked(x, y, log):
         b0 = (t % nb) * _BLOCK
         b1 = min(B, b0 + _BLOCK)
         w = b1 - b0
-        m = np.full(w, -np.inf)
+        m = np.full(w, -np.inf, dtype=x.dtype)
         s = np.zeros(w)
         for j in range(n):
             for b in range(w):
@@ -305,9 +306,11 @@ def _softmax_fwd_blocked(x, y, log):
         for b in range(w):
             if m[b] == -np.inf:
                 m[b] = 0.0
-        for j in range(n):
+        for j in range(n):  # the exponentials once, kept in y (one use of _vm's inline)
             for b in range(w):
-                s[b] += np.exp(x[a, j, b0 + b] - m[b])
+                e = _vm.exp_diff(x[a, j, b0 + b], m[b])
+                y[a, j, b0 + b] = e
+                s[b] += e
         if log:
             for b in range(w):
                 s[b] = m[b] + np.log(s[b])
@@ -319,7 +322,7 @@ def _softmax_fwd_blocked(x, y, log):
                 s[b] = 1.0 / s[b]
             for j in range(n):
                 for b in range(w):
-                    y[a, j, b0 + b] = np.exp(x[a, j, b0 + b] - m[b]) * s[b]
+                    y[a, j, b0 + b] *= s[b]
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
@@ -330,21 +333,28 @@ def _softmax_bwd_rows(dy, y, dx, log):
         _softmax_bwd_row(dy, y, dx, np.int64(a), log)
 
 
-@numba.njit(**JIT_OPTIONS)
+@numba.njit(**_vm.JIT_OPTIONS)
 def _softmax_bwd_row(dy, y, dx, a, log):
-    """Row ``a`` of :func:`_softmax_bwd_rows` (serial helper)."""
+    """Row ``a`` of :func:`_softmax_bwd_rows` (serial helper; the log-softmax's exponentials
+    vectorised, the sums in helpers that may reassociate)."""
     n = y.shape[1]
-    s = 0.0
     if log:
+        s = dx.dtype.type(_row_sum(dy, a))
         for j in range(n):
-            s += dy[a, j, 0]
-        for j in range(n):
-            dx[a, j, 0] = dy[a, j, 0] - np.exp(y[a, j, 0]) * s
+            dx[a, j, 0] = dy[a, j, 0] - _vm.exp(y[a, j, 0]) * s
     else:
-        for j in range(n):
-            s += dy[a, j, 0] * y[a, j, 0]
+        s = dx.dtype.type(_row_dot(dy, y, a))
         for j in range(n):
             dx[a, j, 0] = y[a, j, 0] * (dy[a, j, 0] - s)
+
+
+@numba.njit(**JIT_OPTIONS)
+def _row_dot(u, v, a):
+    """``sum(u[a, :, 0] * v[a, :, 0])`` in float64 (serial helper, vectorised)."""
+    s = 0.0
+    for j in range(u.shape[1]):
+        s += u[a, j, 0] * v[a, j, 0]
+    return s
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
