@@ -357,7 +357,7 @@ def _row_dot(u, v, a):
     return s
 
 
-@numba.njit(parallel=True, **JIT_OPTIONS)
+@numba.njit(parallel=True, **_vm.JIT_OPTIONS)
 def _softmax_bwd_blocked(dy, y, dx, log):
     """:func:`_softmax_bwd_rows` of (A, n, B) arrays, B > 1, in blocks of ``_BLOCK``
     columns."""
@@ -375,7 +375,7 @@ def _softmax_bwd_blocked(dy, y, dx, log):
                     s[b] += dy[a, j, b0 + b]
             for j in range(n):
                 for b in range(w):
-                    dx[a, j, b0 + b] = dy[a, j, b0 + b] - np.exp(y[a, j, b0 + b]) * s[b]
+                    dx[a, j, b0 + b] = dy[a, j, b0 + b] - _vm.exp(y[a, j, b0 + b]) * s[b]
         else:
             for j in range(n):
                 for b in range(w):
