@@ -239,6 +239,13 @@ def _scatter_weights(gwt, gw, f0, f1, taps):
 
 
 @numba.njit(inline="always")
+def _rect(taps, t):
+    """Row ``t`` of :func:`tap_table`'s ``taps``: ``(i0, j0, ni, nj, cell, first)``."""
+    return (taps[t, TAP_I0], taps[t, TAP_J0], taps[t, TAP_ROWS], taps[t, TAP_COLS],
+            taps[t, TAP_CELL], taps[t, TAP_FIRST])
+
+
+@numba.njit(inline="always")
 def _slab(n, s, parts):
     """``[n*s/parts, n*(s+1)/parts)``: part ``s`` of ``parts`` of ``range(n)``."""
     return n * s // parts, n * (s + 1) // parts
@@ -304,8 +311,7 @@ def _tapgemm_fwd_task(task, fn, width, xt, w, wt, yt, taps, full, rparts, fparts
         t = full if k < 0 else k
         if t < 0 or (k >= 0 and t == full) or taps[t, TAP_ROWS] == 0:
             continue
-        i0, j0, ni, nj, cell = (taps[t, TAP_I0], taps[t, TAP_J0], taps[t, TAP_ROWS],
-                                taps[t, TAP_COLS], taps[t, TAP_CELL])
+        i0, j0, ni, nj, cell, _ = _rect(taps, t)
         pb = wt.ctypes.data + ((t * F + f0) * C) * it
         beta = zero if t == full else one
         # bands of the rectangle: one block of rows when it spans whole rows of both
@@ -352,8 +358,7 @@ def _conv2d_tap_panels_fwd(xt, P, b, has_bias, relu, y, taps):
         for t in range(K):
             if taps[t, TAP_ROWS] == 0:
                 continue
-            i0, j0, ni, nj, cell = (taps[t, TAP_I0], taps[t, TAP_J0], taps[t, TAP_ROWS],
-                                    taps[t, TAP_COLS], taps[t, TAP_CELL])
+            i0, j0, ni, nj, cell, _ = _rect(taps, t)
             whole = nj == Wq and nj == OW
             count = ni * nj * N if whole else nj * N
             for r in range(1 if whole else ni):
@@ -418,9 +423,7 @@ def _tapgemm_bwd_data_task(task, fn, width, dyt, w, wt, dxt, taps, full, rparts,
         t = full if k < 0 else k
         if t < 0 or (k >= 0 and t == full) or taps[t, TAP_ROWS] == 0:
             continue
-        i0, j0, ni, nj, cell, first = (taps[t, TAP_I0], taps[t, TAP_J0], taps[t, TAP_ROWS],
-                                       taps[t, TAP_COLS], taps[t, TAP_CELL],
-                                       taps[t, TAP_FIRST])
+        i0, j0, ni, nj, cell, first = _rect(taps, t)
         a, b = _rows_in(first, ni, r0, r1)
         if b <= a:
             continue
@@ -478,8 +481,7 @@ def _tapgemm_bwd_weight_task(task, fn, width, dyt, xt, gwt, gw, taps, rparts, fp
     for t in range(K):
         if taps[t, TAP_ROWS] == 0:
             continue
-        i0, j0, ni, nj, cell = (taps[t, TAP_I0], taps[t, TAP_J0], taps[t, TAP_ROWS],
-                                taps[t, TAP_COLS], taps[t, TAP_CELL])
+        i0, j0, ni, nj, cell, _ = _rect(taps, t)
         a, b = _rows_in(i0, ni, r0, r1)
         if b <= a:  # no row of this slab: its share of the sum is 0
             gwt[rs, t, f0:f1] = 0.0
